@@ -1,0 +1,399 @@
+//! The widget-to-proxy API: what `GET /api/payments/{id}` returns, what
+//! `POST /api/payments/{id}/refunds` takes, the live events and the one error body.
+//!
+//! The refund rules an agent can break before submitting ([`PaymentView::check_refund`]) live
+//! here, so the widget shows inline exactly what the proxy would answer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{RefundId, SessionId};
+use crate::money::{AmountError, Money};
+use crate::smart_glocal::{PaymentStatus, RefundStatus};
+use crate::timestamp::Timestamp;
+
+/// Longest note an agent may attach to a refund.
+pub const NOTE_MAX_CHARS: usize = 500;
+
+/// The error body of every failed `/api/…` call: `{"code": "...", "message": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// Every error the proxy can answer with. A closed set: the widget has a sentence for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    // Who is asking.
+    /// No token, or not a token at all. 401.
+    Unauthenticated,
+    /// The token's signature does not verify. 401.
+    TokenInvalid,
+    /// The token has expired: the host page should mint a new one. 401.
+    TokenExpired,
+    /// The token is for another payment. 403.
+    Forbidden,
+    /// The browser origin is not allowed. 403.
+    OriginNotAllowed,
+
+    // What was sent.
+    /// The body is not JSON, or not the expected shape. 400.
+    InvalidJson,
+    /// The body is not `application/json`. 415.
+    UnsupportedMediaType,
+    /// The body is over the size limit. 413.
+    PayloadTooLarge,
+    /// The path's session id is not `ps_…`. 400.
+    InvalidSessionId,
+    /// A query or field value outside what is allowed. 400.
+    InvalidRequest,
+    /// No such route. 404.
+    NotFound,
+    /// The route does not take that method. 405.
+    MethodNotAllowed,
+
+    // The refund rules.
+    AmountEmpty,
+    AmountNotANumber,
+    AmountNotPositive,
+    AmountTooManyDecimals,
+    AmountTooLarge,
+    /// The amount's currency is not the payment's. 422.
+    CurrencyMismatch,
+    /// More than what remains refundable. 422.
+    ExceedsRemaining,
+    /// Partial refunds are not enabled for this merchant. 422.
+    PartialNotAllowed,
+    /// The payment cannot be refunded (not succeeded, or nothing remains). 422.
+    NotRefundable,
+    /// Reason "other" needs a note. 422.
+    NoteRequired,
+    NoteTooLong,
+    /// The idempotency key is missing or not 16–64 of `[A-Za-z0-9_-]`. 400.
+    InvalidIdempotencyKey,
+    /// The idempotency key was used before for a different request. 409.
+    IdempotencyConflict,
+    /// Another refund on this payment is being submitted right now. 409.
+    RefundInFlight,
+
+    // Smart Glocal.
+    /// Smart Glocal does not know this payment. 404.
+    PaymentNotFound,
+    /// Smart Glocal refused the request (`status: error`). 422.
+    UpstreamRejected,
+    /// Smart Glocal answered with an HTTP error or could not be reached. 502.
+    UpstreamUnavailable,
+    /// Smart Glocal did not answer in time. 504.
+    UpstreamTimeout,
+    /// Smart Glocal answered something unreadable. 502.
+    UpstreamBadResponse,
+
+    // Webhooks.
+    /// The webhook's signature is missing or wrong. 401.
+    SignatureInvalid,
+
+    /// Anything else; the detail is in the proxy's log. 500.
+    Internal,
+    /// Storage unreachable. 503.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire (serde's name, so logs and bodies agree).
+    pub fn name(&self) -> String {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(s)) => s,
+            _ => "internal".to_owned(),
+        }
+    }
+}
+
+impl From<&AmountError> for ErrorCode {
+    fn from(error: &AmountError) -> Self {
+        match error {
+            AmountError::Empty => ErrorCode::AmountEmpty,
+            AmountError::NotANumber => ErrorCode::AmountNotANumber,
+            AmountError::NotPositive => ErrorCode::AmountNotPositive,
+            AmountError::TooManyDecimals { .. } => ErrorCode::AmountTooManyDecimals,
+            AmountError::Overflow => ErrorCode::AmountTooLarge,
+        }
+    }
+}
+
+/// Card brand and last four digits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardView {
+    pub brand: String,
+    pub last4: String,
+}
+
+/// A payment as the widget shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentView {
+    pub session_id: SessionId,
+    pub payment_id: String,
+    pub status: PaymentStatus,
+    pub amount: Money,
+    /// `card`, or another payment type.
+    pub payment_type: String,
+    pub card: Option<CardView>,
+    pub customer_reference: Option<String>,
+    pub created_at: Option<Timestamp>,
+    /// Refunds and chargebacks so far, oldest first.
+    pub refunds: Vec<RefundView>,
+    /// Whether the merchant may refund part of a payment.
+    pub partial_refunds_allowed: bool,
+}
+
+impl PaymentView {
+    /// What has been refunded, or is being: everything but failed refunds.
+    pub fn refunded(&self) -> u64 {
+        self.refunds.iter().filter(|r| r.state.holds_money()).map(|r| r.amount.amount).sum()
+    }
+
+    /// What can still be refunded.
+    pub fn remaining(&self) -> Money {
+        Money::new(self.amount.amount.saturating_sub(self.refunded()), self.amount.currency)
+    }
+
+    /// A refund can be asked for: the payment succeeded and something remains.
+    pub fn refundable(&self) -> bool {
+        self.status == PaymentStatus::Succeeded && self.remaining().amount > 0
+    }
+
+    /// Inserts or replaces a refund (matched by attempt id, then refund id), as events arrive.
+    pub fn upsert_refund(&mut self, refund: RefundView) {
+        let existing = self.refunds.iter_mut().find(|r| {
+            (refund.attempt_id.is_some() && r.attempt_id == refund.attempt_id)
+                || (refund.refund_id.is_some() && r.refund_id == refund.refund_id)
+        });
+        match existing {
+            Some(slot) => *slot = refund,
+            None => self.refunds.push(refund),
+        }
+    }
+
+    /// The rules an agent can break: what the widget checks before submitting and the
+    /// proxy checks again on arrival. Returns the amount to refund.
+    pub fn check_refund(&self, submission: &RefundSubmission) -> Result<Money, ErrorCode> {
+        submission.check_fields()?;
+        if !self.refundable() {
+            return Err(ErrorCode::NotRefundable);
+        }
+        let remaining = self.remaining();
+        match submission.amount {
+            RefundAmount::Full => {
+                // A "full" refund of a partly refunded payment is the rest of it, which is
+                // itself a partial refund upstream.
+                if remaining.amount != self.amount.amount && !self.partial_refunds_allowed {
+                    return Err(ErrorCode::PartialNotAllowed);
+                }
+                Ok(remaining)
+            }
+            RefundAmount::Partial(money) => {
+                if money.currency != self.amount.currency {
+                    return Err(ErrorCode::CurrencyMismatch);
+                }
+                if money.amount == 0 {
+                    return Err(ErrorCode::AmountNotPositive);
+                }
+                if money.amount > remaining.amount {
+                    return Err(ErrorCode::ExceedsRemaining);
+                }
+                if money.amount != self.amount.amount && !self.partial_refunds_allowed {
+                    return Err(ErrorCode::PartialNotAllowed);
+                }
+                Ok(money)
+            }
+        }
+    }
+}
+
+/// Why the agent refunds. A closed list; "other" needs a note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundReason {
+    RequestedByCustomer,
+    Duplicate,
+    ProductNotReceived,
+    Fraudulent,
+    Other,
+}
+
+impl RefundReason {
+    pub const ALL: [RefundReason; 5] = [
+        RefundReason::RequestedByCustomer,
+        RefundReason::Duplicate,
+        RefundReason::ProductNotReceived,
+        RefundReason::Fraudulent,
+        RefundReason::Other,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RefundReason::RequestedByCustomer => "requested_by_customer",
+            RefundReason::Duplicate => "duplicate",
+            RefundReason::ProductNotReceived => "product_not_received",
+            RefundReason::Fraudulent => "fraudulent",
+            RefundReason::Other => "other",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+/// How much to refund: all that remains, or an amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundAmount {
+    Full,
+    Partial(Money),
+}
+
+/// `POST /api/payments/{session_id}/refunds`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundSubmission {
+    pub amount: RefundAmount,
+    pub reason: RefundReason,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Made when the agent opens the confirmation; the same key means the same intent.
+    pub idempotency_key: String,
+}
+
+impl RefundSubmission {
+    /// Checks the fields that do not depend on the payment.
+    pub fn check_fields(&self) -> Result<(), ErrorCode> {
+        let key = &self.idempotency_key;
+        let key_valid = (16..=64).contains(&key.len())
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !key_valid {
+            return Err(ErrorCode::InvalidIdempotencyKey);
+        }
+        let note = self.note.as_deref().map(str::trim).unwrap_or("");
+        if note.chars().count() > NOTE_MAX_CHARS {
+            return Err(ErrorCode::NoteTooLong);
+        }
+        if self.reason == RefundReason::Other && note.is_empty() {
+            return Err(ErrorCode::NoteRequired);
+        }
+        Ok(())
+    }
+}
+
+/// Where a refund stands, as the proxy knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundState {
+    /// Recorded, not yet answered by Smart Glocal.
+    Pending,
+    /// Sent, and the answer was lost (timeout, broken answer): awaiting confirmation.
+    Unknown,
+    /// Smart Glocal took it.
+    InProgress,
+    Accepted,
+    Failed,
+}
+
+impl RefundState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RefundState::Pending => "pending",
+            RefundState::Unknown => "unknown",
+            RefundState::InProgress => "in_progress",
+            RefundState::Accepted => "accepted",
+            RefundState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Pending, Self::Unknown, Self::InProgress, Self::Accepted, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+
+    pub fn is_final(&self) -> bool {
+        matches!(self, RefundState::Accepted | RefundState::Failed)
+    }
+
+    /// Failed refunds moved no money; every other state may have.
+    pub fn holds_money(&self) -> bool {
+        !matches!(self, RefundState::Failed)
+    }
+
+    /// Order in which states may follow each other: never backwards.
+    pub fn rank(&self) -> u8 {
+        match self {
+            RefundState::Pending => 0,
+            RefundState::Unknown => 1,
+            RefundState::InProgress => 2,
+            RefundState::Accepted | RefundState::Failed => 3,
+        }
+    }
+
+    /// Whether moving from `self` to `next` goes forward.
+    pub fn can_become(&self, next: RefundState) -> bool {
+        next.rank() > self.rank()
+    }
+}
+
+impl From<&RefundStatus> for RefundState {
+    fn from(status: &RefundStatus) -> Self {
+        match status {
+            RefundStatus::Accepted => RefundState::Accepted,
+            RefundStatus::Failed | RefundStatus::Cancelled => RefundState::Failed,
+            RefundStatus::InProgress | RefundStatus::Other(_) => RefundState::InProgress,
+        }
+    }
+}
+
+/// A refund as the widget shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefundView {
+    /// The ledger's id for an attempt made through the proxy; none for refunds made elsewhere.
+    pub attempt_id: Option<String>,
+    /// Smart Glocal's id, once known.
+    pub refund_id: Option<RefundId>,
+    pub amount: Money,
+    pub state: RefundState,
+    pub is_chargeback: bool,
+    /// The agent who asked for it, when it went through the proxy.
+    pub agent: Option<String>,
+    pub reason: Option<RefundReason>,
+    pub created_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// One message on `GET /api/payments/{id}/events`: a refund changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefundEvent {
+    /// Increases with each event of the proxy; the SSE id, for `Last-Event-ID`.
+    pub seq: i64,
+    pub session_id: SessionId,
+    pub refund: RefundView,
+}
+
+/// One line of `GET /api/payments/{id}/history`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: Timestamp,
+    /// `requested`, `sent`, `state_changed`, `webhook`, `reconciled`, `failed`, …
+    pub kind: String,
+    pub agent: Option<String>,
+    pub attempt_id: Option<String>,
+    pub refund_id: Option<RefundId>,
+    pub amount: Option<Money>,
+    pub state: Option<RefundState>,
+    pub detail: Option<String>,
+}
+

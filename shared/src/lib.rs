@@ -1,0 +1,20 @@
+//! The single definition of every type that crosses a wire.
+//!
+//! - [`money`]: currencies, amounts in minor units, parsing what an agent types.
+//! - [`ids`]: Smart Glocal's identifiers, which exist only once parsed.
+//! - [`smart_glocal`]: requests, responses and webhooks of the Smart Glocal API.
+//! - [`api`]: what the widget and the proxy say to each other, including the error body.
+//!
+//! No server and no browser code lives here: this crate builds for `wasm32-unknown-unknown`
+//! and native alike, so the widget and the proxy reject exactly the same input.
+
+pub mod api;
+pub mod ids;
+pub mod money;
+pub mod smart_glocal;
+mod string_enum;
+pub mod timestamp;
+
+pub use ids::{IdError, RefundId, SessionId};
+pub use money::{AmountError, Currency, Locale, Money};
+pub use timestamp::Timestamp;

@@ -1,0 +1,251 @@
+//! Money: an integer number of minor units plus an ISO 4217 currency. Never a float.
+//!
+//! The minor-unit exponent comes from `iso_currency`'s maintained table, so JPY takes no
+//! decimals and KWD takes three. [`Money::parse`] reads what an agent types, per locale;
+//! [`Money::format`] writes it back the same way, and the two round-trip.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The largest amount we accept: it must fit SQLite's signed 64-bit integers.
+pub const MAX_MINOR_UNITS: u64 = i64::MAX as u64;
+
+/// An ISO 4217 currency, lower-case on the wire (`"usd"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Currency(iso_currency::Currency);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an ISO 4217 currency code")]
+pub struct UnknownCurrency(pub String);
+
+impl Currency {
+    pub fn parse(code: &str) -> Result<Self, UnknownCurrency> {
+        let upper = code.trim().to_ascii_uppercase();
+        iso_currency::Currency::from_code(&upper)
+            .map(Self)
+            .ok_or_else(|| UnknownCurrency(code.chars().take(16).collect()))
+    }
+
+    /// Lower-case code, as Smart Glocal writes it: `usd`.
+    pub fn code(&self) -> String {
+        self.0.code().to_ascii_lowercase()
+    }
+
+    /// Digits after the decimal point: 2 for USD, 0 for JPY, 3 for KWD.
+    pub fn exponent(&self) -> u32 {
+        // Funds and metals have no minor unit in the table; they are never payment currencies,
+        // and treating them as whole units is the safe reading.
+        self.0.exponent().map(u32::from).unwrap_or(0)
+    }
+
+    /// What a person reads next to an amount: a symbol where one is unambiguous, else the code.
+    pub fn symbol(&self) -> String {
+        match self.0.code() {
+            "USD" => "$".into(),
+            "EUR" => "€".into(),
+            "GBP" => "£".into(),
+            "JPY" => "¥".into(),
+            "RUB" => "₽".into(),
+            other => other.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Currency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.code())
+    }
+}
+
+impl Serialize for Currency {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// How numbers are written: `1,000.50` (en) or `1 000,50` (ru).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Locale {
+    #[default]
+    En,
+    Ru,
+}
+
+impl Locale {
+    /// `ru`, `ru-RU`, `RU` → Russian; anything else → English.
+    pub fn from_tag(tag: &str) -> Self {
+        let primary = tag.trim().split(['-', '_']).next().unwrap_or("");
+        if primary.eq_ignore_ascii_case("ru") {
+            Locale::Ru
+        } else {
+            Locale::En
+        }
+    }
+
+    fn decimal_separator(self) -> char {
+        match self {
+            Locale::En => '.',
+            Locale::Ru => ',',
+        }
+    }
+
+    fn group_separator(self) -> char {
+        match self {
+            Locale::En => ',',
+            Locale::Ru => '\u{a0}',
+        }
+    }
+}
+
+/// Why typed text is not an amount. Each maps to its own error code in the API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    #[error("enter an amount")]
+    Empty,
+    #[error("not a number")]
+    NotANumber,
+    #[error("the amount must be greater than zero")]
+    NotPositive,
+    #[error("{currency} takes at most {max} decimal places")]
+    TooManyDecimals { currency: Currency, max: u32 },
+    #[error("the amount is too large")]
+    Overflow,
+}
+
+/// An amount in a currency's minor units (`1050` usd = 10.50 USD).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Money {
+    pub amount: u64,
+    pub currency: Currency,
+}
+
+const SPACES: [char; 4] = [' ', '\u{a0}', '\u{202f}', '\u{2009}'];
+
+impl Money {
+    pub fn new(amount: u64, currency: Currency) -> Self {
+        Self { amount, currency }
+    }
+
+    /// Parses what an agent typed: `10`, `10.5`, `10,50` (ru), `1 000,00`, `1,000.00` (en),
+    /// surrounded by spaces or not. The result is always greater than zero.
+    pub fn parse(input: &str, currency: Currency, locale: Locale) -> Result<Self, AmountError> {
+        let text = input.trim_matches(|c: char| c.is_whitespace() || SPACES.contains(&c));
+        if text.is_empty() {
+            return Err(AmountError::Empty);
+        }
+        let (negative, text) = match text.strip_prefix(['-', '\u{2212}']) {
+            Some(rest) => (true, rest.trim_start()),
+            None => (false, text),
+        };
+
+        let (integer, fraction) = split_decimal(text, locale)?;
+        let integer = strip_groups(integer, locale)?;
+        if integer.is_empty() && fraction.is_empty() {
+            return Err(AmountError::NotANumber);
+        }
+        if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(AmountError::NotANumber);
+        }
+        let exponent = currency.exponent();
+        if fraction.len() > exponent as usize {
+            return Err(AmountError::TooManyDecimals { currency, max: exponent });
+        }
+
+        let mut minor: u64 = 0;
+        let padded = fraction.chars().chain(std::iter::repeat('0')).take(exponent as usize);
+        for digit in integer.chars().chain(padded) {
+            let digit = u64::from(digit.to_digit(10).ok_or(AmountError::NotANumber)?);
+            minor = minor
+                .checked_mul(10)
+                .and_then(|m| m.checked_add(digit))
+                .ok_or(AmountError::Overflow)?;
+        }
+        if minor > MAX_MINOR_UNITS {
+            return Err(AmountError::Overflow);
+        }
+        if negative || minor == 0 {
+            return Err(AmountError::NotPositive);
+        }
+        Ok(Self { amount: minor, currency })
+    }
+
+    /// The number alone, grouped for the locale: `1,000.50` or `1 000,50`.
+    pub fn format_number(&self, locale: Locale) -> String {
+        let exponent = self.currency.exponent();
+        let divisor = 10u64.pow(exponent);
+        let whole = (self.amount / divisor).to_string();
+        let mut out = String::with_capacity(whole.len() + 8);
+        for (i, digit) in whole.chars().enumerate() {
+            if i > 0 && (whole.len() - i) % 3 == 0 {
+                out.push(locale.group_separator());
+            }
+            out.push(digit);
+        }
+        if exponent > 0 {
+            out.push(locale.decimal_separator());
+            let fraction = self.amount % divisor;
+            out.push_str(&format!("{fraction:0width$}", width = exponent as usize));
+        }
+        out
+    }
+
+    /// The amount with its currency, for display: `1,000 ¥`, `10,50 ₽`, `1.250 KWD`.
+    pub fn format(&self, locale: Locale) -> String {
+        format!("{}\u{a0}{}", self.format_number(locale), self.currency.symbol())
+    }
+}
+
+/// Splits at the locale's decimal separator. Russian agents type a dot as often as a comma,
+/// so ru accepts both; en reads a comma only as a thousands separator.
+fn split_decimal(text: &str, locale: Locale) -> Result<(&str, &str), AmountError> {
+    let separators: &[char] = match locale {
+        Locale::En => &['.'],
+        Locale::Ru => &[',', '.'],
+    };
+    let mut parts = text.splitn(2, separators);
+    let integer = parts.next().unwrap_or("");
+    let fraction = parts.next().unwrap_or("");
+    if fraction.contains(separators) {
+        return Err(AmountError::NotANumber);
+    }
+    Ok((integer, fraction))
+}
+
+/// Removes thousands separators, which must sit between groups of exactly three digits, so
+/// `1,0` or `10 00` is refused rather than silently read as something else.
+fn strip_groups(integer: &str, locale: Locale) -> Result<String, AmountError> {
+    let is_group = |c: char| SPACES.contains(&c) || (locale == Locale::En && c == ',');
+    let groups: Vec<&str> = integer.split(is_group).collect();
+    for (i, group) in groups.iter().enumerate() {
+        let valid_digits = group.bytes().all(|b| b.is_ascii_digit());
+        let valid_length = match (i, groups.len()) {
+            (_, 1) => true,
+            (0, _) => (1..=3).contains(&group.len()),
+            _ => group.len() == 3,
+        };
+        if !valid_digits || !valid_length {
+            return Err(AmountError::NotANumber);
+        }
+    }
+    Ok(groups.concat())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kwd_has_three_decimals_and_jpy_none() {
+        assert_eq!(Currency::parse("kwd").unwrap().exponent(), 3);
+        assert_eq!(Currency::parse("jpy").unwrap().exponent(), 0);
+        assert_eq!(Currency::parse("USD").unwrap().code(), "usd");
+        assert!(Currency::parse("xyz").is_err());
+    }
+}

@@ -1,0 +1,91 @@
+//! Parsing what agents type, formatting for display, and the round trip between them.
+
+use proptest::prelude::*;
+use shared::money::MAX_MINOR_UNITS;
+use shared::{AmountError, Currency, Locale, Money};
+
+fn currency(code: &str) -> Currency {
+    Currency::parse(code).unwrap()
+}
+
+fn parse(text: &str, code: &str, locale: Locale) -> Result<u64, AmountError> {
+    Money::parse(text, currency(code), locale).map(|m| m.amount)
+}
+
+#[test]
+fn amounts_are_read_the_way_agents_type_them() {
+    let cases = [
+        ("10", "usd", Locale::En, 1000),
+        ("10.5", "usd", Locale::En, 1050),
+        ("10.50", "usd", Locale::En, 1050),
+        ("10,50", "rub", Locale::Ru, 1050),
+        ("10.50", "rub", Locale::Ru, 1050),
+        ("1 000,00", "rub", Locale::Ru, 100_000),
+        ("1\u{a0}000,5", "eur", Locale::Ru, 100_050),
+        ("1,000.00", "usd", Locale::En, 100_000),
+        ("1 000.00", "usd", Locale::En, 100_000),
+        ("  42  ", "usd", Locale::En, 4200),
+        ("0.01", "usd", Locale::En, 1),
+        (".5", "usd", Locale::En, 50),
+        ("1000", "jpy", Locale::En, 1000),
+        ("1,000", "jpy", Locale::En, 1000),
+        ("1.234", "kwd", Locale::En, 1234),
+        ("1,5", "kwd", Locale::Ru, 1500),
+    ];
+    for (text, code, locale, expected) in cases {
+        assert_eq!(parse(text, code, locale), Ok(expected), "{text:?} {code} {locale:?}");
+    }
+}
+
+#[test]
+fn every_rejection_has_its_own_error() {
+    let usd = currency("usd");
+    let cases = [
+        ("", "usd", Locale::En, AmountError::Empty),
+        ("   ", "usd", Locale::En, AmountError::Empty),
+        ("abc", "usd", Locale::En, AmountError::NotANumber),
+        ("10$", "usd", Locale::En, AmountError::NotANumber),
+        ("1.2.3", "usd", Locale::En, AmountError::NotANumber),
+        ("1,0", "usd", Locale::En, AmountError::NotANumber),
+        ("10 00", "rub", Locale::Ru, AmountError::NotANumber),
+        ("1e3", "usd", Locale::En, AmountError::NotANumber),
+        ("+5", "usd", Locale::En, AmountError::NotANumber),
+        (".", "usd", Locale::En, AmountError::NotANumber),
+        ("0", "usd", Locale::En, AmountError::NotPositive),
+        ("0.00", "usd", Locale::En, AmountError::NotPositive),
+        ("-5", "usd", Locale::En, AmountError::NotPositive),
+        ("1.5", "jpy", Locale::En, AmountError::TooManyDecimals { currency: currency("jpy"), max: 0 }),
+        ("1.2345", "kwd", Locale::En, AmountError::TooManyDecimals { currency: currency("kwd"), max: 3 }),
+        ("1.001", "usd", Locale::En, AmountError::TooManyDecimals { currency: usd, max: 2 }),
+        ("99999999999999999999", "usd", Locale::En, AmountError::Overflow),
+        ("92233720368547758.08", "usd", Locale::En, AmountError::Overflow),
+    ];
+    for (text, code, locale, expected) in cases {
+        assert_eq!(parse(text, code, locale), Err(expected), "{text:?} {code} {locale:?}");
+    }
+    assert_eq!(parse("92233720368547758.07", "usd", Locale::En), Ok(MAX_MINOR_UNITS));
+}
+
+#[test]
+fn display_uses_the_currency_exponent_and_the_locale() {
+    let money = |amount, code| Money::new(amount, currency(code));
+    assert_eq!(money(100_000, "jpy").format(Locale::En), "100,000\u{a0}¥");
+    assert_eq!(money(1000, "jpy").format(Locale::En), "1,000\u{a0}¥");
+    assert_eq!(money(1250, "kwd").format_number(Locale::En), "1.250");
+    assert_eq!(money(123_456_78, "usd").format_number(Locale::En), "123,456.78");
+    assert_eq!(money(123_456_78, "rub").format(Locale::Ru), "123\u{a0}456,78\u{a0}₽");
+    assert_eq!(money(5, "usd").format_number(Locale::En), "0.05");
+}
+
+proptest! {
+    #[test]
+    fn formatting_then_parsing_gives_the_amount_back(
+        amount in 1u64..=MAX_MINOR_UNITS,
+        code in prop::sample::select(vec!["usd", "jpy", "kwd"]),
+        locale in prop::sample::select(vec![Locale::En, Locale::Ru]),
+    ) {
+        let money = Money::new(amount, currency(code));
+        let typed = money.format_number(locale);
+        prop_assert_eq!(Money::parse(&typed, money.currency, locale), Ok(money));
+    }
+}
