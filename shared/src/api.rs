@@ -397,3 +397,29 @@ pub struct HistoryEntry {
     pub detail: Option<String>,
 }
 
+
+/// `POST /api/payments/{id}/events/ticket`: a short-lived ticket for the event stream.
+///
+/// Browsers' `EventSource` cannot send an `Authorization` header, and a token in a URL ends up
+/// in logs. The ticket is bound to one payment and one agent, lives for minutes, and is worth
+/// nothing else: `GET /api/payments/{id}/events?ticket=…`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsTicket {
+    pub ticket: String,
+    pub expires_in_secs: u64,
+}
+
+/// `POST /demo/token` (demo mode only): what a merchant's backend would mint for its agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentTokenRequest {
+    pub agent: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<SessionId>,
+}
+
+/// An agent token and when it expires (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentToken {
+    pub token: String,
+    pub expires_at: i64,
+}

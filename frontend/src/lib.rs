@@ -1,0 +1,1 @@
+//! The refund widget (being built).

@@ -1,0 +1,1 @@
+//! The Smart Glocal sandbox (being built).
