@@ -1,1 +1,78 @@
-fn main() {}
+//! `cargo xtask <command>`: the project's own setup, demo, test and bench commands.
+//!
+//! Everything a fresh machine needs is installed from here (never from someone's shell
+//! history), and skipped when the pinned version is already present.
+
+mod setup;
+mod stack;
+mod widget;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+  demo         install what is missing, build the widget, start sandbox + proxies, print the URL
+  test         install what is missing (with Chromium), then run every test
+  bench        run the benchmarks and write BENCHMARKS.md
+  setup        install the wasm toolchain (add --browser for Chromium and chromedriver)
+  widget       build the widget in release and check its size budget
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup::run(args.iter().any(|a| a == "--browser")),
+        Some("widget") => setup::run(false).and_then(|_| widget::build_release().map(|_| ())),
+        Some("demo") => stack::demo(),
+        Some("test") => test(),
+        Some("bench") => bench(),
+        _ => {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub type Result<T = ()> = std::result::Result<T, String>;
+
+/// Runs one named stage and prints how long it took, so CI logs show where time goes.
+pub fn stage<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    println!("==> {name}");
+    let started = Instant::now();
+    let result = f();
+    let outcome = if result.is_ok() { "done" } else { "FAILED" };
+    println!("<== {name}: {outcome} in {:.1} s", started.elapsed().as_secs_f64());
+    result
+}
+
+/// Every test: native workspace tests (the browser end-to-end suite included), then the
+/// widget's `wasm-bindgen-test` suite in headless Chromium.
+fn test() -> Result {
+    stage("setup", || setup::run(true))?;
+    stage("widget release build", || widget::build_release().map(|_| ()))?;
+    stage("native tests (cargo test: every crate but the wasm widget)", || {
+        setup::cargo(&["test", "--locked"], &[])
+    })?;
+    stage("widget tests in headless Chromium (wasm-bindgen-test)", || {
+        setup::cargo(
+            &["test", "--locked", "-p", "frontend", "--target", "wasm32-unknown-unknown"],
+            &[],
+        )
+    })?;
+    Ok(())
+}
+
+fn bench() -> Result {
+    stage("setup", || setup::run(true))?;
+    stage("widget release build", || widget::build_release().map(|_| ()))?;
+    stage("benchmarks", || setup::cargo(&["run", "--release", "--locked", "-p", "bench"], &[]))
+}

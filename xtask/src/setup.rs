@@ -1,0 +1,164 @@
+//! Installs what the build and the tests need, each at its pinned version, skipping what is
+//! already there. Only the package registries are reached: crates.io, npm, Debian.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{stage, Result};
+
+/// trunk 0.22 needs a newer rustc than these machines have (see shared/reference/toolchain.md).
+pub const TRUNK_VERSION: &str = "0.21.14";
+/// Debian's wasm-opt (108) silently breaks the build; npm's binaryen 132 works.
+pub const BINARYEN_VERSION: &str = "132.0.0";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn tools_dir() -> PathBuf {
+    root().join(".tools")
+}
+
+/// PATH with cargo's bin folder and the project-local npm tools first.
+pub fn path_env() -> String {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let cargo_home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{home}/.cargo"));
+    let npm_bin = tools_dir().join("node_modules/.bin");
+    format!("{}:{cargo_home}/bin:{}", npm_bin.display(), std::env::var("PATH").unwrap_or_default())
+}
+
+/// Runs a command from the workspace root with our PATH, failing on a non-zero exit.
+pub fn run_cmd(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result {
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .env("PATH", path_env())
+        .envs(envs.iter().copied())
+        .status()
+        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed: {status}", args.join(" ")))
+    }
+}
+
+pub fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result {
+    run_cmd(&std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()), args, envs)
+}
+
+/// What `program --version` prints, or `None` when it is not installed.
+fn version_of(program: &str) -> Option<String> {
+    let output = Command::new(program).arg("--version").env("PATH", path_env()).output().ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn on_path(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .env("PATH", path_env())
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// The `wasm-bindgen` version in Cargo.lock: the CLI must match it exactly, or trunk tries to
+/// download one.
+pub fn wasm_bindgen_version() -> Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock"))
+        .map_err(|e| format!("cannot read Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\"" {
+            if let Some(version) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(version.trim_end_matches('"').to_owned());
+            }
+        }
+    }
+    Err("wasm-bindgen is not in Cargo.lock".into())
+}
+
+pub fn run(browser: bool) -> Result {
+    stage("wasm32 target", ensure_wasm_target)?;
+    stage("trunk", || {
+        ensure_cargo_tool("trunk", "trunk", TRUNK_VERSION, true)
+    })?;
+    stage("wasm-bindgen-cli", || {
+        let version = wasm_bindgen_version()?;
+        // `--locked` fails here on a crate the registry does not have yet (toolchain.md).
+        ensure_cargo_tool("wasm-bindgen", "wasm-bindgen-cli", &version, false)
+    })?;
+    stage("wasm-opt (npm binaryen)", ensure_binaryen)?;
+    if browser {
+        stage("Chromium, chromedriver and openssl (Debian)", ensure_debian_packages)?;
+    }
+    // trunk builds offline (Trunk.toml), so every crate must be in the local registry first.
+    stage("cargo fetch", || cargo(&["fetch", "--locked"], &[]))
+}
+
+fn ensure_wasm_target() -> Result {
+    let output = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("rustup: {e}"))?;
+    if String::from_utf8_lossy(&output.stdout).contains("wasm32-unknown-unknown") {
+        println!("    already installed");
+        return Ok(());
+    }
+    run_cmd("rustup", &["target", "add", "wasm32-unknown-unknown"], &[])
+}
+
+fn ensure_cargo_tool(program: &str, krate: &str, version: &str, locked: bool) -> Result {
+    if version_of(program).is_some_and(|v| v.split_whitespace().any(|w| w == version)) {
+        println!("    {program} {version} already installed");
+        return Ok(());
+    }
+    let mut args = vec!["install", krate, "--version", version, "--force"];
+    if locked {
+        args.push("--locked");
+    }
+    cargo(&args, &[])
+}
+
+fn ensure_binaryen() -> Result {
+    let wasm_opt = tools_dir().join("node_modules/.bin/wasm-opt");
+    let wanted = format!("version {}", BINARYEN_VERSION.split('.').next().unwrap());
+    if Path::new(&wasm_opt).exists()
+        && version_of(wasm_opt.to_str().unwrap()).is_some_and(|v| v.contains(&wanted))
+    {
+        println!("    wasm-opt {wanted} already installed");
+        return Ok(());
+    }
+    if !on_path("npm") {
+        apt_install(&["nodejs", "npm"])?;
+    }
+    std::fs::create_dir_all(tools_dir()).map_err(|e| e.to_string())?;
+    let package = format!("binaryen@{BINARYEN_VERSION}");
+    let prefix = tools_dir();
+    run_cmd("npm", &["install", "--no-audit", "--no-fund", "--prefix", prefix.to_str().unwrap(), &package], &[])
+}
+
+fn ensure_debian_packages() -> Result {
+    let mut missing = Vec::new();
+    for (program, package) in [
+        ("chromium", "chromium"),
+        ("chromedriver", "chromium-driver"),
+        ("openssl", "openssl"),
+    ] {
+        if !on_path(program) {
+            missing.push(package);
+        }
+    }
+    if missing.is_empty() {
+        println!("    already installed");
+        return Ok(());
+    }
+    apt_install(&missing)
+}
+
+fn apt_install(packages: &[&str]) -> Result {
+    run_cmd("apt-get", &["update", "-q"], &[])?;
+    let mut args = vec!["install", "-y", "-q"];
+    args.extend_from_slice(packages);
+    run_cmd("apt-get", &args, &[("DEBIAN_FRONTEND", "noninteractive")])
+}

@@ -1,0 +1,89 @@
+//! The widget's release build and its size budget.
+//!
+//! Size is deterministic for a given toolchain, so a check that fails the build is fair here
+//! (unlike timings, which only benchmarks report).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+
+use crate::setup::{self, root};
+use crate::Result;
+
+/// What an embedding page transfers, gzip: wasm + js + css.
+pub const BUDGET_GZIP_BYTES: u64 = 150 * 1024;
+
+/// One built file's weight.
+#[derive(Debug, Clone)]
+pub struct FileSize {
+    pub name: String,
+    pub raw: u64,
+    pub gzip: u64,
+}
+
+pub fn build_release() -> Result<Vec<FileSize>> {
+    let wasm_bindgen = setup::wasm_bindgen_version()?;
+    setup::run_cmd(
+        "trunk",
+        &["build", "--release"],
+        &[
+            // The same pins as Trunk.toml, so a stray global config cannot make trunk download.
+            ("TRUNK_OFFLINE", "true"),
+            ("TRUNK_SKIP_VERSION_CHECK", "true"),
+            ("TRUNK_TOOLS_WASM_BINDGEN", &wasm_bindgen),
+            ("TRUNK_TOOLS_WASM_OPT", "version_132"),
+        ],
+    )?;
+    let sizes = measure()?;
+    print_sizes(&sizes);
+    let total: u64 = sizes.iter().map(|f| f.gzip).sum();
+    if total > BUDGET_GZIP_BYTES {
+        return Err(format!(
+            "the widget transfers {:.1} KB gzip, over its budget of {:.1} KB",
+            kb(total),
+            kb(BUDGET_GZIP_BYTES)
+        ));
+    }
+    Ok(sizes)
+}
+
+/// The widget's own files in `dist/`: what a host page loads to embed it.
+pub fn measure() -> Result<Vec<FileSize>> {
+    let dist = root().join("dist");
+    let mut sizes = Vec::new();
+    let entries = std::fs::read_dir(&dist).map_err(|e| format!("{}: {e}", dist.display()))?;
+    for entry in entries {
+        let path: PathBuf = entry.map_err(|e| e.to_string())?.path();
+        let is_widget = matches!(path.extension().and_then(|e| e.to_str()), Some("wasm" | "js" | "css"));
+        if !is_widget || !path.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+        encoder.write_all(&bytes).map_err(|e| e.to_string())?;
+        let gzip = encoder.finish().map_err(|e| e.to_string())?.len() as u64;
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        sizes.push(FileSize { name, raw: bytes.len() as u64, gzip });
+    }
+    if !sizes.iter().any(|f| f.name.ends_with(".wasm")) {
+        return Err("no .wasm in dist/: did trunk build the widget?".into());
+    }
+    sizes.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(sizes)
+}
+
+fn kb(bytes: u64) -> f64 {
+    bytes as f64 / 1024.0
+}
+
+fn print_sizes(sizes: &[FileSize]) {
+    println!("    {:<32} {:>10} {:>10}", "widget file", "raw KB", "gzip KB");
+    for file in sizes {
+        println!("    {:<32} {:>10.1} {:>10.1}", file.name, kb(file.raw), kb(file.gzip));
+    }
+    let raw: u64 = sizes.iter().map(|f| f.raw).sum();
+    let gzip: u64 = sizes.iter().map(|f| f.gzip).sum();
+    println!("    {:<32} {:>10.1} {:>10.1}   (budget {:.0} KB gzip)", "total", kb(raw), kb(gzip), kb(BUDGET_GZIP_BYTES));
+}
