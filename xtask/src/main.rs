@@ -74,5 +74,5 @@ fn test() -> Result {
 fn bench() -> Result {
     stage("setup", || setup::run(true))?;
     stage("widget release build", || widget::build_release().map(|_| ()))?;
-    stage("benchmarks", || setup::cargo(&["run", "--release", "--locked", "-p", "bench"], &[]))
+    stage("benchmarks", || setup::cargo(&["run", "--profile", "bench", "--locked", "-p", "bench"], &[]))
 }
