@@ -10,6 +10,8 @@ use crate::{stage, Result};
 pub const TRUNK_VERSION: &str = "0.21.14";
 /// Debian's wasm-opt (108) silently breaks the build; npm's binaryen 132 works.
 pub const BINARYEN_VERSION: &str = "132.0.0";
+/// The accessibility audit the end-to-end suite injects into the page.
+pub const AXE_CORE_VERSION: &str = "4.14.1";
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -91,6 +93,7 @@ pub fn run(browser: bool) -> Result {
     stage("wasm-opt (npm binaryen)", ensure_binaryen)?;
     if browser {
         stage("Chromium, chromedriver and openssl (Debian)", ensure_debian_packages)?;
+        stage("axe-core (npm)", ensure_axe_core)?;
     }
     // trunk builds offline (Trunk.toml), so every crate must be in the local registry first.
     stage("cargo fetch", || cargo(&["fetch", "--locked"], &[]))
@@ -129,13 +132,31 @@ fn ensure_binaryen() -> Result {
         println!("    wasm-opt {wanted} already installed");
         return Ok(());
     }
+    npm_install(&format!("binaryen@{BINARYEN_VERSION}"))
+}
+
+fn ensure_axe_core() -> Result {
+    let manifest = tools_dir().join("node_modules/axe-core/package.json");
+    let installed = std::fs::read_to_string(&manifest).unwrap_or_default();
+    if installed.contains(&format!("\"version\": \"{AXE_CORE_VERSION}\"")) {
+        println!("    axe-core {AXE_CORE_VERSION} already installed");
+        return Ok(());
+    }
+    npm_install(&format!("axe-core@{AXE_CORE_VERSION}"))
+}
+
+/// Installs an exact npm package version into the project-local `.tools/` folder.
+fn npm_install(package: &str) -> Result {
     if !on_path("npm") {
         apt_install(&["nodejs", "npm"])?;
     }
-    std::fs::create_dir_all(tools_dir()).map_err(|e| e.to_string())?;
-    let package = format!("binaryen@{BINARYEN_VERSION}");
     let prefix = tools_dir();
-    run_cmd("npm", &["install", "--no-audit", "--no-fund", "--prefix", prefix.to_str().unwrap(), &package], &[])
+    std::fs::create_dir_all(&prefix).map_err(|e| e.to_string())?;
+    run_cmd(
+        "npm",
+        &["install", "--no-audit", "--no-fund", "--save-exact", "--prefix", prefix.to_str().unwrap(), package],
+        &[],
+    )
 }
 
 fn ensure_debian_packages() -> Result {
