@@ -1,0 +1,333 @@
+//! The widget's only network module: every call to the proxy, and its live event stream.
+//!
+//! Calls carry `Authorization: Bearer <token>`; an answer of `token_expired` asks the host for a
+//! new token ([`TokenSource::renewed`]) and repeats the same call, so a refund retried this way
+//! keeps its idempotency key.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+
+use serde::de::DeserializeOwned;
+use shared::api::{
+    ErrorBody, ErrorCode, EventsTicket, PaymentView, RefundEvent, RefundSubmission, RefundView,
+};
+use shared::{Locale, SessionId};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{EventSource, Headers, MessageEvent, Request, RequestInit, RequestMode, Response};
+
+use crate::i18n;
+use crate::token::TokenSource;
+
+/// How many times one call asks the host for a new token before giving up.
+const TOKEN_RENEWALS_PER_CALL: usize = 3;
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    /// The proxy answered with its error body.
+    Proxy { status: u16, body: ErrorBody },
+    /// No answer: the network, CORS, or the proxy is down.
+    Network,
+    /// An answer that is neither the expected type nor an error body.
+    BadResponse { status: u16 },
+}
+
+impl ApiError {
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ApiError::Proxy { body, .. } => Some(body.code),
+            _ => None,
+        }
+    }
+
+    /// What the agent reads.
+    pub fn message(&self, locale: Locale) -> String {
+        match self {
+            ApiError::Proxy { body, .. } => i18n::error_message(body.code, locale).to_owned(),
+            ApiError::Network => i18n::network_error(locale).to_owned(),
+            ApiError::BadResponse { .. } => i18n::error_message(ErrorCode::Internal, locale).to_owned(),
+        }
+    }
+}
+
+/// How the proxy took a refund submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// 201: a new refund.
+    Created,
+    /// 200: the same intent was submitted before; this is its refund.
+    Replayed,
+    /// 202: sent, but Smart Glocal's answer was lost: awaiting confirmation.
+    OutcomeUnknown,
+}
+
+/// One widget's connection to the proxy, for one payment.
+pub struct Client {
+    proxy: String,
+    session: SessionId,
+    token: Rc<TokenSource>,
+}
+
+impl Client {
+    pub fn new(proxy: &str, session: SessionId, token: Rc<TokenSource>) -> Self {
+        Self { proxy: proxy.trim_end_matches('/').to_owned(), session, token }
+    }
+
+    fn url(&self, tail: &str) -> String {
+        format!("{}/api/payments/{}{}", self.proxy, self.session, tail)
+    }
+
+    /// `GET /api/payments/{id}`.
+    pub async fn payment(&self) -> Result<PaymentView, ApiError> {
+        let url = self.url("");
+        let (_, view) = self.with_token(|token| send_json(&url, "GET", token, None)).await?;
+        Ok(view)
+    }
+
+    /// `POST /api/payments/{id}/refunds`.
+    pub async fn refund(&self, submission: &RefundSubmission) -> Result<(RefundView, Submitted), ApiError> {
+        let url = self.url("/refunds");
+        let body = serde_json::to_string(submission).map_err(|_| ApiError::BadResponse { status: 0 })?;
+        let (status, view) =
+            self.with_token(|token| send_json(&url, "POST", token, Some(body.clone()))).await?;
+        let how = match status {
+            200 => Submitted::Replayed,
+            202 => Submitted::OutcomeUnknown,
+            _ => Submitted::Created,
+        };
+        Ok((view, how))
+    }
+
+    /// `POST /api/payments/{id}/events/ticket`.
+    pub async fn events_ticket(&self) -> Result<EventsTicket, ApiError> {
+        let url = self.url("/events/ticket");
+        let (_, ticket) = self.with_token(|token| send_json(&url, "POST", token, None)).await?;
+        Ok(ticket)
+    }
+
+    fn events_url(&self, ticket: &str) -> String {
+        let ticket = String::from(js_sys::encode_uri_component(ticket));
+        self.url(&format!("/events?ticket={ticket}"))
+    }
+
+    /// Runs `call` with the current token; on `token_expired`, waits for the host's new token
+    /// and runs it again.
+    async fn with_token<T, F, Fut>(&self, call: F) -> Result<T, ApiError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let mut renewals = 0;
+        loop {
+            let result = call(self.token.current()).await;
+            match result {
+                Err(error)
+                    if error.code() == Some(ErrorCode::TokenExpired)
+                        && renewals < TOKEN_RENEWALS_PER_CALL =>
+                {
+                    renewals += 1;
+                    self.token.renewed().await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Sends one request and reads the answer as `T` (2xx) or as the proxy's error body.
+async fn send_json<T: DeserializeOwned>(
+    url: &str,
+    method: &str,
+    token: String,
+    body: Option<String>,
+) -> Result<(u16, T), ApiError> {
+    let headers = Headers::new().map_err(|_| ApiError::Network)?;
+    let _ = headers.set("Accept", "application/json");
+    let _ = headers.set("Authorization", &format!("Bearer {token}"));
+    let init = RequestInit::new();
+    init.set_method(method);
+    init.set_mode(RequestMode::Cors);
+    if let Some(body) = body {
+        let _ = headers.set("Content-Type", "application/json");
+        init.set_body(&JsValue::from_str(&body));
+    }
+    init.set_headers(&headers);
+    let request = Request::new_with_str_and_init(url, &init).map_err(|_| ApiError::Network)?;
+    let window = web_sys::window().ok_or(ApiError::Network)?;
+    let response: Response = JsFuture::from(window.fetch_with_request(&request))
+        .await
+        .map_err(|_| ApiError::Network)?
+        .unchecked_into();
+    let status = response.status();
+    let text_promise = response.text().map_err(|_| ApiError::Network)?;
+    let text = JsFuture::from(text_promise).await.map_err(|_| ApiError::Network)?.as_string().unwrap_or_default();
+    if response.ok() {
+        serde_json::from_str(&text).map(|value| (status, value)).map_err(|_| ApiError::BadResponse { status })
+    } else {
+        match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => Err(ApiError::Proxy { status, body }),
+            Err(_) => Err(ApiError::BadResponse { status }),
+        }
+    }
+}
+
+/// Resolves after `ms` milliseconds.
+pub async fn sleep(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+/// The live stream of refund changes for one payment, reconnecting by itself.
+///
+/// `EventSource` retries on its own after a dropped connection, but with the same URL: once the
+/// ticket has expired that retry is refused and the source closes. Then a fresh ticket is
+/// fetched (renewing the token if needed) and a new source opened, with a growing pause.
+pub struct EventStream {
+    state: Rc<RefCell<StreamState>>,
+}
+
+struct StreamState {
+    closed: bool,
+    source: Option<EventSource>,
+    /// Kept alive as long as the source uses them.
+    listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
+    failures: u32,
+    opened_before: bool,
+}
+
+impl EventStream {
+    /// Starts listening. `on_event` gets each refund change; `on_reconnect` is called when a
+    /// new connection opens after a lost one, so the caller can re-read what it missed.
+    pub fn start(client: Rc<Client>, on_event: Rc<dyn Fn(RefundEvent)>, on_reconnect: Rc<dyn Fn()>) -> Self {
+        let state = Rc::new(RefCell::new(StreamState {
+            closed: false,
+            source: None,
+            listeners: Vec::new(),
+            failures: 0,
+            opened_before: false,
+        }));
+        connect(client, state.clone(), on_event, on_reconnect);
+        Self { state }
+    }
+
+    pub fn close(&self) {
+        let mut state = self.state.borrow_mut();
+        state.closed = true;
+        if let Some(source) = state.source.take() {
+            source.close();
+        }
+        state.listeners.clear();
+    }
+}
+
+fn connect(
+    client: Rc<Client>,
+    state: Rc<RefCell<StreamState>>,
+    on_event: Rc<dyn Fn(RefundEvent)>,
+    on_reconnect: Rc<dyn Fn()>,
+) {
+    wasm_bindgen_futures::spawn_local(async move {
+        loop {
+            if state.borrow().closed {
+                return;
+            }
+            let failures = state.borrow().failures;
+            if failures > 0 {
+                sleep(backoff_ms(failures)).await;
+                if state.borrow().closed {
+                    return;
+                }
+            }
+            let ticket = match client.events_ticket().await {
+                Ok(ticket) => ticket,
+                Err(_) => {
+                    state.borrow_mut().failures += 1;
+                    continue;
+                }
+            };
+            let Ok(source) = EventSource::new(&client.events_url(&ticket.ticket)) else {
+                state.borrow_mut().failures += 1;
+                continue;
+            };
+            open(source, &client, &state, &on_event, &on_reconnect);
+            return;
+        }
+    });
+}
+
+fn open(
+    source: EventSource,
+    client: &Rc<Client>,
+    state: &Rc<RefCell<StreamState>>,
+    on_event: &Rc<dyn Fn(RefundEvent)>,
+    on_reconnect: &Rc<dyn Fn()>,
+) {
+    let refund = {
+        let on_event = on_event.clone();
+        Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+            let Some(message) = event.dyn_ref::<MessageEvent>() else { return };
+            let Some(data) = message.data().as_string() else { return };
+            if let Ok(event) = serde_json::from_str::<RefundEvent>(&data) {
+                on_event(event);
+            }
+        })
+    };
+    let opened = {
+        let state = state.clone();
+        let on_reconnect = on_reconnect.clone();
+        Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            let reconnected = {
+                let mut state = state.borrow_mut();
+                state.failures = 0;
+                std::mem::replace(&mut state.opened_before, true)
+            };
+            if reconnected {
+                on_reconnect();
+            }
+        })
+    };
+    let errored = {
+        let state = state.clone();
+        let client = client.clone();
+        let on_event = on_event.clone();
+        let on_reconnect = on_reconnect.clone();
+        Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            let closed_for_good = {
+                let state = state.borrow();
+                state.source.as_ref().is_some_and(|s| s.ready_state() == EventSource::CLOSED)
+            };
+            if closed_for_good {
+                {
+                    let mut state = state.borrow_mut();
+                    state.source = None;
+                    state.failures += 1;
+                    // The listeners are dropped by the next `open`, not here: this closure
+                    // is one of them and is still running.
+                }
+                connect(client.clone(), state.clone(), on_event.clone(), on_reconnect.clone());
+            }
+        })
+    };
+    let _ = source.add_event_listener_with_callback("refund", refund.as_ref().unchecked_ref());
+    let _ = source.add_event_listener_with_callback("open", opened.as_ref().unchecked_ref());
+    let _ = source.add_event_listener_with_callback("error", errored.as_ref().unchecked_ref());
+    let mut state = state.borrow_mut();
+    if state.closed {
+        source.close();
+        return;
+    }
+    state.source = Some(source);
+    state.listeners = vec![refund, opened, errored];
+}
+
+/// 1 s, 2 s, 4 s … up to 30 s between attempts.
+fn backoff_ms(failures: u32) -> i32 {
+    (1000i32 << failures.saturating_sub(1).min(5)).min(30_000)
+}

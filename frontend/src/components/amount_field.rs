@@ -1,0 +1,61 @@
+//! The amount of a partial refund, typed in the payment's currency, with its inline error.
+
+use leptos::prelude::*;
+use shared::{Currency, Locale};
+
+use crate::dom::unique_id;
+use crate::i18n::tr;
+use crate::testids;
+
+#[component]
+pub fn AmountField(
+    /// What the agent has typed.
+    text: RwSignal<String>,
+    /// What is wrong with it, if anything: shown under the field and tied to it.
+    #[prop(into)]
+    error: Signal<Option<String>>,
+    /// The payment's currency, shown beside the field.
+    currency: Currency,
+    /// A hint under the field, e.g. how much may be refunded.
+    #[prop(into)]
+    hint: Signal<String>,
+    /// Language of the label.
+    locale: Locale,
+) -> impl IntoView {
+    let input_id = unique_id("amount");
+    let error_id = unique_id("amount-error");
+    let hint_id = unique_id("amount-hint");
+    let described_by = {
+        let (error_id, hint_id) = (error_id.clone(), hint_id.clone());
+        move || match error.get() {
+            Some(_) => format!("{error_id} {hint_id}"),
+            None => hint_id.clone(),
+        }
+    };
+    view! {
+        <div class="sgr-field">
+            <label class="sgr-label" for=input_id.clone()>
+                {tr(locale, "Amount to refund", "Сумма возврата")}
+            </label>
+            <div class="sgr-input-row">
+                <input
+                    type="text"
+                    id=input_id
+                    inputmode="decimal"
+                    autocomplete="off"
+                    spellcheck="false"
+                    data-testid=testids::AMOUNT_INPUT
+                    aria-invalid=move || if error.with(Option::is_some) { "true" } else { "false" }
+                    aria-describedby=described_by
+                    prop:value=move || text.get()
+                    on:input=move |ev| text.set(event_target_value(&ev))
+                />
+                <span aria-hidden="true">{currency.symbol()}</span>
+            </div>
+            <p class="sgr-hint" id=hint_id>{move || hint.get()}</p>
+            <p class="sgr-error" id=error_id data-testid=testids::AMOUNT_ERROR hidden=move || error.with(Option::is_none)>
+                {move || error.get().unwrap_or_default()}
+            </p>
+        </div>
+    }
+}

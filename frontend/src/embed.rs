@@ -1,0 +1,142 @@
+//! Embedding: mounts a widget into every `[data-sg-refund]` element, and gives the host
+//! `window.sgRefund.mount(element, options)` / `unmount(element)` for elements added later.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use leptos::prelude::*;
+use shared::SessionId;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{Element, HtmlElement};
+
+use crate::api::Client;
+use crate::components::RefundWidget;
+use crate::token::TokenSource;
+use crate::{dom, style};
+
+/// The marker attribute of an element a widget mounts into.
+pub const MARKER: &str = "data-sg-refund";
+/// Fired on `document` once `window.sgRefund` is there.
+pub const READY_EVENT: &str = "sg-refund:ready";
+
+struct Mounted {
+    element: Element,
+    token: Rc<TokenSource>,
+    /// Dropping it removes the widget (and stops its event stream).
+    _handle: Box<dyn std::any::Any>,
+}
+
+thread_local! {
+    static MOUNTED: RefCell<Vec<Mounted>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs once when the script loads.
+pub fn boot() {
+    style::install();
+    expose_api();
+    mount_all();
+    if let Some(document) = web_sys::window().and_then(|w| w.document()) {
+        if let Ok(event) = web_sys::Event::new(READY_EVENT) {
+            let _ = document.dispatch_event(&event);
+        }
+    }
+}
+
+/// Mounts into every `[data-sg-refund]` element not yet mounted.
+pub fn mount_all() {
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
+    let Ok(nodes) = document.query_selector_all(&format!("[{MARKER}]")) else { return };
+    for i in 0..nodes.length() {
+        if let Some(element) = nodes.get(i).and_then(|n| n.dyn_into::<HtmlElement>().ok()) {
+            if !is_mounted(&element) {
+                mount_element(&element, None);
+            }
+        }
+    }
+}
+
+/// `mount(element, {session, proxy, token, lang, onTokenExpired})`: options, where given,
+/// are written to the element's `data-*` attributes, which stay the source of truth (the
+/// host renews the token by setting `data-token`).
+pub fn mount(element: &HtmlElement, options: &JsValue) {
+    for (key, attribute) in [("session", "data-session"), ("proxy", "data-proxy"), ("token", "data-token"), ("lang", "data-lang")] {
+        if let Some(value) = js_sys::Reflect::get(options, &key.into()).ok().and_then(|v| v.as_string()) {
+            let _ = element.set_attribute(attribute, &value);
+        }
+    }
+    let _ = element.set_attribute(MARKER, "");
+    let on_expired = js_sys::Reflect::get(options, &"onTokenExpired".into())
+        .ok()
+        .and_then(|v| v.dyn_into::<js_sys::Function>().ok());
+    unmount(element);
+    mount_element(element, on_expired);
+}
+
+/// Removes the widget from `element`, closing its event stream.
+pub fn unmount(element: &Element) {
+    let removed: Vec<Mounted> = MOUNTED.with(|m| {
+        let mut mounted = m.borrow_mut();
+        let (gone, kept) = mounted.drain(..).partition(|w| &w.element == element);
+        *mounted = kept;
+        gone
+    });
+    for widget in removed {
+        widget.token.detach();
+        drop(widget);
+    }
+}
+
+fn is_mounted(element: &Element) -> bool {
+    MOUNTED.with(|m| m.borrow().iter().any(|w| &w.element == element))
+}
+
+fn mount_element(element: &HtmlElement, on_expired: Option<js_sys::Function>) {
+    let attribute = |name: &str| element.get_attribute(name).filter(|v| !v.trim().is_empty());
+    let locale = dom::locale_for(attribute("data-lang"));
+    let proxy = attribute("data-proxy").unwrap_or_else(page_origin);
+    element.set_inner_html("");
+    let token = TokenSource::attach(element, on_expired);
+    let handle: Box<dyn std::any::Any> = match attribute("data-session").map(|s| SessionId::parse(&s)) {
+        Some(Ok(session)) => {
+            let client = Rc::new(Client::new(&proxy, session, token.clone()));
+            Box::new(leptos::mount::mount_to(element.clone(), move || view! { <RefundWidget client locale /> }))
+        }
+        _ => {
+            let message = crate::i18n::error_message(shared::api::ErrorCode::InvalidSessionId, locale);
+            Box::new(leptos::mount::mount_to(element.clone(), move || view! {
+                <div class="sgr"><p class="sgr-alert" role="alert" data-testid=crate::testids::FORM_ERROR>{message}</p></div>
+            }))
+        }
+    };
+    MOUNTED.with(|m| m.borrow_mut().push(Mounted { element: element.clone().into(), token, _handle: handle }));
+}
+
+fn page_origin() -> String {
+    web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default()
+}
+
+/// `window.sgRefund = { mount, unmount, mountAll }`.
+fn expose_api() {
+    let Some(window) = web_sys::window() else { return };
+    let api = js_sys::Object::new();
+    let mount_fn = Closure::<dyn Fn(JsValue, JsValue)>::new(|element: JsValue, options: JsValue| {
+        if let Ok(element) = element.dyn_into::<HtmlElement>() {
+            mount(&element, &options);
+        }
+    });
+    let unmount_fn = Closure::<dyn Fn(JsValue)>::new(|element: JsValue| {
+        if let Ok(element) = element.dyn_into::<Element>() {
+            unmount(&element);
+        }
+    });
+    let mount_all_fn = Closure::<dyn Fn()>::new(mount_all);
+    let _ = js_sys::Reflect::set(&api, &"mount".into(), mount_fn.as_ref());
+    let _ = js_sys::Reflect::set(&api, &"unmount".into(), unmount_fn.as_ref());
+    let _ = js_sys::Reflect::set(&api, &"mountAll".into(), mount_all_fn.as_ref());
+    let _ = js_sys::Reflect::set(&window, &"sgRefund".into(), &api);
+    // Page-lifetime functions: leaking them is the point.
+    mount_fn.forget();
+    unmount_fn.forget();
+    mount_all_fn.forget();
+}

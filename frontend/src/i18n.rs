@@ -1,0 +1,248 @@
+//! English and Russian: every sentence the widget shows, and locale-aware dates.
+//!
+//! Amounts are formatted by `shared::Money::format`; this module only chooses words.
+
+use shared::api::{ErrorCode, RefundReason, RefundState};
+use shared::smart_glocal::PaymentStatus;
+use shared::{AmountError, Locale};
+
+/// Picks the sentence for the locale. Both are written side by side so neither is forgotten.
+pub fn tr(locale: Locale, en: &'static str, ru: &'static str) -> &'static str {
+    match locale {
+        Locale::En => en,
+        Locale::Ru => ru,
+    }
+}
+
+/// The BCP 47 tag the browser formats dates with.
+pub fn tag(locale: Locale) -> &'static str {
+    tr(locale, "en-GB", "ru-RU")
+}
+
+/// A human sentence for every error the proxy can answer with.
+///
+/// No wildcard arm on purpose: a new `ErrorCode` must not compile until it has words here.
+pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
+    use ErrorCode::*;
+    let (en, ru) = match code {
+        Unauthenticated => (
+            "You are not signed in to the refund service. Reload the page and try again.",
+            "Вы не вошли в сервис возвратов. Перезагрузите страницу и попробуйте снова.",
+        ),
+        TokenInvalid => (
+            "Your session with the refund service is not valid. Reload the page.",
+            "Сессия сервиса возвратов недействительна. Перезагрузите страницу.",
+        ),
+        TokenExpired => (
+            "Your session has expired. Renewing it…",
+            "Сессия истекла. Обновляем её…",
+        ),
+        Forbidden => (
+            "You are not allowed to work with this payment.",
+            "У вас нет доступа к этому платежу.",
+        ),
+        OriginNotAllowed => (
+            "This page is not allowed to use the refund service.",
+            "Этой странице не разрешено обращаться к сервису возвратов.",
+        ),
+        InvalidJson | UnsupportedMediaType | InvalidRequest | MethodNotAllowed => (
+            "The refund service did not understand the request. Reload the page and try again.",
+            "Сервис возвратов не понял запрос. Перезагрузите страницу и попробуйте снова.",
+        ),
+        PayloadTooLarge => (
+            "The request is too large. Shorten the note and try again.",
+            "Запрос слишком большой. Сократите комментарий и попробуйте снова.",
+        ),
+        InvalidSessionId => (
+            "This is not a valid payment id.",
+            "Неверный идентификатор платежа.",
+        ),
+        NotFound => (
+            "The refund service could not find what was asked for.",
+            "Сервис возвратов не нашёл запрошенное.",
+        ),
+        AmountEmpty => ("Enter an amount.", "Введите сумму."),
+        AmountNotANumber => (
+            "Enter the amount as a number, for example 10.50.",
+            "Введите сумму числом, например 10,50.",
+        ),
+        AmountNotPositive => (
+            "The amount must be greater than zero.",
+            "Сумма должна быть больше нуля.",
+        ),
+        AmountTooManyDecimals => (
+            "The amount has more decimal places than the currency allows.",
+            "В сумме больше знаков после запятой, чем допускает валюта.",
+        ),
+        AmountTooLarge => ("The amount is too large.", "Сумма слишком большая."),
+        CurrencyMismatch => (
+            "The refund must be in the payment's currency.",
+            "Возврат должен быть в валюте платежа.",
+        ),
+        ExceedsRemaining => (
+            "The amount is more than what remains refundable.",
+            "Сумма больше, чем осталось вернуть.",
+        ),
+        PartialNotAllowed => (
+            "Partial refunds are not enabled for this merchant: only the full amount can be refunded.",
+            "Частичные возвраты для этого магазина не включены: можно вернуть только всю сумму.",
+        ),
+        NotRefundable => (
+            "This payment cannot be refunded.",
+            "Этот платёж нельзя вернуть.",
+        ),
+        NoteRequired => (
+            "Add a note explaining the reason.",
+            "Добавьте комментарий с причиной.",
+        ),
+        NoteTooLong => ("The note is too long.", "Комментарий слишком длинный."),
+        InvalidIdempotencyKey => (
+            "The request could not be identified. Close the confirmation and try again.",
+            "Не удалось опознать запрос. Закройте подтверждение и попробуйте снова.",
+        ),
+        IdempotencyConflict => (
+            "This confirmation was already used for a different refund. Start again.",
+            "Это подтверждение уже использовано для другого возврата. Начните заново.",
+        ),
+        RefundInFlight => (
+            "Another refund of this payment is being submitted right now. Wait a moment and try again.",
+            "Другой возврат по этому платежу отправляется прямо сейчас. Подождите и попробуйте снова.",
+        ),
+        PaymentNotFound => (
+            "The payment provider does not know this payment.",
+            "Платёжный провайдер не знает этот платёж.",
+        ),
+        UpstreamRejected => (
+            "The payment provider refused the refund.",
+            "Платёжный провайдер отклонил возврат.",
+        ),
+        UpstreamUnavailable => (
+            "The payment provider cannot be reached right now. Try again in a minute.",
+            "Платёжный провайдер сейчас недоступен. Попробуйте через минуту.",
+        ),
+        UpstreamTimeout => (
+            "The payment provider did not answer in time. Try again in a minute.",
+            "Платёжный провайдер не ответил вовремя. Попробуйте через минуту.",
+        ),
+        UpstreamBadResponse => (
+            "The payment provider answered something unreadable. Try again in a minute.",
+            "Платёжный провайдер прислал непонятный ответ. Попробуйте через минуту.",
+        ),
+        SignatureInvalid => (
+            "A message could not be verified.",
+            "Не удалось проверить подпись сообщения.",
+        ),
+        Internal => (
+            "Something went wrong in the refund service. Try again; if it persists, contact support.",
+            "В сервисе возвратов произошла ошибка. Попробуйте снова; если повторится, обратитесь в поддержку.",
+        ),
+        Unavailable => (
+            "The refund service is temporarily unavailable. Try again in a minute.",
+            "Сервис возвратов временно недоступен. Попробуйте через минуту.",
+        ),
+    };
+    tr(locale, en, ru)
+}
+
+/// What is wrong with a typed amount, saying how many decimals the currency takes.
+pub fn amount_error_message(error: &AmountError, locale: Locale) -> String {
+    match error {
+        AmountError::TooManyDecimals { currency, max: 0 } => match locale {
+            Locale::En => format!("{currency} amounts take no decimal places."),
+            Locale::Ru => format!("Суммы в {currency} указываются без дробной части."),
+        },
+        AmountError::TooManyDecimals { currency, max } => match locale {
+            Locale::En => format!("{currency} takes at most {max} decimal places."),
+            Locale::Ru => format!("В {currency} не больше {max} знаков после запятой."),
+        },
+        other => error_message(ErrorCode::from(other), locale).to_owned(),
+    }
+}
+
+/// The words for the network failing before any answer arrived.
+pub fn network_error(locale: Locale) -> &'static str {
+    tr(
+        locale,
+        "The refund service cannot be reached. Check the connection and try again.",
+        "Сервис возвратов недоступен. Проверьте соединение и попробуйте снова.",
+    )
+}
+
+pub fn reason_label(reason: RefundReason, locale: Locale) -> &'static str {
+    match reason {
+        RefundReason::RequestedByCustomer => tr(locale, "Requested by customer", "По просьбе покупателя"),
+        RefundReason::Duplicate => tr(locale, "Duplicate payment", "Повторный платёж"),
+        RefundReason::ProductNotReceived => tr(locale, "Product not received", "Товар не получен"),
+        RefundReason::Fraudulent => tr(locale, "Fraudulent", "Мошенничество"),
+        RefundReason::Other => tr(locale, "Other", "Другое"),
+    }
+}
+
+pub fn state_label(state: RefundState, locale: Locale) -> &'static str {
+    match state {
+        RefundState::Pending => tr(locale, "Submitting", "Отправляется"),
+        RefundState::Unknown => tr(locale, "Awaiting confirmation", "Ожидает подтверждения"),
+        RefundState::InProgress => tr(locale, "In progress", "В обработке"),
+        RefundState::Accepted => tr(locale, "Accepted", "Принят"),
+        RefundState::Failed => tr(locale, "Failed", "Не прошёл"),
+    }
+}
+
+pub fn payment_status_label(status: &PaymentStatus, locale: Locale) -> String {
+    match status {
+        PaymentStatus::Succeeded => tr(locale, "Succeeded", "Успешен").to_owned(),
+        PaymentStatus::InProgress => tr(locale, "In progress", "В обработке").to_owned(),
+        PaymentStatus::Pending => tr(locale, "Pending", "Ожидает").to_owned(),
+        PaymentStatus::Failed => tr(locale, "Failed", "Не прошёл").to_owned(),
+        PaymentStatus::Other(raw) => raw.clone(),
+    }
+}
+
+/// A date and time as people of the locale write it (the browser's `Intl` does the work).
+pub fn format_date(unix_millis: i64, locale: Locale) -> String {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(unix_millis as f64));
+    let options = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&options, &"dateStyle".into(), &"medium".into());
+    let _ = js_sys::Reflect::set(&options, &"timeStyle".into(), &"short".into());
+    date.to_locale_string(tag(locale), &options).into()
+}
+
+/// `Visa •••• 4242`: the brand as people write it and the last four digits.
+pub fn card_label(card: &shared::api::CardView) -> String {
+    let mut brand = card.brand.trim().to_owned();
+    if brand.is_empty() {
+        brand = "Card".into();
+    } else if brand.chars().all(|c| c.is_ascii_lowercase()) {
+        brand = match brand.as_str() {
+            "mastercard" => "Mastercard".into(),
+            "amex" => "Amex".into(),
+            "unionpay" => "UnionPay".into(),
+            "jcb" | "mir" => brand.to_ascii_uppercase(),
+            _ => {
+                let mut chars = brand.chars();
+                chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+            }
+        };
+    }
+    format!("{brand} •••• {}", card.last4)
+}
+
+/// How the customer paid, for display.
+pub fn payment_method(payment: &shared::api::PaymentView, locale: Locale) -> String {
+    match &payment.card {
+        Some(card) => card_label(card),
+        None if payment.payment_type.is_empty() => tr(locale, "Unknown method", "Неизвестный способ").to_owned(),
+        None => payment.payment_type.clone(),
+    }
+}
+
+/// The confirmation's one sentence: "Refund 1,000 ¥ to Visa •••• 4242".
+pub fn confirmation_text(payment: &shared::api::PaymentView, amount: shared::Money, locale: Locale) -> String {
+    let amount = amount.format(locale);
+    match (&payment.card, locale) {
+        (Some(card), Locale::En) => format!("Refund {amount} to {}", card_label(card)),
+        (Some(card), Locale::Ru) => format!("Вернуть {amount} на карту {}", card_label(card)),
+        (None, Locale::En) => format!("Refund {amount} to the customer ({})", payment_method(payment, locale)),
+        (None, Locale::Ru) => format!("Вернуть {amount} покупателю ({})", payment_method(payment, locale)),
+    }
+}

@@ -1,0 +1,19 @@
+//! Idempotency keys: one fresh random key each time the agent opens the confirmation, so the
+//! same intent retried (a lost answer, a renewed token) is refunded once.
+
+/// 32 lower-case hex characters from the browser's CSPRNG (valid for the proxy: 16–64 of
+/// `[A-Za-z0-9_-]`). `getRandomValues` works on plain-http host pages too, unlike `randomUUID`.
+pub fn new_key() -> String {
+    let mut bytes = [0u8; 16];
+    let filled = web_sys::window()
+        .and_then(|w| w.crypto().ok())
+        .is_some_and(|crypto| crypto.get_random_values_with_u8_array(&mut bytes).is_ok());
+    if !filled {
+        // No Web Crypto at all (not a browser we support): still unique per page load.
+        let now = js_sys::Date::now().to_bits().to_le_bytes();
+        let random = js_sys::Math::random().to_bits().to_le_bytes();
+        bytes[..8].copy_from_slice(&now);
+        bytes[8..].copy_from_slice(&random);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,91 @@
+//! The agent token, owned by the host page: read from `data-token`, renewed by asking the host.
+//!
+//! On `token_expired` the widget fires a bubbling `sg-refund:token-expired` event on its element
+//! (and calls the optional `onTokenExpired` callback); the host answers by setting a new
+//! `data-token`, which a `MutationObserver` sees. Callers await [`TokenSource::renewed`].
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{CustomEvent, CustomEventInit, Element, MutationObserver, MutationObserverInit};
+
+/// The event the host listens for to mint a new token.
+pub const TOKEN_EXPIRED_EVENT: &str = "sg-refund:token-expired";
+const TOKEN_ATTRIBUTE: &str = "data-token";
+
+/// Where the widget's token comes from and how it learns of a new one.
+pub struct TokenSource {
+    element: Element,
+    current: RefCell<String>,
+    waiters: RefCell<Vec<js_sys::Function>>,
+    on_expired: Option<js_sys::Function>,
+    observer: RefCell<Option<(MutationObserver, Closure<dyn FnMut()>)>>,
+}
+
+impl TokenSource {
+    /// Reads `data-token` and watches it for changes made by the host.
+    pub fn attach(element: &Element, on_expired: Option<js_sys::Function>) -> Rc<Self> {
+        let source = Rc::new(Self {
+            element: element.clone(),
+            current: RefCell::new(element.get_attribute(TOKEN_ATTRIBUTE).unwrap_or_default()),
+            waiters: RefCell::new(Vec::new()),
+            on_expired,
+            observer: RefCell::new(None),
+        });
+        // The closure holds a weak reference: the observer must not keep a removed widget alive.
+        let weak = Rc::downgrade(&source);
+        let callback = Closure::<dyn FnMut()>::new(move || {
+            if let Some(source) = weak.upgrade() {
+                source.attribute_changed();
+            }
+        });
+        if let Ok(observer) = MutationObserver::new(callback.as_ref().unchecked_ref()) {
+            let options = MutationObserverInit::new();
+            options.set_attributes(true);
+            options.set_attribute_filter(&js_sys::Array::of1(&TOKEN_ATTRIBUTE.into()));
+            if observer.observe_with_options(element, &options).is_ok() {
+                *source.observer.borrow_mut() = Some((observer, callback));
+            }
+        }
+        source
+    }
+
+    pub fn current(&self) -> String {
+        self.current.borrow().clone()
+    }
+
+    /// Asks the host for a new token and resolves once `data-token` has been set again.
+    pub async fn renewed(&self) {
+        // Register before asking, so a host that answers synchronously is not missed.
+        let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+            self.waiters.borrow_mut().push(resolve);
+        });
+        let init = CustomEventInit::new();
+        init.set_bubbles(true);
+        init.set_composed(true);
+        if let Ok(event) = CustomEvent::new_with_event_init_dict(TOKEN_EXPIRED_EVENT, &init) {
+            let _ = self.element.dispatch_event(&event);
+        }
+        if let Some(callback) = &self.on_expired {
+            let _ = callback.call1(&JsValue::NULL, &self.element);
+        }
+        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+    }
+
+    fn attribute_changed(&self) {
+        *self.current.borrow_mut() = self.element.get_attribute(TOKEN_ATTRIBUTE).unwrap_or_default();
+        for resolve in self.waiters.take() {
+            let _ = resolve.call0(&JsValue::NULL);
+        }
+    }
+
+    /// Stops watching the element (the widget was unmounted).
+    pub fn detach(&self) {
+        if let Some((observer, _callback)) = self.observer.take() {
+            observer.disconnect();
+        }
+        self.waiters.take();
+    }
+}
