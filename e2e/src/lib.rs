@@ -1,1 +1,41 @@
-//! End-to-end harness (being built).
+//! The end-to-end harness: the real stack on loopback, driven through headless Chromium.
+//!
+//! - [`runner`]: [`run`] one scenario in the test binary's one browser, artifacts on failure.
+//! - [`browser`]: chromedriver on a free port, Chromium with a fresh profile, the console log.
+//! - [`stack`]: sandbox + both proxies in-process on `127.0.0.1:0`, serving `dist/`.
+//! - [`widget`]: the widget as an agent meets it, found by `data-testid`.
+//! - [`axe`]: the axe-core accessibility audit.
+//! - [`artifacts`]: screenshot, console log and DOM of a failed test in `e2e/artifacts/`.
+
+pub mod artifacts;
+pub mod axe;
+pub mod browser;
+pub mod runner;
+#[cfg(feature = "stack")]
+pub mod stack;
+#[cfg(not(feature = "stack"))]
+pub mod stack {
+    pub struct Stack;
+    #[derive(Default)]
+    pub struct StackOptions;
+    impl Stack {
+        pub async fn start(_: StackOptions) -> Result<Self, crate::BoxError> { Err("no stack".into()) }
+        pub(crate) fn stop_at_exit(&self) {}
+    }
+}
+pub mod widget;
+
+use std::path::{Path, PathBuf};
+
+pub use runner::{run, try_run, Ctx};
+pub use stack::{Stack, StackOptions};
+pub use widget::{testid, Widget};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// What a scenario returns: `?` on any step, `Err` fails the test with artifacts.
+pub type TestResult = Result<(), BoxError>;
+
+/// The repository root (the parent of `e2e/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("e2e/ has a parent").to_path_buf()
+}

@@ -1,0 +1,243 @@
+//! The widget as an agent meets it: one `<div data-sg-refund data-session=…>` on the page,
+//! its parts found by `data-testid` (the list is `frontend/src/testids.rs`), typed into,
+//! clicked and read — with waits, because everything in it arrives asynchronously.
+
+use std::time::{Duration, Instant};
+
+use fantoccini::actions::{InputSource, KeyAction, KeyActions, MouseActions, PointerAction};
+use fantoccini::elements::Element;
+use fantoccini::key::Key;
+use fantoccini::{Client, Locator};
+
+use crate::BoxError;
+
+/// How long a wait lasts before it fails: generous for a loaded 2-core machine, while a
+/// passing wait returns as soon as the condition holds.
+pub const WAIT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(40);
+
+/// The `data-testid`s of `frontend/src/testids.rs`, repeated here because that crate builds
+/// for wasm only; a renamed id fails the suite loudly rather than silently matching nothing.
+pub mod testid {
+    pub const WIDGET: &str = "sg-refund";
+    pub const LOADING: &str = "loading";
+    pub const PAYMENT_AMOUNT: &str = "payment-amount";
+    pub const PAYMENT_CARD: &str = "payment-card";
+    pub const PAYMENT_CUSTOMER: &str = "payment-customer";
+    pub const PAYMENT_STATUS: &str = "payment-status";
+    pub const PAYMENT_DATE: &str = "payment-date";
+    pub const REMAINING: &str = "remaining";
+    pub const REFUND_LIST: &str = "refund-list";
+    pub const REFUND_ROW: &str = "refund-row";
+    pub const REFUND_AMOUNT: &str = "refund-amount";
+    pub const REFUND_STATE: &str = "refund-state";
+    pub const CHARGEBACK_BADGE: &str = "chargeback-badge";
+    pub const NOT_REFUNDABLE: &str = "not-refundable";
+    pub const MODE_FULL: &str = "mode-full";
+    pub const MODE_PARTIAL: &str = "mode-partial";
+    pub const AMOUNT_INPUT: &str = "amount-input";
+    pub const AMOUNT_ERROR: &str = "amount-error";
+    pub const REASON_SELECT: &str = "reason-select";
+    pub const NOTE_INPUT: &str = "note-input";
+    pub const NOTE_ERROR: &str = "note-error";
+    pub const REVIEW_BUTTON: &str = "review-button";
+    pub const CONFIRM_DIALOG: &str = "confirm-dialog";
+    pub const CONFIRM_TEXT: &str = "confirm-text";
+    pub const CONFIRM_BUTTON: &str = "confirm-button";
+    pub const CANCEL_BUTTON: &str = "cancel-button";
+    pub const FORM_ERROR: &str = "form-error";
+    pub const STATUS_LIVE: &str = "status-live";
+    pub const RETRY_BUTTON: &str = "retry-button";
+}
+
+/// One widget on the page, found by its payment.
+#[derive(Clone)]
+pub struct Widget {
+    client: Client,
+    /// CSS selector of the host element.
+    root: String,
+    session: String,
+}
+
+impl Widget {
+    /// The widget showing payment `session` on the current page.
+    pub fn new(client: &Client, session: &str) -> Self {
+        Self {
+            client: client.clone(),
+            root: format!("[data-sg-refund][data-session=\"{session}\"]"),
+            session: session.to_owned(),
+        }
+    }
+
+    /// CSS selector of the host element, e.g. to scope an accessibility audit.
+    pub fn root_selector(&self) -> &str {
+        &self.root
+    }
+
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
+    fn selector(&self, testid: &str) -> String {
+        format!("{} [data-testid=\"{testid}\"]", self.root)
+    }
+
+    /// Every element with `testid` inside this widget, now (no waiting).
+    pub async fn all(&self, testid: &str) -> Result<Vec<Element>, BoxError> {
+        Ok(self.client.find_all(Locator::Css(&self.selector(testid))).await?)
+    }
+
+    pub async fn is_present(&self, testid: &str) -> Result<bool, BoxError> {
+        Ok(!self.all(testid).await?.is_empty())
+    }
+
+    /// The first element with `testid`, waiting for it to appear.
+    pub async fn find(&self, testid: &str) -> Result<Element, BoxError> {
+        let start = Instant::now();
+        loop {
+            if let Some(element) = self.all(testid).await?.into_iter().next() {
+                return Ok(element);
+            }
+            if start.elapsed() > WAIT {
+                return Err(format!("`{testid}` did not appear in the widget of {} within {WAIT:?}", self.session).into());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The widget has rendered the payment (its amount is on screen).
+    pub async fn wait_loaded(&self) -> Result<(), BoxError> {
+        self.find(testid::PAYMENT_AMOUNT).await?;
+        Ok(())
+    }
+
+    /// The visible text of the first element with `testid`, waiting for it to appear.
+    pub async fn text(&self, testid: &str) -> Result<String, BoxError> {
+        Ok(self.find(testid).await?.text().await?)
+    }
+
+    /// The visible texts of every element with `testid`, now.
+    pub async fn texts(&self, testid: &str) -> Result<Vec<String>, BoxError> {
+        let mut texts = Vec::new();
+        for element in self.all(testid).await? {
+            texts.push(element.text().await?);
+        }
+        Ok(texts)
+    }
+
+    /// Waits until the joined texts of every `testid` element satisfy `expected`; returns them.
+    /// The error names what was awaited and what was last seen.
+    pub async fn wait_text(
+        &self,
+        testid: &str,
+        what: &str,
+        expected: impl Fn(&str) -> bool,
+    ) -> Result<String, BoxError> {
+        let start = Instant::now();
+        let mut last;
+        loop {
+            // A re-render can swap an element between finding and reading it: read again.
+            last = match self.texts(testid).await {
+                Ok(texts) => texts.join(" | "),
+                Err(e) => format!("<unreadable: {e}>"),
+            };
+            if expected(&last) {
+                return Ok(last);
+            }
+            if start.elapsed() > WAIT {
+                return Err(format!(
+                    "`{testid}` of {} never showed {what} within {WAIT:?}; last seen: {last:?}",
+                    self.session
+                )
+                .into());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until no element with `testid` is left.
+    pub async fn wait_gone(&self, testid: &str) -> Result<(), BoxError> {
+        let start = Instant::now();
+        while self.is_present(testid).await? {
+            if start.elapsed() > WAIT {
+                return Err(format!("`{testid}` of {} did not go away within {WAIT:?}", self.session).into());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(())
+    }
+
+    pub async fn click(&self, testid: &str) -> Result<(), BoxError> {
+        self.find(testid).await?.click().await?;
+        Ok(())
+    }
+
+    /// Clears a field and types `text` key by key, as an agent would.
+    pub async fn type_into(&self, testid: &str, text: &str) -> Result<(), BoxError> {
+        let field = self.find(testid).await?;
+        field.clear().await?;
+        if !text.is_empty() {
+            field.send_keys(text).await?;
+        }
+        Ok(())
+    }
+
+    /// The current `value` of a form field.
+    pub async fn value(&self, testid: &str) -> Result<String, BoxError> {
+        Ok(self.find(testid).await?.prop("value").await?.unwrap_or_default())
+    }
+
+    /// A real double click (two presses within the double-click interval) on `testid`.
+    pub async fn double_click(&self, testid: &str) -> Result<(), BoxError> {
+        let element = self.find(testid).await?;
+        let mouse = MouseActions::new("mouse".into())
+            .then(PointerAction::MoveToElement { element, duration: None, x: 0.0, y: 0.0 })
+            .then(PointerAction::Down { button: fantoccini::actions::MOUSE_BUTTON_LEFT })
+            .then(PointerAction::Up { button: fantoccini::actions::MOUSE_BUTTON_LEFT })
+            .then(PointerAction::Down { button: fantoccini::actions::MOUSE_BUTTON_LEFT })
+            .then(PointerAction::Up { button: fantoccini::actions::MOUSE_BUTTON_LEFT });
+        self.client.perform_actions(mouse).await?;
+        self.client.release_actions().await?;
+        Ok(())
+    }
+
+    /// Whether the focused element is the one with `testid` in this widget.
+    pub async fn has_focus(&self, testid: &str) -> Result<bool, BoxError> {
+        let script = "const el = document.querySelector(arguments[0]); \
+                      return !!el && document.activeElement === el;";
+        let focused = self.client.execute(script, vec![self.selector(testid).into()]).await?;
+        Ok(focused.as_bool().unwrap_or(false))
+    }
+}
+
+/// Presses `keys` one after another on whatever has focus, as real key events (so Tab moves
+/// focus and Space or Enter activate, exactly as on a keyboard).
+pub async fn press(client: &Client, keys: &[Key]) -> Result<(), BoxError> {
+    let mut actions = KeyActions::new("keyboard".into());
+    for key in keys {
+        let value: char = (*key).into();
+        actions = actions.then(KeyAction::Down { value }).then(KeyAction::Up { value });
+    }
+    client.perform_actions(actions).await?;
+    client.release_actions().await?;
+    Ok(())
+}
+
+/// Types `text` into whatever has focus, character by character.
+pub async fn type_text(client: &Client, text: &str) -> Result<(), BoxError> {
+    let mut actions = KeyActions::new("keyboard".into());
+    for value in text.chars() {
+        actions = actions.then(KeyAction::Down { value }).then(KeyAction::Up { value });
+    }
+    client.perform_actions(actions).await?;
+    client.release_actions().await?;
+    Ok(())
+}
+
+/// A short description of the focused element, for failure messages in keyboard tests.
+pub async fn focused(client: &Client) -> Result<String, BoxError> {
+    let script = "const el = document.activeElement; if (!el) return 'nothing'; \
+                  return el.tagName.toLowerCase() + (el.dataset.testid ? '[' + el.dataset.testid + ']' : '') \
+                  + ' ' + (el.textContent || '').trim().slice(0, 40);";
+    Ok(client.execute(script, vec![]).await?.as_str().unwrap_or_default().to_owned())
+}
