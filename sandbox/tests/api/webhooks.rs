@@ -1,0 +1,167 @@
+//! The `payment_refunded` webhook: shaped like Smart Glocal's, signed over its exact bytes so
+//! the proxy's verifier accepts it, and retried on anything but 200 for a bounded time.
+
+use std::time::Duration;
+
+use sandbox::{RetryPolicy, SandboxConfig};
+use shared::smart_glocal::{RefundStatus, Webhook, WebhookType};
+use signing::Scheme;
+
+use crate::helpers::{spawn, spawn_with, webhook_verifier, Receiver};
+
+const WITHIN: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn the_refund_webhook_verifies_with_the_proxys_verifier_in_both_schemes() {
+    for scheme in [Scheme::RsaSha256, Scheme::HmacSha256] {
+        let (sandbox, merchant) = spawn(scheme).await;
+        let receiver = Receiver::start(0).await;
+        sandbox.set_webhook_url(&receiver.url);
+
+        let taken = merchant
+            .refund("ps_eur_1002", Some((990, "eur")))
+            .await
+            .session();
+        let refund_id = taken["acquiring_payments"][0]["refunds"][0]["id"].clone();
+
+        let webhook = &receiver.wait_for(1, WITHIN).await[0];
+        webhook_verifier(scheme)
+            .verify(&webhook.body, webhook.signature.as_deref())
+            .unwrap_or_else(|e| panic!("{scheme}: {e}"));
+        let parsed: Webhook = serde_json::from_slice(&webhook.body).unwrap();
+        assert_eq!(parsed.kind, WebhookType::PaymentRefunded);
+        assert_eq!(parsed.session.id.as_str(), "ps_eur_1002");
+        let refund = &parsed.session.acquiring_payments[0].refunds[0];
+        assert_eq!(refund.id.as_str(), refund_id.as_str().unwrap());
+        assert_eq!(refund.status, RefundStatus::Accepted);
+        assert!(refund.finished_at.is_some());
+        assert_eq!(parsed.session.status.as_str(), "accepted");
+    }
+}
+
+#[tokio::test]
+async fn after_the_webhook_the_status_call_shows_the_refund_accepted() {
+    let (sandbox, merchant) = spawn(Scheme::RsaSha256).await;
+    let receiver = Receiver::start(0).await;
+    sandbox.set_webhook_url(&receiver.url);
+    merchant
+        .refund("ps_rub_1003", Some((500000, "rub")))
+        .await
+        .session();
+    receiver.wait_for(1, WITHIN).await;
+    let session = merchant.status("ps_rub_1003").await.session();
+    assert_eq!(
+        session["acquiring_payments"][0]["refunds"][0]["status"],
+        "accepted"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_webhook_is_retried_until_answered_200() {
+    let (sandbox, merchant) = spawn(Scheme::RsaSha256).await;
+    let receiver = Receiver::start(2).await;
+    sandbox.set_webhook_url(&receiver.url);
+    merchant.refund("ps_usd_1001", None).await.session();
+
+    let arrived = receiver.wait_for(3, WITHIN).await;
+    // The same bytes and signature every time: the body is serialised once.
+    assert!(arrived
+        .iter()
+        .all(|r| r.body == arrived[0].body && r.signature == arrived[0].signature));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 3, "no retry after a 200");
+}
+
+#[tokio::test]
+async fn retries_grow_apart_and_stop_when_the_window_closes() {
+    let retry = RetryPolicy {
+        first_interval: Duration::from_millis(40),
+        max_interval: Duration::from_millis(1000),
+        give_up_after: Duration::from_millis(700),
+        attempt_timeout: Duration::from_secs(1),
+    };
+    let config = SandboxConfig::demo().fast().with_webhook_retry(retry);
+    let (sandbox, merchant) = spawn_with(config).await;
+    let receiver = Receiver::start(usize::MAX).await;
+    sandbox.set_webhook_url(&receiver.url);
+    merchant.refund("ps_usd_1001", None).await.session();
+
+    // Attempts at about 0, 40, 120, 280, 600 ms; the next would be at 1240 ms, past 700.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let arrived = receiver.received();
+    assert_eq!(arrived.len(), 5, "attempts: {}", arrived.len());
+    let gaps: Vec<Duration> = arrived.windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert!(
+        gaps.windows(2).all(|g| g[1] > g[0]),
+        "intervals grow: {gaps:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(receiver.received().len(), 5, "nothing after the window");
+}
+
+#[tokio::test]
+async fn an_unreachable_receiver_is_retried_then_abandoned_without_harm() {
+    let (sandbox, merchant) = spawn(Scheme::RsaSha256).await;
+    // Nothing listens on port 9 of the loopback in these sandboxes.
+    sandbox.set_webhook_url("http://127.0.0.1:9/webhooks/smart-glocal");
+    merchant.refund("ps_usd_1001", None).await.session();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The refund finished regardless of the webhook.
+    let session = merchant.status("ps_usd_1001").await.session();
+    assert_eq!(
+        session["acquiring_payments"][0]["refunds"][0]["status"],
+        "accepted"
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_url_set_while_retrying_is_used_by_the_next_attempt() {
+    let (sandbox, merchant) = spawn(Scheme::RsaSha256).await;
+    sandbox.set_webhook_url("http://127.0.0.1:9/webhooks/smart-glocal");
+    merchant.refund("ps_usd_1001", None).await.session();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let receiver = Receiver::start(0).await;
+    sandbox.set_webhook_url(&receiver.url);
+    receiver.wait_for(1, WITHIN).await;
+}
+
+#[tokio::test]
+async fn a_chargeback_arrives_as_payment_refunded_with_is_chargeback() {
+    let (sandbox, _merchant) = spawn(Scheme::HmacSha256).await;
+    let receiver = Receiver::start(0).await;
+    sandbox.set_webhook_url(&receiver.url);
+
+    let after = sandbox.chargeback("ps_usd_1001", 4000).await;
+    assert_eq!(
+        after.refunds_received, 0,
+        "a chargeback is not a refund the merchant asked for"
+    );
+
+    let webhook = &receiver.wait_for(1, WITHIN).await[0];
+    webhook_verifier(Scheme::HmacSha256)
+        .verify(&webhook.body, webhook.signature.as_deref())
+        .unwrap();
+    let refund = webhook.last_refund();
+    assert_eq!(refund["is_chargeback"], true);
+    assert_eq!(refund["status"], "accepted");
+    assert_eq!(refund["amount_details"]["amount"], 4000);
+    assert_eq!(webhook.json()["type"], "payment_refunded");
+}
+
+#[tokio::test]
+async fn each_project_can_have_its_own_webhook_address() {
+    let (sandbox, merchant) = spawn(Scheme::RsaSha256).await;
+    let main = Receiver::start(0).await;
+    let full_only = Receiver::start(0).await;
+    sandbox.set_webhook_url(&main.url);
+    sandbox.set_project_webhook_url("demo-full-only", &full_only.url);
+
+    merchant
+        .for_project("demo-full-only")
+        .refund("ps_full_only_1008", None)
+        .await
+        .session();
+    let arrived = full_only.wait_for(1, WITHIN).await;
+    assert_eq!(arrived[0].json()["session"]["id"], "ps_full_only_1008");
+    assert!(main.received().is_empty());
+}
