@@ -1,1 +1,252 @@
-//! The signing proxy (being built).
+//! The signing proxy: the only holder of the merchant's Smart Glocal keys. It authenticates
+//! support agents, signs `session/status` and `session/refund`, verifies webhooks, and keeps
+//! a durable ledger so that one intent is at most one refund.
+//!
+//! Where things are:
+//! - [`refund_flow`]: the refund flow, idempotency to upstream answer, in one file.
+//! - [`routes`]: the HTTP routes; [`app`] assembles them with the middleware.
+//! - [`ledger`]: all SQL (SQLite): attempts, history, events, webhooks.
+//! - [`reconcile`]: resolves `unknown` and stale refunds by polling `session/status`.
+//! - [`upstream`]: the signed Smart Glocal client. [`auth`]: agent tokens and SSE tickets.
+//! - [`config`], [`error`], [`metrics`], [`cli`] (`proxy serve | token | export`).
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod ledger;
+pub mod metrics;
+pub mod reconcile;
+pub mod refund_flow;
+pub mod routes;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::handler::HandlerWithoutStateExt;
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use shared::api::RefundEvent;
+use signing::Verifier;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::services::ServeDir;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+pub use config::{Config, ConfigError, Settings};
+pub use error::ApiError;
+
+use auth::TokenKeys;
+use ledger::Ledger;
+use metrics::Metrics;
+use refund_flow::PaymentLocks;
+use upstream::Upstream;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub upstream: Upstream,
+    pub ledger: Ledger,
+    pub verifier: Verifier,
+    pub tokens: TokenKeys,
+    /// Refund updates for SSE subscribers; the ledger's `events` table is the durable copy.
+    pub events: broadcast::Sender<RefundEvent>,
+    pub locks: PaymentLocks,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the ledger (setting `database`) cannot be opened: {0}")]
+    Ledger(#[from] sqlx::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AppState {
+    /// Opens the ledger and builds the upstream client.
+    pub async fn new(config: Config) -> Result<Self, StartError> {
+        let metrics = Arc::new(Metrics::default());
+        let ledger = Ledger::open(&config.database).await?;
+        let upstream = Upstream::new(
+            &config.upstream_url,
+            &config.project,
+            config.signer.clone(),
+            config.upstream_timeout,
+            metrics.clone(),
+        );
+        Ok(Self {
+            upstream,
+            ledger,
+            verifier: config.verifier.clone(),
+            tokens: TokenKeys::new(&config.agent_token_secret),
+            events: broadcast::channel(1024).0,
+            locks: PaymentLocks::default(),
+            metrics,
+            config: Arc::new(config),
+        })
+    }
+
+    /// Announces a refund change to live subscribers (and counts it).
+    pub fn publish(&self, event: RefundEvent) {
+        self.metrics.count_refund_state(event.refund.state.as_str());
+        // No subscriber is fine: the event is in the ledger for `Last-Event-ID` replay.
+        let _ = self.events.send(event);
+    }
+
+    pub fn publish_all(&self, events: impl IntoIterator<Item = RefundEvent>) {
+        for event in events {
+            self.publish(event);
+        }
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// The whole HTTP application: routes, the widget files as fallback, and middleware.
+pub fn app(state: AppState) -> Router {
+    let config = state.config.clone();
+    let mut router =
+        routes::router(&state).method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+    router = match &config.serve_dir {
+        Some(dir) => {
+            router.fallback_service(ServeDir::new(dir).not_found_service(not_found.into_service()))
+        }
+        None => router.fallback(not_found),
+    };
+    let origins: Vec<HeaderValue> = config
+        .allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([HeaderName::from_static("x-request-id")])
+        .max_age(Duration::from_secs(600));
+    let trace = TraceLayer::new_for_http()
+        // Path only: query strings (SSE tickets) and headers (Authorization) stay out of logs.
+        .make_span_with(|request: &Request| {
+            let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
+        })
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
+    router
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), check_origin))
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(trace)
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(cors),
+        )
+        .with_state(state)
+}
+
+/// Browsers always say where a cross-site call comes from: refuse origins not configured.
+async fn check_origin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path.starts_with("/api/") || path.starts_with("/demo/") {
+        if let Some(origin) = request.headers().get(header::ORIGIN) {
+            let allowed = origin
+                .to_str()
+                .is_ok_and(|o| state.config.allowed_origins.iter().any(|a| a == o));
+            if !allowed {
+                return ApiError::OriginNotAllowed.into_response();
+            }
+        }
+    }
+    next.run(request).await
+}
+
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .count_request(&route, &method, response.status().as_u16());
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "handled");
+    response
+}
+
+/// Serves until Ctrl-C or SIGTERM: resumes interrupted attempts, starts reconciliation.
+pub async fn run(listener: TcpListener, config: Config) -> Result<(), StartError> {
+    run_until(listener, config, shutdown_signal()).await
+}
+
+/// [`run`], stopping gracefully when `shutdown` completes.
+pub async fn run_until(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let state = AppState::new(config).await?;
+    let interrupted = state.ledger.resume_interrupted().await?;
+    if !interrupted.is_empty() {
+        tracing::warn!(
+            count = interrupted.len(),
+            "attempts interrupted by the last stop are now unknown; reconciling"
+        );
+    }
+    state.publish_all(interrupted);
+    let reconciler = reconcile::spawn(state.clone());
+    tracing::info!(address = %listener.local_addr()?, project = %state.config.project, "proxy listening");
+    let served = axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    reconciler.abort();
+    state.ledger.close().await;
+    Ok(served?)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,196 @@
+//! Agent tokens: HS256 JWTs minted by the merchant's backend (or `proxy token`), with `sub`
+//! (the agent), `exp`, and optionally `session_id` (one payment only).
+//!
+//! Event-stream tickets are JWTs of the same secret with `scope = "events"`; a ticket is not
+//! an agent token and an agent token is not a ticket, so a ticket leaked from a URL buys
+//! nothing but one payment's events for a few minutes.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use shared::api::{AgentToken, EventsTicket};
+use shared::SessionId;
+use signing::Secret;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Scope of event-stream tickets.
+const EVENTS_SCOPE: &str = "events";
+/// How long an event-stream ticket can be used to connect.
+pub const TICKET_TTL_SECS: u64 = 300;
+/// Clock skew tolerated between the merchant's backend and the proxy.
+const LEEWAY_SECS: u64 = 5;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// Mints and checks tokens with the agent-token secret.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKeys([redacted])")
+    }
+}
+
+pub fn now_secs() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+impl TokenKeys {
+    pub fn new(secret: &Secret) -> Self {
+        let bytes = secret.expose().as_bytes();
+        Self {
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+        }
+    }
+
+    fn encode(&self, claims: &Claims) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .expect("HS256 encoding of plain claims cannot fail")
+    }
+
+    /// A token for `agent`, valid `ttl_secs`, optionally limited to one payment.
+    pub fn mint(&self, agent: &str, ttl_secs: u64, session: Option<&SessionId>) -> AgentToken {
+        let exp = now_secs() + ttl_secs as i64;
+        let claims = Claims {
+            sub: agent.to_owned(),
+            exp,
+            session_id: session.map(|s| s.to_string()),
+            scope: None,
+        };
+        AgentToken {
+            token: self.encode(&claims),
+            expires_at: exp,
+        }
+    }
+
+    pub fn mint_ticket(&self, agent: &str, session: &SessionId) -> EventsTicket {
+        let claims = Claims {
+            sub: agent.to_owned(),
+            exp: now_secs() + TICKET_TTL_SECS as i64,
+            session_id: Some(session.to_string()),
+            scope: Some(EVENTS_SCOPE.to_owned()),
+        };
+        EventsTicket {
+            ticket: self.encode(&claims),
+            expires_in_secs: TICKET_TTL_SECS,
+        }
+    }
+
+    fn decode(&self, token: &str) -> Result<Claims, ApiError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECS;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => ApiError::TokenExpired,
+                ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
+                    ApiError::Unauthenticated
+                }
+                _ => ApiError::TokenInvalid,
+            })
+    }
+
+    /// An agent token (not a ticket).
+    pub fn verify_agent(&self, token: &str) -> Result<Agent, ApiError> {
+        let claims = self.decode(token)?;
+        if claims.scope.is_some() || claims.sub.trim().is_empty() {
+            return Err(ApiError::TokenInvalid);
+        }
+        Ok(Agent {
+            name: claims.sub,
+            session_id: claims.session_id,
+        })
+    }
+
+    /// An event-stream ticket for exactly this payment.
+    pub fn verify_ticket(&self, ticket: &str, session: &SessionId) -> Result<Agent, ApiError> {
+        let claims = self.decode(ticket)?;
+        if claims.scope.as_deref() != Some(EVENTS_SCOPE) {
+            return Err(ApiError::TokenInvalid);
+        }
+        let agent = Agent {
+            name: claims.sub,
+            session_id: claims.session_id,
+        };
+        agent.authorize(session)?;
+        Ok(agent)
+    }
+}
+
+/// The agent behind a request, from `Authorization: Bearer …`.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub name: String,
+    /// The one payment this token is limited to, if any.
+    pub session_id: Option<String>,
+}
+
+impl Agent {
+    /// Whether this agent may act on `session`.
+    pub fn authorize(&self, session: &SessionId) -> Result<(), ApiError> {
+        match &self.session_id {
+            Some(only) if only != session.as_str() => Err(ApiError::Forbidden),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Agent {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or(ApiError::Unauthenticated)?;
+        let value = header.to_str().map_err(|_| ApiError::Unauthenticated)?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::Unauthenticated)?;
+        state.tokens.verify_agent(token)
+    }
+}
+
+/// Parses `15m`, `30s`, `2h`, `1d` or a plain number of seconds.
+pub fn parse_ttl(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 15m"))?;
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}`: use s, m, h or d")),
+    };
+    match n.checked_mul(factor) {
+        Some(0) | None => Err(format!("`{text}` must be greater than zero")),
+        Some(secs) => Ok(secs),
+    }
+}

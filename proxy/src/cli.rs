@@ -1,0 +1,169 @@
+//! The command line: `proxy [serve]`, `proxy token`, `proxy export`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use shared::{SessionId, Timestamp};
+use tokio::net::TcpListener;
+
+use crate::auth::{parse_ttl, TokenKeys};
+use crate::config::{Config, Settings, PATHS_HELP};
+use crate::ledger::{ExportRow, Ledger};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "proxy",
+    version,
+    about = "The Smart Glocal signing proxy: agent auth, signed calls, verified webhooks, the refund ledger.",
+    long_about = None,
+    after_help = format!(
+        "Settings are read from the --config TOML file (same key names), overridden by PROXY_* \
+         environment variables, overridden by flags. Secrets can be inline, in PROXY_* variables, \
+         or in files (*_file). {PATHS_HELP}\n\nRUST_LOG sets the log filter (default info)."
+    )
+)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, short = 'c', env = "PROXY_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve {
+        #[command(flatten)]
+        settings: Box<Settings>,
+    },
+    /// Print an agent token (HS256 JWT) signed with the agent-token secret.
+    Token {
+        /// The agent's name (`sub`).
+        #[arg(long)]
+        agent: String,
+        /// Lifetime: 30s, 15m, 2h, 1d.
+        #[arg(long, default_value = "15m", value_parser = parse_ttl)]
+        ttl: u64,
+        /// Limit the token to one payment.
+        #[arg(long)]
+        session: Option<SessionId>,
+        #[command(flatten)]
+        settings: Box<Settings>,
+    },
+    /// Print the ledger's refunds created in [since, until) as CSV.
+    Export {
+        /// A date (2026-01-01, UTC midnight) or an RFC 3339 instant.
+        #[arg(long)]
+        since: String,
+        /// A date (exclusive: 2026-02-01 stops at the end of January) or an RFC 3339 instant; default now.
+        #[arg(long)]
+        until: Option<String>,
+        #[command(flatten)]
+        settings: Box<Settings>,
+    },
+}
+
+/// Parses `2026-01-01` (midnight UTC) or an RFC 3339 instant to Unix milliseconds.
+pub fn parse_instant(text: &str) -> Result<i64, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(date) = time::Date::parse(text.trim(), &format) {
+        return Ok(date.midnight().assume_utc().unix_timestamp() * 1000);
+    }
+    Timestamp::parse(text.trim())
+        .map(|t| t.unix_millis())
+        .map_err(|_| format!("`{text}` is neither a date like 2026-01-01 nor an RFC 3339 instant"))
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// The binary's whole `main`.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("proxy: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<(), String> {
+    let layered = |sub: Settings| {
+        Settings::layered(
+            cli.config.as_deref(),
+            cli.settings.clone().overridden_by(sub),
+        )
+        .map_err(|e| e.to_string())
+    };
+    match cli.command {
+        None => serve(layered(Settings::default())?).await,
+        Some(Command::Serve { settings }) => serve(layered(*settings)?).await,
+        Some(Command::Token {
+            agent,
+            ttl,
+            session,
+            settings,
+        }) => {
+            let secret = layered(*settings)?
+                .agent_token_secret()
+                .map_err(|e| e.to_string())?;
+            let token = TokenKeys::new(&secret).mint(&agent, ttl, session.as_ref());
+            println!("{}", token.token);
+            Ok(())
+        }
+        Some(Command::Export {
+            since,
+            until,
+            settings,
+        }) => {
+            let since = parse_instant(&since)?;
+            let until = match until {
+                Some(until) => parse_instant(&until)?,
+                None => crate::ledger::now_ms() + 1,
+            };
+            let ledger = Ledger::open(&layered(*settings)?.database())
+                .await
+                .map_err(|e| e.to_string())?;
+            let rows = ledger
+                .export(since, until)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut out = String::from(ExportRow::HEADER);
+            out.push('\n');
+            for row in rows {
+                out.push_str(&row.csv_line());
+                out.push('\n');
+            }
+            print!("{out}");
+            ledger.close().await;
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let config = Config::from_settings(settings).map_err(|e| e.to_string())?;
+    init_logging(config.log_json);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on `listen` = {}: {e}", config.listen))?;
+    crate::run(listener, config)
+        .await
+        .map_err(|e| e.to_string())
+}

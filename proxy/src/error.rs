@@ -1,0 +1,210 @@
+//! The one error type of the HTTP API and its one `IntoResponse`: every rejection becomes
+//! `shared::api::ErrorBody {code, message}` with a stable [`ErrorCode`].
+//!
+//! Messages are written for the agent. Details (upstream bodies, SQL errors) go to the log,
+//! never to the response, and never contain a secret.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use shared::api::{ErrorBody, ErrorCode};
+
+use crate::upstream::UpstreamError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401 `unauthenticated`: no bearer token, or not a JWT at all.
+    #[error("sign in again: no valid token was sent")]
+    Unauthenticated,
+    /// 401 `token_invalid`: the token's signature or claims do not verify.
+    #[error("the token is not valid")]
+    TokenInvalid,
+    /// 401 `token_expired`: the host page should mint a new one.
+    #[error("the token has expired")]
+    TokenExpired,
+    /// 403 `forbidden`: the token is limited to another payment.
+    #[error("this token is for another payment")]
+    Forbidden,
+    /// 403 `origin_not_allowed`.
+    #[error("this page's origin may not call the refund API")]
+    OriginNotAllowed,
+    /// 400 `invalid_json`.
+    #[error("the request body is not valid: {0}")]
+    InvalidJson(String),
+    /// 415 `unsupported_media_type`.
+    #[error("send the body as application/json")]
+    UnsupportedMediaType,
+    /// 413 `payload_too_large`.
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    /// 400 `invalid_session_id`.
+    #[error("`{0}` is not a payment session id (ps_…)")]
+    InvalidSessionId(String),
+    /// 400 `invalid_request`.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// 404 `not_found`.
+    #[error("no such route")]
+    NotFound,
+    /// 405 `method_not_allowed`.
+    #[error("this route does not take that method")]
+    MethodNotAllowed,
+    /// 400 or 422 with the rule's own code (`exceeds_remaining`, `note_required`, …).
+    #[error("{}", rule_message(*.0))]
+    Rule(ErrorCode),
+    /// 409 `idempotency_conflict`.
+    #[error("this idempotency key was already used for a different refund")]
+    IdempotencyConflict,
+    /// 409 `refund_in_flight`.
+    #[error("another refund on this payment is being submitted; try again in a moment")]
+    RefundInFlight,
+    /// 404 `payment_not_found`.
+    #[error("Smart Glocal does not know this payment")]
+    PaymentNotFound,
+    /// 422 `upstream_rejected`, 502 `upstream_unavailable` / `upstream_bad_response`, 504 `upstream_timeout`.
+    #[error("{}", upstream_message(.0))]
+    Upstream(#[from] UpstreamError),
+    /// The stored answer of an idempotent replay: the same code and message as the first time.
+    #[error("{1}")]
+    Replayed(ErrorCode, String),
+    /// 401 `signature_invalid`.
+    #[error("the webhook signature is missing or wrong")]
+    SignatureInvalid,
+    /// 500 `internal`; the detail is logged, not sent.
+    #[error("something went wrong; it has been logged")]
+    Internal(String),
+    /// 503 `unavailable`; the detail is logged, not sent.
+    #[error("the refund ledger is unavailable")]
+    Unavailable(String),
+}
+
+fn rule_message(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::AmountEmpty => "enter an amount",
+        ErrorCode::AmountNotANumber => "the amount is not a number",
+        ErrorCode::AmountNotPositive => "the amount must be greater than zero",
+        ErrorCode::AmountTooManyDecimals => {
+            "the amount has too many decimal places for this currency"
+        }
+        ErrorCode::AmountTooLarge => "the amount is too large",
+        ErrorCode::CurrencyMismatch => "the amount's currency is not the payment's",
+        ErrorCode::ExceedsRemaining => "the amount exceeds what remains refundable",
+        ErrorCode::PartialNotAllowed => "partial refunds are not enabled for this merchant",
+        ErrorCode::NotRefundable => "this payment cannot be refunded",
+        ErrorCode::NoteRequired => "reason \"other\" needs a note",
+        ErrorCode::NoteTooLong => "the note is too long",
+        ErrorCode::InvalidIdempotencyKey => "the idempotency key must be 16–64 of A-Z a-z 0-9 - _",
+        _ => "the refund is not allowed",
+    }
+}
+
+fn upstream_message(error: &UpstreamError) -> String {
+    match error {
+        UpstreamError::Rejected(e) => format!("Smart Glocal refused the request: {}", e.code),
+        UpstreamError::Unreachable(_) | UpstreamError::Http(_) => {
+            "Smart Glocal could not be reached".into()
+        }
+        UpstreamError::Timeout => "Smart Glocal did not answer in time".into(),
+        UpstreamError::BadResponse(_) => "Smart Glocal answered something unreadable".into(),
+    }
+}
+
+/// The HTTP status of each code: one table, so replays and fresh errors agree.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    use ErrorCode::*;
+    match code {
+        Unauthenticated | TokenInvalid | TokenExpired | SignatureInvalid => {
+            StatusCode::UNAUTHORIZED
+        }
+        Forbidden | OriginNotAllowed => StatusCode::FORBIDDEN,
+        InvalidJson | InvalidSessionId | InvalidRequest | InvalidIdempotencyKey => {
+            StatusCode::BAD_REQUEST
+        }
+        UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        NotFound | PaymentNotFound => StatusCode::NOT_FOUND,
+        MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        AmountEmpty
+        | AmountNotANumber
+        | AmountNotPositive
+        | AmountTooManyDecimals
+        | AmountTooLarge
+        | CurrencyMismatch
+        | ExceedsRemaining
+        | PartialNotAllowed
+        | NotRefundable
+        | NoteRequired
+        | NoteTooLong
+        | UpstreamRejected => StatusCode::UNPROCESSABLE_ENTITY,
+        IdempotencyConflict | RefundInFlight => StatusCode::CONFLICT,
+        UpstreamUnavailable | UpstreamBadResponse => StatusCode::BAD_GATEWAY,
+        UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+impl ApiError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ApiError::Unauthenticated => ErrorCode::Unauthenticated,
+            ApiError::TokenInvalid => ErrorCode::TokenInvalid,
+            ApiError::TokenExpired => ErrorCode::TokenExpired,
+            ApiError::Forbidden => ErrorCode::Forbidden,
+            ApiError::OriginNotAllowed => ErrorCode::OriginNotAllowed,
+            ApiError::InvalidJson(_) => ErrorCode::InvalidJson,
+            ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            ApiError::InvalidSessionId(_) => ErrorCode::InvalidSessionId,
+            ApiError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            ApiError::NotFound => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            ApiError::Rule(code) => *code,
+            ApiError::IdempotencyConflict => ErrorCode::IdempotencyConflict,
+            ApiError::RefundInFlight => ErrorCode::RefundInFlight,
+            ApiError::PaymentNotFound => ErrorCode::PaymentNotFound,
+            ApiError::Upstream(UpstreamError::Rejected(_)) => ErrorCode::UpstreamRejected,
+            ApiError::Upstream(UpstreamError::Unreachable(_) | UpstreamError::Http(_)) => {
+                ErrorCode::UpstreamUnavailable
+            }
+            ApiError::Upstream(UpstreamError::Timeout) => ErrorCode::UpstreamTimeout,
+            ApiError::Upstream(UpstreamError::BadResponse(_)) => ErrorCode::UpstreamBadResponse,
+            ApiError::Replayed(code, _) => *code,
+            ApiError::SignatureInvalid => ErrorCode::SignatureInvalid,
+            ApiError::Internal(_) => ErrorCode::Internal,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody::new(self.code(), self.to_string())
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                ApiError::Unavailable(error.to_string())
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = self.code();
+        let status = status_of(code);
+        match &self {
+            ApiError::Internal(detail) | ApiError::Unavailable(detail) => {
+                tracing::error!(code = %code.name(), %detail, "request failed")
+            }
+            ApiError::Upstream(detail) => {
+                tracing::warn!(code = %code.name(), detail = %detail, "upstream error")
+            }
+            _ => tracing::info!(code = %code.name(), "request rejected"),
+        }
+        (status, Json(self.body())).into_response()
+    }
+}

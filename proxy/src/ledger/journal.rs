@@ -1,0 +1,251 @@
+//! What happened, in order: events for live updates (replayed by `Last-Event-ID`), each
+//! payment's history, every webhook received, and the CSV export for finance.
+
+use shared::api::{HistoryEntry, RefundEvent, RefundState, RefundView};
+use shared::{Money, RefundId, SessionId, Timestamp};
+use sqlx::SqliteConnection;
+
+use super::{currency, now_ms, Ledger, RefundRow};
+
+/// Keep at most this many forged or unsigned webhooks for audit.
+const REJECTED_WEBHOOKS_KEPT: i64 = 1000;
+/// Bytes of a rejected webhook's body kept for audit.
+const REJECTED_BODY_KEPT: usize = 4096;
+
+pub(super) async fn add_history(
+    conn: &mut SqliteConnection,
+    row: &RefundRow,
+    kind: &str,
+    detail: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO history (session_id, at, kind, agent, attempt_id, refund_id, amount, currency, state, detail)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&row.session_id)
+    .bind(now_ms())
+    .bind(kind)
+    .bind(&row.agent)
+    .bind(&row.attempt_id)
+    .bind(&row.refund_id)
+    .bind(row.amount)
+    .bind(&row.currency)
+    .bind(&row.state)
+    .bind(detail)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+pub(super) async fn add_event(
+    conn: &mut SqliteConnection,
+    row: &RefundRow,
+) -> Result<RefundEvent, sqlx::Error> {
+    let view = row.view();
+    let json = serde_json::to_string(&view).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    let seq = sqlx::query("INSERT INTO events (session_id, at, refund) VALUES (?, ?, ?)")
+        .bind(&row.session_id)
+        .bind(now_ms())
+        .bind(json)
+        .execute(conn)
+        .await?
+        .last_insert_rowid();
+    let session_id =
+        SessionId::parse(&row.session_id).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    Ok(RefundEvent {
+        seq,
+        session_id,
+        refund: view,
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct HistoryRow {
+    at: i64,
+    kind: String,
+    agent: Option<String>,
+    attempt_id: Option<String>,
+    refund_id: Option<String>,
+    amount: Option<i64>,
+    currency: Option<String>,
+    state: Option<String>,
+    detail: Option<String>,
+}
+
+/// One line of `proxy export`.
+#[derive(Debug, Clone)]
+pub struct ExportRow(pub RefundRow);
+
+impl ExportRow {
+    pub const HEADER: &'static str = "created_at,session_id,attempt_id,refund_id,origin,agent,amount_minor,currency,amount,reason,note,state,error_code,idempotency_key,updated_at,finished_at";
+
+    pub fn csv_line(&self) -> String {
+        let r = &self.0;
+        let at = |ms: i64| Timestamp::from_unix_millis(ms).to_string();
+        let money = Money::new(r.amount.max(0) as u64, currency(&r.currency));
+        let fields = [
+            at(r.created_at),
+            r.session_id.clone(),
+            r.attempt_id.clone().unwrap_or_default(),
+            r.refund_id.clone().unwrap_or_default(),
+            r.origin.clone(),
+            r.agent.clone().unwrap_or_default(),
+            r.amount.to_string(),
+            r.currency.clone(),
+            money.format_number(shared::Locale::En).replace(',', ""),
+            r.reason.clone().unwrap_or_default(),
+            r.note.clone().unwrap_or_default(),
+            r.state.clone(),
+            r.error_code.clone().unwrap_or_default(),
+            r.idempotency_key.clone().unwrap_or_default(),
+            at(r.updated_at),
+            r.finished_at.map(at).unwrap_or_default(),
+        ];
+        fields
+            .iter()
+            .map(|f| csv_field(f))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Quotes a CSV field when needed, and defuses spreadsheet formulas in free text.
+fn csv_field(value: &str) -> String {
+    let value = if value.starts_with(['=', '+', '-', '@']) && value.parse::<f64>().is_err() {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    };
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value
+    }
+}
+
+impl Ledger {
+    /// Events of `session` after `seq`, oldest first.
+    pub async fn events_after(
+        &self,
+        session: &SessionId,
+        seq: i64,
+    ) -> Result<Vec<RefundEvent>, sqlx::Error> {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT seq, refund FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT 1000")
+                .bind(session.as_str())
+                .bind(seq)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(seq, json)| {
+                let refund: RefundView = serde_json::from_str(&json).ok()?;
+                Some(RefundEvent {
+                    seq,
+                    session_id: session.clone(),
+                    refund,
+                })
+            })
+            .collect())
+    }
+
+    /// The payment's timeline, oldest first.
+    pub async fn history(&self, session: &SessionId) -> Result<Vec<HistoryEntry>, sqlx::Error> {
+        let rows: Vec<HistoryRow> = sqlx::query_as(
+            "SELECT at, kind, agent, attempt_id, refund_id, amount, currency, state, detail
+             FROM history WHERE session_id = ? ORDER BY id",
+        )
+        .bind(session.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|h| HistoryEntry {
+                at: Timestamp::from_unix_millis(h.at),
+                kind: h.kind,
+                agent: h.agent,
+                attempt_id: h.attempt_id,
+                refund_id: h
+                    .refund_id
+                    .as_deref()
+                    .and_then(|id| RefundId::parse(id).ok()),
+                amount: match (h.amount, h.currency) {
+                    (Some(amount), Some(code)) => {
+                        Some(Money::new(amount.max(0) as u64, currency(&code)))
+                    }
+                    _ => None,
+                },
+                state: h.state.as_deref().and_then(RefundState::parse),
+                detail: h.detail,
+            })
+            .collect())
+    }
+
+    /// Stores a verified webhook as received.
+    pub async fn record_webhook(
+        &self,
+        raw_body: &[u8],
+        session_id: Option<&str>,
+        dedup_key: Option<&str>,
+        outcome: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO webhooks (received_at, verified, session_id, dedup_key, outcome, raw_body)
+             VALUES (?, 1, ?, ?, ?, ?)",
+        )
+        .bind(now_ms())
+        .bind(session_id)
+        .bind(dedup_key)
+        .bind(outcome)
+        .bind(raw_body)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+    }
+
+    /// Keeps a webhook whose signature did not verify in the bounded audit table. It is
+    /// never applied to any refund.
+    pub async fn record_rejected_webhook(
+        &self,
+        raw_body: &[u8],
+        reason: &str,
+    ) -> Result<(), sqlx::Error> {
+        let kept = &raw_body[..raw_body.len().min(REJECTED_BODY_KEPT)];
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO rejected_webhooks (received_at, verified, reason, raw_body) VALUES (?, 0, ?, ?)")
+            .bind(now_ms())
+            .bind(reason)
+            .bind(kept)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "DELETE FROM rejected_webhooks WHERE id <= (SELECT MAX(id) FROM rejected_webhooks) - ?",
+        )
+        .bind(REJECTED_WEBHOOKS_KEPT)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// `(verified webhooks, rejected webhooks)` stored, for tests and operators.
+    pub async fn webhook_counts(&self) -> Result<(i64, i64), sqlx::Error> {
+        let verified = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks")
+            .fetch_one(&self.pool)
+            .await?;
+        let rejected = sqlx::query_scalar("SELECT COUNT(*) FROM rejected_webhooks")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((verified, rejected))
+    }
+
+    /// Refunds created in `[since, until)` (Unix milliseconds), oldest first.
+    pub async fn export(&self, since: i64, until: i64) -> Result<Vec<ExportRow>, sqlx::Error> {
+        let rows: Vec<RefundRow> =
+            sqlx::query_as("SELECT * FROM refunds WHERE created_at >= ? AND created_at < ? ORDER BY created_at, key")
+                .bind(since)
+                .bind(until)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(ExportRow).collect())
+    }
+}

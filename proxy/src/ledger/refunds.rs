@@ -1,0 +1,440 @@
+//! Refund rows: recording an attempt before it is sent, moving states forward only, and
+//! matching Smart Glocal's refunds (from webhooks or `session/status`) to attempts.
+
+use shared::api::{RefundEvent, RefundState};
+use shared::smart_glocal as sg;
+use shared::{Money, SessionId};
+use sqlx::SqliteConnection;
+
+use super::{journal, now_ms, Ledger, RefundRow};
+
+/// An attempt about to be sent.
+#[derive(Debug, Clone)]
+pub struct NewAttempt {
+    pub attempt_id: String,
+    pub session_id: SessionId,
+    pub agent: String,
+    pub amount: Money,
+    pub full_refund: bool,
+    pub reason: String,
+    pub note: Option<String>,
+    pub idempotency_key: String,
+    pub request_hash: String,
+    pub refunds_before: Vec<String>,
+}
+
+/// What [`Ledger::insert_attempt`] did.
+#[derive(Debug)]
+pub enum Inserted {
+    /// Recorded as `pending`; the event announces it.
+    New(RefundRow, RefundEvent),
+    /// The idempotency key exists already: this is that row.
+    Existing(RefundRow),
+    /// Another attempt on this payment is still `pending`.
+    InFlight,
+}
+
+/// A state change to apply.
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    pub state: Option<RefundState>,
+    pub refund_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_detail: Option<String>,
+    pub finished_at: Option<i64>,
+    /// History kind: `sent`, `webhook`, `reconciled`, `failed`, …
+    pub kind: &'static str,
+    pub detail: Option<String>,
+}
+
+/// What applying an upstream refund did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// The state moved forward (or the refund got matched to its attempt).
+    Applied,
+    /// Nothing new.
+    Duplicate,
+    /// An older state than the ledger's: recorded in history, not applied.
+    Stale,
+    /// A refund the ledger did not know: made elsewhere, or a chargeback.
+    New,
+}
+
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub outcome: ApplyOutcome,
+    pub event: Option<RefundEvent>,
+}
+
+const SELECT: &str = "SELECT * FROM refunds";
+
+pub(super) async fn row_by_key(
+    conn: &mut SqliteConnection,
+    key: i64,
+) -> Result<RefundRow, sqlx::Error> {
+    sqlx::query_as(&format!("{SELECT} WHERE key = ?"))
+        .bind(key)
+        .fetch_one(conn)
+        .await
+}
+
+/// Applies `change` to `row` inside the caller's transaction, if it goes forward. Returns the
+/// event to publish, or `None` when nothing changed.
+pub(super) async fn change_row(
+    conn: &mut SqliteConnection,
+    row: &RefundRow,
+    change: &Change,
+) -> Result<Option<RefundEvent>, sqlx::Error> {
+    let id_learned = row.refund_id.is_none() && change.refund_id.is_some();
+    // An attempt reconciliation gave up on (failed without an upstream refusal) that turns
+    // up upstream after all moved money: the truth wins over "never backwards" here.
+    let gave_up_too_early =
+        row.state() == RefundState::Failed && row.error_code.is_none() && id_learned;
+    let state_moves = change.state.is_some_and(|next| {
+        row.state().can_become(next) || (gave_up_too_early && next != RefundState::Failed)
+    });
+    if !state_moves && !id_learned {
+        return Ok(None);
+    }
+    let state = if state_moves {
+        change.state.unwrap_or(row.state())
+    } else {
+        row.state()
+    };
+    let finished_at = if state.is_final() {
+        change.finished_at.or(Some(now_ms()))
+    } else {
+        None
+    };
+    sqlx::query(
+        "UPDATE refunds SET state = ?, refund_id = COALESCE(refund_id, ?),
+            error_code = COALESCE(?, error_code), error_detail = COALESCE(?, error_detail),
+            finished_at = COALESCE(finished_at, ?), updated_at = ?, polls = 0, next_poll_at = NULL
+         WHERE key = ?",
+    )
+    .bind(state.as_str())
+    .bind(&change.refund_id)
+    .bind(&change.error_code)
+    .bind(&change.error_detail)
+    .bind(finished_at)
+    .bind(now_ms())
+    .bind(row.key)
+    .execute(&mut *conn)
+    .await?;
+    let updated = row_by_key(conn, row.key).await?;
+    journal::add_history(conn, &updated, change.kind, change.detail.as_deref()).await?;
+    journal::add_event(conn, &updated).await.map(Some)
+}
+
+impl Ledger {
+    pub async fn find_by_idempotency_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<RefundRow>, sqlx::Error> {
+        sqlx::query_as(&format!("{SELECT} WHERE idempotency_key = ?"))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub async fn find_by_key(&self, key: i64) -> Result<Option<RefundRow>, sqlx::Error> {
+        sqlx::query_as(&format!("{SELECT} WHERE key = ?"))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub async fn find_by_attempt_id(
+        &self,
+        attempt_id: &str,
+    ) -> Result<Option<RefundRow>, sqlx::Error> {
+        sqlx::query_as(&format!("{SELECT} WHERE attempt_id = ?"))
+            .bind(attempt_id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub async fn rows_for_session(
+        &self,
+        session: &SessionId,
+    ) -> Result<Vec<RefundRow>, sqlx::Error> {
+        sqlx::query_as(&format!("{SELECT} WHERE session_id = ? ORDER BY key"))
+            .bind(session.as_str())
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Records an attempt as `pending` BEFORE anything is sent. The unique idempotency key and
+    /// the "no other pending attempt on this payment" check are the database-level guard
+    /// behind the in-process per-payment lock.
+    pub async fn insert_attempt(&self, attempt: &NewAttempt) -> Result<Inserted, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let existing: Option<RefundRow> =
+            sqlx::query_as(&format!("{SELECT} WHERE idempotency_key = ?"))
+                .bind(&attempt.idempotency_key)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(row) = existing {
+            return Ok(Inserted::Existing(row));
+        }
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM refunds WHERE session_id = ? AND state = 'pending'",
+        )
+        .bind(attempt.session_id.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        if pending > 0 {
+            return Ok(Inserted::InFlight);
+        }
+        let now = now_ms();
+        let key = sqlx::query(
+            "INSERT INTO refunds (attempt_id, session_id, origin, agent, amount, currency, full_refund, reason,
+                note, idempotency_key, request_hash, refunds_before, state, created_at, updated_at)
+             VALUES (?, ?, 'proxy', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+        )
+        .bind(&attempt.attempt_id)
+        .bind(attempt.session_id.as_str())
+        .bind(&attempt.agent)
+        .bind(attempt.amount.amount as i64)
+        .bind(attempt.amount.currency.code())
+        .bind(attempt.full_refund)
+        .bind(&attempt.reason)
+        .bind(&attempt.note)
+        .bind(&attempt.idempotency_key)
+        .bind(&attempt.request_hash)
+        .bind(serde_json::to_string(&attempt.refunds_before).unwrap_or_else(|_| "[]".into()))
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
+        let row = row_by_key(&mut tx, key).await?;
+        journal::add_history(&mut tx, &row, "requested", attempt.note.as_deref()).await?;
+        let event = journal::add_event(&mut tx, &row).await?;
+        tx.commit().await?;
+        Ok(Inserted::New(row, event))
+    }
+
+    /// Applies `change` to the row `key` if it moves forward.
+    pub async fn change(
+        &self,
+        key: i64,
+        change: Change,
+    ) -> Result<Option<RefundEvent>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let row = row_by_key(&mut tx, key).await?;
+        let event = change_row(&mut tx, &row, &change).await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    /// Applies one of Smart Glocal's refunds of `session` as reported by a webhook or by
+    /// `session/status` (`source`: `webhook` or `reconciled`): matched by refund id, else to
+    /// an unresolved attempt (by the attempt id in its metadata, else by amount among refunds
+    /// that did not exist before the attempt), else recorded as made elsewhere.
+    pub async fn apply_upstream_refund(
+        &self,
+        session: &SessionId,
+        refund: &sg::Refund,
+        source: &'static str,
+    ) -> Result<Applied, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let applied = apply_in(&mut tx, session, refund, source).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// Attempts left `pending` by a process that died between recording and answering: their
+    /// outcome is unknown until reconciliation looks.
+    pub async fn resume_interrupted(&self) -> Result<Vec<RefundEvent>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<RefundRow> =
+            sqlx::query_as(&format!("{SELECT} WHERE state = 'pending' ORDER BY key"))
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut events = Vec::new();
+        for row in rows {
+            let change = Change {
+                state: Some(RefundState::Unknown),
+                kind: "interrupted",
+                detail: Some("the proxy stopped before Smart Glocal answered".into()),
+                ..Change::default()
+            };
+            events.extend(change_row(&mut tx, &row, &change).await?);
+        }
+        tx.commit().await?;
+        Ok(events)
+    }
+
+    /// Rows reconciliation should look at now: `unknown` attempts, `pending` ones older than
+    /// `stale_pending_before` (their request is long gone), and refunds `in_progress` since
+    /// before `in_progress_before`.
+    pub async fn due_for_reconcile(
+        &self,
+        stale_pending_before: i64,
+        in_progress_before: i64,
+        max_polls: u32,
+    ) -> Result<Vec<RefundRow>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "{SELECT} WHERE (state = 'unknown'
+                 OR (state = 'pending' AND updated_at < ?)
+                 OR (state = 'in_progress' AND updated_at < ?))
+               AND (next_poll_at IS NULL OR next_poll_at <= ?)
+               AND polls < ?
+             ORDER BY key"
+        ))
+        .bind(stale_pending_before)
+        .bind(in_progress_before)
+        .bind(now_ms())
+        .bind(i64::from(max_polls))
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Counts one more poll of `key` and when the next may happen.
+    pub async fn note_poll(&self, key: i64, next_poll_at: i64) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "UPDATE refunds SET polls = polls + 1, next_poll_at = ? WHERE key = ? RETURNING polls",
+        )
+        .bind(next_poll_at)
+        .bind(key)
+        .fetch_one(&self.pool)
+        .await
+    }
+}
+
+async fn apply_in(
+    conn: &mut SqliteConnection,
+    session: &SessionId,
+    refund: &sg::Refund,
+    source: &'static str,
+) -> Result<Applied, sqlx::Error> {
+    let state = RefundState::from(&refund.status);
+    let finished_at = refund.finished_at.map(|t| t.unix_millis());
+    let change = Change {
+        state: Some(state),
+        refund_id: Some(refund.id.to_string()),
+        finished_at,
+        kind: source,
+        detail: Some(format!("Smart Glocal: {}", refund.status)),
+        ..Change::default()
+    };
+
+    let known: Option<RefundRow> = sqlx::query_as(&format!("{SELECT} WHERE refund_id = ?"))
+        .bind(refund.id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let row = match known {
+        Some(row) => Some(row),
+        None => match_attempt(conn, session, refund).await?,
+    };
+    match row {
+        Some(row) => {
+            let event = change_row(conn, &row, &change).await?;
+            if event.is_some() {
+                return Ok(Applied {
+                    outcome: ApplyOutcome::Applied,
+                    event,
+                });
+            }
+            if row.state() == state {
+                return Ok(Applied {
+                    outcome: ApplyOutcome::Duplicate,
+                    event: None,
+                });
+            }
+            if source == "webhook" {
+                let detail = format!(
+                    "late `{}` after `{}`: recorded, not applied",
+                    refund.status, row.state
+                );
+                journal::add_history(conn, &row, "webhook_ignored", Some(&detail)).await?;
+            }
+            Ok(Applied {
+                outcome: ApplyOutcome::Stale,
+                event: None,
+            })
+        }
+        None => {
+            let origin = if refund.is_chargeback {
+                "chargeback"
+            } else {
+                "elsewhere"
+            };
+            let now = now_ms();
+            let created_at = refund.created_at.map(|t| t.unix_millis()).unwrap_or(now);
+            let key = sqlx::query(
+                "INSERT INTO refunds (refund_id, session_id, origin, amount, currency, state, created_at, updated_at, finished_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(refund.id.as_str())
+            .bind(session.as_str())
+            .bind(origin)
+            .bind(refund.amount_details.amount as i64)
+            .bind(refund.amount_details.currency.code())
+            .bind(state.as_str())
+            .bind(created_at)
+            .bind(now)
+            .bind(if state.is_final() { finished_at.or(Some(now)) } else { None })
+            .execute(&mut *conn)
+            .await?
+            .last_insert_rowid();
+            let row = row_by_key(conn, key).await?;
+            let kind = if refund.is_chargeback {
+                "chargeback"
+            } else {
+                "refunded_elsewhere"
+            };
+            journal::add_history(conn, &row, kind, Some(&format!("learned from {source}"))).await?;
+            let event = journal::add_event(conn, &row).await?;
+            Ok(Applied {
+                outcome: ApplyOutcome::New,
+                event: Some(event),
+            })
+        }
+    }
+}
+
+/// The unresolved attempt this new upstream refund belongs to, if any.
+async fn match_attempt(
+    conn: &mut SqliteConnection,
+    session: &SessionId,
+    refund: &sg::Refund,
+) -> Result<Option<RefundRow>, sqlx::Error> {
+    if refund.is_chargeback {
+        return Ok(None);
+    }
+    let candidates: Vec<RefundRow> = sqlx::query_as(&format!(
+        "{SELECT} WHERE session_id = ? AND origin = 'proxy' AND refund_id IS NULL
+           AND state IN ('pending', 'unknown', 'failed') ORDER BY key"
+    ))
+    .bind(session.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    let by_metadata = refund
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get("attempt_id"))
+        .and_then(|v| v.as_str())
+        .and_then(|id| {
+            candidates
+                .iter()
+                .find(|row| row.attempt_id.as_deref() == Some(id))
+        });
+    if let Some(row) = by_metadata {
+        return Ok(Some(row.clone()));
+    }
+    // Without metadata, only attempts still unresolved can be matched, by amount and by the
+    // refund being new since the attempt was sent.
+    Ok(candidates
+        .into_iter()
+        .filter(|row| matches!(row.state(), RefundState::Pending | RefundState::Unknown))
+        .find(|row| {
+            row.amount == refund.amount_details.amount as i64
+                && row.currency == refund.amount_details.currency.code()
+                && !row
+                    .refunds_before()
+                    .iter()
+                    .any(|id| id == refund.id.as_str())
+        }))
+}

@@ -1,0 +1,396 @@
+//! The refund flow, start to end: one refund per intent.
+//!
+//! 1. Idempotency: the same key and request returns the first result, no upstream call;
+//!    the same key with another request is `409 idempotency_conflict`.
+//! 2. Per-payment serialisation (an in-process lock per session, and the ledger refuses a
+//!    second `pending` attempt on one payment).
+//! 3. A fresh `session/status`, merged with the ledger's unresolved attempts, decides what
+//!    remains; `PaymentView::check_refund` applies the same rules the widget shows.
+//! 4. The attempt is recorded `pending` with the refund ids that exist before the call,
+//!    BEFORE the signed `session/refund` is sent.
+//! 5. The answer: a new refund id → `in_progress` (201); `status: error` → `failed` (422);
+//!    connection refused → `failed` (502); anything else → `unknown` (202), never retried,
+//!    resolved by [`crate::reconcile`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::http::StatusCode;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use shared::api::{
+    CardView, ErrorCode, PaymentView, RefundAmount, RefundState, RefundSubmission, RefundView,
+};
+use shared::smart_glocal::{self as sg, AmountDetails, RefundRequest};
+use shared::{Money, SessionId};
+
+use crate::error::{status_of, ApiError};
+use crate::ledger::{Change, Inserted, NewAttempt, RefundRow};
+use crate::upstream::UpstreamError;
+use crate::AppState;
+
+/// One async lock per payment, so refunds on one payment are decided one at a time.
+#[derive(Default, Clone)]
+pub struct PaymentLocks(Arc<Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl PaymentLocks {
+    fn slot(&self, session: &SessionId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 1024 {
+            // Forget locks nobody holds or waits for.
+            map.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        map.entry(session.clone()).or_default().clone()
+    }
+
+    pub async fn lock(&self, session: &SessionId) -> tokio::sync::OwnedMutexGuard<()> {
+        self.slot(session).lock_owned().await
+    }
+
+    /// The lock if free now; reconciliation skips payments a request is working on.
+    pub fn try_lock(&self, session: &SessionId) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        self.slot(session).try_lock_owned().ok()
+    }
+}
+
+/// What the refund route answers: the status (201 new, 200 replay, 202 unknown) and the view.
+pub type Answer = (StatusCode, RefundView);
+
+/// Hash of what was asked, to tell a replay from a different request under the same key.
+pub fn request_hash(session: &SessionId, submission: &RefundSubmission) -> String {
+    let canonical = json!({
+        "session_id": session,
+        "amount": submission.amount,
+        "reason": submission.reason,
+        "note": submission.note.as_deref().map(str::trim).unwrap_or(""),
+    });
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+/// The answer stored for an attempt, replayed for the same key and request.
+fn replay(row: &RefundRow, hash: &str) -> Result<Answer, ApiError> {
+    if row.request_hash.as_deref() != Some(hash) {
+        return Err(ApiError::IdempotencyConflict);
+    }
+    if let (RefundState::Failed, Some(code)) = (row.state(), row.error_code.as_deref()) {
+        let code: ErrorCode =
+            serde_json::from_value(json!(code)).unwrap_or(ErrorCode::UpstreamRejected);
+        let message = row
+            .error_detail
+            .clone()
+            .unwrap_or_else(|| "the refund failed".into());
+        return Err(ApiError::Replayed(code, message));
+    }
+    Ok((StatusCode::OK, row.view()))
+}
+
+/// The payment as the widget shows it: Smart Glocal's refunds, enriched by the ledger (who
+/// asked, why), plus attempts the ledger holds that Smart Glocal does not show (yet): those
+/// still count against what remains.
+pub fn payment_view(
+    session: &sg::Session,
+    rows: &[RefundRow],
+    partial_refunds_allowed: bool,
+) -> Option<PaymentView> {
+    let payment = session.payment()?;
+    let mut refunds: Vec<RefundView> = payment
+        .refunds
+        .iter()
+        .map(|refund| {
+            let row = rows
+                .iter()
+                .find(|r| r.refund_id.as_deref() == Some(refund.id.as_str()));
+            let upstream_state = RefundState::from(&refund.status);
+            let state = match row.map(RefundRow::state) {
+                Some(ledger) if ledger.rank() > upstream_state.rank() => ledger,
+                _ => upstream_state,
+            };
+            RefundView {
+                attempt_id: row.and_then(|r| r.attempt_id.clone()),
+                refund_id: Some(refund.id.clone()),
+                amount: refund.amount_details.into(),
+                state,
+                is_chargeback: refund.is_chargeback,
+                agent: row.and_then(|r| r.agent.clone()),
+                reason: row.and_then(|r| r.view().reason),
+                created_at: refund.created_at,
+                finished_at: refund.finished_at,
+            }
+        })
+        .collect();
+    for row in rows {
+        let shown = row
+            .refund_id
+            .as_deref()
+            .is_some_and(|id| payment.refunds.iter().any(|r| r.id.as_str() == id));
+        if row.origin == "proxy" && !shown && row.state().holds_money() {
+            refunds.push(row.view());
+        }
+    }
+    let card = payment
+        .payment_details
+        .as_ref()
+        .and_then(|d| d.card.as_ref());
+    Some(PaymentView {
+        session_id: session.id.clone(),
+        payment_id: payment.id.clone(),
+        status: payment.status.clone(),
+        amount: payment.amount_details.into(),
+        payment_type: payment
+            .payment_details
+            .as_ref()
+            .map(|d| d.kind.clone())
+            .unwrap_or_else(|| "card".into()),
+        card: card.map(|c| CardView {
+            brand: c.brand.clone(),
+            last4: c.last4.clone(),
+        }),
+        customer_reference: payment.customer.as_ref().and_then(|c| c.reference.clone()),
+        created_at: payment.created_at.or(session.created_at),
+        refunds,
+        partial_refunds_allowed,
+    })
+}
+
+/// `session/status` turned into the payment view, or the error the agent sees.
+pub async fn load_payment(state: &AppState, session: &SessionId) -> Result<PaymentView, ApiError> {
+    let upstream = state.upstream.status(session).await.map_err(status_error)?;
+    let rows = state.ledger.rows_for_session(session).await?;
+    payment_view(&upstream, &rows, state.config.partial_refunds).ok_or(ApiError::PaymentNotFound)
+}
+
+fn status_error(error: UpstreamError) -> ApiError {
+    match error {
+        UpstreamError::Rejected(e) if e.code == "session_not_found" || e.code == "not_found" => {
+            ApiError::PaymentNotFound
+        }
+        other => ApiError::Upstream(other),
+    }
+}
+
+/// `POST /api/payments/{id}/refunds` after authentication and parsing.
+pub async fn submit(
+    state: AppState,
+    agent: String,
+    session: SessionId,
+    submission: RefundSubmission,
+) -> Result<Answer, ApiError> {
+    submission.check_fields().map_err(ApiError::Rule)?;
+    let hash = request_hash(&session, &submission);
+    if let Some(row) = state
+        .ledger
+        .find_by_idempotency_key(&submission.idempotency_key)
+        .await?
+    {
+        return replay(&row, &hash);
+    }
+    // The rest runs in its own task: if the browser goes away mid-call, the attempt must
+    // still be carried to a recorded outcome rather than dropped half-way.
+    tokio::spawn(async move {
+        let _serialised = state.locks.lock(&session).await;
+        decide_and_send(&state, &agent, &session, &submission, &hash).await
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("refund task: {e}")))?
+}
+
+async fn decide_and_send(
+    state: &AppState,
+    agent: &str,
+    session: &SessionId,
+    submission: &RefundSubmission,
+    hash: &str,
+) -> Result<Answer, ApiError> {
+    // Someone with the same key may have finished while we waited for the lock.
+    if let Some(row) = state
+        .ledger
+        .find_by_idempotency_key(&submission.idempotency_key)
+        .await?
+    {
+        return replay(&row, hash);
+    }
+    let upstream = state.upstream.status(session).await.map_err(status_error)?;
+    let rows = state.ledger.rows_for_session(session).await?;
+    let view = payment_view(&upstream, &rows, state.config.partial_refunds)
+        .ok_or(ApiError::PaymentNotFound)?;
+    let amount = view.check_refund(submission).map_err(ApiError::Rule)?;
+    let payment = upstream.payment().ok_or(ApiError::PaymentNotFound)?;
+    let refunds_before: Vec<String> = payment.refunds.iter().map(|r| r.id.to_string()).collect();
+
+    let attempt = NewAttempt {
+        attempt_id: format!("att_{}", uuid::Uuid::new_v4().simple()),
+        session_id: session.clone(),
+        agent: agent.to_owned(),
+        amount,
+        full_refund: matches!(submission.amount, RefundAmount::Full),
+        reason: submission.reason.as_str().to_owned(),
+        note: submission
+            .note
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned),
+        idempotency_key: submission.idempotency_key.clone(),
+        request_hash: hash.to_owned(),
+        refunds_before: refunds_before.clone(),
+    };
+    let row = match state.ledger.insert_attempt(&attempt).await? {
+        Inserted::New(row, event) => {
+            state.publish(event);
+            row
+        }
+        Inserted::Existing(row) => return replay(&row, hash),
+        Inserted::InFlight => return Err(ApiError::RefundInFlight),
+    };
+
+    let request = RefundRequest {
+        session_id: session.clone(),
+        // Absent means "in full"; only said so when nothing was refunded before.
+        amount_details: (amount != Money::from(payment.amount_details)
+            || !refunds_before.is_empty())
+        .then(|| AmountDetails::from(amount)),
+        metadata: Some(json!({
+            "agent": agent,
+            "reason": submission.reason.as_str(),
+            "note": attempt.note,
+            "idempotency_key": submission.idempotency_key,
+            "attempt_id": attempt.attempt_id,
+        })),
+    };
+    tracing::info!(attempt_id = %attempt.attempt_id, session_id = %session, amount = amount.amount, "sending refund");
+    let outcome = state.upstream.refund(&request).await;
+    settle(state, &row, &attempt, outcome).await
+}
+
+/// Records what Smart Glocal's answer means for the attempt, and what the agent sees.
+async fn settle(
+    state: &AppState,
+    row: &RefundRow,
+    attempt: &NewAttempt,
+    outcome: Result<sg::Session, UpstreamError>,
+) -> Result<Answer, ApiError> {
+    match outcome {
+        Ok(after) => {
+            let new_refund = after.payment().and_then(|p| {
+                let fresh = || {
+                    p.refunds
+                        .iter()
+                        .filter(|r| !attempt.refunds_before.iter().any(|id| id == r.id.as_str()))
+                };
+                fresh()
+                    .find(|r| {
+                        r.metadata
+                            .as_ref()
+                            .and_then(|m| m.get("attempt_id"))
+                            .and_then(|v| v.as_str())
+                            == Some(attempt.attempt_id.as_str())
+                    })
+                    .or_else(|| fresh().find(|r| Money::from(r.amount_details) == attempt.amount))
+                    .cloned()
+            });
+            match new_refund {
+                Some(refund) => {
+                    let change = Change {
+                        state: Some(RefundState::from(&refund.status)),
+                        refund_id: Some(refund.id.to_string()),
+                        finished_at: refund.finished_at.map(|t| t.unix_millis()),
+                        kind: "sent",
+                        detail: Some(format!(
+                            "Smart Glocal accepted the request as {}",
+                            refund.id
+                        )),
+                        ..Change::default()
+                    };
+                    let event = state.ledger.change(row.key, change).await?;
+                    state.publish_all(event);
+                    let stored = state.ledger.find_by_attempt_id(&attempt.attempt_id).await?;
+                    Ok((
+                        StatusCode::CREATED,
+                        stored.map(|r| r.view()).unwrap_or_else(|| row.view()),
+                    ))
+                }
+                None => {
+                    unknown(
+                        state,
+                        row,
+                        "Smart Glocal answered ok but showed no new refund",
+                    )
+                    .await
+                }
+            }
+        }
+        Err(UpstreamError::Rejected(error)) => {
+            let detail = format!(
+                "Smart Glocal refused the refund: {} {}",
+                error.code, error.description
+            );
+            fail(
+                state,
+                row,
+                ErrorCode::UpstreamRejected,
+                detail.trim_end(),
+                "failed",
+            )
+            .await?;
+            Err(ApiError::Upstream(UpstreamError::Rejected(error)))
+        }
+        Err(UpstreamError::Unreachable(reason)) => {
+            tracing::warn!(%reason, "refund not sent: Smart Glocal unreachable");
+            fail(
+                state,
+                row,
+                ErrorCode::UpstreamUnavailable,
+                "Smart Glocal could not be reached; nothing was sent",
+                "failed",
+            )
+            .await?;
+            Err(ApiError::Upstream(UpstreamError::Unreachable(reason)))
+        }
+        Err(other) => unknown(state, row, &other.to_string()).await,
+    }
+}
+
+async fn fail(
+    state: &AppState,
+    row: &RefundRow,
+    code: ErrorCode,
+    detail: &str,
+    kind: &'static str,
+) -> Result<(), ApiError> {
+    debug_assert!(status_of(code).is_client_error() || status_of(code).is_server_error());
+    let change = Change {
+        state: Some(RefundState::Failed),
+        error_code: Some(code.name()),
+        error_detail: Some(detail.to_owned()),
+        kind,
+        detail: Some(detail.to_owned()),
+        ..Change::default()
+    };
+    let event = state.ledger.change(row.key, change).await?;
+    state.publish_all(event);
+    Ok(())
+}
+
+async fn unknown(state: &AppState, row: &RefundRow, detail: &str) -> Result<Answer, ApiError> {
+    tracing::warn!(attempt_id = ?row.attempt_id, %detail, "refund outcome unknown; reconciliation will resolve it");
+    let change = Change {
+        state: Some(RefundState::Unknown),
+        kind: "unknown",
+        detail: Some(detail.to_owned()),
+        ..Change::default()
+    };
+    let event = state.ledger.change(row.key, change).await?;
+    state.publish_all(event);
+    let stored = match &row.attempt_id {
+        Some(id) => state.ledger.find_by_attempt_id(id).await?,
+        None => None,
+    };
+    let view = stored.map(|r| r.view()).unwrap_or_else(|| row.view());
+    // A webhook may already have resolved it while we waited; show what the ledger knows.
+    let status = if view.state == RefundState::Unknown {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, view))
+}

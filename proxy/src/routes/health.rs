@@ -1,0 +1,66 @@
+//! Operations: `/healthz` (process up), `/readyz` (ledger reachable), `/metrics`
+//! (Prometheus text), and `POST /demo/token`, which stands in for the merchant's backend
+//! when `demo_mode = true`.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use shared::api::{AgentToken, AgentTokenRequest};
+
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::AppState;
+
+/// Lifetime of demo tokens.
+const DEMO_TOKEN_TTL_SECS: u64 = 15 * 60;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+pub fn demo_router() -> Router<AppState> {
+    Router::new().route("/demo/token", post(demo_token))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    state
+        .ledger
+        .ping()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(Json(json!({"status": "ready"})))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+async fn demo_token(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<AgentTokenRequest>,
+) -> Result<Json<AgentToken>, ApiError> {
+    let agent = request.agent.trim();
+    if agent.is_empty() || agent.len() > 64 {
+        return Err(ApiError::InvalidRequest(
+            "agent must be 1–64 characters".into(),
+        ));
+    }
+    Ok(Json(state.tokens.mint(
+        agent,
+        DEMO_TOKEN_TTL_SECS,
+        request.session_id.as_ref(),
+    )))
+}

@@ -1,0 +1,155 @@
+//! The Smart Glocal client: one `reqwest` client, every call `POST` JSON with
+//! `X-PARTNER-PROJECT` and an `X-PARTNER-SIGN` over the exact bytes sent.
+//!
+//! Nothing here retries. A refund retried after a lost answer could pay twice, so every
+//! failure comes back typed and the caller (the refund flow, reconciliation) decides.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shared::smart_glocal::{self as sg, RefundRequest, Session, StatusRequest};
+use shared::SessionId;
+use signing::Signer;
+
+use crate::metrics::Metrics;
+
+/// Why a call did not return a session.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// `status: error`: Smart Glocal answered and refused. Nothing happened upstream.
+    #[error("Smart Glocal refused: {} ({})", .0.code, .0.description)]
+    Rejected(sg::ApiError),
+    /// The connection could not be made: the request never left, nothing happened upstream.
+    #[error("could not connect to Smart Glocal: {0}")]
+    Unreachable(String),
+    /// An HTTP error without a readable refusal: the request may or may not have been applied.
+    #[error("Smart Glocal answered HTTP {0}")]
+    Http(u16),
+    /// No answer in time: the request may or may not have been applied.
+    #[error("Smart Glocal did not answer in time")]
+    Timeout,
+    /// An answer that is not the documented envelope (or a connection cut mid-answer).
+    #[error("unreadable answer from Smart Glocal: {0}")]
+    BadResponse(String),
+}
+
+impl UpstreamError {
+    /// Whether a refund request that failed this way may nevertheless have been applied.
+    pub fn outcome_unknown(&self) -> bool {
+        !matches!(
+            self,
+            UpstreamError::Rejected(_) | UpstreamError::Unreachable(_)
+        )
+    }
+}
+
+/// Smart Glocal, as seen from the proxy.
+#[derive(Clone)]
+pub struct Upstream {
+    client: reqwest::Client,
+    base_url: String,
+    project: String,
+    signer: Signer,
+    metrics: Arc<Metrics>,
+}
+
+impl Upstream {
+    pub fn new(
+        base_url: &str,
+        project: &str,
+        signer: Signer,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .build()
+            .expect("a reqwest client with rustls builds");
+        Self {
+            client,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            project: project.to_owned(),
+            signer,
+            metrics,
+        }
+    }
+
+    /// `session/status`: the session with its payments and refunds.
+    pub async fn status(&self, session_id: &SessionId) -> Result<Session, UpstreamError> {
+        self.call(
+            "status",
+            sg::PATH_STATUS,
+            &StatusRequest {
+                session_id: session_id.clone(),
+            },
+        )
+        .await
+    }
+
+    /// `session/refund`. Never call twice for one attempt.
+    pub async fn refund(&self, request: &RefundRequest) -> Result<Session, UpstreamError> {
+        self.call("refund", sg::PATH_REFUND, request).await
+    }
+
+    async fn call<T: serde::Serialize>(
+        &self,
+        name: &'static str,
+        path: &str,
+        body: &T,
+    ) -> Result<Session, UpstreamError> {
+        let started = Instant::now();
+        let result = self.send(path, body).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(UpstreamError::Rejected(_)) => "rejected",
+            Err(UpstreamError::Timeout) => "timeout",
+            Err(_) => "error",
+        };
+        self.metrics
+            .observe_upstream(name, outcome, started.elapsed());
+        result
+    }
+
+    async fn send<T: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> Result<Session, UpstreamError> {
+        // Serialise once; these exact bytes are signed and sent.
+        let bytes =
+            serde_json::to_vec(body).map_err(|e| UpstreamError::BadResponse(e.to_string()))?;
+        let signature = self.signer.sign(&bytes);
+        let response = self
+            .client
+            .post(format!("{}{}", self.base_url, path))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(sg::HEADER_PROJECT, &self.project)
+            .header(sg::HEADER_SIGN, signature)
+            .body(bytes)
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(classify)?;
+        match serde_json::from_slice::<sg::Response>(&body) {
+            // An explicit refusal is definitive whatever the HTTP status.
+            Ok(sg::Response::Error { error }) => Err(UpstreamError::Rejected(error)),
+            Ok(sg::Response::Ok { .. }) | Err(_) if !status.is_success() => {
+                Err(UpstreamError::Http(status.as_u16()))
+            }
+            Ok(sg::Response::Ok { session }) => Ok(session),
+            Err(e) => Err(UpstreamError::BadResponse(e.to_string())),
+        }
+    }
+}
+
+fn classify(error: reqwest::Error) -> UpstreamError {
+    if error.is_timeout() {
+        UpstreamError::Timeout
+    } else if error.is_connect() {
+        UpstreamError::Unreachable(error.to_string())
+    } else {
+        UpstreamError::BadResponse(error.to_string())
+    }
+}
