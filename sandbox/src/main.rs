@@ -74,6 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!("Ctrl-C: stopping");
     })
     .await?;
+    tracing::info!("stopped");
     Ok(())
 }
 

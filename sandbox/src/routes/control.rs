@@ -47,13 +47,16 @@ fn session_id(raw: &str) -> Result<SessionId, ControlError> {
 
 async fn list_sessions(State(state): State<AppState>) -> Json<Vec<SandboxSession>> {
     let store = state.store();
-    Json(
-        store
-            .sessions
-            .values()
-            .map(|entry| state.view(entry))
-            .collect(),
-    )
+    let mut sessions: Vec<SandboxSession> = store
+        .sessions
+        .values()
+        .map(|entry| state.view(entry))
+        .collect();
+    // Oldest first, as a payments table reads; the seed's ids follow its dates.
+    sessions.sort_by(|a, b| {
+        (a.session.created_at, &a.session.id).cmp(&(b.session.created_at, &b.session.id))
+    });
+    Json(sessions)
 }
 
 async fn get_session(

@@ -151,3 +151,22 @@ async fn the_control_routes_answer_cors_for_any_origin() {
         .headers()
         .contains_key("access-control-allow-methods"));
 }
+
+#[tokio::test]
+async fn the_router_answers_without_a_socket_too() {
+    use tower::ServiceExt as _;
+    let app = sandbox::app(sandbox::AppState::new(sandbox::SandboxConfig::demo()));
+    let request = axum::http::Request::get("/_sandbox/sessions/ps_jpy_1004")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn sessions_are_listed_oldest_first() {
+    let (sandbox, _) = spawn(Scheme::RsaSha256).await;
+    let sessions = sandbox.sessions().await;
+    assert_eq!(sessions[0].session.id.as_str(), "ps_usd_1001");
+    assert_eq!(sessions[7].session.id.as_str(), "ps_full_only_1008");
+}
