@@ -1,0 +1,69 @@
+//! Embedding: the token handshake with the host page, and scoped styles.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use frontend::token::{TokenSource, TOKEN_EXPIRED_EVENT};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+#[wasm_bindgen_test]
+async fn an_expired_token_asks_the_host_and_waits_for_the_new_one() {
+    let document = web_sys::window().unwrap().document().unwrap();
+    let host = document.create_element("div").unwrap();
+    host.set_attribute("data-token", "old").unwrap();
+    document.body().unwrap().append_child(&host).unwrap();
+    // The host page: answers the bubbling event on the document by setting a new attribute.
+    let asked = Rc::new(RefCell::new(0));
+    let asked_in_listener = asked.clone();
+    let listener = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+        *asked_in_listener.borrow_mut() += 1;
+        let target: web_sys::Element = event.target().unwrap().unchecked_into();
+        target.set_attribute("data-token", "new").unwrap();
+    });
+    document.add_event_listener_with_callback(TOKEN_EXPIRED_EVENT, listener.as_ref().unchecked_ref()).unwrap();
+
+    let token = TokenSource::attach(&host, None);
+    assert_eq!(token.current(), "old");
+    token.renewed().await;
+
+    assert_eq!(token.current(), "new");
+    assert_eq!(*asked.borrow(), 1);
+    document.remove_event_listener_with_callback(TOKEN_EXPIRED_EVENT, listener.as_ref().unchecked_ref()).unwrap();
+    token.detach();
+    host.remove();
+}
+
+#[wasm_bindgen_test]
+fn every_style_rule_is_scoped_under_the_widget_root() {
+    let css = include_str!("../../src/widget.css");
+    // Strip comments, then look at each selector list outside @media wrappers.
+    let mut text = String::new();
+    let mut rest = css;
+    while let Some(start) = rest.find("/*") {
+        text.push_str(&rest[..start]);
+        let end = rest[start..].find("*/").unwrap() + start + 2;
+        rest = &rest[end..];
+    }
+    text.push_str(rest);
+    let mut depth_selectors = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        match c {
+            '{' => {
+                depth_selectors.push(current.trim().to_owned());
+                current.clear();
+            }
+            '}' | ';' => current.clear(),
+            _ => current.push(c),
+        }
+    }
+    for selector_list in depth_selectors {
+        if selector_list.starts_with('@') || selector_list.is_empty() {
+            continue;
+        }
+        for selector in selector_list.split(',') {
+            assert!(selector.trim().starts_with(".sgr"), "unscoped selector: {selector:?}");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Every error the proxy can answer with becomes a sentence, in English and in Russian.
+
+use frontend::api::ApiError;
+use frontend::i18n::error_message;
+use frontend::testids::*;
+use shared::api::{ErrorBody, ErrorCode};
+use shared::Locale;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+use crate::support::*;
+
+fn refused(code: ErrorCode, status: u16) -> ApiError {
+    ApiError::Proxy { status, body: ErrorBody::new(code, "detail for the log") }
+}
+
+async fn shown_after_submitting(code: ErrorCode, locale: Locale) -> String {
+    let (submit, _) = counting_submit(Some(Err(refused(code, 422))));
+    let panel = mount_panel(payment(1_000, "usd", true), locale, submit);
+    panel.click(REVIEW_BUTTON);
+    settle().await;
+    panel.click(CONFIRM_BUTTON);
+    settle().await;
+    assert!(panel.visible(FORM_ERROR));
+    assert_eq!(panel.attr(FORM_ERROR, "role").as_deref(), Some("alert"));
+    panel.text(FORM_ERROR)
+}
+
+#[wasm_bindgen_test]
+async fn a_timeout_upstream_reads_as_a_sentence_in_english_and_russian() {
+    assert_eq!(
+        shown_after_submitting(ErrorCode::UpstreamTimeout, Locale::En).await,
+        "The payment provider did not answer in time. Try again in a minute."
+    );
+    assert_eq!(
+        shown_after_submitting(ErrorCode::UpstreamTimeout, Locale::Ru).await,
+        "Платёжный провайдер не ответил вовремя. Попробуйте через минуту."
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_refund_already_in_flight_reads_as_a_sentence_in_both_languages() {
+    assert_eq!(
+        shown_after_submitting(ErrorCode::RefundInFlight, Locale::En).await,
+        "Another refund of this payment is being submitted right now. Wait a moment and try again."
+    );
+    assert_eq!(
+        shown_after_submitting(ErrorCode::RefundInFlight, Locale::Ru).await,
+        "Другой возврат по этому платежу отправляется прямо сейчас. Подождите и попробуйте снова."
+    );
+}
+
+#[wasm_bindgen_test]
+async fn partial_not_allowed_from_the_proxy_is_explained() {
+    let text = shown_after_submitting(ErrorCode::PartialNotAllowed, Locale::En).await;
+    assert!(text.starts_with("Partial refunds are not enabled"), "{text}");
+}
+
+#[wasm_bindgen_test]
+async fn after_a_failed_attempt_the_same_confirmation_can_be_retried() {
+    let (submit, calls) = counting_submit(Some(Err(refused(ErrorCode::UpstreamUnavailable, 502))));
+    let panel = mount_panel(payment(1_000, "usd", true), Locale::En, submit);
+    panel.click(REVIEW_BUTTON);
+    settle().await;
+    panel.click(CONFIRM_BUTTON);
+    settle().await;
+    panel.click(CONFIRM_BUTTON);
+    settle().await;
+    assert_eq!(calls.get(), 2);
+    assert!(panel.find(CONFIRM_DIALOG).is_some());
+}
+
+#[wasm_bindgen_test]
+fn no_answer_at_all_is_explained_too() {
+    assert_eq!(
+        ApiError::Network.message(Locale::En),
+        "The refund service cannot be reached. Check the connection and try again."
+    );
+    assert!(ApiError::Network.message(Locale::Ru).starts_with("Сервис возвратов недоступен"));
+}
+
+#[wasm_bindgen_test]
+fn every_code_has_an_english_and_a_different_russian_sentence() {
+    use ErrorCode::*;
+    let all = [
+        Unauthenticated, TokenInvalid, TokenExpired, Forbidden, OriginNotAllowed, InvalidJson,
+        UnsupportedMediaType, PayloadTooLarge, InvalidSessionId, InvalidRequest, NotFound,
+        MethodNotAllowed, AmountEmpty, AmountNotANumber, AmountNotPositive, AmountTooManyDecimals,
+        AmountTooLarge, CurrencyMismatch, ExceedsRemaining, PartialNotAllowed, NotRefundable,
+        NoteRequired, NoteTooLong, InvalidIdempotencyKey, IdempotencyConflict, RefundInFlight,
+        PaymentNotFound, UpstreamRejected, UpstreamUnavailable, UpstreamTimeout,
+        UpstreamBadResponse, SignatureInvalid, Internal, Unavailable,
+    ];
+    for code in all {
+        let en = error_message(code, Locale::En);
+        let ru = error_message(code, Locale::Ru);
+        assert!(en.ends_with('.') || en.ends_with('…'), "{code:?}: {en}");
+        assert!(ru.chars().any(|c| ('а'..='я').contains(&c)), "{code:?} is not Russian: {ru}");
+        assert_ne!(en, ru);
+        assert!(!en.contains('_'), "{code:?} leaks a code: {en}");
+    }
+}

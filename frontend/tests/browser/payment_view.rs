@@ -1,0 +1,73 @@
+//! What the agent sees of the payment, and what is (not) offered.
+
+use frontend::testids::*;
+use leptos::prelude::*;
+use shared::api::RefundState;
+use shared::smart_glocal::PaymentStatus;
+use shared::{Locale, Money};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+use crate::support::*;
+
+#[wasm_bindgen_test]
+async fn the_payment_its_refunds_and_chargebacks_are_shown() {
+    let mut view = payment(10_000, "usd", true);
+    let usd = view.amount.currency;
+    view.refunds.push(refund(Money::new(1_000, usd), RefundState::Accepted, false));
+    view.refunds.push(refund(Money::new(2_000, usd), RefundState::Accepted, true));
+    let (submit, _) = counting_submit(None);
+    let panel = mount_panel(view, Locale::En, submit);
+    settle().await;
+
+    assert_eq!(panel.text(PAYMENT_AMOUNT), "100.00\u{a0}$");
+    assert_eq!(panel.text(PAYMENT_CARD), "Visa •••• 4242");
+    assert_eq!(panel.text(PAYMENT_CUSTOMER), "cust-42");
+    assert_eq!(panel.text(REMAINING), "70.00\u{a0}$");
+    assert_eq!(panel.count(REFUND_ROW), 2);
+    assert_eq!(panel.count(CHARGEBACK_BADGE), 1);
+}
+
+#[wasm_bindgen_test]
+async fn live_updates_change_a_row_in_place() {
+    let mut view = payment(10_000, "usd", true);
+    let pending = refund(Money::new(1_000, view.amount.currency), RefundState::InProgress, false);
+    view.refunds.push(pending.clone());
+    let (submit, _) = counting_submit(None);
+    let panel = mount_panel(view, Locale::Ru, submit);
+    settle().await;
+    assert_eq!(panel.text(REFUND_STATE), "В обработке");
+
+    panel.payment.update(|p| p.upsert_refund(shared::api::RefundView { state: RefundState::Accepted, ..pending }));
+    settle().await;
+
+    assert_eq!(panel.count(REFUND_ROW), 1);
+    assert_eq!(panel.text(REFUND_STATE), "Принят");
+}
+
+#[wasm_bindgen_test]
+async fn partial_is_not_offered_where_it_is_not_allowed() {
+    let (submit, _) = counting_submit(None);
+    let panel = mount_panel(payment(1_000, "usd", false), Locale::En, submit);
+    settle().await;
+    assert!(panel.find(MODE_FULL).is_some());
+    assert!(panel.find(MODE_PARTIAL).is_none());
+}
+
+#[wasm_bindgen_test]
+async fn nothing_is_offered_for_a_payment_that_cannot_be_refunded() {
+    let mut failed = payment(1_000, "usd", true);
+    failed.status = PaymentStatus::Failed;
+    let (submit, _) = counting_submit(None);
+    let panel = mount_panel(failed, Locale::En, submit);
+    settle().await;
+    assert!(panel.find(REVIEW_BUTTON).is_none());
+    assert_eq!(panel.text(NOT_REFUNDABLE), "This payment cannot be refunded.");
+
+    let mut partly = payment(1_000, "usd", false);
+    partly.refunds.push(refund(Money::new(100, partly.amount.currency), RefundState::Accepted, true));
+    let (submit, _) = counting_submit(None);
+    let panel = mount_panel(partly, Locale::En, submit);
+    settle().await;
+    assert!(panel.find(REVIEW_BUTTON).is_none());
+    assert!(panel.text(NOT_REFUNDABLE).starts_with("Partial refunds are not enabled"));
+}

@@ -1,0 +1,139 @@
+//! Building payments and mounting the panel the way the widget does, then acting like an agent.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use frontend::api::{ApiError, Submitted};
+use frontend::components::{RefundPanel, Submit};
+use leptos::prelude::*;
+use shared::api::{CardView, PaymentView, RefundState, RefundSubmission, RefundView};
+use shared::smart_glocal::PaymentStatus;
+use shared::{Currency, Locale, Money, SessionId};
+use wasm_bindgen::JsCast;
+use web_sys::{HtmlElement, HtmlInputElement};
+
+/// A succeeded Visa •••• 4242 payment of `amount` minor units.
+pub fn payment(amount: u64, currency: &str, partial_refunds_allowed: bool) -> PaymentView {
+    PaymentView {
+        session_id: SessionId::parse("ps_test").unwrap(),
+        payment_id: "pm_test".into(),
+        status: PaymentStatus::Succeeded,
+        amount: Money::new(amount, Currency::parse(currency).unwrap()),
+        payment_type: "card".into(),
+        card: Some(CardView { brand: "visa".into(), last4: "4242".into() }),
+        customer_reference: Some("cust-42".into()),
+        created_at: None,
+        refunds: Vec::new(),
+        partial_refunds_allowed,
+    }
+}
+
+pub fn refund(amount: Money, state: RefundState, is_chargeback: bool) -> RefundView {
+    RefundView {
+        attempt_id: Some(format!("att_{}", amount.amount)),
+        refund_id: None,
+        amount,
+        state,
+        is_chargeback,
+        agent: None,
+        reason: None,
+        created_at: None,
+        finished_at: None,
+    }
+}
+
+/// A submitter that counts its calls and answers with `answer` (or never, if `None`).
+pub fn counting_submit(answer: Option<Result<(RefundView, Submitted), ApiError>>) -> (Submit, Rc<Cell<u32>>) {
+    let calls = Rc::new(Cell::new(0));
+    let counter = calls.clone();
+    let submit: Submit = Rc::new(move |_submission: RefundSubmission| {
+        counter.set(counter.get() + 1);
+        let answer = answer.clone();
+        Box::pin(async move {
+            match answer {
+                Some(answer) => answer,
+                None => std::future::pending().await,
+            }
+        })
+    });
+    (submit, calls)
+}
+
+/// A mounted panel; dropping it removes it from the page.
+pub struct Mounted {
+    pub root: HtmlElement,
+    pub payment: RwSignal<PaymentView>,
+    _handle: Box<dyn std::any::Any>,
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        self.root.remove();
+    }
+}
+
+pub fn mount_panel(view: PaymentView, locale: Locale, submit: Submit) -> Mounted {
+    frontend::style::install();
+    let document = web_sys::window().unwrap().document().unwrap();
+    let root: HtmlElement = document.create_element("div").unwrap().unchecked_into();
+    document.body().unwrap().append_child(&root).unwrap();
+    let payment = RwSignal::new(view);
+    let status = RwSignal::new(String::new());
+    let handle = leptos::mount::mount_to(root.clone(), move || {
+        view! { <div class="sgr"><RefundPanel payment submit status locale /></div> }
+    });
+    Mounted { root, payment, _handle: Box::new(handle) }
+}
+
+impl Mounted {
+    pub fn find(&self, testid: &str) -> Option<HtmlElement> {
+        self.root
+            .query_selector(&format!("[data-testid=\"{testid}\"]"))
+            .unwrap()
+            .map(|e| e.unchecked_into())
+    }
+
+    pub fn get(&self, testid: &str) -> HtmlElement {
+        self.find(testid).unwrap_or_else(|| panic!("no element with data-testid={testid}"))
+    }
+
+    pub fn count(&self, testid: &str) -> u32 {
+        self.root.query_selector_all(&format!("[data-testid=\"{testid}\"]")).unwrap().length()
+    }
+
+    pub fn text(&self, testid: &str) -> String {
+        self.get(testid).text_content().unwrap_or_default().trim().to_owned()
+    }
+
+    pub fn visible(&self, testid: &str) -> bool {
+        self.find(testid).is_some_and(|e| !e.hidden())
+    }
+
+    pub fn attr(&self, testid: &str, name: &str) -> Option<String> {
+        self.get(testid).get_attribute(name)
+    }
+
+    pub fn click(&self, testid: &str) {
+        self.get(testid).click();
+    }
+
+    /// Types as a person would: the value changes, then `input` fires.
+    pub fn type_text(&self, testid: &str, text: &str) {
+        let input: HtmlInputElement = self.get(testid).unchecked_into();
+        input.set_value(text);
+        input.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
+    }
+
+    pub fn select(&self, testid: &str, value: &str) {
+        let select: web_sys::HtmlSelectElement = self.get(testid).unchecked_into();
+        select.set_value(value);
+        select.dispatch_event(&web_sys::Event::new("change").unwrap()).unwrap();
+    }
+}
+
+/// Lets the reactive system and the renderer catch up.
+pub async fn settle() {
+    for _ in 0..3 {
+        leptos::task::tick().await;
+    }
+}
