@@ -23,7 +23,10 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -155,12 +158,19 @@ pub struct PaymentView {
 impl PaymentView {
     /// What has been refunded, or is being: everything but failed refunds.
     pub fn refunded(&self) -> u64 {
-        self.refunds.iter().filter(|r| r.state.holds_money()).map(|r| r.amount.amount).sum()
+        self.refunds
+            .iter()
+            .filter(|r| r.state.holds_money())
+            .map(|r| r.amount.amount)
+            .sum()
     }
 
     /// What can still be refunded.
     pub fn remaining(&self) -> Money {
-        Money::new(self.amount.amount.saturating_sub(self.refunded()), self.amount.currency)
+        Money::new(
+            self.amount.amount.saturating_sub(self.refunded()),
+            self.amount.currency,
+        )
     }
 
     /// A refund can be asked for: the payment succeeded and something remains.
@@ -276,7 +286,9 @@ impl RefundSubmission {
     pub fn check_fields(&self) -> Result<(), ErrorCode> {
         let key = &self.idempotency_key;
         let key_valid = (16..=64).contains(&key.len())
-            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !key_valid {
             return Err(ErrorCode::InvalidIdempotencyKey);
         }
@@ -317,9 +329,15 @@ impl RefundState {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Pending, Self::Unknown, Self::InProgress, Self::Accepted, Self::Failed]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        [
+            Self::Pending,
+            Self::Unknown,
+            Self::InProgress,
+            Self::Accepted,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
     }
 
     pub fn is_final(&self) -> bool {
@@ -396,7 +414,6 @@ pub struct HistoryEntry {
     pub state: Option<RefundState>,
     pub detail: Option<String>,
 }
-
 
 /// `POST /api/payments/{id}/events/ticket`: a short-lived ticket for the event stream.
 ///

@@ -155,11 +155,17 @@ impl Money {
         }
         let exponent = currency.exponent();
         if fraction.len() > exponent as usize {
-            return Err(AmountError::TooManyDecimals { currency, max: exponent });
+            return Err(AmountError::TooManyDecimals {
+                currency,
+                max: exponent,
+            });
         }
 
         let mut minor: u64 = 0;
-        let padded = fraction.chars().chain(std::iter::repeat('0')).take(exponent as usize);
+        let padded = fraction
+            .chars()
+            .chain(std::iter::repeat('0'))
+            .take(exponent as usize);
         for digit in integer.chars().chain(padded) {
             let digit = u64::from(digit.to_digit(10).ok_or(AmountError::NotANumber)?);
             minor = minor
@@ -173,7 +179,10 @@ impl Money {
         if negative || minor == 0 {
             return Err(AmountError::NotPositive);
         }
-        Ok(Self { amount: minor, currency })
+        Ok(Self {
+            amount: minor,
+            currency,
+        })
     }
 
     /// The number alone, grouped for the locale: `1,000.50` or `1 000,50`.
@@ -183,7 +192,7 @@ impl Money {
         let whole = (self.amount / divisor).to_string();
         let mut out = String::with_capacity(whole.len() + 8);
         for (i, digit) in whole.chars().enumerate() {
-            if i > 0 && (whole.len() - i) % 3 == 0 {
+            if i > 0 && (whole.len() - i).is_multiple_of(3) {
                 out.push(locale.group_separator());
             }
             out.push(digit);
@@ -198,7 +207,11 @@ impl Money {
 
     /// The amount with its currency, for display: `1,000 ¥`, `10,50 ₽`, `1.250 KWD`.
     pub fn format(&self, locale: Locale) -> String {
-        format!("{}\u{a0}{}", self.format_number(locale), self.currency.symbol())
+        format!(
+            "{}\u{a0}{}",
+            self.format_number(locale),
+            self.currency.symbol()
+        )
     }
 }
 

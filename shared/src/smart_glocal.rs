@@ -115,7 +115,10 @@ pub struct AmountDetails {
 
 impl From<Money> for AmountDetails {
     fn from(money: Money) -> Self {
-        Self { amount: money.amount, currency: money.currency }
+        Self {
+            amount: money.amount,
+            currency: money.currency,
+        }
     }
 }
 

@@ -49,9 +49,16 @@ fn submit(amount: RefundAmount) -> RefundSubmission {
 
 #[test]
 fn a_full_refund_takes_what_remains() {
-    let view = payment(10_000, &[(2_500, RefundState::Accepted), (1_000, RefundState::Failed)], true);
+    let view = payment(
+        10_000,
+        &[(2_500, RefundState::Accepted), (1_000, RefundState::Failed)],
+        true,
+    );
     assert_eq!(view.remaining(), usd(7_500));
-    assert_eq!(view.check_refund(&submit(RefundAmount::Full)), Ok(usd(7_500)));
+    assert_eq!(
+        view.check_refund(&submit(RefundAmount::Full)),
+        Ok(usd(7_500))
+    );
 }
 
 #[test]
@@ -64,15 +71,27 @@ fn refund_above_the_remaining_amount_is_rejected() {
 #[test]
 fn partial_refunds_are_refused_where_they_are_off() {
     let view = payment(10_000, &[], false);
-    assert_eq!(view.check_refund(&submit(RefundAmount::Partial(usd(100)))), Err(ErrorCode::PartialNotAllowed));
-    assert_eq!(view.check_refund(&submit(RefundAmount::Partial(usd(10_000)))), Ok(usd(10_000)));
-    assert_eq!(view.check_refund(&submit(RefundAmount::Full)), Ok(usd(10_000)));
+    assert_eq!(
+        view.check_refund(&submit(RefundAmount::Partial(usd(100)))),
+        Err(ErrorCode::PartialNotAllowed)
+    );
+    assert_eq!(
+        view.check_refund(&submit(RefundAmount::Partial(usd(10_000)))),
+        Ok(usd(10_000))
+    );
+    assert_eq!(
+        view.check_refund(&submit(RefundAmount::Full)),
+        Ok(usd(10_000))
+    );
 }
 
 #[test]
 fn nothing_can_be_refunded_from_a_fully_refunded_or_failed_payment() {
     let view = payment(10_000, &[(10_000, RefundState::Accepted)], true);
-    assert_eq!(view.check_refund(&submit(RefundAmount::Full)), Err(ErrorCode::NotRefundable));
+    assert_eq!(
+        view.check_refund(&submit(RefundAmount::Full)),
+        Err(ErrorCode::NotRefundable)
+    );
     let mut failed = payment(10_000, &[], true);
     failed.status = PaymentStatus::Failed;
     assert!(!failed.refundable());
@@ -82,8 +101,14 @@ fn nothing_can_be_refunded_from_a_fully_refunded_or_failed_payment() {
 fn the_amount_must_be_in_the_payment_currency() {
     let view = payment(10_000, &[], true);
     let eur = Money::new(100, Currency::parse("eur").unwrap());
-    assert_eq!(view.check_refund(&submit(RefundAmount::Partial(eur))), Err(ErrorCode::CurrencyMismatch));
-    assert_eq!(view.check_refund(&submit(RefundAmount::Partial(usd(0)))), Err(ErrorCode::AmountNotPositive));
+    assert_eq!(
+        view.check_refund(&submit(RefundAmount::Partial(eur))),
+        Err(ErrorCode::CurrencyMismatch)
+    );
+    assert_eq!(
+        view.check_refund(&submit(RefundAmount::Partial(usd(0)))),
+        Err(ErrorCode::AmountNotPositive)
+    );
 }
 
 #[test]
@@ -100,7 +125,10 @@ fn other_needs_a_note_and_keys_have_a_shape() {
     assert_eq!(view.check_refund(&other), Err(ErrorCode::NoteTooLong));
     let mut short = submit(RefundAmount::Full);
     short.idempotency_key = "short".into();
-    assert_eq!(view.check_refund(&short), Err(ErrorCode::InvalidIdempotencyKey));
+    assert_eq!(
+        view.check_refund(&short),
+        Err(ErrorCode::InvalidIdempotencyKey)
+    );
 }
 
 #[test]

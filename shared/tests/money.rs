@@ -33,7 +33,11 @@ fn amounts_are_read_the_way_agents_type_them() {
         ("1,5", "kwd", Locale::Ru, 1500),
     ];
     for (text, code, locale, expected) in cases {
-        assert_eq!(parse(text, code, locale), Ok(expected), "{text:?} {code} {locale:?}");
+        assert_eq!(
+            parse(text, code, locale),
+            Ok(expected),
+            "{text:?} {code} {locale:?}"
+        );
     }
 }
 
@@ -54,16 +58,57 @@ fn every_rejection_has_its_own_error() {
         ("0", "usd", Locale::En, AmountError::NotPositive),
         ("0.00", "usd", Locale::En, AmountError::NotPositive),
         ("-5", "usd", Locale::En, AmountError::NotPositive),
-        ("1.5", "jpy", Locale::En, AmountError::TooManyDecimals { currency: currency("jpy"), max: 0 }),
-        ("1.2345", "kwd", Locale::En, AmountError::TooManyDecimals { currency: currency("kwd"), max: 3 }),
-        ("1.001", "usd", Locale::En, AmountError::TooManyDecimals { currency: usd, max: 2 }),
-        ("99999999999999999999", "usd", Locale::En, AmountError::Overflow),
-        ("92233720368547758.08", "usd", Locale::En, AmountError::Overflow),
+        (
+            "1.5",
+            "jpy",
+            Locale::En,
+            AmountError::TooManyDecimals {
+                currency: currency("jpy"),
+                max: 0,
+            },
+        ),
+        (
+            "1.2345",
+            "kwd",
+            Locale::En,
+            AmountError::TooManyDecimals {
+                currency: currency("kwd"),
+                max: 3,
+            },
+        ),
+        (
+            "1.001",
+            "usd",
+            Locale::En,
+            AmountError::TooManyDecimals {
+                currency: usd,
+                max: 2,
+            },
+        ),
+        (
+            "99999999999999999999",
+            "usd",
+            Locale::En,
+            AmountError::Overflow,
+        ),
+        (
+            "92233720368547758.08",
+            "usd",
+            Locale::En,
+            AmountError::Overflow,
+        ),
     ];
     for (text, code, locale, expected) in cases {
-        assert_eq!(parse(text, code, locale), Err(expected), "{text:?} {code} {locale:?}");
+        assert_eq!(
+            parse(text, code, locale),
+            Err(expected),
+            "{text:?} {code} {locale:?}"
+        );
     }
-    assert_eq!(parse("92233720368547758.07", "usd", Locale::En), Ok(MAX_MINOR_UNITS));
+    assert_eq!(
+        parse("92233720368547758.07", "usd", Locale::En),
+        Ok(MAX_MINOR_UNITS)
+    );
 }
 
 #[test]
@@ -72,8 +117,14 @@ fn display_uses_the_currency_exponent_and_the_locale() {
     assert_eq!(money(100_000, "jpy").format(Locale::En), "100,000\u{a0}¥");
     assert_eq!(money(1000, "jpy").format(Locale::En), "1,000\u{a0}¥");
     assert_eq!(money(1250, "kwd").format_number(Locale::En), "1.250");
-    assert_eq!(money(123_456_78, "usd").format_number(Locale::En), "123,456.78");
-    assert_eq!(money(123_456_78, "rub").format(Locale::Ru), "123\u{a0}456,78\u{a0}₽");
+    assert_eq!(
+        money(123_456_78, "usd").format_number(Locale::En),
+        "123,456.78"
+    );
+    assert_eq!(
+        money(123_456_78, "rub").format(Locale::Ru),
+        "123\u{a0}456,78\u{a0}₽"
+    );
     assert_eq!(money(5, "usd").format_number(Locale::En), "0.05");
 }
 

@@ -14,8 +14,14 @@ const ERROR: &str = include_str!("fixtures/error_response.json");
 fn the_seed_refund_request_parses_as_a_full_refund() {
     let request: RefundRequest = serde_json::from_str(REFUND_REQUEST).unwrap();
     assert_eq!(request.session_id.as_str(), "ps_3230");
-    assert_eq!(request.amount_details, None, "no amount means refund in full");
-    assert_eq!(serde_json::to_string(&request).unwrap(), r#"{"session_id":"ps_3230"}"#);
+    assert_eq!(
+        request.amount_details, None,
+        "no amount means refund in full"
+    );
+    assert_eq!(
+        serde_json::to_string(&request).unwrap(),
+        r#"{"session_id":"ps_3230"}"#
+    );
 }
 
 #[test]
@@ -31,19 +37,31 @@ fn the_seed_webhook_parses_and_keeps_every_value() {
     let payment = &session.acquiring_payments[0];
     assert_eq!(payment.id, "pm_2705");
     assert_eq!(payment.status, PaymentStatus::Succeeded);
-    assert_eq!((payment.created_at, payment.finished_at), (Some(at), Some(at)));
-    assert_eq!(payment.customer.as_ref().unwrap().reference.as_deref(), Some("lucky"));
+    assert_eq!(
+        (payment.created_at, payment.finished_at),
+        (Some(at), Some(at))
+    );
+    assert_eq!(
+        payment.customer.as_ref().unwrap().reference.as_deref(),
+        Some("lucky")
+    );
     let details = payment.payment_details.as_ref().unwrap();
     assert_eq!(details.kind, "card");
     let card = details.card.as_ref().unwrap();
     assert_eq!((card.brand.as_str(), card.last4.as_str()), ("visa", "4242"));
     assert_eq!(payment.amount_details.amount, 1000);
-    assert_eq!(payment.amount_details.currency, Currency::parse("usd").unwrap());
+    assert_eq!(
+        payment.amount_details.currency,
+        Currency::parse("usd").unwrap()
+    );
     assert_eq!(payment.metadata, Some(serde_json::json!("good")));
     let refund = &payment.refunds[0];
     assert_eq!(refund.id.as_str(), "rf_203");
     assert_eq!(refund.status, RefundStatus::Accepted);
-    assert_eq!((refund.created_at, refund.finished_at), (Some(at), Some(at)));
+    assert_eq!(
+        (refund.created_at, refund.finished_at),
+        (Some(at), Some(at))
+    );
     assert_eq!(refund.amount_details.amount, 1000);
     assert!(!refund.is_chargeback);
 
@@ -55,11 +73,16 @@ fn the_seed_webhook_parses_and_keeps_every_value() {
 #[test]
 fn unknown_statuses_and_fields_are_kept_not_rejected() {
     let response: Response = serde_json::from_str(UNKNOWN_VALUES).unwrap();
-    let Response::Ok { session } = response else { panic!("expected ok") };
+    let Response::Ok { session } = response else {
+        panic!("expected ok")
+    };
     let payment = &session.acquiring_payments[0];
     let refund = &payment.refunds[0];
     assert_eq!(refund.status, RefundStatus::Other("awaiting_bank".into()));
-    assert_eq!(serde_json::to_value(&refund.status).unwrap(), "awaiting_bank");
+    assert_eq!(
+        serde_json::to_value(&refund.status).unwrap(),
+        "awaiting_bank"
+    );
     assert!(refund.is_chargeback);
     assert_eq!(refund.amount_details.currency.exponent(), 3);
     let details = payment.payment_details.as_ref().unwrap();
@@ -71,7 +94,9 @@ fn unknown_statuses_and_fields_are_kept_not_rejected() {
 #[test]
 fn an_error_envelope_parses_with_its_code() {
     let response: Response = serde_json::from_str(ERROR).unwrap();
-    let Response::Error { error } = response else { panic!("expected error") };
+    let Response::Error { error } = response else {
+        panic!("expected error")
+    };
     assert_eq!(error.code, "refund_amount_exceeds");
 }
 

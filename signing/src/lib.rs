@@ -53,7 +53,9 @@ impl std::str::FromStr for Scheme {
         match text {
             "rsa-sha256" => Ok(Scheme::RsaSha256),
             "hmac-sha256" => Ok(Scheme::HmacSha256),
-            other => Err(format!("unknown signing scheme `{other}`: expected rsa-sha256 or hmac-sha256")),
+            other => Err(format!(
+                "unknown signing scheme `{other}`: expected rsa-sha256 or hmac-sha256"
+            )),
         }
     }
 }
@@ -135,9 +137,14 @@ impl Signer {
         match self {
             Signer::Rsa(pair) => {
                 let mut signature = vec![0; pair.public().modulus_len()];
-                pair.sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), body, &mut signature)
-                    // Only fails for a buffer of the wrong length, which modulus_len rules out.
-                    .expect("RSA signing with a correctly sized buffer");
+                pair.sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    body,
+                    &mut signature,
+                )
+                // Only fails for a buffer of the wrong length, which modulus_len rules out.
+                .expect("RSA signing with a correctly sized buffer");
                 base64::engine::general_purpose::STANDARD.encode(signature)
             }
             Signer::Hmac(secret) => hex::encode(hmac_tag(secret, body)),
@@ -212,15 +219,21 @@ impl Verifier {
 
     /// Checks `signature` (the `X-PARTNER-SIGN` value) against these exact bytes.
     pub fn verify(&self, body: &[u8], signature: Option<&str>) -> Result<(), SignatureError> {
-        let signature = signature.map(str::trim).filter(|s| !s.is_empty()).ok_or(SignatureError::Missing)?;
+        let signature = signature
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or(SignatureError::Missing)?;
         match self {
             Verifier::Rsa(public_key) => {
                 let raw = base64::engine::general_purpose::STANDARD
                     .decode(signature)
                     .map_err(|_| SignatureError::Malformed)?;
-                UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, public_key.as_slice())
-                    .verify(body, &raw)
-                    .map_err(|_| SignatureError::Mismatch)
+                UnparsedPublicKey::new(
+                    &signature::RSA_PKCS1_2048_8192_SHA256,
+                    public_key.as_slice(),
+                )
+                .verify(body, &raw)
+                .map_err(|_| SignatureError::Mismatch)
             }
             Verifier::Hmac(secret) => {
                 let raw = hex::decode(signature).map_err(|_| SignatureError::Malformed)?;

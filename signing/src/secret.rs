@@ -9,7 +9,10 @@ pub struct Secret(String);
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     #[error("cannot read the secret file {path}: {source}")]
-    File { path: String, source: std::io::Error },
+    File {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl Secret {
@@ -21,7 +24,10 @@ impl Secret {
     pub fn from_file(path: &Path) -> Result<Self, SecretError> {
         std::fs::read_to_string(path)
             .map(|text| Self(text.trim_end_matches(['\n', '\r']).to_owned()))
-            .map_err(|source| SecretError::File { path: path.display().to_string(), source })
+            .map_err(|source| SecretError::File {
+                path: path.display().to_string(),
+                source,
+            })
     }
 
     /// The value itself. Call sites of this are the only places a secret is used.

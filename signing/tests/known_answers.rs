@@ -6,8 +6,12 @@ use std::process::Command;
 use signing::{Scheme, Secret, SignatureError, Signer, Verifier};
 
 fn key(name: &str) -> String {
-    std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/keys").join(name))
-        .unwrap()
+    std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/keys")
+            .join(name),
+    )
+    .unwrap()
 }
 
 /// RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
@@ -40,9 +44,15 @@ fn hmac_verification_accepts_the_tag_and_rejects_a_flipped_byte() {
     assert_eq!(verifier.verify(body, Some(&tag)), Ok(()));
     let mut flipped = body.to_vec();
     flipped[3] ^= 1;
-    assert_eq!(verifier.verify(&flipped, Some(&tag)), Err(SignatureError::Mismatch));
+    assert_eq!(
+        verifier.verify(&flipped, Some(&tag)),
+        Err(SignatureError::Mismatch)
+    );
     assert_eq!(verifier.verify(body, None), Err(SignatureError::Missing));
-    assert_eq!(verifier.verify(body, Some("zz")), Err(SignatureError::Malformed));
+    assert_eq!(
+        verifier.verify(body, Some("zz")),
+        Err(SignatureError::Malformed)
+    );
 }
 
 /// RSASSA-PKCS1-v1_5 is deterministic, so a fixed key and message give a fixed signature;
@@ -69,7 +79,9 @@ fn rsa_signature_equals_openssl_and_verifies_with_openssl() {
         let expected = base64::engine::general_purpose::STANDARD.encode(expected.stdout);
         assert_eq!(signature, expected, "{private}");
 
-        let raw = base64::engine::general_purpose::STANDARD.decode(&signature).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&signature)
+            .unwrap();
         let sig_path = dir.path().join("body.sig");
         std::fs::write(&sig_path, raw).unwrap();
         let verified = Command::new("openssl")
@@ -80,18 +92,27 @@ fn rsa_signature_equals_openssl_and_verifies_with_openssl() {
             .arg(&body_path)
             .output()
             .unwrap();
-        assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
+        assert!(
+            verified.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verified.stdout)
+        );
     }
 }
 
 #[test]
 fn rsa_verification_takes_spki_and_pkcs1_public_keys() {
     let body = b"exact bytes";
-    let signature = Signer::rsa_from_pem(&key("test-pkcs8-private.pem")).unwrap().sign(body);
+    let signature = Signer::rsa_from_pem(&key("test-pkcs8-private.pem"))
+        .unwrap()
+        .sign(body);
     for public in ["test-public.pem", "test-pkcs1-public.pem"] {
         let verifier = Verifier::rsa_from_pem(&key(public)).unwrap();
         assert_eq!(verifier.verify(body, Some(&signature)), Ok(()));
-        assert_eq!(verifier.verify(b"exact bytes!", Some(&signature)), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verifier.verify(b"exact bytes!", Some(&signature)),
+            Err(SignatureError::Mismatch)
+        );
     }
 }
 

@@ -50,7 +50,10 @@ pub fn stage<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let started = Instant::now();
     let result = f();
     let outcome = if result.is_ok() { "done" } else { "FAILED" };
-    println!("<== {name}: {outcome} in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "<== {name}: {outcome} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     result
 }
 
@@ -58,21 +61,41 @@ pub fn stage<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
 /// widget's `wasm-bindgen-test` suite in headless Chromium.
 fn test() -> Result {
     stage("setup", || setup::run(true))?;
-    stage("widget release build", || widget::build_release().map(|_| ()))?;
-    stage("native tests (cargo test: every crate but the wasm widget)", || {
-        setup::cargo(&["test", "--locked"], &[])
+    stage("widget release build", || {
+        widget::build_release().map(|_| ())
     })?;
-    stage("widget tests in headless Chromium (wasm-bindgen-test)", || {
-        setup::cargo(
-            &["test", "--locked", "-p", "frontend", "--target", "wasm32-unknown-unknown"],
-            &[],
-        )
-    })?;
+    stage(
+        "native tests (cargo test: every crate but the wasm widget)",
+        || setup::cargo(&["test", "--locked"], &[]),
+    )?;
+    stage(
+        "widget tests in headless Chromium (wasm-bindgen-test)",
+        || {
+            setup::cargo(
+                &[
+                    "test",
+                    "--locked",
+                    "-p",
+                    "frontend",
+                    "--target",
+                    "wasm32-unknown-unknown",
+                ],
+                &[],
+            )
+        },
+    )?;
     Ok(())
 }
 
 fn bench() -> Result {
     stage("setup", || setup::run(true))?;
-    stage("widget release build", || widget::build_release().map(|_| ()))?;
-    stage("benchmarks", || setup::cargo(&["run", "--profile", "bench", "--locked", "-p", "bench"], &[]))
+    stage("widget release build", || {
+        widget::build_release().map(|_| ())
+    })?;
+    stage("benchmarks", || {
+        setup::cargo(
+            &["run", "--profile", "bench", "--locked", "-p", "bench"],
+            &[],
+        )
+    })
 }

@@ -14,7 +14,10 @@ pub const BINARYEN_VERSION: &str = "132.0.0";
 pub const AXE_CORE_VERSION: &str = "4.14.1";
 
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn tools_dir() -> PathBuf {
@@ -26,7 +29,11 @@ pub fn path_env() -> String {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let cargo_home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{home}/.cargo"));
     let npm_bin = tools_dir().join("node_modules/.bin");
-    format!("{}:{cargo_home}/bin:{}", npm_bin.display(), std::env::var("PATH").unwrap_or_default())
+    format!(
+        "{}:{cargo_home}/bin:{}",
+        npm_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
 
 /// Runs a command from the workspace root with our PATH, failing on a non-zero exit.
@@ -46,13 +53,24 @@ pub fn run_cmd(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result {
 }
 
 pub fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result {
-    run_cmd(&std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()), args, envs)
+    run_cmd(
+        &std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+        args,
+        envs,
+    )
 }
 
 /// What `program --version` prints, or `None` when it is not installed.
 fn version_of(program: &str) -> Option<String> {
-    let output = Command::new(program).arg("--version").env("PATH", path_env()).output().ok()?;
-    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    let output = Command::new(program)
+        .arg("--version")
+        .env("PATH", path_env())
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 fn on_path(program: &str) -> bool {
@@ -92,7 +110,10 @@ pub fn run(browser: bool) -> Result {
     })?;
     stage("wasm-opt (npm binaryen)", ensure_binaryen)?;
     if browser {
-        stage("Chromium, chromedriver and openssl (Debian)", ensure_debian_packages)?;
+        stage(
+            "Chromium, chromedriver and openssl (Debian)",
+            ensure_debian_packages,
+        )?;
         stage("axe-core (npm)", ensure_axe_core)?;
     }
     // trunk builds offline (Trunk.toml), so every crate must be in the local registry first.
@@ -154,7 +175,15 @@ fn npm_install(package: &str) -> Result {
     std::fs::create_dir_all(&prefix).map_err(|e| e.to_string())?;
     run_cmd(
         "npm",
-        &["install", "--no-audit", "--no-fund", "--save-exact", "--prefix", prefix.to_str().unwrap(), package],
+        &[
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--save-exact",
+            "--prefix",
+            prefix.to_str().unwrap(),
+            package,
+        ],
         &[],
     )
 }

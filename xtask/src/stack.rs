@@ -25,7 +25,9 @@ impl Drop for Processes {
 
 pub fn demo() -> Result {
     stage("setup", || setup::run(false))?;
-    stage("widget release build", || widget::build_release().map(|_| ()))?;
+    stage("widget release build", || {
+        widget::build_release().map(|_| ())
+    })?;
     stage("sandbox and proxy build", || {
         setup::cargo(&["build", "--locked", "-p", "sandbox", "-p", "proxy"], &[])
     })?;
@@ -41,8 +43,13 @@ pub fn demo() -> Result {
         Ok((name, child))
     };
     processes.0.push(start("sandbox", &[])?);
-    processes.0.push(start("proxy", &["serve", "--config", "demo/proxy.toml"])?);
-    processes.0.push(start("proxy", &["serve", "--config", "demo/proxy-full-only.toml"])?);
+    processes
+        .0
+        .push(start("proxy", &["serve", "--config", "demo/proxy.toml"])?);
+    processes.0.push(start(
+        "proxy",
+        &["serve", "--config", "demo/proxy-full-only.toml"],
+    )?);
     for addr in [SANDBOX, PROXY, PROXY_FULL_ONLY] {
         wait_for(addr, &mut processes)?;
     }

@@ -56,7 +56,10 @@ pub fn measure() -> Result<Vec<FileSize>> {
     let entries = std::fs::read_dir(&dist).map_err(|e| format!("{}: {e}", dist.display()))?;
     for entry in entries {
         let path: PathBuf = entry.map_err(|e| e.to_string())?.path();
-        let is_widget = matches!(path.extension().and_then(|e| e.to_str()), Some("wasm" | "js" | "css"));
+        let is_widget = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("wasm" | "js" | "css")
+        );
         if !is_widget || !path.is_file() {
             continue;
         }
@@ -65,7 +68,11 @@ pub fn measure() -> Result<Vec<FileSize>> {
         encoder.write_all(&bytes).map_err(|e| e.to_string())?;
         let gzip = encoder.finish().map_err(|e| e.to_string())?.len() as u64;
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        sizes.push(FileSize { name, raw: bytes.len() as u64, gzip });
+        sizes.push(FileSize {
+            name,
+            raw: bytes.len() as u64,
+            gzip,
+        });
     }
     if !sizes.iter().any(|f| f.name.ends_with(".wasm")) {
         return Err("no .wasm in dist/: did trunk build the widget?".into());
@@ -79,11 +86,25 @@ fn kb(bytes: u64) -> f64 {
 }
 
 fn print_sizes(sizes: &[FileSize]) {
-    println!("    {:<32} {:>10} {:>10}", "widget file", "raw KB", "gzip KB");
+    println!(
+        "    {:<32} {:>10} {:>10}",
+        "widget file", "raw KB", "gzip KB"
+    );
     for file in sizes {
-        println!("    {:<32} {:>10.1} {:>10.1}", file.name, kb(file.raw), kb(file.gzip));
+        println!(
+            "    {:<32} {:>10.1} {:>10.1}",
+            file.name,
+            kb(file.raw),
+            kb(file.gzip)
+        );
     }
     let raw: u64 = sizes.iter().map(|f| f.raw).sum();
     let gzip: u64 = sizes.iter().map(|f| f.gzip).sum();
-    println!("    {:<32} {:>10.1} {:>10.1}   (budget {:.0} KB gzip)", "total", kb(raw), kb(gzip), kb(BUDGET_GZIP_BYTES));
+    println!(
+        "    {:<32} {:>10.1} {:>10.1}   (budget {:.0} KB gzip)",
+        "total",
+        kb(raw),
+        kb(gzip),
+        kb(BUDGET_GZIP_BYTES)
+    );
 }
