@@ -3,6 +3,7 @@
 //! - [`runner`]: [`run`] one scenario in the test binary's one browser, artifacts on failure.
 //! - [`browser`]: chromedriver on a free port, Chromium with a fresh profile, the console log.
 //! - [`stack`]: sandbox + both proxies in-process on `127.0.0.1:0`, serving `dist/`.
+//! - [`demo`]: the demo page: open it on the stack, pick a payment, get its widget.
 //! - [`widget`]: the widget as an agent meets it, found by `data-testid`.
 //! - [`axe`]: the axe-core accessibility audit.
 //! - [`artifacts`]: screenshot, console log and DOM of a failed test in `e2e/artifacts/`.
@@ -10,19 +11,9 @@
 pub mod artifacts;
 pub mod axe;
 pub mod browser;
+pub mod demo;
 pub mod runner;
-#[cfg(feature = "stack")]
 pub mod stack;
-#[cfg(not(feature = "stack"))]
-pub mod stack {
-    pub struct Stack;
-    #[derive(Default)]
-    pub struct StackOptions;
-    impl Stack {
-        pub async fn start(_: StackOptions) -> Result<Self, crate::BoxError> { Err("no stack".into()) }
-        pub(crate) fn stop_at_exit(&self) {}
-    }
-}
 pub mod widget;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +21,13 @@ use std::path::{Path, PathBuf};
 pub use runner::{run, try_run, Ctx};
 pub use stack::{Stack, StackOptions};
 pub use widget::{testid, Widget};
+
+/// `Money` from what an agent types in English, e.g. `money("100.00", "usd")`: expected
+/// texts are formatted by `shared::Money::format`, the widget's own formatter.
+pub fn money(amount: &str, currency: &str) -> shared::Money {
+    let currency = shared::Currency::parse(currency).expect("a known currency");
+    shared::Money::parse(amount, currency, shared::Locale::En).expect("a valid amount")
+}
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// What a scenario returns: `?` on any step, `Err` fails the test with artifacts.

@@ -134,8 +134,13 @@ impl Stack {
                 });
             let config = proxy::config::Config::from_settings(settings)
                 .map_err(|e| format!("the {project} proxy's configuration is refused: {e}"))?;
+            let (stop, stopped) = oneshot::channel::<()>();
+            stack.stop.push(stop);
             stack.tasks.push(tokio::spawn(async move {
-                if let Err(e) = proxy::run(listener, config).await {
+                let shutdown = async {
+                    let _ = stopped.await;
+                };
+                if let Err(e) = proxy::run_until(listener, config, shutdown).await {
                     eprintln!("e2e: the {project} proxy stopped: {e}");
                 }
             }));
@@ -235,6 +240,12 @@ impl Stack {
     /// How many refunds the sandbox took for `session` since it started.
     pub async fn refunds_received(&self, session: &str) -> Result<usize, BoxError> {
         Ok(self.session(session).await?.refunds_received)
+    }
+
+    /// The refunds and chargebacks the sandbox holds for `session`, as `session/status` shows.
+    pub async fn sandbox_refunds(&self, session: &str) -> Result<Vec<shared::smart_glocal::Refund>, BoxError> {
+        let record = self.session(session).await?;
+        Ok(record.session.acquiring_payments.into_iter().flat_map(|p| p.refunds).collect())
     }
 
     /// A fresh succeeded card payment of `amount` (e.g. `"100.00"`) in `currency` in `project`,

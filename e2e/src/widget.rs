@@ -187,6 +187,72 @@ impl Widget {
         Ok(self.find(testid).await?.prop("value").await?.unwrap_or_default())
     }
 
+    /// Starts recording every combination of refund states this widget shows (a
+    /// `MutationObserver` in the page), so a state that lasts a few hundred milliseconds is not
+    /// missed between two polls. Read it with [`Widget::recorded_states`].
+    pub async fn record_states(&self) -> Result<(), BoxError> {
+        let script = r#"
+            const root = document.querySelector(arguments[0]);
+            const states = [];
+            const seen = () => {
+                const now = Array.from(root.querySelectorAll('[data-testid="refund-row"]'))
+                    .map(row => row.dataset.state).join(',');
+                if (states[states.length - 1] !== now) states.push(now);
+            };
+            seen();
+            new MutationObserver(seen).observe(root, { subtree: true, childList: true, attributes: true, characterData: true });
+            root.__e2eStates = states;
+        "#;
+        self.client.execute(script, vec![self.root.clone().into()]).await?;
+        Ok(())
+    }
+
+    /// What [`Widget::record_states`] saw: one entry per change, each the comma-joined
+    /// `data-state` of every refund row, oldest row first.
+    pub async fn recorded_states(&self) -> Result<Vec<String>, BoxError> {
+        let script = "const root = document.querySelector(arguments[0]); return (root && root.__e2eStates) || [];";
+        let states = self.client.execute(script, vec![self.root.clone().into()]).await?;
+        Ok(serde_json::from_value(states)?)
+    }
+
+    /// Waits until some refund row is in `state` (`in_progress`, `accepted`, …).
+    pub async fn wait_refund_state(&self, state: &str) -> Result<(), BoxError> {
+        let selector = format!("{} [data-testid=\"refund-row\"][data-state=\"{state}\"]", self.root);
+        let start = Instant::now();
+        while self.client.find_all(Locator::Css(&selector)).await?.is_empty() {
+            if start.elapsed() > WAIT {
+                let seen = self.texts(testid::REFUND_STATE).await.unwrap_or_default();
+                return Err(format!(
+                    "no refund of {} reached `{state}` within {WAIT:?}; states shown: {seen:?}",
+                    self.session
+                )
+                .into());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(())
+    }
+
+    /// Full or partial, review, confirm: the usual path. `amount` `None` means a full refund.
+    pub async fn refund(&self, amount: Option<&str>) -> Result<(), BoxError> {
+        self.open_confirmation(amount).await?;
+        self.click(testid::CONFIRM_BUTTON).await
+    }
+
+    /// Fills the form and opens the confirmation, without confirming.
+    pub async fn open_confirmation(&self, amount: Option<&str>) -> Result<(), BoxError> {
+        match amount {
+            None => self.click(testid::MODE_FULL).await?,
+            Some(amount) => {
+                self.click(testid::MODE_PARTIAL).await?;
+                self.type_into(testid::AMOUNT_INPUT, amount).await?;
+            }
+        }
+        self.click(testid::REVIEW_BUTTON).await?;
+        self.find(testid::CONFIRM_DIALOG).await?;
+        Ok(())
+    }
+
     /// A real double click (two presses within the double-click interval) on `testid`.
     pub async fn double_click(&self, testid: &str) -> Result<(), BoxError> {
         let element = self.find(testid).await?;
