@@ -1,0 +1,26 @@
+//! What the widget and the proxy cost, each measured against a baseline in the same run.
+//!
+//! - [`fixtures`]: a realistic ~1 KB `payment_refunded` webhook and the demo keys.
+//! - [`timing`]: medians of repeated timings, for CPU-bound work like signing.
+//! - [`signing_cost`]: signing and webhook verification in both schemes.
+//! - [`weight`]: the widget's files in `dist/`, raw and gzip.
+//! - [`machine`]: what the benchmarks ran on.
+//! - [`report`]: the one table, printed and written to `BENCHMARKS.md`.
+//!
+//! Benchmarks are not tests: nothing here fails on a timing. A goal is printed beside each
+//! figure with met / missed, and that is all.
+
+pub mod fixtures;
+pub mod machine;
+pub mod report;
+pub mod signing_cost;
+pub mod timing;
+pub mod weight;
+
+/// The repository root (the parent of `bench/`): where `dist/` and `BENCHMARKS.md` live.
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ has a parent")
+        .to_path_buf()
+}
