@@ -24,7 +24,7 @@ use shared::api::{
 use shared::smart_glocal::{self as sg, AmountDetails, RefundRequest};
 use shared::{Money, SessionId};
 
-use crate::error::{status_of, ApiError};
+use crate::error::ApiError;
 use crate::ledger::{Change, Inserted, NewAttempt, RefundRow};
 use crate::upstream::UpstreamError;
 use crate::AppState;
@@ -182,7 +182,11 @@ pub async fn submit(
         .find_by_idempotency_key(&submission.idempotency_key)
         .await?
     {
-        return replay(&row, &hash);
+        // A pending twin is being sent right now: wait for its outcome behind the lock.
+        if row.state() != RefundState::Pending || row.request_hash.as_deref() != Some(hash.as_str())
+        {
+            return replay(&row, &hash);
+        }
     }
     // The rest runs in its own task: if the browser goes away mid-call, the attempt must
     // still be carried to a recorded outcome rather than dropped half-way.
@@ -357,7 +361,6 @@ async fn fail(
     detail: &str,
     kind: &'static str,
 ) -> Result<(), ApiError> {
-    debug_assert!(status_of(code).is_client_error() || status_of(code).is_server_error());
     let change = Change {
         state: Some(RefundState::Failed),
         error_code: Some(code.name()),

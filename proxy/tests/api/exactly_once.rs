@@ -1,0 +1,322 @@
+//! One refund per intent: idempotency, serialisation per payment, unknown outcomes
+//! reconciled, a killed proxy resumed. Every test counts the sandbox's own refunds.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+use sandbox::{Fault, FaultRequest, FaultRoute};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn fifty_concurrent_identical_submissions_make_exactly_one_refund() {
+    let (sandbox, app) = sandbox_and_app().await;
+    let body = submission(Some(1000), "usd", &fresh_key());
+    let answers = join_all((0..50).map(|_| app.refund("ps_usd_1001", &body))).await;
+    let attempt = answers[0].1["attempt_id"].clone();
+    for (status, view) in &answers {
+        assert!(
+            matches!(*status, StatusCode::CREATED | StatusCode::OK),
+            "{status} {view}"
+        );
+        assert_eq!(view["attempt_id"], attempt);
+    }
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::CREATED)
+            .count(),
+        1
+    );
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_submissions_never_exceed_the_payment() {
+    let (sandbox, app) = sandbox_and_app().await;
+    let answers = join_all((0..50).map(|_| async {
+        let body = submission(Some(3000), "usd", &fresh_key());
+        app.refund("ps_usd_1001", &body).await
+    }))
+    .await;
+    let created = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    let exceeded = answers
+        .iter()
+        .filter(|(_, b)| b["code"] == "exceeds_remaining")
+        .count();
+    assert_eq!((created, exceeded), (3, 47), "{answers:?}");
+    let upstream = sandbox.session("ps_usd_1001").await;
+    let refunded: u64 = upstream
+        .session
+        .payment()
+        .unwrap()
+        .refunds
+        .iter()
+        .map(|r| r.amount_details.amount)
+        .sum();
+    assert_eq!(upstream.refunds_received, 3);
+    assert!(refunded <= 10000);
+}
+
+#[tokio::test]
+async fn two_agents_asking_60_and_60_of_100_get_one_success_and_one_exceeds_remaining() {
+    let (sandbox, app) = sandbox_and_app().await;
+    let first = submission(Some(6000), "usd", &fresh_key());
+    let second = submission(Some(6000), "usd", &fresh_key());
+    let (a, b) = tokio::join!(
+        app.refund("ps_usd_1001", &first),
+        app.refund("ps_usd_1001", &second)
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::CREATED, StatusCode::UNPROCESSABLE_ENTITY]
+    );
+    let loser = if a.0 == StatusCode::CREATED { b.1 } else { a.1 };
+    assert_eq!(loser["code"], "exceeds_remaining");
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
+}
+
+#[tokio::test]
+async fn the_same_key_for_a_different_request_is_an_idempotency_conflict() {
+    let (sandbox, app) = sandbox_and_app().await;
+    let key = fresh_key();
+    let (status, _) = app
+        .refund("ps_usd_1001", &submission(Some(1000), "usd", &key))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, replay) = app
+        .refund("ps_usd_1001", &submission(Some(1000), "usd", &key))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replay}");
+    let (status, body) = app
+        .refund("ps_usd_1001", &submission(Some(2000), "usd", &key))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("idempotency_conflict"))
+    );
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
+}
+
+async fn state_of(app: &TestApp, attempt_id: &str) -> String {
+    let view = app.payment("ps_usd_1001").await;
+    view["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["attempt_id"] == attempt_id)
+        .map(|r| r["state"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| "absent".into())
+}
+
+#[tokio::test]
+async fn a_timeout_that_did_refund_is_unknown_then_reconciled_without_a_second_refund() {
+    let (sandbox, app) = sandbox_and_app_with(|mut o| {
+        o.upstream_timeout_ms = 500;
+        o
+    })
+    .await;
+    sandbox.clear_webhook_url();
+    sandbox
+        .inject(FaultRequest::new(Fault::Timeout).on(FaultRoute::Refund))
+        .await;
+    let key = fresh_key();
+    let (status, view) = app
+        .refund("ps_usd_1001", &submission(Some(2500), "usd", &key))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{view}");
+    assert_eq!(view["state"], "unknown");
+    let attempt = view["attempt_id"].as_str().unwrap().to_owned();
+
+    eventually(10, "reconciliation resolves the attempt", || async {
+        matches!(
+            state_of(&app, &attempt).await.as_str(),
+            "in_progress" | "accepted"
+        )
+    })
+    .await;
+    // The agent retrying the same intent gets the resolved attempt, not a second refund.
+    let (status, replay) = app
+        .refund("ps_usd_1001", &submission(Some(2500), "usd", &key))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(replay["attempt_id"], attempt.as_str());
+    assert!(replay["refund_id"].as_str().is_some());
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
+}
+
+#[tokio::test]
+async fn an_http_500_that_applied_nothing_is_unknown_then_failed_by_reconciliation() {
+    let (sandbox, app) = sandbox_and_app_with(|mut o| {
+        o.reconcile_max_polls = 2;
+        o.reconcile_interval_ms = 50;
+        o
+    })
+    .await;
+    sandbox
+        .inject(FaultRequest::new(Fault::Http500).on(FaultRoute::Refund))
+        .await;
+    let (status, view) = app
+        .refund("ps_usd_1001", &submission(Some(2500), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{view}");
+    let attempt = view["attempt_id"].as_str().unwrap().to_owned();
+    eventually(
+        10,
+        "reconciliation gives up and fails the attempt",
+        || async {
+            // A failed attempt no longer shows among the payment's refunds.
+            state_of(&app, &attempt).await == "absent"
+        },
+    )
+    .await;
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 0);
+    let (status, _) = app
+        .refund("ps_usd_1001", &submission(Some(10000), "usd", &fresh_key()))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the whole amount is refundable again"
+    );
+}
+
+#[tokio::test]
+async fn a_garbled_answer_is_unknown_then_reconciled() {
+    let (sandbox, app) = sandbox_and_app().await;
+    sandbox
+        .inject(FaultRequest::new(Fault::Garbage).on(FaultRoute::Refund))
+        .await;
+    let (status, view) = app
+        .refund("ps_usd_1001", &submission(Some(700), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{view}");
+    let attempt = view["attempt_id"].as_str().unwrap().to_owned();
+    eventually(10, "resolved", || async {
+        state_of(&app, &attempt).await != "unknown"
+    })
+    .await;
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
+}
+
+/// A real `kill -9` of the proxy binary between sending the refund and hearing back.
+#[tokio::test]
+async fn a_proxy_killed_between_send_and_answer_resolves_the_attempt_after_restart() {
+    let sandbox = sandbox::Sandbox::start(sandbox::SandboxConfig::demo().fast()).await;
+    sandbox
+        .inject(FaultRequest::new(Fault::Timeout).on(FaultRoute::Refund))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("ledger.sqlite");
+    let start = || {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+            .arg("serve")
+            .env("PROXY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PROXY_UPSTREAM_URL", sandbox.base_url())
+            .env("PROXY_PROJECT", "demo-project")
+            .env(
+                "PROXY_SIGNING_KEY",
+                demo_key("DEMO-ONLY-merchant-private.pem"),
+            )
+            .env(
+                "PROXY_WEBHOOK_KEY",
+                demo_key("DEMO-ONLY-sandbox-public.pem"),
+            )
+            .env("PROXY_AGENT_TOKEN_SECRET", TOKEN_SECRET)
+            .env("PROXY_DATABASE", &database)
+            .env("PROXY_PARTIAL_REFUNDS", "true")
+            .env("PROXY_RECONCILE_INTERVAL_MS", "100")
+            .env("PROXY_UPSTREAM_TIMEOUT_MS", "20000")
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("the proxy binary starts");
+        (child, format!("http://127.0.0.1:{port}"))
+    };
+    let client = reqwest::Client::new();
+    let token = proxy::auth::TokenKeys::new(&signing::Secret::new(TOKEN_SECRET))
+        .mint("alice", 600, None)
+        .token;
+    let wait_ready = |base: String| {
+        let client = client.clone();
+        async move {
+            for _ in 0..200 {
+                if client
+                    .get(format!("{base}/readyz"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("the proxy binary did not become ready");
+        }
+    };
+
+    let (mut first, base) = start();
+    wait_ready(base.clone()).await;
+    let request = client
+        .post(format!("{base}/api/payments/ps_usd_1001/refunds"))
+        .bearer_auth(&token)
+        .json(&submission(Some(1500), "usd", &fresh_key()))
+        .send();
+    let in_flight = tokio::spawn(request);
+    eventually(10, "the sandbox took the refund", || async {
+        sandbox.session("ps_usd_1001").await.refunds_received == 1
+    })
+    .await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the agent never got an answer"
+    );
+
+    let (mut second, base) = start();
+    wait_ready(base.clone()).await;
+    eventually(10, "the restarted proxy resolves the attempt", || async {
+        let view: serde_json::Value = client
+            .get(format!("{base}/api/payments/ps_usd_1001"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let refunds = view["refunds"].as_array().cloned().unwrap_or_default();
+        refunds.len() == 1
+            && refunds[0]["attempt_id"].is_string()
+            && refunds[0]["state"] != "unknown"
+    })
+    .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
+}
+
+#[tokio::test]
+async fn the_ledger_survives_a_restart_and_still_replays_the_first_result() {
+    let (sandbox, app) = sandbox_and_app().await;
+    let body = submission(Some(1000), "usd", &fresh_key());
+    let (status, first) = app.refund("ps_usd_1001", &body).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let app = app.restart().await;
+    sandbox.set_webhook_url(app.webhook_url());
+    let (status, replay) = app.refund("ps_usd_1001", &body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(replay["attempt_id"], first["attempt_id"]);
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
+}

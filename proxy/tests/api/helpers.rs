@@ -1,0 +1,320 @@
+//! `spawn_app()` and friends: a proxy per test, its token, and a sandbox wired to it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use proxy::Config;
+use reqwest::StatusCode;
+use sandbox::{Sandbox, SandboxConfig};
+use serde_json::{json, Value};
+use signing::{Scheme, Secret, Signer, Verifier};
+use tokio::sync::oneshot;
+
+pub const TOKEN_SECRET: &str = "test-agent-token-secret-0123456789";
+pub const HMAC_REQUEST_SECRET: &str = "DEMO-ONLY-merchant-request-hmac-secret";
+pub const HMAC_WEBHOOK_SECRET: &str = "DEMO-ONLY-sandbox-webhook-hmac-secret";
+
+pub fn demo_key(name: &str) -> String {
+    let path = format!("{}/../demo/keys/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// How a test proxy is set up; `Options::new(upstream)` is the demo setup (RSA, demo-project).
+#[derive(Clone)]
+pub struct Options {
+    pub upstream_url: String,
+    pub project: String,
+    pub scheme: Scheme,
+    pub partial_refunds: bool,
+    pub upstream_timeout_ms: u64,
+    pub reconcile_interval_ms: u64,
+    pub reconcile_max_polls: u32,
+    pub allowed_origins: Vec<String>,
+    pub database: Option<PathBuf>,
+}
+
+impl Options {
+    pub fn new(upstream_url: impl Into<String>) -> Self {
+        Self {
+            upstream_url: upstream_url.into(),
+            project: "demo-project".into(),
+            scheme: Scheme::RsaSha256,
+            partial_refunds: true,
+            upstream_timeout_ms: 2_000,
+            reconcile_interval_ms: 100,
+            reconcile_max_polls: 5,
+            allowed_origins: vec!["http://widget.test".into()],
+            database: None,
+        }
+    }
+
+    pub fn config(&self, database: PathBuf) -> Config {
+        let (signer, verifier) = match self.scheme {
+            Scheme::RsaSha256 => (
+                Signer::rsa_from_pem(&demo_key("DEMO-ONLY-merchant-private.pem")).unwrap(),
+                Verifier::rsa_from_pem(&demo_key("DEMO-ONLY-sandbox-public.pem")).unwrap(),
+            ),
+            Scheme::HmacSha256 => (
+                Signer::hmac(Secret::new(HMAC_REQUEST_SECRET)).unwrap(),
+                Verifier::hmac(Secret::new(HMAC_WEBHOOK_SECRET)).unwrap(),
+            ),
+        };
+        Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            upstream_url: self.upstream_url.clone(),
+            project: self.project.clone(),
+            signer,
+            verifier,
+            agent_token_secret: Secret::new(TOKEN_SECRET),
+            allowed_origins: self.allowed_origins.clone(),
+            upstream_timeout: Duration::from_millis(self.upstream_timeout_ms),
+            database,
+            partial_refunds: self.partial_refunds,
+            demo_mode: true,
+            serve_dir: None,
+            body_limit: 16 * 1024,
+            reconcile_interval: Duration::from_millis(self.reconcile_interval_ms),
+            reconcile_in_progress_after: Duration::from_secs(1),
+            reconcile_max_polls: self.reconcile_max_polls,
+            log_json: false,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub database: PathBuf,
+    pub options: Options,
+    _dir: Arc<tempfile::TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+pub async fn spawn_app(upstream_url: &str) -> TestApp {
+    spawn_app_with(Options::new(upstream_url)).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let database = options
+        .database
+        .clone()
+        .unwrap_or_else(|| dir.path().join("ledger.sqlite"));
+    spawn_on(options, database, dir).await
+}
+
+async fn spawn_on(options: Options, database: PathBuf, dir: Arc<tempfile::TempDir>) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = options.config(database.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        proxy::run_until(listener, config, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("the proxy runs");
+    });
+    let app = TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        database,
+        options,
+        _dir: dir,
+        stop: Some(stop),
+        server,
+    };
+    // Wait until it answers, so tests start against a ready proxy.
+    for _ in 0..100 {
+        if app
+            .client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return app;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the proxy did not become ready");
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn webhook_url(&self) -> String {
+        self.url("/webhooks/smart-glocal")
+    }
+
+    pub fn token(&self, agent: &str) -> String {
+        proxy::auth::TokenKeys::new(&Secret::new(TOKEN_SECRET))
+            .mint(agent, 600, None)
+            .token
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        read(response).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        read(response).await
+    }
+
+    pub async fn refund(&self, session: &str, body: &Value) -> (StatusCode, Value) {
+        self.post(
+            &format!("/api/payments/{session}/refunds"),
+            &self.token("alice"),
+            body,
+        )
+        .await
+    }
+
+    pub async fn payment(&self, session: &str) -> Value {
+        let (status, body) = self
+            .get(&format!("/api/payments/{session}"), &self.token("alice"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Stops gracefully and starts again on the same ledger file and options.
+    pub async fn restart(mut self) -> TestApp {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.server).await;
+        spawn_on(
+            self.options.clone(),
+            self.database.clone(),
+            self._dir.clone(),
+        )
+        .await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// A refund submission: `amount` in minor units (None = full), a fresh key unless given.
+pub fn submission(amount: Option<u64>, currency: &str, key: &str) -> Value {
+    let amount = match amount {
+        Some(amount) => json!({"partial": {"amount": amount, "currency": currency}}),
+        None => json!("full"),
+    };
+    json!({"amount": amount, "reason": "requested_by_customer", "idempotency_key": key})
+}
+
+pub fn fresh_key() -> String {
+    format!("key-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A fast sandbox (demo keys) with a proxy in front of it, webhooks wired to the proxy.
+pub async fn sandbox_and_app() -> (Sandbox, TestApp) {
+    sandbox_and_app_with(|o| o).await
+}
+
+pub async fn sandbox_and_app_with(adjust: impl FnOnce(Options) -> Options) -> (Sandbox, TestApp) {
+    let sandbox = Sandbox::start(SandboxConfig::demo().fast()).await;
+    let app = spawn_app_with(adjust(Options::new(sandbox.base_url()))).await;
+    sandbox.set_webhook_url(app.webhook_url());
+    (sandbox, app)
+}
+
+/// Polls `check` until it holds or `secs` pass.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// One request the capture server received.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A tiny upstream that records every request and answers `answer`.
+pub struct CaptureServer {
+    pub url: String,
+    pub requests: Arc<Mutex<Vec<Captured>>>,
+}
+
+pub async fn capture_server(answer: Value) -> CaptureServer {
+    let requests: Arc<Mutex<Vec<Captured>>> = Arc::default();
+    let recorded = requests.clone();
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+            let recorded = recorded.clone();
+            let answer = answer.clone();
+            async move {
+                recorded.lock().unwrap().push(Captured {
+                    path: uri.path().to_owned(),
+                    headers,
+                    body,
+                });
+                axum::Json(answer)
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    CaptureServer { url, requests }
+}
+
+/// A `status: ok` answer for `ps_usd_1001`, USD 100.00, no refunds.
+pub fn ok_session() -> Value {
+    json!({"status": "ok", "session": {
+        "id": "ps_usd_1001", "status": "accepted",
+        "acquiring_payments": [{
+            "id": "pm_1", "status": "succeeded",
+            "amount_details": {"amount": 10000, "currency": "usd"},
+            "payment_details": {"type": "card", "card": {"brand": "visa", "last4": "4242"}},
+            "refunds": []
+        }]
+    }})
+}

@@ -1,0 +1,151 @@
+//! Server-Sent Events with tickets, `Last-Event-ID` replay, and the payment's history.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+async fn ticket(app: &TestApp, session: &str) -> String {
+    let (status, body) = app
+        .post(
+            &format!("/api/payments/{session}/events/ticket"),
+            &app.token("alice"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["ticket"].as_str().unwrap().to_owned()
+}
+
+/// Reads `event: refund` messages until `count` arrived; returns (id, data) pairs.
+async fn read_events(mut response: reqwest::Response, count: usize) -> Vec<(i64, Value)> {
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while events.len() < count {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .expect("events in time")
+            .unwrap()
+            .unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let message: String = buffer.drain(..end + 2).collect();
+            let id = message
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .map(|v| v.parse().unwrap());
+            let data = message.lines().find_map(|l| l.strip_prefix("data: "));
+            if let (Some(id), Some(data)) = (id, data) {
+                assert!(message.contains("event: refund"));
+                events.push((id, serde_json::from_str(data).unwrap()));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn refund_updates_stream_live_and_replay_after_the_last_event_id() {
+    let (_sandbox, app) = sandbox_and_app().await;
+    let ticket = ticket(&app, "ps_usd_1001").await;
+    let url = app.url(&format!("/api/payments/ps_usd_1001/events?ticket={ticket}"));
+    let response = app.client.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+
+    let (status, refund) = app
+        .refund("ps_usd_1001", &submission(Some(1000), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // pending, in_progress, accepted (by the sandbox's webhook).
+    let events = read_events(response, 3).await;
+    let states: Vec<&str> = events
+        .iter()
+        .map(|(_, e)| e["refund"]["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["pending", "in_progress", "accepted"]);
+    assert!(events
+        .iter()
+        .all(|(id, e)| e["seq"] == *id && e["refund"]["attempt_id"] == refund["attempt_id"]));
+
+    let resumed = app
+        .client
+        .get(&url)
+        .header("last-event-id", events[0].0.to_string())
+        .send()
+        .await
+        .unwrap();
+    let replayed = read_events(resumed, 2).await;
+    assert_eq!(
+        replayed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        [events[1].0, events[2].0]
+    );
+}
+
+#[tokio::test]
+async fn the_event_stream_needs_a_ticket_for_that_payment() {
+    let app = spawn_app("http://127.0.0.1:9").await;
+    let (status, body) = read(
+        app.client
+            .get(app.url("/api/payments/ps_usd_1001/events"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthenticated"))
+    );
+    let token = app.token("alice");
+    let url = app.url(&format!("/api/payments/ps_usd_1001/events?ticket={token}"));
+    let (status, body) = read(app.client.get(url).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("token_invalid"))
+    );
+    let other = ticket(&app, "ps_eur_1002").await;
+    let url = app.url(&format!("/api/payments/ps_usd_1001/events?ticket={other}"));
+    let (status, body) = read(app.client.get(url).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+}
+
+#[tokio::test]
+async fn the_history_tells_who_asked_for_what_and_what_happened() {
+    let (_sandbox, app) = sandbox_and_app().await;
+    let body = json!({"amount": {"partial": {"amount": 1200, "currency": "usd"}}, "reason": "other", "note": "gesture", "idempotency_key": fresh_key()});
+    let (status, _) = app.refund("ps_usd_1001", &body).await;
+    assert_eq!(status, StatusCode::CREATED);
+    eventually(10, "the webhook lands in the history", || async {
+        let (_, history) = app
+            .get("/api/payments/ps_usd_1001/history", &app.token("alice"))
+            .await;
+        let kinds: Vec<&str> = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["kind"].as_str().unwrap())
+            .collect();
+        kinds == ["requested", "sent", "webhook"]
+    })
+    .await;
+    let (_, history) = app
+        .get("/api/payments/ps_usd_1001/history", &app.token("alice"))
+        .await;
+    assert_eq!(history[0]["agent"], "alice");
+    assert_eq!(history[0]["detail"], "gesture");
+    assert_eq!(
+        history[0]["amount"],
+        json!({"amount": 1200, "currency": "usd"})
+    );
+    assert_eq!(history[2]["state"], "accepted");
+}

@@ -1,0 +1,13 @@
+//! Integration tests of the proxy over real sockets: the proxy on 127.0.0.1:0 with a temporary
+//! SQLite file, in front of the real sandbox (or a capture server that records each call).
+
+mod helpers;
+
+mod auth;
+mod exactly_once;
+mod input;
+mod live_updates;
+mod operations;
+mod refunds;
+mod signing_headers;
+mod webhooks;

@@ -1,0 +1,288 @@
+//! Health, metrics, the command line (token, export, configuration errors), and secrets
+//! that never appear in logs or responses.
+
+use std::io::Write;
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer() {
+    let (_sandbox, app) = sandbox_and_app().await;
+    let (status, _) = app
+        .refund("ps_usd_1001", &submission(Some(100), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains(r#"proxy_http_requests_total{route="/api/payments/{session_id}/refunds",method="POST",status="201"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"proxy_upstream_seconds_count{call="refund",outcome="ok"} 1"#));
+    assert!(metrics.contains(r#"proxy_refund_transitions_total{state="in_progress"} 1"#));
+}
+
+fn proxy_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_proxy"))
+}
+
+#[tokio::test]
+async fn proxy_token_prints_a_token_the_proxy_accepts() {
+    let app = spawn_app("http://127.0.0.1:9").await;
+    let output = proxy_bin()
+        .args([
+            "token",
+            "--agent",
+            "carol",
+            "--ttl",
+            "5m",
+            "--session",
+            "ps_usd_1001",
+        ])
+        .env("PROXY_AGENT_TOKEN_SECRET", TOKEN_SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert_eq!(
+        app.get("/api/payments/ps_usd_1001/history", &token).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/api/payments/ps_eur_1002/history", &token).await.0,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[test]
+fn a_missing_or_wrong_setting_stops_start_up_naming_it() {
+    let missing = proxy_bin()
+        .env("PROXY_AGENT_TOKEN_SECRET", TOKEN_SECRET)
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("`project`"));
+    let wrong = proxy_bin()
+        .args([
+            "--project",
+            "p",
+            "--signing-key",
+            "not a pem",
+            "--webhook-key",
+            "x",
+            "--agent-token-secret",
+            TOKEN_SECRET,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("`signing_key`"), "{stderr}");
+    assert!(
+        !stderr.contains("not a pem"),
+        "the secret value is not echoed"
+    );
+}
+
+#[test]
+fn the_demo_configuration_loads_from_any_directory() {
+    let config = format!("{}/../demo/proxy.toml", env!("CARGO_MANIFEST_DIR"));
+    let settings = proxy::Settings::layered(
+        Some(std::path::Path::new(&config)),
+        proxy::Settings::default(),
+    )
+    .unwrap();
+    let config = proxy::Config::from_settings(settings).unwrap();
+    assert_eq!(config.project, "demo-project");
+    assert_eq!(config.listen.port(), 8080);
+    assert!(config.partial_refunds && config.demo_mode);
+    assert!(config.database.ends_with(".data/proxy.sqlite"));
+    let debug = format!("{config:?}");
+    assert!(
+        !debug.contains("DEMO-ONLY-agent-token-secret"),
+        "Debug never shows secrets"
+    );
+    let full_only = format!(
+        "{}/../demo/proxy-full-only.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let settings = proxy::Settings::layered(
+        Some(std::path::Path::new(&full_only)),
+        proxy::Settings::default(),
+    )
+    .unwrap();
+    let config = proxy::Config::from_settings(settings).unwrap();
+    assert_eq!(
+        (
+            config.project.as_str(),
+            config.listen.port(),
+            config.partial_refunds
+        ),
+        ("demo-full-only", 8081, false)
+    );
+}
+
+#[tokio::test]
+async fn proxy_export_prints_the_ledger_as_csv() {
+    let (_sandbox, app) = sandbox_and_app().await;
+    let body = json!({"amount": {"partial": {"amount": 1234, "currency": "usd"}}, "reason": "other", "note": "=cmd, \"quoted\"", "idempotency_key": fresh_key()});
+    assert_eq!(
+        app.refund("ps_usd_1001", &body).await.0,
+        StatusCode::CREATED
+    );
+    let output = proxy_bin()
+        .args(["export", "--since", "2020-01-01", "--database"])
+        .arg(&app.database)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let csv = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("created_at,session_id,attempt_id"));
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(
+        lines[1].contains(",alice,1234,usd,12.34,other,\"'=cmd, \"\"quoted\"\"\","),
+        "{csv}"
+    );
+    let none = proxy_bin()
+        .args([
+            "export",
+            "--since",
+            "2020-01-01",
+            "--until",
+            "2020-02-01",
+            "--database",
+        ])
+        .arg(&app.database)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(none.stdout).unwrap().lines().count(), 1);
+}
+
+/// Everything logged by this test binary, from a global subscriber.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(writer.clone()))
+            .init();
+        logs
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_secret_appears_in_any_log_line_or_response() {
+    let logs = captured_logs();
+    let (sandbox, app) = sandbox_and_app().await;
+    let token = app.token("alice");
+    let mut answers = String::new();
+    let forged = format!("{}x", token);
+    for auth in [token.as_str(), forged.as_str()] {
+        let (_, body) = app.get("/api/payments/ps_usd_1001", auth).await;
+        answers.push_str(&body.to_string());
+    }
+    let (_, body) = app
+        .refund("ps_usd_1001", &submission(Some(100), "usd", &fresh_key()))
+        .await;
+    answers.push_str(&body.to_string());
+    sandbox.inject(sandbox::Fault::Decline).await;
+    let (_, body) = app
+        .refund("ps_usd_1001", &submission(Some(100), "usd", &fresh_key()))
+        .await;
+    answers.push_str(&body.to_string());
+    let (_, body) = app
+        .post(
+            "/api/payments/ps_usd_1001/events/ticket",
+            &token,
+            &json!({}),
+        )
+        .await;
+    let ticket = body["ticket"].as_str().unwrap().to_owned();
+    let sse = app
+        .client
+        .get(app.url(&format!("/api/payments/ps_usd_1001/events?ticket={ticket}")))
+        .send()
+        .await
+        .unwrap();
+    drop(sse);
+    let response = app
+        .client
+        .post(app.webhook_url())
+        .header("x-partner-sign", "forged")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    answers.push_str(&response.text().await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+    assert!(
+        logged.contains("request"),
+        "the subscriber captured the proxy's logs"
+    );
+    let private_key = demo_key("DEMO-ONLY-merchant-private.pem");
+    let key_line = private_key.lines().nth(1).unwrap();
+    for secret in [
+        TOKEN_SECRET,
+        HMAC_REQUEST_SECRET,
+        HMAC_WEBHOOK_SECRET,
+        key_line,
+        token.as_str(),
+        ticket.as_str(),
+    ] {
+        assert!(!logged.contains(secret), "a secret was logged");
+        assert!(!answers.contains(secret), "a secret was answered");
+    }
+}

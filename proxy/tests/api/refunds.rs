@@ -1,0 +1,163 @@
+//! The refund path end to end against the sandbox: rules, success, refusal.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_partial_refund_is_sent_once_and_accepted_by_webhook() {
+    let (sandbox, app) = sandbox_and_app().await;
+    let (status, refund) = app
+        .refund("ps_usd_1001", &submission(Some(1000), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{refund}");
+    assert_eq!(refund["state"], "in_progress");
+    assert_eq!(refund["agent"], "alice");
+    assert!(refund["refund_id"].as_str().unwrap().starts_with("rf_"));
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
+
+    let view = app.payment("ps_usd_1001").await;
+    assert_eq!(view["refunds"][0]["attempt_id"], refund["attempt_id"]);
+    eventually(10, "the webhook accepts the refund", || async {
+        app.payment("ps_usd_1001").await["refunds"][0]["state"] == "accepted"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn more_than_remains_is_refused_with_exceeds_remaining() {
+    let (sandbox, app) = sandbox_and_app().await;
+    let (status, body) = app
+        .refund(
+            "ps_usd_partly_1006",
+            &submission(Some(9000), "usd", &fresh_key()),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("exceeds_remaining"))
+    );
+    assert_eq!(
+        sandbox.session("ps_usd_partly_1006").await.refunds_received,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_fully_refunded_payment_is_not_refundable() {
+    let (_sandbox, app) = sandbox_and_app().await;
+    let (status, body) = app
+        .refund(
+            "ps_usd_refunded_1007",
+            &submission(None, "usd", &fresh_key()),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("not_refundable"))
+    );
+}
+
+#[tokio::test]
+async fn another_currency_is_a_currency_mismatch() {
+    let (_sandbox, app) = sandbox_and_app().await;
+    let (status, body) = app
+        .refund("ps_usd_1001", &submission(Some(100), "eur", &fresh_key()))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("currency_mismatch"))
+    );
+}
+
+#[tokio::test]
+async fn zero_and_three_decimal_currencies_refund_in_minor_units() {
+    let (sandbox, app) = sandbox_and_app().await;
+    let (status, body) = app
+        .refund("ps_jpy_1004", &submission(Some(500), "jpy", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["amount"], json!({"amount": 500, "currency": "jpy"}));
+    let (status, body) = app
+        .refund("ps_kwd_1005", &submission(Some(1250), "kwd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let kwd = sandbox.session("ps_kwd_1005").await.session;
+    assert_eq!(
+        kwd.payment().unwrap().refunds[0].amount_details.amount,
+        1250
+    );
+}
+
+#[tokio::test]
+async fn a_merchant_without_partial_refunds_can_only_refund_in_full() {
+    let (sandbox, app) = sandbox_and_app_with(|mut o| {
+        o.project = "demo-full-only".into();
+        o.partial_refunds = false;
+        o
+    })
+    .await;
+    let (status, body) = app
+        .refund(
+            "ps_full_only_1008",
+            &submission(Some(100), "usd", &fresh_key()),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("partial_not_allowed")
+        )
+    );
+    let (status, body) = app
+        .refund("ps_full_only_1008", &submission(None, "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["amount"]["amount"], 5000);
+    assert_eq!(
+        sandbox.session("ps_full_only_1008").await.refunds_received,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_refusal_by_smart_glocal_fails_the_attempt_with_upstream_rejected() {
+    let (sandbox, app) = sandbox_and_app().await;
+    sandbox.inject(sandbox::Fault::Decline).await;
+    let key = fresh_key();
+    let (status, body) = app
+        .refund("ps_usd_1001", &submission(Some(1000), "usd", &key))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("upstream_rejected"))
+    );
+    // The same key replays the same answer without calling again.
+    let (status, body) = app
+        .refund("ps_usd_1001", &submission(Some(1000), "usd", &key))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("upstream_rejected"))
+    );
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 0);
+}
+
+#[tokio::test]
+async fn a_payment_smart_glocal_does_not_know_is_not_found() {
+    let (_sandbox, app) = sandbox_and_app().await;
+    let (status, body) = app
+        .get("/api/payments/ps_nobody_9999", &app.token("alice"))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("payment_not_found"))
+    );
+    // Another project's payment is as invisible.
+    let (status, _) = app
+        .get("/api/payments/ps_full_only_1008", &app.token("alice"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,196 @@
+//! Webhooks: verified on the raw bytes before parsing; forged ones change nothing; verified
+//! ones are stored and applied without ever going backwards.
+
+use rand::seq::SliceRandom;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use signing::{Scheme, Secret, Signer};
+
+use crate::helpers::*;
+
+fn sandbox_signer() -> Signer {
+    Signer::rsa_from_pem(&demo_key("DEMO-ONLY-sandbox-private.pem")).unwrap()
+}
+
+async fn send(app: &TestApp, body: &[u8], signature: Option<String>) -> (StatusCode, Value) {
+    let mut request = app
+        .client
+        .post(app.webhook_url())
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some(signature) = signature {
+        request = request.header("x-partner-sign", signature);
+    }
+    read(request.send().await.unwrap()).await
+}
+
+fn seed_example() -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../shared/tests/fixtures/payment_refunded_webhook.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+async fn history(app: &TestApp, session: &str) -> Vec<Value> {
+    let (status, body) = app
+        .get(
+            &format!("/api/payments/{session}/history"),
+            &app.token("alice"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body.as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn the_seed_webhook_example_signed_is_accepted_and_recorded_as_refunded_elsewhere() {
+    let app = spawn_app("http://127.0.0.1:9").await;
+    let body = seed_example();
+    let (status, _) = send(&app, &body, Some(sandbox_signer().sign(&body))).await;
+    assert_eq!(status, StatusCode::OK);
+    let history = history(&app, "ps_3230").await;
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["kind"], "refunded_elsewhere");
+    assert_eq!(history[0]["refund_id"], "rf_203");
+    assert_eq!(history[0]["state"], "accepted");
+}
+
+#[tokio::test]
+async fn a_webhook_with_a_single_flipped_byte_is_rejected_and_changes_nothing() {
+    let app = spawn_app("http://127.0.0.1:9").await;
+    let body = seed_example();
+    let signature = sandbox_signer().sign(&body);
+    let mut flipped = body.clone();
+    let at = flipped.iter().position(|b| *b == b'1').unwrap();
+    flipped[at] = b'2';
+    let (status, answer) = send(&app, &flipped, Some(signature)).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("signature_invalid"))
+    );
+    assert!(history(&app, "ps_3230").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_webhook_without_a_signature_is_rejected() {
+    let app = spawn_app("http://127.0.0.1:9").await;
+    let (status, answer) = send(&app, &seed_example(), None).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("signature_invalid"))
+    );
+    let (status, answer) = send(&app, &seed_example(), Some("not base64 !!".into())).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("signature_invalid"))
+    );
+    assert!(history(&app, "ps_3230").await.is_empty());
+}
+
+#[tokio::test]
+async fn hmac_webhooks_are_verified_with_the_shared_secret() {
+    let mut options = Options::new("http://127.0.0.1:9");
+    options.scheme = Scheme::HmacSha256;
+    let app = spawn_app_with(options).await;
+    let body = seed_example();
+    let good = Signer::hmac(Secret::new(HMAC_WEBHOOK_SECRET))
+        .unwrap()
+        .sign(&body);
+    let wrong = Signer::hmac(Secret::new("another-secret"))
+        .unwrap()
+        .sign(&body);
+    assert_eq!(
+        send(&app, &body, Some(wrong)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(send(&app, &body, Some(good)).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_same_webhook_46_times_in_shuffled_order_ends_in_one_final_state() {
+    let (sandbox, app) = sandbox_and_app().await;
+    // The sandbox sends none of its own: the test is the only webhook sender.
+    sandbox.clear_webhook_url();
+    let (status, refund) = app
+        .refund("ps_usd_1001", &submission(Some(4000), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{refund}");
+    let refund_id = refund["refund_id"].as_str().unwrap().to_owned();
+
+    let session = sandbox.session("ps_usd_1001").await.session;
+    let with_status = |status: &str| {
+        let mut webhook = json!({"type": "payment_refunded", "session": session});
+        for r in webhook["session"]["acquiring_payments"][0]["refunds"]
+            .as_array_mut()
+            .unwrap()
+        {
+            if r["id"] == refund_id.as_str() {
+                r["status"] = json!(status);
+            }
+        }
+        serde_json::to_vec(&webhook).unwrap()
+    };
+    let mut deliveries: Vec<Vec<u8>> = Vec::new();
+    for i in 0..46 {
+        deliveries.push(with_status(if i % 3 == 0 {
+            "in_progress"
+        } else {
+            "accepted"
+        }));
+    }
+    deliveries.shuffle(&mut rand::rng());
+    let sends = deliveries
+        .iter()
+        .map(|body| send(&app, body, Some(sandbox_signer().sign(body))));
+    for (status, _) in futures_util::future::join_all(sends).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    let view = app.payment("ps_usd_1001").await;
+    let refunds = view["refunds"].as_array().unwrap();
+    assert_eq!(refunds.len(), 1, "{view}");
+    assert_eq!(refunds[0]["state"], "accepted");
+    let accepted = history(&app, "ps_usd_1001")
+        .await
+        .into_iter()
+        .filter(|h| h["state"] == "accepted" && h["kind"] == "webhook")
+        .count();
+    assert_eq!(accepted, 1, "exactly one transition to accepted");
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
+}
+
+#[tokio::test]
+async fn a_late_in_progress_after_accepted_is_recorded_not_applied() {
+    let (sandbox, app) = sandbox_and_app().await;
+    sandbox.inject(sandbox::Fault::OutOfOrderWebhooks).await;
+    let (status, refund) = app
+        .refund("ps_usd_1001", &submission(Some(1000), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{refund}");
+    eventually(10, "the stale webhook is recorded", || async {
+        history(&app, "ps_usd_1001")
+            .await
+            .iter()
+            .any(|h| h["kind"] == "webhook_ignored")
+    })
+    .await;
+    let view = app.payment("ps_usd_1001").await;
+    assert_eq!(view["refunds"][0]["state"], "accepted");
+}
+
+#[tokio::test]
+async fn a_chargeback_is_added_to_the_payments_history() {
+    let (sandbox, app) = sandbox_and_app().await;
+    sandbox.chargeback("ps_eur_1002", 990).await;
+    eventually(10, "the chargeback appears", || async {
+        history(&app, "ps_eur_1002")
+            .await
+            .iter()
+            .any(|h| h["kind"] == "chargeback")
+    })
+    .await;
+    let view = app.payment("ps_eur_1002").await;
+    assert_eq!(view["refunds"][0]["is_chargeback"], true);
+    assert_eq!(view["refunds"][0]["amount"]["amount"], 990);
+}
