@@ -125,7 +125,9 @@ impl Settings {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        let base = path
+        // Absolute first, so `-c proxy.toml` from inside `demo/` still finds its parent.
+        let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let base = absolute
             .parent()
             .and_then(Path::parent)
             .map(Path::to_path_buf)
