@@ -48,7 +48,9 @@ impl ApiError {
         match self {
             ApiError::Proxy { body, .. } => i18n::error_message(body.code, locale).to_owned(),
             ApiError::Network => i18n::network_error(locale).to_owned(),
-            ApiError::BadResponse { .. } => i18n::error_message(ErrorCode::Internal, locale).to_owned(),
+            ApiError::BadResponse { .. } => {
+                i18n::error_message(ErrorCode::Internal, locale).to_owned()
+            }
         }
     }
 }
@@ -73,7 +75,11 @@ pub struct Client {
 
 impl Client {
     pub fn new(proxy: &str, session: SessionId, token: Rc<TokenSource>) -> Self {
-        Self { proxy: proxy.trim_end_matches('/').to_owned(), session, token }
+        Self {
+            proxy: proxy.trim_end_matches('/').to_owned(),
+            session,
+            token,
+        }
     }
 
     fn url(&self, tail: &str) -> String {
@@ -83,16 +89,23 @@ impl Client {
     /// `GET /api/payments/{id}`.
     pub async fn payment(&self) -> Result<PaymentView, ApiError> {
         let url = self.url("");
-        let (_, view) = self.with_token(|token| send_json(&url, "GET", token, None)).await?;
+        let (_, view) = self
+            .with_token(|token| send_json(&url, "GET", token, None))
+            .await?;
         Ok(view)
     }
 
     /// `POST /api/payments/{id}/refunds`.
-    pub async fn refund(&self, submission: &RefundSubmission) -> Result<(RefundView, Submitted), ApiError> {
+    pub async fn refund(
+        &self,
+        submission: &RefundSubmission,
+    ) -> Result<(RefundView, Submitted), ApiError> {
         let url = self.url("/refunds");
-        let body = serde_json::to_string(submission).map_err(|_| ApiError::BadResponse { status: 0 })?;
-        let (status, view) =
-            self.with_token(|token| send_json(&url, "POST", token, Some(body.clone()))).await?;
+        let body =
+            serde_json::to_string(submission).map_err(|_| ApiError::BadResponse { status: 0 })?;
+        let (status, view) = self
+            .with_token(|token| send_json(&url, "POST", token, Some(body.clone())))
+            .await?;
         let how = match status {
             200 => Submitted::Replayed,
             202 => Submitted::OutcomeUnknown,
@@ -104,7 +117,9 @@ impl Client {
     /// `POST /api/payments/{id}/events/ticket`.
     pub async fn events_ticket(&self) -> Result<EventsTicket, ApiError> {
         let url = self.url("/events/ticket");
-        let (_, ticket) = self.with_token(|token| send_json(&url, "POST", token, None)).await?;
+        let (_, ticket) = self
+            .with_token(|token| send_json(&url, "POST", token, None))
+            .await?;
         Ok(ticket)
     }
 
@@ -163,9 +178,15 @@ async fn send_json<T: DeserializeOwned>(
         .unchecked_into();
     let status = response.status();
     let text_promise = response.text().map_err(|_| ApiError::Network)?;
-    let text = JsFuture::from(text_promise).await.map_err(|_| ApiError::Network)?.as_string().unwrap_or_default();
+    let text = JsFuture::from(text_promise)
+        .await
+        .map_err(|_| ApiError::Network)?
+        .as_string()
+        .unwrap_or_default();
     if response.ok() {
-        serde_json::from_str(&text).map(|value| (status, value)).map_err(|_| ApiError::BadResponse { status })
+        serde_json::from_str(&text)
+            .map(|value| (status, value))
+            .map_err(|_| ApiError::BadResponse { status })
     } else {
         match serde_json::from_str::<ErrorBody>(&text) {
             Ok(body) => Err(ApiError::Proxy { status, body }),
@@ -205,7 +226,11 @@ struct StreamState {
 impl EventStream {
     /// Starts listening. `on_event` gets each refund change; `on_reconnect` is called when a
     /// new connection opens after a lost one, so the caller can re-read what it missed.
-    pub fn start(client: Rc<Client>, on_event: Rc<dyn Fn(RefundEvent)>, on_reconnect: Rc<dyn Fn()>) -> Self {
+    pub fn start(
+        client: Rc<Client>,
+        on_event: Rc<dyn Fn(RefundEvent)>,
+        on_reconnect: Rc<dyn Fn()>,
+    ) -> Self {
         let state = Rc::new(RefCell::new(StreamState {
             closed: false,
             source: None,
@@ -272,8 +297,12 @@ fn open(
     let refund = {
         let on_event = on_event.clone();
         Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
-            let Some(message) = event.dyn_ref::<MessageEvent>() else { return };
-            let Some(data) = message.data().as_string() else { return };
+            let Some(message) = event.dyn_ref::<MessageEvent>() else {
+                return;
+            };
+            let Some(data) = message.data().as_string() else {
+                return;
+            };
             if let Ok(event) = serde_json::from_str::<RefundEvent>(&data) {
                 on_event(event);
             }
@@ -301,7 +330,10 @@ fn open(
         Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
             let closed_for_good = {
                 let state = state.borrow();
-                state.source.as_ref().is_some_and(|s| s.ready_state() == EventSource::CLOSED)
+                state
+                    .source
+                    .as_ref()
+                    .is_some_and(|s| s.ready_state() == EventSource::CLOSED)
             };
             if closed_for_good {
                 {
@@ -311,7 +343,12 @@ fn open(
                     // The listeners are dropped by the next `open`, not here: this closure
                     // is one of them and is still running.
                 }
-                connect(client.clone(), state.clone(), on_event.clone(), on_reconnect.clone());
+                connect(
+                    client.clone(),
+                    state.clone(),
+                    on_event.clone(),
+                    on_reconnect.clone(),
+                );
             }
         })
     };

@@ -34,7 +34,9 @@ pub fn locale_for(data_lang: Option<String>) -> Locale {
 
 /// Records `sg-refund:interactive` once per page (the first widget to get there).
 pub fn mark_interactive() {
-    let Some(performance) = web_sys::window().and_then(|w| w.performance()) else { return };
+    let Some(performance) = web_sys::window().and_then(|w| w.performance()) else {
+        return;
+    };
     if performance.get_entries_by_name(INTERACTIVE_MARK).length() == 0 {
         let _ = performance.mark(INTERACTIVE_MARK);
     }

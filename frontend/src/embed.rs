@@ -45,8 +45,12 @@ pub fn boot() {
 
 /// Mounts into every `[data-sg-refund]` element not yet mounted.
 pub fn mount_all() {
-    let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
-    let Ok(nodes) = document.query_selector_all(&format!("[{MARKER}]")) else { return };
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else {
+        return;
+    };
+    let Ok(nodes) = document.query_selector_all(&format!("[{MARKER}]")) else {
+        return;
+    };
     for i in 0..nodes.length() {
         if let Some(element) = nodes.get(i).and_then(|n| n.dyn_into::<HtmlElement>().ok()) {
             if !is_mounted(&element) {
@@ -60,8 +64,16 @@ pub fn mount_all() {
 /// are written to the element's `data-*` attributes, which stay the source of truth (the
 /// host renews the token by setting `data-token`).
 pub fn mount(element: &HtmlElement, options: &JsValue) {
-    for (key, attribute) in [("session", "data-session"), ("proxy", "data-proxy"), ("token", "data-token"), ("lang", "data-lang")] {
-        if let Some(value) = js_sys::Reflect::get(options, &key.into()).ok().and_then(|v| v.as_string()) {
+    for (key, attribute) in [
+        ("session", "data-session"),
+        ("proxy", "data-proxy"),
+        ("token", "data-token"),
+        ("lang", "data-lang"),
+    ] {
+        if let Some(value) = js_sys::Reflect::get(options, &key.into())
+            .ok()
+            .and_then(|v| v.as_string())
+        {
             let _ = element.set_attribute(attribute, &value);
         }
     }
@@ -97,34 +109,53 @@ fn mount_element(element: &HtmlElement, on_expired: Option<js_sys::Function>) {
     let proxy = attribute("data-proxy").unwrap_or_else(page_origin);
     element.set_inner_html("");
     let token = TokenSource::attach(element, on_expired);
-    let handle: Box<dyn std::any::Any> = match attribute("data-session").map(|s| SessionId::parse(&s)) {
+    let handle: Box<dyn std::any::Any> = match attribute("data-session")
+        .map(|s| SessionId::parse(&s))
+    {
         Some(Ok(session)) => {
             let client = Rc::new(Client::new(&proxy, session, token.clone()));
-            Box::new(leptos::mount::mount_to(element.clone(), move || view! { <RefundWidget client locale /> }))
+            Box::new(leptos::mount::mount_to(
+                element.clone(),
+                move || view! { <RefundWidget client locale /> },
+            ))
         }
         _ => {
-            let message = crate::i18n::error_message(shared::api::ErrorCode::InvalidSessionId, locale);
-            Box::new(leptos::mount::mount_to(element.clone(), move || view! {
-                <div class="sgr"><p class="sgr-alert" role="alert" data-testid=crate::testids::FORM_ERROR>{message}</p></div>
+            let message =
+                crate::i18n::error_message(shared::api::ErrorCode::InvalidSessionId, locale);
+            Box::new(leptos::mount::mount_to(element.clone(), move || {
+                view! {
+                    <div class="sgr"><p class="sgr-alert" role="alert" data-testid=crate::testids::FORM_ERROR>{message}</p></div>
+                }
             }))
         }
     };
-    MOUNTED.with(|m| m.borrow_mut().push(Mounted { element: element.clone().into(), token, _handle: handle }));
+    MOUNTED.with(|m| {
+        m.borrow_mut().push(Mounted {
+            element: element.clone().into(),
+            token,
+            _handle: handle,
+        })
+    });
 }
 
 fn page_origin() -> String {
-    web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default()
+    web_sys::window()
+        .and_then(|w| w.location().origin().ok())
+        .unwrap_or_default()
 }
 
 /// `window.sgRefund = { mount, unmount, mountAll }`.
 fn expose_api() {
-    let Some(window) = web_sys::window() else { return };
+    let Some(window) = web_sys::window() else {
+        return;
+    };
     let api = js_sys::Object::new();
-    let mount_fn = Closure::<dyn Fn(JsValue, JsValue)>::new(|element: JsValue, options: JsValue| {
-        if let Ok(element) = element.dyn_into::<HtmlElement>() {
-            mount(&element, &options);
-        }
-    });
+    let mount_fn =
+        Closure::<dyn Fn(JsValue, JsValue)>::new(|element: JsValue, options: JsValue| {
+            if let Ok(element) = element.dyn_into::<HtmlElement>() {
+                mount(&element, &options);
+            }
+        });
     let unmount_fn = Closure::<dyn Fn(JsValue)>::new(|element: JsValue| {
         if let Ok(element) = element.dyn_into::<Element>() {
             unmount(&element);

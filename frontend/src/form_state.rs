@@ -2,7 +2,9 @@
 //! one place. The final word is `PaymentView::check_refund`, the proxy's own check.
 
 use leptos::prelude::*;
-use shared::api::{ErrorCode, PaymentView, RefundAmount, RefundReason, RefundSubmission, NOTE_MAX_CHARS};
+use shared::api::{
+    ErrorCode, PaymentView, RefundAmount, RefundReason, RefundSubmission, NOTE_MAX_CHARS,
+};
 use shared::{Locale, Money};
 
 use crate::i18n;
@@ -85,7 +87,8 @@ impl FormState {
         if note.chars().count() > NOTE_MAX_CHARS {
             return Some(note_too_long(note.chars().count(), locale));
         }
-        if self.reason.get() == RefundReason::Other && note.is_empty() && self.show_all_errors.get() {
+        if self.reason.get() == RefundReason::Other && note.is_empty() && self.show_all_errors.get()
+        {
             return Some(i18n::error_message(ErrorCode::NoteRequired, locale).to_owned());
         }
         None
@@ -131,8 +134,12 @@ fn exceeds_remaining(payment: &PaymentView, locale: Locale) -> String {
 
 fn note_too_long(chars: usize, locale: Locale) -> String {
     match locale {
-        Locale::En => format!("The note is too long: {chars} characters, at most {NOTE_MAX_CHARS}."),
-        Locale::Ru => format!("Комментарий слишком длинный: {chars} символов, можно не больше {NOTE_MAX_CHARS}."),
+        Locale::En => {
+            format!("The note is too long: {chars} characters, at most {NOTE_MAX_CHARS}.")
+        }
+        Locale::Ru => format!(
+            "Комментарий слишком длинный: {chars} символов, можно не больше {NOTE_MAX_CHARS}."
+        ),
     }
 }
 
@@ -145,7 +152,9 @@ fn refusal(code: ErrorCode, payment: &PaymentView, locale: Locale) -> Refusal {
         | ErrorCode::AmountNotPositive
         | ErrorCode::AmountTooManyDecimals
         | ErrorCode::AmountTooLarge
-        | ErrorCode::CurrencyMismatch => Refusal::Amount(i18n::error_message(code, locale).to_owned()),
+        | ErrorCode::CurrencyMismatch => {
+            Refusal::Amount(i18n::error_message(code, locale).to_owned())
+        }
         ErrorCode::NoteRequired | ErrorCode::NoteTooLong => {
             Refusal::Note(i18n::error_message(code, locale).to_owned())
         }

@@ -170,7 +170,9 @@ pub fn network_error(locale: Locale) -> &'static str {
 
 pub fn reason_label(reason: RefundReason, locale: Locale) -> &'static str {
     match reason {
-        RefundReason::RequestedByCustomer => tr(locale, "Requested by customer", "По просьбе покупателя"),
+        RefundReason::RequestedByCustomer => {
+            tr(locale, "Requested by customer", "По просьбе покупателя")
+        }
         RefundReason::Duplicate => tr(locale, "Duplicate payment", "Повторный платёж"),
         RefundReason::ProductNotReceived => tr(locale, "Product not received", "Товар не получен"),
         RefundReason::Fraudulent => tr(locale, "Fraudulent", "Мошенничество"),
@@ -185,6 +187,18 @@ pub fn state_label(state: RefundState, locale: Locale) -> &'static str {
         RefundState::InProgress => tr(locale, "In progress", "В обработке"),
         RefundState::Accepted => tr(locale, "Accepted", "Принят"),
         RefundState::Failed => tr(locale, "Failed", "Не прошёл"),
+    }
+}
+
+/// The state inside a sentence ("Refund of 10.00 $: accepted."). Written out rather than
+/// lower-cased at run time, which would pull Unicode case tables into the wasm.
+pub fn state_phrase(state: RefundState, locale: Locale) -> &'static str {
+    match state {
+        RefundState::Pending => tr(locale, "submitting", "отправляется"),
+        RefundState::Unknown => tr(locale, "awaiting confirmation", "ожидает подтверждения"),
+        RefundState::InProgress => tr(locale, "in progress", "в обработке"),
+        RefundState::Accepted => tr(locale, "accepted", "принят"),
+        RefundState::Failed => tr(locale, "failed", "не прошёл"),
     }
 }
 
@@ -220,7 +234,10 @@ pub fn card_label(card: &shared::api::CardView) -> String {
             "jcb" | "mir" => brand.to_ascii_uppercase(),
             _ => {
                 let mut chars = brand.chars();
-                chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+                chars
+                    .next()
+                    .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                    .unwrap_or_default()
             }
         };
     }
@@ -231,18 +248,30 @@ pub fn card_label(card: &shared::api::CardView) -> String {
 pub fn payment_method(payment: &shared::api::PaymentView, locale: Locale) -> String {
     match &payment.card {
         Some(card) => card_label(card),
-        None if payment.payment_type.is_empty() => tr(locale, "Unknown method", "Неизвестный способ").to_owned(),
+        None if payment.payment_type.is_empty() => {
+            tr(locale, "Unknown method", "Неизвестный способ").to_owned()
+        }
         None => payment.payment_type.clone(),
     }
 }
 
 /// The confirmation's one sentence: "Refund 1,000 ¥ to Visa •••• 4242".
-pub fn confirmation_text(payment: &shared::api::PaymentView, amount: shared::Money, locale: Locale) -> String {
+pub fn confirmation_text(
+    payment: &shared::api::PaymentView,
+    amount: shared::Money,
+    locale: Locale,
+) -> String {
     let amount = amount.format(locale);
     match (&payment.card, locale) {
         (Some(card), Locale::En) => format!("Refund {amount} to {}", card_label(card)),
         (Some(card), Locale::Ru) => format!("Вернуть {amount} на карту {}", card_label(card)),
-        (None, Locale::En) => format!("Refund {amount} to the customer ({})", payment_method(payment, locale)),
-        (None, Locale::Ru) => format!("Вернуть {amount} покупателю ({})", payment_method(payment, locale)),
+        (None, Locale::En) => format!(
+            "Refund {amount} to the customer ({})",
+            payment_method(payment, locale)
+        ),
+        (None, Locale::Ru) => format!(
+            "Вернуть {amount} покупателю ({})",
+            payment_method(payment, locale)
+        ),
     }
 }

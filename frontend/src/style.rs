@@ -6,11 +6,20 @@ const STYLE_MARKER: &str = "data-sg-refund-style";
 
 /// Adds the stylesheet to `<head>` unless a widget already did.
 pub fn install() {
-    let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
-    if document.query_selector(&format!("style[{STYLE_MARKER}]")).ok().flatten().is_some() {
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else {
+        return;
+    };
+    if document
+        .query_selector(&format!("style[{STYLE_MARKER}]"))
+        .ok()
+        .flatten()
+        .is_some()
+    {
         return;
     }
-    let Ok(style) = document.create_element("style") else { return };
+    let Ok(style) = document.create_element("style") else {
+        return;
+    };
     let _ = style.set_attribute(STYLE_MARKER, "");
     style.set_text_content(Some(CSS));
     if let Some(head) = document.head() {

@@ -15,13 +15,16 @@ use web_sys::{CustomEvent, CustomEventInit, Element, MutationObserver, MutationO
 pub const TOKEN_EXPIRED_EVENT: &str = "sg-refund:token-expired";
 const TOKEN_ATTRIBUTE: &str = "data-token";
 
+/// The observer and the callback it calls, which must live as long as it does.
+type Watch = (MutationObserver, Closure<dyn FnMut()>);
+
 /// Where the widget's token comes from and how it learns of a new one.
 pub struct TokenSource {
     element: Element,
     current: RefCell<String>,
     waiters: RefCell<Vec<js_sys::Function>>,
     on_expired: Option<js_sys::Function>,
-    observer: RefCell<Option<(MutationObserver, Closure<dyn FnMut()>)>>,
+    observer: RefCell<Option<Watch>>,
 }
 
 impl TokenSource {
@@ -75,7 +78,10 @@ impl TokenSource {
     }
 
     fn attribute_changed(&self) {
-        *self.current.borrow_mut() = self.element.get_attribute(TOKEN_ATTRIBUTE).unwrap_or_default();
+        *self.current.borrow_mut() = self
+            .element
+            .get_attribute(TOKEN_ATTRIBUTE)
+            .unwrap_or_default();
         for resolve in self.waiters.take() {
             let _ = resolve.call0(&JsValue::NULL);
         }

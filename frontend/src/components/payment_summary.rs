@@ -16,7 +16,12 @@ pub fn PaymentSummary(
     locale: Locale,
 ) -> impl IntoView {
     let customer = move || payment.with(|p| p.customer_reference.clone());
-    let created = move || payment.with(|p| p.created_at.map(|t| i18n::format_date(t.unix_millis(), locale)));
+    let created = move || {
+        payment.with(|p| {
+            p.created_at
+                .map(|t| i18n::format_date(t.unix_millis(), locale))
+        })
+    };
     view! {
         <dl class="sgr-facts">
             <dt>{tr(locale, "Amount", "Сумма")}</dt>

@@ -4,9 +4,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
+use leptos::html;
 use leptos::prelude::*;
 use shared::api::{ErrorCode, PaymentView, RefundSubmission, RefundView};
-use leptos::html;
 use shared::Locale;
 
 use crate::api::{ApiError, Submitted};
@@ -48,7 +48,9 @@ pub fn RefundPanel(
     let review_button_focus = move || focus_within(root, testids::REVIEW_BUTTON);
 
     let offer = move || {
-        payment.with(|p| p.refundable() && (p.partial_refunds_allowed || p.remaining().amount == p.amount.amount))
+        payment.with(|p| {
+            p.refundable() && (p.partial_refunds_allowed || p.remaining().amount == p.amount.amount)
+        })
     };
 
     let on_review = Callback::new(move |()| {
@@ -66,9 +68,14 @@ pub fn RefundPanel(
             }
             Err(Refusal::Form(message)) => form.form_error.set(Some(message)),
             // Field errors already show inline, from the same rules.
-            Err(Refusal::Amount(_) | Refusal::Note(_)) => {
-                status.set(tr(locale, "Check the highlighted fields.", "Проверьте отмеченные поля.").into())
-            }
+            Err(Refusal::Amount(_) | Refusal::Note(_)) => status.set(
+                tr(
+                    locale,
+                    "Check the highlighted fields.",
+                    "Проверьте отмеченные поля.",
+                )
+                .into(),
+            ),
         }
     });
 
@@ -79,8 +86,12 @@ pub fn RefundPanel(
     });
 
     let on_confirm = Callback::new(move |()| {
-        let Some(in_flight) = guard.with_value(SubmitGuard::try_begin) else { return };
-        let Some(current) = draft.get_untracked() else { return };
+        let Some(in_flight) = guard.with_value(SubmitGuard::try_begin) else {
+            return;
+        };
+        let Some(current) = draft.get_untracked() else {
+            return;
+        };
         busy.set(true);
         form.form_error.set(None);
         status.set(tr(locale, "Submitting the refund…", "Отправляем возврат…").into());
@@ -141,10 +152,10 @@ pub fn RefundPanel(
 fn submitted_message(refund: &RefundView, how: Submitted, locale: Locale) -> String {
     let amount = refund.amount.format(locale);
     match (how, locale) {
-        (Submitted::Created, Locale::En) => format!("Refund of {amount} submitted: {}.", i18n::state_label(refund.state, locale).to_lowercase()),
-        (Submitted::Created, Locale::Ru) => format!("Возврат {amount} отправлен: {}.", i18n::state_label(refund.state, locale).to_lowercase()),
-        (Submitted::Replayed, Locale::En) => format!("This refund of {amount} was already submitted: {}.", i18n::state_label(refund.state, locale).to_lowercase()),
-        (Submitted::Replayed, Locale::Ru) => format!("Этот возврат {amount} уже был отправлен: {}.", i18n::state_label(refund.state, locale).to_lowercase()),
+        (Submitted::Created, Locale::En) => format!("Refund of {amount} submitted: {}.", i18n::state_phrase(refund.state, locale)),
+        (Submitted::Created, Locale::Ru) => format!("Возврат {amount} отправлен: {}.", i18n::state_phrase(refund.state, locale)),
+        (Submitted::Replayed, Locale::En) => format!("This refund of {amount} was already submitted: {}.", i18n::state_phrase(refund.state, locale)),
+        (Submitted::Replayed, Locale::Ru) => format!("Этот возврат {amount} уже был отправлен: {}.", i18n::state_phrase(refund.state, locale)),
         (Submitted::OutcomeUnknown, Locale::En) => format!("Refund of {amount} sent; the payment provider has not confirmed it yet. It will update here."),
         (Submitted::OutcomeUnknown, Locale::Ru) => format!("Возврат {amount} отправлен; платёжный провайдер ещё не подтвердил его. Статус обновится здесь."),
     }
@@ -155,7 +166,11 @@ fn not_refundable_reason(payment: &PaymentView, locale: Locale) -> &'static str 
         // Refundable, but only partly, and partial refunds are off.
         i18n::error_message(ErrorCode::PartialNotAllowed, locale)
     } else if payment.remaining().amount == 0 {
-        tr(locale, "This payment has been fully refunded.", "Этот платёж уже полностью возвращён.")
+        tr(
+            locale,
+            "This payment has been fully refunded.",
+            "Этот платёж уже полностью возвращён.",
+        )
     } else {
         i18n::error_message(ErrorCode::NotRefundable, locale)
     }
@@ -165,7 +180,9 @@ fn not_refundable_reason(payment: &PaymentView, locale: Locale) -> &'static str 
 fn focus_within(root: NodeRef<html::Div>, testid: &'static str) {
     leptos::task::spawn_local(async move {
         leptos::task::tick().await;
-        let Some(root) = root.get_untracked() else { return };
+        let Some(root) = root.get_untracked() else {
+            return;
+        };
         if let Ok(Some(el)) = root.query_selector(&format!("[data-testid=\"{testid}\"]")) {
             use wasm_bindgen::JsCast;
             if let Some(el) = el.dyn_ref::<web_sys::HtmlElement>() {

@@ -55,7 +55,9 @@ pub fn RefundWidget(
 
     // Once the payment is on screen: mark it for the benchmark, then go live.
     Effect::new(move |started: Option<bool>| {
-        let Load::Ready(payment) = load.get() else { return started.unwrap_or(false) };
+        let Load::Ready(payment) = load.get() else {
+            return started.unwrap_or(false);
+        };
         if started == Some(true) {
             return true;
         }
@@ -77,7 +79,11 @@ pub fn RefundWidget(
             payment.update(|p| p.upsert_refund(refund));
         });
         let on_reconnect: Rc<dyn Fn()> = Rc::new(fetch);
-        stream.set_value(Some(EventStream::start(client.get_value(), on_event, on_reconnect)));
+        stream.set_value(Some(EventStream::start(
+            client.get_value(),
+            on_event,
+            on_reconnect,
+        )));
         true
     });
     on_cleanup(move || {
@@ -123,7 +129,7 @@ pub fn RefundWidget(
 /// What the live region says when an event changes a refund.
 fn state_message(refund: &shared::api::RefundView, locale: Locale) -> String {
     let amount = refund.amount.format(locale);
-    let state = i18n::state_label(refund.state, locale).to_lowercase();
+    let state = i18n::state_phrase(refund.state, locale);
     match locale {
         Locale::En => format!("Refund of {amount}: {state}."),
         Locale::Ru => format!("Возврат {amount}: {state}."),

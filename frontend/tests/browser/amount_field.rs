@@ -17,11 +17,20 @@ async fn typing_decimals_for_a_yen_payment_says_yen_takes_none() {
     settle().await;
 
     assert!(panel.visible(AMOUNT_ERROR));
-    assert_eq!(panel.text(AMOUNT_ERROR), "JPY amounts take no decimal places.");
-    assert_eq!(panel.attr(AMOUNT_INPUT, "aria-invalid").as_deref(), Some("true"));
+    assert_eq!(
+        panel.text(AMOUNT_ERROR),
+        "JPY amounts take no decimal places."
+    );
+    assert_eq!(
+        panel.attr(AMOUNT_INPUT, "aria-invalid").as_deref(),
+        Some("true")
+    );
     let error_id = panel.attr(AMOUNT_ERROR, "id").unwrap();
     let described_by = panel.attr(AMOUNT_INPUT, "aria-describedby").unwrap();
-    assert!(described_by.split(' ').any(|id| id == error_id), "{described_by} does not name {error_id}");
+    assert!(
+        described_by.split(' ').any(|id| id == error_id),
+        "{described_by} does not name {error_id}"
+    );
 }
 
 #[wasm_bindgen_test]
@@ -33,12 +42,22 @@ async fn a_russian_agent_types_a_comma_and_it_parses() {
 
     panel.type_text(AMOUNT_INPUT, "10,50");
     settle().await;
-    assert!(!panel.visible(AMOUNT_ERROR), "error shown: {}", panel.text(AMOUNT_ERROR));
-    assert_eq!(panel.attr(AMOUNT_INPUT, "aria-invalid").as_deref(), Some("false"));
+    assert!(
+        !panel.visible(AMOUNT_ERROR),
+        "error shown: {}",
+        panel.text(AMOUNT_ERROR)
+    );
+    assert_eq!(
+        panel.attr(AMOUNT_INPUT, "aria-invalid").as_deref(),
+        Some("false")
+    );
 
     panel.click(REVIEW_BUTTON);
     settle().await;
-    assert_eq!(panel.text(CONFIRM_TEXT), "Вернуть 10,50\u{a0}₽ на карту Visa •••• 4242");
+    assert_eq!(
+        panel.text(CONFIRM_TEXT),
+        "Вернуть 10,50\u{a0}₽ на карту Visa •••• 4242"
+    );
 }
 
 #[wasm_bindgen_test]
@@ -54,7 +73,10 @@ async fn kuwaiti_dinars_take_three_decimals_and_not_four() {
 
     panel.type_text(AMOUNT_INPUT, "1.2505");
     settle().await;
-    assert_eq!(panel.text(AMOUNT_ERROR), "KWD takes at most 3 decimal places.");
+    assert_eq!(
+        panel.text(AMOUNT_ERROR),
+        "KWD takes at most 3 decimal places."
+    );
 }
 
 #[wasm_bindgen_test]
@@ -66,7 +88,10 @@ async fn more_than_what_remains_is_refused_inline_before_submitting() {
 
     panel.type_text(AMOUNT_INPUT, "10.01");
     settle().await;
-    assert_eq!(panel.text(AMOUNT_ERROR), "The amount is more than what remains refundable (10.00\u{a0}$).");
+    assert_eq!(
+        panel.text(AMOUNT_ERROR),
+        "The amount is more than what remains refundable (10.00\u{a0}$)."
+    );
 
     panel.click(REVIEW_BUTTON);
     settle().await;
@@ -97,7 +122,10 @@ async fn reason_other_needs_a_note() {
 
     assert!(panel.find(CONFIRM_DIALOG).is_none());
     assert_eq!(panel.text(NOTE_ERROR), "Add a note explaining the reason.");
-    assert_eq!(panel.attr(NOTE_INPUT, "aria-invalid").as_deref(), Some("true"));
+    assert_eq!(
+        panel.attr(NOTE_INPUT, "aria-invalid").as_deref(),
+        Some("true")
+    );
 
     panel.type_text(NOTE_INPUT, "Customer called twice");
     panel.click(REVIEW_BUTTON);

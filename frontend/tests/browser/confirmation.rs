@@ -17,21 +17,34 @@ async fn a_full_yen_refund_is_confirmed_with_amount_and_card() {
     settle().await;
 
     assert!(panel.find(CONFIRM_DIALOG).is_some());
-    assert_eq!(panel.text(CONFIRM_TEXT), "Refund 1,000\u{a0}¥ to Visa •••• 4242");
-    assert_eq!(panel.attr(CONFIRM_DIALOG, "role").as_deref(), Some("dialog"));
+    assert_eq!(
+        panel.text(CONFIRM_TEXT),
+        "Refund 1,000\u{a0}¥ to Visa •••• 4242"
+    );
+    assert_eq!(
+        panel.attr(CONFIRM_DIALOG, "role").as_deref(),
+        Some("dialog")
+    );
 }
 
 #[wasm_bindgen_test]
 async fn a_full_refund_of_a_partly_refunded_payment_is_what_remains() {
     let mut view = payment(10_000, "usd", true);
-    view.refunds.push(refund(Money::new(2_500, view.amount.currency), RefundState::Accepted, false));
+    view.refunds.push(refund(
+        Money::new(2_500, view.amount.currency),
+        RefundState::Accepted,
+        false,
+    ));
     let (submit, _) = counting_submit(None);
     let panel = mount_panel(view, Locale::En, submit);
 
     panel.click(REVIEW_BUTTON);
     settle().await;
 
-    assert_eq!(panel.text(CONFIRM_TEXT), "Refund 75.00\u{a0}$ to Visa •••• 4242");
+    assert_eq!(
+        panel.text(CONFIRM_TEXT),
+        "Refund 75.00\u{a0}$ to Visa •••• 4242"
+    );
 }
 
 #[wasm_bindgen_test]

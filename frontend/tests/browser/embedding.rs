@@ -21,7 +21,9 @@ async fn an_expired_token_asks_the_host_and_waits_for_the_new_one() {
         let target: web_sys::Element = event.target().unwrap().unchecked_into();
         target.set_attribute("data-token", "new").unwrap();
     });
-    document.add_event_listener_with_callback(TOKEN_EXPIRED_EVENT, listener.as_ref().unchecked_ref()).unwrap();
+    document
+        .add_event_listener_with_callback(TOKEN_EXPIRED_EVENT, listener.as_ref().unchecked_ref())
+        .unwrap();
 
     let token = TokenSource::attach(&host, None);
     assert_eq!(token.current(), "old");
@@ -29,7 +31,9 @@ async fn an_expired_token_asks_the_host_and_waits_for_the_new_one() {
 
     assert_eq!(token.current(), "new");
     assert_eq!(*asked.borrow(), 1);
-    document.remove_event_listener_with_callback(TOKEN_EXPIRED_EVENT, listener.as_ref().unchecked_ref()).unwrap();
+    document
+        .remove_event_listener_with_callback(TOKEN_EXPIRED_EVENT, listener.as_ref().unchecked_ref())
+        .unwrap();
     token.detach();
     host.remove();
 }
@@ -63,7 +67,10 @@ fn every_style_rule_is_scoped_under_the_widget_root() {
             continue;
         }
         for selector in selector_list.split(',') {
-            assert!(selector.trim().starts_with(".sgr"), "unscoped selector: {selector:?}");
+            assert!(
+                selector.trim().starts_with(".sgr"),
+                "unscoped selector: {selector:?}"
+            );
         }
     }
 }

@@ -10,7 +10,10 @@ use wasm_bindgen_test::wasm_bindgen_test;
 use crate::support::*;
 
 fn refused(code: ErrorCode, status: u16) -> ApiError {
-    ApiError::Proxy { status, body: ErrorBody::new(code, "detail for the log") }
+    ApiError::Proxy {
+        status,
+        body: ErrorBody::new(code, "detail for the log"),
+    }
 }
 
 async fn shown_after_submitting(code: ErrorCode, locale: Locale) -> String {
@@ -52,7 +55,10 @@ async fn a_refund_already_in_flight_reads_as_a_sentence_in_both_languages() {
 #[wasm_bindgen_test]
 async fn partial_not_allowed_from_the_proxy_is_explained() {
     let text = shown_after_submitting(ErrorCode::PartialNotAllowed, Locale::En).await;
-    assert!(text.starts_with("Partial refunds are not enabled"), "{text}");
+    assert!(
+        text.starts_with("Partial refunds are not enabled"),
+        "{text}"
+    );
 }
 
 #[wasm_bindgen_test]
@@ -75,26 +81,58 @@ fn no_answer_at_all_is_explained_too() {
         ApiError::Network.message(Locale::En),
         "The refund service cannot be reached. Check the connection and try again."
     );
-    assert!(ApiError::Network.message(Locale::Ru).starts_with("Сервис возвратов недоступен"));
+    assert!(ApiError::Network
+        .message(Locale::Ru)
+        .starts_with("Сервис возвратов недоступен"));
 }
 
 #[wasm_bindgen_test]
 fn every_code_has_an_english_and_a_different_russian_sentence() {
     use ErrorCode::*;
     let all = [
-        Unauthenticated, TokenInvalid, TokenExpired, Forbidden, OriginNotAllowed, InvalidJson,
-        UnsupportedMediaType, PayloadTooLarge, InvalidSessionId, InvalidRequest, NotFound,
-        MethodNotAllowed, AmountEmpty, AmountNotANumber, AmountNotPositive, AmountTooManyDecimals,
-        AmountTooLarge, CurrencyMismatch, ExceedsRemaining, PartialNotAllowed, NotRefundable,
-        NoteRequired, NoteTooLong, InvalidIdempotencyKey, IdempotencyConflict, RefundInFlight,
-        PaymentNotFound, UpstreamRejected, UpstreamUnavailable, UpstreamTimeout,
-        UpstreamBadResponse, SignatureInvalid, Internal, Unavailable,
+        Unauthenticated,
+        TokenInvalid,
+        TokenExpired,
+        Forbidden,
+        OriginNotAllowed,
+        InvalidJson,
+        UnsupportedMediaType,
+        PayloadTooLarge,
+        InvalidSessionId,
+        InvalidRequest,
+        NotFound,
+        MethodNotAllowed,
+        AmountEmpty,
+        AmountNotANumber,
+        AmountNotPositive,
+        AmountTooManyDecimals,
+        AmountTooLarge,
+        CurrencyMismatch,
+        ExceedsRemaining,
+        PartialNotAllowed,
+        NotRefundable,
+        NoteRequired,
+        NoteTooLong,
+        InvalidIdempotencyKey,
+        IdempotencyConflict,
+        RefundInFlight,
+        PaymentNotFound,
+        UpstreamRejected,
+        UpstreamUnavailable,
+        UpstreamTimeout,
+        UpstreamBadResponse,
+        SignatureInvalid,
+        Internal,
+        Unavailable,
     ];
     for code in all {
         let en = error_message(code, Locale::En);
         let ru = error_message(code, Locale::Ru);
         assert!(en.ends_with('.') || en.ends_with('…'), "{code:?}: {en}");
-        assert!(ru.chars().any(|c| ('а'..='я').contains(&c)), "{code:?} is not Russian: {ru}");
+        assert!(
+            ru.chars().any(|c| ('а'..='я').contains(&c)),
+            "{code:?} is not Russian: {ru}"
+        );
         assert_ne!(en, ru);
         assert!(!en.contains('_'), "{code:?} leaks a code: {en}");
     }

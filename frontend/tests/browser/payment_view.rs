@@ -13,8 +13,10 @@ use crate::support::*;
 async fn the_payment_its_refunds_and_chargebacks_are_shown() {
     let mut view = payment(10_000, "usd", true);
     let usd = view.amount.currency;
-    view.refunds.push(refund(Money::new(1_000, usd), RefundState::Accepted, false));
-    view.refunds.push(refund(Money::new(2_000, usd), RefundState::Accepted, true));
+    view.refunds
+        .push(refund(Money::new(1_000, usd), RefundState::Accepted, false));
+    view.refunds
+        .push(refund(Money::new(2_000, usd), RefundState::Accepted, true));
     let (submit, _) = counting_submit(None);
     let panel = mount_panel(view, Locale::En, submit);
     settle().await;
@@ -30,14 +32,23 @@ async fn the_payment_its_refunds_and_chargebacks_are_shown() {
 #[wasm_bindgen_test]
 async fn live_updates_change_a_row_in_place() {
     let mut view = payment(10_000, "usd", true);
-    let pending = refund(Money::new(1_000, view.amount.currency), RefundState::InProgress, false);
+    let pending = refund(
+        Money::new(1_000, view.amount.currency),
+        RefundState::InProgress,
+        false,
+    );
     view.refunds.push(pending.clone());
     let (submit, _) = counting_submit(None);
     let panel = mount_panel(view, Locale::Ru, submit);
     settle().await;
     assert_eq!(panel.text(REFUND_STATE), "В обработке");
 
-    panel.payment.update(|p| p.upsert_refund(shared::api::RefundView { state: RefundState::Accepted, ..pending }));
+    panel.payment.update(|p| {
+        p.upsert_refund(shared::api::RefundView {
+            state: RefundState::Accepted,
+            ..pending
+        })
+    });
     settle().await;
 
     assert_eq!(panel.count(REFUND_ROW), 1);
@@ -61,13 +72,22 @@ async fn nothing_is_offered_for_a_payment_that_cannot_be_refunded() {
     let panel = mount_panel(failed, Locale::En, submit);
     settle().await;
     assert!(panel.find(REVIEW_BUTTON).is_none());
-    assert_eq!(panel.text(NOT_REFUNDABLE), "This payment cannot be refunded.");
+    assert_eq!(
+        panel.text(NOT_REFUNDABLE),
+        "This payment cannot be refunded."
+    );
 
     let mut partly = payment(1_000, "usd", false);
-    partly.refunds.push(refund(Money::new(100, partly.amount.currency), RefundState::Accepted, true));
+    partly.refunds.push(refund(
+        Money::new(100, partly.amount.currency),
+        RefundState::Accepted,
+        true,
+    ));
     let (submit, _) = counting_submit(None);
     let panel = mount_panel(partly, Locale::En, submit);
     settle().await;
     assert!(panel.find(REVIEW_BUTTON).is_none());
-    assert!(panel.text(NOT_REFUNDABLE).starts_with("Partial refunds are not enabled"));
+    assert!(panel
+        .text(NOT_REFUNDABLE)
+        .starts_with("Partial refunds are not enabled"));
 }

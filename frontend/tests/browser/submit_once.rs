@@ -45,10 +45,18 @@ async fn a_held_enter_key_repeats_are_ignored_on_confirm() {
     let repeat = KeyboardEvent::new_with_keyboard_event_init_dict("keydown", &init).unwrap();
     let confirm = panel.get(CONFIRM_BUTTON);
     confirm.dispatch_event(&repeat).unwrap();
-    assert!(repeat.default_prevented(), "a repeated Enter would activate the button");
+    assert!(
+        repeat.default_prevented(),
+        "a repeated Enter would activate the button"
+    );
     assert_eq!(calls.get(), 0);
     // Focus is on the confirm button, so a fresh Enter press is the one that confirms.
-    let active = web_sys::window().unwrap().document().unwrap().active_element().unwrap();
+    let active = web_sys::window()
+        .unwrap()
+        .document()
+        .unwrap()
+        .active_element()
+        .unwrap();
     assert_eq!(active.unchecked_into::<web_sys::HtmlElement>(), confirm);
 }
 
@@ -68,8 +76,14 @@ async fn the_accepted_refund_appears_in_the_list_and_is_announced() {
     assert!(panel.find(CONFIRM_DIALOG).is_none());
     assert_eq!(panel.count(REFUND_ROW), 1);
     assert_eq!(panel.text(REFUND_STATE), "In progress");
-    assert_eq!(panel.text(STATUS_LIVE), "Refund of 10.00\u{a0}$ submitted: in progress.");
-    assert_eq!(panel.attr(STATUS_LIVE, "aria-live").as_deref(), Some("polite"));
+    assert_eq!(
+        panel.text(STATUS_LIVE),
+        "Refund of 10.00\u{a0}$ submitted: in progress."
+    );
+    assert_eq!(
+        panel.attr(STATUS_LIVE, "aria-live").as_deref(),
+        Some("polite")
+    );
     // Nothing remains, so nothing more is offered.
     assert_eq!(panel.text(REMAINING), "0.00\u{a0}$");
     assert!(panel.find(REVIEW_BUTTON).is_none());
@@ -107,6 +121,8 @@ fn each_confirmation_gets_a_fresh_valid_idempotency_key() {
     assert_ne!(a, b);
     for key in [a, b] {
         assert!((16..=64).contains(&key.len()));
-        assert!(key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(key
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
     }
 }

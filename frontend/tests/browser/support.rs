@@ -20,7 +20,10 @@ pub fn payment(amount: u64, currency: &str, partial_refunds_allowed: bool) -> Pa
         status: PaymentStatus::Succeeded,
         amount: Money::new(amount, Currency::parse(currency).unwrap()),
         payment_type: "card".into(),
-        card: Some(CardView { brand: "visa".into(), last4: "4242".into() }),
+        card: Some(CardView {
+            brand: "visa".into(),
+            last4: "4242".into(),
+        }),
         customer_reference: Some("cust-42".into()),
         created_at: None,
         refunds: Vec::new(),
@@ -43,7 +46,9 @@ pub fn refund(amount: Money, state: RefundState, is_chargeback: bool) -> RefundV
 }
 
 /// A submitter that counts its calls and answers with `answer` (or never, if `None`).
-pub fn counting_submit(answer: Option<Result<(RefundView, Submitted), ApiError>>) -> (Submit, Rc<Cell<u32>>) {
+pub fn counting_submit(
+    answer: Option<Result<(RefundView, Submitted), ApiError>>,
+) -> (Submit, Rc<Cell<u32>>) {
     let calls = Rc::new(Cell::new(0));
     let counter = calls.clone();
     let submit: Submit = Rc::new(move |_submission: RefundSubmission| {
@@ -82,7 +87,11 @@ pub fn mount_panel(view: PaymentView, locale: Locale, submit: Submit) -> Mounted
     let handle = leptos::mount::mount_to(root.clone(), move || {
         view! { <div class="sgr"><RefundPanel payment submit status locale /></div> }
     });
-    Mounted { root, payment, _handle: Box::new(handle) }
+    Mounted {
+        root,
+        payment,
+        _handle: Box::new(handle),
+    }
 }
 
 impl Mounted {
@@ -94,15 +103,23 @@ impl Mounted {
     }
 
     pub fn get(&self, testid: &str) -> HtmlElement {
-        self.find(testid).unwrap_or_else(|| panic!("no element with data-testid={testid}"))
+        self.find(testid)
+            .unwrap_or_else(|| panic!("no element with data-testid={testid}"))
     }
 
     pub fn count(&self, testid: &str) -> u32 {
-        self.root.query_selector_all(&format!("[data-testid=\"{testid}\"]")).unwrap().length()
+        self.root
+            .query_selector_all(&format!("[data-testid=\"{testid}\"]"))
+            .unwrap()
+            .length()
     }
 
     pub fn text(&self, testid: &str) -> String {
-        self.get(testid).text_content().unwrap_or_default().trim().to_owned()
+        self.get(testid)
+            .text_content()
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
     }
 
     pub fn visible(&self, testid: &str) -> bool {
@@ -121,13 +138,17 @@ impl Mounted {
     pub fn type_text(&self, testid: &str, text: &str) {
         let input: HtmlInputElement = self.get(testid).unchecked_into();
         input.set_value(text);
-        input.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
+        input
+            .dispatch_event(&web_sys::Event::new("input").unwrap())
+            .unwrap();
     }
 
     pub fn select(&self, testid: &str, value: &str) {
         let select: web_sys::HtmlSelectElement = self.get(testid).unchecked_into();
         select.set_value(value);
-        select.dispatch_event(&web_sys::Event::new("change").unwrap()).unwrap();
+        select
+            .dispatch_event(&web_sys::Event::new("change").unwrap())
+            .unwrap();
     }
 }
 
