@@ -13,30 +13,47 @@ use signing::{Secret, Signer, Verifier};
 pub const SANDBOX_PRIVATE_KEY: &str = include_str!("../../demo/keys/DEMO-ONLY-sandbox-private.pem");
 /// Its public half: what the proxy verifies webhooks with.
 pub const SANDBOX_PUBLIC_KEY: &str = include_str!("../../demo/keys/DEMO-ONLY-sandbox-public.pem");
-/// A webhook secret for the HMAC scheme (the length of a typical generated secret).
-pub const HMAC_SECRET: &str = "bench-only-webhook-hmac-secret-0123456789abcdef";
+/// The sandbox's webhook secret in the HMAC scheme.
+pub const HMAC_SECRET: &str = sandbox::DEMO_HMAC_WEBHOOK_SECRET;
 
 /// A `payment_refunded` webhook for a card payment of 129.90 EUR with two partial refunds:
 /// the shape Smart Glocal sends, serialised once, as the proxy receives it.
 pub fn webhook_body() -> Vec<u8> {
+    let session = SessionId::parse("ps_3f9c2b7e1a5d4c8b9e0f6a2d").expect("a valid session id");
+    webhook_for(
+        &session,
+        &[
+            ("rf_7c1e2d9a4b6f4e0c8d3a0001", 1_500),
+            ("rf_7c1e2d9a4b6f4e0c8d3a0002", 2_000),
+        ],
+    )
+}
+
+/// The same webhook for `session`, listing `refunds` (id, minor units), all `accepted`:
+/// like the real service, each webhook carries every refund of the payment so far.
+pub fn webhook_for(session: &SessionId, refunds: &[(&str, u64)]) -> Vec<u8> {
     let eur = Currency::parse("EUR").expect("EUR is an ISO currency");
     let at = |millis: i64| Some(Timestamp::from_unix_millis(1_767_225_600_000 + millis));
-    let refund = |n: u32, amount: u64, status: RefundStatus| Refund {
-        id: RefundId::parse(&format!("rf_7c1e2d9a4b6f4e0c8d3a{n:04}")).expect("a valid refund id"),
-        status,
-        created_at: at(i64::from(n) * 60_000),
-        finished_at: at(i64::from(n) * 60_000 + 1_500),
-        amount_details: AmountDetails {
-            amount,
-            currency: eur,
-        },
-        is_chargeback: false,
-        metadata: Some(json!({ "reason": "damaged_item", "agent": "agent-042" })),
-    };
+    let refunds = refunds
+        .iter()
+        .zip(1i64..)
+        .map(|(&(id, amount), n)| Refund {
+            id: RefundId::parse(id).expect("a valid refund id"),
+            status: RefundStatus::Accepted,
+            created_at: at(n * 60_000),
+            finished_at: at(n * 60_000 + 1_500),
+            amount_details: AmountDetails {
+                amount,
+                currency: eur,
+            },
+            is_chargeback: false,
+            metadata: Some(json!({ "reason": "damaged_item", "agent": "agent-042" })),
+        })
+        .collect();
     let webhook = Webhook {
         kind: WebhookType::PaymentRefunded,
         session: Session {
-            id: SessionId::parse("ps_3f9c2b7e1a5d4c8b9e0f6a2d").expect("a valid session id"),
+            id: session.clone(),
             status: SessionStatus::Accepted,
             created_at: at(0),
             updated_at: at(3 * 60_000 + 1_500),
@@ -61,10 +78,7 @@ pub fn webhook_body() -> Vec<u8> {
                     currency: eur,
                 },
                 metadata: Some(json!({ "order_id": "order-2026-000987", "channel": "web" })),
-                refunds: vec![
-                    refund(1, 1_500, RefundStatus::Accepted),
-                    refund(2, 2_000, RefundStatus::Accepted),
-                ],
+                refunds,
             }],
         },
     };

@@ -4,15 +4,26 @@
 //! - [`timing`]: medians of repeated timings, for CPU-bound work like signing.
 //! - [`signing_cost`]: signing and webhook verification in both schemes.
 //! - [`weight`]: the widget's files in `dist/`, raw and gzip.
+//! - [`overhead`]: the refund path straight to the sandbox and through the proxy.
+//! - [`ingest`]: the proxy's webhook route against a bare axum 200 handler.
+//! - [`fanout`]: one webhook to 1,000 event streams, and the proxy's memory.
+//! - [`rig`], [`servers`], [`load`]: the stack under test (the proxy in its own process) and
+//!   the bounded load generator.
 //! - [`machine`]: what the benchmarks ran on.
 //! - [`report`]: the one table, printed and written to `BENCHMARKS.md`.
 //!
 //! Benchmarks are not tests: nothing here fails on a timing. A goal is printed beside each
 //! figure with met / missed, and that is all.
 
+pub mod fanout;
 pub mod fixtures;
+pub mod ingest;
+pub mod load;
 pub mod machine;
+pub mod overhead;
 pub mod report;
+pub mod rig;
+pub mod servers;
 pub mod signing_cost;
 pub mod timing;
 pub mod weight;

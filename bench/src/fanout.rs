@@ -1,0 +1,258 @@
+//! Live fan-out: 1,000 open event streams on one payment; for each of a series of webhooks,
+//! the time from sending it to the proxy until the last of the 1,000 streams has received its
+//! event; and the proxy's resident memory, read from `/proc/<pid>/status` of its process.
+
+use std::time::{Duration, Instant};
+
+use shared::api::EventsTicket;
+use shared::smart_glocal::HEADER_SIGN;
+use shared::SessionId;
+use signing::Scheme;
+use tokio::sync::mpsc;
+
+use crate::report::{self, Row};
+use crate::rig::{Rig, RigOptions};
+use crate::servers::WEBHOOK_PATH;
+use crate::timing::percentile;
+
+const SECTION: &str = "6. live fan-out";
+const STREAMS: usize = 1000;
+const ROUNDS: usize = 30;
+/// How long one round may take before the streams still waiting count as lost.
+const ROUND_LIMIT: Duration = Duration::from_secs(5);
+const GOAL_P99: Duration = Duration::from_millis(50);
+const GOAL_MEMORY: u64 = 60 * 1024 * 1024;
+
+pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
+    match run().await {
+        Ok(rows) => {
+            for row in &rows {
+                if row.verdict == report::Verdict::Missed {
+                    notes.push(format!(
+                        "Fan-out misses `{}` ({}). Every stream is its own task re-encoding the \
+                         event to SSE and its own socket write; with 1,000 subscribers on 2 cores \
+                         shared with the 1,000 reading clients, the last delivery waits for the \
+                         others' turns.",
+                        row.what, row.figure
+                    ));
+                }
+            }
+            rows
+        }
+        Err(why) => vec![
+            Row::not_measured(
+                SECTION,
+                "webhook → last of 1,000 streams, p99",
+                why.clone(),
+                "≤ 50 ms",
+            ),
+            Row::not_measured(
+                SECTION,
+                "proxy resident memory, 1,000 streams",
+                why,
+                "≤ 60 MB",
+            ),
+        ],
+    }
+}
+
+async fn run() -> Result<Vec<Row>, String> {
+    let rig = Rig::start(Scheme::RsaSha256, RigOptions::default()).await?;
+    let session = rig.payments(1).await.remove(0);
+    // One webhook before anything is measured: the ledger and the route are warm.
+    send_webhook(&rig, &session, 0).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (idle_rss, _) = rig
+        .proxy
+        .memory()
+        .ok_or("cannot read the proxy's /proc status")?;
+
+    let (arrivals, mut received) = mpsc::unbounded_channel::<(usize, Instant)>();
+    let streams = open_streams(&rig, &session, arrivals).await?;
+    let (open_rss, _) = rig
+        .proxy
+        .memory()
+        .ok_or("cannot read the proxy's /proc status")?;
+
+    let mut lasts = Vec::with_capacity(ROUNDS);
+    for round in 1..=ROUNDS {
+        let sent = Instant::now();
+        send_webhook(&rig, &session, round).await?;
+        let mut got = 0;
+        let mut last = sent;
+        let deadline = tokio::time::Instant::now() + ROUND_LIMIT;
+        while got < STREAMS {
+            match tokio::time::timeout_at(deadline, received.recv()).await {
+                Ok(Some((r, at))) if r == round => {
+                    got += 1;
+                    last = last.max(at);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if got < STREAMS {
+            return Err(format!("round {round}: only {got} of {STREAMS} streams got the event within {ROUND_LIMIT:?}"));
+        }
+        lasts.push(last - sent);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (busy_rss, peak) = rig
+        .proxy
+        .memory()
+        .ok_or("cannot read the proxy's /proc status")?;
+    for stream in streams {
+        stream.abort();
+    }
+
+    let p50 = percentile(&mut lasts, 50.0);
+    let p99 = percentile(&mut lasts, 99.0);
+    let memory = peak.max(busy_rss);
+    Ok(vec![
+        Row::plain(
+            SECTION,
+            format!("webhook → last of {STREAMS} streams, p50 ({ROUNDS} webhooks)"),
+            report::duration(p50),
+        ),
+        Row::plain(
+            SECTION,
+            format!("webhook → last of {STREAMS} streams, p99 ({ROUNDS} webhooks)"),
+            report::duration(p99),
+        )
+        .goal("≤ 50 ms", p99 <= GOAL_P99),
+        Row::plain(
+            SECTION,
+            format!("proxy resident memory (peak), {STREAMS} streams"),
+            report::mb(memory),
+        )
+        .baseline(format!(
+            "idle {}, streams open {}",
+            report::mb(idle_rss),
+            report::mb(open_rss)
+        ))
+        .goal("≤ 60 MB", memory <= GOAL_MEMORY),
+    ])
+}
+
+fn refund_id(round: usize) -> String {
+    format!("rf_bench_fanout_{round:04}")
+}
+
+/// Webhook number `round`: the payment's refunds so far, the newest one new to the proxy.
+async fn send_webhook(rig: &Rig, session: &SessionId, round: usize) -> Result<(), String> {
+    let ids: Vec<String> = (0..=round).map(refund_id).collect();
+    let refunds: Vec<(&str, u64)> = ids.iter().map(|id| (id.as_str(), 100)).collect();
+    let body = crate::fixtures::webhook_for(session, &refunds);
+    let response = rig
+        .http
+        .post(format!("{}{WEBHOOK_PATH}", rig.proxy.url))
+        .header("content-type", "application/json")
+        .header(HEADER_SIGN, rig.webhook_signer.sign(&body))
+        .body(body)
+        .send()
+        .await;
+    crate::load::expect_status(response, &[200]).await
+}
+
+/// Opens the streams (a ticket each, as the widget does) and returns once all are subscribed:
+/// the proxy subscribes before it answers the request's headers.
+async fn open_streams(
+    rig: &Rig,
+    session: &SessionId,
+    arrivals: mpsc::UnboundedSender<(usize, Instant)>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    // No overall timeout: these responses are meant to stay open; the rounds are bounded.
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+    let mut tasks = Vec::with_capacity(STREAMS);
+    for _ in 0..STREAMS {
+        let ticket: EventsTicket = rig
+            .http
+            .post(format!(
+                "{}/api/payments/{session}/events/ticket",
+                rig.proxy.url
+            ))
+            .bearer_auth(&rig.token)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("events ticket: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("events ticket: {e}"))?;
+        let url = format!(
+            "{}/api/payments/{session}/events?ticket={}",
+            rig.proxy.url, ticket.ticket
+        );
+        let (client, arrivals, ready) = (client.clone(), arrivals.clone(), ready_tx.clone());
+        tasks.push(tokio::spawn(async move {
+            let response = match client
+                .get(url)
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+            {
+                Ok(response) => response,
+                Err(e) => {
+                    let _ = ready.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let _ = ready.send(Ok(()));
+            read_events(response, arrivals).await;
+        }));
+    }
+    for _ in 0..STREAMS {
+        match tokio::time::timeout(Duration::from_secs(10), ready_rx.recv()).await {
+            Ok(Some(Ok(()))) => {}
+            Ok(Some(Err(e))) => return Err(format!("an event stream did not open: {e}")),
+            _ => return Err("the event streams did not all open within 10 s".into()),
+        }
+    }
+    Ok(tasks)
+}
+
+/// Notes the arrival time of each round's event (found by its refund id in the `data:` line).
+async fn read_events(
+    mut response: reqwest::Response,
+    arrivals: mpsc::UnboundedSender<(usize, Instant)>,
+) {
+    let mut pending = String::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let at = Instant::now();
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = pending.find('\n') {
+            let line: String = pending.drain(..=end).collect();
+            if let Some(data) = line.strip_prefix("data:") {
+                if let Some(round) = round_of(data) {
+                    let _ = arrivals.send((round, at));
+                }
+            }
+        }
+    }
+}
+
+/// The round whose refund id appears in an event's data.
+fn round_of(data: &str) -> Option<usize> {
+    let start = data.find("rf_bench_fanout_")? + "rf_bench_fanout_".len();
+    data.get(start..start + 4)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_events_round_is_read_from_its_refund_id() {
+        let data = format!(
+            r#"{{"seq":7,"refund":{{"refund_id":"{}"}}}}"#,
+            refund_id(12)
+        );
+        assert_eq!(round_of(&data), Some(12));
+        assert_eq!(round_of(r#"{"seq":1}"#), None);
+    }
+}

@@ -1,0 +1,195 @@
+//! The servers under test, each in its own process so its memory can be read and its CPU is
+//! not the load generator's: the proxy exactly as `proxy serve` runs (its own CLI, its own
+//! logging), and a bare axum server that only answers 200, as the ingest baseline.
+//!
+//! Both are this binary started again with a first argument of `serve` or `bare-serve`
+//! (see [`child_main`]). A child exits when its stdin closes, so it never outlives the bench,
+//! even when the bench is killed.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+
+/// The route both the proxy and the bare baseline answer webhooks on.
+pub const WEBHOOK_PATH: &str = "/webhooks/smart-glocal";
+
+/// If this process was started as a server child, runs it and returns its exit code.
+pub fn child_main() -> Option<std::process::ExitCode> {
+    let mode = std::env::args().nth(1)?;
+    if mode != "serve" && mode != "bare-serve" {
+        return None;
+    }
+    exit_when_stdin_closes();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    Some(runtime.block_on(async move {
+        if mode == "serve" {
+            // `bench serve …` parses as `proxy serve …`: the proxy's own command line.
+            proxy::cli::main().await
+        } else {
+            bare_serve().await
+        }
+    }))
+}
+
+fn exit_when_stdin_closes() {
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        std::process::exit(0);
+    });
+}
+
+/// The baseline: the same route, no verification, no storage, no broadcast.
+async fn bare_serve() -> std::process::ExitCode {
+    let Some(addr) = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+    else {
+        eprintln!("usage: bench bare-serve 127.0.0.1:<port>");
+        return std::process::ExitCode::from(2);
+    };
+    let app = Router::new().route(
+        WEBHOOK_PATH,
+        post(|_body: axum::body::Bytes| async { StatusCode::OK }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("bind the bare server");
+    axum::serve(listener, app)
+        .await
+        .expect("serve the bare server");
+    std::process::ExitCode::SUCCESS
+}
+
+/// A server child process on `127.0.0.1`.
+pub struct Server {
+    pub url: String,
+    child: Child,
+}
+
+impl Server {
+    /// The proxy, configured by `PROXY_*` variables (`env`), listening on a free port; its log
+    /// goes to `log`. Returns once `/readyz` answers 200.
+    pub async fn proxy(env: &[(&str, String)], log: &Path) -> Result<Server, String> {
+        let addr = free_port()?;
+        let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+        command.arg("serve").arg("--listen").arg(addr.to_string());
+        // Only what we set: a PROXY_* variable of the caller's shell must not leak in.
+        for (name, _) in std::env::vars() {
+            if name.starts_with("PROXY_") {
+                command.env_remove(name);
+            }
+        }
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let server = Server::spawn(command, addr, log)?;
+        server.wait_ready("/readyz").await?;
+        Ok(server)
+    }
+
+    /// The bare axum baseline on a free port.
+    pub async fn bare(log: &Path) -> Result<Server, String> {
+        let addr = free_port()?;
+        let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+        command.arg("bare-serve").arg(addr.to_string());
+        let server = Server::spawn(command, addr, log)?;
+        server.wait_ready("/").await?;
+        Ok(server)
+    }
+
+    fn spawn(mut command: Command, addr: SocketAddr, log: &Path) -> Result<Server, String> {
+        let log = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let child = command
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start a server child: {e}"))?;
+        Ok(Server {
+            url: format!("http://{addr}"),
+            child,
+        })
+    }
+
+    /// Waits until the server answers (anything for `/`, 200 for a readiness path), 15 s at most.
+    async fn wait_ready(&self, path: &str) -> Result<(), String> {
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            let answer = client
+                .get(format!("{}{path}", self.url))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await;
+            match answer {
+                Ok(r) if path == "/" || r.status().is_success() => return Ok(()),
+                _ if started.elapsed() > Duration::from_secs(15) => {
+                    return Err(format!(
+                        "the server child at {} never became ready",
+                        self.url
+                    ))
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory now (`VmRSS`) and at its peak (`VmHWM`), bytes.
+    pub fn memory(&self) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        Some((
+            status_kb(&status, "VmRSS")? * 1024,
+            status_kb(&status, "VmHWM")? * 1024,
+        ))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Closing stdin makes the child exit; kill only if it does not within a second.
+        drop(self.child.stdin.take());
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(1) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nobody listens on right now (the child binds it a moment later).
+fn free_port() -> Result<SocketAddr, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    listener.local_addr().map_err(|e| e.to_string())
+}
+
+fn status_kb(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_fields_are_read_in_kilobytes() {
+        let status = "Name:\tproxy\nVmHWM:\t   40960 kB\nVmRSS:\t   20480 kB\n";
+        assert_eq!(status_kb(status, "VmRSS"), Some(20480));
+        assert_eq!(status_kb(status, "VmHWM"), Some(40960));
+        assert_eq!(status_kb(status, "VmSwap"), None);
+    }
+}
