@@ -15,7 +15,13 @@ pub fn root() -> PathBuf {
 pub fn dir_for(test_name: &str) -> PathBuf {
     let safe: String = test_name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     root().join(safe)
 }

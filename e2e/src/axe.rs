@@ -40,7 +40,13 @@ impl Violation {
 
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.id, self.impact.as_deref().unwrap_or("?"), self.help)?;
+        write!(
+            f,
+            "{} ({}): {}",
+            self.id,
+            self.impact.as_deref().unwrap_or("?"),
+            self.help
+        )?;
         for node in &self.nodes {
             write!(f, "\n    at {}", node.target)?;
             if let Some(summary) = &node.failure_summary {
@@ -53,7 +59,9 @@ impl std::fmt::Display for Violation {
 
 /// Runs axe on the element matching `selector` and returns every violation.
 pub async fn audit(client: &Client, selector: &str) -> Result<Vec<Violation>, BoxError> {
-    let loaded = client.execute("return typeof window.axe !== 'undefined';", vec![]).await?;
+    let loaded = client
+        .execute("return typeof window.axe !== 'undefined';", vec![])
+        .await?;
     if loaded.as_bool() != Some(true) {
         let path = script_path();
         let source = std::fs::read_to_string(&path).map_err(|e| {
@@ -88,11 +96,18 @@ pub async fn assert_no_serious_violations(
     selector: &str,
     state: &str,
 ) -> Result<(), BoxError> {
-    let serious: Vec<Violation> =
-        audit(client, selector).await?.into_iter().filter(Violation::is_serious).collect();
+    let serious: Vec<Violation> = audit(client, selector)
+        .await?
+        .into_iter()
+        .filter(Violation::is_serious)
+        .collect();
     if serious.is_empty() {
         return Ok(());
     }
     let list: Vec<String> = serious.iter().map(|v| format!("  - {v}")).collect();
-    Err(format!("axe found serious or critical violations {state}:\n{}", list.join("\n")).into())
+    Err(format!(
+        "axe found serious or critical violations {state}:\n{}",
+        list.join("\n")
+    )
+    .into())
 }

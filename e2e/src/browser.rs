@@ -33,7 +33,7 @@ const CHROMIUM_FLAGS: &[&str] = &[
     "--disable-component-update",
     "--disable-sync",
     "--disable-extensions",
-    "--window-size=1280,1000",
+    "--window-size=1920,1080",
     "--lang=en-US",
 ];
 
@@ -71,7 +71,9 @@ impl Browser {
             // Keeps the page's console for the failure artifacts (read through `/se/log`).
             "goog:loggingPrefs": { "browser": "ALL" },
         });
-        let Value::Object(capabilities) = capabilities else { unreachable!("an object literal") };
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!("an object literal")
+        };
         let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(capabilities)
             .connect(&driver.url())
@@ -148,7 +150,14 @@ impl DriverProcess {
                 .spawn()
                 .map_err(|e| format!("cannot start {CHROMEDRIVER}: {e}"))?;
             match wait_until_listening(addr, &mut child, Duration::from_secs(10)) {
-                Ok(()) => return Ok(Self { child, addr, profile, session_id: None }),
+                Ok(()) => {
+                    return Ok(Self {
+                        child,
+                        addr,
+                        profile,
+                        session_id: None,
+                    })
+                }
                 Err(e) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -181,7 +190,11 @@ fn free_port() -> std::io::Result<SocketAddr> {
     TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
-fn wait_until_listening(addr: SocketAddr, child: &mut Child, limit: Duration) -> Result<(), String> {
+fn wait_until_listening(
+    addr: SocketAddr,
+    child: &mut Child,
+    limit: Duration,
+) -> Result<(), String> {
     let start = Instant::now();
     while start.elapsed() < limit {
         if let Ok(Some(status)) = child.try_wait() {

@@ -15,7 +15,10 @@ pub async fn open(ctx: &Ctx, stack: &Stack, extra_query: &str) -> Result<(), Box
     ctx.client.goto(&stack.demo_page_url(extra_query)).await?;
     let start = Instant::now();
     loop {
-        let rows = ctx.client.find_all(Locator::Css("[data-testid=payment-row]")).await?;
+        let rows = ctx
+            .client
+            .find_all(Locator::Css("[data-testid=payment-row]"))
+            .await?;
         if !rows.is_empty() {
             return Ok(());
         }
@@ -27,7 +30,9 @@ pub async fn open(ctx: &Ctx, stack: &Stack, extra_query: &str) -> Result<(), Box
                 .text()
                 .await
                 .unwrap_or_default();
-            return Err(format!("the demo page listed no payments within {WAIT:?}: {status:?}").into());
+            return Err(
+                format!("the demo page listed no payments within {WAIT:?}: {status:?}").into(),
+            );
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -35,31 +40,43 @@ pub async fn open(ctx: &Ctx, stack: &Stack, extra_query: &str) -> Result<(), Box
 
 /// Clicks "Refund…" on the row of `session` and waits until the widget shows the payment.
 pub async fn select(ctx: &Ctx, session: &str) -> Result<Widget, BoxError> {
-    let button = format!("[data-testid=payment-row][data-session=\"{session}\"] [data-testid=select-payment]");
-    ctx.client
+    let button = format!(
+        "[data-testid=payment-row][data-session=\"{session}\"] [data-testid=select-payment]"
+    );
+    let button = ctx
+        .client
         .find(Locator::Css(&button))
         .await
-        .map_err(|e| format!("the demo page has no row for {session}: {e}"))?
-        .click()
-        .await?;
+        .map_err(|e| format!("the demo page has no row for {session}: {e}"))?;
+    crate::widget::click_centred(&ctx.client, button).await?;
     let widget = Widget::new(&ctx.client, session);
     widget.wait_loaded().await?;
     Ok(widget)
 }
 
 /// [`open`] then [`select`]: the widget of `session`, ready.
-pub async fn widget_for(ctx: &Ctx, stack: &Stack, session: &str, extra_query: &str) -> Result<Widget, BoxError> {
+pub async fn widget_for(
+    ctx: &Ctx,
+    stack: &Stack,
+    session: &str,
+    extra_query: &str,
+) -> Result<Widget, BoxError> {
     open(ctx, stack, extra_query).await?;
     select(ctx, session).await
 }
 
 /// Marks the page, so a test can tell afterwards that it was never reloaded.
 pub async fn mark_page(ctx: &Ctx) -> Result<(), BoxError> {
-    ctx.client.execute("window.__e2eMark = 'still-here';", vec![]).await?;
+    ctx.client
+        .execute("window.__e2eMark = 'still-here';", vec![])
+        .await?;
     Ok(())
 }
 
 pub async fn page_was_reloaded(ctx: &Ctx) -> Result<bool, BoxError> {
-    let mark = ctx.client.execute("return window.__e2eMark || null;", vec![]).await?;
+    let mark = ctx
+        .client
+        .execute("return window.__e2eMark || null;", vec![])
+        .await?;
     Ok(mark != Value::String("still-here".into()))
 }

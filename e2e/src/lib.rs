@@ -35,5 +35,14 @@ pub type TestResult = Result<(), BoxError>;
 
 /// The repository root (the parent of `e2e/`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("e2e/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e/ has a parent")
+        .to_path_buf()
+}
+
+/// How `money` reads on screen in `locale`: `shared::Money::format` with its no-break spaces
+/// as WebDriver reports them (plain spaces, per the WebDriver spec's text rules).
+pub fn shown(money: &shared::Money, locale: shared::Locale) -> String {
+    widget::plain_spaces(&money.format(locale))
 }

@@ -92,7 +92,9 @@ extern "C" {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A test that panicked while holding the lock left nothing half-done that matters here.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn shared() -> &'static Shared {
@@ -149,12 +151,17 @@ where
 {
     let shared = shared();
     let _turn = lock(&shared.turn);
-    let ctx = Ctx { client: shared.client.clone(), shared };
+    let ctx = Ctx {
+        client: shared.client.clone(),
+        shared,
+    };
     let dir = artifacts::dir_for(test_name);
 
     // The body runs on this thread (`block_on`), so libtest captures its output as usual.
     let outcome = shared.runtime.block_on(async {
-        fresh_tab(&ctx).await.map_err(|e| format!("cannot open a fresh tab: {e}"))?;
+        fresh_tab(&ctx)
+            .await
+            .map_err(|e| format!("cannot open a fresh tab: {e}"))?;
         let body = AssertUnwindSafe(body(ctx.clone())).catch_unwind();
         match tokio::time::timeout(TEST_TIMEOUT, body).await {
             Ok(Ok(Ok(()))) => Ok(()),
@@ -170,7 +177,9 @@ where
             Ok(())
         }
         Err(message) => {
-            let saved = shared.runtime.block_on(artifacts::save(&ctx, &dir, &message));
+            let saved = shared
+                .runtime
+                .block_on(artifacts::save(&ctx, &dir, &message));
             Err(format!("{message}\n  artifacts: {saved}"))
         }
     }

@@ -35,6 +35,8 @@ pub struct StackOptions {
     pub upstream_timeout: Duration,
     /// How often the proxy reconciles refunds whose outcome it does not know.
     pub reconcile_interval: Duration,
+    /// Polls of an `unknown` attempt before the proxy declares it failed.
+    pub reconcile_max_polls: u32,
 }
 
 impl Default for StackOptions {
@@ -43,6 +45,7 @@ impl Default for StackOptions {
             webhook_delay: Duration::from_millis(300),
             upstream_timeout: Duration::from_millis(1500),
             reconcile_interval: Duration::from_millis(500),
+            reconcile_max_polls: 3,
         }
     }
 }
@@ -97,14 +100,21 @@ impl Stack {
             sandbox_url: sandbox_url.clone(),
             proxy_url: proxy_url.clone(),
             full_only_url: full_only_url.clone(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
             stop: Vec::new(),
             tasks: Vec::new(),
             data_dir: None,
         };
 
-        let mut sandbox_config = SandboxConfig::demo().fast().with_webhook_delay(options.webhook_delay);
-        for (project, proxy) in [(DEMO_PROJECT, &proxy_url), (DEMO_FULL_ONLY_PROJECT, &full_only_url)] {
+        let mut sandbox_config = SandboxConfig::demo()
+            .fast()
+            .with_webhook_delay(options.webhook_delay);
+        for (project, proxy) in [
+            (DEMO_PROJECT, &proxy_url),
+            (DEMO_FULL_ONLY_PROJECT, &full_only_url),
+        ] {
             let entry = sandbox_config
                 .projects
                 .get_mut(project)
@@ -125,13 +135,19 @@ impl Stack {
         let origins = vec![proxy_url.clone(), full_only_url.clone()];
         for (listener, project, partial, db) in [
             (proxy_listener, DEMO_PROJECT, true, "demo-project.sqlite"),
-            (full_only_listener, DEMO_FULL_ONLY_PROJECT, false, "demo-full-only.sqlite"),
+            (
+                full_only_listener,
+                DEMO_FULL_ONLY_PROJECT,
+                false,
+                "demo-full-only.sqlite",
+            ),
         ] {
-            let settings = proxy_settings(&options, &sandbox_url, project, partial, &origins, &dist)
-                .overridden_by(proxy::config::Settings {
-                    database: Some(data_dir.path().join(db)),
-                    ..Default::default()
-                });
+            let settings =
+                proxy_settings(&options, &sandbox_url, project, partial, &origins, &dist)
+                    .overridden_by(proxy::config::Settings {
+                        database: Some(data_dir.path().join(db)),
+                        ..Default::default()
+                    });
             let config = proxy::config::Config::from_settings(settings)
                 .map_err(|e| format!("the {project} proxy's configuration is refused: {e}"))?;
             let (stop, stopped) = oneshot::channel::<()>();
@@ -203,7 +219,9 @@ impl Stack {
 
     /// An agent token valid for `ttl`, as the merchant's backend would mint it.
     pub fn token(&self, ttl: Duration) -> String {
-        proxy::auth::TokenKeys::new(&Secret::new(TOKEN_SECRET)).mint(AGENT, ttl.as_secs(), None).token
+        proxy::auth::TokenKeys::new(&Secret::new(TOKEN_SECRET))
+            .mint(AGENT, ttl.as_secs(), None)
+            .token
     }
 
     /// A token that expired a minute ago (past the proxy's clock-skew leeway).
@@ -224,8 +242,16 @@ impl Stack {
 
     /// A token from the demo proxy's own `POST /demo/token`, as the demo page gets one.
     pub async fn demo_token(&self) -> Result<AgentToken, BoxError> {
-        let request = shared::api::AgentTokenRequest { agent: AGENT.to_owned(), session_id: None };
-        let response = self.http.post(format!("{}/demo/token", self.proxy_url)).json(&request).send().await?;
+        let request = shared::api::AgentTokenRequest {
+            agent: AGENT.to_owned(),
+            session_id: None,
+        };
+        let response = self
+            .http
+            .post(format!("{}/demo/token", self.proxy_url))
+            .json(&request)
+            .send()
+            .await?;
         Ok(response.error_for_status()?.json().await?)
     }
 
@@ -233,7 +259,11 @@ impl Stack {
 
     /// What the sandbox holds for `session`, including how many refunds it received.
     pub async fn session(&self, session: &str) -> Result<SandboxSession, BoxError> {
-        let response = self.http.get(format!("{}/_sandbox/sessions/{session}", self.sandbox_url)).send().await?;
+        let response = self
+            .http
+            .get(format!("{}/_sandbox/sessions/{session}", self.sandbox_url))
+            .send()
+            .await?;
         Ok(checked(response).await?.json().await?)
     }
 
@@ -243,32 +273,61 @@ impl Stack {
     }
 
     /// The refunds and chargebacks the sandbox holds for `session`, as `session/status` shows.
-    pub async fn sandbox_refunds(&self, session: &str) -> Result<Vec<shared::smart_glocal::Refund>, BoxError> {
+    pub async fn sandbox_refunds(
+        &self,
+        session: &str,
+    ) -> Result<Vec<shared::smart_glocal::Refund>, BoxError> {
         let record = self.session(session).await?;
-        Ok(record.session.acquiring_payments.into_iter().flat_map(|p| p.refunds).collect())
+        Ok(record
+            .session
+            .acquiring_payments
+            .into_iter()
+            .flat_map(|p| p.refunds)
+            .collect())
     }
 
     /// A fresh succeeded card payment of `amount` (e.g. `"100.00"`) in `currency` in `project`,
     /// so a test that refunds does not depend on the order tests run in.
-    pub async fn create_payment(&self, project: &str, amount: &str, currency: &str) -> Result<SessionId, BoxError> {
+    pub async fn create_payment(
+        &self,
+        project: &str,
+        amount: &str,
+        currency: &str,
+    ) -> Result<SessionId, BoxError> {
         let currency = shared::Currency::parse(currency).map_err(|e| format!("{e:?}"))?;
-        let money = Money::parse(amount, currency, shared::Locale::En).map_err(|e| format!("{e:?}"))?;
+        let money =
+            Money::parse(amount, currency, shared::Locale::En).map_err(|e| format!("{e:?}"))?;
         let request = CreatePayment::new(money).project(project);
-        let response = self.http.post(format!("{}/_sandbox/sessions", self.sandbox_url)).json(&request).send().await?;
+        let response = self
+            .http
+            .post(format!("{}/_sandbox/sessions", self.sandbox_url))
+            .json(&request)
+            .send()
+            .await?;
         let created: SandboxSession = checked(response).await?.json().await?;
         Ok(created.session.id)
     }
 
     /// Makes the next Smart Glocal calls fail as `fault` says.
     pub async fn inject(&self, fault: impl Into<FaultRequest>) -> Result<(), BoxError> {
-        let response =
-            self.http.post(format!("{}/_sandbox/faults", self.sandbox_url)).json(&fault.into()).send().await?;
+        let response = self
+            .http
+            .post(format!("{}/_sandbox/faults", self.sandbox_url))
+            .json(&fault.into())
+            .send()
+            .await?;
         checked(response).await?;
         Ok(())
     }
 
     pub async fn clear_faults(&self) -> Result<(), BoxError> {
-        checked(self.http.delete(format!("{}/_sandbox/faults", self.sandbox_url)).send().await?).await?;
+        checked(
+            self.http
+                .delete(format!("{}/_sandbox/faults", self.sandbox_url))
+                .send()
+                .await?,
+        )
+        .await?;
         Ok(())
     }
 
@@ -276,7 +335,10 @@ impl Stack {
     pub async fn chargeback(&self, session: &str, amount: Option<u64>) -> Result<(), BoxError> {
         let response = self
             .http
-            .post(format!("{}/_sandbox/sessions/{session}/chargeback", self.sandbox_url))
+            .post(format!(
+                "{}/_sandbox/sessions/{session}/chargeback",
+                self.sandbox_url
+            ))
             .json(&ChargebackRequest { amount })
             .send()
             .await?;
@@ -330,6 +392,7 @@ fn proxy_settings(
         demo_mode: Some(true),
         serve_dir: Some(dist.to_path_buf()),
         reconcile_interval_ms: Some(options.reconcile_interval.as_millis() as u64),
+        reconcile_max_polls: Some(options.reconcile_max_polls),
         ..Default::default()
     }
 }
@@ -352,7 +415,9 @@ fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -84,7 +84,10 @@ impl Widget {
 
     /// Every element with `testid` inside this widget, now (no waiting).
     pub async fn all(&self, testid: &str) -> Result<Vec<Element>, BoxError> {
-        Ok(self.client.find_all(Locator::Css(&self.selector(testid))).await?)
+        Ok(self
+            .client
+            .find_all(Locator::Css(&self.selector(testid)))
+            .await?)
     }
 
     pub async fn is_present(&self, testid: &str) -> Result<bool, BoxError> {
@@ -99,7 +102,11 @@ impl Widget {
                 return Ok(element);
             }
             if start.elapsed() > WAIT {
-                return Err(format!("`{testid}` did not appear in the widget of {} within {WAIT:?}", self.session).into());
+                return Err(format!(
+                    "`{testid}` did not appear in the widget of {} within {WAIT:?}",
+                    self.session
+                )
+                .into());
             }
             tokio::time::sleep(POLL).await;
         }
@@ -111,16 +118,17 @@ impl Widget {
         Ok(())
     }
 
-    /// The visible text of the first element with `testid`, waiting for it to appear.
+    /// The visible text of the first element with `testid`, waiting for it to appear; no-break
+    /// spaces read as plain spaces (see [`plain_spaces`]).
     pub async fn text(&self, testid: &str) -> Result<String, BoxError> {
-        Ok(self.find(testid).await?.text().await?)
+        Ok(plain_spaces(&self.find(testid).await?.text().await?))
     }
 
     /// The visible texts of every element with `testid`, now.
     pub async fn texts(&self, testid: &str) -> Result<Vec<String>, BoxError> {
         let mut texts = Vec::new();
         for element in self.all(testid).await? {
-            texts.push(element.text().await?);
+            texts.push(plain_spaces(&element.text().await?));
         }
         Ok(texts)
     }
@@ -160,7 +168,11 @@ impl Widget {
         let start = Instant::now();
         while self.is_present(testid).await? {
             if start.elapsed() > WAIT {
-                return Err(format!("`{testid}` of {} did not go away within {WAIT:?}", self.session).into());
+                return Err(format!(
+                    "`{testid}` of {} did not go away within {WAIT:?}",
+                    self.session
+                )
+                .into());
             }
             tokio::time::sleep(POLL).await;
         }
@@ -168,23 +180,30 @@ impl Widget {
     }
 
     pub async fn click(&self, testid: &str) -> Result<(), BoxError> {
-        self.find(testid).await?.click().await?;
-        Ok(())
+        click_centred(&self.client, self.find(testid).await?).await
     }
 
-    /// Clears a field and types `text` key by key, as an agent would.
+    /// Empties a field with Backspace and types `text` key by key, as an agent would.
+    /// (WebDriver's own "clear" fires no `input` event, so the widget would not see it.)
     pub async fn type_into(&self, testid: &str, text: &str) -> Result<(), BoxError> {
         let field = self.find(testid).await?;
-        field.clear().await?;
-        if !text.is_empty() {
-            field.send_keys(text).await?;
-        }
+        let current = field.prop("value").await?.unwrap_or_default();
+        let erase: String =
+            std::iter::repeat_n(char::from(Key::Backspace), current.chars().count()).collect();
+        field
+            .send_keys(&format!("{}{erase}{text}", char::from(Key::End)))
+            .await?;
         Ok(())
     }
 
     /// The current `value` of a form field.
     pub async fn value(&self, testid: &str) -> Result<String, BoxError> {
-        Ok(self.find(testid).await?.prop("value").await?.unwrap_or_default())
+        Ok(self
+            .find(testid)
+            .await?
+            .prop("value")
+            .await?
+            .unwrap_or_default())
     }
 
     /// Starts recording every combination of refund states this widget shows (a
@@ -203,7 +222,9 @@ impl Widget {
             new MutationObserver(seen).observe(root, { subtree: true, childList: true, attributes: true, characterData: true });
             root.__e2eStates = states;
         "#;
-        self.client.execute(script, vec![self.root.clone().into()]).await?;
+        self.client
+            .execute(script, vec![self.root.clone().into()])
+            .await?;
         Ok(())
     }
 
@@ -211,15 +232,26 @@ impl Widget {
     /// `data-state` of every refund row, oldest row first.
     pub async fn recorded_states(&self) -> Result<Vec<String>, BoxError> {
         let script = "const root = document.querySelector(arguments[0]); return (root && root.__e2eStates) || [];";
-        let states = self.client.execute(script, vec![self.root.clone().into()]).await?;
+        let states = self
+            .client
+            .execute(script, vec![self.root.clone().into()])
+            .await?;
         Ok(serde_json::from_value(states)?)
     }
 
     /// Waits until some refund row is in `state` (`in_progress`, `accepted`, …).
     pub async fn wait_refund_state(&self, state: &str) -> Result<(), BoxError> {
-        let selector = format!("{} [data-testid=\"refund-row\"][data-state=\"{state}\"]", self.root);
+        let selector = format!(
+            "{} [data-testid=\"refund-row\"][data-state=\"{state}\"]",
+            self.root
+        );
         let start = Instant::now();
-        while self.client.find_all(Locator::Css(&selector)).await?.is_empty() {
+        while self
+            .client
+            .find_all(Locator::Css(&selector))
+            .await?
+            .is_empty()
+        {
             if start.elapsed() > WAIT {
                 let seen = self.texts(testid::REFUND_STATE).await.unwrap_or_default();
                 return Err(format!(
@@ -256,12 +288,29 @@ impl Widget {
     /// A real double click (two presses within the double-click interval) on `testid`.
     pub async fn double_click(&self, testid: &str) -> Result<(), BoxError> {
         let element = self.find(testid).await?;
+        let script = "arguments[0].scrollIntoView({ block: 'center', inline: 'center' });";
+        self.client
+            .execute(script, vec![serde_json::to_value(&element)?])
+            .await?;
         let mouse = MouseActions::new("mouse".into())
-            .then(PointerAction::MoveToElement { element, duration: None, x: 0.0, y: 0.0 })
-            .then(PointerAction::Down { button: fantoccini::actions::MOUSE_BUTTON_LEFT })
-            .then(PointerAction::Up { button: fantoccini::actions::MOUSE_BUTTON_LEFT })
-            .then(PointerAction::Down { button: fantoccini::actions::MOUSE_BUTTON_LEFT })
-            .then(PointerAction::Up { button: fantoccini::actions::MOUSE_BUTTON_LEFT });
+            .then(PointerAction::MoveToElement {
+                element,
+                duration: None,
+                x: 0.0,
+                y: 0.0,
+            })
+            .then(PointerAction::Down {
+                button: fantoccini::actions::MOUSE_BUTTON_LEFT,
+            })
+            .then(PointerAction::Up {
+                button: fantoccini::actions::MOUSE_BUTTON_LEFT,
+            })
+            .then(PointerAction::Down {
+                button: fantoccini::actions::MOUSE_BUTTON_LEFT,
+            })
+            .then(PointerAction::Up {
+                button: fantoccini::actions::MOUSE_BUTTON_LEFT,
+            });
         self.client.perform_actions(mouse).await?;
         self.client.release_actions().await?;
         Ok(())
@@ -271,9 +320,24 @@ impl Widget {
     pub async fn has_focus(&self, testid: &str) -> Result<bool, BoxError> {
         let script = "const el = document.querySelector(arguments[0]); \
                       return !!el && document.activeElement === el;";
-        let focused = self.client.execute(script, vec![self.selector(testid).into()]).await?;
+        let focused = self
+            .client
+            .execute(script, vec![self.selector(testid).into()])
+            .await?;
         Ok(focused.as_bool().unwrap_or(false))
     }
+}
+
+/// Scrolls `element` to the middle of the window, then clicks it like a mouse would. WebDriver
+/// scrolls only as far as the element's edge, where the demo page's sticky or overlapping
+/// parts can catch the click instead.
+pub async fn click_centred(client: &Client, element: Element) -> Result<(), BoxError> {
+    let script = "arguments[0].scrollIntoView({ block: 'center', inline: 'center' });";
+    client
+        .execute(script, vec![serde_json::to_value(&element)?])
+        .await?;
+    element.click().await?;
+    Ok(())
 }
 
 /// Presses `keys` one after another on whatever has focus, as real key events (so Tab moves
@@ -282,7 +346,9 @@ pub async fn press(client: &Client, keys: &[Key]) -> Result<(), BoxError> {
     let mut actions = KeyActions::new("keyboard".into());
     for key in keys {
         let value: char = (*key).into();
-        actions = actions.then(KeyAction::Down { value }).then(KeyAction::Up { value });
+        actions = actions
+            .then(KeyAction::Down { value })
+            .then(KeyAction::Up { value });
     }
     client.perform_actions(actions).await?;
     client.release_actions().await?;
@@ -293,7 +359,9 @@ pub async fn press(client: &Client, keys: &[Key]) -> Result<(), BoxError> {
 pub async fn type_text(client: &Client, text: &str) -> Result<(), BoxError> {
     let mut actions = KeyActions::new("keyboard".into());
     for value in text.chars() {
-        actions = actions.then(KeyAction::Down { value }).then(KeyAction::Up { value });
+        actions = actions
+            .then(KeyAction::Down { value })
+            .then(KeyAction::Up { value });
     }
     client.perform_actions(actions).await?;
     client.release_actions().await?;
@@ -305,5 +373,16 @@ pub async fn focused(client: &Client) -> Result<String, BoxError> {
     let script = "const el = document.activeElement; if (!el) return 'nothing'; \
                   return el.tagName.toLowerCase() + (el.dataset.testid ? '[' + el.dataset.testid + ']' : '') \
                   + ' ' + (el.textContent || '').trim().slice(0, 40);";
-    Ok(client.execute(script, vec![]).await?.as_str().unwrap_or_default().to_owned())
+    Ok(client
+        .execute(script, vec![])
+        .await?
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// WebDriver reports U+00A0 as a plain space; the narrow one (U+202F) is folded too, so
+/// expected texts built with `shared::Money::format` compare equal to what is read.
+pub fn plain_spaces(text: &str) -> String {
+    text.replace(['\u{a0}', '\u{202f}'], " ")
 }

@@ -7,19 +7,27 @@ fn a_failing_scenario_leaves_a_screenshot_and_the_console_log() {
     let name = "harness_failure_example";
     let failure = e2e::try_run(name, |ctx| async move {
         ctx.client
-            .goto("data:text/html,<h1>hello</h1><script>console.error('boom from the page')</script>")
+            .goto(
+                "data:text/html,<h1>hello</h1><script>console.error('boom from the page')</script>",
+            )
             .await?;
         Err("the scenario failed on purpose".into())
     })
     .expect_err("the scenario fails");
 
     let dir = artifacts::dir_for(name);
-    assert!(failure.contains("the scenario failed on purpose"), "{failure}");
+    assert!(
+        failure.contains("the scenario failed on purpose"),
+        "{failure}"
+    );
     assert!(failure.contains(&dir.display().to_string()), "{failure}");
     let png = std::fs::read(dir.join("screenshot.png")).expect("a screenshot");
     assert_eq!(&png[1..4], b"PNG");
     let console = std::fs::read_to_string(dir.join("console.log")).expect("a console log");
-    assert!(console.contains("boom from the page"), "console.log: {console}");
+    assert!(
+        console.contains("boom from the page"),
+        "console.log: {console}"
+    );
     let page = std::fs::read_to_string(dir.join("page.html")).expect("the page");
     assert!(page.contains("hello"));
     artifacts::clear(&dir);
