@@ -120,13 +120,15 @@ fn mount_element(element: &HtmlElement, on_expired: Option<js_sys::Function>) {
             ))
         }
         _ => {
+            // Plain markup, not a second Leptos view: it never changes, and a second
+            // `mount_to` instantiation costs kilobytes of wasm. The text is our own constant.
             let message =
                 crate::i18n::error_message(shared::api::ErrorCode::InvalidSessionId, locale);
-            Box::new(leptos::mount::mount_to(element.clone(), move || {
-                view! {
-                    <div class="sgr"><p class="sgr-alert" role="alert" data-testid=crate::testids::FORM_ERROR>{message}</p></div>
-                }
-            }))
+            element.set_inner_html(&format!(
+                "<div class=\"sgr\"><p class=\"sgr-alert\" role=\"alert\" data-testid=\"{}\">{message}</p></div>",
+                crate::testids::FORM_ERROR
+            ));
+            Box::new(())
         }
     };
     MOUNTED.with(|m| {

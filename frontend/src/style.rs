@@ -1,7 +1,7 @@
 //! The widget's stylesheet, shipped inside the wasm and added to the page once: one request
 //! fewer for the host, and no flash of unstyled widget.
 
-const CSS: &str = include_str!("widget.css");
+const CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/widget.min.css"));
 const STYLE_MARKER: &str = "data-sg-refund-style";
 
 /// Adds the stylesheet to `<head>` unless a widget already did.

@@ -30,7 +30,8 @@ pub fn RefundForm(
     let note_id = unique_id("note");
     let note_error_id = unique_id("note-error");
     let note_hint_id = unique_id("note-hint");
-    let partial_allowed = move || payment.with(|p| p.partial_refunds_allowed);
+    // The merchant's setting: fixed for the life of the widget, so not reactive.
+    let partial_allowed = payment.with_untracked(|p| p.partial_refunds_allowed);
     let currency = payment.with_untracked(|p| p.amount.currency);
 
     let amount_error = Signal::derive(move || payment.with(|p| form.amount_error(p, locale)));
@@ -85,7 +86,7 @@ pub fn RefundForm(
                             />
                             {full_label}
                         </label>
-                        <Show when=partial_allowed>
+                        {partial_allowed.then(|| view! {
                             <label>
                                 <input
                                     type="radio"
@@ -97,19 +98,19 @@ pub fn RefundForm(
                                 />
                                 {tr(locale, "Partial refund", "Частичный возврат")}
                             </label>
-                        </Show>
+                        })}
                     </div>
-                    <Show when=move || !partial_allowed()>
+                    {(!partial_allowed).then(|| view! {
                         <p class="sgr-hint">{tr(locale,
                             "Partial refunds are not enabled for this merchant.",
                             "Частичные возвраты для этого магазина не включены.")}
                         </p>
-                    </Show>
+                    })}
                 </fieldset>
 
-                <Show when=move || form.mode.get() == Mode::Partial>
+                {move || (form.mode.get() == Mode::Partial).then(|| view! {
                     <AmountField text=form.amount error=amount_error currency hint=amount_hint locale />
-                </Show>
+                })}
 
                 <div class="sgr-field">
                     <label class="sgr-label" for=reason_id.clone()>{tr(locale, "Reason", "Причина")}</label>

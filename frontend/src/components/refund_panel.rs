@@ -178,8 +178,7 @@ fn not_refundable_reason(payment: &PaymentView, locale: Locale) -> &'static str 
 
 /// Moves focus back to a control of this panel after the dialog closes, once it is rendered.
 fn focus_within(root: NodeRef<html::Div>, testid: &'static str) {
-    leptos::task::spawn_local(async move {
-        leptos::task::tick().await;
+    request_animation_frame(move || {
         let Some(root) = root.get_untracked() else {
             return;
         };
