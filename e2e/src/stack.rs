@@ -70,7 +70,10 @@ pub fn dist_dir() -> PathBuf {
 
 /// Fails with what to run when the widget has not been built: never skip silently.
 pub fn require_dist() -> Result<PathBuf, BoxError> {
-    let dist = dist_dir();
+    require_built(dist_dir())
+}
+
+fn require_built(dist: PathBuf) -> Result<PathBuf, BoxError> {
     if !dist.join("index.html").is_file() {
         return Err(format!(
             "{} has no built widget (no index.html): run `cargo xtask widget` first \
@@ -421,4 +424,26 @@ fn encode(value: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_widget_build_fails_with_the_command_to_run() {
+        let empty = tempfile::tempdir().unwrap();
+        let error = require_built(empty.path().join("dist"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cargo xtask widget"), "{error}");
+    }
+
+    #[test]
+    fn the_demo_page_url_carries_every_server_encoded() {
+        assert_eq!(
+            encode("http://127.0.0.1:8080"),
+            "http%3A%2F%2F127.0.0.1%3A8080"
+        );
+    }
 }
