@@ -87,8 +87,12 @@ fn require_built(dist: PathBuf) -> Result<PathBuf, BoxError> {
 
 impl Stack {
     pub async fn start(options: StackOptions) -> Result<Self, BoxError> {
-        let dist = require_dist()?;
+        let built = require_dist()?;
         let data_dir = tempfile::Builder::new().prefix("e2e-stack-").tempdir()?;
+        // Serve a snapshot: a `cargo xtask widget` running meanwhile (a colleague, the bench)
+        // rewrites dist/ file by file, and a page half old, half new fails its integrity check.
+        let dist = data_dir.path().join("dist");
+        copy_dir(&built, &dist)?;
 
         // Bind everything first: the sandbox needs the proxies' webhook URLs, the proxies need
         // the sandbox's URL and each other's origin (the demo page on one calls the other).
@@ -398,6 +402,20 @@ fn proxy_settings(
         reconcile_max_polls: Some(options.reconcile_max_polls),
         ..Default::default()
     }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }
 
 async fn checked(response: reqwest::Response) -> Result<reqwest::Response, BoxError> {
