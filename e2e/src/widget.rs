@@ -16,39 +16,10 @@ use crate::BoxError;
 pub const WAIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(40);
 
-/// The `data-testid`s of `frontend/src/testids.rs`, repeated here because that crate builds
-/// for wasm only; a renamed id fails the suite loudly rather than silently matching nothing.
-pub mod testid {
-    pub const WIDGET: &str = "sg-refund";
-    pub const LOADING: &str = "loading";
-    pub const PAYMENT_AMOUNT: &str = "payment-amount";
-    pub const PAYMENT_CARD: &str = "payment-card";
-    pub const PAYMENT_CUSTOMER: &str = "payment-customer";
-    pub const PAYMENT_STATUS: &str = "payment-status";
-    pub const PAYMENT_DATE: &str = "payment-date";
-    pub const REMAINING: &str = "remaining";
-    pub const REFUND_LIST: &str = "refund-list";
-    pub const REFUND_ROW: &str = "refund-row";
-    pub const REFUND_AMOUNT: &str = "refund-amount";
-    pub const REFUND_STATE: &str = "refund-state";
-    pub const CHARGEBACK_BADGE: &str = "chargeback-badge";
-    pub const NOT_REFUNDABLE: &str = "not-refundable";
-    pub const MODE_FULL: &str = "mode-full";
-    pub const MODE_PARTIAL: &str = "mode-partial";
-    pub const AMOUNT_INPUT: &str = "amount-input";
-    pub const AMOUNT_ERROR: &str = "amount-error";
-    pub const REASON_SELECT: &str = "reason-select";
-    pub const NOTE_INPUT: &str = "note-input";
-    pub const NOTE_ERROR: &str = "note-error";
-    pub const REVIEW_BUTTON: &str = "review-button";
-    pub const CONFIRM_DIALOG: &str = "confirm-dialog";
-    pub const CONFIRM_TEXT: &str = "confirm-text";
-    pub const CONFIRM_BUTTON: &str = "confirm-button";
-    pub const CANCEL_BUTTON: &str = "cancel-button";
-    pub const FORM_ERROR: &str = "form-error";
-    pub const STATUS_LIVE: &str = "status-live";
-    pub const RETRY_BUTTON: &str = "retry-button";
-}
+/// The `data-testid`s the widget renders: the widget's own list, compiled into this crate too
+/// (the `frontend` crate itself builds for wasm only), so a renamed id cannot drift apart.
+#[path = "../../frontend/src/testids.rs"]
+pub mod testid;
 
 /// One widget on the page, found by its payment.
 #[derive(Clone)]

@@ -1,0 +1,50 @@
+//! The README's production configuration is a real one: every key exists (the settings reject
+//! unknown keys), and once the secret files exist it makes a complete, valid [`Config`].
+
+use std::path::{Path, PathBuf};
+
+use proxy::config::{Config, Settings};
+
+fn readme_toml() -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README.md is readable");
+    let section = readme
+        .split("## Configuring the proxy")
+        .nth(1)
+        .expect("README has a `Configuring the proxy` section");
+    let block = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the section holds a ```toml block");
+    block.to_owned()
+}
+
+#[test]
+fn the_readme_configuration_names_only_real_settings() {
+    let settings: Settings = toml::from_str(&readme_toml())
+        .unwrap_or_else(|e| panic!("README's TOML does not parse as proxy settings: {e}"));
+    assert_eq!(settings.project.as_deref(), Some("acme-store"));
+    assert_eq!(settings.partial_refunds, Some(true));
+}
+
+#[test]
+fn the_readme_configuration_is_complete_once_its_files_exist() {
+    let keys = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../signing/tests/keys");
+    let secret = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(secret.path(), "a-token-secret-of-enough-length-for-hs256").unwrap();
+    let settings: Settings = toml::from_str(&readme_toml()).expect("README's TOML parses");
+    let settings = Settings {
+        signing_key_file: Some(keys.join("test-pkcs8-private.pem")),
+        webhook_key_file: Some(keys.join("test-public.pem")),
+        agent_token_secret_file: Some(secret.path().to_path_buf()),
+        ..settings
+    };
+    let config = Config::from_settings(settings).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.project, "acme-store");
+    assert_eq!(config.upstream_url, "https://proxy.smart-glocal.com");
+    assert!(config.partial_refunds);
+    assert!(config.log_json);
+    assert_eq!(config.allowed_origins, ["https://admin.acme.example"]);
+}
