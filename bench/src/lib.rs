@@ -4,6 +4,7 @@
 //! - [`timing`]: medians of repeated timings, for CPU-bound work like signing.
 //! - [`signing_cost`]: signing and webhook verification in both schemes.
 //! - [`weight`]: the widget's files in `dist/`, raw and gzip.
+//! - [`start`]: the widget in headless Chromium, navigation to interactive.
 //! - [`overhead`]: the refund path straight to the sandbox and through the proxy.
 //! - [`ingest`]: the proxy's webhook route against a bare axum 200 handler.
 //! - [`fanout`]: one webhook to 1,000 event streams, and the proxy's memory.
@@ -25,6 +26,7 @@ pub mod report;
 pub mod rig;
 pub mod servers;
 pub mod signing_cost;
+pub mod start;
 pub mod timing;
 pub mod weight;
 
