@@ -8,6 +8,7 @@
 //! - [`ledger`]: all SQL (SQLite): attempts, history, events, webhooks.
 //! - [`reconcile`]: resolves `unknown` and stale refunds by polling `session/status`.
 //! - [`upstream`]: the signed Smart Glocal client. [`auth`]: agent tokens and SSE tickets.
+//! - [`live`]: refund events encoded once and broadcast to the SSE streams.
 //! - [`config`], [`error`], [`metrics`], [`cli`] (`proxy serve | token | export`).
 
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod ledger;
+pub mod live;
 pub mod metrics;
 pub mod reconcile;
 pub mod refund_flow;
@@ -34,7 +36,6 @@ use axum::Router;
 use shared::api::RefundEvent;
 use signing::Verifier;
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -45,7 +46,8 @@ pub use config::{Config, ConfigError, Settings};
 pub use error::ApiError;
 
 use auth::TokenKeys;
-use ledger::Ledger;
+use ledger::{Ledger, WebhookWriter};
+use live::Live;
 use metrics::Metrics;
 use refund_flow::PaymentLocks;
 use upstream::Upstream;
@@ -59,7 +61,9 @@ pub struct AppState {
     pub verifier: Verifier,
     pub tokens: TokenKeys,
     /// Refund updates for SSE subscribers; the ledger's `events` table is the durable copy.
-    pub events: broadcast::Sender<RefundEvent>,
+    pub live: Live,
+    /// Verified webhooks go to the ledger through this group-commit writer.
+    pub webhooks: WebhookWriter,
     pub locks: PaymentLocks,
     pub metrics: Arc<Metrics>,
 }
@@ -87,12 +91,18 @@ impl AppState {
             config.upstream_timeout,
             metrics.clone(),
         );
+        let live = Live::new(metrics.clone());
+        let webhooks = ledger.webhook_writer({
+            let live = live.clone();
+            move |event| live.publish(event)
+        });
         Ok(Self {
             upstream,
             ledger,
             verifier: config.verifier.clone(),
             tokens: TokenKeys::new(&config.agent_token_secret),
-            events: broadcast::channel(1024).0,
+            live,
+            webhooks,
             locks: PaymentLocks::default(),
             metrics,
             config: Arc::new(config),
@@ -101,9 +111,7 @@ impl AppState {
 
     /// Announces a refund change to live subscribers (and counts it).
     pub fn publish(&self, event: RefundEvent) {
-        self.metrics.count_refund_state(event.refund.state.as_str());
-        // No subscriber is fine: the event is in the ledger for `Last-Event-ID` replay.
-        let _ = self.events.send(event);
+        self.live.publish(event);
     }
 
     pub fn publish_all(&self, events: impl IntoIterator<Item = RefundEvent>) {

@@ -141,7 +141,7 @@ async fn reconcile_session(
                 detail: Some(detail),
                 ..Change::default()
             };
-            let event = state.ledger.change(row.key, change).await?;
+            let (_, event) = state.ledger.change(row.key, change).await?;
             state.publish_all(event);
         }
     }

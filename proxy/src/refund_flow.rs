@@ -305,13 +305,9 @@ async fn settle(
                         )),
                         ..Change::default()
                     };
-                    let event = state.ledger.change(row.key, change).await?;
+                    let (stored, event) = state.ledger.change(row.key, change).await?;
                     state.publish_all(event);
-                    let stored = state.ledger.find_by_attempt_id(&attempt.attempt_id).await?;
-                    Ok((
-                        StatusCode::CREATED,
-                        stored.map(|r| r.view()).unwrap_or_else(|| row.view()),
-                    ))
+                    Ok((StatusCode::CREATED, stored.view()))
                 }
                 None => {
                     unknown(
@@ -369,7 +365,7 @@ async fn fail(
         detail: Some(detail.to_owned()),
         ..Change::default()
     };
-    let event = state.ledger.change(row.key, change).await?;
+    let (_, event) = state.ledger.change(row.key, change).await?;
     state.publish_all(event);
     Ok(())
 }
@@ -382,14 +378,11 @@ async fn unknown(state: &AppState, row: &RefundRow, detail: &str) -> Result<Answ
         detail: Some(detail.to_owned()),
         ..Change::default()
     };
-    let event = state.ledger.change(row.key, change).await?;
+    // A webhook may already have resolved it while we waited: then nothing changes, and the
+    // row as the ledger holds it is what the agent sees.
+    let (stored, event) = state.ledger.change(row.key, change).await?;
     state.publish_all(event);
-    let stored = match &row.attempt_id {
-        Some(id) => state.ledger.find_by_attempt_id(id).await?,
-        None => None,
-    };
-    let view = stored.map(|r| r.view()).unwrap_or_else(|| row.view());
-    // A webhook may already have resolved it while we waited; show what the ledger knows.
+    let view = stored.view();
     let status = if view.state == RefundState::Unknown {
         StatusCode::ACCEPTED
     } else {

@@ -134,7 +134,7 @@ impl Ledger {
             sqlx::query_as("SELECT seq, refund FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT 1000")
                 .bind(session.as_str())
                 .bind(seq)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.readers)
                 .await?;
         Ok(rows
             .into_iter()
@@ -156,7 +156,7 @@ impl Ledger {
              FROM history WHERE session_id = ? ORDER BY id",
         )
         .bind(session.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?;
         Ok(rows
             .into_iter()
@@ -179,28 +179,6 @@ impl Ledger {
                 detail: h.detail,
             })
             .collect())
-    }
-
-    /// Stores a verified webhook as received.
-    pub async fn record_webhook(
-        &self,
-        raw_body: &[u8],
-        session_id: Option<&str>,
-        dedup_key: Option<&str>,
-        outcome: &str,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO webhooks (received_at, verified, session_id, dedup_key, outcome, raw_body)
-             VALUES (?, 1, ?, ?, ?, ?)",
-        )
-        .bind(now_ms())
-        .bind(session_id)
-        .bind(dedup_key)
-        .bind(outcome)
-        .bind(raw_body)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
     }
 
     /// Keeps a webhook whose signature did not verify in the bounded audit table. It is
@@ -230,10 +208,10 @@ impl Ledger {
     /// `(verified webhooks, rejected webhooks)` stored, for tests and operators.
     pub async fn webhook_counts(&self) -> Result<(i64, i64), sqlx::Error> {
         let verified = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.readers)
             .await?;
         let rejected = sqlx::query_scalar("SELECT COUNT(*) FROM rejected_webhooks")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.readers)
             .await?;
         Ok((verified, rejected))
     }
@@ -244,7 +222,7 @@ impl Ledger {
             sqlx::query_as("SELECT * FROM refunds WHERE created_at >= ? AND created_at < ? ORDER BY created_at, key")
                 .bind(since)
                 .bind(until)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.readers)
                 .await?;
         Ok(rows.into_iter().map(ExportRow).collect())
     }

@@ -1,16 +1,21 @@
 //! The durable refund ledger: every SQL statement of the proxy lives under this module.
 //!
 //! SQLite through `sqlx` (runtime-checked queries), WAL, migrations embedded and applied on
-//! open. The pool holds a single connection on purpose: every read-modify-write runs inside
-//! one transaction on it, so concurrent webhooks, requests and reconciliation are serialised
-//! by the database itself and never interleave. Another engine would replace this module.
+//! open. The writer pool holds a single connection on purpose: every read-modify-write runs
+//! inside one transaction on it, so concurrent webhooks, requests and reconciliation are
+//! serialised by the database itself and never interleave. Plain reads go to a separate
+//! read-only pool: in WAL mode a reader sees every transaction committed before it started
+//! and never waits for the writer's sync to disk, so a look-up does not queue behind a
+//! commit. Another engine would replace this module.
 //!
 //! - [`refunds`]: attempts recorded before the upstream call, state transitions that never
 //!   go backwards, matching Smart Glocal's refunds to attempts.
 //! - [`journal`]: events (for SSE replay), history, webhooks received, CSV export.
+//! - [`webhooks`]: verified webhooks applied and recorded with one commit per batch.
 
 mod journal;
 mod refunds;
+mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -23,14 +28,21 @@ use sqlx::SqlitePool;
 
 pub use journal::ExportRow;
 pub use refunds::{Applied, ApplyOutcome, Change, Inserted, NewAttempt};
+pub use webhooks::{VerifiedWebhook, WebhookAction, WebhookWriter};
 
 /// Embedded at build time; applied by [`Ledger::open`].
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Read-only connections for look-ups; two keep a slow export from blocking the others.
+const READERS: u32 = 2;
+
 /// Handle to the ledger; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Ledger {
+    /// The single connection every write transaction runs on.
     pool: SqlitePool,
+    /// Look-ups outside any transaction: snapshots of what is committed.
+    readers: SqlitePool,
 }
 
 /// Milliseconds since the Unix epoch, the ledger's clock.
@@ -55,21 +67,28 @@ impl Ledger {
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        // Opened after the migrations, so the WAL exists and the schema is there to read.
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { pool, readers })
     }
 
     /// Whether the database answers (`/readyz`).
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1")
-            .execute(&self.pool)
+            .execute(&self.readers)
             .await
             .map(|_| ())
     }
 
     pub async fn close(&self) {
+        self.readers.close().await;
         self.pool.close().await;
     }
 }

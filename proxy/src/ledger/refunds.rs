@@ -79,12 +79,12 @@ pub(super) async fn row_by_key(
 }
 
 /// Applies `change` to `row` inside the caller's transaction, if it goes forward. Returns the
-/// event to publish, or `None` when nothing changed.
+/// row as it now is and the event to publish, or `None` when nothing changed.
 pub(super) async fn change_row(
     conn: &mut SqliteConnection,
     row: &RefundRow,
     change: &Change,
-) -> Result<Option<RefundEvent>, sqlx::Error> {
+) -> Result<Option<(RefundRow, RefundEvent)>, sqlx::Error> {
     let id_learned = row.refund_id.is_none() && change.refund_id.is_some();
     // An attempt reconciliation gave up on (failed without an upstream refusal) that turns
     // up upstream after all moved money: the truth wins over "never backwards" here.
@@ -106,11 +106,11 @@ pub(super) async fn change_row(
     } else {
         None
     };
-    sqlx::query(
+    let updated: RefundRow = sqlx::query_as(
         "UPDATE refunds SET state = ?, refund_id = COALESCE(refund_id, ?),
             error_code = COALESCE(?, error_code), error_detail = COALESCE(?, error_detail),
             finished_at = COALESCE(finished_at, ?), updated_at = ?, polls = 0, next_poll_at = NULL
-         WHERE key = ?",
+         WHERE key = ? RETURNING *",
     )
     .bind(state.as_str())
     .bind(&change.refund_id)
@@ -119,11 +119,11 @@ pub(super) async fn change_row(
     .bind(finished_at)
     .bind(now_ms())
     .bind(row.key)
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    let updated = row_by_key(conn, row.key).await?;
     journal::add_history(conn, &updated, change.kind, change.detail.as_deref()).await?;
-    journal::add_event(conn, &updated).await.map(Some)
+    let event = journal::add_event(conn, &updated).await?;
+    Ok(Some((updated, event)))
 }
 
 impl Ledger {
@@ -133,14 +133,14 @@ impl Ledger {
     ) -> Result<Option<RefundRow>, sqlx::Error> {
         sqlx::query_as(&format!("{SELECT} WHERE idempotency_key = ?"))
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await
     }
 
     pub async fn find_by_key(&self, key: i64) -> Result<Option<RefundRow>, sqlx::Error> {
         sqlx::query_as(&format!("{SELECT} WHERE key = ?"))
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await
     }
 
@@ -150,7 +150,7 @@ impl Ledger {
     ) -> Result<Option<RefundRow>, sqlx::Error> {
         sqlx::query_as(&format!("{SELECT} WHERE attempt_id = ?"))
             .bind(attempt_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await
     }
 
@@ -160,7 +160,7 @@ impl Ledger {
     ) -> Result<Vec<RefundRow>, sqlx::Error> {
         sqlx::query_as(&format!("{SELECT} WHERE session_id = ? ORDER BY key"))
             .bind(session.as_str())
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await
     }
 
@@ -187,10 +187,10 @@ impl Ledger {
             return Ok(Inserted::InFlight);
         }
         let now = now_ms();
-        let key = sqlx::query(
+        let row: RefundRow = sqlx::query_as(
             "INSERT INTO refunds (attempt_id, session_id, origin, agent, amount, currency, full_refund, reason,
                 note, idempotency_key, request_hash, refunds_before, state, created_at, updated_at)
-             VALUES (?, ?, 'proxy', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+             VALUES (?, ?, 'proxy', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING *",
         )
         .bind(&attempt.attempt_id)
         .bind(attempt.session_id.as_str())
@@ -205,27 +205,29 @@ impl Ledger {
         .bind(serde_json::to_string(&attempt.refunds_before).unwrap_or_else(|_| "[]".into()))
         .bind(now)
         .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid();
-        let row = row_by_key(&mut tx, key).await?;
+        .fetch_one(&mut *tx)
+        .await?;
         journal::add_history(&mut tx, &row, "requested", attempt.note.as_deref()).await?;
         let event = journal::add_event(&mut tx, &row).await?;
         tx.commit().await?;
         Ok(Inserted::New(row, event))
     }
 
-    /// Applies `change` to the row `key` if it moves forward.
+    /// Applies `change` to the row `key` if it moves forward: the row as it now is, and the
+    /// event to publish when something changed.
     pub async fn change(
         &self,
         key: i64,
         change: Change,
-    ) -> Result<Option<RefundEvent>, sqlx::Error> {
+    ) -> Result<(RefundRow, Option<RefundEvent>), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let row = row_by_key(&mut tx, key).await?;
-        let event = change_row(&mut tx, &row, &change).await?;
+        let changed = change_row(&mut tx, &row, &change).await?;
         tx.commit().await?;
-        Ok(event)
+        Ok(match changed {
+            Some((row, event)) => (row, Some(event)),
+            None => (row, None),
+        })
     }
 
     /// Applies one of Smart Glocal's refunds of `session` as reported by a webhook or by
@@ -260,7 +262,7 @@ impl Ledger {
                 detail: Some("the proxy stopped before Smart Glocal answered".into()),
                 ..Change::default()
             };
-            events.extend(change_row(&mut tx, &row, &change).await?);
+            events.extend(change_row(&mut tx, &row, &change).await?.map(|(_, e)| e));
         }
         tx.commit().await?;
         Ok(events)
@@ -287,7 +289,7 @@ impl Ledger {
         .bind(in_progress_before)
         .bind(now_ms())
         .bind(i64::from(max_polls))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
     }
 
@@ -303,7 +305,7 @@ impl Ledger {
     }
 }
 
-async fn apply_in(
+pub(super) async fn apply_in(
     conn: &mut SqliteConnection,
     session: &SessionId,
     refund: &sg::Refund,
@@ -320,21 +322,31 @@ async fn apply_in(
         ..Change::default()
     };
 
-    let known: Option<RefundRow> = sqlx::query_as(&format!("{SELECT} WHERE refund_id = ?"))
-        .bind(refund.id.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
-    let row = match known {
+    // One look-up for both: the row already matched to this refund, and the attempts it
+    // could belong to.
+    let rows: Vec<RefundRow> = sqlx::query_as(&format!(
+        "{SELECT} WHERE refund_id = ?
+            OR (session_id = ? AND origin = 'proxy' AND refund_id IS NULL
+                AND state IN ('pending', 'unknown', 'failed'))
+         ORDER BY key"
+    ))
+    .bind(refund.id.as_str())
+    .bind(session.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    let (known, candidates): (Vec<RefundRow>, Vec<RefundRow>) = rows
+        .into_iter()
+        .partition(|row| row.refund_id.as_deref() == Some(refund.id.as_str()));
+    let row = match known.into_iter().next() {
         Some(row) => Some(row),
-        None => match_attempt(conn, session, refund).await?,
+        None => match_attempt(candidates, refund),
     };
     match row {
         Some(row) => {
-            let event = change_row(conn, &row, &change).await?;
-            if event.is_some() {
+            if let Some((_, event)) = change_row(conn, &row, &change).await? {
                 return Ok(Applied {
                     outcome: ApplyOutcome::Applied,
-                    event,
+                    event: Some(event),
                 });
             }
             if row.state() == state {
@@ -363,9 +375,9 @@ async fn apply_in(
             };
             let now = now_ms();
             let created_at = refund.created_at.map(|t| t.unix_millis()).unwrap_or(now);
-            let key = sqlx::query(
+            let row: RefundRow = sqlx::query_as(
                 "INSERT INTO refunds (refund_id, session_id, origin, amount, currency, state, created_at, updated_at, finished_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
             )
             .bind(refund.id.as_str())
             .bind(session.as_str())
@@ -376,10 +388,8 @@ async fn apply_in(
             .bind(created_at)
             .bind(now)
             .bind(if state.is_final() { finished_at.or(Some(now)) } else { None })
-            .execute(&mut *conn)
-            .await?
-            .last_insert_rowid();
-            let row = row_by_key(conn, key).await?;
+            .fetch_one(&mut *conn)
+            .await?;
             let kind = if refund.is_chargeback {
                 "chargeback"
             } else {
@@ -395,22 +405,12 @@ async fn apply_in(
     }
 }
 
-/// The unresolved attempt this new upstream refund belongs to, if any.
-async fn match_attempt(
-    conn: &mut SqliteConnection,
-    session: &SessionId,
-    refund: &sg::Refund,
-) -> Result<Option<RefundRow>, sqlx::Error> {
+/// The unresolved attempt this new upstream refund belongs to, if any, among the payment's
+/// attempts without a refund id (`pending`, `unknown` or `failed`), oldest first.
+fn match_attempt(candidates: Vec<RefundRow>, refund: &sg::Refund) -> Option<RefundRow> {
     if refund.is_chargeback {
-        return Ok(None);
+        return None;
     }
-    let candidates: Vec<RefundRow> = sqlx::query_as(&format!(
-        "{SELECT} WHERE session_id = ? AND origin = 'proxy' AND refund_id IS NULL
-           AND state IN ('pending', 'unknown', 'failed') ORDER BY key"
-    ))
-    .bind(session.as_str())
-    .fetch_all(&mut *conn)
-    .await?;
     let by_metadata = refund
         .metadata
         .as_ref()
@@ -422,11 +422,11 @@ async fn match_attempt(
                 .find(|row| row.attempt_id.as_deref() == Some(id))
         });
     if let Some(row) = by_metadata {
-        return Ok(Some(row.clone()));
+        return Some(row.clone());
     }
     // Without metadata, only attempts still unresolved can be matched, by amount and by the
     // refund being new since the attempt was sent.
-    Ok(candidates
+    candidates
         .into_iter()
         .filter(|row| matches!(row.state(), RefundState::Pending | RefundState::Unknown))
         .find(|row| {
@@ -436,5 +436,5 @@ async fn match_attempt(
                     .refunds_before()
                     .iter()
                     .any(|id| id == refund.id.as_str())
-        }))
+        })
 }

@@ -3,27 +3,37 @@
 //!
 //! `EventSource` cannot send headers, hence the ticket; the request log never records query
 //! strings, so the ticket stays out of logs too. `Last-Event-ID` replays from the ledger.
+//!
+//! A stream writes the bytes [`crate::live`] encoded once for all streams, and holds little
+//! else: its broadcast receiver, the last `seq` it sent, and its payment's id.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::Stream;
+use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
-use shared::api::{EventsTicket, RefundEvent};
+use shared::api::EventsTicket;
+use shared::SessionId;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::Receiver;
 
 use crate::auth::Agent;
 use crate::error::ApiError;
 use crate::extract::SessionPath;
+use crate::ledger::Ledger;
+use crate::live::{frame, LiveEvent};
 use crate::AppState;
 
 /// Comment lines keep proxies and browsers from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+const KEEP_ALIVE_FRAME: &[u8] = b":\n\n";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -45,20 +55,12 @@ struct StreamQuery {
     ticket: Option<String>,
 }
 
-fn to_sse(event: &RefundEvent) -> Event {
-    Event::default()
-        .event("refund")
-        .id(event.seq.to_string())
-        .json_data(event)
-        .unwrap_or_else(|_| Event::default().comment("unserialisable event"))
-}
-
 async fn stream(
     State(state): State<AppState>,
     SessionPath(session): SessionPath,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let ticket = query
         .ticket
         .filter(|t| !t.is_empty())
@@ -73,38 +75,84 @@ async fn stream(
         None => 0,
     };
     // Subscribe before reading the backlog, so nothing published in between is lost.
-    let mut live = state.events.subscribe();
-    let ledger = state.ledger.clone();
-    let stream = async_stream::stream! {
-        let mut last = last_seen;
-        if last > 0 {
-            match ledger.events_after(&session, last).await {
-                Ok(backlog) => for event in backlog {
-                    last = event.seq;
-                    yield Ok(to_sse(&event));
-                },
-                Err(e) => tracing::error!(error = %e, "event backlog unavailable"),
-            }
+    let live = state.live.subscribe();
+    let mut backlog = Vec::new();
+    if last_seen > 0 {
+        match state.ledger.events_after(&session, last_seen).await {
+            Ok(events) => backlog = events,
+            Err(e) => tracing::error!(error = %e, "event backlog unavailable"),
+        }
+    }
+    let follow = Follow {
+        last: backlog.last().map_or(last_seen, |e| e.seq),
+        pending: backlog.iter().map(frame).collect::<Vec<_>>().into_iter(),
+        live,
+        session,
+        ledger: state.ledger.clone(),
+    };
+    let body = follow.into_stream().map(Ok::<_, Infallible>);
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// One stream's live part: what it needs between two events.
+struct Follow {
+    live: Receiver<Arc<LiveEvent>>,
+    /// The newest `seq` sent: the catch-up point if the stream falls behind.
+    last: i64,
+    session: SessionId,
+    ledger: Ledger,
+    /// Frames read from the ledger (replay, catch-up) not yet sent; usually empty.
+    pending: std::vec::IntoIter<Bytes>,
+}
+
+impl Follow {
+    fn into_stream(self) -> impl Stream<Item = Bytes> + Send {
+        stream::unfold(self, |mut this| async move {
+            let frame = this.next().await?;
+            Some((frame, this))
+        })
+    }
+
+    /// The next frame for this payment (or a keep-alive), `None` once the broadcast closes.
+    async fn next(&mut self) -> Option<Bytes> {
+        if let Some(frame) = self.pending.next() {
+            return Some(frame);
         }
         loop {
-            match live.recv().await {
-                Ok(event) if event.session_id == session && event.seq > last => {
-                    last = event.seq;
-                    yield Ok(to_sse(&event));
+            match tokio::time::timeout(KEEP_ALIVE, self.live.recv()).await {
+                Err(_) => return Some(Bytes::from_static(KEEP_ALIVE_FRAME)),
+                Ok(Ok(event)) if event.session_id == self.session && event.seq > self.last => {
+                    self.last = event.seq;
+                    return Some(event.frame.clone());
                 }
-                Ok(_) => {}
-                // Fell behind the broadcast buffer: catch up from the ledger.
-                Err(RecvError::Lagged(_)) => {
-                    if let Ok(backlog) = ledger.events_after(&session, last).await {
-                        for event in backlog {
-                            last = event.seq;
-                            yield Ok(to_sse(&event));
+                Ok(Ok(_)) => {}
+                // Fell behind the broadcast buffer: catch up from the ledger. Boxed, so the
+                // query's state is not part of every stream's size.
+                Ok(Err(RecvError::Lagged(_))) => {
+                    let backlog = Box::pin(self.ledger.events_after(&self.session, self.last));
+                    match backlog.await {
+                        Ok(events) => {
+                            self.last = events.last().map_or(self.last, |e| e.seq);
+                            self.pending = events.iter().map(frame).collect::<Vec<_>>().into_iter();
+                            if let Some(frame) = self.pending.next() {
+                                return Some(frame);
+                            }
                         }
+                        Err(e) => tracing::error!(error = %e, "event backlog unavailable"),
                     }
                 }
-                Err(RecvError::Closed) => break,
+                Ok(Err(RecvError::Closed)) => return None,
             }
         }
-    };
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    }
 }

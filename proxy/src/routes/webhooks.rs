@@ -3,7 +3,8 @@
 //!
 //! Forged or unsigned webhooks get 401 and change nothing: they are kept only in the bounded
 //! `rejected_webhooks` audit table (verified = false), never applied. Verified webhooks are
-//! stored whole in `webhooks` with a dedup key of (session, refund, status) per refund.
+//! stored whole in `webhooks` with a dedup key of (session, refund, status) per refund, in
+//! the same transaction as their refunds are applied.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -15,7 +16,7 @@ use shared::smart_glocal::{self as sg, WebhookType};
 
 use crate::error::ApiError;
 use crate::extract::bytes_rejection;
-use crate::ledger::ApplyOutcome;
+use crate::ledger::{VerifiedWebhook, WebhookAction};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -42,20 +43,28 @@ async fn receive(
         return Err(ApiError::SignatureInvalid);
     }
 
-    let webhook: sg::Webhook = match serde_json::from_slice(&body) {
-        Ok(webhook) => webhook,
+    let webhook = match serde_json::from_slice::<sg::Webhook>(&body) {
+        Ok(webhook) => verified(body, webhook),
         Err(e) => {
             // Authentic but unreadable: a retry would not help, so keep it and say 200.
             tracing::warn!(error = %e, "verified webhook could not be parsed; stored");
-            state
-                .ledger
-                .record_webhook(&body, None, None, "unreadable")
-                .await?;
-            state.metrics.count_webhook("unreadable");
-            return Ok(StatusCode::OK);
+            VerifiedWebhook {
+                raw_body: body.into(),
+                session_id: None,
+                dedup_key: None,
+                action: WebhookAction::Record("unreadable"),
+            }
         }
     };
-    let session = &webhook.session;
+    // Answered once the commit that holds it is on disk (see `ledger::webhooks`).
+    let outcome = state.webhooks.record(webhook).await?;
+    state.metrics.count_webhook(outcome);
+    Ok(StatusCode::OK)
+}
+
+/// What the ledger is to do with an authentic, readable webhook.
+fn verified(body: Bytes, webhook: sg::Webhook) -> VerifiedWebhook {
+    let session = webhook.session;
     let refunds = session
         .payment()
         .map(|p| p.refunds.as_slice())
@@ -65,38 +74,15 @@ async fn receive(
         .map(|r| format!("{}:{}:{}", session.id, r.id, r.status))
         .collect::<Vec<_>>()
         .join(";");
-    if webhook.kind != WebhookType::PaymentRefunded {
-        state
-            .ledger
-            .record_webhook(
-                &body,
-                Some(session.id.as_str()),
-                Some(&dedup_key),
-                "ignored",
-            )
-            .await?;
-        state.metrics.count_webhook("ignored");
-        return Ok(StatusCode::OK);
+    let action = if webhook.kind == WebhookType::PaymentRefunded {
+        WebhookAction::Apply(refunds.to_vec())
+    } else {
+        WebhookAction::Record("ignored")
+    };
+    VerifiedWebhook {
+        raw_body: body.into(),
+        session_id: Some(session.id),
+        dedup_key: Some(dedup_key),
+        action,
     }
-
-    let mut outcome = "duplicate";
-    for refund in refunds {
-        let applied = state
-            .ledger
-            .apply_upstream_refund(&session.id, refund, "webhook")
-            .await?;
-        state.publish_all(applied.event);
-        outcome = match (outcome, applied.outcome) {
-            (_, ApplyOutcome::Applied | ApplyOutcome::New) => "applied",
-            ("applied", _) => "applied",
-            (_, ApplyOutcome::Stale) => "stale",
-            (current, ApplyOutcome::Duplicate) => current,
-        };
-    }
-    state
-        .ledger
-        .record_webhook(&body, Some(session.id.as_str()), Some(&dedup_key), outcome)
-        .await?;
-    state.metrics.count_webhook(outcome);
-    Ok(StatusCode::OK)
 }
