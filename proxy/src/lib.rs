@@ -52,9 +52,13 @@ use metrics::Metrics;
 use refund_flow::PaymentLocks;
 use upstream::Upstream;
 
-/// Everything a handler needs; cheap to clone.
+/// Everything a handler needs; cheap to clone (one reference count: the router clones its
+/// state for every request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] shares; its fields read as the state's own (`state.ledger`).
+pub struct Shared {
     pub config: Arc<Config>,
     pub upstream: Upstream,
     pub ledger: Ledger,
@@ -96,7 +100,7 @@ impl AppState {
             let live = live.clone();
             move |event| live.publish(event)
         });
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             upstream,
             ledger,
             verifier: config.verifier.clone(),
@@ -106,7 +110,7 @@ impl AppState {
             locks: PaymentLocks::default(),
             metrics,
             config: Arc::new(config),
-        })
+        })))
     }
 
     /// Announces a refund change to live subscribers (and counts it).
@@ -118,6 +122,14 @@ impl AppState {
         for event in events {
             self.publish(event);
         }
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
 
@@ -229,7 +241,10 @@ pub async fn run_until(
     state.publish_all(interrupted);
     let reconciler = reconcile::spawn(state.clone());
     tracing::info!(address = %listener.local_addr()?, project = %state.config.project, "proxy listening");
-    let served = axum::serve(listener, app(state.clone()))
+    // `into_make_service`: each connection shares the router. Served as a plain `Router`,
+    // axum would deep-clone every route (and the state in each) per connection: about 40 KB
+    // for each open event stream.
+    let served = axum::serve(listener, app(state.clone()).into_make_service())
         .with_graceful_shutdown(shutdown)
         .await;
     reconciler.abort();
