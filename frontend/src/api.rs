@@ -159,6 +159,17 @@ async fn send_json<T: DeserializeOwned>(
     token: String,
     body: Option<String>,
 ) -> Result<(u16, T), ApiError> {
+    let (status, text) = send(url, method, token, body).await?;
+    decode(status, &text)
+}
+
+/// The network half, kept free of `T` so it is compiled once rather than once per answer type.
+async fn send(
+    url: &str,
+    method: &str,
+    token: String,
+    body: Option<String>,
+) -> Result<(u16, String), ApiError> {
     let headers = Headers::new().map_err(|_| ApiError::Network)?;
     let _ = headers.set("Accept", "application/json");
     let _ = headers.set("Authorization", &format!("Bearer {token}"));
@@ -176,19 +187,22 @@ async fn send_json<T: DeserializeOwned>(
         .await
         .map_err(|_| ApiError::Network)?
         .unchecked_into();
-    let status = response.status();
     let text_promise = response.text().map_err(|_| ApiError::Network)?;
     let text = JsFuture::from(text_promise)
         .await
         .map_err(|_| ApiError::Network)?
         .as_string()
         .unwrap_or_default();
-    if response.ok() {
-        serde_json::from_str(&text)
+    Ok((response.status(), text))
+}
+
+fn decode<T: DeserializeOwned>(status: u16, text: &str) -> Result<(u16, T), ApiError> {
+    if (200..300).contains(&status) {
+        serde_json::from_str(text)
             .map(|value| (status, value))
             .map_err(|_| ApiError::BadResponse { status })
     } else {
-        match serde_json::from_str::<ErrorBody>(&text) {
+        match serde_json::from_str::<ErrorBody>(text) {
             Ok(body) => Err(ApiError::Proxy { status, body }),
             Err(_) => Err(ApiError::BadResponse { status }),
         }

@@ -1,6 +1,7 @@
 //! Small browser helpers: unique element ids, the host's language, the performance mark.
 
 use std::cell::Cell;
+use std::sync::Arc;
 
 use shared::Locale;
 
@@ -40,4 +41,13 @@ pub fn mark_interactive() {
     if performance.get_entries_by_name(INTERACTIVE_MARK).length() == 0 {
         let _ = performance.mark(INTERACTIVE_MARK);
     }
+}
+
+/// A reactive value behind one shared type. Leptos compiles its render code once per closure
+/// type; boxed as `Arc<dyn Fn() -> T>` every text or attribute of the same `T` shares one copy,
+/// which keeps the wasm within its size budget.
+pub type Rx<T> = Arc<dyn Fn() -> T + Send + Sync>;
+
+pub fn rx<T>(f: impl Fn() -> T + Send + Sync + 'static) -> Rx<T> {
+    Arc::new(f)
 }

@@ -3,6 +3,7 @@
 use leptos::prelude::*;
 use shared::{Currency, Locale};
 
+use crate::dom::rx;
 use crate::dom::unique_id;
 use crate::i18n::tr;
 use crate::testids;
@@ -45,16 +46,16 @@ pub fn AmountField(
                     autocomplete="off"
                     spellcheck="false"
                     data-testid=testids::AMOUNT_INPUT
-                    aria-invalid=move || if error.with(Option::is_some) { "true" } else { "false" }
+                    aria-invalid=rx(move || if error.with(Option::is_some) { "true" } else { "false" })
                     aria-describedby=described_by
-                    prop:value=move || text.get()
+                    prop:value=rx(move || text.get())
                     on:input=move |ev| text.set(event_target_value(&ev))
                 />
                 <span aria-hidden="true">{currency.symbol()}</span>
             </div>
-            <p class="sgr-hint" id=hint_id>{move || hint.get()}</p>
-            <p class="sgr-error" id=error_id data-testid=testids::AMOUNT_ERROR hidden=move || error.with(Option::is_none)>
-                {move || error.get().unwrap_or_default()}
+            <p class="sgr-hint" id=hint_id>{rx(move || hint.get())}</p>
+            <p class="sgr-error" id=error_id data-testid=testids::AMOUNT_ERROR hidden=rx(move || error.with(Option::is_none))>
+                {rx(move || error.get().unwrap_or_default())}
             </p>
         </div>
     }

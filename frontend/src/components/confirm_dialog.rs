@@ -4,6 +4,7 @@ use leptos::html;
 use leptos::prelude::*;
 use shared::Locale;
 
+use crate::dom::rx;
 use crate::dom::unique_id;
 use crate::i18n::tr;
 use crate::testids;
@@ -62,8 +63,8 @@ pub fn ConfirmDialog(
                     type="button"
                     node_ref=confirm_button
                     data-testid=testids::CONFIRM_BUTTON
-                    disabled=move || busy.get()
-                    aria-busy=move || if busy.get() { "true" } else { "false" }
+                    disabled=rx(move || busy.get())
+                    aria-busy=rx(move || if busy.get() { "true" } else { "false" })
                     on:keydown=on_confirm_keydown
                     on:click=move |_| on_confirm.run(())
                 >
@@ -77,7 +78,7 @@ pub fn ConfirmDialog(
                     type="button"
                     class="sgr-secondary"
                     data-testid=testids::CANCEL_BUTTON
-                    disabled=move || busy.get()
+                    disabled=rx(move || busy.get())
                     on:click=move |_| on_cancel.run(())
                 >
                     {tr(locale, "Cancel", "Отмена")}

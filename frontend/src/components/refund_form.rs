@@ -5,6 +5,7 @@ use shared::api::{PaymentView, RefundReason, NOTE_MAX_CHARS};
 use shared::Locale;
 
 use crate::components::AmountField;
+use crate::dom::rx;
 use crate::dom::unique_id;
 use crate::form_state::{FormState, Mode};
 use crate::i18n::{self, tr};
@@ -71,7 +72,7 @@ pub fn RefundForm(
                 }
             }
         >
-            <fieldset disabled=move || locked.get()>
+            <fieldset disabled=rx(move || locked.get())>
                 <fieldset>
                     <legend>{tr(locale, "Refund", "Возврат")}</legend>
                     <div class="sgr-radios">
@@ -81,7 +82,7 @@ pub fn RefundForm(
                                 name=radio_name.clone()
                                 value="full"
                                 data-testid=testids::MODE_FULL
-                                prop:checked=move || form.mode.get() == Mode::Full
+                                prop:checked=rx(move || form.mode.get() == Mode::Full)
                                 on:change=move |_| form.mode.set(Mode::Full)
                             />
                             {full_label}
@@ -93,7 +94,7 @@ pub fn RefundForm(
                                     name=radio_name.clone()
                                     value="partial"
                                     data-testid=testids::MODE_PARTIAL
-                                    prop:checked=move || form.mode.get() == Mode::Partial
+                                    prop:checked=rx(move || form.mode.get() == Mode::Partial)
                                     on:change=move |_| form.mode.set(Mode::Partial)
                                 />
                                 {tr(locale, "Partial refund", "Частичный возврат")}
@@ -117,7 +118,7 @@ pub fn RefundForm(
                     <select
                         id=reason_id
                         data-testid=testids::REASON_SELECT
-                        prop:value=move || form.reason.get().as_str()
+                        prop:value=rx(move || form.reason.get().as_str())
                         on:change=move |ev| {
                             if let Some(reason) = RefundReason::parse(&event_target_value(&ev)) {
                                 form.reason.set(reason);
@@ -125,7 +126,7 @@ pub fn RefundForm(
                         }
                     >
                         {RefundReason::ALL.into_iter().map(|reason| view! {
-                            <option value=reason.as_str() selected=move || form.reason.get() == reason>
+                            <option value=reason.as_str() selected=rx(move || form.reason.get() == reason)>
                                 {i18n::reason_label(reason, locale)}
                             </option>
                         }).collect_view()}
@@ -143,21 +144,21 @@ pub fn RefundForm(
                     <textarea
                         id=note_id
                         data-testid=testids::NOTE_INPUT
-                        aria-required=move || if note_required() { "true" } else { "false" }
-                        aria-invalid=move || if note_error.with(Option::is_some) { "true" } else { "false" }
+                        aria-required=rx(move || if note_required() { "true" } else { "false" })
+                        aria-invalid=rx(move || if note_error.with(Option::is_some) { "true" } else { "false" })
                         aria-describedby=note_described_by
-                        prop:value=move || form.note.get()
+                        prop:value=rx(move || form.note.get())
                         on:input=move |ev| form.note.set(event_target_value(&ev))
                     ></textarea>
                     <p class="sgr-hint" id=note_hint_id>
-                        {move || format!("{} / {NOTE_MAX_CHARS}", form.note.with(|n| n.trim().chars().count()))}
+                        {rx(move || format!("{} / {NOTE_MAX_CHARS}", form.note.with(|n| n.trim().chars().count())))}
                     </p>
-                    <p class="sgr-error" id=note_error_id data-testid=testids::NOTE_ERROR hidden=move || note_error.with(Option::is_none)>
-                        {move || note_error.get().unwrap_or_default()}
+                    <p class="sgr-error" id=note_error_id data-testid=testids::NOTE_ERROR hidden=rx(move || note_error.with(Option::is_none))>
+                        {rx(move || note_error.get().unwrap_or_default())}
                     </p>
                 </div>
             </fieldset>
-            <button type="submit" data-testid=testids::REVIEW_BUTTON disabled=move || locked.get()>
+            <button type="submit" data-testid=testids::REVIEW_BUTTON disabled=rx(move || locked.get())>
                 {tr(locale, "Review refund…", "Проверить возврат…")}
             </button>
         </form>

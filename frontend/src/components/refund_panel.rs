@@ -11,6 +11,7 @@ use shared::Locale;
 
 use crate::api::{ApiError, Submitted};
 use crate::components::{ConfirmDialog, PaymentSummary, RefundForm, RefundList};
+use crate::dom::rx;
 use crate::form_state::{FormState, Refusal};
 use crate::i18n::{self, tr};
 use crate::idempotency;
@@ -129,7 +130,7 @@ pub fn RefundPanel(
             when=offer
             fallback=move || view! {
                 <p class="sgr-hint" data-testid=testids::NOT_REFUNDABLE>
-                    {move || not_refundable_reason(&payment.get(), locale)}
+                    {rx(move || not_refundable_reason(&payment.get(), locale))}
                 </p>
             }
         >
@@ -138,11 +139,11 @@ pub fn RefundPanel(
         {move || draft.get().map(|d| view! {
             <ConfirmDialog text=d.text busy on_confirm on_cancel locale />
         })}
-        <p class="sgr-alert" role="alert" data-testid=testids::FORM_ERROR hidden=move || form.form_error.with(Option::is_none)>
-            {move || form.form_error.get().unwrap_or_default()}
+        <p class="sgr-alert" role="alert" data-testid=testids::FORM_ERROR hidden=rx(move || form.form_error.with(Option::is_none))>
+            {rx(move || form.form_error.get().unwrap_or_default())}
         </p>
         <p class="sgr-status" role="status" aria-live="polite" data-testid=testids::STATUS_LIVE>
-            {move || status.get()}
+            {rx(move || status.get())}
         </p>
         </div>
     }

@@ -10,6 +10,7 @@ use shared::Locale;
 use crate::api::{Client, EventStream};
 use crate::components::{RefundPanel, Submit};
 use crate::dom;
+use crate::dom::rx;
 use crate::i18n::{self, tr};
 use crate::testids;
 
@@ -110,7 +111,7 @@ pub fn RefundWidget(
                     </p>
                 }.into_any(),
                 Load::Failed(message) => view! {
-                    <p class="sgr-alert" role="alert" data-testid=testids::FORM_ERROR>{move || message.get()}</p>
+                    <p class="sgr-alert" role="alert" data-testid=testids::FORM_ERROR>{rx(move || message.get())}</p>
                     <div class="sgr-actions">
                         <button type="button" data-testid=testids::RETRY_BUTTON on:click=move |_| {
                             load.set(Load::Loading);
