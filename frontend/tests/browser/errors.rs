@@ -29,6 +29,23 @@ async fn shown_after_submitting(code: ErrorCode, locale: Locale) -> String {
 }
 
 #[wasm_bindgen_test]
+async fn no_error_box_takes_room_before_there_is_an_error() {
+    let (submit, _) = counting_submit(None);
+    let panel = mount_panel(payment(1_000, "usd", true), Locale::En, submit);
+    settle().await;
+
+    for testid in [FORM_ERROR, AMOUNT_ERROR, NOTE_ERROR] {
+        if let Some(element) = panel.find(testid) {
+            assert_eq!(
+                element.offset_height(),
+                0,
+                "{testid} takes room while empty"
+            );
+        }
+    }
+}
+
+#[wasm_bindgen_test]
 async fn a_timeout_upstream_reads_as_a_sentence_in_english_and_russian() {
     assert_eq!(
         shown_after_submitting(ErrorCode::UpstreamTimeout, Locale::En).await,

@@ -122,8 +122,11 @@ impl Mounted {
             .to_owned()
     }
 
+    /// On screen, not just without `hidden`: a style that overrides `hidden` would show an
+    /// empty box, and this catches it.
     pub fn visible(&self, testid: &str) -> bool {
-        self.find(testid).is_some_and(|e| !e.hidden())
+        self.find(testid)
+            .is_some_and(|e| !e.hidden() && e.offset_height() > 0)
     }
 
     pub fn attr(&self, testid: &str, name: &str) -> Option<String> {
