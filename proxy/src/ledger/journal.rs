@@ -3,7 +3,7 @@
 
 use shared::api::{HistoryEntry, RefundEvent, RefundState, RefundView};
 use shared::{Money, RefundId, SessionId, Timestamp};
-use sqlx::SqliteConnection;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::{currency, now_ms, Ledger, RefundRow};
 
@@ -12,51 +12,126 @@ const REJECTED_WEBHOOKS_KEPT: i64 = 1000;
 /// Bytes of a rejected webhook's body kept for audit.
 const REJECTED_BODY_KEPT: usize = 4096;
 
-pub(super) async fn add_history(
-    conn: &mut SqliteConnection,
-    row: &RefundRow,
-    kind: &str,
-    detail: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO history (session_id, at, kind, agent, attempt_id, refund_id, amount, currency, state, detail)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&row.session_id)
-    .bind(now_ms())
-    .bind(kind)
-    .bind(&row.agent)
-    .bind(&row.attempt_id)
-    .bind(&row.refund_id)
-    .bind(row.amount)
-    .bind(&row.currency)
-    .bind(&row.state)
-    .bind(detail)
-    .execute(conn)
-    .await
-    .map(|_| ())
+/// Rows per multi-row `INSERT`: well under SQLite's limit of bound parameters.
+pub(super) const ROWS_PER_INSERT: usize = 256;
+
+/// A history line waiting for its transaction to write it.
+struct History {
+    at: i64,
+    kind: String,
+    detail: Option<String>,
+    row: RefundRow,
 }
 
-pub(super) async fn add_event(
-    conn: &mut SqliteConnection,
-    row: &RefundRow,
-) -> Result<RefundEvent, sqlx::Error> {
-    let view = row.view();
-    let json = serde_json::to_string(&view).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-    let seq = sqlx::query("INSERT INTO events (session_id, at, refund) VALUES (?, ?, ?)")
-        .bind(&row.session_id)
-        .bind(now_ms())
-        .bind(json)
-        .execute(conn)
-        .await?
-        .last_insert_rowid();
-    let session_id =
-        SessionId::parse(&row.session_id).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-    Ok(RefundEvent {
-        seq,
-        session_id,
-        refund: view,
-    })
+/// The history lines and events of one transaction, kept in order and written by [`write`]
+/// just before it commits: one statement per table instead of one per line, which is most of
+/// what a batch of webhooks costs. Nothing reads these tables inside a transaction, so
+/// writing them last changes nothing but the number of round trips.
+///
+/// [`write`]: Entries::write
+#[derive(Default)]
+pub(super) struct Entries {
+    history: Vec<History>,
+    events: Vec<(i64, RefundRow)>,
+}
+
+impl Entries {
+    pub(super) fn history(&mut self, row: &RefundRow, kind: &str, detail: Option<&str>) {
+        self.history.push(History {
+            at: now_ms(),
+            kind: kind.to_owned(),
+            detail: detail.map(str::to_owned),
+            row: row.clone(),
+        });
+    }
+
+    /// An event announcing `row` as it now is.
+    pub(super) fn event(&mut self, row: &RefundRow) {
+        self.events.push((now_ms(), row.clone()));
+    }
+
+    /// Writes everything inside the caller's transaction; returns the events with their `seq`,
+    /// in order.
+    pub(super) async fn write(
+        self,
+        conn: &mut SqliteConnection,
+    ) -> Result<Vec<RefundEvent>, sqlx::Error> {
+        for chunk in self.history.chunks(ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO history (session_id, at, kind, agent, attempt_id, refund_id, amount, currency, state, detail) ",
+            );
+            insert.push_values(chunk, |mut values, h| {
+                values
+                    .push_bind(&h.row.session_id)
+                    .push_bind(h.at)
+                    .push_bind(&h.kind)
+                    .push_bind(&h.row.agent)
+                    .push_bind(&h.row.attempt_id)
+                    .push_bind(&h.row.refund_id)
+                    .push_bind(h.row.amount)
+                    .push_bind(&h.row.currency)
+                    .push_bind(&h.row.state)
+                    .push_bind(&h.detail);
+            });
+            // Single rows (the refund flow) recur; batch sizes vary and would churn the cache.
+            let single = chunk.len() == 1;
+            insert
+                .build()
+                .persistent(single)
+                .execute(&mut *conn)
+                .await?;
+        }
+        if self.events.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The writer connection is ours until commit, so nobody else takes a `seq` meanwhile;
+        // numbering here gives each event its `seq` without reading it back row by row.
+        let last: i64 = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        let mut events = Vec::with_capacity(self.events.len());
+        let mut rows = Vec::with_capacity(self.events.len());
+        for (i, (at, row)) in self.events.into_iter().enumerate() {
+            let view = row.view();
+            let json =
+                serde_json::to_string(&view).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            let session_id = SessionId::parse(&row.session_id)
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            let seq = last + 1 + i as i64;
+            rows.push((seq, at, json));
+            events.push(RefundEvent {
+                seq,
+                session_id,
+                refund: view,
+            });
+        }
+        for (chunk, events) in rows
+            .chunks(ROWS_PER_INSERT)
+            .zip(events.chunks(ROWS_PER_INSERT))
+        {
+            let mut insert =
+                QueryBuilder::<Sqlite>::new("INSERT INTO events (seq, session_id, at, refund) ");
+            insert.push_values(
+                chunk.iter().zip(events),
+                |mut values, ((seq, at, json), e)| {
+                    values
+                        .push_bind(*seq)
+                        .push_bind(e.session_id.as_str())
+                        .push_bind(*at)
+                        .push_bind(json);
+                },
+            );
+            let single = chunk.len() == 1;
+            insert
+                .build()
+                .persistent(single)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(events)
+    }
 }
 
 #[derive(sqlx::FromRow)]

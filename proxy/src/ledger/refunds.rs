@@ -6,7 +6,8 @@ use shared::smart_glocal as sg;
 use shared::{Money, SessionId};
 use sqlx::SqliteConnection;
 
-use super::{journal, now_ms, Ledger, RefundRow};
+use super::journal::Entries;
+use super::{now_ms, Ledger, RefundRow};
 
 /// An attempt about to be sent.
 #[derive(Debug, Clone)]
@@ -78,13 +79,15 @@ pub(super) async fn row_by_key(
         .await
 }
 
-/// Applies `change` to `row` inside the caller's transaction, if it goes forward. Returns the
-/// row as it now is and the event to publish, or `None` when nothing changed.
+/// Applies `change` to `row` inside the caller's transaction, if it goes forward, noting its
+/// history line and event in `journal`. Returns the row as it now is, or `None` when nothing
+/// changed.
 pub(super) async fn change_row(
     conn: &mut SqliteConnection,
+    journal: &mut Entries,
     row: &RefundRow,
     change: &Change,
-) -> Result<Option<(RefundRow, RefundEvent)>, sqlx::Error> {
+) -> Result<Option<RefundRow>, sqlx::Error> {
     let id_learned = row.refund_id.is_none() && change.refund_id.is_some();
     // An attempt reconciliation gave up on (failed without an upstream refusal) that turns
     // up upstream after all moved money: the truth wins over "never backwards" here.
@@ -121,9 +124,9 @@ pub(super) async fn change_row(
     .bind(row.key)
     .fetch_one(&mut *conn)
     .await?;
-    journal::add_history(conn, &updated, change.kind, change.detail.as_deref()).await?;
-    let event = journal::add_event(conn, &updated).await?;
-    Ok(Some((updated, event)))
+    journal.history(&updated, change.kind, change.detail.as_deref());
+    journal.event(&updated);
+    Ok(Some(updated))
 }
 
 impl Ledger {
@@ -207,9 +210,13 @@ impl Ledger {
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        journal::add_history(&mut tx, &row, "requested", attempt.note.as_deref()).await?;
-        let event = journal::add_event(&mut tx, &row).await?;
+        let mut journal = Entries::default();
+        journal.history(&row, "requested", attempt.note.as_deref());
+        journal.event(&row);
+        let event = journal.write(&mut tx).await?.pop();
         tx.commit().await?;
+        let event =
+            event.ok_or_else(|| sqlx::Error::Protocol("no event for a new attempt".into()))?;
         Ok(Inserted::New(row, event))
     }
 
@@ -222,12 +229,11 @@ impl Ledger {
     ) -> Result<(RefundRow, Option<RefundEvent>), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let row = row_by_key(&mut tx, key).await?;
-        let changed = change_row(&mut tx, &row, &change).await?;
+        let mut journal = Entries::default();
+        let changed = change_row(&mut tx, &mut journal, &row, &change).await?;
+        let event = journal.write(&mut tx).await?.pop();
         tx.commit().await?;
-        Ok(match changed {
-            Some((row, event)) => (row, Some(event)),
-            None => (row, None),
-        })
+        Ok((changed.unwrap_or(row), event))
     }
 
     /// Applies one of Smart Glocal's refunds of `session` as reported by a webhook or by
@@ -241,9 +247,11 @@ impl Ledger {
         source: &'static str,
     ) -> Result<Applied, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let applied = apply_in(&mut tx, session, refund, source).await?;
+        let mut journal = Entries::default();
+        let outcome = apply_in(&mut tx, &mut journal, session, refund, source).await?;
+        let event = journal.write(&mut tx).await?.pop();
         tx.commit().await?;
-        Ok(applied)
+        Ok(Applied { outcome, event })
     }
 
     /// Attempts left `pending` by a process that died between recording and answering: their
@@ -254,7 +262,7 @@ impl Ledger {
             sqlx::query_as(&format!("{SELECT} WHERE state = 'pending' ORDER BY key"))
                 .fetch_all(&mut *tx)
                 .await?;
-        let mut events = Vec::new();
+        let mut journal = Entries::default();
         for row in rows {
             let change = Change {
                 state: Some(RefundState::Unknown),
@@ -262,8 +270,9 @@ impl Ledger {
                 detail: Some("the proxy stopped before Smart Glocal answered".into()),
                 ..Change::default()
             };
-            events.extend(change_row(&mut tx, &row, &change).await?.map(|(_, e)| e));
+            change_row(&mut tx, &mut journal, &row, &change).await?;
         }
+        let events = journal.write(&mut tx).await?;
         tx.commit().await?;
         Ok(events)
     }
@@ -305,12 +314,15 @@ impl Ledger {
     }
 }
 
+/// Applies one upstream refund inside the caller's transaction (see
+/// [`Ledger::apply_upstream_refund`]); its history and event go to `journal`.
 pub(super) async fn apply_in(
     conn: &mut SqliteConnection,
+    journal: &mut Entries,
     session: &SessionId,
     refund: &sg::Refund,
     source: &'static str,
-) -> Result<Applied, sqlx::Error> {
+) -> Result<ApplyOutcome, sqlx::Error> {
     let state = RefundState::from(&refund.status);
     let finished_at = refund.finished_at.map(|t| t.unix_millis());
     let change = Change {
@@ -323,10 +335,11 @@ pub(super) async fn apply_in(
     };
 
     // One look-up for both: the row already matched to this refund, and the attempts it
-    // could belong to.
+    // could belong to. (`+refund_id`: found through the payment's index, not by walking
+    // every refund-less attempt of every payment.)
     let rows: Vec<RefundRow> = sqlx::query_as(&format!(
         "{SELECT} WHERE refund_id = ?
-            OR (session_id = ? AND origin = 'proxy' AND refund_id IS NULL
+            OR (session_id = ? AND origin = 'proxy' AND +refund_id IS NULL
                 AND state IN ('pending', 'unknown', 'failed'))
          ORDER BY key"
     ))
@@ -343,29 +356,20 @@ pub(super) async fn apply_in(
     };
     match row {
         Some(row) => {
-            if let Some((_, event)) = change_row(conn, &row, &change).await? {
-                return Ok(Applied {
-                    outcome: ApplyOutcome::Applied,
-                    event: Some(event),
-                });
+            if change_row(conn, journal, &row, &change).await?.is_some() {
+                return Ok(ApplyOutcome::Applied);
             }
             if row.state() == state {
-                return Ok(Applied {
-                    outcome: ApplyOutcome::Duplicate,
-                    event: None,
-                });
+                return Ok(ApplyOutcome::Duplicate);
             }
             if source == "webhook" {
                 let detail = format!(
                     "late `{}` after `{}`: recorded, not applied",
                     refund.status, row.state
                 );
-                journal::add_history(conn, &row, "webhook_ignored", Some(&detail)).await?;
+                journal.history(&row, "webhook_ignored", Some(&detail));
             }
-            Ok(Applied {
-                outcome: ApplyOutcome::Stale,
-                event: None,
-            })
+            Ok(ApplyOutcome::Stale)
         }
         None => {
             let origin = if refund.is_chargeback {
@@ -395,12 +399,9 @@ pub(super) async fn apply_in(
             } else {
                 "refunded_elsewhere"
             };
-            journal::add_history(conn, &row, kind, Some(&format!("learned from {source}"))).await?;
-            let event = journal::add_event(conn, &row).await?;
-            Ok(Applied {
-                outcome: ApplyOutcome::New,
-                event: Some(event),
-            })
+            journal.history(&row, kind, Some(&format!("learned from {source}")));
+            journal.event(&row);
+            Ok(ApplyOutcome::New)
         }
     }
 }

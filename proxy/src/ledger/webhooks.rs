@@ -10,9 +10,10 @@
 use shared::api::RefundEvent;
 use shared::smart_glocal as sg;
 use shared::SessionId;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::journal::{Entries, ROWS_PER_INSERT};
 use super::refunds::{apply_in, ApplyOutcome};
 use super::{now_ms, Ledger};
 
@@ -79,13 +80,13 @@ async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, publish: impl Fn(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         match commit(&pool, &batch).await {
-            Ok(results) => answer(batch.drain(..).zip(results), &publish),
+            Ok(committed) => answer(batch.drain(..), committed, &publish),
             Err(e) if batch.len() > 1 => {
                 // One webhook the database refuses must not fail the others: each alone.
                 tracing::warn!(error = %e, webhooks = batch.len(), "webhook batch failed; retrying one by one");
                 for job in batch.drain(..) {
                     match commit(&pool, std::slice::from_ref(&job)).await {
-                        Ok(results) => answer(std::iter::once(job).zip(results), &publish),
+                        Ok(committed) => answer(std::iter::once(job), committed, &publish),
                         Err(e) => {
                             let _ = job.done.send(Err(e));
                         }
@@ -101,43 +102,69 @@ async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, publish: impl Fn(
     }
 }
 
-fn answer(
-    done: impl Iterator<Item = (Job, (&'static str, Vec<RefundEvent>))>,
-    publish: &impl Fn(RefundEvent),
-) {
-    for (job, (outcome, events)) in done {
-        events.into_iter().for_each(publish);
+/// What one commit did: each webhook's outcome, and the events of all, in `seq` order.
+struct Committed {
+    outcomes: Vec<&'static str>,
+    events: Vec<RefundEvent>,
+}
+
+fn answer(jobs: impl Iterator<Item = Job>, committed: Committed, publish: &impl Fn(RefundEvent)) {
+    // Published before anyone is answered, so a client that reacts to its 200 by opening a
+    // stream with `Last-Event-ID` finds the events already in the ledger and announced.
+    committed.events.into_iter().for_each(publish);
+    for (job, outcome) in jobs.zip(committed.outcomes) {
         // The sender may have gone (client hung up): the webhook is recorded all the same.
         let _ = job.done.send(Ok(outcome));
     }
 }
 
-/// One transaction for all of `jobs`: each one's outcome and events, once committed.
-async fn commit(
-    pool: &SqlitePool,
-    jobs: &[Job],
-) -> Result<Vec<(&'static str, Vec<RefundEvent>)>, sqlx::Error> {
+/// One transaction for all of `jobs`, committed to disk before this returns.
+async fn commit(pool: &SqlitePool, jobs: &[Job]) -> Result<Committed, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let mut results = Vec::with_capacity(jobs.len());
+    let mut journal = Entries::default();
+    let mut outcomes = Vec::with_capacity(jobs.len());
     for job in jobs {
-        results.push(apply(&mut tx, &job.webhook).await?);
+        outcomes.push(apply(&mut tx, &mut journal, &job.webhook).await?);
+    }
+    let events = journal.write(&mut tx).await?;
+    let received_at = now_ms();
+    for chunk in jobs
+        .iter()
+        .zip(&outcomes)
+        .collect::<Vec<_>>()
+        .chunks(ROWS_PER_INSERT)
+    {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO webhooks (received_at, verified, session_id, dedup_key, outcome, raw_body) ",
+        );
+        insert.push_values(chunk, |mut values, (job, outcome)| {
+            let webhook = &job.webhook;
+            values
+                .push_bind(received_at)
+                .push_bind(true)
+                .push_bind(webhook.session_id.as_ref().map(SessionId::as_str))
+                .push_bind(&webhook.dedup_key)
+                .push_bind(**outcome)
+                .push_bind(&webhook.raw_body);
+        });
+        insert.build().persistent(false).execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    Ok(results)
+    Ok(Committed { outcomes, events })
 }
 
+/// Applies one webhook's refunds; its outcome (`applied`, `duplicate`, `stale`, …).
 async fn apply(
     conn: &mut SqliteConnection,
+    journal: &mut Entries,
     webhook: &VerifiedWebhook,
-) -> Result<(&'static str, Vec<RefundEvent>), sqlx::Error> {
-    let mut events = Vec::new();
-    let outcome = match (&webhook.action, &webhook.session_id) {
+) -> Result<&'static str, sqlx::Error> {
+    Ok(match (&webhook.action, &webhook.session_id) {
         (WebhookAction::Apply(refunds), Some(session)) => {
             let mut outcome = "duplicate";
             for refund in refunds {
-                let applied = apply_in(conn, session, refund, "webhook").await?;
-                events.extend(applied.event);
-                outcome = match (outcome, applied.outcome) {
+                let applied = apply_in(conn, journal, session, refund, "webhook").await?;
+                outcome = match (outcome, applied) {
                     (_, ApplyOutcome::Applied | ApplyOutcome::New) => "applied",
                     ("applied", _) => "applied",
                     (_, ApplyOutcome::Stale) => "stale",
@@ -148,17 +175,5 @@ async fn apply(
         }
         (WebhookAction::Apply(_), None) => "unreadable",
         (WebhookAction::Record(outcome), _) => *outcome,
-    };
-    sqlx::query(
-        "INSERT INTO webhooks (received_at, verified, session_id, dedup_key, outcome, raw_body)
-         VALUES (?, 1, ?, ?, ?, ?)",
-    )
-    .bind(now_ms())
-    .bind(webhook.session_id.as_ref().map(SessionId::as_str))
-    .bind(&webhook.dedup_key)
-    .bind(outcome)
-    .bind(&webhook.raw_body)
-    .execute(&mut *conn)
-    .await?;
-    Ok((outcome, events))
+    })
 }
