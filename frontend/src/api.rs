@@ -5,7 +5,6 @@
 //! keeps its idempotency key.
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
@@ -88,11 +87,8 @@ impl Client {
 
     /// `GET /api/payments/{id}`.
     pub async fn payment(&self) -> Result<PaymentView, ApiError> {
-        let url = self.url("");
-        let (_, view) = self
-            .with_token(|token| send_json(&url, "GET", token, None))
-            .await?;
-        Ok(view)
+        let (status, text) = self.call("", "GET", None).await?;
+        decode(status, &text)
     }
 
     /// `POST /api/payments/{id}/refunds`.
@@ -100,27 +96,21 @@ impl Client {
         &self,
         submission: &RefundSubmission,
     ) -> Result<(RefundView, Submitted), ApiError> {
-        let url = self.url("/refunds");
         let body =
             serde_json::to_string(submission).map_err(|_| ApiError::BadResponse { status: 0 })?;
-        let (status, view) = self
-            .with_token(|token| send_json(&url, "POST", token, Some(body.clone())))
-            .await?;
+        let (status, text) = self.call("/refunds", "POST", Some(body)).await?;
         let how = match status {
             200 => Submitted::Replayed,
             202 => Submitted::OutcomeUnknown,
             _ => Submitted::Created,
         };
-        Ok((view, how))
+        Ok((decode(status, &text)?, how))
     }
 
     /// `POST /api/payments/{id}/events/ticket`.
     pub async fn events_ticket(&self) -> Result<EventsTicket, ApiError> {
-        let url = self.url("/events/ticket");
-        let (_, ticket) = self
-            .with_token(|token| send_json(&url, "POST", token, None))
-            .await?;
-        Ok(ticket)
+        let (status, text) = self.call("/events/ticket", "POST", None).await?;
+        decode(status, &text)
     }
 
     fn events_url(&self, ticket: &str) -> String {
@@ -128,42 +118,39 @@ impl Client {
         self.url(&format!("/events?ticket={ticket}"))
     }
 
-    /// Runs `call` with the current token; on `token_expired`, waits for the host's new token
-    /// and runs it again.
-    async fn with_token<T, F, Fut>(&self, call: F) -> Result<T, ApiError>
-    where
-        F: Fn(String) -> Fut,
-        Fut: Future<Output = Result<T, ApiError>>,
-    {
+    /// Sends one request with the current token; on `token_expired`, waits for the host's new
+    /// token and sends it again. Answers a 2xx status and its body, or the proxy's error.
+    ///
+    /// Free of the answer's type on purpose: it is compiled once, and only [`decode`] is
+    /// compiled per type.
+    async fn call(
+        &self,
+        tail: &str,
+        method: &str,
+        body: Option<String>,
+    ) -> Result<(u16, String), ApiError> {
+        let url = self.url(tail);
         let mut renewals = 0;
         loop {
-            let result = call(self.token.current()).await;
-            match result {
-                Err(error)
-                    if error.code() == Some(ErrorCode::TokenExpired)
-                        && renewals < TOKEN_RENEWALS_PER_CALL =>
-                {
-                    renewals += 1;
-                    self.token.renewed().await;
-                }
-                other => return other,
+            let (status, text) = send(&url, method, self.token.current(), body.clone()).await?;
+            if (200..300).contains(&status) {
+                return Ok((status, text));
+            }
+            let error = match serde_json::from_str::<ErrorBody>(&text) {
+                Ok(body) => ApiError::Proxy { status, body },
+                Err(_) => ApiError::BadResponse { status },
+            };
+            if error.code() == Some(ErrorCode::TokenExpired) && renewals < TOKEN_RENEWALS_PER_CALL {
+                renewals += 1;
+                self.token.renewed().await;
+            } else {
+                return Err(error);
             }
         }
     }
 }
 
-/// Sends one request and reads the answer as `T` (2xx) or as the proxy's error body.
-async fn send_json<T: DeserializeOwned>(
-    url: &str,
-    method: &str,
-    token: String,
-    body: Option<String>,
-) -> Result<(u16, T), ApiError> {
-    let (status, text) = send(url, method, token, body).await?;
-    decode(status, &text)
-}
-
-/// The network half, kept free of `T` so it is compiled once rather than once per answer type.
+/// One request and its answer's status and text; any failure to get an answer is `Network`.
 async fn send(
     url: &str,
     method: &str,
@@ -196,17 +183,9 @@ async fn send(
     Ok((response.status(), text))
 }
 
-fn decode<T: DeserializeOwned>(status: u16, text: &str) -> Result<(u16, T), ApiError> {
-    if (200..300).contains(&status) {
-        serde_json::from_str(text)
-            .map(|value| (status, value))
-            .map_err(|_| ApiError::BadResponse { status })
-    } else {
-        match serde_json::from_str::<ErrorBody>(text) {
-            Ok(body) => Err(ApiError::Proxy { status, body }),
-            Err(_) => Err(ApiError::BadResponse { status }),
-        }
-    }
+/// A 2xx answer's body as `T`.
+fn decode<T: DeserializeOwned>(status: u16, text: &str) -> Result<T, ApiError> {
+    serde_json::from_str(text).map_err(|_| ApiError::BadResponse { status })
 }
 
 /// Resolves after `ms` milliseconds.
