@@ -81,56 +81,56 @@ impl Entries {
                 .execute(&mut *conn)
                 .await?;
         }
-        if self.events.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The writer connection is ours until commit, so nobody else takes a `seq` meanwhile;
-        // numbering here gives each event its `seq` without reading it back row by row.
-        let last: i64 = sqlx::query_scalar(
-            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
+        // Each event as it is stored (its row's JSON) and as it is published (seq still 0).
         let mut events = Vec::with_capacity(self.events.len());
-        let mut rows = Vec::with_capacity(self.events.len());
-        for (i, (at, row)) in self.events.into_iter().enumerate() {
-            let view = row.view();
+        for (at, row) in &self.events {
+            let refund = row.view();
             let json =
-                serde_json::to_string(&view).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                serde_json::to_string(&refund).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
             let session_id = SessionId::parse(&row.session_id)
                 .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-            let seq = last + 1 + i as i64;
-            rows.push((seq, at, json));
-            events.push(RefundEvent {
-                seq,
+            let event = RefundEvent {
+                seq: 0,
                 session_id,
-                refund: view,
-            });
+                refund,
+            };
+            events.push((*at, json, event));
         }
-        for (chunk, events) in rows
-            .chunks(ROWS_PER_INSERT)
-            .zip(events.chunks(ROWS_PER_INSERT))
-        {
-            let mut insert =
-                QueryBuilder::<Sqlite>::new("INSERT INTO events (seq, session_id, at, refund) ");
-            insert.push_values(
-                chunk.iter().zip(events),
-                |mut values, ((seq, at, json), e)| {
+        if let [(at, json, event)] = events.as_mut_slice() {
+            // The refund flow's case: one row, whose id is its `seq`.
+            event.seq = sqlx::query("INSERT INTO events (session_id, at, refund) VALUES (?, ?, ?)")
+                .bind(event.session_id.as_str())
+                .bind(*at)
+                .bind(&*json)
+                .execute(&mut *conn)
+                .await?
+                .last_insert_rowid();
+        } else if !events.is_empty() {
+            // The writer connection is ours until commit, so nobody else takes a `seq`
+            // meanwhile: numbered here, the rows need no reading back one by one.
+            let last: i64 = sqlx::query_scalar(
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            for (i, (_, _, event)) in events.iter_mut().enumerate() {
+                event.seq = last + 1 + i as i64;
+            }
+            for chunk in events.chunks(ROWS_PER_INSERT) {
+                let mut insert = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO events (seq, session_id, at, refund) ",
+                );
+                insert.push_values(chunk, |mut values, (at, json, event)| {
                     values
-                        .push_bind(*seq)
-                        .push_bind(e.session_id.as_str())
+                        .push_bind(event.seq)
+                        .push_bind(event.session_id.as_str())
                         .push_bind(*at)
                         .push_bind(json);
-                },
-            );
-            let single = chunk.len() == 1;
-            insert
-                .build()
-                .persistent(single)
-                .execute(&mut *conn)
-                .await?;
+                });
+                insert.build().persistent(false).execute(&mut *conn).await?;
+            }
         }
-        Ok(events)
+        Ok(events.into_iter().map(|(_, _, event)| event).collect())
     }
 }
 
