@@ -101,12 +101,18 @@ pub fn wasm_bindgen_version() -> Result<String> {
 pub fn run(browser: bool) -> Result {
     stage("wasm32 target", ensure_wasm_target)?;
     stage("trunk", || {
-        ensure_cargo_tool("trunk", "trunk", TRUNK_VERSION, true)
+        // Without `update_check`: trunk asks crates.io for news on every build otherwise.
+        ensure_cargo_tool(
+            "trunk",
+            "trunk",
+            TRUNK_VERSION,
+            &["--locked", "--no-default-features", "--features", "rustls"],
+        )
     })?;
     stage("wasm-bindgen-cli", || {
         let version = wasm_bindgen_version()?;
         // `--locked` fails here on a crate the registry does not have yet (toolchain.md).
-        ensure_cargo_tool("wasm-bindgen", "wasm-bindgen-cli", &version, false)
+        ensure_cargo_tool("wasm-bindgen", "wasm-bindgen-cli", &version, &[])
     })?;
     stage("wasm-opt (npm binaryen)", ensure_binaryen)?;
     if browser {
@@ -132,16 +138,22 @@ fn ensure_wasm_target() -> Result {
     run_cmd("rustup", &["target", "add", "wasm32-unknown-unknown"], &[])
 }
 
-fn ensure_cargo_tool(program: &str, krate: &str, version: &str, locked: bool) -> Result {
+/// Tools are built for build speed, not run speed: trunk's own release profile (fat LTO, one
+/// codegen unit) costs a fresh 2-core machine most of the install time for nothing we notice.
+const FAST_INSTALL_PROFILE: [(&str, &str); 3] = [
+    ("CARGO_PROFILE_RELEASE_LTO", "false"),
+    ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
+    ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1"),
+];
+
+fn ensure_cargo_tool(program: &str, krate: &str, version: &str, extra: &[&str]) -> Result {
     if version_of(program).is_some_and(|v| v.split_whitespace().any(|w| w == version)) {
         println!("    {program} {version} already installed");
         return Ok(());
     }
     let mut args = vec!["install", krate, "--version", version, "--force"];
-    if locked {
-        args.push("--locked");
-    }
-    cargo(&args, &[])
+    args.extend_from_slice(extra);
+    cargo(&args, &FAST_INSTALL_PROFILE)
 }
 
 fn ensure_binaryen() -> Result {
