@@ -95,7 +95,12 @@ async fn run() -> Result<((Duration, Duration), (Duration, Duration)), String> {
         let _ = axum::serve(host, app).await;
     });
 
+    let at = std::time::Instant::now();
     let browser = Browser::start().await.map_err(|e| e.to_string())?;
+    eprintln!(
+        "bench: browser started in {:.1} s",
+        at.elapsed().as_secs_f64()
+    );
     let result = async {
         let cold = loads(&browser, &host_origin, true).await?;
         let warm = loads(&browser, &host_origin, false).await?;
@@ -143,6 +148,17 @@ async fn loads(
 /// One navigation; the mark's and DOMContentLoaded's times since navigation start.
 async fn load_once(browser: &Browser, url: &str) -> Result<(Duration, Duration), String> {
     let client = &browser.client;
+    // Leave the previous load the way a host page does: unmounting closes the widget's event
+    // stream. Under chromedriver, Chromium keeps a left page's streams open (back/forward
+    // cache), and after six of them every request to the proxy queues behind them.
+    client
+        .execute(
+            "document.querySelectorAll('[data-sg-refund]')
+               .forEach((e) => window.sgRefund && window.sgRefund.unmount(e));",
+            vec![],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     client
         .goto("about:blank")
         .await
@@ -163,8 +179,18 @@ async fn load_once(browser: &Browser, url: &str) -> Result<(Duration, Duration),
             return Ok((ms(mark), ms(dcl)));
         }
         if started.elapsed() > LOAD_LIMIT {
+            // Say what the page shows instead, so a failure here can be acted on.
+            let seen = client
+                .execute(
+                    "const w = document.querySelector('[data-sg-refund]');
+                     return location.href + ' | ' + (w ? w.innerText.slice(0, 200) : 'no widget element');",
+                    vec![],
+                )
+                .await
+                .map(|v| v.as_str().unwrap_or_default().replace('\n', " "))
+                .unwrap_or_default();
             return Err(format!(
-                "the widget never set `sg-refund:interactive` within {LOAD_LIMIT:?}"
+                "the widget never set `sg-refund:interactive` within {LOAD_LIMIT:?} (page: {seen})"
             ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
