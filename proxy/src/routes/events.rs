@@ -83,8 +83,10 @@ async fn stream(
             Err(e) => tracing::error!(error = %e, "event backlog unavailable"),
         }
     }
+    let replayed = backlog.last().map_or(last_seen, |e| e.seq);
     let follow = Follow {
-        last: backlog.last().map_or(last_seen, |e| e.seq),
+        last: replayed,
+        replayed,
         pending: backlog.iter().map(frame).collect::<Vec<_>>().into_iter(),
         live,
         session,
@@ -109,6 +111,12 @@ struct Follow {
     live: Receiver<Arc<LiveEvent>>,
     /// The newest `seq` sent: the catch-up point if the stream falls behind.
     last: i64,
+    /// Every event up to this `seq` was sent from the ledger (replay, catch-up); live copies
+    /// of them are skipped. Above it, each live event of the payment is sent once, even when
+    /// it arrives after a newer one: commits publish after they finish, so two writers'
+    /// events can reach the broadcast out of `seq` order, and dropping the older one would
+    /// hide a refund change until the widget reconnects.
+    replayed: i64,
     session: SessionId,
     ledger: Ledger,
     /// Frames read from the ledger (replay, catch-up) not yet sent; usually empty.
@@ -131,8 +139,8 @@ impl Follow {
         loop {
             match tokio::time::timeout(KEEP_ALIVE, self.live.recv()).await {
                 Err(_) => return Some(Bytes::from_static(KEEP_ALIVE_FRAME)),
-                Ok(Ok(event)) if event.session_id == self.session && event.seq > self.last => {
-                    self.last = event.seq;
+                Ok(Ok(event)) if event.session_id == self.session && event.seq > self.replayed => {
+                    self.last = self.last.max(event.seq);
                     return Some(event.frame.clone());
                 }
                 Ok(Ok(_)) => {}
@@ -143,6 +151,7 @@ impl Follow {
                     match backlog.await {
                         Ok(events) => {
                             self.last = events.last().map_or(self.last, |e| e.seq);
+                            self.replayed = self.last;
                             self.pending = events.iter().map(frame).collect::<Vec<_>>().into_iter();
                             if let Some(frame) = self.pending.next() {
                                 return Some(frame);
@@ -154,5 +163,64 @@ impl Follow {
                 Ok(Err(RecvError::Closed)) => return None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::broadcast;
+
+    fn live(seq: i64, session: &SessionId) -> Arc<LiveEvent> {
+        Arc::new(LiveEvent {
+            seq,
+            session_id: session.clone(),
+            frame: Bytes::from(format!("id: {seq}\n\n")),
+        })
+    }
+
+    type Rig = (
+        Follow,
+        broadcast::Sender<Arc<LiveEvent>>,
+        SessionId,
+        tempfile::TempDir,
+    );
+
+    async fn follow(replayed: i64) -> Rig {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))
+            .await
+            .expect("a ledger");
+        let (sender, receiver) = broadcast::channel(16);
+        let session = SessionId::parse("ps_order_test").expect("a session id");
+        let follow = Follow {
+            live: receiver,
+            last: replayed,
+            replayed,
+            session: session.clone(),
+            ledger,
+            pending: Vec::new().into_iter(),
+        };
+        (follow, sender, session, dir)
+    }
+
+    #[tokio::test]
+    async fn an_older_event_arriving_after_a_newer_one_is_still_sent() {
+        let (mut follow, sender, session, _dir) = follow(0).await;
+        sender.send(live(5, &session)).unwrap();
+        sender.send(live(4, &session)).unwrap();
+        assert_eq!(follow.next().await.unwrap(), "id: 5\n\n");
+        assert_eq!(follow.next().await.unwrap(), "id: 4\n\n");
+    }
+
+    #[tokio::test]
+    async fn live_copies_of_replayed_events_and_other_payments_are_skipped() {
+        let (mut follow, sender, session, _dir) = follow(3).await;
+        let other = SessionId::parse("ps_other").unwrap();
+        sender.send(live(2, &session)).unwrap();
+        sender.send(live(3, &session)).unwrap();
+        sender.send(live(6, &other)).unwrap();
+        sender.send(live(7, &session)).unwrap();
+        assert_eq!(follow.next().await.unwrap(), "id: 7\n\n");
     }
 }
