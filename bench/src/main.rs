@@ -3,11 +3,12 @@
 //! Started again as `bench serve …` or `bench bare-serve …`, it is one of the servers under
 //! test instead (see `bench::servers`).
 
+use std::future::Future;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use bench::machine::Machine;
-use bench::report::Report;
+use bench::report::{Report, Row};
 use bench::{fanout, ingest, overhead, servers, signing_cost, start, weight, workspace_root};
 
 fn main() -> ExitCode {
@@ -29,32 +30,32 @@ fn main() -> ExitCode {
     }
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     runtime.block_on(async {
-        let at = Instant::now();
-        if wanted("start") {
-            rows.extend(start::measure(&mut notes).await);
-        }
-        eprintln!("bench: widget start in {:.1} s", at.elapsed().as_secs_f64());
-        let at = Instant::now();
-        if wanted("overhead") {
-            rows.extend(overhead::measure(&mut notes).await);
-        }
-        eprintln!(
-            "bench: proxy overhead in {:.1} s",
-            at.elapsed().as_secs_f64()
+        // Each future is only polled (so only runs) when its section is wanted.
+        rows.extend(section("widget start", wanted("start"), start::measure(&mut notes)).await);
+        rows.extend(
+            section(
+                "proxy overhead",
+                wanted("overhead"),
+                overhead::measure(&mut notes),
+            )
+            .await,
         );
-        let at = Instant::now();
-        if wanted("ingest") {
-            rows.extend(ingest::measure(&mut notes).await);
-        }
-        eprintln!(
-            "bench: webhook ingest in {:.1} s",
-            at.elapsed().as_secs_f64()
+        rows.extend(
+            section(
+                "webhook ingest",
+                wanted("ingest"),
+                ingest::measure(&mut notes),
+            )
+            .await,
         );
-        let at = Instant::now();
-        if wanted("fanout") {
-            rows.extend(fanout::measure(&mut notes).await);
-        }
-        eprintln!("bench: live fan-out in {:.1} s", at.elapsed().as_secs_f64());
+        rows.extend(
+            section(
+                "live fan-out",
+                wanted("fanout"),
+                fanout::measure(&mut notes),
+            )
+            .await,
+        );
     });
     drop(runtime);
     // Measured in the order that keeps the machine quiet; shown in the order.
@@ -80,6 +81,17 @@ fn main() -> ExitCode {
     }
     println!("written to {}", path.display());
     ExitCode::SUCCESS
+}
+
+/// An async section: measured and timed when wanted, skipped (never polled) otherwise.
+async fn section(name: &str, wanted: bool, measure: impl Future<Output = Vec<Row>>) -> Vec<Row> {
+    if !wanted {
+        return Vec::new();
+    }
+    let at = Instant::now();
+    let rows = measure.await;
+    eprintln!("bench: {name} in {:.1} s", at.elapsed().as_secs_f64());
+    rows
 }
 
 fn stage(name: &str, f: impl FnOnce()) {
