@@ -140,6 +140,10 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
             "The refund service is temporarily unavailable. Try again in a minute.",
             "Сервис возвратов временно недоступен. Попробуйте через минуту.",
         ),
+        LedgerUnavailable => (
+            "The refund could not be recorded, so nothing was sent to the payment provider. Try again in a few minutes; if it persists, contact support.",
+            "Возврат не удалось записать, поэтому платёжному провайдеру ничего не отправлено. Попробуйте через несколько минут; если повторится, обратитесь в поддержку.",
+        ),
     };
     tr(locale, en, ru)
 }

@@ -76,6 +76,12 @@ pub enum ApiError {
     /// 503 `unavailable`; the detail is logged, not sent.
     #[error("the refund ledger is unavailable")]
     Unavailable(String),
+    /// 503 `ledger_unavailable`: the ledger cannot write (disk full, read-only, I/O error), so
+    /// nothing is sent to Smart Glocal and nothing is acknowledged; the detail is logged.
+    #[error(
+        "the refund ledger cannot record anything right now; nothing was sent, try again later"
+    )]
+    LedgerUnavailable(String),
 }
 
 fn rule_message(code: ErrorCode) -> &'static str {
@@ -140,7 +146,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         UpstreamUnavailable | UpstreamBadResponse => StatusCode::BAD_GATEWAY,
         UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Unavailable | LedgerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -173,6 +179,7 @@ impl ApiError {
             ApiError::SignatureInvalid => ErrorCode::SignatureInvalid,
             ApiError::Internal(_) => ErrorCode::Internal,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::LedgerUnavailable(_) => ErrorCode::LedgerUnavailable,
         }
     }
 
@@ -183,11 +190,10 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                ApiError::Unavailable(error.to_string())
-            }
-            other => ApiError::Internal(other.to_string()),
+        if crate::ledger::is_storage_fault(&error) {
+            ApiError::LedgerUnavailable(error.to_string())
+        } else {
+            ApiError::Internal(error.to_string())
         }
     }
 }
@@ -197,7 +203,9 @@ impl IntoResponse for ApiError {
         let code = self.code();
         let status = status_of(code);
         match &self {
-            ApiError::Internal(detail) | ApiError::Unavailable(detail) => {
+            ApiError::Internal(detail)
+            | ApiError::Unavailable(detail)
+            | ApiError::LedgerUnavailable(detail) => {
                 tracing::error!(code = %code.name(), %detail, "request failed")
             }
             ApiError::Upstream(detail) => {

@@ -240,6 +240,7 @@ pub async fn run_until(
     }
     state.publish_all(interrupted);
     let reconciler = reconcile::spawn(state.clone());
+    let ledger_watch = reconcile::watch_ledger(state.clone());
     tracing::info!(address = %listener.local_addr()?, project = %state.config.project, "proxy listening");
     // `into_make_service`: each connection shares the router. Served as a plain `Router`,
     // axum would deep-clone every route (and the state in each) per connection: about 40 KB
@@ -248,6 +249,7 @@ pub async fn run_until(
         .with_graceful_shutdown(shutdown)
         .await;
     reconciler.abort();
+    ledger_watch.abort();
     state.ledger.close().await;
     Ok(served?)
 }

@@ -137,6 +137,41 @@ impl Metrics {
     }
 }
 
+/// The ledger's storage health: whether it can write, faults and recoveries so far.
+pub fn render_ledger(out: &mut String, counts: crate::ledger::HealthCounts) {
+    let families = [
+        (
+            "proxy_ledger_writable",
+            "gauge",
+            "1 while the ledger can write, 0 during a storage fault.",
+            u64::from(counts.writable),
+        ),
+        (
+            "proxy_ledger_faults_total",
+            "counter",
+            "Storage faults: times the ledger went from writable to not.",
+            counts.faults,
+        ),
+        (
+            "proxy_ledger_recoveries_total",
+            "counter",
+            "Recoveries from a storage fault.",
+            counts.recoveries,
+        ),
+        (
+            "proxy_ledger_failed_writes_total",
+            "counter",
+            "Write transactions refused by a storage fault (nothing of them is on disk).",
+            counts.failed_writes,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
 fn escape(label: &str) -> String {
     label
         .replace('\\', "\\\\")

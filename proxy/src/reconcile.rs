@@ -8,6 +8,10 @@
 //! refund after `reconcile_max_polls` polls is marked `failed`. Polls back off exponentially.
 //! On start, attempts a previous process left `pending` become `unknown` first, so a
 //! `kill -9` at any point loses nothing.
+//!
+//! Through a storage fault, [`watch_ledger`] probes the ledger until it can write again, then
+//! settles every payment that had an attempt in flight from Smart Glocal's own record: an
+//! attempt whose answer could not be written is not left waiting for its back-off.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,6 +24,8 @@ use crate::AppState;
 
 /// Longest wait between two polls of one refund.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How often a ledger that cannot write is probed (recovery needs no traffic).
+const FAULT_PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Runs [`tick`] every `reconcile_interval` until the task is aborted.
 pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
@@ -29,6 +35,59 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
             tokio::time::sleep(state.config.reconcile_interval).await;
         }
     })
+}
+
+/// Probes the ledger while it cannot write; on each recovery, reconciles at once every payment
+/// with an attempt in flight. Runs until aborted.
+pub fn watch_ledger(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut recoveries = state.ledger.health().recoveries();
+        loop {
+            tokio::time::sleep(FAULT_PROBE_INTERVAL).await;
+            if !state.ledger.health().is_writable() {
+                // A failure is already counted and logged by the ledger.
+                let _ = state.ledger.probe().await;
+            }
+            if recoveries.has_changed().unwrap_or(false) {
+                recoveries.mark_unchanged();
+                if let Err(e) = in_flight(&state).await {
+                    tracing::error!(error = %e, "reconciliation after the storage fault failed; the regular passes will retry");
+                }
+            }
+        }
+    })
+}
+
+/// Reconciles now, whatever their back-off, every payment with an attempt `pending` or
+/// `unknown`; payments a request is working on are left to it.
+pub async fn in_flight(state: &AppState) -> Result<(), sqlx::Error> {
+    for session in state.ledger.sessions_in_flight().await? {
+        let Ok(session) = SessionId::parse(&session) else {
+            continue;
+        };
+        let Some(_guard) = state.locks.try_lock(&session) else {
+            continue;
+        };
+        // Holding the payment's lock, no request is sending on it: `pending` here is an
+        // answer that could not be recorded.
+        let events = state.ledger.orphaned_to_unknown(&session).await?;
+        state.publish_all(events);
+        let rows: Vec<RefundRow> = state
+            .ledger
+            .rows_for_session(&session)
+            .await?
+            .into_iter()
+            .filter(|row| {
+                matches!(
+                    row.state(),
+                    RefundState::Unknown | RefundState::Pending | RefundState::InProgress
+                )
+            })
+            .collect();
+        tracing::info!(session_id = %session, attempts = rows.len(), "reconciling a payment that was in flight during the storage fault");
+        reconcile_session(state, &session, &rows).await?;
+    }
+    Ok(())
 }
 
 fn next_poll_at(state: &AppState, polls: i64) -> i64 {

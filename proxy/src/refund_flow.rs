@@ -7,7 +7,9 @@
 //! 3. A fresh `session/status`, merged with the ledger's unresolved attempts, decides what
 //!    remains; `PaymentView::check_refund` applies the same rules the widget shows.
 //! 4. The attempt is recorded `pending` with the refund ids that exist before the call,
-//!    BEFORE the signed `session/refund` is sent.
+//!    BEFORE the signed `session/refund` is sent. A ledger that cannot write answers
+//!    `503 ledger_unavailable` and nothing is sent; a commit counts only once SQLite says the
+//!    transaction ended (see `ledger::writer`).
 //! 5. The answer: a new refund id → `in_progress` (201); `status: error` → `failed` (422);
 //!    connection refused → `failed` (502); anything else → `unknown` (202), never retried,
 //!    resolved by [`crate::reconcile`].
@@ -212,6 +214,11 @@ async fn decide_and_send(
         .await?
     {
         return replay(&row, hash);
+    }
+    // Known unable to write: not even a look at Smart Glocal. (Should the fault be new, the
+    // attempt's insert below fails instead, still before anything is sent.)
+    if let Some(fault) = state.ledger.health().last_fault() {
+        return Err(ApiError::LedgerUnavailable(fault));
     }
     let upstream = state.upstream.status(session).await.map_err(status_error)?;
     let rows = state.ledger.rows_for_session(session).await?;

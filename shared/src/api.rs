@@ -106,6 +106,9 @@ pub enum ErrorCode {
     Internal,
     /// Storage unreachable. 503.
     Unavailable,
+    /// The ledger cannot record anything right now (disk full, read-only, I/O error): nothing
+    /// was sent to Smart Glocal, so trying again later is safe. 503.
+    LedgerUnavailable,
 }
 
 impl ErrorCode {

@@ -141,6 +141,7 @@ fn every_code_has_an_english_and_a_different_russian_sentence() {
         SignatureInvalid,
         Internal,
         Unavailable,
+        LedgerUnavailable,
     ];
     for code in all {
         let en = error_message(code, Locale::En);

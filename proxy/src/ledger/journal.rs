@@ -264,20 +264,24 @@ impl Ledger {
         reason: &str,
     ) -> Result<(), sqlx::Error> {
         let kept = &raw_body[..raw_body.len().min(REJECTED_BODY_KEPT)];
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO rejected_webhooks (received_at, verified, reason, raw_body) VALUES (?, 0, ?, ?)")
-            .bind(now_ms())
-            .bind(reason)
-            .bind(kept)
+        let mut tx = self.write().await?;
+        let result = async {
+            sqlx::query("INSERT INTO rejected_webhooks (received_at, verified, reason, raw_body) VALUES (?, 0, ?, ?)")
+                .bind(now_ms())
+                .bind(reason)
+                .bind(kept)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "DELETE FROM rejected_webhooks WHERE id <= (SELECT MAX(id) FROM rejected_webhooks) - ?",
+            )
+            .bind(REJECTED_WEBHOOKS_KEPT)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "DELETE FROM rejected_webhooks WHERE id <= (SELECT MAX(id) FROM rejected_webhooks) - ?",
-        )
-        .bind(REJECTED_WEBHOOKS_KEPT)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await
+            Ok(())
+        }
+        .await;
+        tx.finish(result).await
     }
 
     /// `(verified webhooks, rejected webhooks)` stored, for tests and operators.

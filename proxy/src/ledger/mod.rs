@@ -12,14 +12,17 @@
 //!   go backwards, matching Smart Glocal's refunds to attempts.
 //! - [`journal`]: events (for SSE replay), history, webhooks received, CSV export.
 //! - [`webhooks`]: verified webhooks applied and recorded with one commit per batch.
+//! - [`writer`]: write transactions that fail closed, and the ledger's [`Health`].
 
 mod journal;
 mod refunds;
 mod webhooks;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use shared::api::{RefundReason, RefundState, RefundView};
 use shared::{Currency, Money, RefundId, Timestamp};
@@ -29,12 +32,18 @@ use sqlx::SqlitePool;
 pub use journal::ExportRow;
 pub use refunds::{Applied, ApplyOutcome, Change, Inserted, NewAttempt};
 pub use webhooks::{VerifiedWebhook, WebhookAction, WebhookWriter};
+pub use writer::{is_storage_fault, Health, HealthCounts};
+
+use writer::WriteTx;
 
 /// Embedded at build time; applied by [`Ledger::open`].
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Read-only connections for look-ups; two keep a slow export from blocking the others.
 const READERS: u32 = 2;
+
+/// Readiness probes write at most this often; `/readyz` in between answers from [`Health`].
+const PROBE_EVERY: Duration = Duration::from_millis(500);
 
 /// Handle to the ledger; cheap to clone.
 #[derive(Clone, Debug)]
@@ -43,6 +52,8 @@ pub struct Ledger {
     pool: SqlitePool,
     /// Look-ups outside any transaction: snapshots of what is committed.
     readers: SqlitePool,
+    health: Arc<Health>,
+    last_probe: Arc<Mutex<Option<Instant>>>,
 }
 
 /// Milliseconds since the Unix epoch, the ledger's clock.
@@ -67,6 +78,23 @@ impl Ledger {
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(10))
+            // A writer that SQLite could only open read-only is no writer: refused, so the
+            // pool tries again (and fails closed) until the file is writable.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    if writer::is_writable(conn).await? {
+                        Ok(())
+                    } else {
+                        Err(sqlx::Error::Io(std::io::Error::new(
+                            std::io::ErrorKind::PermissionDenied,
+                            "the ledger file can only be opened read-only",
+                        )))
+                    }
+                })
+            })
+            // Every connection handed back is checked with SQLite itself: still inside a
+            // transaction after a rollback means closed, never reused.
+            .after_release(|conn, _| Box::pin(writer::reset(conn)))
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
@@ -74,17 +102,54 @@ impl Ledger {
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
             .acquire_timeout(Duration::from_secs(10))
+            .after_release(|conn, _| Box::pin(writer::reset(conn)))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { pool, readers })
+        Ok(Self {
+            pool,
+            readers,
+            health: Arc::default(),
+            last_probe: Arc::default(),
+        })
     }
 
-    /// Whether the database answers (`/readyz`).
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1")
-            .execute(&self.readers)
+    /// A write transaction on the writer connection (see [`writer`]).
+    async fn write(&self) -> Result<WriteTx<'_>, sqlx::Error> {
+        WriteTx::begin(&self.pool, &self.health).await
+    }
+
+    /// Whether the ledger can write, as its last write found it.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Whether the ledger can write now (`/readyz`): the last write's outcome, checked by a
+    /// tiny write of its own at most every [`PROBE_EVERY`].
+    pub async fn probe(&self) -> Result<(), sqlx::Error> {
+        let due = {
+            let mut last = self.last_probe.lock().unwrap_or_else(|p| p.into_inner());
+            let due = last.is_none_or(|at| at.elapsed() >= PROBE_EVERY);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            let mut tx = self.write().await?;
+            let result = sqlx::query(
+                "INSERT INTO heartbeat (id, at) VALUES (1, ?)
+                 ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+            )
+            .bind(now_ms())
+            .execute(&mut *tx)
             .await
-            .map(|_| ())
+            .map(|_| ());
+            tx.finish(result).await?;
+        }
+        match self.health.last_fault() {
+            Some(fault) => Err(sqlx::Error::Io(std::io::Error::other(fault))),
+            None => Ok(()),
+        }
     }
 
     pub async fn close(&self) {

@@ -171,53 +171,9 @@ impl Ledger {
     /// the "no other pending attempt on this payment" check are the database-level guard
     /// behind the in-process per-payment lock.
     pub async fn insert_attempt(&self, attempt: &NewAttempt) -> Result<Inserted, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let existing: Option<RefundRow> =
-            sqlx::query_as(&format!("{SELECT} WHERE idempotency_key = ?"))
-                .bind(&attempt.idempotency_key)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(row) = existing {
-            return Ok(Inserted::Existing(row));
-        }
-        let pending: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM refunds WHERE session_id = ? AND state = 'pending'",
-        )
-        .bind(attempt.session_id.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-        if pending > 0 {
-            return Ok(Inserted::InFlight);
-        }
-        let now = now_ms();
-        let row: RefundRow = sqlx::query_as(
-            "INSERT INTO refunds (attempt_id, session_id, origin, agent, amount, currency, full_refund, reason,
-                note, idempotency_key, request_hash, refunds_before, state, created_at, updated_at)
-             VALUES (?, ?, 'proxy', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING *",
-        )
-        .bind(&attempt.attempt_id)
-        .bind(attempt.session_id.as_str())
-        .bind(&attempt.agent)
-        .bind(attempt.amount.amount as i64)
-        .bind(attempt.amount.currency.code())
-        .bind(attempt.full_refund)
-        .bind(&attempt.reason)
-        .bind(&attempt.note)
-        .bind(&attempt.idempotency_key)
-        .bind(&attempt.request_hash)
-        .bind(serde_json::to_string(&attempt.refunds_before).unwrap_or_else(|_| "[]".into()))
-        .bind(now)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let mut journal = Entries::default();
-        journal.history(&row, "requested", attempt.note.as_deref());
-        journal.event(&row);
-        let event = journal.write(&mut tx).await?.pop();
-        tx.commit().await?;
-        let event =
-            event.ok_or_else(|| sqlx::Error::Protocol("no event for a new attempt".into()))?;
-        Ok(Inserted::New(row, event))
+        let mut tx = self.write().await?;
+        let result = insert_attempt_in(&mut tx, attempt).await;
+        tx.finish(result).await
     }
 
     /// Applies `change` to the row `key` if it moves forward: the row as it now is, and the
@@ -227,13 +183,16 @@ impl Ledger {
         key: i64,
         change: Change,
     ) -> Result<(RefundRow, Option<RefundEvent>), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let row = row_by_key(&mut tx, key).await?;
-        let mut journal = Entries::default();
-        let changed = change_row(&mut tx, &mut journal, &row, &change).await?;
-        let event = journal.write(&mut tx).await?.pop();
-        tx.commit().await?;
-        Ok((changed.unwrap_or(row), event))
+        let mut tx = self.write().await?;
+        let result = async {
+            let row = row_by_key(&mut tx, key).await?;
+            let mut journal = Entries::default();
+            let changed = change_row(&mut tx, &mut journal, &row, &change).await?;
+            let event = journal.write(&mut tx).await?.pop();
+            Ok((changed.unwrap_or(row), event))
+        }
+        .await;
+        tx.finish(result).await
     }
 
     /// Applies one of Smart Glocal's refunds of `session` as reported by a webhook or by
@@ -246,35 +205,74 @@ impl Ledger {
         refund: &sg::Refund,
         source: &'static str,
     ) -> Result<Applied, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let mut journal = Entries::default();
-        let outcome = apply_in(&mut tx, &mut journal, session, refund, source).await?;
-        let event = journal.write(&mut tx).await?.pop();
-        tx.commit().await?;
-        Ok(Applied { outcome, event })
+        let mut tx = self.write().await?;
+        let result = async {
+            let mut journal = Entries::default();
+            let outcome = apply_in(&mut tx, &mut journal, session, refund, source).await?;
+            let event = journal.write(&mut tx).await?.pop();
+            Ok(Applied { outcome, event })
+        }
+        .await;
+        tx.finish(result).await
     }
 
     /// Attempts left `pending` by a process that died between recording and answering: their
     /// outcome is unknown until reconciliation looks.
     pub async fn resume_interrupted(&self) -> Result<Vec<RefundEvent>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let rows: Vec<RefundRow> =
-            sqlx::query_as(&format!("{SELECT} WHERE state = 'pending' ORDER BY key"))
-                .fetch_all(&mut *tx)
-                .await?;
-        let mut journal = Entries::default();
-        for row in rows {
-            let change = Change {
-                state: Some(RefundState::Unknown),
-                kind: "interrupted",
-                detail: Some("the proxy stopped before Smart Glocal answered".into()),
-                ..Change::default()
-            };
-            change_row(&mut tx, &mut journal, &row, &change).await?;
+        self.pending_to_unknown(None, "the proxy stopped before Smart Glocal answered")
+            .await
+    }
+
+    /// Attempts of `session` still `pending` while no request holds the payment (the caller
+    /// does): a request that could not record Smart Glocal's answer left them so. Unknown now,
+    /// for reconciliation to settle from Smart Glocal's own record.
+    pub async fn orphaned_to_unknown(
+        &self,
+        session: &SessionId,
+    ) -> Result<Vec<RefundEvent>, sqlx::Error> {
+        self.pending_to_unknown(
+            Some(session),
+            "the ledger could not record Smart Glocal's answer",
+        )
+        .await
+    }
+
+    /// Payments with an attempt whose outcome is not recorded yet (`pending` or `unknown`).
+    pub async fn sessions_in_flight(&self) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT session_id FROM refunds WHERE state IN ('pending', 'unknown') ORDER BY session_id",
+        )
+        .fetch_all(&self.readers)
+        .await
+    }
+
+    async fn pending_to_unknown(
+        &self,
+        session: Option<&SessionId>,
+        detail: &str,
+    ) -> Result<Vec<RefundEvent>, sqlx::Error> {
+        let mut tx = self.write().await?;
+        let result = async {
+            let rows: Vec<RefundRow> = sqlx::query_as(&format!(
+                "{SELECT} WHERE state = 'pending' AND (?1 IS NULL OR session_id = ?1) ORDER BY key"
+            ))
+            .bind(session.map(SessionId::as_str))
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut journal = Entries::default();
+            for row in rows {
+                let change = Change {
+                    state: Some(RefundState::Unknown),
+                    kind: "interrupted",
+                    detail: Some(detail.to_owned()),
+                    ..Change::default()
+                };
+                change_row(&mut tx, &mut journal, &row, &change).await?;
+            }
+            journal.write(&mut tx).await
         }
-        let events = journal.write(&mut tx).await?;
-        tx.commit().await?;
-        Ok(events)
+        .await;
+        tx.finish(result).await
     }
 
     /// Rows reconciliation should look at now: `unknown` attempts, `pending` ones older than
@@ -304,14 +302,67 @@ impl Ledger {
 
     /// Counts one more poll of `key` and when the next may happen.
     pub async fn note_poll(&self, key: i64, next_poll_at: i64) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(
+        let mut tx = self.write().await?;
+        let result = sqlx::query_scalar(
             "UPDATE refunds SET polls = polls + 1, next_poll_at = ? WHERE key = ? RETURNING polls",
         )
         .bind(next_poll_at)
         .bind(key)
-        .fetch_one(&self.pool)
-        .await
+        .fetch_one(&mut *tx)
+        .await;
+        tx.finish(result).await
     }
+}
+
+/// [`Ledger::insert_attempt`] inside the caller's transaction.
+async fn insert_attempt_in(
+    tx: &mut SqliteConnection,
+    attempt: &NewAttempt,
+) -> Result<Inserted, sqlx::Error> {
+    let existing: Option<RefundRow> =
+        sqlx::query_as(&format!("{SELECT} WHERE idempotency_key = ?"))
+            .bind(&attempt.idempotency_key)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some(row) = existing {
+        return Ok(Inserted::Existing(row));
+    }
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM refunds WHERE session_id = ? AND state = 'pending'",
+    )
+    .bind(attempt.session_id.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    if pending > 0 {
+        return Ok(Inserted::InFlight);
+    }
+    let now = now_ms();
+    let row: RefundRow = sqlx::query_as(
+        "INSERT INTO refunds (attempt_id, session_id, origin, agent, amount, currency, full_refund, reason,
+            note, idempotency_key, request_hash, refunds_before, state, created_at, updated_at)
+         VALUES (?, ?, 'proxy', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING *",
+    )
+    .bind(&attempt.attempt_id)
+    .bind(attempt.session_id.as_str())
+    .bind(&attempt.agent)
+    .bind(attempt.amount.amount as i64)
+    .bind(attempt.amount.currency.code())
+    .bind(attempt.full_refund)
+    .bind(&attempt.reason)
+    .bind(&attempt.note)
+    .bind(&attempt.idempotency_key)
+    .bind(&attempt.request_hash)
+    .bind(serde_json::to_string(&attempt.refunds_before).unwrap_or_else(|_| "[]".into()))
+    .bind(now)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut journal = Entries::default();
+    journal.history(&row, "requested", attempt.note.as_deref());
+    journal.event(&row);
+    let event = journal.write(tx).await?.pop();
+    let event = event.ok_or_else(|| sqlx::Error::Protocol("no event for a new attempt".into()))?;
+    Ok(Inserted::New(row, event))
 }
 
 /// Applies one upstream refund inside the caller's transaction (see

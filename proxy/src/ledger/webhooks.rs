@@ -10,11 +10,12 @@
 use shared::api::RefundEvent;
 use shared::smart_glocal as sg;
 use shared::SessionId;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::journal::{Entries, ROWS_PER_INSERT};
 use super::refunds::{apply_in, ApplyOutcome};
+use super::writer::is_storage_fault;
 use super::{now_ms, Ledger};
 
 /// Webhooks taken into one transaction at most: enough to share a sync among everything a
@@ -71,21 +72,31 @@ impl Ledger {
     /// order, before the webhooks of that commit are answered.
     pub fn webhook_writer(&self, publish: impl Fn(RefundEvent) + Send + 'static) -> WebhookWriter {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(self.pool.clone(), queue, publish));
+        tokio::spawn(run(self.clone(), queue, publish));
         WebhookWriter { jobs }
     }
 }
 
-async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, publish: impl Fn(RefundEvent)) {
+async fn run(ledger: Ledger, mut queue: mpsc::Receiver<Job>, publish: impl Fn(RefundEvent)) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match commit(&pool, &batch).await {
+        match commit(&ledger, &batch).await {
             Ok(committed) => answer(batch.drain(..), committed, &publish),
+            Err(e) if is_storage_fault(&e) => {
+                // Nothing of the batch is on disk: every sender hears so (503, and Smart
+                // Glocal sends it again later); retrying one by one would only fail again.
+                tracing::warn!(error = %e, webhooks = batch.len(), "webhook batch not recorded: the ledger cannot write");
+                for job in batch.drain(..) {
+                    let _ = job
+                        .done
+                        .send(Err(sqlx::Error::Io(std::io::Error::other(e.to_string()))));
+                }
+            }
             Err(e) if batch.len() > 1 => {
                 // One webhook the database refuses must not fail the others: each alone.
                 tracing::warn!(error = %e, webhooks = batch.len(), "webhook batch failed; retrying one by one");
                 for job in batch.drain(..) {
-                    match commit(&pool, std::slice::from_ref(&job)).await {
+                    match commit(&ledger, std::slice::from_ref(&job)).await {
                         Ok(committed) => answer(std::iter::once(job), committed, &publish),
                         Err(e) => {
                             let _ = job.done.send(Err(e));
@@ -119,14 +130,20 @@ fn answer(jobs: impl Iterator<Item = Job>, committed: Committed, publish: &impl 
 }
 
 /// One transaction for all of `jobs`, committed to disk before this returns.
-async fn commit(pool: &SqlitePool, jobs: &[Job]) -> Result<Committed, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+async fn commit(ledger: &Ledger, jobs: &[Job]) -> Result<Committed, sqlx::Error> {
+    let mut tx = ledger.write().await?;
+    let result = apply_all(&mut tx, jobs).await;
+    tx.finish(result).await
+}
+
+/// Applies and records `jobs` inside the caller's transaction.
+async fn apply_all(tx: &mut SqliteConnection, jobs: &[Job]) -> Result<Committed, sqlx::Error> {
     let mut journal = Entries::default();
     let mut outcomes = Vec::with_capacity(jobs.len());
     for job in jobs {
-        outcomes.push(apply(&mut tx, &mut journal, &job.webhook).await?);
+        outcomes.push(apply(tx, &mut journal, &job.webhook).await?);
     }
-    let events = journal.write(&mut tx).await?;
+    let events = journal.write(tx).await?;
     let received_at = now_ms();
     for chunk in jobs
         .iter()
@@ -149,7 +166,6 @@ async fn commit(pool: &SqlitePool, jobs: &[Job]) -> Result<Committed, sqlx::Erro
         });
         insert.build().persistent(false).execute(&mut *tx).await?;
     }
-    tx.commit().await?;
     Ok(Committed { outcomes, events })
 }
 

@@ -1,4 +1,4 @@
-//! Operations: `/healthz` (process up), `/readyz` (ledger reachable), `/metrics`
+//! Operations: `/healthz` (process up), `/readyz` (the ledger can write), `/metrics`
 //! (Prometheus text), and `POST /demo/token`, which stands in for the merchant's backend
 //! when `demo_mode = true`.
 
@@ -32,20 +32,21 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Ready while the ledger can write: not while its last write failed, nor when a probe write
+/// (at most every half second) fails; ready again once a write reaches the disk.
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state
         .ledger
-        .ping()
+        .probe()
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::LedgerUnavailable(e.to_string()))?;
     Ok(Json(json!({"status": "ready"})))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    let mut text = state.metrics.render();
+    crate::metrics::render_ledger(&mut text, state.ledger.health().counts());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 async fn demo_token(

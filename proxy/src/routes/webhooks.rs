@@ -56,7 +56,11 @@ async fn receive(
             }
         }
     };
-    // Answered once the commit that holds it is on disk (see `ledger::webhooks`).
+    // Answered once the commit that holds it is on disk (see `ledger::webhooks`). A ledger
+    // that cannot write answers 503: Smart Glocal sends the webhook again later.
+    if let Some(fault) = state.ledger.health().last_fault() {
+        return Err(ApiError::LedgerUnavailable(fault));
+    }
     let outcome = state.webhooks.record(webhook).await?;
     state.metrics.count_webhook(outcome);
     Ok(StatusCode::OK)

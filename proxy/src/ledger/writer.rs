@@ -1,0 +1,373 @@
+//! Write transactions that fail closed: a write either commits on a connection SQLite itself
+//! says is back outside any transaction, or it is an error and its connection is rolled back
+//! and, when in doubt, thrown away.
+//!
+//! Why not `sqlx::Transaction`: sqlx counts open transactions itself, and after certain
+//! failures (disk full, I/O error: SQLite rolls back on its own, so sqlx's `ROLLBACK` fails and
+//! its count stays at 1) the count and the connection disagree. The next `begin()` then issues
+//! a `SAVEPOINT` instead of `BEGIN`, a later failure leaves that savepoint's transaction open,
+//! and from then on every "commit" only releases a nested savepoint: callers see success,
+//! nothing reaches the disk, and everything is rolled back when the process exits. Here the
+//! transaction is plain SQL (`BEGIN IMMEDIATE` … `COMMIT`) and its outcome is read from
+//! `sqlite3_get_autocommit`, the one source that cannot be out of date.
+//!
+//! [`Health`] is what the rest of the proxy knows of it: whether the last write reached the
+//! disk, faults and recoveries counted, and a signal on recovery so reconciliation can look
+//! at whatever was in flight when the fault began.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Sqlite, SqliteConnection};
+use tokio::sync::watch;
+
+/// Whether `conn` is outside any transaction, asked of SQLite (`sqlite3_get_autocommit`).
+pub(super) async fn in_autocommit(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    let mut handle = conn.lock_handle().await?;
+    let db = handle.as_raw_handle().as_ptr();
+    // SAFETY: `db` is a live connection handle, locked away from sqlx's worker thread for as
+    // long as `handle` lives; `sqlite3_get_autocommit` only reads a flag of it.
+    Ok(unsafe { libsqlite3_sys::sqlite3_get_autocommit(db) } != 0)
+}
+
+/// Whether the connection opened the ledger file writable: SQLite quietly falls back to
+/// read-only when the file cannot be opened for writing (e.g. `chattr +i`).
+pub(super) async fn is_writable(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    let mut handle = conn.lock_handle().await?;
+    let db = handle.as_raw_handle().as_ptr();
+    // SAFETY: as above; the name is a NUL-terminated literal.
+    Ok(unsafe { libsqlite3_sys::sqlite3_db_readonly(db, c"main".as_ptr()) } == 0)
+}
+
+/// Rolls back whatever `conn` may still hold open. `Ok(true)` when it is back in autocommit,
+/// the only state in which a connection may be used again.
+pub(super) async fn reset(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    if in_autocommit(conn).await? {
+        return Ok(true);
+    }
+    // Fails harmlessly when SQLite has already rolled back by itself.
+    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    in_autocommit(conn).await
+}
+
+/// Whether `error` says the database cannot store anything right now (as opposed to a
+/// statement the schema refused): disk full, I/O error, read-only file, lock held, …
+pub fn is_storage_fault(error: &sqlx::Error) -> bool {
+    use libsqlite3_sys as c;
+    match error {
+        sqlx::Error::Database(db) => {
+            let Some(code) = db.code().and_then(|code| code.parse::<i32>().ok()) else {
+                return false;
+            };
+            matches!(
+                code & 0xff,
+                c::SQLITE_PERM
+                    | c::SQLITE_BUSY
+                    | c::SQLITE_LOCKED
+                    | c::SQLITE_NOMEM
+                    | c::SQLITE_READONLY
+                    | c::SQLITE_IOERR
+                    | c::SQLITE_CORRUPT
+                    | c::SQLITE_FULL
+                    | c::SQLITE_CANTOPEN
+                    | c::SQLITE_PROTOCOL
+                    | c::SQLITE_NOTADB
+            )
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
+}
+
+/// Whether the ledger can write, as the last write found it.
+#[derive(Debug)]
+pub struct Health {
+    writable: AtomicBool,
+    /// Times the ledger went from writable to not (one per fault, however many writes fail).
+    faults: AtomicU64,
+    recoveries: AtomicU64,
+    /// Writes that failed on a storage fault.
+    failed_writes: AtomicU64,
+    last_fault: Mutex<Option<String>>,
+    /// Bumped on every recovery.
+    recovered: watch::Sender<u64>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            writable: AtomicBool::new(true),
+            faults: AtomicU64::new(0),
+            recoveries: AtomicU64::new(0),
+            failed_writes: AtomicU64::new(0),
+            last_fault: Mutex::new(None),
+            recovered: watch::Sender::new(0),
+        }
+    }
+}
+
+/// Counters of [`Health`], for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthCounts {
+    pub writable: bool,
+    pub faults: u64,
+    pub recoveries: u64,
+    pub failed_writes: u64,
+}
+
+impl Health {
+    pub fn is_writable(&self) -> bool {
+        self.writable.load(Ordering::Acquire)
+    }
+
+    /// What the last fault was, while the ledger cannot write.
+    pub fn last_fault(&self) -> Option<String> {
+        if self.is_writable() {
+            return None;
+        }
+        self.last_fault
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn counts(&self) -> HealthCounts {
+        HealthCounts {
+            writable: self.is_writable(),
+            faults: self.faults.load(Ordering::Relaxed),
+            recoveries: self.recoveries.load(Ordering::Relaxed),
+            failed_writes: self.failed_writes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A receiver that changes on every recovery.
+    pub fn recoveries(&self) -> watch::Receiver<u64> {
+        self.recovered.subscribe()
+    }
+
+    fn fault(&self, error: &sqlx::Error) {
+        self.failed_writes.fetch_add(1, Ordering::Relaxed);
+        *self.last_fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+        if self.writable.swap(false, Ordering::AcqRel) {
+            self.faults.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, "ledger cannot write: refunds and webhooks are refused until it can");
+        }
+    }
+
+    fn ok(&self) {
+        if !self.writable.swap(true, Ordering::AcqRel) {
+            self.recoveries.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("ledger writes again: recovered from the storage fault");
+            self.recovered.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+/// One write transaction on the writer connection: `BEGIN IMMEDIATE` when made, ended by
+/// [`finish`](WriteTx::finish). Dropped without `finish` (a panic, a cancelled task), its
+/// connection goes back to the pool still open, where the pool's release check rolls it back
+/// or closes it.
+pub(super) struct WriteTx<'a> {
+    conn: PoolConnection<Sqlite>,
+    health: &'a Health,
+}
+
+impl<'a> WriteTx<'a> {
+    pub(super) async fn begin(
+        pool: &sqlx::SqlitePool,
+        health: &'a Health,
+    ) -> Result<WriteTx<'a>, sqlx::Error> {
+        let mut conn = match pool.acquire().await {
+            Ok(conn) => conn,
+            Err(error) => {
+                if is_storage_fault(&error) {
+                    health.fault(&error);
+                }
+                return Err(error);
+            }
+        };
+        // IMMEDIATE: the write lock is taken now, so a busy database fails here, before any
+        // work, rather than at the first write or at COMMIT.
+        match sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+            Ok(_) => Ok(WriteTx { conn, health }),
+            Err(error) => Err(discard_on_doubt(conn, health, error).await),
+        }
+    }
+
+    /// Commits if `result` is `Ok`, rolls back if not. `Ok` only when SQLite reports the
+    /// connection back in autocommit after `COMMIT`: the transaction is on disk.
+    pub(super) async fn finish<T>(
+        mut self,
+        result: Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let value = match result {
+            Ok(value) => value,
+            Err(error) => return Err(discard_on_doubt(self.conn, self.health, error).await),
+        };
+        if let Err(error) = sqlx::query("COMMIT").execute(&mut *self.conn).await {
+            return Err(discard_on_doubt(self.conn, self.health, error).await);
+        }
+        match in_autocommit(&mut self.conn).await {
+            Ok(true) => {
+                self.health.ok();
+                Ok(value)
+            }
+            Ok(false) => {
+                let error = sqlx::Error::Protocol(
+                    "COMMIT returned but the transaction is still open".into(),
+                );
+                Err(discard_on_doubt(self.conn, self.health, error).await)
+            }
+            Err(error) => Err(discard_on_doubt(self.conn, self.health, error).await),
+        }
+    }
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteTx<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
+}
+
+/// After a failed statement, `BEGIN` or `COMMIT`: rolls back, and closes the connection
+/// unless SQLite says it is back in autocommit and the failure was not a storage fault (a
+/// connection that hit one may have been opened read-only, or hold a broken file handle: a
+/// fresh one costs a millisecond). Returns `error`, for the caller to pass on.
+async fn discard_on_doubt(
+    mut conn: PoolConnection<Sqlite>,
+    health: &Health,
+    error: sqlx::Error,
+) -> sqlx::Error {
+    let fault = is_storage_fault(&error);
+    if fault {
+        health.fault(&error);
+    }
+    let clean = matches!(reset(&mut conn).await, Ok(true));
+    if fault || !clean {
+        tracing::warn!(%error, clean, "closing the ledger's writer connection; the next write opens a fresh one");
+        let _ = conn.close().await;
+    }
+    error
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, SqliteConnection};
+
+    use super::super::Ledger;
+
+    async fn open() -> (tempfile::TempDir, std::path::PathBuf, Ledger) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let ledger = Ledger::open(&path).await.unwrap();
+        (dir, path, ledger)
+    }
+
+    /// A connection of its own, as another process would have: it sees only what is committed.
+    async fn rejected_webhooks_seen_by_another_connection(path: &std::path::Path) -> i64 {
+        let mut other: SqliteConnection = SqliteConnectOptions::from_str("sqlite:")
+            .unwrap()
+            .filename(path)
+            .read_only(true)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query_scalar("SELECT COUNT(*) FROM rejected_webhooks")
+            .fetch_one(&mut other)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_commit_that_fails_leaves_the_next_transaction_working_and_visible_to_others() {
+        let (_dir, path, ledger) = open().await;
+        // A COMMIT that fails and leaves its transaction open: a deferred foreign key.
+        let mut tx = ledger.write().await.unwrap();
+        let schema = async {
+            sqlx::query("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)")
+                .execute(&mut *tx)
+                .await
+                .map(|_| ())
+        }
+        .await;
+        tx.finish(schema).await.unwrap();
+        let mut tx = ledger.write().await.unwrap();
+        let orphan = sqlx::query("INSERT INTO child (parent) VALUES (42)")
+            .execute(&mut *tx)
+            .await
+            .map(|_| ());
+        let error = tx.finish(orphan).await.unwrap_err();
+        assert!(
+            error.to_string().contains("FOREIGN KEY"),
+            "the COMMIT itself failed: {error}"
+        );
+        assert!(
+            ledger.health().is_writable(),
+            "a refused statement is no storage fault"
+        );
+
+        ledger.record_rejected_webhook(b"{}", "test").await.unwrap();
+
+        assert_eq!(rejected_webhooks_seen_by_another_connection(&path).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_database_fails_every_write_then_recovers_with_nothing_half_written() {
+        let (_dir, path, ledger) = open().await;
+        ledger
+            .record_rejected_webhook(b"{}", "before")
+            .await
+            .unwrap();
+        // The writer's database may not grow by a page: every write that needs one fails with
+        // SQLITE_FULL, as on a full disk. (Per connection: the writer's fresh connection after
+        // the fault is the disk "freed".)
+        let mut tx = ledger.write().await.unwrap();
+        let limit = async {
+            let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
+                .execute(&mut *tx)
+                .await
+                .map(|_| ())
+        }
+        .await;
+        tx.finish(limit).await.unwrap();
+        let big = vec![b'x'; 64 * 1024];
+
+        let error = ledger
+            .record_rejected_webhook(&big, "too big for the disk")
+            .await
+            .unwrap_err();
+
+        assert!(super::is_storage_fault(&error), "{error}");
+        assert!(!ledger.health().is_writable());
+        assert_eq!(ledger.health().counts().faults, 1);
+        assert!(
+            ledger.probe().await.is_ok(),
+            "a fresh writer connection can write"
+        );
+        assert!(ledger.health().is_writable());
+        assert_eq!(ledger.health().counts().recoveries, 1);
+        ledger.record_rejected_webhook(&big, "after").await.unwrap();
+        assert_eq!(rejected_webhooks_seen_by_another_connection(&path).await, 2);
+    }
+}
