@@ -1,8 +1,6 @@
 //! One refund per intent: idempotency, serialisation per payment, unknown outcomes
 //! reconciled, a killed proxy resumed. Every test counts the sandbox's own refunds.
 
-use std::time::Duration;
-
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use sandbox::{Fault, FaultRequest, FaultRoute};
@@ -214,59 +212,15 @@ async fn a_proxy_killed_between_send_and_answer_resolves_the_attempt_after_resta
         .await;
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("ledger.sqlite");
-    let start = || {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
-            .arg("serve")
-            .env("PROXY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("PROXY_UPSTREAM_URL", sandbox.base_url())
-            .env("PROXY_PROJECT", "demo-project")
-            .env(
-                "PROXY_SIGNING_KEY",
-                demo_key("DEMO-ONLY-merchant-private.pem"),
-            )
-            .env(
-                "PROXY_WEBHOOK_KEY",
-                demo_key("DEMO-ONLY-sandbox-public.pem"),
-            )
-            .env("PROXY_AGENT_TOKEN_SECRET", TOKEN_SECRET)
-            .env("PROXY_DATABASE", &database)
-            .env("PROXY_PARTIAL_REFUNDS", "true")
-            .env("PROXY_RECONCILE_INTERVAL_MS", "100")
-            .env("PROXY_UPSTREAM_TIMEOUT_MS", "20000")
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .expect("the proxy binary starts");
-        (child, format!("http://127.0.0.1:{port}"))
-    };
+    let settings = [("PROXY_UPSTREAM_TIMEOUT_MS", "20000")];
     let client = reqwest::Client::new();
     let token = proxy::auth::TokenKeys::new(&signing::Secret::new(TOKEN_SECRET))
         .mint("alice", 600, None)
         .token;
-    let wait_ready = |base: String| {
-        let client = client.clone();
-        async move {
-            for _ in 0..200 {
-                if client
-                    .get(format!("{base}/readyz"))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            panic!("the proxy binary did not become ready");
-        }
-    };
 
-    let (mut first, base) = start();
-    wait_ready(base.clone()).await;
+    let mut first = ProxyProcess::start(&sandbox.base_url(), &database, &settings).await;
+    first.wait_ready().await;
+    let base = first.base.clone();
     let request = client
         .post(format!("{base}/api/payments/ps_usd_1001/refunds"))
         .bearer_auth(&token)
@@ -277,15 +231,15 @@ async fn a_proxy_killed_between_send_and_answer_resolves_the_attempt_after_resta
         sandbox.session("ps_usd_1001").await.refunds_received == 1
     })
     .await;
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.kill_hard();
     assert!(
         in_flight.await.unwrap().is_err(),
         "the agent never got an answer"
     );
 
-    let (mut second, base) = start();
-    wait_ready(base.clone()).await;
+    let mut second = ProxyProcess::start(&sandbox.base_url(), &database, &settings).await;
+    second.wait_ready().await;
+    let base = second.base.clone();
     eventually(10, "the restarted proxy resolves the attempt", || async {
         let view: serde_json::Value = client
             .get(format!("{base}/api/payments/ps_usd_1001"))
@@ -302,8 +256,7 @@ async fn a_proxy_killed_between_send_and_answer_resolves_the_attempt_after_resta
             && refunds[0]["state"] != "unknown"
     })
     .await;
-    second.kill().unwrap();
-    second.wait().unwrap();
+    second.kill_hard();
     assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
 }
 

@@ -318,3 +318,114 @@ pub fn ok_session() -> Value {
         }]
     }})
 }
+
+/// The real `proxy` binary as a child process, for tests that `kill -9` it or take its disk
+/// away; killed when dropped.
+pub struct ProxyProcess {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl ProxyProcess {
+    /// Starts the binary on a free port in front of `upstream_url`, with its ledger at
+    /// `database` and `extra` environment settings; returns once `/healthz` answers.
+    pub async fn start(
+        upstream_url: &str,
+        database: &std::path::Path,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+            .arg("serve")
+            .env("PROXY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PROXY_UPSTREAM_URL", upstream_url)
+            .env("PROXY_PROJECT", "demo-project")
+            .env(
+                "PROXY_SIGNING_KEY",
+                demo_key("DEMO-ONLY-merchant-private.pem"),
+            )
+            .env(
+                "PROXY_WEBHOOK_KEY",
+                demo_key("DEMO-ONLY-sandbox-public.pem"),
+            )
+            .env("PROXY_AGENT_TOKEN_SECRET", TOKEN_SECRET)
+            .env("PROXY_DATABASE", database)
+            .env("PROXY_PARTIAL_REFUNDS", "true")
+            .env("PROXY_RECONCILE_INTERVAL_MS", "100")
+            .env("RUST_LOG", "warn")
+            .envs(extra.iter().copied())
+            .spawn()
+            .expect("the proxy binary starts");
+        let process = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..400 {
+            if client
+                .get(process.url("/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the proxy binary did not start");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `GET /readyz` answers 200 (the ledger can write).
+    pub async fn is_ready(&self) -> bool {
+        reqwest::get(self.url("/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+
+    pub async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if self.is_ready().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the proxy binary did not become ready");
+    }
+
+    pub fn webhook_url(&self) -> String {
+        self.url("/webhooks/smart-glocal")
+    }
+
+    /// `kill -9`: no chance to finish anything.
+    pub fn kill_hard(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for the graceful stop.
+    pub fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "the proxy stopped cleanly: {status}");
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

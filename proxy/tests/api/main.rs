@@ -10,4 +10,5 @@ mod live_updates;
 mod operations;
 mod refunds;
 mod signing_headers;
+mod storage_faults;
 mod webhooks;

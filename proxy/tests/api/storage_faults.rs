@@ -1,0 +1,369 @@
+//! Storage faults fail closed. A ledger on a disk that fills up, or whose file is made
+//! read-only, refuses refunds (`503 ledger_unavailable`, nothing sent to Smart Glocal) and
+//! webhooks (503: Smart Glocal sends them again), says so at `/readyz`, and recovers by itself
+//! once it can write, with every refund Smart Glocal made recorded once.
+//!
+//! Real faults on real files, through the real `proxy` binary: a tmpfs the test mounts and
+//! fills, and `chattr +i`. Both need root, which CI has; without it the tests fail saying so.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use sandbox::control::CreatePayment;
+use sandbox::{RetryPolicy, Sandbox, SandboxConfig};
+use serde_json::Value;
+use shared::{Currency, Money};
+use sqlx::{Connection, SqliteConnection};
+
+use crate::helpers::*;
+
+/// A tmpfs of `size` mounted on a fresh folder, unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => Self { dir },
+            Ok(out) => panic!(
+                "this test mounts a small tmpfs to fill a real disk, which needs root (CI runs \
+                 as root); `mount` said: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => panic!("this test needs `mount` (util-linux) to make a small disk: {e}"),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the disk has no byte left; returns it.
+    fn fill(&self) -> PathBuf {
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        for chunk in [64 * 1024, 4096, 512, 1] {
+            let bytes = vec![0u8; chunk];
+            while file.write_all(&bytes).is_ok() {}
+        }
+        let _ = file.sync_all();
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// `chattr {flag} file…` (`+i`: nothing may write the file, even through handles open now).
+fn chattr(flag: &str, files: &[PathBuf]) {
+    let status = Command::new("chattr")
+        .arg(flag)
+        .args(files)
+        .status()
+        .expect("this test needs `chattr` (e2fsprogs)");
+    assert!(
+        status.success(),
+        "`chattr {flag}` failed: it needs root and a filesystem with attributes (CI has both)"
+    );
+}
+
+/// A sandbox that sends webhooks after `delay` and retries refused ones for a minute.
+async fn sandbox_retrying_webhooks(delay: Duration) -> Sandbox {
+    let config = SandboxConfig::demo()
+        .fast()
+        .with_webhook_delay(delay)
+        .with_webhook_retry(RetryPolicy::quick(
+            Duration::from_millis(50),
+            Duration::from_secs(60),
+        ));
+    Sandbox::start(config).await
+}
+
+async fn payments(sandbox: &Sandbox, count: usize) -> Vec<String> {
+    let usd = Currency::parse("usd").unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        let created = sandbox
+            .create_payment(CreatePayment::new(Money::new(10_000, usd)))
+            .await;
+        ids.push(created.session.id.to_string());
+    }
+    ids
+}
+
+/// Every refund Smart Glocal holds on `sessions`, by id.
+async fn refunds_at_smart_glocal(sandbox: &Sandbox, sessions: &[String]) -> BTreeSet<String> {
+    sandbox
+        .sessions()
+        .await
+        .iter()
+        .filter(|s| sessions.iter().any(|id| id == s.session.id.as_str()))
+        .filter_map(|s| s.session.payment())
+        .flat_map(|p| p.refunds.iter().map(|r| r.id.to_string()))
+        .collect()
+}
+
+struct Agent {
+    client: reqwest::Client,
+    token: String,
+    base: String,
+}
+
+impl Agent {
+    fn of(proxy: &ProxyProcess) -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            token: proxy::auth::TokenKeys::new(&signing::Secret::new(TOKEN_SECRET))
+                .mint("alice", 600, None)
+                .token,
+            base: proxy.base.clone(),
+        }
+    }
+
+    /// A partial refund of USD 10.00 on `session`.
+    async fn refund(&self, session: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}/api/payments/{session}/refunds", self.base))
+            .bearer_auth(&self.token)
+            .json(&submission(Some(1000), "usd", &fresh_key()))
+            .send()
+            .await
+            .unwrap();
+        read(response).await
+    }
+
+    async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+/// Whether the ledger itself (not Smart Glocal's view of it) holds every refund Smart Glocal
+/// made, matched to its attempt and accepted.
+async fn ledger_has_settled(database: &Path, sandbox: &Sandbox, sessions: &[String]) -> bool {
+    let (attempts, _) = ledger_file(database).await;
+    refunds_at_smart_glocal(sandbox, sessions)
+        .await
+        .iter()
+        .all(|id| {
+            attempts
+                .iter()
+                .any(|(_, refund, state)| refund.as_ref() == Some(id) && state == "accepted")
+        })
+}
+
+fn assert_refused_for_the_ledger(status: StatusCode, body: &Value) {
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "ledger_unavailable", "{body}");
+}
+
+/// What the ledger file holds once no proxy runs: `(attempt_id, refund_id, state)` of every
+/// attempt, and how many verified webhooks were applied.
+async fn ledger_file(database: &Path) -> (Vec<(String, Option<String>, String)>, i64) {
+    // Read-only: the proxy may still be running.
+    let mut conn = SqliteConnection::connect(&format!("sqlite:{}?mode=ro", database.display()))
+        .await
+        .unwrap();
+    let attempts = sqlx::query_as(
+        "SELECT attempt_id, refund_id, state FROM refunds WHERE origin = 'proxy' ORDER BY key",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let applied = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE outcome = 'applied'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    (attempts, applied)
+}
+
+/// Every refund Smart Glocal made is an attempt of the ledger, every attempt answered 201 is
+/// there and past `pending`, and nothing is recorded twice.
+fn assert_ledger_holds(
+    attempts: &[(String, Option<String>, String)],
+    at_smart_glocal: &BTreeSet<String>,
+    answered_201: &[String],
+) {
+    let recorded: Vec<&String> = attempts.iter().filter_map(|(_, r, _)| r.as_ref()).collect();
+    let unique: BTreeSet<&String> = recorded.iter().copied().collect();
+    assert_eq!(recorded.len(), unique.len(), "a refund recorded twice");
+    for id in at_smart_glocal {
+        assert!(
+            unique.contains(id),
+            "refund {id} was made at Smart Glocal but is not in the ledger"
+        );
+    }
+    for attempt in answered_201 {
+        let row = attempts.iter().find(|(a, _, _)| a == attempt);
+        assert!(
+            row.is_some_and(|(_, refund, state)| refund.is_some() && state != "pending"),
+            "attempt {attempt} was answered 201 but the ledger holds {row:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_fills_and_frees_never_lets_a_refund_out_unrecorded() {
+    let disk = Tmpfs::mount("16m");
+    let database = disk.path().join("ledger.sqlite");
+    let sandbox = sandbox_retrying_webhooks(Duration::from_millis(50)).await;
+    let mut proxy = ProxyProcess::start(&sandbox.base_url(), &database, &[]).await;
+    sandbox.set_webhook_url(proxy.webhook_url());
+    proxy.wait_ready().await;
+    let agent = Agent::of(&proxy);
+    let sessions = payments(&sandbox, 30).await;
+    let mut answered_201 = Vec::new();
+    for session in &sessions[..5] {
+        let (status, view) = agent.refund(session).await;
+        assert_eq!(status, StatusCode::CREATED, "{view}");
+        answered_201.push(view["attempt_id"].as_str().unwrap().to_owned());
+    }
+
+    // The disk fills mid-load: refunds go on until the ledger cannot write.
+    let filler = disk.fill();
+    let mut refused = 0;
+    for session in &sessions[5..20] {
+        let (status, view) = agent.refund(session).await;
+        match status {
+            StatusCode::CREATED => answered_201.push(view["attempt_id"].as_str().unwrap().into()),
+            _ => {
+                assert_refused_for_the_ledger(status, &view);
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "a full disk refused no refund");
+    assert!(!proxy.is_ready().await, "/readyz is ready on a full disk");
+    // While it cannot write, nothing more reaches Smart Glocal.
+    let sent = refunds_at_smart_glocal(&sandbox, &sessions).await;
+    for session in &sessions[20..25] {
+        let (status, view) = agent.refund(session).await;
+        assert_refused_for_the_ledger(status, &view);
+    }
+    assert_eq!(
+        refunds_at_smart_glocal(&sandbox, &sessions).await,
+        sent,
+        "a refund was sent while the ledger could not write"
+    );
+    assert!(
+        agent.metrics().await.contains("proxy_ledger_writable 0"),
+        "the metric shows the fault"
+    );
+
+    // The disk frees: the proxy recovers by itself and settles what was in flight.
+    std::fs::remove_file(filler).unwrap();
+    eventually(15, "/readyz ready again", || proxy.is_ready()).await;
+    for session in &sessions[25..] {
+        let (status, view) = agent.refund(session).await;
+        assert_eq!(status, StatusCode::CREATED, "{view}");
+        answered_201.push(view["attempt_id"].as_str().unwrap().to_owned());
+    }
+    eventually(30, "every refund recorded and settled", || {
+        ledger_has_settled(&database, &sandbox, &sessions)
+    })
+    .await;
+    let metrics = agent.metrics().await;
+    assert!(metrics.contains("proxy_ledger_writable 1"), "{metrics}");
+    assert!(
+        metrics.contains("proxy_ledger_recoveries_total 1"),
+        "{metrics}"
+    );
+
+    let at_smart_glocal = refunds_at_smart_glocal(&sandbox, &sessions).await;
+    assert!(at_smart_glocal.len() >= answered_201.len());
+    proxy.kill_hard();
+    let (attempts, _) = ledger_file(&database).await;
+    assert_ledger_holds(&attempts, &at_smart_glocal, &answered_201);
+
+    // And after a clean stop of a restarted proxy, the same.
+    let mut proxy = ProxyProcess::start(&sandbox.base_url(), &database, &[]).await;
+    proxy.wait_ready().await;
+    proxy.stop();
+    let (attempts, _) = ledger_file(&database).await;
+    assert_ledger_holds(&attempts, &at_smart_glocal, &answered_201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_made_read_only_refuses_refunds_and_webhooks_then_applies_them_when_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("ledger.sqlite");
+    let files = [database.clone(), dir.path().join("ledger.sqlite-wal")];
+    // Webhooks a moment after each refund, so they land while the file is read-only.
+    let sandbox = sandbox_retrying_webhooks(Duration::from_millis(400)).await;
+    let mut proxy = ProxyProcess::start(&sandbox.base_url(), &database, &[]).await;
+    sandbox.set_webhook_url(proxy.webhook_url());
+    proxy.wait_ready().await;
+    let agent = Agent::of(&proxy);
+    let sessions = payments(&sandbox, 9).await;
+    let mut answered_201 = Vec::new();
+    for session in &sessions[..3] {
+        let (status, view) = agent.refund(session).await;
+        assert_eq!(status, StatusCode::CREATED, "{view}");
+        answered_201.push(view["attempt_id"].as_str().unwrap().to_owned());
+    }
+
+    chattr("+i", &files);
+    let sent = refunds_at_smart_glocal(&sandbox, &sessions).await;
+    for session in &sessions[3..6] {
+        let (status, view) = agent.refund(session).await;
+        assert_refused_for_the_ledger(status, &view);
+    }
+    let webhook_refused = "route=\"/webhooks/smart-glocal\",method=\"POST\",status=\"503\"";
+    eventually(10, "webhooks answered 503 while read-only", || async {
+        agent.metrics().await.contains(webhook_refused)
+    })
+    .await;
+    assert!(
+        !proxy.is_ready().await,
+        "/readyz is ready on a read-only ledger"
+    );
+    assert_eq!(
+        refunds_at_smart_glocal(&sandbox, &sessions).await,
+        sent,
+        "a refund was sent while the ledger was read-only"
+    );
+
+    chattr("-i", &files);
+    eventually(15, "/readyz ready again", || proxy.is_ready()).await;
+    for session in &sessions[6..] {
+        let (status, view) = agent.refund(session).await;
+        assert_eq!(status, StatusCode::CREATED, "{view}");
+        answered_201.push(view["attempt_id"].as_str().unwrap().to_owned());
+    }
+    // The refused webhooks come again and are applied: every refund settles.
+    eventually(30, "every webhook applied", || {
+        ledger_has_settled(&database, &sandbox, &sessions)
+    })
+    .await;
+    let at_smart_glocal = refunds_at_smart_glocal(&sandbox, &sessions).await;
+    assert_eq!(at_smart_glocal.len(), 6);
+
+    proxy.stop();
+    let (attempts, applied) = ledger_file(&database).await;
+    assert_ledger_holds(&attempts, &at_smart_glocal, &answered_201);
+    assert!(applied >= 6, "{applied} webhooks applied");
+}
