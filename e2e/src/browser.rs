@@ -1,7 +1,7 @@
 //! Headless Chromium behind chromedriver on a free loopback port, and a WebDriver session to it.
 //!
 //! No TLS anywhere: fantoccini talks to chromedriver through a plain `hyper_util` connector,
-//! so the suite needs no OpenSSL (see `shared/reference/toolchain.md`).
+//! so the suite needs no OpenSSL (see `docs/TOOLCHAIN.md`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use crate::{stage, Result};
 
-/// trunk 0.22 needs a newer rustc than these machines have (see shared/reference/toolchain.md).
+/// trunk 0.22 needs a newer rustc than these machines have (see docs/TOOLCHAIN.md).
 pub const TRUNK_VERSION: &str = "0.21.14";
 /// Debian's wasm-opt (108) silently breaks the build; npm's binaryen 132 works.
 pub const BINARYEN_VERSION: &str = "132.0.0";
@@ -111,7 +111,7 @@ pub fn run(browser: bool) -> Result {
     })?;
     stage("wasm-bindgen-cli", || {
         let version = wasm_bindgen_version()?;
-        // `--locked` fails here on a crate the registry does not have yet (toolchain.md).
+        // `--locked` fails here on a crate the registry does not have yet (docs/TOOLCHAIN.md).
         ensure_cargo_tool("wasm-bindgen", "wasm-bindgen-cli", &version, &[])
     })?;
     stage("wasm-opt (npm binaryen)", ensure_binaryen)?;
