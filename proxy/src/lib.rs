@@ -33,7 +33,6 @@ use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use shared::api::RefundEvent;
 use signing::Verifier;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -87,7 +86,12 @@ impl AppState {
     /// Opens the ledger and builds the upstream client.
     pub async fn new(config: Config) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::default());
-        let ledger = Ledger::open(&config.database).await?;
+        let live = Live::new(metrics.clone());
+        // The ledger announces every event it commits, in commit order: nobody else publishes.
+        let ledger = Ledger::open(&config.database).await?.publishing_to({
+            let live = live.clone();
+            move |event| live.publish(event)
+        });
         let upstream = Upstream::new(
             &config.upstream_url,
             &config.project,
@@ -95,11 +99,7 @@ impl AppState {
             config.upstream_timeout,
             metrics.clone(),
         );
-        let live = Live::new(metrics.clone());
-        let webhooks = ledger.webhook_writer({
-            let live = live.clone();
-            move |event| live.publish(event)
-        });
+        let webhooks = ledger.webhook_writer();
         Ok(Self(Arc::new(Shared {
             upstream,
             ledger,
@@ -111,17 +111,6 @@ impl AppState {
             metrics,
             config: Arc::new(config),
         })))
-    }
-
-    /// Announces a refund change to live subscribers (and counts it).
-    pub fn publish(&self, event: RefundEvent) {
-        self.live.publish(event);
-    }
-
-    pub fn publish_all(&self, events: impl IntoIterator<Item = RefundEvent>) {
-        for event in events {
-            self.publish(event);
-        }
     }
 }
 
@@ -232,13 +221,12 @@ pub async fn run_until(
 ) -> Result<(), StartError> {
     let state = AppState::new(config).await?;
     let interrupted = state.ledger.resume_interrupted().await?;
-    if !interrupted.is_empty() {
+    if interrupted > 0 {
         tracing::warn!(
-            count = interrupted.len(),
+            count = interrupted,
             "attempts interrupted by the last stop are now unknown; reconciling"
         );
     }
-    state.publish_all(interrupted);
     let reconciler = reconcile::spawn(state.clone());
     let ledger_watch = reconcile::watch_ledger(state.clone());
     tracing::info!(address = %listener.local_addr()?, project = %state.config.project, "proxy listening");

@@ -70,8 +70,7 @@ pub async fn in_flight(state: &AppState) -> Result<(), sqlx::Error> {
         };
         // Holding the payment's lock, no request is sending on it: `pending` here is an
         // answer that could not be recorded.
-        let events = state.ledger.orphaned_to_unknown(&session).await?;
-        state.publish_all(events);
+        state.ledger.orphaned_to_unknown(&session).await?;
         let rows: Vec<RefundRow> = state
             .ledger
             .rows_for_session(&session)
@@ -166,11 +165,10 @@ async fn reconcile_session(
         .map(|p| p.refunds.as_slice())
         .unwrap_or_default()
     {
-        let applied = state
+        state
             .ledger
             .apply_upstream_refund(session, refund, "reconciled")
             .await?;
-        state.publish_all(applied.event);
     }
     for row in rows {
         let Some(current) = state.ledger.find_by_key(row.key).await? else {
@@ -200,8 +198,7 @@ async fn reconcile_session(
                 detail: Some(detail),
                 ..Change::default()
             };
-            let (_, event) = state.ledger.change(row.key, change).await?;
-            state.publish_all(event);
+            state.ledger.change(row.key, change).await?;
         }
     }
     Ok(())

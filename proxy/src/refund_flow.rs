@@ -246,10 +246,7 @@ async fn decide_and_send(
         refunds_before: refunds_before.clone(),
     };
     let row = match state.ledger.insert_attempt(&attempt).await? {
-        Inserted::New(row, event) => {
-            state.publish(event);
-            row
-        }
+        Inserted::New(row) => row,
         Inserted::Existing(row) => return replay(&row, hash),
         Inserted::InFlight => return Err(ApiError::RefundInFlight),
     };
@@ -282,41 +279,26 @@ async fn settle(
 ) -> Result<Answer, ApiError> {
     match outcome {
         Ok(after) => {
-            let new_refund = after.payment().and_then(|p| {
-                let fresh = || {
-                    p.refunds
-                        .iter()
-                        .filter(|r| !attempt.refunds_before.iter().any(|id| id == r.id.as_str()))
-                };
-                fresh()
-                    .find(|r| {
-                        r.metadata
-                            .as_ref()
-                            .and_then(|m| m.get("attempt_id"))
-                            .and_then(|v| v.as_str())
-                            == Some(attempt.attempt_id.as_str())
-                    })
-                    .or_else(|| fresh().find(|r| Money::from(r.amount_details) == attempt.amount))
-                    .cloned()
-            });
-            match new_refund {
-                Some(refund) => {
-                    let change = Change {
-                        state: Some(RefundState::from(&refund.status)),
-                        refund_id: Some(refund.id.to_string()),
-                        finished_at: refund.finished_at.map(|t| t.unix_millis()),
-                        kind: "sent",
-                        detail: Some(format!(
-                            "Smart Glocal accepted the request as {}",
-                            refund.id
-                        )),
-                        ..Change::default()
-                    };
-                    let (stored, event) = state.ledger.change(row.key, change).await?;
-                    state.publish_all(event);
+            // Every refund new since the attempt was sent goes through the ledger's one
+            // matcher (by the attempt id in its metadata, else by amount), as a webhook's would.
+            let session = &attempt.session_id;
+            let fresh = after
+                .payment()
+                .map(|p| p.refunds.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .filter(|r| !attempt.refunds_before.iter().any(|id| id == r.id.as_str()));
+            for refund in fresh {
+                state
+                    .ledger
+                    .apply_upstream_refund(session, refund, "sent")
+                    .await?;
+            }
+            match state.ledger.find_by_key(row.key).await? {
+                Some(stored) if stored.refund_id.is_some() => {
                     Ok((StatusCode::CREATED, stored.view()))
                 }
-                None => {
+                _ => {
                     unknown(
                         state,
                         row,
@@ -372,8 +354,7 @@ async fn fail(
         detail: Some(detail.to_owned()),
         ..Change::default()
     };
-    let (_, event) = state.ledger.change(row.key, change).await?;
-    state.publish_all(event);
+    state.ledger.change(row.key, change).await?;
     Ok(())
 }
 
@@ -387,9 +368,7 @@ async fn unknown(state: &AppState, row: &RefundRow, detail: &str) -> Result<Answ
     };
     // A webhook may already have resolved it while we waited: then nothing changes, and the
     // row as the ledger holds it is what the agent sees.
-    let (stored, event) = state.ledger.change(row.key, change).await?;
-    state.publish_all(event);
-    let view = stored.view();
+    let view = state.ledger.change(row.key, change).await?.view();
     let status = if view.state == RefundState::Unknown {
         StatusCode::ACCEPTED
     } else {

@@ -281,7 +281,7 @@ impl Ledger {
             Ok(())
         }
         .await;
-        tx.finish(result).await
+        tx.finish(Entries::default(), result).await
     }
 
     /// `(verified webhooks, rejected webhooks)` stored, for tests and operators.

@@ -24,16 +24,17 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shared::api::{RefundReason, RefundState, RefundView};
+use shared::api::{RefundEvent, RefundReason, RefundState, RefundView};
 use shared::{Currency, Money, RefundId, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
 pub use journal::ExportRow;
-pub use refunds::{Applied, ApplyOutcome, Change, Inserted, NewAttempt};
+pub use refunds::{ApplyOutcome, Change, Inserted, NewAttempt};
 pub use webhooks::{VerifiedWebhook, WebhookAction, WebhookWriter};
 pub use writer::{is_storage_fault, Health, HealthCounts};
 
+use journal::Entries;
 use writer::WriteTx;
 
 /// Embedded at build time; applied by [`Ledger::open`].
@@ -54,6 +55,24 @@ pub struct Ledger {
     readers: SqlitePool,
     health: Arc<Health>,
     last_probe: Arc<Mutex<Option<Instant>>>,
+    /// Where every committed event goes (the live streams), in commit order.
+    publisher: Publisher,
+}
+
+/// What the ledger announces each committed [`RefundEvent`] to.
+#[derive(Clone)]
+struct Publisher(Arc<dyn Fn(RefundEvent) + Send + Sync>);
+
+impl Publisher {
+    fn publish(&self, event: RefundEvent) {
+        (self.0)(event)
+    }
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Publisher")
+    }
 }
 
 /// Milliseconds since the Unix epoch, the ledger's clock.
@@ -110,12 +129,19 @@ impl Ledger {
             readers,
             health: Arc::default(),
             last_probe: Arc::default(),
+            publisher: Publisher(Arc::new(|_| {})),
         })
+    }
+
+    /// The same ledger, announcing each event it commits to `publish`, in commit order.
+    pub fn publishing_to(mut self, publish: impl Fn(RefundEvent) + Send + Sync + 'static) -> Self {
+        self.publisher = Publisher(Arc::new(publish));
+        self
     }
 
     /// A write transaction on the writer connection (see [`writer`]).
     async fn write(&self) -> Result<WriteTx<'_>, sqlx::Error> {
-        WriteTx::begin(&self.pool, &self.health).await
+        WriteTx::begin(self).await
     }
 
     /// Whether the ledger can write, as its last write found it.
@@ -144,7 +170,7 @@ impl Ledger {
             .execute(&mut *tx)
             .await
             .map(|_| ());
-            tx.finish(result).await?;
+            tx.finish(Entries::default(), result).await?;
         }
         match self.health.last_fault() {
             Some(fault) => Err(sqlx::Error::Io(std::io::Error::other(fault))),

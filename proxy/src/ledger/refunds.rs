@@ -1,7 +1,7 @@
 //! Refund rows: recording an attempt before it is sent, moving states forward only, and
 //! matching Smart Glocal's refunds (from webhooks or `session/status`) to attempts.
 
-use shared::api::{RefundEvent, RefundState};
+use shared::api::RefundState;
 use shared::smart_glocal as sg;
 use shared::{Money, SessionId};
 use sqlx::SqliteConnection;
@@ -27,8 +27,8 @@ pub struct NewAttempt {
 /// What [`Ledger::insert_attempt`] did.
 #[derive(Debug)]
 pub enum Inserted {
-    /// Recorded as `pending`; the event announces it.
-    New(RefundRow, RefundEvent),
+    /// Recorded as `pending` (and announced).
+    New(RefundRow),
     /// The idempotency key exists already: this is that row.
     Existing(RefundRow),
     /// Another attempt on this payment is still `pending`.
@@ -59,12 +59,6 @@ pub enum ApplyOutcome {
     Stale,
     /// A refund the ledger did not know: made elsewhere, or a chargeback.
     New,
-}
-
-#[derive(Debug, Clone)]
-pub struct Applied {
-    pub outcome: ApplyOutcome,
-    pub event: Option<RefundEvent>,
 }
 
 const SELECT: &str = "SELECT * FROM refunds";
@@ -172,31 +166,27 @@ impl Ledger {
     /// behind the in-process per-payment lock.
     pub async fn insert_attempt(&self, attempt: &NewAttempt) -> Result<Inserted, sqlx::Error> {
         let mut tx = self.write().await?;
-        let result = insert_attempt_in(&mut tx, attempt).await;
-        tx.finish(result).await
+        let mut journal = Entries::default();
+        let result = insert_attempt_in(&mut tx, &mut journal, attempt).await;
+        tx.finish(journal, result).await
     }
 
-    /// Applies `change` to the row `key` if it moves forward: the row as it now is, and the
-    /// event to publish when something changed.
-    pub async fn change(
-        &self,
-        key: i64,
-        change: Change,
-    ) -> Result<(RefundRow, Option<RefundEvent>), sqlx::Error> {
+    /// Applies `change` to the row `key` if it moves forward; the row as it now is.
+    pub async fn change(&self, key: i64, change: Change) -> Result<RefundRow, sqlx::Error> {
         let mut tx = self.write().await?;
+        let mut journal = Entries::default();
         let result = async {
             let row = row_by_key(&mut tx, key).await?;
-            let mut journal = Entries::default();
             let changed = change_row(&mut tx, &mut journal, &row, &change).await?;
-            let event = journal.write(&mut tx).await?.pop();
-            Ok((changed.unwrap_or(row), event))
+            Ok(changed.unwrap_or(row))
         }
         .await;
-        tx.finish(result).await
+        tx.finish(journal, result).await
     }
 
-    /// Applies one of Smart Glocal's refunds of `session` as reported by a webhook or by
-    /// `session/status` (`source`: `webhook` or `reconciled`): matched by refund id, else to
+    /// Applies one of Smart Glocal's refunds of `session` as reported by the answer to our
+    /// request, a webhook or `session/status` (`source`: `sent`, `webhook` or `reconciled`):
+    /// the one place a refund is matched to its attempt. Matched by refund id, else to
     /// an unresolved attempt (by the attempt id in its metadata, else by amount among refunds
     /// that did not exist before the attempt), else recorded as made elsewhere.
     pub async fn apply_upstream_refund(
@@ -204,21 +194,16 @@ impl Ledger {
         session: &SessionId,
         refund: &sg::Refund,
         source: &'static str,
-    ) -> Result<Applied, sqlx::Error> {
+    ) -> Result<ApplyOutcome, sqlx::Error> {
         let mut tx = self.write().await?;
-        let result = async {
-            let mut journal = Entries::default();
-            let outcome = apply_in(&mut tx, &mut journal, session, refund, source).await?;
-            let event = journal.write(&mut tx).await?.pop();
-            Ok(Applied { outcome, event })
-        }
-        .await;
-        tx.finish(result).await
+        let mut journal = Entries::default();
+        let result = apply_in(&mut tx, &mut journal, session, refund, source).await;
+        tx.finish(journal, result).await
     }
 
     /// Attempts left `pending` by a process that died between recording and answering: their
-    /// outcome is unknown until reconciliation looks.
-    pub async fn resume_interrupted(&self) -> Result<Vec<RefundEvent>, sqlx::Error> {
+    /// outcome is unknown until reconciliation looks. How many there were.
+    pub async fn resume_interrupted(&self) -> Result<usize, sqlx::Error> {
         self.pending_to_unknown(None, "the proxy stopped before Smart Glocal answered")
             .await
     }
@@ -226,10 +211,7 @@ impl Ledger {
     /// Attempts of `session` still `pending` while no request holds the payment (the caller
     /// does): a request that could not record Smart Glocal's answer left them so. Unknown now,
     /// for reconciliation to settle from Smart Glocal's own record.
-    pub async fn orphaned_to_unknown(
-        &self,
-        session: &SessionId,
-    ) -> Result<Vec<RefundEvent>, sqlx::Error> {
+    pub async fn orphaned_to_unknown(&self, session: &SessionId) -> Result<usize, sqlx::Error> {
         self.pending_to_unknown(
             Some(session),
             "the ledger could not record Smart Glocal's answer",
@@ -250,8 +232,9 @@ impl Ledger {
         &self,
         session: Option<&SessionId>,
         detail: &str,
-    ) -> Result<Vec<RefundEvent>, sqlx::Error> {
+    ) -> Result<usize, sqlx::Error> {
         let mut tx = self.write().await?;
+        let mut journal = Entries::default();
         let result = async {
             let rows: Vec<RefundRow> = sqlx::query_as(&format!(
                 "{SELECT} WHERE state = 'pending' AND (?1 IS NULL OR session_id = ?1) ORDER BY key"
@@ -259,20 +242,19 @@ impl Ledger {
             .bind(session.map(SessionId::as_str))
             .fetch_all(&mut *tx)
             .await?;
-            let mut journal = Entries::default();
-            for row in rows {
+            for row in &rows {
                 let change = Change {
                     state: Some(RefundState::Unknown),
                     kind: "interrupted",
                     detail: Some(detail.to_owned()),
                     ..Change::default()
                 };
-                change_row(&mut tx, &mut journal, &row, &change).await?;
+                change_row(&mut tx, &mut journal, row, &change).await?;
             }
-            journal.write(&mut tx).await
+            Ok(rows.len())
         }
         .await;
-        tx.finish(result).await
+        tx.finish(journal, result).await
     }
 
     /// Rows reconciliation should look at now: `unknown` attempts, `pending` ones older than
@@ -310,13 +292,14 @@ impl Ledger {
         .bind(key)
         .fetch_one(&mut *tx)
         .await;
-        tx.finish(result).await
+        tx.finish(Entries::default(), result).await
     }
 }
 
 /// [`Ledger::insert_attempt`] inside the caller's transaction.
 async fn insert_attempt_in(
     tx: &mut SqliteConnection,
+    journal: &mut Entries,
     attempt: &NewAttempt,
 ) -> Result<Inserted, sqlx::Error> {
     let existing: Option<RefundRow> =
@@ -357,12 +340,9 @@ async fn insert_attempt_in(
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
-    let mut journal = Entries::default();
     journal.history(&row, "requested", attempt.note.as_deref());
     journal.event(&row);
-    let event = journal.write(tx).await?.pop();
-    let event = event.ok_or_else(|| sqlx::Error::Protocol("no event for a new attempt".into()))?;
-    Ok(Inserted::New(row, event))
+    Ok(Inserted::New(row))
 }
 
 /// Applies one upstream refund inside the caller's transaction (see

@@ -4,10 +4,8 @@
 //! A webhook is answered only after the commit holding it is on disk, so `200` still means
 //! "durably recorded"; concurrent webhooks share one sync to disk instead of queueing for
 //! one each (before, every refund in a webhook and the webhook itself were separate commits).
-//! Events are published by the writer in commit order, so a stream never sees a later `seq`
-//! of a payment before an earlier one from the same batch.
+//! Events are published by the commit itself (see `writer`), in commit order.
 
-use shared::api::RefundEvent;
 use shared::smart_glocal as sg;
 use shared::SessionId;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
@@ -68,20 +66,21 @@ impl WebhookWriter {
 }
 
 impl Ledger {
-    /// Starts the webhook writer. `publish` is called with each committed event, in `seq`
-    /// order, before the webhooks of that commit are answered.
-    pub fn webhook_writer(&self, publish: impl Fn(RefundEvent) + Send + 'static) -> WebhookWriter {
+    /// Starts the webhook writer. A commit's events are published before its webhooks are
+    /// answered, so a client that reacts to a 200 by opening a stream with `Last-Event-ID`
+    /// finds them already in the ledger and announced.
+    pub fn webhook_writer(&self) -> WebhookWriter {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(self.clone(), queue, publish));
+        tokio::spawn(run(self.clone(), queue));
         WebhookWriter { jobs }
     }
 }
 
-async fn run(ledger: Ledger, mut queue: mpsc::Receiver<Job>, publish: impl Fn(RefundEvent)) {
+async fn run(ledger: Ledger, mut queue: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         match commit(&ledger, &batch).await {
-            Ok(committed) => answer(batch.drain(..), committed, &publish),
+            Ok(outcomes) => answer(batch.drain(..), outcomes),
             Err(e) if is_storage_fault(&e) => {
                 // Nothing of the batch is on disk: every sender hears so (503, and Smart
                 // Glocal sends it again later); retrying one by one would only fail again.
@@ -97,7 +96,7 @@ async fn run(ledger: Ledger, mut queue: mpsc::Receiver<Job>, publish: impl Fn(Re
                 tracing::warn!(error = %e, webhooks = batch.len(), "webhook batch failed; retrying one by one");
                 for job in batch.drain(..) {
                     match commit(&ledger, std::slice::from_ref(&job)).await {
-                        Ok(committed) => answer(std::iter::once(job), committed, &publish),
+                        Ok(outcomes) => answer(std::iter::once(job), outcomes),
                         Err(e) => {
                             let _ = job.done.send(Err(e));
                         }
@@ -113,37 +112,32 @@ async fn run(ledger: Ledger, mut queue: mpsc::Receiver<Job>, publish: impl Fn(Re
     }
 }
 
-/// What one commit did: each webhook's outcome, and the events of all, in `seq` order.
-struct Committed {
-    outcomes: Vec<&'static str>,
-    events: Vec<RefundEvent>,
-}
-
-fn answer(jobs: impl Iterator<Item = Job>, committed: Committed, publish: &impl Fn(RefundEvent)) {
-    // Published before anyone is answered, so a client that reacts to its 200 by opening a
-    // stream with `Last-Event-ID` finds the events already in the ledger and announced.
-    committed.events.into_iter().for_each(publish);
-    for (job, outcome) in jobs.zip(committed.outcomes) {
+fn answer(jobs: impl Iterator<Item = Job>, outcomes: Vec<&'static str>) {
+    for (job, outcome) in jobs.zip(outcomes) {
         // The sender may have gone (client hung up): the webhook is recorded all the same.
         let _ = job.done.send(Ok(outcome));
     }
 }
 
-/// One transaction for all of `jobs`, committed to disk before this returns.
-async fn commit(ledger: &Ledger, jobs: &[Job]) -> Result<Committed, sqlx::Error> {
+/// One transaction for all of `jobs`, committed to disk before this returns; each webhook's
+/// outcome.
+async fn commit(ledger: &Ledger, jobs: &[Job]) -> Result<Vec<&'static str>, sqlx::Error> {
     let mut tx = ledger.write().await?;
-    let result = apply_all(&mut tx, jobs).await;
-    tx.finish(result).await
+    let mut journal = Entries::default();
+    let result = apply_all(&mut tx, &mut journal, jobs).await;
+    tx.finish(journal, result).await
 }
 
 /// Applies and records `jobs` inside the caller's transaction.
-async fn apply_all(tx: &mut SqliteConnection, jobs: &[Job]) -> Result<Committed, sqlx::Error> {
-    let mut journal = Entries::default();
+async fn apply_all(
+    tx: &mut SqliteConnection,
+    journal: &mut Entries,
+    jobs: &[Job],
+) -> Result<Vec<&'static str>, sqlx::Error> {
     let mut outcomes = Vec::with_capacity(jobs.len());
     for job in jobs {
-        outcomes.push(apply(tx, &mut journal, &job.webhook).await?);
+        outcomes.push(apply(tx, journal, &job.webhook).await?);
     }
-    let events = journal.write(tx).await?;
     let received_at = now_ms();
     for chunk in jobs
         .iter()
@@ -166,7 +160,7 @@ async fn apply_all(tx: &mut SqliteConnection, jobs: &[Job]) -> Result<Committed,
         });
         insert.build().persistent(false).execute(&mut *tx).await?;
     }
-    Ok(Committed { outcomes, events })
+    Ok(outcomes)
 }
 
 /// Applies one webhook's refunds; its outcome (`applied`, `duplicate`, `stale`, …).

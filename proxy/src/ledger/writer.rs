@@ -11,6 +11,11 @@
 //! transaction is plain SQL (`BEGIN IMMEDIATE` … `COMMIT`) and its outcome is read from
 //! `sqlite3_get_autocommit`, the one source that cannot be out of date.
 //!
+//! A transaction's history lines and events ([`Entries`]) are written just before its
+//! `COMMIT`, and its events published right after it, while the writer connection is still
+//! held: every event the ledger commits is announced, once, in commit order, and nothing
+//! outside the ledger publishes.
+//!
 //! [`Health`] is what the rest of the proxy knows of it: whether the last write reached the
 //! disk, faults and recoveries counted, and a signal on recovery so reconciliation can look
 //! at whatever was in flight when the fault began.
@@ -21,6 +26,9 @@ use std::sync::Mutex;
 use sqlx::pool::PoolConnection;
 use sqlx::{Sqlite, SqliteConnection};
 use tokio::sync::watch;
+
+use super::journal::Entries;
+use super::Ledger;
 
 /// Whether `conn` is outside any transaction, asked of SQLite (`sqlite3_get_autocommit`).
 pub(super) async fn in_autocommit(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
@@ -173,15 +181,13 @@ impl Health {
 /// or closes it.
 pub(super) struct WriteTx<'a> {
     conn: PoolConnection<Sqlite>,
-    health: &'a Health,
+    ledger: &'a Ledger,
 }
 
 impl<'a> WriteTx<'a> {
-    pub(super) async fn begin(
-        pool: &sqlx::SqlitePool,
-        health: &'a Health,
-    ) -> Result<WriteTx<'a>, sqlx::Error> {
-        let mut conn = match pool.acquire().await {
+    pub(super) async fn begin(ledger: &'a Ledger) -> Result<WriteTx<'a>, sqlx::Error> {
+        let health = &*ledger.health;
+        let mut conn = match ledger.pool.acquire().await {
             Ok(conn) => conn,
             Err(error) => {
                 if is_storage_fault(&error) {
@@ -193,36 +199,47 @@ impl<'a> WriteTx<'a> {
         // IMMEDIATE: the write lock is taken now, so a busy database fails here, before any
         // work, rather than at the first write or at COMMIT.
         match sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-            Ok(_) => Ok(WriteTx { conn, health }),
+            Ok(_) => Ok(WriteTx { conn, ledger }),
             Err(error) => Err(discard_on_doubt(conn, health, error).await),
         }
     }
 
-    /// Commits if `result` is `Ok`, rolls back if not. `Ok` only when SQLite reports the
-    /// connection back in autocommit after `COMMIT`: the transaction is on disk.
+    /// If `result` is `Ok`: writes `journal`, commits, and publishes the journal's events.
+    /// `Ok` only when SQLite reports the connection back in autocommit after `COMMIT`: the
+    /// transaction is on disk. If not, rolls back and nothing is published.
     pub(super) async fn finish<T>(
         mut self,
+        journal: Entries,
         result: Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
+        let health = &*self.ledger.health;
         let value = match result {
             Ok(value) => value,
-            Err(error) => return Err(discard_on_doubt(self.conn, self.health, error).await),
+            Err(error) => return Err(discard_on_doubt(self.conn, health, error).await),
+        };
+        let events = match journal.write(&mut self.conn).await {
+            Ok(events) => events,
+            Err(error) => return Err(discard_on_doubt(self.conn, health, error).await),
         };
         if let Err(error) = sqlx::query("COMMIT").execute(&mut *self.conn).await {
-            return Err(discard_on_doubt(self.conn, self.health, error).await);
+            return Err(discard_on_doubt(self.conn, health, error).await);
         }
         match in_autocommit(&mut self.conn).await {
             Ok(true) => {
-                self.health.ok();
+                health.ok();
+                // Still holding the only writer connection: no later commit can publish first.
+                events
+                    .into_iter()
+                    .for_each(|event| self.ledger.publisher.publish(event));
                 Ok(value)
             }
             Ok(false) => {
                 let error = sqlx::Error::Protocol(
                     "COMMIT returned but the transaction is still open".into(),
                 );
-                Err(discard_on_doubt(self.conn, self.health, error).await)
+                Err(discard_on_doubt(self.conn, health, error).await)
             }
-            Err(error) => Err(discard_on_doubt(self.conn, self.health, error).await),
+            Err(error) => Err(discard_on_doubt(self.conn, health, error).await),
         }
     }
 }
@@ -270,6 +287,7 @@ mod tests {
     use sqlx::{ConnectOptions, SqliteConnection};
 
     use super::super::Ledger;
+    use super::Entries;
 
     async fn open() -> (tempfile::TempDir, std::path::PathBuf, Ledger) {
         let dir = tempfile::tempdir().unwrap();
@@ -308,13 +326,13 @@ mod tests {
                 .map(|_| ())
         }
         .await;
-        tx.finish(schema).await.unwrap();
+        tx.finish(Entries::default(), schema).await.unwrap();
         let mut tx = ledger.write().await.unwrap();
         let orphan = sqlx::query("INSERT INTO child (parent) VALUES (42)")
             .execute(&mut *tx)
             .await
             .map(|_| ());
-        let error = tx.finish(orphan).await.unwrap_err();
+        let error = tx.finish(Entries::default(), orphan).await.unwrap_err();
         assert!(
             error.to_string().contains("FOREIGN KEY"),
             "the COMMIT itself failed: {error}"
@@ -350,7 +368,7 @@ mod tests {
                 .map(|_| ())
         }
         .await;
-        tx.finish(limit).await.unwrap();
+        tx.finish(Entries::default(), limit).await.unwrap();
         let big = vec![b'x'; 64 * 1024];
 
         let error = ledger
