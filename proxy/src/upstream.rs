@@ -33,15 +33,6 @@ pub enum UpstreamError {
     BadResponse(String),
 }
 
-impl UpstreamError {
-    /// Whether a refund request that failed this way may nevertheless have been applied.
-    pub fn outcome_unknown(&self) -> bool {
-        !matches!(
-            self,
-            UpstreamError::Rejected(_) | UpstreamError::Unreachable(_)
-        )
-    }
-}
 
 /// Smart Glocal, as seen from the proxy.
 #[derive(Clone)]
