@@ -67,7 +67,7 @@ impl TokenKeys {
 
     /// A token for `agent`, valid `ttl_secs`, optionally limited to one payment.
     pub fn mint(&self, agent: &str, ttl_secs: u64, session: Option<&SessionId>) -> AgentToken {
-        let exp = now_secs() + ttl_secs as i64;
+        let exp = now_secs().saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX));
         let claims = Claims {
             sub: agent.to_owned(),
             exp,
@@ -83,7 +83,7 @@ impl TokenKeys {
     pub fn mint_ticket(&self, agent: &str, session: &SessionId) -> EventsTicket {
         let claims = Claims {
             sub: agent.to_owned(),
-            exp: now_secs() + TICKET_TTL_SECS as i64,
+            exp: now_secs().saturating_add(i64::try_from(TICKET_TTL_SECS).unwrap_or(i64::MAX)),
             session_id: Some(session.to_string()),
             scope: Some(EVENTS_SCOPE.to_owned()),
         };

@@ -28,8 +28,9 @@ pub enum ApiError {
     /// 403 `origin_not_allowed`.
     #[error("this page's origin may not call the refund API")]
     OriginNotAllowed,
-    /// 400 `invalid_json`.
-    #[error("the request body is not valid: {0}")]
+    /// 400 `invalid_json`. The parser's own text (Rust type names, positions) is logged, not
+    /// sent: the agent gets a sentence, the operator the detail.
+    #[error("the request body is not JSON of the right shape: a field is unknown, missing or of the wrong kind")]
     InvalidJson(String),
     /// 415 `unsupported_media_type`.
     #[error("send the body as application/json")]
@@ -199,6 +200,9 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Internal(detail) | ApiError::Unavailable(detail) => {
                 tracing::error!(code = %code.name(), %detail, "request failed")
+            }
+            ApiError::InvalidJson(detail) => {
+                tracing::info!(code = %code.name(), %detail, "request rejected")
             }
             ApiError::Upstream(detail) => {
                 tracing::warn!(code = %code.name(), detail = %detail, "upstream error")

@@ -22,13 +22,14 @@ pub mod metrics;
 pub mod reconcile;
 pub mod refund_flow;
 pub mod routes;
+pub mod security;
+pub mod static_files;
 pub mod upstream;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::handler::HandlerWithoutStateExt;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -39,7 +40,6 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::services::ServeDir;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use config::{Config, ConfigError, Settings};
@@ -50,6 +50,7 @@ use ledger::{Ledger, WebhookWriter};
 use live::Live;
 use metrics::Metrics;
 use refund_flow::PaymentLocks;
+use static_files::StaticFiles;
 use upstream::Upstream;
 
 /// Everything a handler needs; cheap to clone (one reference count: the router clones its
@@ -140,11 +141,13 @@ async fn not_found() -> ApiError {
 /// The whole HTTP application: routes, the widget files as fallback, and middleware.
 pub fn app(state: AppState) -> Router {
     let config = state.config.clone();
-    let mut router =
-        routes::router(&state).method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+    let mut router = routes::router(&state)
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .route_layer(security::no_store());
     router = match &config.serve_dir {
         Some(dir) => {
-            router.fallback_service(ServeDir::new(dir).not_found_service(not_found.into_service()))
+            let files = StaticFiles::new(dir);
+            router.fallback(move |request: Request| async move { files.serve(request).await })
         }
         None => router.fallback(not_found),
     };
@@ -170,7 +173,7 @@ pub fn app(state: AppState) -> Router {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
         })
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
-    router
+    let router = router
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -179,12 +182,38 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(
             ServiceBuilder::new()
+                .map_request(sanitize_request_id)
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(cors),
-        )
-        .with_state(state)
+        );
+    // Outermost, so every answer has them, the middleware's own rejections included.
+    security::with_headers(router, &config).with_state(state)
+}
+
+/// Keeps a client's `x-request-id` only if it is one plain token (`[A-Za-z0-9._-]{1,64}`):
+/// it is echoed and logged, so newlines, forged log text or kilobytes are dropped, and the
+/// request gets a fresh id instead.
+fn sanitize_request_id(mut request: Request) -> Request {
+    let ids = request.headers().get_all("x-request-id");
+    let mut iter = ids.iter();
+    let keep = match (iter.next(), iter.next()) {
+        (Some(id), None) => valid_request_id(id.as_bytes()),
+        (None, _) => true,
+        _ => false,
+    };
+    if !keep {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
+}
+
+pub fn valid_request_id(id: &[u8]) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Browsers always say where a cross-site call comes from: refuse origins not configured.
@@ -215,7 +244,7 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
     state
         .metrics
         .count_request(&route, &method, response.status().as_u16());
-    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "handled");
+    tracing::debug!(elapsed_ms = %started.elapsed().as_millis(), "handled");
     response
 }
 

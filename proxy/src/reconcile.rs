@@ -32,22 +32,28 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
 }
 
 fn next_poll_at(state: &AppState, polls: i64) -> i64 {
-    let factor = 2u32.saturating_pow(polls.clamp(0, 16) as u32);
+    let factor = 2u32.saturating_pow(u32::try_from(polls.clamp(0, 16)).unwrap_or(16));
     let wait = state
         .config
         .reconcile_interval
         .saturating_mul(factor)
         .min(MAX_BACKOFF);
-    now_ms() + wait.as_millis() as i64
+    now_ms() + millis(wait)
+}
+
+/// A duration in the ledger's milliseconds, saturating (settings are far below the limit).
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// One pass over everything due.
 pub async fn tick(state: &AppState) {
     let config = &state.config;
     let now = now_ms();
-    let stale_pending =
-        now - (config.upstream_timeout * 2 + Duration::from_secs(30)).as_millis() as i64;
-    let in_progress_before = now - config.reconcile_in_progress_after.as_millis() as i64;
+    let stale_pending = now.saturating_sub(millis(
+        config.upstream_timeout * 2 + Duration::from_secs(30),
+    ));
+    let in_progress_before = now.saturating_sub(millis(config.reconcile_in_progress_after));
     let rows = match state
         .ledger
         .due_for_reconcile(
@@ -102,6 +108,18 @@ async fn reconcile_session(
             return Ok(());
         }
     };
+    if !crate::routes::webhooks::amounts_representable(&upstream) {
+        // Nothing of an answer we cannot record exactly is applied; the attempts wait.
+        tracing::error!(session_id = %session, "session/status carries an amount beyond the ledger's range; not applied");
+        state.metrics.count_anomaly("status_unrepresentable");
+        for row in rows {
+            state
+                .ledger
+                .note_poll(row.key, next_poll_at(state, row.polls + 1))
+                .await?;
+        }
+        return Ok(());
+    }
     for refund in upstream
         .payment()
         .map(|p| p.refunds.as_slice())

@@ -428,6 +428,7 @@ pub struct EventsTicket {
 
 /// `POST /demo/token` (demo mode only): what a merchant's backend would mint for its agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AgentTokenRequest {
     pub agent: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

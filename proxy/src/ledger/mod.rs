@@ -47,7 +47,7 @@ pub struct Ledger {
 
 /// Milliseconds since the Unix epoch, the ledger's clock.
 pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc()).unix_millis()
 }
 
 impl Ledger {
@@ -133,7 +133,12 @@ impl RefundRow {
     }
 
     pub fn money(&self) -> Money {
-        Money::new(self.amount.max(0) as u64, currency(&self.currency))
+        // Only checked amounts are written (`money::to_stored`); a negative one would be a
+        // hand-edited file, shown as 0 rather than as a huge number.
+        Money::new(
+            shared::money::from_stored(self.amount).unwrap_or(0),
+            currency(&self.currency),
+        )
     }
 
     /// Refund ids that existed upstream before this attempt was sent.

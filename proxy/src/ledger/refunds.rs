@@ -2,6 +2,7 @@
 //! matching Smart Glocal's refunds (from webhooks or `session/status`) to attempts.
 
 use shared::api::{RefundEvent, RefundState};
+use shared::money::to_stored;
 use shared::smart_glocal as sg;
 use shared::{Money, SessionId};
 use sqlx::SqliteConnection;
@@ -68,6 +69,14 @@ pub struct Applied {
 }
 
 const SELECT: &str = "SELECT * FROM refunds";
+
+/// `amount` as stored, or an error that writes nothing: callers check amounts before they
+/// reach the ledger (webhooks are refused whole), so this is the last line, not the first.
+fn stored(amount: u64) -> Result<i64, sqlx::Error> {
+    to_stored(amount).ok_or_else(|| {
+        sqlx::Error::Encode(format!("amount {amount} does not fit the ledger's integers").into())
+    })
+}
 
 pub(super) async fn row_by_key(
     conn: &mut SqliteConnection,
@@ -198,7 +207,7 @@ impl Ledger {
         .bind(&attempt.attempt_id)
         .bind(attempt.session_id.as_str())
         .bind(&attempt.agent)
-        .bind(attempt.amount.amount as i64)
+        .bind(stored(attempt.amount.amount)?)
         .bind(attempt.amount.currency.code())
         .bind(attempt.full_refund)
         .bind(&attempt.reason)
@@ -386,7 +395,7 @@ pub(super) async fn apply_in(
             .bind(refund.id.as_str())
             .bind(session.as_str())
             .bind(origin)
-            .bind(refund.amount_details.amount as i64)
+            .bind(stored(refund.amount_details.amount)?)
             .bind(refund.amount_details.currency.code())
             .bind(state.as_str())
             .bind(created_at)
@@ -431,7 +440,7 @@ fn match_attempt(candidates: Vec<RefundRow>, refund: &sg::Refund) -> Option<Refu
         .into_iter()
         .filter(|row| matches!(row.state(), RefundState::Pending | RefundState::Unknown))
         .find(|row| {
-            row.amount == refund.amount_details.amount as i64
+            to_stored(refund.amount_details.amount) == Some(row.amount)
                 && row.currency == refund.amount_details.currency.code()
                 && !row
                     .refunds_before()

@@ -35,6 +35,9 @@ pub struct Options {
     pub reconcile_max_polls: u32,
     pub allowed_origins: Vec<String>,
     pub database: Option<PathBuf>,
+    pub serve_dir: Option<PathBuf>,
+    pub frame_ancestors: String,
+    pub max_token_ttl_secs: u64,
 }
 
 impl Options {
@@ -49,6 +52,9 @@ impl Options {
             reconcile_max_polls: 5,
             allowed_origins: vec!["http://widget.test".into()],
             database: None,
+            serve_dir: None,
+            frame_ancestors: "'none'".into(),
+            max_token_ttl_secs: 3600,
         }
     }
 
@@ -75,12 +81,15 @@ impl Options {
             database,
             partial_refunds: self.partial_refunds,
             demo_mode: true,
-            serve_dir: None,
+            serve_dir: self.serve_dir.clone(),
             body_limit: 16 * 1024,
             reconcile_interval: Duration::from_millis(self.reconcile_interval_ms),
             reconcile_in_progress_after: Duration::from_secs(1),
             reconcile_max_polls: self.reconcile_max_polls,
             log_json: false,
+            frame_ancestors: self.frame_ancestors.clone(),
+            connect_src: Vec::new(),
+            max_token_ttl: Duration::from_secs(self.max_token_ttl_secs),
         }
     }
 }
