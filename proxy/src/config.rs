@@ -91,9 +91,14 @@ pub struct Settings {
     /// Refunds `in_progress` longer than this are polled, seconds [default: 300].
     #[arg(long, env = "PROXY_RECONCILE_IN_PROGRESS_AFTER_SECS")]
     pub reconcile_in_progress_after_secs: Option<u64>,
-    /// Polls of an `unknown` attempt before it is declared failed [default: 10].
+    /// Polls of a refund still `in_progress` before reconciliation leaves it to its webhook
+    /// [default: 10].
     #[arg(long, env = "PROXY_RECONCILE_MAX_POLLS")]
     pub reconcile_max_polls: Option<u32>,
+    /// An `unknown` attempt is declared failed once `session/status` has shown no refund for
+    /// it for this long, seconds [default: 120].
+    #[arg(long, env = "PROXY_RECONCILE_FAIL_AFTER_SECS")]
+    pub reconcile_fail_after_secs: Option<u64>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "PROXY_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -190,6 +195,7 @@ impl Settings {
             reconcile_interval_ms,
             reconcile_in_progress_after_secs,
             reconcile_max_polls,
+            reconcile_fail_after_secs,
             log_format,
             frame_ancestors,
             connect_src,
@@ -269,6 +275,9 @@ pub struct Config {
     pub reconcile_interval: Duration,
     pub reconcile_in_progress_after: Duration,
     pub reconcile_max_polls: u32,
+    /// How long `session/status` must show no refund for an `unknown` attempt before it is
+    /// declared failed.
+    pub reconcile_fail_after: Duration,
     pub log_json: bool,
     /// CSP `frame-ancestors` sources: `'none'`, `'self'` or origins.
     pub frame_ancestors: String,
@@ -394,6 +403,10 @@ impl Config {
                 }
                 polls => polls,
             },
+            reconcile_fail_after: Duration::from_secs(
+                s.reconcile_fail_after_secs
+                    .unwrap_or(DEFAULT_RECONCILE_FAIL_AFTER_SECS),
+            ),
             log_json,
             frame_ancestors,
             connect_src,
@@ -417,6 +430,10 @@ impl Settings {
         }
     }
 }
+
+/// Two minutes of `session/status` answers without the refund: far longer than Smart Glocal
+/// takes to show a refund it accepted, short enough that an agent is not kept waiting.
+pub const DEFAULT_RECONCILE_FAIL_AFTER_SECS: u64 = 120;
 
 /// Tokens live at most an hour unless configured otherwise: a leaked one is worth little.
 pub const DEFAULT_MAX_TOKEN_TTL_SECS: u64 = 3600;

@@ -22,6 +22,9 @@ pub enum ApiError {
     /// 401 `token_expired`: the host page should mint a new one.
     #[error("the token has expired")]
     TokenExpired,
+    /// 401 `token_revoked`: the agent's tokens up to now were revoked (`proxy revoke`).
+    #[error("access for this agent was revoked; sign in again")]
+    TokenRevoked,
     /// 403 `forbidden`: the token is limited to another payment.
     #[error("this token is for another payment")]
     Forbidden,
@@ -114,7 +117,7 @@ fn upstream_message(error: &UpstreamError) -> String {
 pub fn status_of(code: ErrorCode) -> StatusCode {
     use ErrorCode::*;
     match code {
-        Unauthenticated | TokenInvalid | TokenExpired | SignatureInvalid => {
+        Unauthenticated | TokenInvalid | TokenExpired | TokenRevoked | SignatureInvalid => {
             StatusCode::UNAUTHORIZED
         }
         Forbidden | OriginNotAllowed => StatusCode::FORBIDDEN,
@@ -151,6 +154,7 @@ impl ApiError {
             ApiError::Unauthenticated => ErrorCode::Unauthenticated,
             ApiError::TokenInvalid => ErrorCode::TokenInvalid,
             ApiError::TokenExpired => ErrorCode::TokenExpired,
+            ApiError::TokenRevoked => ErrorCode::TokenRevoked,
             ApiError::Forbidden => ErrorCode::Forbidden,
             ApiError::OriginNotAllowed => ErrorCode::OriginNotAllowed,
             ApiError::InvalidJson(_) => ErrorCode::InvalidJson,

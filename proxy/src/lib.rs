@@ -105,7 +105,8 @@ impl AppState {
             upstream,
             ledger,
             verifier: config.verifier.clone(),
-            tokens: TokenKeys::new(&config.agent_token_secret),
+            tokens: TokenKeys::new(&config.agent_token_secret)
+                .with_max_ttl(config.max_token_ttl.as_secs()),
             live,
             webhooks,
             locks: PaymentLocks::default(),

@@ -4,10 +4,15 @@
 //! for `pending` ones whose request is long gone, and for refunds still `in_progress` after
 //! `reconcile_in_progress_after`. Each upstream refund is applied exactly as a webhook would
 //! be (matched to its attempt by the attempt id in its metadata, else by amount among the
-//! refunds that did not exist before the call). An `unknown` attempt that still has no
-//! refund after `reconcile_max_polls` polls is marked `failed`. Polls back off exponentially.
-//! On start, attempts a previous process left `pending` become `unknown` first, so a
-//! `kill -9` at any point loses nothing.
+//! refunds that did not exist before the call).
+//!
+//! An unresolved attempt (`unknown`, stale `pending`) holds its amount back from what agents
+//! may refund, so it is polled at least every 10 s until resolved, and declared `failed` only
+//! when `session/status` answers have shown no refund for it for `reconcile_fail_after`
+//! (default 2 min): never earlier, and never because of an error answer (those only mean
+//! "ask again"). Refunds `in_progress` back off exponentially to 5 min, at most
+//! `reconcile_max_polls` times: their webhook will come. On start, attempts a previous
+//! process left `pending` become `unknown` first, so a `kill -9` at any point loses nothing.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,8 +23,10 @@ use shared::SessionId;
 use crate::ledger::{now_ms, Change, RefundRow};
 use crate::AppState;
 
-/// Longest wait between two polls of one refund.
+/// Longest wait between two polls of one refund `in_progress`.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Longest wait between two polls of an unresolved attempt: its amount is held back meanwhile.
+pub const UNRESOLVED_MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs [`tick`] every `reconcile_interval` until the task is aborted.
 pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
@@ -31,14 +38,26 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-fn next_poll_at(state: &AppState, polls: i64) -> i64 {
+/// The wait before poll number `polls + 1` of a row: doubling from `interval`, capped at
+/// [`UNRESOLVED_MAX_WAIT`] for unresolved attempts and [`MAX_BACKOFF`] for the others.
+pub fn poll_wait(interval: Duration, polls: i64, unresolved: bool) -> Duration {
     let factor = 2u32.saturating_pow(u32::try_from(polls.clamp(0, 16)).unwrap_or(16));
-    let wait = state
-        .config
-        .reconcile_interval
-        .saturating_mul(factor)
-        .min(MAX_BACKOFF);
-    now_ms() + millis(wait)
+    let cap = if unresolved {
+        UNRESOLVED_MAX_WAIT
+    } else {
+        MAX_BACKOFF
+    };
+    interval.saturating_mul(factor).min(cap)
+}
+
+fn next_poll_at(state: &AppState, row: &RefundRow, polls: i64) -> i64 {
+    let unresolved = matches!(row.state(), RefundState::Unknown | RefundState::Pending);
+    now_ms()
+        + millis(poll_wait(
+            state.config.reconcile_interval,
+            polls,
+            unresolved,
+        ))
 }
 
 /// A duration in the ledger's milliseconds, saturating (settings are far below the limit).
@@ -102,7 +121,7 @@ async fn reconcile_session(
             for row in rows {
                 state
                     .ledger
-                    .note_poll(row.key, next_poll_at(state, row.polls + 1))
+                    .note_poll(row.key, next_poll_at(state, row, row.polls + 1))
                     .await?;
             }
             return Ok(());
@@ -115,7 +134,7 @@ async fn reconcile_session(
         for row in rows {
             state
                 .ledger
-                .note_poll(row.key, next_poll_at(state, row.polls + 1))
+                .note_poll(row.key, next_poll_at(state, row, row.polls + 1))
                 .await?;
         }
         return Ok(());
@@ -142,16 +161,21 @@ async fn reconcile_session(
         if current.updated_at > row.updated_at {
             continue; // just resolved or moved by this pass
         }
-        let polls = state
+        state
             .ledger
-            .note_poll(row.key, next_poll_at(state, current.polls + 1))
+            .note_poll(row.key, next_poll_at(state, &current, current.polls + 1))
             .await?;
-        if unresolved
-            && current.refund_id.is_none()
-            && polls >= i64::from(state.config.reconcile_max_polls)
-        {
+        if !unresolved || current.refund_id.is_some() {
+            continue;
+        }
+        // This answer, a good one, shows no refund for the attempt.
+        let now = now_ms();
+        let absent_since = state.ledger.note_absent(row.key, now).await?;
+        let absent_for = now.saturating_sub(absent_since);
+        if absent_for >= millis(state.config.reconcile_fail_after) {
             let detail = format!(
-                "no matching refund at Smart Glocal after {polls} polls: nothing was refunded"
+                "Smart Glocal showed no refund for this attempt for {} s: nothing was refunded",
+                absent_for / 1000
             );
             let change = Change {
                 state: Some(RefundState::Failed),
@@ -164,4 +188,20 @@ async fn reconcile_session(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unresolved_attempt_is_polled_at_least_every_ten_seconds() {
+        let interval = Duration::from_secs(5);
+        let waits: Vec<u64> = (0..12)
+            .map(|polls| poll_wait(interval, polls, true).as_secs())
+            .collect();
+        assert_eq!(waits, [5, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10]);
+        assert_eq!(poll_wait(interval, 12, false), MAX_BACKOFF);
+        assert_eq!(poll_wait(interval, 1, false), Duration::from_secs(10));
+    }
 }

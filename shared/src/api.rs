@@ -41,6 +41,8 @@ pub enum ErrorCode {
     TokenInvalid,
     /// The token has expired: the host page should mint a new one. 401.
     TokenExpired,
+    /// The agent's tokens were revoked: only a token issued after that works. 401.
+    TokenRevoked,
     /// The token is for another payment. 403.
     Forbidden,
     /// The browser origin is not allowed. 403.

@@ -110,6 +110,7 @@ fn every_code_has_an_english_and_a_different_russian_sentence() {
         Unauthenticated,
         TokenInvalid,
         TokenExpired,
+        TokenRevoked,
         Forbidden,
         OriginNotAllowed,
         InvalidJson,

@@ -12,9 +12,11 @@
 //!   go backwards, matching Smart Glocal's refunds to attempts.
 //! - [`journal`]: events (for SSE replay), history, webhooks received, CSV export.
 //! - [`webhooks`]: verified webhooks applied and recorded with one commit per batch.
+//! - [`revocations`]: agents whose tokens issued until a moment are refused.
 
 mod journal;
 mod refunds;
+mod revocations;
 mod webhooks;
 
 use std::path::Path;
@@ -119,6 +121,9 @@ pub struct RefundRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
+    /// When `session/status` first showed no refund for this unresolved attempt.
+    #[sqlx(default)]
+    pub absent_since: Option<i64>,
 }
 
 pub(crate) fn currency(code: &str) -> Currency {

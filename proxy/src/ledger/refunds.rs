@@ -288,7 +288,8 @@ impl Ledger {
 
     /// Rows reconciliation should look at now: `unknown` attempts, `pending` ones older than
     /// `stale_pending_before` (their request is long gone), and refunds `in_progress` since
-    /// before `in_progress_before`.
+    /// before `in_progress_before` (those at most `max_polls` times: their webhook will come).
+    /// Unresolved attempts are looked at until resolved, however many polls that takes.
     pub async fn due_for_reconcile(
         &self,
         stale_pending_before: i64,
@@ -300,7 +301,7 @@ impl Ledger {
                  OR (state = 'pending' AND updated_at < ?)
                  OR (state = 'in_progress' AND updated_at < ?))
                AND (next_poll_at IS NULL OR next_poll_at <= ?)
-               AND polls < ?
+               AND (state != 'in_progress' OR polls < ?)
              ORDER BY key"
         ))
         .bind(stale_pending_before)
@@ -308,6 +309,19 @@ impl Ledger {
         .bind(now_ms())
         .bind(i64::from(max_polls))
         .fetch_all(&self.readers)
+        .await
+    }
+
+    /// Notes that a `session/status` answer showed no refund for the unresolved attempt
+    /// `key`; returns since when that has been so (the first such answer).
+    pub async fn note_absent(&self, key: i64, now: i64) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "UPDATE refunds SET absent_since = COALESCE(absent_since, ?) WHERE key = ?
+             RETURNING absent_since",
+        )
+        .bind(now)
+        .bind(key)
+        .fetch_one(&self.pool)
         .await
     }
 

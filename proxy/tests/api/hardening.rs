@@ -2,6 +2,7 @@
 //! security headers, static serving, token lifetimes and revocation, and hostile input.
 
 use reqwest::StatusCode;
+use sandbox::{Fault, FaultRequest, FaultRoute};
 use serde_json::{json, Value};
 use signing::Signer;
 
@@ -437,6 +438,7 @@ fn csv_cells_with_control_characters_are_escaped() {
         created_at: 0,
         updated_at: 0,
         finished_at: None,
+        absent_since: None,
     };
     let line = proxy::ledger::ExportRow(row).csv_line();
     assert!(!line.chars().any(char::is_control), "{line:?}");
@@ -445,4 +447,228 @@ fn csv_cells_with_control_characters_are_escaped() {
         line.contains(r"line one\u{a}line two\u{d}\u{0}\u{7}\u{85}"),
         "{line}"
     );
+}
+
+// 4. Tokens: bounded lifetime, `iat` required, revocation, single-use tickets.
+
+fn jwt(claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(TOKEN_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn now() -> i64 {
+    proxy::auth::now_secs()
+}
+
+async fn code_with(app: &TestApp, token: &str) -> (StatusCode, String) {
+    let (status, body) = app.get("/api/payments/ps_usd_1001/history", token).await;
+    (status, body["code"].as_str().unwrap_or("").to_owned())
+}
+
+#[tokio::test]
+async fn a_token_living_longer_than_max_token_ttl_is_refused() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    let year_9999 = jwt(json!({"sub": "alice", "iat": now(), "exp": 253_402_300_799_i64}));
+    assert_eq!(
+        code_with(&app, &year_9999).await,
+        (StatusCode::UNAUTHORIZED, "token_invalid".into())
+    );
+    let two_hours = jwt(json!({"sub": "alice", "iat": now(), "exp": now() + 7200}));
+    assert_eq!(
+        code_with(&app, &two_hours).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Issued long ago, so `exp` − `iat` is long even though little of it is left.
+    let old = jwt(json!({"sub": "alice", "iat": now() - 86_400, "exp": now() + 60}));
+    assert_eq!(code_with(&app, &old).await.0, StatusCode::UNAUTHORIZED);
+    let one_hour = jwt(json!({"sub": "alice", "iat": now(), "exp": now() + 3600}));
+    assert_eq!(code_with(&app, &one_hour).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn max_token_ttl_is_a_setting() {
+    let mut options = Options::new(NO_UPSTREAM);
+    options.max_token_ttl_secs = 60;
+    let app = spawn_app_with(options).await;
+    let ten_minutes = jwt(json!({"sub": "alice", "iat": now(), "exp": now() + 600}));
+    assert_eq!(
+        code_with(&app, &ten_minutes).await,
+        (StatusCode::UNAUTHORIZED, "token_invalid".into())
+    );
+}
+
+#[tokio::test]
+async fn a_token_must_say_when_it_was_issued_and_not_in_the_future() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    let without_iat = jwt(json!({"sub": "alice", "exp": now() + 600}));
+    assert_eq!(
+        code_with(&app, &without_iat).await,
+        (StatusCode::UNAUTHORIZED, "token_invalid".into())
+    );
+    let from_the_future = jwt(json!({"sub": "alice", "iat": now() + 120, "exp": now() + 600}));
+    assert_eq!(
+        code_with(&app, &from_the_future).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // A few seconds of clock skew are tolerated.
+    let skewed = jwt(json!({"sub": "alice", "iat": now() + 3, "exp": now() + 600}));
+    assert_eq!(code_with(&app, &skewed).await.0, StatusCode::OK);
+}
+
+fn proxy_bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+}
+
+#[test]
+fn proxy_token_refuses_to_mint_beyond_max_token_ttl() {
+    let mint = |ttl: &str| {
+        proxy_bin()
+            .args(["token", "--agent", "carol", "--ttl", ttl])
+            .env("PROXY_AGENT_TOKEN_SECRET", TOKEN_SECRET)
+            .env_remove("PROXY_MAX_TOKEN_TTL_SECS")
+            .output()
+            .unwrap()
+    };
+    let refused = mint("36500d");
+    assert!(!refused.status.success());
+    assert!(refused.stdout.is_empty(), "no token printed");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("max_token_ttl_secs"), "{stderr}");
+    assert!(!mint("2h").status.success());
+    assert!(mint("1h").status.success());
+}
+
+#[tokio::test]
+async fn proxy_revoke_refuses_an_agents_earlier_tokens_and_survives_a_restart() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    let alice = app.token("alice");
+    let bob = app.token("bob");
+    assert_eq!(code_with(&app, &alice).await.0, StatusCode::OK);
+
+    let output = proxy_bin()
+        .args(["revoke", "--agent", "alice"])
+        .env("PROXY_DATABASE", &app.database)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    assert_eq!(
+        code_with(&app, &alice).await,
+        (StatusCode::UNAUTHORIZED, "token_revoked".into())
+    );
+    assert_eq!(code_with(&app, &bob).await.0, StatusCode::OK, "only alice");
+    let app = app.restart().await;
+    assert_eq!(
+        code_with(&app, &alice).await,
+        (StatusCode::UNAUTHORIZED, "token_revoked".into()),
+        "kept in the ledger"
+    );
+    // `iat` has whole seconds: a token from the next second on is a new sign-in.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(code_with(&app, &app.token("alice")).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_events_ticket_opens_one_stream_only() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    let (status, body) = app
+        .post(
+            "/api/payments/ps_usd_1001/events/ticket",
+            &app.token("alice"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ticket = body["ticket"].as_str().unwrap();
+    let url = app.url(&format!("/api/payments/ps_usd_1001/events?ticket={ticket}"));
+    let first = app.client.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let (status, body) = read(app.client.get(&url).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("token_invalid"))
+    );
+    drop(first);
+}
+
+// 6. `unknown` resolves: polled often, failed only after good answers showed nothing for long.
+
+async fn ledger_state(app: &TestApp, attempt: &str) -> String {
+    let ledger = proxy::ledger::Ledger::open(&app.database).await.unwrap();
+    let row = ledger.find_by_attempt_id(attempt).await.unwrap().unwrap();
+    ledger.close().await;
+    row.state
+}
+
+/// A refund answered HTTP 500 (nothing applied upstream): `unknown`; its attempt id.
+async fn unknown_attempt(sandbox: &sandbox::Sandbox, app: &TestApp) -> String {
+    sandbox
+        .inject(FaultRequest::new(Fault::Http500).on(FaultRoute::Refund))
+        .await;
+    let (status, view) = app
+        .refund("ps_usd_1001", &submission(Some(2500), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{view}");
+    view["attempt_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_unknown_attempt_is_failed_only_after_status_showed_nothing_for_the_configured_time() {
+    let (sandbox, app) = sandbox_and_app_with(|mut o| {
+        o.reconcile_interval_ms = 50;
+        // Many polls happen well before the time is up: their number decides nothing.
+        o.reconcile_max_polls = 2;
+        o.reconcile_fail_after_ms = 1500;
+        o
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let attempt = unknown_attempt(&sandbox, &app).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert_eq!(ledger_state(&app, &attempt).await, "unknown", "not yet");
+    eventually(10, "the attempt is declared failed", || async {
+        ledger_state(&app, &attempt).await == "failed"
+    })
+    .await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1500));
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 0);
+}
+
+#[tokio::test]
+async fn error_answers_never_fail_an_unknown_attempt_and_polling_goes_on_after_them() {
+    let (sandbox, app) = sandbox_and_app_with(|mut o| {
+        o.reconcile_interval_ms = 50;
+        o.reconcile_max_polls = 2;
+        o.reconcile_fail_after_ms = 300;
+        o
+    })
+    .await;
+    let attempt = unknown_attempt(&sandbox, &app).await;
+    sandbox
+        .inject(
+            FaultRequest::new(Fault::Http500)
+                .on(FaultRoute::Status)
+                .times(100_000),
+        )
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        ledger_state(&app, &attempt).await,
+        "unknown",
+        "five times the fail-after time of error answers decide nothing"
+    );
+    sandbox.clear_faults().await;
+    // Polling did not stop after the errors: good answers now resolve it.
+    eventually(10, "the attempt is declared failed", || async {
+        ledger_state(&app, &attempt).await == "failed"
+    })
+    .await;
 }
