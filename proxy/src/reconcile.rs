@@ -20,7 +20,7 @@ use std::time::Duration;
 use shared::api::RefundState;
 use shared::SessionId;
 
-use crate::ledger::{now_ms, Change, RefundRow};
+use crate::ledger::{now_ms, ApplyOutcome, Change, RefundRow};
 use crate::AppState;
 
 /// Longest wait between two polls of one refund `in_progress`.
@@ -148,6 +148,9 @@ async fn reconcile_session(
             .ledger
             .apply_upstream_refund(session, refund, "reconciled")
             .await?;
+        if applied.outcome == ApplyOutcome::Conflict {
+            state.metrics.count_anomaly("conflict");
+        }
         state.publish_all(applied.event);
     }
     for row in rows {

@@ -60,6 +60,9 @@ pub enum ApplyOutcome {
     Stale,
     /// A refund the ledger did not know: made elsewhere, or a chargeback.
     New,
+    /// Smart Glocal contradicts the ledger (another amount or currency, or a refund id the
+    /// ledger holds for another payment): recorded in history as `conflict`, not applied.
+    Conflict,
 }
 
 #[derive(Debug, Clone)]
@@ -379,6 +382,15 @@ pub(super) async fn apply_in(
     };
     match row {
         Some(row) => {
+            if let Some(reason) = contradiction(&row, session, refund) {
+                tracing::error!(
+                    refund_id = %refund.id, session_id = %session, %reason, source,
+                    "Smart Glocal contradicts the ledger: recorded as a conflict, not applied"
+                );
+                let detail = format!("{source}: {reason}; not applied, needs attention");
+                journal.history(&row, "conflict", Some(&detail));
+                return Ok(ApplyOutcome::Conflict);
+            }
             if change_row(conn, journal, &row, &change).await?.is_some() {
                 return Ok(ApplyOutcome::Applied);
             }
@@ -427,6 +439,29 @@ pub(super) async fn apply_in(
             Ok(ApplyOutcome::New)
         }
     }
+}
+
+/// How `refund` (of `session`, from Smart Glocal) contradicts the ledger's `row` it matched,
+/// if it does: a refund is one payment's and one amount, whatever reports it.
+fn contradiction(row: &RefundRow, session: &SessionId, refund: &sg::Refund) -> Option<String> {
+    if row.session_id != session.as_str() {
+        return Some(format!(
+            "refund {} is reported for payment {session}, the ledger holds it for {}",
+            refund.id, row.session_id
+        ));
+    }
+    let amount = refund.amount_details;
+    if to_stored(amount.amount) != Some(row.amount) || amount.currency.code() != row.currency {
+        return Some(format!(
+            "Smart Glocal reports {} {} for refund {}, the ledger holds {} {}",
+            amount.amount,
+            amount.currency.code(),
+            refund.id,
+            row.amount,
+            row.currency
+        ));
+    }
+    None
 }
 
 /// The unresolved attempt this new upstream refund belongs to, if any, among the payment's

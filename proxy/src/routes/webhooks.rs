@@ -62,6 +62,9 @@ async fn receive(
     // Answered once the commit that holds it is on disk (see `ledger::webhooks`).
     let outcome = state.webhooks.record(webhook).await?;
     state.metrics.count_webhook(outcome);
+    if outcome == "conflict" {
+        state.metrics.count_anomaly("conflict");
+    }
     Ok(StatusCode::OK)
 }
 

@@ -672,3 +672,56 @@ async fn error_answers_never_fail_an_unknown_attempt_and_polling_goes_on_after_t
     })
     .await;
 }
+
+// 7. Mismatches are flagged, not absorbed.
+
+#[tokio::test]
+async fn a_webhook_contradicting_the_ledger_is_a_conflict_not_an_update() {
+    let (sandbox, app) = sandbox_and_app().await;
+    sandbox.clear_webhook_url();
+    let (status, refund) = app
+        .refund("ps_usd_1001", &submission(Some(4000), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{refund}");
+    let refund_id = refund["refund_id"].as_str().unwrap().to_owned();
+
+    let session = sandbox.session("ps_usd_1001").await.session;
+    let mut webhook = json!({"type": "payment_refunded", "session": session});
+    for r in webhook["session"]["acquiring_payments"][0]["refunds"]
+        .as_array_mut()
+        .unwrap()
+    {
+        if r["id"] == refund_id.as_str() {
+            r["status"] = json!("accepted");
+            r["amount_details"]["amount"] = json!(5000);
+        }
+    }
+    let body = serde_json::to_vec(&webhook).unwrap();
+    assert_eq!(send_webhook(&app, &body).await, StatusCode::OK);
+
+    // The same refund id reported for another payment.
+    let other = refund_webhook("ps_eur_1002", &refund_id, 4000);
+    assert_eq!(send_webhook(&app, &other).await, StatusCode::OK);
+
+    let lines = history(&app, "ps_usd_1001").await;
+    let conflicts: Vec<&Value> = lines.iter().filter(|h| h["kind"] == "conflict").collect();
+    assert_eq!(conflicts.len(), 2, "{lines:?}");
+    assert!(conflicts[0]["detail"].as_str().unwrap().contains("5000"));
+    assert!(conflicts[1]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("ps_eur_1002"));
+    // Nothing of either webhook was applied (the payment view below reads Smart Glocal's
+    // own, true, state, so the ledger's history is what tells).
+    assert!(!lines.iter().any(|h| h["kind"] == "webhook"), "{lines:?}");
+    let view = app.payment("ps_usd_1001").await;
+    assert_eq!(view["refunds"].as_array().unwrap().len(), 1, "{view}");
+    assert_eq!(view["refunds"][0]["amount"]["amount"], 4000);
+    assert!(history(&app, "ps_eur_1002").await.is_empty());
+    let metrics = metrics(&app).await;
+    assert!(
+        metrics.contains(r#"proxy_anomalies_total{kind="conflict"} 2"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"proxy_webhooks_total{outcome="conflict"} 2"#));
+}
