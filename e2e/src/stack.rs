@@ -410,6 +410,8 @@ fn proxy_settings(
         reconcile_max_polls: Some(options.reconcile_max_polls),
         // Fail an attempt Smart Glocal never applied after a second, not the default 2 min.
         reconcile_fail_after_secs: Some(1),
+        // One agent drives the whole suite, faster than a person: no per-agent rate limit.
+        rate_limit_per_minute: Some(0),
         ..Default::default()
     }
 }

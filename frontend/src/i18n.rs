@@ -112,6 +112,10 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
             "Another refund of this payment is being submitted right now. Wait a moment and try again.",
             "Другой возврат по этому платежу отправляется прямо сейчас. Подождите и попробуйте снова.",
         ),
+        RateLimited => (
+            "Too many requests to the refund service. Wait a few seconds and try again.",
+            "Слишком много запросов к сервису возвратов. Подождите несколько секунд и попробуйте снова.",
+        ),
         PaymentNotFound => (
             "The payment provider does not know this payment.",
             "Платёжный провайдер не знает этот платёж.",

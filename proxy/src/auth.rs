@@ -247,6 +247,10 @@ impl FromRequestParts<AppState> for Agent {
             .ok_or(ApiError::Unauthenticated)?;
         let agent = state.tokens.verify_agent(token)?;
         agent.check_not_revoked(state).await?;
+        state.rate_limit.check(&agent.name).map_err(|wait| {
+            // Whole seconds, rounded up: `Retry-After: 0` would invite an immediate retry.
+            ApiError::RateLimited(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+        })?;
         Ok(agent)
     }
 }

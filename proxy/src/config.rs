@@ -109,6 +109,9 @@ pub struct Settings {
     /// in env and flags).
     #[arg(long, env = "PROXY_CONNECT_SRC", value_delimiter = ',')]
     pub connect_src: Option<Vec<String>>,
+    /// Requests a minute each agent may make on `/api/*` (0: no limit) [default: 120].
+    #[arg(long, env = "PROXY_RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<u32>,
     /// Longest lifetime (`exp` − `iat`) of an accepted agent token, seconds [default: 3600].
     #[arg(long, env = "PROXY_MAX_TOKEN_TTL_SECS")]
     pub max_token_ttl_secs: Option<u64>,
@@ -200,6 +203,7 @@ impl Settings {
             frame_ancestors,
             connect_src,
             max_token_ttl_secs,
+            rate_limit_per_minute,
             config_file
         )
     }
@@ -285,6 +289,8 @@ pub struct Config {
     pub connect_src: Vec<String>,
     /// Tokens living longer than this (`exp` − `iat`) are refused, and not minted.
     pub max_token_ttl: Duration,
+    /// Requests a minute per agent on the API; 0 is no limit.
+    pub rate_limit_per_minute: u32,
 }
 
 impl Config {
@@ -411,6 +417,7 @@ impl Config {
             frame_ancestors,
             connect_src,
             max_token_ttl: Duration::from_secs(s.max_token_ttl_secs()?),
+            rate_limit_per_minute: s.rate_limit_per_minute.unwrap_or(120),
         })
     }
 }

@@ -62,6 +62,9 @@ pub enum ApiError {
     /// 409 `refund_in_flight`.
     #[error("another refund on this payment is being submitted; try again in a moment")]
     RefundInFlight,
+    /// 429 `rate_limited`, with `Retry-After` (whole seconds).
+    #[error("too many requests; try again in {0} s")]
+    RateLimited(u64),
     /// 404 `payment_not_found`.
     #[error("Smart Glocal does not know this payment")]
     PaymentNotFound,
@@ -141,6 +144,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | NoteTooLong
         | UpstreamRejected => StatusCode::UNPROCESSABLE_ENTITY,
         IdempotencyConflict | RefundInFlight => StatusCode::CONFLICT,
+        RateLimited => StatusCode::TOO_MANY_REQUESTS,
         UpstreamUnavailable | UpstreamBadResponse => StatusCode::BAD_GATEWAY,
         UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -168,6 +172,7 @@ impl ApiError {
             ApiError::IdempotencyConflict => ErrorCode::IdempotencyConflict,
             ApiError::RefundInFlight => ErrorCode::RefundInFlight,
             ApiError::PaymentNotFound => ErrorCode::PaymentNotFound,
+            ApiError::RateLimited(_) => ErrorCode::RateLimited,
             ApiError::Upstream(UpstreamError::Rejected(_)) => ErrorCode::UpstreamRejected,
             ApiError::Upstream(UpstreamError::Unreachable(_) | UpstreamError::Http(_)) => {
                 ErrorCode::UpstreamUnavailable
@@ -213,6 +218,12 @@ impl IntoResponse for ApiError {
             }
             _ => tracing::info!(code = %code.name(), "request rejected"),
         }
-        (status, Json(self.body())).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        if let ApiError::RateLimited(secs) = self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }

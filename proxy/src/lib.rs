@@ -19,6 +19,7 @@ pub mod extract;
 pub mod ledger;
 pub mod live;
 pub mod metrics;
+pub mod rate_limit;
 pub mod reconcile;
 pub mod refund_flow;
 pub mod routes;
@@ -71,6 +72,8 @@ pub struct Shared {
     pub webhooks: WebhookWriter,
     pub locks: PaymentLocks,
     pub metrics: Arc<Metrics>,
+    /// Requests per agent on the API (see [`rate_limit`]).
+    pub rate_limit: rate_limit::RateLimiter,
 }
 
 /// Why the proxy could not start.
@@ -111,6 +114,7 @@ impl AppState {
             webhooks,
             locks: PaymentLocks::default(),
             metrics,
+            rate_limit: rate_limit::RateLimiter::new(config.rate_limit_per_minute),
             config: Arc::new(config),
         })))
     }

@@ -87,6 +87,8 @@ pub enum ErrorCode {
     IdempotencyConflict,
     /// Another refund on this payment is being submitted right now. 409.
     RefundInFlight,
+    /// Too many requests from this agent: wait as `Retry-After` says. 429.
+    RateLimited,
 
     // Smart Glocal.
     /// Smart Glocal does not know this payment. 404.

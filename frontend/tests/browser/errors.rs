@@ -134,6 +134,7 @@ fn every_code_has_an_english_and_a_different_russian_sentence() {
         InvalidIdempotencyKey,
         IdempotencyConflict,
         RefundInFlight,
+        RateLimited,
         PaymentNotFound,
         UpstreamRejected,
         UpstreamUnavailable,

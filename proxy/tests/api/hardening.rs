@@ -725,3 +725,36 @@ async fn a_webhook_contradicting_the_ledger_is_a_conflict_not_an_update() {
     );
     assert!(metrics.contains(r#"proxy_webhooks_total{outcome="conflict"} 2"#));
 }
+
+#[tokio::test]
+async fn an_agent_over_the_rate_limit_gets_429_with_retry_after() {
+    let mut options = Options::new(NO_UPSTREAM);
+    options.rate_limit_per_minute = 60; // a burst of 15, then one a second
+    let app = spawn_app_with(options).await;
+    let alice = app.token("alice");
+    let mut statuses = Vec::new();
+    for _ in 0..16 {
+        statuses.push(code_with(&app, &alice).await.0);
+    }
+    assert!(
+        statuses[..15].iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    let limited = app
+        .client
+        .get(app.url("/api/payments/ps_usd_1001/history"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = header(&limited, "retry-after").parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let (_, body) = read(limited).await;
+    assert_eq!(body["code"], "rate_limited");
+    assert_eq!(
+        code_with(&app, &app.token("bob")).await.0,
+        StatusCode::OK,
+        "per agent"
+    );
+}

@@ -39,6 +39,7 @@ pub struct Options {
     pub serve_dir: Option<PathBuf>,
     pub frame_ancestors: String,
     pub max_token_ttl_secs: u64,
+    pub rate_limit_per_minute: u32,
 }
 
 impl Options {
@@ -57,6 +58,8 @@ impl Options {
             serve_dir: None,
             frame_ancestors: "'none'".into(),
             max_token_ttl_secs: 3600,
+            // Tests fire bursts on one agent; the limit has its own test.
+            rate_limit_per_minute: 0,
         }
     }
 
@@ -93,6 +96,7 @@ impl Options {
             frame_ancestors: self.frame_ancestors.clone(),
             connect_src: Vec::new(),
             max_token_ttl: Duration::from_secs(self.max_token_ttl_secs),
+            rate_limit_per_minute: self.rate_limit_per_minute,
         }
     }
 }
