@@ -160,13 +160,14 @@ pub struct PaymentView {
 }
 
 impl PaymentView {
-    /// What has been refunded, or is being: everything but failed refunds.
+    /// What has been refunded, or is being: everything but failed refunds. Saturating: a
+    /// few ledger-sized amounts can exceed `u64` together (found by the fuzz target; a plain
+    /// `sum` panicked in debug and wrapped in release, making the remaining amount wrong).
     pub fn refunded(&self) -> u64 {
         self.refunds
             .iter()
             .filter(|r| r.state.holds_money())
-            .map(|r| r.amount.amount)
-            .sum()
+            .fold(0u64, |total, r| total.saturating_add(r.amount.amount))
     }
 
     /// What can still be refunded.
