@@ -109,6 +109,10 @@ pub struct Settings {
     /// in env and flags).
     #[arg(long, env = "PROXY_CONNECT_SRC", value_delimiter = ',')]
     pub connect_src: Option<Vec<String>>,
+    /// A separate address for `/healthz`, `/readyz` and `/metrics`, which then leave the
+    /// public `listen` address [default: none, they are served on `listen`].
+    #[arg(long, env = "PROXY_OPS_LISTEN")]
+    pub ops_listen: Option<SocketAddr>,
     /// Requests a minute each agent may make on `/api/*` (0: no limit) [default: 120].
     #[arg(long, env = "PROXY_RATE_LIMIT_PER_MINUTE")]
     pub rate_limit_per_minute: Option<u32>,
@@ -204,6 +208,7 @@ impl Settings {
             connect_src,
             max_token_ttl_secs,
             rate_limit_per_minute,
+            ops_listen,
             config_file
         )
     }
@@ -291,6 +296,8 @@ pub struct Config {
     pub max_token_ttl: Duration,
     /// Requests a minute per agent on the API; 0 is no limit.
     pub rate_limit_per_minute: u32,
+    /// Where operations routes are served instead of `listen`, if set.
+    pub ops_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -418,6 +425,7 @@ impl Config {
             connect_src,
             max_token_ttl: Duration::from_secs(s.max_token_ttl_secs()?),
             rate_limit_per_minute: s.rate_limit_per_minute.unwrap_or(120),
+            ops_listen: s.ops_listen,
         })
     }
 }

@@ -221,6 +221,16 @@ pub fn valid_request_id(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// The operations routes (`/healthz`, `/readyz`, `/metrics`) alone, for `ops_listen`: an
+/// address a load balancer and Prometheus reach and the public does not.
+pub fn ops_app(state: AppState) -> Router {
+    let config = state.config.clone();
+    let router = routes::health::router()
+        .route_layer(security::no_store())
+        .fallback(not_found);
+    security::with_headers(router, &config).with_state(state)
+}
+
 /// Browsers always say where a cross-site call comes from: refuse origins not configured.
 async fn check_origin(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
@@ -274,6 +284,19 @@ pub async fn run_until(
     }
     state.publish_all(interrupted);
     let reconciler = reconcile::spawn(state.clone());
+    let ops = match state.config.ops_listen {
+        Some(address) => {
+            let ops_listener = TcpListener::bind(address).await?;
+            tracing::info!(address = %ops_listener.local_addr()?, "operations routes listening");
+            let app = ops_app(state.clone()).into_make_service();
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(ops_listener, app).await {
+                    tracing::error!(error = %e, "the operations listener stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     tracing::info!(address = %listener.local_addr()?, project = %state.config.project, "proxy listening");
     // `into_make_service`: each connection shares the router. Served as a plain `Router`,
     // axum would deep-clone every route (and the state in each) per connection: about 40 KB
@@ -282,6 +305,9 @@ pub async fn run_until(
         .with_graceful_shutdown(shutdown)
         .await;
     reconciler.abort();
+    if let Some(ops) = ops {
+        ops.abort();
+    }
     state.ledger.close().await;
     Ok(served?)
 }

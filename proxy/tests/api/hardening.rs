@@ -758,3 +758,33 @@ async fn an_agent_over_the_rate_limit_gets_429_with_retry_after() {
         "per agent"
     );
 }
+
+#[tokio::test]
+async fn with_ops_listen_health_and_metrics_leave_the_public_address() {
+    // A free port for the operations address (bound, noted, released).
+    let ops = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut options = Options::new(NO_UPSTREAM);
+    options.ops_listen = Some(ops);
+    let app = spawn_app_with(options).await;
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let public = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(
+            public.status(),
+            StatusCode::NOT_FOUND,
+            "{path} on the public address"
+        );
+        let private = app
+            .client
+            .get(format!("http://{ops}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(private.status(), StatusCode::OK, "{path} on ops_listen");
+        assert_eq!(header(&private, "cache-control"), "no-store");
+    }
+    // The API stays where it was.
+    assert_eq!(code_with(&app, &app.token("alice")).await.0, StatusCode::OK);
+}

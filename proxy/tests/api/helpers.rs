@@ -40,6 +40,7 @@ pub struct Options {
     pub frame_ancestors: String,
     pub max_token_ttl_secs: u64,
     pub rate_limit_per_minute: u32,
+    pub ops_listen: Option<std::net::SocketAddr>,
 }
 
 impl Options {
@@ -60,6 +61,7 @@ impl Options {
             max_token_ttl_secs: 3600,
             // Tests fire bursts on one agent; the limit has its own test.
             rate_limit_per_minute: 0,
+            ops_listen: None,
         }
     }
 
@@ -97,6 +99,7 @@ impl Options {
             connect_src: Vec::new(),
             max_token_ttl: Duration::from_secs(self.max_token_ttl_secs),
             rate_limit_per_minute: self.rate_limit_per_minute,
+            ops_listen: self.ops_listen,
         }
     }
 }
@@ -146,10 +149,14 @@ async fn spawn_on(options: Options, database: PathBuf, dir: Arc<tempfile::TempDi
         server,
     };
     // Wait until it answers, so tests start against a ready proxy.
+    let ready = match app.options.ops_listen {
+        Some(ops) => format!("http://{ops}/readyz"),
+        None => app.url("/readyz"),
+    };
     for _ in 0..100 {
         if app
             .client
-            .get(app.url("/readyz"))
+            .get(&ready)
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())
