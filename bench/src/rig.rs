@@ -63,6 +63,8 @@ impl Rig {
             ("PROXY_DATABASE", path(data.path().join("proxy.sqlite"))),
             ("PROXY_PARTIAL_REFUNDS", "true".into()),
             ("PROXY_UPSTREAM_TIMEOUT_MS", "5000".into()),
+            // One agent's token drives every measured request: no per-agent rate limit.
+            ("PROXY_RATE_LIMIT_PER_MINUTE", "0".into()),
         ];
         match scheme {
             Scheme::RsaSha256 => {

@@ -236,6 +236,8 @@ impl Stack {
         let claims = proxy::auth::Claims {
             sub: AGENT.to_owned(),
             exp: proxy::auth::now_secs() - 60,
+            iat: Some(proxy::auth::now_secs() - 120),
+            jti: None,
             session_id: None,
             scope: None,
         };
@@ -394,12 +396,22 @@ fn proxy_settings(
         webhook_key_file: Some(keys.join("DEMO-ONLY-sandbox-public.pem")),
         agent_token_secret: Some(Secret::new(TOKEN_SECRET)),
         allowed_origins: Some(origins.to_vec()),
+        // The demo page reads the sandbox and talks to both proxies (CSP `connect-src`).
+        connect_src: Some(
+            std::iter::once(sandbox_url.to_owned())
+                .chain(origins.iter().cloned())
+                .collect(),
+        ),
         upstream_timeout_ms: Some(options.upstream_timeout.as_millis() as u64),
         partial_refunds: Some(partial_refunds),
         demo_mode: Some(true),
         serve_dir: Some(dist.to_path_buf()),
         reconcile_interval_ms: Some(options.reconcile_interval.as_millis() as u64),
         reconcile_max_polls: Some(options.reconcile_max_polls),
+        // Fail an attempt Smart Glocal never applied after a second, not the default 2 min.
+        reconcile_fail_after_secs: Some(1),
+        // One agent drives the whole suite, faster than a person: no per-agent rate limit.
+        rate_limit_per_minute: Some(0),
         ..Default::default()
     }
 }

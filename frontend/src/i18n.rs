@@ -37,6 +37,10 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
             "Your session has expired. Renewing it…",
             "Сессия истекла. Обновляем её…",
         ),
+        TokenRevoked => (
+            "Your access to the refund service was revoked. Ask your administrator.",
+            "Ваш доступ к сервису возвратов отозван. Обратитесь к администратору.",
+        ),
         Forbidden => (
             "You are not allowed to work with this payment.",
             "У вас нет доступа к этому платежу.",
@@ -107,6 +111,10 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
         RefundInFlight => (
             "Another refund of this payment is being submitted right now. Wait a moment and try again.",
             "Другой возврат по этому платежу отправляется прямо сейчас. Подождите и попробуйте снова.",
+        ),
+        RateLimited => (
+            "Too many requests to the refund service. Wait a few seconds and try again.",
+            "Слишком много запросов к сервису возвратов. Подождите несколько секунд и попробуйте снова.",
         ),
         PaymentNotFound => (
             "The payment provider does not know this payment.",
@@ -187,7 +195,12 @@ pub fn reason_label(reason: RefundReason, locale: Locale) -> &'static str {
 pub fn state_label(state: RefundState, locale: Locale) -> &'static str {
     match state {
         RefundState::Pending => tr(locale, "Submitting", "Отправляется"),
-        RefundState::Unknown => tr(locale, "Awaiting confirmation", "Ожидает подтверждения"),
+        // The proxy is asking Smart Glocal (at least every 10 s) until it knows.
+        RefundState::Unknown => tr(
+            locale,
+            "Confirming with Smart Glocal",
+            "Уточняется в Smart Glocal",
+        ),
         RefundState::InProgress => tr(locale, "In progress", "В обработке"),
         RefundState::Accepted => tr(locale, "Accepted", "Принят"),
         RefundState::Failed => tr(locale, "Failed", "Не прошёл"),
@@ -199,7 +212,11 @@ pub fn state_label(state: RefundState, locale: Locale) -> &'static str {
 pub fn state_phrase(state: RefundState, locale: Locale) -> &'static str {
     match state {
         RefundState::Pending => tr(locale, "submitting", "отправляется"),
-        RefundState::Unknown => tr(locale, "awaiting confirmation", "ожидает подтверждения"),
+        RefundState::Unknown => tr(
+            locale,
+            "confirming with Smart Glocal",
+            "уточняется в Smart Glocal",
+        ),
         RefundState::InProgress => tr(locale, "in progress", "в обработке"),
         RefundState::Accepted => tr(locale, "accepted", "принят"),
         RefundState::Failed => tr(locale, "failed", "не прошёл"),

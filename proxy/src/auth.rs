@@ -1,9 +1,18 @@
 //! Agent tokens: HS256 JWTs minted by the merchant's backend (or `proxy token`), with `sub`
-//! (the agent), `exp`, and optionally `session_id` (one payment only).
+//! (the agent), `iat`, `exp`, and optionally `session_id` (one payment only).
+//!
+//! A token must say when it was issued (`iat`, not in the future beyond a few seconds of
+//! skew) and live at most `max_token_ttl` (`exp` − `iat`, default 1 h), so a leaked token is
+//! worth an hour at most; `proxy revoke --agent` refuses an agent's tokens issued until now
+//! (kept in the ledger, so every replica sharing it refuses them too).
 //!
 //! Event-stream tickets are JWTs of the same secret with `scope = "events"`; a ticket is not
 //! an agent token and an agent token is not a ticket, so a ticket leaked from a URL buys
-//! nothing but one payment's events for a few minutes.
+//! nothing but one payment's events for a few minutes, and only once: each ticket opens one
+//! stream (its `jti` is remembered by this process until it expires).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -28,6 +37,12 @@ const LEEWAY_SECS: u64 = 5;
 pub struct Claims {
     pub sub: String,
     pub exp: i64,
+    /// Issued at, Unix seconds; required (a token without it is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// A ticket's one-time id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,6 +54,9 @@ pub struct Claims {
 pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    max_ttl_secs: i64,
+    /// Tickets already used, with their expiry: refused until then, forgotten after.
+    used_tickets: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -52,12 +70,21 @@ pub fn now_secs() -> i64 {
 }
 
 impl TokenKeys {
+    /// Keys accepting tokens of at most the default lifetime (one hour).
     pub fn new(secret: &Secret) -> Self {
         let bytes = secret.expose().as_bytes();
         Self {
             encoding: EncodingKey::from_secret(bytes),
             decoding: DecodingKey::from_secret(bytes),
+            max_ttl_secs: secs(crate::config::DEFAULT_MAX_TOKEN_TTL_SECS),
+            used_tickets: Arc::default(),
         }
+    }
+
+    /// The same keys, accepting tokens that live at most `max_ttl_secs`.
+    pub fn with_max_ttl(mut self, max_ttl_secs: u64) -> Self {
+        self.max_ttl_secs = secs(max_ttl_secs);
+        self
     }
 
     fn encode(&self, claims: &Claims) -> String {
@@ -67,10 +94,13 @@ impl TokenKeys {
 
     /// A token for `agent`, valid `ttl_secs`, optionally limited to one payment.
     pub fn mint(&self, agent: &str, ttl_secs: u64, session: Option<&SessionId>) -> AgentToken {
-        let exp = now_secs() + ttl_secs as i64;
+        let iat = now_secs();
+        let exp = iat.saturating_add(secs(ttl_secs));
         let claims = Claims {
             sub: agent.to_owned(),
             exp,
+            iat: Some(iat),
+            jti: None,
             session_id: session.map(|s| s.to_string()),
             scope: None,
         };
@@ -81,9 +111,12 @@ impl TokenKeys {
     }
 
     pub fn mint_ticket(&self, agent: &str, session: &SessionId) -> EventsTicket {
+        let iat = now_secs();
         let claims = Claims {
             sub: agent.to_owned(),
-            exp: now_secs() + TICKET_TTL_SECS as i64,
+            exp: iat.saturating_add(secs(TICKET_TTL_SECS)),
+            iat: Some(iat),
+            jti: Some(uuid::Uuid::new_v4().simple().to_string()),
             session_id: Some(session.to_string()),
             scope: Some(EVENTS_SCOPE.to_owned()),
         };
@@ -97,7 +130,7 @@ impl TokenKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECS;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => ApiError::TokenExpired,
@@ -105,7 +138,34 @@ impl TokenKeys {
                     ApiError::Unauthenticated
                 }
                 _ => ApiError::TokenInvalid,
-            })
+            })?;
+        self.check_lifetime(&claims)?;
+        Ok(claims)
+    }
+
+    /// `iat` present, not ahead of our clock beyond the skew, and `exp` at most `max_ttl`
+    /// after it: a token minted for a year is refused, not trusted for a year.
+    fn check_lifetime(&self, claims: &Claims) -> Result<(), ApiError> {
+        let iat = claims.iat.ok_or(ApiError::TokenInvalid)?;
+        if iat > now_secs().saturating_add(secs(LEEWAY_SECS)) {
+            return Err(ApiError::TokenInvalid);
+        }
+        if claims.exp.saturating_sub(iat) > self.max_ttl_secs {
+            return Err(ApiError::TokenInvalid);
+        }
+        Ok(())
+    }
+
+    /// Whether a ticket is used for the first time; from then on it is refused until it
+    /// expires. (Tickets are per process: each replica remembers the ones it saw.)
+    fn first_use(&self, jti: &str, exp: i64) -> bool {
+        let mut used = self.used_tickets.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_secs();
+        // Forget expired ones now and then; they are refused by `exp` anyway.
+        if used.len() > 1024 {
+            used.retain(|_, until| *until >= now - secs(LEEWAY_SECS));
+        }
+        used.insert(jti.to_owned(), exp).is_none()
     }
 
     /// An agent token (not a ticket).
@@ -117,6 +177,7 @@ impl TokenKeys {
         Ok(Agent {
             name: claims.sub,
             session_id: claims.session_id,
+            issued_at: claims.iat.unwrap_or_default(),
         })
     }
 
@@ -129,8 +190,13 @@ impl TokenKeys {
         let agent = Agent {
             name: claims.sub,
             session_id: claims.session_id,
+            issued_at: claims.iat.unwrap_or_default(),
         };
         agent.authorize(session)?;
+        let jti = claims.jti.as_deref().ok_or(ApiError::TokenInvalid)?;
+        if !self.first_use(jti, claims.exp) {
+            return Err(ApiError::TokenInvalid);
+        }
         Ok(agent)
     }
 }
@@ -141,9 +207,20 @@ pub struct Agent {
     pub name: String,
     /// The one payment this token is limited to, if any.
     pub session_id: Option<String>,
+    /// The token's `iat`, Unix seconds.
+    pub issued_at: i64,
 }
 
 impl Agent {
+    /// Refuses a token issued before its agent was revoked (`proxy revoke`). Read from the
+    /// ledger on every request, so a revocation holds at once on every replica.
+    pub async fn check_not_revoked(&self, state: &AppState) -> Result<(), ApiError> {
+        match state.ledger.revoked_until(&self.name).await? {
+            Some(until) if self.issued_at <= until => Err(ApiError::TokenRevoked),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether this agent may act on `session`.
     pub fn authorize(&self, session: &SessionId) -> Result<(), ApiError> {
         match &self.session_id {
@@ -168,8 +245,19 @@ impl FromRequestParts<AppState> for Agent {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthenticated)?;
-        state.tokens.verify_agent(token)
+        let agent = state.tokens.verify_agent(token)?;
+        agent.check_not_revoked(state).await?;
+        state.rate_limit.check(&agent.name).map_err(|wait| {
+            // Whole seconds, rounded up: `Retry-After: 0` would invite an immediate retry.
+            ApiError::RateLimited(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+        })?;
+        Ok(agent)
     }
+}
+
+/// Seconds as the claims' `i64`, saturating (no lifetime comes near the limit).
+fn secs(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// Parses `15m`, `30s`, `2h`, `1d` or a plain number of seconds.

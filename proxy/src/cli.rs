@@ -1,4 +1,4 @@
-//! The command line: `proxy [serve]`, `proxy token`, `proxy export`.
+//! The command line: `proxy [serve]`, `proxy token`, `proxy revoke`, `proxy export`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +51,14 @@ pub enum Command {
         /// Limit the token to one payment.
         #[arg(long)]
         session: Option<SessionId>,
+        #[command(flatten)]
+        settings: Box<Settings>,
+    },
+    /// Refuse every token of an agent issued until now, on every proxy sharing the ledger.
+    Revoke {
+        /// The agent's name (`sub`).
+        #[arg(long)]
+        agent: String,
         #[command(flatten)]
         settings: Box<Settings>,
     },
@@ -120,11 +128,31 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
             session,
             settings,
         }) => {
-            let secret = layered(*settings)?
-                .agent_token_secret()
-                .map_err(|e| e.to_string())?;
+            let settings = layered(*settings)?;
+            let secret = settings.agent_token_secret().map_err(|e| e.to_string())?;
+            let max = settings.max_token_ttl_secs().map_err(|e| e.to_string())?;
+            if ttl > max {
+                return Err(format!(
+                    "--ttl {ttl}s is longer than `max_token_ttl_secs` ({max}s): the proxy would refuse the token"
+                ));
+            }
             let token = TokenKeys::new(&secret).mint(&agent, ttl, session.as_ref());
             println!("{}", token.token);
+            Ok(())
+        }
+        Some(Command::Revoke { agent, settings }) => {
+            let agent = agent.trim();
+            if agent.is_empty() {
+                return Err("--agent must name an agent".into());
+            }
+            let ledger = Ledger::open(&layered(*settings)?.database())
+                .await
+                .map_err(|e| e.to_string())?;
+            let now = crate::auth::now_secs();
+            let revoked = ledger.revoke_agent(agent, now).await;
+            ledger.close().await;
+            revoked.map_err(|e| e.to_string())?;
+            eprintln!("proxy: tokens of `{agent}` issued until now are refused from now on");
             Ok(())
         }
         Some(Command::Export {

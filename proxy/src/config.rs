@@ -91,12 +91,39 @@ pub struct Settings {
     /// Refunds `in_progress` longer than this are polled, seconds [default: 300].
     #[arg(long, env = "PROXY_RECONCILE_IN_PROGRESS_AFTER_SECS")]
     pub reconcile_in_progress_after_secs: Option<u64>,
-    /// Polls of an `unknown` attempt before it is declared failed [default: 10].
+    /// Polls of a refund still `in_progress` before reconciliation leaves it to its webhook
+    /// [default: 10].
     #[arg(long, env = "PROXY_RECONCILE_MAX_POLLS")]
     pub reconcile_max_polls: Option<u32>,
+    /// An `unknown` attempt is declared failed once `session/status` has shown no refund for
+    /// it for this long, seconds [default: 120].
+    #[arg(long, env = "PROXY_RECONCILE_FAIL_AFTER_SECS")]
+    pub reconcile_fail_after_secs: Option<u64>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "PROXY_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Who may frame the served pages: CSP `frame-ancestors` sources [default: 'none'].
+    #[arg(long, env = "PROXY_FRAME_ANCESTORS")]
+    pub frame_ancestors: Option<String>,
+    /// Origins the served pages may call besides this one: CSP `connect-src` (comma-separated
+    /// in env and flags).
+    #[arg(long, env = "PROXY_CONNECT_SRC", value_delimiter = ',')]
+    pub connect_src: Option<Vec<String>>,
+    /// A separate address for `/healthz`, `/readyz` and `/metrics`, which then leave the
+    /// public `listen` address [default: none, they are served on `listen`].
+    #[arg(long, env = "PROXY_OPS_LISTEN")]
+    pub ops_listen: Option<SocketAddr>,
+    /// Requests a minute each agent may make on `/api/*` (0: no limit) [default: 120].
+    #[arg(long, env = "PROXY_RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<u32>,
+    /// Longest lifetime (`exp` − `iat`) of an accepted agent token, seconds [default: 3600].
+    #[arg(long, env = "PROXY_MAX_TOKEN_TTL_SECS")]
+    pub max_token_ttl_secs: Option<u64>,
+    /// The file these settings were read from; set by [`Settings::from_file`], so that a
+    /// config file inside `serve_dir` is refused.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
 }
 
 fn parse_secret(text: &str) -> Result<Secret, String> {
@@ -144,6 +171,7 @@ impl Settings {
         resolve(&mut settings.agent_token_secret_file);
         resolve(&mut settings.database);
         resolve(&mut settings.serve_dir);
+        settings.config_file = Some(absolute);
         Ok(settings)
     }
 
@@ -174,7 +202,14 @@ impl Settings {
             reconcile_interval_ms,
             reconcile_in_progress_after_secs,
             reconcile_max_polls,
-            log_format
+            reconcile_fail_after_secs,
+            log_format,
+            frame_ancestors,
+            connect_src,
+            max_token_ttl_secs,
+            rate_limit_per_minute,
+            ops_listen,
+            config_file
         )
     }
 
@@ -249,7 +284,20 @@ pub struct Config {
     pub reconcile_interval: Duration,
     pub reconcile_in_progress_after: Duration,
     pub reconcile_max_polls: u32,
+    /// How long `session/status` must show no refund for an `unknown` attempt before it is
+    /// declared failed.
+    pub reconcile_fail_after: Duration,
     pub log_json: bool,
+    /// CSP `frame-ancestors` sources: `'none'`, `'self'` or origins.
+    pub frame_ancestors: String,
+    /// Origins besides `'self'` in the served pages' CSP `connect-src`.
+    pub connect_src: Vec<String>,
+    /// Tokens living longer than this (`exp` − `iat`) are refused, and not minted.
+    pub max_token_ttl: Duration,
+    /// Requests a minute per agent on the API; 0 is no limit.
+    pub rate_limit_per_minute: u32,
+    /// Where operations routes are served instead of `listen`, if set.
+    pub ops_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -298,16 +346,12 @@ impl Config {
             });
         }
         let allowed_origins = s.allowed_origins.clone().unwrap_or_default();
-        for origin in &allowed_origins {
-            let valid = reqwest::Url::parse(origin)
-                .map(|u| u.path() == "/" && !origin.ends_with('/'))
-                .unwrap_or(false);
-            if !valid {
-                return Err(ConfigError::Invalid {
-                    name: "allowed_origins",
-                    reason: format!("`{origin}` is not an origin like http://host:port"),
-                });
-            }
+        check_origins("allowed_origins", &allowed_origins)?;
+        let connect_src = s.connect_src.clone().unwrap_or_default();
+        check_origins("connect_src", &connect_src)?;
+        let frame_ancestors = frame_ancestors(s.frame_ancestors.as_deref())?;
+        if let Some(dir) = &s.serve_dir {
+            check_outside_serve_dir(dir, &s)?;
         }
         let log_json = match s.log_format.as_deref() {
             None | Some("text") => false,
@@ -347,10 +391,15 @@ impl Config {
             partial_refunds: s.partial_refunds.unwrap_or(false),
             demo_mode: s.demo_mode.unwrap_or(false),
             serve_dir: s.serve_dir.clone(),
-            body_limit: positive(
-                "body_limit_bytes",
-                s.body_limit_bytes.unwrap_or(64 * 1024) as u64,
-            )? as usize,
+            body_limit: match s.body_limit_bytes.unwrap_or(64 * 1024) {
+                0 => {
+                    return Err(ConfigError::Invalid {
+                        name: "body_limit_bytes",
+                        reason: "must be greater than zero".into(),
+                    })
+                }
+                limit => limit,
+            },
             reconcile_interval: Duration::from_millis(positive(
                 "reconcile_interval_ms",
                 s.reconcile_interval_ms.unwrap_or(5_000),
@@ -358,11 +407,134 @@ impl Config {
             reconcile_in_progress_after: Duration::from_secs(
                 s.reconcile_in_progress_after_secs.unwrap_or(300),
             ),
-            reconcile_max_polls: positive(
-                "reconcile_max_polls",
-                u64::from(s.reconcile_max_polls.unwrap_or(10)),
-            )? as u32,
+            reconcile_max_polls: match s.reconcile_max_polls.unwrap_or(10) {
+                0 => {
+                    return Err(ConfigError::Invalid {
+                        name: "reconcile_max_polls",
+                        reason: "must be greater than zero".into(),
+                    })
+                }
+                polls => polls,
+            },
+            reconcile_fail_after: Duration::from_secs(
+                s.reconcile_fail_after_secs
+                    .unwrap_or(DEFAULT_RECONCILE_FAIL_AFTER_SECS),
+            ),
             log_json,
+            frame_ancestors,
+            connect_src,
+            max_token_ttl: Duration::from_secs(s.max_token_ttl_secs()?),
+            rate_limit_per_minute: s.rate_limit_per_minute.unwrap_or(120),
+            ops_listen: s.ops_listen,
         })
+    }
+}
+
+impl Settings {
+    /// `max_token_ttl_secs` checked (enough for `proxy token`).
+    pub fn max_token_ttl_secs(&self) -> Result<u64, ConfigError> {
+        match self
+            .max_token_ttl_secs
+            .unwrap_or(DEFAULT_MAX_TOKEN_TTL_SECS)
+        {
+            0 => Err(ConfigError::Invalid {
+                name: "max_token_ttl_secs",
+                reason: "must be greater than zero".into(),
+            }),
+            secs => Ok(secs),
+        }
+    }
+}
+
+/// Two minutes of `session/status` answers without the refund: far longer than Smart Glocal
+/// takes to show a refund it accepted, short enough that an agent is not kept waiting.
+pub const DEFAULT_RECONCILE_FAIL_AFTER_SECS: u64 = 120;
+
+/// Tokens live at most an hour unless configured otherwise: a leaked one is worth little.
+pub const DEFAULT_MAX_TOKEN_TTL_SECS: u64 = 3600;
+
+fn check_origins(name: &'static str, origins: &[String]) -> Result<(), ConfigError> {
+    for origin in origins {
+        let valid = reqwest::Url::parse(origin)
+            .map(|u| u.path() == "/" && !origin.ends_with('/'))
+            .unwrap_or(false);
+        if !valid {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!("`{origin}` is not an origin like http://host:port"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `'none'`, `'self'` or origins, space-separated: what goes into the CSP header verbatim, so
+/// nothing else (no `;`, no other directive) may.
+fn frame_ancestors(setting: Option<&str>) -> Result<String, ConfigError> {
+    let value = setting.map(str::trim).unwrap_or("'none'");
+    let sources: Vec<&str> = value.split_whitespace().collect();
+    let valid = !sources.is_empty()
+        && sources.iter().all(|source| {
+            matches!(*source, "'none'" | "'self'")
+                || check_origins("frame_ancestors", &[(*source).to_owned()]).is_ok()
+        })
+        && (!sources.contains(&"'none'") || sources.len() == 1);
+    if valid {
+        Ok(sources.join(" "))
+    } else {
+        Err(ConfigError::Invalid {
+            name: "frame_ancestors",
+            reason: format!("`{value}`: expected 'none', 'self' or origins like https://host"),
+        })
+    }
+}
+
+/// Refuses a configuration that would let the static files route serve a secret: the ledger
+/// (and its `-wal`/`-shm` beside it), a key file, or the config file itself inside
+/// `serve_dir`.
+fn check_outside_serve_dir(serve_dir: &Path, s: &Settings) -> Result<(), ConfigError> {
+    let root = resolved(serve_dir);
+    let files: [(&'static str, Option<PathBuf>); 5] = [
+        ("database", Some(s.database())),
+        ("signing_key_file", s.signing_key_file.clone()),
+        ("webhook_key_file", s.webhook_key_file.clone()),
+        ("agent_token_secret_file", s.agent_token_secret_file.clone()),
+        ("config", s.config_file.clone()),
+    ];
+    for (name, path) in files {
+        if let Some(path) = path {
+            if resolved(&path).starts_with(&root) {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: format!(
+                        "{} lies inside `serve_dir` ({}), which would serve it to anyone",
+                        path.display(),
+                        serve_dir.display()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `path` made absolute with every symlink of its existing part resolved, so that neither
+/// `..` nor a link can hide that a file lies inside a folder. The part that does not exist
+/// yet (a ledger about to be created) is appended as written.
+pub fn resolved(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            return rest.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return absolute,
+        }
     }
 }

@@ -22,14 +22,18 @@ pub enum ApiError {
     /// 401 `token_expired`: the host page should mint a new one.
     #[error("the token has expired")]
     TokenExpired,
+    /// 401 `token_revoked`: the agent's tokens up to now were revoked (`proxy revoke`).
+    #[error("access for this agent was revoked; sign in again")]
+    TokenRevoked,
     /// 403 `forbidden`: the token is limited to another payment.
     #[error("this token is for another payment")]
     Forbidden,
     /// 403 `origin_not_allowed`.
     #[error("this page's origin may not call the refund API")]
     OriginNotAllowed,
-    /// 400 `invalid_json`.
-    #[error("the request body is not valid: {0}")]
+    /// 400 `invalid_json`. The parser's own text (Rust type names, positions) is logged, not
+    /// sent: the agent gets a sentence, the operator the detail.
+    #[error("the request body is not JSON of the right shape: a field is unknown, missing or of the wrong kind")]
     InvalidJson(String),
     /// 415 `unsupported_media_type`.
     #[error("send the body as application/json")]
@@ -58,6 +62,9 @@ pub enum ApiError {
     /// 409 `refund_in_flight`.
     #[error("another refund on this payment is being submitted; try again in a moment")]
     RefundInFlight,
+    /// 429 `rate_limited`, with `Retry-After` (whole seconds).
+    #[error("too many requests; try again in {0} s")]
+    RateLimited(u64),
     /// 404 `payment_not_found`.
     #[error("Smart Glocal does not know this payment")]
     PaymentNotFound,
@@ -119,7 +126,7 @@ fn upstream_message(error: &UpstreamError) -> String {
 pub fn status_of(code: ErrorCode) -> StatusCode {
     use ErrorCode::*;
     match code {
-        Unauthenticated | TokenInvalid | TokenExpired | SignatureInvalid => {
+        Unauthenticated | TokenInvalid | TokenExpired | TokenRevoked | SignatureInvalid => {
             StatusCode::UNAUTHORIZED
         }
         Forbidden | OriginNotAllowed => StatusCode::FORBIDDEN,
@@ -143,6 +150,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | NoteTooLong
         | UpstreamRejected => StatusCode::UNPROCESSABLE_ENTITY,
         IdempotencyConflict | RefundInFlight => StatusCode::CONFLICT,
+        RateLimited => StatusCode::TOO_MANY_REQUESTS,
         UpstreamUnavailable | UpstreamBadResponse => StatusCode::BAD_GATEWAY,
         UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -156,6 +164,7 @@ impl ApiError {
             ApiError::Unauthenticated => ErrorCode::Unauthenticated,
             ApiError::TokenInvalid => ErrorCode::TokenInvalid,
             ApiError::TokenExpired => ErrorCode::TokenExpired,
+            ApiError::TokenRevoked => ErrorCode::TokenRevoked,
             ApiError::Forbidden => ErrorCode::Forbidden,
             ApiError::OriginNotAllowed => ErrorCode::OriginNotAllowed,
             ApiError::InvalidJson(_) => ErrorCode::InvalidJson,
@@ -169,6 +178,7 @@ impl ApiError {
             ApiError::IdempotencyConflict => ErrorCode::IdempotencyConflict,
             ApiError::RefundInFlight => ErrorCode::RefundInFlight,
             ApiError::PaymentNotFound => ErrorCode::PaymentNotFound,
+            ApiError::RateLimited(_) => ErrorCode::RateLimited,
             ApiError::Upstream(UpstreamError::Rejected(_)) => ErrorCode::UpstreamRejected,
             ApiError::Upstream(UpstreamError::Unreachable(_) | UpstreamError::Http(_)) => {
                 ErrorCode::UpstreamUnavailable
@@ -208,11 +218,20 @@ impl IntoResponse for ApiError {
             | ApiError::LedgerUnavailable(detail) => {
                 tracing::error!(code = %code.name(), %detail, "request failed")
             }
+            ApiError::InvalidJson(detail) => {
+                tracing::info!(code = %code.name(), %detail, "request rejected")
+            }
             ApiError::Upstream(detail) => {
                 tracing::warn!(code = %code.name(), detail = %detail, "upstream error")
             }
             _ => tracing::info!(code = %code.name(), "request rejected"),
         }
-        (status, Json(self.body())).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        if let ApiError::RateLimited(secs) = self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }

@@ -19,16 +19,18 @@ pub mod extract;
 pub mod ledger;
 pub mod live;
 pub mod metrics;
+pub mod rate_limit;
 pub mod reconcile;
 pub mod refund_flow;
 pub mod routes;
+pub mod security;
+pub mod static_files;
 pub mod upstream;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::handler::HandlerWithoutStateExt;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -38,7 +40,6 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::services::ServeDir;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use config::{Config, ConfigError, Settings};
@@ -49,6 +50,7 @@ use ledger::{Ledger, WebhookWriter};
 use live::Live;
 use metrics::Metrics;
 use refund_flow::PaymentLocks;
+use static_files::StaticFiles;
 use upstream::Upstream;
 
 /// Everything a handler needs; cheap to clone (one reference count: the router clones its
@@ -69,6 +71,8 @@ pub struct Shared {
     pub webhooks: WebhookWriter,
     pub locks: PaymentLocks,
     pub metrics: Arc<Metrics>,
+    /// Requests per agent on the API (see [`rate_limit`]).
+    pub rate_limit: rate_limit::RateLimiter,
 }
 
 /// Why the proxy could not start.
@@ -104,11 +108,13 @@ impl AppState {
             upstream,
             ledger,
             verifier: config.verifier.clone(),
-            tokens: TokenKeys::new(&config.agent_token_secret),
+            tokens: TokenKeys::new(&config.agent_token_secret)
+                .with_max_ttl(config.max_token_ttl.as_secs()),
             live,
             webhooks,
             locks: PaymentLocks::default(),
             metrics,
+            rate_limit: rate_limit::RateLimiter::new(config.rate_limit_per_minute),
             config: Arc::new(config),
         })))
     }
@@ -129,11 +135,13 @@ async fn not_found() -> ApiError {
 /// The whole HTTP application: routes, the widget files as fallback, and middleware.
 pub fn app(state: AppState) -> Router {
     let config = state.config.clone();
-    let mut router =
-        routes::router(&state).method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+    let mut router = routes::router(&state)
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .route_layer(security::no_store());
     router = match &config.serve_dir {
         Some(dir) => {
-            router.fallback_service(ServeDir::new(dir).not_found_service(not_found.into_service()))
+            let files = StaticFiles::new(dir);
+            router.fallback(move |request: Request| async move { files.serve(request).await })
         }
         None => router.fallback(not_found),
     };
@@ -159,7 +167,7 @@ pub fn app(state: AppState) -> Router {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
         })
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
-    router
+    let router = router
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -168,12 +176,48 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(
             ServiceBuilder::new()
+                .map_request(sanitize_request_id)
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(cors),
-        )
-        .with_state(state)
+        );
+    // Outermost, so every answer has them, the middleware's own rejections included.
+    security::with_headers(router, &config).with_state(state)
+}
+
+/// Keeps a client's `x-request-id` only if it is one plain token (`[A-Za-z0-9._-]{1,64}`):
+/// it is echoed and logged, so newlines, forged log text or kilobytes are dropped, and the
+/// request gets a fresh id instead.
+fn sanitize_request_id(mut request: Request) -> Request {
+    let ids = request.headers().get_all("x-request-id");
+    let mut iter = ids.iter();
+    let keep = match (iter.next(), iter.next()) {
+        (Some(id), None) => valid_request_id(id.as_bytes()),
+        (None, _) => true,
+        _ => false,
+    };
+    if !keep {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
+}
+
+pub fn valid_request_id(id: &[u8]) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The operations routes (`/healthz`, `/readyz`, `/metrics`) alone, for `ops_listen`: an
+/// address a load balancer and Prometheus reach and the public does not.
+pub fn ops_app(state: AppState) -> Router {
+    let config = state.config.clone();
+    let router = routes::health::router()
+        .route_layer(security::no_store())
+        .fallback(not_found);
+    security::with_headers(router, &config).with_state(state)
 }
 
 /// Browsers always say where a cross-site call comes from: refuse origins not configured.
@@ -204,7 +248,7 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
     state
         .metrics
         .count_request(&route, &method, response.status().as_u16());
-    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "handled");
+    tracing::debug!(elapsed_ms = %started.elapsed().as_millis(), "handled");
     response
 }
 
@@ -229,6 +273,19 @@ pub async fn run_until(
     }
     let reconciler = reconcile::spawn(state.clone());
     let ledger_watch = reconcile::watch_ledger(state.clone());
+    let ops = match state.config.ops_listen {
+        Some(address) => {
+            let ops_listener = TcpListener::bind(address).await?;
+            tracing::info!(address = %ops_listener.local_addr()?, "operations routes listening");
+            let app = ops_app(state.clone()).into_make_service();
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(ops_listener, app).await {
+                    tracing::error!(error = %e, "the operations listener stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     tracing::info!(address = %listener.local_addr()?, project = %state.config.project, "proxy listening");
     // `into_make_service`: each connection shares the router. Served as a plain `Router`,
     // axum would deep-clone every route (and the state in each) per connection: about 40 KB
@@ -238,6 +295,9 @@ pub async fn run_until(
         .await;
     reconciler.abort();
     ledger_watch.abort();
+    if let Some(ops) = ops {
+        ops.abort();
+    }
     state.ledger.close().await;
     Ok(served?)
 }

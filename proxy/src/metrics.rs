@@ -24,6 +24,7 @@ pub struct Metrics {
     upstream: Mutex<BTreeMap<(String, String), Histogram>>,
     webhooks: Mutex<BTreeMap<String, u64>>,
     refunds: Mutex<BTreeMap<String, u64>>,
+    anomalies: Mutex<BTreeMap<String, u64>>,
 }
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
@@ -54,9 +55,16 @@ impl Metrics {
         histogram.sum += seconds;
     }
 
-    /// `applied`, `duplicate`, `stale`, `ignored`, `unreadable`, `signature_invalid`.
+    /// `applied`, `duplicate`, `stale`, `ignored`, `unreadable`, `unrepresentable`,
+    /// `signature_invalid`.
     pub fn count_webhook(&self, outcome: &str) {
         bump(&self.webhooks, outcome.to_owned());
+    }
+
+    /// Something an operator must look at (`status_unrepresentable`, …): each is also logged
+    /// at `error`.
+    pub fn count_anomaly(&self, kind: &str) {
+        bump(&self.anomalies, kind.to_owned());
     }
 
     /// A refund entered `state`.
@@ -131,6 +139,22 @@ impl Metrics {
                 out,
                 "proxy_refund_transitions_total{{state=\"{}\"}} {n}",
                 escape(state)
+            );
+        }
+        out.push_str(
+            "# HELP proxy_anomalies_total Answers that contradict or exceed the ledger, by kind.\n",
+        );
+        out.push_str("# TYPE proxy_anomalies_total counter\n");
+        for (kind, n) in self
+            .anomalies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "proxy_anomalies_total{{kind=\"{}\"}} {n}",
+                escape(kind)
             );
         }
         out

@@ -4,10 +4,15 @@
 //! for `pending` ones whose request is long gone, and for refunds still `in_progress` after
 //! `reconcile_in_progress_after`. Each upstream refund is applied exactly as a webhook would
 //! be (matched to its attempt by the attempt id in its metadata, else by amount among the
-//! refunds that did not exist before the call). An `unknown` attempt that still has no
-//! refund after `reconcile_max_polls` polls is marked `failed`. Polls back off exponentially.
-//! On start, attempts a previous process left `pending` become `unknown` first, so a
-//! `kill -9` at any point loses nothing.
+//! refunds that did not exist before the call).
+//!
+//! An unresolved attempt (`unknown`, stale `pending`) holds its amount back from what agents
+//! may refund, so it is polled at least every 10 s until resolved, and declared `failed` only
+//! when `session/status` answers have shown no refund for it for `reconcile_fail_after`
+//! (default 2 min): never earlier, and never because of an error answer (those only mean
+//! "ask again"). Refunds `in_progress` back off exponentially to 5 min, at most
+//! `reconcile_max_polls` times: their webhook will come. On start, attempts a previous
+//! process left `pending` become `unknown` first, so a `kill -9` at any point loses nothing.
 //!
 //! Through a storage fault, [`watch_ledger`] probes the ledger until it can write again, then
 //! settles every payment that had an attempt in flight from Smart Glocal's own record: an
@@ -19,13 +24,15 @@ use std::time::Duration;
 use shared::api::RefundState;
 use shared::SessionId;
 
-use crate::ledger::{now_ms, Change, RefundRow};
+use crate::ledger::{now_ms, ApplyOutcome, Change, RefundRow};
 use crate::AppState;
 
-/// Longest wait between two polls of one refund.
+/// Longest wait between two polls of one refund `in_progress`.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often a ledger that cannot write is probed (recovery needs no traffic).
 const FAULT_PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// Longest wait between two polls of an unresolved attempt: its amount is held back meanwhile.
+pub const UNRESOLVED_MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs [`tick`] every `reconcile_interval` until the task is aborted.
 pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
@@ -89,23 +96,41 @@ pub async fn in_flight(state: &AppState) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-fn next_poll_at(state: &AppState, polls: i64) -> i64 {
-    let factor = 2u32.saturating_pow(polls.clamp(0, 16) as u32);
-    let wait = state
-        .config
-        .reconcile_interval
-        .saturating_mul(factor)
-        .min(MAX_BACKOFF);
-    now_ms() + wait.as_millis() as i64
+/// The wait before poll number `polls + 1` of a row: doubling from `interval`, capped at
+/// [`UNRESOLVED_MAX_WAIT`] for unresolved attempts and [`MAX_BACKOFF`] for the others.
+pub fn poll_wait(interval: Duration, polls: i64, unresolved: bool) -> Duration {
+    let factor = 2u32.saturating_pow(u32::try_from(polls.clamp(0, 16)).unwrap_or(16));
+    let cap = if unresolved {
+        UNRESOLVED_MAX_WAIT
+    } else {
+        MAX_BACKOFF
+    };
+    interval.saturating_mul(factor).min(cap)
+}
+
+fn next_poll_at(state: &AppState, row: &RefundRow, polls: i64) -> i64 {
+    let unresolved = matches!(row.state(), RefundState::Unknown | RefundState::Pending);
+    now_ms()
+        + millis(poll_wait(
+            state.config.reconcile_interval,
+            polls,
+            unresolved,
+        ))
+}
+
+/// A duration in the ledger's milliseconds, saturating (settings are far below the limit).
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// One pass over everything due.
 pub async fn tick(state: &AppState) {
     let config = &state.config;
     let now = now_ms();
-    let stale_pending =
-        now - (config.upstream_timeout * 2 + Duration::from_secs(30)).as_millis() as i64;
-    let in_progress_before = now - config.reconcile_in_progress_after.as_millis() as i64;
+    let stale_pending = now.saturating_sub(millis(
+        config.upstream_timeout * 2 + Duration::from_secs(30),
+    ));
+    let in_progress_before = now.saturating_sub(millis(config.reconcile_in_progress_after));
     let rows = match state
         .ledger
         .due_for_reconcile(
@@ -154,21 +179,36 @@ async fn reconcile_session(
             for row in rows {
                 state
                     .ledger
-                    .note_poll(row.key, next_poll_at(state, row.polls + 1))
+                    .note_poll(row.key, next_poll_at(state, row, row.polls + 1))
                     .await?;
             }
             return Ok(());
         }
     };
+    if !crate::routes::webhooks::amounts_representable(&upstream) {
+        // Nothing of an answer we cannot record exactly is applied; the attempts wait.
+        tracing::error!(session_id = %session, "session/status carries an amount beyond the ledger's range; not applied");
+        state.metrics.count_anomaly("status_unrepresentable");
+        for row in rows {
+            state
+                .ledger
+                .note_poll(row.key, next_poll_at(state, row, row.polls + 1))
+                .await?;
+        }
+        return Ok(());
+    }
     for refund in upstream
         .payment()
         .map(|p| p.refunds.as_slice())
         .unwrap_or_default()
     {
-        state
+        let outcome = state
             .ledger
             .apply_upstream_refund(session, refund, "reconciled")
             .await?;
+        if outcome == ApplyOutcome::Conflict {
+            state.metrics.count_anomaly("conflict");
+        }
     }
     for row in rows {
         let Some(current) = state.ledger.find_by_key(row.key).await? else {
@@ -181,16 +221,21 @@ async fn reconcile_session(
         if current.updated_at > row.updated_at {
             continue; // just resolved or moved by this pass
         }
-        let polls = state
+        state
             .ledger
-            .note_poll(row.key, next_poll_at(state, current.polls + 1))
+            .note_poll(row.key, next_poll_at(state, &current, current.polls + 1))
             .await?;
-        if unresolved
-            && current.refund_id.is_none()
-            && polls >= i64::from(state.config.reconcile_max_polls)
-        {
+        if !unresolved || current.refund_id.is_some() {
+            continue;
+        }
+        // This answer, a good one, shows no refund for the attempt.
+        let now = now_ms();
+        let absent_since = state.ledger.note_absent(row.key, now).await?;
+        let absent_for = now.saturating_sub(absent_since);
+        if absent_for >= millis(state.config.reconcile_fail_after) {
             let detail = format!(
-                "no matching refund at Smart Glocal after {polls} polls: nothing was refunded"
+                "Smart Glocal showed no refund for this attempt for {} s: nothing was refunded",
+                absent_for / 1000
             );
             let change = Change {
                 state: Some(RefundState::Failed),
@@ -202,4 +247,20 @@ async fn reconcile_session(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unresolved_attempt_is_polled_at_least_every_ten_seconds() {
+        let interval = Duration::from_secs(5);
+        let waits: Vec<u64> = (0..12)
+            .map(|polls| poll_wait(interval, polls, true).as_secs())
+            .collect();
+        assert_eq!(waits, [5, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10]);
+        assert_eq!(poll_wait(interval, 12, false), MAX_BACKOFF);
+        assert_eq!(poll_wait(interval, 1, false), Duration::from_secs(10));
+    }
 }

@@ -33,7 +33,6 @@ pub enum UpstreamError {
     BadResponse(String),
 }
 
-
 /// Smart Glocal, as seen from the proxy.
 #[derive(Clone)]
 pub struct Upstream {

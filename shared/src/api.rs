@@ -41,6 +41,8 @@ pub enum ErrorCode {
     TokenInvalid,
     /// The token has expired: the host page should mint a new one. 401.
     TokenExpired,
+    /// The agent's tokens were revoked: only a token issued after that works. 401.
+    TokenRevoked,
     /// The token is for another payment. 403.
     Forbidden,
     /// The browser origin is not allowed. 403.
@@ -85,6 +87,8 @@ pub enum ErrorCode {
     IdempotencyConflict,
     /// Another refund on this payment is being submitted right now. 409.
     RefundInFlight,
+    /// Too many requests from this agent: wait as `Retry-After` says. 429.
+    RateLimited,
 
     // Smart Glocal.
     /// Smart Glocal does not know this payment. 404.
@@ -159,13 +163,14 @@ pub struct PaymentView {
 }
 
 impl PaymentView {
-    /// What has been refunded, or is being: everything but failed refunds.
+    /// What has been refunded, or is being: everything but failed refunds. Saturating: a
+    /// few ledger-sized amounts can exceed `u64` together (found by the fuzz target; a plain
+    /// `sum` panicked in debug and wrapped in release, making the remaining amount wrong).
     pub fn refunded(&self) -> u64 {
         self.refunds
             .iter()
             .filter(|r| r.state.holds_money())
-            .map(|r| r.amount.amount)
-            .sum()
+            .fold(0u64, |total, r| total.saturating_add(r.amount.amount))
     }
 
     /// What can still be refunded.
@@ -431,6 +436,7 @@ pub struct EventsTicket {
 
 /// `POST /demo/token` (demo mode only): what a merchant's backend would mint for its agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AgentTokenRequest {
     pub agent: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

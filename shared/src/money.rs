@@ -7,7 +7,19 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The largest amount we accept: it must fit SQLite's signed 64-bit integers.
-pub const MAX_MINOR_UNITS: u64 = i64::MAX as u64;
+pub const MAX_MINOR_UNITS: u64 = i64::MAX.unsigned_abs();
+
+/// An amount as the ledger stores it (a signed 64-bit integer), or `None` when it does not
+/// fit: the one checked door from the wire's `u64` into storage.
+pub fn to_stored(amount: u64) -> Option<i64> {
+    i64::try_from(amount).ok()
+}
+
+/// An amount read back from storage, or `None` for a negative value (never written by us:
+/// only a hand-edited file or a bug could hold one).
+pub fn from_stored(stored: i64) -> Option<u64> {
+    u64::try_from(stored).ok()
+}
 
 /// An ISO 4217 currency, lower-case on the wire (`"usd"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,8 +131,10 @@ pub enum AmountError {
     Overflow,
 }
 
-/// An amount in a currency's minor units (`1050` usd = 10.50 USD).
+/// An amount in a currency's minor units (`1050` usd = 10.50 USD). Unknown fields are refused:
+/// it is ours on every wire (Smart Glocal's own shape is `AmountDetails`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Money {
     pub amount: u64,
     pub currency: Currency,

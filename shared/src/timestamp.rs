@@ -21,7 +21,8 @@ impl Timestamp {
     }
 
     pub fn unix_millis(&self) -> i64 {
-        (self.0.unix_timestamp_nanos() / 1_000_000) as i64
+        // `time` keeps years within ±9999, whose milliseconds fit an i64 many times over.
+        i64::try_from(self.0.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
     }
 
     pub fn as_offset_date_time(&self) -> OffsetDateTime {

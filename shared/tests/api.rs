@@ -162,3 +162,24 @@ fn refund_states_never_go_backwards() {
     assert!(!RefundState::Accepted.can_become(RefundState::Failed));
     assert!(!RefundState::InProgress.can_become(RefundState::InProgress));
 }
+
+#[test]
+fn refunds_summing_beyond_u64_saturate_instead_of_overflowing() {
+    // Found by the fuzz target: three ledger-sized refunds overflowed `sum` (a panic in debug).
+    let big = u64::try_from(i64::MAX).unwrap();
+    let view = payment(
+        100,
+        &[
+            (big, RefundState::Accepted),
+            (big, RefundState::Accepted),
+            (big, RefundState::Unknown),
+        ],
+        true,
+    );
+    assert_eq!(view.refunded(), u64::MAX);
+    assert_eq!(view.remaining().amount, 0);
+    assert_eq!(
+        view.check_refund(&submit(RefundAmount::Full)),
+        Err(ErrorCode::NotRefundable)
+    );
+}

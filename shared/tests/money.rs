@@ -1,7 +1,7 @@
 //! Parsing what agents type, formatting for display, and the round trip between them.
 
 use proptest::prelude::*;
-use shared::money::MAX_MINOR_UNITS;
+use shared::money::{from_stored, to_stored, MAX_MINOR_UNITS};
 use shared::{AmountError, Currency, Locale, Money};
 
 fn currency(code: &str) -> Currency {
@@ -138,5 +138,74 @@ proptest! {
         let money = Money::new(amount, currency(code));
         let typed = money.format_number(locale);
         prop_assert_eq!(Money::parse(&typed, money.currency, locale), Ok(money));
+    }
+}
+
+/// Every ISO 4217 currency `iso_currency` knows, found by trying every three-letter code (the
+/// crate's own iterator is behind a feature that pulls in another dependency).
+fn all_currencies() -> Vec<Currency> {
+    let letters = b'A'..=b'Z';
+    let mut found = Vec::new();
+    for a in letters.clone() {
+        for b in letters.clone() {
+            for c in letters.clone() {
+                let code = String::from_utf8(vec![a, b, c]).unwrap();
+                if let Ok(currency) = Currency::parse(&code) {
+                    found.push(currency);
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_currency_table_has_every_exponent_the_property_tests_rely_on() {
+    let mut exponents: Vec<u32> = all_currencies().iter().map(Currency::exponent).collect();
+    exponents.sort_unstable();
+    exponents.dedup();
+    assert_eq!(exponents, vec![0, 2, 3, 4]);
+}
+
+proptest! {
+    /// Over the whole `u64` range and every currency: what is formatted parses back exactly,
+    /// or is refused as too large (beyond storage), never read as something else.
+    #[test]
+    fn any_u64_in_any_currency_round_trips_or_is_refused_as_too_large(
+        amount in any::<u64>(),
+        currency in prop::sample::select(all_currencies()),
+        locale in prop::sample::select(vec![Locale::En, Locale::Ru]),
+    ) {
+        let money = Money::new(amount, currency);
+        let parsed = Money::parse(&money.format_number(locale), currency, locale);
+        let expected = match amount {
+            0 => Err(AmountError::NotPositive),
+            a if a > MAX_MINOR_UNITS => Err(AmountError::Overflow),
+            _ => Ok(money),
+        };
+        prop_assert_eq!(parsed, expected);
+    }
+
+    /// The one door into storage: exact both ways where it opens, shut beyond `i64`.
+    #[test]
+    fn storage_conversion_is_exact_or_refused(amount in any::<u64>(), stored in any::<i64>()) {
+        match to_stored(amount) {
+            Some(s) => prop_assert_eq!(from_stored(s), Some(amount)),
+            None => prop_assert!(amount > MAX_MINOR_UNITS),
+        }
+        prop_assert_eq!(from_stored(stored).is_some(), stored >= 0);
+    }
+
+    /// Whatever is typed, parsing answers (never panics), and an accepted amount fits storage.
+    #[test]
+    fn parsing_anything_never_panics_and_stays_storable(
+        text in "\\PC{0,40}",
+        currency in prop::sample::select(all_currencies()),
+        locale in prop::sample::select(vec![Locale::En, Locale::Ru]),
+    ) {
+        if let Ok(money) = Money::parse(&text, currency, locale) {
+            prop_assert!(to_stored(money.amount).is_some());
+            prop_assert!(money.amount > 0);
+        }
     }
 }

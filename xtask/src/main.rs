@@ -16,6 +16,7 @@ usage: cargo xtask <command>
   demo         install what is missing, build the widget, start sandbox + proxies, print the URL
   test         install what is missing (with Chromium), then run every test
   bench        run the benchmarks and write BENCHMARKS.md
+  fuzz         randomized input for --seconds N in total (default 60) on the parsers
   setup        install the wasm toolchain (add --browser for Chromium and chromedriver)
   widget       build the widget in release and check its size budget
 ";
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Some("demo") => stack::demo(),
         Some("test") => test(),
         Some("bench") => bench(),
+        Some("fuzz") => fuzz(&args[1..]),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);
@@ -85,6 +87,35 @@ fn test() -> Result {
         },
     )?;
     Ok(())
+}
+
+/// The fuzz targets of `proxy/tests/fuzz.rs` (webhook verify + parse, refund request, money,
+/// tokens), one after another, sharing `--seconds N`; each prints its case count.
+fn fuzz(args: &[String]) -> Result {
+    let seconds: u64 = match args {
+        [] => 60,
+        [flag, n] if flag == "--seconds" => n
+            .parse()
+            .map_err(|_| format!("--seconds takes a number of seconds, not `{n}`"))?,
+        _ => return Err("usage: cargo xtask fuzz [--seconds N]".into()),
+    };
+    let seconds = seconds.to_string();
+    stage(&format!("fuzz targets, {seconds} s in total"), || {
+        setup::cargo(
+            &[
+                "test",
+                "--locked",
+                "-p",
+                "proxy",
+                "--test",
+                "fuzz",
+                "--",
+                "--test-threads=1",
+                "--nocapture",
+            ],
+            &[("FUZZ_SECONDS", &seconds)],
+        )
+    })
 }
 
 fn bench() -> Result {

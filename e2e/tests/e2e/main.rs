@@ -12,5 +12,6 @@ mod keyboard;
 mod locale;
 mod refunds;
 mod repeats;
+mod security;
 mod tokens;
 mod validation;

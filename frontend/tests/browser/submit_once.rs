@@ -100,7 +100,7 @@ async fn an_unknown_outcome_is_shown_honestly() {
     panel.click(CONFIRM_BUTTON);
     settle().await;
 
-    assert_eq!(panel.text(REFUND_STATE), "Awaiting confirmation");
+    assert_eq!(panel.text(REFUND_STATE), "Confirming with Smart Glocal");
     assert!(panel.text(STATUS_LIVE).contains("has not confirmed it yet"));
 }
 

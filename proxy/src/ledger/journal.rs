@@ -114,7 +114,9 @@ impl Entries {
             .fetch_one(&mut *conn)
             .await?;
             for (i, (_, _, event)) in events.iter_mut().enumerate() {
-                event.seq = last + 1 + i as i64;
+                let offset =
+                    i64::try_from(i + 1).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                event.seq = last + offset;
             }
             for chunk in events.chunks(ROWS_PER_INSERT) {
                 let mut insert = QueryBuilder::<Sqlite>::new(
@@ -157,7 +159,7 @@ impl ExportRow {
     pub fn csv_line(&self) -> String {
         let r = &self.0;
         let at = |ms: i64| Timestamp::from_unix_millis(ms).to_string();
-        let money = Money::new(r.amount.max(0) as u64, currency(&r.currency));
+        let money = r.money();
         let fields = [
             at(r.created_at),
             r.session_id.clone(),
@@ -184,8 +186,11 @@ impl ExportRow {
     }
 }
 
-/// Quotes a CSV field when needed, and defuses spreadsheet formulas in free text.
+/// Quotes a CSV field when needed, and defuses spreadsheet formulas in free text. Control
+/// characters (terminal escapes, newlines, NUL) are written as `\u{…}` text: a cell is one
+/// line of plain text, whatever an agent pasted into a note.
 fn csv_field(value: &str) -> String {
+    let value = escape_controls(value);
     let value = if value.starts_with(['=', '+', '-', '@']) && value.parse::<f64>().is_err() {
         format!("'{value}")
     } else {
@@ -196,6 +201,22 @@ fn csv_field(value: &str) -> String {
     } else {
         value
     }
+}
+
+fn escape_controls(value: &str) -> String {
+    if !value.chars().any(char::is_control) {
+        return value.to_owned();
+    }
+    value
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                format!("\\u{{{:x}}}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 impl Ledger {
@@ -246,7 +267,8 @@ impl Ledger {
                     .and_then(|id| RefundId::parse(id).ok()),
                 amount: match (h.amount, h.currency) {
                     (Some(amount), Some(code)) => {
-                        Some(Money::new(amount.max(0) as u64, currency(&code)))
+                        let amount = shared::money::from_stored(amount).unwrap_or(0);
+                        Some(Money::new(amount, currency(&code)))
                     }
                     _ => None,
                 },

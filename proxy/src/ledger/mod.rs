@@ -13,9 +13,11 @@
 //! - [`journal`]: events (for SSE replay), history, webhooks received, CSV export.
 //! - [`webhooks`]: verified webhooks applied and recorded with one commit per batch.
 //! - [`writer`]: write transactions that fail closed, and the ledger's [`Health`].
+//! - [`revocations`]: agents whose tokens issued until a moment are refused.
 
 mod journal;
 mod refunds;
+mod revocations;
 mod webhooks;
 mod writer;
 
@@ -77,7 +79,7 @@ impl std::fmt::Debug for Publisher {
 
 /// Milliseconds since the Unix epoch, the ledger's clock.
 pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc()).unix_millis()
 }
 
 impl Ledger {
@@ -210,6 +212,9 @@ pub struct RefundRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
+    /// When `session/status` first showed no refund for this unresolved attempt.
+    #[sqlx(default)]
+    pub absent_since: Option<i64>,
 }
 
 pub(crate) fn currency(code: &str) -> Currency {
@@ -224,7 +229,12 @@ impl RefundRow {
     }
 
     pub fn money(&self) -> Money {
-        Money::new(self.amount.max(0) as u64, currency(&self.currency))
+        // Only checked amounts are written (`money::to_stored`); a negative one would be a
+        // hand-edited file, shown as 0 rather than as a huge number.
+        Money::new(
+            shared::money::from_stored(self.amount).unwrap_or(0),
+            currency(&self.currency),
+        )
     }
 
     /// Refund ids that existed upstream before this attempt was sent.

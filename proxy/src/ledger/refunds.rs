@@ -2,6 +2,7 @@
 //! matching Smart Glocal's refunds (from webhooks or `session/status`) to attempts.
 
 use shared::api::RefundState;
+use shared::money::to_stored;
 use shared::smart_glocal as sg;
 use shared::{Money, SessionId};
 use sqlx::SqliteConnection;
@@ -59,9 +60,20 @@ pub enum ApplyOutcome {
     Stale,
     /// A refund the ledger did not know: made elsewhere, or a chargeback.
     New,
+    /// Smart Glocal contradicts the ledger (another amount or currency, or a refund id the
+    /// ledger holds for another payment): recorded in history as `conflict`, not applied.
+    Conflict,
 }
 
 const SELECT: &str = "SELECT * FROM refunds";
+
+/// `amount` as stored, or an error that writes nothing: callers check amounts before they
+/// reach the ledger (webhooks are refused whole), so this is the last line, not the first.
+fn stored(amount: u64) -> Result<i64, sqlx::Error> {
+    to_stored(amount).ok_or_else(|| {
+        sqlx::Error::Encode(format!("amount {amount} does not fit the ledger's integers").into())
+    })
+}
 
 pub(super) async fn row_by_key(
     conn: &mut SqliteConnection,
@@ -259,7 +271,8 @@ impl Ledger {
 
     /// Rows reconciliation should look at now: `unknown` attempts, `pending` ones older than
     /// `stale_pending_before` (their request is long gone), and refunds `in_progress` since
-    /// before `in_progress_before`.
+    /// before `in_progress_before` (those at most `max_polls` times: their webhook will come).
+    /// Unresolved attempts are looked at until resolved, however many polls that takes.
     pub async fn due_for_reconcile(
         &self,
         stale_pending_before: i64,
@@ -271,7 +284,7 @@ impl Ledger {
                  OR (state = 'pending' AND updated_at < ?)
                  OR (state = 'in_progress' AND updated_at < ?))
                AND (next_poll_at IS NULL OR next_poll_at <= ?)
-               AND polls < ?
+               AND (state != 'in_progress' OR polls < ?)
              ORDER BY key"
         ))
         .bind(stale_pending_before)
@@ -280,6 +293,21 @@ impl Ledger {
         .bind(i64::from(max_polls))
         .fetch_all(&self.readers)
         .await
+    }
+
+    /// Notes that a `session/status` answer showed no refund for the unresolved attempt
+    /// `key`; returns since when that has been so (the first such answer).
+    pub async fn note_absent(&self, key: i64, now: i64) -> Result<i64, sqlx::Error> {
+        let mut tx = self.write().await?;
+        let result = sqlx::query_scalar(
+            "UPDATE refunds SET absent_since = COALESCE(absent_since, ?) WHERE key = ?
+             RETURNING absent_since",
+        )
+        .bind(now)
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await;
+        tx.finish(Entries::default(), result).await
     }
 
     /// Counts one more poll of `key` and when the next may happen.
@@ -328,7 +356,7 @@ async fn insert_attempt_in(
     .bind(&attempt.attempt_id)
     .bind(attempt.session_id.as_str())
     .bind(&attempt.agent)
-    .bind(attempt.amount.amount as i64)
+    .bind(stored(attempt.amount.amount)?)
     .bind(attempt.amount.currency.code())
     .bind(attempt.full_refund)
     .bind(&attempt.reason)
@@ -387,6 +415,15 @@ pub(super) async fn apply_in(
     };
     match row {
         Some(row) => {
+            if let Some(reason) = contradiction(&row, session, refund) {
+                tracing::error!(
+                    refund_id = %refund.id, session_id = %session, %reason, source,
+                    "Smart Glocal contradicts the ledger: recorded as a conflict, not applied"
+                );
+                let detail = format!("{source}: {reason}; not applied, needs attention");
+                journal.history(&row, "conflict", Some(&detail));
+                return Ok(ApplyOutcome::Conflict);
+            }
             if change_row(conn, journal, &row, &change).await?.is_some() {
                 return Ok(ApplyOutcome::Applied);
             }
@@ -417,7 +454,7 @@ pub(super) async fn apply_in(
             .bind(refund.id.as_str())
             .bind(session.as_str())
             .bind(origin)
-            .bind(refund.amount_details.amount as i64)
+            .bind(stored(refund.amount_details.amount)?)
             .bind(refund.amount_details.currency.code())
             .bind(state.as_str())
             .bind(created_at)
@@ -435,6 +472,29 @@ pub(super) async fn apply_in(
             Ok(ApplyOutcome::New)
         }
     }
+}
+
+/// How `refund` (of `session`, from Smart Glocal) contradicts the ledger's `row` it matched,
+/// if it does: a refund is one payment's and one amount, whatever reports it.
+fn contradiction(row: &RefundRow, session: &SessionId, refund: &sg::Refund) -> Option<String> {
+    if row.session_id != session.as_str() {
+        return Some(format!(
+            "refund {} is reported for payment {session}, the ledger holds it for {}",
+            refund.id, row.session_id
+        ));
+    }
+    let amount = refund.amount_details;
+    if to_stored(amount.amount) != Some(row.amount) || amount.currency.code() != row.currency {
+        return Some(format!(
+            "Smart Glocal reports {} {} for refund {}, the ledger holds {} {}",
+            amount.amount,
+            amount.currency.code(),
+            refund.id,
+            row.amount,
+            row.currency
+        ));
+    }
+    None
 }
 
 /// The unresolved attempt this new upstream refund belongs to, if any, among the payment's
@@ -462,7 +522,7 @@ fn match_attempt(candidates: Vec<RefundRow>, refund: &sg::Refund) -> Option<Refu
         .into_iter()
         .filter(|row| matches!(row.state(), RefundState::Pending | RefundState::Unknown))
         .find(|row| {
-            row.amount == refund.amount_details.amount as i64
+            to_stored(refund.amount_details.amount) == Some(row.amount)
                 && row.currency == refund.amount_details.currency.code()
                 && !row
                     .refunds_before()

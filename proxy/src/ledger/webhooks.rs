@@ -175,6 +175,8 @@ async fn apply(
             for refund in refunds {
                 let applied = apply_in(conn, journal, session, refund, "webhook").await?;
                 outcome = match (outcome, applied) {
+                    // A contradiction is what an operator must see, whatever else it held.
+                    (_, ApplyOutcome::Conflict) | ("conflict", _) => "conflict",
                     (_, ApplyOutcome::Applied | ApplyOutcome::New) => "applied",
                     ("applied", _) => "applied",
                     (_, ApplyOutcome::Stale) => "stale",

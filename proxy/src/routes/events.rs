@@ -65,7 +65,11 @@ async fn stream(
         .ticket
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::Unauthenticated)?;
-    state.tokens.verify_ticket(&ticket, &session)?;
+    state
+        .tokens
+        .verify_ticket(&ticket, &session)?
+        .check_not_revoked(&state)
+        .await?;
     let last_seen: i64 = match headers.get("last-event-id") {
         Some(value) => value
             .to_str()

@@ -21,8 +21,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(payments::router())
         .merge(refunds::router())
         .merge(events::router())
-        .merge(webhooks::router())
-        .merge(health::router());
+        .merge(webhooks::router());
+    // With `ops_listen`, operations answer only there (see `crate::ops_app`).
+    if state.config.ops_listen.is_none() {
+        router = router.merge(health::router());
+    }
     if state.config.demo_mode {
         router = router.merge(health::demo_router());
     }

@@ -109,7 +109,7 @@ async fn a_token_for_another_payment_is_forbidden() {
     let app = spawn_app(NO_UPSTREAM).await;
     let other = jwt(
         TOKEN_SECRET,
-        json!({"sub": "alice", "exp": now() + 600, "session_id": "ps_eur_1002"}),
+        json!({"sub": "alice", "iat": now(), "exp": now() + 600, "session_id": "ps_eur_1002"}),
     );
     assert_eq!(
         code_for(&app, Some(&format!("Bearer {other}"))).await,

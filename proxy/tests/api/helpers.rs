@@ -33,8 +33,14 @@ pub struct Options {
     pub upstream_timeout_ms: u64,
     pub reconcile_interval_ms: u64,
     pub reconcile_max_polls: u32,
+    pub reconcile_fail_after_ms: u64,
     pub allowed_origins: Vec<String>,
     pub database: Option<PathBuf>,
+    pub serve_dir: Option<PathBuf>,
+    pub frame_ancestors: String,
+    pub max_token_ttl_secs: u64,
+    pub rate_limit_per_minute: u32,
+    pub ops_listen: Option<std::net::SocketAddr>,
 }
 
 impl Options {
@@ -47,8 +53,15 @@ impl Options {
             upstream_timeout_ms: 2_000,
             reconcile_interval_ms: 100,
             reconcile_max_polls: 5,
+            reconcile_fail_after_ms: 300,
             allowed_origins: vec!["http://widget.test".into()],
             database: None,
+            serve_dir: None,
+            frame_ancestors: "'none'".into(),
+            max_token_ttl_secs: 3600,
+            // Tests fire bursts on one agent; the limit has its own test.
+            rate_limit_per_minute: 0,
+            ops_listen: None,
         }
     }
 
@@ -75,12 +88,18 @@ impl Options {
             database,
             partial_refunds: self.partial_refunds,
             demo_mode: true,
-            serve_dir: None,
+            serve_dir: self.serve_dir.clone(),
             body_limit: 16 * 1024,
             reconcile_interval: Duration::from_millis(self.reconcile_interval_ms),
             reconcile_in_progress_after: Duration::from_secs(1),
             reconcile_max_polls: self.reconcile_max_polls,
+            reconcile_fail_after: Duration::from_millis(self.reconcile_fail_after_ms),
             log_json: false,
+            frame_ancestors: self.frame_ancestors.clone(),
+            connect_src: Vec::new(),
+            max_token_ttl: Duration::from_secs(self.max_token_ttl_secs),
+            rate_limit_per_minute: self.rate_limit_per_minute,
+            ops_listen: self.ops_listen,
         }
     }
 }
@@ -130,10 +149,14 @@ async fn spawn_on(options: Options, database: PathBuf, dir: Arc<tempfile::TempDi
         server,
     };
     // Wait until it answers, so tests start against a ready proxy.
+    let ready = match app.options.ops_listen {
+        Some(ops) => format!("http://{ops}/readyz"),
+        None => app.url("/readyz"),
+    };
     for _ in 0..100 {
         if app
             .client
-            .get(app.url("/readyz"))
+            .get(&ready)
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())

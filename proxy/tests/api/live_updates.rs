@@ -74,9 +74,11 @@ async fn refund_updates_stream_live_and_replay_after_the_last_event_id() {
         .iter()
         .all(|(id, e)| e["seq"] == *id && e["refund"]["attempt_id"] == refund["attempt_id"]));
 
+    // A ticket opens one stream: the resumed one comes with a fresh ticket.
+    let again = self::ticket(&app, "ps_usd_1001").await;
     let resumed = app
         .client
-        .get(&url)
+        .get(app.url(&format!("/api/payments/ps_usd_1001/events?ticket={again}")))
         .header("last-event-id", events[0].0.to_string())
         .send()
         .await

@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod exactly_once;
+mod hardening;
 mod input;
 mod live_updates;
 mod operations;

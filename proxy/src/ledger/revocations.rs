@@ -1,0 +1,34 @@
+//! Agent revocations: `proxy revoke --agent alice` writes one row; every request of a token
+//! of alice issued until then is refused (see `auth`).
+
+use super::journal::Entries;
+use super::{now_ms, Ledger};
+
+impl Ledger {
+    /// Refuses `agent`'s tokens issued at or before `until` (Unix seconds). A later
+    /// revocation only moves the line forward.
+    pub async fn revoke_agent(&self, agent: &str, until: i64) -> Result<(), sqlx::Error> {
+        let mut tx = self.write().await?;
+        let result = sqlx::query(
+            "INSERT INTO agent_revocations (agent, revoked_until, revoked_at) VALUES (?, ?, ?)
+             ON CONFLICT (agent) DO UPDATE SET
+                revoked_until = MAX(revoked_until, excluded.revoked_until),
+                revoked_at = excluded.revoked_at",
+        )
+        .bind(agent)
+        .bind(until)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map(|_| ());
+        tx.finish(Entries::default(), result).await
+    }
+
+    /// Until when (Unix seconds) `agent`'s tokens are revoked, if ever.
+    pub async fn revoked_until(&self, agent: &str) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar("SELECT revoked_until FROM agent_revocations WHERE agent = ?")
+            .bind(agent)
+            .fetch_optional(&self.readers)
+            .await
+    }
+}

@@ -1,0 +1,137 @@
+//! Security headers, set in one place (tower-http's `SetResponseHeaderLayer`) on everything
+//! the proxy answers: a CSP that lets the served pages run the wasm widget and nothing
+//! else, `nosniff`, no referrer, who may frame the pages, and `no-store` on API answers.
+//!
+//! The CSP allows scripts from this origin, WebAssembly compilation (`'wasm-unsafe-eval'`:
+//! the widget is wasm), and the inline scripts of the served HTML files by their SHA-256, read
+//! once at start: so an injected `<script>` runs nowhere, and rebuilding `serve_dir` needs a
+//! restart. Styles allow `'unsafe-inline'`: the widget adds its stylesheet as a `<style>`
+//! element built into the wasm, whose text the proxy cannot know to hash.
+
+use std::path::Path;
+
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::Router;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use tower::ServiceBuilder;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::config::Config;
+
+/// The `Content-Security-Policy` of everything served (pages, files and API answers alike:
+/// a JSON answer opened as a page runs nothing either).
+pub fn content_security_policy(config: &Config) -> String {
+    let mut script_src = vec!["'self'".to_owned(), "'wasm-unsafe-eval'".to_owned()];
+    if let Some(dir) = &config.serve_dir {
+        script_src.extend(inline_script_hashes(dir));
+    }
+    let mut connect_src = vec!["'self'".to_owned()];
+    connect_src.extend(config.connect_src.iter().cloned());
+    format!(
+        "default-src 'none'; script-src {}; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data:; font-src 'self'; connect-src {}; base-uri 'none'; \
+         form-action 'none'; object-src 'none'; frame-ancestors {}",
+        script_src.join(" "),
+        connect_src.join(" "),
+        config.frame_ancestors
+    )
+}
+
+/// `router` with the security headers on every answer.
+pub fn with_headers<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    config: &Config,
+) -> Router<S> {
+    let csp = HeaderValue::from_str(&content_security_policy(config))
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+    // Old browsers know no `frame-ancestors`; `DENY` says the same when nothing may frame.
+    let frame_options = (config.frame_ancestors == "'none'").then(|| {
+        SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-frame-options"),
+            HeaderValue::from_static("DENY"),
+        )
+    });
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetResponseHeaderLayer::overriding(
+                header::CONTENT_SECURITY_POLICY,
+                csp,
+            ))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ))
+            .option_layer(frame_options),
+    )
+}
+
+/// `Cache-Control: no-store`, for the routes (API answers carry payment data and tokens);
+/// the static files stay cacheable.
+pub fn no_store() -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
+}
+
+/// The `'sha256-…'` sources of the inline `<script>`s of the HTML files at the top of `dir`.
+pub fn inline_script_hashes(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut hashes = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("html") {
+            continue;
+        }
+        let Ok(html) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for script in inline_scripts(&html) {
+            let digest = Sha256::digest(script.as_bytes());
+            hashes.push(format!(
+                "'sha256-{}'",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            ));
+        }
+    }
+    hashes.sort();
+    hashes.dedup();
+    hashes
+}
+
+/// The text of each `<script>` without `src`, exactly as the browser hashes it.
+fn inline_scripts(html: &str) -> Vec<&str> {
+    let mut scripts = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<script") {
+        let after = &rest[start..];
+        let Some(tag_end) = after.find('>') else {
+            break;
+        };
+        let tag = &after[..tag_end];
+        let body = &after[tag_end + 1..];
+        let Some(close) = body.find("</script") else {
+            break;
+        };
+        if !tag.contains("src=") {
+            scripts.push(&body[..close]);
+        }
+        rest = &body[close..];
+    }
+    scripts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_scripts_are_found_and_linked_ones_skipped() {
+        let html = "<script type=\"module\" src=\"/a.js\"></script>\n<script type=\"module\">\nlet a = 1;\n</script><script>b()</script>";
+        assert_eq!(inline_scripts(html), vec!["\nlet a = 1;\n", "b()"]);
+    }
+}

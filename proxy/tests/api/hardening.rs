@@ -1,0 +1,790 @@
+//! Issue 14's hardening, each point over real sockets: amounts that cannot be stored exactly,
+//! security headers, static serving, token lifetimes and revocation, and hostile input.
+
+use reqwest::StatusCode;
+use sandbox::{Fault, FaultRequest, FaultRoute};
+use serde_json::{json, Value};
+use signing::Signer;
+
+use crate::helpers::*;
+
+const NO_UPSTREAM: &str = "http://127.0.0.1:9";
+
+fn sandbox_signer() -> Signer {
+    Signer::rsa_from_pem(&demo_key("DEMO-ONLY-sandbox-private.pem")).unwrap()
+}
+
+/// A signed `payment_refunded` webhook of `session` with one accepted refund of `amount`.
+fn refund_webhook(session: &str, refund_id: &str, amount: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({"type": "payment_refunded", "session": {
+        "id": session, "status": "accepted",
+        "acquiring_payments": [{
+            "id": "pm_1", "status": "succeeded",
+            "amount_details": {"amount": amount, "currency": "usd"},
+            "refunds": [{
+                "id": refund_id, "status": "accepted",
+                "amount_details": {"amount": amount, "currency": "usd"}
+            }]
+        }]
+    }}))
+    .unwrap()
+}
+
+async fn send_webhook(app: &TestApp, body: &[u8]) -> StatusCode {
+    app.client
+        .post(app.webhook_url())
+        .header("content-type", "application/json")
+        .header("x-partner-sign", sandbox_signer().sign(body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn history(app: &TestApp, session: &str) -> Vec<Value> {
+    let (status, body) = app
+        .get(
+            &format!("/api/payments/{session}/history"),
+            &app.token("alice"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body.as_array().unwrap().clone()
+}
+
+async fn metrics(app: &TestApp) -> String {
+    app.client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+// 1. Amounts are stored exactly or not at all.
+
+#[tokio::test]
+async fn a_webhook_amount_beyond_i64_is_kept_for_audit_counted_and_applied_to_nothing() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    for (session, amount) in [
+        ("ps_big_1", u64::MAX),
+        ("ps_big_2", u64::try_from(i64::MAX).unwrap() + 1),
+    ] {
+        let status = send_webhook(&app, &refund_webhook(session, "rf_big", amount)).await;
+        // 200: authentic, and a retry would not make it fit.
+        assert_eq!(status, StatusCode::OK);
+        assert!(history(&app, session).await.is_empty(), "{session}");
+    }
+    let ledger = proxy::ledger::Ledger::open(&app.database).await.unwrap();
+    assert_eq!(ledger.webhook_counts().await.unwrap(), (2, 0), "kept whole");
+    assert!(ledger.export(0, i64::MAX).await.unwrap().is_empty());
+    ledger.close().await;
+    let metrics = metrics(&app).await;
+    assert!(
+        metrics.contains(r#"proxy_webhooks_total{outcome="unrepresentable"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_largest_storable_amount_goes_through_exactly() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    let max = u64::try_from(i64::MAX).unwrap();
+    let status = send_webhook(&app, &refund_webhook("ps_big_3", "rf_max", max)).await;
+    assert_eq!(status, StatusCode::OK);
+    let history = history(&app, "ps_big_3").await;
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["amount"]["amount"], json!(max));
+}
+
+// 2. Security headers.
+
+/// A served folder like `dist/`: a page with one inline script, a script file, and what must
+/// never be served next to them.
+fn served_folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(
+        root.join("index.html"),
+        "<!doctype html><script type=\"module\" src=\"/app.js\"></script><script type=\"module\">start();</script>",
+    )
+    .unwrap();
+    std::fs::write(root.join("app.js"), "export {};").unwrap();
+    std::fs::write(root.join(".env"), "SECRET=1").unwrap();
+    std::fs::create_dir(root.join(".git")).unwrap();
+    std::fs::write(root.join(".git/config"), "[remote]").unwrap();
+    dir
+}
+
+async fn spawn_serving(dir: &std::path::Path, frame_ancestors: &str) -> TestApp {
+    let mut options = Options::new(NO_UPSTREAM);
+    options.serve_dir = Some(dir.to_path_buf());
+    options.frame_ancestors = frame_ancestors.into();
+    spawn_app_with(options).await
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap())
+        .unwrap_or("<absent>")
+}
+
+#[tokio::test]
+async fn served_pages_carry_a_csp_allowing_the_wasm_widget_and_its_inline_script_only() {
+    let dir = served_folder();
+    let app = spawn_serving(dir.path(), "'none'").await;
+    let page = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = header(&page, "content-security-policy");
+    // sha256("start();"), the page's one inline script.
+    for part in [
+        "default-src 'none'",
+        "script-src 'self' 'wasm-unsafe-eval' 'sha256-",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+        "base-uri 'none'",
+    ] {
+        assert!(csp.contains(part), "{part} in {csp}");
+    }
+    assert!(!csp.contains("'unsafe-eval'"), "{csp}");
+    assert!(!csp
+        .split(';')
+        .any(|d| d.contains("script-src") && d.contains("'unsafe-inline'")));
+    assert_eq!(header(&page, "x-content-type-options"), "nosniff");
+    assert_eq!(header(&page, "referrer-policy"), "no-referrer");
+    assert_eq!(header(&page, "x-frame-options"), "DENY");
+    assert_ne!(
+        header(&page, "cache-control"),
+        "no-store",
+        "files stay cacheable"
+    );
+}
+
+#[tokio::test]
+async fn the_inline_script_hash_in_the_csp_is_the_scripts_own() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let dir = served_folder();
+    let app = spawn_serving(dir.path(), "'none'").await;
+    let page = app.client.get(app.url("/index.html")).send().await.unwrap();
+    let expected =
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(b"start();"));
+    let csp = header(&page, "content-security-policy");
+    assert!(csp.contains(&format!("'sha256-{expected}'")), "{csp}");
+}
+
+#[tokio::test]
+async fn api_answers_are_never_stored_and_carry_the_headers_too() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    let token = app.token("alice");
+    for path in ["/api/payments/ps_usd_1001/history", "/api/payments/nope"] {
+        let response = app
+            .client
+            .get(app.url(path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(header(&response, "cache-control"), "no-store", "{path}");
+        assert_eq!(header(&response, "x-content-type-options"), "nosniff");
+        assert!(header(&response, "content-security-policy").contains("frame-ancestors 'none'"));
+    }
+    // Even the middleware's own refusals.
+    let refused = app
+        .client
+        .get(app.url("/api/payments/ps_usd_1001"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(header(&refused, "x-content-type-options"), "nosniff");
+}
+
+#[tokio::test]
+async fn frame_ancestors_come_from_the_setting() {
+    let dir = served_folder();
+    let app = spawn_serving(dir.path(), "https://shop.example").await;
+    let page = app.client.get(app.url("/")).send().await.unwrap();
+    assert!(
+        header(&page, "content-security-policy").contains("frame-ancestors https://shop.example")
+    );
+    assert_eq!(header(&page, "x-frame-options"), "<absent>");
+}
+
+// 3. Static serving that cannot leak.
+
+#[tokio::test]
+async fn dotfiles_and_dot_folders_are_never_served_however_spelled() {
+    let dir = served_folder();
+    let app = spawn_serving(dir.path(), "'none'").await;
+    for path in [
+        "/.env",
+        "/%2eenv",
+        "/%2Eenv",
+        "/.git/config",
+        "/.git/",
+        "/x/../.env",
+        "/app.js/../.env",
+    ] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        let body = response.text().await.unwrap();
+        assert!(
+            !body.contains("SECRET") && !body.contains("[remote]"),
+            "{path}: {body}"
+        );
+    }
+    let ok = app.client.get(app.url("/app.js")).send().await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn symlinks_leading_out_of_serve_dir_are_not_followed() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "SECRET").unwrap();
+    std::fs::write(outside.path().join("index.html"), "SECRET page").unwrap();
+    let dir = served_folder();
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.txt"),
+        dir.path().join("leak.txt"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("elsewhere")).unwrap();
+    // A link that stays inside is fine.
+    std::os::unix::fs::symlink(dir.path().join("app.js"), dir.path().join("alias.js")).unwrap();
+    let app = spawn_serving(dir.path(), "'none'").await;
+    for path in [
+        "/leak.txt",
+        "/elsewhere/secret.txt",
+        "/elsewhere/",
+        "/elsewhere",
+    ] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let inside = app.client.get(app.url("/alias.js")).send().await.unwrap();
+    assert_eq!(inside.status(), StatusCode::OK);
+}
+
+/// The demo configuration with paths replaced.
+fn demo_settings(serve_dir: &std::path::Path) -> proxy::Settings {
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/keys");
+    proxy::Settings {
+        project: Some("demo-project".into()),
+        signing_key_file: Some(keys.join("DEMO-ONLY-merchant-private.pem")),
+        webhook_key_file: Some(keys.join("DEMO-ONLY-sandbox-public.pem")),
+        agent_token_secret: Some(signing::Secret::new(TOKEN_SECRET)),
+        serve_dir: Some(serve_dir.to_path_buf()),
+        database: Some(serve_dir.parent().unwrap().join("ledger.sqlite")),
+        ..Default::default()
+    }
+}
+
+fn refused_setting(settings: proxy::Settings) -> &'static str {
+    match proxy::Config::from_settings(settings) {
+        Err(proxy::ConfigError::Invalid { name, .. }) => name,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn secrets_inside_serve_dir_are_refused_at_start() {
+    let parent = tempfile::tempdir().unwrap();
+    let serve_dir = parent.path().join("dist");
+    std::fs::create_dir(&serve_dir).unwrap();
+    assert!(proxy::Config::from_settings(demo_settings(&serve_dir)).is_ok());
+
+    // The ledger, also spelled through `..` and not yet created.
+    let mut settings = demo_settings(&serve_dir);
+    settings.database = Some(serve_dir.join("data/../proxy.sqlite"));
+    assert_eq!(refused_setting(settings), "database");
+
+    let key = serve_dir.join("key.pem");
+    std::fs::copy(demo_settings(&serve_dir).signing_key_file.unwrap(), &key).unwrap();
+    let mut settings = demo_settings(&serve_dir);
+    settings.signing_key_file = Some(key);
+    assert_eq!(refused_setting(settings), "signing_key_file");
+
+    let secret = serve_dir.join("agent-secret");
+    std::fs::write(&secret, TOKEN_SECRET).unwrap();
+    let mut settings = demo_settings(&serve_dir);
+    settings.agent_token_secret = None;
+    settings.agent_token_secret_file = Some(secret);
+    assert_eq!(refused_setting(settings), "agent_token_secret_file");
+
+    // The config file itself, read from inside the folder.
+    let file = serve_dir.join("proxy.toml");
+    std::fs::write(&file, "project = \"demo-project\"\n").unwrap();
+    let from_file = proxy::Settings::from_file(&file).unwrap();
+    assert_eq!(
+        refused_setting(from_file.overridden_by(demo_settings(&serve_dir))),
+        "config"
+    );
+}
+
+// 5. Inputs.
+
+#[tokio::test]
+async fn unknown_fields_inside_amount_are_refused_without_serde_internals() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    let body = json!({
+        "amount": {"partial": {"amount": 100, "currency": "usd", "extra": 1}},
+        "reason": "requested_by_customer",
+        "idempotency_key": fresh_key(),
+    });
+    let (status, answer) = app.refund("ps_usd_1001", &body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["code"], "invalid_json");
+    let message = answer["message"].as_str().unwrap();
+    for internal in [
+        "`extra`",
+        "expected",
+        "line ",
+        "column",
+        "RefundSubmission",
+        "u64",
+    ] {
+        assert!(!message.contains(internal), "{internal} in {message}");
+    }
+    let (status, answer) = app
+        .post(
+            "/demo/token",
+            "",
+            &json!({"agent": "alice", "scope": "admin"}),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_json"))
+    );
+}
+
+#[tokio::test]
+async fn a_mistyped_amount_gets_a_sentence_not_a_rust_type_name() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    let body = json!({
+        "amount": {"partial": {"amount": "lots", "currency": "usd"}},
+        "reason": "requested_by_customer",
+        "idempotency_key": fresh_key(),
+    });
+    let (status, answer) = app.refund("ps_usd_1001", &body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = answer["message"].as_str().unwrap();
+    assert!(
+        !message.contains("invalid type") && !message.contains("u64"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn x_request_id_is_echoed_only_when_it_is_a_plain_token() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    let echoed = |id: &'static str| {
+        let request = app
+            .client
+            .get(app.url("/healthz"))
+            .header("x-request-id", id);
+        async move {
+            let response = request.send().await.unwrap();
+            header(&response, "x-request-id").to_owned()
+        }
+    };
+    assert_eq!(echoed("req-1.2_AB").await, "req-1.2_AB");
+    let too_long: &'static str = Box::leak("a".repeat(65).into_boxed_str());
+    for hostile in [
+        "forged\tlog line",
+        "a b",
+        "x\"}{\"level\":\"error",
+        "",
+        too_long,
+        "ünï",
+    ] {
+        let answered = echoed(hostile).await;
+        assert_ne!(answered, hostile);
+        assert!(proxy::valid_request_id(answered.as_bytes()), "{answered:?}");
+    }
+}
+
+#[test]
+fn csv_cells_with_control_characters_are_escaped() {
+    let row = proxy::ledger::RefundRow {
+        key: 1,
+        attempt_id: Some("at_1".into()),
+        refund_id: None,
+        session_id: "ps_usd_1001".into(),
+        origin: "proxy".into(),
+        agent: Some("alice\u{1b}[31m".into()),
+        amount: 100,
+        currency: "usd".into(),
+        full_refund: false,
+        reason: Some("other".into()),
+        note: Some("line one\nline two\r\0\u{7}\u{85}".into()),
+        idempotency_key: None,
+        request_hash: None,
+        refunds_before: "[]".into(),
+        state: "succeeded".into(),
+        error_code: None,
+        error_detail: None,
+        polls: 0,
+        next_poll_at: None,
+        created_at: 0,
+        updated_at: 0,
+        finished_at: None,
+        absent_since: None,
+    };
+    let line = proxy::ledger::ExportRow(row).csv_line();
+    assert!(!line.chars().any(char::is_control), "{line:?}");
+    assert!(line.contains(r"alice\u{1b}[31m"), "{line}");
+    assert!(
+        line.contains(r"line one\u{a}line two\u{d}\u{0}\u{7}\u{85}"),
+        "{line}"
+    );
+}
+
+// 4. Tokens: bounded lifetime, `iat` required, revocation, single-use tickets.
+
+fn jwt(claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(TOKEN_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn now() -> i64 {
+    proxy::auth::now_secs()
+}
+
+async fn code_with(app: &TestApp, token: &str) -> (StatusCode, String) {
+    let (status, body) = app.get("/api/payments/ps_usd_1001/history", token).await;
+    (status, body["code"].as_str().unwrap_or("").to_owned())
+}
+
+#[tokio::test]
+async fn a_token_living_longer_than_max_token_ttl_is_refused() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    let year_9999 = jwt(json!({"sub": "alice", "iat": now(), "exp": 253_402_300_799_i64}));
+    assert_eq!(
+        code_with(&app, &year_9999).await,
+        (StatusCode::UNAUTHORIZED, "token_invalid".into())
+    );
+    let two_hours = jwt(json!({"sub": "alice", "iat": now(), "exp": now() + 7200}));
+    assert_eq!(
+        code_with(&app, &two_hours).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Issued long ago, so `exp` − `iat` is long even though little of it is left.
+    let old = jwt(json!({"sub": "alice", "iat": now() - 86_400, "exp": now() + 60}));
+    assert_eq!(code_with(&app, &old).await.0, StatusCode::UNAUTHORIZED);
+    let one_hour = jwt(json!({"sub": "alice", "iat": now(), "exp": now() + 3600}));
+    assert_eq!(code_with(&app, &one_hour).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn max_token_ttl_is_a_setting() {
+    let mut options = Options::new(NO_UPSTREAM);
+    options.max_token_ttl_secs = 60;
+    let app = spawn_app_with(options).await;
+    let ten_minutes = jwt(json!({"sub": "alice", "iat": now(), "exp": now() + 600}));
+    assert_eq!(
+        code_with(&app, &ten_minutes).await,
+        (StatusCode::UNAUTHORIZED, "token_invalid".into())
+    );
+}
+
+#[tokio::test]
+async fn a_token_must_say_when_it_was_issued_and_not_in_the_future() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    let without_iat = jwt(json!({"sub": "alice", "exp": now() + 600}));
+    assert_eq!(
+        code_with(&app, &without_iat).await,
+        (StatusCode::UNAUTHORIZED, "token_invalid".into())
+    );
+    let from_the_future = jwt(json!({"sub": "alice", "iat": now() + 120, "exp": now() + 600}));
+    assert_eq!(
+        code_with(&app, &from_the_future).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // A few seconds of clock skew are tolerated.
+    let skewed = jwt(json!({"sub": "alice", "iat": now() + 3, "exp": now() + 600}));
+    assert_eq!(code_with(&app, &skewed).await.0, StatusCode::OK);
+}
+
+fn proxy_bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+}
+
+#[test]
+fn proxy_token_refuses_to_mint_beyond_max_token_ttl() {
+    let mint = |ttl: &str| {
+        proxy_bin()
+            .args(["token", "--agent", "carol", "--ttl", ttl])
+            .env("PROXY_AGENT_TOKEN_SECRET", TOKEN_SECRET)
+            .env_remove("PROXY_MAX_TOKEN_TTL_SECS")
+            .output()
+            .unwrap()
+    };
+    let refused = mint("36500d");
+    assert!(!refused.status.success());
+    assert!(refused.stdout.is_empty(), "no token printed");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("max_token_ttl_secs"), "{stderr}");
+    assert!(!mint("2h").status.success());
+    assert!(mint("1h").status.success());
+}
+
+#[tokio::test]
+async fn proxy_revoke_refuses_an_agents_earlier_tokens_and_survives_a_restart() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    let alice = app.token("alice");
+    let bob = app.token("bob");
+    assert_eq!(code_with(&app, &alice).await.0, StatusCode::OK);
+
+    let output = proxy_bin()
+        .args(["revoke", "--agent", "alice"])
+        .env("PROXY_DATABASE", &app.database)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    assert_eq!(
+        code_with(&app, &alice).await,
+        (StatusCode::UNAUTHORIZED, "token_revoked".into())
+    );
+    assert_eq!(code_with(&app, &bob).await.0, StatusCode::OK, "only alice");
+    let app = app.restart().await;
+    assert_eq!(
+        code_with(&app, &alice).await,
+        (StatusCode::UNAUTHORIZED, "token_revoked".into()),
+        "kept in the ledger"
+    );
+    // `iat` has whole seconds: a token from the next second on is a new sign-in.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(code_with(&app, &app.token("alice")).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_events_ticket_opens_one_stream_only() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    let (status, body) = app
+        .post(
+            "/api/payments/ps_usd_1001/events/ticket",
+            &app.token("alice"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ticket = body["ticket"].as_str().unwrap();
+    let url = app.url(&format!("/api/payments/ps_usd_1001/events?ticket={ticket}"));
+    let first = app.client.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let (status, body) = read(app.client.get(&url).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("token_invalid"))
+    );
+    drop(first);
+}
+
+// 6. `unknown` resolves: polled often, failed only after good answers showed nothing for long.
+
+async fn ledger_state(app: &TestApp, attempt: &str) -> String {
+    let ledger = proxy::ledger::Ledger::open(&app.database).await.unwrap();
+    let row = ledger.find_by_attempt_id(attempt).await.unwrap().unwrap();
+    ledger.close().await;
+    row.state
+}
+
+/// A refund answered HTTP 500 (nothing applied upstream): `unknown`; its attempt id.
+async fn unknown_attempt(sandbox: &sandbox::Sandbox, app: &TestApp) -> String {
+    sandbox
+        .inject(FaultRequest::new(Fault::Http500).on(FaultRoute::Refund))
+        .await;
+    let (status, view) = app
+        .refund("ps_usd_1001", &submission(Some(2500), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{view}");
+    view["attempt_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_unknown_attempt_is_failed_only_after_status_showed_nothing_for_the_configured_time() {
+    let (sandbox, app) = sandbox_and_app_with(|mut o| {
+        o.reconcile_interval_ms = 50;
+        // Many polls happen well before the time is up: their number decides nothing.
+        o.reconcile_max_polls = 2;
+        o.reconcile_fail_after_ms = 1500;
+        o
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let attempt = unknown_attempt(&sandbox, &app).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert_eq!(ledger_state(&app, &attempt).await, "unknown", "not yet");
+    eventually(10, "the attempt is declared failed", || async {
+        ledger_state(&app, &attempt).await == "failed"
+    })
+    .await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1500));
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 0);
+}
+
+#[tokio::test]
+async fn error_answers_never_fail_an_unknown_attempt_and_polling_goes_on_after_them() {
+    let (sandbox, app) = sandbox_and_app_with(|mut o| {
+        o.reconcile_interval_ms = 50;
+        o.reconcile_max_polls = 2;
+        o.reconcile_fail_after_ms = 300;
+        o
+    })
+    .await;
+    let attempt = unknown_attempt(&sandbox, &app).await;
+    sandbox
+        .inject(
+            FaultRequest::new(Fault::Http500)
+                .on(FaultRoute::Status)
+                .times(100_000),
+        )
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        ledger_state(&app, &attempt).await,
+        "unknown",
+        "five times the fail-after time of error answers decide nothing"
+    );
+    sandbox.clear_faults().await;
+    // Polling did not stop after the errors: good answers now resolve it.
+    eventually(10, "the attempt is declared failed", || async {
+        ledger_state(&app, &attempt).await == "failed"
+    })
+    .await;
+}
+
+// 7. Mismatches are flagged, not absorbed.
+
+#[tokio::test]
+async fn a_webhook_contradicting_the_ledger_is_a_conflict_not_an_update() {
+    let (sandbox, app) = sandbox_and_app().await;
+    sandbox.clear_webhook_url();
+    let (status, refund) = app
+        .refund("ps_usd_1001", &submission(Some(4000), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{refund}");
+    let refund_id = refund["refund_id"].as_str().unwrap().to_owned();
+
+    let session = sandbox.session("ps_usd_1001").await.session;
+    let mut webhook = json!({"type": "payment_refunded", "session": session});
+    for r in webhook["session"]["acquiring_payments"][0]["refunds"]
+        .as_array_mut()
+        .unwrap()
+    {
+        if r["id"] == refund_id.as_str() {
+            r["status"] = json!("accepted");
+            r["amount_details"]["amount"] = json!(5000);
+        }
+    }
+    let body = serde_json::to_vec(&webhook).unwrap();
+    assert_eq!(send_webhook(&app, &body).await, StatusCode::OK);
+
+    // The same refund id reported for another payment.
+    let other = refund_webhook("ps_eur_1002", &refund_id, 4000);
+    assert_eq!(send_webhook(&app, &other).await, StatusCode::OK);
+
+    let lines = history(&app, "ps_usd_1001").await;
+    let conflicts: Vec<&Value> = lines.iter().filter(|h| h["kind"] == "conflict").collect();
+    assert_eq!(conflicts.len(), 2, "{lines:?}");
+    assert!(conflicts[0]["detail"].as_str().unwrap().contains("5000"));
+    assert!(conflicts[1]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("ps_eur_1002"));
+    // Nothing of either webhook was applied (the payment view below reads Smart Glocal's
+    // own, true, state, so the ledger's history is what tells).
+    assert!(!lines.iter().any(|h| h["kind"] == "webhook"), "{lines:?}");
+    let view = app.payment("ps_usd_1001").await;
+    assert_eq!(view["refunds"].as_array().unwrap().len(), 1, "{view}");
+    assert_eq!(view["refunds"][0]["amount"]["amount"], 4000);
+    assert!(history(&app, "ps_eur_1002").await.is_empty());
+    let metrics = metrics(&app).await;
+    assert!(
+        metrics.contains(r#"proxy_anomalies_total{kind="conflict"} 2"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"proxy_webhooks_total{outcome="conflict"} 2"#));
+}
+
+#[tokio::test]
+async fn an_agent_over_the_rate_limit_gets_429_with_retry_after() {
+    let mut options = Options::new(NO_UPSTREAM);
+    options.rate_limit_per_minute = 60; // a burst of 15, then one a second
+    let app = spawn_app_with(options).await;
+    let alice = app.token("alice");
+    let mut statuses = Vec::new();
+    for _ in 0..16 {
+        statuses.push(code_with(&app, &alice).await.0);
+    }
+    assert!(
+        statuses[..15].iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    let limited = app
+        .client
+        .get(app.url("/api/payments/ps_usd_1001/history"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = header(&limited, "retry-after").parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let (_, body) = read(limited).await;
+    assert_eq!(body["code"], "rate_limited");
+    assert_eq!(
+        code_with(&app, &app.token("bob")).await.0,
+        StatusCode::OK,
+        "per agent"
+    );
+}
+
+#[tokio::test]
+async fn with_ops_listen_health_and_metrics_leave_the_public_address() {
+    // A free port for the operations address (bound, noted, released).
+    let ops = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut options = Options::new(NO_UPSTREAM);
+    options.ops_listen = Some(ops);
+    let app = spawn_app_with(options).await;
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let public = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(
+            public.status(),
+            StatusCode::NOT_FOUND,
+            "{path} on the public address"
+        );
+        let private = app
+            .client
+            .get(format!("http://{ops}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(private.status(), StatusCode::OK, "{path} on ops_listen");
+        assert_eq!(header(&private, "cache-control"), "no-store");
+    }
+    // The API stays where it was.
+    assert_eq!(code_with(&app, &app.token("alice")).await.0, StatusCode::OK);
+}
