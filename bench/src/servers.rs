@@ -3,8 +3,9 @@
 //! logging), and a bare axum server that only answers 200, as the ingest baseline.
 //!
 //! Both are this binary started again with a first argument of `serve` or `bare-serve`
-//! (see [`child_main`]). A child exits when its stdin closes, so it never outlives the bench,
-//! even when the bench is killed.
+//! (see [`child_main`]). A child exits when its stdin closes, and is started through the
+//! shared launcher (the kernel kills it with the bench), so it never outlives the bench, even
+//! when the bench is killed.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -105,12 +106,12 @@ impl Server {
 
     fn spawn(mut command: Command, addr: SocketAddr, log: &Path) -> Result<Server, String> {
         let log = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let child = command
+        command
             .stdin(Stdio::piped())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot start a server child: {e}"))?;
+            .stderr(log);
+        let child =
+            launcher::spawn(command).map_err(|e| format!("cannot start a server child: {e}"))?;
         Ok(Server {
             url: format!("http://{addr}"),
             child,

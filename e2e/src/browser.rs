@@ -141,13 +141,16 @@ impl DriverProcess {
         let mut last_error = String::new();
         for _ in 0..3 {
             let addr = free_port()?;
-            let mut child = Command::new(CHROMEDRIVER)
+            let mut command = Command::new(CHROMEDRIVER);
+            command
                 .arg(format!("--port={}", addr.port()))
                 .arg("--allowed-ips=127.0.0.1")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
+                .stderr(Stdio::null());
+            // Through the launcher: chromedriver dies with the test binary even when that is
+            // killed (its `Drop` below only runs on a normal exit).
+            let mut child = launcher::spawn(command)
                 .map_err(|e| format!("cannot start {CHROMEDRIVER}: {e}"))?;
             match wait_until_listening(addr, &mut child, Duration::from_secs(10)) {
                 Ok(()) => {

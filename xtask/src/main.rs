@@ -14,6 +14,7 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
   demo         install what is missing, build the widget, start sandbox + proxies, print the URL
+               (--ports S,P,F for other ports, --reset for an empty ledger; `demo --help` for more)
   test         install what is missing (with Chromium), then run every test
   bench        run the benchmarks and write BENCHMARKS.md
   fuzz         randomized input for --seconds N in total (default 60) on the parsers
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup::run(args.iter().any(|a| a == "--browser")),
         Some("widget") => setup::run(false).and_then(|_| widget::build_release().map(|_| ())),
-        Some("demo") => stack::demo(),
+        Some("demo") => stack::demo(&args[1..]),
         Some("test") => test(),
         Some("bench") => bench(),
         Some("fuzz") => fuzz(&args[1..]),

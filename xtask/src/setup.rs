@@ -38,17 +38,42 @@ pub fn path_env() -> String {
 
 /// Runs a command from the workspace root with our PATH, failing on a non-zero exit.
 pub fn run_cmd(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result {
-    let status = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .current_dir(root())
         .env("PATH", path_env())
-        .envs(envs.iter().copied())
-        .status()
+        .envs(envs.iter().copied());
+    forget_cargo_run_env(&mut command);
+    // Through the launcher, so a build or test run does not go on after the xtask is killed.
+    let status = launcher::spawn(command)
+        .and_then(|mut child| child.wait())
         .map_err(|e| format!("cannot start `{program}`: {e}"))?;
     if status.success() {
         Ok(())
     } else {
         Err(format!("`{program} {}` failed: {status}", args.join(" ")))
+    }
+}
+
+/// Drops what `cargo run` set for the xtask itself (`CARGO_MANIFEST_DIR=…/xtask`, `CARGO_PKG_*`):
+/// passed on to a nested cargo, it reaches build scripts that watch it (ring's does), and
+/// every crate above them is rebuilt each time the xtask and a plain `cargo build` alternate.
+pub fn forget_cargo_run_env(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_for_the_xtask = [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+            || name == "CARGO_PRIMARY_PACKAGE";
+        if set_for_the_xtask {
+            command.env_remove(name.as_ref());
+        }
     }
 }
 

@@ -1,88 +1,665 @@
 //! `cargo xtask demo`: the sandbox and the proxies on loopback, the widget served by the proxy.
+//!
+//! The demo owns its processes: every port is checked before anything starts (a taken one is
+//! named with the process holding it), the children die with this process however it ends
+//! (see `launcher`), and the URL is printed only once every service answers its health check.
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+use launcher::ports::{self, loopback};
+use launcher::signals;
 
 use crate::setup::{self, root};
 use crate::{stage, widget, Result};
 
-pub const SANDBOX: &str = "127.0.0.1:7070";
-pub const PROXY: &str = "127.0.0.1:8080";
-pub const PROXY_FULL_ONLY: &str = "127.0.0.1:8081";
+/// The ports of a plain `cargo xtask demo`, the ones `demo/*.toml` and `index.html` name.
+pub const DEFAULT_PORTS: Ports = Ports {
+    sandbox: 7070,
+    proxy: 8080,
+    full_only: 8081,
+};
 
-/// Children are killed when the demo stops, whichever way it stops.
+/// How long a service may take from its start to a healthy answer (the proxies run their
+/// ledger migrations first).
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a child gets to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+pub const USAGE: &str = "\
+usage: cargo xtask demo [--ports SANDBOX,PROXY,PROXY_FULL_ONLY] [--reset] [--no-build] [--data-dir DIR]
+
+  --ports 9070,9080,9081  listen on these loopback ports instead of 7070,8080,8081
+  --reset                 start from an empty ledger (the sandbox always starts from its seed)
+  --no-build              skip setup and builds: start the sandbox and proxies already built
+  --data-dir DIR          keep the ledgers in DIR (default .data/, or .data/ports-S-P-F/ with --ports)
+";
+
+/// Where the three services listen, all on 127.0.0.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub sandbox: u16,
+    pub proxy: u16,
+    pub full_only: u16,
+}
+
+impl Ports {
+    fn named(&self) -> [(&'static str, u16); 3] {
+        [
+            ("the sandbox", self.sandbox),
+            ("the demo-project proxy", self.proxy),
+            ("the demo-full-only proxy", self.full_only),
+        ]
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        let parsed: Vec<u16> = text
+            .split(',')
+            .map(|p| {
+                p.trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| format!("--ports: `{}` is not a port (1-65535)", p.trim()))
+            })
+            .collect::<Result<_>>()?;
+        let [sandbox, proxy, full_only] = parsed[..] else {
+            return Err(format!(
+                "--ports wants three ports, SANDBOX,PROXY,PROXY_FULL_ONLY (e.g. 9070,9080,9081), got `{text}`"
+            ));
+        };
+        if sandbox == proxy || proxy == full_only || sandbox == full_only {
+            return Err(format!(
+                "--ports: the three ports must differ, got `{text}`"
+            ));
+        }
+        Ok(Self {
+            sandbox,
+            proxy,
+            full_only,
+        })
+    }
+}
+
+/// What `cargo xtask demo …` was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub ports: Ports,
+    pub reset: bool,
+    pub build: bool,
+    pub data_dir: PathBuf,
+}
+
+impl Options {
+    pub fn parse(args: &[String]) -> Result<Self> {
+        let mut ports = DEFAULT_PORTS;
+        let mut reset = false;
+        let mut build = true;
+        let mut data_dir = None;
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) => (flag, Some(value.to_owned())),
+                None => (arg.as_str(), None),
+            };
+            let mut value = |name: &str| {
+                inline
+                    .clone()
+                    .or_else(|| args.next().cloned())
+                    .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+            };
+            match flag {
+                "--ports" => ports = Ports::parse(&value("--ports")?)?,
+                "--data-dir" => data_dir = Some(PathBuf::from(value("--data-dir")?)),
+                "--reset" if inline.is_none() => reset = true,
+                "--no-build" if inline.is_none() => build = false,
+                _ => return Err(format!("unknown argument `{arg}`\n{USAGE}")),
+            }
+        }
+        let data_dir = data_dir.unwrap_or_else(|| {
+            let data = root().join(".data");
+            if ports == DEFAULT_PORTS {
+                data
+            } else {
+                // Two demos on different ports never share (or reset) each other's ledger.
+                data.join(format!(
+                    "ports-{}-{}-{}",
+                    ports.sandbox, ports.proxy, ports.full_only
+                ))
+            }
+        });
+        Ok(Self {
+            ports,
+            reset,
+            build,
+            data_dir,
+        })
+    }
+}
+
+/// The demo's children. Dropping it stops them (SIGTERM, then SIGKILL), on every way out of
+/// [`demo`] that unwinds; the kernel's death signal covers the ways that do not.
 struct Processes(Vec<(&'static str, Child)>);
+
+impl Processes {
+    fn stop(&mut self) {
+        let mut children: Vec<&mut Child> = self.0.iter_mut().map(|(_, c)| c).collect();
+        launcher::stop_all(&mut children, STOP_GRACE);
+    }
+
+    /// The first child that has exited, with its status.
+    fn exited(&mut self) -> Option<String> {
+        self.0.iter_mut().find_map(|(name, child)| {
+            child
+                .try_wait()
+                .ok()
+                .flatten()
+                .map(|status| format!("{name} exited: {status}"))
+        })
+    }
+}
 
 impl Drop for Processes {
     fn drop(&mut self) {
-        for (_, child) in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop();
     }
 }
 
-pub fn demo() -> Result {
-    stage("setup", || setup::run(false))?;
-    stage("widget release build", || {
-        widget::build_release().map(|_| ())
-    })?;
-    stage("sandbox and proxy build", || {
-        setup::cargo(&["build", "--locked", "-p", "sandbox", "-p", "proxy"], &[])
-    })?;
+pub fn demo(args: &[String]) -> Result {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{USAGE}");
+        return Ok(());
+    }
+    let options = Options::parse(args)?;
+    let ports = options.ports;
+    // Before the setup and the builds: a taken port is known in a second, not after minutes.
+    check_ports(&ports)?;
+    if options.build {
+        stage("setup", || setup::run(false))?;
+        stage("widget release build", || {
+            widget::build_release().map(|_| ())
+        })?;
+        stage("sandbox and proxy build", || {
+            setup::cargo(&["build", "--locked", "-p", "sandbox", "-p", "proxy"], &[])
+        })?;
+        // Again: something may have taken a port while we were building.
+        check_ports(&ports)?;
+    }
+    if !root().join("dist/index.html").is_file() {
+        println!("xtask: dist/ has no built widget (run `cargo xtask demo` without --no-build)");
+    }
 
-    let bin = root().join("target/debug");
+    let ledgers = [
+        options.data_dir.join("proxy.sqlite"),
+        options.data_dir.join("proxy-full-only.sqlite"),
+    ];
+    if options.reset {
+        for ledger in &ledgers {
+            remove_ledger(ledger)?;
+        }
+    }
+    let ledger_kept = ledgers.iter().any(|l| l.exists());
+
+    // From here on a signal stops the children in order instead of ending us outright.
+    signals::catch_termination().map_err(|e| format!("cannot catch SIGTERM: {e}"))?;
     let mut processes = Processes(Vec::new());
-    let start = |name: &'static str, args: &[&str]| -> Result<(&'static str, Child)> {
-        let child = Command::new(bin.join(name))
-            .args(args)
-            .current_dir(root())
-            .spawn()
-            .map_err(|e| format!("cannot start {name}: {e}"))?;
-        Ok((name, child))
-    };
-    processes.0.push(start("sandbox", &[])?);
+    let bin = target_dir().join("debug");
     processes
         .0
-        .push(start("proxy", &["serve", "--config", "demo/proxy.toml"])?);
-    processes.0.push(start(
-        "proxy",
-        &["serve", "--config", "demo/proxy-full-only.toml"],
-    )?);
-    for addr in [SANDBOX, PROXY, PROXY_FULL_ONLY] {
-        wait_for(addr, &mut processes)?;
+        .push(("sandbox", start(&bin, "sandbox", &sandbox_args(&ports))?));
+    processes.0.push((
+        "demo-project proxy",
+        start(
+            &bin,
+            "proxy",
+            &proxy_args(&ports, "demo/proxy.toml", ports.proxy, &ledgers[0]),
+        )?,
+    ));
+    processes.0.push((
+        "demo-full-only proxy",
+        start(
+            &bin,
+            "proxy",
+            &proxy_args(
+                &ports,
+                "demo/proxy-full-only.toml",
+                ports.full_only,
+                &ledgers[1],
+            ),
+        )?,
+    ));
+
+    let checks = [
+        (ports.sandbox, "/_sandbox/faults"),
+        (ports.proxy, "/readyz"),
+        (ports.full_only, "/readyz"),
+    ];
+    for (index, (port, path)) in checks.into_iter().enumerate() {
+        if let Health::Stopped(signal) = wait_healthy(loopback(port), path, &mut processes)? {
+            return stopped_by(signal);
+        }
+        // A healthy answer from someone else (who took the port after our check) is no demo.
+        let pid = processes.0[index].1.id();
+        if let Some(holder) = ports::holder(port).filter(|h| h.pid != pid) {
+            return Err(format!(
+                "port {port} answers, but from pid {} ({}), not from the demo's {}",
+                holder.pid, holder.command, processes.0[index].0
+            ));
+        }
     }
 
-    println!();
-    println!("  Demo merchant admin page:  http://{PROXY}/");
-    println!("  (Smart Glocal sandbox on http://{SANDBOX}, second project's proxy on http://{PROXY_FULL_ONLY})");
-    println!("  Press Ctrl-C to stop.");
-    println!();
+    print_banner(&options, ledger_kept);
 
     loop {
-        for (name, child) in &mut processes.0 {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("{name} exited: {status}"));
-            }
+        if let Some(signal) = signals::received() {
+            processes.stop();
+            return stopped_by(signal);
         }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn wait_for(addr: &str, processes: &mut Processes) -> Result {
-    let addr: SocketAddr = addr.parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
-        }
-        for (name, child) in &mut processes.0 {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("{name} exited before listening: {status}"));
-            }
+        if let Some(exited) = processes.exited() {
+            return Err(exited);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Err(format!("nothing listens on {addr} after 30 s"))
+}
+
+/// An orderly stop asked for by a signal is a success: Ctrl-C is how the demo is meant to end.
+fn stopped_by(signal: i32) -> Result {
+    println!(
+        "xtask: {}: the sandbox and both proxies are stopped, their ports free",
+        signals::name(signal)
+    );
+    Ok(())
+}
+
+/// Every port the demo needs is free, or an error naming each taken one, who holds it and
+/// what to do about it.
+pub fn check_ports(ports: &Ports) -> Result {
+    let taken: Vec<String> = ports
+        .named()
+        .iter()
+        .filter(|(_, port)| !ports::is_free(loopback(*port)))
+        .map(|(service, port)| {
+            let holder = match ports::holder(*port) {
+                Some(h) => format!("held by pid {} ({})", h.pid, h.command),
+                None => format!(
+                    "held by a process this user cannot see (`ss -ltnp 'sport = :{port}'` as root names it)"
+                ),
+            };
+            format!("  port {port} ({service}) is taken: {holder}")
+        })
+        .collect();
+    if taken.is_empty() {
+        return Ok(());
+    }
+    let suggestion = suggest_ports(ports)
+        .map(|p| format!("{},{},{}", p.sandbox, p.proxy, p.full_only))
+        .unwrap_or_else(|| "9070,9080,9081".into());
+    let (them, that) = if taken.len() == 1 {
+        ("it", "that process")
+    } else {
+        ("them", "those processes")
+    };
+    Err(format!(
+        "cannot start the demo, nothing was started:\n{}\n\
+         Free {them} (stop {that}, e.g. `kill <pid>`; an earlier demo shows as `sandbox` and \
+         `proxy`), or run on other ports: cargo xtask demo --ports {suggestion}",
+        taken.join("\n")
+    ))
+}
+
+/// The first of 9070,9080,9081 / 10070,10080,10081 / … that is free right now.
+fn suggest_ports(current: &Ports) -> Option<Ports> {
+    (9..=13u16)
+        .map(|thousands| Ports {
+            sandbox: thousands * 1000 + 70,
+            proxy: thousands * 1000 + 80,
+            full_only: thousands * 1000 + 81,
+        })
+        .filter(|p| p != current)
+        .find(|p| {
+            p.named()
+                .iter()
+                .all(|(_, port)| ports::is_free(loopback(*port)))
+        })
+}
+
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root().join(dir),
+        None => root().join("target"),
+    }
+}
+
+fn start(bin: &Path, program: &str, args: &[String]) -> Result<Child> {
+    let path = bin.join(program);
+    let mut command = Command::new(&path);
+    command.args(args).current_dir(root());
+    // Only the settings we pass: a PROXY_* or SANDBOX_* variable of the caller's shell (a key,
+    // a database) must not reach the demo.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("PROXY_") || name.starts_with("SANDBOX_") {
+            command.env_remove(name.as_ref());
+        }
+    }
+    launcher::spawn(command).map_err(|e| format!("cannot start {}: {e}", path.display()))
+}
+
+fn url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+fn sandbox_args(ports: &Ports) -> Vec<String> {
+    vec![
+        "--listen".into(),
+        loopback(ports.sandbox).to_string(),
+        "--webhook-url".into(),
+        format!("{}/webhooks/smart-glocal", url(ports.proxy)),
+        "--project-webhook-url".into(),
+        format!(
+            "demo-full-only={}/webhooks/smart-glocal",
+            url(ports.full_only)
+        ),
+    ]
+}
+
+/// `proxy serve` with its demo config file, the ports and the ledger overridden by flags.
+fn proxy_args(ports: &Ports, config: &str, port: u16, ledger: &Path) -> Vec<String> {
+    // The demo page is served by the demo-project proxy and calls both proxies, so each one
+    // allows both origins, as 127.0.0.1 and as localhost.
+    let origins = [ports.proxy, ports.full_only]
+        .iter()
+        .flat_map(|p| [url(*p), format!("http://localhost:{p}")])
+        .collect::<Vec<_>>()
+        .join(",");
+    vec![
+        "serve".into(),
+        "--config".into(),
+        config.into(),
+        "--listen".into(),
+        loopback(port).to_string(),
+        "--upstream-url".into(),
+        url(ports.sandbox),
+        "--allowed-origins".into(),
+        origins,
+        "--database".into(),
+        ledger.display().to_string(),
+    ]
+}
+
+/// Deletes a SQLite ledger and its side files; a missing one is fine.
+fn remove_ledger(ledger: &Path) -> Result {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut path = ledger.as_os_str().to_owned();
+        path.push(suffix);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("--reset: cannot delete {}: {e}", ledger.display())),
+        }
+    }
+    Ok(())
+}
+
+enum Health {
+    Ready,
+    /// A termination signal came while waiting; the children are stopped.
+    Stopped(i32),
+}
+
+/// Polls `GET path` until it answers 200; an error when a child exited or time ran out.
+fn wait_healthy(addr: SocketAddr, path: &str, processes: &mut Processes) -> Result<Health> {
+    let started = Instant::now();
+    loop {
+        if let Some(signal) = signals::received() {
+            processes.stop();
+            return Ok(Health::Stopped(signal));
+        }
+        if let Some(exited) = processes.exited() {
+            return Err(format!("{exited} before it answered its health check"));
+        }
+        let last = match http_status(addr, path) {
+            Ok(200) => return Ok(Health::Ready),
+            Ok(status) => format!("answers {status}"),
+            Err(e) => e.to_string(),
+        };
+        if started.elapsed() > HEALTH_TIMEOUT {
+            return Err(format!(
+                "http://{addr}{path} is not healthy after {HEALTH_TIMEOUT:?}: {last}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The status code of `GET http://addr/path`, with std only (the xtask has no HTTP client).
+fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 256];
+    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 1024 {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    parse_status(&head).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not an HTTP answer: {:?}", String::from_utf8_lossy(&head)),
+        )
+    })
+}
+
+/// `200` from `HTTP/1.1 200 OK\r\n…`.
+fn parse_status(head: &[u8]) -> Option<u16> {
+    let line = head.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut parts = line.split_whitespace();
+    parts.next().filter(|v| v.starts_with("HTTP/"))?;
+    parts.next()?.parse().ok()
+}
+
+/// The page to open: the default ports need no query; others are passed to the demo page,
+/// which otherwise looks for the sandbox on 7070 and the second proxy on 8081.
+pub fn page_url(ports: &Ports) -> String {
+    if *ports == DEFAULT_PORTS {
+        return format!("{}/", url(ports.proxy));
+    }
+    format!(
+        "{}/?sandbox={}&proxy_full_only={}",
+        url(ports.proxy),
+        encode(&url(ports.sandbox)),
+        encode(&url(ports.full_only))
+    )
+}
+
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn print_banner(options: &Options, ledger_kept: bool) {
+    let ports = &options.ports;
+    let data = options
+        .data_dir
+        .strip_prefix(root())
+        .unwrap_or(&options.data_dir)
+        .display()
+        .to_string();
+    let ledger = if options.reset {
+        format!("emptied by --reset ({data}/)")
+    } else if ledger_kept {
+        format!(
+            "kept from the last run ({data}/); `cargo xtask demo --reset` starts with an empty one"
+        )
+    } else {
+        format!("new and empty ({data}/)")
+    };
+    println!();
+    println!("  Demo merchant admin page:  {}", page_url(ports));
+    println!(
+        "  (Smart Glocal sandbox on {}, second project's proxy on {})",
+        url(ports.sandbox),
+        url(ports.full_only)
+    );
+    println!("  Ledger: {ledger}");
+    println!("  Sandbox: fresh from its seed (it keeps nothing between runs)");
+    println!("  Press Ctrl-C to stop.");
+    println!();
+    // The banner is what a script (and the xtask's tests) waits for: do not leave it buffered.
+    let _ = std::io::stdout().flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn no_arguments_mean_the_default_ports_the_default_ledger_and_a_build() {
+        let options = Options::parse(&[]).unwrap();
+        assert_eq!(options.ports, DEFAULT_PORTS);
+        assert!(options.build && !options.reset);
+        assert_eq!(options.data_dir, root().join(".data"));
+        assert_eq!(page_url(&options.ports), "http://127.0.0.1:8080/");
+    }
+
+    #[test]
+    fn other_ports_get_their_own_ledger_folder_and_a_page_url_that_names_them() {
+        for list in [
+            &["--ports", "9070,9080,9081", "--reset"][..],
+            &["--reset", "--ports=9070,9080,9081"][..],
+        ] {
+            let options = Options::parse(&args(list)).unwrap();
+            assert_eq!(
+                options.ports,
+                Ports {
+                    sandbox: 9070,
+                    proxy: 9080,
+                    full_only: 9081
+                }
+            );
+            assert!(options.reset);
+            assert_eq!(
+                options.data_dir,
+                root().join(".data").join("ports-9070-9080-9081")
+            );
+        }
+        assert_eq!(
+            page_url(&Ports::parse("9070,9080,9081").unwrap()),
+            "http://127.0.0.1:9080/?sandbox=http%3A%2F%2F127.0.0.1%3A9070\
+             &proxy_full_only=http%3A%2F%2F127.0.0.1%3A9081"
+        );
+    }
+
+    #[test]
+    fn bad_port_lists_and_unknown_flags_are_refused_with_what_is_wanted() {
+        for (list, expected) in [
+            (&["--ports", "9070,9080"][..], "three ports"),
+            (&["--ports", "9070,9080,0"][..], "not a port"),
+            (&["--ports", "9070,x,9081"][..], "not a port"),
+            (&["--ports", "9070,9080,9080"][..], "must differ"),
+            (&["--ports"][..], "needs a value"),
+            (&["--port", "1,2,3"][..], "unknown argument"),
+            (&["--reset=yes"][..], "unknown argument"),
+        ] {
+            let error = Options::parse(&args(list)).unwrap_err();
+            assert!(error.contains(expected), "{list:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_taken_port_is_named_with_its_holder_and_the_way_out() {
+        let listener = std::net::TcpListener::bind(loopback(0)).unwrap();
+        let taken = listener.local_addr().unwrap().port();
+        let free = ports::free_ports(2).unwrap();
+        let ports = Ports {
+            sandbox: free[0],
+            proxy: taken,
+            full_only: free[1],
+        };
+        let error = check_ports(&ports).unwrap_err();
+        assert!(
+            error.contains(&format!("port {taken} (the demo-project proxy) is taken")),
+            "{error}"
+        );
+        assert!(
+            error.contains(&format!("pid {}", std::process::id())),
+            "{error}"
+        );
+        assert!(error.contains("Free it (stop that process"), "{error}");
+        assert!(error.contains("cargo xtask demo --ports "), "{error}");
+        assert!(!error.contains(&format!("port {}", free[0])), "{error}");
+        drop(listener);
+        check_ports(&ports).unwrap();
+    }
+
+    #[test]
+    fn the_suggested_ports_follow_the_defaults_pattern_and_avoid_the_current_ones() {
+        let suggested = suggest_ports(&DEFAULT_PORTS).expect("some free set of ports");
+        assert_eq!(suggested.sandbox % 1000, 70);
+        assert_eq!(suggested.proxy, suggested.sandbox + 10);
+        assert_eq!(suggested.full_only, suggested.sandbox + 11);
+        let next = suggest_ports(&suggested).expect("some free set of ports");
+        assert_ne!(next, suggested);
+    }
+
+    #[test]
+    fn the_status_line_is_read_from_an_http_answer() {
+        assert_eq!(
+            parse_status(b"HTTP/1.1 200 OK\r\ncontent-length: 0"),
+            Some(200)
+        );
+        assert_eq!(
+            parse_status(b"HTTP/1.1 503 Service Unavailable\r\n"),
+            Some(503)
+        );
+        assert_eq!(parse_status(b"SSH-2.0-OpenSSH\r\n"), None);
+        assert_eq!(parse_status(b""), None);
+    }
+
+    #[test]
+    fn proxies_get_the_chosen_ports_both_origins_and_their_own_ledger() {
+        let ports = Ports::parse("9070,9080,9081").unwrap();
+        let args = proxy_args(
+            &ports,
+            "demo/proxy.toml",
+            ports.proxy,
+            Path::new("/tmp/l.sqlite"),
+        );
+        let joined = args.join(" ");
+        assert!(joined.contains("--listen 127.0.0.1:9080"), "{joined}");
+        assert!(
+            joined.contains("--upstream-url http://127.0.0.1:9070"),
+            "{joined}"
+        );
+        assert!(joined.contains("http://localhost:9081"), "{joined}");
+        assert!(joined.contains("--database /tmp/l.sqlite"), "{joined}");
+        let sandbox = sandbox_args(&ports).join(" ");
+        assert!(
+            sandbox.contains("demo-full-only=http://127.0.0.1:9081/webhooks/smart-glocal"),
+            "{sandbox}"
+        );
+    }
 }
