@@ -5,7 +5,6 @@
 //! `cargo test -p e2e`. A failing scenario leaves `e2e/artifacts/<test name>/`.
 
 mod accessibility;
-mod chargeback;
 mod failures;
 mod harness;
 mod keyboard;
@@ -13,4 +12,5 @@ mod locale;
 mod refunds;
 mod repeats;
 mod tokens;
+mod truth;
 mod validation;

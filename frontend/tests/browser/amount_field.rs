@@ -90,7 +90,7 @@ async fn more_than_what_remains_is_refused_inline_before_submitting() {
     settle().await;
     assert_eq!(
         panel.text(AMOUNT_ERROR),
-        "The amount is more than what remains refundable (10.00\u{a0}$)."
+        "The amount is more than what remains refundable ($10.00)."
     );
 
     panel.click(REVIEW_BUTTON);
