@@ -31,7 +31,6 @@ pub const STATUS_LIVE: &str = "status-live";
 pub const RETRY_BUTTON: &str = "retry-button";
 pub const TITLE: &str = "title";
 pub const PAYMENT_PENDING: &str = "payment-pending";
-pub const DISPUTE: &str = "dispute";
 pub const DISPUTE_AMOUNT: &str = "dispute-amount";
 pub const REFUND_REASON: &str = "refund-reason";
 pub const REFUND_NOTE: &str = "refund-note";

@@ -101,7 +101,7 @@ fn a_chargeback_shows_a_dispute_no_refund_form_and_no_refund_row() {
             let stack = ctx.stack().await;
             let session = stack.create_payment("demo-project", "80.00", "usd").await?;
             let widget = demo::widget_for(&ctx, stack, session.as_str(), "").await?;
-            assert!(!widget.is_present(testid::DISPUTE).await?);
+            assert!(!widget.is_present(testid::DISPUTE_AMOUNT).await?);
 
             stack.chargeback(session.as_str(), Some(2_000)).await?;
 
