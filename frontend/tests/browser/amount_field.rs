@@ -105,6 +105,10 @@ async fn an_empty_amount_is_flagged_only_once_the_agent_tries_to_review() {
     let panel = mount_panel(payment(1_000, "usd", true), Locale::En, submit);
     panel.click(MODE_PARTIAL);
     settle().await;
+    // The field offers what remains; the agent empties it.
+    assert_eq!(panel.value(AMOUNT_INPUT), "10.00");
+    panel.type_text(AMOUNT_INPUT, "");
+    settle().await;
     assert!(!panel.visible(AMOUNT_ERROR));
 
     panel.click(REVIEW_BUTTON);
