@@ -9,7 +9,8 @@ use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 use shared::api::{
-    ErrorBody, ErrorCode, EventsTicket, PaymentView, RefundEvent, RefundSubmission, RefundView,
+    ErrorBody, ErrorCode, EventsTicket, PaymentView, ProviderError, RefundEvent, RefundSubmission,
+    RefundView,
 };
 use shared::{Locale, SessionId};
 use wasm_bindgen::prelude::*;
@@ -38,6 +39,14 @@ impl ApiError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ApiError::Proxy { body, .. } => Some(body.code),
+            _ => None,
+        }
+    }
+
+    /// Smart Glocal's own refusal, when the proxy passed one on.
+    pub fn provider(&self) -> Option<&ProviderError> {
+        match self {
+            ApiError::Proxy { body, .. } => body.provider.as_ref(),
             _ => None,
         }
     }

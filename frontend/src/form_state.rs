@@ -72,12 +72,30 @@ impl FormState {
         let text = self.amount.get();
         match Money::parse(&text, payment.amount.currency, locale) {
             Err(shared::AmountError::Empty) if !self.show_all_errors.get() => None,
-            Err(error) => Some(i18n::amount_error_message(&error, locale)),
+            Err(error) => Some(i18n::amount_error_message(
+                &error,
+                payment.amount.currency,
+                locale,
+            )),
             Ok(money) if money.amount > payment.remaining().amount => {
                 Some(exceeds_remaining(payment, locale))
             }
             Ok(_) => None,
         }
+    }
+
+    /// Partial mode, with the amount field offering what remains (the agent types over it).
+    pub fn choose_partial(&self, payment: &PaymentView, locale: Locale) {
+        if self.amount.with_untracked(|a| a.trim().is_empty()) {
+            self.amount.set(payment.remaining().format_number(locale));
+        }
+        self.mode.set(Mode::Partial);
+    }
+
+    /// Whether any field shows an error now: the "check the highlighted fields" summary is
+    /// only true while this is.
+    pub fn has_field_errors(&self, payment: &PaymentView, locale: Locale) -> bool {
+        self.amount_error(payment, locale).is_some() || self.note_error(locale).is_some()
     }
 
     /// The note field's inline error.
@@ -105,8 +123,13 @@ impl FormState {
             Mode::Full => RefundAmount::Full,
             Mode::Partial => {
                 let text = self.amount.get_untracked();
-                let money = Money::parse(&text, payment.amount.currency, locale)
-                    .map_err(|e| Refusal::Amount(i18n::amount_error_message(&e, locale)))?;
+                let money = Money::parse(&text, payment.amount.currency, locale).map_err(|e| {
+                    Refusal::Amount(i18n::amount_error_message(
+                        &e,
+                        payment.amount.currency,
+                        locale,
+                    ))
+                })?;
                 RefundAmount::Partial(money)
             }
         };
@@ -147,8 +170,12 @@ fn note_too_long(chars: usize, locale: Locale) -> String {
 fn refusal(code: ErrorCode, payment: &PaymentView, locale: Locale) -> Refusal {
     match code {
         ErrorCode::ExceedsRemaining => Refusal::Amount(exceeds_remaining(payment, locale)),
+        ErrorCode::AmountNotANumber => Refusal::Amount(i18n::amount_error_message(
+            &shared::AmountError::NotANumber,
+            payment.amount.currency,
+            locale,
+        )),
         ErrorCode::AmountEmpty
-        | ErrorCode::AmountNotANumber
         | ErrorCode::AmountNotPositive
         | ErrorCode::AmountTooManyDecimals
         | ErrorCode::AmountTooLarge

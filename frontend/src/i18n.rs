@@ -2,9 +2,9 @@
 //!
 //! Amounts are formatted by `shared::Money::format`; this module only chooses words.
 
-use shared::api::{ErrorCode, RefundReason, RefundState};
+use shared::api::{ErrorCode, PaymentState, PaymentView, ProviderError, RefundReason, RefundState};
 use shared::smart_glocal::PaymentStatus;
-use shared::{AmountError, Locale};
+use shared::{AmountError, Currency, Locale, Money};
 
 /// Picks the sentence for the locale. Both are written side by side so neither is forgotten.
 pub fn tr(locale: Locale, en: &'static str, ru: &'static str) -> &'static str {
@@ -67,8 +67,8 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
         ),
         AmountEmpty => ("Enter an amount.", "Введите сумму."),
         AmountNotANumber => (
-            "Enter the amount as a number, for example 10.50.",
-            "Введите сумму числом, например 10,50.",
+            "Enter the amount as a number.",
+            "Введите сумму числом.",
         ),
         AmountNotPositive => (
             "The amount must be greater than zero.",
@@ -156,9 +156,17 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
     tr(locale, en, ru)
 }
 
-/// What is wrong with a typed amount, saying how many decimals the currency takes.
-pub fn amount_error_message(error: &AmountError, locale: Locale) -> String {
+/// What is wrong with a typed amount, saying how many decimals the currency takes, with an
+/// example that is itself valid for the currency (`10` for JPY, `10.500` for KWD).
+pub fn amount_error_message(error: &AmountError, currency: Currency, locale: Locale) -> String {
     match error {
+        AmountError::NotANumber => {
+            let example = currency.example(locale);
+            match locale {
+                Locale::En => format!("Enter the amount as a number, for example {example}."),
+                Locale::Ru => format!("Введите сумму числом, например {example}."),
+            }
+        }
         AmountError::TooManyDecimals { currency, max: 0 } => match locale {
             Locale::En => format!("{currency} amounts take no decimal places."),
             Locale::Ru => format!("Суммы в {currency} указываются без дробной части."),
@@ -223,6 +231,64 @@ pub fn state_phrase(state: RefundState, locale: Locale) -> &'static str {
     }
 }
 
+/// The payment's badge: its state as derived in `shared`, or an unknown status as written.
+pub fn payment_state_label(payment: &PaymentView, locale: Locale) -> String {
+    let (en, ru) = match payment.state() {
+        PaymentState::Succeeded => ("Succeeded", "Успешен"),
+        PaymentState::RefundPending => ("Refund pending", "Возврат в обработке"),
+        PaymentState::PartiallyRefunded => ("Partially refunded", "Частично возвращён"),
+        PaymentState::Refunded => ("Refunded", "Возвращён"),
+        PaymentState::Disputed => ("Disputed", "Оспорен"),
+        PaymentState::Processing | PaymentState::Failed | PaymentState::Unknown => {
+            return payment_status_label(&payment.status, locale)
+        }
+    };
+    tr(locale, en, ru).to_owned()
+}
+
+/// The widget's heading: what the agent can do, or what happened to the payment.
+pub fn title(payment: &PaymentView, locale: Locale) -> &'static str {
+    match payment.state() {
+        PaymentState::Refunded => tr(locale, "Payment refunded", "Платёж возвращён"),
+        PaymentState::Disputed => tr(locale, "Payment disputed", "Платёж оспорен"),
+        _ => tr(locale, "Refund payment", "Возврат платежа"),
+    }
+}
+
+/// Smart Glocal's refusal in words the agent can act on: a known code gets a sentence and a
+/// next step; an unknown one is shown as Smart Glocal wrote it.
+pub fn provider_refusal(provider: &ProviderError, locale: Locale) -> String {
+    let code = &provider.code;
+    let what = if code == "refund_declined" {
+        tr(
+            locale,
+            "The card issuer declined the refund.",
+            "Банк-эмитент отклонил возврат.",
+        )
+        .to_owned()
+    } else {
+        let words = if provider.description.is_empty() {
+            code
+        } else {
+            &provider.description
+        };
+        format!(
+            "{}{words}.",
+            tr(
+                locale,
+                "Smart Glocal refused the refund: ",
+                "Smart Glocal отклонил возврат: "
+            )
+        )
+    };
+    let next = tr(
+        locale,
+        "Check the amount and try again; if it is refused again, contact Smart Glocal support.",
+        "Проверьте сумму и попробуйте снова; если отказ повторится, обратитесь в поддержку Smart Glocal.",
+    );
+    format!("{what} {next} ({code})")
+}
+
 pub fn payment_status_label(status: &PaymentStatus, locale: Locale) -> String {
     match status {
         PaymentStatus::Succeeded => tr(locale, "Succeeded", "Успешен").to_owned(),
@@ -276,7 +342,17 @@ pub fn payment_method(payment: &shared::api::PaymentView, locale: Locale) -> Str
     }
 }
 
-/// The confirmation's one sentence: "Refund 1,000 ¥ to Visa •••• 4242".
+/// "Remaining refundable after this refund: $50.00".
+pub fn remaining_after(amount: Money, locale: Locale) -> String {
+    let label = tr(
+        locale,
+        "Remaining refundable after this refund: ",
+        "Останется к возврату после этого: ",
+    );
+    format!("{label}{}", amount.format(locale))
+}
+
+/// The confirmation's one sentence: "Refund ¥1,000 to Visa •••• 4242".
 pub fn confirmation_text(
     payment: &shared::api::PaymentView,
     amount: shared::Money,

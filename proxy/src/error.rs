@@ -7,7 +7,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use shared::api::{ErrorBody, ErrorCode};
+use shared::api::{ErrorBody, ErrorCode, ProviderError};
 
 use crate::upstream::UpstreamError;
 
@@ -194,7 +194,15 @@ impl ApiError {
     }
 
     pub fn body(&self) -> ErrorBody {
-        ErrorBody::new(self.code(), self.to_string())
+        let mut body = ErrorBody::new(self.code(), self.to_string());
+        // Smart Glocal's refusal is the agent's answer: its code and words, verbatim.
+        if let ApiError::Upstream(UpstreamError::Rejected(error)) = self {
+            body.provider = Some(ProviderError {
+                code: error.code.clone(),
+                description: error.description.clone(),
+            });
+        }
+        body
     }
 }
 

@@ -87,8 +87,8 @@ fn replay(row: &RefundRow, hash: &str) -> Result<Answer, ApiError> {
 }
 
 /// The payment as the widget shows it: Smart Glocal's refunds, enriched by the ledger (who
-/// asked, why), plus attempts the ledger holds that Smart Glocal does not show (yet): those
-/// still count against what remains.
+/// asked, why), plus attempts the ledger holds that Smart Glocal does not show: unresolved
+/// ones still count against what remains; failed ones are history.
 pub fn payment_view(
     session: &sg::Session,
     rows: &[RefundRow],
@@ -115,6 +115,9 @@ pub fn payment_view(
                 is_chargeback: refund.is_chargeback,
                 agent: row.and_then(|r| r.agent.clone()),
                 reason: row.and_then(|r| r.view().reason),
+                note: row.and_then(|r| r.note.clone()),
+                error_code: None,
+                error_detail: None,
                 created_at: refund.created_at,
                 finished_at: refund.finished_at,
             }
@@ -125,10 +128,14 @@ pub fn payment_view(
             .refund_id
             .as_deref()
             .is_some_and(|id| payment.refunds.iter().any(|r| r.id.as_str() == id));
-        if row.origin == "proxy" && !shown && row.state().holds_money() {
+        // Failed attempts are listed too (they hold no money, so what remains is unchanged):
+        // the agent sees after a reload the same history the live events showed.
+        if row.origin == "proxy" && !shown {
             refunds.push(row.view());
         }
     }
+    // Oldest first, whichever side knew of it; stable, so upstream's own order holds on ties.
+    refunds.sort_by_key(|r| r.created_at.map(|t| t.unix_millis()));
     let card = payment
         .payment_details
         .as_ref()

@@ -227,6 +227,9 @@ fn refund_request_parse_and_check() {
                         is_chargeback: false,
                         agent: None,
                         reason: None,
+                        note: None,
+                        error_code: None,
+                        error_detail: None,
                         created_at: None,
                         finished_at: None,
                     })

@@ -19,6 +19,10 @@ pub const NOTE_MAX_CHARS: usize = 500;
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
+    /// Smart Glocal's own refusal (`upstream_rejected`), so the agent reads the provider's
+    /// reason rather than only "refused".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderError>,
 }
 
 impl ErrorBody {
@@ -26,8 +30,17 @@ impl ErrorBody {
         Self {
             code,
             message: message.into(),
+            provider: None,
         }
     }
+}
+
+/// Smart Glocal's `error.code` and `error.description`, passed through verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderError {
+    pub code: String,
+    #[serde(default)]
+    pub description: String,
 }
 
 /// Every error the proxy can answer with. A closed set: the widget has a sentence for each.
@@ -162,7 +175,101 @@ pub struct PaymentView {
     pub partial_refunds_allowed: bool,
 }
 
+/// What the payment is, as an agent reads it: Smart Glocal's status combined with its refunds
+/// and chargebacks. Derived here, once, so the badge, the title and the form agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PaymentState {
+    /// Paid, nothing refunded.
+    Succeeded,
+    /// A refund is asked for and not yet settled (submitting, awaiting confirmation, in
+    /// progress at Smart Glocal).
+    RefundPending,
+    /// Some of the amount came back, and settled.
+    PartiallyRefunded,
+    /// Settled refunds cover the whole amount.
+    Refunded,
+    /// The card holder's bank took money back (a chargeback): no refund is possible.
+    Disputed,
+    /// The payment itself is not finished yet.
+    Processing,
+    Failed,
+    /// A status Smart Glocal added that this version does not know: shown as written.
+    Unknown,
+}
+
+impl PaymentState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PaymentState::Succeeded => "succeeded",
+            PaymentState::RefundPending => "refund_pending",
+            PaymentState::PartiallyRefunded => "partially_refunded",
+            PaymentState::Refunded => "refunded",
+            PaymentState::Disputed => "disputed",
+            PaymentState::Processing => "processing",
+            PaymentState::Failed => "failed",
+            PaymentState::Unknown => "unknown",
+        }
+    }
+}
+
 impl PaymentView {
+    /// The payment's state for display; see [`PaymentState`].
+    pub fn state(&self) -> PaymentState {
+        if self.disputed() {
+            return PaymentState::Disputed;
+        }
+        match self.status {
+            PaymentStatus::Succeeded => {}
+            PaymentStatus::Pending | PaymentStatus::InProgress => return PaymentState::Processing,
+            PaymentStatus::Failed => return PaymentState::Failed,
+            PaymentStatus::Other(_) => return PaymentState::Unknown,
+        }
+        let settled = self.settled_refunds().amount;
+        if self.pending_refunds().amount > 0 {
+            PaymentState::RefundPending
+        } else if settled >= self.amount.amount {
+            PaymentState::Refunded
+        } else if settled > 0 {
+            PaymentState::PartiallyRefunded
+        } else {
+            PaymentState::Succeeded
+        }
+    }
+
+    /// A chargeback that was not reversed.
+    pub fn disputed(&self) -> bool {
+        self.chargebacks().any(|r| r.state.holds_money())
+    }
+
+    /// Chargebacks, which are not refunds and are listed apart.
+    pub fn chargebacks(&self) -> impl Iterator<Item = &RefundView> {
+        self.refunds.iter().filter(|r| r.is_chargeback)
+    }
+
+    /// Refunds the agents (or the merchant elsewhere) asked for, failed ones included.
+    pub fn refund_attempts(&self) -> impl Iterator<Item = &RefundView> {
+        self.refunds.iter().filter(|r| !r.is_chargeback)
+    }
+
+    /// Refunds asked for and not yet settled.
+    pub fn pending_refunds(&self) -> Money {
+        self.sum(|r| !r.is_chargeback && r.state.holds_money() && !r.state.is_final())
+    }
+
+    /// Refunds Smart Glocal accepted.
+    pub fn settled_refunds(&self) -> Money {
+        self.sum(|r| !r.is_chargeback && r.state == RefundState::Accepted)
+    }
+
+    fn sum(&self, include: impl Fn(&RefundView) -> bool) -> Money {
+        let total = self
+            .refunds
+            .iter()
+            .filter(|r| include(r))
+            .fold(0u64, |sum, r| sum.saturating_add(r.amount.amount));
+        Money::new(total, self.amount.currency)
+    }
+
     /// What has been refunded, or is being: everything but failed refunds. Saturating: a
     /// few ledger-sized amounts can exceed `u64` together (found by the fuzz target; a plain
     /// `sum` panicked in debug and wrapped in release, making the remaining amount wrong).
@@ -181,9 +288,18 @@ impl PaymentView {
         )
     }
 
-    /// A refund can be asked for: the payment succeeded and something remains.
+    /// A refund can be asked for: the payment succeeded, it is not disputed (the money is
+    /// already back with the card holder's bank) and something remains.
     pub fn refundable(&self) -> bool {
-        self.status == PaymentStatus::Succeeded && self.remaining().amount > 0
+        self.status == PaymentStatus::Succeeded && !self.disputed() && self.remaining().amount > 0
+    }
+
+    /// What would remain refundable after refunding `amount`.
+    pub fn remaining_after(&self, amount: Money) -> Money {
+        Money::new(
+            self.remaining().amount.saturating_sub(amount.amount),
+            self.amount.currency,
+        )
     }
 
     /// Inserts or replaces a refund (matched by attempt id, then refund id), as events arrive.
@@ -396,6 +512,15 @@ pub struct RefundView {
     /// The agent who asked for it, when it went through the proxy.
     pub agent: Option<String>,
     pub reason: Option<RefundReason>,
+    /// The agent's note, when it went through the proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Why a failed refund failed: the proxy's code for it…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<ErrorCode>,
+    /// …and what happened, as the ledger recorded it (Smart Glocal's words included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_detail: Option<String>,
     pub created_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
 }

@@ -2,7 +2,9 @@
 //!
 //! The minor-unit exponent comes from `iso_currency`'s maintained table, so JPY takes no
 //! decimals and KWD takes three. [`Money::parse`] reads what an agent types, per locale;
-//! [`Money::format`] writes it back the same way, and the two round-trip.
+//! [`Money::format`] writes it back the same way, and the two round-trip. `format` is the one
+//! formatter of money on screen: `$100.00`, `¥12,000`, `KWD 12.500` in English (the symbol
+//! first, as English-speaking hosts and Stripe write it); `100,00 $`, `12 000 ¥` in Russian.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -60,6 +62,58 @@ impl Currency {
             other => other.into(),
         }
     }
+
+    /// The symbol English writes before the number with no space (`$100.00`); other
+    /// currencies are written with their code (`KWD 12.500`), which no reader mistakes.
+    fn en_prefix(&self) -> Option<&'static str> {
+        match self.0.code() {
+            "USD" => Some("$"),
+            "EUR" => Some("€"),
+            "GBP" => Some("£"),
+            "JPY" => Some("¥"),
+            _ => None,
+        }
+    }
+
+    /// An example amount valid in this currency (`10.50`, `10`, `10.500`), for hints.
+    pub fn example(&self, locale: Locale) -> String {
+        let exponent = self.exponent();
+        let half = if exponent > 0 {
+            5 * 10u64.pow(exponent - 1)
+        } else {
+            0
+        };
+        Money::new(10 * 10u64.pow(exponent) + half, *self).format_number(locale)
+    }
+
+    /// Strips this currency's symbol or code from either end of typed text, so `$10`,
+    /// `10 USD` and `usd 10` read as `10`. Another currency's sign is left, and refused later.
+    fn strip_affixes<'a>(&self, text: &'a str) -> &'a str {
+        let symbol = self.symbol();
+        let mut text = text;
+        for sign in [symbol.as_str(), self.0.code()] {
+            if let Some(rest) = strip_prefix_ignore_case(text, sign) {
+                text = rest;
+            }
+            if let Some(rest) = strip_suffix_ignore_case(text, sign) {
+                text = rest;
+            }
+            text = text.trim_matches(|c: char| c.is_whitespace() || SPACES.contains(&c));
+        }
+        text
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+fn strip_suffix_ignore_case<'a>(text: &'a str, suffix: &str) -> Option<&'a str> {
+    let cut = text.len().checked_sub(suffix.len())?;
+    let tail = text.get(cut..)?;
+    tail.eq_ignore_ascii_case(suffix).then(|| &text[..cut])
 }
 
 impl std::fmt::Display for Currency {
@@ -147,15 +201,18 @@ impl Money {
         Self { amount, currency }
     }
 
-    /// Parses what an agent typed: `10`, `10.5`, `10,50` (ru), `1 000,00`, `1,000.00` (en),
-    /// surrounded by spaces or not. The result is always greater than zero.
+    /// Parses what an agent typed: `10`, `10.5`, `10,50` (ru, and en where a comma cannot be
+    /// a thousands separator), `1 000,00`, `1,000.00` (en), with the payment currency's
+    /// symbol or code before or after (`$10`, `10 USD`), surrounded by spaces or not. The
+    /// result is always greater than zero.
     pub fn parse(input: &str, currency: Currency, locale: Locale) -> Result<Self, AmountError> {
         let text = input.trim_matches(|c: char| c.is_whitespace() || SPACES.contains(&c));
         if text.is_empty() {
             return Err(AmountError::Empty);
         }
+        let text = currency.strip_affixes(text);
         let (negative, text) = match text.strip_prefix(['-', '\u{2212}']) {
-            Some(rest) => (true, rest.trim_start()),
+            Some(rest) => (true, currency.strip_affixes(rest)),
             None => (false, text),
         };
 
@@ -219,20 +276,28 @@ impl Money {
         out
     }
 
-    /// The amount with its currency, for display: `1,000 ¥`, `10,50 ₽`, `1.250 KWD`.
+    /// The amount with its currency, for display. en: `$1,000.00`, `¥1,000`, `KWD 1.250`;
+    /// ru: `1 000,00 $`, `10,50 ₽`, `1,250 KWD`, with no-break spaces so it never wraps.
     pub fn format(&self, locale: Locale) -> String {
-        format!(
-            "{}\u{a0}{}",
-            self.format_number(locale),
-            self.currency.symbol()
-        )
+        let number = self.format_number(locale);
+        match (locale, self.currency.en_prefix()) {
+            (Locale::En, Some(symbol)) => format!("{symbol}{number}"),
+            (Locale::En, None) => format!("{}\u{a0}{number}", self.currency.0.code()),
+            (Locale::Ru, _) => format!("{number}\u{a0}{}", self.currency.symbol()),
+        }
     }
 }
 
 /// Splits at the locale's decimal separator. Russian agents type a dot as often as a comma,
-/// so ru accepts both; en reads a comma only as a thousands separator.
+/// so ru accepts both. en reads a comma as a thousands separator, except where it cannot be
+/// one: a single comma, no dot, and not followed by exactly three digits (`12,50`).
 fn split_decimal(text: &str, locale: Locale) -> Result<(&str, &str), AmountError> {
+    let en_decimal_comma = locale == Locale::En
+        && !text.contains('.')
+        && text.matches(',').count() == 1
+        && text.rsplit(',').next().is_some_and(|tail| tail.len() != 3);
     let separators: &[char] = match locale {
+        Locale::En if en_decimal_comma => &[','],
         Locale::En => &['.'],
         Locale::Ru => &[',', '.'],
     };

@@ -1,13 +1,31 @@
 //! The refund rules the widget checks before submitting and the proxy checks on arrival.
 
 use shared::api::{
-    ErrorCode, PaymentView, RefundAmount, RefundReason, RefundState, RefundSubmission, RefundView,
+    ErrorBody, ErrorCode, PaymentState, PaymentView, ProviderError, RefundAmount, RefundReason,
+    RefundState, RefundSubmission, RefundView,
 };
 use shared::smart_glocal::PaymentStatus;
 use shared::{Currency, Money, SessionId};
 
 fn usd(amount: u64) -> Money {
     Money::new(amount, Currency::parse("usd").unwrap())
+}
+
+fn refund(amount: u64, state: RefundState, is_chargeback: bool) -> RefundView {
+    RefundView {
+        attempt_id: None,
+        refund_id: None,
+        amount: usd(amount),
+        state,
+        is_chargeback,
+        agent: None,
+        reason: None,
+        note: None,
+        error_code: None,
+        error_detail: None,
+        created_at: None,
+        finished_at: None,
+    }
 }
 
 fn payment(amount: u64, refunded: &[(u64, RefundState)], partial: bool) -> PaymentView {
@@ -22,17 +40,7 @@ fn payment(amount: u64, refunded: &[(u64, RefundState)], partial: bool) -> Payme
         created_at: None,
         refunds: refunded
             .iter()
-            .map(|&(amount, state)| RefundView {
-                attempt_id: None,
-                refund_id: None,
-                amount: usd(amount),
-                state,
-                is_chargeback: false,
-                agent: None,
-                reason: None,
-                created_at: None,
-                finished_at: None,
-            })
+            .map(|&(amount, state)| refund(amount, state, false))
             .collect(),
         partial_refunds_allowed: partial,
     }
@@ -181,5 +189,152 @@ fn refunds_summing_beyond_u64_saturate_instead_of_overflowing() {
     assert_eq!(
         view.check_refund(&submit(RefundAmount::Full)),
         Err(ErrorCode::NotRefundable)
+    );
+}
+
+const ALL_STATES: [RefundState; 5] = [
+    RefundState::Pending,
+    RefundState::Unknown,
+    RefundState::InProgress,
+    RefundState::Accepted,
+    RefundState::Failed,
+];
+
+/// The state an agent must read, written out independently of `PaymentView::state`.
+fn expected_state(status: &PaymentStatus, refunds: &[RefundView], amount: u64) -> PaymentState {
+    if refunds
+        .iter()
+        .any(|r| r.is_chargeback && r.state != RefundState::Failed)
+    {
+        return PaymentState::Disputed;
+    }
+    match status {
+        PaymentStatus::Succeeded => {}
+        PaymentStatus::Pending | PaymentStatus::InProgress => return PaymentState::Processing,
+        PaymentStatus::Failed => return PaymentState::Failed,
+        PaymentStatus::Other(_) => return PaymentState::Unknown,
+    }
+    let refunds: Vec<_> = refunds.iter().filter(|r| !r.is_chargeback).collect();
+    let open = [
+        RefundState::Pending,
+        RefundState::Unknown,
+        RefundState::InProgress,
+    ];
+    if refunds.iter().any(|r| open.contains(&r.state)) {
+        return PaymentState::RefundPending;
+    }
+    let accepted: u64 = refunds
+        .iter()
+        .filter(|r| r.state == RefundState::Accepted)
+        .map(|r| r.amount.amount)
+        .sum();
+    match accepted {
+        0 => PaymentState::Succeeded,
+        a if a >= amount => PaymentState::Refunded,
+        _ => PaymentState::PartiallyRefunded,
+    }
+}
+
+#[test]
+fn the_payment_state_follows_its_refunds_and_chargebacks_in_every_combination() {
+    let statuses = [
+        PaymentStatus::Succeeded,
+        PaymentStatus::InProgress,
+        PaymentStatus::Pending,
+        PaymentStatus::Failed,
+        PaymentStatus::Other("refunded_by_magic".into()),
+    ];
+    // Up to two refunds or chargebacks, each full or partial, in every state.
+    let mut rows = vec![];
+    for state in ALL_STATES {
+        for amount in [4_000, 10_000] {
+            for is_chargeback in [false, true] {
+                rows.push(refund(amount, state, is_chargeback));
+            }
+        }
+    }
+    let mut combinations: Vec<Vec<RefundView>> = vec![vec![]];
+    for a in &rows {
+        combinations.push(vec![a.clone()]);
+        for b in &rows {
+            combinations.push(vec![a.clone(), b.clone()]);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for status in &statuses {
+        for refunds in &combinations {
+            let mut view = payment(10_000, &[], true);
+            view.status = status.clone();
+            view.refunds = refunds.clone();
+            let state = view.state();
+            assert_eq!(
+                state,
+                expected_state(status, refunds, 10_000),
+                "{status:?} {refunds:?}"
+            );
+            seen.insert(state);
+            if state == PaymentState::Disputed || state == PaymentState::Refunded {
+                assert!(!view.refundable(), "{status:?} {refunds:?}");
+            }
+        }
+    }
+    assert_eq!(seen.len(), 8, "every state is reachable: {seen:?}");
+}
+
+#[test]
+fn fully_refunded_only_once_the_refund_settled() {
+    let mut view = payment(10_000, &[(10_000, RefundState::InProgress)], true);
+    assert_eq!(view.state(), PaymentState::RefundPending);
+    assert_eq!(view.pending_refunds(), usd(10_000));
+    assert_eq!(view.remaining(), usd(0));
+    view.refunds[0].state = RefundState::Accepted;
+    assert_eq!(view.state(), PaymentState::Refunded);
+    assert_eq!(view.pending_refunds(), usd(0));
+    assert_eq!(view.settled_refunds(), usd(10_000));
+}
+
+#[test]
+fn a_chargeback_is_a_dispute_not_a_refund() {
+    let mut view = payment(10_000, &[], true);
+    view.refunds
+        .push(refund(2_000, RefundState::Accepted, true));
+    assert_eq!(view.state(), PaymentState::Disputed);
+    assert_eq!(view.settled_refunds(), usd(0), "a chargeback is no refund");
+    assert_eq!(view.refund_attempts().count(), 0);
+    assert_eq!(view.chargebacks().count(), 1);
+    assert_eq!(
+        view.check_refund(&submit(RefundAmount::Full)),
+        Err(ErrorCode::NotRefundable),
+        "the money is already back with the card holder's bank"
+    );
+}
+
+#[test]
+fn what_remains_after_a_refund_is_told_before_confirming() {
+    let view = payment(10_000, &[(2_500, RefundState::Accepted)], true);
+    assert_eq!(view.remaining_after(usd(5_000)), usd(2_500));
+    assert_eq!(view.remaining_after(usd(7_500)), usd(0));
+}
+
+#[test]
+fn an_error_body_carries_the_providers_reason_when_there_is_one() {
+    let plain: ErrorBody =
+        serde_json::from_value(serde_json::json!({"code": "internal", "message": "x"})).unwrap();
+    assert_eq!(plain.provider, None);
+    assert_eq!(
+        serde_json::to_value(&plain).unwrap(),
+        serde_json::json!({"code": "internal", "message": "x"})
+    );
+    let declined: ErrorBody = serde_json::from_value(serde_json::json!({
+        "code": "upstream_rejected", "message": "x",
+        "provider": {"code": "refund_declined", "description": "declined by the acquirer"}
+    }))
+    .unwrap();
+    assert_eq!(
+        declined.provider,
+        Some(ProviderError {
+            code: "refund_declined".into(),
+            description: "declined by the acquirer".into()
+        })
     );
 }

@@ -30,7 +30,19 @@ fn amounts_are_read_the_way_agents_type_them() {
         ("1000", "jpy", Locale::En, 1000),
         ("1,000", "jpy", Locale::En, 1000),
         ("1.234", "kwd", Locale::En, 1234),
+        // A comma that cannot be a thousands separator is the decimal one, in English too.
+        ("12,50", "eur", Locale::En, 1250),
+        ("0,5", "usd", Locale::En, 50),
         ("1,5", "kwd", Locale::Ru, 1500),
+        // The currency's symbol or code around the number, as agents copy it from a receipt.
+        ("$100.00", "usd", Locale::En, 10_000),
+        ("100 USD", "usd", Locale::En, 10_000),
+        ("usd 100", "usd", Locale::En, 10_000),
+        ("¥1,000", "jpy", Locale::En, 1000),
+        ("KWD 12.500", "kwd", Locale::En, 12_500),
+        ("100,00 $", "usd", Locale::Ru, 10_000),
+        ("12 000 ¥", "jpy", Locale::Ru, 12_000),
+        ("1 000,50 ₽", "rub", Locale::Ru, 100_050),
     ];
     for (text, code, locale, expected) in cases {
         assert_eq!(
@@ -48,9 +60,11 @@ fn every_rejection_has_its_own_error() {
         ("", "usd", Locale::En, AmountError::Empty),
         ("   ", "usd", Locale::En, AmountError::Empty),
         ("abc", "usd", Locale::En, AmountError::NotANumber),
-        ("10$", "usd", Locale::En, AmountError::NotANumber),
+        ("10€", "usd", Locale::En, AmountError::NotANumber),
+        ("$", "usd", Locale::En, AmountError::NotANumber),
+        ("-$5", "usd", Locale::En, AmountError::NotPositive),
         ("1.2.3", "usd", Locale::En, AmountError::NotANumber),
-        ("1,0", "usd", Locale::En, AmountError::NotANumber),
+        ("1,00,0", "usd", Locale::En, AmountError::NotANumber),
         ("10 00", "rub", Locale::Ru, AmountError::NotANumber),
         ("1e3", "usd", Locale::En, AmountError::NotANumber),
         ("+5", "usd", Locale::En, AmountError::NotANumber),
@@ -114,8 +128,8 @@ fn every_rejection_has_its_own_error() {
 #[test]
 fn display_uses_the_currency_exponent_and_the_locale() {
     let money = |amount, code| Money::new(amount, currency(code));
-    assert_eq!(money(100_000, "jpy").format(Locale::En), "100,000\u{a0}¥");
-    assert_eq!(money(1000, "jpy").format(Locale::En), "1,000\u{a0}¥");
+    assert_eq!(money(100_000, "jpy").format(Locale::En), "¥100,000");
+    assert_eq!(money(1000, "jpy").format(Locale::En), "¥1,000");
     assert_eq!(money(1250, "kwd").format_number(Locale::En), "1.250");
     assert_eq!(
         money(12_345_678, "usd").format_number(Locale::En),
@@ -125,10 +139,66 @@ fn display_uses_the_currency_exponent_and_the_locale() {
         money(12_345_678, "rub").format(Locale::Ru),
         "123\u{a0}456,78\u{a0}₽"
     );
+    assert_eq!(money(1250, "kwd").format(Locale::En), "KWD\u{a0}1.250");
     assert_eq!(money(5, "usd").format_number(Locale::En), "0.05");
 }
 
+#[test]
+fn one_formatter_writes_money_per_currency_and_locale() {
+    let money = |amount, code| Money::new(amount, currency(code));
+    let cases = [
+        (money(10_000, "usd"), Locale::En, "$100.00"),
+        (money(4_990, "eur"), Locale::En, "€49.90"),
+        (money(12_000, "jpy"), Locale::En, "¥12,000"),
+        (money(12_500, "kwd"), Locale::En, "KWD 12.500"),
+        (money(2_500, "gbp"), Locale::En, "£25.00"),
+        (money(150_000, "rub"), Locale::En, "RUB 1,500.00"),
+        (money(10_000, "usd"), Locale::Ru, "100,00 $"),
+        (money(4_990, "eur"), Locale::Ru, "49,90 €"),
+        (money(12_000, "jpy"), Locale::Ru, "12 000 ¥"),
+        (money(12_500, "kwd"), Locale::Ru, "12,500 KWD"),
+        (money(150_000, "rub"), Locale::Ru, "1 500,00 ₽"),
+    ];
+    for (money, locale, expected) in cases {
+        // No-break spaces on screen, so an amount never wraps; compared as plain spaces here.
+        assert_eq!(
+            money.format(locale).replace('\u{a0}', " "),
+            expected,
+            "{money:?} {locale:?}"
+        );
+    }
+}
+
+#[test]
+fn examples_in_hints_are_valid_for_their_currency() {
+    for code in ["usd", "jpy", "kwd", "rub"] {
+        for locale in [Locale::En, Locale::Ru] {
+            let example = currency(code).example(locale);
+            assert!(
+                Money::parse(&example, currency(code), locale).is_ok(),
+                "{example:?} {code} {locale:?}"
+            );
+        }
+    }
+    assert_eq!(currency("jpy").example(Locale::En), "10");
+    assert_eq!(currency("kwd").example(Locale::En), "10.500");
+    assert_eq!(currency("usd").example(Locale::Ru), "10,50");
+}
+
 proptest! {
+    /// Every amount the widget prints, symbol and all, reads back as the same amount when an
+    /// agent pastes it into the field.
+    #[test]
+    fn every_formatted_amount_parses_back(
+        amount in 1u64..=MAX_MINOR_UNITS,
+        code in prop::sample::select(vec!["usd", "eur", "gbp", "jpy", "kwd", "rub", "chf"]),
+        locale in prop::sample::select(vec![Locale::En, Locale::Ru]),
+    ) {
+        let money = Money::new(amount, currency(code));
+        let shown = money.format(locale);
+        prop_assert_eq!(Money::parse(&shown, money.currency, locale), Ok(money));
+    }
+
     #[test]
     fn formatting_then_parsing_gives_the_amount_back(
         amount in 1u64..=MAX_MINOR_UNITS,

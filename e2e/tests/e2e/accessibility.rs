@@ -64,7 +64,8 @@ fn readme_screenshot_of_the_demo_page_with_a_refund_in_progress() {
             let widget = demo::widget_for(&ctx, stack, session.as_str(), "").await?;
             widget.refund(Some("45.00")).await?;
             widget.wait_refund_state("in_progress").await?;
-            ctx.client.set_window_size(1600, 1000).await?;
+            // The width the payments table is made to fit beside the widget.
+            ctx.client.set_window_size(1280, 900).await?;
             let png = ctx.client.screenshot().await?;
             std::fs::write(e2e::workspace_root().join("docs/demo.png"), png)?;
             Ok(())

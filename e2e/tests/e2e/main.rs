@@ -5,7 +5,6 @@
 //! `cargo test -p e2e`. A failing scenario leaves `e2e/artifacts/<test name>/`.
 
 mod accessibility;
-mod chargeback;
 mod failures;
 mod harness;
 mod keyboard;
@@ -14,4 +13,5 @@ mod refunds;
 mod repeats;
 mod security;
 mod tokens;
+mod truth;
 mod validation;

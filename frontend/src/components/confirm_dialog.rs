@@ -1,4 +1,5 @@
-//! The confirmation: one sentence saying what will happen, and the one button that does it.
+//! The confirmation: what will happen (amount, card, reason, what remains refundable after),
+//! and the one button that does it.
 
 use leptos::html;
 use leptos::prelude::*;
@@ -13,6 +14,10 @@ use crate::testids;
 pub fn ConfirmDialog(
     /// What will happen, e.g. "Refund 1,000 ¥ to Visa •••• 4242".
     text: String,
+    /// The reason, as the agent chose it.
+    reason: &'static str,
+    /// "Remaining refundable after this refund: …".
+    remaining: String,
     /// True while the refund is being submitted: the buttons are disabled.
     #[prop(into)]
     busy: Signal<bool>,
@@ -54,6 +59,8 @@ pub fn ConfirmDialog(
             on:keydown=on_keydown
         >
             <p class="sgr-strong" id=text_id data-testid=testids::CONFIRM_TEXT>{text}</p>
+            <p data-testid=testids::CONFIRM_REASON>{tr(locale, "Reason: ", "Причина: ")}{reason}</p>
+            <p data-testid=testids::CONFIRM_REMAINING>{remaining}</p>
             <p class="sgr-muted">{tr(locale,
                 "The money goes back to the customer's card. This cannot be undone.",
                 "Деньги вернутся покупателю на карту. Отменить это нельзя.")}

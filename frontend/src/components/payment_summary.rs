@@ -1,4 +1,5 @@
-//! The payment at a glance: amount, card, customer, status, date and what remains refundable.
+//! The payment at a glance: amount, card, customer, its state (derived in `shared` from the
+//! payment and its refunds), date, and what is refunded, pending and still refundable.
 
 use leptos::prelude::*;
 use shared::api::PaymentView;
@@ -16,35 +17,89 @@ pub fn PaymentSummary(
     locale: Locale,
 ) -> impl IntoView {
     // One reactive closure for the whole list rather than one per value: it changes rarely
-    // (a refund moves "refundable"), and each closure costs code size in the wasm.
+    // (a refund moves "refundable"), and each closure costs code size in the wasm. The facts
+    // are data rendered by one element type, for the same reason: each distinct view type is
+    // code in the wasm.
     move || {
         payment.with(|p| {
-            let customer = p.customer_reference.clone().map(|reference| {
-                view! {
-                    <dt>{tr(locale, "Customer", "Покупатель")}</dt>
-                    <dd data-testid=testids::PAYMENT_CUSTOMER>{reference}</dd>
-                }
-            });
-            let created = p.created_at.map(|at| {
-                view! {
-                    <dt>{tr(locale, "Paid on", "Дата")}</dt>
-                    <dd data-testid=testids::PAYMENT_DATE>{i18n::format_date(at.unix_millis(), locale)}</dd>
-                }
-            });
-            view! {
-                <dl class="sgr-facts">
-                    <dt>{tr(locale, "Amount", "Сумма")}</dt>
-                    <dd class="sgr-strong" data-testid=testids::PAYMENT_AMOUNT>{p.amount.format(locale)}</dd>
-                    <dt>{tr(locale, "Paid with", "Оплачено")}</dt>
-                    <dd data-testid=testids::PAYMENT_CARD>{i18n::payment_method(p, locale)}</dd>
-                    {customer}
-                    <dt>{tr(locale, "Status", "Статус")}</dt>
-                    <dd data-testid=testids::PAYMENT_STATUS>{i18n::payment_status_label(&p.status, locale)}</dd>
-                    {created}
-                    <dt>{tr(locale, "Refundable", "Можно вернуть")}</dt>
-                    <dd class="sgr-strong" data-testid=testids::REMAINING>{p.remaining().format(locale)}</dd>
-                </dl>
+            let state = p.state();
+            let mut facts: Vec<(&'static str, &'static str, String, String)> = vec![
+                (
+                    tr(locale, "Amount", "Сумма"),
+                    testids::PAYMENT_AMOUNT,
+                    "sgr-strong".into(),
+                    p.amount.format(locale),
+                ),
+                (
+                    tr(locale, "Paid with", "Оплачено"),
+                    testids::PAYMENT_CARD,
+                    String::new(),
+                    i18n::payment_method(p, locale),
+                ),
+            ];
+            if let Some(reference) = &p.customer_reference {
+                facts.push((
+                    tr(locale, "Customer", "Покупатель"),
+                    testids::PAYMENT_CUSTOMER,
+                    String::new(),
+                    reference.clone(),
+                ));
             }
+            facts.push((
+                tr(locale, "Status", "Статус"),
+                testids::PAYMENT_STATUS,
+                format!("sgr-badge sgr-payment-{}", state.as_str()),
+                i18n::payment_state_label(p, locale),
+            ));
+            if let Some(at) = p.created_at {
+                facts.push((
+                    tr(locale, "Paid on", "Дата"),
+                    testids::PAYMENT_DATE,
+                    String::new(),
+                    i18n::format_date(at.unix_millis(), locale),
+                ));
+            }
+            // A chargeback is no refund: told as the dispute it is, never in the refund list.
+            for chargeback in p.chargebacks().filter(|c| c.state.holds_money()) {
+                facts.push((
+                    tr(locale, "Chargeback", "Чарджбэк"),
+                    testids::DISPUTE_AMOUNT,
+                    "sgr-payment-disputed".into(),
+                    chargeback.amount.format(locale),
+                ));
+            }
+            // Money asked back but not yet settled: told apart, so "refundable" dropping
+            // while a refund awaits Smart Glocal is explained rather than silent.
+            let pending = p.pending_refunds();
+            if pending.amount > 0 {
+                facts.push((
+                    tr(locale, "Pending", "В обработке"),
+                    testids::PAYMENT_PENDING,
+                    String::new(),
+                    pending.format(locale),
+                ));
+            }
+            let refundable = if p.refundable() {
+                p.remaining()
+            } else {
+                shared::Money::new(0, p.amount.currency)
+            };
+            facts.push((
+                tr(locale, "Refundable", "Можно вернуть"),
+                testids::REMAINING,
+                "sgr-strong".into(),
+                refundable.format(locale),
+            ));
+            let facts = facts
+                .into_iter()
+                .map(|(label, testid, class, value)| {
+                    view! {
+                        <dt>{label}</dt>
+                        <dd class=class data-testid=testid>{value}</dd>
+                    }
+                })
+                .collect_view();
+            view! { <dl class="sgr-facts">{facts}</dl> }
         })
     }
 }

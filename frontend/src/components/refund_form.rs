@@ -39,8 +39,8 @@ pub fn RefundForm(
     let amount_hint = Signal::derive(move || {
         let remaining = payment.with(|p| p.remaining().format(locale));
         match locale {
-            Locale::En => format!("Up to {remaining}, in {}.", currency),
-            Locale::Ru => format!("Не больше {remaining}, в {}.", currency),
+            Locale::En => format!("Up to {remaining}."),
+            Locale::Ru => format!("Не больше {remaining}."),
         }
     });
     let note_error = Signal::derive(move || form.note_error(locale));
@@ -76,7 +76,7 @@ pub fn RefundForm(
                 <fieldset>
                     <legend>{tr(locale, "Refund", "Возврат")}</legend>
                     <div class="sgr-radios">
-                        <label>
+                        <label class="sgr-choice">
                             <input
                                 type="radio"
                                 name=radio_name.clone()
@@ -88,14 +88,14 @@ pub fn RefundForm(
                             {full_label}
                         </label>
                         {partial_allowed.then(|| view! {
-                            <label>
+                            <label class="sgr-choice">
                                 <input
                                     type="radio"
                                     name=radio_name.clone()
                                     value="partial"
                                     data-testid=testids::MODE_PARTIAL
                                     prop:checked=rx(move || form.mode.get() == Mode::Partial)
-                                    on:change=move |_| form.mode.set(Mode::Partial)
+                                    on:change=move |_| payment.with_untracked(|p| form.choose_partial(p, locale))
                                 />
                                 {tr(locale, "Partial refund", "Частичный возврат")}
                             </label>

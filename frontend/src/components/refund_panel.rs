@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use leptos::html;
 use leptos::prelude::*;
-use shared::api::{ErrorCode, PaymentView, RefundSubmission, RefundView};
+use shared::api::{ErrorCode, PaymentState, PaymentView, RefundSubmission, RefundView};
 use shared::Locale;
 
 use crate::api::{ApiError, Submitted};
@@ -27,6 +27,7 @@ pub type Submit = Rc<dyn Fn(RefundSubmission) -> SubmitFuture>;
 struct Draft {
     submission: RefundSubmission,
     text: String,
+    remaining: String,
 }
 
 #[component]
@@ -47,6 +48,23 @@ pub fn RefundPanel(
     let submit = StoredValue::new_local(submit);
     let root = NodeRef::<html::Div>::new();
     let review_button_focus = move || focus_within(root, testids::REVIEW_BUTTON);
+    // "Check the highlighted fields." holds only while a field is wrong: cleared once fixed.
+    let check_fields = RwSignal::new(false);
+    // A refusal of the form as a whole (not a field) is cleared once the agent changes it.
+    let form_refusal = RwSignal::new(false);
+    // One effect for both (each effect is code in the wasm). It runs when a field changes.
+    Effect::new(move |first: Option<()>| {
+        form.reason.track();
+        let wrong = payment.with(|p| form.has_field_errors(p, locale));
+        if check_fields.get_untracked() && !wrong {
+            check_fields.set(false);
+            status.set(String::new());
+        }
+        if first.is_some() && form_refusal.get_untracked() {
+            form_refusal.set(false);
+            form.form_error.set(None);
+        }
+    });
 
     let offer = move || {
         payment.with(|p| {
@@ -60,23 +78,39 @@ pub fn RefundPanel(
         }
         form.show_all_errors.set(true);
         form.form_error.set(None);
+        form_refusal.set(false);
         // A fresh key per opened confirmation: this intent, and only this one.
         let key = idempotency::new_key();
         match payment.with_untracked(|p| form.submission(p, key, locale)) {
             Ok((submission, amount)) => {
-                let text = payment.with_untracked(|p| i18n::confirmation_text(p, amount, locale));
-                draft.set(Some(Draft { submission, text }));
+                let (text, remaining) = payment.with_untracked(|p| {
+                    (
+                        i18n::confirmation_text(p, amount, locale),
+                        i18n::remaining_after(p.remaining_after(amount), locale),
+                    )
+                });
+                draft.set(Some(Draft {
+                    submission,
+                    text,
+                    remaining,
+                }));
             }
-            Err(Refusal::Form(message)) => form.form_error.set(Some(message)),
+            Err(Refusal::Form(message)) => {
+                form.form_error.set(Some(message));
+                form_refusal.set(true);
+            }
             // Field errors already show inline, from the same rules.
-            Err(Refusal::Amount(_) | Refusal::Note(_)) => status.set(
-                tr(
-                    locale,
-                    "Check the highlighted fields.",
-                    "Проверьте отмеченные поля.",
-                )
-                .into(),
-            ),
+            Err(Refusal::Amount(_) | Refusal::Note(_)) => {
+                check_fields.set(true);
+                status.set(
+                    tr(
+                        locale,
+                        "Check the highlighted fields.",
+                        "Проверьте отмеченные поля.",
+                    )
+                    .into(),
+                );
+            }
         }
     });
 
@@ -107,16 +141,23 @@ pub fn RefundPanel(
                     draft.set(None);
                     form.reset();
                     status.set(submitted_message(&refund, how, locale));
-                    review_button_focus();
+                    // Focus goes to the result; the form may be gone (nothing left to refund).
+                    focus_within(root, testids::STATUS_LIVE);
                 }
                 Err(error) => {
-                    let message = error.message(locale);
-                    // The key was spent on another request: this confirmation cannot be retried.
-                    if error.code() == Some(ErrorCode::IdempotencyConflict) {
-                        draft.set(None);
-                    }
-                    status.set(message.clone());
+                    let message = match error.provider() {
+                        Some(provider) => i18n::provider_refusal(provider, locale),
+                        None => error.message(locale),
+                    };
+                    // Shown once, in the alert: the live region would say it a second time.
+                    status.set(String::new());
                     form.form_error.set(Some(message));
+                    if spends_the_key(&error) {
+                        // This key's answer is final and would only be replayed: back to the
+                        // form, values kept, and the next Review makes a new key.
+                        draft.set(None);
+                        focus_within(root, testids::FORM_ERROR);
+                    }
                 }
             }
         });
@@ -136,13 +177,16 @@ pub fn RefundPanel(
         >
             <RefundForm payment form locked=Signal::derive(move || draft.with(Option::is_some)) on_review locale />
         </Show>
-        {move || draft.get().map(|d| view! {
-            <ConfirmDialog text=d.text busy on_confirm on_cancel locale />
+        {move || draft.get().map(|d| {
+            let reason = i18n::reason_label(d.submission.reason, locale);
+            view! {
+                <ConfirmDialog text=d.text reason remaining=d.remaining busy on_confirm on_cancel locale />
+            }
         })}
-        <p class="sgr-alert" role="alert" data-testid=testids::FORM_ERROR hidden=rx(move || form.form_error.with(Option::is_none))>
+        <p class="sgr-alert" role="alert" tabindex="-1" data-testid=testids::FORM_ERROR hidden=rx(move || form.form_error.with(Option::is_none))>
             {rx(move || form.form_error.get().unwrap_or_default())}
         </p>
-        <p class="sgr-status" role="status" aria-live="polite" data-testid=testids::STATUS_LIVE>
+        <p class="sgr-status" role="status" aria-live="polite" tabindex="-1" data-testid=testids::STATUS_LIVE>
             {rx(move || status.get())}
         </p>
         </div>
@@ -162,18 +206,57 @@ fn submitted_message(refund: &RefundView, how: Submitted, locale: Locale) -> Str
     }
 }
 
-fn not_refundable_reason(payment: &PaymentView, locale: Locale) -> &'static str {
-    if payment.refundable() {
-        // Refundable, but only partly, and partial refunds are off.
-        i18n::error_message(ErrorCode::PartialNotAllowed, locale)
-    } else if payment.remaining().amount == 0 {
-        tr(
+/// Whether the proxy's answer is final for this idempotency key, so confirming again with it
+/// would only replay the answer: Smart Glocal refused or was not reached (the ledger records
+/// the attempt as failed), the key belongs to another request, or a refund rule refused it.
+/// A network failure, `refund_in_flight` or a 5xx of the proxy itself keep the key: the
+/// same confirmation may be retried safely, and must be, since the first may have landed.
+fn spends_the_key(error: &ApiError) -> bool {
+    match error {
+        ApiError::Proxy { status, body } => match body.code {
+            ErrorCode::UpstreamRejected
+            | ErrorCode::UpstreamUnavailable
+            | ErrorCode::IdempotencyConflict => true,
+            ErrorCode::RefundInFlight
+            | ErrorCode::TokenExpired
+            | ErrorCode::Unauthenticated
+            | ErrorCode::TokenInvalid => false,
+            _ => (400..500).contains(status),
+        },
+        ApiError::Network | ApiError::BadResponse { .. } => false,
+    }
+}
+
+/// Why there is no form, said as what happened to the payment.
+fn not_refundable_reason(payment: &PaymentView, locale: Locale) -> String {
+    match payment.state() {
+        _ if payment.refundable() => {
+            // Refundable, but only partly, and partial refunds are off.
+            i18n::error_message(ErrorCode::PartialNotAllowed, locale).to_owned()
+        }
+        PaymentState::Disputed => tr(
+            locale,
+            "This payment is disputed: the card holder's bank took the money back, so it cannot be refunded.",
+            "Платёж оспорен: банк держателя карты вернул деньги, поэтому возврат невозможен.",
+        )
+        .to_owned(),
+        PaymentState::Refunded => tr(
             locale,
             "This payment has been fully refunded.",
             "Этот платёж уже полностью возвращён.",
         )
-    } else {
-        i18n::error_message(ErrorCode::NotRefundable, locale)
+        .to_owned(),
+        PaymentState::RefundPending => format!(
+            "{}{}{}",
+            tr(locale, "Refund of ", "Возврат "),
+            payment.pending_refunds().format(locale),
+            tr(
+                locale,
+                " pending with Smart Glocal. It will update here.",
+                " в обработке у Smart Glocal. Статус обновится здесь."
+            )
+        ),
+        _ => i18n::error_message(ErrorCode::NotRefundable, locale).to_owned(),
     }
 }
 

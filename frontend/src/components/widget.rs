@@ -103,7 +103,10 @@ pub fn RefundWidget(
 
     view! {
         <section class="sgr" data-testid=testids::WIDGET lang=i18n::tag(locale) aria-label=tr(locale, "Refund", "Возврат")>
-            <h2 class="sgr-title">{tr(locale, "Refund payment", "Возврат платежа")}</h2>
+            <h2 class="sgr-title" data-testid=testids::TITLE>{move || match load.get() {
+                Load::Ready(payment) => payment.with(|p| i18n::title(p, locale)),
+                _ => tr(locale, "Refund payment", "Возврат платежа"),
+            }}</h2>
             {move || match load.get() {
                 Load::Loading => view! {
                     <p class="sgr-muted" role="status" data-testid=testids::LOADING>
@@ -127,10 +130,18 @@ pub fn RefundWidget(
     }
 }
 
-/// What the live region says when an event changes a refund.
+/// What the live region says when an event changes a refund. A chargeback is no refund, and
+/// is never announced as one.
 fn state_message(refund: &shared::api::RefundView, locale: Locale) -> String {
     let amount = refund.amount.format(locale);
     let state = i18n::state_phrase(refund.state, locale);
+    if refund.is_chargeback {
+        return format!(
+            "{}{amount}{}",
+            tr(locale, "Chargeback received: ", "Получен чарджбэк: "),
+            tr(locale, ". The payment is disputed.", ". Платёж оспорен.")
+        );
+    }
     match locale {
         Locale::En => format!("Refund of {amount}: {state}."),
         Locale::Ru => format!("Возврат {amount}: {state}."),

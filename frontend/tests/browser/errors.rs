@@ -3,7 +3,11 @@
 use frontend::api::ApiError;
 use frontend::i18n::error_message;
 use frontend::testids::*;
-use shared::api::{ErrorBody, ErrorCode};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use frontend::components::Submit;
+use shared::api::{ErrorBody, ErrorCode, ProviderError, RefundSubmission};
 use shared::Locale;
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -78,9 +82,11 @@ async fn partial_not_allowed_from_the_proxy_is_explained() {
     );
 }
 
+/// No answer at all: the refund may have reached the proxy, so the same confirmation (the
+/// same idempotency key) is what may be retried.
 #[wasm_bindgen_test]
-async fn after_a_failed_attempt_the_same_confirmation_can_be_retried() {
-    let (submit, calls) = counting_submit(Some(Err(refused(ErrorCode::UpstreamUnavailable, 502))));
+async fn after_no_answer_the_same_confirmation_can_be_retried() {
+    let (submit, calls) = counting_submit(Some(Err(ApiError::Network)));
     let panel = mount_panel(payment(1_000, "usd", true), Locale::En, submit);
     panel.click(REVIEW_BUTTON);
     settle().await;
@@ -156,4 +162,47 @@ fn every_code_has_an_english_and_a_different_russian_sentence() {
         assert_ne!(en, ru);
         assert!(!en.contains('_'), "{code:?} leaks a code: {en}");
     }
+}
+
+/// Smart Glocal declined: its reason is shown once, with a next step; the dialog closes back
+/// to the form with the values kept, and the next Review → Confirm sends a new key.
+#[wasm_bindgen_test]
+async fn a_decline_is_explained_once_and_the_next_confirmation_uses_a_new_key() {
+    let keys = Rc::new(RefCell::new(Vec::<String>::new()));
+    let seen = keys.clone();
+    let submit: Submit = Rc::new(move |submission: RefundSubmission| {
+        seen.borrow_mut().push(submission.idempotency_key.clone());
+        let mut body = ErrorBody::new(ErrorCode::UpstreamRejected, "refused");
+        body.provider = Some(ProviderError {
+            code: "refund_declined".into(),
+            description: "the refund was declined by the acquirer".into(),
+        });
+        Box::pin(async move { Err(ApiError::Proxy { status: 422, body }) })
+    });
+    let panel = mount_panel(payment(1_000, "usd", true), Locale::En, submit);
+    panel.click(MODE_PARTIAL);
+    settle().await;
+    panel.type_text(AMOUNT_INPUT, "4.00");
+    panel.click(REVIEW_BUTTON);
+    settle().await;
+    panel.click(CONFIRM_BUTTON);
+    settle().await;
+
+    assert!(panel.find(CONFIRM_DIALOG).is_none(), "back to the form");
+    let shown = panel.text(FORM_ERROR);
+    assert!(
+        shown.starts_with("The card issuer declined the refund."),
+        "{shown}"
+    );
+    assert!(shown.contains("refund_declined"), "{shown}");
+    assert_eq!(panel.text(STATUS_LIVE), "", "said once, not twice");
+    assert_eq!(panel.value(AMOUNT_INPUT), "4.00", "the values are kept");
+
+    panel.click(REVIEW_BUTTON);
+    settle().await;
+    panel.click(CONFIRM_BUTTON);
+    settle().await;
+    let keys = keys.borrow();
+    assert_eq!(keys.len(), 2);
+    assert_ne!(keys[0], keys[1], "a new intent, a new key");
 }

@@ -21,12 +21,15 @@ async fn the_payment_its_refunds_and_chargebacks_are_shown() {
     let panel = mount_panel(view, Locale::En, submit);
     settle().await;
 
-    assert_eq!(panel.text(PAYMENT_AMOUNT), "100.00\u{a0}$");
+    assert_eq!(panel.text(PAYMENT_AMOUNT), "$100.00");
     assert_eq!(panel.text(PAYMENT_CARD), "Visa •••• 4242");
     assert_eq!(panel.text(PAYMENT_CUSTOMER), "cust-42");
-    assert_eq!(panel.text(REMAINING), "70.00\u{a0}$");
-    assert_eq!(panel.count(REFUND_ROW), 2);
-    assert_eq!(panel.count(CHARGEBACK_BADGE), 1);
+    // A chargeback is a dispute: shown apart, not as a refund, and it ends refunds.
+    assert_eq!(panel.text(PAYMENT_STATUS), "Disputed");
+    assert_eq!(panel.text(REMAINING), "$0.00");
+    assert_eq!(panel.count(REFUND_ROW), 1);
+    assert_eq!(panel.text(DISPUTE_AMOUNT), "$20.00");
+    assert!(panel.find(REVIEW_BUTTON).is_none());
 }
 
 #[wasm_bindgen_test]
@@ -81,7 +84,7 @@ async fn nothing_is_offered_for_a_payment_that_cannot_be_refunded() {
     partly.refunds.push(refund(
         Money::new(100, partly.amount.currency),
         RefundState::Accepted,
-        true,
+        false,
     ));
     let (submit, _) = counting_submit(None);
     let panel = mount_panel(partly, Locale::En, submit);

@@ -78,14 +78,14 @@ async fn the_accepted_refund_appears_in_the_list_and_is_announced() {
     assert_eq!(panel.text(REFUND_STATE), "In progress");
     assert_eq!(
         panel.text(STATUS_LIVE),
-        "Refund of 10.00\u{a0}$ submitted: in progress."
+        "Refund of $10.00 submitted: in progress."
     );
     assert_eq!(
         panel.attr(STATUS_LIVE, "aria-live").as_deref(),
         Some("polite")
     );
     // Nothing remains, so nothing more is offered.
-    assert_eq!(panel.text(REMAINING), "0.00\u{a0}$");
+    assert_eq!(panel.text(REMAINING), "$0.00");
     assert!(panel.find(REVIEW_BUTTON).is_none());
 }
 

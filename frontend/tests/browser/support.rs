@@ -40,6 +40,9 @@ pub fn refund(amount: Money, state: RefundState, is_chargeback: bool) -> RefundV
         is_chargeback,
         agent: None,
         reason: None,
+        note: None,
+        error_code: None,
+        error_detail: None,
         created_at: None,
         finished_at: None,
     }
@@ -144,6 +147,13 @@ impl Mounted {
         input
             .dispatch_event(&web_sys::Event::new("input").unwrap())
             .unwrap();
+    }
+
+    /// A field's current value.
+    pub fn value(&self, testid: &str) -> String {
+        self.get(testid)
+            .unchecked_into::<HtmlInputElement>()
+            .value()
     }
 
     pub fn select(&self, testid: &str, value: &str) {

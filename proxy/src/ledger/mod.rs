@@ -254,6 +254,12 @@ impl RefundRow {
             is_chargeback: self.origin == "chargeback",
             agent: self.agent.clone(),
             reason: self.reason.as_deref().and_then(RefundReason::parse),
+            note: self.note.clone(),
+            error_code: self
+                .error_code
+                .as_deref()
+                .and_then(|code| serde_json::from_value(serde_json::Value::from(code)).ok()),
+            error_detail: self.error_detail.clone(),
             created_at: Some(Timestamp::from_unix_millis(self.created_at)),
             finished_at: self.finished_at.map(Timestamp::from_unix_millis),
         }

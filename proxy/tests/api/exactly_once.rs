@@ -169,8 +169,8 @@ async fn an_http_500_that_applied_nothing_is_unknown_then_failed_by_reconciliati
         10,
         "reconciliation gives up and fails the attempt",
         || async {
-            // A failed attempt no longer shows among the payment's refunds.
-            state_of(&app, &attempt).await == "absent"
+            // The failed attempt stays in the payment's history (it holds no money).
+            state_of(&app, &attempt).await == "failed"
         },
     )
     .await;
