@@ -38,8 +38,8 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
             "Сессия истекла. Обновляем её…",
         ),
         TokenRevoked => (
-            "Your access to the refund service was revoked. Ask your administrator.",
-            "Ваш доступ к сервису возвратов отозван. Обратитесь к администратору.",
+            "Your access was revoked. Ask your administrator.",
+            "Ваш доступ отозван. Обратитесь к администратору.",
         ),
         Forbidden => (
             "You are not allowed to work with this payment.",
@@ -51,7 +51,7 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
         ),
         InvalidJson | UnsupportedMediaType | InvalidRequest | MethodNotAllowed => (
             "The refund service did not understand the request. Reload the page and try again.",
-            "Сервис возвратов не понял запрос. Перезагрузите страницу и попробуйте снова.",
+            "Запрос не понят. Перезагрузите страницу и попробуйте снова.",
         ),
         PayloadTooLarge => (
             "The request is too large. Shorten the note and try again.",
@@ -88,8 +88,8 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
             "Сумма больше, чем осталось вернуть.",
         ),
         PartialNotAllowed => (
-            "Partial refunds are not enabled for this merchant: only the full amount can be refunded.",
-            "Частичные возвраты для этого магазина не включены: можно вернуть только всю сумму.",
+            "Partial refunds are not enabled: only the full amount can be refunded.",
+            "Частичные возвраты не включены: можно вернуть только всю сумму.",
         ),
         NotRefundable => (
             "This payment cannot be refunded.",
@@ -110,11 +110,11 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
         ),
         RefundInFlight => (
             "Another refund of this payment is being submitted right now. Wait a moment and try again.",
-            "Другой возврат по этому платежу отправляется прямо сейчас. Подождите и попробуйте снова.",
+            "Другой возврат по этому платежу уже отправляется. Подождите и попробуйте снова.",
         ),
         RateLimited => (
-            "Too many requests to the refund service. Wait a few seconds and try again.",
-            "Слишком много запросов к сервису возвратов. Подождите несколько секунд и попробуйте снова.",
+            "Too many requests. Wait a few seconds and try again.",
+            "Слишком много запросов. Подождите несколько секунд.",
         ),
         PaymentNotFound => (
             "The payment provider does not know this payment.",
@@ -141,16 +141,16 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
             "Не удалось проверить подпись сообщения.",
         ),
         Internal => (
-            "Something went wrong in the refund service. Try again; if it persists, contact support.",
-            "В сервисе возвратов произошла ошибка. Попробуйте снова; если повторится, обратитесь в поддержку.",
+            "The refund service failed. Try again; if it persists, contact support.",
+            "Ошибка в сервисе возвратов. Попробуйте снова; если повторится, обратитесь в поддержку.",
         ),
         Unavailable => (
             "The refund service is temporarily unavailable. Try again in a minute.",
             "Сервис возвратов временно недоступен. Попробуйте через минуту.",
         ),
         LedgerUnavailable => (
-            "The refund could not be recorded, so nothing was sent to the payment provider. Try again in a few minutes; if it persists, contact support.",
-            "Возврат не удалось записать, поэтому платёжному провайдеру ничего не отправлено. Попробуйте через несколько минут; если повторится, обратитесь в поддержку.",
+            "The refund could not be recorded, so nothing was sent. Try again in a few minutes.",
+            "Возврат не удалось записать, поэтому ничего не отправлено. Попробуйте через несколько минут.",
         ),
     };
     tr(locale, en, ru)

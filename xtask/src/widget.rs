@@ -25,10 +25,12 @@ pub struct FileSize {
 
 pub fn build_release() -> Result<Vec<FileSize>> {
     let wasm_bindgen = setup::wasm_bindgen_version()?;
+    let remap = remap_build_paths();
     setup::run_cmd(
         "trunk",
         &["build", "--release"],
         &[
+            ("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS", &remap),
             // The same pins as Trunk.toml, so a stray global config cannot make trunk download.
             ("TRUNK_OFFLINE", "true"),
             ("TRUNK_SKIP_VERSION_CHECK", "true"),
@@ -47,6 +49,26 @@ pub fn build_release() -> Result<Vec<FileSize>> {
         ));
     }
     Ok(sizes)
+}
+
+/// Rust flags that keep this machine's paths out of the shipped wasm: panic locations name
+/// `tachys-0.2.19/src/…` instead of `/root/.cargo/registry/src/index.crates.io-…/tachys-…`
+/// (no build path leaks, the same bytes on every machine, and less weight).
+fn remap_build_paths() -> String {
+    let cargo_home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cargo")
+        });
+    let registry = cargo_home.join("registry").join("src");
+    let mut flags = Vec::new();
+    if let Ok(indexes) = std::fs::read_dir(&registry) {
+        for index in indexes.flatten() {
+            flags.push(format!("--remap-path-prefix={}/=", index.path().display()));
+        }
+    }
+    flags.push(format!("--remap-path-prefix={}/=", root().display()));
+    flags.join(" ")
 }
 
 /// The widget's own files in `dist/`: what a host page loads to embed it.
