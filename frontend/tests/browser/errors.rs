@@ -69,7 +69,7 @@ async fn a_refund_already_in_flight_reads_as_a_sentence_in_both_languages() {
     );
     assert_eq!(
         shown_after_submitting(ErrorCode::RefundInFlight, Locale::Ru).await,
-        "Другой возврат по этому платежу отправляется прямо сейчас. Подождите и попробуйте снова."
+        "Другой возврат по этому платежу уже отправляется. Подождите и попробуйте снова."
     );
 }
 
