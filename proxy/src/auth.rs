@@ -14,8 +14,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -24,7 +22,7 @@ use shared::SessionId;
 use signing::Secret;
 
 use crate::error::ApiError;
-use crate::AppState;
+use crate::extract::Agent;
 
 /// Scope of event-stream tickets.
 const EVENTS_SCOPE: &str = "events";
@@ -197,60 +195,6 @@ impl TokenKeys {
         if !self.first_use(jti, claims.exp) {
             return Err(ApiError::TokenInvalid);
         }
-        Ok(agent)
-    }
-}
-
-/// The agent behind a request, from `Authorization: Bearer …`.
-#[derive(Debug, Clone)]
-pub struct Agent {
-    pub name: String,
-    /// The one payment this token is limited to, if any.
-    pub session_id: Option<String>,
-    /// The token's `iat`, Unix seconds.
-    pub issued_at: i64,
-}
-
-impl Agent {
-    /// Refuses a token issued before its agent was revoked (`proxy revoke`). Read from the
-    /// ledger on every request, so a revocation holds at once on every replica.
-    pub async fn check_not_revoked(&self, state: &AppState) -> Result<(), ApiError> {
-        match state.ledger.revoked_until(&self.name).await? {
-            Some(until) if self.issued_at <= until => Err(ApiError::TokenRevoked),
-            _ => Ok(()),
-        }
-    }
-
-    /// Whether this agent may act on `session`.
-    pub fn authorize(&self, session: &SessionId) -> Result<(), ApiError> {
-        match &self.session_id {
-            Some(only) if only != session.as_str() => Err(ApiError::Forbidden),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for Agent {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthenticated)?;
-        let value = header.to_str().map_err(|_| ApiError::Unauthenticated)?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Unauthenticated)?;
-        let agent = state.tokens.verify_agent(token)?;
-        agent.check_not_revoked(state).await?;
-        state.rate_limit.check(&agent.name).map_err(|wait| {
-            // Whole seconds, rounded up: `Retry-After: 0` would invite an immediate retry.
-            ApiError::RateLimited(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
-        })?;
         Ok(agent)
     }
 }

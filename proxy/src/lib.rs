@@ -3,7 +3,9 @@
 //! a durable ledger so that one intent is at most one refund.
 //!
 //! Where things are:
-//! - [`refund_flow`]: the refund flow, idempotency to upstream answer, in one file.
+//! - [`refund_flow`]: the refund flow, idempotency to upstream answer, in one file;
+//!   [`payment_view`]: the payment as the agent sees it (Smart Glocal merged with the ledger).
+//! - [`state`]: [`AppState`], what handlers, the flow and reconciliation share.
 //! - [`routes`]: the HTTP routes; [`app`] assembles them with the middleware.
 //! - [`ledger`]: all SQL (SQLite): attempts, history, events, webhooks.
 //! - [`reconcile`]: resolves `unknown` and stale refunds by polling `session/status`.
@@ -19,15 +21,16 @@ pub mod extract;
 pub mod ledger;
 pub mod live;
 pub mod metrics;
+pub mod payment_view;
 pub mod rate_limit;
 pub mod reconcile;
 pub mod refund_flow;
 pub mod routes;
 pub mod security;
+pub mod state;
 pub mod static_files;
 pub mod upstream;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -35,7 +38,6 @@ use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use signing::Verifier;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -45,88 +47,9 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 pub use config::{Config, ConfigError, Settings};
 pub use error::ApiError;
 
-use auth::TokenKeys;
-use ledger::{Ledger, WebhookWriter};
-use live::Live;
-use metrics::Metrics;
-use refund_flow::PaymentLocks;
+pub use state::{AppState, StartError};
+
 use static_files::StaticFiles;
-use upstream::Upstream;
-
-/// Everything a handler needs; cheap to clone (one reference count: the router clones its
-/// state for every request).
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-/// What [`AppState`] shares; its fields read as the state's own (`state.ledger`).
-pub struct Shared {
-    pub config: Arc<Config>,
-    pub upstream: Upstream,
-    pub ledger: Ledger,
-    pub verifier: Verifier,
-    pub tokens: TokenKeys,
-    /// Refund updates for SSE subscribers; the ledger's `events` table is the durable copy.
-    pub live: Live,
-    /// Verified webhooks go to the ledger through this group-commit writer.
-    pub webhooks: WebhookWriter,
-    pub locks: PaymentLocks,
-    pub metrics: Arc<Metrics>,
-    /// Requests per agent on the API (see [`rate_limit`]).
-    pub rate_limit: rate_limit::RateLimiter,
-}
-
-/// Why the proxy could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("the ledger (setting `database`) cannot be opened: {0}")]
-    Ledger(#[from] sqlx::Error),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-}
-
-impl AppState {
-    /// Opens the ledger and builds the upstream client.
-    pub async fn new(config: Config) -> Result<Self, StartError> {
-        let metrics = Arc::new(Metrics::default());
-        let live = Live::new(metrics.clone());
-        // The ledger announces every event it commits, in commit order: nobody else publishes.
-        let ledger = Ledger::open(&config.database).await?.publishing_to({
-            let live = live.clone();
-            move |event| live.publish(event)
-        });
-        let upstream = Upstream::new(
-            &config.upstream_url,
-            &config.project,
-            config.signer.clone(),
-            config.upstream_timeout,
-            metrics.clone(),
-        );
-        let webhooks = ledger.webhook_writer();
-        Ok(Self(Arc::new(Shared {
-            upstream,
-            ledger,
-            verifier: config.verifier.clone(),
-            tokens: TokenKeys::new(&config.agent_token_secret)
-                .with_max_ttl(config.max_token_ttl.as_secs()),
-            live,
-            webhooks,
-            locks: PaymentLocks::default(),
-            metrics,
-            rate_limit: rate_limit::RateLimiter::new(config.rate_limit_per_minute),
-            config: Arc::new(config),
-        })))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
 
 async fn not_found() -> ApiError {
     ApiError::NotFound

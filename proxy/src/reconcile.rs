@@ -25,7 +25,7 @@ use shared::api::RefundState;
 use shared::SessionId;
 
 use crate::ledger::{now_ms, ApplyOutcome, Change, RefundRow};
-use crate::AppState;
+use crate::state::AppState;
 
 /// Longest wait between two polls of one refund `in_progress`.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);

@@ -24,12 +24,12 @@ use shared::SessionId;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
 
-use crate::auth::Agent;
 use crate::error::ApiError;
+use crate::extract::Agent;
 use crate::extract::SessionPath;
 use crate::ledger::Ledger;
 use crate::live::{frame, LiveEvent};
-use crate::AppState;
+use crate::state::AppState;
 
 /// Comment lines keep proxies and browsers from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);

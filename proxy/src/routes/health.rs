@@ -12,7 +12,7 @@ use shared::api::{AgentToken, AgentTokenRequest};
 
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::AppState;
+use crate::state::AppState;
 
 /// Lifetime of demo tokens.
 const DEMO_TOKEN_TTL_SECS: u64 = 15 * 60;

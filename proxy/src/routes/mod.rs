@@ -14,7 +14,7 @@ pub mod webhooks;
 
 use axum::Router;
 
-use crate::AppState;
+use crate::state::AppState;
 
 pub fn router(state: &AppState) -> Router<AppState> {
     let mut router = Router::new()

@@ -5,11 +5,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use shared::api::{HistoryEntry, PaymentView};
 
-use crate::auth::Agent;
 use crate::error::ApiError;
+use crate::extract::Agent;
 use crate::extract::SessionPath;
-use crate::refund_flow::load_payment;
-use crate::AppState;
+use crate::payment_view::load_payment;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

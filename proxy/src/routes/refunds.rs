@@ -6,10 +6,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use shared::api::{RefundSubmission, RefundView};
 
-use crate::auth::Agent;
 use crate::error::ApiError;
+use crate::extract::Agent;
 use crate::extract::{ApiJson, SessionPath};
-use crate::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/payments/{session_id}/refunds", post(create))

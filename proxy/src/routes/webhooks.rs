@@ -20,7 +20,7 @@ use shared::smart_glocal::{self as sg, WebhookType};
 use crate::error::ApiError;
 use crate::extract::bytes_rejection;
 use crate::ledger::{VerifiedWebhook, WebhookAction};
-use crate::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/webhooks/smart-glocal", post(receive))

@@ -1,0 +1,116 @@
+//! The application state every handler, the refund flow and reconciliation share: the
+//! ledger, the upstream client, token keys, live events, per-payment locks and metrics,
+//! built once at start ([`AppState::new`]) and cloned by reference count.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use shared::SessionId;
+use signing::Verifier;
+
+use crate::auth::TokenKeys;
+use crate::config::{Config, ConfigError};
+use crate::ledger::{Ledger, WebhookWriter};
+use crate::live::Live;
+use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
+use crate::upstream::Upstream;
+
+/// Everything a handler needs; cheap to clone (one reference count: the router clones its
+/// state for every request).
+#[derive(Clone)]
+pub struct AppState(Arc<Components>);
+
+/// What [`AppState`] is made of; its fields read as the state's own (`state.ledger`).
+pub struct Components {
+    pub config: Arc<Config>,
+    pub upstream: Upstream,
+    pub ledger: Ledger,
+    pub verifier: Verifier,
+    pub tokens: TokenKeys,
+    /// Refund updates for SSE subscribers; the ledger's `events` table is the durable copy.
+    pub live: Live,
+    /// Verified webhooks go to the ledger through this group-commit writer.
+    pub webhooks: WebhookWriter,
+    pub locks: PaymentLocks,
+    pub metrics: Arc<Metrics>,
+    /// Requests per agent on the API (see [`rate_limit`]).
+    pub rate_limit: RateLimiter,
+}
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the ledger (setting `database`) cannot be opened: {0}")]
+    Ledger(#[from] sqlx::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AppState {
+    /// Opens the ledger and builds the upstream client.
+    pub async fn new(config: Config) -> Result<Self, StartError> {
+        let metrics = Arc::new(Metrics::default());
+        let live = Live::new(metrics.clone());
+        // The ledger announces every event it commits, in commit order: nobody else publishes.
+        let ledger = Ledger::open(&config.database).await?.publishing_to({
+            let live = live.clone();
+            move |event| live.publish(event)
+        });
+        let upstream = Upstream::new(
+            &config.upstream_url,
+            &config.project,
+            config.signer.clone(),
+            config.upstream_timeout,
+            metrics.clone(),
+        );
+        let webhooks = ledger.webhook_writer();
+        Ok(Self(Arc::new(Components {
+            upstream,
+            ledger,
+            verifier: config.verifier.clone(),
+            tokens: TokenKeys::new(&config.agent_token_secret)
+                .with_max_ttl(config.max_token_ttl.as_secs()),
+            live,
+            webhooks,
+            locks: PaymentLocks::default(),
+            metrics,
+            rate_limit: RateLimiter::new(config.rate_limit_per_minute),
+            config: Arc::new(config),
+        })))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Components;
+
+    fn deref(&self) -> &Components {
+        &self.0
+    }
+}
+
+/// One async lock per payment, so refunds on one payment are decided one at a time.
+#[derive(Default, Clone)]
+pub struct PaymentLocks(Arc<Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl PaymentLocks {
+    fn slot(&self, session: &SessionId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 1024 {
+            // Forget locks nobody holds or waits for.
+            map.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        map.entry(session.clone()).or_default().clone()
+    }
+
+    pub async fn lock(&self, session: &SessionId) -> tokio::sync::OwnedMutexGuard<()> {
+        self.slot(session).lock_owned().await
+    }
+
+    /// The lock if free now; reconciliation skips payments a request is working on.
+    pub fn try_lock(&self, session: &SessionId) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        self.slot(session).try_lock_owned().ok()
+    }
+}
