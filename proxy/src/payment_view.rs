@@ -7,7 +7,7 @@ use shared::smart_glocal as sg;
 use shared::SessionId;
 
 use crate::error::ApiError;
-use crate::ledger::RefundRow;
+use crate::ledger::{Origin, RefundRow};
 use crate::state::AppState;
 use crate::upstream::UpstreamError;
 
@@ -28,7 +28,7 @@ pub fn payment_view(
                 .iter()
                 .find(|r| r.refund_id.as_deref() == Some(refund.id.as_str()));
             let upstream_state = RefundState::from(&refund.status);
-            let state = match row.map(RefundRow::state) {
+            let state = match row.map(|r| r.state) {
                 Some(ledger) if ledger.rank() > upstream_state.rank() => ledger,
                 _ => upstream_state,
             };
@@ -39,7 +39,7 @@ pub fn payment_view(
                 state,
                 is_chargeback: refund.is_chargeback,
                 agent: row.and_then(|r| r.agent.clone()),
-                reason: row.and_then(|r| r.view().reason),
+                reason: row.and_then(|r| r.reason),
                 note: row.and_then(|r| r.note.clone()),
                 error_code: None,
                 error_detail: None,
@@ -55,7 +55,7 @@ pub fn payment_view(
             .is_some_and(|id| payment.refunds.iter().any(|r| r.id.as_str() == id));
         // Failed attempts are listed too (they hold no money, so what remains is unchanged):
         // the agent sees after a reload the same history the live events showed.
-        if row.origin == "proxy" && !shown {
+        if row.origin == Origin::Proxy && !shown {
             refunds.push(row.view());
         }
     }

@@ -21,10 +21,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shared::api::RefundState;
+use shared::api::{HistoryKind, RefundState};
 use shared::SessionId;
 
-use crate::ledger::{now_ms, ApplyOutcome, Change, RefundRow};
+use crate::ledger::{now_ms, ApplyOutcome, Change, RefundRow, Source};
 use crate::state::AppState;
 
 /// Longest wait between two polls of one refund `in_progress`.
@@ -85,7 +85,7 @@ pub async fn in_flight(state: &AppState) -> Result<(), sqlx::Error> {
             .into_iter()
             .filter(|row| {
                 matches!(
-                    row.state(),
+                    row.state,
                     RefundState::Unknown | RefundState::Pending | RefundState::InProgress
                 )
             })
@@ -109,7 +109,7 @@ pub fn poll_wait(interval: Duration, polls: i64, unresolved: bool) -> Duration {
 }
 
 fn next_poll_at(state: &AppState, row: &RefundRow, polls: i64) -> i64 {
-    let unresolved = matches!(row.state(), RefundState::Unknown | RefundState::Pending);
+    let unresolved = matches!(row.state, RefundState::Unknown | RefundState::Pending);
     now_ms()
         + millis(poll_wait(
             state.config.reconcile_interval,
@@ -204,7 +204,7 @@ async fn reconcile_session(
     {
         let outcome = state
             .ledger
-            .apply_upstream_refund(session, refund, "reconciled")
+            .apply_upstream_refund(session, refund, Source::Reconciled)
             .await?;
         if outcome == ApplyOutcome::Conflict {
             state.metrics.count_anomaly("conflict");
@@ -214,8 +214,8 @@ async fn reconcile_session(
         let Some(current) = state.ledger.find_by_key(row.key).await? else {
             continue;
         };
-        let unresolved = matches!(current.state(), RefundState::Unknown | RefundState::Pending);
-        if !unresolved && current.state() != RefundState::InProgress {
+        let unresolved = matches!(current.state, RefundState::Unknown | RefundState::Pending);
+        if !unresolved && current.state != RefundState::InProgress {
             continue;
         }
         if current.updated_at > row.updated_at {
@@ -239,9 +239,8 @@ async fn reconcile_session(
             );
             let change = Change {
                 state: Some(RefundState::Failed),
-                kind: "reconciled",
                 detail: Some(detail),
-                ..Change::default()
+                ..Change::new(HistoryKind::Reconciled)
             };
             state.ledger.change(row.key, change).await?;
         }

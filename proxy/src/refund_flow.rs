@@ -17,12 +17,14 @@
 use axum::http::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use shared::api::{ErrorCode, RefundAmount, RefundState, RefundSubmission, RefundView};
+use shared::api::{
+    ErrorCode, HistoryKind, RefundAmount, RefundState, RefundSubmission, RefundView,
+};
 use shared::smart_glocal::{self as sg, AmountDetails, RefundRequest};
 use shared::{Money, SessionId};
 
 use crate::error::ApiError;
-use crate::ledger::{Change, Inserted, NewAttempt, RefundRow};
+use crate::ledger::{Change, Inserted, NewAttempt, RefundRow, Source};
 use crate::payment_view::{payment_view, status_error};
 use crate::state::AppState;
 use crate::upstream::UpstreamError;
@@ -46,9 +48,7 @@ fn replay(row: &RefundRow, hash: &str) -> Result<Answer, ApiError> {
     if row.request_hash.as_deref() != Some(hash) {
         return Err(ApiError::IdempotencyConflict);
     }
-    if let (RefundState::Failed, Some(code)) = (row.state(), row.error_code.as_deref()) {
-        let code: ErrorCode =
-            serde_json::from_value(json!(code)).unwrap_or(ErrorCode::UpstreamRejected);
+    if let (RefundState::Failed, Some(code)) = (row.state, row.error_code) {
         let message = row
             .error_detail
             .clone()
@@ -73,8 +73,7 @@ pub async fn submit(
         .await?
     {
         // A pending twin is being sent right now: wait for its outcome behind the lock.
-        if row.state() != RefundState::Pending || row.request_hash.as_deref() != Some(hash.as_str())
-        {
+        if row.state != RefundState::Pending || row.request_hash.as_deref() != Some(hash.as_str()) {
             return replay(&row, &hash);
         }
     }
@@ -122,7 +121,7 @@ async fn decide_and_send(
         agent: agent.to_owned(),
         amount,
         full_refund: matches!(submission.amount, RefundAmount::Full),
-        reason: submission.reason.as_str().to_owned(),
+        reason: submission.reason,
         note: submission
             .note
             .as_deref()
@@ -179,7 +178,7 @@ async fn settle(
             for refund in fresh {
                 state
                     .ledger
-                    .apply_upstream_refund(session, refund, "sent")
+                    .apply_upstream_refund(session, refund, Source::Sent)
                     .await?;
             }
             match state.ledger.find_by_key(row.key).await? {
@@ -206,7 +205,7 @@ async fn settle(
                 row,
                 ErrorCode::UpstreamRejected,
                 detail.trim_end(),
-                "failed",
+                HistoryKind::Failed,
             )
             .await?;
             Err(ApiError::Upstream(UpstreamError::Rejected(error)))
@@ -218,7 +217,7 @@ async fn settle(
                 row,
                 ErrorCode::UpstreamUnavailable,
                 "Smart Glocal could not be reached; nothing was sent",
-                "failed",
+                HistoryKind::Failed,
             )
             .await?;
             Err(ApiError::Upstream(UpstreamError::Unreachable(reason)))
@@ -232,15 +231,14 @@ async fn fail(
     row: &RefundRow,
     code: ErrorCode,
     detail: &str,
-    kind: &'static str,
+    kind: HistoryKind,
 ) -> Result<(), ApiError> {
     let change = Change {
         state: Some(RefundState::Failed),
-        error_code: Some(code.name()),
+        error_code: Some(code),
         error_detail: Some(detail.to_owned()),
-        kind,
         detail: Some(detail.to_owned()),
-        ..Change::default()
+        ..Change::new(kind)
     };
     state.ledger.change(row.key, change).await?;
     Ok(())
@@ -250,9 +248,8 @@ async fn unknown(state: &AppState, row: &RefundRow, detail: &str) -> Result<Answ
     tracing::warn!(attempt_id = ?row.attempt_id, %detail, "refund outcome unknown; reconciliation will resolve it");
     let change = Change {
         state: Some(RefundState::Unknown),
-        kind: "unknown",
         detail: Some(detail.to_owned()),
-        ..Change::default()
+        ..Change::new(HistoryKind::Unknown)
     };
     // A webhook may already have resolved it while we waited: then nothing changes, and the
     // row as the ledger holds it is what the agent sees.

@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 pub enum UpstreamError {
     /// `status: error`: Smart Glocal answered and refused. Nothing happened upstream.
     #[error("Smart Glocal refused: {} ({})", .0.code, .0.description)]
-    Rejected(sg::ApiError),
+    Rejected(sg::SmartGlocalError),
     /// The connection could not be made: the request never left, nothing happened upstream.
     #[error("could not connect to Smart Glocal: {0}")]
     Unreachable(String),

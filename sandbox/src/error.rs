@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use shared::api::{ErrorBody, ErrorCode};
-use shared::smart_glocal::{self as sg, ApiError};
+use shared::smart_glocal::{self as sg, SmartGlocalError};
 
 /// Why a Smart Glocal call was refused. Each variant is one stable `error.code`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,7 +75,7 @@ impl SgError {
 impl IntoResponse for SgError {
     fn into_response(self) -> Response {
         let body = sg::Response::Error {
-            error: ApiError {
+            error: SmartGlocalError {
                 code: self.code().to_owned(),
                 description: self.to_string(),
             },

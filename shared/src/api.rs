@@ -46,6 +46,7 @@ pub struct ProviderError {
 /// Every error the proxy can answer with. A closed set: the widget has a sentence for each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(rename_all = "snake_case"))]
 pub enum ErrorCode {
     // Who is asking.
     /// No token, or not a token at all. 401.
@@ -353,6 +354,7 @@ impl PaymentView {
 /// Why the agent refunds. A closed list; "other" needs a note.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(rename_all = "snake_case"))]
 pub enum RefundReason {
     RequestedByCustomer,
     Duplicate,
@@ -430,6 +432,7 @@ impl RefundSubmission {
 /// Where a refund stands, as the proxy knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(rename_all = "snake_case"))]
 pub enum RefundState {
     /// Recorded, not yet answered by Smart Glocal.
     Pending,
@@ -534,12 +537,58 @@ pub struct RefundEvent {
     pub refund: RefundView,
 }
 
+/// What a history line records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(rename_all = "snake_case"))]
+pub enum HistoryKind {
+    /// An agent asked; the attempt is recorded before anything is sent.
+    Requested,
+    /// Smart Glocal's answer to the request moved it.
+    Sent,
+    /// A webhook moved it.
+    Webhook,
+    /// A webhook older than what the ledger holds: kept, not applied.
+    WebhookIgnored,
+    /// Reconciliation (`session/status`) moved it.
+    Reconciled,
+    /// Refused by Smart Glocal, or never sent.
+    Failed,
+    /// Sent, and no usable answer came back.
+    Unknown,
+    /// The proxy stopped (or could not record the answer) while it was in flight.
+    Interrupted,
+    /// Smart Glocal contradicts the ledger (amount, currency, payment): not applied.
+    Conflict,
+    /// A refund made outside the proxy, learned from Smart Glocal.
+    RefundedElsewhere,
+    /// A chargeback, learned from Smart Glocal.
+    Chargeback,
+}
+
+impl HistoryKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            HistoryKind::Requested => "requested",
+            HistoryKind::Sent => "sent",
+            HistoryKind::Webhook => "webhook",
+            HistoryKind::WebhookIgnored => "webhook_ignored",
+            HistoryKind::Reconciled => "reconciled",
+            HistoryKind::Failed => "failed",
+            HistoryKind::Unknown => "unknown",
+            HistoryKind::Interrupted => "interrupted",
+            HistoryKind::Conflict => "conflict",
+            HistoryKind::RefundedElsewhere => "refunded_elsewhere",
+            HistoryKind::Chargeback => "chargeback",
+        }
+    }
+}
+
 /// One line of `GET /api/payments/{id}/history`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub at: Timestamp,
-    /// `requested`, `sent`, `state_changed`, `webhook`, `reconciled`, `failed`, …
-    pub kind: String,
+    pub kind: HistoryKind,
     pub agent: Option<String>,
     pub attempt_id: Option<String>,
     pub refund_id: Option<RefundId>,

@@ -42,12 +42,12 @@ pub struct RefundRequest {
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum Response {
     Ok { session: Session },
-    Error { error: ApiError },
+    Error { error: SmartGlocalError },
 }
 
 /// An error Smart Glocal reports. Codes are not published, so they stay strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiError {
+pub struct SmartGlocalError {
     pub code: String,
     #[serde(default)]
     pub description: String,

@@ -1,11 +1,11 @@
 //! What happened, in order: events for live updates (replayed by `Last-Event-ID`), each
 //! payment's history, every webhook received, and the CSV export for finance.
 
-use shared::api::{HistoryEntry, RefundEvent, RefundState, RefundView};
-use shared::{Money, RefundId, SessionId, Timestamp};
+use shared::api::{HistoryEntry, HistoryKind, RefundEvent, RefundState, RefundView};
+use shared::{Currency, Money, RefundId, SessionId, Timestamp};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use super::{currency, now_ms, Ledger, RefundRow};
+use super::{now_ms, Ledger, RefundRow};
 
 /// Keep at most this many forged or unsigned webhooks for audit.
 const REJECTED_WEBHOOKS_KEPT: i64 = 1000;
@@ -18,7 +18,7 @@ pub(super) const ROWS_PER_INSERT: usize = 256;
 /// A history line waiting for its transaction to write it.
 struct History {
     at: i64,
-    kind: String,
+    kind: HistoryKind,
     detail: Option<String>,
     row: RefundRow,
 }
@@ -36,10 +36,10 @@ pub(super) struct Entries {
 }
 
 impl Entries {
-    pub(super) fn history(&mut self, row: &RefundRow, kind: &str, detail: Option<&str>) {
+    pub(super) fn history(&mut self, row: &RefundRow, kind: HistoryKind, detail: Option<&str>) {
         self.history.push(History {
             at: now_ms(),
-            kind: kind.to_owned(),
+            kind,
             detail: detail.map(str::to_owned),
             row: row.clone(),
         });
@@ -64,13 +64,13 @@ impl Entries {
                 values
                     .push_bind(&h.row.session_id)
                     .push_bind(h.at)
-                    .push_bind(&h.kind)
+                    .push_bind(h.kind)
                     .push_bind(&h.row.agent)
                     .push_bind(&h.row.attempt_id)
                     .push_bind(&h.row.refund_id)
                     .push_bind(h.row.amount)
-                    .push_bind(&h.row.currency)
-                    .push_bind(&h.row.state)
+                    .push_bind(h.row.currency)
+                    .push_bind(h.row.state)
                     .push_bind(&h.detail);
             });
             // Single rows (the refund flow) recur; batch sizes vary and would churn the cache.
@@ -139,13 +139,13 @@ impl Entries {
 #[derive(sqlx::FromRow)]
 struct HistoryRow {
     at: i64,
-    kind: String,
+    kind: HistoryKind,
     agent: Option<String>,
     attempt_id: Option<String>,
     refund_id: Option<String>,
     amount: Option<i64>,
-    currency: Option<String>,
-    state: Option<String>,
+    currency: Option<Currency>,
+    state: Option<RefundState>,
     detail: Option<String>,
 }
 
@@ -165,15 +165,18 @@ impl ExportRow {
             r.session_id.clone(),
             r.attempt_id.clone().unwrap_or_default(),
             r.refund_id.clone().unwrap_or_default(),
-            r.origin.clone(),
+            r.origin.as_str().to_owned(),
             r.agent.clone().unwrap_or_default(),
             r.amount.to_string(),
-            r.currency.clone(),
+            r.currency.code(),
             money.format_number(shared::Locale::En).replace(',', ""),
-            r.reason.clone().unwrap_or_default(),
+            r.reason
+                .map(|reason| reason.as_str())
+                .unwrap_or_default()
+                .to_owned(),
             r.note.clone().unwrap_or_default(),
-            r.state.clone(),
-            r.error_code.clone().unwrap_or_default(),
+            r.state.as_str().to_owned(),
+            r.error_code.map(|code| code.name()).unwrap_or_default(),
             r.idempotency_key.clone().unwrap_or_default(),
             at(r.updated_at),
             r.finished_at.map(at).unwrap_or_default(),
@@ -266,13 +269,13 @@ impl Ledger {
                     .as_deref()
                     .and_then(|id| RefundId::parse(id).ok()),
                 amount: match (h.amount, h.currency) {
-                    (Some(amount), Some(code)) => {
+                    (Some(amount), Some(currency)) => {
                         let amount = shared::money::from_stored(amount).unwrap_or(0);
-                        Some(Money::new(amount, currency(&code)))
+                        Some(Money::new(amount, currency))
                     }
                     _ => None,
                 },
-                state: h.state.as_deref().and_then(RefundState::parse),
+                state: h.state,
                 detail: h.detail,
             })
             .collect())

@@ -16,6 +16,7 @@
 //! - [`revocations`]: agents whose tokens issued until a moment are refused.
 
 mod journal;
+mod kinds;
 mod refunds;
 mod revocations;
 mod webhooks;
@@ -26,12 +27,14 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shared::api::{RefundEvent, RefundReason, RefundState, RefundView};
+use shared::api::{ErrorCode, RefundEvent, RefundReason, RefundState, RefundView};
 use shared::{Currency, Money, RefundId, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::types::Json;
 use sqlx::SqlitePool;
 
 pub use journal::ExportRow;
+pub use kinds::{Origin, Source, WebhookOutcome};
 pub use refunds::{ApplyOutcome, Change, Inserted, NewAttempt};
 pub use webhooks::{VerifiedWebhook, WebhookAction, WebhookWriter};
 pub use writer::{is_storage_fault, Health, HealthCounts};
@@ -193,19 +196,19 @@ pub struct RefundRow {
     pub attempt_id: Option<String>,
     pub refund_id: Option<String>,
     pub session_id: String,
-    /// `proxy`, `elsewhere` or `chargeback`.
-    pub origin: String,
+    pub origin: Origin,
     pub agent: Option<String>,
     pub amount: i64,
-    pub currency: String,
+    pub currency: Currency,
     pub full_refund: bool,
-    pub reason: Option<String>,
+    pub reason: Option<RefundReason>,
     pub note: Option<String>,
     pub idempotency_key: Option<String>,
     pub request_hash: Option<String>,
-    pub refunds_before: String,
-    pub state: String,
-    pub error_code: Option<String>,
+    /// Refund ids that existed upstream before this attempt was sent.
+    pub refunds_before: Json<Vec<String>>,
+    pub state: RefundState,
+    pub error_code: Option<ErrorCode>,
     pub error_detail: Option<String>,
     pub polls: i64,
     pub next_poll_at: Option<i64>,
@@ -217,29 +220,14 @@ pub struct RefundRow {
     pub absent_since: Option<i64>,
 }
 
-pub(crate) fn currency(code: &str) -> Currency {
-    // Codes are written by this module from a parsed `Currency`; XXX ("no currency") only
-    // appears if someone edited the file by hand.
-    Currency::parse(code).unwrap_or_else(|_| Currency::parse("xxx").expect("XXX is ISO 4217"))
-}
-
 impl RefundRow {
-    pub fn state(&self) -> RefundState {
-        RefundState::parse(&self.state).unwrap_or(RefundState::Unknown)
-    }
-
     pub fn money(&self) -> Money {
         // Only checked amounts are written (`money::to_stored`); a negative one would be a
         // hand-edited file, shown as 0 rather than as a huge number.
         Money::new(
             shared::money::from_stored(self.amount).unwrap_or(0),
-            currency(&self.currency),
+            self.currency,
         )
-    }
-
-    /// Refund ids that existed upstream before this attempt was sent.
-    pub fn refunds_before(&self) -> Vec<String> {
-        serde_json::from_str(&self.refunds_before).unwrap_or_default()
     }
 
     pub fn view(&self) -> RefundView {
@@ -250,15 +238,12 @@ impl RefundRow {
                 .as_deref()
                 .and_then(|id| RefundId::parse(id).ok()),
             amount: self.money(),
-            state: self.state(),
-            is_chargeback: self.origin == "chargeback",
+            state: self.state,
+            is_chargeback: self.origin == Origin::Chargeback,
             agent: self.agent.clone(),
-            reason: self.reason.as_deref().and_then(RefundReason::parse),
+            reason: self.reason,
             note: self.note.clone(),
-            error_code: self
-                .error_code
-                .as_deref()
-                .and_then(|code| serde_json::from_value(serde_json::Value::from(code)).ok()),
+            error_code: self.error_code,
             error_detail: self.error_detail.clone(),
             created_at: Some(Timestamp::from_unix_millis(self.created_at)),
             finished_at: self.finished_at.map(Timestamp::from_unix_millis),

@@ -1,13 +1,15 @@
 //! Refund rows: recording an attempt before it is sent, moving states forward only, and
 //! matching Smart Glocal's refunds (from webhooks or `session/status`) to attempts.
 
-use shared::api::RefundState;
+use shared::api::{ErrorCode, HistoryKind, RefundReason, RefundState};
 use shared::money::to_stored;
 use shared::smart_glocal as sg;
 use shared::{Money, SessionId};
+use sqlx::types::Json;
 use sqlx::SqliteConnection;
 
 use super::journal::Entries;
+use super::kinds::{Origin, Source};
 use super::{now_ms, Ledger, RefundRow};
 
 /// An attempt about to be sent.
@@ -18,7 +20,7 @@ pub struct NewAttempt {
     pub agent: String,
     pub amount: Money,
     pub full_refund: bool,
-    pub reason: String,
+    pub reason: RefundReason,
     pub note: Option<String>,
     pub idempotency_key: String,
     pub request_hash: String,
@@ -40,16 +42,31 @@ pub enum Inserted {
 }
 
 /// A state change to apply.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Change {
     pub state: Option<RefundState>,
     pub refund_id: Option<String>,
-    pub error_code: Option<String>,
+    pub error_code: Option<ErrorCode>,
     pub error_detail: Option<String>,
     pub finished_at: Option<i64>,
-    /// History kind: `sent`, `webhook`, `reconciled`, `failed`, …
-    pub kind: &'static str,
+    /// The history line it writes.
+    pub kind: HistoryKind,
     pub detail: Option<String>,
+}
+
+impl Change {
+    /// No change yet, writing a `kind` history line if one is made.
+    pub fn new(kind: HistoryKind) -> Self {
+        Self {
+            state: None,
+            refund_id: None,
+            error_code: None,
+            error_detail: None,
+            finished_at: None,
+            kind,
+            detail: None,
+        }
+    }
 }
 
 /// What applying an upstream refund did.
@@ -101,17 +118,17 @@ pub(super) async fn change_row(
     // An attempt reconciliation gave up on (failed without an upstream refusal) that turns
     // up upstream after all moved money: the truth wins over "never backwards" here.
     let gave_up_too_early =
-        row.state() == RefundState::Failed && row.error_code.is_none() && id_learned;
+        row.state == RefundState::Failed && row.error_code.is_none() && id_learned;
     let state_moves = change.state.is_some_and(|next| {
-        row.state().can_become(next) || (gave_up_too_early && next != RefundState::Failed)
+        row.state.can_become(next) || (gave_up_too_early && next != RefundState::Failed)
     });
     if !state_moves && !id_learned {
         return Ok(None);
     }
     let state = if state_moves {
-        change.state.unwrap_or(row.state())
+        change.state.unwrap_or(row.state)
     } else {
-        row.state()
+        row.state
     };
     let finished_at = if state.is_final() {
         change.finished_at.or(Some(now_ms()))
@@ -124,9 +141,9 @@ pub(super) async fn change_row(
             finished_at = COALESCE(finished_at, ?), updated_at = ?, polls = 0, next_poll_at = NULL
          WHERE key = ? RETURNING *",
     )
-    .bind(state.as_str())
+    .bind(state)
     .bind(&change.refund_id)
-    .bind(&change.error_code)
+    .bind(change.error_code)
     .bind(&change.error_detail)
     .bind(finished_at)
     .bind(now_ms())
@@ -208,7 +225,7 @@ impl Ledger {
         &self,
         session: &SessionId,
         refund: &sg::Refund,
-        source: &'static str,
+        source: Source,
     ) -> Result<ApplyOutcome, sqlx::Error> {
         let mut tx = self.write().await?;
         let mut journal = Entries::default();
@@ -260,9 +277,8 @@ impl Ledger {
             for row in &rows {
                 let change = Change {
                     state: Some(RefundState::Unknown),
-                    kind: "interrupted",
                     detail: Some(detail.to_owned()),
-                    ..Change::default()
+                    ..Change::new(HistoryKind::Interrupted)
                 };
                 change_row(&mut tx, &mut journal, row, &change).await?;
             }
@@ -354,24 +370,26 @@ async fn insert_attempt_in(
     let row: RefundRow = sqlx::query_as(
         "INSERT INTO refunds (attempt_id, session_id, origin, agent, amount, currency, full_refund, reason,
             note, idempotency_key, request_hash, refunds_before, state, created_at, updated_at)
-         VALUES (?, ?, 'proxy', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING *",
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
     )
     .bind(&attempt.attempt_id)
     .bind(attempt.session_id.as_str())
+    .bind(Origin::Proxy)
     .bind(&attempt.agent)
     .bind(stored(attempt.amount.amount)?)
-    .bind(attempt.amount.currency.code())
+    .bind(attempt.amount.currency)
     .bind(attempt.full_refund)
-    .bind(&attempt.reason)
+    .bind(attempt.reason)
     .bind(&attempt.note)
     .bind(&attempt.idempotency_key)
     .bind(&attempt.request_hash)
-    .bind(serde_json::to_string(&attempt.refunds_before).unwrap_or_else(|_| "[]".into()))
+    .bind(Json(&attempt.refunds_before))
+    .bind(RefundState::Pending)
     .bind(now)
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
-    journal.history(&row, "requested", attempt.note.as_deref());
+    journal.history(&row, HistoryKind::Requested, attempt.note.as_deref());
     journal.event(&row);
     Ok(Inserted::New(row))
 }
@@ -383,7 +401,7 @@ pub(super) async fn apply_in(
     journal: &mut Entries,
     session: &SessionId,
     refund: &sg::Refund,
-    source: &'static str,
+    source: Source,
 ) -> Result<ApplyOutcome, sqlx::Error> {
     let state = RefundState::from(&refund.status);
     let finished_at = refund.finished_at.map(|t| t.unix_millis());
@@ -391,9 +409,8 @@ pub(super) async fn apply_in(
         state: Some(state),
         refund_id: Some(refund.id.to_string()),
         finished_at,
-        kind: source,
         detail: Some(format!("Smart Glocal: {}", refund.status)),
-        ..Change::default()
+        ..Change::new(source.history_kind())
     };
 
     // One look-up for both: the row already matched to this refund, and the attempts it
@@ -401,12 +418,16 @@ pub(super) async fn apply_in(
     // every refund-less attempt of every payment.)
     let rows: Vec<RefundRow> = sqlx::query_as(&format!(
         "{SELECT} WHERE refund_id = ?
-            OR (session_id = ? AND origin = 'proxy' AND +refund_id IS NULL
-                AND state IN ('pending', 'unknown', 'failed'))
+            OR (session_id = ? AND origin = ? AND +refund_id IS NULL
+                AND state IN (?, ?, ?))
          ORDER BY key"
     ))
     .bind(refund.id.as_str())
     .bind(session.as_str())
+    .bind(Origin::Proxy)
+    .bind(RefundState::Pending)
+    .bind(RefundState::Unknown)
+    .bind(RefundState::Failed)
     .fetch_all(&mut *conn)
     .await?;
     let (known, candidates): (Vec<RefundRow>, Vec<RefundRow>) = rows
@@ -420,33 +441,34 @@ pub(super) async fn apply_in(
         Some(row) => {
             if let Some(reason) = contradiction(&row, session, refund) {
                 tracing::error!(
-                    refund_id = %refund.id, session_id = %session, %reason, source,
+                    refund_id = %refund.id, session_id = %session, %reason, %source,
                     "Smart Glocal contradicts the ledger: recorded as a conflict, not applied"
                 );
                 let detail = format!("{source}: {reason}; not applied, needs attention");
-                journal.history(&row, "conflict", Some(&detail));
+                journal.history(&row, HistoryKind::Conflict, Some(&detail));
                 return Ok(ApplyOutcome::Conflict);
             }
             if change_row(conn, journal, &row, &change).await?.is_some() {
                 return Ok(ApplyOutcome::Applied);
             }
-            if row.state() == state {
+            if row.state == state {
                 return Ok(ApplyOutcome::Duplicate);
             }
-            if source == "webhook" {
+            if source == Source::Webhook {
                 let detail = format!(
                     "late `{}` after `{}`: recorded, not applied",
-                    refund.status, row.state
+                    refund.status,
+                    row.state.as_str()
                 );
-                journal.history(&row, "webhook_ignored", Some(&detail));
+                journal.history(&row, HistoryKind::WebhookIgnored, Some(&detail));
             }
             Ok(ApplyOutcome::Stale)
         }
         None => {
-            let origin = if refund.is_chargeback {
-                "chargeback"
+            let (origin, kind) = if refund.is_chargeback {
+                (Origin::Chargeback, HistoryKind::Chargeback)
             } else {
-                "elsewhere"
+                (Origin::Elsewhere, HistoryKind::RefundedElsewhere)
             };
             let now = now_ms();
             let created_at = refund.created_at.map(|t| t.unix_millis()).unwrap_or(now);
@@ -458,18 +480,13 @@ pub(super) async fn apply_in(
             .bind(session.as_str())
             .bind(origin)
             .bind(stored(refund.amount_details.amount)?)
-            .bind(refund.amount_details.currency.code())
-            .bind(state.as_str())
+            .bind(refund.amount_details.currency)
+            .bind(state)
             .bind(created_at)
             .bind(now)
             .bind(if state.is_final() { finished_at.or(Some(now)) } else { None })
             .fetch_one(&mut *conn)
             .await?;
-            let kind = if refund.is_chargeback {
-                "chargeback"
-            } else {
-                "refunded_elsewhere"
-            };
             journal.history(&row, kind, Some(&format!("learned from {source}")));
             journal.event(&row);
             Ok(ApplyOutcome::New)
@@ -487,14 +504,14 @@ fn contradiction(row: &RefundRow, session: &SessionId, refund: &sg::Refund) -> O
         ));
     }
     let amount = refund.amount_details;
-    if to_stored(amount.amount) != Some(row.amount) || amount.currency.code() != row.currency {
+    if to_stored(amount.amount) != Some(row.amount) || amount.currency != row.currency {
         return Some(format!(
             "Smart Glocal reports {} {} for refund {}, the ledger holds {} {}",
             amount.amount,
             amount.currency.code(),
             refund.id,
             row.amount,
-            row.currency
+            row.currency.code()
         ));
     }
     None
@@ -523,13 +540,10 @@ fn match_attempt(candidates: Vec<RefundRow>, refund: &sg::Refund) -> Option<Refu
     // refund being new since the attempt was sent.
     candidates
         .into_iter()
-        .filter(|row| matches!(row.state(), RefundState::Pending | RefundState::Unknown))
+        .filter(|row| matches!(row.state, RefundState::Pending | RefundState::Unknown))
         .find(|row| {
             to_stored(refund.amount_details.amount) == Some(row.amount)
-                && row.currency == refund.amount_details.currency.code()
-                && !row
-                    .refunds_before()
-                    .iter()
-                    .any(|id| id == refund.id.as_str())
+                && row.currency == refund.amount_details.currency
+                && !row.refunds_before.iter().any(|id| id == refund.id.as_str())
         })
 }

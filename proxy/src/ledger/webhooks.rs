@@ -12,6 +12,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::journal::{Entries, ROWS_PER_INSERT};
+use super::kinds::{Source, WebhookOutcome};
 use super::refunds::{apply_in, ApplyOutcome};
 use super::writer::is_storage_fault;
 use super::{now_ms, Ledger};
@@ -28,7 +29,7 @@ pub enum WebhookAction {
     /// `payment_refunded`: apply each refund, then record the webhook with what happened.
     Apply(Vec<sg::Refund>),
     /// Only record it, with this outcome (`ignored`, `unreadable`).
-    Record(&'static str),
+    Record(WebhookOutcome),
 }
 
 /// A webhook whose signature verified, as it goes into the ledger.
@@ -44,7 +45,7 @@ pub struct VerifiedWebhook {
 struct Job {
     webhook: VerifiedWebhook,
     /// The outcome (`applied`, `duplicate`, `stale`, …), sent once committed.
-    done: oneshot::Sender<Result<&'static str, sqlx::Error>>,
+    done: oneshot::Sender<Result<WebhookOutcome, sqlx::Error>>,
 }
 
 /// Handle to the writer task; cheap to clone. The task ends when the last handle is dropped.
@@ -55,7 +56,7 @@ pub struct WebhookWriter {
 
 impl WebhookWriter {
     /// Applies and records `webhook`; returns its outcome once it is committed to disk.
-    pub async fn record(&self, webhook: VerifiedWebhook) -> Result<&'static str, sqlx::Error> {
+    pub async fn record(&self, webhook: VerifiedWebhook) -> Result<WebhookOutcome, sqlx::Error> {
         let (done, outcome) = oneshot::channel();
         self.jobs
             .send(Job { webhook, done })
@@ -112,7 +113,7 @@ async fn run(ledger: Ledger, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
-fn answer(jobs: impl Iterator<Item = Job>, outcomes: Vec<&'static str>) {
+fn answer(jobs: impl Iterator<Item = Job>, outcomes: Vec<WebhookOutcome>) {
     for (job, outcome) in jobs.zip(outcomes) {
         // The sender may have gone (client hung up): the webhook is recorded all the same.
         let _ = job.done.send(Ok(outcome));
@@ -121,7 +122,7 @@ fn answer(jobs: impl Iterator<Item = Job>, outcomes: Vec<&'static str>) {
 
 /// One transaction for all of `jobs`, committed to disk before this returns; each webhook's
 /// outcome.
-async fn commit(ledger: &Ledger, jobs: &[Job]) -> Result<Vec<&'static str>, sqlx::Error> {
+async fn commit(ledger: &Ledger, jobs: &[Job]) -> Result<Vec<WebhookOutcome>, sqlx::Error> {
     let mut tx = ledger.write().await?;
     let mut journal = Entries::default();
     let result = apply_all(&mut tx, &mut journal, jobs).await;
@@ -133,7 +134,7 @@ async fn apply_all(
     tx: &mut SqliteConnection,
     journal: &mut Entries,
     jobs: &[Job],
-) -> Result<Vec<&'static str>, sqlx::Error> {
+) -> Result<Vec<WebhookOutcome>, sqlx::Error> {
     let mut outcomes = Vec::with_capacity(jobs.len());
     for job in jobs {
         outcomes.push(apply(tx, journal, &job.webhook).await?);
@@ -168,24 +169,26 @@ async fn apply(
     conn: &mut SqliteConnection,
     journal: &mut Entries,
     webhook: &VerifiedWebhook,
-) -> Result<&'static str, sqlx::Error> {
+) -> Result<WebhookOutcome, sqlx::Error> {
     Ok(match (&webhook.action, &webhook.session_id) {
         (WebhookAction::Apply(refunds), Some(session)) => {
-            let mut outcome = "duplicate";
+            let mut outcome = WebhookOutcome::Duplicate;
             for refund in refunds {
-                let applied = apply_in(conn, journal, session, refund, "webhook").await?;
+                let applied = apply_in(conn, journal, session, refund, Source::Webhook).await?;
                 outcome = match (outcome, applied) {
                     // A contradiction is what an operator must see, whatever else it held.
-                    (_, ApplyOutcome::Conflict) | ("conflict", _) => "conflict",
-                    (_, ApplyOutcome::Applied | ApplyOutcome::New) => "applied",
-                    ("applied", _) => "applied",
-                    (_, ApplyOutcome::Stale) => "stale",
+                    (_, ApplyOutcome::Conflict) | (WebhookOutcome::Conflict, _) => {
+                        WebhookOutcome::Conflict
+                    }
+                    (_, ApplyOutcome::Applied | ApplyOutcome::New) => WebhookOutcome::Applied,
+                    (WebhookOutcome::Applied, _) => WebhookOutcome::Applied,
+                    (_, ApplyOutcome::Stale) => WebhookOutcome::Stale,
                     (current, ApplyOutcome::Duplicate) => current,
                 };
             }
             outcome
         }
-        (WebhookAction::Apply(_), None) => "unreadable",
+        (WebhookAction::Apply(_), None) => WebhookOutcome::Unreadable,
         (WebhookAction::Record(outcome), _) => *outcome,
     })
 }

@@ -19,7 +19,7 @@ use shared::smart_glocal::{self as sg, WebhookType};
 
 use crate::error::ApiError;
 use crate::extract::bytes_rejection;
-use crate::ledger::{VerifiedWebhook, WebhookAction};
+use crate::ledger::{VerifiedWebhook, WebhookAction, WebhookOutcome};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -53,8 +53,8 @@ async fn receive(
         return Err(ApiError::LedgerUnavailable(fault));
     }
     let outcome = state.webhooks.record(webhook).await?;
-    state.metrics.count_webhook(outcome);
-    if outcome == "conflict" {
+    state.metrics.count_webhook(outcome.as_str());
+    if outcome == WebhookOutcome::Conflict {
         state.metrics.count_anomaly("conflict");
     }
     Ok(StatusCode::OK)
@@ -72,7 +72,7 @@ pub fn classify(body: Bytes) -> VerifiedWebhook {
                 raw_body: body.into(),
                 session_id: None,
                 dedup_key: None,
-                action: WebhookAction::Record("unreadable"),
+                action: WebhookAction::Record(WebhookOutcome::Unreadable),
             }
         }
     }
@@ -100,7 +100,7 @@ fn verified(body: Bytes, webhook: sg::Webhook) -> VerifiedWebhook {
             raw_body: body.into(),
             session_id: Some(session.id),
             dedup_key: None,
-            action: WebhookAction::Record("unrepresentable"),
+            action: WebhookAction::Record(WebhookOutcome::Unrepresentable),
         };
     }
     let refunds = session
@@ -115,7 +115,7 @@ fn verified(body: Bytes, webhook: sg::Webhook) -> VerifiedWebhook {
     let action = if webhook.kind == WebhookType::PaymentRefunded {
         WebhookAction::Apply(refunds.to_vec())
     } else {
-        WebhookAction::Record("ignored")
+        WebhookAction::Record(WebhookOutcome::Ignored)
     };
     VerifiedWebhook {
         raw_body: body.into(),

@@ -4,6 +4,7 @@
 use reqwest::StatusCode;
 use sandbox::{Fault, FaultRequest, FaultRoute};
 use serde_json::{json, Value};
+use shared::api::RefundState;
 use signing::Signer;
 
 use crate::helpers::*;
@@ -420,17 +421,17 @@ fn csv_cells_with_control_characters_are_escaped() {
         attempt_id: Some("at_1".into()),
         refund_id: None,
         session_id: "ps_usd_1001".into(),
-        origin: "proxy".into(),
+        origin: proxy::ledger::Origin::Proxy,
         agent: Some("alice\u{1b}[31m".into()),
         amount: 100,
-        currency: "usd".into(),
+        currency: shared::Currency::parse("usd").unwrap(),
         full_refund: false,
-        reason: Some("other".into()),
+        reason: Some(shared::api::RefundReason::Other),
         note: Some("line one\nline two\r\0\u{7}\u{85}".into()),
         idempotency_key: None,
         request_hash: None,
-        refunds_before: "[]".into(),
-        state: "succeeded".into(),
+        refunds_before: sqlx::types::Json(Vec::new()),
+        state: shared::api::RefundState::Accepted,
         error_code: None,
         error_detail: None,
         polls: 0,
@@ -601,7 +602,7 @@ async fn an_events_ticket_opens_one_stream_only() {
 
 // 6. `unknown` resolves: polled often, failed only after good answers showed nothing for long.
 
-async fn ledger_state(app: &TestApp, attempt: &str) -> String {
+async fn ledger_state(app: &TestApp, attempt: &str) -> RefundState {
     let ledger = proxy::ledger::Ledger::open(&app.database).await.unwrap();
     let row = ledger.find_by_attempt_id(attempt).await.unwrap().unwrap();
     ledger.close().await;
@@ -633,9 +634,13 @@ async fn an_unknown_attempt_is_failed_only_after_status_showed_nothing_for_the_c
     let started = std::time::Instant::now();
     let attempt = unknown_attempt(&sandbox, &app).await;
     tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
-    assert_eq!(ledger_state(&app, &attempt).await, "unknown", "not yet");
+    assert_eq!(
+        ledger_state(&app, &attempt).await,
+        RefundState::Unknown,
+        "not yet"
+    );
     eventually(10, "the attempt is declared failed", || async {
-        ledger_state(&app, &attempt).await == "failed"
+        ledger_state(&app, &attempt).await == RefundState::Failed
     })
     .await;
     assert!(started.elapsed() >= std::time::Duration::from_millis(1500));
@@ -662,13 +667,13 @@ async fn error_answers_never_fail_an_unknown_attempt_and_polling_goes_on_after_t
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(
         ledger_state(&app, &attempt).await,
-        "unknown",
+        RefundState::Unknown,
         "five times the fail-after time of error answers decide nothing"
     );
     sandbox.clear_faults().await;
     // Polling did not stop after the errors: good answers now resolve it.
     eventually(10, "the attempt is declared failed", || async {
-        ledger_state(&app, &attempt).await == "failed"
+        ledger_state(&app, &attempt).await == RefundState::Failed
     })
     .await;
 }
