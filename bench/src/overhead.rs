@@ -16,7 +16,7 @@ use shared::api::{RefundAmount, RefundReason, RefundSubmission};
 use shared::smart_glocal::{
     RefundRequest, StatusRequest, HEADER_PROJECT, HEADER_SIGN, PATH_REFUND, PATH_STATUS,
 };
-use shared::SessionId;
+use shared::{IdempotencyKey, SessionId};
 use signing::{Scheme, Signer};
 
 use crate::load::{self, Latencies};
@@ -112,7 +112,8 @@ async fn run(rig: &Arc<Rig>, path: Path, payments: Vec<SessionId>, ops: usize) -
                         amount: RefundAmount::Full,
                         reason: RefundReason::RequestedByCustomer,
                         note: None,
-                        idempotency_key: format!("bench-{session}"),
+                        idempotency_key: IdempotencyKey::parse(&format!("bench-key-{session}"))
+                            .expect("bench keys are 16 to 64 plain characters"),
                     };
                     let sent = rig
                         .http

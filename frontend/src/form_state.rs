@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use shared::api::{
     ErrorCode, PaymentView, RefundAmount, RefundReason, RefundSubmission, NOTE_MAX_CHARS,
 };
-use shared::{Locale, Money};
+use shared::{FieldError, IdempotencyKey, Locale, Money};
 
 use crate::i18n;
 
@@ -116,7 +116,7 @@ impl FormState {
     pub fn submission(
         &self,
         payment: &PaymentView,
-        idempotency_key: String,
+        idempotency_key: IdempotencyKey,
         locale: Locale,
     ) -> Result<(RefundSubmission, Money), Refusal> {
         let amount = match self.mode.get_untracked() {
@@ -133,13 +133,13 @@ impl FormState {
                 RefundAmount::Partial(money)
             }
         };
-        let note = self.note.get_untracked().trim().to_owned();
-        let submission = RefundSubmission {
+        let submission = RefundSubmission::new(
             amount,
-            reason: self.reason.get_untracked(),
-            note: (!note.is_empty()).then_some(note),
+            self.reason.get_untracked(),
+            &self.note.get_untracked(),
             idempotency_key,
-        };
+        )
+        .map_err(|FieldError(code)| refusal(code, payment, locale))?;
         match payment.check_refund(&submission) {
             Ok(money) => Ok((submission, money)),
             Err(code) => Err(refusal(code, payment, locale)),

@@ -1,9 +1,11 @@
 //! Idempotency keys: one fresh random key each time the agent opens the confirmation, so the
 //! same intent retried (a lost answer, a renewed token) is refunded once.
 
-/// 32 lower-case hex characters from the browser's CSPRNG (valid for the proxy: 16–64 of
-/// `[A-Za-z0-9_-]`). `getRandomValues` works on plain-http host pages too, unlike `randomUUID`.
-pub fn new_key() -> String {
+use shared::IdempotencyKey;
+
+/// 128 bits from the browser's CSPRNG, as the key's 32 hex digits. `getRandomValues` works
+/// on plain-http host pages too, unlike `randomUUID`.
+pub fn new_key() -> IdempotencyKey {
     let mut bytes = [0u8; 16];
     let filled = web_sys::window()
         .and_then(|w| w.crypto().ok())
@@ -15,5 +17,5 @@ pub fn new_key() -> String {
         bytes[..8].copy_from_slice(&now);
         bytes[8..].copy_from_slice(&random);
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    IdempotencyKey::from_random(u128::from_le_bytes(bytes))
 }

@@ -173,8 +173,8 @@ impl TokenKeys {
             return Err(ApiError::TokenInvalid);
         }
         Ok(Agent {
+            session_id: only_payment(&claims)?,
             name: claims.sub,
-            session_id: claims.session_id,
             issued_at: claims.iat.unwrap_or_default(),
         })
     }
@@ -186,8 +186,8 @@ impl TokenKeys {
             return Err(ApiError::TokenInvalid);
         }
         let agent = Agent {
+            session_id: only_payment(&claims)?,
             name: claims.sub,
-            session_id: claims.session_id,
             issued_at: claims.iat.unwrap_or_default(),
         };
         agent.authorize(session)?;
@@ -197,6 +197,16 @@ impl TokenKeys {
         }
         Ok(agent)
     }
+}
+
+/// The payment a token is limited to: a `session_id` claim that is no session id is a
+/// broken token, not an unlimited one.
+fn only_payment(claims: &Claims) -> Result<Option<SessionId>, ApiError> {
+    claims
+        .session_id
+        .as_deref()
+        .map(|id| SessionId::parse(id).map_err(|_| ApiError::TokenInvalid))
+        .transpose()
 }
 
 /// Seconds as the claims' `i64`, saturating (no lifetime comes near the limit).

@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
-use shared::SessionId;
+use shared::{FieldError, SessionId};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -23,7 +23,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::UnsupportedMediaType),
             Err(JsonRejection::BytesRejection(e)) => Err(bytes_rejection(e)),
-            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::InvalidJson(e.body_text())),
+            // A field that broke its own rule says which (`shared::fields`): that rule's code.
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(match FieldError::code_in(&e.body_text()) {
+                    Some(code) => ApiError::Rule(code),
+                    None => ApiError::InvalidJson(e.body_text()),
+                })
+            }
             Err(e) => Err(ApiError::InvalidJson(e.body_text())),
         }
     }
@@ -58,7 +64,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionPath {
 pub struct Agent {
     pub name: String,
     /// The one payment this token is limited to, if any.
-    pub session_id: Option<String>,
+    pub session_id: Option<SessionId>,
     /// The token's `iat`, Unix seconds.
     pub issued_at: i64,
 }
@@ -76,7 +82,7 @@ impl Agent {
     /// Whether this agent may act on `session`.
     pub fn authorize(&self, session: &SessionId) -> Result<(), ApiError> {
         match &self.session_id {
-            Some(only) if only != session.as_str() => Err(ApiError::Forbidden),
+            Some(only) if only != session => Err(ApiError::Forbidden),
             _ => Ok(()),
         }
     }

@@ -40,7 +40,9 @@ pub fn payment_view(
                 is_chargeback: refund.is_chargeback,
                 agent: row.and_then(|r| r.agent.clone()),
                 reason: row.and_then(|r| r.reason),
-                note: row.and_then(|r| r.note.clone()),
+                note: row
+                    .and_then(|r| r.note.as_ref())
+                    .map(|n| n.as_str().to_owned()),
                 error_code: None,
                 error_detail: None,
                 created_at: refund.created_at,
@@ -99,5 +101,98 @@ pub(crate) fn status_error(error: UpstreamError) -> ApiError {
             ApiError::PaymentNotFound
         }
         other => ApiError::Upstream(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::RefundId;
+
+    use super::*;
+    use crate::ledger::test_rows::attempt;
+
+    /// A succeeded USD 100.00 payment with these refunds (`id, amount, status, created ms`).
+    fn session(refunds: &[(&str, u64, &str, i64)]) -> sg::Session {
+        let refunds: Vec<serde_json::Value> = refunds
+            .iter()
+            .map(|(id, amount, status, at)| {
+                serde_json::json!({
+                    "id": id, "status": status,
+                    "amount_details": {"amount": amount, "currency": "usd"},
+                    "created_at": shared::Timestamp::from_unix_millis(*at),
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "id": "ps_1", "status": "accepted",
+            "acquiring_payments": [{
+                "id": "pay_1", "status": "succeeded",
+                "amount_details": {"amount": 10000, "currency": "usd"},
+                "refunds": refunds,
+            }],
+        }))
+        .unwrap()
+    }
+
+    fn matched(mut row: RefundRow, refund_id: &str) -> RefundRow {
+        row.refund_id = Some(refund_id.into());
+        row
+    }
+
+    #[test]
+    fn the_ledger_tells_who_asked_and_the_further_state_wins() {
+        let upstream = session(&[("rf_1", 2000, "in_progress", 10)]);
+        let row = matched(attempt(1, 2000, RefundState::Accepted, 5), "rf_1");
+        let view = payment_view(&upstream, &[row.clone()], true).unwrap();
+        let [refund] = view.refunds.as_slice() else {
+            panic!("{:?}", view.refunds)
+        };
+        assert_eq!(refund.refund_id, Some(RefundId::parse("rf_1").unwrap()));
+        assert_eq!(refund.state, RefundState::Accepted, "the ledger is ahead");
+        assert_eq!(refund.agent.as_deref(), Some("alice"));
+        assert_eq!(refund.note.as_deref(), Some("charged twice"));
+        assert_eq!(refund.attempt_id, row.attempt_id);
+
+        // Smart Glocal ahead of the ledger (its webhook not in yet): Smart Glocal's state.
+        let upstream = session(&[("rf_1", 2000, "accepted", 10)]);
+        let behind = matched(attempt(1, 2000, RefundState::InProgress, 5), "rf_1");
+        let view = payment_view(&upstream, &[behind], true).unwrap();
+        assert_eq!(view.refunds[0].state, RefundState::Accepted);
+    }
+
+    #[test]
+    fn attempts_smart_glocal_does_not_show_are_listed_oldest_first() {
+        let upstream = session(&[("rf_9", 1000, "accepted", 300)]);
+        let unknown = attempt(1, 500, RefundState::Unknown, 200);
+        let failed = attempt(2, 700, RefundState::Failed, 100);
+        let mut elsewhere = attempt(3, 900, RefundState::Accepted, 50);
+        elsewhere.origin = Origin::Elsewhere;
+        elsewhere.refund_id = Some("rf_gone".into());
+        let view = payment_view(&upstream, &[unknown, failed, elsewhere], true).unwrap();
+        let listed: Vec<(u64, RefundState)> = view
+            .refunds
+            .iter()
+            .map(|r| (r.amount.amount, r.state))
+            .collect();
+        // Failed is history (holds nothing); unknown still holds its amount; a refund the
+        // ledger learned from Smart Glocal is only listed while Smart Glocal lists it.
+        assert_eq!(
+            listed,
+            [
+                (700, RefundState::Failed),
+                (500, RefundState::Unknown),
+                (1000, RefundState::Accepted)
+            ]
+        );
+        assert_eq!(view.remaining().amount, 10000 - 1000 - 500);
+    }
+
+    #[test]
+    fn a_session_without_a_payment_has_no_view() {
+        let empty: sg::Session = serde_json::from_value(serde_json::json!({
+            "id": "ps_1", "status": "created", "acquiring_payments": []
+        }))
+        .unwrap();
+        assert!(payment_view(&empty, &[], true).is_none());
     }
 }

@@ -21,7 +21,7 @@ use shared::api::{
     ErrorCode, HistoryKind, RefundAmount, RefundState, RefundSubmission, RefundView,
 };
 use shared::smart_glocal::{self as sg, AmountDetails, RefundRequest};
-use shared::{Money, SessionId};
+use shared::{AttemptId, Money, Note, SessionId};
 
 use crate::error::ApiError;
 use crate::ledger::{Change, Inserted, NewAttempt, RefundRow, Source};
@@ -38,7 +38,7 @@ pub fn request_hash(session: &SessionId, submission: &RefundSubmission) -> Strin
         "session_id": session,
         "amount": submission.amount,
         "reason": submission.reason,
-        "note": submission.note.as_deref().map(str::trim).unwrap_or(""),
+        "note": submission.note.as_ref().map(Note::as_str).unwrap_or(""),
     });
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
@@ -65,7 +65,6 @@ pub async fn submit(
     session: SessionId,
     submission: RefundSubmission,
 ) -> Result<Answer, ApiError> {
-    submission.check_fields().map_err(ApiError::Rule)?;
     let hash = request_hash(&session, &submission);
     if let Some(row) = state
         .ledger
@@ -116,18 +115,13 @@ async fn decide_and_send(
     let refunds_before: Vec<String> = payment.refunds.iter().map(|r| r.id.to_string()).collect();
 
     let attempt = NewAttempt {
-        attempt_id: format!("att_{}", uuid::Uuid::new_v4().simple()),
+        attempt_id: AttemptId::from_random(uuid::Uuid::new_v4().as_u128()),
         session_id: session.clone(),
         agent: agent.to_owned(),
         amount,
         full_refund: matches!(submission.amount, RefundAmount::Full),
         reason: submission.reason,
-        note: submission
-            .note
-            .as_deref()
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .map(str::to_owned),
+        note: submission.note.clone(),
         idempotency_key: submission.idempotency_key.clone(),
         request_hash: hash.to_owned(),
         refunds_before: refunds_before.clone(),

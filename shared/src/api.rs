@@ -6,13 +6,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::fields::{AttemptId, FieldError, IdempotencyKey, Note};
 use crate::ids::{RefundId, SessionId};
 use crate::money::{AmountError, Money};
 use crate::smart_glocal::{PaymentStatus, RefundStatus};
 use crate::timestamp::Timestamp;
 
-/// Longest note an agent may attach to a refund.
-pub const NOTE_MAX_CHARS: usize = 500;
+pub use crate::fields::NOTE_MAX_CHARS;
 
 /// The error body of every failed `/api/…` call: `{"code": "...", "message": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -315,10 +315,10 @@ impl PaymentView {
         }
     }
 
-    /// The rules an agent can break: what the widget checks before submitting and the
-    /// proxy checks again on arrival. Returns the amount to refund.
+    /// The rules of this payment an agent can break: what the widget checks before
+    /// submitting and the proxy checks again, on a fresh view, before sending. Returns the
+    /// amount to refund. (The submission's own fields were checked when it was made.)
     pub fn check_refund(&self, submission: &RefundSubmission) -> Result<Money, ErrorCode> {
-        submission.check_fields()?;
         if !self.refundable() {
             return Err(ErrorCode::NotRefundable);
         }
@@ -395,37 +395,62 @@ pub enum RefundAmount {
     Partial(Money),
 }
 
-/// `POST /api/payments/{session_id}/refunds`.
+/// `POST /api/payments/{session_id}/refunds`. Read from JSON, every field is checked, and
+/// reason `other` without a note is refused: a submission that exists is well-formed (what
+/// the payment allows is [`PaymentView::check_refund`]'s to say).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "SubmissionFields")]
 pub struct RefundSubmission {
     pub amount: RefundAmount,
     pub reason: RefundReason,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    pub note: Option<Note>,
     /// Made when the agent opens the confirmation; the same key means the same intent.
-    pub idempotency_key: String,
+    pub idempotency_key: IdempotencyKey,
+}
+
+/// A [`RefundSubmission`] as sent, before the rule between its fields is checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmissionFields {
+    amount: RefundAmount,
+    reason: RefundReason,
+    #[serde(default, deserialize_with = "crate::fields::optional_note")]
+    note: Option<Note>,
+    idempotency_key: IdempotencyKey,
 }
 
 impl RefundSubmission {
-    /// Checks the fields that do not depend on the payment.
-    pub fn check_fields(&self) -> Result<(), ErrorCode> {
-        let key = &self.idempotency_key;
-        let key_valid = (16..=64).contains(&key.len())
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !key_valid {
-            return Err(ErrorCode::InvalidIdempotencyKey);
+    /// A submission from what the agent typed, checked as one read from JSON: the note
+    /// trimmed (blank is none) and bounded, a note for reason `other`.
+    pub fn new(
+        amount: RefundAmount,
+        reason: RefundReason,
+        note: &str,
+        idempotency_key: IdempotencyKey,
+    ) -> Result<Self, FieldError> {
+        Self::try_from(SubmissionFields {
+            amount,
+            reason,
+            note: Note::parse(note)?,
+            idempotency_key,
+        })
+    }
+}
+
+impl TryFrom<SubmissionFields> for RefundSubmission {
+    type Error = FieldError;
+
+    fn try_from(fields: SubmissionFields) -> Result<Self, FieldError> {
+        if fields.reason == RefundReason::Other && fields.note.is_none() {
+            return Err(FieldError(ErrorCode::NoteRequired));
         }
-        let note = self.note.as_deref().map(str::trim).unwrap_or("");
-        if note.chars().count() > NOTE_MAX_CHARS {
-            return Err(ErrorCode::NoteTooLong);
-        }
-        if self.reason == RefundReason::Other && note.is_empty() {
-            return Err(ErrorCode::NoteRequired);
-        }
-        Ok(())
+        Ok(Self {
+            amount: fields.amount,
+            reason: fields.reason,
+            note: fields.note,
+            idempotency_key: fields.idempotency_key,
+        })
     }
 }
 
@@ -506,7 +531,7 @@ impl From<&RefundStatus> for RefundState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RefundView {
     /// The ledger's id for an attempt made through the proxy; none for refunds made elsewhere.
-    pub attempt_id: Option<String>,
+    pub attempt_id: Option<AttemptId>,
     /// Smart Glocal's id, once known.
     pub refund_id: Option<RefundId>,
     pub amount: Money,
@@ -590,7 +615,7 @@ pub struct HistoryEntry {
     pub at: Timestamp,
     pub kind: HistoryKind,
     pub agent: Option<String>,
-    pub attempt_id: Option<String>,
+    pub attempt_id: Option<AttemptId>,
     pub refund_id: Option<RefundId>,
     pub amount: Option<Money>,
     pub state: Option<RefundState>,

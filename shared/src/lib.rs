@@ -9,12 +9,14 @@
 //! and native alike, so the widget and the proxy reject exactly the same input.
 
 pub mod api;
+pub mod fields;
 pub mod ids;
 pub mod money;
 pub mod smart_glocal;
 mod string_enum;
 pub mod timestamp;
 
+pub use fields::{AttemptId, FieldError, IdempotencyKey, Note};
 pub use ids::{IdError, RefundId, SessionId};
 pub use money::{AmountError, Currency, Locale, Money};
 pub use timestamp::Timestamp;

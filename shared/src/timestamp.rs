@@ -14,7 +14,7 @@ impl Timestamp {
         Self(at.to_offset(UtcOffset::UTC))
     }
 
-    /// Seconds since the Unix epoch.
+    /// Milliseconds since the Unix epoch (out of `time`'s range: the epoch itself).
     pub fn from_unix_millis(millis: i64) -> Self {
         let nanos = i128::from(millis) * 1_000_000;
         Self(OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH))

@@ -5,7 +5,7 @@ use shared::api::{
     RefundState, RefundSubmission, RefundView,
 };
 use shared::smart_glocal::PaymentStatus;
-use shared::{Currency, Money, SessionId};
+use shared::{Currency, FieldError, IdempotencyKey, Money, Note, SessionId};
 
 fn usd(amount: u64) -> Money {
     Money::new(amount, Currency::parse("usd").unwrap())
@@ -51,8 +51,12 @@ fn submit(amount: RefundAmount) -> RefundSubmission {
         amount,
         reason: RefundReason::RequestedByCustomer,
         note: None,
-        idempotency_key: "0123456789abcdef".into(),
+        idempotency_key: key("0123456789abcdef"),
     }
+}
+
+fn key(text: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(text).unwrap()
 }
 
 #[test]
@@ -121,22 +125,57 @@ fn the_amount_must_be_in_the_payment_currency() {
 
 #[test]
 fn other_needs_a_note_and_keys_have_a_shape() {
-    let view = payment(10_000, &[], true);
-    let mut other = submit(RefundAmount::Full);
-    other.reason = RefundReason::Other;
-    assert_eq!(view.check_refund(&other), Err(ErrorCode::NoteRequired));
-    other.note = Some("   ".into());
-    assert_eq!(view.check_refund(&other), Err(ErrorCode::NoteRequired));
-    other.note = Some("customer called".into());
-    assert!(view.check_refund(&other).is_ok());
-    other.note = Some("x".repeat(501));
-    assert_eq!(view.check_refund(&other), Err(ErrorCode::NoteTooLong));
-    let mut short = submit(RefundAmount::Full);
-    short.idempotency_key = "short".into();
+    let made = |reason, note: &str| {
+        RefundSubmission::new(RefundAmount::Full, reason, note, key("0123456789abcdef"))
+            .map_err(|FieldError(code)| code)
+    };
     assert_eq!(
-        view.check_refund(&short),
-        Err(ErrorCode::InvalidIdempotencyKey)
+        made(RefundReason::Other, "").map(|_| ()),
+        Err(ErrorCode::NoteRequired)
     );
+    assert_eq!(
+        made(RefundReason::Other, "   ").map(|_| ()),
+        Err(ErrorCode::NoteRequired)
+    );
+    let with_note = made(RefundReason::Other, "  customer called ").unwrap();
+    assert_eq!(
+        with_note.note.as_ref().map(Note::as_str),
+        Some("customer called")
+    );
+    assert!(payment(10_000, &[], true).check_refund(&with_note).is_ok());
+    assert_eq!(
+        made(RefundReason::Duplicate, &"x".repeat(501)).map(|_| ()),
+        Err(ErrorCode::NoteTooLong)
+    );
+    assert!(made(RefundReason::Duplicate, "").unwrap().note.is_none());
+    assert!(IdempotencyKey::parse("short").is_err());
+
+    // Read from JSON, the same rules hold, and the error names the rule's code.
+    let read = |body: serde_json::Value| {
+        serde_json::from_value::<RefundSubmission>(body)
+            .map_err(|e| FieldError::code_in(&e.to_string()))
+    };
+    let base = serde_json::json!({"amount": "full", "reason": "other", "idempotency_key": "0123456789abcdef"});
+    assert_eq!(
+        read(base.clone()).map(|_| ()),
+        Err(Some(ErrorCode::NoteRequired))
+    );
+    let mut blank = base.clone();
+    blank["note"] = " \n ".into();
+    assert_eq!(read(blank).map(|_| ()), Err(Some(ErrorCode::NoteRequired)));
+    let mut long = base.clone();
+    long["note"] = "é".repeat(501).into();
+    assert_eq!(read(long).map(|_| ()), Err(Some(ErrorCode::NoteTooLong)));
+    let mut bad_key = base.clone();
+    bad_key["note"] = "ok".into();
+    bad_key["idempotency_key"] = "short".into();
+    assert_eq!(
+        read(bad_key).map(|_| ()),
+        Err(Some(ErrorCode::InvalidIdempotencyKey))
+    );
+    let mut good = base;
+    good["note"] = " ok ".into();
+    assert_eq!(read(good).unwrap().note.unwrap().as_str(), "ok");
 }
 
 #[test]

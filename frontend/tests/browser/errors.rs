@@ -171,7 +171,8 @@ async fn a_decline_is_explained_once_and_the_next_confirmation_uses_a_new_key() 
     let keys = Rc::new(RefCell::new(Vec::<String>::new()));
     let seen = keys.clone();
     let submit: Submit = Rc::new(move |submission: RefundSubmission| {
-        seen.borrow_mut().push(submission.idempotency_key.clone());
+        seen.borrow_mut()
+            .push(submission.idempotency_key.to_string());
         let mut body = ErrorBody::new(ErrorCode::UpstreamRejected, "refused");
         body.provider = Some(ProviderError {
             code: "refund_declined".into(),

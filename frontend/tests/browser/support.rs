@@ -33,7 +33,7 @@ pub fn payment(amount: u64, currency: &str, partial_refunds_allowed: bool) -> Pa
 
 pub fn refund(amount: Money, state: RefundState, is_chargeback: bool) -> RefundView {
     RefundView {
-        attempt_id: Some(format!("att_{}", amount.amount)),
+        attempt_id: Some(shared::AttemptId::from_random(u128::from(amount.amount))),
         refund_id: None,
         amount,
         state,

@@ -2,7 +2,7 @@
 //! payment's history, every webhook received, and the CSV export for finance.
 
 use shared::api::{HistoryEntry, HistoryKind, RefundEvent, RefundState, RefundView};
-use shared::{Currency, Money, RefundId, SessionId, Timestamp};
+use shared::{AttemptId, Currency, Money, RefundId, SessionId, Timestamp};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::{now_ms, Ledger, RefundRow};
@@ -141,7 +141,7 @@ struct HistoryRow {
     at: i64,
     kind: HistoryKind,
     agent: Option<String>,
-    attempt_id: Option<String>,
+    attempt_id: Option<AttemptId>,
     refund_id: Option<String>,
     amount: Option<i64>,
     currency: Option<Currency>,
@@ -163,7 +163,10 @@ impl ExportRow {
         let fields = [
             at(r.created_at),
             r.session_id.clone(),
-            r.attempt_id.clone().unwrap_or_default(),
+            r.attempt_id
+                .as_ref()
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
             r.refund_id.clone().unwrap_or_default(),
             r.origin.as_str().to_owned(),
             r.agent.clone().unwrap_or_default(),
@@ -174,10 +177,16 @@ impl ExportRow {
                 .map(|reason| reason.as_str())
                 .unwrap_or_default()
                 .to_owned(),
-            r.note.clone().unwrap_or_default(),
+            r.note
+                .as_ref()
+                .map(|note| note.to_string())
+                .unwrap_or_default(),
             r.state.as_str().to_owned(),
             r.error_code.map(|code| code.name()).unwrap_or_default(),
-            r.idempotency_key.clone().unwrap_or_default(),
+            r.idempotency_key
+                .as_ref()
+                .map(|key| key.to_string())
+                .unwrap_or_default(),
             at(r.updated_at),
             r.finished_at.map(at).unwrap_or_default(),
         ];

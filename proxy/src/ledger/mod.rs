@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shared::api::{ErrorCode, RefundEvent, RefundReason, RefundState, RefundView};
-use shared::{Currency, Money, RefundId, Timestamp};
+use shared::{AttemptId, Currency, IdempotencyKey, Money, Note, RefundId, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::types::Json;
 use sqlx::SqlitePool;
@@ -193,7 +193,7 @@ impl Ledger {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RefundRow {
     pub key: i64,
-    pub attempt_id: Option<String>,
+    pub attempt_id: Option<AttemptId>,
     pub refund_id: Option<String>,
     pub session_id: String,
     pub origin: Origin,
@@ -202,8 +202,8 @@ pub struct RefundRow {
     pub currency: Currency,
     pub full_refund: bool,
     pub reason: Option<RefundReason>,
-    pub note: Option<String>,
-    pub idempotency_key: Option<String>,
+    pub note: Option<Note>,
+    pub idempotency_key: Option<IdempotencyKey>,
     pub request_hash: Option<String>,
     /// Refund ids that existed upstream before this attempt was sent.
     pub refunds_before: Json<Vec<String>>,
@@ -242,11 +242,46 @@ impl RefundRow {
             is_chargeback: self.origin == Origin::Chargeback,
             agent: self.agent.clone(),
             reason: self.reason,
-            note: self.note.clone(),
+            note: self.note.as_ref().map(|note| note.as_str().to_owned()),
             error_code: self.error_code,
             error_detail: self.error_detail.clone(),
             created_at: Some(Timestamp::from_unix_millis(self.created_at)),
             finished_at: self.finished_at.map(Timestamp::from_unix_millis),
+        }
+    }
+}
+
+/// Rows as the ledger would hold them, for the unit tests of what reads them.
+#[cfg(test)]
+pub(crate) mod test_rows {
+    use super::*;
+
+    /// An attempt through the proxy of `amount` USD cents, in `state`, made at `created_at`.
+    pub fn attempt(key: i64, amount: i64, state: RefundState, created_at: i64) -> RefundRow {
+        RefundRow {
+            key,
+            attempt_id: Some(AttemptId::from_random(key.unsigned_abs().into())),
+            refund_id: None,
+            session_id: "ps_1".into(),
+            origin: Origin::Proxy,
+            agent: Some("alice".into()),
+            amount,
+            currency: Currency::parse("usd").unwrap(),
+            full_refund: false,
+            reason: Some(RefundReason::Duplicate),
+            note: Note::parse("charged twice").unwrap(),
+            idempotency_key: None,
+            request_hash: None,
+            refunds_before: Json(Vec::new()),
+            state,
+            error_code: None,
+            error_detail: None,
+            polls: 0,
+            next_poll_at: None,
+            created_at,
+            updated_at: created_at,
+            finished_at: None,
+            absent_since: None,
         }
     }
 }

@@ -4,7 +4,7 @@
 use shared::api::{ErrorCode, HistoryKind, RefundReason, RefundState};
 use shared::money::to_stored;
 use shared::smart_glocal as sg;
-use shared::{Money, SessionId};
+use shared::{AttemptId, IdempotencyKey, Money, Note, SessionId};
 use sqlx::types::Json;
 use sqlx::SqliteConnection;
 
@@ -15,14 +15,14 @@ use super::{now_ms, Ledger, RefundRow};
 /// An attempt about to be sent.
 #[derive(Debug, Clone)]
 pub struct NewAttempt {
-    pub attempt_id: String,
+    pub attempt_id: AttemptId,
     pub session_id: SessionId,
     pub agent: String,
     pub amount: Money,
     pub full_refund: bool,
     pub reason: RefundReason,
-    pub note: Option<String>,
-    pub idempotency_key: String,
+    pub note: Option<Note>,
+    pub idempotency_key: IdempotencyKey,
     pub request_hash: String,
     pub refunds_before: Vec<String>,
 }
@@ -158,7 +158,7 @@ pub(super) async fn change_row(
 impl Ledger {
     pub async fn find_by_idempotency_key(
         &self,
-        key: &str,
+        key: &IdempotencyKey,
     ) -> Result<Option<RefundRow>, sqlx::Error> {
         sqlx::query_as(&format!("{SELECT} WHERE idempotency_key = ?"))
             .bind(key)
@@ -175,7 +175,7 @@ impl Ledger {
 
     pub async fn find_by_attempt_id(
         &self,
-        attempt_id: &str,
+        attempt_id: &AttemptId,
     ) -> Result<Option<RefundRow>, sqlx::Error> {
         sqlx::query_as(&format!("{SELECT} WHERE attempt_id = ?"))
             .bind(attempt_id)
@@ -389,7 +389,11 @@ async fn insert_attempt_in(
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
-    journal.history(&row, HistoryKind::Requested, attempt.note.as_deref());
+    journal.history(
+        &row,
+        HistoryKind::Requested,
+        attempt.note.as_ref().map(Note::as_str),
+    );
     journal.event(&row);
     Ok(Inserted::New(row))
 }
@@ -528,10 +532,11 @@ fn match_attempt(candidates: Vec<RefundRow>, refund: &sg::Refund) -> Option<Refu
         .as_ref()
         .and_then(|m| m.get("attempt_id"))
         .and_then(|v| v.as_str())
+        .and_then(AttemptId::parse)
         .and_then(|id| {
             candidates
                 .iter()
-                .find(|row| row.attempt_id.as_deref() == Some(id))
+                .find(|row| row.attempt_id == Some(id.clone()))
         });
     if let Some(row) = by_metadata {
         return Some(row.clone());
@@ -546,4 +551,77 @@ fn match_attempt(candidates: Vec<RefundRow>, refund: &sg::Refund) -> Option<Refu
                 && row.currency == refund.amount_details.currency
                 && !row.refunds_before.iter().any(|id| id == refund.id.as_str())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::test_rows::attempt;
+
+    fn refund(id: &str, amount: u64, metadata: Option<serde_json::Value>) -> sg::Refund {
+        let mut refund: sg::Refund = serde_json::from_value(serde_json::json!({
+            "id": id, "status": "accepted",
+            "amount_details": {"amount": amount, "currency": "usd"},
+        }))
+        .unwrap();
+        refund.metadata = metadata;
+        refund
+    }
+
+    fn keys(row: Option<RefundRow>) -> Option<i64> {
+        row.map(|r| r.key)
+    }
+
+    #[test]
+    fn the_attempt_id_in_metadata_decides_even_for_a_failed_attempt() {
+        let failed = attempt(1, 500, RefundState::Failed, 1);
+        let pending = attempt(2, 500, RefundState::Pending, 2);
+        let id = failed.attempt_id.clone().unwrap();
+        let found = match_attempt(
+            vec![failed, pending],
+            &refund("rf_1", 500, Some(serde_json::json!({"attempt_id": id}))),
+        );
+        assert_eq!(keys(found), Some(1));
+    }
+
+    #[test]
+    fn without_metadata_only_an_unresolved_attempt_of_that_amount_matches() {
+        let candidates = || {
+            vec![
+                attempt(1, 500, RefundState::Failed, 1),
+                attempt(2, 700, RefundState::Unknown, 2),
+                attempt(3, 500, RefundState::Unknown, 3),
+            ]
+        };
+        assert_eq!(
+            keys(match_attempt(candidates(), &refund("rf_1", 500, None))),
+            Some(3)
+        );
+        assert_eq!(
+            keys(match_attempt(candidates(), &refund("rf_1", 900, None))),
+            None
+        );
+        // A refund that existed before the attempt was sent is not the attempt's.
+        let mut before = candidates();
+        before[2].refunds_before = Json(vec!["rf_1".into()]);
+        assert_eq!(
+            keys(match_attempt(before, &refund("rf_1", 500, None))),
+            None
+        );
+        // An unreadable attempt id in metadata falls back to the amount.
+        let odd = refund(
+            "rf_1",
+            700,
+            Some(serde_json::json!({"attempt_id": "att_../x"})),
+        );
+        assert_eq!(keys(match_attempt(candidates(), &odd)), Some(2));
+    }
+
+    #[test]
+    fn a_chargeback_is_nobodys_attempt() {
+        let mut chargeback = refund("rf_1", 500, None);
+        chargeback.is_chargeback = true;
+        let candidates = vec![attempt(1, 500, RefundState::Unknown, 1)];
+        assert_eq!(keys(match_attempt(candidates, &chargeback)), None);
+    }
 }

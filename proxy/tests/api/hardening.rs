@@ -418,7 +418,7 @@ async fn x_request_id_is_echoed_only_when_it_is_a_plain_token() {
 fn csv_cells_with_control_characters_are_escaped() {
     let row = proxy::ledger::RefundRow {
         key: 1,
-        attempt_id: Some("at_1".into()),
+        attempt_id: Some(shared::AttemptId::from_random(1)),
         refund_id: None,
         session_id: "ps_usd_1001".into(),
         origin: proxy::ledger::Origin::Proxy,
@@ -427,7 +427,7 @@ fn csv_cells_with_control_characters_are_escaped() {
         currency: shared::Currency::parse("usd").unwrap(),
         full_refund: false,
         reason: Some(shared::api::RefundReason::Other),
-        note: Some("line one\nline two\r\0\u{7}\u{85}".into()),
+        note: shared::Note::parse("line one\nline two\r\0\u{7}\u{85}end").unwrap(),
         idempotency_key: None,
         request_hash: None,
         refunds_before: sqlx::types::Json(Vec::new()),
@@ -445,7 +445,7 @@ fn csv_cells_with_control_characters_are_escaped() {
     assert!(!line.chars().any(char::is_control), "{line:?}");
     assert!(line.contains(r"alice\u{1b}[31m"), "{line}");
     assert!(
-        line.contains(r"line one\u{a}line two\u{d}\u{0}\u{7}\u{85}"),
+        line.contains(r"line one\u{a}line two\u{d}\u{0}\u{7}\u{85}end"),
         "{line}"
     );
 }
@@ -604,7 +604,8 @@ async fn an_events_ticket_opens_one_stream_only() {
 
 async fn ledger_state(app: &TestApp, attempt: &str) -> RefundState {
     let ledger = proxy::ledger::Ledger::open(&app.database).await.unwrap();
-    let row = ledger.find_by_attempt_id(attempt).await.unwrap().unwrap();
+    let attempt = shared::AttemptId::parse(attempt).expect("an attempt id");
+    let row = ledger.find_by_attempt_id(&attempt).await.unwrap().unwrap();
     ledger.close().await;
     row.state
 }

@@ -1,0 +1,239 @@
+//! The refund submission's own fields, each valid once it exists: an [`IdempotencyKey`],
+//! an [`AttemptId`], a [`Note`]. Read from JSON, a field that breaks its rule fails the whole
+//! request with a [`FieldError`] naming the rule's [`ErrorCode`], so the proxy answers with
+//! that code and nothing downstream checks the field again.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::api::ErrorCode;
+
+/// Longest note an agent may attach to a refund, in characters.
+pub const NOTE_MAX_CHARS: usize = 500;
+
+/// A field that breaks its rule. Its text carries the code in brackets
+/// (`[invalid_idempotency_key] …`): JSON errors can only carry text, and
+/// [`FieldError::code_in`] reads it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldError(pub ErrorCode);
+
+/// The codes a field can fail with.
+const FIELD_CODES: [ErrorCode; 3] = [
+    ErrorCode::InvalidIdempotencyKey,
+    ErrorCode::NoteTooLong,
+    ErrorCode::NoteRequired,
+];
+
+impl FieldError {
+    /// The code a JSON error's text carries, if a field of ours failed.
+    pub fn code_in(text: &str) -> Option<ErrorCode> {
+        FIELD_CODES
+            .into_iter()
+            .find(|code| text.contains(&format!("[{}]", code.name())))
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rule = match self.0 {
+            ErrorCode::InvalidIdempotencyKey => "16 to 64 letters, digits, `-` or `_`",
+            ErrorCode::NoteTooLong => "a note has at most 500 characters",
+            ErrorCode::NoteRequired => "reason `other` needs a note",
+            _ => "invalid",
+        };
+        write!(f, "[{}] {rule}", self.0.name())
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// Deserialises `T` from a string through its checked constructor.
+fn checked<'de, D, T>(
+    deserializer: D,
+    parse: fn(&str) -> Result<T, FieldError>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+    parse(&text).map_err(serde::de::Error::custom)
+}
+
+/// The key the widget makes when the agent opens the confirmation: the same key means the
+/// same intent. 16 to 64 of `A-Z a-z 0-9 - _`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// A fresh key from 128 random bits, as 32 hex digits.
+    pub fn from_random(bits: u128) -> Self {
+        Self(format!("{bits:032x}"))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, FieldError> {
+        let valid = (16..=64).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if valid {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(FieldError(ErrorCode::InvalidIdempotencyKey))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for IdempotencyKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        checked(deserializer, Self::parse)
+    }
+}
+
+impl std::fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The proxy's id for one refund attempt, `att_` and 32 hex digits; Smart Glocal sees it in
+/// the refund's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
+pub struct AttemptId(String);
+
+impl<'de> Deserialize<'de> for AttemptId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Self::parse(&text).ok_or_else(|| serde::de::Error::custom("not an attempt id (att_…)"))
+    }
+}
+
+impl AttemptId {
+    pub const PREFIX: &'static str = "att_";
+
+    /// A fresh id from 128 random bits, as hex.
+    pub fn from_random(bits: u128) -> Self {
+        Self(format!("{}{bits:032x}", Self::PREFIX))
+    }
+
+    /// An id as written by [`AttemptId::from_random`], or `None`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let hex = text.strip_prefix(Self::PREFIX)?;
+        (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for AttemptId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The agent's note: trimmed, at most [`NOTE_MAX_CHARS`] characters, never empty (an empty
+/// note is no note: `Option<Note>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
+pub struct Note(String);
+
+impl Note {
+    /// `None` for an empty (or blank) note, else the trimmed note if it is short enough.
+    pub fn parse(text: &str) -> Result<Option<Self>, FieldError> {
+        let text = text.trim();
+        if text.chars().count() > NOTE_MAX_CHARS {
+            return Err(FieldError(ErrorCode::NoteTooLong));
+        }
+        Ok((!text.is_empty()).then(|| Self(text.to_owned())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Reads `"note"`: a blank note is no note, a long one fails the request.
+pub(crate) fn optional_note<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Note>, D::Error> {
+    match Option::<std::borrow::Cow<'de, str>>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(text) => Note::parse(&text).map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys_follow_their_rule() {
+        let fresh = IdempotencyKey::from_random(u128::MAX);
+        assert_eq!(IdempotencyKey::parse(fresh.as_str()), Ok(fresh));
+        assert!(IdempotencyKey::parse(IdempotencyKey::from_random(0).as_str()).is_ok());
+        assert!(IdempotencyKey::parse("0123456789abcdef").is_ok());
+        assert!(IdempotencyKey::parse(&"k".repeat(64)).is_ok());
+        for bad in [
+            "",
+            "short",
+            "0123456789abcde",
+            "0123456789abcdef!",
+            "ключ-ключ-ключ-ключ",
+        ] {
+            assert_eq!(
+                IdempotencyKey::parse(bad),
+                Err(FieldError(ErrorCode::InvalidIdempotencyKey)),
+                "{bad:?}"
+            );
+        }
+        assert!(IdempotencyKey::parse(&"k".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn notes_are_trimmed_bounded_and_blank_is_none() {
+        assert_eq!(Note::parse("  hi \n").unwrap().unwrap().as_str(), "hi");
+        assert_eq!(Note::parse(" \t ").unwrap(), None);
+        assert!(Note::parse(&"é".repeat(NOTE_MAX_CHARS)).unwrap().is_some());
+        assert_eq!(
+            Note::parse(&"é".repeat(NOTE_MAX_CHARS + 1)),
+            Err(FieldError(ErrorCode::NoteTooLong))
+        );
+    }
+
+    #[test]
+    fn attempt_ids_round_trip() {
+        let id = AttemptId::from_random(0xabc);
+        assert_eq!(id.as_str(), "att_00000000000000000000000000000abc");
+        assert_eq!(AttemptId::parse(id.as_str()), Some(id));
+        for bad in ["att_", "att_xyz", "rf_00000000000000000000000000000abc", ""] {
+            assert_eq!(AttemptId::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    /// The code survives the trip through a JSON error's text.
+    #[test]
+    fn a_field_error_names_its_code_through_json() {
+        let error = serde_json::from_str::<IdempotencyKey>("\"nope\"").unwrap_err();
+        assert_eq!(
+            FieldError::code_in(&error.to_string()),
+            Some(ErrorCode::InvalidIdempotencyKey)
+        );
+        assert_eq!(FieldError::code_in("expected a string at line 1"), None);
+    }
+}
