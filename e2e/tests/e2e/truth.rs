@@ -348,6 +348,32 @@ fn on_a_phone_every_control_is_44px_and_the_widget_opens_in_view_with_focus() {
                     .await?;
                 assert_eq!(in_view, serde_json::Value::Bool(true), "the widget is in view");
 
+                // Below 700 px the payments table is one card per payment: nothing scrolls
+                // sideways, every cell is on its own line, and each fact says what it is.
+                let script = r#"
+                    const scroll = document.querySelector('.table-scroll');
+                    const rows = [...document.querySelectorAll('[data-testid="payments-table"] tbody tr')];
+                    const cells = rows.flatMap(r => [...r.querySelectorAll('td')]);
+                    const unlabelled = cells.filter(td => td.textContent.trim() && !td.dataset.label
+                        && !td.querySelector('button'));
+                    const tooWide = cells.filter(td => td.getBoundingClientRect().right > window.innerWidth + 1);
+                    return {
+                        overflows: scroll.scrollWidth > scroll.clientWidth,
+                        rows: rows.length,
+                        cards: rows.filter(r => getComputedStyle(r).display === 'block').length,
+                        cells_in_line: cells.filter(td => getComputedStyle(td).display !== 'block').length,
+                        unlabelled: unlabelled.length,
+                        too_wide: tooWide.length,
+                    };
+                "#;
+                let layout = ctx.client.execute(script, vec![]).await?;
+                assert!(layout["rows"].as_u64() > Some(0), "{layout}");
+                assert_eq!(layout["cards"], layout["rows"], "every payment is a card: {layout}");
+                assert_eq!(layout["overflows"], false, "nothing scrolls sideways: {layout}");
+                assert_eq!(layout["cells_in_line"], 0, "{layout}");
+                assert_eq!(layout["unlabelled"], 0, "each fact is labelled: {layout}");
+                assert_eq!(layout["too_wide"], 0, "no cell leaves the screen: {layout}");
+
                 widget.click(testid::MODE_PARTIAL).await?;
                 let script = r#"
                     const root = document.querySelector(arguments[0]);

@@ -116,10 +116,10 @@ struct Follow {
     /// The newest `seq` sent: the catch-up point if the stream falls behind.
     last: i64,
     /// Every event up to this `seq` was sent from the ledger (replay, catch-up); live copies
-    /// of them are skipped. Above it, each live event of the payment is sent once, even when
-    /// it arrives after a newer one: commits publish after they finish, so two writers'
-    /// events can reach the broadcast out of `seq` order, and dropping the older one would
-    /// hide a refund change until the widget reconnects.
+    /// of them are skipped. Above it, each live event of the payment is sent once. The
+    /// ledger publishes in commit order (while it still holds the writer), so events arrive
+    /// in `seq` order; sending rather than dropping one that did not (another engine, a
+    /// future writer) keeps a refund change from hiding until the widget reconnects.
     replayed: i64,
     session: SessionId,
     ledger: Ledger,
