@@ -37,5 +37,6 @@ pub const REFUND_NOTE: &str = "refund-note";
 pub const REFUND_AGENT: &str = "refund-agent";
 pub const REFUND_ID: &str = "refund-id";
 pub const REFUND_FAILURE: &str = "refund-failure";
+pub const REFUND_ATTENTION: &str = "refund-attention";
 pub const CONFIRM_REASON: &str = "confirm-reason";
 pub const CONFIRM_REMAINING: &str = "confirm-remaining";

@@ -45,6 +45,7 @@ pub fn payment_view(
                     .map(|n| n.as_str().to_owned()),
                 error_code: None,
                 error_detail: None,
+                attention: row.and_then(|r| r.attention.clone()),
                 created_at: refund.created_at,
                 finished_at: refund.finished_at,
             }
@@ -143,7 +144,7 @@ mod tests {
     fn the_ledger_tells_who_asked_and_the_further_state_wins() {
         let upstream = session(&[("rf_1", 2000, "in_progress", 10)]);
         let row = matched(attempt(1, 2000, RefundState::Accepted, 5), "rf_1");
-        let view = payment_view(&upstream, &[row.clone()], true).unwrap();
+        let view = payment_view(&upstream, std::slice::from_ref(&row), true).unwrap();
         let [refund] = view.refunds.as_slice() else {
             panic!("{:?}", view.refunds)
         };

@@ -230,6 +230,7 @@ fn refund_request_parse_and_check() {
                         note: None,
                         error_code: None,
                         error_detail: None,
+                        attention: None,
                         created_at: None,
                         finished_at: None,
                     })

@@ -549,6 +549,10 @@ pub struct RefundView {
     /// …and what happened, as the ledger recorded it (Smart Glocal's words included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_detail: Option<String>,
+    /// Set when Smart Glocal contradicted the ledger about this refund (another amount,
+    /// currency or payment): what it said. A person must look; nothing was changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<String>,
     pub created_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
 }

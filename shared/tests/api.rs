@@ -23,6 +23,7 @@ fn refund(amount: u64, state: RefundState, is_chargeback: bool) -> RefundView {
         note: None,
         error_code: None,
         error_detail: None,
+        attention: None,
         created_at: None,
         finished_at: None,
     }

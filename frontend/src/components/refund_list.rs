@@ -63,8 +63,22 @@ fn row(refund: RefundView, locale: Locale) -> impl IntoView {
         ));
     }
     if let Some(note) = refund.note {
-        // Clamped to two lines; hovering it shows the whole note.
+        // Clamped to two lines; hovering, focusing (Tab) or tapping it shows the whole note.
         details.push((testids::REFUND_NOTE, "sgr-note", note));
+    }
+    if let Some(what) = refund.attention {
+        details.push((
+            testids::REFUND_ATTENTION,
+            "sgr-error",
+            format!(
+                "{}{what}",
+                tr(
+                    locale,
+                    "Needs attention: Smart Glocal reports otherwise: ",
+                    "Требует внимания: у Smart Glocal иначе: "
+                )
+            ),
+        ));
     }
     if state == RefundState::Failed {
         let mut why = refund
@@ -79,7 +93,9 @@ fn row(refund: RefundView, locale: Locale) -> impl IntoView {
     let details = details
         .into_iter()
         .map(|(testid, class, text)| {
-            view! { <span class=class data-testid=testid>{text}</span> }
+            // Only a clamped note takes focus: that is how a keyboard or a tap reveals it.
+            let tabindex = (class == "sgr-note").then_some("0");
+            view! { <span class=class data-testid=testid tabindex=tabindex>{text}</span> }
         })
         .collect_view();
     view! {

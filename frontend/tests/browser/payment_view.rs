@@ -94,3 +94,45 @@ async fn nothing_is_offered_for_a_payment_that_cannot_be_refunded() {
         .text(NOT_REFUNDABLE)
         .starts_with("Partial refunds are not enabled"));
 }
+
+/// A refund Smart Glocal contradicted says so in its row; a long note is clamped and shows
+/// whole when focused (keyboard, tap), not only on hover.
+#[wasm_bindgen_test]
+async fn a_contradicted_refund_needs_attention_and_a_note_can_be_revealed() {
+    let mut view = payment(10_000, "usd", true);
+    let mut flagged = refund(
+        Money::new(4_000, view.amount.currency),
+        RefundState::Accepted,
+        false,
+    );
+    flagged.attention = Some("Smart Glocal reports 5000 usd, the ledger holds 4000 usd".into());
+    flagged.note = Some("word ".repeat(200));
+    view.refunds.push(flagged);
+    view.refunds.push(refund(
+        Money::new(1_000, view.amount.currency),
+        RefundState::Accepted,
+        false,
+    ));
+    let (submit, _) = counting_submit(None);
+    let panel = mount_panel(view, Locale::En, submit);
+    settle().await;
+
+    assert_eq!(
+        panel.count(REFUND_ATTENTION),
+        1,
+        "only the contradicted refund"
+    );
+    let text = panel.text(REFUND_ATTENTION);
+    assert!(text.starts_with("Needs attention"), "{text}");
+    assert!(text.contains("5000 usd"), "{text}");
+
+    let note = panel.get(REFUND_NOTE);
+    assert_eq!(note.get_attribute("tabindex").as_deref(), Some("0"));
+    let clamped = f64::from(note.offset_height());
+    note.focus().unwrap();
+    let revealed = f64::from(note.offset_height());
+    assert!(
+        revealed > clamped * 2.0,
+        "focused, the whole note shows: {clamped} px -> {revealed} px"
+    );
+}

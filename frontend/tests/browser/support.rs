@@ -43,6 +43,7 @@ pub fn refund(amount: Money, state: RefundState, is_chargeback: bool) -> RefundV
         note: None,
         error_code: None,
         error_detail: None,
+        attention: None,
         created_at: None,
         finished_at: None,
     }

@@ -218,6 +218,9 @@ pub struct RefundRow {
     /// When `session/status` first showed no refund for this unresolved attempt.
     #[sqlx(default)]
     pub absent_since: Option<i64>,
+    /// The last contradiction Smart Glocal reported about this refund, if any.
+    #[sqlx(default)]
+    pub attention: Option<String>,
 }
 
 impl RefundRow {
@@ -245,6 +248,7 @@ impl RefundRow {
             note: self.note.as_ref().map(|note| note.as_str().to_owned()),
             error_code: self.error_code,
             error_detail: self.error_detail.clone(),
+            attention: self.attention.clone(),
             created_at: Some(Timestamp::from_unix_millis(self.created_at)),
             finished_at: self.finished_at.map(Timestamp::from_unix_millis),
         }
@@ -282,6 +286,7 @@ pub(crate) mod test_rows {
             updated_at: created_at,
             finished_at: None,
             absent_since: None,
+            attention: None,
         }
     }
 }

@@ -449,7 +449,16 @@ pub(super) async fn apply_in(
                     "Smart Glocal contradicts the ledger: recorded as a conflict, not applied"
                 );
                 let detail = format!("{source}: {reason}; not applied, needs attention");
-                journal.history(&row, HistoryKind::Conflict, Some(&detail));
+                // Flagged on the refund itself, so every widget on the payment shows it (the
+                // event), and kept until someone resolves it; its amounts stay the ledger's.
+                let flagged: RefundRow =
+                    sqlx::query_as("UPDATE refunds SET attention = ? WHERE key = ? RETURNING *")
+                        .bind(&reason)
+                        .bind(row.key)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                journal.history(&flagged, HistoryKind::Conflict, Some(&detail));
+                journal.event(&flagged);
                 return Ok(ApplyOutcome::Conflict);
             }
             if change_row(conn, journal, &row, &change).await?.is_some() {

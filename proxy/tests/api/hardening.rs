@@ -440,6 +440,7 @@ fn csv_cells_with_control_characters_are_escaped() {
         updated_at: 0,
         finished_at: None,
         absent_since: None,
+        attention: None,
     };
     let line = proxy::ledger::ExportRow(row).csv_line();
     assert!(!line.chars().any(char::is_control), "{line:?}");
@@ -723,6 +724,10 @@ async fn a_webhook_contradicting_the_ledger_is_a_conflict_not_an_update() {
     let view = app.payment("ps_usd_1001").await;
     assert_eq!(view["refunds"].as_array().unwrap().len(), 1, "{view}");
     assert_eq!(view["refunds"][0]["amount"]["amount"], 4000);
+    // The refund itself says it needs attention, with the latest contradiction, for the
+    // widget to show beside it.
+    let attention = view["refunds"][0]["attention"].as_str().unwrap_or_default();
+    assert!(attention.contains("ps_eur_1002"), "{view}");
     assert!(history(&app, "ps_eur_1002").await.is_empty());
     let metrics = metrics(&app).await;
     assert!(
