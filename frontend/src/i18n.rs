@@ -255,37 +255,84 @@ pub fn title(payment: &PaymentView, locale: Locale) -> &'static str {
     }
 }
 
-/// Smart Glocal's refusal in words the agent can act on: a known code gets a sentence and a
-/// next step; an unknown one is shown as Smart Glocal wrote it.
+/// Smart Glocal's refusal in words the agent can act on: a known code gets its cause and
+/// the next step that cause calls for; an unknown one is shown as Smart Glocal wrote it.
 pub fn provider_refusal(provider: &ProviderError, locale: Locale) -> String {
-    let code = &provider.code;
-    let what = if code == "refund_declined" {
-        tr(
-            locale,
-            "The card issuer declined the refund.",
-            "Банк-эмитент отклонил возврат.",
-        )
-        .to_owned()
-    } else {
-        let words = if provider.description.is_empty() {
-            code
-        } else {
-            &provider.description
-        };
-        format!(
-            "{}{words}.",
+    let code = provider.code.as_str();
+    let known = match code {
+        "refund_declined" => Some((
             tr(
                 locale,
-                "Smart Glocal refused the refund: ",
-                "Smart Glocal отклонил возврат: "
-            )
-        )
+                "The card issuer declined the refund.",
+                "Банк-эмитент отклонил возврат.",
+            ),
+            tr(
+                locale,
+                "The card may be closed: contact Smart Glocal support with this payment.",
+                "Карта может быть закрыта: обратитесь в поддержку Smart Glocal с этим платежом.",
+            ),
+        )),
+        "amount_exceeds_remaining" => Some((
+            tr(
+                locale,
+                "Smart Glocal shows less left to refund.",
+                "По данным Smart Glocal, осталось меньше.",
+            ),
+            tr(
+                locale,
+                "Reload the payment to see what remains.",
+                "Обновите платёж, чтобы увидеть остаток.",
+            ),
+        )),
+        "partial_refund_not_allowed" => Some((
+            tr(
+                locale,
+                "This project takes full refunds only.",
+                "Этот проект принимает только полные возвраты.",
+            ),
+            tr(
+                locale,
+                "Refund the whole payment instead.",
+                "Верните платёж целиком.",
+            ),
+        )),
+        "payment_not_succeeded" => Some((
+            tr(
+                locale,
+                "The payment did not succeed: nothing to refund.",
+                "Платёж не прошёл: возвращать нечего.",
+            ),
+            tr(
+                locale,
+                "Check the payment in Smart Glocal.",
+                "Проверьте платёж в Smart Glocal.",
+            ),
+        )),
+        _ => None,
     };
-    let next = tr(
-        locale,
-        "Check the amount and try again; if it is refused again, contact Smart Glocal support.",
-        "Проверьте сумму и попробуйте снова; если отказ повторится, обратитесь в поддержку Smart Glocal.",
-    );
+    let (what, next) = match known {
+        Some((what, next)) => (what.to_owned(), next),
+        None => {
+            let words = if provider.description.is_empty() {
+                code
+            } else {
+                &provider.description
+            };
+            let what = tr(
+                locale,
+                "Smart Glocal refused the refund: ",
+                "Smart Glocal отклонил возврат: ",
+            );
+            (
+                format!("{what}{words}."),
+                tr(
+                    locale,
+                    "Check the amount and try again; if it is refused again, contact Smart Glocal support.",
+                    "Проверьте сумму и попробуйте снова; если отказ повторится, обратитесь в поддержку Smart Glocal.",
+                ),
+            )
+        }
+    };
     format!("{what} {next} ({code})")
 }
 

@@ -207,3 +207,40 @@ async fn a_decline_is_explained_once_and_the_next_confirmation_uses_a_new_key() 
     assert_eq!(keys.len(), 2);
     assert_ne!(keys[0], keys[1], "a new intent, a new key");
 }
+
+/// Each refusal Smart Glocal documents gets its own cause and next step, in both languages;
+/// an unknown one is shown in Smart Glocal's words with the generic step.
+#[wasm_bindgen_test]
+fn each_provider_refusal_names_its_cause_and_next_step() {
+    let refusal = |code: &str, locale| {
+        frontend::i18n::provider_refusal(
+            &ProviderError {
+                code: code.into(),
+                description: "as Smart Glocal wrote it".into(),
+            },
+            locale,
+        )
+    };
+    let cases = [
+        ("refund_declined", "support"),
+        ("amount_exceeds_remaining", "Reload the payment"),
+        ("partial_refund_not_allowed", "whole payment"),
+        ("payment_not_succeeded", "Check the payment"),
+    ];
+    let mut seen = std::collections::HashSet::new();
+    for (code, step) in cases {
+        let en = refusal(code, Locale::En);
+        assert!(en.contains(step), "{code}: {en}");
+        assert!(en.ends_with(&format!("({code})")), "{en}");
+        assert!(
+            !en.contains("as Smart Glocal wrote it"),
+            "a known cause: {en}"
+        );
+        assert!(seen.insert(en), "each cause its own sentence");
+        let ru = refusal(code, Locale::Ru);
+        assert!(ru.chars().any(|c| ('а'..='я').contains(&c)), "{ru}");
+    }
+    let unknown = refusal("velocity_limit", Locale::En);
+    assert!(unknown.contains("as Smart Glocal wrote it"), "{unknown}");
+    assert!(unknown.contains("try again"), "{unknown}");
+}
