@@ -1,7 +1,9 @@
 //! The amount of a partial refund, typed in the payment's currency, with its inline error.
 
 use leptos::prelude::*;
+use leptos::wasm_bindgen::JsCast;
 use shared::{Currency, Locale};
+use web_sys::HtmlInputElement;
 
 use crate::dom::rx;
 use crate::dom::unique_id;
@@ -50,6 +52,12 @@ pub fn AmountField(
                     aria-describedby=described_by
                     prop:value=rx(move || text.get())
                     on:input=move |ev| text.set(event_target_value(&ev))
+                    // The field starts as what remains: selected on entry, so typing replaces it.
+                    on:focus=move |ev| {
+                        if let Some(input) = ev.target().and_then(|t| t.dyn_into::<HtmlInputElement>().ok()) {
+                            input.select();
+                        }
+                    }
                 />
                 <span aria-hidden="true">{currency.symbol()}</span>
             </div>

@@ -2,6 +2,7 @@
 
 use frontend::testids::*;
 use shared::Locale;
+use wasm_bindgen::JsCast;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 use crate::support::*;
@@ -135,4 +136,21 @@ async fn reason_other_needs_a_note() {
     panel.click(REVIEW_BUTTON);
     settle().await;
     assert!(panel.find(CONFIRM_DIALOG).is_some());
+}
+
+/// Partial starts as what remains, and entering the field selects it: typing replaces the
+/// offer instead of appending to it.
+#[wasm_bindgen_test]
+async fn the_offered_amount_is_selected_when_the_field_is_entered() {
+    let (submit, _) = counting_submit(None);
+    let panel = mount_panel(payment(10_000, "usd", true), Locale::En, submit);
+    panel.click(MODE_PARTIAL);
+    settle().await;
+    assert_eq!(panel.value(AMOUNT_INPUT), "100.00");
+
+    let input: web_sys::HtmlInputElement = panel.get(AMOUNT_INPUT).unchecked_into();
+    input.focus().unwrap();
+    settle().await;
+    assert_eq!(input.selection_start().unwrap(), Some(0));
+    assert_eq!(input.selection_end().unwrap(), Some(6), "all of it");
 }
