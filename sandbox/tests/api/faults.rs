@@ -209,5 +209,8 @@ async fn clearing_faults_removes_those_pending() {
         .inject(FaultRequest::new(Fault::Http500).times(5))
         .await;
     sandbox.clear_faults().await;
-    merchant.status("ps_usd_1001").await.session();
+    // None of the five 500s is left: the very next call is answered normally.
+    let answer = merchant.status("ps_usd_1001").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.session()["id"], "ps_usd_1001");
 }

@@ -150,7 +150,13 @@ async fn an_unreachable_receiver_is_retried_then_abandoned_without_harm() {
 async fn a_webhook_url_set_while_retrying_is_used_by_the_next_attempt() {
     let (sandbox, merchant) = spawn(Scheme::RsaSha256).await;
     sandbox.set_webhook_url("http://127.0.0.1:9/webhooks/smart-glocal");
-    merchant.refund("ps_usd_1001", None).await.session();
+    let refunded = merchant.refund("ps_usd_1001", None).await.session();
+    assert_eq!(
+        refunded["acquiring_payments"][0]["refunds"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     let receiver = Receiver::start(0).await;
     sandbox.set_webhook_url(&receiver.url);
