@@ -62,8 +62,19 @@ pub enum Command {
         #[command(flatten)]
         settings: Box<Settings>,
     },
-    /// Print the ledger's refunds created in [since, until) as CSV.
+    /// Walk the history's hash chain; exit 1 naming the first line that does not match
+    /// (edited, removed or reordered), 0 if every line does.
+    VerifyLedger {
+        #[command(flatten)]
+        settings: Box<Settings>,
+    },
+    /// Print the ledger's refunds created in [since, until) as CSV (with --chain: the history
+    /// lines written then, with their hashes, one JSON object per line).
     Export {
+        /// The history's hash chain instead of the refunds: `{"id","at","session_id","line",
+        /// "prev","hash"}` per line, where hash = SHA-256(prev ‖ line) in hex.
+        #[arg(long)]
+        chain: bool,
         /// A date (2026-01-01, UTC midnight) or an RFC 3339 instant.
         #[arg(long)]
         since: String,
@@ -104,14 +115,36 @@ pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        // Said on stdout already; 1 tells a script the ledger was tampered with.
+        Err(Failure::Broken) => ExitCode::from(1),
+        Err(Failure::Message(message)) => {
             eprintln!("proxy: {message}");
             ExitCode::from(2)
         }
     }
 }
 
-async fn dispatch(cli: Cli) -> Result<(), String> {
+/// Why a command did not succeed.
+enum Failure {
+    /// `verify-ledger` found a line that does not match its hash.
+    Broken,
+    /// Anything else: bad arguments, an unreadable ledger, a server that could not start.
+    Message(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Message(message)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        Failure::Message(message.to_owned())
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<(), Failure> {
     let layered = |sub: Settings| {
         Settings::layered(
             cli.config.as_deref(),
@@ -120,8 +153,8 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
         .map_err(|e| e.to_string())
     };
     match cli.command {
-        None => serve(layered(Settings::default())?).await,
-        Some(Command::Serve { settings }) => serve(layered(*settings)?).await,
+        None => Ok(serve(layered(Settings::default())?).await?),
+        Some(Command::Serve { settings }) => Ok(serve(layered(*settings)?).await?),
         Some(Command::Token {
             agent,
             ttl,
@@ -134,7 +167,8 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
             if ttl > max {
                 return Err(format!(
                     "--ttl {ttl}s is longer than `max_token_ttl_secs` ({max}s): the proxy would refuse the token"
-                ));
+                )
+                .into());
             }
             let token = TokenKeys::new(&secret).mint(&agent, ttl, session.as_ref());
             println!("{}", token.token);
@@ -155,7 +189,43 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
             eprintln!("proxy: tokens of `{agent}` issued until now are refused from now on");
             Ok(())
         }
+        Some(Command::VerifyLedger { settings }) => {
+            let ledger = Ledger::open_read_only(&layered(*settings)?.database())
+                .await
+                .map_err(|e| e.to_string())?;
+            let report = ledger.verify_chain().await;
+            ledger.close().await;
+            let report = report.map_err(|e| e.to_string())?;
+            match report.broken {
+                None => {
+                    println!(
+                        "ledger intact: {} history lines, chain head {}",
+                        report.verified,
+                        if report.head.is_empty() {
+                            "(empty)"
+                        } else {
+                            &report.head
+                        }
+                    );
+                    Ok(())
+                }
+                Some(line) => {
+                    println!(
+                        "ledger BROKEN at history line {} (payment {}, written {}): its hash is {} but its content after line {} hashes to {}; {} lines before it verified",
+                        line.id,
+                        line.session_id,
+                        Timestamp::from_unix_millis(line.at),
+                        line.stored.as_deref().unwrap_or("missing"),
+                        line.id - 1,
+                        line.expected,
+                        report.verified
+                    );
+                    Err(Failure::Broken)
+                }
+            }
+        }
         Some(Command::Export {
+            chain: true,
             since,
             until,
             settings,
@@ -165,7 +235,31 @@ async fn dispatch(cli: Cli) -> Result<(), String> {
                 Some(until) => parse_instant(&until)?,
                 None => crate::ledger::now_ms() + 1,
             };
-            let ledger = Ledger::open(&layered(*settings)?.database())
+            let ledger = Ledger::open_read_only(&layered(*settings)?.database())
+                .await
+                .map_err(|e| e.to_string())?;
+            let entries = ledger.export_chain(since, until).await;
+            ledger.close().await;
+            let mut out = String::new();
+            for entry in entries.map_err(|e| e.to_string())? {
+                out.push_str(&serde_json::to_string(&entry).map_err(|e| e.to_string())?);
+                out.push('\n');
+            }
+            print!("{out}");
+            Ok(())
+        }
+        Some(Command::Export {
+            chain: false,
+            since,
+            until,
+            settings,
+        }) => {
+            let since = parse_instant(&since)?;
+            let until = match until {
+                Some(until) => parse_instant(&until)?,
+                None => crate::ledger::now_ms() + 1,
+            };
+            let ledger = Ledger::open_read_only(&layered(*settings)?.database())
                 .await
                 .map_err(|e| e.to_string())?;
             let rows = ledger

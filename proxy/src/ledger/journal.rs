@@ -5,7 +5,7 @@ use shared::api::{HistoryEntry, HistoryKind, RefundEvent, RefundState, RefundVie
 use shared::{AttemptId, Currency, Money, RefundId, SessionId, Timestamp};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use super::{now_ms, Ledger, RefundRow};
+use super::{chain, now_ms, Ledger, RefundRow};
 
 /// Keep at most this many forged or unsigned webhooks for audit.
 const REJECTED_WEBHOOKS_KEPT: i64 = 1000;
@@ -35,6 +35,24 @@ pub(super) struct Entries {
     events: Vec<(i64, RefundRow)>,
 }
 
+impl History {
+    /// The line exactly as it is stored and hashed.
+    fn line(&self) -> chain::Line {
+        chain::Line {
+            session_id: self.row.session_id.clone(),
+            at: self.at,
+            kind: self.kind.as_str().to_owned(),
+            agent: self.row.agent.clone(),
+            attempt_id: self.row.attempt_id.as_ref().map(|id| id.to_string()),
+            refund_id: self.row.refund_id.clone(),
+            amount: Some(self.row.amount),
+            currency: Some(self.row.currency.code()),
+            state: Some(self.row.state.as_str().to_owned()),
+            detail: self.detail.clone(),
+        }
+    }
+}
+
 impl Entries {
     pub(super) fn history(&mut self, row: &RefundRow, kind: HistoryKind, detail: Option<&str>) {
         self.history.push(History {
@@ -56,22 +74,38 @@ impl Entries {
         self,
         conn: &mut SqliteConnection,
     ) -> Result<Vec<RefundEvent>, sqlx::Error> {
-        for chunk in self.history.chunks(ROWS_PER_INSERT) {
+        // Each line as stored, chained to the one before it (see `chain`).
+        let mut previous = if self.history.is_empty() {
+            String::new()
+        } else {
+            chain::head(conn).await?
+        };
+        let lines: Vec<(chain::Line, String)> = self
+            .history
+            .iter()
+            .map(|h| {
+                let line = h.line();
+                previous = line.hash_after(&previous);
+                (line, previous.clone())
+            })
+            .collect();
+        for chunk in lines.chunks(ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO history (session_id, at, kind, agent, attempt_id, refund_id, amount, currency, state, detail) ",
+                "INSERT INTO history (session_id, at, kind, agent, attempt_id, refund_id, amount, currency, state, detail, hash) ",
             );
-            insert.push_values(chunk, |mut values, h| {
+            insert.push_values(chunk, |mut values, (line, hash)| {
                 values
-                    .push_bind(&h.row.session_id)
-                    .push_bind(h.at)
-                    .push_bind(h.kind)
-                    .push_bind(&h.row.agent)
-                    .push_bind(&h.row.attempt_id)
-                    .push_bind(&h.row.refund_id)
-                    .push_bind(h.row.amount)
-                    .push_bind(h.row.currency)
-                    .push_bind(h.row.state)
-                    .push_bind(&h.detail);
+                    .push_bind(&line.session_id)
+                    .push_bind(line.at)
+                    .push_bind(&line.kind)
+                    .push_bind(&line.agent)
+                    .push_bind(&line.attempt_id)
+                    .push_bind(&line.refund_id)
+                    .push_bind(line.amount)
+                    .push_bind(&line.currency)
+                    .push_bind(&line.state)
+                    .push_bind(&line.detail)
+                    .push_bind(hash);
             });
             // Single rows (the refund flow) recur; batch sizes vary and would churn the cache.
             let single = chunk.len() == 1;

@@ -15,6 +15,7 @@
 //! - [`writer`]: write transactions that fail closed, and the ledger's [`Health`].
 //! - [`revocations`]: agents whose tokens issued until a moment are refused.
 
+mod chain;
 mod journal;
 mod kinds;
 mod refunds;
@@ -33,6 +34,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::types::Json;
 use sqlx::SqlitePool;
 
+pub use chain::{BrokenLine, ChainEntry, ChainReport};
 pub use journal::ExportRow;
 pub use kinds::{Origin, Source, WebhookOutcome};
 pub use refunds::{ApplyOutcome, Change, Inserted, NewAttempt};
@@ -122,6 +124,18 @@ impl Ledger {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
+        // History written before the chain existed is sealed once, in order.
+        {
+            let mut conn = pool.acquire().await?;
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+            match chain::seal_unhashed(&mut conn).await {
+                Ok(_) => sqlx::query("COMMIT").execute(&mut *conn).await?,
+                Err(e) => {
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                    return Err(e);
+                }
+            };
+        }
         // Opened after the migrations, so the WAL exists and the schema is there to read.
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
@@ -131,6 +145,29 @@ impl Ledger {
             .await?;
         Ok(Self {
             pool,
+            readers,
+            health: Arc::default(),
+            last_probe: Arc::default(),
+            publisher: Publisher(Arc::new(|_| {})),
+        })
+    }
+
+    /// Opens an existing ledger to read only (`proxy export`, `proxy verify-ledger`): no
+    /// migration, no write, no journal-mode change, so it runs beside a busy proxy without
+    /// taking a lock (changing the journal mode would, and fails at once under load).
+    pub async fn open_read_only(path: &Path) -> Result<Self, sqlx::Error> {
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(5));
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            // Writes through it fail: SQLite opened the file read-only.
+            pool: readers.clone(),
             readers,
             health: Arc::default(),
             last_probe: Arc::default(),
@@ -181,6 +218,21 @@ impl Ledger {
             Some(fault) => Err(sqlx::Error::Io(std::io::Error::other(fault))),
             None => Ok(()),
         }
+    }
+
+    /// Walks the history's hash chain (`proxy verify-ledger`): how many lines match, and the
+    /// first that does not.
+    pub async fn verify_chain(&self) -> Result<ChainReport, sqlx::Error> {
+        chain::verify(&self.readers).await
+    }
+
+    /// The history lines written in `[since, until)` with their hashes (`proxy export --chain`).
+    pub async fn export_chain(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<ChainEntry>, sqlx::Error> {
+        chain::export(&self.readers, since, until).await
     }
 
     pub async fn close(&self) {

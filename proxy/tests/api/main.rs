@@ -7,6 +7,7 @@ mod auth;
 mod exactly_once;
 mod hardening;
 mod input;
+mod ledger_chain;
 mod live_updates;
 mod operations;
 mod refunds;
