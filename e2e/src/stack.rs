@@ -237,9 +237,7 @@ impl Stack {
             sub: AGENT.to_owned(),
             exp: proxy::auth::now_secs() - 60,
             iat: Some(proxy::auth::now_secs() - 120),
-            jti: None,
-            session_id: None,
-            scope: None,
+            ..proxy::auth::Claims::default()
         };
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),

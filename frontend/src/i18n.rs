@@ -148,6 +148,14 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
             "The refund service is temporarily unavailable. Try again in a minute.",
             "Сервис возвратов временно недоступен. Попробуйте через минуту.",
         ),
+        OverAgentLimit => (
+            "This is more than you may refund at once.",
+            "Это больше, чем вам можно вернуть за раз.",
+        ),
+        OverDailyLimit => (
+            "This is more than you may still refund today.",
+            "Это больше, чем вам можно ещё вернуть сегодня.",
+        ),
         LedgerUnavailable => (
             "The refund could not be recorded, so nothing was sent. Try again in a few minutes.",
             "Возврат не удалось записать, поэтому ничего не отправлено. Попробуйте через несколько минут.",
@@ -268,8 +276,8 @@ pub fn provider_refusal(provider: &ProviderError, locale: Locale) -> String {
             ),
             tr(
                 locale,
-                "The card may be closed: contact Smart Glocal support with this payment.",
-                "Карта может быть закрыта: обратитесь в поддержку Smart Glocal с этим платежом.",
+                "You can try again; if it is declined again, contact Smart Glocal support with this payment.",
+                "Можно попробовать снова; если отказ повторится, обратитесь в поддержку Smart Glocal с этим платежом.",
             ),
         )),
         "amount_exceeds_remaining" => Some((

@@ -17,12 +17,12 @@ use std::sync::{Arc, Mutex};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use shared::api::{AgentToken, EventsTicket};
+use shared::api::{AgentToken, EventsTicket, Limit};
 use shared::SessionId;
 use signing::Secret;
 
 use crate::error::ApiError;
-use crate::extract::Agent;
+use crate::extract::{Agent, AgentLimits};
 
 /// Scope of event-stream tickets.
 const EVENTS_SCOPE: &str = "events";
@@ -31,7 +31,7 @@ pub const TICKET_TTL_SECS: u64 = 300;
 /// Clock skew tolerated between the merchant's backend and the proxy.
 const LEEWAY_SECS: u64 = 5;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     pub exp: i64,
@@ -45,6 +45,15 @@ pub struct Claims {
     pub session_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The most this agent may refund at once (minor units, or per currency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_max: Option<Limit>,
+    /// The most this agent may refund per UTC day, per currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_daily: Option<Limit>,
+    /// Shown beside the agent's name in the history (`support`, `lead`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// Mints and checks tokens with the agent-token secret.
@@ -85,6 +94,11 @@ impl TokenKeys {
         self
     }
 
+    /// A token carrying exactly `claims` (limits, role): what a merchant's backend mints.
+    pub fn mint_claims(&self, claims: &Claims) -> String {
+        self.encode(claims)
+    }
+
     fn encode(&self, claims: &Claims) -> String {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
             .expect("HS256 encoding of plain claims cannot fail")
@@ -100,7 +114,7 @@ impl TokenKeys {
             iat: Some(iat),
             jti: None,
             session_id: session.map(|s| s.to_string()),
-            scope: None,
+            ..Claims::default()
         };
         AgentToken {
             token: self.encode(&claims),
@@ -117,6 +131,7 @@ impl TokenKeys {
             jti: Some(uuid::Uuid::new_v4().simple().to_string()),
             session_id: Some(session.to_string()),
             scope: Some(EVENTS_SCOPE.to_owned()),
+            ..Claims::default()
         };
         EventsTicket {
             ticket: self.encode(&claims),
@@ -174,8 +189,13 @@ impl TokenKeys {
         }
         Ok(Agent {
             session_id: only_payment(&claims)?,
-            name: claims.sub,
             issued_at: claims.iat.unwrap_or_default(),
+            limits: AgentLimits {
+                per_refund: claims.refund_max,
+                daily: claims.refund_daily,
+            },
+            role: claims.role,
+            name: claims.sub,
         })
     }
 
@@ -189,6 +209,8 @@ impl TokenKeys {
             session_id: only_payment(&claims)?,
             name: claims.sub,
             issued_at: claims.iat.unwrap_or_default(),
+            limits: AgentLimits::default(),
+            role: None,
         };
         agent.authorize(session)?;
         let jti = claims.jti.as_deref().ok_or(ApiError::TokenInvalid)?;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
+use shared::api::Limit;
 use signing::{Scheme, Secret, Signer, Verifier};
 
 /// Where Smart Glocal's test server is; the live one is `https://proxy.smart-glocal.com`.
@@ -76,6 +77,15 @@ pub struct Settings {
     /// Whether Smart Glocal enabled partial refunds for this merchant [default: false].
     #[arg(long, env = "PROXY_PARTIAL_REFUNDS")]
     pub partial_refunds: Option<bool>,
+    /// The most an agent may refund at once when their token sets no `refund_max`: minor
+    /// units of the payment's currency, or per currency as JSON (`{"usd":20000}`) [default:
+    /// no limit].
+    #[arg(long, env = "PROXY_REFUND_MAX", value_parser = parse_limit)]
+    pub refund_max: Option<Limit>,
+    /// The most an agent may refund per UTC day when their token sets no `refund_daily`
+    /// (same form as `refund_max`) [default: no limit].
+    #[arg(long, env = "PROXY_REFUND_DAILY", value_parser = parse_limit)]
+    pub refund_daily: Option<Limit>,
     /// Enables `POST /demo/token` (never in production) [default: false].
     #[arg(long, env = "PROXY_DEMO_MODE")]
     pub demo_mode: Option<bool>,
@@ -124,6 +134,13 @@ pub struct Settings {
     #[arg(skip)]
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
+}
+
+/// `20000`, or `{"usd": 20000, "jpy": 30000}`.
+fn parse_limit(text: &str) -> Result<Limit, String> {
+    serde_json::from_str(text.trim()).map_err(|_| {
+        format!("`{text}` is not a limit: minor units (20000) or per currency ({{\"usd\":20000}})")
+    })
 }
 
 fn parse_secret(text: &str) -> Result<Secret, String> {
@@ -196,6 +213,8 @@ impl Settings {
             upstream_timeout_ms,
             database,
             partial_refunds,
+            refund_max,
+            refund_daily,
             demo_mode,
             serve_dir,
             body_limit_bytes,
@@ -278,6 +297,9 @@ pub struct Config {
     pub upstream_timeout: Duration,
     pub database: PathBuf,
     pub partial_refunds: bool,
+    /// Agents' limits where their token sets none.
+    pub refund_max: Option<Limit>,
+    pub refund_daily: Option<Limit>,
     pub demo_mode: bool,
     pub serve_dir: Option<PathBuf>,
     pub body_limit: usize,
@@ -389,6 +411,8 @@ impl Config {
             )?),
             database: s.database(),
             partial_refunds: s.partial_refunds.unwrap_or(false),
+            refund_max: s.refund_max.clone(),
+            refund_daily: s.refund_daily.clone(),
             demo_mode: s.demo_mode.unwrap_or(false),
             serve_dir: s.serve_dir.clone(),
             body_limit: match s.body_limit_bytes.unwrap_or(64 * 1024) {

@@ -62,6 +62,12 @@ pub enum ApiError {
     /// 409 `refund_in_flight`.
     #[error("another refund on this payment is being submitted; try again in a moment")]
     RefundInFlight,
+    /// 422 `over_agent_limit`: more than the agent may refund at once; what they may.
+    #[error("this is more than you may refund at once: at most {}", .0.format(shared::Locale::En))]
+    OverAgentLimit(shared::Money),
+    /// 422 `over_daily_limit`: more than the agent may still refund today (UTC); what is left.
+    #[error("this is more than you may still refund today: {} left", .0.format(shared::Locale::En))]
+    OverDailyLimit(shared::Money),
     /// 429 `rate_limited`, with `Retry-After` (whole seconds).
     #[error("too many requests; try again in {0} s")]
     RateLimited(u64),
@@ -148,6 +154,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | NotRefundable
         | NoteRequired
         | NoteTooLong
+        | OverAgentLimit
+        | OverDailyLimit
         | UpstreamRejected => StatusCode::UNPROCESSABLE_ENTITY,
         IdempotencyConflict | RefundInFlight => StatusCode::CONFLICT,
         RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -175,6 +183,8 @@ impl ApiError {
             ApiError::NotFound => ErrorCode::NotFound,
             ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             ApiError::Rule(code) => *code,
+            ApiError::OverAgentLimit(_) => ErrorCode::OverAgentLimit,
+            ApiError::OverDailyLimit(_) => ErrorCode::OverDailyLimit,
             ApiError::IdempotencyConflict => ErrorCode::IdempotencyConflict,
             ApiError::RefundInFlight => ErrorCode::RefundInFlight,
             ApiError::PaymentNotFound => ErrorCode::PaymentNotFound,
@@ -196,11 +206,17 @@ impl ApiError {
     pub fn body(&self) -> ErrorBody {
         let mut body = ErrorBody::new(self.code(), self.to_string());
         // Smart Glocal's refusal is the agent's answer: its code and words, verbatim.
-        if let ApiError::Upstream(UpstreamError::Rejected(error)) = self {
-            body.provider = Some(ProviderError {
-                code: error.code.clone(),
-                description: error.description.clone(),
-            });
+        match self {
+            ApiError::Upstream(UpstreamError::Rejected(error)) => {
+                body.provider = Some(ProviderError {
+                    code: error.code.clone(),
+                    description: error.description.clone(),
+                });
+            }
+            ApiError::OverAgentLimit(allowance) | ApiError::OverDailyLimit(allowance) => {
+                body.allowance = Some(*allowance);
+            }
+            _ => {}
         }
         body
     }

@@ -7,6 +7,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
+use shared::api::Limit;
 use shared::{FieldError, SessionId};
 
 use crate::error::ApiError;
@@ -67,6 +68,17 @@ pub struct Agent {
     pub session_id: Option<SessionId>,
     /// The token's `iat`, Unix seconds.
     pub issued_at: i64,
+    /// What the token lets this agent refund.
+    pub limits: AgentLimits,
+    pub role: Option<String>,
+}
+
+/// How much an agent may refund, from the token's `refund_max` and `refund_daily`; where the
+/// token names none, the proxy's configured defaults apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentLimits {
+    pub per_refund: Option<Limit>,
+    pub daily: Option<Limit>,
 }
 
 impl Agent {

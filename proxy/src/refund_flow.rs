@@ -18,12 +18,13 @@ use axum::http::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use shared::api::{
-    ErrorCode, HistoryKind, RefundAmount, RefundState, RefundSubmission, RefundView,
+    ErrorCode, HistoryKind, Limit, RefundAmount, RefundState, RefundSubmission, RefundView,
 };
 use shared::smart_glocal::{self as sg, AmountDetails, RefundRequest};
 use shared::{AttemptId, Money, Note, SessionId};
 
 use crate::error::ApiError;
+use crate::extract::Agent;
 use crate::ledger::{Change, Inserted, NewAttempt, RefundRow, Source};
 use crate::payment_view::{payment_view, status_error};
 use crate::state::AppState;
@@ -61,7 +62,7 @@ fn replay(row: &RefundRow, hash: &str) -> Result<Answer, ApiError> {
 /// `POST /api/payments/{id}/refunds` after authentication and parsing.
 pub async fn submit(
     state: AppState,
-    agent: String,
+    agent: Agent,
     session: SessionId,
     submission: RefundSubmission,
 ) -> Result<Answer, ApiError> {
@@ -88,7 +89,7 @@ pub async fn submit(
 
 async fn decide_and_send(
     state: &AppState,
-    agent: &str,
+    agent: &Agent,
     session: &SessionId,
     submission: &RefundSubmission,
     hash: &str,
@@ -111,13 +112,28 @@ async fn decide_and_send(
     let view = payment_view(&upstream, &rows, state.config.partial_refunds)
         .ok_or(ApiError::PaymentNotFound)?;
     let amount = view.check_refund(submission).map_err(ApiError::Rule)?;
+    // The agent's own limits: per refund here, per day inside the attempt's insert (so that
+    // concurrent submissions on different payments cannot add up past it).
+    let limit = |token: &Option<Limit>, default: &Option<Limit>| {
+        token
+            .as_ref()
+            .or(default.as_ref())
+            .and_then(|limit| limit.in_currency(amount.currency))
+    };
+    let config = &state.config;
+    if let Some(max) = limit(&agent.limits.per_refund, &config.refund_max) {
+        if amount.amount > max {
+            return Err(ApiError::OverAgentLimit(Money::new(max, amount.currency)));
+        }
+    }
+    let daily_limit = limit(&agent.limits.daily, &config.refund_daily);
     let payment = upstream.payment().ok_or(ApiError::PaymentNotFound)?;
     let refunds_before: Vec<String> = payment.refunds.iter().map(|r| r.id.to_string()).collect();
 
     let attempt = NewAttempt {
         attempt_id: AttemptId::from_random(uuid::Uuid::new_v4().as_u128()),
         session_id: session.clone(),
-        agent: agent.to_owned(),
+        agent: agent.name.clone(),
         amount,
         full_refund: matches!(submission.amount, RefundAmount::Full),
         reason: submission.reason,
@@ -125,11 +141,15 @@ async fn decide_and_send(
         idempotency_key: submission.idempotency_key.clone(),
         request_hash: hash.to_owned(),
         refunds_before: refunds_before.clone(),
+        daily_limit,
     };
     let row = match state.ledger.insert_attempt(&attempt).await? {
         Inserted::New(row) => row,
         Inserted::Existing(row) => return replay(&row, hash),
         Inserted::InFlight => return Err(ApiError::RefundInFlight),
+        Inserted::OverDailyLimit { left } => {
+            return Err(ApiError::OverDailyLimit(Money::new(left, amount.currency)))
+        }
     };
 
     let request = RefundRequest {
@@ -139,7 +159,7 @@ async fn decide_and_send(
             || !refunds_before.is_empty())
         .then(|| AmountDetails::from(amount)),
         metadata: Some(json!({
-            "agent": agent,
+            "agent": agent.name,
             "reason": submission.reason.as_str(),
             "note": attempt.note,
             "idempotency_key": submission.idempotency_key,

@@ -23,6 +23,9 @@ pub struct ErrorBody {
     /// reason rather than only "refused".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<ProviderError>,
+    /// What the agent may still refund (`over_agent_limit`, `over_daily_limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowance: Option<Money>,
 }
 
 impl ErrorBody {
@@ -31,6 +34,31 @@ impl ErrorBody {
             code,
             message: message.into(),
             provider: None,
+            allowance: None,
+        }
+    }
+}
+
+/// How much an agent may refund, as the merchant's backend puts it in the agent's token
+/// (`refund_max`, `refund_daily`) or the proxy's configuration: minor units of the payment's
+/// currency (`20000`), or per currency (`{"usd": 20000, "jpy": 30000}`, where a currency not
+/// named has no limit).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Limit {
+    Any(u64),
+    PerCurrency(std::collections::BTreeMap<String, u64>),
+}
+
+impl Limit {
+    /// The limit in `currency`'s minor units, if there is one.
+    pub fn in_currency(&self, currency: crate::Currency) -> Option<u64> {
+        match self {
+            Limit::Any(amount) => Some(*amount),
+            Limit::PerCurrency(map) => map
+                .iter()
+                .find(|(code, _)| code.eq_ignore_ascii_case(&currency.code()))
+                .map(|(_, amount)| *amount),
         }
     }
 }
@@ -103,6 +131,12 @@ pub enum ErrorCode {
     RefundInFlight,
     /// Too many requests from this agent: wait as `Retry-After` says. 429.
     RateLimited,
+    /// More than this agent may refund at once (`refund_max`); the body's `allowance` says
+    /// how much they may. 422.
+    OverAgentLimit,
+    /// More than this agent may still refund today, UTC (`refund_daily`); the body's
+    /// `allowance` says what is left. 422.
+    OverDailyLimit,
 
     // Smart Glocal.
     /// Smart Glocal does not know this payment. 404.

@@ -25,6 +25,9 @@ pub struct NewAttempt {
     pub idempotency_key: IdempotencyKey,
     pub request_hash: String,
     pub refunds_before: Vec<String>,
+    /// The most the agent may refund today (UTC) in this currency, if limited: checked
+    /// against the agent's attempts of the day inside the insert's own transaction.
+    pub daily_limit: Option<u64>,
 }
 
 /// What [`Ledger::insert_attempt`] did.
@@ -39,6 +42,8 @@ pub enum Inserted {
     Existing(RefundRow),
     /// Another attempt on this payment is still `pending`.
     InFlight,
+    /// The agent's attempts today (UTC) leave less than this one: `left` remains.
+    OverDailyLimit { left: u64 },
 }
 
 /// A state change to apply.
@@ -367,6 +372,26 @@ async fn insert_attempt_in(
         return Ok(Inserted::InFlight);
     }
     let now = now_ms();
+    if let Some(limit) = attempt.daily_limit {
+        // Everything the agent asked for today in this currency that did not fail: pending
+        // and unknown ones count, they may yet move money.
+        const DAY_MS: i64 = 86_400_000;
+        let used: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(amount), 0) FROM refunds
+             WHERE agent = ? AND origin = ? AND currency = ? AND created_at >= ? AND state != ?",
+        )
+        .bind(&attempt.agent)
+        .bind(Origin::Proxy)
+        .bind(attempt.amount.currency)
+        .bind(now - now.rem_euclid(DAY_MS))
+        .bind(RefundState::Failed)
+        .fetch_one(&mut *tx)
+        .await?;
+        let left = limit.saturating_sub(shared::money::from_stored(used).unwrap_or(u64::MAX));
+        if attempt.amount.amount > left {
+            return Ok(Inserted::OverDailyLimit { left });
+        }
+    }
     let row: RefundRow = sqlx::query_as(
         "INSERT INTO refunds (attempt_id, session_id, origin, agent, amount, currency, full_refund, reason,
             note, idempotency_key, request_hash, refunds_before, state, created_at, updated_at)

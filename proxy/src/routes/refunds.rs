@@ -23,6 +23,6 @@ async fn create(
     ApiJson(submission): ApiJson<RefundSubmission>,
 ) -> Result<(StatusCode, Json<RefundView>), ApiError> {
     agent.authorize(&session)?;
-    let (status, view) = crate::refund_flow::submit(state, agent.name, session, submission).await?;
+    let (status, view) = crate::refund_flow::submit(state, agent, session, submission).await?;
     Ok((status, Json(view)))
 }

@@ -41,6 +41,9 @@ pub struct Options {
     pub max_token_ttl_secs: u64,
     pub rate_limit_per_minute: u32,
     pub ops_listen: Option<std::net::SocketAddr>,
+    /// Agents' limits where their token sets none.
+    pub refund_max: Option<shared::api::Limit>,
+    pub refund_daily: Option<shared::api::Limit>,
 }
 
 impl Options {
@@ -62,6 +65,8 @@ impl Options {
             // Tests fire bursts on one agent; the limit has its own test.
             rate_limit_per_minute: 0,
             ops_listen: None,
+            refund_max: None,
+            refund_daily: None,
         }
     }
 
@@ -87,6 +92,8 @@ impl Options {
             upstream_timeout: Duration::from_millis(self.upstream_timeout_ms),
             database,
             partial_refunds: self.partial_refunds,
+            refund_max: self.refund_max.clone(),
+            refund_daily: self.refund_daily.clone(),
             demo_mode: true,
             serve_dir: self.serve_dir.clone(),
             body_limit: 16 * 1024,

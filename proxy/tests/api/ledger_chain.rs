@@ -174,6 +174,7 @@ async fn lines_from_before_the_chain_are_sealed_once_on_open() {
             idempotency_key: IdempotencyKey::parse(&format!("old-key-0000000{n}")).unwrap(),
             request_hash: "h".into(),
             refunds_before: Vec::new(),
+            daily_limit: None,
         };
         assert!(matches!(
             ledger.insert_attempt(&attempt).await.unwrap(),

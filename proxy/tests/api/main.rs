@@ -8,6 +8,7 @@ mod exactly_once;
 mod hardening;
 mod input;
 mod ledger_chain;
+mod limits;
 mod live_updates;
 mod operations;
 mod refunds;

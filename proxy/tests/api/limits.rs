@@ -1,0 +1,183 @@
+//! Agents' refund limits, set by the merchant's backend in the token (`refund_max`,
+//! `refund_daily`) or by the proxy's configuration: enforced by the proxy against its ledger,
+//! with a stable code and what the agent may still refund.
+
+use reqwest::StatusCode;
+use sandbox::control::CreatePayment;
+use sandbox::Sandbox;
+use serde_json::{json, Value};
+use shared::api::Limit;
+use shared::{Currency, Money};
+use signing::Secret;
+
+use crate::helpers::*;
+
+fn token(agent: &str, refund_max: Option<Value>, refund_daily: Option<Value>) -> String {
+    let now = proxy::auth::now_secs();
+    let claims = proxy::auth::Claims {
+        sub: agent.to_owned(),
+        iat: Some(now),
+        exp: now + 600,
+        refund_max: refund_max.map(|v| serde_json::from_value(v).unwrap()),
+        refund_daily: refund_daily.map(|v| serde_json::from_value(v).unwrap()),
+        ..proxy::auth::Claims::default()
+    };
+    proxy::auth::TokenKeys::new(&Secret::new(TOKEN_SECRET)).mint_claims(&claims)
+}
+
+async fn refund(
+    app: &TestApp,
+    token: &str,
+    session: &str,
+    amount: u64,
+    currency: &str,
+) -> (StatusCode, Value) {
+    app.post(
+        &format!("/api/payments/{session}/refunds"),
+        token,
+        &submission(Some(amount), currency, &fresh_key()),
+    )
+    .await
+}
+
+fn refused(answer: &(StatusCode, Value), code: &str, allowance: u64, currency: &str) {
+    let (status, body) = answer;
+    assert_eq!(*status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(
+        body["allowance"],
+        json!({"amount": allowance, "currency": currency}),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_refund_limit_holds_at_its_boundary_in_every_exponent() {
+    let (sandbox, app) = sandbox_and_app().await;
+    // USD cents, JPY whole yen, KWD fils (three decimals).
+    let limits = json!({"usd": 5000, "jpy": 3000, "kwd": 2500});
+    let alice = token("alice", Some(limits), None);
+    for (session, currency, max) in [
+        ("ps_usd_1001", "usd", 5000),
+        ("ps_jpy_1004", "jpy", 3000),
+        ("ps_kwd_1005", "kwd", 2500),
+    ] {
+        let over = refund(&app, &alice, session, max + 1, currency).await;
+        refused(&over, "over_agent_limit", max, currency);
+        assert_eq!(
+            sandbox.session(session).await.refunds_received,
+            0,
+            "nothing sent"
+        );
+        let at = refund(&app, &alice, session, max, currency).await;
+        assert_eq!(at.0, StatusCode::CREATED, "{}", at.1);
+        let under = refund(&app, &alice, session, max - 1, currency).await;
+        assert_eq!(under.0, StatusCode::CREATED, "{}", under.1);
+        assert_eq!(sandbox.session(session).await.refunds_received, 2);
+    }
+    // A currency the map does not name is not limited by it.
+    let eur = refund(&app, &alice, "ps_eur_1002", 4000, "eur").await;
+    assert_eq!(eur.0, StatusCode::CREATED, "{}", eur.1);
+}
+
+#[tokio::test]
+async fn the_configured_default_applies_only_where_the_token_sets_none() {
+    let (_sandbox, app) = sandbox_and_app_with(|mut o| {
+        o.refund_max = Some(Limit::Any(1000));
+        o
+    })
+    .await;
+    let plain = token("bob", None, None);
+    refused(
+        &refund(&app, &plain, "ps_usd_1001", 1001, "usd").await,
+        "over_agent_limit",
+        1000,
+        "usd",
+    );
+    let senior = token("carol", Some(json!(6000)), None);
+    let answer = refund(&app, &senior, "ps_usd_1001", 6000, "usd").await;
+    assert_eq!(answer.0, StatusCode::CREATED, "{}", answer.1);
+}
+
+#[tokio::test]
+async fn a_daily_limit_counts_the_agents_refunds_of_this_utc_day_only() {
+    let (sandbox, app) = sandbox_and_app().await;
+    let alice = token("alice", None, Some(json!({"usd": 3000})));
+    let first = refund(&app, &alice, "ps_usd_1001", 2000, "usd").await;
+    assert_eq!(first.0, StatusCode::CREATED, "{}", first.1);
+    refused(
+        &refund(&app, &alice, "ps_usd_partly_1006", 1500, "usd").await,
+        "over_daily_limit",
+        1000,
+        "usd",
+    );
+    // Another agent's refunds are theirs.
+    let bob = token("bob", None, Some(json!({"usd": 3000})));
+    let other = refund(&app, &bob, "ps_usd_partly_1006", 2500, "usd").await;
+    assert_eq!(other.0, StatusCode::CREATED, "{}", other.1);
+    let exact = refund(&app, &alice, "ps_usd_1001", 1000, "usd").await;
+    assert_eq!(exact.0, StatusCode::CREATED, "{}", exact.1);
+    refused(
+        &refund(&app, &alice, "ps_usd_1001", 1, "usd").await,
+        "over_daily_limit",
+        0,
+        "usd",
+    );
+
+    // Across midnight UTC: alice's refunds were yesterday's; today starts from zero.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", app.database.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE refunds SET created_at = created_at - 86400000 WHERE agent = 'alice'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let tomorrow = refund(&app, &alice, "ps_usd_1001", 3000, "usd").await;
+    assert_eq!(tomorrow.0, StatusCode::CREATED, "{}", tomorrow.1);
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 3);
+}
+
+async fn usd_payments(sandbox: &Sandbox, count: usize) -> Vec<String> {
+    let usd = Currency::parse("usd").unwrap();
+    let mut sessions = Vec::new();
+    for _ in 0..count {
+        let created = sandbox
+            .create_payment(CreatePayment::new(Money::new(10_000, usd)))
+            .await;
+        sessions.push(created.session.id.to_string());
+    }
+    sessions
+}
+
+#[tokio::test]
+async fn twenty_concurrent_submissions_never_take_more_than_the_daily_limit() {
+    let (sandbox, app) = sandbox_and_app().await;
+    let sessions = usd_payments(&sandbox, 20).await;
+    let alice = token("alice", None, Some(json!({"usd": 5000})));
+    let answers = futures_util::future::join_all(
+        sessions
+            .iter()
+            .map(|session| refund(&app, &alice, session, 1000, "usd")),
+    )
+    .await;
+    let created = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 5, "{answers:?}");
+    for (status, body) in &answers {
+        assert!(
+            *status == StatusCode::CREATED || body["code"] == "over_daily_limit",
+            "{status} {body}"
+        );
+    }
+    let mut received = 0;
+    for session in &sessions {
+        received += sandbox.session(session).await.refunds_received;
+    }
+    assert_eq!(
+        received, 5,
+        "only what the limit allows reached Smart Glocal"
+    );
+}
