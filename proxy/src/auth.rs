@@ -106,19 +106,23 @@ impl TokenKeys {
 
     /// A token for `agent`, valid `ttl_secs`, optionally limited to one payment.
     pub fn mint(&self, agent: &str, ttl_secs: u64, session: Option<&SessionId>) -> AgentToken {
-        let iat = now_secs();
-        let exp = iat.saturating_add(secs(ttl_secs));
-        let claims = Claims {
-            sub: agent.to_owned(),
-            exp,
-            iat: Some(iat),
-            jti: None,
-            session_id: session.map(|s| s.to_string()),
-            ..Claims::default()
-        };
+        let claims = self.claims(agent, ttl_secs, session);
         AgentToken {
             token: self.encode(&claims),
-            expires_at: exp,
+            expires_at: claims.exp,
+        }
+    }
+
+    /// The claims of a token for `agent` issued now, valid `ttl_secs`, optionally limited to
+    /// one payment; add limits, then [`TokenKeys::mint_claims`].
+    pub fn claims(&self, agent: &str, ttl_secs: u64, session: Option<&SessionId>) -> Claims {
+        let iat = now_secs();
+        Claims {
+            sub: agent.to_owned(),
+            exp: iat.saturating_add(secs(ttl_secs)),
+            iat: Some(iat),
+            session_id: session.map(|s| s.to_string()),
+            ..Claims::default()
         }
     }
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use shared::api::Limit;
 use shared::{SessionId, Timestamp};
 use tokio::net::TcpListener;
 
@@ -51,6 +52,13 @@ pub enum Command {
         /// Limit the token to one payment.
         #[arg(long)]
         session: Option<SessionId>,
+        /// The token's `refund_max`: the most one refund may be, minor units or per currency
+        /// as JSON (`{"usd":20000}`).
+        #[arg(long = "limit", value_parser = crate::config::parse_limit)]
+        token_refund_max: Option<Limit>,
+        /// The token's `refund_daily`: the most the agent may refund per UTC day (same form).
+        #[arg(long = "daily-limit", value_parser = crate::config::parse_limit)]
+        token_refund_daily: Option<Limit>,
         #[command(flatten)]
         settings: Box<Settings>,
     },
@@ -159,6 +167,8 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             agent,
             ttl,
             session,
+            token_refund_max,
+            token_refund_daily,
             settings,
         }) => {
             let settings = layered(*settings)?;
@@ -170,8 +180,11 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 )
                 .into());
             }
-            let token = TokenKeys::new(&secret).mint(&agent, ttl, session.as_ref());
-            println!("{}", token.token);
+            let keys = TokenKeys::new(&secret);
+            let mut claims = keys.claims(&agent, ttl, session.as_ref());
+            claims.refund_max = token_refund_max;
+            claims.refund_daily = token_refund_daily;
+            println!("{}", keys.mint_claims(&claims));
             Ok(())
         }
         Some(Command::Revoke { agent, settings }) => {

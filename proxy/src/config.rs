@@ -126,6 +126,10 @@ pub struct Settings {
     /// Requests a minute each agent may make on `/api/*` (0: no limit) [default: 120].
     #[arg(long, env = "PROXY_RATE_LIMIT_PER_MINUTE")]
     pub rate_limit_per_minute: Option<u32>,
+    /// How long a client has to send a request's headers before the connection is closed,
+    /// milliseconds [default: 10000].
+    #[arg(long, env = "PROXY_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
     /// Longest lifetime (`exp` − `iat`) of an accepted agent token, seconds [default: 3600].
     #[arg(long, env = "PROXY_MAX_TOKEN_TTL_SECS")]
     pub max_token_ttl_secs: Option<u64>,
@@ -137,7 +141,7 @@ pub struct Settings {
 }
 
 /// `20000`, or `{"usd": 20000, "jpy": 30000}`.
-fn parse_limit(text: &str) -> Result<Limit, String> {
+pub(crate) fn parse_limit(text: &str) -> Result<Limit, String> {
     serde_json::from_str(text.trim()).map_err(|_| {
         format!("`{text}` is not a limit: minor units (20000) or per currency ({{\"usd\":20000}})")
     })
@@ -227,6 +231,7 @@ impl Settings {
             connect_src,
             max_token_ttl_secs,
             rate_limit_per_minute,
+            header_read_timeout_ms,
             ops_listen,
             config_file
         )
@@ -318,6 +323,8 @@ pub struct Config {
     pub max_token_ttl: Duration,
     /// Requests a minute per agent on the API; 0 is no limit.
     pub rate_limit_per_minute: u32,
+    /// A connection that has not sent a request's headers within this is closed.
+    pub header_read_timeout: Duration,
     /// Where operations routes are served instead of `listen`, if set.
     pub ops_listen: Option<SocketAddr>,
 }
@@ -449,6 +456,10 @@ impl Config {
             connect_src,
             max_token_ttl: Duration::from_secs(s.max_token_ttl_secs()?),
             rate_limit_per_minute: s.rate_limit_per_minute.unwrap_or(120),
+            header_read_timeout: Duration::from_millis(positive(
+                "header_read_timeout_ms",
+                s.header_read_timeout_ms.unwrap_or(10_000),
+            )?),
             ops_listen: s.ops_listen,
         })
     }

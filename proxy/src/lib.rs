@@ -27,6 +27,7 @@ pub mod reconcile;
 pub mod refund_flow;
 pub mod routes;
 pub mod security;
+pub mod serve;
 pub mod state;
 pub mod static_files;
 pub mod upstream;
@@ -200,29 +201,33 @@ pub async fn run_until(
         Some(address) => {
             let ops_listener = TcpListener::bind(address).await?;
             tracing::info!(address = %ops_listener.local_addr()?, "operations routes listening");
-            let app = ops_app(state.clone()).into_make_service();
-            Some(tokio::spawn(async move {
-                if let Err(e) = axum::serve(ops_listener, app).await {
-                    tracing::error!(error = %e, "the operations listener stopped");
-                }
-            }))
+            let app = ops_app(state.clone());
+            let timeout = state.config.header_read_timeout;
+            Some(tokio::spawn(serve::serve(
+                ops_listener,
+                app,
+                timeout,
+                std::future::pending(),
+            )))
         }
         None => None,
     };
     tracing::info!(address = %listener.local_addr()?, project = %state.config.project, "proxy listening");
-    // `into_make_service`: each connection shares the router. Served as a plain `Router`,
-    // axum would deep-clone every route (and the state in each) per connection: about 40 KB
-    // for each open event stream.
-    let served = axum::serve(listener, app(state.clone()).into_make_service())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // Each connection shares the router; see `serve` for the header read timeout.
+    serve::serve(
+        listener,
+        app(state.clone()),
+        state.config.header_read_timeout,
+        shutdown,
+    )
+    .await;
     reconciler.abort();
     ledger_watch.abort();
     if let Some(ops) = ops {
         ops.abort();
     }
     state.ledger.close().await;
-    Ok(served?)
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -46,6 +46,23 @@ impl std::fmt::Display for FieldError {
 
 impl std::error::Error for FieldError {}
 
+/// 32 lower-case hex digits. By hand, not `{:032x}`: 128-bit formatting would pull wide
+/// division code into the widget's wasm for one key.
+fn hex128(bits: u128) -> String {
+    (0..32)
+        .rev()
+        .map(|nibble| {
+            // Masked to four bits: always fits.
+            let digit = u8::try_from((bits >> (nibble * 4)) & 0xf).unwrap_or(0);
+            char::from(if digit < 10 {
+                b'0' + digit
+            } else {
+                b'a' + digit - 10
+            })
+        })
+        .collect()
+}
+
 /// Deserialises `T` from a string through its checked constructor.
 fn checked<'de, D, T>(
     deserializer: D,
@@ -68,7 +85,7 @@ pub struct IdempotencyKey(String);
 impl IdempotencyKey {
     /// A fresh key from 128 random bits, as 32 hex digits.
     pub fn from_random(bits: u128) -> Self {
-        Self(format!("{bits:032x}"))
+        Self(hex128(bits))
     }
 
     pub fn parse(text: &str) -> Result<Self, FieldError> {
@@ -119,7 +136,7 @@ impl AttemptId {
 
     /// A fresh id from 128 random bits, as hex.
     pub fn from_random(bits: u128) -> Self {
-        Self(format!("{}{bits:032x}", Self::PREFIX))
+        Self(format!("{}{}", Self::PREFIX, hex128(bits)))
     }
 
     /// An id as written by [`AttemptId::from_random`], or `None`.

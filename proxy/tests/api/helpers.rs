@@ -44,6 +44,7 @@ pub struct Options {
     /// Agents' limits where their token sets none.
     pub refund_max: Option<shared::api::Limit>,
     pub refund_daily: Option<shared::api::Limit>,
+    pub header_read_timeout_ms: u64,
 }
 
 impl Options {
@@ -67,6 +68,7 @@ impl Options {
             ops_listen: None,
             refund_max: None,
             refund_daily: None,
+            header_read_timeout_ms: 10_000,
         }
     }
 
@@ -107,6 +109,7 @@ impl Options {
             max_token_ttl: Duration::from_secs(self.max_token_ttl_secs),
             rate_limit_per_minute: self.rate_limit_per_minute,
             ops_listen: self.ops_listen,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
         }
     }
 }

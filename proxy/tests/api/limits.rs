@@ -181,3 +181,40 @@ async fn twenty_concurrent_submissions_never_take_more_than_the_daily_limit() {
         "only what the limit allows reached Smart Glocal"
     );
 }
+
+/// `proxy token` mints limited tokens too, as a merchant's backend would.
+#[tokio::test]
+async fn proxy_token_mints_an_agent_with_limits() {
+    let (_sandbox, app) = sandbox_and_app().await;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .args(["token", "--agent", "dora", "--ttl", "5m"])
+        .args(["--limit", r#"{"usd": 1000}"#, "--daily-limit", "1500"])
+        .env("PROXY_AGENT_TOKEN_SECRET", TOKEN_SECRET)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let dora = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    refused(
+        &refund(&app, &dora, "ps_usd_1001", 1001, "usd").await,
+        "over_agent_limit",
+        1000,
+        "usd",
+    );
+    assert_eq!(
+        refund(&app, &dora, "ps_usd_1001", 1000, "usd").await.0,
+        StatusCode::CREATED
+    );
+    refused(
+        &refund(&app, &dora, "ps_usd_1001", 600, "usd").await,
+        "over_daily_limit",
+        500,
+        "usd",
+    );
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .args(["token", "--agent", "dora", "--limit", "lots"])
+        .env("PROXY_AGENT_TOKEN_SECRET", TOKEN_SECRET)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a limit"));
+}

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod connections;
 mod exactly_once;
 mod hardening;
 mod input;
