@@ -127,8 +127,23 @@ pub struct AttemptId(String);
 impl<'de> Deserialize<'de> for AttemptId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
-        Self::parse(&text).ok_or_else(|| serde::de::Error::custom("not an attempt id (att_…)"))
+        checked_attempt_id(&text)
     }
+}
+
+fn checked_attempt_id<E: serde::de::Error>(text: &str) -> Result<AttemptId, E> {
+    AttemptId::parse(text)
+        .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(text), &"an attempt id (att_…)"))
+}
+
+/// Reads an optional attempt id through `Option<String>`, whose code every view already
+/// has: an `Option<AttemptId>` of its own costs the widget's wasm over a kilobyte.
+pub(crate) fn optional_attempt_id<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<AttemptId>, D::Error> {
+    Option::<String>::deserialize(deserializer)?
+        .map(|text| checked_attempt_id(&text))
+        .transpose()
 }
 
 impl AttemptId {

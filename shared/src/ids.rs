@@ -54,7 +54,13 @@ macro_rules! prefixed_id {
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
-                Self::parse(&text).map_err(serde::de::Error::custom)
+                // serde's own wording (already in the widget's wasm), not `IdError`'s.
+                Self::parse(&text).map_err(|_| {
+                    serde::de::Error::invalid_value(
+                        serde::de::Unexpected::Str(&text),
+                        &concat!("a ", $kind, " id (", $prefix, "…)"),
+                    )
+                })
             }
         }
     };

@@ -53,7 +53,9 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
+        // A fixed message: `time`'s own parse errors would carry their formatting code into
+        // the widget's wasm for an answer the proxy never sends.
+        Self::parse(&text).map_err(|_| serde::de::Error::custom("not an RFC 3339 timestamp"))
     }
 }
 

@@ -12,6 +12,8 @@ pub const TRUNK_VERSION: &str = "0.21.14";
 pub const BINARYEN_VERSION: &str = "132.0.0";
 /// The accessibility audit the end-to-end suite injects into the page.
 pub const AXE_CORE_VERSION: &str = "4.14.1";
+/// Minifies the widget's JavaScript (trunk's own minifier fails on wasm-bindgen's glue).
+pub const TERSER_VERSION: &str = "5.51.4";
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -20,7 +22,7 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-fn tools_dir() -> PathBuf {
+pub fn tools_dir() -> PathBuf {
     root().join(".tools")
 }
 
@@ -140,6 +142,7 @@ pub fn run(browser: bool) -> Result {
         ensure_cargo_tool("wasm-bindgen", "wasm-bindgen-cli", &version, &[])
     })?;
     stage("wasm-opt (npm binaryen)", ensure_binaryen)?;
+    stage("terser (npm)", ensure_terser)?;
     if browser {
         stage(
             "Chromium, chromedriver and openssl (Debian)",
@@ -191,6 +194,16 @@ fn ensure_binaryen() -> Result {
         return Ok(());
     }
     npm_install(&format!("binaryen@{BINARYEN_VERSION}"))
+}
+
+fn ensure_terser() -> Result {
+    let manifest = tools_dir().join("node_modules/terser/package.json");
+    let installed = std::fs::read_to_string(&manifest).unwrap_or_default();
+    if installed.contains(&format!("\"version\": \"{TERSER_VERSION}\"")) {
+        println!("    terser {TERSER_VERSION} already installed");
+        return Ok(());
+    }
+    npm_install(&format!("terser@{TERSER_VERSION}"))
 }
 
 fn ensure_axe_core() -> Result {

@@ -38,6 +38,7 @@ pub fn build_release() -> Result<Vec<FileSize>> {
             ("TRUNK_TOOLS_WASM_OPT", "version_132"),
         ],
     )?;
+    minify_scripts()?;
     let sizes = measure()?;
     print_sizes(&sizes);
     let total: u64 = sizes.iter().map(|f| f.gzip).sum();
@@ -49,6 +50,59 @@ pub fn build_release() -> Result<Vec<FileSize>> {
         ));
     }
     Ok(sizes)
+}
+
+/// The widget's scripts, minified with terser: comments and indentation of wasm-bindgen's
+/// glue are about 2 KB gzip that every host page would download. trunk's own minifier fails
+/// on that glue (`export default`), so it runs here, and the page's integrity hash for the
+/// glue follows the new bytes.
+fn minify_scripts() -> Result {
+    let dist = root().join("dist");
+    let terser = setup::tools_dir().join("node_modules/.bin/terser");
+    for script in ["sg-refund.js", "sg-refund-embed.js"] {
+        let path = dist.join(script);
+        let path = path.to_str().ok_or("dist/ is not UTF-8")?;
+        setup::run_cmd(
+            terser.to_str().ok_or(".tools/ is not UTF-8")?,
+            &[path, "--module", "--compress", "--mangle", "--output", path],
+            &[],
+        )?;
+    }
+    let glue = std::fs::read(dist.join("sg-refund.js")).map_err(|e| e.to_string())?;
+    let integrity = format!("sha384-{}", sri_base64(&glue));
+    let page_path = dist.join("index.html");
+    let page = std::fs::read_to_string(&page_path).map_err(|e| e.to_string())?;
+    let updated = replace_integrity(&page, "/sg-refund.js", &integrity)
+        .ok_or("dist/index.html has no integrity hash for /sg-refund.js to update")?;
+    std::fs::write(&page_path, updated).map_err(|e| e.to_string())
+}
+
+fn sri_base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha384::digest(bytes))
+}
+
+/// `page` with the `integrity` of the tag whose `href` is `href` set to `integrity` (quoted
+/// or not, as the HTML has it).
+fn replace_integrity(page: &str, href: &str, integrity: &str) -> Option<String> {
+    let at = page
+        .find(&format!("href=\"{href}\""))
+        .or_else(|| page.find(&format!("href={href} ")))?;
+    let tag_start = page[..at].rfind('<')?;
+    let tag_end = at + page[at..].find('>')?;
+    let attr = tag_start + page[tag_start..tag_end].find("integrity=")? + "integrity=".len();
+    let (value_start, value_end) = if page[attr..].starts_with('"') {
+        (attr + 1, attr + 1 + page[attr + 1..tag_end].find('"')?)
+    } else {
+        let len = page[attr..tag_end].find(' ').unwrap_or(tag_end - attr);
+        (attr, attr + len)
+    };
+    Some(format!(
+        "{}{integrity}{}",
+        &page[..value_start],
+        &page[value_end..]
+    ))
 }
 
 /// Rust flags that keep this machine's paths out of the shipped wasm: panic locations name
@@ -129,4 +183,32 @@ fn print_sizes(sizes: &[FileSize]) {
         kb(gzip),
         kb(BUDGET_GZIP_BYTES)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_glues_integrity_follows_its_new_bytes() {
+        let page = "<link crossorigin href=/sg-refund.js integrity=sha384-OLD rel=modulepreload>\
+                    <link href=/sg-refund_bg.wasm integrity=sha384-WASM rel=preload>";
+        let updated = replace_integrity(page, "/sg-refund.js", "sha384-NEW").unwrap();
+        assert_eq!(
+            updated,
+            "<link crossorigin href=/sg-refund.js integrity=sha384-NEW rel=modulepreload>\
+             <link href=/sg-refund_bg.wasm integrity=sha384-WASM rel=preload>"
+        );
+        assert!(replace_integrity(page, "/other.js", "x").is_none());
+        let quoted = r#"<link rel="modulepreload" href="/sg-refund.js" integrity="sha384-OLD">"#;
+        assert_eq!(
+            replace_integrity(quoted, "/sg-refund.js", "sha384-NEW").unwrap(),
+            r#"<link rel="modulepreload" href="/sg-refund.js" integrity="sha384-NEW">"#
+        );
+        // What browsers compute for `abc` (the SRI spec's own example).
+        assert_eq!(
+            sri_base64(b"abc"),
+            "ywB1P0WjXou1oD1pmsZQBycsMqsO3tFjGotgWkP/W+2AhgcroefMI1i67KE0yCWn"
+        );
+    }
 }
