@@ -120,25 +120,18 @@ impl Server {
 
     /// Waits until the server answers (anything for `/`, 200 for a readiness path), 15 s at most.
     async fn wait_ready(&self, path: &str) -> Result<(), String> {
-        let client = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            let answer = client
-                .get(format!("{}{path}", self.url))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await;
-            match answer {
-                Ok(r) if path == "/" || r.status().is_success() => return Ok(()),
-                _ if started.elapsed() > Duration::from_secs(15) => {
-                    return Err(format!(
-                        "the server child at {} never became ready",
-                        self.url
-                    ))
-                }
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
+        let ready = if path == "/" {
+            testkit::Ready::Answer
+        } else {
+            testkit::Ready::Success
+        };
+        testkit::wait_ready(
+            &format!("{}{path}", self.url),
+            ready,
+            Duration::from_secs(15),
+        )
+        .await
+        .map_err(|e| format!("the server child never became ready: {e}"))
     }
 
     pub fn pid(&self) -> u32 {

@@ -163,19 +163,12 @@ async fn spawn_on(options: Options, database: PathBuf, dir: Arc<tempfile::TempDi
         Some(ops) => format!("http://{ops}/readyz"),
         None => app.url("/readyz"),
     };
-    for _ in 0..100 {
-        if app
-            .client
-            .get(&ready)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return app;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if let Err(e) =
+        testkit::wait_ready(&ready, testkit::Ready::Success, Duration::from_secs(2)).await
+    {
+        panic!("the proxy did not become ready: {e}");
     }
-    panic!("the proxy did not become ready");
+    app
 }
 
 impl TestApp {
@@ -397,19 +390,13 @@ impl ProxyProcess {
             child,
             base: format!("http://127.0.0.1:{port}"),
         };
-        let client = reqwest::Client::new();
-        for _ in 0..400 {
-            if client
-                .get(process.url("/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return process;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        let healthz = process.url("/healthz");
+        if let Err(e) =
+            testkit::wait_ready(&healthz, testkit::Ready::Success, Duration::from_secs(10)).await
+        {
+            panic!("the proxy binary did not start: {e}");
         }
-        panic!("the proxy binary did not start");
+        process
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -424,13 +411,12 @@ impl ProxyProcess {
     }
 
     pub async fn wait_ready(&self) {
-        for _ in 0..200 {
-            if self.is_ready().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        let readyz = self.url("/readyz");
+        if let Err(e) =
+            testkit::wait_ready(&readyz, testkit::Ready::Success, Duration::from_secs(5)).await
+        {
+            panic!("the proxy binary did not become ready: {e}");
         }
-        panic!("the proxy binary did not become ready");
     }
 
     pub fn webhook_url(&self) -> String {
