@@ -4,7 +4,12 @@
 //! - [`wait_ready`]: "wait until it answers", once: polls a URL until the server is ready,
 //!   so nothing races a server's start-up (the proxy runs its migrations before it serves).
 //!
-//! Starting and stopping processes stays in `launcher` (children that die with their parent).
+//! - [`process`]: a server in a child process on a free loopback port, ready when returned,
+//!   stopped when dropped; built on `launcher` (children that die with their parent).
+
+pub mod process;
+
+pub use process::{free_addr, ServerProcess};
 
 use std::time::{Duration, Instant};
 

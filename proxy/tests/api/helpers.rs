@@ -346,9 +346,9 @@ pub fn ok_session() -> Value {
 }
 
 /// The real `proxy` binary as a child process, for tests that `kill -9` it or take its disk
-/// away; killed when dropped.
+/// away; stopped when dropped.
 pub struct ProxyProcess {
-    pub child: std::process::Child,
+    process: testkit::ServerProcess,
     pub base: String,
 }
 
@@ -360,14 +360,11 @@ impl ProxyProcess {
         database: &std::path::Path,
         extra: &[(&str, &str)],
     ) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+        let addr = testkit::free_addr().unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_proxy"));
+        command
             .arg("serve")
-            .env("PROXY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PROXY_LISTEN", addr.to_string())
             .env("PROXY_UPSTREAM_URL", upstream_url)
             .env("PROXY_PROJECT", "demo-project")
             .env(
@@ -383,24 +380,24 @@ impl ProxyProcess {
             .env("PROXY_PARTIAL_REFUNDS", "true")
             .env("PROXY_RECONCILE_INTERVAL_MS", "100")
             .env("RUST_LOG", "warn")
-            .envs(extra.iter().copied())
-            .spawn()
-            .expect("the proxy binary starts");
-        let process = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let healthz = process.url("/healthz");
-        if let Err(e) =
-            testkit::wait_ready(&healthz, testkit::Ready::Success, Duration::from_secs(10)).await
-        {
-            panic!("the proxy binary did not start: {e}");
+            .envs(extra.iter().copied());
+        let process = testkit::ServerProcess::start(
+            command,
+            addr,
+            "/healthz",
+            testkit::Ready::Success,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the proxy binary did not start: {e}"));
+        Self {
+            base: process.url.clone(),
+            process,
         }
-        process
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.process.url(path)
     }
 
     /// `GET /readyz` answers 200 (the ledger can write).
@@ -425,26 +422,12 @@ impl ProxyProcess {
 
     /// `kill -9`: no chance to finish anything.
     pub fn kill_hard(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.process.kill_hard().unwrap();
     }
 
     /// SIGTERM, then waits for the graceful stop.
     pub fn stop(&mut self) {
-        let pid = self.child.id().to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let status = self.child.wait().unwrap();
+        let status = self.process.stop(Duration::from_secs(30)).unwrap();
         assert!(status.success(), "the proxy stopped cleanly: {status}");
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
