@@ -9,8 +9,8 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -70,14 +70,14 @@ async fn bare_serve() -> std::process::ExitCode {
 /// A server child process on `127.0.0.1`.
 pub struct Server {
     pub url: String,
-    child: Child,
+    process: testkit::ServerProcess,
 }
 
 impl Server {
     /// The proxy, configured by `PROXY_*` variables (`env`), listening on a free port; its log
     /// goes to `log`. Returns once `/readyz` answers 200.
     pub async fn proxy(env: &[(&str, String)], log: &Path) -> Result<Server, String> {
-        let addr = free_port()?;
+        let addr = testkit::free_addr()?;
         let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
         command.arg("serve").arg("--listen").arg(addr.to_string());
         // Only what we set: a PROXY_* variable of the caller's shell must not leak in.
@@ -89,60 +89,41 @@ impl Server {
         for (name, value) in env {
             command.env(name, value);
         }
-        let server = Server::spawn(command, addr, log)?;
-        server.wait_ready("/readyz").await?;
-        Ok(server)
+        Server::start(command, addr, log, "/readyz", testkit::Ready::Success).await
     }
 
     /// The bare axum baseline on a free port.
     pub async fn bare(log: &Path) -> Result<Server, String> {
-        let addr = free_port()?;
+        let addr = testkit::free_addr()?;
         let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
         command.arg("bare-serve").arg(addr.to_string());
-        let server = Server::spawn(command, addr, log)?;
-        server.wait_ready("/").await?;
-        Ok(server)
+        Server::start(command, addr, log, "/", testkit::Ready::Answer).await
     }
 
-    fn spawn(mut command: Command, addr: SocketAddr, log: &Path) -> Result<Server, String> {
+    async fn start(
+        mut command: Command,
+        addr: SocketAddr,
+        log: &Path,
+        probe: &str,
+        ready: testkit::Ready,
+    ) -> Result<Server, String> {
         let log = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
         command
             .stdin(Stdio::piped())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
-        let child =
-            launcher::spawn(command).map_err(|e| format!("cannot start a server child: {e}"))?;
+        let process =
+            testkit::ServerProcess::start(command, addr, probe, ready, Duration::from_secs(15))
+                .await
+                .map_err(|e| format!("a server child: {e}"))?;
         Ok(Server {
-            url: format!("http://{addr}"),
-            child,
+            url: process.url.clone(),
+            process,
         })
     }
 
-    /// Waits until the server answers (anything for `/`, 200 for a readiness path), 15 s at most.
-    async fn wait_ready(&self, path: &str) -> Result<(), String> {
-        let client = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            let answer = client
-                .get(format!("{}{path}", self.url))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await;
-            match answer {
-                Ok(r) if path == "/" || r.status().is_success() => return Ok(()),
-                _ if started.elapsed() > Duration::from_secs(15) => {
-                    return Err(format!(
-                        "the server child at {} never became ready",
-                        self.url
-                    ))
-                }
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    }
-
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Resident memory now (`VmRSS`) and at its peak (`VmHWM`), bytes.
@@ -157,24 +138,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // Closing stdin makes the child exit; kill only if it does not within a second.
-        drop(self.child.stdin.take());
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(1) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Closing stdin makes the child exit; the process then stops it (SIGTERM, SIGKILL).
+        drop(self.process.child_mut().stdin.take());
     }
-}
-
-/// A port nobody listens on right now (the child binds it a moment later).
-fn free_port() -> Result<SocketAddr, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener.local_addr().map_err(|e| e.to_string())
 }
 
 fn status_kb(status: &str, field: &str) -> Option<u64> {

@@ -18,7 +18,7 @@ pub mod widget;
 
 use std::path::{Path, PathBuf};
 
-pub use runner::{run, try_run, Ctx};
+pub use runner::{run, test_name, try_run, Ctx};
 pub use stack::{Stack, StackOptions};
 pub use widget::{testid, Widget};
 

@@ -132,13 +132,30 @@ fn start_shared() -> Result<Shared, BoxError> {
 
 /// Runs one scenario in the shared browser; fails the calling `#[test]` with the cause and
 /// the artifact folder if `body` returns an error, panics or takes over [`TEST_TIMEOUT`].
-pub fn run<F, Fut>(test_name: &str, body: F)
+/// The artifacts are named after the calling test (see [`test_name`]).
+pub fn run<F, Fut>(body: F)
 where
     F: FnOnce(Ctx) -> Fut,
     Fut: Future<Output = TestResult>,
 {
-    if let Err(failure) = try_run(test_name, body) {
+    if let Err(failure) = try_run(&test_name(), body) {
         panic!("{failure}");
+    }
+}
+
+/// The calling `#[test]`'s function name: libtest runs each test on a thread named after its
+/// path (`refunds::a_full_usd_refund_…`).
+pub fn test_name() -> String {
+    test_name_of(std::thread::current().name())
+}
+
+fn test_name_of(thread: Option<&str>) -> String {
+    match thread {
+        Some(path) if path != "main" => path.rsplit("::").next().unwrap_or(path).to_owned(),
+        _ => panic!(
+            "e2e::run names its artifacts after the running #[test], but this thread ({thread:?}) \
+             is not a libtest test thread: call e2e::try_run with a name instead"
+        ),
     }
 }
 
@@ -207,5 +224,25 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         text.clone()
     } else {
         "the test panicked".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_test_name_is_the_running_tests_function() {
+        assert_eq!(test_name(), "the_test_name_is_the_running_tests_function");
+        assert_eq!(
+            test_name_of(Some("refunds::a_full_refund")),
+            "a_full_refund"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "not a libtest test thread")]
+    fn outside_a_test_thread_run_asks_for_a_name() {
+        test_name_of(Some("main"));
     }
 }

@@ -184,19 +184,8 @@ impl Stack {
         } else {
             format!("{base}/readyz")
         };
-        let start = std::time::Instant::now();
-        loop {
-            match self.http.get(&probe).send().await {
-                Ok(response) if response.status().is_success() => return Ok(()),
-                Ok(response) if start.elapsed() > Duration::from_secs(15) => {
-                    return Err(format!("{probe} still answers {}", response.status()).into())
-                }
-                Err(e) if start.elapsed() > Duration::from_secs(15) => {
-                    return Err(format!("{probe} never answered: {e}").into())
-                }
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
+        testkit::wait_ready(&probe, testkit::Ready::Success, Duration::from_secs(15)).await?;
+        Ok(())
     }
 
     /// The demo page served by the `demo-project` proxy, pointed at this stack.

@@ -5,8 +5,10 @@
 //! stays open as long as the agent watches.
 //!
 //! Each connection shares the router (an `Arc` clone), and a stop signal ends the loop, lets
-//! requests in flight finish for up to [`DRAIN`], then drops what is left (event streams
-//! never end by themselves).
+//! requests in flight finish for up to [`DRAIN`], then closes what is left (event streams
+//! never end by themselves; the widget reconnects and replays from its `Last-Event-ID`).
+//! Connections run in a [`JoinSet`], so "closes" is true: a stopped server (in-process, as in
+//! the tests and the e2e stack) leaves no connection task behind holding the app's state.
 
 use std::future::Future;
 use std::time::Duration;
@@ -17,6 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 
 /// How long a stop waits for requests in flight.
 pub const DRAIN: Duration = Duration::from_secs(10);
@@ -28,6 +31,18 @@ pub async fn serve(
     header_read_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_draining(listener, router, header_read_timeout, DRAIN, shutdown).await;
+}
+
+/// [`serve`], waiting at most `drain` for connections after `shutdown`.
+async fn serve_draining(
+    listener: TcpListener,
+    router: Router,
+    header_read_timeout: Duration,
+    drain: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut connections = JoinSet::new();
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
@@ -46,6 +61,8 @@ pub async fn serve(
                 }
             },
             () = &mut shutdown => break,
+            // Reap finished connections, so the set holds only open ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
         let _ = stream.set_nodelay(true);
         let connection = builder.serve_connection(
@@ -53,7 +70,7 @@ pub async fn serve(
             TowerToHyperService::new(router.clone()),
         );
         let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = connection.await {
                 // A header timeout, a reset, a malformed request: the client's business.
                 tracing::debug!(error = %e, "connection ended with an error");
@@ -61,10 +78,109 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
+    if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::info!("stopped with connections still open (event streams)");
+        tracing::info!(
+            open = connections.len(),
+            "closing the connections still open after the drain (event streams)"
+        );
+    }
+    connections.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::{Body, Bytes};
+    use axum::routing::get;
+    use futures_util::{stream, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::sync::oneshot;
+
+    /// `/slow` answers after 300 ms; `/stream` sends one chunk and never ends.
+    fn router() -> Router {
+        Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    "done"
+                }),
+            )
+            .route(
+                "/stream",
+                get(|| async {
+                    let first = stream::once(async {
+                        Ok::<_, std::convert::Infallible>(Bytes::from_static(b"hello"))
+                    });
+                    Body::from_stream(first.chain(stream::pending()))
+                }),
+            )
+    }
+
+    async fn send(addr: std::net::SocketAddr, path: &str) -> TcpStream {
+        let mut socket = TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        socket
+    }
+
+    #[tokio::test]
+    async fn a_stop_finishes_requests_in_flight_and_closes_endless_streams_at_the_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let drain = Duration::from_millis(800);
+        let server = tokio::spawn(serve_draining(
+            listener,
+            router(),
+            Duration::from_secs(5),
+            drain,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let mut endless = send(addr, "/stream").await;
+        let mut head = [0u8; 256];
+        let n = endless.read(&mut head).await.unwrap();
+        assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+        let mut slow = send(addr, "/slow").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        let started = std::time::Instant::now();
+        stop.send(()).unwrap();
+        // The request in flight is answered in full, then its connection closes.
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(3), slow.read_to_string(&mut answer))
+            .await
+            .expect("the slow request's connection closed after its answer")
+            .unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("done"),
+            "{answer}"
+        );
+        // No new connections once stopping.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(TcpStream::connect(addr).await.is_err());
+        // The endless stream holds the stop no longer than the drain, and is then closed.
+        tokio::time::timeout(Duration::from_secs(3), server)
+            .await
+            .expect("the server stopped")
+            .unwrap();
+        let waited = started.elapsed();
+        assert!(
+            waited >= drain,
+            "stopped after {waited:?}, before the drain ended"
+        );
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(1), endless.read_to_end(&mut rest))
+            .await
+            .expect("the stream's connection is closed, not left to a detached task")
+            .unwrap();
     }
 }

@@ -46,11 +46,11 @@ fn a_panicking_scenario_is_reported_with_its_message() {
 
 #[test]
 fn each_scenario_starts_in_a_fresh_tab() {
-    e2e::run("harness_fresh_tab", |ctx| async move {
+    e2e::run(|ctx| async move {
         ctx.client.goto("data:text/html,<p>first</p>").await?;
         Ok(())
     });
-    e2e::run("harness_fresh_tab_2", |ctx| async move {
+    e2e::run(|ctx| async move {
         assert_eq!(ctx.client.windows().await?.len(), 1);
         let url = ctx.client.current_url().await?;
         assert_eq!(url.as_str(), "about:blank");

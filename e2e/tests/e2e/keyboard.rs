@@ -22,51 +22,50 @@ async fn tab_to(client: &Client, widget: &Widget, target: &str, limit: usize) ->
 
 #[test]
 fn a_full_refund_can_be_made_with_tab_space_and_enter_only() {
-    e2e::run(
-        "a_full_refund_can_be_made_with_tab_space_and_enter_only",
-        |ctx| async move {
-            let stack = ctx.stack().await;
-            let session = stack.create_payment("demo-project", "33.00", "usd").await?;
-            demo::open(&ctx, stack, "").await?;
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "33.00", "usd").await?;
+        demo::open(&ctx, stack, "").await?;
 
-            // The agent reaches the payment's "Refund…" button and presses Enter.
-            let button = format!("[data-testid=payment-row][data-session=\"{session}\"] [data-testid=select-payment]");
-            let select = ctx.client.find(fantoccini::Locator::Css(&button)).await?;
-            ctx.client
-                .execute(
-                    "arguments[0].focus();",
-                    vec![serde_json::to_value(&select)?],
-                )
-                .await?;
-            press(&ctx.client, &[Key::Enter]).await?;
-            let widget = Widget::new(&ctx.client, session.as_str());
-            widget.wait_loaded().await?;
+        // The agent reaches the payment's "Refund…" button and presses Enter.
+        let button = format!(
+            "[data-testid=payment-row][data-session=\"{session}\"] [data-testid=select-payment]"
+        );
+        let select = ctx.client.find(fantoccini::Locator::Css(&button)).await?;
+        ctx.client
+            .execute(
+                "arguments[0].focus();",
+                vec![serde_json::to_value(&select)?],
+            )
+            .await?;
+        press(&ctx.client, &[Key::Enter]).await?;
+        let widget = Widget::new(&ctx.client, session.as_str());
+        widget.wait_loaded().await?;
 
-            tab_to(&ctx.client, &widget, testid::MODE_FULL, 60).await?;
-            press(&ctx.client, &[Key::Space]).await?;
-            assert_eq!(
-                widget
-                    .find(testid::MODE_FULL)
-                    .await?
-                    .prop("checked")
-                    .await?
-                    .as_deref(),
-                Some("true")
-            );
+        tab_to(&ctx.client, &widget, testid::MODE_FULL, 60).await?;
+        press(&ctx.client, &[Key::Space]).await?;
+        assert_eq!(
+            widget
+                .find(testid::MODE_FULL)
+                .await?
+                .prop("checked")
+                .await?
+                .as_deref(),
+            Some("true")
+        );
 
-            tab_to(&ctx.client, &widget, testid::REVIEW_BUTTON, 10).await?;
-            press(&ctx.client, &[Key::Enter]).await?;
-            widget.find(testid::CONFIRM_DIALOG).await?;
-            assert!(
-                widget.has_focus(testid::CONFIRM_BUTTON).await?,
-                "the confirmation takes the focus; it is on {}",
-                focused(&ctx.client).await?
-            );
-            press(&ctx.client, &[Key::Space]).await?;
-            widget.wait_refund_state("accepted").await?;
+        tab_to(&ctx.client, &widget, testid::REVIEW_BUTTON, 10).await?;
+        press(&ctx.client, &[Key::Enter]).await?;
+        widget.find(testid::CONFIRM_DIALOG).await?;
+        assert!(
+            widget.has_focus(testid::CONFIRM_BUTTON).await?,
+            "the confirmation takes the focus; it is on {}",
+            focused(&ctx.client).await?
+        );
+        press(&ctx.client, &[Key::Space]).await?;
+        widget.wait_refund_state("accepted").await?;
 
-            assert_eq!(stack.refunds_received(session.as_str()).await?, 1);
-            Ok(())
-        },
-    );
+        assert_eq!(stack.refunds_received(session.as_str()).await?, 1);
+        Ok(())
+    });
 }

@@ -50,290 +50,271 @@ async fn focus_is_inside(ctx: &Ctx, widget: &Widget) -> Result<bool, BoxError> {
 
 #[test]
 fn a_full_refund_shows_refund_pending_then_refunded_and_focus_lands_on_the_result() {
-    e2e::run(
-        "a_full_refund_shows_refund_pending_then_refunded_and_focus_lands_on_the_result",
-        |ctx| async move {
-            let stack = ctx.stack().await;
-            let session = stack
-                .create_payment("demo-project", "100.00", "usd")
-                .await?;
-            let widget = demo::widget_for(&ctx, stack, session.as_str(), "").await?;
-            assert_eq!(widget.text(testid::PAYMENT_STATUS).await?, "Succeeded");
-            assert_eq!(widget.text(testid::TITLE).await?, "Refund payment");
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack
+            .create_payment("demo-project", "100.00", "usd")
+            .await?;
+        let widget = demo::widget_for(&ctx, stack, session.as_str(), "").await?;
+        assert_eq!(widget.text(testid::PAYMENT_STATUS).await?, "Succeeded");
+        assert_eq!(widget.text(testid::TITLE).await?, "Refund payment");
 
-            record_payment_states(&ctx, &widget).await?;
-            widget.refund(None).await?;
-            widget.wait_refund_state("accepted").await?;
-            widget
-                .wait_text(testid::PAYMENT_STATUS, "Refunded", |t| t == "Refunded")
-                .await?;
+        record_payment_states(&ctx, &widget).await?;
+        widget.refund(None).await?;
+        widget.wait_refund_state("accepted").await?;
+        widget
+            .wait_text(testid::PAYMENT_STATUS, "Refunded", |t| t == "Refunded")
+            .await?;
 
-            let states = recorded_payment_states(&ctx).await?;
-            assert_eq!(
-                states,
-                vec!["Succeeded", "Refund pending", "Refunded"],
-                "refunded only once the refund settled"
-            );
-            assert_eq!(widget.text(testid::TITLE).await?, "Payment refunded");
-            assert_eq!(
-                widget.text(testid::NOT_REFUNDABLE).await?,
-                "This payment has been fully refunded."
-            );
-            // (h) The form is gone; focus is on the result, not on <body>.
-            assert!(
-                widget.has_focus(testid::STATUS_LIVE).await?,
-                "focus is on {}",
-                focused(&ctx.client).await?
-            );
-            assert_no_serious_violations(&ctx.client, widget.root_selector(), "when refunded")
-                .await?;
-            assert_eq!(stack.refunds_received(session.as_str()).await?, 1);
-            Ok(())
-        },
-    );
+        let states = recorded_payment_states(&ctx).await?;
+        assert_eq!(
+            states,
+            vec!["Succeeded", "Refund pending", "Refunded"],
+            "refunded only once the refund settled"
+        );
+        assert_eq!(widget.text(testid::TITLE).await?, "Payment refunded");
+        assert_eq!(
+            widget.text(testid::NOT_REFUNDABLE).await?,
+            "This payment has been fully refunded."
+        );
+        // (h) The form is gone; focus is on the result, not on <body>.
+        assert!(
+            widget.has_focus(testid::STATUS_LIVE).await?,
+            "focus is on {}",
+            focused(&ctx.client).await?
+        );
+        assert_no_serious_violations(&ctx.client, widget.root_selector(), "when refunded").await?;
+        assert_eq!(stack.refunds_received(session.as_str()).await?, 1);
+        Ok(())
+    });
 }
 
 #[test]
 fn a_chargeback_shows_a_dispute_no_refund_form_and_no_refund_row() {
-    e2e::run(
-        "a_chargeback_shows_a_dispute_no_refund_form_and_no_refund_row",
-        |ctx| async move {
-            let stack = ctx.stack().await;
-            let session = stack.create_payment("demo-project", "80.00", "usd").await?;
-            let widget = demo::widget_for(&ctx, stack, session.as_str(), "").await?;
-            assert!(!widget.is_present(testid::DISPUTE_AMOUNT).await?);
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "80.00", "usd").await?;
+        let widget = demo::widget_for(&ctx, stack, session.as_str(), "").await?;
+        assert!(!widget.is_present(testid::DISPUTE_AMOUNT).await?);
 
-            stack.chargeback(session.as_str(), Some(2_000)).await?;
+        stack.chargeback(session.as_str(), Some(2_000)).await?;
 
-            widget
-                .wait_text(testid::PAYMENT_STATUS, "Disputed", |t| t == "Disputed")
-                .await?;
-            assert_eq!(widget.text(testid::DISPUTE_AMOUNT).await?, "$20.00");
-            assert_eq!(widget.text(testid::TITLE).await?, "Payment disputed");
-            assert!(
-                !widget.is_present(testid::REFUND_ROW).await?,
-                "a chargeback is no refund"
-            );
-            assert!(
-                !widget.is_present(testid::REVIEW_BUTTON).await?,
-                "no refund form"
-            );
-            let live = widget.text(testid::STATUS_LIVE).await?;
-            assert!(live.starts_with("Chargeback received"), "{live}");
-            assert!(!live.contains("Refund"), "{live}");
-            let reason = widget.text(testid::NOT_REFUNDABLE).await?;
-            assert!(reason.contains("disputed"), "{reason}");
-            assert_no_serious_violations(&ctx.client, widget.root_selector(), "when disputed")
-                .await?;
+        widget
+            .wait_text(testid::PAYMENT_STATUS, "Disputed", |t| t == "Disputed")
+            .await?;
+        assert_eq!(widget.text(testid::DISPUTE_AMOUNT).await?, "$20.00");
+        assert_eq!(widget.text(testid::TITLE).await?, "Payment disputed");
+        assert!(
+            !widget.is_present(testid::REFUND_ROW).await?,
+            "a chargeback is no refund"
+        );
+        assert!(
+            !widget.is_present(testid::REVIEW_BUTTON).await?,
+            "no refund form"
+        );
+        let live = widget.text(testid::STATUS_LIVE).await?;
+        assert!(live.starts_with("Chargeback received"), "{live}");
+        assert!(!live.contains("Refund"), "{live}");
+        let reason = widget.text(testid::NOT_REFUNDABLE).await?;
+        assert!(reason.contains("disputed"), "{reason}");
+        assert_no_serious_violations(&ctx.client, widget.root_selector(), "when disputed").await?;
 
-            let refunds = stack.sandbox_refunds(session.as_str()).await?;
-            assert_eq!(refunds.len(), 1);
-            assert!(refunds[0].is_chargeback);
-            assert_eq!(stack.refunds_received(session.as_str()).await?, 0);
-            Ok(())
-        },
-    );
+        let refunds = stack.sandbox_refunds(session.as_str()).await?;
+        assert_eq!(refunds.len(), 1);
+        assert!(refunds[0].is_chargeback);
+        assert_eq!(stack.refunds_received(session.as_str()).await?, 0);
+        Ok(())
+    });
 }
 
 #[test]
 fn a_decline_is_explained_once_and_a_new_confirmation_reaches_the_sandbox_again() {
-    e2e::run(
-        "a_decline_is_explained_once_and_a_new_confirmation_reaches_the_sandbox_again",
-        |ctx| async move {
-            let stack = ctx.stack().await;
-            stack.clear_faults().await?;
-            let session = stack.create_payment("demo-project", "50.00", "usd").await?;
-            let id = session.as_str();
-            let widget = demo::widget_for(&ctx, stack, id, "").await?;
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        stack.clear_faults().await?;
+        let session = stack.create_payment("demo-project", "50.00", "usd").await?;
+        let id = session.as_str();
+        let widget = demo::widget_for(&ctx, stack, id, "").await?;
 
-            stack
-                .inject(FaultRequest::new(Fault::Decline).on(FaultRoute::Refund))
-                .await?;
-            widget.refund(None).await?;
-            let error = widget
-                .wait_text(testid::FORM_ERROR, "the provider's reason", |t| {
-                    t.contains("declined")
-                })
-                .await?;
-            assert!(error.contains("refund_declined"), "{error}");
-            assert!(error.contains("try again"), "a next step: {error}");
-            assert!(
-                !widget.text(testid::STATUS_LIVE).await?.contains("declined"),
-                "the reason is shown once"
-            );
-            assert!(
-                !widget.is_present(testid::CONFIRM_DIALOG).await?,
-                "back to the form: the declined key is spent"
-            );
-            widget.wait_refund_state("failed").await?;
-            assert_no_serious_violations(&ctx.client, widget.root_selector(), "after a decline")
-                .await?;
-            assert_eq!(stack.refunds_received(id).await?, 0);
+        stack
+            .inject(FaultRequest::new(Fault::Decline).on(FaultRoute::Refund))
+            .await?;
+        widget.refund(None).await?;
+        let error = widget
+            .wait_text(testid::FORM_ERROR, "the provider's reason", |t| {
+                t.contains("declined")
+            })
+            .await?;
+        assert!(error.contains("refund_declined"), "{error}");
+        assert!(error.contains("try again"), "a next step: {error}");
+        assert!(
+            !widget.text(testid::STATUS_LIVE).await?.contains("declined"),
+            "the reason is shown once"
+        );
+        assert!(
+            !widget.is_present(testid::CONFIRM_DIALOG).await?,
+            "back to the form: the declined key is spent"
+        );
+        widget.wait_refund_state("failed").await?;
+        assert_no_serious_violations(&ctx.client, widget.root_selector(), "after a decline")
+            .await?;
+        assert_eq!(stack.refunds_received(id).await?, 0);
 
-            // A new Review → Confirm is a new intent with a new key: it reaches the sandbox.
-            widget.refund(None).await?;
-            widget.wait_refund_state("accepted").await?;
-            assert_eq!(
-                stack.refunds_received(id).await?,
-                1,
-                "counted at the sandbox"
-            );
-            assert_eq!(
-                widget.texts(testid::REFUND_STATE).await?,
-                vec!["Failed".to_owned(), "Accepted".to_owned()]
-            );
+        // A new Review → Confirm is a new intent with a new key: it reaches the sandbox.
+        widget.refund(None).await?;
+        widget.wait_refund_state("accepted").await?;
+        assert_eq!(
+            stack.refunds_received(id).await?,
+            1,
+            "counted at the sandbox"
+        );
+        assert_eq!(
+            widget.texts(testid::REFUND_STATE).await?,
+            vec!["Failed".to_owned(), "Accepted".to_owned()]
+        );
 
-            // (i) After a reload the declined attempt is still listed, with its reason.
-            let widget = demo::widget_for(&ctx, stack, id, "").await?;
-            assert_eq!(
-                widget.texts(testid::REFUND_STATE).await?,
-                vec!["Failed".to_owned(), "Accepted".to_owned()]
-            );
-            let failure = widget.text(testid::REFUND_FAILURE).await?;
-            assert!(failure.contains("refused"), "{failure}");
-            Ok(())
-        },
-    );
+        // (i) After a reload the declined attempt is still listed, with its reason.
+        let widget = demo::widget_for(&ctx, stack, id, "").await?;
+        assert_eq!(
+            widget.texts(testid::REFUND_STATE).await?,
+            vec!["Failed".to_owned(), "Accepted".to_owned()]
+        );
+        let failure = widget.text(testid::REFUND_FAILURE).await?;
+        assert!(failure.contains("refused"), "{failure}");
+        Ok(())
+    });
 }
 
 #[test]
 fn history_rows_and_the_confirmation_tell_reason_note_agent_and_refund_id() {
-    e2e::run(
-        "history_rows_and_the_confirmation_tell_reason_note_agent_and_refund_id",
-        |ctx| async move {
-            let stack = ctx.stack().await;
-            stack.clear_faults().await?;
-            let session = stack.create_payment("demo-project", "50.00", "usd").await?;
-            let id = session.as_str();
-            let widget = demo::widget_for(&ctx, stack, id, "").await?;
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        stack.clear_faults().await?;
+        let session = stack.create_payment("demo-project", "50.00", "usd").await?;
+        let id = session.as_str();
+        let widget = demo::widget_for(&ctx, stack, id, "").await?;
 
-            // The partial amount starts as what remains, selected.
-            widget.click(testid::MODE_PARTIAL).await?;
-            assert_eq!(widget.value(testid::AMOUNT_INPUT).await?, "50.00");
-            widget.type_into(testid::AMOUNT_INPUT, "$30").await?;
-            let reason = widget.find(testid::REASON_SELECT).await?;
-            reason.select_by_value("duplicate").await?;
+        // The partial amount starts as what remains, selected.
+        widget.click(testid::MODE_PARTIAL).await?;
+        assert_eq!(widget.value(testid::AMOUNT_INPUT).await?, "50.00");
+        widget.type_into(testid::AMOUNT_INPUT, "$30").await?;
+        let reason = widget.find(testid::REASON_SELECT).await?;
+        reason.select_by_value("duplicate").await?;
+        widget
+            .type_into(testid::NOTE_INPUT, "Charged twice for order 1234")
+            .await?;
+        widget.click(testid::REVIEW_BUTTON).await?;
+        widget.find(testid::CONFIRM_DIALOG).await?;
+        assert_eq!(
+            widget.text(testid::CONFIRM_REASON).await?,
+            "Reason: Duplicate payment"
+        );
+        assert_eq!(
+            widget.text(testid::CONFIRM_REMAINING).await?,
+            "Remaining refundable after this refund: $20.00"
+        );
+
+        // No webhook: the refund stays pending, and the summary says so apart.
+        stack.inject(Fault::NoWebhook).await?;
+        widget.click(testid::CONFIRM_BUTTON).await?;
+        widget.wait_refund_state("in_progress").await?;
+        widget
+            .wait_text(testid::PAYMENT_PENDING, "$30.00 pending", |t| t == "$30.00")
+            .await?;
+        assert_eq!(widget.text(testid::REMAINING).await?, "$20.00");
+        assert_eq!(widget.text(testid::PAYMENT_STATUS).await?, "Refund pending");
+
+        for when in ["live", "after a reload"] {
+            let widget = if when == "live" {
+                Widget::new(&ctx.client, id)
+            } else {
+                demo::widget_for(&ctx, stack, id, "").await?
+            };
             widget
-                .type_into(testid::NOTE_INPUT, "Charged twice for order 1234")
+                .wait_text(testid::REFUND_ID, "a refund id", |t| !t.is_empty())
                 .await?;
-            widget.click(testid::REVIEW_BUTTON).await?;
-            widget.find(testid::CONFIRM_DIALOG).await?;
             assert_eq!(
-                widget.text(testid::CONFIRM_REASON).await?,
-                "Reason: Duplicate payment"
+                widget.text(testid::REFUND_REASON).await?,
+                "Duplicate payment",
+                "{when}"
             );
             assert_eq!(
-                widget.text(testid::CONFIRM_REMAINING).await?,
-                "Remaining refundable after this refund: $20.00"
+                widget.text(testid::REFUND_NOTE).await?,
+                "Charged twice for order 1234",
+                "{when}"
             );
-
-            // No webhook: the refund stays pending, and the summary says so apart.
-            stack.inject(Fault::NoWebhook).await?;
-            widget.click(testid::CONFIRM_BUTTON).await?;
-            widget.wait_refund_state("in_progress").await?;
-            widget
-                .wait_text(testid::PAYMENT_PENDING, "$30.00 pending", |t| t == "$30.00")
-                .await?;
-            assert_eq!(widget.text(testid::REMAINING).await?, "$20.00");
-            assert_eq!(widget.text(testid::PAYMENT_STATUS).await?, "Refund pending");
-
-            for when in ["live", "after a reload"] {
-                let widget = if when == "live" {
-                    Widget::new(&ctx.client, id)
-                } else {
-                    demo::widget_for(&ctx, stack, id, "").await?
-                };
-                widget
-                    .wait_text(testid::REFUND_ID, "a refund id", |t| !t.is_empty())
-                    .await?;
-                assert_eq!(
-                    widget.text(testid::REFUND_REASON).await?,
-                    "Duplicate payment",
-                    "{when}"
-                );
-                assert_eq!(
-                    widget.text(testid::REFUND_NOTE).await?,
-                    "Charged twice for order 1234",
-                    "{when}"
-                );
-                let agent = widget.text(testid::REFUND_AGENT).await?;
-                assert!(agent.contains("alice@acme.example"), "{when}: {agent}");
-            }
-            let refunds = stack.sandbox_refunds(id).await?;
-            assert_eq!(refunds.len(), 1);
-            let widget = Widget::new(&ctx.client, id);
-            assert_eq!(
-                widget.text(testid::REFUND_ID).await?,
-                refunds[0].id.to_string()
-            );
-            Ok(())
-        },
-    );
+            let agent = widget.text(testid::REFUND_AGENT).await?;
+            assert!(agent.contains("alice@acme.example"), "{when}: {agent}");
+        }
+        let refunds = stack.sandbox_refunds(id).await?;
+        assert_eq!(refunds.len(), 1);
+        let widget = Widget::new(&ctx.client, id);
+        assert_eq!(
+            widget.text(testid::REFUND_ID).await?,
+            refunds[0].id.to_string()
+        );
+        Ok(())
+    });
 }
 
 #[test]
 fn the_full_only_project_refunds_from_the_demo_page() {
-    e2e::run(
-        "the_full_only_project_refunds_from_the_demo_page",
-        |ctx| async move {
-            // The demo's own configs: the page on :8080 may call the full-only proxy.
-            let root = e2e::workspace_root();
-            let page = proxy::config::Settings::from_file(&root.join("demo/proxy.toml"))?;
-            let full_only =
-                proxy::config::Settings::from_file(&root.join("demo/proxy-full-only.toml"))?;
-            let page_origin = format!(
-                "http://{}",
-                page.listen.ok_or("demo/proxy.toml: no listen")?
-            );
-            assert!(
-                full_only
-                    .allowed_origins
-                    .unwrap_or_default()
-                    .contains(&page_origin),
-                "demo/proxy-full-only.toml must allow {page_origin}"
-            );
+    e2e::run(|ctx| async move {
+        // The demo's own configs: the page on :8080 may call the full-only proxy.
+        let root = e2e::workspace_root();
+        let page = proxy::config::Settings::from_file(&root.join("demo/proxy.toml"))?;
+        let full_only =
+            proxy::config::Settings::from_file(&root.join("demo/proxy-full-only.toml"))?;
+        let page_origin = format!(
+            "http://{}",
+            page.listen.ok_or("demo/proxy.toml: no listen")?
+        );
+        assert!(
+            full_only
+                .allowed_origins
+                .unwrap_or_default()
+                .contains(&page_origin),
+            "demo/proxy-full-only.toml must allow {page_origin}"
+        );
 
-            let stack = ctx.stack().await;
-            stack.clear_faults().await?;
-            let session = stack
-                .create_payment("demo-full-only", "30.00", "usd")
-                .await?;
-            // At 1280 px the payments table fits beside the widget, without scrolling sideways.
-            let before = ctx.client.get_window_rect().await?;
-            ctx.client.set_window_size(1280, 900).await?;
-            let widget = demo::widget_for(&ctx, stack, session.as_str(), "").await?;
-            let script = "const s = document.querySelector('.table-scroll'); \
+        let stack = ctx.stack().await;
+        stack.clear_faults().await?;
+        let session = stack
+            .create_payment("demo-full-only", "30.00", "usd")
+            .await?;
+        // At 1280 px the payments table fits beside the widget, without scrolling sideways.
+        let before = ctx.client.get_window_rect().await?;
+        ctx.client.set_window_size(1280, 900).await?;
+        let widget = demo::widget_for(&ctx, stack, session.as_str(), "").await?;
+        let script = "const s = document.querySelector('.table-scroll'); \
                           return [s.scrollWidth, s.clientWidth];";
-            let widths = ctx.client.execute(script, vec![]).await?;
-            ctx.client
-                .set_window_size(before.2 as u32, before.3 as u32)
-                .await?;
-            assert!(
-                widths[0].as_f64() <= widths[1].as_f64(),
-                "the payments table scrolls sideways at 1280 px: {widths}"
-            );
-            assert!(!widget.is_present(testid::MODE_PARTIAL).await?);
-            widget.refund(None).await?;
-            widget.wait_refund_state("accepted").await?;
-            widget
-                .wait_text(testid::PAYMENT_STATUS, "Refunded", |t| t == "Refunded")
-                .await?;
-            assert_eq!(stack.refunds_received(session.as_str()).await?, 1);
-            Ok(())
-        },
-    );
+        let widths = ctx.client.execute(script, vec![]).await?;
+        ctx.client
+            .set_window_size(before.2 as u32, before.3 as u32)
+            .await?;
+        assert!(
+            widths[0].as_f64() <= widths[1].as_f64(),
+            "the payments table scrolls sideways at 1280 px: {widths}"
+        );
+        assert!(!widget.is_present(testid::MODE_PARTIAL).await?);
+        widget.refund(None).await?;
+        widget.wait_refund_state("accepted").await?;
+        widget
+            .wait_text(testid::PAYMENT_STATUS, "Refunded", |t| t == "Refunded")
+            .await?;
+        assert_eq!(stack.refunds_received(session.as_str()).await?, 1);
+        Ok(())
+    });
 }
 
 #[test]
 fn on_a_phone_every_control_is_44px_and_the_widget_opens_in_view_with_focus() {
-    e2e::run(
-        "on_a_phone_every_control_is_44px_and_the_widget_opens_in_view_with_focus",
-        |ctx| async move {
-            let stack = ctx.stack().await;
-            let session = stack.create_payment("demo-project", "25.00", "usd").await?;
-            let before = ctx.client.get_window_rect().await?;
-            ctx.client.set_window_size(390, 844).await?;
-            let outcome = async {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "25.00", "usd").await?;
+        let before = ctx.client.get_window_rect().await?;
+        ctx.client.set_window_size(390, 844).await?;
+        let outcome = async {
                 let widget = demo::widget_for(&ctx, stack, session.as_str(), "").await?;
                 assert!(
                     focus_is_inside(&ctx, &widget).await?,
@@ -395,50 +376,43 @@ fn on_a_phone_every_control_is_44px_and_the_widget_opens_in_view_with_focus() {
                 Ok::<_, BoxError>(())
             }
             .await;
-            ctx.client
-                .set_window_size(before.2 as u32, before.3 as u32)
-                .await?;
-            outcome
-        },
-    );
+        ctx.client
+            .set_window_size(before.2 as u32, before.3 as u32)
+            .await?;
+        outcome
+    });
 }
 
 #[test]
 fn english_writes_dollars_first_and_russian_after() {
-    e2e::run(
-        "english_writes_dollars_first_and_russian_after",
-        |ctx| async move {
-            let stack = ctx.stack().await;
-            let session = stack
-                .create_payment("demo-project", "100.00", "usd")
-                .await?;
-            let widget = demo::widget_for(&ctx, stack, session.as_str(), "").await?;
-            assert_eq!(widget.text(testid::PAYMENT_AMOUNT).await?, "$100.00");
-            let widget = demo::widget_for(&ctx, stack, session.as_str(), "lang=ru").await?;
-            assert_eq!(widget.text(testid::PAYMENT_AMOUNT).await?, "100,00 $");
-            Ok(())
-        },
-    );
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack
+            .create_payment("demo-project", "100.00", "usd")
+            .await?;
+        let widget = demo::widget_for(&ctx, stack, session.as_str(), "").await?;
+        assert_eq!(widget.text(testid::PAYMENT_AMOUNT).await?, "$100.00");
+        let widget = demo::widget_for(&ctx, stack, session.as_str(), "lang=ru").await?;
+        assert_eq!(widget.text(testid::PAYMENT_AMOUNT).await?, "100,00 $");
+        Ok(())
+    });
 }
 
 #[test]
 #[ignore = "writes docs/disputed.png for the README; run with `cargo test -p e2e -- --ignored readme`"]
 fn readme_screenshot_of_a_disputed_payment() {
-    e2e::run(
-        "readme_screenshot_of_a_disputed_payment",
-        |ctx| async move {
-            let stack = ctx.stack().await;
-            let session = stack.create_payment("demo-project", "64.90", "eur").await?;
-            ctx.client.set_window_size(1280, 900).await?;
-            let widget = demo::widget_for(&ctx, stack, session.as_str(), "").await?;
-            stack.chargeback(session.as_str(), None).await?;
-            widget
-                .wait_text(testid::PAYMENT_STATUS, "Disputed", |t| t == "Disputed")
-                .await?;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let png = ctx.client.screenshot().await?;
-            std::fs::write(e2e::workspace_root().join("docs/disputed.png"), png)?;
-            Ok(())
-        },
-    );
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "64.90", "eur").await?;
+        ctx.client.set_window_size(1280, 900).await?;
+        let widget = demo::widget_for(&ctx, stack, session.as_str(), "").await?;
+        stack.chargeback(session.as_str(), None).await?;
+        widget
+            .wait_text(testid::PAYMENT_STATUS, "Disputed", |t| t == "Disputed")
+            .await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let png = ctx.client.screenshot().await?;
+        std::fs::write(e2e::workspace_root().join("docs/disputed.png"), png)?;
+        Ok(())
+    });
 }

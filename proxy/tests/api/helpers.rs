@@ -163,19 +163,12 @@ async fn spawn_on(options: Options, database: PathBuf, dir: Arc<tempfile::TempDi
         Some(ops) => format!("http://{ops}/readyz"),
         None => app.url("/readyz"),
     };
-    for _ in 0..100 {
-        if app
-            .client
-            .get(&ready)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return app;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if let Err(e) =
+        testkit::wait_ready(&ready, testkit::Ready::Success, Duration::from_secs(2)).await
+    {
+        panic!("the proxy did not become ready: {e}");
     }
-    panic!("the proxy did not become ready");
+    app
 }
 
 impl TestApp {
@@ -353,9 +346,9 @@ pub fn ok_session() -> Value {
 }
 
 /// The real `proxy` binary as a child process, for tests that `kill -9` it or take its disk
-/// away; killed when dropped.
+/// away; stopped when dropped.
 pub struct ProxyProcess {
-    pub child: std::process::Child,
+    process: testkit::ServerProcess,
     pub base: String,
 }
 
@@ -367,14 +360,11 @@ impl ProxyProcess {
         database: &std::path::Path,
         extra: &[(&str, &str)],
     ) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+        let addr = testkit::free_addr().unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_proxy"));
+        command
             .arg("serve")
-            .env("PROXY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PROXY_LISTEN", addr.to_string())
             .env("PROXY_UPSTREAM_URL", upstream_url)
             .env("PROXY_PROJECT", "demo-project")
             .env(
@@ -390,30 +380,24 @@ impl ProxyProcess {
             .env("PROXY_PARTIAL_REFUNDS", "true")
             .env("PROXY_RECONCILE_INTERVAL_MS", "100")
             .env("RUST_LOG", "warn")
-            .envs(extra.iter().copied())
-            .spawn()
-            .expect("the proxy binary starts");
-        let process = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let client = reqwest::Client::new();
-        for _ in 0..400 {
-            if client
-                .get(process.url("/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return process;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            .envs(extra.iter().copied());
+        let process = testkit::ServerProcess::start(
+            command,
+            addr,
+            "/healthz",
+            testkit::Ready::Success,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the proxy binary did not start: {e}"));
+        Self {
+            base: process.url.clone(),
+            process,
         }
-        panic!("the proxy binary did not start");
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.process.url(path)
     }
 
     /// `GET /readyz` answers 200 (the ledger can write).
@@ -424,13 +408,12 @@ impl ProxyProcess {
     }
 
     pub async fn wait_ready(&self) {
-        for _ in 0..200 {
-            if self.is_ready().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        let readyz = self.url("/readyz");
+        if let Err(e) =
+            testkit::wait_ready(&readyz, testkit::Ready::Success, Duration::from_secs(5)).await
+        {
+            panic!("the proxy binary did not become ready: {e}");
         }
-        panic!("the proxy binary did not become ready");
     }
 
     pub fn webhook_url(&self) -> String {
@@ -439,26 +422,12 @@ impl ProxyProcess {
 
     /// `kill -9`: no chance to finish anything.
     pub fn kill_hard(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.process.kill_hard().unwrap();
     }
 
     /// SIGTERM, then waits for the graceful stop.
     pub fn stop(&mut self) {
-        let pid = self.child.id().to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let status = self.child.wait().unwrap();
+        let status = self.process.stop(Duration::from_secs(30)).unwrap();
         assert!(status.success(), "the proxy stopped cleanly: {status}");
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -1,0 +1,106 @@
+//! Tooling the proxy tests, the end-to-end suite, the benches and the demo share; a
+//! development crate, never part of a shipped binary.
+//!
+//! - [`wait_ready`]: "wait until it answers", once: polls a URL until the server is ready,
+//!   so nothing races a server's start-up (the proxy runs its migrations before it serves).
+//!
+//! - [`process`]: a server in a child process on a free loopback port, ready when returned,
+//!   stopped when dropped; built on `launcher` (children that die with their parent).
+
+pub mod process;
+
+pub use process::{free_addr, ServerProcess};
+
+use std::time::{Duration, Instant};
+
+/// What counts as ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// A 2xx answer (`/readyz`, `/healthz`, the sandbox's `/_sandbox/faults`).
+    Success,
+    /// Any HTTP answer: the server accepts and answers, whatever it says.
+    Answer,
+}
+
+/// How often [`wait_ready`] asks.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Asks `GET url` until the answer is [`Ready`], for at most `within`; the error says what the
+/// last answer (or connection error) was.
+pub async fn wait_ready(url: &str, ready: Ready, within: Duration) -> Result<(), String> {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let answer = client.get(url).timeout(Duration::from_secs(1)).send().await;
+        let last = match answer {
+            Ok(r) if ready == Ready::Answer || r.status().is_success() => return Ok(()),
+            Ok(r) => format!("still answers {}", r.status()),
+            Err(e) => format!("never answered: {e}"),
+        };
+        if started.elapsed() >= within {
+            return Err(format!("{url} {last} after {within:?}"));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A server on a free port answering every request with `status`, after `delay`.
+    async fn server(status: &'static str, delay: Duration) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/readyz", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut head = [0u8; 1024];
+                    let _ = socket.read(&mut head).await;
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn waits_for_a_server_that_starts_answering_late() {
+        let url = server("200 OK", Duration::from_millis(300)).await;
+        let started = Instant::now();
+        wait_ready(&url, Ready::Success, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(250));
+    }
+
+    #[tokio::test]
+    async fn a_server_that_is_not_ready_fails_with_its_last_answer() {
+        let url = server("503 Service Unavailable", Duration::ZERO).await;
+        let error = wait_ready(&url, Ready::Success, Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(error.contains("503"), "{error}");
+        wait_ready(&url, Ready::Answer, Duration::from_millis(200))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_fails_in_time() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/readyz", listener.local_addr().unwrap());
+        drop(listener);
+        let error = wait_ready(&url, Ready::Success, Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(error.contains("never answered"), "{error}");
+    }
+}
