@@ -24,9 +24,10 @@ use crate::token::TokenSource;
 /// How many times one call asks the host for a new token before giving up.
 const TOKEN_RENEWALS_PER_CALL: usize = 3;
 
-/// Why a call failed.
+/// Why the widget's call to the proxy failed (the proxy's own error type is `proxy::ApiError`;
+/// Smart Glocal's is `shared::smart_glocal::SmartGlocalError`).
 #[derive(Debug, Clone, PartialEq)]
-pub enum ApiError {
+pub enum CallError {
     /// The proxy answered with its error body.
     Proxy { status: u16, body: ErrorBody },
     /// No answer: the network, CORS, or the proxy is down.
@@ -35,10 +36,10 @@ pub enum ApiError {
     BadResponse { status: u16 },
 }
 
-impl ApiError {
+impl CallError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            ApiError::Proxy { body, .. } => Some(body.code),
+            CallError::Proxy { body, .. } => Some(body.code),
             _ => None,
         }
     }
@@ -46,7 +47,7 @@ impl ApiError {
     /// Smart Glocal's own refusal, when the proxy passed one on.
     pub fn provider(&self) -> Option<&ProviderError> {
         match self {
-            ApiError::Proxy { body, .. } => body.provider.as_ref(),
+            CallError::Proxy { body, .. } => body.provider.as_ref(),
             _ => None,
         }
     }
@@ -54,9 +55,9 @@ impl ApiError {
     /// What the agent reads.
     pub fn message(&self, locale: Locale) -> String {
         match self {
-            ApiError::Proxy { body, .. } => i18n::error_message(body.code, locale).to_owned(),
-            ApiError::Network => i18n::network_error(locale).to_owned(),
-            ApiError::BadResponse { .. } => {
+            CallError::Proxy { body, .. } => i18n::error_message(body.code, locale).to_owned(),
+            CallError::Network => i18n::network_error(locale).to_owned(),
+            CallError::BadResponse { .. } => {
                 i18n::error_message(ErrorCode::Internal, locale).to_owned()
             }
         }
@@ -95,7 +96,7 @@ impl Client {
     }
 
     /// `GET /api/payments/{id}`.
-    pub async fn payment(&self) -> Result<PaymentView, ApiError> {
+    pub async fn payment(&self) -> Result<PaymentView, CallError> {
         let (status, text) = self.call("", "GET", None).await?;
         decode(status, &text)
     }
@@ -104,9 +105,9 @@ impl Client {
     pub async fn refund(
         &self,
         submission: &RefundSubmission,
-    ) -> Result<(RefundView, Submitted), ApiError> {
+    ) -> Result<(RefundView, Submitted), CallError> {
         let body =
-            serde_json::to_string(submission).map_err(|_| ApiError::BadResponse { status: 0 })?;
+            serde_json::to_string(submission).map_err(|_| CallError::BadResponse { status: 0 })?;
         let (status, text) = self.call("/refunds", "POST", Some(body)).await?;
         let how = match status {
             200 => Submitted::Replayed,
@@ -117,7 +118,7 @@ impl Client {
     }
 
     /// `POST /api/payments/{id}/events/ticket`.
-    pub async fn events_ticket(&self) -> Result<EventsTicket, ApiError> {
+    pub async fn events_ticket(&self) -> Result<EventsTicket, CallError> {
         let (status, text) = self.call("/events/ticket", "POST", None).await?;
         decode(status, &text)
     }
@@ -137,7 +138,7 @@ impl Client {
         tail: &str,
         method: &str,
         body: Option<String>,
-    ) -> Result<(u16, String), ApiError> {
+    ) -> Result<(u16, String), CallError> {
         let url = self.url(tail);
         let mut renewals = 0;
         loop {
@@ -146,8 +147,8 @@ impl Client {
                 return Ok((status, text));
             }
             let error = match serde_json::from_str::<ErrorBody>(&text) {
-                Ok(body) => ApiError::Proxy { status, body },
-                Err(_) => ApiError::BadResponse { status },
+                Ok(body) => CallError::Proxy { status, body },
+                Err(_) => CallError::BadResponse { status },
             };
             if error.code() == Some(ErrorCode::TokenExpired) && renewals < TOKEN_RENEWALS_PER_CALL {
                 renewals += 1;
@@ -165,8 +166,8 @@ async fn send(
     method: &str,
     token: String,
     body: Option<String>,
-) -> Result<(u16, String), ApiError> {
-    let headers = Headers::new().map_err(|_| ApiError::Network)?;
+) -> Result<(u16, String), CallError> {
+    let headers = Headers::new().map_err(|_| CallError::Network)?;
     let _ = headers.set("Accept", "application/json");
     let _ = headers.set("Authorization", &format!("Bearer {token}"));
     let init = RequestInit::new();
@@ -177,24 +178,24 @@ async fn send(
         init.set_body(&JsValue::from_str(&body));
     }
     init.set_headers(&headers);
-    let request = Request::new_with_str_and_init(url, &init).map_err(|_| ApiError::Network)?;
-    let window = web_sys::window().ok_or(ApiError::Network)?;
+    let request = Request::new_with_str_and_init(url, &init).map_err(|_| CallError::Network)?;
+    let window = web_sys::window().ok_or(CallError::Network)?;
     let response: Response = JsFuture::from(window.fetch_with_request(&request))
         .await
-        .map_err(|_| ApiError::Network)?
+        .map_err(|_| CallError::Network)?
         .unchecked_into();
-    let text_promise = response.text().map_err(|_| ApiError::Network)?;
+    let text_promise = response.text().map_err(|_| CallError::Network)?;
     let text = JsFuture::from(text_promise)
         .await
-        .map_err(|_| ApiError::Network)?
+        .map_err(|_| CallError::Network)?
         .as_string()
         .unwrap_or_default();
     Ok((response.status(), text))
 }
 
 /// A 2xx answer's body as `T`.
-fn decode<T: DeserializeOwned>(status: u16, text: &str) -> Result<T, ApiError> {
-    serde_json::from_str(text).map_err(|_| ApiError::BadResponse { status })
+fn decode<T: DeserializeOwned>(status: u16, text: &str) -> Result<T, CallError> {
+    serde_json::from_str(text).map_err(|_| CallError::BadResponse { status })
 }
 
 /// Resolves after `ms` milliseconds.

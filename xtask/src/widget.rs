@@ -13,7 +13,7 @@ use crate::setup::{self, root};
 use crate::Result;
 
 /// What an embedding page transfers, gzip: wasm + js + css.
-pub const BUDGET_GZIP_BYTES: u64 = 150 * 1024;
+pub const BUDGET_GZIP_BYTES: u64 = 149 * 1024;
 
 /// One built file's weight.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use leptos::prelude::*;
 use shared::api::{ErrorCode, PaymentState, PaymentView, RefundSubmission, RefundView};
 use shared::Locale;
 
-use crate::api::{ApiError, Submitted};
+use crate::api::{CallError, Submitted};
 use crate::components::{ConfirmDialog, PaymentSummary, RefundForm, RefundList};
 use crate::dom::rx;
 use crate::form_state::{FormState, Refusal};
@@ -18,7 +18,7 @@ use crate::idempotency;
 use crate::submit_guard::SubmitGuard;
 use crate::testids;
 
-pub type SubmitFuture = Pin<Box<dyn Future<Output = Result<(RefundView, Submitted), ApiError>>>>;
+pub type SubmitFuture = Pin<Box<dyn Future<Output = Result<(RefundView, Submitted), CallError>>>>;
 /// Sends a refund: the proxy in the widget, anything that answers in tests.
 pub type Submit = Rc<dyn Fn(RefundSubmission) -> SubmitFuture>;
 
@@ -211,9 +211,9 @@ fn submitted_message(refund: &RefundView, how: Submitted, locale: Locale) -> Str
 /// the attempt as failed), the key belongs to another request, or a refund rule refused it.
 /// A network failure, `refund_in_flight` or a 5xx of the proxy itself keep the key: the
 /// same confirmation may be retried safely, and must be, since the first may have landed.
-fn spends_the_key(error: &ApiError) -> bool {
+fn spends_the_key(error: &CallError) -> bool {
     match error {
-        ApiError::Proxy { status, body } => match body.code {
+        CallError::Proxy { status, body } => match body.code {
             ErrorCode::UpstreamRejected
             | ErrorCode::UpstreamUnavailable
             | ErrorCode::IdempotencyConflict => true,
@@ -223,7 +223,7 @@ fn spends_the_key(error: &ApiError) -> bool {
             | ErrorCode::TokenInvalid => false,
             _ => (400..500).contains(status),
         },
-        ApiError::Network | ApiError::BadResponse { .. } => false,
+        CallError::Network | CallError::BadResponse { .. } => false,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Every error the proxy can answer with becomes a sentence, in English and in Russian.
 
-use frontend::api::ApiError;
+use frontend::api::CallError;
 use frontend::i18n::error_message;
 use frontend::testids::*;
 use std::cell::RefCell;
@@ -13,8 +13,8 @@ use wasm_bindgen_test::wasm_bindgen_test;
 
 use crate::support::*;
 
-fn refused(code: ErrorCode, status: u16) -> ApiError {
-    ApiError::Proxy {
+fn refused(code: ErrorCode, status: u16) -> CallError {
+    CallError::Proxy {
         status,
         body: ErrorBody::new(code, "detail for the log"),
     }
@@ -86,7 +86,7 @@ async fn partial_not_allowed_from_the_proxy_is_explained() {
 /// same idempotency key) is what may be retried.
 #[wasm_bindgen_test]
 async fn after_no_answer_the_same_confirmation_can_be_retried() {
-    let (submit, calls) = counting_submit(Some(Err(ApiError::Network)));
+    let (submit, calls) = counting_submit(Some(Err(CallError::Network)));
     let panel = mount_panel(payment(1_000, "usd", true), Locale::En, submit);
     panel.click(REVIEW_BUTTON);
     settle().await;
@@ -101,10 +101,10 @@ async fn after_no_answer_the_same_confirmation_can_be_retried() {
 #[wasm_bindgen_test]
 fn no_answer_at_all_is_explained_too() {
     assert_eq!(
-        ApiError::Network.message(Locale::En),
+        CallError::Network.message(Locale::En),
         "The refund service cannot be reached. Check the connection and try again."
     );
-    assert!(ApiError::Network
+    assert!(CallError::Network
         .message(Locale::Ru)
         .starts_with("Сервис возвратов недоступен"));
 }
@@ -178,7 +178,7 @@ async fn a_decline_is_explained_once_and_the_next_confirmation_uses_a_new_key() 
             code: "refund_declined".into(),
             description: "the refund was declined by the acquirer".into(),
         });
-        Box::pin(async move { Err(ApiError::Proxy { status: 422, body }) })
+        Box::pin(async move { Err(CallError::Proxy { status: 422, body }) })
     });
     let panel = mount_panel(payment(1_000, "usd", true), Locale::En, submit);
     panel.click(MODE_PARTIAL);

@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use frontend::api::{ApiError, Submitted};
+use frontend::api::{CallError, Submitted};
 use frontend::components::{RefundPanel, Submit};
 use leptos::prelude::*;
 use shared::api::{CardView, PaymentView, RefundState, RefundSubmission, RefundView};
@@ -51,7 +51,7 @@ pub fn refund(amount: Money, state: RefundState, is_chargeback: bool) -> RefundV
 
 /// A submitter that counts its calls and answers with `answer` (or never, if `None`).
 pub fn counting_submit(
-    answer: Option<Result<(RefundView, Submitted), ApiError>>,
+    answer: Option<Result<(RefundView, Submitted), CallError>>,
 ) -> (Submit, Rc<Cell<u32>>) {
     let calls = Rc::new(Cell::new(0));
     let counter = calls.clone();
