@@ -298,7 +298,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on `listen` = {}: {e}", config.listen))?;
-    crate::run(listener, config)
+    crate::serve::run(listener, config)
         .await
         .map_err(|e| e.to_string())
 }

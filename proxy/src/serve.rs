@@ -1,4 +1,5 @@
-//! The HTTP/1.1 accept loop, ours rather than `axum::serve`, for one reason: a client must
+//! [`run`]: the proxy from start to stop (resume interrupted attempts, reconciliation, the
+//! listeners, a graceful stop). Below it, the HTTP/1.1 accept loop, ours rather than `axum::serve`, for one reason: a client must
 //! send its request headers within `header_read_timeout`, or the connection is closed. A
 //! public endpoint otherwise lets a slow client (one byte a minute, "slowloris") hold a
 //! connection and a task forever. Once the headers are in, nothing is timed: an event stream
@@ -20,6 +21,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+
+use crate::app::{app, ops_app};
+use crate::config::Config;
+use crate::reconcile;
+use crate::state::{AppState, StartError};
 
 /// How long a stop waits for requests in flight.
 pub const DRAIN: Duration = Duration::from_secs(10);
@@ -88,6 +94,82 @@ async fn serve_draining(
         );
     }
     connections.shutdown().await;
+}
+
+/// Serves until Ctrl-C or SIGTERM: resumes interrupted attempts, starts reconciliation.
+pub async fn run(listener: TcpListener, config: Config) -> Result<(), StartError> {
+    run_until(listener, config, shutdown_signal()).await
+}
+
+/// [`run`], stopping gracefully when `shutdown` completes.
+pub async fn run_until(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let state = AppState::new(config).await?;
+    let interrupted = state.ledger.resume_interrupted().await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            count = interrupted,
+            "attempts interrupted by the last stop are now unknown; reconciling"
+        );
+    }
+    let reconciler = reconcile::spawn(state.clone());
+    let ledger_watch = reconcile::watch_ledger(state.clone());
+    let ops = match state.config.ops_listen {
+        Some(address) => {
+            let ops_listener = TcpListener::bind(address).await?;
+            tracing::info!(address = %ops_listener.local_addr()?, "operations routes listening");
+            let app = ops_app(state.clone());
+            let timeout = state.config.header_read_timeout;
+            Some(tokio::spawn(serve(
+                ops_listener,
+                app,
+                timeout,
+                std::future::pending(),
+            )))
+        }
+        None => None,
+    };
+    tracing::info!(address = %listener.local_addr()?, project = %state.config.project, "proxy listening");
+    // Each connection shares the router; see `serve` for the header read timeout.
+    serve(
+        listener,
+        app(state.clone()),
+        state.config.header_read_timeout,
+        shutdown,
+    )
+    .await;
+    reconciler.abort();
+    ledger_watch.abort();
+    if let Some(ops) = ops {
+        ops.abort();
+    }
+    state.ledger.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
 }
 
 #[cfg(test)]

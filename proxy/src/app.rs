@@ -1,0 +1,145 @@
+//! The HTTP application: the routes with the widget's files as fallback, and the middleware
+//! every request passes (request ids, origin check, CORS, body limit, tracing, metrics,
+//! security headers); [`ops_app`] is the operations routes alone, for `ops_listen`.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use crate::error::ApiError;
+use crate::routes;
+use crate::security;
+use crate::state::AppState;
+use crate::static_files::StaticFiles;
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// The whole HTTP application: routes, the widget files as fallback, and middleware.
+pub fn app(state: AppState) -> Router {
+    let config = state.config.clone();
+    let mut router = routes::router(&state)
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .route_layer(security::no_store());
+    router = match &config.serve_dir {
+        Some(dir) => {
+            let files = StaticFiles::new(dir);
+            router.fallback(move |request: Request| async move { files.serve(request).await })
+        }
+        None => router.fallback(not_found),
+    };
+    let origins: Vec<HeaderValue> = config
+        .allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([HeaderName::from_static("x-request-id")])
+        .max_age(Duration::from_secs(600));
+    let trace = TraceLayer::new_for_http()
+        // Path only: query strings (SSE tickets) and headers (Authorization) stay out of logs.
+        .make_span_with(|request: &Request| {
+            let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
+        })
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
+    let router = router
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), check_origin))
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .map_request(sanitize_request_id)
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(trace)
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(cors),
+        );
+    // Outermost, so every answer has them, the middleware's own rejections included.
+    security::with_headers(router, &config).with_state(state)
+}
+
+/// Keeps a client's `x-request-id` only if it is one plain token (`[A-Za-z0-9._-]{1,64}`):
+/// it is echoed and logged, so newlines, forged log text or kilobytes are dropped, and the
+/// request gets a fresh id instead.
+fn sanitize_request_id(mut request: Request) -> Request {
+    let ids = request.headers().get_all("x-request-id");
+    let mut iter = ids.iter();
+    let keep = match (iter.next(), iter.next()) {
+        (Some(id), None) => valid_request_id(id.as_bytes()),
+        (None, _) => true,
+        _ => false,
+    };
+    if !keep {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
+}
+
+pub fn valid_request_id(id: &[u8]) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The operations routes (`/healthz`, `/readyz`, `/metrics`) alone, for `ops_listen`: an
+/// address a load balancer and Prometheus reach and the public does not.
+pub fn ops_app(state: AppState) -> Router {
+    let config = state.config.clone();
+    let router = routes::health::router()
+        .route_layer(security::no_store())
+        .fallback(not_found);
+    security::with_headers(router, &config).with_state(state)
+}
+
+/// Browsers always say where a cross-site call comes from: refuse origins not configured.
+async fn check_origin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path.starts_with("/api/") || path.starts_with("/demo/") {
+        if let Some(origin) = request.headers().get(header::ORIGIN) {
+            let allowed = origin
+                .to_str()
+                .is_ok_and(|o| state.config.allowed_origins.iter().any(|a| a == o));
+            if !allowed {
+                return ApiError::OriginNotAllowed.into_response();
+            }
+        }
+    }
+    next.run(request).await
+}
+
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .count_request(&route, &method, response.status().as_u16());
+    tracing::debug!(elapsed_ms = %started.elapsed().as_millis(), "handled");
+    response
+}
