@@ -22,7 +22,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(refunds::router())
         .merge(events::router())
         .merge(webhooks::router());
-    // With `ops_listen`, operations answer only there (see `crate::ops_app`).
+    // With `ops_listen`, operations answer only there (see `crate::app::ops_app`).
     if state.config.ops_listen.is_none() {
         router = router.merge(health::router());
     }
