@@ -238,58 +238,59 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             }
         }
         Some(Command::Export {
-            chain: true,
+            chain,
             since,
             until,
             settings,
         }) => {
-            let since = parse_instant(&since)?;
-            let until = match until {
-                Some(until) => parse_instant(&until)?,
-                None => crate::ledger::now_ms() + 1,
-            };
+            let (since, until) = window(&since, until.as_deref())?;
             let ledger = Ledger::open_read_only(&layered(*settings)?.database())
                 .await
                 .map_err(|e| e.to_string())?;
-            let entries = ledger.export_chain(since, until).await;
+            let printed = export(&ledger, chain, since, until).await;
             ledger.close().await;
-            let mut out = String::new();
-            for entry in entries.map_err(|e| e.to_string())? {
-                out.push_str(&serde_json::to_string(&entry).map_err(|e| e.to_string())?);
-                out.push('\n');
-            }
-            print!("{out}");
-            Ok(())
-        }
-        Some(Command::Export {
-            chain: false,
-            since,
-            until,
-            settings,
-        }) => {
-            let since = parse_instant(&since)?;
-            let until = match until {
-                Some(until) => parse_instant(&until)?,
-                None => crate::ledger::now_ms() + 1,
-            };
-            let ledger = Ledger::open_read_only(&layered(*settings)?.database())
-                .await
-                .map_err(|e| e.to_string())?;
-            let rows = ledger
-                .export(since, until)
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut out = String::from(ExportRow::HEADER);
-            out.push('\n');
-            for row in rows {
-                out.push_str(&row.csv_line());
-                out.push('\n');
-            }
-            print!("{out}");
-            ledger.close().await;
+            print!("{}", printed.map_err(|e| e.to_string())?);
             Ok(())
         }
     }
+}
+
+/// `--since` and `--until` (default: now) as Unix milliseconds.
+fn window(since: &str, until: Option<&str>) -> Result<(i64, i64), String> {
+    let since = parse_instant(since)?;
+    let until = match until {
+        Some(until) => parse_instant(until)?,
+        None => crate::ledger::now_ms() + 1,
+    };
+    Ok((since, until))
+}
+
+/// What `proxy export` prints: the refunds as CSV, or (`--chain`) the history's hash chain,
+/// one JSON object per line.
+async fn export(ledger: &Ledger, chain: bool, since: i64, until: i64) -> Result<String, String> {
+    let mut out = String::new();
+    if chain {
+        for entry in ledger
+            .export_chain(since, until)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            out.push_str(&serde_json::to_string(&entry).map_err(|e| e.to_string())?);
+            out.push('\n');
+        }
+    } else {
+        out.push_str(ExportRow::HEADER);
+        out.push('\n');
+        for row in ledger
+            .export(since, until)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            out.push_str(&row.csv_line());
+            out.push('\n');
+        }
+    }
+    Ok(out)
 }
 
 async fn serve(settings: Settings) -> Result<(), String> {
