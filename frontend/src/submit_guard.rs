@@ -20,10 +20,6 @@ impl SubmitGuard {
             Some(InFlight(self.0.clone()))
         }
     }
-
-    pub fn is_busy(&self) -> bool {
-        self.0.get()
-    }
 }
 
 impl Drop for InFlight {
