@@ -240,25 +240,38 @@ fn secs(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Parses `15m`, `30s`, `2h`, `1d` or a plain number of seconds.
+/// Parses a lifetime: `15m`, `30s`, `2h`, `1d`, `1h 30m` (humantime's forms) or a plain
+/// number of seconds; whole seconds, greater than zero.
 pub fn parse_ttl(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => text.split_at(i),
-        None => (text, "s"),
+    let secs = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse::<u64>()
+            .map_err(|_| format!("`{text}` is too long a duration"))?
+    } else {
+        humantime::parse_duration(text)
+            .map_err(|e| format!("`{text}` is not a duration like 15m: {e}"))?
+            .as_secs()
     };
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 15m"))?;
-    let factor = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("`{text}`: use s, m, h or d")),
-    };
-    match n.checked_mul(factor) {
-        Some(0) | None => Err(format!("`{text}` must be greater than zero")),
-        Some(secs) => Ok(secs),
+    if secs == 0 {
+        return Err(format!("`{text}` must be at least a second"));
+    }
+    Ok(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ttl;
+
+    #[test]
+    fn lifetimes_read_the_way_people_write_them() {
+        assert_eq!(parse_ttl("15m"), Ok(900));
+        assert_eq!(parse_ttl("30s"), Ok(30));
+        assert_eq!(parse_ttl("2h"), Ok(7200));
+        assert_eq!(parse_ttl("1d"), Ok(86_400));
+        assert_eq!(parse_ttl("1h 30m"), Ok(5400));
+        assert_eq!(parse_ttl(" 600 "), Ok(600));
+        for bad in ["", "0", "0s", "500ms", "soon", "15 minutes ago", "-5m"] {
+            assert!(parse_ttl(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 }

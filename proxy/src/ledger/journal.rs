@@ -224,26 +224,32 @@ impl ExportRow {
             at(r.updated_at),
             r.finished_at.map(at).unwrap_or_default(),
         ];
-        fields
-            .iter()
-            .map(|f| csv_field(f))
-            .collect::<Vec<_>>()
-            .join(",")
+        csv_record(fields.iter().map(|f| spreadsheet_safe(f)))
     }
 }
 
-/// Quotes a CSV field when needed, and defuses spreadsheet formulas in free text. Control
-/// characters (terminal escapes, newlines, NUL) are written as `\u{…}` text: a cell is one
-/// line of plain text, whatever an agent pasted into a note.
-fn csv_field(value: &str) -> String {
+/// One CSV record (RFC 4180 quoting by the `csv` crate), without its line end.
+fn csv_record(cells: impl IntoIterator<Item = String>) -> String {
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    // Writing to memory cannot fail; the cells are `String`s, so the bytes are UTF-8.
+    let _ = writer.write_record(cells);
+    let bytes = writer.into_inner().unwrap_or_default();
+    String::from_utf8(bytes)
+        .unwrap_or_default()
+        .trim_end_matches('\n')
+        .to_owned()
+}
+
+/// A cell a spreadsheet shows as text: free text starting with `= + - @` (a formula to Excel
+/// and LibreOffice) gets a leading `'`, numbers stay numbers; control characters (terminal
+/// escapes, newlines, tabs, NUL) are written as `\u{…}`, so a cell is one line of plain text
+/// whatever an agent pasted into a note.
+fn spreadsheet_safe(value: &str) -> String {
     let value = escape_controls(value);
-    let value = if value.starts_with(['=', '+', '-', '@']) && value.parse::<f64>().is_err() {
+    if value.starts_with(['=', '+', '-', '@']) && value.parse::<f64>().is_err() {
         format!("'{value}")
-    } else {
-        value.to_owned()
-    };
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
     } else {
         value
     }
@@ -372,5 +378,30 @@ impl Ledger {
                 .fetch_all(&self.readers)
                 .await?;
         Ok(rows.into_iter().map(ExportRow).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas_are_defused_and_numbers_are_not() {
+        for formula in ["=HYPERLINK(\"x\")", "+1+1", "-2+3", "@SUM(A1)", "=1"] {
+            assert_eq!(spreadsheet_safe(formula), format!("'{formula}"));
+        }
+        for plain in ["-12.50", "+7", "1234", "alice", "a=b", ""] {
+            assert_eq!(spreadsheet_safe(plain), plain);
+        }
+        // A tab or CR first (OWASP's other formula starters) is escaped, so it cannot start
+        // a cell either.
+        assert_eq!(spreadsheet_safe("\t=1"), r"\u{9}=1");
+        assert_eq!(spreadsheet_safe("\r=1"), r"\u{d}=1");
+    }
+
+    #[test]
+    fn records_are_quoted_where_csv_needs_it() {
+        let cells = ["plain", "a,b", "say \"hi\"", ""].map(str::to_owned);
+        assert_eq!(csv_record(cells), r#"plain,"a,b","say ""hi""","#);
     }
 }
