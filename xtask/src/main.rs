@@ -20,6 +20,7 @@ usage: cargo xtask <command>
   fuzz         randomized input for --seconds N in total (default 60) on the parsers
   setup        install the wasm toolchain (add --browser for Chromium and chromedriver)
   widget       build the widget in release and check its size budget
+  unused-deps  fail if a crate declares a dependency it does not use (cargo machete)
 ";
 
 fn main() -> ExitCode {
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench(),
         Some("fuzz") => fuzz(&args[1..]),
+        Some("unused-deps") => setup::unused_dependencies(),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);

@@ -174,6 +174,27 @@ const FAST_INSTALL_PROFILE: [(&str, &str); 3] = [
     ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1"),
 ];
 
+/// Finds dependencies a crate declares and never uses (`cargo xtask unused-deps`, CI).
+pub const CARGO_MACHETE_VERSION: &str = "0.9.2";
+
+/// Installs cargo-machete (pinned) where missing, then lists unused dependencies: an error
+/// if there are any. A dependency it cannot see being used (one reached only through a
+/// macro, say) is named in that crate's `[package.metadata.cargo-machete] ignored`, with
+/// the reason beside it.
+pub fn unused_dependencies() -> Result {
+    stage("cargo-machete", || {
+        ensure_cargo_tool(
+            "cargo-machete",
+            "cargo-machete",
+            CARGO_MACHETE_VERSION,
+            &["--locked"],
+        )
+    })?;
+    stage("unused dependencies (cargo machete)", || {
+        run_cmd("cargo-machete", &[root().to_str().ok_or("root is not UTF-8")?], &[])
+    })
+}
+
 fn ensure_cargo_tool(program: &str, krate: &str, version: &str, extra: &[&str]) -> Result {
     if version_of(program).is_some_and(|v| v.split_whitespace().any(|w| w == version)) {
         println!("    {program} {version} already installed");
