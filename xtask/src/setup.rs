@@ -191,7 +191,11 @@ pub fn unused_dependencies() -> Result {
         )
     })?;
     stage("unused dependencies (cargo machete)", || {
-        run_cmd("cargo-machete", &[root().to_str().ok_or("root is not UTF-8")?], &[])
+        run_cmd(
+            "cargo-machete",
+            &[root().to_str().ok_or("root is not UTF-8")?],
+            &[],
+        )
     })
 }
 
