@@ -50,6 +50,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Read-only connections for look-ups; two keep a slow export from blocking the others.
 const READERS: u32 = 2;
 
+/// How long [`Ledger::open`] waits for another process's lock on the file.
+pub const OPEN_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Readiness probes write at most this often; `/readyz` in between answers from [`Health`].
 const PROBE_EVERY: Duration = Duration::from_millis(500);
 
@@ -89,7 +92,23 @@ pub fn now_ms() -> i64 {
 
 impl Ledger {
     /// Opens (creating if needed) the SQLite file and applies pending migrations.
+    ///
+    /// Beside a busy proxy on the same file (`proxy revoke`, a second replica), opening can
+    /// meet SQLite's lock while it sets the journal mode, before its busy timeout applies:
+    /// that is tried again for up to [`OPEN_PATIENCE`], not failed at once.
     pub async fn open(path: &Path) -> Result<Self, sqlx::Error> {
+        let started = Instant::now();
+        loop {
+            match Self::open_once(path).await {
+                Err(e) if writer::is_busy(&e) && started.elapsed() < OPEN_PATIENCE => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                opened => return opened,
+            }
+        }
+    }
+
+    async fn open_once(path: &Path) -> Result<Self, sqlx::Error> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }

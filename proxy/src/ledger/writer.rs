@@ -61,6 +61,19 @@ pub(super) async fn reset(conn: &mut SqliteConnection) -> Result<bool, sqlx::Err
 
 /// Whether `error` says the database cannot store anything right now (as opposed to a
 /// statement the schema refused): disk full, I/O error, read-only file, lock held, …
+/// Whether `error` is SQLite saying another connection holds the lock (`SQLITE_BUSY`,
+/// `SQLITE_LOCKED`): worth trying again in a moment.
+pub fn is_busy(error: &sqlx::Error) -> bool {
+    use libsqlite3_sys as c;
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, c::SQLITE_BUSY | c::SQLITE_LOCKED)),
+        _ => false,
+    }
+}
+
 pub fn is_storage_fault(error: &sqlx::Error) -> bool {
     use libsqlite3_sys as c;
     match error {
