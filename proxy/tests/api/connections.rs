@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -62,15 +61,7 @@ async fn an_event_stream_outlives_the_header_timeout() {
     let mut options = Options::new("http://127.0.0.1:9");
     options.header_read_timeout_ms = TIMEOUT_MS;
     let app = spawn_app_with(options).await;
-    let (status, body) = app
-        .post(
-            "/api/payments/ps_usd_1001/events/ticket",
-            &app.token("alice"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let ticket = body["ticket"].as_str().unwrap();
+    let ticket = app.events_ticket("ps_usd_1001").await;
     let mut stream = app
         .client
         .get(app.url(&format!("/api/payments/ps_usd_1001/events?ticket={ticket}")))

@@ -581,15 +581,7 @@ async fn proxy_revoke_refuses_an_agents_earlier_tokens_and_survives_a_restart() 
 #[tokio::test]
 async fn an_events_ticket_opens_one_stream_only() {
     let app = spawn_app(NO_UPSTREAM).await;
-    let (status, body) = app
-        .post(
-            "/api/payments/ps_usd_1001/events/ticket",
-            &app.token("alice"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let ticket = body["ticket"].as_str().unwrap();
+    let ticket = app.events_ticket("ps_usd_1001").await;
     let url = app.url(&format!("/api/payments/ps_usd_1001/events?ticket={ticket}"));
     let first = app.client.get(&url).send().await.unwrap();
     assert_eq!(first.status(), StatusCode::OK);

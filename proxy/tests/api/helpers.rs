@@ -218,6 +218,19 @@ impl TestApp {
         .await
     }
 
+    /// An event-stream ticket for `session`, as alice.
+    pub async fn events_ticket(&self, session: &str) -> String {
+        let (status, body) = self
+            .post(
+                &format!("/api/payments/{session}/events/ticket"),
+                &self.token("alice"),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["ticket"].as_str().unwrap().to_owned()
+    }
+
     pub async fn payment(&self, session: &str) -> Value {
         let (status, body) = self
             .get(&format!("/api/payments/{session}"), &self.token("alice"))

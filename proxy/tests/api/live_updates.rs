@@ -7,18 +7,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-async fn ticket(app: &TestApp, session: &str) -> String {
-    let (status, body) = app
-        .post(
-            &format!("/api/payments/{session}/events/ticket"),
-            &app.token("alice"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["ticket"].as_str().unwrap().to_owned()
-}
-
 /// Reads `event: refund` messages until `count` arrived; returns (id, data) pairs.
 async fn read_events(mut response: reqwest::Response, count: usize) -> Vec<(i64, Value)> {
     let mut buffer = String::new();
@@ -50,7 +38,7 @@ async fn read_events(mut response: reqwest::Response, count: usize) -> Vec<(i64,
 #[tokio::test]
 async fn refund_updates_stream_live_and_replay_after_the_last_event_id() {
     let (_sandbox, app) = sandbox_and_app().await;
-    let ticket = ticket(&app, "ps_usd_1001").await;
+    let ticket = app.events_ticket("ps_usd_1001").await;
     let url = app.url(&format!("/api/payments/ps_usd_1001/events?ticket={ticket}"));
     let response = app.client.get(&url).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -75,7 +63,7 @@ async fn refund_updates_stream_live_and_replay_after_the_last_event_id() {
         .all(|(id, e)| e["seq"] == *id && e["refund"]["attempt_id"] == refund["attempt_id"]));
 
     // A ticket opens one stream: the resumed one comes with a fresh ticket.
-    let again = self::ticket(&app, "ps_usd_1001").await;
+    let again = app.events_ticket("ps_usd_1001").await;
     let resumed = app
         .client
         .get(app.url(&format!("/api/payments/ps_usd_1001/events?ticket={again}")))
@@ -112,7 +100,7 @@ async fn the_event_stream_needs_a_ticket_for_that_payment() {
         (status, body["code"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("token_invalid"))
     );
-    let other = ticket(&app, "ps_eur_1002").await;
+    let other = app.events_ticket("ps_eur_1002").await;
     let url = app.url(&format!("/api/payments/ps_usd_1001/events?ticket={other}"));
     let (status, body) = read(app.client.get(url).send().await.unwrap()).await;
     assert_eq!(
