@@ -143,18 +143,6 @@ impl Ledger {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
-        // History written before the chain existed is sealed once, in order.
-        {
-            let mut conn = pool.acquire().await?;
-            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-            match chain::seal_unhashed(&mut conn).await {
-                Ok(_) => sqlx::query("COMMIT").execute(&mut *conn).await?,
-                Err(e) => {
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                    return Err(e);
-                }
-            };
-        }
         // Opened after the migrations, so the WAL exists and the schema is there to read.
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
@@ -162,13 +150,19 @@ impl Ledger {
             .after_release(|conn, _| Box::pin(writer::reset(conn)))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self {
+        let ledger = Self {
             pool,
             readers,
             health: Arc::default(),
             last_probe: Arc::default(),
             publisher: Publisher(Arc::new(|_| {})),
-        })
+        };
+        // History written before the chain existed is sealed once, in order, through the
+        // same fail-closed write transaction as every other write.
+        let mut tx = ledger.write().await?;
+        let sealed = chain::seal_unhashed(&mut tx).await;
+        tx.finish(Entries::default(), sealed).await?;
+        Ok(ledger)
     }
 
     /// Opens an existing ledger to read only (`proxy export`, `proxy verify-ledger`): no
