@@ -565,7 +565,6 @@ impl From<&RefundStatus> for RefundState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RefundView {
     /// The ledger's id for an attempt made through the proxy; none for refunds made elsewhere.
-    #[serde(deserialize_with = "crate::fields::optional_attempt_id")]
     pub attempt_id: Option<AttemptId>,
     /// Smart Glocal's id, once known.
     pub refund_id: Option<RefundId>,
@@ -654,7 +653,6 @@ pub struct HistoryEntry {
     pub at: Timestamp,
     pub kind: HistoryKind,
     pub agent: Option<String>,
-    #[serde(deserialize_with = "crate::fields::optional_attempt_id")]
     pub attempt_id: Option<AttemptId>,
     pub refund_id: Option<RefundId>,
     pub amount: Option<Money>,

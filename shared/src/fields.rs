@@ -46,23 +46,6 @@ impl std::fmt::Display for FieldError {
 
 impl std::error::Error for FieldError {}
 
-/// 32 lower-case hex digits. By hand, not `{:032x}`: 128-bit formatting would pull wide
-/// division code into the widget's wasm for one key.
-fn hex128(bits: u128) -> String {
-    (0..32)
-        .rev()
-        .map(|nibble| {
-            // Masked to four bits: always fits.
-            let digit = u8::try_from((bits >> (nibble * 4)) & 0xf).unwrap_or(0);
-            char::from(if digit < 10 {
-                b'0' + digit
-            } else {
-                b'a' + digit - 10
-            })
-        })
-        .collect()
-}
-
 /// Deserialises `T` from a string through its checked constructor.
 fn checked<'de, D, T>(
     deserializer: D,
@@ -85,7 +68,7 @@ pub struct IdempotencyKey(String);
 impl IdempotencyKey {
     /// A fresh key from 128 random bits, as 32 hex digits.
     pub fn from_random(bits: u128) -> Self {
-        Self(hex128(bits))
+        Self(format!("{bits:032x}"))
     }
 
     pub fn parse(text: &str) -> Result<Self, FieldError> {
@@ -136,22 +119,12 @@ fn checked_attempt_id<E: serde::de::Error>(text: &str) -> Result<AttemptId, E> {
         .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(text), &"an attempt id (att_…)"))
 }
 
-/// Reads an optional attempt id through `Option<String>`, whose code every view already
-/// has: an `Option<AttemptId>` of its own costs the widget's wasm over a kilobyte.
-pub(crate) fn optional_attempt_id<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<AttemptId>, D::Error> {
-    Option::<String>::deserialize(deserializer)?
-        .map(|text| checked_attempt_id(&text))
-        .transpose()
-}
-
 impl AttemptId {
     pub const PREFIX: &'static str = "att_";
 
     /// A fresh id from 128 random bits, as hex.
     pub fn from_random(bits: u128) -> Self {
-        Self(format!("{}{}", Self::PREFIX, hex128(bits)))
+        Self(format!("{}{bits:032x}", Self::PREFIX))
     }
 
     /// An id as written by [`AttemptId::from_random`], or `None`.
