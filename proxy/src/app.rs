@@ -137,9 +137,10 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
     let response = next.run(request).await;
+    let elapsed = started.elapsed();
     state
         .metrics
-        .count_request(&route, &method, response.status().as_u16());
-    tracing::debug!(elapsed_ms = %started.elapsed().as_millis(), "handled");
+        .observe_request(&route, &method, response.status().as_u16(), elapsed);
+    tracing::debug!(elapsed_ms = %elapsed.as_millis(), "handled");
     response
 }

@@ -74,4 +74,9 @@ impl Live {
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
         self.sender.subscribe()
     }
+
+    /// Event streams open now: each holds one subscription while it lives.
+    pub fn streams_open(&self) -> usize {
+        self.sender.receiver_count()
+    }
 }

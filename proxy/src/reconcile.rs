@@ -176,6 +176,7 @@ async fn reconcile_session(
         Ok(upstream) => upstream,
         Err(e) => {
             tracing::warn!(error = %e, session_id = %session, "reconciliation could not read the payment");
+            state.metrics.count_reconciliation("unreachable");
             for row in rows {
                 state
                     .ledger
@@ -189,6 +190,7 @@ async fn reconcile_session(
         // Nothing of an answer we cannot record exactly is applied; the attempts wait.
         tracing::error!(session_id = %session, "session/status carries an amount beyond the ledger's range; not applied");
         state.metrics.count_anomaly("status_unrepresentable");
+        state.metrics.count_reconciliation("unrepresentable");
         for row in rows {
             state
                 .ledger
@@ -210,6 +212,7 @@ async fn reconcile_session(
             state.metrics.count_anomaly("conflict");
         }
     }
+    state.metrics.count_reconciliation("checked");
     for row in rows {
         let Some(current) = state.ledger.find_by_key(row.key).await? else {
             continue;
@@ -243,6 +246,7 @@ async fn reconcile_session(
                 ..Change::new(HistoryKind::Reconciled)
             };
             state.ledger.change(row.key, change).await?;
+            state.metrics.count_reconciliation("failed_absent");
         }
     }
     Ok(())

@@ -74,6 +74,8 @@ pub struct ProviderError {
 /// Every error the proxy can answer with. A closed set: the widget has a sentence for each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
 #[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(rename_all = "snake_case"))]
 pub enum ErrorCode {
     // Who is asking.
@@ -164,12 +166,10 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// The code as it appears on the wire (serde's name, so logs and bodies agree).
-    pub fn name(&self) -> String {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::String(s)) => s,
-            _ => "internal".to_owned(),
-        }
+    /// The code as it appears on the wire (the same snake_case name serde writes; a test
+    /// holds the two together).
+    pub fn name(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -212,7 +212,18 @@ pub struct PaymentView {
 
 /// What the payment is, as an agent reads it: Smart Glocal's status combined with its refunds
 /// and chargebacks. Derived here, once, so the badge, the title and the form agree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum PaymentState {
     /// Paid, nothing refunded.
     Succeeded,
@@ -233,17 +244,9 @@ pub enum PaymentState {
 }
 
 impl PaymentState {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            PaymentState::Succeeded => "succeeded",
-            PaymentState::RefundPending => "refund_pending",
-            PaymentState::PartiallyRefunded => "partially_refunded",
-            PaymentState::Refunded => "refunded",
-            PaymentState::Disputed => "disputed",
-            PaymentState::Processing => "processing",
-            PaymentState::Failed => "failed",
-            PaymentState::Unknown => "unknown",
-        }
+    /// The snake_case name (serde's and the ledger's).
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -388,6 +391,8 @@ impl PaymentView {
 /// Why the agent refunds. A closed list; "other" needs a note.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
 #[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(rename_all = "snake_case"))]
 pub enum RefundReason {
     RequestedByCustomer,
@@ -398,26 +403,9 @@ pub enum RefundReason {
 }
 
 impl RefundReason {
-    pub const ALL: [RefundReason; 5] = [
-        RefundReason::RequestedByCustomer,
-        RefundReason::Duplicate,
-        RefundReason::ProductNotReceived,
-        RefundReason::Fraudulent,
-        RefundReason::Other,
-    ];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            RefundReason::RequestedByCustomer => "requested_by_customer",
-            RefundReason::Duplicate => "duplicate",
-            RefundReason::ProductNotReceived => "product_not_received",
-            RefundReason::Fraudulent => "fraudulent",
-            RefundReason::Other => "other",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    /// The snake_case name (serde's and the ledger's).
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -491,6 +479,8 @@ impl TryFrom<SubmissionFields> for RefundSubmission {
 /// Where a refund stands, as the proxy knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
 #[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(rename_all = "snake_case"))]
 pub enum RefundState {
     /// Recorded, not yet answered by Smart Glocal.
@@ -504,26 +494,9 @@ pub enum RefundState {
 }
 
 impl RefundState {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            RefundState::Pending => "pending",
-            RefundState::Unknown => "unknown",
-            RefundState::InProgress => "in_progress",
-            RefundState::Accepted => "accepted",
-            RefundState::Failed => "failed",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Unknown,
-            Self::InProgress,
-            Self::Accepted,
-            Self::Failed,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+    /// The snake_case name (serde's and the ledger's).
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 
     pub fn is_final(&self) -> bool {
@@ -603,6 +576,8 @@ pub struct RefundEvent {
 /// What a history line records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
 #[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(rename_all = "snake_case"))]
 pub enum HistoryKind {
     /// An agent asked; the attempt is recorded before anything is sent.
@@ -630,20 +605,9 @@ pub enum HistoryKind {
 }
 
 impl HistoryKind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            HistoryKind::Requested => "requested",
-            HistoryKind::Sent => "sent",
-            HistoryKind::Webhook => "webhook",
-            HistoryKind::WebhookIgnored => "webhook_ignored",
-            HistoryKind::Reconciled => "reconciled",
-            HistoryKind::Failed => "failed",
-            HistoryKind::Unknown => "unknown",
-            HistoryKind::Interrupted => "interrupted",
-            HistoryKind::Conflict => "conflict",
-            HistoryKind::RefundedElsewhere => "refunded_elsewhere",
-            HistoryKind::Chargeback => "chargeback",
-        }
+    /// The snake_case name (serde's and the ledger's).
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 

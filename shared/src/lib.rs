@@ -19,4 +19,6 @@ pub mod timestamp;
 pub use fields::{AttemptId, FieldError, IdempotencyKey, Note};
 pub use ids::{IdError, RefundId, SessionId};
 pub use money::{AmountError, Currency, Locale, Money};
+/// `Enum::iter()` on the closed enums of [`api`] (ErrorCode, RefundReason, …).
+pub use strum::IntoEnumIterator;
 pub use timestamp::Timestamp;

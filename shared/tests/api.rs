@@ -378,3 +378,35 @@ fn an_error_body_carries_the_providers_reason_when_there_is_one() {
         })
     );
 }
+
+/// Each closed enum's name (logs, ledger columns, CSS classes) is the word serde puts on the
+/// wire, and parses back to the same variant.
+#[test]
+fn every_closed_enum_names_itself_as_serde_does() {
+    use shared::api::{ErrorCode, HistoryKind, RefundReason, RefundState};
+    use shared::IntoEnumIterator;
+
+    fn check<T>(name: fn(T) -> &'static str)
+    where
+        T: IntoEnumIterator
+            + serde::Serialize
+            + std::str::FromStr
+            + PartialEq
+            + std::fmt::Debug
+            + Copy,
+    {
+        let mut seen = 0;
+        for variant in T::iter() {
+            let wire = serde_json::to_value(variant).unwrap();
+            assert_eq!(wire, serde_json::Value::from(name(variant)), "{variant:?}");
+            assert_eq!(name(variant).parse::<T>().ok(), Some(variant));
+            seen += 1;
+        }
+        assert!(seen > 1, "the enum iterates its variants");
+    }
+    check::<ErrorCode>(ErrorCode::name);
+    check::<RefundState>(RefundState::as_str);
+    check::<RefundReason>(RefundReason::as_str);
+    check::<HistoryKind>(HistoryKind::as_str);
+    assert!(ErrorCode::iter().any(|c| c == ErrorCode::OverDailyLimit));
+}

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 use shared::api::{PaymentView, RefundReason, NOTE_MAX_CHARS};
-use shared::Locale;
+use shared::{IntoEnumIterator, Locale};
 
 use crate::components::AmountField;
 use crate::dom::rx;
@@ -120,12 +120,12 @@ pub fn RefundForm(
                         data-testid=testids::REASON_SELECT
                         prop:value=rx(move || form.reason.get().as_str())
                         on:change=move |ev| {
-                            if let Some(reason) = RefundReason::parse(&event_target_value(&ev)) {
+                            if let Ok(reason) = event_target_value(&ev).parse::<RefundReason>() {
                                 form.reason.set(reason);
                             }
                         }
                     >
-                        {RefundReason::ALL.into_iter().map(|reason| view! {
+                        {RefundReason::iter().map(|reason| view! {
                             <option value=reason.as_str() selected=rx(move || form.reason.get() == reason)>
                                 {i18n::reason_label(reason, locale)}
                             </option>

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use frontend::components::Submit;
 use shared::api::{ErrorBody, ErrorCode, ProviderError, RefundSubmission};
-use shared::Locale;
+use shared::{IntoEnumIterator, Locale};
 use wasm_bindgen_test::wasm_bindgen_test;
 
 use crate::support::*;
@@ -111,47 +111,7 @@ fn no_answer_at_all_is_explained_too() {
 
 #[wasm_bindgen_test]
 fn every_code_has_an_english_and_a_different_russian_sentence() {
-    use ErrorCode::*;
-    let all = [
-        Unauthenticated,
-        TokenInvalid,
-        TokenExpired,
-        TokenRevoked,
-        Forbidden,
-        OriginNotAllowed,
-        InvalidJson,
-        UnsupportedMediaType,
-        PayloadTooLarge,
-        InvalidSessionId,
-        InvalidRequest,
-        NotFound,
-        MethodNotAllowed,
-        AmountEmpty,
-        AmountNotANumber,
-        AmountNotPositive,
-        AmountTooManyDecimals,
-        AmountTooLarge,
-        CurrencyMismatch,
-        ExceedsRemaining,
-        PartialNotAllowed,
-        NotRefundable,
-        NoteRequired,
-        NoteTooLong,
-        InvalidIdempotencyKey,
-        IdempotencyConflict,
-        RefundInFlight,
-        RateLimited,
-        PaymentNotFound,
-        UpstreamRejected,
-        UpstreamUnavailable,
-        UpstreamTimeout,
-        UpstreamBadResponse,
-        SignatureInvalid,
-        Internal,
-        Unavailable,
-        LedgerUnavailable,
-    ];
-    for code in all {
+    for code in ErrorCode::iter() {
         let en = error_message(code, Locale::En);
         let ru = error_message(code, Locale::Ru);
         assert!(en.ends_with('.') || en.ends_with('…'), "{code:?}: {en}");

@@ -1,7 +1,7 @@
 //! What happened, in order: events for live updates (replayed by `Last-Event-ID`), each
 //! payment's history, every webhook received, and the CSV export for finance.
 
-use shared::api::{HistoryEntry, HistoryKind, RefundEvent, RefundState, RefundView};
+use shared::api::{ErrorCode, HistoryEntry, HistoryKind, RefundEvent, RefundState, RefundView};
 use shared::{AttemptId, Currency, Money, RefundId, SessionId, Timestamp};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
@@ -216,7 +216,10 @@ impl ExportRow {
                 .map(|note| note.to_string())
                 .unwrap_or_default(),
             r.state.as_str().to_owned(),
-            r.error_code.map(|code| code.name()).unwrap_or_default(),
+            r.error_code
+                .map(ErrorCode::name)
+                .unwrap_or_default()
+                .to_owned(),
             r.idempotency_key
                 .as_ref()
                 .map(|key| key.to_string())

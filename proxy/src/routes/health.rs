@@ -12,6 +12,7 @@ use shared::api::{AgentToken, AgentTokenRequest};
 
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::metrics::{self, Snapshot};
 use crate::state::AppState;
 
 /// Lifetime of demo tokens.
@@ -44,9 +45,14 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let mut text = state.metrics.render();
-    crate::metrics::render_ledger(&mut text, state.ledger.health().counts());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    let now = Snapshot {
+        ledger: state.ledger.health().counts(),
+        event_streams_open: state.live.streams_open(),
+    };
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        state.metrics.render(now),
+    )
 }
 
 async fn demo_token(

@@ -35,18 +35,67 @@ async fn health_readiness_and_metrics_answer() {
             .status(),
         StatusCode::OK
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains(r#"proxy_http_requests_total{route="/api/payments/{session_id}/refunds",method="POST",status="201"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"proxy_upstream_seconds_count{call="refund",outcome="ok"} 1"#));
-    assert!(metrics.contains(r#"proxy_refund_transitions_total{state="in_progress"} 1"#));
+    let metrics = scrape(&app).await;
+    let refunds = r#"route="/api/payments/{session_id}/refunds",method="POST",status="201""#;
+    for line in [
+        format!("proxy_http_requests_total{{{refunds}}} 1"),
+        format!("proxy_http_request_duration_seconds_count{{{refunds}}} 1"),
+        r#"proxy_upstream_seconds_count{call="refund",outcome="ok"} 1"#.into(),
+        r#"proxy_refund_transitions_total{state="in_progress"} 1"#.into(),
+        "proxy_ledger_writable 1".into(),
+        "proxy_event_streams_open 0".into(),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in\n{metrics}"
+        );
+    }
+}
+
+async fn scrape(app: &TestApp) -> String {
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()[reqwest::header::CONTENT_TYPE].clone();
+    assert!(
+        content_type
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "{content_type:?}"
+    );
+    response.text().await.unwrap()
+}
+
+/// The gauge counts streams while they are open, and forgets each once its client leaves.
+#[tokio::test]
+async fn metrics_count_the_event_streams_open() {
+    let app = spawn_app("http://127.0.0.1:9").await;
+    let open = |n: usize| format!("proxy_event_streams_open {n}");
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let ticket = app.events_ticket("ps_usd_1001").await;
+        let stream = app
+            .client
+            .get(app.url(&format!("/api/payments/ps_usd_1001/events?ticket={ticket}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), StatusCode::OK);
+        streams.push(stream);
+    }
+    assert!(scrape(&app).await.lines().any(|l| l == open(3)));
+    drop(streams);
+    // The server notices a closed stream when it next writes to it (an event or keep-alive)
+    // or reads the connection's end; give it a moment.
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = scrape(&app).await;
+        if last.lines().any(|l| l == open(0)) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("streams still counted after their clients left:\n{last}");
 }
 
 fn proxy_bin() -> Command {
