@@ -149,12 +149,9 @@ impl Stack {
                 "demo-full-only.sqlite",
             ),
         ] {
-            let settings =
-                proxy_settings(&options, &sandbox_url, project, partial, &origins, &dist)
-                    .overridden_by(proxy::config::Settings {
-                        database: Some(data_dir.path().join(db)),
-                        ..Default::default()
-                    });
+            let mut settings =
+                proxy_settings(&options, &sandbox_url, project, partial, &origins, &dist);
+            settings.database = Some(data_dir.path().join(db));
             let config = proxy::config::Config::from_settings(settings)
                 .map_err(|e| format!("the {project} proxy's configuration is refused: {e}"))?;
             let (stop, stopped) = oneshot::channel::<()>();

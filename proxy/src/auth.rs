@@ -77,13 +77,16 @@ pub fn now_secs() -> i64 {
 }
 
 impl TokenKeys {
-    /// Keys accepting tokens of at most the default lifetime (one hour).
+    /// Keys accepting tokens of at most the default `max_token_ttl_secs`.
     pub fn new(secret: &Secret) -> Self {
         let bytes = secret.expose().as_bytes();
+        let default_ttl = crate::config::Settings::defaults()
+            .max_token_ttl_secs()
+            .expect("DEFAULTS sets max_token_ttl_secs");
         Self {
             encoding: EncodingKey::from_secret(bytes),
             decoding: DecodingKey::from_secret(bytes),
-            max_ttl_secs: secs(crate::config::DEFAULT_MAX_TOKEN_TTL_SECS),
+            max_ttl_secs: secs(default_ttl),
             used_tickets: Arc::default(),
         }
     }

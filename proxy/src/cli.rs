@@ -3,13 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use shared::api::Limit;
 use shared::{SessionId, Timestamp};
 use tokio::net::TcpListener;
 
 use crate::auth::{parse_ttl, TokenKeys};
-use crate::config::{Config, Settings, PATHS_HELP};
+use crate::config::{Config, Settings, DEFAULTS, PATHS_HELP};
 use crate::ledger::{ExportRow, Ledger};
 
 #[derive(Debug, Parser)]
@@ -120,7 +120,11 @@ fn init_logging(json: bool) {
 
 /// The binary's whole `main`.
 pub async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = with_defaults_shown(Cli::command()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match dispatch(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         // Said on stdout already; 1 tells a script the ledger was tampered with.
@@ -130,6 +134,30 @@ pub async fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `command` with each setting's help ending in `[default: …]`, read from [`DEFAULTS`] (the
+/// values themselves apply as the bottom layer, so a config file can still set them).
+pub fn with_defaults_shown(command: clap::Command) -> clap::Command {
+    let defaults: toml::Table = toml::from_str(DEFAULTS).expect("DEFAULTS is TOML");
+    let command = command.mut_args(|arg| match defaults.get(arg.get_id().as_str()) {
+        Some(value) => {
+            let shown = match value {
+                toml::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            arg.help(format!("{help} [default: {shown}]"))
+        }
+        None => arg,
+    });
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .collect();
+    names.iter().fold(command, |command, name| {
+        command.mut_subcommand(name, with_defaults_shown)
+    })
 }
 
 /// Why a command did not succeed.
@@ -153,13 +181,14 @@ impl From<&str> for Failure {
 }
 
 async fn dispatch(cli: Cli) -> Result<(), Failure> {
+    // Subcommand flags over the ones before it, over the environment, the file and DEFAULTS.
     let layered = |sub: Settings| {
-        Settings::layered(
-            cli.config.as_deref(),
-            cli.settings.clone().overridden_by(sub),
-        )
-        .map_err(|e| e.to_string())
+        let env_and_flags = cli.settings.clone().overridden_by(sub);
+        env_and_flags
+            .and_then(|layer| Settings::layered(cli.config.as_deref(), layer))
+            .map_err(|e| e.to_string())
     };
+    let database = |sub: Settings| layered(sub)?.database().map_err(|e| e.to_string());
     match cli.command {
         None => Ok(serve(layered(Settings::default())?).await?),
         Some(Command::Serve { settings }) => Ok(serve(layered(*settings)?).await?),
@@ -192,7 +221,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             if agent.is_empty() {
                 return Err("--agent must name an agent".into());
             }
-            let ledger = Ledger::open(&layered(*settings)?.database())
+            let ledger = Ledger::open(&database(*settings)?)
                 .await
                 .map_err(|e| e.to_string())?;
             let now = crate::auth::now_secs();
@@ -203,7 +232,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Some(Command::VerifyLedger { settings }) => {
-            let ledger = Ledger::open_read_only(&layered(*settings)?.database())
+            let ledger = Ledger::open_read_only(&database(*settings)?)
                 .await
                 .map_err(|e| e.to_string())?;
             let report = ledger.verify_chain().await;
@@ -244,7 +273,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             settings,
         }) => {
             let (since, until) = window(&since, until.as_deref())?;
-            let ledger = Ledger::open_read_only(&layered(*settings)?.database())
+            let ledger = Ledger::open_read_only(&database(*settings)?)
                 .await
                 .map_err(|e| e.to_string())?;
             let printed = export(&ledger, chain, since, until).await;
@@ -302,4 +331,34 @@ async fn serve(settings: Settings) -> Result<(), String> {
     crate::serve::run(listener, config)
         .await
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn help(args: &[&str]) -> String {
+        match with_defaults_shown(Cli::command()).try_get_matches_from(args) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("--help prints help"),
+        }
+    }
+
+    #[test]
+    fn help_shows_each_default_from_the_one_table() {
+        let defaults: toml::Table = toml::from_str(DEFAULTS).unwrap();
+        for text in [
+            help(&["proxy", "--help"]),
+            help(&["proxy", "serve", "--help"]),
+        ] {
+            for (name, _) in &defaults {
+                let flag = format!("--{}", name.replace('_', "-"));
+                assert!(text.contains(&flag), "{flag} missing from\n{text}");
+            }
+            assert!(text.contains("[default: 127.0.0.1:8080]"), "{text}");
+            assert!(text.contains("[default: 10000]"), "{text}");
+            assert!(text.contains("[default: 'none']"), "{text}");
+            assert!(!text.contains("[default: \""), "strings shown bare: {text}");
+        }
+    }
 }

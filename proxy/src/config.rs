@@ -11,14 +11,40 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 use shared::api::Limit;
 use signing::{Scheme, Secret, Signer, Verifier};
 
-/// Where Smart Glocal's test server is; the live one is `https://proxy.smart-glocal.com`.
-pub const DEFAULT_UPSTREAM: &str = "https://demo.smart-glocal.com";
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-pub const DEFAULT_DATABASE: &str = ".data/proxy.sqlite";
+/// Every default, written once: the bottom layer under the file, the environment and the
+/// flags, and what `proxy --help` shows as ``. A setting not named here has no
+/// default (required, or off when absent).
+///
+/// - `upstream_url`: Smart Glocal's test server; the live one is
+///   `https://proxy.smart-glocal.com`.
+/// - `reconcile_fail_after_secs`: two minutes of `session/status` answers without the refund,
+///   far longer than Smart Glocal takes to show a refund it accepted, short enough that an
+///   agent is not kept waiting.
+/// - `max_token_ttl_secs`: an hour, so a leaked token is worth little.
+pub const DEFAULTS: &str = r#"
+listen = "127.0.0.1:8080"
+upstream_url = "https://demo.smart-glocal.com"
+signing_scheme = "rsa-sha256"
+webhook_scheme = "rsa-sha256"
+upstream_timeout_ms = 10000
+database = ".data/proxy.sqlite"
+partial_refunds = false
+demo_mode = false
+body_limit_bytes = 65536
+reconcile_interval_ms = 5000
+reconcile_in_progress_after_secs = 300
+reconcile_max_polls = 10
+reconcile_fail_after_secs = 120
+log_format = "text"
+frame_ancestors = "'none'"
+max_token_ttl_secs = 3600
+rate_limit_per_minute = 120
+header_read_timeout_ms = 10000
+"#;
 
 /// Explains how relative paths resolve; shown by `proxy --help`.
 pub const PATHS_HELP: &str =
@@ -28,39 +54,43 @@ resolve against the PARENT of the directory holding the file (so `demo/proxy.tom
 Relative paths given by environment variables or flags resolve against the working directory.";
 
 /// One layer of settings. The same names serve as TOML keys, `PROXY_<UPPER_NAME>` environment
-/// variables and `--kebab-name` flags.
-#[derive(Debug, Clone, Default, Deserialize, Args)]
+/// variables and `--kebab-name` flags. `Default` is the empty layer; [`Settings::defaults`]
+/// is [`DEFAULTS`].
+#[derive(Debug, Clone, Default, Deserialize, Serialize, Args)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Address to listen on [default: 127.0.0.1:8080].
+    /// Address to listen on.
     #[arg(long, env = "PROXY_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Smart Glocal base URL [default: https://demo.smart-glocal.com].
+    /// Smart Glocal base URL.
     #[arg(long, env = "PROXY_UPSTREAM_URL")]
     pub upstream_url: Option<String>,
     /// Smart Glocal project id, sent as X-PARTNER-PROJECT (required).
     #[arg(long, env = "PROXY_PROJECT")]
     pub project: Option<String>,
-    /// How requests are signed: rsa-sha256 or hmac-sha256 [default: rsa-sha256].
+    /// How requests are signed: rsa-sha256 or hmac-sha256.
     #[arg(long, env = "PROXY_SIGNING_SCHEME")]
     pub signing_scheme: Option<Scheme>,
     /// The merchant's RSA private key (PEM, PKCS#8 or PKCS#1) or the HMAC secret, inline.
     #[arg(long, env = "PROXY_SIGNING_KEY", hide_env_values = true, value_parser = parse_secret)]
+    #[serde(serialize_with = "layer_secret")]
     pub signing_key: Option<Secret>,
     /// File holding `signing_key`.
     #[arg(long, env = "PROXY_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
-    /// How webhooks are verified: rsa-sha256 or hmac-sha256 [default: rsa-sha256].
+    /// How webhooks are verified: rsa-sha256 or hmac-sha256.
     #[arg(long, env = "PROXY_WEBHOOK_SCHEME")]
     pub webhook_scheme: Option<Scheme>,
     /// Smart Glocal's RSA public key (PEM) or the HMAC secret, inline.
     #[arg(long, env = "PROXY_WEBHOOK_KEY", hide_env_values = true, value_parser = parse_secret)]
+    #[serde(serialize_with = "layer_secret")]
     pub webhook_key: Option<Secret>,
     /// File holding `webhook_key`.
     #[arg(long, env = "PROXY_WEBHOOK_KEY_FILE")]
     pub webhook_key_file: Option<PathBuf>,
     /// HS256 secret of agent tokens (at least 16 bytes), inline.
     #[arg(long, env = "PROXY_AGENT_TOKEN_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    #[serde(serialize_with = "layer_secret")]
     pub agent_token_secret: Option<Secret>,
     /// File holding `agent_token_secret`.
     #[arg(long, env = "PROXY_AGENT_TOKEN_SECRET_FILE")]
@@ -68,51 +98,50 @@ pub struct Settings {
     /// Browser origins allowed to call the API (comma-separated in env and flags).
     #[arg(long, env = "PROXY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Option<Vec<String>>,
-    /// Timeout of each Smart Glocal call, milliseconds [default: 10000].
+    /// Timeout of each Smart Glocal call, milliseconds.
     #[arg(long, env = "PROXY_UPSTREAM_TIMEOUT_MS")]
     pub upstream_timeout_ms: Option<u64>,
-    /// SQLite ledger file [default: .data/proxy.sqlite].
+    /// SQLite ledger file.
     #[arg(long, env = "PROXY_DATABASE")]
     pub database: Option<PathBuf>,
-    /// Whether Smart Glocal enabled partial refunds for this merchant [default: false].
+    /// Whether Smart Glocal enabled partial refunds for this merchant.
     #[arg(long, env = "PROXY_PARTIAL_REFUNDS")]
     pub partial_refunds: Option<bool>,
     /// The most an agent may refund at once when their token sets no `refund_max`: minor
-    /// units of the payment's currency, or per currency as JSON (`{"usd":20000}`) [default:
-    /// no limit].
+    /// units of the payment's currency, or per currency as JSON (`{"usd":20000}`); absent, no limit.
     #[arg(long, env = "PROXY_REFUND_MAX", value_parser = parse_limit)]
     pub refund_max: Option<Limit>,
     /// The most an agent may refund per UTC day when their token sets no `refund_daily`
-    /// (same form as `refund_max`) [default: no limit].
+    /// (same form as `refund_max`); absent, no limit.
     #[arg(long, env = "PROXY_REFUND_DAILY", value_parser = parse_limit)]
     pub refund_daily: Option<Limit>,
-    /// Enables `POST /demo/token` (never in production) [default: false].
+    /// Enables `POST /demo/token` (never in production).
     #[arg(long, env = "PROXY_DEMO_MODE")]
     pub demo_mode: Option<bool>,
     /// Directory served for every path that is not a route (the built widget).
     #[arg(long, env = "PROXY_SERVE_DIR")]
     pub serve_dir: Option<PathBuf>,
-    /// Largest request body, bytes [default: 65536].
+    /// Largest request body, bytes.
     #[arg(long, env = "PROXY_BODY_LIMIT_BYTES")]
     pub body_limit_bytes: Option<usize>,
-    /// How often reconciliation looks for unresolved refunds, milliseconds [default: 5000].
+    /// How often reconciliation looks for unresolved refunds, milliseconds.
     #[arg(long, env = "PROXY_RECONCILE_INTERVAL_MS")]
     pub reconcile_interval_ms: Option<u64>,
-    /// Refunds `in_progress` longer than this are polled, seconds [default: 300].
+    /// Refunds `in_progress` longer than this are polled, seconds.
     #[arg(long, env = "PROXY_RECONCILE_IN_PROGRESS_AFTER_SECS")]
     pub reconcile_in_progress_after_secs: Option<u64>,
     /// Polls of a refund still `in_progress` before reconciliation leaves it to its webhook
-    /// [default: 10].
+    ///.
     #[arg(long, env = "PROXY_RECONCILE_MAX_POLLS")]
     pub reconcile_max_polls: Option<u32>,
     /// An `unknown` attempt is declared failed once `session/status` has shown no refund for
-    /// it for this long, seconds [default: 120].
+    /// it for this long, seconds.
     #[arg(long, env = "PROXY_RECONCILE_FAIL_AFTER_SECS")]
     pub reconcile_fail_after_secs: Option<u64>,
-    /// Log format: text or json [default: text].
+    /// Log format: text or json.
     #[arg(long, env = "PROXY_LOG_FORMAT")]
     pub log_format: Option<String>,
-    /// Who may frame the served pages: CSP `frame-ancestors` sources [default: 'none'].
+    /// Who may frame the served pages: CSP `frame-ancestors` sources.
     #[arg(long, env = "PROXY_FRAME_ANCESTORS")]
     pub frame_ancestors: Option<String>,
     /// Origins the served pages may call besides this one: CSP `connect-src` (comma-separated
@@ -120,17 +149,17 @@ pub struct Settings {
     #[arg(long, env = "PROXY_CONNECT_SRC", value_delimiter = ',')]
     pub connect_src: Option<Vec<String>>,
     /// A separate address for `/healthz`, `/readyz` and `/metrics`, which then leave the
-    /// public `listen` address [default: none, they are served on `listen`].
+    /// public `listen` address; absent, they are served on `listen`.
     #[arg(long, env = "PROXY_OPS_LISTEN")]
     pub ops_listen: Option<SocketAddr>,
-    /// Requests a minute each agent may make on `/api/*` (0: no limit) [default: 120].
+    /// Requests a minute each agent may make on `/api/*` (0: no limit).
     #[arg(long, env = "PROXY_RATE_LIMIT_PER_MINUTE")]
     pub rate_limit_per_minute: Option<u32>,
     /// How long a client has to send a request's headers before the connection is closed,
-    /// milliseconds [default: 10000].
+    /// milliseconds.
     #[arg(long, env = "PROXY_HEADER_READ_TIMEOUT_MS")]
     pub header_read_timeout_ms: Option<u64>,
-    /// Longest lifetime (`exp` − `iat`) of an accepted agent token, seconds [default: 3600].
+    /// Longest lifetime (`exp` − `iat`) of an accepted agent token, seconds.
     #[arg(long, env = "PROXY_MAX_TOKEN_TTL_SECS")]
     pub max_token_ttl_secs: Option<u64>,
     /// The file these settings were read from; set by [`Settings::from_file`], so that a
@@ -196,48 +225,36 @@ impl Settings {
         Ok(settings)
     }
 
-    /// `self` with every setting `over` has replacing this one's.
-    pub fn overridden_by(self, over: Settings) -> Settings {
-        macro_rules! pick {
-            ($($field:ident),*) => { Settings { $($field: over.$field.or(self.$field)),* } };
-        }
-        pick!(
-            listen,
-            upstream_url,
-            project,
-            signing_scheme,
-            signing_key,
-            signing_key_file,
-            webhook_scheme,
-            webhook_key,
-            webhook_key_file,
-            agent_token_secret,
-            agent_token_secret_file,
-            allowed_origins,
-            upstream_timeout_ms,
-            database,
-            partial_refunds,
-            refund_max,
-            refund_daily,
-            demo_mode,
-            serve_dir,
-            body_limit_bytes,
-            reconcile_interval_ms,
-            reconcile_in_progress_after_secs,
-            reconcile_max_polls,
-            reconcile_fail_after_secs,
-            log_format,
-            frame_ancestors,
-            connect_src,
-            max_token_ttl_secs,
-            rate_limit_per_minute,
-            header_read_timeout_ms,
-            ops_listen,
-            config_file
-        )
+    /// [`DEFAULTS`] as a layer.
+    pub fn defaults() -> Settings {
+        toml::from_str(DEFAULTS).expect("DEFAULTS names real settings with valid values")
     }
 
-    /// The file layer (if any) under the environment-and-flags layer clap collected.
+    /// `self` with every setting `over` has replacing this one's. Layers merge as the TOML
+    /// tables they are (an absent setting is an absent key), so no setting is listed twice.
+    pub fn overridden_by(self, over: Settings) -> Result<Settings, ConfigError> {
+        let config_file = over.config_file.clone().or(self.config_file.clone());
+        let table = |layer: Settings| {
+            toml::Table::try_from(layer).map_err(|e| ConfigError::Invalid {
+                name: "settings",
+                reason: e.to_string(),
+            })
+        };
+        let mut merged = table(self)?;
+        merged.extend(table(over)?);
+        let mut settings: Settings =
+            merged
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    name: "settings",
+                    reason: e.to_string(),
+                })?;
+        settings.config_file = config_file;
+        Ok(settings)
+    }
+
+    /// [`DEFAULTS`], under the file layer (if any), under the environment-and-flags layer clap
+    /// collected.
     pub fn layered(
         config_file: Option<&Path>,
         env_and_flags: Settings,
@@ -246,7 +263,9 @@ impl Settings {
             Some(path) => Settings::from_file(path)?,
             None => Settings::default(),
         };
-        Ok(file.overridden_by(env_and_flags))
+        Settings::defaults()
+            .overridden_by(file)?
+            .overridden_by(env_and_flags)
     }
 
     /// The agent-token secret alone (enough for `proxy token`).
@@ -266,10 +285,8 @@ impl Settings {
     }
 
     /// The ledger path alone (enough for `proxy export`).
-    pub fn database(&self) -> PathBuf {
-        self.database
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE))
+    pub fn database(&self) -> Result<PathBuf, ConfigError> {
+        set("database", self.database.clone())
     }
 }
 
@@ -330,13 +347,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// Checks `s` laid over [`DEFAULTS`] (so a partial layer is enough).
     pub fn from_settings(s: Settings) -> Result<Config, ConfigError> {
+        let s = Settings::defaults().overridden_by(s)?;
         let project = s
             .project
             .clone()
             .filter(|p| !p.trim().is_empty())
             .ok_or(ConfigError::Missing("project"))?;
-        let signing_scheme = s.signing_scheme.unwrap_or(Scheme::RsaSha256);
+        let signing_scheme = set("signing_scheme", s.signing_scheme)?;
         let signing_key = secret(
             "signing_key",
             s.signing_key.clone(),
@@ -347,7 +366,7 @@ impl Config {
                 name: "signing_key",
                 reason: e.to_string(),
             })?;
-        let webhook_scheme = s.webhook_scheme.unwrap_or(Scheme::RsaSha256);
+        let webhook_scheme = set("webhook_scheme", s.webhook_scheme)?;
         let webhook_key = secret(
             "webhook_key",
             s.webhook_key.clone(),
@@ -360,10 +379,7 @@ impl Config {
             })?;
         let agent_token_secret = s.agent_token_secret()?;
 
-        let upstream_url = s
-            .upstream_url
-            .clone()
-            .unwrap_or_else(|| DEFAULT_UPSTREAM.to_owned());
+        let upstream_url = set("upstream_url", s.upstream_url.clone())?;
         let parsed = reqwest::Url::parse(&upstream_url).map_err(|e| ConfigError::Invalid {
             name: "upstream_url",
             reason: e.to_string(),
@@ -378,14 +394,14 @@ impl Config {
         check_origins("allowed_origins", &allowed_origins)?;
         let connect_src = s.connect_src.clone().unwrap_or_default();
         check_origins("connect_src", &connect_src)?;
-        let frame_ancestors = frame_ancestors(s.frame_ancestors.as_deref())?;
+        let frame_ancestors = frame_ancestors(&set("frame_ancestors", s.frame_ancestors.clone())?)?;
         if let Some(dir) = &s.serve_dir {
             check_outside_serve_dir(dir, &s)?;
         }
-        let log_json = match s.log_format.as_deref() {
-            None | Some("text") => false,
-            Some("json") => true,
-            Some(other) => {
+        let log_json = match set("log_format", s.log_format.clone())?.as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
                 return Err(ConfigError::Invalid {
                     name: "log_format",
                     reason: format!("`{other}`: expected text or json"),
@@ -403,9 +419,7 @@ impl Config {
             }
         };
         Ok(Config {
-            listen: s
-                .listen
-                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address")),
+            listen: set("listen", s.listen)?,
             upstream_url: upstream_url.trim_end_matches('/').to_owned(),
             project,
             signer,
@@ -414,15 +428,15 @@ impl Config {
             allowed_origins,
             upstream_timeout: Duration::from_millis(positive(
                 "upstream_timeout_ms",
-                s.upstream_timeout_ms.unwrap_or(10_000),
+                set("upstream_timeout_ms", s.upstream_timeout_ms)?,
             )?),
-            database: s.database(),
-            partial_refunds: s.partial_refunds.unwrap_or(false),
+            database: s.database()?,
+            partial_refunds: set("partial_refunds", s.partial_refunds)?,
             refund_max: s.refund_max.clone(),
             refund_daily: s.refund_daily.clone(),
-            demo_mode: s.demo_mode.unwrap_or(false),
+            demo_mode: set("demo_mode", s.demo_mode)?,
             serve_dir: s.serve_dir.clone(),
-            body_limit: match s.body_limit_bytes.unwrap_or(64 * 1024) {
+            body_limit: match set("body_limit_bytes", s.body_limit_bytes)? {
                 0 => {
                     return Err(ConfigError::Invalid {
                         name: "body_limit_bytes",
@@ -433,12 +447,13 @@ impl Config {
             },
             reconcile_interval: Duration::from_millis(positive(
                 "reconcile_interval_ms",
-                s.reconcile_interval_ms.unwrap_or(5_000),
+                set("reconcile_interval_ms", s.reconcile_interval_ms)?,
             )?),
-            reconcile_in_progress_after: Duration::from_secs(
-                s.reconcile_in_progress_after_secs.unwrap_or(300),
-            ),
-            reconcile_max_polls: match s.reconcile_max_polls.unwrap_or(10) {
+            reconcile_in_progress_after: Duration::from_secs(set(
+                "reconcile_in_progress_after_secs",
+                s.reconcile_in_progress_after_secs,
+            )?),
+            reconcile_max_polls: match set("reconcile_max_polls", s.reconcile_max_polls)? {
                 0 => {
                     return Err(ConfigError::Invalid {
                         name: "reconcile_max_polls",
@@ -447,18 +462,18 @@ impl Config {
                 }
                 polls => polls,
             },
-            reconcile_fail_after: Duration::from_secs(
-                s.reconcile_fail_after_secs
-                    .unwrap_or(DEFAULT_RECONCILE_FAIL_AFTER_SECS),
-            ),
+            reconcile_fail_after: Duration::from_secs(set(
+                "reconcile_fail_after_secs",
+                s.reconcile_fail_after_secs,
+            )?),
             log_json,
             frame_ancestors,
             connect_src,
             max_token_ttl: Duration::from_secs(s.max_token_ttl_secs()?),
-            rate_limit_per_minute: s.rate_limit_per_minute.unwrap_or(120),
+            rate_limit_per_minute: set("rate_limit_per_minute", s.rate_limit_per_minute)?,
             header_read_timeout: Duration::from_millis(positive(
                 "header_read_timeout_ms",
-                s.header_read_timeout_ms.unwrap_or(10_000),
+                set("header_read_timeout_ms", s.header_read_timeout_ms)?,
             )?),
             ops_listen: s.ops_listen,
         })
@@ -468,10 +483,7 @@ impl Config {
 impl Settings {
     /// `max_token_ttl_secs` checked (enough for `proxy token`).
     pub fn max_token_ttl_secs(&self) -> Result<u64, ConfigError> {
-        match self
-            .max_token_ttl_secs
-            .unwrap_or(DEFAULT_MAX_TOKEN_TTL_SECS)
-        {
+        match set("max_token_ttl_secs", self.max_token_ttl_secs)? {
             0 => Err(ConfigError::Invalid {
                 name: "max_token_ttl_secs",
                 reason: "must be greater than zero".into(),
@@ -481,12 +493,20 @@ impl Settings {
     }
 }
 
-/// Two minutes of `session/status` answers without the refund: far longer than Smart Glocal
-/// takes to show a refund it accepted, short enough that an agent is not kept waiting.
-pub const DEFAULT_RECONCILE_FAIL_AFTER_SECS: u64 = 120;
+/// A setting's value, which every layered [`Settings`] has (from [`DEFAULTS`] if nowhere
+/// else).
+fn set<T>(name: &'static str, value: Option<T>) -> Result<T, ConfigError> {
+    value.ok_or(ConfigError::Missing(name))
+}
 
-/// Tokens live at most an hour unless configured otherwise: a leaked one is worth little.
-pub const DEFAULT_MAX_TOKEN_TTL_SECS: u64 = 3600;
+/// Secrets join the in-memory TOML table [`Settings::overridden_by`] merges; nothing else
+/// serialises settings.
+fn layer_secret<S: Serializer>(secret: &Option<Secret>, to: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => to.serialize_some(secret.expose()),
+        None => to.serialize_none(),
+    }
+}
 
 fn check_origins(name: &'static str, origins: &[String]) -> Result<(), ConfigError> {
     for origin in origins {
@@ -505,8 +525,8 @@ fn check_origins(name: &'static str, origins: &[String]) -> Result<(), ConfigErr
 
 /// `'none'`, `'self'` or origins, space-separated: what goes into the CSP header verbatim, so
 /// nothing else (no `;`, no other directive) may.
-fn frame_ancestors(setting: Option<&str>) -> Result<String, ConfigError> {
-    let value = setting.map(str::trim).unwrap_or("'none'");
+fn frame_ancestors(setting: &str) -> Result<String, ConfigError> {
+    let value = setting.trim();
     let sources: Vec<&str> = value.split_whitespace().collect();
     let valid = !sources.is_empty()
         && sources.iter().all(|source| {
@@ -530,7 +550,7 @@ fn frame_ancestors(setting: Option<&str>) -> Result<String, ConfigError> {
 fn check_outside_serve_dir(serve_dir: &Path, s: &Settings) -> Result<(), ConfigError> {
     let root = resolved(serve_dir);
     let files: [(&'static str, Option<PathBuf>); 5] = [
-        ("database", Some(s.database())),
+        ("database", s.database.clone()),
         ("signing_key_file", s.signing_key_file.clone()),
         ("webhook_key_file", s.webhook_key_file.clone()),
         ("agent_token_secret_file", s.agent_token_secret_file.clone()),
@@ -571,5 +591,70 @@ pub fn resolved(path: &Path) -> PathBuf {
             }
             _ => return absolute,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layer_replaces_only_what_it_sets() {
+        let under = Settings {
+            listen: Some("127.0.0.1:9000".parse().unwrap()),
+            project: Some("from-file".into()),
+            agent_token_secret: Some(Secret::new("file-secret-of-enough-length")),
+            allowed_origins: Some(vec!["http://a.example".into()]),
+            ..Settings::default()
+        };
+        let over = Settings {
+            project: Some("from-flag".into()),
+            upstream_timeout_ms: Some(250),
+            ..Settings::default()
+        };
+        let merged = under.overridden_by(over).unwrap();
+        assert_eq!(merged.project.as_deref(), Some("from-flag"));
+        assert_eq!(merged.upstream_timeout_ms, Some(250));
+        assert_eq!(merged.listen, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(
+            merged.agent_token_secret.map(|s| s.expose().to_owned()),
+            Some("file-secret-of-enough-length".to_owned())
+        );
+        assert_eq!(merged.allowed_origins.unwrap(), ["http://a.example"]);
+        assert_eq!(merged.database, None, "an absent setting stays absent");
+    }
+
+    #[test]
+    fn a_config_file_beats_the_defaults_and_the_environment_beats_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("conf")).unwrap();
+        let file = dir.path().join("conf/proxy.toml");
+        std::fs::write(
+            &file,
+            "upstream_timeout_ms = 700\nreconcile_max_polls = 3\ndatabase = \"data/l.sqlite\"\n",
+        )
+        .unwrap();
+        let env_and_flags = Settings {
+            reconcile_max_polls: Some(4),
+            ..Settings::default()
+        };
+        let s = Settings::layered(Some(&file), env_and_flags).unwrap();
+        assert_eq!(s.upstream_timeout_ms, Some(700), "file over default");
+        assert_eq!(s.reconcile_max_polls, Some(4), "flag over file");
+        assert_eq!(s.reconcile_interval_ms, Some(5000), "default under all");
+        // The file's relative path resolves against its directory's parent.
+        let database = s.database().unwrap();
+        assert!(database.starts_with(std::fs::canonicalize(dir.path()).unwrap()));
+        assert!(database.ends_with("data/l.sqlite"));
+        // Without a file, the default ledger path is relative to the working directory.
+        let s = Settings::layered(None, Settings::default()).unwrap();
+        assert_eq!(s.database().unwrap(), PathBuf::from(".data/proxy.sqlite"));
+    }
+
+    #[test]
+    fn the_defaults_table_names_only_real_settings() {
+        let defaults = Settings::defaults();
+        assert_eq!(defaults.max_token_ttl_secs().unwrap(), 3600);
+        assert!(defaults.project.is_none() && defaults.signing_key.is_none());
     }
 }

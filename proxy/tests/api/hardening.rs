@@ -326,7 +326,7 @@ fn secrets_inside_serve_dir_are_refused_at_start() {
     std::fs::write(&file, "project = \"demo-project\"\n").unwrap();
     let from_file = proxy::Settings::from_file(&file).unwrap();
     assert_eq!(
-        refused_setting(from_file.overridden_by(demo_settings(&serve_dir))),
+        refused_setting(from_file.overridden_by(demo_settings(&serve_dir)).unwrap()),
         "config"
     );
 }
