@@ -361,17 +361,6 @@ impl Ledger {
         tx.finish(Entries::default(), result).await
     }
 
-    /// `(verified webhooks, rejected webhooks)` stored, for tests and operators.
-    pub async fn webhook_counts(&self) -> Result<(i64, i64), sqlx::Error> {
-        let verified = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks")
-            .fetch_one(&self.readers)
-            .await?;
-        let rejected = sqlx::query_scalar("SELECT COUNT(*) FROM rejected_webhooks")
-            .fetch_one(&self.readers)
-            .await?;
-        Ok((verified, rejected))
-    }
-
     /// Refunds created in `[since, until)` (Unix milliseconds), oldest first.
     pub async fn export(&self, since: i64, until: i64) -> Result<Vec<ExportRow>, sqlx::Error> {
         let rows: Vec<RefundRow> =

@@ -178,16 +178,6 @@ impl Ledger {
             .await
     }
 
-    pub async fn find_by_attempt_id(
-        &self,
-        attempt_id: &AttemptId,
-    ) -> Result<Option<RefundRow>, sqlx::Error> {
-        sqlx::query_as(&format!("{SELECT} WHERE attempt_id = ?"))
-            .bind(attempt_id)
-            .fetch_optional(&self.readers)
-            .await
-    }
-
     pub async fn rows_for_session(
         &self,
         session: &SessionId,
