@@ -9,10 +9,10 @@ use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 use shared::api::{
-    ErrorBody, ErrorCode, EventsTicket, PaymentView, ProviderError, RefundEvent, RefundSubmission,
-    RefundView,
+    ApprovalDecision, ErrorBody, ErrorCode, EventsTicket, PaymentView, ProviderError, RefundEvent,
+    RefundSubmission, RefundView,
 };
-use shared::{Locale, SessionId};
+use shared::{AttemptId, Locale, Note, SessionId};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -71,7 +71,8 @@ pub enum Submitted {
     Created,
     /// 200: the same intent was submitted before; this is its refund.
     Replayed,
-    /// 202: sent, but Smart Glocal's answer was lost: awaiting confirmation.
+    /// 202: sent, but Smart Glocal's answer was lost: awaiting confirmation. (Or, with the
+    /// refund `awaiting_approval`, recorded and not sent.)
     OutcomeUnknown,
 }
 
@@ -111,6 +112,27 @@ impl Client {
         let (status, text) = self.call("/refunds", "POST", Some(body)).await?;
         let how = match status {
             200 => Submitted::Replayed,
+            202 => Submitted::OutcomeUnknown,
+            _ => Submitted::Created,
+        };
+        Ok((decode(status, &text)?, how))
+    }
+
+    /// `POST /api/payments/{id}/refunds/{attempt_id}/approve` (or `/reject`): a second
+    /// agent's decision; approving answers as the refund's own submission would.
+    pub async fn decide(
+        &self,
+        attempt: &AttemptId,
+        approve: bool,
+        note: Option<Note>,
+    ) -> Result<(RefundView, Submitted), CallError> {
+        let body = serde_json::to_string(&ApprovalDecision { note })
+            .map_err(|_| CallError::BadResponse { status: 0 })?;
+        let verb = if approve { "approve" } else { "reject" };
+        let (status, text) = self
+            .call(&format!("/refunds/{attempt}/{verb}"), "POST", Some(body))
+            .await?;
+        let how = match status {
             202 => Submitted::OutcomeUnknown,
             _ => Submitted::Created,
         };

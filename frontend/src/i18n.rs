@@ -136,6 +136,26 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
             "The payment provider answered something unreadable. Try again in a minute.",
             "Платёжный провайдер прислал непонятный ответ. Попробуйте через минуту.",
         ),
+        ApprovalNotAllowed => (
+            "Only an agent allowed to approve refunds can approve or reject this request.",
+            "Одобрить или отклонить запрос может только агент с таким правом.",
+        ),
+        OwnRequest => (
+            "A second agent must approve or reject your own request.",
+            "Ваш собственный запрос одобряет или отклоняет другой агент.",
+        ),
+        NotAwaitingApproval => (
+            "This request was already approved, rejected or expired.",
+            "Этот запрос уже одобрен, отклонён или истёк.",
+        ),
+        ApprovalRejected => (
+            "A second agent rejected this refund; nothing was sent.",
+            "Другой агент отклонил возврат; ничего не отправлено.",
+        ),
+        ApprovalExpired => (
+            "Nobody approved this refund in time; nothing was sent.",
+            "Никто не одобрил возврат вовремя; ничего не отправлено.",
+        ),
         SignatureInvalid => (
             "A message could not be verified.",
             "Не удалось проверить подпись сообщения.",
@@ -210,6 +230,7 @@ pub fn reason_label(reason: RefundReason, locale: Locale) -> &'static str {
 
 pub fn state_label(state: RefundState, locale: Locale) -> &'static str {
     match state {
+        RefundState::AwaitingApproval => tr(locale, "Awaiting approval", "Ждёт одобрения"),
         RefundState::Pending => tr(locale, "Submitting", "Отправляется"),
         // The proxy is asking Smart Glocal (at least every 10 s) until it knows.
         RefundState::Unknown => tr(
@@ -227,6 +248,11 @@ pub fn state_label(state: RefundState, locale: Locale) -> &'static str {
 /// lower-cased at run time, which would pull Unicode case tables into the wasm.
 pub fn state_phrase(state: RefundState, locale: Locale) -> &'static str {
     match state {
+        RefundState::AwaitingApproval => tr(
+            locale,
+            "waiting for a second agent's approval, nothing sent yet",
+            "ждёт одобрения другого агента, пока ничего не отправлено",
+        ),
         RefundState::Pending => tr(locale, "submitting", "отправляется"),
         RefundState::Unknown => tr(
             locale,
@@ -426,4 +452,32 @@ pub fn confirmation_text(
             payment_method(payment, locale)
         ),
     }
+}
+
+/// What the agent may refund on their own, said before they type: their allowance (the
+/// lower of the per-refund and what is left of the daily limit) and the approval threshold.
+pub fn allowance(payment: &PaymentView, locale: Locale) -> String {
+    let viewer = &payment.viewer;
+    let mut parts = Vec::new();
+    if let Some(allowance) = viewer.allowance() {
+        parts.push(format!(
+            "{}{}{}",
+            tr(locale, "You can refund up to ", "Вы можете вернуть до "),
+            allowance.format(locale),
+            tr(locale, " now.", " сейчас.")
+        ));
+    }
+    if let Some(above) = viewer.approval_above {
+        parts.push(format!(
+            "{}{}{}",
+            tr(locale, "Refunds above ", "Возвраты больше "),
+            above.format(locale),
+            tr(
+                locale,
+                " wait for a second agent's approval.",
+                " ждут одобрения другого агента."
+            )
+        ));
+    }
+    parts.join(" ")
 }

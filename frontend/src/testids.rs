@@ -38,5 +38,11 @@ pub const REFUND_AGENT: &str = "refund-agent";
 pub const REFUND_ID: &str = "refund-id";
 pub const REFUND_FAILURE: &str = "refund-failure";
 pub const REFUND_ATTENTION: &str = "refund-attention";
+/// What the agent may refund on their own, and the approval threshold.
+pub const ALLOWANCE: &str = "allowance";
+/// On a request awaiting approval, for an agent who may decide: the note and the buttons.
+pub const APPROVAL_NOTE: &str = "approval-note";
+pub const APPROVE: &str = "approve";
+pub const REJECT: &str = "reject";
 pub const CONFIRM_REASON: &str = "confirm-reason";
 pub const CONFIRM_REMAINING: &str = "confirm-remaining";

@@ -8,6 +8,8 @@ mod support;
 
 #[path = "browser/amount_field.rs"]
 mod amount_field;
+#[path = "browser/approvals.rs"]
+mod approvals;
 #[path = "browser/confirmation.rs"]
 mod confirmation;
 #[path = "browser/embedding.rs"]

@@ -54,6 +54,9 @@ pub struct Claims {
     /// Shown beside the agent's name in the history (`support`, `lead`…).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// May approve or reject other agents' requests above `approval_above`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub can_approve: bool,
 }
 
 /// Mints and checks tokens with the agent-token secret.
@@ -202,6 +205,7 @@ impl TokenKeys {
                 daily: claims.refund_daily,
             },
             role: claims.role,
+            can_approve: claims.can_approve,
             name: claims.sub,
         })
     }
@@ -218,6 +222,7 @@ impl TokenKeys {
             issued_at: claims.iat.unwrap_or_default(),
             limits: AgentLimits::default(),
             role: None,
+            can_approve: false,
         };
         agent.authorize(session)?;
         let jti = claims.jti.as_deref().ok_or(ApiError::TokenInvalid)?;

@@ -44,6 +44,7 @@ frame_ancestors = "'none'"
 max_token_ttl_secs = 3600
 rate_limit_per_minute = 120
 header_read_timeout_ms = 10000
+approval_ttl_secs = 86400
 "#;
 
 /// Explains how relative paths resolve; shown by `proxy --help`.
@@ -115,6 +116,14 @@ pub struct Settings {
     /// (same form as `refund_max`); absent, no limit.
     #[arg(long, env = "PROXY_REFUND_DAILY", value_parser = parse_limit)]
     pub refund_daily: Option<Limit>,
+    /// Refunds above this need a second agent's approval (a token with `can_approve`):
+    /// minor units of the payment's currency, or per currency as JSON (`{"usd":5000}`);
+    /// absent, none does.
+    #[arg(long, env = "PROXY_APPROVAL_ABOVE", value_parser = parse_limit)]
+    pub approval_above: Option<Limit>,
+    /// A request awaiting approval expires after this many seconds.
+    #[arg(long, env = "PROXY_APPROVAL_TTL_SECS")]
+    pub approval_ttl_secs: Option<u64>,
     /// Enables `POST /demo/token` (never in production).
     #[arg(long, env = "PROXY_DEMO_MODE")]
     pub demo_mode: Option<bool>,
@@ -322,6 +331,10 @@ pub struct Config {
     /// Agents' limits where their token sets none.
     pub refund_max: Option<Limit>,
     pub refund_daily: Option<Limit>,
+    /// Refunds above this (in their currency) wait for a second agent's approval.
+    pub approval_above: Option<Limit>,
+    /// How long a request may wait for approval.
+    pub approval_ttl: Duration,
     pub demo_mode: bool,
     pub serve_dir: Option<PathBuf>,
     pub body_limit: usize,
@@ -434,6 +447,11 @@ impl Config {
             partial_refunds: set("partial_refunds", s.partial_refunds)?,
             refund_max: s.refund_max.clone(),
             refund_daily: s.refund_daily.clone(),
+            approval_above: s.approval_above.clone(),
+            approval_ttl: Duration::from_secs(positive(
+                "approval_ttl_secs",
+                set("approval_ttl_secs", s.approval_ttl_secs)?,
+            )?),
             demo_mode: set("demo_mode", s.demo_mode)?,
             serve_dir: s.serve_dir.clone(),
             body_limit: match set("body_limit_bytes", s.body_limit_bytes)? {

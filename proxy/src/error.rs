@@ -50,6 +50,9 @@ pub enum ApiError {
     /// 404 `not_found`.
     #[error("no such route")]
     NotFound,
+    /// 404 `not_found`: no refund request with that attempt id on this payment.
+    #[error("no such refund request on this payment")]
+    NoSuchRequest,
     /// 405 `method_not_allowed`.
     #[error("this route does not take that method")]
     MethodNotAllowed,
@@ -113,6 +116,11 @@ fn rule_message(code: ErrorCode) -> &'static str {
         ErrorCode::NoteRequired => "reason \"other\" needs a note",
         ErrorCode::NoteTooLong => "the note is too long",
         ErrorCode::InvalidIdempotencyKey => "the idempotency key must be 16–64 of A-Z a-z 0-9 - _",
+        ErrorCode::ApprovalNotAllowed => "your token does not let you approve or reject refunds",
+        ErrorCode::OwnRequest => "a second agent must approve or reject your own request",
+        ErrorCode::NotAwaitingApproval => "this request was already approved, rejected or expired",
+        ErrorCode::ApprovalExpired => "this request expired before anyone approved it",
+        ErrorCode::ApprovalRejected => "a second agent rejected this request",
         _ => "the refund is not allowed",
     }
 }
@@ -135,7 +143,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         Unauthenticated | TokenInvalid | TokenExpired | TokenRevoked | SignatureInvalid => {
             StatusCode::UNAUTHORIZED
         }
-        Forbidden | OriginNotAllowed => StatusCode::FORBIDDEN,
+        Forbidden | OriginNotAllowed | ApprovalNotAllowed | OwnRequest => StatusCode::FORBIDDEN,
         InvalidJson | InvalidSessionId | InvalidRequest | InvalidIdempotencyKey => {
             StatusCode::BAD_REQUEST
         }
@@ -156,8 +164,11 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | NoteTooLong
         | OverAgentLimit
         | OverDailyLimit
+        | ApprovalRejected
         | UpstreamRejected => StatusCode::UNPROCESSABLE_ENTITY,
-        IdempotencyConflict | RefundInFlight => StatusCode::CONFLICT,
+        IdempotencyConflict | RefundInFlight | NotAwaitingApproval | ApprovalExpired => {
+            StatusCode::CONFLICT
+        }
         RateLimited => StatusCode::TOO_MANY_REQUESTS,
         UpstreamUnavailable | UpstreamBadResponse => StatusCode::BAD_GATEWAY,
         UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -180,7 +191,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
             ApiError::InvalidSessionId(_) => ErrorCode::InvalidSessionId,
             ApiError::InvalidRequest(_) => ErrorCode::InvalidRequest,
-            ApiError::NotFound => ErrorCode::NotFound,
+            ApiError::NotFound | ApiError::NoSuchRequest => ErrorCode::NotFound,
             ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             ApiError::Rule(code) => *code,
             ApiError::OverAgentLimit(_) => ErrorCode::OverAgentLimit,

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 use shared::api::Limit;
-use shared::{FieldError, SessionId};
+use shared::{AttemptId, FieldError, SessionId};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -60,6 +60,24 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionPath {
     }
 }
 
+/// `{session_id}/refunds/{attempt_id}`, both parsed: `invalid_session_id`, or `not_found`
+/// for something that is no attempt id (no request can have it).
+pub struct AttemptPath(pub SessionId, pub AttemptId);
+
+impl<S: Send + Sync> FromRequestParts<S> for AttemptPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path((session, attempt)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::InvalidSessionId(String::new()))?;
+        let session =
+            SessionId::parse(&session).map_err(|e| ApiError::InvalidSessionId(e.value))?;
+        let attempt = AttemptId::parse(&attempt).ok_or(ApiError::NoSuchRequest)?;
+        Ok(AttemptPath(session, attempt))
+    }
+}
+
 /// The agent behind a request, from `Authorization: Bearer …`.
 #[derive(Debug, Clone)]
 pub struct Agent {
@@ -71,6 +89,8 @@ pub struct Agent {
     /// What the token lets this agent refund.
     pub limits: AgentLimits,
     pub role: Option<String>,
+    /// May approve or reject other agents' requests (the token's `can_approve`).
+    pub can_approve: bool,
 }
 
 /// How much an agent may refund, from the token's `refund_max` and `refund_daily`; where the

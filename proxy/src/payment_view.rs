@@ -2,11 +2,12 @@
 //! (who asked, why, and attempts Smart Glocal does not show yet). The refund flow decides on
 //! this same view, so what the widget shows and what the proxy enforces cannot differ.
 
-use shared::api::{CardView, PaymentView, RefundState, RefundView};
+use shared::api::{CardView, Limit, PaymentView, RefundState, RefundView, Viewer};
 use shared::smart_glocal as sg;
-use shared::SessionId;
+use shared::{Currency, Money, SessionId};
 
 use crate::error::ApiError;
+use crate::extract::Agent;
 use crate::ledger::{Origin, RefundRow};
 use crate::state::AppState;
 use crate::upstream::UpstreamError;
@@ -86,14 +87,58 @@ pub fn payment_view(
         created_at: payment.created_at.or(session.created_at),
         refunds,
         partial_refunds_allowed,
+        viewer: Viewer::default(),
     })
 }
 
-/// `session/status` turned into the payment view, or the error the agent sees.
-pub async fn load_payment(state: &AppState, session: &SessionId) -> Result<PaymentView, ApiError> {
+/// `session/status` turned into the payment view for `agent`, or the error the agent sees.
+pub async fn load_payment(
+    state: &AppState,
+    agent: &Agent,
+    session: &SessionId,
+) -> Result<PaymentView, ApiError> {
     let upstream = state.upstream.status(session).await.map_err(status_error)?;
     let rows = state.ledger.rows_for_session(session).await?;
-    payment_view(&upstream, &rows, state.config.partial_refunds).ok_or(ApiError::PaymentNotFound)
+    let mut view = payment_view(&upstream, &rows, state.config.partial_refunds)
+        .ok_or(ApiError::PaymentNotFound)?;
+    view.viewer = viewer(state, agent, view.amount.currency).await?;
+    Ok(view)
+}
+
+/// What `agent` may do on a payment in `currency`: their limits (the token's, else the
+/// configuration's), what is left of the daily one, and the approval threshold.
+pub async fn viewer(
+    state: &AppState,
+    agent: &Agent,
+    currency: Currency,
+) -> Result<Viewer, ApiError> {
+    let config = &state.config;
+    let in_currency = |limit: Option<&Limit>| {
+        limit
+            .and_then(|l| l.in_currency(currency))
+            .map(|amount| Money::new(amount, currency))
+    };
+    let daily = in_currency(agent.limits.daily.as_ref().or(config.refund_daily.as_ref()));
+    let daily_left = match daily {
+        Some(limit) => {
+            let used = state.ledger.refunded_today(&agent.name, currency).await?;
+            Some(Money::new(limit.amount.saturating_sub(used), currency))
+        }
+        None => None,
+    };
+    Ok(Viewer {
+        agent: agent.name.clone(),
+        can_approve: agent.can_approve,
+        refund_max: in_currency(
+            agent
+                .limits
+                .per_refund
+                .as_ref()
+                .or(config.refund_max.as_ref()),
+        ),
+        daily_left,
+        approval_above: in_currency(config.approval_above.as_ref()),
+    })
 }
 
 pub(crate) fn status_error(error: UpstreamError) -> ApiError {

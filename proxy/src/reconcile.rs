@@ -125,6 +125,7 @@ fn millis(duration: Duration) -> i64 {
 
 /// One pass over everything due.
 pub async fn tick(state: &AppState) {
+    expire_requests(state).await;
     let config = &state.config;
     let now = now_ms();
     let stale_pending = now.saturating_sub(millis(
@@ -163,6 +164,38 @@ pub async fn tick(state: &AppState) {
         };
         if let Err(e) = reconcile_session(state, &session, &rows).await {
             tracing::error!(error = %e, session_id = %session, "reconciliation failed");
+        }
+    }
+}
+
+/// Requests nobody approved within `approval_ttl_secs` close `failed`; nothing was sent.
+/// A payment someone is deciding on right now is left to the next pass (the approval itself
+/// re-checks the time under the lock).
+async fn expire_requests(state: &AppState) {
+    let before = now_ms().saturating_sub(millis(state.config.approval_ttl));
+    let rows = match state.ledger.expired_requests(before).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read requests awaiting approval");
+            return;
+        }
+    };
+    for row in rows {
+        let Ok(session) = SessionId::parse(&row.session_id) else {
+            continue;
+        };
+        let Some(_guard) = state.locks.try_lock(&session) else {
+            continue;
+        };
+        // Re-read under the lock: approved or rejected meanwhile is no longer ours to close.
+        match state.ledger.find_by_key(row.key).await {
+            Ok(Some(current)) if current.state == RefundState::AwaitingApproval => {
+                if let Err(e) = crate::refund_flow::expire(state, &current).await {
+                    tracing::error!(error = %e, session_id = %session, "could not expire a request");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot read a request awaiting approval"),
         }
     }
 }

@@ -13,6 +13,12 @@
 //! 5. The answer: a new refund id → `in_progress` (201); `status: error` → `failed` (422);
 //!    connection refused → `failed` (502); anything else → `unknown` (202), never retried,
 //!    resolved by [`crate::reconcile`].
+//!
+//! Four eyes: above `approval_above`, step 4 records the attempt `awaiting_approval` (202)
+//! and nothing is sent. A second agent whose token says `can_approve` — never the one who
+//! asked — approves ([`decide`]): under the same lock, on a fresh view, the amount is
+//! checked against what remains now, the attempt becomes `pending` and steps 4–5 follow,
+//! once. A rejection or `approval_ttl_secs` passing closes it `failed`; nothing was sent.
 
 use axum::http::StatusCode;
 use serde_json::json;
@@ -25,7 +31,7 @@ use shared::{AttemptId, Money, Note, SessionId};
 
 use crate::error::ApiError;
 use crate::extract::Agent;
-use crate::ledger::{Change, Inserted, NewAttempt, RefundRow, Source};
+use crate::ledger::{now_ms, Approved, Change, Inserted, NewAttempt, RefundRow, Source};
 use crate::payment_view::{payment_view, status_error};
 use crate::state::AppState;
 use crate::upstream::UpstreamError;
@@ -127,6 +133,8 @@ async fn decide_and_send(
         }
     }
     let daily_limit = limit(&agent.limits.daily, &config.refund_daily);
+    let awaits_approval =
+        limit(&None, &config.approval_above).is_some_and(|above| amount.amount > above);
     let payment = upstream.payment().ok_or(ApiError::PaymentNotFound)?;
     let refunds_before: Vec<String> = payment.refunds.iter().map(|r| r.id.to_string()).collect();
 
@@ -142,6 +150,11 @@ async fn decide_and_send(
         request_hash: hash.to_owned(),
         refunds_before: refunds_before.clone(),
         daily_limit,
+        state: if awaits_approval {
+            RefundState::AwaitingApproval
+        } else {
+            RefundState::Pending
+        },
     };
     let row = match state.ledger.insert_attempt(&attempt).await? {
         Inserted::New(row) => row,
@@ -152,43 +165,70 @@ async fn decide_and_send(
         }
     };
 
+    if awaits_approval {
+        tracing::info!(attempt_id = %attempt.attempt_id, session_id = %session, amount = amount.amount, "refund awaits approval");
+        return Ok((StatusCode::ACCEPTED, row.view()));
+    }
+    send(
+        state,
+        session,
+        &row,
+        payment.amount_details.into(),
+        &refunds_before,
+        None,
+    )
+    .await
+}
+
+/// Sends the recorded `pending` attempt `row` (signed) and settles the answer.
+/// `refunds_before` are the payment's refunds just before; `approved_by` names the second
+/// agent, if one approved it.
+async fn send(
+    state: &AppState,
+    session: &SessionId,
+    row: &RefundRow,
+    payment_amount: Money,
+    refunds_before: &[String],
+    approved_by: Option<&str>,
+) -> Result<Answer, ApiError> {
+    let amount = row.money();
     let request = RefundRequest {
         session_id: session.clone(),
         // Absent means "in full"; only said so when nothing was refunded before.
-        amount_details: (amount != Money::from(payment.amount_details)
-            || !refunds_before.is_empty())
-        .then(|| AmountDetails::from(amount)),
+        amount_details: (amount != payment_amount || !refunds_before.is_empty())
+            .then(|| AmountDetails::from(amount)),
         metadata: Some(json!({
-            "agent": agent.name,
-            "reason": submission.reason.as_str(),
-            "note": attempt.note,
-            "idempotency_key": submission.idempotency_key,
-            "attempt_id": attempt.attempt_id,
+            "agent": row.agent,
+            "reason": row.reason.map(|r| r.as_str()),
+            "note": row.note,
+            "idempotency_key": row.idempotency_key,
+            "attempt_id": row.attempt_id,
+            "approved_by": approved_by,
         })),
     };
-    tracing::info!(attempt_id = %attempt.attempt_id, session_id = %session, amount = amount.amount, "sending refund");
+    tracing::info!(attempt_id = ?row.attempt_id, session_id = %session, amount = amount.amount, "sending refund");
     let outcome = state.upstream.refund(&request).await;
-    settle(state, &row, &attempt, outcome).await
+    settle(state, session, row, refunds_before, outcome).await
 }
 
 /// Records what Smart Glocal's answer means for the attempt, and what the agent sees.
 async fn settle(
     state: &AppState,
+    session: &SessionId,
     row: &RefundRow,
-    attempt: &NewAttempt,
+    refunds_before: &[String],
     outcome: Result<sg::Session, UpstreamError>,
 ) -> Result<Answer, ApiError> {
     match outcome {
         Ok(after) => {
             // Every refund new since the attempt was sent goes through the ledger's one
             // matcher (by the attempt id in its metadata, else by amount), as a webhook's would.
-            let session = &attempt.session_id;
             let fresh = after
                 .payment()
                 .map(|p| p.refunds.as_slice())
                 .unwrap_or_default()
                 .iter()
-                .filter(|r| !attempt.refunds_before.iter().any(|id| id == r.id.as_str()));
+                .filter(|r| !refunds_before.iter().any(|id| id == r.id.as_str()));
             for refund in fresh {
                 state
                     .ledger
@@ -238,6 +278,150 @@ async fn settle(
         }
         Err(other) => unknown(state, row, &other.to_string()).await,
     }
+}
+
+/// A second agent's decision on a request awaiting approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+/// `POST …/refunds/{attempt_id}/approve` or `/reject`: a second agent decides. Approving
+/// re-checks the amount on a fresh view and sends it (the answer is the send's); rejecting
+/// closes the request `failed` with `approval_rejected`. Either happens at most once.
+pub async fn decide(
+    state: AppState,
+    agent: Agent,
+    session: SessionId,
+    attempt_id: AttemptId,
+    decision: Decision,
+    note: Option<Note>,
+) -> Result<Answer, ApiError> {
+    if !agent.can_approve {
+        return Err(ApiError::Rule(ErrorCode::ApprovalNotAllowed));
+    }
+    if decision == Decision::Reject && note.is_none() {
+        return Err(ApiError::Rule(ErrorCode::NoteRequired));
+    }
+    // As with a submission: once begun, carried to a recorded outcome in its own task.
+    tokio::spawn(async move {
+        let _serialised = state.locks.lock(&session).await;
+        let row = state
+            .ledger
+            .find_attempt(&session, &attempt_id)
+            .await?
+            .ok_or(ApiError::NoSuchRequest)?;
+        if row.agent.as_deref() == Some(agent.name.as_str()) {
+            return Err(ApiError::Rule(ErrorCode::OwnRequest));
+        }
+        if row.state != RefundState::AwaitingApproval {
+            return Err(ApiError::Rule(match row.error_code {
+                Some(ErrorCode::ApprovalExpired) => ErrorCode::ApprovalExpired,
+                _ => ErrorCode::NotAwaitingApproval,
+            }));
+        }
+        if now_ms().saturating_sub(row.created_at) >= millis(state.config.approval_ttl) {
+            expire(&state, &row).await?;
+            return Err(ApiError::Rule(ErrorCode::ApprovalExpired));
+        }
+        let who = match &agent.role {
+            Some(role) => format!("{} ({role})", agent.name),
+            None => agent.name.clone(),
+        };
+        let said = note.map(|n| format!(": {n}")).unwrap_or_default();
+        match decision {
+            Decision::Reject => {
+                let detail = format!("rejected by {who}{said}");
+                fail(
+                    &state,
+                    &row,
+                    ErrorCode::ApprovalRejected,
+                    &detail,
+                    HistoryKind::Rejected,
+                )
+                .await?;
+                let row = state.ledger.find_by_key(row.key).await?.unwrap_or(row);
+                Ok((StatusCode::OK, row.view()))
+            }
+            Decision::Approve => {
+                approve_and_send(
+                    &state,
+                    &session,
+                    &row,
+                    &format!("approved by {who}{said}"),
+                    &agent.name,
+                )
+                .await
+            }
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("approval task: {e}")))?
+}
+
+async fn approve_and_send(
+    state: &AppState,
+    session: &SessionId,
+    row: &RefundRow,
+    detail: &str,
+    approver: &str,
+) -> Result<Answer, ApiError> {
+    if let Some(fault) = state.ledger.health().last_fault() {
+        return Err(ApiError::LedgerUnavailable(fault));
+    }
+    let upstream = state.upstream.status(session).await.map_err(status_error)?;
+    let rows = state.ledger.rows_for_session(session).await?;
+    let view = payment_view(&upstream, &rows, state.config.partial_refunds)
+        .ok_or(ApiError::PaymentNotFound)?;
+    // What remains now decides: the payment may have been refunded while this waited.
+    if let Err(code) = view.check_amount(row.money()) {
+        let detail = format!("{detail}, but it can no longer be sent: {}", code.name());
+        fail(state, row, code, &detail, HistoryKind::Failed).await?;
+        return Err(ApiError::Rule(code));
+    }
+    let payment = upstream.payment().ok_or(ApiError::PaymentNotFound)?;
+    let refunds_before: Vec<String> = payment.refunds.iter().map(|r| r.id.to_string()).collect();
+    match state
+        .ledger
+        .approve(row.key, &refunds_before, detail)
+        .await?
+    {
+        Approved::Pending(row) => {
+            send(
+                state,
+                session,
+                &row,
+                payment.amount_details.into(),
+                &refunds_before,
+                Some(approver),
+            )
+            .await
+        }
+        Approved::InFlight => Err(ApiError::RefundInFlight),
+        Approved::NotAwaiting(_) => Err(ApiError::Rule(ErrorCode::NotAwaitingApproval)),
+    }
+}
+
+/// Closes a request nobody approved within `approval_ttl_secs`; nothing was sent.
+pub async fn expire(state: &AppState, row: &RefundRow) -> Result<(), ApiError> {
+    let detail = format!(
+        "nobody approved it within {}",
+        humantime::format_duration(state.config.approval_ttl)
+    );
+    fail(
+        state,
+        row,
+        ErrorCode::ApprovalExpired,
+        &detail,
+        HistoryKind::Expired,
+    )
+    .await
+}
+
+/// A duration in the ledger's milliseconds, saturating.
+fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 async fn fail(

@@ -140,6 +140,18 @@ pub enum ErrorCode {
     /// `allowance` says what is left. 422.
     OverDailyLimit,
 
+    // Four-eyes approval.
+    /// Only an agent whose token says `can_approve` may approve or reject requests. 403.
+    ApprovalNotAllowed,
+    /// Nobody approves or rejects their own request, whatever token they hold. 403.
+    OwnRequest,
+    /// The request was already approved, rejected or expired. 409.
+    NotAwaitingApproval,
+    /// A request that a second agent rejected (the reason is the refund's `error_detail`).
+    ApprovalRejected,
+    /// A request nobody approved in time (`approval_ttl_secs`). 409 when approving it.
+    ApprovalExpired,
+
     // Smart Glocal.
     /// Smart Glocal does not know this payment. 404.
     PaymentNotFound,
@@ -208,6 +220,52 @@ pub struct PaymentView {
     pub refunds: Vec<RefundView>,
     /// Whether the merchant may refund part of a payment.
     pub partial_refunds_allowed: bool,
+    /// What the agent looking may do here, in the payment's currency.
+    #[serde(default)]
+    pub viewer: Viewer,
+}
+
+/// The agent's own standing on a payment: shown before they type, enforced by the proxy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Viewer {
+    /// The agent's name (`sub`): their own requests are theirs to wait on, not to approve.
+    #[serde(default)]
+    pub agent: String,
+    /// May approve or reject other agents' requests.
+    #[serde(default)]
+    pub can_approve: bool,
+    /// The most they may refund at once, if limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_max: Option<Money>,
+    /// What they may still refund today (UTC), if limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_left: Option<Money>,
+    /// Refunds above this need a second agent's approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_above: Option<Money>,
+}
+
+impl Viewer {
+    /// The most this agent can refund right now on their own limits, if any limits them.
+    pub fn allowance(&self) -> Option<Money> {
+        match (self.refund_max, self.daily_left) {
+            (Some(a), Some(b)) => Some(if a.amount <= b.amount { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// `POST /api/payments/{id}/refunds/{attempt_id}/approve` or `/reject`: the second agent's
+/// decision. A rejection needs a note (the requester reads why).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalDecision {
+    #[serde(
+        default,
+        deserialize_with = "crate::fields::optional_note",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub note: Option<Note>,
 }
 
 /// What the payment is, as an agent reads it: Smart Glocal's status combined with its refunds
@@ -369,22 +427,29 @@ impl PaymentView {
                 }
                 Ok(remaining)
             }
-            RefundAmount::Partial(money) => {
-                if money.currency != self.amount.currency {
-                    return Err(ErrorCode::CurrencyMismatch);
-                }
-                if money.amount == 0 {
-                    return Err(ErrorCode::AmountNotPositive);
-                }
-                if money.amount > remaining.amount {
-                    return Err(ErrorCode::ExceedsRemaining);
-                }
-                if money.amount != self.amount.amount && !self.partial_refunds_allowed {
-                    return Err(ErrorCode::PartialNotAllowed);
-                }
-                Ok(money)
-            }
+            RefundAmount::Partial(money) => self.check_amount(money),
         }
+    }
+
+    /// The rules for refunding exactly `money` now: also what an approval re-checks, since
+    /// the payment may have changed while the request waited.
+    pub fn check_amount(&self, money: Money) -> Result<Money, ErrorCode> {
+        if !self.refundable() {
+            return Err(ErrorCode::NotRefundable);
+        }
+        if money.currency != self.amount.currency {
+            return Err(ErrorCode::CurrencyMismatch);
+        }
+        if money.amount == 0 {
+            return Err(ErrorCode::AmountNotPositive);
+        }
+        if money.amount > self.remaining().amount {
+            return Err(ErrorCode::ExceedsRemaining);
+        }
+        if money.amount != self.amount.amount && !self.partial_refunds_allowed {
+            return Err(ErrorCode::PartialNotAllowed);
+        }
+        Ok(money)
     }
 }
 
@@ -483,6 +548,9 @@ impl TryFrom<SubmissionFields> for RefundSubmission {
 #[strum(serialize_all = "snake_case")]
 #[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(rename_all = "snake_case"))]
 pub enum RefundState {
+    /// Above the merchant's `approval_above`: recorded, nothing sent, until a second agent
+    /// approves (→ `pending`) or rejects it, or it expires (→ `failed`). Holds no money.
+    AwaitingApproval,
     /// Recorded, not yet answered by Smart Glocal.
     Pending,
     /// Sent, and the answer was lost (timeout, broken answer): awaiting confirmation.
@@ -503,18 +571,20 @@ impl RefundState {
         matches!(self, RefundState::Accepted | RefundState::Failed)
     }
 
-    /// Failed refunds moved no money; every other state may have.
+    /// Failed refunds moved no money, and a request awaiting approval has not yet; every
+    /// other state may have.
     pub fn holds_money(&self) -> bool {
-        !matches!(self, RefundState::Failed)
+        !matches!(self, RefundState::Failed | RefundState::AwaitingApproval)
     }
 
     /// Order in which states may follow each other: never backwards.
     pub fn rank(&self) -> u8 {
         match self {
-            RefundState::Pending => 0,
-            RefundState::Unknown => 1,
-            RefundState::InProgress => 2,
-            RefundState::Accepted | RefundState::Failed => 3,
+            RefundState::AwaitingApproval => 0,
+            RefundState::Pending => 1,
+            RefundState::Unknown => 2,
+            RefundState::InProgress => 3,
+            RefundState::Accepted | RefundState::Failed => 4,
         }
     }
 
@@ -602,6 +672,14 @@ pub enum HistoryKind {
     RefundedElsewhere,
     /// A chargeback, learned from Smart Glocal.
     Chargeback,
+    /// Above `approval_above`: recorded, waiting for a second agent.
+    ApprovalRequested,
+    /// A second agent approved it; it is sent next.
+    Approved,
+    /// A second agent rejected it; nothing was sent.
+    Rejected,
+    /// Nobody approved it in time; nothing was sent.
+    Expired,
 }
 
 impl HistoryKind {

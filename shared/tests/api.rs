@@ -44,6 +44,7 @@ fn payment(amount: u64, refunded: &[(u64, RefundState)], partial: bool) -> Payme
             .map(|&(amount, state)| refund(amount, state, false))
             .collect(),
         partial_refunds_allowed: partial,
+        viewer: Default::default(),
     }
 }
 

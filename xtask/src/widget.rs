@@ -12,8 +12,12 @@ use flate2::Compression;
 use crate::setup::{self, root};
 use crate::Result;
 
-/// What an embedding page transfers, gzip: wasm + js + css.
-pub const BUDGET_GZIP_BYTES: u64 = 149 * 1024;
+/// What an embedding page transfers, gzip: wasm + js + css. The size reached, as a ceiling:
+/// 148.3 KB before four-eyes approval, whose widget part (the allowance line, a request's
+/// note and Approve / Reject, the decision call) measured 8.1 KB: 3.1 KB the controls' view,
+/// the rest the decision wiring, the viewer's limits and their sentences. Issue 13's cuts
+/// (100 KB) are still to come.
+pub const BUDGET_GZIP_BYTES: u64 = 157 * 1024;
 
 /// One built file's weight.
 #[derive(Debug, Clone)]

@@ -15,5 +15,5 @@ pub use confirm_dialog::ConfirmDialog;
 pub use payment_summary::PaymentSummary;
 pub use refund_form::RefundForm;
 pub use refund_list::RefundList;
-pub use refund_panel::{RefundPanel, Submit, SubmitFuture};
+pub use refund_panel::{Decide, RefundPanel, Submit, SubmitFuture};
 pub use widget::RefundWidget;

@@ -1,10 +1,13 @@
 //! The payment's refunds (failed ones too; chargebacks are not refunds and show in the
 //! summary), each with what an auditor asks: reason, note, agent, Smart Glocal's id, times.
+//! A request awaiting approval offers an agent who may decide on it (not its requester) a
+//! note and Approve / Reject.
 
 use leptos::prelude::*;
 use shared::api::{PaymentView, RefundState, RefundView};
-use shared::Locale;
+use shared::{AttemptId, Locale, Note};
 
+use crate::dom::rx;
 use crate::i18n::{self, tr};
 use crate::testids;
 
@@ -13,18 +16,37 @@ pub fn RefundList(
     /// The payment whose refunds are listed, oldest first.
     #[prop(into)]
     payment: Signal<PaymentView>,
+    /// Approves (`true`) or rejects a request; `None`: requests are only shown.
+    on_decide: Option<Callback<(AttemptId, bool, Option<Note>)>>,
     /// Language of the labels, amounts and dates.
     locale: Locale,
 ) -> impl IntoView {
     let heading = crate::dom::unique_id("refunds");
     let heading_for_list = heading.clone();
     let rows = move || {
-        let refunds: Vec<RefundView> = payment.with(|p| p.refund_attempts().cloned().collect());
+        let (refunds, viewer) = payment.with(|p| {
+            let refunds: Vec<RefundView> = p.refund_attempts().cloned().collect();
+            (refunds, p.viewer.clone())
+        });
         if refunds.is_empty() {
             return view! { <p class="sgr-muted">{tr(locale, "No refunds yet.", "Возвратов ещё не было.")}</p> }
                 .into_any();
         }
-        let items = refunds.into_iter().map(|r| row(r, locale)).collect_view();
+        let items = refunds
+            .into_iter()
+            .map(|r| {
+                // Someone else's request, and this agent may decide on it.
+                let decide = on_decide.filter(|_| {
+                    r.state == RefundState::AwaitingApproval
+                        && viewer.can_approve
+                        && r.agent.as_deref() != Some(viewer.agent.as_str())
+                });
+                let controls = decide
+                    .zip(r.attempt_id.clone())
+                    .map(|(decide, attempt)| approval(attempt, decide, locale));
+                view! { {row(r, locale)}{controls} }
+            })
+            .collect_view();
         view! { <ul class="sgr-refunds" data-testid=testids::REFUND_LIST aria-labelledby=heading_for_list.clone()>{items}</ul> }
             .into_any()
     };
@@ -108,6 +130,49 @@ fn row(refund: RefundView, locale: Locale) -> impl IntoView {
                 <span class="sgr-muted">{refund.created_at.map(date)}</span>
             </div>
             <div class="sgr-row sgr-small">{details}</div>
+        </li>
+    }
+}
+
+/// A note and Approve / Reject for a request awaiting approval. Rejecting needs the note
+/// (the requester reads why); both buttons are off while the decision is on its way.
+fn approval(
+    attempt: AttemptId,
+    decide: Callback<(AttemptId, bool, Option<Note>)>,
+    locale: Locale,
+) -> impl IntoView {
+    let note = RwSignal::new(String::new());
+    let sent = RwSignal::new(false);
+    let label = crate::dom::unique_id("approval-note");
+    let send = move |approve: bool| {
+        // Once: a second click can come before the button shows it is off.
+        if sent.get_untracked() {
+            return;
+        }
+        let Ok(text) = Note::parse(&note.get_untracked()) else {
+            return;
+        };
+        if !approve && text.is_none() {
+            return;
+        }
+        sent.set(true);
+        decide.run((attempt.clone(), approve, text));
+    };
+    let send_approve = send.clone();
+    view! {
+        <li class="sgr-approval">
+            <label for=label.clone()>{tr(locale, "Note for the requester", "Комментарий для автора запроса")}</label>
+            <input id=label type="text" maxlength=shared::api::NOTE_MAX_CHARS data-testid=testids::APPROVAL_NOTE
+                prop:value=rx(move || note.get()) on:input=move |ev| note.set(event_target_value(&ev)) />
+            <button type="button" data-testid=testids::APPROVE
+                disabled=rx(move || sent.get()) on:click=move |_| send_approve(true)>
+                {tr(locale, "Approve and send", "Одобрить и отправить")}
+            </button>
+            <button type="button" class="sgr-secondary" data-testid=testids::REJECT
+                disabled=rx(move || sent.get() || note.with(|n| n.trim().is_empty()))
+                on:click=move |_| send(false)>
+                {tr(locale, "Reject", "Отклонить")}
+            </button>
         </li>
     }
 }

@@ -6,8 +6,10 @@ use std::rc::Rc;
 
 use leptos::html;
 use leptos::prelude::*;
-use shared::api::{ErrorCode, PaymentState, PaymentView, RefundSubmission, RefundView};
-use shared::Locale;
+use shared::api::{
+    ErrorCode, PaymentState, PaymentView, RefundState, RefundSubmission, RefundView,
+};
+use shared::{AttemptId, Locale, Note};
 
 use crate::api::{CallError, Submitted};
 use crate::components::{ConfirmDialog, PaymentSummary, RefundForm, RefundList};
@@ -21,6 +23,9 @@ use crate::testids;
 pub type SubmitFuture = Pin<Box<dyn Future<Output = Result<(RefundView, Submitted), CallError>>>>;
 /// Sends a refund: the proxy in the widget, anything that answers in tests.
 pub type Submit = Rc<dyn Fn(RefundSubmission) -> SubmitFuture>;
+/// A second agent's decision on a request awaiting approval: approve (`true`) or reject,
+/// with a note.
+pub type Decide = Rc<dyn Fn(AttemptId, bool, Option<Note>) -> SubmitFuture>;
 
 /// The refund the agent is looking at in the confirmation.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +41,9 @@ pub fn RefundPanel(
     payment: RwSignal<PaymentView>,
     /// Sends the refund once confirmed.
     submit: Submit,
+    /// Approves or rejects another agent's request; without it, requests are only shown.
+    #[prop(optional)]
+    decide: Option<Decide>,
     /// The polite live region's text: what changed, for screen readers and everyone else.
     status: RwSignal<String>,
     /// Language of everything shown.
@@ -163,10 +171,39 @@ pub fn RefundPanel(
         });
     });
 
+    // A decision on a request awaiting approval: the answer updates the row like a refund's.
+    let on_decide = decide.map(|decide| {
+        let decide = StoredValue::new_local(decide);
+        Callback::new(
+            move |(attempt, approve, note): (AttemptId, bool, Option<Note>)| {
+                let future = decide.with_value(|decide| decide(attempt, approve, note));
+                form.form_error.set(None);
+                leptos::task::spawn_local(async move {
+                    match future.await {
+                        Ok((refund, how)) => {
+                            payment.update(|p| p.upsert_refund(refund.clone()));
+                            status.set(submitted_message(&refund, how, locale));
+                        }
+                        Err(error) => {
+                            status.set(String::new());
+                            form.form_error.set(Some(match error.provider() {
+                                Some(provider) => i18n::provider_refusal(provider, locale),
+                                None => error.message(locale),
+                            }));
+                        }
+                    }
+                });
+            },
+        )
+    });
+
     view! {
         <div node_ref=root>
         <PaymentSummary payment locale />
-        <RefundList payment locale />
+        <RefundList payment on_decide locale />
+        <p class="sgr-hint" data-testid=testids::ALLOWANCE>
+            {rx(move || payment.with(|p| i18n::allowance(p, locale)))}
+        </p>
         <Show
             when=offer
             fallback=move || view! {
@@ -196,6 +233,13 @@ pub fn RefundPanel(
 /// What the live region says once the proxy has taken the refund.
 fn submitted_message(refund: &RefundView, how: Submitted, locale: Locale) -> String {
     let amount = refund.amount.format(locale);
+    if refund.state == RefundState::AwaitingApproval {
+        return format!(
+            "{}{amount}: {}.",
+            tr(locale, "Refund of ", "Возврат "),
+            i18n::state_phrase(refund.state, locale)
+        );
+    }
     match (how, locale) {
         (Submitted::Created, Locale::En) => format!("Refund of {amount} submitted: {}.", i18n::state_phrase(refund.state, locale)),
         (Submitted::Created, Locale::Ru) => format!("Возврат {amount} отправлен: {}.", i18n::state_phrase(refund.state, locale)),

@@ -8,7 +8,7 @@ use shared::api::{PaymentView, RefundEvent};
 use shared::Locale;
 
 use crate::api::{Client, EventStream};
-use crate::components::{RefundPanel, Submit};
+use crate::components::{Decide, RefundPanel, Submit};
 use crate::dom;
 use crate::dom::rx;
 use crate::i18n::{self, tr};
@@ -100,6 +100,11 @@ pub fn RefundWidget(
         Box::pin(async move { client.refund(&submission).await })
     });
     let submit = StoredValue::new_local(submit);
+    let decide: Decide = Rc::new(move |attempt, approve, note| {
+        let client = client.get_value();
+        Box::pin(async move { client.decide(&attempt, approve, note).await })
+    });
+    let decide = StoredValue::new_local(decide);
 
     view! {
         <section class="sgr" data-testid=testids::WIDGET lang=i18n::tag(locale) aria-label=tr(locale, "Refund", "Возврат")>
@@ -123,7 +128,7 @@ pub fn RefundWidget(
                     </div>
                 }.into_any(),
                 Load::Ready(payment) => view! {
-                    <RefundPanel payment submit=submit.get_value() status locale />
+                    <RefundPanel payment submit=submit.get_value() decide=decide.get_value() status locale />
                 }.into_any(),
             }}
         </section>

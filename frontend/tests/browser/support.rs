@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use frontend::api::{CallError, Submitted};
-use frontend::components::{RefundPanel, Submit};
+use frontend::components::{Decide, RefundPanel, Submit};
 use leptos::prelude::*;
 use shared::api::{CardView, PaymentView, RefundState, RefundSubmission, RefundView};
 use shared::smart_glocal::PaymentStatus;
@@ -28,6 +28,7 @@ pub fn payment(amount: u64, currency: &str, partial_refunds_allowed: bool) -> Pa
         created_at: None,
         refunds: Vec::new(),
         partial_refunds_allowed,
+        viewer: Default::default(),
     }
 }
 
@@ -82,6 +83,20 @@ impl Drop for Mounted {
 }
 
 pub fn mount_panel(view: PaymentView, locale: Locale, submit: Submit) -> Mounted {
+    mount(view, locale, submit, None)
+}
+
+/// A panel whose agent may also approve or reject requests, through `decide`.
+pub fn mount_deciding_panel(
+    view: PaymentView,
+    locale: Locale,
+    submit: Submit,
+    decide: Decide,
+) -> Mounted {
+    mount(view, locale, submit, Some(decide))
+}
+
+fn mount(view: PaymentView, locale: Locale, submit: Submit, decide: Option<Decide>) -> Mounted {
     frontend::style::install();
     let document = web_sys::window().unwrap().document().unwrap();
     let root: HtmlElement = document.create_element("div").unwrap().unchecked_into();
@@ -89,7 +104,15 @@ pub fn mount_panel(view: PaymentView, locale: Locale, submit: Submit) -> Mounted
     let payment = RwSignal::new(view);
     let status = RwSignal::new(String::new());
     let handle = leptos::mount::mount_to(root.clone(), move || {
-        view! { <div class="sgr"><RefundPanel payment submit status locale /></div> }
+        let decide = decide.clone();
+        match decide {
+            Some(decide) => {
+                view! { <div class="sgr"><RefundPanel payment submit decide status locale /></div> }
+                    .into_any()
+            }
+            None => view! { <div class="sgr"><RefundPanel payment submit status locale /></div> }
+                .into_any(),
+        }
     });
     Mounted {
         root,

@@ -37,7 +37,7 @@ use sqlx::SqlitePool;
 pub use chain::{BrokenLine, ChainEntry, ChainReport};
 pub use journal::ExportRow;
 pub use kinds::{Origin, Source, WebhookOutcome};
-pub use refunds::{ApplyOutcome, Change, Inserted, NewAttempt};
+pub use refunds::{ApplyOutcome, Approved, Change, Inserted, NewAttempt};
 pub use webhooks::{VerifiedWebhook, WebhookAction, WebhookWriter};
 pub use writer::{is_storage_fault, Health, HealthCounts};
 

@@ -28,6 +28,9 @@ pub struct NewAttempt {
     /// The most the agent may refund today (UTC) in this currency, if limited: checked
     /// against the agent's attempts of the day inside the insert's own transaction.
     pub daily_limit: Option<u64>,
+    /// `pending` (sent next) or `awaiting_approval` (above `approval_above`: nothing is sent
+    /// until a second agent approves).
+    pub state: RefundState,
 }
 
 /// What [`Ledger::insert_attempt`] did.
@@ -44,6 +47,18 @@ pub enum Inserted {
     InFlight,
     /// The agent's attempts today (UTC) leave less than this one: `left` remains.
     OverDailyLimit { left: u64 },
+}
+
+/// What [`Ledger::approve`] did.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Approved {
+    /// Now `pending`, the approval in its history: send it.
+    Pending(RefundRow),
+    /// Another attempt on this payment is `pending`: try again in a moment.
+    InFlight,
+    /// No longer awaiting approval: the row as it is.
+    NotAwaiting(RefundRow),
 }
 
 /// A state change to apply.
@@ -169,6 +184,79 @@ impl Ledger {
             .bind(key)
             .fetch_optional(&self.readers)
             .await
+    }
+
+    /// The attempt `attempt_id` of `session`, if the ledger holds it.
+    pub async fn find_attempt(
+        &self,
+        session: &SessionId,
+        attempt_id: &AttemptId,
+    ) -> Result<Option<RefundRow>, sqlx::Error> {
+        sqlx::query_as(&format!("{SELECT} WHERE attempt_id = ? AND session_id = ?"))
+            .bind(attempt_id)
+            .bind(session.as_str())
+            .fetch_optional(&self.readers)
+            .await
+    }
+
+    /// What `agent` asked for today (UTC) in `currency` that may yet move money (see
+    /// [`used_today`]).
+    pub async fn refunded_today(
+        &self,
+        agent: &str,
+        currency: shared::Currency,
+    ) -> Result<u64, sqlx::Error> {
+        let mut conn = self.readers.acquire().await?;
+        used_today(&mut conn, agent, currency, now_ms()).await
+    }
+
+    /// A second agent approved the request `key`: `awaiting_approval` → `pending` with the
+    /// refunds Smart Glocal showed just now (what the answer is matched against), unless
+    /// another attempt on the payment is `pending`. `detail` (who approved, their note) is
+    /// the history line's.
+    pub async fn approve(
+        &self,
+        key: i64,
+        refunds_before: &[String],
+        detail: &str,
+    ) -> Result<Approved, sqlx::Error> {
+        let mut tx = self.write().await?;
+        let mut journal = Entries::default();
+        let result = async {
+            let row = row_by_key(&mut tx, key).await?;
+            if row.state != RefundState::AwaitingApproval {
+                return Ok(Approved::NotAwaiting(row));
+            }
+            if pending_on(&mut tx, &row.session_id).await? {
+                return Ok(Approved::InFlight);
+            }
+            let updated: RefundRow = sqlx::query_as(
+                "UPDATE refunds SET state = ?, refunds_before = ?, updated_at = ?
+                 WHERE key = ? RETURNING *",
+            )
+            .bind(RefundState::Pending)
+            .bind(Json(refunds_before))
+            .bind(now_ms())
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+            journal.history(&updated, HistoryKind::Approved, Some(detail));
+            journal.event(&updated);
+            Ok(Approved::Pending(updated))
+        }
+        .await;
+        tx.finish(journal, result).await
+    }
+
+    /// Requests still awaiting approval that were made before `before` (Unix ms).
+    pub async fn expired_requests(&self, before: i64) -> Result<Vec<RefundRow>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "{SELECT} WHERE state = ? AND created_at < ? ORDER BY key"
+        ))
+        .bind(RefundState::AwaitingApproval)
+        .bind(before)
+        .fetch_all(&self.readers)
+        .await
     }
 
     pub async fn find_by_key(&self, key: i64) -> Result<Option<RefundRow>, sqlx::Error> {
@@ -338,6 +426,40 @@ impl Ledger {
     }
 }
 
+/// Whether an attempt on `session` is `pending` (being sent): at most one is.
+async fn pending_on(conn: &mut SqliteConnection, session: &str) -> Result<bool, sqlx::Error> {
+    let pending: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM refunds WHERE session_id = ? AND state = ?")
+            .bind(session)
+            .bind(RefundState::Pending)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(pending > 0)
+}
+
+/// Everything `agent` asked for on the UTC day of `now` in `currency` that did not fail:
+/// pending, unknown and awaiting-approval ones count, they may yet move money.
+async fn used_today(
+    conn: &mut SqliteConnection,
+    agent: &str,
+    currency: shared::Currency,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    const DAY_MS: i64 = 86_400_000;
+    let used: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(amount), 0) FROM refunds
+         WHERE agent = ? AND origin = ? AND currency = ? AND created_at >= ? AND state != ?",
+    )
+    .bind(agent)
+    .bind(Origin::Proxy)
+    .bind(currency)
+    .bind(now - now.rem_euclid(DAY_MS))
+    .bind(RefundState::Failed)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(shared::money::from_stored(used).unwrap_or(u64::MAX))
+}
+
 /// [`Ledger::insert_attempt`] inside the caller's transaction.
 async fn insert_attempt_in(
     tx: &mut SqliteConnection,
@@ -352,32 +474,14 @@ async fn insert_attempt_in(
     if let Some(row) = existing {
         return Ok(Inserted::Existing(row));
     }
-    let pending: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM refunds WHERE session_id = ? AND state = 'pending'",
-    )
-    .bind(attempt.session_id.as_str())
-    .fetch_one(&mut *tx)
-    .await?;
-    if pending > 0 {
+    // A request awaiting approval sends nothing, so it waits beside a pending attempt.
+    if attempt.state == RefundState::Pending && pending_on(tx, attempt.session_id.as_str()).await? {
         return Ok(Inserted::InFlight);
     }
     let now = now_ms();
     if let Some(limit) = attempt.daily_limit {
-        // Everything the agent asked for today in this currency that did not fail: pending
-        // and unknown ones count, they may yet move money.
-        const DAY_MS: i64 = 86_400_000;
-        let used: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount), 0) FROM refunds
-             WHERE agent = ? AND origin = ? AND currency = ? AND created_at >= ? AND state != ?",
-        )
-        .bind(&attempt.agent)
-        .bind(Origin::Proxy)
-        .bind(attempt.amount.currency)
-        .bind(now - now.rem_euclid(DAY_MS))
-        .bind(RefundState::Failed)
-        .fetch_one(&mut *tx)
-        .await?;
-        let left = limit.saturating_sub(shared::money::from_stored(used).unwrap_or(u64::MAX));
+        let used = used_today(tx, &attempt.agent, attempt.amount.currency, now).await?;
+        let left = limit.saturating_sub(used);
         if attempt.amount.amount > left {
             return Ok(Inserted::OverDailyLimit { left });
         }
@@ -399,16 +503,16 @@ async fn insert_attempt_in(
     .bind(&attempt.idempotency_key)
     .bind(&attempt.request_hash)
     .bind(Json(&attempt.refunds_before))
-    .bind(RefundState::Pending)
+    .bind(attempt.state)
     .bind(now)
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
-    journal.history(
-        &row,
-        HistoryKind::Requested,
-        attempt.note.as_ref().map(Note::as_str),
-    );
+    let kind = match attempt.state {
+        RefundState::AwaitingApproval => HistoryKind::ApprovalRequested,
+        _ => HistoryKind::Requested,
+    };
+    journal.history(&row, kind, attempt.note.as_ref().map(Note::as_str));
     journal.event(&row);
     Ok(Inserted::New(row))
 }

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use shared::api::{AgentToken, AgentTokenRequest};
+use shared::api::{AgentToken, AgentTokenRequest, Limit};
 
 use crate::error::ApiError;
 use crate::extract::ApiJson;
@@ -65,9 +65,52 @@ async fn demo_token(
             "agent must be 1–64 characters".into(),
         ));
     }
-    Ok(Json(state.tokens.mint(
-        agent,
-        DEMO_TOKEN_TTL_SECS,
-        request.session_id.as_ref(),
-    )))
+    let mut claims = state
+        .tokens
+        .claims(agent, DEMO_TOKEN_TTL_SECS, request.session_id.as_ref());
+    if let Some(demo) = DEMO_AGENTS.iter().find(|demo| demo.name == agent) {
+        claims.role = Some(demo.role.to_owned());
+        claims.can_approve = demo.can_approve;
+        claims.refund_max = demo.refund_max.map(Limit::Any);
+        claims.refund_daily = demo.refund_daily.map(Limit::Any);
+    }
+    Ok(Json(AgentToken {
+        token: state.tokens.mint_claims(&claims),
+        expires_at: claims.exp,
+    }))
 }
+
+/// A support team as a merchant's backend would describe it, for the demo page's agent
+/// picker: what each may refund on their own, and who may approve others' requests.
+pub struct DemoAgent {
+    pub name: &'static str,
+    pub role: &'static str,
+    pub can_approve: bool,
+    /// Minor units of the payment's currency.
+    pub refund_max: Option<u64>,
+    pub refund_daily: Option<u64>,
+}
+
+pub const DEMO_AGENTS: [DemoAgent; 3] = [
+    DemoAgent {
+        name: "june@acme.example",
+        role: "junior",
+        can_approve: false,
+        refund_max: Some(10_000),
+        refund_daily: Some(30_000),
+    },
+    DemoAgent {
+        name: "sam@acme.example",
+        role: "senior",
+        can_approve: true,
+        refund_max: Some(50_000),
+        refund_daily: None,
+    },
+    DemoAgent {
+        name: "ada@acme.example",
+        role: "admin",
+        can_approve: true,
+        refund_max: None,
+        refund_daily: None,
+    },
+];

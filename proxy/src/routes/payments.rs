@@ -23,7 +23,7 @@ async fn show(
     SessionPath(session): SessionPath,
 ) -> Result<Json<PaymentView>, ApiError> {
     agent.authorize(&session)?;
-    load_payment(&state, &session).await.map(Json)
+    load_payment(&state, &agent, &session).await.map(Json)
 }
 
 async fn history(

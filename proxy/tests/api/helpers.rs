@@ -44,6 +44,9 @@ pub struct Options {
     /// Agents' limits where their token sets none.
     pub refund_max: Option<shared::api::Limit>,
     pub refund_daily: Option<shared::api::Limit>,
+    /// Refunds above this wait for a second agent's approval.
+    pub approval_above: Option<shared::api::Limit>,
+    pub approval_ttl_ms: u64,
     pub header_read_timeout_ms: u64,
 }
 
@@ -68,6 +71,8 @@ impl Options {
             ops_listen: None,
             refund_max: None,
             refund_daily: None,
+            approval_above: None,
+            approval_ttl_ms: 3_600_000,
             header_read_timeout_ms: 10_000,
         }
     }
@@ -96,6 +101,8 @@ impl Options {
             partial_refunds: self.partial_refunds,
             refund_max: self.refund_max.clone(),
             refund_daily: self.refund_daily.clone(),
+            approval_above: self.approval_above.clone(),
+            approval_ttl: Duration::from_millis(self.approval_ttl_ms),
             demo_mode: true,
             serve_dir: self.serve_dir.clone(),
             body_limit: 16 * 1024,

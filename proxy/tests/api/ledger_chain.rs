@@ -175,6 +175,7 @@ async fn lines_from_before_the_chain_are_sealed_once_on_open() {
             request_hash: "h".into(),
             refunds_before: Vec::new(),
             daily_limit: None,
+            state: shared::api::RefundState::Pending,
         };
         assert!(matches!(
             ledger.insert_attempt(&attempt).await.unwrap(),

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod approvals;
 mod auth;
 mod connections;
 mod exactly_once;

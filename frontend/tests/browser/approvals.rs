@@ -1,0 +1,160 @@
+//! Four eyes in the widget: the agent's allowance and the approval threshold before they
+//! type; a request awaiting approval offers Approve / Reject to another agent who may decide,
+//! and to nobody else.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use frontend::api::Submitted;
+use frontend::components::Decide;
+use frontend::testids::*;
+use shared::api::{RefundState, Viewer};
+use shared::{AttemptId, Locale, Money, Note};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+use crate::support::*;
+
+type Decisions = Rc<RefCell<Vec<(AttemptId, bool, Option<String>)>>>;
+
+/// Records each decision and answers with the request moved to `state`.
+fn recording_decide(request: shared::api::RefundView, state: RefundState) -> (Decide, Decisions) {
+    let decisions: Decisions = Rc::default();
+    let seen = decisions.clone();
+    let decide: Decide = Rc::new(
+        move |attempt: AttemptId, approve: bool, note: Option<Note>| {
+            seen.borrow_mut()
+                .push((attempt, approve, note.map(|n| n.as_str().to_owned())));
+            let answer = shared::api::RefundView {
+                state,
+                ..request.clone()
+            };
+            Box::pin(async move { Ok((answer, Submitted::Created)) })
+        },
+    );
+    (decide, decisions)
+}
+
+fn junior_request(view: &shared::api::PaymentView) -> shared::api::RefundView {
+    shared::api::RefundView {
+        agent: Some("june".into()),
+        ..refund(
+            Money::new(8_000, view.amount.currency),
+            RefundState::AwaitingApproval,
+            false,
+        )
+    }
+}
+
+#[wasm_bindgen_test]
+async fn the_allowance_and_the_threshold_are_said_before_typing() {
+    let mut view = payment(10_000, "usd", true);
+    let usd = view.amount.currency;
+    view.viewer = Viewer {
+        agent: "june".into(),
+        refund_max: Some(Money::new(7_000, usd)),
+        daily_left: Some(Money::new(6_500, usd)),
+        approval_above: Some(Money::new(5_000, usd)),
+        ..Viewer::default()
+    };
+    let (submit, _) = counting_submit(None);
+    let panel = mount_panel(view.clone(), Locale::En, submit);
+    settle().await;
+    assert_eq!(
+        panel.text(ALLOWANCE),
+        "You can refund up to $65.00 now. Refunds above $50.00 wait for a second agent's approval."
+    );
+    drop(panel);
+    let (submit, _) = counting_submit(None);
+    let panel = mount_panel(view, Locale::Ru, submit);
+    settle().await;
+    assert!(
+        panel
+            .text(ALLOWANCE)
+            .starts_with("Вы можете вернуть до 65,00"),
+        "{}",
+        panel.text(ALLOWANCE)
+    );
+}
+
+#[wasm_bindgen_test]
+async fn an_approver_approves_another_agents_request_once() {
+    let mut view = payment(10_000, "usd", true);
+    let request = junior_request(&view);
+    view.refunds.push(request.clone());
+    view.viewer = Viewer {
+        agent: "sam".into(),
+        can_approve: true,
+        ..Viewer::default()
+    };
+    let (submit, _) = counting_submit(None);
+    let (decide, decisions) = recording_decide(request.clone(), RefundState::InProgress);
+    let panel = mount_deciding_panel(view, Locale::En, submit, decide);
+    settle().await;
+    assert_eq!(panel.text(REFUND_STATE), "Awaiting approval");
+    // Rejecting needs a note first.
+    assert!(panel.attr(REJECT, "disabled").is_some());
+    panel.type_text(APPROVAL_NOTE, "checked the order");
+    panel.click(APPROVE);
+    panel.click(APPROVE);
+    settle().await;
+    assert_eq!(
+        *decisions.borrow(),
+        vec![(
+            request.attempt_id.clone().unwrap(),
+            true,
+            Some("checked the order".to_owned())
+        )],
+        "one decision, with the note"
+    );
+    // The answer replaces the request in place; nothing is offered any more.
+    assert_eq!(panel.text(REFUND_STATE), "In progress");
+    assert!(panel.find(APPROVE).is_none());
+}
+
+#[wasm_bindgen_test]
+async fn a_rejection_carries_its_note() {
+    let mut view = payment(10_000, "usd", true);
+    let request = junior_request(&view);
+    view.refunds.push(request.clone());
+    view.viewer = Viewer {
+        agent: "sam".into(),
+        can_approve: true,
+        ..Viewer::default()
+    };
+    let (submit, _) = counting_submit(None);
+    let (decide, decisions) = recording_decide(request, RefundState::Failed);
+    let panel = mount_deciding_panel(view, Locale::Ru, submit, decide);
+    settle().await;
+    panel.click(REJECT);
+    settle().await;
+    assert!(decisions.borrow().is_empty(), "no rejection without a note");
+    panel.type_text(APPROVAL_NOTE, "нет подтверждения возврата");
+    settle().await;
+    panel.click(REJECT);
+    settle().await;
+    let decided = decisions.borrow();
+    assert_eq!(decided.len(), 1);
+    assert!(!decided[0].1, "a rejection");
+    assert_eq!(decided[0].2.as_deref(), Some("нет подтверждения возврата"));
+}
+
+#[wasm_bindgen_test]
+async fn nobody_is_offered_a_decision_on_their_own_request_or_without_the_right() {
+    for (agent, can_approve) in [("june", true), ("sam", false)] {
+        let mut view = payment(10_000, "usd", true);
+        view.refunds.push(junior_request(&view));
+        view.viewer = Viewer {
+            agent: agent.into(),
+            can_approve,
+            ..Viewer::default()
+        };
+        let request = view.refunds[0].clone();
+        let (submit, _) = counting_submit(None);
+        let (decide, _) = recording_decide(request, RefundState::InProgress);
+        let panel = mount_deciding_panel(view, Locale::En, submit, decide);
+        settle().await;
+        assert_eq!(panel.text(REFUND_STATE), "Awaiting approval", "{agent}");
+        assert!(panel.find(APPROVE).is_none(), "{agent} is offered Approve");
+        assert!(panel.find(REJECT).is_none(), "{agent} is offered Reject");
+    }
+}

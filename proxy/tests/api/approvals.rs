@@ -1,0 +1,336 @@
+//! Four eyes: refunds above `approval_above` wait, recorded and unsent, until a second agent
+//! whose token says `can_approve` approves (then they are sent, once) or rejects them; nobody
+//! decides on their own request; requests expire.
+
+use reqwest::StatusCode;
+use sandbox::Sandbox;
+use serde_json::{json, Value};
+use shared::api::Limit;
+use signing::Secret;
+
+use crate::helpers::*;
+
+const PAYMENT: &str = "ps_usd_1001"; // $100.00
+
+fn token(agent: &str, can_approve: bool, role: Option<&str>) -> String {
+    let now = proxy::auth::now_secs();
+    let claims = proxy::auth::Claims {
+        sub: agent.to_owned(),
+        iat: Some(now),
+        exp: now + 600,
+        can_approve,
+        role: role.map(str::to_owned),
+        ..proxy::auth::Claims::default()
+    };
+    proxy::auth::TokenKeys::new(&Secret::new(TOKEN_SECRET)).mint_claims(&claims)
+}
+
+/// A proxy where refunds above $50.00 need approval.
+async fn four_eyes(adjust: impl FnOnce(Options) -> Options) -> (Sandbox, TestApp) {
+    sandbox_and_app_with(|mut o| {
+        o.approval_above = Some(Limit::PerCurrency([("usd".to_owned(), 5000)].into()));
+        adjust(o)
+    })
+    .await
+}
+
+async fn request(app: &TestApp, token: &str, amount: u64) -> (StatusCode, Value) {
+    app.post(
+        &format!("/api/payments/{PAYMENT}/refunds"),
+        token,
+        &submission(Some(amount), "usd", &fresh_key()),
+    )
+    .await
+}
+
+async fn decide(
+    app: &TestApp,
+    token: &str,
+    attempt: &str,
+    decision: &str,
+    note: Option<&str>,
+) -> (StatusCode, Value) {
+    let body = match note {
+        Some(note) => json!({ "note": note }),
+        None => json!({}),
+    };
+    app.post(
+        &format!("/api/payments/{PAYMENT}/refunds/{attempt}/{decision}"),
+        token,
+        &body,
+    )
+    .await
+}
+
+fn awaiting(answer: &(StatusCode, Value)) -> String {
+    assert_eq!(answer.0, StatusCode::ACCEPTED, "{}", answer.1);
+    assert_eq!(answer.1["state"], "awaiting_approval", "{}", answer.1);
+    answer.1["attempt_id"].as_str().unwrap().to_owned()
+}
+
+fn refused(answer: &(StatusCode, Value), status: StatusCode, code: &str) {
+    assert_eq!(answer.0, status, "{}", answer.1);
+    assert_eq!(answer.1["code"], code, "{}", answer.1);
+}
+
+async fn received(sandbox: &Sandbox) -> usize {
+    sandbox.session(PAYMENT).await.refunds_received
+}
+
+async fn history_kinds(app: &TestApp, token: &str) -> Vec<String> {
+    let (status, body) = app
+        .get(&format!("/api/payments/{PAYMENT}/history"), token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body.as_array()
+        .unwrap()
+        .iter()
+        .map(|line| line["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn above_the_threshold_a_refund_waits_and_a_second_agent_sends_it_once() {
+    // One threshold for every currency here: $30.00.
+    let (sandbox, app) = four_eyes(|mut o| {
+        o.approval_above = Some(Limit::Any(3000));
+        o
+    })
+    .await;
+    let junior = token("june", false, Some("support"));
+    let senior = token("sam", true, Some("lead"));
+
+    // At the threshold: sent at once.
+    let at = request(&app, &junior, 3000).await;
+    assert_eq!(at.0, StatusCode::CREATED, "{}", at.1);
+    assert_eq!(received(&sandbox).await, 1);
+
+    // A cent above it: recorded, nothing sent, and every widget on the payment sees it.
+    let attempt = awaiting(&request(&app, &junior, 3001).await);
+    assert_eq!(received(&sandbox).await, 1, "nothing sent before approval");
+    let payment = app.payment(PAYMENT).await;
+    let listed = payment["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["attempt_id"] == attempt.as_str())
+        .expect("the request is listed");
+    assert_eq!(listed["state"], "awaiting_approval");
+    assert_eq!(listed["agent"], "june");
+
+    // The requester has no approver rights.
+    refused(
+        &decide(&app, &junior, &attempt, "approve", None).await,
+        StatusCode::FORBIDDEN,
+        "approval_not_allowed",
+    );
+
+    // Ten approvals at once, by the approver: one sends, the others find it decided.
+    let answers = futures_util::future::join_all((0..10).map(|_| {
+        decide(
+            &app,
+            &senior,
+            &attempt,
+            "approve",
+            Some("checked the order"),
+        )
+    }))
+    .await;
+    let sent: Vec<&(StatusCode, Value)> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .collect();
+    assert_eq!(sent.len(), 1, "{answers:?}");
+    assert_eq!(sent[0].1["state"], "in_progress");
+    for other in answers.iter().filter(|(s, _)| *s != StatusCode::CREATED) {
+        refused(other, StatusCode::CONFLICT, "not_awaiting_approval");
+    }
+    assert_eq!(received(&sandbox).await, 2, "sent exactly once");
+
+    let kinds = history_kinds(&app, &senior).await;
+    for kind in ["approval_requested", "approved"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+    }
+    let (_, lines) = app
+        .get(&format!("/api/payments/{PAYMENT}/history"), &senior)
+        .await;
+    let approved = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["kind"] == "approved")
+        .unwrap();
+    assert_eq!(
+        approved["detail"], "approved by sam (lead): checked the order",
+        "{approved}"
+    );
+}
+
+#[tokio::test]
+async fn nobody_decides_on_their_own_request_whatever_token_they_hold() {
+    let (sandbox, app) = four_eyes(|o| o).await;
+    let senior = token("sam", true, None);
+    let attempt = awaiting(&request(&app, &senior, 8000).await);
+    refused(
+        &decide(&app, &senior, &attempt, "approve", None).await,
+        StatusCode::FORBIDDEN,
+        "own_request",
+    );
+    // A second token for the same agent (another role, minted later) is the same person.
+    let again = token("sam", true, Some("admin"));
+    assert_ne!(again, senior);
+    refused(
+        &decide(&app, &again, &attempt, "approve", None).await,
+        StatusCode::FORBIDDEN,
+        "own_request",
+    );
+    refused(
+        &decide(&app, &again, &attempt, "reject", Some("changed my mind")).await,
+        StatusCode::FORBIDDEN,
+        "own_request",
+    );
+    assert_eq!(received(&sandbox).await, 0);
+    // Someone else can.
+    let other = token("olga", true, None);
+    let approved = decide(&app, &other, &attempt, "approve", None).await;
+    assert_eq!(approved.0, StatusCode::CREATED, "{}", approved.1);
+    assert_eq!(received(&sandbox).await, 1);
+}
+
+#[tokio::test]
+async fn approval_after_the_payment_was_refunded_meanwhile_is_refused_with_exceeds_remaining() {
+    let (sandbox, app) = four_eyes(|o| o).await;
+    let attempt = awaiting(&request(&app, &token("june", false, None), 8000).await);
+    // Meanwhile another agent refunds half: $50.00 remain, the $80.00 request no longer fits.
+    let half = request(&app, &token("mia", false, None), 5000).await;
+    assert_eq!(half.0, StatusCode::CREATED, "{}", half.1);
+
+    let answer = decide(&app, &token("sam", true, None), &attempt, "approve", None).await;
+    refused(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "exceeds_remaining",
+    );
+    assert_eq!(received(&sandbox).await, 1, "only mia's refund was sent");
+    // Closed, so nobody is offered an approval that cannot be sent.
+    let payment = app.payment(PAYMENT).await;
+    let request = payment["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["attempt_id"] == attempt.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(request["state"], "failed", "{request}");
+    assert_eq!(request["error_code"], "exceeds_remaining", "{request}");
+    assert_eq!(payment["refunds"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_rejection_needs_a_note_sends_nothing_and_is_final() {
+    let (sandbox, app) = four_eyes(|o| o).await;
+    let senior = token("sam", true, None);
+    let attempt = awaiting(&request(&app, &token("june", false, None), 9000).await);
+    refused(
+        &decide(&app, &senior, &attempt, "reject", None).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "note_required",
+    );
+    let rejected = decide(
+        &app,
+        &senior,
+        &attempt,
+        "reject",
+        Some("no proof of return"),
+    )
+    .await;
+    assert_eq!(rejected.0, StatusCode::OK, "{}", rejected.1);
+    assert_eq!(rejected.1["state"], "failed");
+    assert_eq!(rejected.1["error_code"], "approval_rejected");
+    assert_eq!(
+        rejected.1["error_detail"],
+        "rejected by sam: no proof of return"
+    );
+    refused(
+        &decide(&app, &senior, &attempt, "approve", None).await,
+        StatusCode::CONFLICT,
+        "not_awaiting_approval",
+    );
+    assert_eq!(received(&sandbox).await, 0);
+    assert!(history_kinds(&app, &senior)
+        .await
+        .contains(&"rejected".to_owned()));
+    // Unknown requests and malformed ids are not found.
+    for id in ["att_00000000000000000000000000000000", "nope"] {
+        refused(
+            &decide(&app, &senior, id, "approve", None).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_expired_request_cannot_be_approved() {
+    let (sandbox, app) = four_eyes(|mut o| {
+        o.approval_ttl_ms = 300;
+        o
+    })
+    .await;
+    let senior = token("sam", true, None);
+    let attempt = awaiting(&request(&app, &token("june", false, None), 9000).await);
+    // Reconciliation (every 100 ms here) closes it once the time has passed.
+    let mut state = Value::Null;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let payment = app.payment(PAYMENT).await;
+        state = payment["refunds"][0].clone();
+        if state["state"] == "failed" {
+            break;
+        }
+    }
+    assert_eq!(state["state"], "failed", "{state}");
+    assert_eq!(state["error_code"], "approval_expired", "{state}");
+    refused(
+        &decide(&app, &senior, &attempt, "approve", None).await,
+        StatusCode::CONFLICT,
+        "approval_expired",
+    );
+    assert_eq!(received(&sandbox).await, 0);
+    assert!(history_kinds(&app, &senior)
+        .await
+        .contains(&"expired".to_owned()));
+}
+
+#[tokio::test]
+async fn the_payment_tells_the_agent_their_limits_and_the_threshold_before_they_type() {
+    let (_sandbox, app) = four_eyes(|o| o).await;
+    let now = proxy::auth::now_secs();
+    let claims = proxy::auth::Claims {
+        sub: "june".into(),
+        iat: Some(now),
+        exp: now + 600,
+        refund_max: Some(Limit::Any(7000)),
+        refund_daily: Some(Limit::Any(9000)),
+        ..proxy::auth::Claims::default()
+    };
+    let junior = proxy::auth::TokenKeys::new(&Secret::new(TOKEN_SECRET)).mint_claims(&claims);
+    let first = request(&app, &junior, 2500).await;
+    assert_eq!(first.0, StatusCode::CREATED, "{}", first.1);
+    let (status, payment) = app.get(&format!("/api/payments/{PAYMENT}"), &junior).await;
+    assert_eq!(status, StatusCode::OK, "{payment}");
+    let money = |amount: u64| json!({"amount": amount, "currency": "usd"});
+    assert_eq!(payment["viewer"]["agent"], "june");
+    assert_eq!(payment["viewer"]["can_approve"], false);
+    assert_eq!(payment["viewer"]["refund_max"], money(7000));
+    assert_eq!(payment["viewer"]["daily_left"], money(6500));
+    assert_eq!(payment["viewer"]["approval_above"], money(5000));
+    let (_, approver) = app
+        .get(
+            &format!("/api/payments/{PAYMENT}"),
+            &token("sam", true, None),
+        )
+        .await;
+    assert_eq!(approver["viewer"]["can_approve"], true);
+    assert!(approver["viewer"].get("refund_max").is_none(), "{approver}");
+}
