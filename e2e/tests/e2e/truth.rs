@@ -244,7 +244,7 @@ fn history_rows_and_the_confirmation_tell_reason_note_agent_and_refund_id() {
                 "{when}"
             );
             let agent = widget.text(testid::REFUND_AGENT).await?;
-            assert!(agent.contains("alice@acme.example"), "{when}: {agent}");
+            assert!(agent.contains("ada@acme.example"), "{when}: {agent}");
         }
         let refunds = stack.sandbox_refunds(id).await?;
         assert_eq!(refunds.len(), 1);
