@@ -50,6 +50,10 @@ impl Default for StackOptions {
     }
 }
 
+/// Refunds in this currency above 50.00 wait for a second agent's approval (see
+/// `proxy_settings`).
+pub const APPROVAL_CURRENCY: &str = "gbp";
+
 /// A running stack. Dropping it stops the servers and deletes the ledgers.
 pub struct Stack {
     pub sandbox_url: String,
@@ -396,6 +400,10 @@ fn proxy_settings(
         reconcile_fail_after_secs: Some(1),
         // One agent drives the whole suite, faster than a person: no per-agent rate limit.
         rate_limit_per_minute: Some(0),
+        // Four eyes on pounds only: no other scenario pays in GBP, so theirs are sent at once.
+        approval_above: Some(shared::api::Limit::PerCurrency(
+            [(APPROVAL_CURRENCY.to_owned(), 5_000)].into(),
+        )),
         ..Default::default()
     }
 }

@@ -5,6 +5,7 @@
 //! `cargo test -p e2e`. A failing scenario leaves `e2e/artifacts/<test name>/`.
 
 mod accessibility;
+mod approvals;
 mod failures;
 mod harness;
 mod keyboard;
