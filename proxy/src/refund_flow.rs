@@ -150,6 +150,7 @@ async fn decide_and_send(
         request_hash: hash.to_owned(),
         refunds_before: refunds_before.clone(),
         daily_limit,
+        role: agent.role.clone(),
         state: if awaits_approval {
             RefundState::AwaitingApproval
         } else {

@@ -700,6 +700,9 @@ pub struct HistoryEntry {
     pub amount: Option<Money>,
     pub state: Option<RefundState>,
     pub detail: Option<String>,
+    /// The requesting agent's role (`junior`, `lead`…), when their token named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// `POST /api/payments/{id}/events/ticket`: a short-lived ticket for the event stream.

@@ -32,7 +32,8 @@ fn a_juniors_refund_above_the_threshold_is_sent_once_a_senior_approves_it_in_ano
         ctx.client.switch_to_window(sam_tab.handle.clone()).await?;
         let sam = demo::widget_for(&ctx, stack, id, "agent=sam@acme.example").await?;
         sam.wait_refund_state("awaiting_approval").await?;
-        sam.type_into(testid::APPROVAL_NOTE, "order returned").await?;
+        sam.type_into(testid::APPROVAL_NOTE, "order returned")
+            .await?;
         sam.click(testid::APPROVE).await?;
         sam.wait_refund_state("in_progress").await?;
         sam.wait_refund_state("accepted").await?;

@@ -26,6 +26,8 @@ pub struct Line {
     pub currency: Option<String>,
     pub state: Option<String>,
     pub detail: Option<String>,
+    /// The requesting agent's role; written since migration 0008, hashed only when present.
+    pub role: Option<String>,
 }
 
 impl Line {
@@ -38,7 +40,8 @@ impl Line {
     }
 
     /// What is hashed: the columns in table order as a compact JSON array, `null` where
-    /// empty — `["ps_1",1764000000000,"requested","alice",…]`.
+    /// empty — `["ps_1",1764000000000,"requested","alice",…]` — with the role appended only
+    /// when there is one (so lines from before roles keep their hashes).
     pub fn canonical(&self) -> String {
         let line = (
             &self.session_id,
@@ -52,8 +55,15 @@ impl Line {
             &self.state,
             &self.detail,
         );
-        // A tuple of plain values: serialising cannot fail.
-        serde_json::to_string(&line).unwrap_or_default()
+        // Plain values: serialising cannot fail.
+        let mut columns = match serde_json::to_value(line) {
+            Ok(serde_json::Value::Array(columns)) => columns,
+            _ => Vec::new(),
+        };
+        if let Some(role) = &self.role {
+            columns.push(role.as_str().into());
+        }
+        serde_json::Value::Array(columns).to_string()
     }
 }
 
@@ -111,7 +121,7 @@ pub(super) async fn seal_unhashed(conn: &mut SqliteConnection) -> Result<u64, sq
 }
 
 const COLUMNS: &str =
-    "session_id, at, kind, agent, attempt_id, refund_id, amount, currency, state, detail";
+    "session_id, at, kind, agent, attempt_id, refund_id, amount, currency, state, detail, role";
 
 #[derive(sqlx::FromRow)]
 struct IdLine {
@@ -273,7 +283,26 @@ mod tests {
             currency: Some("usd".into()),
             state: Some("pending".into()),
             detail: Some(detail.into()),
+            role: None,
         }
+    }
+
+    #[test]
+    fn a_role_is_hashed_when_present_and_lines_without_one_keep_their_hash() {
+        // The exact text hashed before roles existed.
+        assert_eq!(
+            line("a").canonical(),
+            r#"["ps_1",1,"requested","alice",null,null,500,"usd","pending","a"]"#
+        );
+        let with_role = Line {
+            role: Some("junior".into()),
+            ..line("a")
+        };
+        assert_eq!(
+            with_role.canonical(),
+            r#"["ps_1",1,"requested","alice",null,null,500,"usd","pending","a","junior"]"#
+        );
+        assert_ne!(with_role.hash_after(GENESIS), line("a").hash_after(GENESIS));
     }
 
     #[test]

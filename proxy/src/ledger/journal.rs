@@ -49,6 +49,7 @@ impl History {
             currency: Some(self.row.currency.code()),
             state: Some(self.row.state.as_str().to_owned()),
             detail: self.detail.clone(),
+            role: self.row.role.clone(),
         }
     }
 }
@@ -91,7 +92,7 @@ impl Entries {
             .collect();
         for chunk in lines.chunks(ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO history (session_id, at, kind, agent, attempt_id, refund_id, amount, currency, state, detail, hash) ",
+                "INSERT INTO history (session_id, at, kind, agent, attempt_id, refund_id, amount, currency, state, detail, role, hash) ",
             );
             insert.push_values(chunk, |mut values, (line, hash)| {
                 values
@@ -105,6 +106,7 @@ impl Entries {
                     .push_bind(&line.currency)
                     .push_bind(&line.state)
                     .push_bind(&line.detail)
+                    .push_bind(&line.role)
                     .push_bind(hash);
             });
             // Single rows (the refund flow) recur; batch sizes vary and would churn the cache.
@@ -181,6 +183,7 @@ struct HistoryRow {
     currency: Option<Currency>,
     state: Option<RefundState>,
     detail: Option<String>,
+    role: Option<String>,
 }
 
 /// One line of `proxy export`.
@@ -303,7 +306,7 @@ impl Ledger {
     /// The payment's timeline, oldest first.
     pub async fn history(&self, session: &SessionId) -> Result<Vec<HistoryEntry>, sqlx::Error> {
         let rows: Vec<HistoryRow> = sqlx::query_as(
-            "SELECT at, kind, agent, attempt_id, refund_id, amount, currency, state, detail
+            "SELECT at, kind, agent, attempt_id, refund_id, amount, currency, state, detail, role
              FROM history WHERE session_id = ? ORDER BY id",
         )
         .bind(session.as_str())
@@ -329,6 +332,7 @@ impl Ledger {
                 },
                 state: h.state,
                 detail: h.detail,
+                role: h.role,
             })
             .collect())
     }

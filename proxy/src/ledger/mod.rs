@@ -286,6 +286,9 @@ pub struct RefundRow {
     /// The last contradiction Smart Glocal reported about this refund, if any.
     #[sqlx(default)]
     pub attention: Option<String>,
+    /// The requesting agent's role, from their token.
+    #[sqlx(default)]
+    pub role: Option<String>,
 }
 
 impl RefundRow {
@@ -352,6 +355,7 @@ pub(crate) mod test_rows {
             finished_at: None,
             absent_since: None,
             attention: None,
+            role: None,
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct NewAttempt {
     /// `pending` (sent next) or `awaiting_approval` (above `approval_above`: nothing is sent
     /// until a second agent approves).
     pub state: RefundState,
+    /// The agent's role (the token's), shown in the history.
+    pub role: Option<String>,
 }
 
 /// What [`Ledger::insert_attempt`] did.
@@ -488,8 +490,8 @@ async fn insert_attempt_in(
     }
     let row: RefundRow = sqlx::query_as(
         "INSERT INTO refunds (attempt_id, session_id, origin, agent, amount, currency, full_refund, reason,
-            note, idempotency_key, request_hash, refunds_before, state, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+            note, idempotency_key, request_hash, refunds_before, state, created_at, updated_at, role)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
     )
     .bind(&attempt.attempt_id)
     .bind(attempt.session_id.as_str())
@@ -506,6 +508,7 @@ async fn insert_attempt_in(
     .bind(attempt.state)
     .bind(now)
     .bind(now)
+    .bind(&attempt.role)
     .fetch_one(&mut *tx)
     .await?;
     let kind = match attempt.state {

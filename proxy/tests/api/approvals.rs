@@ -154,6 +154,15 @@ async fn above_the_threshold_a_refund_waits_and_a_second_agent_sends_it_once() {
     let (_, lines) = app
         .get(&format!("/api/payments/{PAYMENT}/history"), &senior)
         .await;
+    // The requester's role (their token's) is on the request's lines.
+    let requested = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["kind"] == "approval_requested")
+        .unwrap();
+    assert_eq!(requested["agent"], "june");
+    assert_eq!(requested["role"], "support", "{requested}");
     let approved = lines
         .as_array()
         .unwrap()

@@ -461,6 +461,7 @@ fn csv_cells_with_control_characters_are_escaped() {
         finished_at: None,
         absent_since: None,
         attention: None,
+        role: None,
     };
     let line = proxy::ledger::ExportRow(row).csv_line();
     assert!(!line.chars().any(char::is_control), "{line:?}");

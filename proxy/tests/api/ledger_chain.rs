@@ -176,6 +176,7 @@ async fn lines_from_before_the_chain_are_sealed_once_on_open() {
             refunds_before: Vec::new(),
             daily_limit: None,
             state: shared::api::RefundState::Pending,
+            role: None,
         };
         assert!(matches!(
             ledger.insert_attempt(&attempt).await.unwrap(),
