@@ -83,11 +83,26 @@ pub async fn submit(
             return replay(&row, &hash);
         }
     }
-    // The rest runs in its own task: if the browser goes away mid-call, the attempt must
-    // still be carried to a recorded outcome rather than dropped half-way.
+    serialised(state, session, move |state, session| async move {
+        decide_and_send(&state, &agent, &session, &submission, &hash).await
+    })
+    .await
+}
+
+/// Runs `work` holding the payment's lock, in its own task: if the browser goes away
+/// mid-call, what was begun is still carried to a recorded outcome rather than dropped.
+async fn serialised<F, Fut>(
+    state: AppState,
+    session: SessionId,
+    work: F,
+) -> Result<Answer, ApiError>
+where
+    F: FnOnce(AppState, SessionId) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Answer, ApiError>> + Send,
+{
     tokio::spawn(async move {
         let _serialised = state.locks.lock(&session).await;
-        decide_and_send(&state, &agent, &session, &submission, &hash).await
+        work(state.clone(), session.clone()).await
     })
     .await
     .map_err(|e| ApiError::Internal(format!("refund task: {e}")))?
@@ -305,9 +320,7 @@ pub async fn decide(
     if decision == Decision::Reject && note.is_none() {
         return Err(ApiError::Rule(ErrorCode::NoteRequired));
     }
-    // As with a submission: once begun, carried to a recorded outcome in its own task.
-    tokio::spawn(async move {
-        let _serialised = state.locks.lock(&session).await;
+    serialised(state, session, move |state, session| async move {
         let row = state
             .ledger
             .find_attempt(&session, &attempt_id)
@@ -358,7 +371,6 @@ pub async fn decide(
         }
     })
     .await
-    .map_err(|e| ApiError::Internal(format!("approval task: {e}")))?
 }
 
 async fn approve_and_send(

@@ -45,6 +45,29 @@ fn junior_request(view: &shared::api::PaymentView) -> shared::api::RefundView {
     }
 }
 
+/// June's request on a $100.00 payment, in the panel of `agent` (who may approve or not),
+/// deciding through a recorder that answers with the request moved to `answer`.
+async fn panel_of(
+    agent: &str,
+    can_approve: bool,
+    answer: RefundState,
+    locale: Locale,
+) -> (Mounted, Decisions, shared::api::RefundView) {
+    let mut view = payment(10_000, "usd", true);
+    let request = junior_request(&view);
+    view.refunds.push(request.clone());
+    view.viewer = Viewer {
+        agent: agent.into(),
+        can_approve,
+        ..Viewer::default()
+    };
+    let (submit, _) = counting_submit(None);
+    let (decide, decisions) = recording_decide(request.clone(), answer);
+    let panel = mount_deciding_panel(view, locale, submit, decide);
+    settle().await;
+    (panel, decisions, request)
+}
+
 #[wasm_bindgen_test]
 async fn the_allowance_and_the_threshold_are_said_before_typing() {
     let mut view = payment(10_000, "usd", true);
@@ -78,18 +101,8 @@ async fn the_allowance_and_the_threshold_are_said_before_typing() {
 
 #[wasm_bindgen_test]
 async fn an_approver_approves_another_agents_request_once() {
-    let mut view = payment(10_000, "usd", true);
-    let request = junior_request(&view);
-    view.refunds.push(request.clone());
-    view.viewer = Viewer {
-        agent: "sam".into(),
-        can_approve: true,
-        ..Viewer::default()
-    };
-    let (submit, _) = counting_submit(None);
-    let (decide, decisions) = recording_decide(request.clone(), RefundState::InProgress);
-    let panel = mount_deciding_panel(view, Locale::En, submit, decide);
-    settle().await;
+    let (panel, decisions, request) =
+        panel_of("sam", true, RefundState::InProgress, Locale::En).await;
     assert_eq!(panel.text(REFUND_STATE), "Awaiting approval");
     // Rejecting needs a note first.
     assert!(panel.attr(REJECT, "disabled").is_some());
@@ -113,18 +126,7 @@ async fn an_approver_approves_another_agents_request_once() {
 
 #[wasm_bindgen_test]
 async fn a_rejection_carries_its_note() {
-    let mut view = payment(10_000, "usd", true);
-    let request = junior_request(&view);
-    view.refunds.push(request.clone());
-    view.viewer = Viewer {
-        agent: "sam".into(),
-        can_approve: true,
-        ..Viewer::default()
-    };
-    let (submit, _) = counting_submit(None);
-    let (decide, decisions) = recording_decide(request, RefundState::Failed);
-    let panel = mount_deciding_panel(view, Locale::Ru, submit, decide);
-    settle().await;
+    let (panel, decisions, _) = panel_of("sam", true, RefundState::Failed, Locale::Ru).await;
     panel.click(REJECT);
     settle().await;
     assert!(decisions.borrow().is_empty(), "no rejection without a note");
@@ -141,18 +143,7 @@ async fn a_rejection_carries_its_note() {
 #[wasm_bindgen_test]
 async fn nobody_is_offered_a_decision_on_their_own_request_or_without_the_right() {
     for (agent, can_approve) in [("june", true), ("sam", false)] {
-        let mut view = payment(10_000, "usd", true);
-        view.refunds.push(junior_request(&view));
-        view.viewer = Viewer {
-            agent: agent.into(),
-            can_approve,
-            ..Viewer::default()
-        };
-        let request = view.refunds[0].clone();
-        let (submit, _) = counting_submit(None);
-        let (decide, _) = recording_decide(request, RefundState::InProgress);
-        let panel = mount_deciding_panel(view, Locale::En, submit, decide);
-        settle().await;
+        let (panel, _, _) = panel_of(agent, can_approve, RefundState::InProgress, Locale::En).await;
         assert_eq!(panel.text(REFUND_STATE), "Awaiting approval", "{agent}");
         assert!(panel.find(APPROVE).is_none(), "{agent} is offered Approve");
         assert!(panel.find(REJECT).is_none(), "{agent} is offered Reject");

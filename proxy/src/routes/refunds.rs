@@ -19,11 +19,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/payments/{session_id}/refunds", post(create))
         .route(
             "/api/payments/{session_id}/refunds/{attempt_id}/approve",
-            post(approve),
+            post(|state, agent, path, body| decide(Decision::Approve, state, agent, path, body)),
         )
         .route(
             "/api/payments/{session_id}/refunds/{attempt_id}/reject",
-            post(reject),
+            post(|state, agent, path, body| decide(Decision::Reject, state, agent, path, body)),
         )
 }
 
@@ -40,42 +40,17 @@ async fn create(
     Ok((status, Json(view)))
 }
 
-/// As a submission answers once sent: 201, 202 unknown, or the refusal.
-async fn approve(
-    State(state): State<AppState>,
-    agent: Agent,
-    AttemptPath(session, attempt): AttemptPath,
-    ApiJson(decision): ApiJson<ApprovalDecision>,
-) -> Result<(StatusCode, Json<RefundView>), ApiError> {
-    agent.authorize(&session)?;
-    let (status, view) = refund_flow::decide(
-        state,
-        agent,
-        session,
-        attempt,
-        Decision::Approve,
-        decision.note,
-    )
-    .await?;
-    Ok((status, Json(view)))
-}
-
+/// Approve: answers as a submission once sent (201, 202 unknown, or the refusal). Reject:
 /// 200 with the request, now `failed` with `approval_rejected`; a note is required.
-async fn reject(
+async fn decide(
+    decision: Decision,
     State(state): State<AppState>,
     agent: Agent,
     AttemptPath(session, attempt): AttemptPath,
-    ApiJson(decision): ApiJson<ApprovalDecision>,
+    ApiJson(body): ApiJson<ApprovalDecision>,
 ) -> Result<(StatusCode, Json<RefundView>), ApiError> {
     agent.authorize(&session)?;
-    let (status, view) = refund_flow::decide(
-        state,
-        agent,
-        session,
-        attempt,
-        Decision::Reject,
-        decision.note,
-    )
-    .await?;
+    let (status, view) =
+        refund_flow::decide(state, agent, session, attempt, decision, body.note).await?;
     Ok((status, Json(view)))
 }

@@ -61,14 +61,7 @@ async fn an_event_stream_outlives_the_header_timeout() {
     let mut options = Options::new("http://127.0.0.1:9");
     options.header_read_timeout_ms = TIMEOUT_MS;
     let app = spawn_app_with(options).await;
-    let ticket = app.events_ticket("ps_usd_1001").await;
-    let mut stream = app
-        .client
-        .get(app.url(&format!("/api/payments/ps_usd_1001/events?ticket={ticket}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), StatusCode::OK);
+    let mut stream = app.open_events("ps_usd_1001").await;
     // Five header timeouts later, the stream still answers (nothing ended it).
     let open_until = Instant::now() + Duration::from_millis(TIMEOUT_MS * 5);
     while Instant::now() < open_until {

@@ -238,6 +238,19 @@ impl TestApp {
         body["ticket"].as_str().unwrap().to_owned()
     }
 
+    /// `GET …/events` with a fresh ticket for `session`, answered 200: the open stream.
+    pub async fn open_events(&self, session: &str) -> reqwest::Response {
+        let ticket = self.events_ticket(session).await;
+        let stream = self
+            .client
+            .get(self.url(&format!("/api/payments/{session}/events?ticket={ticket}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), StatusCode::OK);
+        stream
+    }
+
     pub async fn payment(&self, session: &str) -> Value {
         let (status, body) = self
             .get(&format!("/api/payments/{session}"), &self.token("alice"))

@@ -73,15 +73,7 @@ async fn metrics_count_the_event_streams_open() {
     let open = |n: usize| format!("proxy_event_streams_open {n}");
     let mut streams = Vec::new();
     for _ in 0..3 {
-        let ticket = app.events_ticket("ps_usd_1001").await;
-        let stream = app
-            .client
-            .get(app.url(&format!("/api/payments/ps_usd_1001/events?ticket={ticket}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(stream.status(), StatusCode::OK);
-        streams.push(stream);
+        streams.push(app.open_events("ps_usd_1001").await);
     }
     assert!(scrape(&app).await.lines().any(|l| l == open(3)));
     drop(streams);
