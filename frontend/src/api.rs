@@ -6,13 +6,14 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use shared::api::{
     ApprovalDecision, ErrorBody, ErrorCode, EventsTicket, PaymentView, ProviderError, RefundEvent,
     RefundSubmission, RefundView,
 };
-use shared::{AttemptId, Locale, Note, SessionId};
+use shared::{AttemptId, Backoff, Locale, Note, SessionId};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -390,6 +391,10 @@ fn open(
 }
 
 /// 1 s, 2 s, 4 s … up to 30 s between attempts.
+const RECONNECT: Backoff = Backoff::doubling(Duration::from_secs(1), Duration::from_secs(30));
+
+/// The pause after `failures` (at least 1) failed attempts in a row, for [`sleep`].
 fn backoff_ms(failures: u32) -> i32 {
-    (1000i32 << failures.saturating_sub(1).min(5)).min(30_000)
+    let wait = RECONNECT.delay(failures.saturating_sub(1));
+    i32::try_from(wait.as_millis()).unwrap_or(i32::MAX)
 }

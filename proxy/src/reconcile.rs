@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shared::api::{HistoryKind, RefundState};
-use shared::SessionId;
+use shared::{Backoff, SessionId};
 
 use crate::ledger::{now_ms, ApplyOutcome, Change, RefundRow, Source};
 use crate::state::AppState;
@@ -99,13 +99,13 @@ pub async fn in_flight(state: &AppState) -> Result<(), sqlx::Error> {
 /// The wait before poll number `polls + 1` of a row: doubling from `interval`, capped at
 /// [`UNRESOLVED_MAX_WAIT`] for unresolved attempts and [`MAX_BACKOFF`] for the others.
 pub fn poll_wait(interval: Duration, polls: i64, unresolved: bool) -> Duration {
-    let factor = 2u32.saturating_pow(u32::try_from(polls.clamp(0, 16)).unwrap_or(16));
     let cap = if unresolved {
         UNRESOLVED_MAX_WAIT
     } else {
         MAX_BACKOFF
     };
-    interval.saturating_mul(factor).min(cap)
+    let polls = u32::try_from(polls.max(0)).unwrap_or(u32::MAX);
+    Backoff::doubling(interval, cap).delay(polls)
 }
 
 fn next_poll_at(state: &AppState, row: &RefundRow, polls: i64) -> i64 {
@@ -298,5 +298,22 @@ mod tests {
         assert_eq!(waits, [5, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10]);
         assert_eq!(poll_wait(interval, 12, false), MAX_BACKOFF);
         assert_eq!(poll_wait(interval, 1, false), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_refund_in_progress_backs_off_to_five_minutes_whatever_the_interval() {
+        let waits: Vec<u64> = (0..8)
+            .map(|polls| poll_wait(Duration::from_secs(5), polls, false).as_secs())
+            .collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300]);
+        // A tiny interval still reaches the cap, and a huge poll count does not overflow.
+        let tiny = Duration::from_millis(1);
+        assert_eq!(poll_wait(tiny, 30, false), MAX_BACKOFF);
+        assert_eq!(poll_wait(tiny, i64::MAX, false), MAX_BACKOFF);
+        assert_eq!(
+            poll_wait(tiny, -1, false),
+            tiny,
+            "a negative count is the first poll"
+        );
     }
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use shared::Backoff;
 use signing::{Scheme, Secret, Signer, Verifier};
 
 use crate::seed::Seed;
@@ -49,9 +50,12 @@ impl Project {
     }
 }
 
-/// How a webhook that is not answered 200 is retried: intervals double from `first_interval`
-/// up to `max_interval`, and delivery stops once `give_up_after` has passed since the first try.
+/// How a webhook that is not answered 200 is retried: the pause doubles from `first_interval`
+/// up to `max_interval`, and there are as many retries as fit their pauses in `give_up_after`.
 /// The real service retries up to 15 minutes apart and gives up after 30 minutes.
+///
+/// Only the pauses count toward `give_up_after`, not the time attempts take: the number of
+/// attempts follows from the policy alone ([`RetryPolicy::max_attempts`]), whatever the load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub first_interval: Duration,
@@ -82,12 +86,40 @@ impl RetryPolicy {
         }
     }
 
-    /// The pause after attempt number `attempt` (1-based) failed.
-    pub fn interval_after(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
-        self.first_interval
-            .saturating_mul(factor)
-            .min(self.max_interval)
+    /// The pauses between attempts: `schedule().next_delay(n)` is the pause after attempt
+    /// `n + 1` failed, `None` when there is no further attempt.
+    pub fn schedule(&self) -> Backoff {
+        let growth = Backoff::doubling(self.first_interval, self.max_interval);
+        growth.with_max_retries(retries_within(&growth, self.give_up_after))
+    }
+
+    /// How many times a webhook nobody accepts is sent: the first try and every retry.
+    pub fn max_attempts(&self) -> u32 {
+        let retries = self.schedule().max_retries().unwrap_or(u32::MAX);
+        retries.saturating_add(1)
+    }
+}
+
+/// How many of `growth`'s pauses, taken in order, fit in `window` together. A zero pause
+/// allows no retry (it would resend without waiting, forever).
+fn retries_within(growth: &Backoff, window: Duration) -> u32 {
+    let mut spent = Duration::ZERO;
+    let mut retries = 0u32;
+    loop {
+        let pause = growth.delay(retries);
+        if pause.is_zero() {
+            return retries;
+        }
+        let Some(after) = spent.checked_add(pause).filter(|after| *after <= window) else {
+            return retries;
+        };
+        if pause == growth.delay(retries.saturating_add(1)) {
+            // The pauses stopped growing: the rest of the window is so many more of them.
+            let more = (window - spent).as_nanos() / pause.as_nanos();
+            return retries.saturating_add(u32::try_from(more).unwrap_or(u32::MAX));
+        }
+        spent = after;
+        retries += 1;
     }
 }
 
@@ -217,5 +249,75 @@ impl SandboxConfig {
 
     pub fn scheme(&self) -> Scheme {
         self.request_verifier.scheme()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    /// Every pause of `policy`'s schedule, in milliseconds, until it gives up.
+    fn pauses_ms(policy: &RetryPolicy) -> Vec<u128> {
+        let schedule = policy.schedule();
+        (0..)
+            .map_while(|n| schedule.next_delay(n))
+            .map(|pause| pause.as_millis())
+            .collect()
+    }
+
+    #[test]
+    fn the_real_services_schedule_doubles_from_one_second_within_thirty_minutes() {
+        let policy = RetryPolicy::like_smart_glocal();
+        let secs: Vec<u128> = pauses_ms(&policy).iter().map(|p| p / 1000).collect();
+        // 1023 s of pauses so far; the next, 15 min (the cap), would end past 30 min.
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
+        assert_eq!(policy.max_attempts(), 11);
+    }
+
+    #[test]
+    fn pauses_stop_growing_at_the_cap_and_fill_the_window() {
+        // `SandboxConfig::fast`: 20 ms doubling to 160 ms, 1 s of pauses.
+        let policy = RetryPolicy::quick(ms(20), ms(1000));
+        assert_eq!(pauses_ms(&policy), [20, 40, 80, 160, 160, 160, 160, 160]);
+        assert_eq!(policy.max_attempts(), 9);
+        let total: u128 = pauses_ms(&policy).iter().sum();
+        assert!(total <= 1000 && total + 160 > 1000, "{total} ms");
+    }
+
+    #[test]
+    fn a_pause_that_would_end_past_the_window_is_not_taken() {
+        let policy = RetryPolicy {
+            first_interval: ms(40),
+            max_interval: ms(1000),
+            give_up_after: ms(900),
+            attempt_timeout: ms(1000),
+        };
+        // Attempts at 0, 40, 120, 280 and 600 ms; the next would be at 1240 ms.
+        assert_eq!(pauses_ms(&policy), [40, 80, 160, 320]);
+        assert_eq!(policy.max_attempts(), 5);
+        // A window of exactly the pauses' sum still holds the last of them.
+        let exact = RetryPolicy {
+            give_up_after: ms(600),
+            ..policy
+        };
+        assert_eq!(exact.max_attempts(), 5);
+    }
+
+    #[test]
+    fn degenerate_policies_send_once_or_stop_counting_at_the_limit() {
+        let shorter_than_first = RetryPolicy::quick(ms(50), ms(49));
+        assert_eq!(shorter_than_first.max_attempts(), 1);
+        let zero = RetryPolicy::quick(Duration::ZERO, ms(1000));
+        assert_eq!(zero.max_attempts(), 1, "a zero pause would resend forever");
+        let endless = RetryPolicy {
+            max_interval: ms(1),
+            give_up_after: Duration::MAX,
+            ..RetryPolicy::quick(ms(1), ms(0))
+        };
+        assert_eq!(endless.max_attempts(), u32::MAX);
     }
 }

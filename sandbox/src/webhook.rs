@@ -9,7 +9,6 @@ use shared::smart_glocal::{
     RefundStatus, Session, SessionStatus, Webhook, WebhookType, HEADER_SIGN,
 };
 use shared::{RefundId, SessionId};
-use tokio::time::Instant;
 
 use crate::control::Fault;
 use crate::faults::RefundFaults;
@@ -95,12 +94,13 @@ pub(crate) fn encode(session: &Session) -> Vec<u8> {
     serde_json::to_vec(&webhook).expect("a session always serialises")
 }
 
-/// POSTs `body` until the receiver answers 200 or the retry window closes. Returns whether
-/// it was delivered.
+/// POSTs `body` until the receiver answers 200 or the retry schedule
+/// ([`RetryPolicy::schedule`](crate::RetryPolicy::schedule)) runs out. Returns whether it was
+/// delivered.
 pub(crate) async fn deliver(state: &AppState, project: &str, body: &[u8]) -> bool {
     let signature = state.0.signer.sign(body);
     let policy = state.0.webhook_retry;
-    let started = Instant::now();
+    let schedule = policy.schedule();
     let mut attempt = 1u32;
     loop {
         // Read the address on every attempt: tests and demos often learn the receiver's port
@@ -132,15 +132,14 @@ pub(crate) async fn deliver(state: &AppState, project: &str, body: &[u8]) -> boo
                 tracing::warn!(%url, attempt, error = %error, "webhook not answered");
             }
         }
-        let wait = policy.interval_after(attempt);
-        if started.elapsed() + wait > policy.give_up_after {
-            tracing::warn!(%url, attempts = attempt, "webhook retry window closed: giving up");
+        let Some(wait) = schedule.next_delay(attempt - 1) else {
+            tracing::warn!(%url, attempts = attempt, "webhook retries used up: giving up");
             return false;
-        }
+        };
         if !pause(state, wait).await {
             return false;
         }
-        attempt += 1;
+        attempt = attempt.saturating_add(1);
     }
 }
 

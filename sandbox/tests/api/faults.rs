@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use sandbox::{Fault, FaultRequest, FaultRoute};
+use sandbox::{Fault, FaultRequest, FaultRoute, Sandbox};
 use signing::Scheme;
 
 use crate::helpers::{refunds, spawn, Receiver};
@@ -208,9 +208,28 @@ async fn clearing_faults_removes_those_pending() {
     sandbox
         .inject(FaultRequest::new(Fault::Http500).times(5))
         .await;
+    assert_eq!(
+        pending_faults(&sandbox).await,
+        [FaultRequest::new(Fault::Http500).times(5)],
+        "the five 500s are pending before the clear, or clearing them proves nothing"
+    );
     sandbox.clear_faults().await;
+    assert!(
+        pending_faults(&sandbox).await.is_empty(),
+        "nothing is pending after the clear"
+    );
     // None of the five 500s is left: the very next call is answered normally.
     let answer = merchant.status("ps_usd_1001").await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     assert_eq!(answer.session()["id"], "ps_usd_1001");
+}
+
+/// `GET /_sandbox/faults`: the faults not yet used up.
+async fn pending_faults(sandbox: &Sandbox) -> Vec<FaultRequest> {
+    reqwest::get(format!("{}/_sandbox/faults", sandbox.base_url()))
+        .await
+        .expect("the sandbox answers")
+        .json()
+        .await
+        .expect("a list of faults")
 }

@@ -1,5 +1,6 @@
-//! What every sandbox test needs: a sandbox on 127.0.0.1:0, a merchant that signs its calls,
-//! and a webhook receiver on 127.0.0.1:0 that records what arrives.
+//! What every sandbox test needs: a sandbox on 127.0.0.1:0, a merchant that signs its calls
+//! and reads the answers, the proxy's webhook verifier, and a webhook receiver on 127.0.0.1:0
+//! that records what arrives and can refuse the first deliveries.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ pub async fn spawn(scheme: Scheme) -> (Sandbox, Merchant) {
     spawn_with(SandboxConfig::demo_scheme(scheme).fast()).await
 }
 
+/// A sandbox started with `config`, and a merchant of `demo-project` signing in its scheme.
 pub async fn spawn_with(config: SandboxConfig) -> (Sandbox, Merchant) {
     let scheme = config.scheme();
     let sandbox = Sandbox::start(config).await;
@@ -48,6 +50,7 @@ pub fn webhook_verifier(scheme: Scheme) -> Verifier {
     }
 }
 
+/// Calls the Smart Glocal routes as a merchant's proxy does: signed, naming its project.
 pub struct Merchant {
     pub base_url: String,
     pub project: String,
@@ -96,6 +99,7 @@ impl Merchant {
         }
     }
 
+    /// The same merchant, calling for `project`.
     pub fn for_project(&self, project: &str) -> Self {
         Self {
             base_url: self.base_url.clone(),
@@ -122,6 +126,7 @@ impl Merchant {
         self.call(PATH_REFUND, body).await
     }
 
+    /// POSTs `body` to `path`, signed over the bytes sent.
     pub async fn call(&self, path: &str, body: Value) -> Answer {
         let bytes = serde_json::to_vec(&body).unwrap();
         let signature = self.signer.sign(&bytes);
@@ -170,7 +175,7 @@ impl Received {
         serde_json::from_slice(&self.body).unwrap()
     }
 
-    /// The status of the session's first refund with this id, or of the last refund.
+    /// The last refund of the session's first payment, as JSON.
     pub fn last_refund(&self) -> Value {
         let refunds = self.json()["session"]["acquiring_payments"][0]["refunds"].clone();
         refunds.as_array().unwrap().last().unwrap().clone()
@@ -207,11 +212,13 @@ impl Receiver {
         Self { url, state }
     }
 
+    /// Every delivery so far, refused or accepted, in the order they arrived.
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
     }
 
-    /// Waits until `count` webhooks arrived (or panics after `within`).
+    /// Waits until at least `count` webhooks arrived and returns all of them so far; panics
+    /// if they have not after `within`.
     pub async fn wait_for(&self, count: usize, within: Duration) -> Vec<Received> {
         let deadline = Instant::now() + within;
         loop {
@@ -256,7 +263,7 @@ async fn receive(
     }
 }
 
-/// The first refund of a session's payment, as JSON.
+/// Every refund of a session's first payment, as JSON (none if it has no payment).
 pub fn refunds(session: &Value) -> Vec<Value> {
     session["acquiring_payments"][0]["refunds"]
         .as_array()
