@@ -76,7 +76,9 @@ pub async fn wait_ready_unless<T>(
 }
 
 /// [`wait_ready_unless`] for synchronous code, on a single-threaded runtime made for the wait.
-/// Must not be called from inside a tokio runtime (use the async one there).
+/// Must not be called from inside a tokio runtime (use the async one there). A runtime the OS
+/// will not give (no threads or file descriptors left) ends the wait as
+/// [`NotReady::TimedOut`], with that reason.
 pub fn wait_ready_blocking<T>(
     url: &str,
     ready: Ready,
