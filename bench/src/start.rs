@@ -164,6 +164,9 @@ async fn load_once(browser: &Browser, url: &str) -> Result<(Duration, Duration),
         .await
         .map_err(|e| e.to_string())?;
     client.goto(url).await.map_err(|e| e.to_string())?;
+    // This polls the page for the widget's mark, not a server for an answer (testkit's
+    // `wait_ready` is for that): the times come from the browser's own `performance` clock,
+    // so how often we ask changes nothing measured; `started` only bounds the wait.
     let started = std::time::Instant::now();
     let script = "const m = performance.getEntriesByName('sg-refund:interactive')[0];
         const n = performance.getEntriesByType('navigation')[0];

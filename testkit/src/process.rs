@@ -1,13 +1,15 @@
 //! A server in a child process on a loopback port: started through `launcher` (the kernel
-//! kills it with this process, however this process ends), returned once it answers, and
-//! stopped (SIGTERM, then SIGKILL after a grace period) when dropped.
+//! kills it with this process, however this process ends), returned once it answers
+//! ([`ServerProcess::start`]; or at once by [`ServerProcess::spawn`], for a caller that starts
+//! several and then waits for each), and stopped (SIGTERM, then SIGKILL after a grace period)
+//! when dropped.
 
 use std::io;
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus};
 use std::time::Duration;
 
-use crate::{wait_ready, Ready};
+use crate::{wait_ready_unless, NotReady, Ready};
 
 /// How long a dropped server gets between SIGTERM and SIGKILL.
 const DROP_GRACE: Duration = Duration::from_secs(2);
@@ -33,7 +35,7 @@ pub fn free_addr() -> Result<SocketAddr, String> {
 impl ServerProcess {
     /// Starts `command` (which must make the server listen on `addr`) and waits until
     /// `GET <probe>` is [`Ready`], for at most `within`. If it is not, the child is stopped
-    /// and the error says why (its exit status when it died first).
+    /// and the error says why (its exit status as soon as it dies).
     pub async fn start(
         command: Command,
         addr: SocketAddr,
@@ -42,19 +44,32 @@ impl ServerProcess {
         within: Duration,
     ) -> Result<ServerProcess, String> {
         let program = command.get_program().to_string_lossy().into_owned();
+        let mut server = ServerProcess::spawn(command, addr)?;
+        let url = server.url(probe);
+        match wait_ready_unless(&url, ready, within, || server.exited()).await {
+            Ok(()) => Ok(server),
+            Err(NotReady::Interrupted(status)) => Err(format!(
+                "{program} exited ({status}) before it was ready at {url}"
+            )),
+            Err(NotReady::TimedOut(e)) => Err(format!("{program} did not become ready: {e}")),
+        }
+    }
+
+    /// Starts `command` (which must make the server listen on `addr`) and returns at once,
+    /// without waiting for it to answer: the caller waits ([`crate::wait_ready_unless`]).
+    pub fn spawn(command: Command, addr: SocketAddr) -> Result<ServerProcess, String> {
+        let program = command.get_program().to_string_lossy().into_owned();
         let child = launcher::spawn(command).map_err(|e| format!("cannot start {program}: {e}"))?;
-        let mut server = ServerProcess {
+        Ok(ServerProcess {
             url: format!("http://{addr}"),
             addr,
             child,
-        };
-        if let Err(e) = wait_ready(&format!("{}{probe}", server.url), ready, within).await {
-            return Err(match server.child.try_wait() {
-                Ok(Some(status)) => format!("{program} exited ({status}) before it was ready: {e}"),
-                _ => format!("{program} did not become ready: {e}"),
-            });
-        }
-        Ok(server)
+        })
+    }
+
+    /// Its exit status if it has exited (reaped), `None` while it runs.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,7 +1,9 @@
 //! `cargo xtask <command>`: the project's own setup, demo, test and bench commands.
 //!
 //! Everything a fresh machine needs is installed from here (never from someone's shell
-//! history), and skipped when the pinned version is already present.
+//! history), and skipped when the pinned version is already present. The command line is
+//! clap's ([`Cli`]); `cargo xtask --help` lists the commands, `cargo xtask demo --help` the
+//! demo's options.
 
 mod setup;
 mod stack;
@@ -10,33 +12,58 @@ mod widget;
 use std::process::ExitCode;
 use std::time::Instant;
 
-const USAGE: &str = "\
-usage: cargo xtask <command>
+use clap::{Parser, Subcommand};
 
-  demo         install what is missing, build the widget, start sandbox + proxies, print the URL
-               (--ports S,P,F for other ports, --reset for an empty ledger; `demo --help` for more)
-  test         install what is missing (with Chromium), then run every test
-  bench        run the benchmarks and write BENCHMARKS.md
-  fuzz         randomized input for --seconds N in total (default 60) on the parsers
-  setup        install the wasm toolchain (add --browser for Chromium and chromedriver)
-  widget       build the widget in release and check its size budget
-  unused-deps  fail if a crate declares a dependency it does not use (cargo machete)
-";
+/// `cargo xtask <command>`: setup, demo, tests and benchmarks of this workspace.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install what is missing, build the widget, start sandbox + proxies, print the URL
+    /// (`demo --help` for its options).
+    Demo(stack::DemoArgs),
+    /// Install what is missing (with Chromium), then run every test.
+    Test,
+    /// Run the benchmarks and write BENCHMARKS.md.
+    Bench,
+    /// Randomized input on the parsers (proxy/tests/fuzz.rs), the targets one after another.
+    Fuzz {
+        /// Seconds shared among all fuzz targets.
+        #[arg(long, value_name = "N", default_value_t = 60)]
+        seconds: u64,
+    },
+    /// Install the pinned wasm toolchain (trunk, wasm-bindgen-cli, wasm-opt, terser).
+    Setup {
+        /// Also Chromium, chromedriver, openssl and axe-core (what the browser tests need).
+        #[arg(long)]
+        browser: bool,
+    },
+    /// Build the widget in release and check its size budget.
+    Widget,
+    /// Fail if a crate declares a dependency it does not use (cargo machete).
+    UnusedDeps,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("setup") => setup::run(args.iter().any(|a| a == "--browser")),
-        Some("widget") => setup::run(false).and_then(|_| widget::build_release().map(|_| ())),
-        Some("demo") => stack::demo(&args[1..]),
-        Some("test") => test(),
-        Some("bench") => bench(),
-        Some("fuzz") => fuzz(&args[1..]),
-        Some("unused-deps") => setup::unused_dependencies(),
-        _ => {
-            eprint!("{USAGE}");
-            return ExitCode::from(2);
-        }
+    // A bad argument: clap's message and usage on stderr, exit code 2 (`--help`: 0).
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Setup { browser } => setup::run(browser),
+        Task::Widget => setup::run(false).and_then(|_| widget::build_release().map(|_| ())),
+        Task::Demo(args) => stack::demo(args),
+        Task::Test => test(),
+        Task::Bench => bench(),
+        Task::Fuzz { seconds } => fuzz(seconds),
+        Task::UnusedDeps => setup::unused_dependencies(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -94,14 +121,7 @@ fn test() -> Result {
 
 /// The fuzz targets of `proxy/tests/fuzz.rs` (webhook verify + parse, refund request, money,
 /// tokens), one after another, sharing `--seconds N`; each prints its case count.
-fn fuzz(args: &[String]) -> Result {
-    let seconds: u64 = match args {
-        [] => 60,
-        [flag, n] if flag == "--seconds" => n
-            .parse()
-            .map_err(|_| format!("--seconds takes a number of seconds, not `{n}`"))?,
-        _ => return Err("usage: cargo xtask fuzz [--seconds N]".into()),
-    };
+fn fuzz(seconds: u64) -> Result {
     let seconds = seconds.to_string();
     stage(&format!("fuzz targets, {seconds} s in total"), || {
         setup::cargo(
@@ -132,4 +152,59 @@ fn bench() -> Result {
             &[],
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> std::result::Result<Task, clap::Error> {
+        Cli::try_parse_from(std::iter::once("cargo xtask").chain(args.iter().copied()))
+            .map(|cli| cli.command)
+    }
+
+    #[test]
+    fn every_command_of_the_readme_and_ci_parses() {
+        assert!(matches!(
+            parse(&["setup"]),
+            Ok(Task::Setup { browser: false })
+        ));
+        assert!(matches!(
+            parse(&["setup", "--browser"]),
+            Ok(Task::Setup { browser: true })
+        ));
+        assert!(matches!(parse(&["demo"]), Ok(Task::Demo(_))));
+        assert!(matches!(parse(&["test"]), Ok(Task::Test)));
+        assert!(matches!(parse(&["bench"]), Ok(Task::Bench)));
+        assert!(matches!(parse(&["widget"]), Ok(Task::Widget)));
+        assert!(matches!(parse(&["unused-deps"]), Ok(Task::UnusedDeps)));
+        assert!(matches!(parse(&["fuzz"]), Ok(Task::Fuzz { seconds: 60 })));
+        assert!(matches!(
+            parse(&["fuzz", "--seconds", "600"]),
+            Ok(Task::Fuzz { seconds: 600 })
+        ));
+    }
+
+    #[test]
+    fn bad_arguments_are_clap_errors() {
+        let kind = |args: &[&str]| parse(args).unwrap_err().kind();
+        assert_eq!(
+            kind(&[]),
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        );
+        assert_eq!(kind(&["deploy"]), ErrorKind::InvalidSubcommand);
+        assert_eq!(
+            kind(&["fuzz", "--seconds", "x"]),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(kind(&["fuzz", "--seconds"]), ErrorKind::InvalidValue);
+        assert_eq!(kind(&["test", "--browser"]), ErrorKind::UnknownArgument);
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

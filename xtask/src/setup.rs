@@ -111,18 +111,33 @@ fn on_path(program: &str) -> bool {
 
 /// The `wasm-bindgen` version in Cargo.lock: the CLI must match it exactly, or trunk tries to
 /// download one.
+///
+/// Read with `cargo-lock` (the lockfile's own format, parsed as TOML, no process started)
+/// rather than `cargo_metadata`, which runs `cargo metadata` and resolves the whole
+/// dependency graph to answer what one line of the lockfile already says.
 pub fn wasm_bindgen_version() -> Result<String> {
-    let lock = std::fs::read_to_string(root().join("Cargo.lock"))
-        .map_err(|e| format!("cannot read Cargo.lock: {e}"))?;
-    let mut lines = lock.lines();
-    while let Some(line) = lines.next() {
-        if line == "name = \"wasm-bindgen\"" {
-            if let Some(version) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
-                return Ok(version.trim_end_matches('"').to_owned());
-            }
-        }
+    let path = root().join("Cargo.lock");
+    let lock = cargo_lock::Lockfile::load(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    wasm_bindgen_in(&lock)
+}
+
+fn wasm_bindgen_in(lock: &cargo_lock::Lockfile) -> Result<String> {
+    let versions: Vec<String> = lock
+        .packages
+        .iter()
+        .filter(|p| p.name.as_str() == "wasm-bindgen")
+        .map(|p| p.version.to_string())
+        .collect();
+    match &versions[..] {
+        [version] => Ok(version.clone()),
+        [] => Err("wasm-bindgen is not in Cargo.lock".into()),
+        // One CLI cannot match two libraries: the widget's must be the only one.
+        several => Err(format!(
+            "Cargo.lock has several wasm-bindgen versions ({}); the CLI can match only one",
+            several.join(", ")
+        )),
     }
-    Err("wasm-bindgen is not in Cargo.lock".into())
 }
 
 pub fn run(browser: bool) -> Result {
@@ -286,4 +301,33 @@ fn apt_install(packages: &[&str]) -> Result {
     let mut args = vec!["install", "-y", "-q"];
     args.extend_from_slice(packages);
     run_cmd("apt-get", &args, &[("DEBIAN_FRONTEND", "noninteractive")])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock(packages: &str) -> cargo_lock::Lockfile {
+        format!("version = 4\n{packages}").parse().unwrap()
+    }
+
+    #[test]
+    fn the_wasm_bindgen_version_is_read_from_the_lockfile() {
+        let one = lock(
+            "[[package]]\nname = \"wasm-bindgen-macro\"\nversion = \"0.2.1\"\n\n\
+             [[package]]\nname = \"wasm-bindgen\"\nversion = \"0.2.130\"\n",
+        );
+        assert_eq!(wasm_bindgen_in(&one).unwrap(), "0.2.130");
+        let none = lock("[[package]]\nname = \"serde\"\nversion = \"1.0.0\"\n");
+        assert!(wasm_bindgen_in(&none)
+            .unwrap_err()
+            .contains("not in Cargo.lock"));
+        let two = lock(
+            "[[package]]\nname = \"wasm-bindgen\"\nversion = \"0.2.129\"\n\n\
+             [[package]]\nname = \"wasm-bindgen\"\nversion = \"0.2.130\"\n",
+        );
+        assert!(wasm_bindgen_in(&two).unwrap_err().contains("several"));
+        // And the workspace's own lockfile names the version the widget pins.
+        assert!(wasm_bindgen_version().is_ok());
+    }
 }

@@ -3,15 +3,17 @@
 //! The demo owns its processes: every port is checked before anything starts (a taken one is
 //! named with the process holding it), the children die with this process however it ends
 //! (see `launcher`), and the URL is printed only once every service answers its health check.
+//! Starting a service and waiting for its health check are testkit's (`ServerProcess`,
+//! `wait_ready_blocking`), the same code the tests and the benches start servers with.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use launcher::ports::{self, loopback};
 use launcher::signals;
+use testkit::{NotReady, Ready, ServerProcess};
 
 use crate::setup::{self, root};
 use crate::{stage, widget, Result};
@@ -28,15 +30,6 @@ pub const DEFAULT_PORTS: Ports = Ports {
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a child gets to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-
-pub const USAGE: &str = "\
-usage: cargo xtask demo [--ports SANDBOX,PROXY,PROXY_FULL_ONLY] [--reset] [--no-build] [--data-dir DIR]
-
-  --ports 9070,9080,9081  listen on these loopback ports instead of 7070,8080,8081
-  --reset                 start from an empty ledger (the sandbox always starts from its seed)
-  --no-build              skip setup and builds: start the sandbox and proxies already built
-  --data-dir DIR          keep the ledgers in DIR (default .data/, or .data/ports-S-P-F/ with --ports)
-";
 
 /// Where the three services listen, all on 127.0.0.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,18 +56,16 @@ impl Ports {
                     .parse::<u16>()
                     .ok()
                     .filter(|p| *p != 0)
-                    .ok_or_else(|| format!("--ports: `{}` is not a port (1-65535)", p.trim()))
+                    .ok_or_else(|| format!("`{}` is not a port (1-65535)", p.trim()))
             })
             .collect::<Result<_>>()?;
         let [sandbox, proxy, full_only] = parsed[..] else {
             return Err(format!(
-                "--ports wants three ports, SANDBOX,PROXY,PROXY_FULL_ONLY (e.g. 9070,9080,9081), got `{text}`"
+                "three ports are wanted, SANDBOX,PROXY,PROXY_FULL_ONLY (e.g. 9070,9080,9081), got `{text}`"
             ));
         };
         if sandbox == proxy || proxy == full_only || sandbox == full_only {
-            return Err(format!(
-                "--ports: the three ports must differ, got `{text}`"
-            ));
+            return Err(format!("the three ports must differ, got `{text}`"));
         }
         Ok(Self {
             sandbox,
@@ -84,7 +75,25 @@ impl Ports {
     }
 }
 
-/// What `cargo xtask demo …` was asked to do.
+/// `cargo xtask demo`'s command line.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "cargo xtask demo", bin_name = "cargo xtask demo")]
+pub struct DemoArgs {
+    /// Listen on these loopback ports instead of 7070,8080,8081 (e.g. 9070,9080,9081).
+    #[arg(long, value_name = "SANDBOX,PROXY,PROXY_FULL_ONLY", value_parser = Ports::parse)]
+    ports: Option<Ports>,
+    /// Start from an empty ledger (the sandbox always starts from its seed).
+    #[arg(long)]
+    reset: bool,
+    /// Skip setup and builds: start the sandbox and proxies already built.
+    #[arg(long)]
+    no_build: bool,
+    /// Keep the ledgers in DIR (default .data/, or .data/ports-S-P-F/ with --ports).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+/// What `cargo xtask demo …` was asked to do, the defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     pub ports: Ports,
@@ -93,33 +102,10 @@ pub struct Options {
     pub data_dir: PathBuf,
 }
 
-impl Options {
-    pub fn parse(args: &[String]) -> Result<Self> {
-        let mut ports = DEFAULT_PORTS;
-        let mut reset = false;
-        let mut build = true;
-        let mut data_dir = None;
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((flag, value)) => (flag, Some(value.to_owned())),
-                None => (arg.as_str(), None),
-            };
-            let mut value = |name: &str| {
-                inline
-                    .clone()
-                    .or_else(|| args.next().cloned())
-                    .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
-            };
-            match flag {
-                "--ports" => ports = Ports::parse(&value("--ports")?)?,
-                "--data-dir" => data_dir = Some(PathBuf::from(value("--data-dir")?)),
-                "--reset" if inline.is_none() => reset = true,
-                "--no-build" if inline.is_none() => build = false,
-                _ => return Err(format!("unknown argument `{arg}`\n{USAGE}")),
-            }
-        }
-        let data_dir = data_dir.unwrap_or_else(|| {
+impl From<DemoArgs> for Options {
+    fn from(args: DemoArgs) -> Self {
+        let ports = args.ports.unwrap_or(DEFAULT_PORTS);
+        let data_dir = args.data_dir.unwrap_or_else(|| {
             let data = root().join(".data");
             if ports == DEFAULT_PORTS {
                 data
@@ -131,32 +117,30 @@ impl Options {
                 ))
             }
         });
-        Ok(Self {
+        Self {
             ports,
-            reset,
-            build,
+            reset: args.reset,
+            build: !args.no_build,
             data_dir,
-        })
+        }
     }
 }
 
 /// The demo's children. Dropping it stops them (SIGTERM, then SIGKILL), on every way out of
 /// [`demo`] that unwinds; the kernel's death signal covers the ways that do not.
-struct Processes(Vec<(&'static str, Child)>);
+struct Processes(Vec<(&'static str, ServerProcess)>);
 
 impl Processes {
     fn stop(&mut self) {
-        let mut children: Vec<&mut Child> = self.0.iter_mut().map(|(_, c)| c).collect();
+        let mut children: Vec<&mut Child> = self.0.iter_mut().map(|(_, s)| s.child_mut()).collect();
         launcher::stop_all(&mut children, STOP_GRACE);
     }
 
     /// The first child that has exited, with its status.
     fn exited(&mut self) -> Option<String> {
-        self.0.iter_mut().find_map(|(name, child)| {
-            child
-                .try_wait()
-                .ok()
-                .flatten()
+        self.0.iter_mut().find_map(|(name, server)| {
+            server
+                .exited()
                 .map(|status| format!("{name} exited: {status}"))
         })
     }
@@ -168,12 +152,16 @@ impl Drop for Processes {
     }
 }
 
-pub fn demo(args: &[String]) -> Result {
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        print!("{USAGE}");
-        return Ok(());
-    }
-    let options = Options::parse(args)?;
+/// Why the wait for a health check ended early.
+enum Interrupt {
+    /// A termination signal came.
+    Signal(i32),
+    /// A child exited (which one, and how).
+    Exited(String),
+}
+
+pub fn demo(args: DemoArgs) -> Result {
+    let options = Options::from(args);
     let ports = options.ports;
     // Before the setup and the builds: a taken port is known in a second, not after minutes.
     check_ports(&ports)?;
@@ -207,15 +195,18 @@ pub fn demo(args: &[String]) -> Result {
     signals::catch_termination().map_err(|e| format!("cannot catch SIGTERM: {e}"))?;
     let mut processes = Processes(Vec::new());
     let bin = target_dir().join("debug");
-    processes
-        .0
-        .push(("sandbox", start(&bin, "sandbox", &sandbox_args(&ports))?));
+    // All three start at once; their health checks are waited for below, in this order.
+    processes.0.push((
+        "sandbox",
+        start(&bin, "sandbox", &sandbox_args(&ports), ports.sandbox)?,
+    ));
     processes.0.push((
         "demo-project proxy",
         start(
             &bin,
             "proxy",
             &proxy_args(&ports, "demo/proxy.toml", ports.proxy, &ledgers[0]),
+            ports.proxy,
         )?,
     ));
     processes.0.push((
@@ -229,24 +220,37 @@ pub fn demo(args: &[String]) -> Result {
                 ports.full_only,
                 &ledgers[1],
             ),
+            ports.full_only,
         )?,
     ));
 
-    let checks = [
-        (ports.sandbox, "/_sandbox/faults"),
-        (ports.proxy, "/readyz"),
-        (ports.full_only, "/readyz"),
-    ];
-    for (index, (port, path)) in checks.into_iter().enumerate() {
-        if let Health::Stopped(signal) = wait_healthy(loopback(port), path, &mut processes)? {
-            return stopped_by(signal);
+    let probes = ["/_sandbox/faults", "/readyz", "/readyz"];
+    for (index, probe) in probes.into_iter().enumerate() {
+        let url = processes.0[index].1.url(probe);
+        let waited = testkit::wait_ready_blocking(&url, Ready::Success, HEALTH_TIMEOUT, || {
+            match signals::received() {
+                Some(signal) => Some(Interrupt::Signal(signal)),
+                None => processes.exited().map(Interrupt::Exited),
+            }
+        });
+        match waited {
+            Ok(()) => {}
+            Err(NotReady::Interrupted(Interrupt::Signal(signal))) => {
+                processes.stop();
+                return stopped_by(signal);
+            }
+            Err(NotReady::Interrupted(Interrupt::Exited(exited))) => {
+                return Err(format!("{exited} before it answered its health check"));
+            }
+            Err(NotReady::TimedOut(last)) => return Err(format!("not healthy: {last}")),
         }
         // A healthy answer from someone else (who took the port after our check) is no demo.
-        let pid = processes.0[index].1.id();
-        if let Some(holder) = ports::holder(port).filter(|h| h.pid != pid) {
+        let (name, server) = &processes.0[index];
+        let port = server.addr.port();
+        if let Some(holder) = ports::holder(port).filter(|h| h.pid != server.pid()) {
             return Err(format!(
-                "port {port} answers, but from pid {} ({}), not from the demo's {}",
-                holder.pid, holder.command, processes.0[index].0
+                "port {port} answers, but from pid {} ({}), not from the demo's {name}",
+                holder.pid, holder.command
             ));
         }
     }
@@ -333,9 +337,9 @@ fn target_dir() -> PathBuf {
     }
 }
 
-fn start(bin: &Path, program: &str, args: &[String]) -> Result<Child> {
-    let path = bin.join(program);
-    let mut command = Command::new(&path);
+/// `bin/program args…`, listening on `port`, not yet waited for.
+fn start(bin: &Path, program: &str, args: &[String], port: u16) -> Result<ServerProcess> {
+    let mut command = Command::new(bin.join(program));
     command.args(args).current_dir(root());
     // Only the settings we pass: a PROXY_* or SANDBOX_* variable of the caller's shell (a key,
     // a database) must not reach the demo.
@@ -345,7 +349,7 @@ fn start(bin: &Path, program: &str, args: &[String]) -> Result<Child> {
             command.env_remove(name.as_ref());
         }
     }
-    launcher::spawn(command).map_err(|e| format!("cannot start {}: {e}", path.display()))
+    ServerProcess::spawn(command, loopback(port))
 }
 
 fn url(port: u16) -> String {
@@ -402,72 +406,6 @@ fn remove_ledger(ledger: &Path) -> Result {
         }
     }
     Ok(())
-}
-
-enum Health {
-    Ready,
-    /// A termination signal came while waiting; the children are stopped.
-    Stopped(i32),
-}
-
-/// Polls `GET path` until it answers 200; an error when a child exited or time ran out.
-fn wait_healthy(addr: SocketAddr, path: &str, processes: &mut Processes) -> Result<Health> {
-    let started = Instant::now();
-    loop {
-        if let Some(signal) = signals::received() {
-            processes.stop();
-            return Ok(Health::Stopped(signal));
-        }
-        if let Some(exited) = processes.exited() {
-            return Err(format!("{exited} before it answered its health check"));
-        }
-        let last = match http_status(addr, path) {
-            Ok(200) => return Ok(Health::Ready),
-            Ok(status) => format!("answers {status}"),
-            Err(e) => e.to_string(),
-        };
-        if started.elapsed() > HEALTH_TIMEOUT {
-            return Err(format!(
-                "http://{addr}{path} is not healthy after {HEALTH_TIMEOUT:?}: {last}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The status code of `GET http://addr/path`, with std only (the xtask has no HTTP client).
-fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 256];
-    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 1024 {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    parse_status(&head).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("not an HTTP answer: {:?}", String::from_utf8_lossy(&head)),
-        )
-    })
-}
-
-/// `200` from `HTTP/1.1 200 OK\r\n…`.
-fn parse_status(head: &[u8]) -> Option<u16> {
-    let line = head.split(|b| *b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?;
-    let mut parts = line.split_whitespace();
-    parts.next().filter(|v| v.starts_with("HTTP/"))?;
-    parts.next()?.parse().ok()
 }
 
 /// The page to open: the default ports need no query; others are passed to the demo page,
@@ -532,17 +470,24 @@ fn print_banner(options: &Options, ledger_kept: bool) {
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    use clap::error::ErrorKind;
+    use clap::Parser;
+
+    fn parse(list: &[&str]) -> std::result::Result<Options, clap::Error> {
+        DemoArgs::try_parse_from(std::iter::once("demo").chain(list.iter().copied()))
+            .map(Options::from)
     }
 
     #[test]
     fn no_arguments_mean_the_default_ports_the_default_ledger_and_a_build() {
-        let options = Options::parse(&[]).unwrap();
+        let options = parse(&[]).unwrap();
         assert_eq!(options.ports, DEFAULT_PORTS);
         assert!(options.build && !options.reset);
         assert_eq!(options.data_dir, root().join(".data"));
         assert_eq!(page_url(&options.ports), "http://127.0.0.1:8080/");
+        let options = parse(&["--no-build", "--data-dir", "/tmp/d"]).unwrap();
+        assert!(!options.build);
+        assert_eq!(options.data_dir, Path::new("/tmp/d"));
     }
 
     #[test]
@@ -551,7 +496,7 @@ mod tests {
             &["--ports", "9070,9080,9081", "--reset"][..],
             &["--reset", "--ports=9070,9080,9081"][..],
         ] {
-            let options = Options::parse(&args(list)).unwrap();
+            let options = parse(list).unwrap();
             assert_eq!(
                 options.ports,
                 Ports {
@@ -575,17 +520,39 @@ mod tests {
 
     #[test]
     fn bad_port_lists_and_unknown_flags_are_refused_with_what_is_wanted() {
-        for (list, expected) in [
-            (&["--ports", "9070,9080"][..], "three ports"),
-            (&["--ports", "9070,9080,0"][..], "not a port"),
-            (&["--ports", "9070,x,9081"][..], "not a port"),
-            (&["--ports", "9070,9080,9080"][..], "must differ"),
-            (&["--ports"][..], "needs a value"),
-            (&["--port", "1,2,3"][..], "unknown argument"),
-            (&["--reset=yes"][..], "unknown argument"),
+        for (list, kind, expected) in [
+            (
+                &["--ports", "9070,9080"][..],
+                ErrorKind::ValueValidation,
+                "three ports",
+            ),
+            (
+                &["--ports", "9070,9080,0"][..],
+                ErrorKind::ValueValidation,
+                "not a port",
+            ),
+            (
+                &["--ports", "9070,x,9081"][..],
+                ErrorKind::ValueValidation,
+                "not a port",
+            ),
+            (
+                &["--ports", "9070,9080,9080"][..],
+                ErrorKind::ValueValidation,
+                "must differ",
+            ),
+            (&["--ports"][..], ErrorKind::InvalidValue, "--ports"),
+            (
+                &["--port", "1,2,3"][..],
+                ErrorKind::UnknownArgument,
+                "--port",
+            ),
+            (&["--reset=yes"][..], ErrorKind::TooManyValues, "--reset"),
         ] {
-            let error = Options::parse(&args(list)).unwrap_err();
-            assert!(error.contains(expected), "{list:?}: {error}");
+            let error = parse(list).unwrap_err();
+            let message = error.to_string();
+            assert_eq!(error.kind(), kind, "{list:?}: {message}");
+            assert!(message.contains(expected), "{list:?}: {message}");
         }
     }
 
@@ -623,20 +590,6 @@ mod tests {
         assert_eq!(suggested.full_only, suggested.sandbox + 11);
         let next = suggest_ports(&suggested).expect("some free set of ports");
         assert_ne!(next, suggested);
-    }
-
-    #[test]
-    fn the_status_line_is_read_from_an_http_answer() {
-        assert_eq!(
-            parse_status(b"HTTP/1.1 200 OK\r\ncontent-length: 0"),
-            Some(200)
-        );
-        assert_eq!(
-            parse_status(b"HTTP/1.1 503 Service Unavailable\r\n"),
-            Some(503)
-        );
-        assert_eq!(parse_status(b"SSH-2.0-OpenSSH\r\n"), None);
-        assert_eq!(parse_status(b""), None);
     }
 
     #[test]
