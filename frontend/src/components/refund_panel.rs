@@ -190,6 +190,9 @@ pub fn RefundPanel(
                                 Some(provider) => i18n::provider_refusal(provider, locale),
                                 None => error.message(locale),
                             }));
+                            // The rows render anew, so the request's buttons are back for
+                            // another try (a decision someone else made arrives as an event).
+                            payment.update(|_| {});
                         }
                     }
                 });

@@ -16,6 +16,35 @@ use crate::support::*;
 
 type Decisions = Rc<RefCell<Vec<(AttemptId, bool, Option<String>)>>>;
 
+#[wasm_bindgen_test]
+async fn a_decision_that_did_not_reach_the_proxy_can_be_tried_again() {
+    let mut view = payment(10_000, "usd", true);
+    let request = junior_request(&view);
+    view.refunds.push(request.clone());
+    view.viewer = Viewer {
+        agent: "sam".into(),
+        can_approve: true,
+        ..Viewer::default()
+    };
+    let calls = Rc::new(std::cell::Cell::new(0));
+    let counted = calls.clone();
+    let decide: Decide = Rc::new(move |_, _, _| {
+        counted.set(counted.get() + 1);
+        Box::pin(async { Err(frontend::api::CallError::Network) })
+    });
+    let (submit, _) = counting_submit(None);
+    let panel = mount_deciding_panel(view, Locale::En, submit, decide);
+    settle().await;
+    panel.click(APPROVE);
+    settle().await;
+    assert!(panel.visible(FORM_ERROR), "the failure is said");
+    assert!(panel.attr(APPROVE, "disabled").is_none(), "Approve is back");
+    panel.click(APPROVE);
+    settle().await;
+    assert_eq!(calls.get(), 2);
+    assert_eq!(panel.text(REFUND_STATE), "Awaiting approval");
+}
+
 /// Records each decision and answers with the request moved to `state`.
 fn recording_decide(request: shared::api::RefundView, state: RefundState) -> (Decide, Decisions) {
     let decisions: Decisions = Rc::default();
