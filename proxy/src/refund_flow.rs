@@ -123,15 +123,7 @@ async fn decide_and_send(
     {
         return replay(&row, hash);
     }
-    // Known unable to write: not even a look at Smart Glocal. (Should the fault be new, the
-    // attempt's insert below fails instead, still before anything is sent.)
-    if let Some(fault) = state.ledger.health().last_fault() {
-        return Err(ApiError::LedgerUnavailable(fault));
-    }
-    let upstream = state.upstream.status(session).await.map_err(status_error)?;
-    let rows = state.ledger.rows_for_session(session).await?;
-    let view = payment_view(&upstream, &rows, state.config.partial_refunds)
-        .ok_or(ApiError::PaymentNotFound)?;
+    let (upstream, view) = fresh_view(state, session).await?;
     let amount = view.check_refund(submission).map_err(ApiError::Rule)?;
     // The agent's own limits: per refund here, per day inside the attempt's insert (so that
     // concurrent submissions on different payments cannot add up past it).
@@ -194,6 +186,23 @@ async fn decide_and_send(
         None,
     )
     .await
+}
+
+/// What a decision to send rests on: a fresh `session/status` merged with the ledger. Known
+/// unable to write, the ledger refuses first, without a look at Smart Glocal (should the
+/// fault be new, the attempt's write fails instead, still before anything is sent).
+async fn fresh_view(
+    state: &AppState,
+    session: &SessionId,
+) -> Result<(sg::Session, shared::api::PaymentView), ApiError> {
+    if let Some(fault) = state.ledger.health().last_fault() {
+        return Err(ApiError::LedgerUnavailable(fault));
+    }
+    let upstream = state.upstream.status(session).await.map_err(status_error)?;
+    let rows = state.ledger.rows_for_session(session).await?;
+    let view = payment_view(&upstream, &rows, state.config.partial_refunds)
+        .ok_or(ApiError::PaymentNotFound)?;
+    Ok((upstream, view))
 }
 
 /// Sends the recorded `pending` attempt `row` (signed) and settles the answer.
@@ -380,13 +389,7 @@ async fn approve_and_send(
     detail: &str,
     approver: &str,
 ) -> Result<Answer, ApiError> {
-    if let Some(fault) = state.ledger.health().last_fault() {
-        return Err(ApiError::LedgerUnavailable(fault));
-    }
-    let upstream = state.upstream.status(session).await.map_err(status_error)?;
-    let rows = state.ledger.rows_for_session(session).await?;
-    let view = payment_view(&upstream, &rows, state.config.partial_refunds)
-        .ok_or(ApiError::PaymentNotFound)?;
+    let (upstream, view) = fresh_view(state, session).await?;
     // What remains now decides: the payment may have been refunded while this waited.
     if let Err(code) = view.check_amount(row.money()) {
         let detail = format!("{detail}, but it can no longer be sent: {}", code.name());
