@@ -8,8 +8,9 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 use shared::api::Limit;
-use shared::{AttemptId, FieldError, SessionId};
+use shared::{AttemptId, Currency, FieldError, SessionId};
 
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -101,7 +102,32 @@ pub struct AgentLimits {
     pub daily: Option<Limit>,
 }
 
+/// What binds an agent in one currency, minor units: their limits (the token's, else the
+/// configuration's defaults) and the merchant's approval threshold. `None`: not limited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding {
+    pub per_refund: Option<u64>,
+    pub daily: Option<u64>,
+    pub approval_above: Option<u64>,
+}
+
 impl Agent {
+    /// The one reading of the limits, for the refund flow that enforces them and the payment
+    /// view that shows them.
+    pub fn binding(&self, config: &Config, currency: Currency) -> Binding {
+        let pick = |token: &Option<Limit>, default: &Option<Limit>| {
+            token
+                .as_ref()
+                .or(default.as_ref())
+                .and_then(|limit| limit.in_currency(currency))
+        };
+        Binding {
+            per_refund: pick(&self.limits.per_refund, &config.refund_max),
+            daily: pick(&self.limits.daily, &config.refund_daily),
+            approval_above: pick(&None, &config.approval_above),
+        }
+    }
+
     /// Refuses a token issued before its agent was revoked (`proxy revoke`). Read from the
     /// ledger on every request, so a revocation holds at once on every replica.
     pub async fn check_not_revoked(&self, state: &AppState) -> Result<(), ApiError> {

@@ -2,7 +2,7 @@
 //! (who asked, why, and attempts Smart Glocal does not show yet). The refund flow decides on
 //! this same view, so what the widget shows and what the proxy enforces cannot differ.
 
-use shared::api::{CardView, Limit, PaymentView, RefundState, RefundView, Viewer};
+use shared::api::{CardView, PaymentView, RefundState, RefundView, Viewer};
 use shared::smart_glocal as sg;
 use shared::{Currency, Money, SessionId};
 
@@ -112,32 +112,21 @@ pub async fn viewer(
     agent: &Agent,
     currency: Currency,
 ) -> Result<Viewer, ApiError> {
-    let config = &state.config;
-    let in_currency = |limit: Option<&Limit>| {
-        limit
-            .and_then(|l| l.in_currency(currency))
-            .map(|amount| Money::new(amount, currency))
-    };
-    let daily = in_currency(agent.limits.daily.as_ref().or(config.refund_daily.as_ref()));
-    let daily_left = match daily {
+    let binding = agent.binding(&state.config, currency);
+    let money = |amount: Option<u64>| amount.map(|amount| Money::new(amount, currency));
+    let daily_left = match binding.daily {
         Some(limit) => {
             let used = state.ledger.refunded_today(&agent.name, currency).await?;
-            Some(Money::new(limit.amount.saturating_sub(used), currency))
+            Some(limit.saturating_sub(used))
         }
         None => None,
     };
     Ok(Viewer {
         agent: agent.name.clone(),
         can_approve: agent.can_approve,
-        refund_max: in_currency(
-            agent
-                .limits
-                .per_refund
-                .as_ref()
-                .or(config.refund_max.as_ref()),
-        ),
-        daily_left,
-        approval_above: in_currency(config.approval_above.as_ref()),
+        refund_max: money(binding.per_refund),
+        daily_left: money(daily_left),
+        approval_above: money(binding.approval_above),
     })
 }
 

@@ -24,7 +24,7 @@ use std::time::Duration;
 use shared::api::{HistoryKind, RefundState};
 use shared::{Backoff, SessionId};
 
-use crate::ledger::{now_ms, ApplyOutcome, Change, RefundRow, Source};
+use crate::ledger::{millis, now_ms, ApplyOutcome, Change, RefundRow, Source};
 use crate::state::AppState;
 
 /// Longest wait between two polls of one refund `in_progress`.
@@ -116,11 +116,6 @@ fn next_poll_at(state: &AppState, row: &RefundRow, polls: i64) -> i64 {
             polls,
             unresolved,
         ))
-}
-
-/// A duration in the ledger's milliseconds, saturating (settings are far below the limit).
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// One pass over everything due.

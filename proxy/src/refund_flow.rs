@@ -24,14 +24,14 @@ use axum::http::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use shared::api::{
-    ErrorCode, HistoryKind, Limit, RefundAmount, RefundState, RefundSubmission, RefundView,
+    ErrorCode, HistoryKind, RefundAmount, RefundState, RefundSubmission, RefundView,
 };
 use shared::smart_glocal::{self as sg, AmountDetails, RefundRequest};
 use shared::{AttemptId, Money, Note, SessionId};
 
 use crate::error::ApiError;
 use crate::extract::Agent;
-use crate::ledger::{now_ms, Approved, Change, Inserted, NewAttempt, RefundRow, Source};
+use crate::ledger::{millis, now_ms, Approved, Change, Inserted, NewAttempt, RefundRow, Source};
 use crate::payment_view::{payment_view, status_error};
 use crate::state::AppState;
 use crate::upstream::UpstreamError;
@@ -127,21 +127,16 @@ async fn decide_and_send(
     let amount = view.check_refund(submission).map_err(ApiError::Rule)?;
     // The agent's own limits: per refund here, per day inside the attempt's insert (so that
     // concurrent submissions on different payments cannot add up past it).
-    let limit = |token: &Option<Limit>, default: &Option<Limit>| {
-        token
-            .as_ref()
-            .or(default.as_ref())
-            .and_then(|limit| limit.in_currency(amount.currency))
-    };
-    let config = &state.config;
-    if let Some(max) = limit(&agent.limits.per_refund, &config.refund_max) {
+    let binding = agent.binding(&state.config, amount.currency);
+    if let Some(max) = binding.per_refund {
         if amount.amount > max {
             return Err(ApiError::OverAgentLimit(Money::new(max, amount.currency)));
         }
     }
-    let daily_limit = limit(&agent.limits.daily, &config.refund_daily);
-    let awaits_approval =
-        limit(&None, &config.approval_above).is_some_and(|above| amount.amount > above);
+    let daily_limit = binding.daily;
+    let awaits_approval = binding
+        .approval_above
+        .is_some_and(|above| amount.amount > above);
     let payment = upstream.payment().ok_or(ApiError::PaymentNotFound)?;
     let refunds_before: Vec<String> = payment.refunds.iter().map(|r| r.id.to_string()).collect();
 
@@ -433,11 +428,6 @@ pub async fn expire(state: &AppState, row: &RefundRow) -> Result<(), ApiError> {
         HistoryKind::Expired,
     )
     .await
-}
-
-/// A duration in the ledger's milliseconds, saturating.
-fn millis(duration: std::time::Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 async fn fail(

@@ -90,6 +90,11 @@ pub fn now_ms() -> i64 {
     Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc()).unix_millis()
 }
 
+/// A duration in the ledger's milliseconds, saturating (settings are far below the limit).
+pub fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
 impl Ledger {
     /// Opens (creating if needed) the SQLite file and applies pending migrations.
     ///
