@@ -205,6 +205,28 @@ impl Stack {
         url
     }
 
+    /// A page the `demo-project` proxy serves from `dist/` (e.g. `/examples/react/`), with
+    /// `query` appended.
+    pub fn page_url(&self, path: &str, query: &str) -> String {
+        format!("{}{path}?{}", self.proxy_url, query.trim_start_matches('?'))
+    }
+
+    /// The `demo-project` proxy's `proxy_event_streams_open`, read from its `/metrics`.
+    pub async fn event_streams_open(&self) -> Result<u64, BoxError> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.proxy_url))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        text.lines()
+            .find_map(|line| line.strip_prefix("proxy_event_streams_open "))
+            .and_then(|n| n.trim().parse().ok())
+            .ok_or_else(|| "/metrics has no proxy_event_streams_open".into())
+    }
+
     /// The proxy that serves payments of `project`.
     pub fn proxy_for(&self, project: &str) -> &str {
         if project == DEMO_FULL_ONLY_PROJECT {

@@ -1,22 +1,32 @@
-// The refund widget's loader: the one script a host page adds.
+// The refund widget's loader: the one script a host page adds. Types: sg-refund.d.ts beside it.
 //
 //   <script type="module" src="https://refunds.example/sg-refund-embed.js"></script>
-//   <div data-sg-refund data-session="ps_…" data-proxy="https://refunds.example"
-//        data-token="…" data-lang="en"></div>
+//   <script type="module">
+//     sgRefund.init({ proxy: "https://refunds.example", fetchToken: async () => myBackendToken() });
+//   </script>
+//   <sg-refund session="ps_…" lang="en"></sg-refund>
 //
-// It loads sg-refund.js and sg-refund_bg.wasm from its own folder; the widget then mounts into
-// every [data-sg-refund] element. For elements added later:
-//   import { mount } from ".../sg-refund-embed.js";  mount(element, { session, proxy, token, lang })
-// or window.sgRefund.mount(element, options) after the `sg-refund:ready` event on document.
+// `init` (once; `update` changes locale and appearance later) gives every <sg-refund> element its
+// proxy, its token — asked of `fetchToken` at start and whenever the proxy says it expired, one
+// call at a time however many widgets ask — its language and its look. The element loads the
+// payment named by `session`, follows changes to `session`, `proxy` and `lang`, and closes its
+// event stream when it leaves the page. Events (bubbling, each a CustomEvent with a `detail`):
+// sg-refund:ready, sg-refund:submitted, sg-refund:settled, sg-refund:error.
+//
+// The older way keeps working: <div data-sg-refund data-session data-proxy data-token data-lang>,
+// or mount(element, options), renewing the token on `sg-refund:token-expired` by setting
+// `data-token`. The widget's code (sg-refund.js, sg-refund_bg.wasm) loads from this script's folder.
 
 const base = new URL(".", import.meta.url);
+// The widget adds mount / unmount / mountAll to this same object once its code has loaded.
+const api = (window.sgRefund = window.sgRefund || {});
 
 function load() {
-  if (window.sgRefund) return Promise.resolve(window.sgRefund);
+  if (api.mount) return Promise.resolve(api);
   if (!window.__sgRefundLoading) {
     window.__sgRefundLoading = import(new URL("sg-refund.js", base).href)
       .then((glue) => glue.default({ module_or_path: new URL("sg-refund_bg.wasm", base) }))
-      .then(() => window.sgRefund);
+      .then(() => api);
   }
   return window.__sgRefundLoading;
 }
@@ -28,3 +38,226 @@ export async function mount(element, options = {}) {
 export async function unmount(element) {
   (await ready).unmount(element);
 }
+
+// What `init` set: shared by every <sg-refund> on the page.
+let settings = {};
+// The token call in flight, shared by every widget that needs a token meanwhile.
+let inflight = null;
+// The last token `fetchToken` gave: a widget still holding an older one gets this one first.
+let latest = "";
+
+/** The newest token, asking `fetchToken` once for all concurrent callers. */
+function freshToken() {
+  if (!inflight) {
+    inflight = Promise.resolve()
+      .then(() => settings.fetchToken())
+      .then((token) => {
+        if (typeof token !== "string" || token === "") {
+          throw new TypeError("fetchToken must resolve to a non-empty string");
+        }
+        return (latest = token);
+      })
+      .finally(() => {
+        inflight = null;
+      });
+  }
+  return inflight;
+}
+
+// appearance key → the widget's CSS custom property.
+const PROPERTIES = {
+  accent: "--sgr-accent",
+  accentText: "--sgr-accent-text",
+  background: "--sgr-bg",
+  surface: "--sgr-surface",
+  text: "--sgr-fg",
+  muted: "--sgr-muted",
+  border: "--sgr-border",
+  danger: "--sgr-danger",
+  success: "--sgr-success",
+  warning: "--sgr-warning",
+  focus: "--sgr-focus",
+  radius: "--sgr-radius",
+  font: "--sgr-font",
+  spacing: "--sgr-spacing",
+};
+
+// What appearance set on each element, so a change removes only its own properties and
+// leaves the host's inline ones alone.
+const applied = new WeakMap();
+
+function applyAppearance(element) {
+  const appearance = settings.appearance || {};
+  for (const name of applied.get(element) || []) {
+    if (name === "data-sgr-theme") element.removeAttribute(name);
+    else element.style.removeProperty(name);
+  }
+  const set = [];
+  for (const [key, property] of Object.entries(PROPERTIES)) {
+    if (appearance[key] != null && appearance[key] !== "") {
+      element.style.setProperty(property, String(appearance[key]));
+      set.push(property);
+    }
+  }
+  if (appearance.theme === "dark" || appearance.theme === "light") {
+    element.setAttribute("data-sgr-theme", appearance.theme);
+    set.push("data-sgr-theme");
+  }
+  applied.set(element, set);
+}
+
+const elements = new Set();
+
+/**
+ * Configures every <sg-refund> on the page; returns the instance, which creates elements and
+ * updates the locale and appearance of those on the page.
+ */
+export function init(options = {}) {
+  if (options.fetchToken != null && typeof options.fetchToken !== "function") {
+    throw new TypeError("sgRefund.init: fetchToken must be a function returning a promise of a token");
+  }
+  settings = { ...options };
+  latest = "";
+  for (const element of elements) element.refresh(true);
+  return instance;
+}
+
+const instance = {
+  /** A new <sg-refund> for payment `session`, for the host to place. */
+  create(session, attributes = {}) {
+    const element = document.createElement("sg-refund");
+    element.setAttribute("session", session);
+    for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, value);
+    return element;
+  },
+  /** Changes `locale` and/or `appearance` for every element, live. */
+  update({ locale, appearance } = {}) {
+    if (appearance !== undefined) settings.appearance = appearance;
+    const relang = locale !== undefined && locale !== settings.locale;
+    if (locale !== undefined) settings.locale = locale;
+    for (const element of elements) {
+      applyAppearance(element);
+      if (relang && !element.hasAttribute("lang")) element.refresh(false);
+    }
+  },
+};
+
+class SgRefundElement extends HTMLElement {
+  static observedAttributes = ["session", "proxy", "lang", "token"];
+
+  #slot = null; // the element the widget mounts into
+  #generation = 0; // which refresh is current: an older one awaiting a token gives up
+
+  constructor() {
+    super();
+    // The widget asks for a new token: answer from fetchToken, where the host gave one.
+    this.addEventListener("sg-refund:token-expired", (event) => {
+      if (!settings.fetchToken || this.hasAttribute("token") || !this.#slot) return;
+      const slot = this.#slot;
+      const held = slot.getAttribute("data-token");
+      const answer = held !== latest && latest ? Promise.resolve(latest) : freshToken();
+      answer.then(
+        (token) => slot.setAttribute("data-token", token),
+        (error) => this.#tokenFailed(slot, error),
+      );
+      event.stopPropagation();
+    });
+  }
+
+  get session() { return this.getAttribute("session") || ""; }
+  set session(value) { this.setAttribute("session", value); }
+  get proxy() { return this.getAttribute("proxy") || settings.proxy || location.origin; }
+  set proxy(value) { this.setAttribute("proxy", value); }
+  get lang() { return this.getAttribute("lang") || settings.locale || ""; }
+  set lang(value) { this.setAttribute("lang", value); }
+
+  connectedCallback() {
+    elements.add(this);
+    applyAppearance(this);
+    this.refresh(false);
+  }
+
+  disconnectedCallback() {
+    elements.delete(this);
+    this.suspend();
+  }
+
+  /** Removes the widget and closes its event stream; `refresh` brings it back. */
+  suspend() {
+    this.#generation++;
+    this.#unmount();
+  }
+
+  attributeChangedCallback(name, before, after) {
+    if (before === after || !this.isConnected || !this.#slot) return;
+    if (name === "token") {
+      this.#slot.setAttribute("data-token", after || "");
+    } else {
+      this.refresh(false);
+    }
+  }
+
+  /** (Re)mounts the widget for the current attributes; `renew` asks fetchToken even if a
+   *  token is at hand. */
+  async refresh(renew) {
+    const generation = ++this.#generation;
+    let token = this.getAttribute("token");
+    let failure = null;
+    if (token === null && settings.fetchToken) {
+      try {
+        token = renew || !latest ? await freshToken() : latest;
+      } catch (error) {
+        failure = error;
+        token = "";
+      }
+    }
+    const widget = await ready;
+    if (generation !== this.#generation || !this.isConnected) return;
+    this.#unmount();
+    const slot = document.createElement("div");
+    this.#slot = slot;
+    this.append(slot);
+    widget.mount(slot, { session: this.session, proxy: this.proxy, token: token || "", lang: this.lang });
+    if (failure) this.#tokenFailed(slot, failure);
+  }
+
+  #unmount() {
+    if (!this.#slot) return;
+    if (api.unmount) api.unmount(this.#slot);
+    this.#slot.remove();
+    this.#slot = null;
+  }
+
+  // fetchToken rejected: the widget is told there is no token (it says the agent is not signed
+  // in), and the host hears why.
+  #tokenFailed(slot, error) {
+    slot.setAttribute("data-token", "");
+    this.dispatchEvent(
+      new CustomEvent("sg-refund:error", {
+        bubbles: true,
+        composed: true,
+        detail: {
+          session: this.session,
+          code: "token_unavailable",
+          status: 0,
+          message: String((error && error.message) || error),
+        },
+      }),
+    );
+  }
+}
+
+api.init = init;
+api.ready = ready;
+api.update = instance.update;
+api.create = instance.create;
+if (!customElements.get("sg-refund")) customElements.define("sg-refund", SgRefundElement);
+
+// Leaving the page (or going into the back/forward cache): close every stream now, and
+// reopen them if the page is shown again from that cache.
+window.addEventListener("pagehide", () => {
+  for (const element of elements) element.suspend();
+});
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted) for (const element of elements) element.refresh(false);
+});

@@ -19,6 +19,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{EventSource, Headers, MessageEvent, Request, RequestInit, RequestMode, Response};
 
+use crate::dom::{self, Field};
 use crate::i18n;
 use crate::token::TokenSource;
 
@@ -152,11 +153,48 @@ impl Client {
     }
 
     /// Sends one request with the current token; on `token_expired`, waits for the host's new
-    /// token and sends it again. Answers a 2xx status and its body, or the proxy's error.
+    /// token and sends it again. Answers a 2xx status and its body, or the proxy's error, which
+    /// is also announced to the host page as `sg-refund:error`.
     ///
     /// Free of the answer's type on purpose: it is compiled once, and only [`decode`] is
     /// compiled per type.
     async fn call(
+        &self,
+        tail: &str,
+        method: &str,
+        body: Option<String>,
+    ) -> Result<(u16, String), CallError> {
+        let answer = self.call_renewing(tail, method, body).await;
+        if let Err(error) = &answer {
+            let (code, status) = match error {
+                CallError::Proxy { status, body } => (body.code.name(), *status),
+                CallError::Network => ("network", 0),
+                CallError::BadResponse { status } => ("bad_response", *status),
+            };
+            dom::emit(
+                self.token.element(),
+                dom::events::ERROR,
+                vec![
+                    ("session", Field::Text(self.session.to_string())),
+                    ("code", Field::Text(code.to_owned())),
+                    ("status", Field::Number(f64::from(status))),
+                ],
+            );
+        }
+        answer
+    }
+
+    /// The session this client works on.
+    pub fn session(&self) -> String {
+        self.session.to_string()
+    }
+
+    /// The host element, where the widget's events are dispatched.
+    pub fn host(&self) -> &web_sys::Element {
+        self.token.element()
+    }
+
+    async fn call_renewing(
         &self,
         tail: &str,
         method: &str,

@@ -51,3 +51,72 @@ pub type Rx<T> = Arc<dyn Fn() -> T + Send + Sync>;
 pub fn rx<T>(f: impl Fn() -> T + Send + Sync + 'static) -> Rx<T> {
     Arc::new(f)
 }
+
+/// The events a host page listens for on the widget's element (documented in
+/// `frontend/embed/sg-refund.d.ts`): bubbling and composed, so they reach `<sg-refund>`, its
+/// ancestors and `document`, each with a plain-object `detail`.
+pub mod events {
+    /// The payment is on screen: `{ session, amount, currency, remaining }`.
+    pub const READY: &str = "sg-refund:ready";
+    /// The proxy took a refund: `{ session, attemptId, refundId, amount, currency, state }`.
+    pub const SUBMITTED: &str = "sg-refund:submitted";
+    /// A refund reached `accepted` or `failed`: as `submitted`, plus `errorCode` when failed.
+    pub const SETTLED: &str = "sg-refund:settled";
+    /// A call to the proxy failed: `{ session, code, status }`.
+    pub const ERROR: &str = "sg-refund:error";
+}
+
+/// One field of an event's `detail`.
+pub enum Field {
+    Text(String),
+    Number(f64),
+    Null,
+}
+
+impl From<Option<String>> for Field {
+    fn from(value: Option<String>) -> Self {
+        value.map(Field::Text).unwrap_or(Field::Null)
+    }
+}
+
+/// Dispatches `name` on `target` with `detail` built from `fields`.
+pub fn emit(target: &web_sys::Element, name: &str, fields: Vec<(&str, Field)>) {
+    let detail = js_sys::Object::new();
+    for (key, value) in fields {
+        let value = match value {
+            Field::Text(text) => wasm_bindgen::JsValue::from_str(&text),
+            Field::Number(n) => wasm_bindgen::JsValue::from_f64(n),
+            Field::Null => wasm_bindgen::JsValue::NULL,
+        };
+        let _ = js_sys::Reflect::set(&detail, &key.into(), &value);
+    }
+    let init = web_sys::CustomEventInit::new();
+    init.set_bubbles(true);
+    init.set_composed(true);
+    init.set_detail(&detail);
+    if let Ok(event) = web_sys::CustomEvent::new_with_event_init_dict(name, &init) {
+        let _ = target.dispatch_event(&event);
+    }
+}
+
+/// The fields every refund event carries (amounts in minor units: JS numbers are exact for
+/// every real amount, far below 2^53).
+pub fn refund_fields(
+    session: &str,
+    refund: &shared::api::RefundView,
+) -> Vec<(&'static str, Field)> {
+    vec![
+        ("session", Field::Text(session.to_owned())),
+        (
+            "attemptId",
+            refund.attempt_id.as_ref().map(|a| a.to_string()).into(),
+        ),
+        (
+            "refundId",
+            refund.refund_id.as_ref().map(|r| r.to_string()).into(),
+        ),
+        ("amount", Field::Number(refund.amount.amount as f64)),
+        ("currency", Field::Text(refund.amount.currency.code())),
+        ("state", Field::Text(refund.state.as_str().to_owned())),
+    ]
+}

@@ -146,12 +146,16 @@ fn page_origin() -> String {
         .unwrap_or_default()
 }
 
-/// `window.sgRefund = { mount, unmount, mountAll }`.
+/// `window.sgRefund.{mount, unmount, mountAll}`, added to the object the embed script made
+/// (which holds `init` and the `<sg-refund>` element), or to a new one.
 fn expose_api() {
     let Some(window) = web_sys::window() else {
         return;
     };
-    let api = js_sys::Object::new();
+    let api = js_sys::Reflect::get(&window, &"sgRefund".into())
+        .ok()
+        .filter(|api| api.is_object())
+        .unwrap_or_else(|| js_sys::Object::new().into());
     let mount_fn =
         Closure::<dyn Fn(JsValue, JsValue)>::new(|element: JsValue, options: JsValue| {
             if let Ok(element) = element.dyn_into::<HtmlElement>() {

@@ -55,6 +55,11 @@ impl TokenSource {
         source
     }
 
+    /// The element the widget is mounted in.
+    pub fn element(&self) -> &Element {
+        &self.element
+    }
+
     pub fn current(&self) -> String {
         self.current.borrow().clone()
     }

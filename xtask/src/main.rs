@@ -97,6 +97,10 @@ fn test() -> Result {
         widget::build_release().map(|_| ())
     })?;
     stage(
+        "embedding types: tsc --noEmit over examples/typecheck",
+        widget::check_types,
+    )?;
+    stage(
         "native tests (cargo test: every crate but the wasm widget)",
         || setup::cargo(&["test", "--locked"], &[]),
     )?;

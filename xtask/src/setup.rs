@@ -158,6 +158,10 @@ pub fn run(browser: bool) -> Result {
     })?;
     stage("wasm-opt (npm binaryen)", ensure_binaryen)?;
     stage("terser (npm)", ensure_terser)?;
+    stage(
+        "host examples: React, Vue, esbuild, TypeScript (npm ci)",
+        ensure_host_examples,
+    )?;
     if browser {
         stage(
             "Chromium, chromedriver and openssl (Debian)",
@@ -254,6 +258,39 @@ fn ensure_axe_core() -> Result {
         return Ok(());
     }
     npm_install(&format!("axe-core@{AXE_CORE_VERSION}"))
+}
+
+/// Where the host examples live: their `package.json` and lockfile pin React, Vue, esbuild
+/// and TypeScript (the `.d.ts` check).
+pub fn examples_dir() -> PathBuf {
+    root().join("examples")
+}
+
+/// `npm ci` in `examples/` unless the installed tree was made from today's lockfile (a copy of
+/// it is kept beside `node_modules`' own record).
+fn ensure_host_examples() -> Result {
+    let dir = examples_dir();
+    let lock = std::fs::read(dir.join("package-lock.json")).map_err(|e| e.to_string())?;
+    let stamp = dir.join("node_modules/.installed-from-lock.json");
+    if std::fs::read(&stamp).is_ok_and(|installed| installed == lock) {
+        println!("    already installed from examples/package-lock.json");
+        return Ok(());
+    }
+    if !on_path("npm") {
+        apt_install(&["nodejs", "npm"])?;
+    }
+    run_cmd(
+        "npm",
+        &[
+            "ci",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            dir.to_str().ok_or("examples/ is not UTF-8")?,
+        ],
+        &[],
+    )?;
+    std::fs::write(&stamp, lock).map_err(|e| e.to_string())
 }
 
 /// Installs an exact npm package version into the project-local `.tools/` folder.

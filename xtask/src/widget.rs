@@ -45,6 +45,7 @@ pub fn build_release() -> Result<Vec<FileSize>> {
         ],
     )?;
     minify_scripts()?;
+    build_host_examples()?;
     let sizes = measure()?;
     print_sizes(&sizes);
     let total: u64 = sizes.iter().map(|f| f.gzip).sum();
@@ -81,6 +82,60 @@ fn minify_scripts() -> Result {
     let updated = replace_integrity(&page, "/sg-refund.js", &integrity)
         .ok_or("dist/index.html has no integrity hash for /sg-refund.js to update")?;
     std::fs::write(&page_path, updated).map_err(|e| e.to_string())
+}
+
+/// The host examples (`examples/`), bundled with esbuild into `dist/examples/{react,vue,element}/`
+/// beside the widget, so the proxy that serves the widget serves them too (the demo, and the
+/// browser suite's React and Vue scenarios).
+fn build_host_examples() -> Result {
+    let examples = setup::examples_dir();
+    let out = root().join("dist/examples");
+    let esbuild = examples.join("node_modules/.bin/esbuild");
+    let esbuild = esbuild.to_str().ok_or("examples/ is not UTF-8")?;
+    let production = [
+        "--bundle",
+        "--minify",
+        "--format=esm",
+        "--define:process.env.NODE_ENV=\"production\"",
+        // Vue's compile-time switches: no options API, no devtools in production.
+        "--define:__VUE_OPTIONS_API__=false",
+        "--define:__VUE_PROD_DEVTOOLS__=false",
+        "--define:__VUE_PROD_HYDRATION_MISMATCH_DETAILS__=false",
+        "--jsx=automatic",
+        "--log-level=warning",
+    ];
+    for (host, entry) in [("react", "main.jsx"), ("vue", "main.js")] {
+        let source = examples.join(host).join(entry);
+        let bundle = out.join(host).join("app.js");
+        let mut args = vec![source.to_str().ok_or("examples/ is not UTF-8")?];
+        args.extend(production);
+        let outfile = format!("--outfile={}", bundle.display());
+        args.push(&outfile);
+        setup::run_cmd(esbuild, &args, &[])?;
+    }
+    for file in [
+        "react/index.html",
+        "vue/index.html",
+        "element/index.html",
+        "element/host.js",
+    ] {
+        let to = out.join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).map_err(|e| e.to_string())?;
+        std::fs::copy(examples.join(file), &to).map_err(|e| format!("examples/{file}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `tsc --noEmit --strict` over a host file that uses every option of `sg-refund.d.ts`.
+pub fn check_types() -> Result {
+    let examples = setup::examples_dir();
+    let tsc = examples.join("node_modules/.bin/tsc");
+    let config = examples.join("typecheck/tsconfig.json");
+    setup::run_cmd(
+        tsc.to_str().ok_or("examples/ is not UTF-8")?,
+        &["-p", config.to_str().ok_or("examples/ is not UTF-8")?],
+        &[],
+    )
 }
 
 fn sri_base64(bytes: &[u8]) -> String {

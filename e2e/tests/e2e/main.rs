@@ -6,6 +6,7 @@
 
 mod accessibility;
 mod approvals;
+mod embedding;
 mod failures;
 mod harness;
 mod keyboard;

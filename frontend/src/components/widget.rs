@@ -4,13 +4,13 @@
 use std::rc::Rc;
 
 use leptos::prelude::*;
-use shared::api::{PaymentView, RefundEvent};
+use shared::api::{PaymentView, RefundEvent, RefundView};
 use shared::Locale;
 
 use crate::api::{Client, EventStream};
 use crate::components::{Decide, RefundPanel, Submit};
 use crate::dom;
-use crate::dom::rx;
+use crate::dom::{rx, Field};
 use crate::i18n::{self, tr};
 use crate::testids;
 
@@ -33,14 +33,46 @@ pub fn RefundWidget(
     let client = StoredValue::new_local(client);
     let stream = StoredValue::new_local(None::<EventStream>);
 
+    // `sg-refund:settled` for the host page: once per refund, whichever of the submission's
+    // answer, the event stream or a reload tells of it first. Refunds already final when the
+    // payment loads are only noted.
+    let announced = StoredValue::new_local(Vec::<String>::new());
+    let settle = move |refund: &RefundView, announce: bool| {
+        let key = refund
+            .attempt_id
+            .as_ref()
+            .map(|a| a.to_string())
+            .or_else(|| refund.refund_id.as_ref().map(|r| r.to_string()));
+        let Some(key) = key.filter(|_| refund.state.is_final() && !refund.is_chargeback) else {
+            return;
+        };
+        if announced.with_value(|seen| seen.contains(&key)) {
+            return;
+        }
+        announced.update_value(|seen| seen.push(key));
+        if announce {
+            let client = client.get_value();
+            let mut fields = dom::refund_fields(&client.session(), refund);
+            fields.push((
+                "errorCode",
+                refund.error_code.map(|c| c.name().to_owned()).into(),
+            ));
+            dom::emit(client.host(), dom::events::SETTLED, fields);
+        }
+    };
+
     let fetch = move || {
         let client = client.get_value();
         leptos::task::spawn_local(async move {
             match client.payment().await {
                 Ok(view) => match load.get_untracked() {
                     // A reload after reconnecting: update in place, keep the form as it is.
-                    Load::Ready(payment) => payment.set(view),
+                    Load::Ready(payment) => {
+                        view.refunds.iter().for_each(|r| settle(r, true));
+                        payment.set(view)
+                    }
                     _ => {
+                        view.refunds.iter().for_each(|r| settle(r, false));
                         load.set(Load::Ready(RwSignal::new(view)));
                     }
                 },
@@ -63,6 +95,18 @@ pub fn RefundWidget(
             return true;
         }
         dom::mark_interactive();
+        let (amount, remaining) = payment.with_untracked(|p| (p.amount, p.remaining()));
+        let host = client.get_value();
+        dom::emit(
+            host.host(),
+            dom::events::READY,
+            vec![
+                ("session", Field::Text(host.session())),
+                ("amount", Field::Number(amount.amount as f64)),
+                ("currency", Field::Text(amount.currency.code())),
+                ("remaining", Field::Number(remaining.amount as f64)),
+            ],
+        );
         let on_event: Rc<dyn Fn(RefundEvent)> = Rc::new(move |event: RefundEvent| {
             let refund = event.refund;
             let before = payment.with_untracked(|p| {
@@ -77,6 +121,7 @@ pub fn RefundWidget(
             if before != Some(refund.state) {
                 status.set(state_message(&refund, locale));
             }
+            settle(&refund, true);
             payment.update(|p| p.upsert_refund(refund));
         });
         let on_reconnect: Rc<dyn Fn()> = Rc::new(fetch);
@@ -97,12 +142,26 @@ pub fn RefundWidget(
 
     let submit: Submit = Rc::new(move |submission| {
         let client = client.get_value();
-        Box::pin(async move { client.refund(&submission).await })
+        Box::pin(async move {
+            let answer = client.refund(&submission).await;
+            if let Ok((refund, _)) = &answer {
+                let fields = dom::refund_fields(&client.session(), refund);
+                dom::emit(client.host(), dom::events::SUBMITTED, fields);
+                settle(refund, true);
+            }
+            answer
+        })
     });
     let submit = StoredValue::new_local(submit);
     let decide: Decide = Rc::new(move |attempt, approve, note| {
         let client = client.get_value();
-        Box::pin(async move { client.decide(&attempt, approve, note).await })
+        Box::pin(async move {
+            let answer = client.decide(&attempt, approve, note).await;
+            if let Ok((refund, _)) = &answer {
+                settle(refund, true);
+            }
+            answer
+        })
     });
     let decide = StoredValue::new_local(decide);
 

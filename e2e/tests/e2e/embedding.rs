@@ -1,0 +1,351 @@
+//! Embedding the way merchant front-ends do: the `<sg-refund>` element with `sgRefund.init`
+//! (plain HTML, React and Vue hosts from `examples/`, built into `dist/examples/`), its token
+//! callback, its events and its life cycle on the page.
+
+use std::time::{Duration, Instant};
+
+use e2e::widget::WAIT;
+use e2e::{testid, BoxError, Ctx, Stack, Widget};
+use serde_json::Value;
+
+/// Opens `path` (an example host) for `session` and waits until its widget shows the payment.
+async fn open_host(
+    ctx: &Ctx,
+    stack: &Stack,
+    path: &str,
+    session: &str,
+) -> Result<Widget, BoxError> {
+    ctx.client
+        .goto(&stack.page_url(path, &format!("session={session}")))
+        .await?;
+    let widget = Widget::new(&ctx.client, session);
+    widget.wait_loaded().await?;
+    Ok(widget)
+}
+
+/// Runs `script` until it returns `true`; the error names `what` and the last value seen.
+async fn wait_until(ctx: &Ctx, what: &str, script: &str, args: Vec<Value>) -> Result<(), BoxError> {
+    let start = Instant::now();
+    loop {
+        let seen = ctx.client.execute(script, args.clone()).await?;
+        if seen == Value::Bool(true) {
+            return Ok(());
+        }
+        if start.elapsed() > WAIT {
+            return Err(format!("{what}: not within {WAIT:?} (last: {seen})").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The texts of the host page's own list `testid` (not the widget's).
+async fn host_list(ctx: &Ctx, testid: &str) -> Result<Vec<String>, BoxError> {
+    let script = "return [...document.querySelectorAll(`[data-testid=${arguments[0]}] li`)].map(li => li.textContent);";
+    let texts = ctx.client.execute(script, vec![testid.into()]).await?;
+    Ok(serde_json::from_value(texts)?)
+}
+
+/// The same scenario for every host: a full refund through the widget, the sandbox receives
+/// exactly one, and the host's own list learns of it from `sg-refund:settled`.
+async fn host_refunds_a_payment(ctx: &Ctx, path: &str) -> Result<(), BoxError> {
+    let stack = ctx.stack().await;
+    let session = stack.create_payment("demo-project", "25.00", "usd").await?;
+    let id = session.as_str();
+    let widget = open_host(ctx, stack, path, id).await?;
+    widget.refund(None).await?;
+    widget.wait_refund_state("accepted").await?;
+    wait_until(
+        ctx,
+        "the host lists the settled refund",
+        "return [...document.querySelectorAll('[data-testid=host-settled] li')].some(li => li.textContent.startsWith('accepted 2500 usd'));",
+        vec![],
+    )
+    .await?;
+    assert_eq!(
+        host_list(ctx, "host-settled").await?.len(),
+        1,
+        "settled once"
+    );
+    let refunds = stack.sandbox_refunds(id).await?;
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    assert_eq!(refunds[0].amount_details.amount, 2_500);
+    Ok(())
+}
+
+#[test]
+fn the_custom_element_refunds_a_payment_and_tells_the_host_in_typed_events() {
+    e2e::run(|ctx| async move {
+        host_refunds_a_payment(&ctx, "/examples/element/").await?;
+        // ready once, submitted once, settled once; each detail as documented.
+        let events = host_list(&ctx, "host-events").await?;
+        let of = |kind: &str| -> Vec<Value> {
+            events
+                .iter()
+                .filter_map(|e| e.strip_prefix(&format!("{kind} ")))
+                .map(|json| serde_json::from_str(json).expect("a JSON detail"))
+                .collect()
+        };
+        let ready = of("ready");
+        assert_eq!(ready.len(), 1, "{events:?}");
+        assert_eq!(ready[0]["amount"], 2_500);
+        assert_eq!(ready[0]["currency"], "usd");
+        assert_eq!(ready[0]["remaining"], 2_500);
+        let submitted = of("submitted");
+        assert_eq!(submitted.len(), 1, "{events:?}");
+        assert_eq!(submitted[0]["amount"], 2_500);
+        assert!(submitted[0]["attemptId"].is_string(), "{events:?}");
+        let settled = of("settled");
+        assert_eq!(settled.len(), 1, "{events:?}");
+        assert_eq!(settled[0]["state"], "accepted");
+        assert_eq!(settled[0]["attemptId"], submitted[0]["attemptId"]);
+        assert!(settled[0]["refundId"].is_string(), "{events:?}");
+        assert!(of("error").is_empty(), "{events:?}");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_react_host_refunds_a_payment_and_reacts_when_it_settles() {
+    e2e::run(|ctx| async move { host_refunds_a_payment(&ctx, "/examples/react/").await });
+}
+
+#[test]
+fn the_vue_host_refunds_a_payment_and_reacts_when_it_settles() {
+    e2e::run(|ctx| async move { host_refunds_a_payment(&ctx, "/examples/vue/").await });
+}
+
+#[test]
+fn changing_the_session_attribute_shows_the_other_payment() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let first = stack.create_payment("demo-project", "12.00", "usd").await?;
+        let second = stack.create_payment("demo-project", "34.00", "eur").await?;
+        let widget = open_host(&ctx, stack, "/examples/element/", first.as_str()).await?;
+        assert!(widget.text(testid::PAYMENT_AMOUNT).await?.contains("12.00"));
+
+        ctx.client
+            .execute(
+                "document.querySelector('sg-refund').setAttribute('session', arguments[0]);",
+                vec![second.as_str().into()],
+            )
+            .await?;
+        let other = Widget::new(&ctx.client, second.as_str());
+        other.wait_loaded().await?;
+        assert!(other.text(testid::PAYMENT_AMOUNT).await?.contains("34.00"));
+        assert!(
+            !widget.is_present(testid::PAYMENT_AMOUNT).await?,
+            "the first payment is gone"
+        );
+        // React and Vue set the property: it reflects to the attribute.
+        ctx.client
+            .execute(
+                "document.querySelector('sg-refund').session = arguments[0];",
+                vec![first.as_str().into()],
+            )
+            .await?;
+        widget.wait_loaded().await?;
+        Ok(())
+    });
+}
+
+#[test]
+fn removing_the_element_closes_its_event_stream_at_the_proxy() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "10.00", "usd").await?;
+        open_host(&ctx, stack, "/examples/element/", session.as_str()).await?;
+
+        // The widget's stream is open once the count has settled (earlier pages' streams may
+        // still be closing).
+        let open = settled_stream_count(stack).await?;
+        assert!(open >= 1, "the widget's event stream is open");
+        ctx.client
+            .execute("document.querySelector('sg-refund').remove();", vec![])
+            .await?;
+        let start = Instant::now();
+        loop {
+            let now = stack.event_streams_open().await?;
+            if now < open {
+                break;
+            }
+            if start.elapsed() > WAIT {
+                return Err(format!(
+                    "the proxy still counts {now} open streams (was {open}) after the element left the page"
+                )
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = ctx
+            .client
+            .execute(
+                "return document.querySelectorAll('[data-sg-refund]').length;",
+                vec![],
+            )
+            .await?;
+        assert_eq!(left, 0, "nothing of the widget is left in the page");
+        Ok(())
+    });
+}
+
+/// The proxy's open-stream count once it has been the same, and at least 1, for 300 ms.
+async fn settled_stream_count(stack: &Stack) -> Result<u64, BoxError> {
+    let start = Instant::now();
+    let mut last = (u64::MAX, Instant::now());
+    loop {
+        let now = stack.event_streams_open().await?;
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if now >= 1 && last.1.elapsed() >= Duration::from_millis(300) {
+            return Ok(now);
+        }
+        if start.elapsed() > WAIT {
+            return Err(format!("the open-stream count never settled (last {now})").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn fetch_token_is_called_once_for_ten_concurrent_expiries() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "40.00", "usd").await?;
+        // The host page without a payment: nothing mounted yet.
+        ctx.client
+            .goto(&stack.page_url("/examples/element/", ""))
+            .await?;
+        // The first token is already expired; the next one takes a while to mint, so all ten
+        // widgets are told `token_expired` while it is on its way.
+        let script = r#"
+            const [proxy, expired, session] = arguments;
+            window.__fetches = 0;
+            const api = window.sgRefund.init({
+              proxy,
+              fetchToken: async () => {
+                window.__fetches++;
+                if (window.__fetches === 1) return expired;
+                await new Promise((r) => setTimeout(r, 1500));
+                const response = await fetch(`${proxy}/demo/token`, {
+                  method: "POST",
+                  headers: { "Content-Type": "application/json" },
+                  body: JSON.stringify({ agent: "ada@acme.example" }),
+                });
+                return (await response.json()).token;
+              },
+            });
+            const slot = document.getElementById("slot");
+            for (let i = 0; i < 10; i++) slot.append(api.create(session));
+        "#;
+        ctx.client
+            .execute(
+                script,
+                vec![
+                    stack.proxy_url.clone().into(),
+                    stack.expired_token().into(),
+                    session.as_str().into(),
+                ],
+            )
+            .await?;
+        wait_until(
+            &ctx,
+            "all ten widgets show the payment",
+            "return document.querySelectorAll(`[data-session='${arguments[0]}'] [data-testid=payment-amount]`).length === 10;",
+            vec![session.as_str().into()],
+        )
+        .await?;
+        let fetches = ctx
+            .client
+            .execute("return window.__fetches;", vec![])
+            .await?;
+        assert_eq!(
+            fetches, 2,
+            "one token at start, one renewal shared by the ten expiries"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_rejected_fetch_token_shows_a_clear_error_and_tells_the_host() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "15.00", "usd").await?;
+        ctx.client
+            .goto(&stack.page_url("/examples/element/", ""))
+            .await?;
+        let script = r#"
+            const [proxy, session] = arguments;
+            const api = window.sgRefund.init({
+              proxy,
+              fetchToken: () => Promise.reject(new Error("the merchant's backend is down")),
+            });
+            document.getElementById("slot").append(api.create(session));
+        "#;
+        ctx.client
+            .execute(
+                script,
+                vec![stack.proxy_url.clone().into(), session.as_str().into()],
+            )
+            .await?;
+        let widget = Widget::new(&ctx.client, session.as_str());
+        let error = widget.text(testid::FORM_ERROR).await?;
+        assert!(error.contains("not signed in"), "{error}");
+        wait_until(
+            &ctx,
+            "the host heard token_unavailable",
+            "return [...document.querySelectorAll('[data-testid=host-events] li')].some(li => li.textContent.includes('\"code\":\"token_unavailable\"') && li.textContent.includes('backend is down'));",
+            vec![],
+        )
+        .await?;
+        Ok(())
+    });
+}
+
+#[test]
+fn appearance_and_language_change_live() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "20.00", "usd").await?;
+        let widget = open_host(&ctx, stack, "/examples/element/", session.as_str()).await?;
+        let style = |testid: &'static str, property: &'static str| {
+            let client = ctx.client.clone();
+            async move {
+                let script = "const el = document.querySelector(`sg-refund [data-testid=${arguments[0]}]`); return getComputedStyle(el)[arguments[1]];";
+                client
+                    .execute(script, vec![testid.into(), property.into()])
+                    .await
+                    .map(|v| v.as_str().unwrap_or_default().to_owned())
+            }
+        };
+        ctx.client
+            .execute(
+                "window.sgRefund.update({ appearance: { accent: 'rgb(10, 120, 90)', radius: '0px', theme: 'dark' } });",
+                vec![],
+            )
+            .await?;
+        assert_eq!(
+            style(testid::REVIEW_BUTTON, "backgroundColor").await?,
+            "rgb(10, 120, 90)"
+        );
+        assert_eq!(style(testid::WIDGET, "borderTopLeftRadius").await?, "0px");
+        // The dark palette's background, whatever the system prefers.
+        assert_eq!(
+            style(testid::WIDGET, "backgroundColor").await?,
+            "rgb(23, 24, 28)"
+        );
+
+        ctx.client
+            .execute(
+                "document.querySelector('sg-refund').setAttribute('lang', 'ru');",
+                vec![],
+            )
+            .await?;
+        widget
+            .wait_text(testid::TITLE, "the title in Russian", |t| {
+                t.contains("Возврат")
+            })
+            .await?;
+        Ok(())
+    });
+}
