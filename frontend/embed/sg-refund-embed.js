@@ -64,23 +64,10 @@ function freshToken() {
   return inflight;
 }
 
-// appearance key → the widget's CSS custom property.
-const PROPERTIES = {
-  accent: "--sgr-accent",
-  accentText: "--sgr-accent-text",
-  background: "--sgr-bg",
-  surface: "--sgr-surface",
-  text: "--sgr-fg",
-  muted: "--sgr-muted",
-  border: "--sgr-border",
-  danger: "--sgr-danger",
-  success: "--sgr-success",
-  warning: "--sgr-warning",
-  focus: "--sgr-focus",
-  radius: "--sgr-radius",
-  font: "--sgr-font",
-  spacing: "--sgr-spacing",
-};
+// appearance keys; each sets --sgr-<key> (kebab-case), but for the two renamed here.
+const KEYS = "accent accentText background surface text muted border danger success warning focus radius font spacing".split(" ");
+const RENAMED = { background: "bg", text: "fg" };
+const property = (key) => `--sgr-${RENAMED[key] || key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())}`;
 
 // What appearance set on each element, so a change removes only its own properties and
 // leaves the host's inline ones alone.
@@ -93,10 +80,10 @@ function applyAppearance(element) {
     else element.style.removeProperty(name);
   }
   const set = [];
-  for (const [key, property] of Object.entries(PROPERTIES)) {
+  for (const key of KEYS) {
     if (appearance[key] != null && appearance[key] !== "") {
-      element.style.setProperty(property, String(appearance[key]));
-      set.push(property);
+      element.style.setProperty(property(key), String(appearance[key]));
+      set.push(property(key));
     }
   }
   if (appearance.theme === "dark" || appearance.theme === "light") {

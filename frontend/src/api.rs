@@ -19,7 +19,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{EventSource, Headers, MessageEvent, Request, RequestInit, RequestMode, Response};
 
-use crate::dom::{self, Field};
+use crate::dom;
 use crate::i18n;
 use crate::token::TokenSource;
 
@@ -174,10 +174,10 @@ impl Client {
             dom::emit(
                 self.token.element(),
                 dom::events::ERROR,
-                vec![
-                    ("session", Field::Text(self.session.to_string())),
-                    ("code", Field::Text(code.to_owned())),
-                    ("status", Field::Number(f64::from(status))),
+                &[
+                    ("session", JsValue::from_str(self.session.as_str())),
+                    ("code", JsValue::from_str(code)),
+                    ("status", JsValue::from_f64(f64::from(status))),
                 ],
             );
         }

@@ -4,6 +4,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use shared::Locale;
+use wasm_bindgen::JsValue;
 
 thread_local! {
     static NEXT_ID: Cell<u32> = const { Cell::new(0) };
@@ -66,29 +67,11 @@ pub mod events {
     pub const ERROR: &str = "sg-refund:error";
 }
 
-/// One field of an event's `detail`.
-pub enum Field {
-    Text(String),
-    Number(f64),
-    Null,
-}
-
-impl From<Option<String>> for Field {
-    fn from(value: Option<String>) -> Self {
-        value.map(Field::Text).unwrap_or(Field::Null)
-    }
-}
-
-/// Dispatches `name` on `target` with `detail` built from `fields`.
-pub fn emit(target: &web_sys::Element, name: &str, fields: Vec<(&str, Field)>) {
+/// Dispatches `name` on `target` with a plain-object `detail` of `fields`.
+pub fn emit(target: &web_sys::Element, name: &str, fields: &[(&str, JsValue)]) {
     let detail = js_sys::Object::new();
     for (key, value) in fields {
-        let value = match value {
-            Field::Text(text) => wasm_bindgen::JsValue::from_str(&text),
-            Field::Number(n) => wasm_bindgen::JsValue::from_f64(n),
-            Field::Null => wasm_bindgen::JsValue::NULL,
-        };
-        let _ = js_sys::Reflect::set(&detail, &key.into(), &value);
+        let _ = js_sys::Reflect::set(&detail, &JsValue::from_str(key), value);
     }
     let init = web_sys::CustomEventInit::new();
     init.set_bubbles(true);
@@ -99,24 +82,37 @@ pub fn emit(target: &web_sys::Element, name: &str, fields: Vec<(&str, Field)>) {
     }
 }
 
-/// The fields every refund event carries (amounts in minor units: JS numbers are exact for
-/// every real amount, far below 2^53).
-pub fn refund_fields(
+/// `Some(text)` as a string, `None` as `null`.
+pub fn text_or_null(text: Option<String>) -> JsValue {
+    text.map(|t| JsValue::from_str(&t)).unwrap_or(JsValue::NULL)
+}
+
+/// An event about one refund, `extra` after the fields every refund event carries (amounts in
+/// minor units: JS numbers are exact for every real amount, far below 2^53).
+pub fn emit_refund(
+    target: &web_sys::Element,
+    name: &str,
     session: &str,
     refund: &shared::api::RefundView,
-) -> Vec<(&'static str, Field)> {
-    vec![
-        ("session", Field::Text(session.to_owned())),
+    extra: Option<(&str, JsValue)>,
+) {
+    let mut fields = vec![
+        ("session", JsValue::from_str(session)),
         (
             "attemptId",
-            refund.attempt_id.as_ref().map(|a| a.to_string()).into(),
+            text_or_null(refund.attempt_id.as_ref().map(|a| a.to_string())),
         ),
         (
             "refundId",
-            refund.refund_id.as_ref().map(|r| r.to_string()).into(),
+            text_or_null(refund.refund_id.as_ref().map(|r| r.to_string())),
         ),
-        ("amount", Field::Number(refund.amount.amount as f64)),
-        ("currency", Field::Text(refund.amount.currency.code())),
-        ("state", Field::Text(refund.state.as_str().to_owned())),
-    ]
+        ("amount", JsValue::from_f64(refund.amount.amount as f64)),
+        (
+            "currency",
+            JsValue::from_str(&refund.amount.currency.code()),
+        ),
+        ("state", JsValue::from_str(refund.state.as_str())),
+    ];
+    fields.extend(extra);
+    emit(target, name, &fields);
 }

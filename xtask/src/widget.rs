@@ -12,12 +12,13 @@ use flate2::Compression;
 use crate::setup::{self, root};
 use crate::Result;
 
-/// What an embedding page transfers, gzip: wasm + js + css. The size reached, as a ceiling:
-/// 148.3 KB before four-eyes approval, whose widget part (the allowance line, a request's
-/// note and Approve / Reject, the decision call) measured 8.1 KB: 3.1 KB the controls' view,
-/// the rest the decision wiring, the viewer's limits and their sentences. Issue 13's cuts
-/// (100 KB) are still to come.
-pub const BUDGET_GZIP_BYTES: u64 = 157 * 1024;
+/// What an embedding page transfers, gzip: wasm + js + css. The size reached, as a ceiling.
+/// Its history: 148.3 KB before four-eyes approval, whose widget part (the allowance line, a
+/// request's note and Approve / Reject, the decision call) measured 8.1 KB; 156.4 KB before
+/// the embedding API of issue 18, which measured 3.7 KB: the `<sg-refund>` element, `init`
+/// with its token single-flight and `appearance` in the embed script (0.2 → 1.6 KB), and the
+/// typed events in the wasm (+2.2 KB). Issue 13's cuts (100 KB) are still to come.
+pub const BUDGET_GZIP_BYTES: u64 = 160 * 1024 + 512;
 
 /// One built file's weight.
 #[derive(Debug, Clone)]

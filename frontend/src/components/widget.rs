@@ -10,9 +10,10 @@ use shared::Locale;
 use crate::api::{Client, EventStream};
 use crate::components::{Decide, RefundPanel, Submit};
 use crate::dom;
-use crate::dom::{rx, Field};
+use crate::dom::rx;
 use crate::i18n::{self, tr};
 use crate::testids;
+use wasm_bindgen::JsValue;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Load {
@@ -36,8 +37,9 @@ pub fn RefundWidget(
     // `sg-refund:settled` for the host page: once per refund, whichever of the submission's
     // answer, the event stream or a reload tells of it first. Refunds already final when the
     // payment loads are only noted.
+    // One compiled body behind a shared pointer, called from four places.
     let announced = StoredValue::new_local(Vec::<String>::new());
-    let settle = move |refund: &RefundView, announce: bool| {
+    let settle: Rc<dyn Fn(&RefundView, bool)> = Rc::new(move |refund, announce| {
         let key = refund
             .attempt_id
             .as_ref()
@@ -52,14 +54,15 @@ pub fn RefundWidget(
         announced.update_value(|seen| seen.push(key));
         if announce {
             let client = client.get_value();
-            let mut fields = dom::refund_fields(&client.session(), refund);
-            fields.push((
-                "errorCode",
-                refund.error_code.map(|c| c.name().to_owned()).into(),
-            ));
-            dom::emit(client.host(), dom::events::SETTLED, fields);
+            let code = refund.error_code.map(|c| c.name().to_owned());
+            let extra = ("errorCode", dom::text_or_null(code));
+            let (host, session) = (client.host(), client.session());
+            dom::emit_refund(host, dom::events::SETTLED, &session, refund, Some(extra));
         }
-    };
+    });
+    let settle = StoredValue::new_local(settle);
+    let settle =
+        move |refund: &RefundView, announce: bool| settle.with_value(|f| f(refund, announce));
 
     let fetch = move || {
         let client = client.get_value();
@@ -100,11 +103,11 @@ pub fn RefundWidget(
         dom::emit(
             host.host(),
             dom::events::READY,
-            vec![
-                ("session", Field::Text(host.session())),
-                ("amount", Field::Number(amount.amount as f64)),
-                ("currency", Field::Text(amount.currency.code())),
-                ("remaining", Field::Number(remaining.amount as f64)),
+            &[
+                ("session", JsValue::from_str(&host.session())),
+                ("amount", JsValue::from_f64(amount.amount as f64)),
+                ("currency", JsValue::from_str(&amount.currency.code())),
+                ("remaining", JsValue::from_f64(remaining.amount as f64)),
             ],
         );
         let on_event: Rc<dyn Fn(RefundEvent)> = Rc::new(move |event: RefundEvent| {
@@ -145,8 +148,8 @@ pub fn RefundWidget(
         Box::pin(async move {
             let answer = client.refund(&submission).await;
             if let Ok((refund, _)) = &answer {
-                let fields = dom::refund_fields(&client.session(), refund);
-                dom::emit(client.host(), dom::events::SUBMITTED, fields);
+                let (host, session) = (client.host(), client.session());
+                dom::emit_refund(host, dom::events::SUBMITTED, &session, refund, None);
                 settle(refund, true);
             }
             answer
