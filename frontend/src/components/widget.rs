@@ -15,6 +15,9 @@ use crate::i18n::{self, tr};
 use crate::testids;
 use wasm_bindgen::JsValue;
 
+/// Notes a refund's state; announces `sg-refund:settled` once it is final (if asked to).
+type Settle = Rc<dyn Fn(&RefundView, bool)>;
+
 #[derive(Clone, Copy, PartialEq)]
 enum Load {
     Loading,
@@ -39,7 +42,7 @@ pub fn RefundWidget(
     // payment loads are only noted.
     // One compiled body behind a shared pointer, called from four places.
     let announced = StoredValue::new_local(Vec::<String>::new());
-    let settle: Rc<dyn Fn(&RefundView, bool)> = Rc::new(move |refund, announce| {
+    let settle: Settle = Rc::new(move |refund, announce| {
         let key = refund
             .attempt_id
             .as_ref()
