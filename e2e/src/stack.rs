@@ -213,6 +213,23 @@ impl Stack {
 
     /// The `demo-project` proxy's `proxy_event_streams_open`, read from its `/metrics`.
     pub async fn event_streams_open(&self) -> Result<u64, BoxError> {
+        self.metric(|name| name == "proxy_event_streams_open")
+            .await?
+            .ok_or_else(|| "/metrics has no proxy_event_streams_open".into())
+    }
+
+    /// How many `method` requests to the route pattern `route` the `demo-project` proxy has
+    /// answered, whatever their status.
+    pub async fn requests_served(&self, method: &str, route: &str) -> Result<u64, BoxError> {
+        let labels = format!("route=\"{route}\",method=\"{method}\"");
+        let counted =
+            |name: &str| name.starts_with("proxy_http_requests_total{") && name.contains(&labels);
+        Ok(self.metric(counted).await?.unwrap_or(0))
+    }
+
+    /// The sum of the `/metrics` samples whose name (with labels) satisfies `wanted`, or
+    /// `None` if there is none.
+    async fn metric(&self, wanted: impl Fn(&str) -> bool) -> Result<Option<u64>, BoxError> {
         let text = self
             .http
             .get(format!("{}/metrics", self.proxy_url))
@@ -221,10 +238,14 @@ impl Stack {
             .error_for_status()?
             .text()
             .await?;
-        text.lines()
-            .find_map(|line| line.strip_prefix("proxy_event_streams_open "))
-            .and_then(|n| n.trim().parse().ok())
-            .ok_or_else(|| "/metrics has no proxy_event_streams_open".into())
+        let samples: Vec<u64> = text
+            .lines()
+            .filter_map(|line| line.rsplit_once(' '))
+            .filter(|(name, _)| wanted(name))
+            .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
+            .map(|value| value as u64)
+            .collect();
+        Ok((!samples.is_empty()).then(|| samples.iter().sum()))
     }
 
     /// The proxy that serves payments of `project`.

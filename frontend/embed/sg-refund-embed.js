@@ -24,11 +24,37 @@ const api = (window.sgRefund = window.sgRefund || {});
 function load() {
   if (api.mount) return Promise.resolve(api);
   if (!window.__sgRefundLoading) {
+    // The wasm downloads (and compiles, streaming) while the glue module loads.
+    const wasm = fetch(new URL("sg-refund_bg.wasm", base));
     window.__sgRefundLoading = import(new URL("sg-refund.js", base).href)
-      .then((glue) => glue.default({ module_or_path: new URL("sg-refund_bg.wasm", base) }))
+      .then((glue) => glue.default({ module_or_path: wasm }))
       .then(() => api);
   }
   return window.__sgRefundLoading;
+}
+
+// Payment look-ups started here, while the widget's code downloads and compiles: the widget
+// takes its answer (once, within ten seconds) instead of sending the same request itself.
+const prefetched = new Map();
+function prefetch(proxy, session, token) {
+  if (!/^ps_[\w-]+$/.test(session || "")) return;
+  const url = `${proxy.replace(/\/+$/, "")}/api/payments/${session}`;
+  const key = `${url} ${token}`;
+  if (prefetched.has(key)) return;
+  const headers = { Accept: "application/json", Authorization: `Bearer ${token}` };
+  const response = fetch(url, { mode: "cors", headers });
+  response.catch(() => {}); // a failure is the widget's to report, once it takes the answer
+  prefetched.set(key, response);
+  setTimeout(() => prefetched.delete(key), 10000);
+}
+api.takePrefetched = (url, token) => {
+  const answer = prefetched.get(`${url} ${token}`);
+  prefetched.delete(`${url} ${token}`);
+  return answer;
+};
+for (const element of document.querySelectorAll("[data-sg-refund]")) {
+  const data = element.dataset;
+  prefetch(data.proxy || location.origin, data.session, data.token || "");
 }
 
 export const ready = load();
@@ -198,6 +224,8 @@ class SgRefundElement extends HTMLElement {
         token = "";
       }
     }
+    if (generation !== this.#generation || !this.isConnected) return;
+    prefetch(this.proxy, this.session, token || "");
     const widget = await ready;
     if (generation !== this.#generation || !this.isConnected) return;
     this.#unmount();

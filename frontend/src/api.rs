@@ -221,6 +221,19 @@ impl Client {
     }
 }
 
+/// The response to the same `GET` with the same token, if the embed script sent it while the
+/// widget's code loaded (`takePrefetched`, each answer taken once); else `None`.
+fn prefetched(url: &str, token: &str) -> Option<js_sys::Promise> {
+    let window = web_sys::window()?;
+    let api = js_sys::Reflect::get(&window, &"sgRefund".into()).ok()?;
+    let take = js_sys::Reflect::get(&api, &"takePrefetched".into()).ok()?;
+    let take: js_sys::Function = take.dyn_into().ok()?;
+    take.call2(&api, &url.into(), &token.into())
+        .ok()?
+        .dyn_into()
+        .ok()
+}
+
 /// One request and its answer's status and text; any failure to get an answer is `Network`.
 async fn send(
     url: &str,
@@ -241,7 +254,12 @@ async fn send(
     init.set_headers(&headers);
     let request = Request::new_with_str_and_init(url, &init).map_err(|_| CallError::Network)?;
     let window = web_sys::window().ok_or(CallError::Network)?;
-    let response: Response = JsFuture::from(window.fetch_with_request(&request))
+    let pending = match method {
+        "GET" => prefetched(url, &token),
+        _ => None,
+    };
+    let pending = pending.unwrap_or_else(|| window.fetch_with_request(&request));
+    let response: Response = JsFuture::from(pending)
         .await
         .map_err(|_| CallError::Network)?
         .unchecked_into();

@@ -207,6 +207,22 @@ async fn settled_stream_count(stack: &Stack) -> Result<u64, BoxError> {
 }
 
 #[test]
+fn the_payment_is_looked_up_once_while_the_widget_loads() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "11.00", "usd").await?;
+        let route = "/api/payments/{session_id}";
+        let before = stack.requests_served("GET", route).await?;
+        // The embed script sends the look-up while the wasm loads; the widget takes its
+        // answer instead of asking again.
+        open_host(&ctx, stack, "/examples/element/", session.as_str()).await?;
+        let after = stack.requests_served("GET", route).await?;
+        assert_eq!(after - before, 1, "one look-up of the payment, not two");
+        Ok(())
+    });
+}
+
+#[test]
 fn fetch_token_is_called_once_for_ten_concurrent_expiries() {
     e2e::run(|ctx| async move {
         let stack = ctx.stack().await;
