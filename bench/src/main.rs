@@ -24,6 +24,12 @@ fn main() -> ExitCode {
     let mut rows = Vec::new();
     if wanted("weight") {
         rows.extend(weight::rows(&workspace_root().join("dist")));
+        notes.push(
+            "Widget weight: the profile of the wasm by crate, every cut tried with its saving \
+             (gloo-net's cost among them) and why 100 KB is not reached are in \
+             `docs/WIDGET-SIZE.md`."
+                .to_owned(),
+        );
     }
     if wanted("signing") {
         stage("signing", || rows.extend(signing_cost::measure()));
