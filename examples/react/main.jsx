@@ -2,26 +2,12 @@
 // The page loads /sg-refund-embed.js first (index.html), so window.sgRefund.init is there.
 import { StrictMode, useEffect, useRef, useState } from "react";
 import { createRoot } from "react-dom/client";
-
-const params = new URLSearchParams(location.search);
-const proxy = params.get("proxy") || location.origin;
-const agent = params.get("agent") || "ada@acme.example";
-
-// The merchant's backend mints agent tokens; the demo proxy's POST /demo/token stands in for it.
-async function fetchToken() {
-  const response = await fetch(`${proxy}/demo/token`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ agent }),
-  });
-  if (!response.ok) throw new Error(`token: HTTP ${response.status}`);
-  return (await response.json()).token;
-}
+import { fetchToken, locale, params, proxy } from "../shared/demo-backend.js";
 
 window.sgRefund.init({
   proxy,
   fetchToken,
-  locale: params.get("lang") === "ru" ? "ru" : "en",
+  locale,
   appearance: { accent: "#0f766e", radius: "12px" },
 });
 

@@ -2,26 +2,12 @@
 // Render functions, so no template compiler is needed at run time. Vue sets `session` as a
 // property on the element (the element reflects it to its attribute).
 import { createApp, h, onBeforeUnmount, onMounted, ref } from "vue";
-
-const params = new URLSearchParams(location.search);
-const proxy = params.get("proxy") || location.origin;
-const agent = params.get("agent") || "ada@acme.example";
-
-// The merchant's backend mints agent tokens; the demo proxy's POST /demo/token stands in for it.
-async function fetchToken() {
-  const response = await fetch(`${proxy}/demo/token`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ agent }),
-  });
-  if (!response.ok) throw new Error(`token: HTTP ${response.status}`);
-  return (await response.json()).token;
-}
+import { fetchToken, locale, params, proxy } from "../shared/demo-backend.js";
 
 window.sgRefund.init({
   proxy,
   fetchToken,
-  locale: params.get("lang") === "ru" ? "ru" : "en",
+  locale,
   appearance: { accent: "#7c3aed", radius: "4px", theme: "light" },
 });
 

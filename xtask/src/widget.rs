@@ -121,6 +121,8 @@ fn build_host_examples() -> Result {
         "vue/index.html",
         "element/index.html",
         "element/host.js",
+        // Bundled into the React and Vue hosts; the plain one imports it as it is.
+        "shared/demo-backend.js",
     ] {
         let to = out.join(file);
         std::fs::create_dir_all(to.parent().unwrap()).map_err(|e| e.to_string())?;
