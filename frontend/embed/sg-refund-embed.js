@@ -67,6 +67,7 @@ export async function unmount(element) {
 
 // What `init` set: shared by every <sg-refund> on the page.
 let settings = {};
+let initialized = false;
 // The token call in flight, shared by every widget that needs a token meanwhile.
 let inflight = null;
 // The last token `fetchToken` gave: a widget still holding an older one gets this one first.
@@ -130,6 +131,7 @@ export function init(options = {}) {
     throw new TypeError("sgRefund.init: fetchToken must be a function returning a promise of a token");
   }
   settings = { ...options };
+  initialized = true;
   latest = "";
   for (const element of elements) element.refresh(true);
   return instance;
@@ -202,10 +204,10 @@ class SgRefundElement extends HTMLElement {
   }
 
   attributeChangedCallback(name, before, after) {
-    if (before === after || !this.isConnected || !this.#slot) return;
-    if (name === "token") {
+    if (before === after || !this.isConnected) return;
+    if (name === "token" && this.#slot) {
       this.#slot.setAttribute("data-token", after || "");
-    } else {
+    } else if (name === "token" || this.#slot) {
       this.refresh(false);
     }
   }
@@ -215,6 +217,9 @@ class SgRefundElement extends HTMLElement {
   async refresh(renew) {
     const generation = ++this.#generation;
     let token = this.getAttribute("token");
+    // Nothing to sign in with yet: wait for `init` or a `token` attribute (an element in the
+    // page's HTML is upgraded before the host's own script has called `init`).
+    if (token === null && !initialized) return;
     let failure = null;
     if (token === null && settings.fetchToken) {
       try {

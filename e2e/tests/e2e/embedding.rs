@@ -207,6 +207,65 @@ async fn settled_stream_count(stack: &Stack) -> Result<u64, BoxError> {
 }
 
 #[test]
+fn an_element_in_the_page_waits_for_init_before_it_loads() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "13.00", "usd").await?;
+        let id = session.as_str();
+        // A page whose own script has not called `init` yet (the demo page, which mounts
+        // through the older API): the element is there, with nothing to sign in with.
+        e2e::demo::open(&ctx, stack, "").await?;
+        let route = "/api/payments/{session_id}";
+        let before = stack.requests_served("GET", route).await?;
+        let script = r#"
+            const [session, done] = arguments;
+            import("/sg-refund-embed.js").then(() => {
+              const element = document.createElement("sg-refund");
+              element.setAttribute("session", session);
+              document.body.append(element);
+              done(true);
+            }, (error) => done(String(error)));
+        "#;
+        let added = ctx.client.execute_async(script, vec![id.into()]).await?;
+        assert_eq!(added, Value::Bool(true), "the embed script loaded");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mounted = ctx
+            .client
+            .execute(
+                "return document.querySelectorAll('sg-refund [data-sg-refund]').length;",
+                vec![],
+            )
+            .await?;
+        assert_eq!(
+            mounted, 0,
+            "no widget before init: it would only say 'not signed in'"
+        );
+        assert_eq!(
+            stack.requests_served("GET", route).await?,
+            before,
+            "nothing asked"
+        );
+
+        let script = r#"
+            const [proxy] = arguments;
+            window.sgRefund.init({ proxy, fetchToken: async () => {
+              const response = await fetch(`${proxy}/demo/token`, {
+                method: "POST",
+                headers: { "Content-Type": "application/json" },
+                body: JSON.stringify({ agent: "ada@acme.example" }),
+              });
+              return (await response.json()).token;
+            } });
+        "#;
+        ctx.client
+            .execute(script, vec![stack.proxy_url.clone().into()])
+            .await?;
+        Widget::new(&ctx.client, id).wait_loaded().await?;
+        Ok(())
+    });
+}
+
+#[test]
 fn the_payment_is_looked_up_once_while_the_widget_loads() {
     e2e::run(|ctx| async move {
         let stack = ctx.stack().await;
