@@ -1,6 +1,8 @@
-//! Live fan-out: 1,000 open event streams on one payment; for each of a series of webhooks,
-//! the time from sending it to the proxy until the last of the 1,000 streams has received its
-//! event; and the proxy's resident memory, read from `/proc/<pid>/status` of its process.
+//! Live fan-out: 10,000 open event streams on one payment (1,000 with `--smoke`); for each of
+//! a series of webhooks, the time from sending it to the proxy until the last stream has
+//! received its event; and the proxy's resident memory, read from `/proc/<pid>/status` of its
+//! process, with what each open stream costs. The bench raises its own open-file soft limit
+//! to the hard limit first (`main`), and the proxy child inherits it.
 
 use std::time::{Duration, Instant};
 
@@ -16,15 +18,19 @@ use crate::servers::WEBHOOK_PATH;
 use crate::timing::percentile;
 
 const SECTION: &str = "6. live fan-out";
-const STREAMS: usize = 1000;
+pub const FULL: usize = 10_000;
+pub const SMOKE: usize = 1_000;
 const ROUNDS: usize = 30;
+/// Streams opened at once, each batch all subscribed before the next.
+const OPEN_BATCH: usize = 250;
 /// How long one round may take before the streams still waiting count as lost.
 const ROUND_LIMIT: Duration = Duration::from_secs(5);
-const GOAL_P99: Duration = Duration::from_millis(50);
-const GOAL_MEMORY: u64 = 60 * 1024 * 1024;
+/// Issue 13, at 10,000 streams.
+const GOAL_P99: Duration = Duration::from_millis(100);
+const GOAL_MEMORY: u64 = 160 * 1024 * 1024;
 
-pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
-    match run().await {
+pub async fn measure(streams: usize, notes: &mut Vec<String>) -> Vec<Row> {
+    match run(streams).await {
         Ok(rows) => {
             for row in &rows {
                 if row.verdict == report::Verdict::Missed {
@@ -33,12 +39,11 @@ pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
                         row.what,
                         row.figure,
                         if row.what.contains("memory") {
-                            "Each open stream costs about 19 KB, mostly hyper's per-connection \
-                             read and write buffers, which axum's `serve` does not expose."
+                            "See the per-stream row for what each open stream costs."
                         } else {
                             "Each event is encoded once and shared, but every stream is its own \
-                             socket write; with 1,000 subscribers on 2 cores shared with the \
-                             1,000 reading clients, the last delivery waits for the others' turns."
+                             wake-up and socket write; on 2 cores shared with as many reading \
+                             clients, the last delivery waits for the others' turns."
                         }
                     ));
                 }
@@ -48,21 +53,21 @@ pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
         Err(why) => vec![
             Row::not_measured(
                 SECTION,
-                "webhook → last of 1,000 streams, p99",
+                format!("webhook → last of {streams} streams, p99"),
                 why.clone(),
-                "≤ 50 ms",
+                "≤ 100 ms",
             ),
             Row::not_measured(
                 SECTION,
-                "proxy resident memory, 1,000 streams",
+                format!("proxy resident memory, {streams} streams"),
                 why,
-                "≤ 60 MB",
+                "≤ 160 MB",
             ),
         ],
     }
 }
 
-async fn run() -> Result<Vec<Row>, String> {
+async fn run(streams_wanted: usize) -> Result<Vec<Row>, String> {
     let rig = Rig::start(Scheme::RsaSha256, RigOptions::default()).await?;
     let session = rig.payments(1).await.remove(0);
     // One webhook before anything is measured: the ledger and the route are warm.
@@ -74,7 +79,9 @@ async fn run() -> Result<Vec<Row>, String> {
         .ok_or("cannot read the proxy's /proc status")?;
 
     let (arrivals, mut received) = mpsc::unbounded_channel::<(usize, Instant)>();
-    let streams = open_streams(&rig, &session, arrivals).await?;
+    let streams = open_streams(&rig, &session, arrivals, streams_wanted).await?;
+    // Let the allocator and the connections settle before reading.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let (open_rss, _) = rig
         .proxy
         .memory()
@@ -87,7 +94,7 @@ async fn run() -> Result<Vec<Row>, String> {
         let mut got = 0;
         let mut last = sent;
         let deadline = tokio::time::Instant::now() + ROUND_LIMIT;
-        while got < STREAMS {
+        while got < streams_wanted {
             match tokio::time::timeout_at(deadline, received.recv()).await {
                 Ok(Some((r, at))) if r == round => {
                     got += 1;
@@ -97,8 +104,8 @@ async fn run() -> Result<Vec<Row>, String> {
                 Ok(None) | Err(_) => break,
             }
         }
-        if got < STREAMS {
-            return Err(format!("round {round}: only {got} of {STREAMS} streams got the event within {ROUND_LIMIT:?}"));
+        if got < streams_wanted {
+            return Err(format!("round {round}: only {got} of {streams_wanted} streams got the event within {ROUND_LIMIT:?}"));
         }
         lasts.push(last - sent);
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -114,21 +121,24 @@ async fn run() -> Result<Vec<Row>, String> {
     let p50 = percentile(&mut lasts, 50.0);
     let p99 = percentile(&mut lasts, 99.0);
     let memory = peak.max(busy_rss);
+    let n = streams_wanted;
+    let per_stream = open_rss.saturating_sub(idle_rss) / n as u64;
+    let per_stream_busy = memory.saturating_sub(idle_rss) / n as u64;
     Ok(vec![
         Row::plain(
             SECTION,
-            format!("webhook → last of {STREAMS} streams, p50 ({ROUNDS} webhooks)"),
+            format!("webhook → last of {n} streams, p50 ({ROUNDS} webhooks)"),
             report::duration(p50),
         ),
         Row::plain(
             SECTION,
-            format!("webhook → last of {STREAMS} streams, p99 ({ROUNDS} webhooks)"),
+            format!("webhook → last of {n} streams, p99 ({ROUNDS} webhooks)"),
             report::duration(p99),
         )
-        .goal("≤ 50 ms", p99 <= GOAL_P99),
+        .goal("≤ 100 ms", p99 <= GOAL_P99),
         Row::plain(
             SECTION,
-            format!("proxy resident memory (peak), {STREAMS} streams"),
+            format!("proxy resident memory (peak), {n} streams"),
             report::mb(memory),
         )
         .baseline(format!(
@@ -136,7 +146,16 @@ async fn run() -> Result<Vec<Row>, String> {
             report::mb(idle_rss),
             report::mb(open_rss)
         ))
-        .goal("≤ 60 MB", memory <= GOAL_MEMORY),
+        .goal("≤ 160 MB", memory <= GOAL_MEMORY),
+        Row::plain(
+            SECTION,
+            format!("proxy memory per open stream, {n} streams"),
+            format!("{} open", report::kb(per_stream)),
+        )
+        .baseline(format!(
+            "{} after {ROUNDS} webhooks (peak − idle) / {n}",
+            report::kb(per_stream_busy)
+        )),
     ])
 }
 
@@ -166,6 +185,7 @@ async fn open_streams(
     rig: &Rig,
     session: &SessionId,
     arrivals: mpsc::UnboundedSender<(usize, Instant)>,
+    count: usize,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
     // No overall timeout: these responses are meant to stay open; the rounds are bounded.
     let client = reqwest::Client::builder()
@@ -174,8 +194,8 @@ async fn open_streams(
         .build()
         .map_err(|e| e.to_string())?;
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
-    let mut tasks = Vec::with_capacity(STREAMS);
-    for _ in 0..STREAMS {
+    let mut tasks = Vec::with_capacity(count);
+    for n in 0..count {
         let ticket: EventsTicket = rig
             .http
             .post(format!(
@@ -211,12 +231,16 @@ async fn open_streams(
             let _ = ready.send(Ok(()));
             read_events(response, arrivals).await;
         }));
-    }
-    for _ in 0..STREAMS {
-        match tokio::time::timeout(Duration::from_secs(10), ready_rx.recv()).await {
-            Ok(Some(Ok(()))) => {}
-            Ok(Some(Err(e))) => return Err(format!("an event stream did not open: {e}")),
-            _ => return Err("the event streams did not all open within 10 s".into()),
+        // A batch at a time, so the proxy's accept queue never overflows.
+        if (n + 1) % OPEN_BATCH == 0 || n + 1 == count {
+            let batch = n % OPEN_BATCH + 1;
+            for _ in 0..batch {
+                match tokio::time::timeout(Duration::from_secs(10), ready_rx.recv()).await {
+                    Ok(Some(Ok(()))) => {}
+                    Ok(Some(Err(e))) => return Err(format!("event stream {n} did not open: {e}")),
+                    _ => return Err(format!("event streams did not open within 10 s ({n})")),
+                }
+            }
         }
     }
     Ok(tasks)

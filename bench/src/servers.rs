@@ -22,17 +22,17 @@ pub const WEBHOOK_PATH: &str = "/webhooks/smart-glocal";
 /// If this process was started as a server child, runs it and returns its exit code.
 pub fn child_main() -> Option<std::process::ExitCode> {
     let mode = std::env::args().nth(1)?;
-    if mode != "serve" && mode != "bare-serve" {
+    if !matches!(mode.as_str(), "serve" | "bare-serve" | "floor-serve") {
         return None;
     }
     exit_when_stdin_closes();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     Some(runtime.block_on(async move {
-        if mode == "serve" {
+        match mode.as_str() {
             // `bench serve …` parses as `proxy serve …`: the proxy's own command line.
-            proxy::cli::main().await
-        } else {
-            bare_serve().await
+            "serve" => proxy::cli::main().await,
+            "floor-serve" => crate::floor::floor_serve().await,
+            _ => bare_serve().await,
         }
     }))
 }
@@ -100,6 +100,24 @@ impl Server {
         Server::start(command, addr, log, "/", testkit::Ready::Answer).await
     }
 
+    /// The storage floor ([`crate::floor`]) on a free port, its SQLite file at `database`.
+    pub async fn floor(log: &Path, database: &Path) -> Result<Server, String> {
+        let addr = testkit::free_addr()?;
+        let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+        command
+            .arg("floor-serve")
+            .arg(addr.to_string())
+            .arg(database);
+        Server::start(
+            command,
+            addr,
+            log,
+            crate::floor::LOOKUP_PATH,
+            testkit::Ready::Success,
+        )
+        .await
+    }
+
     async fn start(
         mut command: Command,
         addr: SocketAddr,
@@ -128,11 +146,7 @@ impl Server {
 
     /// Resident memory now (`VmRSS`) and at its peak (`VmHWM`), bytes.
     pub fn memory(&self) -> Option<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        Some((
-            status_kb(&status, "VmRSS")? * 1024,
-            status_kb(&status, "VmHWM")? * 1024,
-        ))
+        memory_of(self.pid())
     }
 }
 
@@ -141,6 +155,15 @@ impl Drop for Server {
         // Closing stdin makes the child exit; the process then stops it (SIGTERM, SIGKILL).
         drop(self.process.child_mut().stdin.take());
     }
+}
+
+/// Resident memory now (`VmRSS`) and at its peak (`VmHWM`) of process `pid`, bytes.
+pub fn memory_of(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some((
+        status_kb(&status, "VmRSS")? * 1024,
+        status_kb(&status, "VmHWM")? * 1024,
+    ))
 }
 
 fn status_kb(status: &str, field: &str) -> Option<u64> {
