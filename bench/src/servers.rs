@@ -148,6 +148,11 @@ impl Server {
     pub fn memory(&self) -> Option<(u64, u64)> {
         memory_of(self.pid())
     }
+
+    /// CPU time used so far (see [`cpu_of`]); zero if it cannot be read.
+    pub fn cpu(&self) -> Duration {
+        cpu_of(self.pid()).unwrap_or_default()
+    }
 }
 
 impl Drop for Server {
@@ -166,6 +171,25 @@ pub fn memory_of(pid: u32) -> Option<(u64, u64)> {
     ))
 }
 
+/// CPU time process `pid` has used so far (user + system, all threads), from
+/// `/proc/<pid>/stat`, at the kernel's clock-tick resolution (normally 10 ms).
+pub fn cpu_of(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_from_stat(&stat)
+}
+
+fn cpu_from_stat(stat: &str) -> Option<Duration> {
+    // The command name (field 2) may hold spaces; the fields after its `)` are plain.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of the whole line (utime, stime) are 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second).ok().filter(|&n| n > 0)?;
+    Some(Duration::from_micros(ticks * 1_000_000 / per_second))
+}
+
 fn status_kb(status: &str, field: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -174,6 +198,16 @@ fn status_kb(status: &str, field: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_is_read_after_the_command_name() {
+        let stat = "42 (bench serve) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0";
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        assert_eq!(
+            cpu_from_stat(stat),
+            Some(Duration::from_micros(300 * 1_000_000 / ticks))
+        );
+    }
 
     #[test]
     fn memory_fields_are_read_in_kilobytes() {

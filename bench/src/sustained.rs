@@ -52,11 +52,15 @@ async fn run(length: Duration) -> Result<Vec<Row>, String> {
     }
     let pid = rig.proxy.pid();
     // Resident memory once a second, from the start of the load.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let sampler = tokio::spawn(async move {
         let mut samples = Vec::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = &mut stopped => return samples,
+            }
             match memory_of(pid) {
                 Some((rss, _)) => samples.push(rss),
                 None => return samples,
@@ -94,7 +98,7 @@ async fn run(length: Duration) -> Result<Vec<Row>, String> {
     let mut latencies: Latencies =
         load::fixed_rate(total, RATE, length + Duration::from_secs(10), ops).await;
     let (end_rss, _) = memory_of(pid).ok_or("cannot read the proxy's /proc status")?;
-    sampler.abort();
+    let _ = stop.send(());
     let samples = sampler.await.unwrap_or_default();
     let secs = samples.len();
     // RSS growth over the second half: the sample at the half-way second against the end.
