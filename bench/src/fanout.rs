@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::report::{self, Row};
 use crate::rig::{Rig, RigOptions};
-use crate::servers::WEBHOOK_PATH;
+use crate::servers::{Server, BARE_EVENTS_PATH, WEBHOOK_PATH};
 use crate::timing::percentile;
 
 const SECTION: &str = "6. live fan-out";
@@ -39,17 +39,21 @@ pub async fn measure(streams: usize, notes: &mut Vec<String>) -> Vec<Row> {
                         row.what,
                         row.figure,
                         if row.what.contains("memory") {
-                            "What a stream costs (see the per-stream row): hyper reserves an 8 KB \
-                             read buffer and an 8 KB header write buffer per connection (its \
-                             `INIT_BUFFER_SIZE`, not settable on a hyper 1.x server connection); \
-                             the rest is the connection task with its boxed response body (the \
-                             middleware wrappers and the stream's `Follow`: broadcast receiver, \
-                             keep-alive timer, payment id) and the request's tracing span, which \
-                             lives as long as the body (a run with `RUST_LOG=warn`, no span, \
-                             measured about 0.4 KB less per stream). The broadcast channel's 1,024 \
-                             slots are shared by all streams, and there is no task per stream \
-                             beside hyper's connection task; the allocator is not the cause \
-                             (`MALLOC_ARENA_MAX=1` changes nothing)."
+                            "What a stream costs: the per-stream row sets the proxy's figure beside \
+                             a bare axum handler's on the proxy's own accept loop (`proxy::serve`: \
+                             hyper's HTTP/1.1 connection, the same builder), holding as many \
+                             streams open with nothing in them. The bare figure is hyper's and \
+                             axum's alone: an 8 KB read buffer and an 8 KB header write buffer \
+                             reserved per connection (hyper's `INIT_BUFFER_SIZE`, not settable on \
+                             a server connection in hyper 1.x), the connection task and its \
+                             socket registration. The difference is the proxy's: its middleware's \
+                             response-body wrappers, the stream's `Follow` (broadcast receiver, \
+                             keep-alive timer, payment id, ledger handle) and the request's \
+                             tracing span, which lives as long as the body (a run with \
+                             `RUST_LOG=warn`, no span, measured about 0.4 KB less per stream). \
+                             The broadcast channel's 1,024 slots are shared by all streams, there \
+                             is no task per stream beside hyper's connection task, and the \
+                             allocator is not the cause (`MALLOC_ARENA_MAX=1` changes nothing)."
                         } else {
                             "Profiled once with perf during the rounds (10,000 streams, this \
                              machine): the proxy's two worker threads take about 45 % of the \
@@ -134,6 +138,10 @@ async fn run(streams_wanted: usize) -> Result<Vec<Row>, String> {
     for stream in streams {
         stream.abort();
     }
+    drop(rig);
+    // The same number of streams on a bare axum server (one comment, then nothing): what a
+    // held-open HTTP/1.1 response costs in axum and hyper alone, to tell the proxy's part.
+    let bare = bare_per_stream(streams_wanted).await;
 
     let p50 = percentile(&mut lasts, 50.0);
     let p99 = percentile(&mut lasts, 99.0);
@@ -170,10 +178,68 @@ async fn run(streams_wanted: usize) -> Result<Vec<Row>, String> {
             format!("{} open", report::kb(per_stream)),
         )
         .baseline(format!(
-            "{} after {ROUNDS} webhooks (peak − idle) / {n}",
-            report::kb(per_stream_busy)
+            "{} after {ROUNDS} webhooks (peak − idle) / {n}; bare axum stream: {}",
+            report::kb(per_stream_busy),
+            match bare {
+                Ok(bytes) => report::kb(bytes),
+                Err(why) => format!("not measured ({why})"),
+            }
         )),
     ])
+}
+
+/// Resident memory per open stream of the bare server (`bench bare-serve`), bytes.
+async fn bare_per_stream(count: usize) -> Result<u64, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let bare = Server::bare(&dir.path().join("bare.log")).await?;
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(|e| e.to_string())?;
+    // One stream first: the server's lazily made state is not counted per stream.
+    let url = format!("{}{BARE_EVENTS_PATH}", bare.url);
+    let first = client.get(&url).send().await.map_err(|e| e.to_string())?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (idle, _) = bare
+        .memory()
+        .ok_or("cannot read the bare server's memory")?;
+    let mut held = Vec::with_capacity(count);
+    for batch in (0..count).collect::<Vec<_>>().chunks(OPEN_BATCH) {
+        let opened = futures_batch(&client, &url, batch.len()).await?;
+        held.extend(opened);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (open, _) = bare
+        .memory()
+        .ok_or("cannot read the bare server's memory")?;
+    drop(held);
+    drop(first);
+    Ok(open.saturating_sub(idle) / count as u64)
+}
+
+/// `n` responses opened at once and held (their headers in, their bodies unread).
+async fn futures_batch(
+    client: &reqwest::Client,
+    url: &str,
+    n: usize,
+) -> Result<Vec<reqwest::Response>, String> {
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (client, url) = (client.clone(), url.to_owned());
+        tasks.push(tokio::spawn(async move {
+            tokio::time::timeout(Duration::from_secs(10), client.get(url).send()).await
+        }));
+    }
+    let mut held = Vec::with_capacity(n);
+    for task in tasks {
+        match task.await {
+            Ok(Ok(Ok(response))) => held.push(response),
+            Ok(Ok(Err(e))) => return Err(e.to_string()),
+            _ => return Err("a bare stream did not open within 10 s".into()),
+        }
+    }
+    Ok(held)
 }
 
 fn refund_id(round: usize) -> String {

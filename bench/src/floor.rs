@@ -80,9 +80,7 @@ pub async fn floor_serve() -> std::process::ExitCode {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .expect("bind the floor server");
-    axum::serve(listener, app)
-        .await
-        .expect("serve the floor server");
+    crate::servers::serve(listener, app).await;
     std::process::ExitCode::SUCCESS
 }
 

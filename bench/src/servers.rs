@@ -1,6 +1,7 @@
 //! The servers under test, each in its own process so its memory can be read and its CPU is
 //! not the load generator's: the proxy exactly as `proxy serve` runs (its own CLI, its own
-//! logging), and a bare axum server that only answers 200, as the ingest baseline.
+//! logging), and a bare axum server that only answers 200, as the ingest baseline (and holds
+//! event streams open with nothing in them, as the fan-out's memory baseline).
 //!
 //! Both are this binary started again with a first argument of `serve` or `bare-serve`
 //! (see [`child_main`]). A child exits when its stdin closes, and is started through the
@@ -18,6 +19,8 @@ use axum::Router;
 
 /// The route both the proxy and the bare baseline answer webhooks on.
 pub const WEBHOOK_PATH: &str = "/webhooks/smart-glocal";
+/// The bare server's event stream: one comment line, then held open with nothing sent.
+pub const BARE_EVENTS_PATH: &str = "/bare/events";
 
 /// If this process was started as a server child, runs it and returns its exit code.
 pub fn child_main() -> Option<std::process::ExitCode> {
@@ -54,17 +57,43 @@ async fn bare_serve() -> std::process::ExitCode {
         eprintln!("usage: bench bare-serve 127.0.0.1:<port>");
         return std::process::ExitCode::from(2);
     };
-    let app = Router::new().route(
-        WEBHOOK_PATH,
-        post(|_body: axum::body::Bytes| async { StatusCode::OK }),
-    );
+    let app = Router::new()
+        .route(
+            WEBHOOK_PATH,
+            post(|_body: axum::body::Bytes| async { StatusCode::OK }),
+        )
+        .route(
+            BARE_EVENTS_PATH,
+            axum::routing::get(|| async {
+                let first = futures_util::stream::once(async {
+                    Ok::<_, std::convert::Infallible>(axum::body::Bytes::from_static(b":\n\n"))
+                });
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+                    axum::body::Body::from_stream(futures_util::StreamExt::chain(
+                        first,
+                        futures_util::stream::pending(),
+                    )),
+                )
+            }),
+        );
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .expect("bind the bare server");
-    axum::serve(listener, app)
-        .await
-        .expect("serve the bare server");
+    serve(listener, app).await;
     std::process::ExitCode::SUCCESS
+}
+
+/// Serves `app` with the proxy's own HTTP/1.1 accept loop and settings (`proxy::serve`),
+/// so a baseline differs from the proxy only in what its handlers do.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) {
+    proxy::serve::serve(
+        listener,
+        app,
+        Duration::from_secs(10),
+        std::future::pending(),
+    )
+    .await;
 }
 
 /// A server child process on `127.0.0.1`.
