@@ -29,7 +29,7 @@ const GOAL_GROWTH: f64 = 0.10;
 const REFUND_CENTS: u64 = 100;
 
 pub async fn measure(length: Duration, notes: &mut Vec<String>) -> Vec<Row> {
-    match run(length).await {
+    match run(length, notes).await {
         Ok(rows) => rows,
         Err(why) => {
             notes.push(format!("Sustained load not measured: {why}"));
@@ -43,7 +43,7 @@ pub async fn measure(length: Duration, notes: &mut Vec<String>) -> Vec<Row> {
     }
 }
 
-async fn run(length: Duration) -> Result<Vec<Row>, String> {
+async fn run(length: Duration, notes: &mut Vec<String>) -> Result<Vec<Row>, String> {
     let rig = Arc::new(Rig::start(Scheme::HmacSha256, RigOptions::default()).await?);
     let payments = Arc::new(rig.payments(PAYMENTS).await);
     let total = (RATE * length.as_secs_f64()).round() as usize;
@@ -107,6 +107,32 @@ async fn run(length: Duration) -> Result<Vec<Row>, String> {
         .copied()
         .ok_or("no memory samples were taken")?;
     let growth = (end_rss as f64 - half as f64) / half as f64;
+    // With no failure, latency `i` is request `i`'s: the p99 of each 10 s of the run, and the
+    // memory every 10 s, say whether a slow tail or growth is steady or a few moments.
+    if latencies.failed == 0 {
+        let per_window = (RATE * 10.0) as usize;
+        let windows: Vec<String> = latencies
+            .ok
+            .chunks(per_window)
+            .map(|w| report::duration(percentile(&mut w.to_vec(), 99.0)))
+            .collect();
+        let memory: Vec<String> = samples.iter().step_by(10).map(|&b| report::mb(b)).collect();
+        notes.push(format!(
+            "Sustained load, each 10 s in turn: p99 {}; proxy RSS {} (then {} at the end). \
+             The work per refund grows during the run: every payment gains a refund a second, \
+             so by the end each `session/status` answer the proxy reads, parses and merges \
+             with the payment's ledger rows lists about sixty refunds, and the ledger file \
+             grows all along (an attempt, its history lines and events per refund) with \
+             SQLite's page cache (up to 2 MB on each of the writer and the two reader \
+             connections by default). Whether the growth past that is the allocator's high \
+             water under growing payloads or something kept per refund is not settled by \
+             this run: no map of the proxy's grows per refund (its maps are keyed by payment, \
+             ticket or agent), but a heap profile would be needed to say so.",
+            windows.join(", "),
+            memory.join(", "),
+            report::mb(end_rss)
+        ));
+    }
     let p50 = percentile(&mut latencies.ok, 50.0);
     let p99 = percentile(&mut latencies.ok, 99.0);
     let what = format!(
