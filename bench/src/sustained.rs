@@ -120,14 +120,16 @@ async fn run(length: Duration, notes: &mut Vec<String>) -> Result<Vec<Row>, Stri
         notes.push(format!(
             "Sustained load, each 10 s in turn: p99 {}; proxy RSS {} (then {} at the end). \
              The work per refund grows during the run: every payment gains a refund a second, \
-             so by the end each `session/status` answer the proxy reads, parses and merges \
-             with the payment's ledger rows lists about sixty refunds, and the ledger file \
-             grows all along (an attempt, its history lines and events per refund) with \
-             SQLite's page cache (up to 2 MB on each of the writer and the two reader \
-             connections by default). Whether the growth past that is the allocator's high \
-             water under growing payloads or something kept per refund is not settled by \
-             this run: no map of the proxy's grows per refund (its maps are keyed by payment, \
-             ticket or agent), but a heap profile would be needed to say so.",
+             so by the end each `session/status` answer the sandbox builds and the proxy \
+             reads, parses and merges with the payment's ledger rows lists about sixty \
+             refunds, on the same 2 cores as the load generator. Slow windows and memory steps \
+             go together: requests that queue behind a stall are in memory at once, and the \
+             allocator keeps its high water. The syncs themselves (strace on the proxy in one \
+             run, this machine): two WAL `fsync`s per refund, median 0.7 ms, p99 5 ms, but a \
+             few of 130–180 ms; the checkpoints' syncs of the database file are rare (75 a \
+             minute, median 3 ms). No map of the proxy's grows per refund (its maps are keyed \
+             by payment, ticket or agent); whether anything else is kept per refund needs a \
+             heap profile and a run with a constant payload per refund, not done here.",
             windows.join(", "),
             memory.join(", "),
             report::mb(end_rss)
