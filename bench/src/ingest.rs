@@ -1,7 +1,9 @@
 //! Webhook ingest: requests per second of the proxy's `POST /webhooks/smart-glocal` (verify
 //! the signature, parse, apply to the ledger and record the webhook in SQLite, broadcast the
-//! event) against a bare axum server that only answers 200 on the same route. Same machine,
-//! same client, same bodies, same concurrency, one after the other in the same run.
+//! event) against the storage floor ([`crate::floor`]: the same route, one group-committed
+//! insert per webhook, the ledger's SQLite settings) and, for information, a bare axum server
+//! that only answers 200. Same machine, same client, same bodies, same concurrency (16, then
+//! 64), one after the other in the same run.
 //!
 //! Every webhook is distinct (its own session and refund ids), so the proxy does the work of
 //! a new refund each time rather than a cheap duplicate.
@@ -14,68 +16,122 @@ use shared::SessionId;
 use signing::Scheme;
 
 use crate::load::{self, Throughput};
-use crate::report::Row;
+use crate::report::{self, Row};
 use crate::rig::{Rig, RigOptions};
 use crate::servers::{Server, WEBHOOK_PATH};
 
 const SECTION: &str = "5. webhook ingest";
 const REQUESTS: usize = 2000;
 const WARM_UP: usize = 200;
-const CONCURRENCY: usize = 16;
+const CONCURRENCIES: [usize; 2] = [16, 64];
 const LIMIT: Duration = Duration::from_secs(15);
-/// Issue 8: at least half the bare handler's rate.
-const GOAL_RATIO: f64 = 0.5;
+/// Issue 13: at least 0.7 of the storage floor's rate (the floor does the same durable write).
+const GOAL_RATIO: f64 = 0.7;
+
+/// One concurrency's three runs, the same bodies in the same order.
+struct Runs {
+    concurrency: usize,
+    bare: Throughput,
+    floor: Throughput,
+    proxy: Throughput,
+    /// CPU time each server process used during its run.
+    floor_cpu: Duration,
+    proxy_cpu: Duration,
+}
 
 pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut missed = Vec::new();
     for scheme in [Scheme::HmacSha256, Scheme::RsaSha256] {
         match measure_scheme(scheme).await {
-            Ok((bare, proxy)) => {
-                let ratio = proxy.per_second() / bare.per_second().max(1e-9);
-                let met = ratio >= GOAL_RATIO;
-                rows.push(
-                    Row::plain(
-                        SECTION,
-                        format!("proxy / bare axum req/s, {scheme}, {REQUESTS} webhooks, {CONCURRENCY} concurrent"),
-                        format!("{ratio:.2} ({:.0} req/s)", proxy.per_second()),
-                    )
-                    .baseline(format!("bare axum 200: {:.0} req/s", bare.per_second()))
-                    .goal("≥ 0.5", met),
-                );
-                if !met {
-                    missed.push(format!("{ratio:.2} with {scheme}"));
+            Ok(all) => {
+                for runs in all {
+                    let c = runs.concurrency;
+                    let proxy = runs.proxy.per_second();
+                    let floor = runs.floor.per_second();
+                    let bare = runs.bare.per_second();
+                    let ratio = proxy / floor.max(1e-9);
+                    let met = ratio >= GOAL_RATIO;
+                    rows.push(
+                        Row::plain(
+                            SECTION,
+                            format!("proxy / storage floor req/s, {scheme}, {REQUESTS} webhooks, {c} concurrent"),
+                            format!("{ratio:.2} ({proxy:.0} req/s)"),
+                        )
+                        .baseline(format!("floor (group-committed insert): {floor:.0} req/s"))
+                        .goal("≥ 0.7", met),
+                    );
+                    rows.push(
+                        Row::plain(
+                            SECTION,
+                            format!("proxy / bare axum req/s, {scheme}, {REQUESTS} webhooks, {c} concurrent"),
+                            format!("{:.2}", proxy / bare.max(1e-9)),
+                        )
+                        .baseline(format!("bare axum 200: {bare:.0} req/s")),
+                    );
+                    if !met {
+                        let per = |cpu: Duration, run: &Throughput| {
+                            report::duration(cpu / run.completed.max(1) as u32)
+                        };
+                        let busy = |cpu: Duration, run: &Throughput| {
+                            100.0 * cpu.as_secs_f64() / run.elapsed.as_secs_f64().max(1e-9)
+                        };
+                        missed.push(format!(
+                            "{ratio:.2} with {scheme} at {c} concurrent (CPU per webhook: proxy \
+                             {}, {:.0} % of one core; floor {}, {:.0} %)",
+                            per(runs.proxy_cpu, &runs.proxy),
+                            busy(runs.proxy_cpu, &runs.proxy),
+                            per(runs.floor_cpu, &runs.floor),
+                            busy(runs.floor_cpu, &runs.floor),
+                        ));
+                    }
                 }
             }
             Err(why) => rows.push(Row::not_measured(
                 SECTION,
-                format!("proxy / bare req/s, {scheme}"),
+                format!("proxy / storage floor req/s, {scheme}"),
                 why,
-                "≥ 0.5",
+                "≥ 0.7",
             )),
         }
     }
     if !missed.is_empty() {
         notes.push(format!(
-            "Webhook ingest reaches {} of a bare handler. The bare handler does no work, so its \
-             rate is the HTTP stack's. Each proxied webhook is verified, parsed, applied and \
-             recorded, and answered only once its transaction is synced to disk; concurrent \
-             webhooks share one sync (group commit, up to 64 per batch), but with 16 in flight \
-             the rate is bounded by 16 / (sync + apply), and every SQLite statement is a hand-off \
-             to sqlx's worker thread (perf: the proxy uses about a quarter of a core, most of it \
-             in scheduling). Answering before the sync would meet the goal and break the promise \
-             that 200 means recorded.",
-            missed.join(" and ")
+            "Webhook ingest reaches {} of the storage floor, which group-commits one insert \
+             per webhook with the same SQLite settings. Each proxied webhook is also verified, \
+             parsed and applied inside the batch's transaction: per refund it carries (two \
+             here), a look-up and an `INSERT … RETURNING *` decoded into a 25-column row; per \
+             batch, the hash chain's head, the history lines (each hashed), the events (each \
+             serialised), the webhook rows, `COMMIT` and the autocommit check. Every one of \
+             those statements is a hand-off to sqlx's worker thread and back, one at a time on \
+             the single writer, and the batch holds the writer while they run, so fewer \
+             webhooks share each sync. perf on the proxy alone during ingest (one run, this \
+             machine): sqlx's worker thread about 45 % of the proxy's CPU (SQLite, the WAL \
+             writes), the tokio workers about 55 %, the top items thread switches \
+             (`finish_task_switch`, futex wake-ups) and malloc, not verification or parsing. \
+             Cutting that means fewer statements per webhook (one look-up for all refunds of \
+             a batch, rows not read back), which this change does not attempt.",
+            missed.join(", ")
         ));
     }
     rows
 }
 
-async fn measure_scheme(scheme: Scheme) -> Result<(Throughput, Throughput), String> {
+async fn measure_scheme(scheme: Scheme) -> Result<Vec<Runs>, String> {
     let rig = Rig::start(scheme, RigOptions::default()).await?;
-    let log = std::env::temp_dir().join(format!("bench-bare-{}.log", std::process::id()));
-    let bare = Server::bare(&log).await?;
-    let bodies = Arc::new(signed_webhooks(&rig, WARM_UP * 2 + REQUESTS));
+    let dir = tempfile::Builder::new()
+        .prefix("bench-floor-")
+        .tempdir_in(crate::workspace_root().join("target"))
+        .map_err(|e| e.to_string())?;
+    let bare = Server::bare(&dir.path().join("bare.log")).await?;
+    let floor = Server::floor(
+        &dir.path().join("floor.log"),
+        &dir.path().join("floor.sqlite"),
+    )
+    .await?;
+    let runs_total = CONCURRENCIES.len() * REQUESTS;
+    // The proxy gets distinct webhooks throughout (a new refund each); the baselines reuse.
+    let bodies = Arc::new(signed_webhooks(&rig, WARM_UP + runs_total));
     let http = rig.http.clone();
     let send = |base: String, offset: usize| {
         let (http, bodies) = (http.clone(), bodies.clone());
@@ -89,40 +145,45 @@ async fn measure_scheme(scheme: Scheme) -> Result<(Throughput, Throughput), Stri
             async move { load::expect_status(request.send().await, &[200]).await }
         }
     };
-    load::closed_loop(WARM_UP, CONCURRENCY, LIMIT, send(bare.url.clone(), 0)).await;
-    load::closed_loop(
-        WARM_UP,
-        CONCURRENCY,
-        LIMIT,
-        send(rig.proxy.url.clone(), WARM_UP),
-    )
-    .await;
-    let bare_run = load::closed_loop(
-        REQUESTS,
-        CONCURRENCY,
-        LIMIT,
-        send(bare.url.clone(), 2 * WARM_UP),
-    )
-    .await;
-    let proxy_run = load::closed_loop(
-        REQUESTS,
-        CONCURRENCY,
-        LIMIT,
-        send(rig.proxy.url.clone(), 2 * WARM_UP),
-    )
-    .await;
-    drop(bare);
-    let _ = std::fs::remove_file(&log);
-    for (name, run) in [("bare", &bare_run), ("proxy", &proxy_run)] {
-        if run.failed > 0 {
-            return Err(format!(
-                "{} {name} webhooks failed, first: {}",
-                run.failed,
-                run.first_error.as_deref().unwrap_or("?")
-            ));
-        }
+    for server in [&bare.url, &floor.url, &rig.proxy.url] {
+        load::closed_loop(WARM_UP, 16, LIMIT, send(server.clone(), 0)).await;
     }
-    Ok((bare_run, proxy_run))
+    let mut all = Vec::new();
+    for (n, concurrency) in CONCURRENCIES.into_iter().enumerate() {
+        let offset = WARM_UP + n * REQUESTS;
+        let run = |url: &String| {
+            load::closed_loop(REQUESTS, concurrency, LIMIT, send(url.clone(), offset))
+        };
+        let bare_run = run(&bare.url).await;
+        let cpu = floor.cpu();
+        let floor_run = run(&floor.url).await;
+        let floor_cpu = floor.cpu().saturating_sub(cpu);
+        let cpu = rig.proxy.cpu();
+        let proxy_run = run(&rig.proxy.url).await;
+        let proxy_cpu = rig.proxy.cpu().saturating_sub(cpu);
+        for (name, run) in [
+            ("bare", &bare_run),
+            ("floor", &floor_run),
+            ("proxy", &proxy_run),
+        ] {
+            if run.failed > 0 {
+                return Err(format!(
+                    "{} {name} webhooks failed at {concurrency} concurrent, first: {}",
+                    run.failed,
+                    run.first_error.as_deref().unwrap_or("?")
+                ));
+            }
+        }
+        all.push(Runs {
+            concurrency,
+            bare: bare_run,
+            floor: floor_run,
+            proxy: proxy_run,
+            floor_cpu,
+            proxy_cpu,
+        });
+    }
+    Ok(all)
 }
 
 /// `count` distinct webhooks, each signed as the sandbox signs them in `rig`'s scheme.

@@ -7,7 +7,9 @@
 //! - [`start`]: the widget in headless Chromium, navigation to interactive.
 //! - [`overhead`]: the refund path straight to the sandbox and through the proxy.
 //! - [`ingest`]: the proxy's webhook route against a bare axum 200 handler.
-//! - [`fanout`]: one webhook to 1,000 event streams, and the proxy's memory.
+//! - [`floor`]: the storage floor, a bare handler doing only the proxy's durable writes.
+//! - [`fanout`]: one webhook to 10,000 event streams, and the proxy's memory.
+//! - [`sustained`]: a minute of refunds at a steady rate, and whether the proxy's memory grows.
 //! - [`rig`], [`servers`], [`load`]: the stack under test (the proxy in its own process) and
 //!   the bounded load generator.
 //! - [`machine`]: what the benchmarks ran on.
@@ -18,6 +20,7 @@
 
 pub mod fanout;
 pub mod fixtures;
+pub mod floor;
 pub mod ingest;
 pub mod load;
 pub mod machine;
@@ -27,6 +30,7 @@ pub mod rig;
 pub mod servers;
 pub mod signing_cost;
 pub mod start;
+pub mod sustained;
 pub mod timing;
 pub mod weight;
 

@@ -8,20 +8,38 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use bench::machine::Machine;
-use bench::report::{Report, Row};
-use bench::{fanout, ingest, overhead, servers, signing_cost, start, weight, workspace_root};
+use bench::report::{Report, Row, Verdict};
+use bench::{
+    fanout, ingest, overhead, servers, signing_cost, start, sustained, weight, workspace_root,
+};
 
 fn main() -> ExitCode {
     if let Some(code) = servers::child_main() {
         return code;
     }
     // `bench ingest fanout …` runs only those sections (and writes no BENCHMARKS.md).
-    let only: Vec<String> = std::env::args().skip(1).collect();
-    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    // `--smoke`: the long sections shortened (a 10 s sustained run, 1,000 streams), nothing
+    // written. `--keep-widget-rows`: no widget section (nothing built, no browser); the widget
+    // rows and notes of the current BENCHMARKS.md are kept as they are.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let keep_widget = args.iter().any(|a| a == "--keep-widget-rows");
+    let only: Vec<String> = args.into_iter().filter(|a| !a.starts_with("--")).collect();
+    let wanted = |name: &str| {
+        let widget = matches!(name, "weight" | "start");
+        (only.is_empty() && !(keep_widget && widget)) || only.iter().any(|o| o == name)
+    };
+    let write = only.is_empty() && !smoke;
+    raise_open_file_limit();
     let started = Instant::now();
     let machine = Machine::detect();
     let mut notes = Vec::new();
     let mut rows = Vec::new();
+    if keep_widget && write {
+        let (kept_rows, kept_notes) = kept_widget_rows();
+        rows.extend(kept_rows);
+        notes.extend(kept_notes);
+    }
     if wanted("weight") {
         rows.extend(weight::rows(&workspace_root().join("dist")));
         notes.push(
@@ -58,7 +76,22 @@ fn main() -> ExitCode {
             section(
                 "live fan-out",
                 wanted("fanout"),
-                fanout::measure(&mut notes),
+                fanout::measure(if smoke { fanout::SMOKE } else { fanout::FULL }, &mut notes),
+            )
+            .await,
+        );
+        rows.extend(
+            section(
+                "sustained load",
+                wanted("sustained"),
+                sustained::measure(
+                    if smoke {
+                        sustained::SMOKE
+                    } else {
+                        sustained::FULL
+                    },
+                    &mut notes,
+                ),
             )
             .await,
         );
@@ -77,7 +110,7 @@ fn main() -> ExitCode {
     };
     let text = report.markdown();
     println!("{text}");
-    if !only.is_empty() {
+    if !write {
         return ExitCode::SUCCESS;
     }
     let path = workspace_root().join("BENCHMARKS.md");
@@ -104,4 +137,71 @@ fn stage(name: &str, f: impl FnOnce()) {
     let at = Instant::now();
     f();
     eprintln!("bench: {name} in {:.1} s", at.elapsed().as_secs_f64());
+}
+
+/// The open-file soft limit raised to the hard limit: 10,000 event streams are 10,000 sockets
+/// here and 10,000 in the proxy child, which inherits the limit.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for the kernel to fill, then to read.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                eprintln!("bench: cannot raise the open-file limit");
+            }
+        }
+    }
+}
+
+/// The widget rows and notes of the current `BENCHMARKS.md`, for a run that does not build
+/// the widget.
+fn kept_widget_rows() -> (Vec<Row>, Vec<String>) {
+    let text = std::fs::read_to_string(workspace_root().join("BENCHMARKS.md")).unwrap_or_default();
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for line in text.lines() {
+        if let Some(note) = line.strip_prefix("- Widget") {
+            let kept = " (kept from an earlier run: this one did not build the widget)";
+            let note = format!("Widget{note}");
+            notes.push(if note.ends_with(kept) {
+                note
+            } else {
+                note + kept
+            });
+            continue;
+        }
+        let cells: Vec<&str> = line
+            .trim()
+            .trim_matches('|')
+            .split(" | ")
+            .map(str::trim)
+            .collect();
+        let section = match cells.first() {
+            Some(&"1. widget weight") => "1. widget weight",
+            Some(&"2. widget start") => "2. widget start",
+            _ => continue,
+        };
+        if cells.len() != 6 {
+            continue;
+        }
+        rows.push(Row {
+            section,
+            what: cells[1].into(),
+            figure: cells[2].into(),
+            baseline: cells[3].into(),
+            goal: cells[4].into(),
+            verdict: match cells[5] {
+                "met" => Verdict::Met,
+                "**missed**" => Verdict::Missed,
+                "not measured" => Verdict::NotMeasured,
+                _ => Verdict::NoGoal,
+            },
+        });
+    }
+    (rows, notes)
 }

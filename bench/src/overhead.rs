@@ -8,6 +8,12 @@
 //! the proxy they are `GET /api/payments/{id}` and `POST /api/payments/{id}/refunds`. So the
 //! difference is the proxy's own cost: agent auth, the ledger's durable writes, one more hop.
 //! Refunds use each payment up, so every pass gets fresh payments from the control API.
+//!
+//! The storage floor ([`crate::floor`]) is measured in the same run as a third pass: the same
+//! direct calls, plus one hop to a bare axum handler that makes the refund path's two SQLite
+//! commits (attempt, outcome) with the ledger's settings, or nothing for a look-up. Its added
+//! latency is what any proxy that keeps the ledger's promises must add; the goals are the
+//! proxy's added latency against it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +28,7 @@ use signing::{Scheme, Signer};
 use crate::load::{self, Latencies};
 use crate::report::{self, Row};
 use crate::rig::{Rig, RigOptions};
+use crate::servers::Server;
 use crate::timing::percentile;
 
 const SECTION: &str = "4. proxy overhead";
@@ -30,44 +37,74 @@ const OPS: usize = 1000;
 const RATE: f64 = 200.0;
 const WARM_UP_OPS: usize = 100;
 const PASS_DEADLINE: Duration = Duration::from_secs(30);
-/// Issue 8: at most 1 ms added at p99 with HMAC.
-const GOAL_P99_HMAC: Duration = Duration::from_millis(1);
+/// Issue 13: the proxy's added latency at most the storage floor's plus these (HMAC); with
+/// RSA, the p99 may add one RSA signature more.
+const GOAL_P50_ABOVE_FLOOR: Duration = Duration::from_micros(300);
+const GOAL_P99_ABOVE_FLOOR: Duration = Duration::from_millis(1);
 
-/// Both schemes, two rows each (added p50, added p99), plus what dominates if missed.
+/// Both schemes: the floor's and the proxy's added p50 and p99, plus what dominates if missed.
 pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
     let mut rows = Vec::new();
     for scheme in [Scheme::HmacSha256, Scheme::RsaSha256] {
         match measure_scheme(scheme).await {
-            Ok((direct, proxied)) => rows.extend(rows_for(scheme, direct, proxied, notes)),
+            Ok(passes) => rows.extend(rows_for(scheme, passes, notes)),
             Err(why) => rows.push(Row::not_measured(
                 SECTION,
                 format!("added p99, {scheme}"),
                 why,
-                goal(scheme),
+                "≤ storage floor + 1 ms",
             )),
         }
     }
     rows
 }
 
-fn goal(scheme: Scheme) -> &'static str {
-    match scheme {
-        Scheme::HmacSha256 => "≤ 1 ms added at p99",
-        Scheme::RsaSha256 => "",
-    }
+/// One scheme's three passes, and what one RSA signature of a refund request costs.
+struct Passes {
+    direct: Latencies,
+    floor: Latencies,
+    proxied: Latencies,
+    signature: Duration,
+    /// CPU time the floor's and the proxy's processes used during their measured pass.
+    floor_cpu: Duration,
+    proxy_cpu: Duration,
 }
 
-async fn measure_scheme(scheme: Scheme) -> Result<(Latencies, Latencies), String> {
+async fn measure_scheme(scheme: Scheme) -> Result<Passes, String> {
     let rig = Arc::new(Rig::start(scheme, RigOptions::default()).await?);
-    // Warm up both paths: connections, the proxy's ledger, the allocator.
+    let dir = tempfile::Builder::new()
+        .prefix("bench-floor-")
+        .tempdir_in(crate::workspace_root().join("target"))
+        .map_err(|e| e.to_string())?;
+    let floor = Arc::new(
+        Server::floor(
+            &dir.path().join("floor.log"),
+            &dir.path().join("floor.sqlite"),
+        )
+        .await?,
+    );
+    // Warm up every path: connections, both SQLite files, the allocator.
     let warm = rig.payments(WARM_UP_OPS / 2).await;
-    run(&rig, Path::Direct, warm.clone(), WARM_UP_OPS).await;
+    run(&rig, &floor, Path::Direct, warm.clone(), WARM_UP_OPS).await;
     let warm = rig.payments(WARM_UP_OPS / 2).await;
-    run(&rig, Path::Proxy, warm, WARM_UP_OPS).await;
+    run(&rig, &floor, Path::Floor, warm, WARM_UP_OPS).await;
+    let warm = rig.payments(WARM_UP_OPS / 2).await;
+    run(&rig, &floor, Path::Proxy, warm, WARM_UP_OPS).await;
 
-    let direct = run(&rig, Path::Direct, rig.payments(OPS / 2).await, OPS).await;
-    let proxied = run(&rig, Path::Proxy, rig.payments(OPS / 2).await, OPS).await;
-    for (name, pass) in [("direct", &direct), ("proxied", &proxied)] {
+    let direct = run(&rig, &floor, Path::Direct, rig.payments(OPS / 2).await, OPS).await;
+    let payments = rig.payments(OPS / 2).await;
+    let cpu = floor.cpu();
+    let floor_pass = run(&rig, &floor, Path::Floor, payments, OPS).await;
+    let floor_cpu = floor.cpu().saturating_sub(cpu);
+    let payments = rig.payments(OPS / 2).await;
+    let cpu = rig.proxy.cpu();
+    let proxied = run(&rig, &floor, Path::Proxy, payments, OPS).await;
+    let proxy_cpu = rig.proxy.cpu().saturating_sub(cpu);
+    for (name, pass) in [
+        ("direct", &direct),
+        ("storage floor", &floor_pass),
+        ("proxied", &proxied),
+    ] {
         if pass.failed > 0 {
             return Err(format!(
                 "{} of {OPS} {name} requests failed, first: {}",
@@ -76,19 +113,44 @@ async fn measure_scheme(scheme: Scheme) -> Result<(Latencies, Latencies), String
             ));
         }
     }
-    Ok((direct, proxied))
+    let request = serde_json::to_vec(&RefundRequest {
+        session_id: SessionId::parse("ps_bench_signature_cost_000").expect("a session id"),
+        amount_details: None,
+        metadata: None,
+    })
+    .map_err(|e| e.to_string())?;
+    let signer = &rig.merchant_signer;
+    let signature =
+        crate::timing::median_per_call(15, Duration::from_millis(20), || signer.sign(&request));
+    drop(floor);
+    Ok(Passes {
+        direct,
+        floor: floor_pass,
+        proxied,
+        signature,
+        floor_cpu,
+        proxy_cpu,
+    })
 }
 
 #[derive(Clone, Copy)]
 enum Path {
     Direct,
+    /// The direct calls, plus the storage floor's hop (and two commits for a refund).
+    Floor,
     Proxy,
 }
 
-async fn run(rig: &Arc<Rig>, path: Path, payments: Vec<SessionId>, ops: usize) -> Latencies {
+async fn run(
+    rig: &Arc<Rig>,
+    floor: &Arc<Server>,
+    path: Path,
+    payments: Vec<SessionId>,
+    ops: usize,
+) -> Latencies {
     let payments = Arc::new(payments);
     load::fixed_rate(ops, RATE, PASS_DEADLINE, move |i| {
-        let (rig, payments) = (rig.clone(), payments.clone());
+        let (rig, floor, payments) = (rig.clone(), floor.clone(), payments.clone());
         async move {
             let session = payments[i / 2].clone();
             let refund = i % 2 == 1;
@@ -96,6 +158,20 @@ async fn run(rig: &Arc<Rig>, path: Path, payments: Vec<SessionId>, ops: usize) -
                 (Path::Direct, false) => direct_status(&rig, &session).await,
                 (Path::Direct, true) => {
                     direct_status(&rig, &session).await?;
+                    direct_refund(&rig, &session).await
+                }
+                (Path::Floor, false) => {
+                    let url = format!("{}{}", floor.url, crate::floor::LOOKUP_PATH);
+                    load::expect_status(rig.http.get(url).send().await, &[200]).await?;
+                    direct_status(&rig, &session).await
+                }
+                (Path::Floor, true) => {
+                    // As the proxy orders it: status, attempt committed, refund, outcome
+                    // committed; the floor's two commits in one hop.
+                    direct_status(&rig, &session).await?;
+                    let url = format!("{}{}", floor.url, crate::floor::REFUND_PATH);
+                    let sent = rig.http.post(url).body(session.to_string()).send().await;
+                    load::expect_status(sent, &[201]).await?;
                     direct_refund(&rig, &session).await
                 }
                 (Path::Proxy, false) => {
@@ -172,47 +248,114 @@ async fn signed_call(rig: &Rig, path: &str, body: Vec<u8>) -> Result<(), String>
     }
 }
 
-fn rows_for(
-    scheme: Scheme,
-    mut direct: Latencies,
-    mut proxied: Latencies,
-    notes: &mut Vec<String>,
-) -> Vec<Row> {
-    let (d50, d99) = (
-        percentile(&mut direct.ok, 50.0),
-        percentile(&mut direct.ok, 99.0),
-    );
-    let (p50, p99) = (
-        percentile(&mut proxied.ok, 50.0),
-        percentile(&mut proxied.ok, 99.0),
-    );
-    let added99 = p99.saturating_sub(d99);
-    let baseline = |d, p| {
+fn rows_for(scheme: Scheme, mut passes: Passes, notes: &mut Vec<String>) -> Vec<Row> {
+    let quantiles = |pass: &mut Latencies| {
+        (
+            percentile(&mut pass.ok, 50.0),
+            percentile(&mut pass.ok, 99.0),
+        )
+    };
+    let (d50, d99) = quantiles(&mut passes.direct);
+    let (f50, f99) = quantiles(&mut passes.floor);
+    let (p50, p99) = quantiles(&mut passes.proxied);
+    // Added over direct; the floor's can come out below zero in noise, counted as zero.
+    let (floor50, floor99) = (f50.saturating_sub(d50), f99.saturating_sub(d99));
+    let (added50, added99) = (p50.saturating_sub(d50), p99.saturating_sub(d99));
+    let what = |q: &str, who: &str| format!("{who} added {q}, {scheme}, {OPS} req at {RATE:.0}/s");
+    let baseline = |d, f, p| {
         format!(
-            "direct {} → proxied {}",
+            "direct {} → floor {} → proxied {}",
             report::duration(d),
+            report::duration(f),
             report::duration(p)
         )
     };
-    let what = |q: &str| format!("added {q}, {scheme}, {OPS} req at {RATE:.0}/s");
-    let p50_row =
-        Row::plain(SECTION, what("p50"), report::delta(d50, p50)).baseline(baseline(d50, p50));
-    let mut p99_row =
-        Row::plain(SECTION, what("p99"), report::delta(d99, p99)).baseline(baseline(d99, p99));
-    if scheme == Scheme::HmacSha256 {
-        let met = added99 <= GOAL_P99_HMAC;
-        p99_row = p99_row.goal(goal(scheme), met);
-        if !met {
-            notes.push(format!(
-                "Proxy overhead ({scheme}) misses ≤ 1 ms at p99 (+{}). A proxied refund is a \
-                 `session/status` and a `session/refund` upstream plus SQLite transactions \
-                 (attempt recorded `pending` before the call, then its outcome), each committed \
-                 with a sync to disk; the look-up adds agent-token checks, a ledger read and one \
-                 more loopback hop. The p99 is set by the refunds' ledger commits queueing behind \
-                 each other on a 2-core machine shared with the load generator and the sandbox.",
-                report::duration(added99)
+    let mut rows = vec![
+        Row::plain(
+            SECTION,
+            what("p50", "storage floor"),
+            report::delta(d50, f50),
+        )
+        .baseline(format!(
+            "direct {} → floor {}",
+            report::duration(d50),
+            report::duration(f50)
+        )),
+        Row::plain(
+            SECTION,
+            what("p99", "storage floor"),
+            report::delta(d99, f99),
+        )
+        .baseline(format!(
+            "direct {} → floor {}",
+            report::duration(d99),
+            report::duration(f99)
+        )),
+    ];
+    let p50_row = Row::plain(SECTION, what("p50", "proxy"), report::delta(d50, p50))
+        .baseline(baseline(d50, f50, p50));
+    let p99_row = Row::plain(SECTION, what("p99", "proxy"), report::delta(d99, p99))
+        .baseline(baseline(d99, f99, p99));
+    let mut missed = Vec::new();
+    match scheme {
+        Scheme::HmacSha256 => {
+            let limit50 = floor50 + GOAL_P50_ABOVE_FLOOR;
+            let limit99 = floor99 + GOAL_P99_ABOVE_FLOOR;
+            rows.push(p50_row.goal(
+                format!("≤ floor + 0.3 ms = {}", report::duration(limit50)),
+                added50 <= limit50,
             ));
+            rows.push(p99_row.goal(
+                format!("≤ floor + 1 ms = {}", report::duration(limit99)),
+                added99 <= limit99,
+            ));
+            if added50 > limit50 {
+                missed.push(format!("p50 by {}", report::duration(added50 - limit50)));
+            }
+            if added99 > limit99 {
+                missed.push(format!("p99 by {}", report::duration(added99 - limit99)));
+            }
+        }
+        Scheme::RsaSha256 => {
+            let limit99 = floor99 + passes.signature + GOAL_P99_ABOVE_FLOOR;
+            rows.push(p50_row);
+            rows.push(p99_row.goal(
+                format!(
+                    "≤ floor + RSA sign ({}) + 1 ms = {}",
+                    report::duration(passes.signature),
+                    report::duration(limit99)
+                ),
+                added99 <= limit99,
+            ));
+            if added99 > limit99 {
+                missed.push(format!("p99 by {}", report::duration(added99 - limit99)));
+            }
         }
     }
-    vec![p50_row, p99_row]
+    if !missed.is_empty() {
+        notes.push(format!(
+            "Proxy overhead ({scheme}) misses the storage-floor goal at {}: the floor adds {} \
+             at p50 and {} at p99 (one loopback hop, and for a refund two SQLite commits, \
+             each synced to disk), the proxy {} and {}. CPU per request: proxy {}, floor {} \
+             (the sandbox and the load generator share the same 2 cores). Where the proxy's \
+             time goes, from perf on the proxy during this section (one run, this machine): no \
+             user-space computation stands out (signing, token checks, JSON and SQLite's own \
+             work are each under 2 %); it is system calls and thread hand-offs: SQLite's WAL \
+             writes and reads and the `fsync` of each commit, and sqlx's per-statement \
+             round trip to its worker thread (flume channel signal and wake-up, about a tenth \
+             of the proxy's CPU). A refund makes two commits of about seven statements each \
+             (`BEGIN IMMEDIATE`, the row, the hash chain's head, the history line, the event, \
+             `COMMIT`, the autocommit check) where the floor makes three, plus two \
+             idempotency look-ups and a read of unresolved attempts; and the proxy's \
+             reconciliation polls the refunds left `in_progress` by earlier passes meanwhile.",
+            missed.join(", "),
+            report::duration(floor50),
+            report::duration(floor99),
+            report::duration(added50),
+            report::duration(added99),
+            report::duration(passes.proxy_cpu / OPS as u32),
+            report::duration(passes.floor_cpu / OPS as u32),
+        ));
+    }
+    rows
 }

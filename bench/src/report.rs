@@ -108,7 +108,8 @@ impl Report {
         out.push_str(
             "Written by `cargo xtask bench`. Every timing is a median, or a ratio against a \
              baseline measured in the same run on the same machine; all load is bounded and \
-             goes to 127.0.0.1 only. Goals are from issue 8; nothing fails on a timing.\n\n",
+             goes to 127.0.0.1 only. Goals are from issues 8 and 13 (the proxy's against a storage \
+             floor measured in the same run); nothing fails on a timing.\n\n",
         );
         let _ = writeln!(out, "Machine: {}\n", self.machine.describe());
         out.push_str("| measurement | what | figure | baseline (same run) | goal | verdict |\n");

@@ -1,6 +1,7 @@
 //! The servers under test, each in its own process so its memory can be read and its CPU is
 //! not the load generator's: the proxy exactly as `proxy serve` runs (its own CLI, its own
-//! logging), and a bare axum server that only answers 200, as the ingest baseline.
+//! logging), and a bare axum server that only answers 200, as the ingest baseline (and holds
+//! event streams open with nothing in them, as the fan-out's memory baseline).
 //!
 //! Both are this binary started again with a first argument of `serve` or `bare-serve`
 //! (see [`child_main`]). A child exits when its stdin closes, and is started through the
@@ -18,21 +19,23 @@ use axum::Router;
 
 /// The route both the proxy and the bare baseline answer webhooks on.
 pub const WEBHOOK_PATH: &str = "/webhooks/smart-glocal";
+/// The bare server's event stream: one comment line, then held open with nothing sent.
+pub const BARE_EVENTS_PATH: &str = "/bare/events";
 
 /// If this process was started as a server child, runs it and returns its exit code.
 pub fn child_main() -> Option<std::process::ExitCode> {
     let mode = std::env::args().nth(1)?;
-    if mode != "serve" && mode != "bare-serve" {
+    if !matches!(mode.as_str(), "serve" | "bare-serve" | "floor-serve") {
         return None;
     }
     exit_when_stdin_closes();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     Some(runtime.block_on(async move {
-        if mode == "serve" {
+        match mode.as_str() {
             // `bench serve …` parses as `proxy serve …`: the proxy's own command line.
-            proxy::cli::main().await
-        } else {
-            bare_serve().await
+            "serve" => proxy::cli::main().await,
+            "floor-serve" => crate::floor::floor_serve().await,
+            _ => bare_serve().await,
         }
     }))
 }
@@ -54,17 +57,43 @@ async fn bare_serve() -> std::process::ExitCode {
         eprintln!("usage: bench bare-serve 127.0.0.1:<port>");
         return std::process::ExitCode::from(2);
     };
-    let app = Router::new().route(
-        WEBHOOK_PATH,
-        post(|_body: axum::body::Bytes| async { StatusCode::OK }),
-    );
+    let app = Router::new()
+        .route(
+            WEBHOOK_PATH,
+            post(|_body: axum::body::Bytes| async { StatusCode::OK }),
+        )
+        .route(
+            BARE_EVENTS_PATH,
+            axum::routing::get(|| async {
+                let first = futures_util::stream::once(async {
+                    Ok::<_, std::convert::Infallible>(axum::body::Bytes::from_static(b":\n\n"))
+                });
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+                    axum::body::Body::from_stream(futures_util::StreamExt::chain(
+                        first,
+                        futures_util::stream::pending(),
+                    )),
+                )
+            }),
+        );
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .expect("bind the bare server");
-    axum::serve(listener, app)
-        .await
-        .expect("serve the bare server");
+    serve(listener, app).await;
     std::process::ExitCode::SUCCESS
+}
+
+/// Serves `app` with the proxy's own HTTP/1.1 accept loop and settings (`proxy::serve`),
+/// so a baseline differs from the proxy only in what its handlers do.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) {
+    proxy::serve::serve(
+        listener,
+        app,
+        Duration::from_secs(10),
+        std::future::pending(),
+    )
+    .await;
 }
 
 /// A server child process on `127.0.0.1`.
@@ -100,6 +129,24 @@ impl Server {
         Server::start(command, addr, log, "/", testkit::Ready::Answer).await
     }
 
+    /// The storage floor ([`crate::floor`]) on a free port, its SQLite file at `database`.
+    pub async fn floor(log: &Path, database: &Path) -> Result<Server, String> {
+        let addr = testkit::free_addr()?;
+        let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+        command
+            .arg("floor-serve")
+            .arg(addr.to_string())
+            .arg(database);
+        Server::start(
+            command,
+            addr,
+            log,
+            crate::floor::LOOKUP_PATH,
+            testkit::Ready::Success,
+        )
+        .await
+    }
+
     async fn start(
         mut command: Command,
         addr: SocketAddr,
@@ -128,11 +175,12 @@ impl Server {
 
     /// Resident memory now (`VmRSS`) and at its peak (`VmHWM`), bytes.
     pub fn memory(&self) -> Option<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        Some((
-            status_kb(&status, "VmRSS")? * 1024,
-            status_kb(&status, "VmHWM")? * 1024,
-        ))
+        memory_of(self.pid())
+    }
+
+    /// CPU time used so far (see [`cpu_of`]); zero if it cannot be read.
+    pub fn cpu(&self) -> Duration {
+        cpu_of(self.pid()).unwrap_or_default()
     }
 }
 
@@ -143,6 +191,34 @@ impl Drop for Server {
     }
 }
 
+/// Resident memory now (`VmRSS`) and at its peak (`VmHWM`) of process `pid`, bytes.
+pub fn memory_of(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some((
+        status_kb(&status, "VmRSS")? * 1024,
+        status_kb(&status, "VmHWM")? * 1024,
+    ))
+}
+
+/// CPU time process `pid` has used so far (user + system, all threads), from
+/// `/proc/<pid>/stat`, at the kernel's clock-tick resolution (normally 10 ms).
+pub fn cpu_of(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_from_stat(&stat)
+}
+
+fn cpu_from_stat(stat: &str) -> Option<Duration> {
+    // The command name (field 2) may hold spaces; the fields after its `)` are plain.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of the whole line (utime, stime) are 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second).ok().filter(|&n| n > 0)?;
+    Some(Duration::from_micros(ticks * 1_000_000 / per_second))
+}
+
 fn status_kb(status: &str, field: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -151,6 +227,16 @@ fn status_kb(status: &str, field: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_is_read_after_the_command_name() {
+        let stat = "42 (bench serve) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0";
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        assert_eq!(
+            cpu_from_stat(stat),
+            Some(Duration::from_micros(300 * 1_000_000 / ticks))
+        );
+    }
 
     #[test]
     fn memory_fields_are_read_in_kilobytes() {

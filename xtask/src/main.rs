@@ -34,7 +34,14 @@ enum Task {
     /// Install what is missing (with Chromium), then run every test.
     Test,
     /// Run the benchmarks and write BENCHMARKS.md.
-    Bench,
+    Bench {
+        /// Skip the widget (no build, no browser): its rows in BENCHMARKS.md stay as they are.
+        #[arg(long)]
+        no_widget: bool,
+        /// Shortened long sections (10 s sustained load, 1,000 streams); writes nothing.
+        #[arg(long)]
+        smoke: bool,
+    },
     /// Randomized input on the parsers (proxy/tests/fuzz.rs), the targets one after another.
     Fuzz {
         /// Seconds shared among all fuzz targets.
@@ -61,7 +68,7 @@ fn main() -> ExitCode {
         Task::Widget => setup::run(false).and_then(|_| widget::build_release().map(|_| ())),
         Task::Demo(args) => stack::demo(args),
         Task::Test => test(),
-        Task::Bench => bench(),
+        Task::Bench { no_widget, smoke } => bench(no_widget, smoke),
         Task::Fuzz { seconds } => fuzz(seconds),
         Task::UnusedDeps => setup::unused_dependencies(),
     };
@@ -145,17 +152,21 @@ fn fuzz(seconds: u64) -> Result {
     })
 }
 
-fn bench() -> Result {
-    stage("setup", || setup::run(true))?;
-    stage("widget release build", || {
-        widget::build_release().map(|_| ())
-    })?;
-    stage("benchmarks", || {
-        setup::cargo(
-            &["run", "--profile", "bench", "--locked", "-p", "bench"],
-            &[],
-        )
-    })
+fn bench(no_widget: bool, smoke: bool) -> Result {
+    if !no_widget {
+        stage("setup", || setup::run(true))?;
+        stage("widget release build", || {
+            widget::build_release().map(|_| ())
+        })?;
+    }
+    let mut args = vec!["run", "--profile", "bench", "--locked", "-p", "bench", "--"];
+    if no_widget {
+        args.push("--keep-widget-rows");
+    }
+    if smoke {
+        args.push("--smoke");
+    }
+    stage("benchmarks", || setup::cargo(&args, &[]))
 }
 
 #[cfg(test)]
@@ -180,7 +191,20 @@ mod tests {
         ));
         assert!(matches!(parse(&["demo"]), Ok(Task::Demo(_))));
         assert!(matches!(parse(&["test"]), Ok(Task::Test)));
-        assert!(matches!(parse(&["bench"]), Ok(Task::Bench)));
+        assert!(matches!(
+            parse(&["bench"]),
+            Ok(Task::Bench {
+                no_widget: false,
+                smoke: false
+            })
+        ));
+        assert!(matches!(
+            parse(&["bench", "--no-widget", "--smoke"]),
+            Ok(Task::Bench {
+                no_widget: true,
+                smoke: true
+            })
+        ));
         assert!(matches!(parse(&["widget"]), Ok(Task::Widget)));
         assert!(matches!(parse(&["unused-deps"]), Ok(Task::UnusedDeps)));
         assert!(matches!(parse(&["fuzz"]), Ok(Task::Fuzz { seconds: 60 })));

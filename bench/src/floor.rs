@@ -1,0 +1,207 @@
+//! The storage floor: a bare axum server that performs exactly the durable writes the proxy
+//! must, and nothing else, on a SQLite file opened through sqlx with the proxy ledger's
+//! settings (`proxy/src/ledger/mod.rs`: WAL, `synchronous = FULL`, a 5 s busy timeout,
+//! foreign keys on, one writer connection; transactions as plain `BEGIN IMMEDIATE` …
+//! `COMMIT`, as `ledger/writer.rs` runs them).
+//!
+//! - `POST /webhooks/smart-glocal`: one row per webhook (its raw body), group-committed like
+//!   the proxy's webhook writer (`ledger/webhooks.rs`: one writer task, every webhook waiting
+//!   up to 64 per transaction, one multi-row insert, one commit), answered 200 only once the
+//!   commit holding it returned.
+//! - `POST /floor/refund`: the refund path's two commits, one after the other: the attempt
+//!   recorded (insert), then its outcome (update). No upstream call: the bench makes the
+//!   signed calls itself, straight to the sandbox, around this request.
+//! - `GET /floor/lookup`: answers 200 (a look-up writes nothing).
+//!
+//! No verification, no parsing, no events, no history: what is left of the proxy's time
+//! above this server's is the proxy's own.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::servers::WEBHOOK_PATH;
+
+/// The refund path's two commits.
+pub const REFUND_PATH: &str = "/floor/refund";
+pub const LOOKUP_PATH: &str = "/floor/lookup";
+
+/// As the proxy's webhook writer: at most this many webhooks per transaction.
+const MAX_BATCH: usize = 64;
+const QUEUE: usize = 1024;
+/// Rows per multi-row insert (SQLite's bound-parameter limit leaves room for far more).
+const ROWS_PER_INSERT: usize = 64;
+
+struct Job {
+    body: Bytes,
+    done: oneshot::Sender<bool>,
+}
+
+#[derive(Clone)]
+struct Floor {
+    pool: SqlitePool,
+    jobs: mpsc::Sender<Job>,
+}
+
+/// `bench floor-serve 127.0.0.1:<port> <sqlite file>`.
+pub async fn floor_serve() -> std::process::ExitCode {
+    let mut args = std::env::args().skip(2);
+    let (Some(addr), Some(path)) = (
+        args.next().and_then(|a| a.parse::<SocketAddr>().ok()),
+        args.next(),
+    ) else {
+        eprintln!("usage: bench floor-serve 127.0.0.1:<port> <sqlite file>");
+        return std::process::ExitCode::from(2);
+    };
+    let pool = match open(Path::new(&path)).await {
+        Ok(pool) => pool,
+        Err(e) => {
+            eprintln!("floor: cannot open {path}: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let (jobs, queue) = mpsc::channel(QUEUE);
+    tokio::spawn(writer(pool.clone(), queue));
+    let app = Router::new()
+        .route(WEBHOOK_PATH, post(webhook))
+        .route(REFUND_PATH, post(refund))
+        .route(LOOKUP_PATH, get(|| async { StatusCode::OK }))
+        .with_state(Floor { pool, jobs });
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("bind the floor server");
+    crate::servers::serve(listener, app).await;
+    std::process::ExitCode::SUCCESS
+}
+
+/// The proxy ledger's connection settings and single-connection writer pool.
+async fn open(path: &Path) -> Result<SqlitePool, sqlx::Error> {
+    let options = SqliteConnectOptions::from_str("sqlite:")?
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS webhooks (
+             id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, raw_body BLOB NOT NULL)",
+    )
+    .execute(&pool)
+    .await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS attempts (
+             id INTEGER PRIMARY KEY, session_id TEXT NOT NULL, state TEXT NOT NULL,
+             created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)",
+    )
+    .execute(&pool)
+    .await?;
+    Ok(pool)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+async fn webhook(State(floor): State<Floor>, body: Bytes) -> StatusCode {
+    let (done, committed) = oneshot::channel();
+    if floor.jobs.send(Job { body, done }).await.is_err() {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    match committed.await {
+        Ok(true) => StatusCode::OK,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// Group commit: every webhook waiting (up to [`MAX_BATCH`]) in one transaction.
+async fn writer(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let ok = commit_batch(&pool, &batch).await.is_ok();
+        for job in batch.drain(..) {
+            let _ = job.done.send(ok);
+        }
+    }
+}
+
+async fn commit_batch(pool: &SqlitePool, jobs: &[Job]) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let received_at = now_ms();
+    let inserted = async {
+        for chunk in jobs.chunks(ROWS_PER_INSERT) {
+            let mut insert =
+                QueryBuilder::<Sqlite>::new("INSERT INTO webhooks (received_at, raw_body) ");
+            insert.push_values(chunk, |mut values, job| {
+                values.push_bind(received_at).push_bind(job.body.as_ref());
+            });
+            insert.build().persistent(false).execute(&mut *conn).await?;
+        }
+        Ok::<_, sqlx::Error>(())
+    }
+    .await;
+    match inserted {
+        Ok(()) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| ()),
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(e)
+        }
+    }
+}
+
+/// The attempt committed, then its outcome committed: the refund path's two syncs.
+async fn refund(State(floor): State<Floor>, session: Bytes) -> StatusCode {
+    match two_commits(&floor.pool, &String::from_utf8_lossy(&session)).await {
+        Ok(()) => StatusCode::CREATED,
+        Err(e) => {
+            eprintln!("floor: refund path: {e}");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+}
+
+async fn two_commits(pool: &SqlitePool, session: &str) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let at = now_ms();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO attempts (session_id, state, created_at, updated_at)
+         VALUES (?, 'pending', ?, ?) RETURNING id",
+    )
+    .bind(session)
+    .bind(at)
+    .bind(at)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query("COMMIT").execute(&mut *conn).await?;
+    // The proxy lets go of the writer during the upstream call; so does the floor.
+    drop(conn);
+    let mut conn = pool.acquire().await?;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    sqlx::query("UPDATE attempts SET state = 'in_progress', updated_at = ? WHERE id = ?")
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("COMMIT").execute(&mut *conn).await?;
+    Ok(())
+}
