@@ -138,7 +138,10 @@ export function init(options = {}) {
   settings = { ...options };
   initialized = true;
   latest = "";
-  for (const element of elements) element.refresh(true);
+  for (const element of elements) {
+    applyAppearance(element);
+    element.refresh(true);
+  }
   return instance;
 }
 

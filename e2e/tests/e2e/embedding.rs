@@ -421,6 +421,36 @@ fn appearance_and_language_change_live() {
                 t.contains("Возврат")
             })
             .await?;
+
+        // `init` again: its appearance replaces the one before, on the widgets already there.
+        let script = r#"
+            const [proxy] = arguments;
+            window.sgRefund.init({
+              proxy,
+              appearance: { accent: "rgb(200, 0, 0)" },
+              fetchToken: async () => {
+                const response = await fetch(`${proxy}/demo/token`, {
+                  method: "POST",
+                  headers: { "Content-Type": "application/json" },
+                  body: JSON.stringify({ agent: "ada@acme.example" }),
+                });
+                return (await response.json()).token;
+              },
+            });
+        "#;
+        ctx.client
+            .execute(script, vec![stack.proxy_url.clone().into()])
+            .await?;
+        widget.wait_loaded().await?;
+        assert_eq!(
+            style(testid::REVIEW_BUTTON, "backgroundColor").await?,
+            "rgb(200, 0, 0)"
+        );
+        assert_eq!(
+            style(testid::WIDGET, "borderTopLeftRadius").await?,
+            "8px",
+            "what the earlier appearance set is gone"
+        );
         Ok(())
     });
 }
