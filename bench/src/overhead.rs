@@ -270,28 +270,19 @@ fn rows_for(scheme: Scheme, mut passes: Passes, notes: &mut Vec<String>) -> Vec<
             report::duration(p)
         )
     };
-    let mut rows = vec![
+    let floor_row = |at: &str, direct: Duration, floor: Duration| {
         Row::plain(
             SECTION,
-            what("p50", "storage floor"),
-            report::delta(d50, f50),
+            what(at, "storage floor"),
+            report::delta(direct, floor),
         )
         .baseline(format!(
             "direct {} → floor {}",
-            report::duration(d50),
-            report::duration(f50)
-        )),
-        Row::plain(
-            SECTION,
-            what("p99", "storage floor"),
-            report::delta(d99, f99),
-        )
-        .baseline(format!(
-            "direct {} → floor {}",
-            report::duration(d99),
-            report::duration(f99)
-        )),
-    ];
+            report::duration(direct),
+            report::duration(floor)
+        ))
+    };
+    let mut rows = vec![floor_row("p50", d50, f50), floor_row("p99", d99, f99)];
     let p50_row = Row::plain(SECTION, what("p50", "proxy"), report::delta(d50, p50))
         .baseline(baseline(d50, f50, p50));
     let p99_row = Row::plain(SECTION, what("p99", "proxy"), report::delta(d99, p99))

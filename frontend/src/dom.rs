@@ -57,7 +57,8 @@ pub fn rx<T>(f: impl Fn() -> T + Send + Sync + 'static) -> Rx<T> {
 /// `frontend/embed/sg-refund.d.ts`): bubbling and composed, so they reach `<sg-refund>`, its
 /// ancestors and `document`, each with a plain-object `detail`.
 pub mod events {
-    /// The payment is on screen: `{ session, amount, currency, remaining }`.
+    /// The payment is on screen: `{ session, amount, currency, remaining }`. Also fired once
+    /// on `document`, with no detail, when the widget's code has loaded.
     pub const READY: &str = "sg-refund:ready";
     /// The proxy took a refund: `{ session, attemptId, refundId, amount, currency, state }`.
     pub const SUBMITTED: &str = "sg-refund:submitted";
@@ -65,6 +66,9 @@ pub mod events {
     pub const SETTLED: &str = "sg-refund:settled";
     /// A call to the proxy failed: `{ session, code, status }`.
     pub const ERROR: &str = "sg-refund:error";
+    /// The token expired and nothing else renews it: the host sets a new `data-token`. No
+    /// detail.
+    pub const TOKEN_EXPIRED: &str = "sg-refund:token-expired";
 }
 
 /// Dispatches `name` on `target` with a plain-object `detail` of `fields`.
@@ -73,10 +77,16 @@ pub fn emit(target: &web_sys::Element, name: &str, fields: &[(&str, JsValue)]) {
     for (key, value) in fields {
         let _ = js_sys::Reflect::set(&detail, &JsValue::from_str(key), value);
     }
+    dispatch(target, name, &detail);
+}
+
+/// Dispatches a bubbling, composed `CustomEvent` `name` on `target` with `detail` (`null`
+/// for none).
+pub fn dispatch(target: &web_sys::Element, name: &str, detail: &JsValue) {
     let init = web_sys::CustomEventInit::new();
     init.set_bubbles(true);
     init.set_composed(true);
-    init.set_detail(&detail);
+    init.set_detail(detail);
     if let Ok(event) = web_sys::CustomEvent::new_with_event_init_dict(name, &init) {
         let _ = target.dispatch_event(&event);
     }

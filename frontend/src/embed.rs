@@ -18,7 +18,7 @@ use crate::{dom, style};
 /// The marker attribute of an element a widget mounts into.
 pub const MARKER: &str = "data-sg-refund";
 /// Fired on `document` once `window.sgRefund` is there.
-pub const READY_EVENT: &str = "sg-refund:ready";
+pub const READY_EVENT: &str = crate::dom::events::READY;
 
 struct Mounted {
     element: Element,

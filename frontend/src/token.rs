@@ -9,10 +9,10 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{CustomEvent, CustomEventInit, Element, MutationObserver, MutationObserverInit};
+use web_sys::{Element, MutationObserver, MutationObserverInit};
 
 /// The event the host listens for to mint a new token.
-pub const TOKEN_EXPIRED_EVENT: &str = "sg-refund:token-expired";
+pub const TOKEN_EXPIRED_EVENT: &str = crate::dom::events::TOKEN_EXPIRED;
 const TOKEN_ATTRIBUTE: &str = "data-token";
 
 /// The observer and the callback it calls, which must live as long as it does.
@@ -70,12 +70,7 @@ impl TokenSource {
         let promise = js_sys::Promise::new(&mut |resolve, _reject| {
             self.waiters.borrow_mut().push(resolve);
         });
-        let init = CustomEventInit::new();
-        init.set_bubbles(true);
-        init.set_composed(true);
-        if let Ok(event) = CustomEvent::new_with_event_init_dict(TOKEN_EXPIRED_EVENT, &init) {
-            let _ = self.element.dispatch_event(&event);
-        }
+        crate::dom::dispatch(&self.element, TOKEN_EXPIRED_EVENT, &JsValue::NULL);
         if let Some(callback) = &self.on_expired {
             let _ = callback.call1(&JsValue::NULL, &self.element);
         }

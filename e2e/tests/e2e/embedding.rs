@@ -45,6 +45,26 @@ async fn host_list(ctx: &Ctx, testid: &str) -> Result<Vec<String>, BoxError> {
     Ok(serde_json::from_value(texts)?)
 }
 
+/// Calls `sgRefund.init` on the current page (served by the proxy) with the examples' own token
+/// call (`examples/shared/demo-backend.js`) and `options` (a JS object literal) laid over it.
+/// In `options`, `demoToken` is that call, for a test's own `fetchToken` to wrap.
+async fn init_with_demo_token(ctx: &Ctx, options: &str) -> Result<(), BoxError> {
+    let script = format!(
+        r#"
+        const done = arguments[0];
+        import("/examples/shared/demo-backend.js").then(({{ fetchToken: demoToken, proxy }}) => {{
+          window.sgRefund.init({{ proxy, fetchToken: demoToken, ...({options}) }});
+          done(true);
+        }}, (error) => done(String(error)));
+        "#
+    );
+    let initialised = ctx.client.execute_async(&script, vec![]).await?;
+    if initialised != Value::Bool(true) {
+        return Err(format!("init did not run: {initialised}").into());
+    }
+    Ok(())
+}
+
 /// The same scenario for every host: a full refund through the widget, the sandbox receives
 /// exactly one, and the host's own list learns of it from `sg-refund:settled`.
 async fn host_refunds_a_payment(ctx: &Ctx, path: &str) -> Result<(), BoxError> {
@@ -162,20 +182,7 @@ fn removing_the_element_closes_its_event_stream_at_the_proxy() {
         ctx.client
             .execute("document.querySelector('sg-refund').remove();", vec![])
             .await?;
-        let start = Instant::now();
-        loop {
-            let now = stack.event_streams_open().await?;
-            if now < open {
-                break;
-            }
-            if start.elapsed() > WAIT {
-                return Err(format!(
-                    "the proxy still counts {now} open streams (was {open}) after the element left the page"
-                )
-                .into());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_streams_below(stack, open, "the element left the page").await?;
         let left = ctx
             .client
             .execute(
@@ -186,6 +193,43 @@ fn removing_the_element_closes_its_event_stream_at_the_proxy() {
         assert_eq!(left, 0, "nothing of the widget is left in the page");
         Ok(())
     });
+}
+
+#[test]
+fn leaving_the_page_closes_the_event_stream_at_the_proxy() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "10.00", "usd").await?;
+        open_host(&ctx, stack, "/examples/element/", session.as_str()).await?;
+        let open = settled_stream_count(stack).await?;
+        // What the browser fires as the page is left (or put in the back/forward cache).
+        ctx.client
+            .execute(
+                "window.dispatchEvent(new PageTransitionEvent('pagehide', { persisted: true }));",
+                vec![],
+            )
+            .await?;
+        wait_streams_below(stack, open, "pagehide").await?;
+        Ok(())
+    });
+}
+
+/// Waits until the proxy counts fewer than `open` event streams; the error names `after`.
+async fn wait_streams_below(stack: &Stack, open: u64, after: &str) -> Result<(), BoxError> {
+    let start = Instant::now();
+    loop {
+        let now = stack.event_streams_open().await?;
+        if now < open {
+            return Ok(());
+        }
+        if start.elapsed() > WAIT {
+            return Err(format!(
+                "the proxy still counts {now} open streams (was {open}) after {after}"
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The proxy's open-stream count once it has been the same, and at least 1, for 300 ms.
@@ -246,20 +290,7 @@ fn an_element_in_the_page_waits_for_init_before_it_loads() {
             "nothing asked"
         );
 
-        let script = r#"
-            const [proxy] = arguments;
-            window.sgRefund.init({ proxy, fetchToken: async () => {
-              const response = await fetch(`${proxy}/demo/token`, {
-                method: "POST",
-                headers: { "Content-Type": "application/json" },
-                body: JSON.stringify({ agent: "ada@acme.example" }),
-              });
-              return (await response.json()).token;
-            } });
-        "#;
-        ctx.client
-            .execute(script, vec![stack.proxy_url.clone().into()])
-            .await?;
+        init_with_demo_token(&ctx, "{}").await?;
         Widget::new(&ctx.client, id).wait_loaded().await?;
         Ok(())
     });
@@ -292,34 +323,24 @@ fn fetch_token_is_called_once_for_ten_concurrent_expiries() {
             .await?;
         // The first token is already expired; the next one takes a while to mint, so all ten
         // widgets are told `token_expired` while it is on its way.
-        let script = r#"
-            const [proxy, expired, session] = arguments;
-            window.__fetches = 0;
-            const api = window.sgRefund.init({
-              proxy,
-              fetchToken: async () => {
-                window.__fetches++;
-                if (window.__fetches === 1) return expired;
-                await new Promise((r) => setTimeout(r, 1500));
-                const response = await fetch(`${proxy}/demo/token`, {
-                  method: "POST",
-                  headers: { "Content-Type": "application/json" },
-                  body: JSON.stringify({ agent: "ada@acme.example" }),
-                });
-                return (await response.json()).token;
-              },
-            });
-            const slot = document.getElementById("slot");
-            for (let i = 0; i < 10; i++) slot.append(api.create(session));
-        "#;
         ctx.client
             .execute(
-                script,
-                vec![
-                    stack.proxy_url.clone().into(),
-                    stack.expired_token().into(),
-                    session.as_str().into(),
-                ],
+                "window.__expired = arguments[0]; window.__fetches = 0;",
+                vec![stack.expired_token().into()],
+            )
+            .await?;
+        let counted = r#"{ fetchToken: async () => {
+            window.__fetches++;
+            if (window.__fetches === 1) return window.__expired;
+            await new Promise((r) => setTimeout(r, 1500));
+            return demoToken();
+        } }"#;
+        init_with_demo_token(&ctx, counted).await?;
+        ctx.client
+            .execute(
+                "const slot = document.getElementById('slot');
+                 for (let i = 0; i < 10; i++) slot.append(window.sgRefund.create(arguments[0]));",
+                vec![session.as_str().into()],
             )
             .await?;
         wait_until(
@@ -423,24 +444,7 @@ fn appearance_and_language_change_live() {
             .await?;
 
         // `init` again: its appearance replaces the one before, on the widgets already there.
-        let script = r#"
-            const [proxy] = arguments;
-            window.sgRefund.init({
-              proxy,
-              appearance: { accent: "rgb(200, 0, 0)" },
-              fetchToken: async () => {
-                const response = await fetch(`${proxy}/demo/token`, {
-                  method: "POST",
-                  headers: { "Content-Type": "application/json" },
-                  body: JSON.stringify({ agent: "ada@acme.example" }),
-                });
-                return (await response.json()).token;
-              },
-            });
-        "#;
-        ctx.client
-            .execute(script, vec![stack.proxy_url.clone().into()])
-            .await?;
+        init_with_demo_token(&ctx, r#"{ appearance: { accent: "rgb(200, 0, 0)" } }"#).await?;
         widget.wait_loaded().await?;
         assert_eq!(
             style(testid::REVIEW_BUTTON, "backgroundColor").await?,
