@@ -9,7 +9,14 @@
 //!
 //! - [`process`]: a server in a child process on a free loopback port, ready when returned,
 //!   stopped when dropped; built on `launcher` (children that die with their parent).
+//!
+//! - [`postgres`]: a throwaway PostgreSQL cluster started from the server binaries (no
+//!   container, no system service) on a free loopback port, with a database per test
+//!   ([`postgres::Cluster::fresh_database`]), one process-wide cluster for a suite
+//!   ([`postgres::shared`]), and a way to take the server down and back up mid-test;
+//!   stopped and removed when dropped, or by its watchdog when the test process is killed.
 
+pub mod postgres;
 pub mod process;
 
 pub use process::{free_addr, ServerProcess};

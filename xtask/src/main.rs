@@ -48,7 +48,8 @@ enum Task {
         #[arg(long, value_name = "N", default_value_t = 60)]
         seconds: u64,
     },
-    /// Install the pinned wasm toolchain (trunk, wasm-bindgen-cli, wasm-opt, terser).
+    /// Install the pinned wasm toolchain (trunk, wasm-bindgen-cli, wasm-opt, terser) and the
+    /// PostgreSQL server binaries the tests' throwaway clusters run.
     Setup {
         /// Also Chromium, chromedriver, openssl and axe-core (what the browser tests need).
         #[arg(long)]

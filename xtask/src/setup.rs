@@ -162,6 +162,7 @@ pub fn run(browser: bool) -> Result {
         "host examples: React, Vue, esbuild, TypeScript (npm ci)",
         ensure_host_examples,
     )?;
+    stage("PostgreSQL server (Debian)", ensure_postgres)?;
     if browser {
         stage(
             "Chromium, chromedriver and openssl (Debian)",
@@ -331,6 +332,20 @@ fn ensure_debian_packages() -> Result {
         return Ok(());
     }
     apt_install(&missing)
+}
+
+/// The server binaries the tests' throwaway clusters run (`testkit::postgres`): looked for
+/// where the tests look (`$PG_BINDIR`, `/usr/lib/postgresql/*/bin`, `pg_config --bindir`),
+/// since the client package alone (`psql`, `pg_config`) has no `initdb`.
+fn ensure_postgres() -> Result {
+    if let Ok(bindir) = testkit::postgres::server_bindir() {
+        println!("    already installed ({})", bindir.display());
+        return Ok(());
+    }
+    apt_install(&["postgresql"])?;
+    testkit::postgres::server_bindir()
+        .map(|_| ())
+        .map_err(|e| format!("postgresql installed, yet: {e}"))
 }
 
 fn apt_install(packages: &[&str]) -> Result {
