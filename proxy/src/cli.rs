@@ -221,7 +221,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             if agent.is_empty() {
                 return Err("--agent must name an agent".into());
             }
-            let ledger = Ledger::open(&database(*settings)?)
+            let ledger = Ledger::connect(&database(*settings)?)
                 .await
                 .map_err(|e| e.to_string())?;
             let now = crate::auth::now_secs();

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize, Serializer};
 use shared::api::Limit;
 use signing::{Scheme, Secret, Signer, Verifier};
 
+use crate::ledger::Database;
+
 /// Every default, written once: the bottom layer under the file, the environment and the
 /// flags, and what `proxy --help` shows as ``. A setting not named here has no
 /// default (required, or off when absent).
@@ -32,6 +34,8 @@ signing_scheme = "rsa-sha256"
 webhook_scheme = "rsa-sha256"
 upstream_timeout_ms = 10000
 database = ".data/proxy.sqlite"
+database_pool_size = 10
+database_connect_timeout_ms = 2000
 partial_refunds = false
 demo_mode = false
 body_limit_bytes = 65536
@@ -102,9 +106,18 @@ pub struct Settings {
     /// Timeout of each Smart Glocal call, milliseconds.
     #[arg(long, env = "PROXY_UPSTREAM_TIMEOUT_MS")]
     pub upstream_timeout_ms: Option<u64>,
-    /// SQLite ledger file.
-    #[arg(long, env = "PROXY_DATABASE")]
+    /// The ledger: a SQLite file (a path or `sqlite:` URL), or `postgres://user:password@host:port/database`
+    /// for one ledger shared by several proxies (see the README's "Running more than one
+    /// proxy"). The password is never printed.
+    #[arg(long, env = "PROXY_DATABASE", hide_env_values = true)]
     pub database: Option<PathBuf>,
+    /// PostgreSQL only: connections each proxy keeps at most.
+    #[arg(long, env = "PROXY_DATABASE_POOL_SIZE")]
+    pub database_pool_size: Option<u32>,
+    /// PostgreSQL only: how long getting a connection may take before the call fails (503),
+    /// milliseconds.
+    #[arg(long, env = "PROXY_DATABASE_CONNECT_TIMEOUT_MS")]
+    pub database_connect_timeout_ms: Option<u64>,
     /// Whether Smart Glocal enabled partial refunds for this merchant.
     #[arg(long, env = "PROXY_PARTIAL_REFUNDS")]
     pub partial_refunds: Option<bool>,
@@ -220,7 +233,7 @@ impl Settings {
             .unwrap_or_default();
         let resolve = |p: &mut Option<PathBuf>| {
             if let Some(p) = p {
-                if p.is_relative() {
+                if p.is_relative() && !is_url(p) {
                     *p = base.join(&*p);
                 }
             }
@@ -293,9 +306,23 @@ impl Settings {
         Ok(secret)
     }
 
-    /// The ledger path alone (enough for `proxy export`).
-    pub fn database(&self) -> Result<PathBuf, ConfigError> {
-        set("database", self.database.clone())
+    /// The ledger alone (enough for `proxy export`).
+    pub fn database(&self) -> Result<Database, ConfigError> {
+        let text = set("database", self.database.clone())?;
+        let pool_size = set("database_pool_size", self.database_pool_size)?;
+        let timeout = set(
+            "database_connect_timeout_ms",
+            self.database_connect_timeout_ms,
+        )?;
+        Database::parse(
+            &text.to_string_lossy(),
+            pool_size,
+            Duration::from_millis(timeout),
+        )
+        .map_err(|reason| ConfigError::Invalid {
+            name: "database",
+            reason,
+        })
     }
 }
 
@@ -326,7 +353,7 @@ pub struct Config {
     pub agent_token_secret: Secret,
     pub allowed_origins: Vec<String>,
     pub upstream_timeout: Duration,
-    pub database: PathBuf,
+    pub database: Database,
     pub partial_refunds: bool,
     /// Agents' limits where their token sets none.
     pub refund_max: Option<Limit>,
@@ -565,10 +592,18 @@ fn frame_ancestors(setting: &str) -> Result<String, ConfigError> {
 /// Refuses a configuration that would let the static files route serve a secret: the ledger
 /// (and its `-wal`/`-shm` beside it), a key file, or the config file itself inside
 /// `serve_dir`.
+/// Whether a `database` setting is a URL (`postgres://…`, `sqlite:…`) rather than a path.
+fn is_url(setting: &Path) -> bool {
+    let text = setting.to_string_lossy();
+    ["postgres://", "postgresql://", "sqlite:"]
+        .iter()
+        .any(|scheme| text.starts_with(scheme))
+}
+
 fn check_outside_serve_dir(serve_dir: &Path, s: &Settings) -> Result<(), ConfigError> {
     let root = resolved(serve_dir);
     let files: [(&'static str, Option<PathBuf>); 5] = [
-        ("database", s.database.clone()),
+        ("database", s.database.clone().filter(|d| !is_url(d))),
         ("signing_key_file", s.signing_key_file.clone()),
         ("webhook_key_file", s.webhook_key_file.clone()),
         ("agent_token_secret_file", s.agent_token_secret_file.clone()),
@@ -661,12 +696,46 @@ mod tests {
         assert_eq!(s.reconcile_max_polls, Some(4), "flag over file");
         assert_eq!(s.reconcile_interval_ms, Some(5000), "default under all");
         // The file's relative path resolves against its directory's parent.
-        let database = s.database().unwrap();
+        let Database::Sqlite(database) = s.database().unwrap() else {
+            panic!("a path is a SQLite file");
+        };
         assert!(database.starts_with(std::fs::canonicalize(dir.path()).unwrap()));
         assert!(database.ends_with("data/l.sqlite"));
         // Without a file, the default ledger path is relative to the working directory.
         let s = Settings::layered(None, Settings::default()).unwrap();
-        assert_eq!(s.database().unwrap(), PathBuf::from(".data/proxy.sqlite"));
+        assert_eq!(
+            s.database().unwrap().describe(),
+            PathBuf::from(".data/proxy.sqlite").display().to_string()
+        );
+    }
+
+    #[test]
+    fn a_postgres_url_is_kept_whole_and_its_password_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("proxy.toml");
+        std::fs::write(
+            &file,
+            "database = \"postgres://refunds:s3cret-pw@db.internal:5433/ledger\"\ndatabase_pool_size = 7\n",
+        )
+        .unwrap();
+        let s = Settings::layered(Some(&file), Settings::default()).unwrap();
+        let database = s.database().unwrap();
+        let Database::Postgres(target) = &database else {
+            panic!("a postgres:// URL is PostgreSQL: {database:?}");
+        };
+        assert_eq!(target.pool_size, 7);
+        assert_eq!(target.connect_timeout, Duration::from_millis(2000));
+        let shown = format!("{database:?} {} {target:?}", database.describe());
+        assert!(shown.contains("postgres://refunds@db.internal:5433/ledger"), "{shown}");
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+
+        let bad = Settings {
+            database: Some("postgres://refunds:s3cret-pw@db:notaport/x".into()),
+            ..Settings::defaults()
+        };
+        let error = bad.database().unwrap_err().to_string();
+        assert!(error.contains("database"), "{error}");
+        assert!(!error.contains("s3cret-pw"), "{error}");
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub async fn in_flight(state: &AppState) -> Result<(), sqlx::Error> {
         let Ok(session) = SessionId::parse(&session) else {
             continue;
         };
-        let Some(_guard) = state.locks.try_lock(&session) else {
+        let Some(_guard) = state.locks.try_lock(&session).await else {
             continue;
         };
         // Holding the payment's lock, no request is sending on it: `pending` here is an
@@ -94,6 +94,24 @@ pub async fn in_flight(state: &AppState) -> Result<(), sqlx::Error> {
         reconcile_session(state, &session, &rows).await?;
     }
     Ok(())
+}
+
+/// Attempts left `pending` while nobody holds their payment: the process that was sending
+/// them (this one before a restart, or another replica that died) is gone, and with it the
+/// lock. Unknown now, for reconciliation to settle from Smart Glocal's own record; how many.
+/// Payments someone is working on are left to them.
+pub async fn adopt_orphans(state: &AppState) -> Result<usize, sqlx::Error> {
+    let mut adopted = 0;
+    for session in state.ledger.sessions_pending().await? {
+        let Ok(session) = SessionId::parse(&session) else {
+            continue;
+        };
+        let Some(_guard) = state.locks.try_lock(&session).await else {
+            continue;
+        };
+        adopted += state.ledger.orphaned_to_unknown(&session).await?;
+    }
+    Ok(adopted)
 }
 
 /// The wait before poll number `polls + 1` of a row: doubling from `interval`, capped at
@@ -121,6 +139,14 @@ fn next_poll_at(state: &AppState, row: &RefundRow, polls: i64) -> i64 {
 /// One pass over everything due.
 pub async fn tick(state: &AppState) {
     expire_requests(state).await;
+    match adopt_orphans(state).await {
+        Ok(0) => {}
+        Ok(adopted) => tracing::warn!(
+            count = adopted,
+            "attempts whose sender is gone (a stopped process or replica) are now unknown; reconciling"
+        ),
+        Err(e) => tracing::warn!(error = %e, "looking for interrupted attempts failed; the next pass retries"),
+    }
     let config = &state.config;
     let now = now_ms();
     let stale_pending = now.saturating_sub(millis(
@@ -154,7 +180,7 @@ pub async fn tick(state: &AppState) {
             continue;
         };
         // A refund request is deciding on this payment right now; look next time.
-        let Some(_guard) = state.locks.try_lock(&session) else {
+        let Some(_guard) = state.locks.try_lock(&session).await else {
             continue;
         };
         if let Err(e) = reconcile_session(state, &session, &rows).await {
@@ -179,7 +205,7 @@ async fn expire_requests(state: &AppState) {
         let Ok(session) = SessionId::parse(&row.session_id) else {
             continue;
         };
-        let Some(_guard) = state.locks.try_lock(&session) else {
+        let Some(_guard) = state.locks.try_lock(&session).await else {
             continue;
         };
         // Re-read under the lock: approved or rejected meanwhile is no longer ours to close.

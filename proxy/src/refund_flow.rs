@@ -101,7 +101,7 @@ where
     Fut: std::future::Future<Output = Result<Answer, ApiError>> + Send,
 {
     tokio::spawn(async move {
-        let _serialised = state.locks.lock(&session).await;
+        let _serialised = state.locks.lock(&session).await?;
         work(state.clone(), session.clone()).await
     })
     .await

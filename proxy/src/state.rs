@@ -2,15 +2,13 @@
 //! ledger, the upstream client, token keys, live events, per-payment locks and metrics,
 //! built once at start ([`AppState::new`]) and cloned by reference count.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use shared::SessionId;
 use signing::Verifier;
 
 use crate::auth::TokenKeys;
 use crate::config::{Config, ConfigError};
-use crate::ledger::{Ledger, WebhookWriter};
+use crate::ledger::{Ledger, PaymentLocks, WebhookWriter};
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
@@ -55,7 +53,7 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let live = Live::new(metrics.clone());
         // The ledger announces every event it commits, in commit order: nobody else publishes.
-        let ledger = Ledger::open(&config.database).await?.publishing_to({
+        let ledger = Ledger::connect(&config.database).await?.publishing_to({
             let live = live.clone();
             move |event| live.publish(event)
         });
@@ -67,6 +65,7 @@ impl AppState {
             metrics.clone(),
         );
         let webhooks = ledger.webhook_writer();
+        let locks = ledger.payment_locks();
         Ok(Self(Arc::new(Components {
             upstream,
             ledger,
@@ -75,7 +74,7 @@ impl AppState {
                 .with_max_ttl(config.max_token_ttl.as_secs()),
             live,
             webhooks,
-            locks: PaymentLocks::default(),
+            locks,
             metrics,
             rate_limit: RateLimiter::new(config.rate_limit_per_minute),
             config: Arc::new(config),
@@ -88,29 +87,5 @@ impl std::ops::Deref for AppState {
 
     fn deref(&self) -> &Components {
         &self.0
-    }
-}
-
-/// One async lock per payment, so refunds on one payment are decided one at a time.
-#[derive(Default, Clone)]
-pub struct PaymentLocks(Arc<Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>>);
-
-impl PaymentLocks {
-    fn slot(&self, session: &SessionId) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 1024 {
-            // Forget locks nobody holds or waits for.
-            map.retain(|_, lock| Arc::strong_count(lock) > 1);
-        }
-        map.entry(session.clone()).or_default().clone()
-    }
-
-    pub async fn lock(&self, session: &SessionId) -> tokio::sync::OwnedMutexGuard<()> {
-        self.slot(session).lock_owned().await
-    }
-
-    /// The lock if free now; reconciliation skips payments a request is working on.
-    pub fn try_lock(&self, session: &SessionId) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        self.slot(session).try_lock_owned().ok()
     }
 }

@@ -8,13 +8,15 @@
 //! values: a line edited to something the ledger never writes still hashes, and fails.
 
 use sha2::{Digest, Sha256};
-use sqlx::{SqliteConnection, SqlitePool};
+
+use super::sql::{Exec, FromRecord, Record, Sql};
+use super::writer::WriteTx;
 
 /// The `hash` a chain starts from.
 pub const GENESIS: &str = "";
 
 /// A history line as stored: exactly what is hashed.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Line {
     pub session_id: String,
     pub at: i64,
@@ -67,54 +69,69 @@ impl Line {
     }
 }
 
+impl FromRecord for Line {
+    fn from_record(r: &Record<'_>) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            session_id: r.text("session_id")?,
+            at: r.int("at")?,
+            kind: r.text("kind")?,
+            agent: r.opt_text("agent")?,
+            attempt_id: r.opt_text("attempt_id")?,
+            refund_id: r.opt_text("refund_id")?,
+            amount: r.opt_int("amount")?,
+            currency: r.opt_text("currency")?,
+            state: r.opt_text("state")?,
+            detail: r.opt_text("detail")?,
+            role: r.opt_text("role")?,
+        })
+    }
+}
+
 /// The hash of the chain's last line, inside the caller's transaction.
-pub(super) async fn head(conn: &mut SqliteConnection) -> Result<String, sqlx::Error> {
-    let head: Option<Option<String>> =
-        sqlx::query_scalar("SELECT hash FROM history ORDER BY id DESC LIMIT 1")
-            .fetch_optional(conn)
-            .await?;
+pub(super) async fn head(tx: &mut WriteTx<'_>) -> Result<String, sqlx::Error> {
+    let head: Option<Option<String>> = tx
+        .exec()
+        .fetch_optional(&Sql::new("SELECT hash FROM history ORDER BY id DESC LIMIT 1"))
+        .await?;
     Ok(head.flatten().unwrap_or_else(|| GENESIS.to_owned()))
 }
 
 /// Seals lines written before the chain existed (`hash` NULL), in id order. Runs once, the
 /// first time the ledger opens after the migration; never again, so a hash emptied by hand
 /// later stays a broken line rather than being sealed anew.
-pub(super) async fn seal_unhashed(conn: &mut SqliteConnection) -> Result<u64, sqlx::Error> {
-    let sealed: bool = sqlx::query_scalar("SELECT sealed FROM chain_sealed WHERE id = 1")
-        .fetch_one(&mut *conn)
+pub(super) async fn seal_unhashed(tx: &mut WriteTx<'_>) -> Result<u64, sqlx::Error> {
+    let sealed: bool = tx
+        .exec()
+        .fetch_one(&Sql::new("SELECT sealed FROM chain_sealed WHERE id = 1"))
         .await?;
     if sealed {
         return Ok(0);
     }
-    sqlx::query("UPDATE chain_sealed SET sealed = 1 WHERE id = 1")
-        .execute(&mut *conn)
+    tx.exec()
+        .execute(&Sql::new("UPDATE chain_sealed SET sealed = TRUE WHERE id = 1"))
         .await?;
-    let unsealed: Vec<(i64, Line)> = sqlx::query_as::<_, IdLine>(&format!(
-        "SELECT id, {COLUMNS} FROM history WHERE hash IS NULL ORDER BY id"
-    ))
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|l| (l.id, l.line))
-    .collect();
+    let unsealed: Vec<(i64, Line)> = tx
+        .exec()
+        .fetch_all::<IdLine>(&Sql::new(format!(
+            "SELECT id, {COLUMNS} FROM history WHERE hash IS NULL ORDER BY id"
+        )))
+        .await?
+        .into_iter()
+        .map(|l| (l.id, l.line))
+        .collect();
     if unsealed.is_empty() {
         return Ok(0);
     }
     let first = unsealed[0].0;
-    let mut previous: String = sqlx::query_scalar::<_, Option<String>>(
-        "SELECT hash FROM history WHERE id < ? ORDER BY id DESC LIMIT 1",
-    )
-    .bind(first)
-    .fetch_optional(&mut *conn)
-    .await?
-    .flatten()
-    .unwrap_or_else(|| GENESIS.to_owned());
+    let mut previous = hash_before(tx.exec(), first).await?;
     for (id, line) in &unsealed {
         previous = line.hash_after(&previous);
-        sqlx::query("UPDATE history SET hash = ? WHERE id = ?")
-            .bind(&previous)
-            .bind(id)
-            .execute(&mut *conn)
+        tx.exec()
+            .execute(
+                &Sql::new("UPDATE history SET hash = ? WHERE id = ?")
+                    .bind(&previous)
+                    .bind(*id),
+            )
             .await?;
     }
     Ok(unsealed.len() as u64)
@@ -123,19 +140,44 @@ pub(super) async fn seal_unhashed(conn: &mut SqliteConnection) -> Result<u64, sq
 const COLUMNS: &str =
     "session_id, at, kind, agent, attempt_id, refund_id, amount, currency, state, detail, role";
 
-#[derive(sqlx::FromRow)]
+/// The hash of the line before `id`, or the chain's start.
+async fn hash_before(exec: Exec<'_>, id: i64) -> Result<String, sqlx::Error> {
+    let hash: Option<Option<String>> = exec
+        .fetch_optional(
+            &Sql::new("SELECT hash FROM history WHERE id < ? ORDER BY id DESC LIMIT 1").bind(id),
+        )
+        .await?;
+    Ok(hash.flatten().unwrap_or_else(|| GENESIS.to_owned()))
+}
+
 struct IdLine {
     id: i64,
-    #[sqlx(flatten)]
     line: Line,
 }
 
-#[derive(sqlx::FromRow)]
+impl FromRecord for IdLine {
+    fn from_record(r: &Record<'_>) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: r.int("id")?,
+            line: Line::from_record(r)?,
+        })
+    }
+}
+
 struct StoredLine {
     id: i64,
     hash: Option<String>,
-    #[sqlx(flatten)]
     line: Line,
+}
+
+impl FromRecord for StoredLine {
+    fn from_record(r: &Record<'_>) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: r.int("id")?,
+            hash: r.opt_text("hash")?,
+            line: Line::from_record(r)?,
+        })
+    }
 }
 
 /// One line of `proxy export --chain`: everything needed to check it offline, alone
@@ -154,38 +196,39 @@ pub struct ChainEntry {
 
 /// The chain's lines written in `[since, until)` (Unix ms), as one unbroken run of ids.
 pub(super) async fn export(
-    pool: &SqlitePool,
+    ledger: &super::Ledger,
     since: i64,
     until: i64,
 ) -> Result<Vec<ChainEntry>, sqlx::Error> {
     // By id, not by time: a run of ids is a run of the chain even where two transactions'
     // clocks interleave.
-    let range: (Option<i64>, Option<i64>) = sqlx::query_as(
-        "SELECT (SELECT MIN(id) FROM history WHERE at >= ?1 AND at < ?2),
-                (SELECT MAX(id) FROM history WHERE at >= ?1 AND at < ?2)",
-    )
-    .bind(since)
-    .bind(until)
-    .fetch_one(pool)
-    .await?;
+    let range: (Option<i64>, Option<i64>) = ledger
+        .read()
+        .fetch_one(
+            &Sql::new(
+                "SELECT (SELECT MIN(id) FROM history WHERE at >= ? AND at < ?),
+                        (SELECT MAX(id) FROM history WHERE at >= ? AND at < ?)",
+            )
+            .bind(since)
+            .bind(until)
+            .bind(since)
+            .bind(until),
+        )
+        .await?;
     let (Some(first), Some(last)) = range else {
         return Ok(Vec::new());
     };
-    let mut prev: String = sqlx::query_scalar::<_, Option<String>>(
-        "SELECT hash FROM history WHERE id < ? ORDER BY id DESC LIMIT 1",
-    )
-    .bind(first)
-    .fetch_optional(pool)
-    .await?
-    .flatten()
-    .unwrap_or_else(|| GENESIS.to_owned());
-    let lines: Vec<StoredLine> = sqlx::query_as(&format!(
-        "SELECT id, hash, {COLUMNS} FROM history WHERE id BETWEEN ? AND ? ORDER BY id"
-    ))
-    .bind(first)
-    .bind(last)
-    .fetch_all(pool)
-    .await?;
+    let mut prev = hash_before(ledger.read(), first).await?;
+    let lines: Vec<StoredLine> = ledger
+        .read()
+        .fetch_all(
+            &Sql::new(format!(
+                "SELECT id, hash, {COLUMNS} FROM history WHERE id BETWEEN ? AND ? ORDER BY id"
+            ))
+            .bind(first)
+            .bind(last),
+        )
+        .await?;
     Ok(lines
         .into_iter()
         .map(|stored| {
@@ -225,19 +268,22 @@ pub struct BrokenLine {
 }
 
 /// Walks the whole chain in id order, a page at a time.
-pub(super) async fn verify(pool: &SqlitePool) -> Result<ChainReport, sqlx::Error> {
+pub(super) async fn verify(ledger: &super::Ledger) -> Result<ChainReport, sqlx::Error> {
     const PAGE: i64 = 1000;
     let mut previous = GENESIS.to_owned();
     let mut verified = 0;
     let mut after = 0;
     loop {
-        let page: Vec<StoredLine> = sqlx::query_as(&format!(
-            "SELECT id, hash, {COLUMNS} FROM history WHERE id > ? ORDER BY id LIMIT ?"
-        ))
-        .bind(after)
-        .bind(PAGE)
-        .fetch_all(pool)
-        .await?;
+        let page: Vec<StoredLine> = ledger
+            .read()
+            .fetch_all(
+                &Sql::new(format!(
+                    "SELECT id, hash, {COLUMNS} FROM history WHERE id > ? ORDER BY id LIMIT ?"
+                ))
+                .bind(after)
+                .bind(PAGE),
+            )
+            .await?;
         let Some(last) = page.last() else {
             return Ok(ChainReport {
                 verified,

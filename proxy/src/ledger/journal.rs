@@ -3,8 +3,8 @@
 
 use shared::api::{ErrorCode, HistoryEntry, HistoryKind, RefundEvent, RefundState, RefundView};
 use shared::{AttemptId, Currency, Money, RefundId, SessionId, Timestamp};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
-
+use super::sql::{Engine, FromRecord, Record, Sql, ToArg};
+use super::writer::WriteTx;
 use super::{chain, now_ms, Ledger, RefundRow};
 
 /// Keep at most this many forged or unsigned webhooks for audit.
@@ -71,15 +71,12 @@ impl Entries {
 
     /// Writes everything inside the caller's transaction; returns the events with their `seq`,
     /// in order.
-    pub(super) async fn write(
-        self,
-        conn: &mut SqliteConnection,
-    ) -> Result<Vec<RefundEvent>, sqlx::Error> {
+    pub(super) async fn write(self, tx: &mut WriteTx<'_>) -> Result<Vec<RefundEvent>, sqlx::Error> {
         // Each line as stored, chained to the one before it (see `chain`).
         let mut previous = if self.history.is_empty() {
             String::new()
         } else {
-            chain::head(conn).await?
+            chain::head(tx).await?
         };
         let lines: Vec<(chain::Line, String)> = self
             .history
@@ -91,31 +88,26 @@ impl Entries {
             })
             .collect();
         for chunk in lines.chunks(ROWS_PER_INSERT) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO history (session_id, at, kind, agent, attempt_id, refund_id, amount, currency, state, detail, role, hash) ",
+            let insert = Sql::insert_rows(
+                "INSERT INTO history (session_id, at, kind, agent, attempt_id, refund_id, amount, currency, state, detail, role, hash)",
+                chunk.iter().map(|(line, hash)| {
+                    vec![
+                        line.session_id.as_str().to_arg(),
+                        line.at.to_arg(),
+                        line.kind.as_str().to_arg(),
+                        (&line.agent).to_arg(),
+                        (&line.attempt_id).to_arg(),
+                        (&line.refund_id).to_arg(),
+                        line.amount.to_arg(),
+                        (&line.currency).to_arg(),
+                        (&line.state).to_arg(),
+                        (&line.detail).to_arg(),
+                        (&line.role).to_arg(),
+                        hash.to_arg(),
+                    ]
+                }),
             );
-            insert.push_values(chunk, |mut values, (line, hash)| {
-                values
-                    .push_bind(&line.session_id)
-                    .push_bind(line.at)
-                    .push_bind(&line.kind)
-                    .push_bind(&line.agent)
-                    .push_bind(&line.attempt_id)
-                    .push_bind(&line.refund_id)
-                    .push_bind(line.amount)
-                    .push_bind(&line.currency)
-                    .push_bind(&line.state)
-                    .push_bind(&line.detail)
-                    .push_bind(&line.role)
-                    .push_bind(hash);
-            });
-            // Single rows (the refund flow) recur; batch sizes vary and would churn the cache.
-            let single = chunk.len() == 1;
-            insert
-                .build()
-                .persistent(single)
-                .execute(&mut *conn)
-                .await?;
+            tx.exec().execute(&insert).await?;
         }
         // Each event as it is stored (its row's JSON) and as it is published (seq still 0).
         let mut events = Vec::with_capacity(self.events.len());
@@ -132,47 +124,41 @@ impl Entries {
             };
             events.push((*at, json, event));
         }
-        if let [(at, json, event)] = events.as_mut_slice() {
-            // The refund flow's case: one row, whose id is its `seq`.
-            event.seq = sqlx::query("INSERT INTO events (session_id, at, refund) VALUES (?, ?, ?)")
-                .bind(event.session_id.as_str())
-                .bind(*at)
-                .bind(&*json)
-                .execute(&mut *conn)
-                .await?
-                .last_insert_rowid();
-        } else if !events.is_empty() {
-            // The writer connection is ours until commit, so nobody else takes a `seq`
-            // meanwhile: numbered here, the rows need no reading back one by one.
-            let last: i64 = sqlx::query_scalar(
-                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
-            )
-            .fetch_one(&mut *conn)
-            .await?;
-            for (i, (_, _, event)) in events.iter_mut().enumerate() {
-                let offset =
-                    i64::try_from(i + 1).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-                event.seq = last + offset;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The transaction holds the only writer (SQLite's connection, PostgreSQL's writers'
+        // lock) until commit, so nobody else takes a `seq` meanwhile: numbered here, in
+        // commit order, the rows need no reading back.
+        let last = Sql::new(match tx.engine() {
+            Engine::Sqlite => {
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
             }
-            for chunk in events.chunks(ROWS_PER_INSERT) {
-                let mut insert = QueryBuilder::<Sqlite>::new(
-                    "INSERT INTO events (seq, session_id, at, refund) ",
-                );
-                insert.push_values(chunk, |mut values, (at, json, event)| {
-                    values
-                        .push_bind(event.seq)
-                        .push_bind(event.session_id.as_str())
-                        .push_bind(*at)
-                        .push_bind(json);
-                });
-                insert.build().persistent(false).execute(&mut *conn).await?;
-            }
+            Engine::Postgres => "SELECT COALESCE(MAX(seq), 0) FROM events",
+        });
+        let last: i64 = tx.exec().fetch_one(&last).await?;
+        for (i, (_, _, event)) in events.iter_mut().enumerate() {
+            let offset = i64::try_from(i + 1).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            event.seq = last + offset;
+        }
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            let insert = Sql::insert_rows(
+                "INSERT INTO events (seq, session_id, at, refund)",
+                chunk.iter().map(|(at, json, event)| {
+                    vec![
+                        event.seq.to_arg(),
+                        event.session_id.as_str().to_arg(),
+                        at.to_arg(),
+                        json.to_arg(),
+                    ]
+                }),
+            );
+            tx.exec().execute(&insert).await?;
         }
         Ok(events.into_iter().map(|(_, _, event)| event).collect())
     }
 }
 
-#[derive(sqlx::FromRow)]
 struct HistoryRow {
     at: i64,
     kind: HistoryKind,
@@ -184,6 +170,23 @@ struct HistoryRow {
     state: Option<RefundState>,
     detail: Option<String>,
     role: Option<String>,
+}
+
+impl FromRecord for HistoryRow {
+    fn from_record(r: &Record<'_>) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            at: r.int("at")?,
+            kind: r.parsed("kind", str::parse)?,
+            agent: r.opt_text("agent")?,
+            attempt_id: r.opt_parsed("attempt_id", super::parse_attempt_id)?,
+            refund_id: r.opt_text("refund_id")?,
+            amount: r.opt_int("amount")?,
+            currency: r.opt_parsed("currency", Currency::parse)?,
+            state: r.opt_parsed("state", str::parse)?,
+            detail: r.opt_text("detail")?,
+            role: r.opt_text("role")?,
+        })
+    }
 }
 
 /// One line of `proxy export`.
@@ -284,12 +287,14 @@ impl Ledger {
         session: &SessionId,
         seq: i64,
     ) -> Result<Vec<RefundEvent>, sqlx::Error> {
-        let rows: Vec<(i64, String)> =
-            sqlx::query_as("SELECT seq, refund FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT 1000")
-                .bind(session.as_str())
-                .bind(seq)
-                .fetch_all(&self.readers)
-                .await?;
+        let rows: Vec<(i64, String)> = self
+            .read()
+            .fetch_all(
+                &Sql::new("SELECT seq, refund FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT 1000")
+                    .bind(session.as_str())
+                    .bind(seq),
+            )
+            .await?;
         Ok(rows
             .into_iter()
             .filter_map(|(seq, json)| {
@@ -305,13 +310,16 @@ impl Ledger {
 
     /// The payment's timeline, oldest first.
     pub async fn history(&self, session: &SessionId) -> Result<Vec<HistoryEntry>, sqlx::Error> {
-        let rows: Vec<HistoryRow> = sqlx::query_as(
-            "SELECT at, kind, agent, attempt_id, refund_id, amount, currency, state, detail, role
-             FROM history WHERE session_id = ? ORDER BY id",
-        )
-        .bind(session.as_str())
-        .fetch_all(&self.readers)
-        .await?;
+        let rows: Vec<HistoryRow> = self
+            .read()
+            .fetch_all(
+                &Sql::new(
+                    "SELECT at, kind, agent, attempt_id, refund_id, amount, currency, state, detail, role
+                     FROM history WHERE session_id = ? ORDER BY id",
+                )
+                .bind(session.as_str()),
+            )
+            .await?;
         Ok(rows
             .into_iter()
             .map(|h| HistoryEntry {
@@ -347,18 +355,22 @@ impl Ledger {
         let kept = &raw_body[..raw_body.len().min(REJECTED_BODY_KEPT)];
         let mut tx = self.write().await?;
         let result = async {
-            sqlx::query("INSERT INTO rejected_webhooks (received_at, verified, reason, raw_body) VALUES (?, 0, ?, ?)")
-                .bind(now_ms())
-                .bind(reason)
-                .bind(kept)
-                .execute(&mut *tx)
+            tx.exec()
+                .execute(
+                    &Sql::new("INSERT INTO rejected_webhooks (received_at, verified, reason, raw_body) VALUES (?, FALSE, ?, ?)")
+                        .bind(now_ms())
+                        .bind(reason)
+                        .bind(kept),
+                )
                 .await?;
-            sqlx::query(
-                "DELETE FROM rejected_webhooks WHERE id <= (SELECT MAX(id) FROM rejected_webhooks) - ?",
-            )
-            .bind(REJECTED_WEBHOOKS_KEPT)
-            .execute(&mut *tx)
-            .await?;
+            tx.exec()
+                .execute(
+                    &Sql::new(
+                        "DELETE FROM rejected_webhooks WHERE id <= (SELECT MAX(id) FROM rejected_webhooks) - ?",
+                    )
+                    .bind(REJECTED_WEBHOOKS_KEPT),
+                )
+                .await?;
             Ok(())
         }
         .await;
@@ -367,12 +379,14 @@ impl Ledger {
 
     /// Refunds created in `[since, until)` (Unix milliseconds), oldest first.
     pub async fn export(&self, since: i64, until: i64) -> Result<Vec<ExportRow>, sqlx::Error> {
-        let rows: Vec<RefundRow> =
-            sqlx::query_as("SELECT * FROM refunds WHERE created_at >= ? AND created_at < ? ORDER BY created_at, key")
-                .bind(since)
-                .bind(until)
-                .fetch_all(&self.readers)
-                .await?;
+        let rows: Vec<RefundRow> = self
+            .read()
+            .fetch_all(
+                &Sql::new("SELECT * FROM refunds WHERE created_at >= ? AND created_at < ? ORDER BY created_at, key")
+                    .bind(since)
+                    .bind(until),
+            )
+            .await?;
         Ok(rows.into_iter().map(ExportRow).collect())
     }
 }

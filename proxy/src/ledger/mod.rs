@@ -14,12 +14,25 @@
 //! - [`webhooks`]: verified webhooks applied and recorded with one commit per batch.
 //! - [`writer`]: write transactions that fail closed, and the ledger's [`Health`].
 //! - [`revocations`]: agents whose tokens issued until a moment are refused.
+//! - [`sql`]: each statement written once, run on either engine.
+//! - [`listen`]: on PostgreSQL, every replica's events, published in `seq` order.
+//! - [`locks`]: one refund decided at a time per payment, across every replica.
+//!
+//! **PostgreSQL** (a `postgres://` URL in `database`) is for merchants who run more than one
+//! proxy on one ledger. The same statements run there; what SQLite's single writer gives
+//! within one process, the database gives across processes: every write transaction takes
+//! one advisory lock (writes are one at a time, so `seq`, history ids and the hash chain
+//! follow commit order), each payment's refund flow holds an advisory lock of its own, and
+//! each commit with events sends a `NOTIFY` that every replica's listener fans out.
 
 mod chain;
 mod journal;
 mod kinds;
+mod listen;
+mod locks;
 mod refunds;
 mod revocations;
+mod sql;
 mod webhooks;
 mod writer;
 
@@ -30,22 +43,27 @@ use std::time::{Duration, Instant};
 
 use shared::api::{ErrorCode, RefundEvent, RefundReason, RefundState, RefundView};
 use shared::{AttemptId, Currency, IdempotencyKey, Money, Note, RefundId, Timestamp};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::types::Json;
 use sqlx::SqlitePool;
+use tokio::sync::watch;
 
 pub use chain::{BrokenLine, ChainEntry, ChainReport};
 pub use journal::ExportRow;
 pub use kinds::{Origin, Source, WebhookOutcome};
+pub use locks::{PaymentGuard, PaymentLocks};
+pub use sql::Engine;
 pub use refunds::{ApplyOutcome, Approved, Change, Inserted, NewAttempt};
 pub use webhooks::{VerifiedWebhook, WebhookAction, WebhookWriter};
 pub use writer::{is_storage_fault, Health, HealthCounts};
 
 use journal::Entries;
+use sql::{Exec, FromRecord, Record};
 use writer::WriteTx;
 
-/// Embedded at build time; applied by [`Ledger::open`].
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// Embedded at build time; applied by [`Ledger::open`] and [`Ledger::connect`].
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Read-only connections for look-ups; two keep a slow export from blocking the others.
 const READERS: u32 = 2;
@@ -56,13 +74,130 @@ pub const OPEN_PATIENCE: Duration = Duration::from_secs(5);
 /// Readiness probes write at most this often; `/readyz` in between answers from [`Health`].
 const PROBE_EVERY: Duration = Duration::from_millis(500);
 
+/// Where the ledger is: the `database` setting.
+#[derive(Clone)]
+pub enum Database {
+    /// A SQLite file (a path, or a `sqlite:` URL): the embedded default, one process.
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database shared by every replica.
+    Postgres(PostgresTarget),
+}
+
+/// How to reach PostgreSQL. Its `Debug` never shows the password.
+#[derive(Clone)]
+pub struct PostgresTarget {
+    pub options: PgConnectOptions,
+    /// Connections each replica keeps at most (requests, the webhook writer, the listener
+    /// and each refund in flight hold one).
+    pub pool_size: u32,
+    /// How long getting a connection may take before the call fails (503).
+    pub connect_timeout: Duration,
+}
+
+impl Database {
+    /// A path or `sqlite:` URL, or a `postgres://` / `postgresql://` URL. A URL that does
+    /// not parse is refused without being echoed (it may hold a password).
+    pub fn parse(text: &str, pool_size: u32, connect_timeout: Duration) -> Result<Self, String> {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(text)
+                .map_err(|_| "not a valid PostgreSQL URL (postgres://user:password@host:port/database)".to_owned())?;
+            return Ok(Database::Postgres(PostgresTarget {
+                options,
+                pool_size: pool_size.max(2),
+                connect_timeout,
+            }));
+        }
+        let path = text
+            .strip_prefix("sqlite://")
+            .or_else(|| text.strip_prefix("sqlite:"))
+            .unwrap_or(text);
+        if path.is_empty() {
+            return Err("empty: a SQLite file path or a postgres:// URL".into());
+        }
+        Ok(Database::Sqlite(path.into()))
+    }
+
+    /// What to show in logs: the file, or `postgres://user@host:port/database`.
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(path) => path.display().to_string(),
+            Database::Postgres(target) => {
+                let o = &target.options;
+                format!(
+                    "postgres://{}@{}:{}/{}",
+                    o.get_username(),
+                    o.get_host(),
+                    o.get_port(),
+                    o.get_database().unwrap_or_default()
+                )
+            }
+        }
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self {
+            Database::Sqlite(_) => Engine::Sqlite,
+            Database::Postgres(_) => Engine::Postgres,
+        }
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl std::fmt::Debug for PostgresTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&Database::Postgres(self.clone()).describe())
+    }
+}
+
+/// The ledger's connections.
+#[derive(Clone, Debug)]
+enum Store {
+    Sqlite {
+        /// The single connection every write transaction runs on.
+        writer: SqlitePool,
+        /// Look-ups outside any transaction: snapshots of what is committed.
+        readers: SqlitePool,
+    },
+    Postgres(Arc<PgStore>),
+}
+
+/// PostgreSQL's side of the ledger: one pool for everything, and how far this replica has
+/// published the events every replica commits.
+#[derive(Debug)]
+struct PgStore {
+    pool: PgPool,
+    /// The last `seq` this replica's listener published (see [`listen`]).
+    published: watch::Sender<i64>,
+    /// Whether a listener runs (a ledger opened by `proxy revoke` has none to wait for).
+    listening: std::sync::atomic::AtomicBool,
+}
+
+impl PgStore {
+    /// Waits (a little) until this replica has published `seq`, so a write is answered after
+    /// its events are announced, as on SQLite. Past the wait the events are in the ledger
+    /// all the same; streams get them when the listener catches up.
+    async fn published_through(&self, seq: i64) {
+        if !self.listening.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let mut published = self.published.subscribe();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            published.wait_for(|&published| published >= seq),
+        )
+        .await;
+    }
+}
+
 /// Handle to the ledger; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Ledger {
-    /// The single connection every write transaction runs on.
-    pool: SqlitePool,
-    /// Look-ups outside any transaction: snapshots of what is committed.
-    readers: SqlitePool,
+    store: Store,
     health: Arc<Health>,
     last_probe: Arc<Mutex<Option<Instant>>>,
     /// Where every committed event goes (the live streams), in commit order.
@@ -126,6 +261,63 @@ impl Ledger {
         }
     }
 
+    /// Opens the ledger `database` names: [`open`](Self::open) for a SQLite file, else
+    /// connects to PostgreSQL and applies its pending migrations (one replica at a time:
+    /// the migrator holds an advisory lock).
+    pub async fn connect(database: &Database) -> Result<Self, sqlx::Error> {
+        match database {
+            Database::Sqlite(path) => Self::open(path).await,
+            Database::Postgres(target) => {
+                let ledger = Self::connect_postgres(target).await?;
+                if let Store::Postgres(pg) = &ledger.store {
+                    PG_MIGRATOR.run(&pg.pool).await?;
+                    let last: i64 = ledger
+                        .read()
+                        .fetch_one(&sql::Sql::new("SELECT COALESCE(MAX(seq), 0) FROM events"))
+                        .await?;
+                    pg.published.send_replace(last);
+                }
+                Ok(ledger)
+            }
+        }
+    }
+
+    async fn connect_postgres(target: &PostgresTarget) -> Result<Self, sqlx::Error> {
+        let pool = PgPoolOptions::new()
+            .max_connections(target.pool_size)
+            .acquire_timeout(target.connect_timeout)
+            // A connection PostgreSQL dropped (a restart) is found out before it is used.
+            .test_before_acquire(true)
+            .connect_with(target.options.clone())
+            .await?;
+        Ok(Self {
+            store: Store::Postgres(Arc::new(PgStore {
+                pool,
+                published: watch::Sender::new(0),
+                listening: false.into(),
+            })),
+            health: Arc::default(),
+            last_probe: Arc::default(),
+            publisher: Publisher(Arc::new(|_| {})),
+        })
+    }
+
+    /// Which database this ledger is on.
+    pub fn engine(&self) -> Engine {
+        match self.store {
+            Store::Sqlite { .. } => Engine::Sqlite,
+            Store::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// Where look-ups run: snapshots of what is committed.
+    fn read(&self) -> Exec<'_> {
+        match &self.store {
+            Store::Sqlite { readers, .. } => Exec::SqlitePool(readers),
+            Store::Postgres(pg) => Exec::PgPool(&pg.pool),
+        }
+    }
+
     async fn open_once(path: &Path) -> Result<Self, sqlx::Error> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
@@ -162,8 +354,10 @@ impl Ledger {
             .connect_with(options.read_only(true))
             .await?;
         let ledger = Self {
-            pool,
-            readers,
+            store: Store::Sqlite {
+                writer: pool,
+                readers,
+            },
             health: Arc::default(),
             last_probe: Arc::default(),
             publisher: Publisher(Arc::new(|_| {})),
@@ -179,7 +373,12 @@ impl Ledger {
     /// Opens an existing ledger to read only (`proxy export`, `proxy verify-ledger`): no
     /// migration, no write, no journal-mode change, so it runs beside a busy proxy without
     /// taking a lock (changing the journal mode would, and fails at once under load).
-    pub async fn open_read_only(path: &Path) -> Result<Self, sqlx::Error> {
+    pub async fn open_read_only(database: &Database) -> Result<Self, sqlx::Error> {
+        let path = match database {
+            Database::Sqlite(path) => path,
+            // Reads beside the replicas, like any other client: no migration, no write.
+            Database::Postgres(target) => return Self::connect_postgres(target).await,
+        };
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .read_only(true)
@@ -190,19 +389,35 @@ impl Ledger {
             .connect_with(options)
             .await?;
         Ok(Self {
-            // Writes through it fail: SQLite opened the file read-only.
-            pool: readers.clone(),
-            readers,
+            store: Store::Sqlite {
+                // Writes through it fail: SQLite opened the file read-only.
+                writer: readers.clone(),
+                readers,
+            },
             health: Arc::default(),
             last_probe: Arc::default(),
             publisher: Publisher(Arc::new(|_| {})),
         })
     }
 
-    /// The same ledger, announcing each event it commits to `publish`, in commit order.
+    /// The same ledger, announcing each event it commits to `publish`, in commit order. On
+    /// PostgreSQL, every replica's events, from a listener started here (see [`listen`]).
     pub fn publishing_to(mut self, publish: impl Fn(RefundEvent) + Send + Sync + 'static) -> Self {
         self.publisher = Publisher(Arc::new(publish));
+        if let Store::Postgres(pg) = &self.store {
+            pg.listening
+                .store(true, std::sync::atomic::Ordering::Release);
+            listen::spawn(pg.clone(), self.publisher.clone());
+        }
         self
+    }
+
+    /// Per-payment locks on this ledger: in-process, and on PostgreSQL across replicas too.
+    pub fn payment_locks(&self) -> PaymentLocks {
+        match &self.store {
+            Store::Sqlite { .. } => PaymentLocks::in_process(),
+            Store::Postgres(pg) => PaymentLocks::shared(pg.pool.clone()),
+        }
     }
 
     /// A write transaction on the writer connection (see [`writer`]).
@@ -228,14 +443,12 @@ impl Ledger {
         };
         if due {
             let mut tx = self.write().await?;
-            let result = sqlx::query(
+            let beat = sql::Sql::new(
                 "INSERT INTO heartbeat (id, at) VALUES (1, ?)
                  ON CONFLICT (id) DO UPDATE SET at = excluded.at",
             )
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map(|_| ());
+            .bind(now_ms());
+            let result = tx.exec().execute(&beat).await.map(|_| ());
             tx.finish(Entries::default(), result).await?;
         }
         match self.health.last_fault() {
@@ -247,7 +460,7 @@ impl Ledger {
     /// Walks the history's hash chain (`proxy verify-ledger`): how many lines match, and the
     /// first that does not.
     pub async fn verify_chain(&self) -> Result<ChainReport, sqlx::Error> {
-        chain::verify(&self.readers).await
+        chain::verify(self).await
     }
 
     /// The history lines written in `[since, until)` with their hashes (`proxy export --chain`).
@@ -256,17 +469,22 @@ impl Ledger {
         since: i64,
         until: i64,
     ) -> Result<Vec<ChainEntry>, sqlx::Error> {
-        chain::export(&self.readers, since, until).await
+        chain::export(self, since, until).await
     }
 
     pub async fn close(&self) {
-        self.readers.close().await;
-        self.pool.close().await;
+        match &self.store {
+            Store::Sqlite { writer, readers } => {
+                readers.close().await;
+                writer.close().await;
+            }
+            Store::Postgres(pg) => pg.pool.close().await,
+        }
     }
 }
 
 /// One row of `refunds`: an attempt made through the proxy, or a refund learned from upstream.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct RefundRow {
     pub key: i64,
     pub attempt_id: Option<AttemptId>,
@@ -282,7 +500,7 @@ pub struct RefundRow {
     pub idempotency_key: Option<IdempotencyKey>,
     pub request_hash: Option<String>,
     /// Refund ids that existed upstream before this attempt was sent.
-    pub refunds_before: Json<Vec<String>>,
+    pub refunds_before: Vec<String>,
     pub state: RefundState,
     pub error_code: Option<ErrorCode>,
     pub error_detail: Option<String>,
@@ -292,14 +510,48 @@ pub struct RefundRow {
     pub updated_at: i64,
     pub finished_at: Option<i64>,
     /// When `session/status` first showed no refund for this unresolved attempt.
-    #[sqlx(default)]
     pub absent_since: Option<i64>,
     /// The last contradiction Smart Glocal reported about this refund, if any.
-    #[sqlx(default)]
     pub attention: Option<String>,
     /// The requesting agent's role, from their token.
-    #[sqlx(default)]
     pub role: Option<String>,
+}
+
+/// An attempt id as stored; one the ledger would never write is a decode error.
+fn parse_attempt_id(text: &str) -> Result<AttemptId, &'static str> {
+    AttemptId::parse(text).ok_or("not an attempt id")
+}
+
+impl FromRecord for RefundRow {
+    fn from_record(r: &Record<'_>) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            key: r.int("key")?,
+            attempt_id: r.opt_parsed("attempt_id", parse_attempt_id)?,
+            refund_id: r.opt_text("refund_id")?,
+            session_id: r.text("session_id")?,
+            origin: r.parsed("origin", Origin::parse)?,
+            agent: r.opt_text("agent")?,
+            amount: r.int("amount")?,
+            currency: r.parsed("currency", Currency::parse)?,
+            full_refund: r.bool("full_refund")?,
+            reason: r.opt_parsed("reason", str::parse)?,
+            note: r.opt_parsed("note", Note::parse)?.flatten(),
+            idempotency_key: r.opt_parsed("idempotency_key", IdempotencyKey::parse)?,
+            request_hash: r.opt_text("request_hash")?,
+            refunds_before: r.parsed("refunds_before", |text| serde_json::from_str(text))?,
+            state: r.parsed("state", str::parse)?,
+            error_code: r.opt_parsed("error_code", str::parse)?,
+            error_detail: r.opt_text("error_detail")?,
+            polls: r.int("polls")?,
+            next_poll_at: r.opt_int("next_poll_at")?,
+            created_at: r.int("created_at")?,
+            updated_at: r.int("updated_at")?,
+            finished_at: r.opt_int("finished_at")?,
+            absent_since: r.opt_int("absent_since")?,
+            attention: r.opt_text("attention")?,
+            role: r.opt_text("role")?,
+        })
+    }
 }
 
 impl RefundRow {
@@ -355,7 +607,7 @@ pub(crate) mod test_rows {
             note: Note::parse("charged twice").unwrap(),
             idempotency_key: None,
             request_hash: None,
-            refunds_before: Json(Vec::new()),
+            refunds_before: Vec::new(),
             state,
             error_code: None,
             error_detail: None,

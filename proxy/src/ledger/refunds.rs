@@ -5,11 +5,10 @@ use shared::api::{ErrorCode, HistoryKind, RefundReason, RefundState};
 use shared::money::to_stored;
 use shared::smart_glocal as sg;
 use shared::{AttemptId, IdempotencyKey, Money, Note, SessionId};
-use sqlx::types::Json;
-use sqlx::SqliteConnection;
-
 use super::journal::Entries;
 use super::kinds::{Origin, Source};
+use super::sql::{Engine, Sql};
+use super::writer::WriteTx;
 use super::{now_ms, Ledger, RefundRow};
 
 /// An attempt about to be sent.
@@ -111,19 +110,20 @@ const SELECT: &str = "SELECT * FROM refunds";
 
 /// `amount` as stored, or an error that writes nothing: callers check amounts before they
 /// reach the ledger (webhooks are refused whole), so this is the last line, not the first.
+/// Refund ids as the ledger stores them: a JSON array, as text.
+fn ids_json(ids: &[String]) -> Result<String, sqlx::Error> {
+    serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))
+}
+
 fn stored(amount: u64) -> Result<i64, sqlx::Error> {
     to_stored(amount).ok_or_else(|| {
         sqlx::Error::Encode(format!("amount {amount} does not fit the ledger's integers").into())
     })
 }
 
-pub(super) async fn row_by_key(
-    conn: &mut SqliteConnection,
-    key: i64,
-) -> Result<RefundRow, sqlx::Error> {
-    sqlx::query_as(&format!("{SELECT} WHERE key = ?"))
-        .bind(key)
-        .fetch_one(conn)
+pub(super) async fn row_by_key(tx: &mut WriteTx<'_>, key: i64) -> Result<RefundRow, sqlx::Error> {
+    tx.exec()
+        .fetch_one(&Sql::new(format!("{SELECT} WHERE key = ?")).bind(key))
         .await
 }
 
@@ -131,7 +131,7 @@ pub(super) async fn row_by_key(
 /// history line and event in `journal`. Returns the row as it now is, or `None` when nothing
 /// changed.
 pub(super) async fn change_row(
-    conn: &mut SqliteConnection,
+    tx: &mut WriteTx<'_>,
     journal: &mut Entries,
     row: &RefundRow,
     change: &Change,
@@ -157,7 +157,7 @@ pub(super) async fn change_row(
     } else {
         None
     };
-    let updated: RefundRow = sqlx::query_as(
+    let update = Sql::new(
         "UPDATE refunds SET state = ?, refund_id = COALESCE(refund_id, ?),
             error_code = COALESCE(?, error_code), error_detail = COALESCE(?, error_detail),
             finished_at = COALESCE(finished_at, ?), updated_at = ?, polls = 0, next_poll_at = NULL
@@ -169,9 +169,8 @@ pub(super) async fn change_row(
     .bind(&change.error_detail)
     .bind(finished_at)
     .bind(now_ms())
-    .bind(row.key)
-    .fetch_one(&mut *conn)
-    .await?;
+    .bind(row.key);
+    let updated: RefundRow = tx.exec().fetch_one(&update).await?;
     journal.history(&updated, change.kind, change.detail.as_deref());
     journal.event(&updated);
     Ok(Some(updated))
@@ -182,9 +181,8 @@ impl Ledger {
         &self,
         key: &IdempotencyKey,
     ) -> Result<Option<RefundRow>, sqlx::Error> {
-        sqlx::query_as(&format!("{SELECT} WHERE idempotency_key = ?"))
-            .bind(key)
-            .fetch_optional(&self.readers)
+        self.read()
+            .fetch_optional(&Sql::new(format!("{SELECT} WHERE idempotency_key = ?")).bind(key))
             .await
     }
 
@@ -194,10 +192,12 @@ impl Ledger {
         session: &SessionId,
         attempt_id: &AttemptId,
     ) -> Result<Option<RefundRow>, sqlx::Error> {
-        sqlx::query_as(&format!("{SELECT} WHERE attempt_id = ? AND session_id = ?"))
-            .bind(attempt_id)
-            .bind(session.as_str())
-            .fetch_optional(&self.readers)
+        self.read()
+            .fetch_optional(
+                &Sql::new(format!("{SELECT} WHERE attempt_id = ? AND session_id = ?"))
+                    .bind(attempt_id)
+                    .bind(session.as_str()),
+            )
             .await
     }
 
@@ -208,8 +208,7 @@ impl Ledger {
         agent: &str,
         currency: shared::Currency,
     ) -> Result<u64, sqlx::Error> {
-        let mut conn = self.readers.acquire().await?;
-        used_today(&mut conn, agent, currency, now_ms()).await
+        used_today(self.read(), agent, currency, now_ms()).await
     }
 
     /// A second agent approved the request `key`: `awaiting_approval` → `pending` with the
@@ -232,16 +231,15 @@ impl Ledger {
             if pending_on(&mut tx, &row.session_id).await? {
                 return Ok(Approved::InFlight);
             }
-            let updated: RefundRow = sqlx::query_as(
+            let update = Sql::new(
                 "UPDATE refunds SET state = ?, refunds_before = ?, updated_at = ?
                  WHERE key = ? RETURNING *",
             )
             .bind(RefundState::Pending)
-            .bind(Json(refunds_before))
+            .bind(ids_json(refunds_before)?)
             .bind(now_ms())
-            .bind(key)
-            .fetch_one(&mut *tx)
-            .await?;
+            .bind(key);
+            let updated: RefundRow = tx.exec().fetch_one(&update).await?;
             journal.history(&updated, HistoryKind::Approved, Some(detail));
             journal.event(&updated);
             Ok(Approved::Pending(updated))
@@ -252,19 +250,20 @@ impl Ledger {
 
     /// Requests still awaiting approval that were made before `before` (Unix ms).
     pub async fn expired_requests(&self, before: i64) -> Result<Vec<RefundRow>, sqlx::Error> {
-        sqlx::query_as(&format!(
-            "{SELECT} WHERE state = ? AND created_at < ? ORDER BY key"
-        ))
-        .bind(RefundState::AwaitingApproval)
-        .bind(before)
-        .fetch_all(&self.readers)
-        .await
+        self.read()
+            .fetch_all(
+                &Sql::new(format!(
+                    "{SELECT} WHERE state = ? AND created_at < ? ORDER BY key"
+                ))
+                .bind(RefundState::AwaitingApproval)
+                .bind(before),
+            )
+            .await
     }
 
     pub async fn find_by_key(&self, key: i64) -> Result<Option<RefundRow>, sqlx::Error> {
-        sqlx::query_as(&format!("{SELECT} WHERE key = ?"))
-            .bind(key)
-            .fetch_optional(&self.readers)
+        self.read()
+            .fetch_optional(&Sql::new(format!("{SELECT} WHERE key = ?")).bind(key))
             .await
     }
 
@@ -272,9 +271,11 @@ impl Ledger {
         &self,
         session: &SessionId,
     ) -> Result<Vec<RefundRow>, sqlx::Error> {
-        sqlx::query_as(&format!("{SELECT} WHERE session_id = ? ORDER BY key"))
-            .bind(session.as_str())
-            .fetch_all(&self.readers)
+        self.read()
+            .fetch_all(
+                &Sql::new(format!("{SELECT} WHERE session_id = ? ORDER BY key"))
+                    .bind(session.as_str()),
+            )
             .await
     }
 
@@ -318,47 +319,32 @@ impl Ledger {
         tx.finish(journal, result).await
     }
 
-    /// Attempts left `pending` by a process that died between recording and answering: their
-    /// outcome is unknown until reconciliation looks. How many there were.
-    pub async fn resume_interrupted(&self) -> Result<usize, sqlx::Error> {
-        self.pending_to_unknown(None, "the proxy stopped before Smart Glocal answered")
+    /// Payments with an attempt `pending` (being sent, or left so by a process that died).
+    pub async fn sessions_pending(&self) -> Result<Vec<String>, sqlx::Error> {
+        self.read()
+            .fetch_all(&Sql::new(
+                "SELECT DISTINCT session_id FROM refunds WHERE state = 'pending' ORDER BY session_id",
+            ))
             .await
     }
 
     /// Attempts of `session` still `pending` while no request holds the payment (the caller
-    /// does): a request that could not record Smart Glocal's answer left them so. Unknown now,
-    /// for reconciliation to settle from Smart Glocal's own record.
+    /// does): the process sending them stopped, or could not record Smart Glocal's answer.
+    /// Unknown now, for reconciliation to settle from Smart Glocal's own record.
     pub async fn orphaned_to_unknown(&self, session: &SessionId) -> Result<usize, sqlx::Error> {
-        self.pending_to_unknown(
-            Some(session),
-            "the ledger could not record Smart Glocal's answer",
-        )
-        .await
-    }
-
-    /// Payments with an attempt whose outcome is not recorded yet (`pending` or `unknown`).
-    pub async fn sessions_in_flight(&self) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT DISTINCT session_id FROM refunds WHERE state IN ('pending', 'unknown') ORDER BY session_id",
-        )
-        .fetch_all(&self.readers)
-        .await
-    }
-
-    async fn pending_to_unknown(
-        &self,
-        session: Option<&SessionId>,
-        detail: &str,
-    ) -> Result<usize, sqlx::Error> {
+        let detail = "the proxy sending it stopped, or could not record Smart Glocal's answer";
         let mut tx = self.write().await?;
         let mut journal = Entries::default();
         let result = async {
-            let rows: Vec<RefundRow> = sqlx::query_as(&format!(
-                "{SELECT} WHERE state = 'pending' AND (?1 IS NULL OR session_id = ?1) ORDER BY key"
-            ))
-            .bind(session.map(SessionId::as_str))
-            .fetch_all(&mut *tx)
-            .await?;
+            let rows: Vec<RefundRow> = tx
+                .exec()
+                .fetch_all(
+                    &Sql::new(format!(
+                        "{SELECT} WHERE state = 'pending' AND session_id = ? ORDER BY key"
+                    ))
+                    .bind(session.as_str()),
+                )
+                .await?;
             for row in &rows {
                 let change = Change {
                     state: Some(RefundState::Unknown),
@@ -373,6 +359,15 @@ impl Ledger {
         tx.finish(journal, result).await
     }
 
+    /// Payments with an attempt whose outcome is not recorded yet (`pending` or `unknown`).
+    pub async fn sessions_in_flight(&self) -> Result<Vec<String>, sqlx::Error> {
+        self.read()
+            .fetch_all(&Sql::new(
+                "SELECT DISTINCT session_id FROM refunds WHERE state IN ('pending', 'unknown') ORDER BY session_id",
+            ))
+            .await
+    }
+
     /// Rows reconciliation should look at now: `unknown` attempts, `pending` ones older than
     /// `stale_pending_before` (their request is long gone), and refunds `in_progress` since
     /// before `in_progress_before` (those at most `max_polls` times: their webhook will come).
@@ -383,96 +378,103 @@ impl Ledger {
         in_progress_before: i64,
         max_polls: u32,
     ) -> Result<Vec<RefundRow>, sqlx::Error> {
-        sqlx::query_as(&format!(
-            "{SELECT} WHERE (state = 'unknown'
-                 OR (state = 'pending' AND updated_at < ?)
-                 OR (state = 'in_progress' AND updated_at < ?))
-               AND (next_poll_at IS NULL OR next_poll_at <= ?)
-               AND (state != 'in_progress' OR polls < ?)
-             ORDER BY key"
-        ))
-        .bind(stale_pending_before)
-        .bind(in_progress_before)
-        .bind(now_ms())
-        .bind(i64::from(max_polls))
-        .fetch_all(&self.readers)
-        .await
+        self.read()
+            .fetch_all(
+                &Sql::new(format!(
+                    "{SELECT} WHERE (state = 'unknown'
+                         OR (state = 'pending' AND updated_at < ?)
+                         OR (state = 'in_progress' AND updated_at < ?))
+                       AND (next_poll_at IS NULL OR next_poll_at <= ?)
+                       AND (state != 'in_progress' OR polls < ?)
+                     ORDER BY key"
+                ))
+                .bind(stale_pending_before)
+                .bind(in_progress_before)
+                .bind(now_ms())
+                .bind(i64::from(max_polls)),
+            )
+            .await
     }
 
     /// Notes that a `session/status` answer showed no refund for the unresolved attempt
     /// `key`; returns since when that has been so (the first such answer).
     pub async fn note_absent(&self, key: i64, now: i64) -> Result<i64, sqlx::Error> {
         let mut tx = self.write().await?;
-        let result = sqlx::query_scalar(
+        let update = Sql::new(
             "UPDATE refunds SET absent_since = COALESCE(absent_since, ?) WHERE key = ?
              RETURNING absent_since",
         )
         .bind(now)
-        .bind(key)
-        .fetch_one(&mut *tx)
-        .await;
+        .bind(key);
+        let result = tx.exec().fetch_one(&update).await;
         tx.finish(Entries::default(), result).await
     }
 
     /// Counts one more poll of `key` and when the next may happen.
     pub async fn note_poll(&self, key: i64, next_poll_at: i64) -> Result<i64, sqlx::Error> {
         let mut tx = self.write().await?;
-        let result = sqlx::query_scalar(
+        let update = Sql::new(
             "UPDATE refunds SET polls = polls + 1, next_poll_at = ? WHERE key = ? RETURNING polls",
         )
         .bind(next_poll_at)
-        .bind(key)
-        .fetch_one(&mut *tx)
-        .await;
+        .bind(key);
+        let result = tx.exec().fetch_one(&update).await;
         tx.finish(Entries::default(), result).await
     }
 }
 
 /// Whether an attempt on `session` is `pending` (being sent): at most one is.
-async fn pending_on(conn: &mut SqliteConnection, session: &str) -> Result<bool, sqlx::Error> {
-    let pending: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM refunds WHERE session_id = ? AND state = ?")
-            .bind(session)
-            .bind(RefundState::Pending)
-            .fetch_one(&mut *conn)
-            .await?;
+async fn pending_on(tx: &mut WriteTx<'_>, session: &str) -> Result<bool, sqlx::Error> {
+    let pending: i64 = tx
+        .exec()
+        .fetch_one(
+            &Sql::new("SELECT COUNT(*) FROM refunds WHERE session_id = ? AND state = ?")
+                .bind(session)
+                .bind(RefundState::Pending),
+        )
+        .await?;
     Ok(pending > 0)
 }
 
 /// Everything `agent` asked for on the UTC day of `now` in `currency` that did not fail:
 /// pending, unknown and awaiting-approval ones count, they may yet move money.
 async fn used_today(
-    conn: &mut SqliteConnection,
+    exec: super::sql::Exec<'_>,
     agent: &str,
     currency: shared::Currency,
     now: i64,
 ) -> Result<u64, sqlx::Error> {
     const DAY_MS: i64 = 86_400_000;
-    let used: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(amount), 0) FROM refunds
-         WHERE agent = ? AND origin = ? AND currency = ? AND created_at >= ? AND state != ?",
-    )
-    .bind(agent)
-    .bind(Origin::Proxy)
-    .bind(currency)
-    .bind(now - now.rem_euclid(DAY_MS))
-    .bind(RefundState::Failed)
-    .fetch_one(&mut *conn)
-    .await?;
+    // CAST: PostgreSQL's SUM of BIGINT is NUMERIC.
+    let used: i64 = exec
+        .fetch_one(
+            &Sql::new(
+                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds
+                 WHERE agent = ? AND origin = ? AND currency = ? AND created_at >= ? AND state != ?",
+            )
+            .bind(agent)
+            .bind(Origin::Proxy)
+            .bind(currency)
+            .bind(now - now.rem_euclid(DAY_MS))
+            .bind(RefundState::Failed),
+        )
+        .await?;
     Ok(shared::money::from_stored(used).unwrap_or(u64::MAX))
 }
 
 /// [`Ledger::insert_attempt`] inside the caller's transaction.
 async fn insert_attempt_in(
-    tx: &mut SqliteConnection,
+    tx: &mut WriteTx<'_>,
     journal: &mut Entries,
     attempt: &NewAttempt,
 ) -> Result<Inserted, sqlx::Error> {
-    let existing: Option<RefundRow> =
-        sqlx::query_as(&format!("{SELECT} WHERE idempotency_key = ?"))
-            .bind(&attempt.idempotency_key)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let existing: Option<RefundRow> = tx
+        .exec()
+        .fetch_optional(
+            &Sql::new(format!("{SELECT} WHERE idempotency_key = ?"))
+                .bind(&attempt.idempotency_key),
+        )
+        .await?;
     if let Some(row) = existing {
         return Ok(Inserted::Existing(row));
     }
@@ -482,13 +484,13 @@ async fn insert_attempt_in(
     }
     let now = now_ms();
     if let Some(limit) = attempt.daily_limit {
-        let used = used_today(tx, &attempt.agent, attempt.amount.currency, now).await?;
+        let used = used_today(tx.exec(), &attempt.agent, attempt.amount.currency, now).await?;
         let left = limit.saturating_sub(used);
         if attempt.amount.amount > left {
             return Ok(Inserted::OverDailyLimit { left });
         }
     }
-    let row: RefundRow = sqlx::query_as(
+    let insert = Sql::new(
         "INSERT INTO refunds (attempt_id, session_id, origin, agent, amount, currency, full_refund, reason,
             note, idempotency_key, request_hash, refunds_before, state, created_at, updated_at, role)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
@@ -504,13 +506,12 @@ async fn insert_attempt_in(
     .bind(&attempt.note)
     .bind(&attempt.idempotency_key)
     .bind(&attempt.request_hash)
-    .bind(Json(&attempt.refunds_before))
+    .bind(ids_json(&attempt.refunds_before)?)
     .bind(attempt.state)
     .bind(now)
     .bind(now)
-    .bind(&attempt.role)
-    .fetch_one(&mut *tx)
-    .await?;
+    .bind(&attempt.role);
+    let row: RefundRow = tx.exec().fetch_one(&insert).await?;
     let kind = match attempt.state {
         RefundState::AwaitingApproval => HistoryKind::ApprovalRequested,
         _ => HistoryKind::Requested,
@@ -523,7 +524,7 @@ async fn insert_attempt_in(
 /// Applies one upstream refund inside the caller's transaction (see
 /// [`Ledger::apply_upstream_refund`]); its history and event go to `journal`.
 pub(super) async fn apply_in(
-    conn: &mut SqliteConnection,
+    tx: &mut WriteTx<'_>,
     journal: &mut Entries,
     session: &SessionId,
     refund: &sg::Refund,
@@ -542,9 +543,14 @@ pub(super) async fn apply_in(
     // One look-up for both: the row already matched to this refund, and the attempts it
     // could belong to. (`+refund_id`: found through the payment's index, not by walking
     // every refund-less attempt of every payment.)
-    let rows: Vec<RefundRow> = sqlx::query_as(&format!(
+    // (PostgreSQL plans this with both indexes as it is.)
+    let unindexed = match tx.engine() {
+        Engine::Sqlite => "+refund_id",
+        Engine::Postgres => "refund_id",
+    };
+    let candidates = Sql::new(format!(
         "{SELECT} WHERE refund_id = ?
-            OR (session_id = ? AND origin = ? AND +refund_id IS NULL
+            OR (session_id = ? AND origin = ? AND {unindexed} IS NULL
                 AND state IN (?, ?, ?))
          ORDER BY key"
     ))
@@ -553,9 +559,8 @@ pub(super) async fn apply_in(
     .bind(Origin::Proxy)
     .bind(RefundState::Pending)
     .bind(RefundState::Unknown)
-    .bind(RefundState::Failed)
-    .fetch_all(&mut *conn)
-    .await?;
+    .bind(RefundState::Failed);
+    let rows: Vec<RefundRow> = tx.exec().fetch_all(&candidates).await?;
     let (known, candidates): (Vec<RefundRow>, Vec<RefundRow>) = rows
         .into_iter()
         .partition(|row| row.refund_id.as_deref() == Some(refund.id.as_str()));
@@ -573,17 +578,19 @@ pub(super) async fn apply_in(
                 let detail = format!("{source}: {reason}; not applied, needs attention");
                 // Flagged on the refund itself, so every widget on the payment shows it (the
                 // event), and kept until someone resolves it; its amounts stay the ledger's.
-                let flagged: RefundRow =
-                    sqlx::query_as("UPDATE refunds SET attention = ? WHERE key = ? RETURNING *")
-                        .bind(&reason)
-                        .bind(row.key)
-                        .fetch_one(&mut *conn)
-                        .await?;
+                let flagged: RefundRow = tx
+                    .exec()
+                    .fetch_one(
+                        &Sql::new("UPDATE refunds SET attention = ? WHERE key = ? RETURNING *")
+                            .bind(&reason)
+                            .bind(row.key),
+                    )
+                    .await?;
                 journal.history(&flagged, HistoryKind::Conflict, Some(&detail));
                 journal.event(&flagged);
                 return Ok(ApplyOutcome::Conflict);
             }
-            if change_row(conn, journal, &row, &change).await?.is_some() {
+            if change_row(tx, journal, &row, &change).await?.is_some() {
                 return Ok(ApplyOutcome::Applied);
             }
             if row.state == state {
@@ -607,7 +614,7 @@ pub(super) async fn apply_in(
             };
             let now = now_ms();
             let created_at = refund.created_at.map(|t| t.unix_millis()).unwrap_or(now);
-            let row: RefundRow = sqlx::query_as(
+            let insert = Sql::new(
                 "INSERT INTO refunds (refund_id, session_id, origin, amount, currency, state, created_at, updated_at, finished_at)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
             )
@@ -619,9 +626,8 @@ pub(super) async fn apply_in(
             .bind(state)
             .bind(created_at)
             .bind(now)
-            .bind(if state.is_final() { finished_at.or(Some(now)) } else { None })
-            .fetch_one(&mut *conn)
-            .await?;
+            .bind(if state.is_final() { finished_at.or(Some(now)) } else { None });
+            let row: RefundRow = tx.exec().fetch_one(&insert).await?;
             journal.history(&row, kind, Some(&format!("learned from {source}")));
             journal.event(&row);
             Ok(ApplyOutcome::New)
@@ -734,7 +740,7 @@ mod tests {
         );
         // A refund that existed before the attempt was sent is not the attempt's.
         let mut before = candidates();
-        before[2].refunds_before = Json(vec!["rf_1".into()]);
+        before[2].refunds_before = vec!["rf_1".into()];
         assert_eq!(
             keys(match_attempt(before, &refund("rf_1", 500, None))),
             None

@@ -2,6 +2,7 @@
 //! of alice issued until then is refused (see `auth`).
 
 use super::journal::Entries;
+use super::sql::{Engine, Sql};
 use super::{now_ms, Ledger};
 
 impl Ledger {
@@ -9,26 +10,31 @@ impl Ledger {
     /// revocation only moves the line forward.
     pub async fn revoke_agent(&self, agent: &str, until: i64) -> Result<(), sqlx::Error> {
         let mut tx = self.write().await?;
-        let result = sqlx::query(
+        // SQLite's two-argument `MAX` is PostgreSQL's `GREATEST`.
+        let later = match tx.engine() {
+            Engine::Sqlite => "MAX",
+            Engine::Postgres => "GREATEST",
+        };
+        let upsert = Sql::new(format!(
             "INSERT INTO agent_revocations (agent, revoked_until, revoked_at) VALUES (?, ?, ?)
              ON CONFLICT (agent) DO UPDATE SET
-                revoked_until = MAX(revoked_until, excluded.revoked_until),
-                revoked_at = excluded.revoked_at",
-        )
+                revoked_until = {later}(agent_revocations.revoked_until, excluded.revoked_until),
+                revoked_at = excluded.revoked_at"
+        ))
         .bind(agent)
         .bind(until)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await
-        .map(|_| ());
+        .bind(now_ms());
+        let result = tx.exec().execute(&upsert).await.map(|_| ());
         tx.finish(Entries::default(), result).await
     }
 
     /// Until when (Unix seconds) `agent`'s tokens are revoked, if ever.
     pub async fn revoked_until(&self, agent: &str) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::query_scalar("SELECT revoked_until FROM agent_revocations WHERE agent = ?")
-            .bind(agent)
-            .fetch_optional(&self.readers)
+        self.read()
+            .fetch_optional(
+                &Sql::new("SELECT revoked_until FROM agent_revocations WHERE agent = ?")
+                    .bind(agent),
+            )
             .await
     }
 }

@@ -8,10 +8,11 @@
 
 use shared::smart_glocal as sg;
 use shared::SessionId;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::journal::{Entries, ROWS_PER_INSERT};
+use super::sql::{Sql, ToArg};
+use super::writer::WriteTx;
 use super::kinds::{Source, WebhookOutcome};
 use super::refunds::{apply_in, ApplyOutcome};
 use super::writer::is_storage_fault;
@@ -131,7 +132,7 @@ async fn commit(ledger: &Ledger, jobs: &[Job]) -> Result<Vec<WebhookOutcome>, sq
 
 /// Applies and records `jobs` inside the caller's transaction.
 async fn apply_all(
-    tx: &mut SqliteConnection,
+    tx: &mut WriteTx<'_>,
     journal: &mut Entries,
     jobs: &[Job],
 ) -> Result<Vec<WebhookOutcome>, sqlx::Error> {
@@ -146,27 +147,28 @@ async fn apply_all(
         .collect::<Vec<_>>()
         .chunks(ROWS_PER_INSERT)
     {
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO webhooks (received_at, verified, session_id, dedup_key, outcome, raw_body) ",
+        let insert = Sql::insert_rows(
+            "INSERT INTO webhooks (received_at, verified, session_id, dedup_key, outcome, raw_body)",
+            chunk.iter().map(|(job, outcome)| {
+                let webhook = &job.webhook;
+                vec![
+                    received_at.to_arg(),
+                    true.to_arg(),
+                    webhook.session_id.as_ref().map(SessionId::as_str).to_arg(),
+                    (&webhook.dedup_key).to_arg(),
+                    (**outcome).to_arg(),
+                    (&webhook.raw_body).to_arg(),
+                ]
+            }),
         );
-        insert.push_values(chunk, |mut values, (job, outcome)| {
-            let webhook = &job.webhook;
-            values
-                .push_bind(received_at)
-                .push_bind(true)
-                .push_bind(webhook.session_id.as_ref().map(SessionId::as_str))
-                .push_bind(&webhook.dedup_key)
-                .push_bind(**outcome)
-                .push_bind(&webhook.raw_body);
-        });
-        insert.build().persistent(false).execute(&mut *tx).await?;
+        tx.exec().execute(&insert).await?;
     }
     Ok(outcomes)
 }
 
 /// Applies one webhook's refunds; its outcome (`applied`, `duplicate`, `stale`, …).
 async fn apply(
-    conn: &mut SqliteConnection,
+    conn: &mut WriteTx<'_>,
     journal: &mut Entries,
     webhook: &VerifiedWebhook,
 ) -> Result<WebhookOutcome, sqlx::Error> {

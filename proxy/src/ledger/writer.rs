@@ -24,11 +24,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Sqlite, SqliteConnection};
+use sqlx::{Postgres, Sqlite, SqliteConnection};
 use tokio::sync::watch;
 
 use super::journal::Entries;
-use super::Ledger;
+use super::sql::{Engine, Exec};
+use super::{Ledger, Store};
 
 /// Whether `conn` is outside any transaction, asked of SQLite (`sqlite3_get_autocommit`).
 pub(super) async fn in_autocommit(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
@@ -74,10 +75,20 @@ pub fn is_busy(error: &sqlx::Error) -> bool {
     }
 }
 
+///
+/// On PostgreSQL: the SQLSTATE classes of a lost or refused connection (`08`), of resources
+/// (`53`: disk full, out of memory, too many connections), of a server shutting down or
+/// starting (`57`), and of the server's own I/O (`58`).
 pub fn is_storage_fault(error: &sqlx::Error) -> bool {
     use libsqlite3_sys as c;
     match error {
         sqlx::Error::Database(db) => {
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                let code = pg.code();
+                return ["08", "53", "57", "58"]
+                    .iter()
+                    .any(|class| code.starts_with(class));
+            }
             let Some(code) = db.code().and_then(|code| code.parse::<i32>().ok()) else {
                 return false;
             };
@@ -188,20 +199,46 @@ impl Health {
     }
 }
 
-/// One write transaction on the writer connection: `BEGIN IMMEDIATE` when made, ended by
-/// [`finish`](WriteTx::finish). Dropped without `finish` (a panic, a cancelled task), its
-/// connection goes back to the pool still open, where the pool's release check rolls it back
-/// or closes it.
+/// The connection a write transaction holds.
+enum Held {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+/// Taken by every write transaction on PostgreSQL, whichever replica runs it: writes are one
+/// at a time across all replicas, as SQLite's single writer makes them within one process.
+/// The history's hash chain has one head, `seq` and history ids follow commit order, and
+/// every read-modify-write sees everything committed before it.
+const WRITER_LOCK: i64 = 0x5347_5246_0000_0001;
+
+/// One write transaction: `BEGIN IMMEDIATE` on SQLite's writer connection, `BEGIN` and the
+/// writers' advisory lock on PostgreSQL, when made; ended by [`finish`](WriteTx::finish).
+/// Dropped without `finish` (a panic, a cancelled task): on SQLite its connection goes back
+/// to the pool still open, where the pool's release check rolls it back or closes it; on
+/// PostgreSQL the connection is closed, which rolls back and frees the lock.
 pub(super) struct WriteTx<'a> {
-    conn: PoolConnection<Sqlite>,
+    held: Option<Held>,
     ledger: &'a Ledger,
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        if let Some(Held::Postgres(conn)) = self.held.take() {
+            // Never back in the pool mid-transaction; the server rolls back on disconnect.
+            drop(conn.detach());
+        }
+    }
 }
 
 impl<'a> WriteTx<'a> {
     pub(super) async fn begin(ledger: &'a Ledger) -> Result<WriteTx<'a>, sqlx::Error> {
         let health = &*ledger.health;
-        let mut conn = match ledger.pool.acquire().await {
-            Ok(conn) => conn,
+        let held = match &ledger.store {
+            Store::Sqlite { writer, .. } => writer.acquire().await.map(Held::Sqlite),
+            Store::Postgres(pg) => pg.pool.acquire().await.map(Held::Postgres),
+        };
+        let held = match held {
+            Ok(held) => held,
             Err(error) => {
                 if is_storage_fault(&error) {
                     health.fault(&error);
@@ -209,87 +246,161 @@ impl<'a> WriteTx<'a> {
                 return Err(error);
             }
         };
-        // IMMEDIATE: the write lock is taken now, so a busy database fails here, before any
-        // work, rather than at the first write or at COMMIT.
-        match sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-            Ok(_) => Ok(WriteTx { conn, ledger }),
-            Err(error) => Err(discard_on_doubt(conn, health, error).await),
+        let mut tx = WriteTx {
+            held: Some(held),
+            ledger,
+        };
+        let begun = match tx.held.as_mut() {
+            // IMMEDIATE: the write lock is taken now, so a busy database fails here, before
+            // any work, rather than at the first write or at COMMIT.
+            Some(Held::Sqlite(conn)) => sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut **conn)
+                .await
+                .map(|_| ()),
+            Some(Held::Postgres(conn)) => async {
+                sqlx::query("BEGIN").execute(&mut **conn).await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITER_LOCK)
+                    .execute(&mut **conn)
+                    .await
+                    .map(|_| ())
+            }
+            .await,
+            None => Ok(()),
+        };
+        match begun {
+            Ok(()) => Ok(tx),
+            Err(error) => Err(tx.discard(error).await),
+        }
+    }
+
+    /// Where this transaction's statements run.
+    pub(super) fn exec(&mut self) -> Exec<'_> {
+        match self.held.as_mut() {
+            Some(Held::Sqlite(conn)) => Exec::SqliteConn(&mut **conn),
+            Some(Held::Postgres(conn)) => Exec::PgConn(&mut **conn),
+            None => unreachable!("a transaction holds its connection until it ends"),
+        }
+    }
+
+    /// The SQLite connection itself, for tests that make it fail in SQLite's own ways.
+    #[cfg(test)]
+    pub(super) fn sqlite(&mut self) -> &mut SqliteConnection {
+        match self.held.as_mut() {
+            Some(Held::Sqlite(conn)) => conn,
+            _ => panic!("not a SQLite transaction"),
+        }
+    }
+
+    pub(super) fn engine(&self) -> Engine {
+        match self.held {
+            Some(Held::Postgres(_)) => Engine::Postgres,
+            _ => Engine::Sqlite,
         }
     }
 
     /// If `result` is `Ok`: writes `journal`, commits, and publishes the journal's events.
-    /// `Ok` only when SQLite reports the connection back in autocommit after `COMMIT`: the
-    /// transaction is on disk. If not, rolls back and nothing is published.
+    /// `Ok` only when the transaction is known to be on disk (on SQLite: the connection is
+    /// back in autocommit after `COMMIT`). If not, rolls back and nothing is published.
     pub(super) async fn finish<T>(
         mut self,
         journal: Entries,
         result: Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
-        let health = &*self.ledger.health;
         let value = match result {
             Ok(value) => value,
-            Err(error) => return Err(discard_on_doubt(self.conn, health, error).await),
+            Err(error) => return Err(self.discard(error).await),
         };
-        let events = match journal.write(&mut self.conn).await {
+        let events = match journal.write(&mut self).await {
             Ok(events) => events,
-            Err(error) => return Err(discard_on_doubt(self.conn, health, error).await),
+            Err(error) => return Err(self.discard(error).await),
         };
-        if let Err(error) = sqlx::query("COMMIT").execute(&mut *self.conn).await {
-            return Err(discard_on_doubt(self.conn, health, error).await);
+        if let Some(last) = events.last().filter(|_| self.engine() == Engine::Postgres) {
+            // Delivered to every replica's listener when (and only if) this commits.
+            let notify = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(super::listen::CHANNEL)
+                .bind(last.seq.to_string());
+            let notified = match self.held.as_mut() {
+                Some(Held::Postgres(conn)) => notify.execute(&mut **conn).await.map(|_| ()),
+                _ => Ok(()),
+            };
+            if let Err(error) = notified {
+                return Err(self.discard(error).await);
+            }
         }
-        match in_autocommit(&mut self.conn).await {
-            Ok(true) => {
-                health.ok();
+        let health = &*self.ledger.health;
+        let committed = match self.held.as_mut() {
+            Some(Held::Sqlite(conn)) => {
+                match sqlx::query("COMMIT").execute(&mut **conn).await {
+                    Ok(_) => match in_autocommit(conn).await {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err(sqlx::Error::Protocol(
+                            "COMMIT returned but the transaction is still open".into(),
+                        )),
+                        Err(error) => Err(error),
+                    },
+                    Err(error) => Err(error),
+                }
+            }
+            Some(Held::Postgres(conn)) => sqlx::query("COMMIT")
+                .execute(&mut **conn)
+                .await
+                .map(|_| ()),
+            None => Ok(()),
+        };
+        if let Err(error) = committed {
+            return Err(self.discard(error).await);
+        }
+        health.ok();
+        match self.held.take() {
+            Some(Held::Sqlite(conn)) => {
                 // Still holding the only writer connection: no later commit can publish first.
                 events
                     .into_iter()
                     .for_each(|event| self.ledger.publisher.publish(event));
-                Ok(value)
+                drop(conn);
             }
-            Ok(false) => {
-                let error = sqlx::Error::Protocol(
-                    "COMMIT returned but the transaction is still open".into(),
-                );
-                Err(discard_on_doubt(self.conn, health, error).await)
+            Some(Held::Postgres(conn)) => {
+                drop(conn);
+                // Every replica (this one included) publishes from its listener, in `seq`
+                // order; answering waits until this one has, as on SQLite.
+                if let (Store::Postgres(pg), Some(last)) = (&self.ledger.store, events.last()) {
+                    pg.published_through(last.seq).await;
+                }
             }
-            Err(error) => Err(discard_on_doubt(self.conn, health, error).await),
+            None => {}
         }
+        Ok(value)
     }
-}
 
-impl std::ops::Deref for WriteTx<'_> {
-    type Target = SqliteConnection;
-
-    fn deref(&self) -> &SqliteConnection {
-        &self.conn
+    /// After a failed statement, `BEGIN` or `COMMIT`: rolls back, and closes the connection
+    /// unless it is known to be clean and the failure was not a storage fault (a connection
+    /// that hit one may have been opened read-only, or hold a broken file handle: a fresh one
+    /// costs a millisecond). Returns `error`, for the caller to pass on.
+    async fn discard(mut self, error: sqlx::Error) -> sqlx::Error {
+        let health = &*self.ledger.health;
+        let fault = is_storage_fault(&error);
+        if fault {
+            health.fault(&error);
+        }
+        match self.held.take() {
+            Some(Held::Sqlite(mut conn)) => {
+                let clean = matches!(reset(&mut conn).await, Ok(true));
+                if fault || !clean {
+                    tracing::warn!(%error, clean, "closing the ledger's writer connection; the next write opens a fresh one");
+                    let _ = conn.close().await;
+                }
+            }
+            Some(Held::Postgres(mut conn)) => {
+                let clean = !fault && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_ok();
+                if !clean {
+                    let _ = conn.close().await;
+                }
+            }
+            None => {}
+        }
+        error
     }
-}
-
-impl std::ops::DerefMut for WriteTx<'_> {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.conn
-    }
-}
-
-/// After a failed statement, `BEGIN` or `COMMIT`: rolls back, and closes the connection
-/// unless SQLite says it is back in autocommit and the failure was not a storage fault (a
-/// connection that hit one may have been opened read-only, or hold a broken file handle: a
-/// fresh one costs a millisecond). Returns `error`, for the caller to pass on.
-async fn discard_on_doubt(
-    mut conn: PoolConnection<Sqlite>,
-    health: &Health,
-    error: sqlx::Error,
-) -> sqlx::Error {
-    let fault = is_storage_fault(&error);
-    if fault {
-        health.fault(&error);
-    }
-    let clean = matches!(reset(&mut conn).await, Ok(true));
-    if fault || !clean {
-        tracing::warn!(%error, clean, "closing the ledger's writer connection; the next write opens a fresh one");
-        let _ = conn.close().await;
-    }
-    error
 }
 
 #[cfg(test)]
@@ -331,10 +442,10 @@ mod tests {
         let mut tx = ledger.write().await.unwrap();
         let schema = async {
             sqlx::query("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
-                .execute(&mut *tx)
+                .execute(tx.sqlite())
                 .await?;
             sqlx::query("CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)")
-                .execute(&mut *tx)
+                .execute(tx.sqlite())
                 .await
                 .map(|_| ())
         }
@@ -342,7 +453,7 @@ mod tests {
         tx.finish(Entries::default(), schema).await.unwrap();
         let mut tx = ledger.write().await.unwrap();
         let orphan = sqlx::query("INSERT INTO child (parent) VALUES (42)")
-            .execute(&mut *tx)
+            .execute(tx.sqlite())
             .await
             .map(|_| ());
         let error = tx.finish(Entries::default(), orphan).await.unwrap_err();
@@ -373,10 +484,10 @@ mod tests {
         let mut tx = ledger.write().await.unwrap();
         let limit = async {
             let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-                .fetch_one(&mut *tx)
+                .fetch_one(tx.sqlite())
                 .await?;
             sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
-                .execute(&mut *tx)
+                .execute(tx.sqlite())
                 .await
                 .map(|_| ())
         }

@@ -211,7 +211,7 @@ async fn a_proxy_killed_between_send_and_answer_resolves_the_attempt_after_resta
         .inject(FaultRequest::new(Fault::Timeout).on(FaultRoute::Refund))
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let database = dir.path().join("ledger.sqlite");
+    let database = fresh_ledger(dir.path());
     let settings = [("PROXY_UPSTREAM_TIMEOUT_MS", "20000")];
     let client = reqwest::Client::new();
     let token = proxy::auth::TokenKeys::new(&signing::Secret::new(TOKEN_SECRET))

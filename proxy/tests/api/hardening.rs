@@ -79,25 +79,14 @@ async fn a_webhook_amount_beyond_i64_is_kept_for_audit_counted_and_applied_to_no
         assert_eq!(status, StatusCode::OK);
         assert!(history(&app, session).await.is_empty(), "{session}");
     }
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", app.database.display()))
-        .await
-        .unwrap();
+    let ledger = LedgerSql::open(&app).await;
     let count = |table: &str| format!("SELECT COUNT(*) FROM {table}");
     let stored: (i64, i64, i64) = (
-        sqlx::query_scalar(&count("webhooks"))
-            .fetch_one(&pool)
-            .await
-            .unwrap(),
-        sqlx::query_scalar(&count("rejected_webhooks"))
-            .fetch_one(&pool)
-            .await
-            .unwrap(),
-        sqlx::query_scalar(&count("refunds"))
-            .fetch_one(&pool)
-            .await
-            .unwrap(),
+        ledger.int(&count("webhooks")).await,
+        ledger.int(&count("rejected_webhooks")).await,
+        ledger.int(&count("refunds")).await,
     );
-    pool.close().await;
+    ledger.close().await;
     assert_eq!(
         stored,
         (2, 0, 0),
@@ -450,7 +439,7 @@ fn csv_cells_with_control_characters_are_escaped() {
         note: shared::Note::parse("line one\nline two\r\0\u{7}\u{85}end").unwrap(),
         idempotency_key: None,
         request_hash: None,
-        refunds_before: sqlx::types::Json(Vec::new()),
+        refunds_before: Vec::new(),
         state: shared::api::RefundState::Accepted,
         error_code: None,
         error_detail: None,
@@ -616,18 +605,14 @@ async fn an_events_ticket_opens_one_stream_only() {
 
 // 6. `unknown` resolves: polled often, failed only after good answers showed nothing for long.
 
-/// The attempt's state as the ledger file holds it, read straight from SQLite.
+/// The attempt's state as the ledger holds it, read straight from the database.
 async fn ledger_state(app: &TestApp, attempt: &str) -> RefundState {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", app.database.display()))
-        .await
-        .unwrap();
-    let state = sqlx::query_scalar("SELECT state FROM refunds WHERE attempt_id = ?")
-        .bind(attempt)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    state
+    let ledger = LedgerSql::open(app).await;
+    let state = ledger
+        .text("SELECT state FROM refunds WHERE attempt_id = $1", attempt)
+        .await;
+    ledger.close().await;
+    state.parse().unwrap()
 }
 
 /// A refund answered HTTP 500 (nothing applied upstream): `unknown`; its attempt id.

@@ -97,7 +97,12 @@ impl Options {
             agent_token_secret: Secret::new(TOKEN_SECRET),
             allowed_origins: self.allowed_origins.clone(),
             upstream_timeout: Duration::from_millis(self.upstream_timeout_ms),
-            database,
+            database: proxy::ledger::Database::parse(
+                &database.to_string_lossy(),
+                10,
+                Duration::from_secs(5),
+            )
+            .unwrap(),
             partial_refunds: self.partial_refunds,
             refund_max: self.refund_max.clone(),
             refund_daily: self.refund_daily.clone(),
@@ -135,12 +140,42 @@ pub async fn spawn_app(upstream_url: &str) -> TestApp {
     spawn_app_with(Options::new(upstream_url)).await
 }
 
+/// Whether this run of the suite keeps its ledgers in PostgreSQL: `PROXY_TEST_DATABASE=postgres`
+/// (`cargo xtask test` runs the suite once with SQLite, once with this). Each test then gets
+/// a fresh database on one throwaway cluster the suite starts itself.
+pub fn on_postgres() -> bool {
+    std::env::var("PROXY_TEST_DATABASE").is_ok_and(|engine| engine == "postgres")
+}
+
+/// A new, empty ledger for one test: a file in `dir`, or a fresh PostgreSQL database (its
+/// URL, as the `database` setting takes it).
+pub fn fresh_ledger(dir: &std::path::Path) -> PathBuf {
+    if on_postgres() {
+        let cluster = testkit::postgres::shared().expect("the throwaway PostgreSQL starts");
+        PathBuf::from(cluster.fresh_database().expect("a fresh database"))
+    } else {
+        dir.join("ledger.sqlite")
+    }
+}
+
+/// Ends a test early when the suite runs on PostgreSQL: it looks into the SQLite file
+/// itself (or takes its disk away), which has no PostgreSQL counterpart here.
+#[macro_export]
+macro_rules! sqlite_only {
+    () => {
+        if $crate::helpers::on_postgres() {
+            eprintln!("SQLite only: this test reads or breaks the ledger file itself");
+            return;
+        }
+    };
+}
+
 pub async fn spawn_app_with(options: Options) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let database = options
         .database
         .clone()
-        .unwrap_or_else(|| dir.path().join("ledger.sqlite"));
+        .unwrap_or_else(|| fresh_ledger(dir.path()));
     spawn_on(options, database, dir).await
 }
 
@@ -462,5 +497,60 @@ impl ProxyProcess {
     pub fn stop(&mut self) {
         let status = self.process.stop(Duration::from_secs(30)).unwrap();
         assert!(status.success(), "the proxy stopped cleanly: {status}");
+    }
+}
+
+/// The test's ledger opened directly, as an operator with a SQL shell would: the SQLite
+/// file, or the PostgreSQL database. Statements use `$1` placeholders (both engines read them).
+pub enum LedgerSql {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl LedgerSql {
+    pub async fn open(app: &TestApp) -> Self {
+        let database = app.database.to_string_lossy().into_owned();
+        if database.starts_with("postgres://") {
+            LedgerSql::Postgres(sqlx::PgPool::connect(&database).await.unwrap())
+        } else {
+            LedgerSql::Sqlite(
+                sqlx::SqlitePool::connect(&format!("sqlite:{database}"))
+                    .await
+                    .unwrap(),
+            )
+        }
+    }
+
+    pub async fn execute(&self, statement: &str) {
+        match self {
+            LedgerSql::Sqlite(pool) => sqlx::query(statement).execute(pool).await.map(|_| ()),
+            LedgerSql::Postgres(pool) => sqlx::query(statement).execute(pool).await.map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+
+    /// The one integer `query` answers (`SELECT COUNT(*) …`).
+    pub async fn int(&self, query: &str) -> i64 {
+        match self {
+            LedgerSql::Sqlite(pool) => sqlx::query_scalar(query).fetch_one(pool).await,
+            LedgerSql::Postgres(pool) => sqlx::query_scalar(query).fetch_one(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+    }
+
+    /// The one text `query` answers, with `$1` bound to `arg`.
+    pub async fn text(&self, query: &str, arg: &str) -> String {
+        match self {
+            LedgerSql::Sqlite(pool) => sqlx::query_scalar(query).bind(arg).fetch_one(pool).await,
+            LedgerSql::Postgres(pool) => sqlx::query_scalar(query).bind(arg).fetch_one(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+    }
+
+    pub async fn close(self) {
+        match self {
+            LedgerSql::Sqlite(pool) => pool.close().await,
+            LedgerSql::Postgres(pool) => pool.close().await,
+        }
     }
 }

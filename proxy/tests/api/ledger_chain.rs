@@ -30,11 +30,9 @@ fn verify(app: &TestApp) -> (Option<i32>, String) {
 }
 
 async fn sql(app: &TestApp, statement: &str) {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", app.database.display()))
-        .await
-        .unwrap();
-    sqlx::query(statement).execute(&pool).await.unwrap();
-    pool.close().await;
+    let ledger = LedgerSql::open(app).await;
+    ledger.execute(statement).await;
+    ledger.close().await;
 }
 
 /// Several agents' refunds on several payments at once, their webhooks, a decline: a
@@ -145,7 +143,13 @@ async fn an_edited_or_removed_line_is_named_and_fails_the_check() {
 
     // A hash emptied by hand is not sealed anew when the ledger opens again.
     sql(&app, "UPDATE history SET hash = NULL WHERE id = 2").await;
-    let reopened = proxy::ledger::Ledger::open(&app.database).await.unwrap();
+    let database = proxy::ledger::Database::parse(
+        &app.database.to_string_lossy(),
+        2,
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let reopened = proxy::ledger::Ledger::connect(&database).await.unwrap();
     let report = reopened.verify_chain().await.unwrap();
     reopened.close().await;
     assert_eq!(report.broken.map(|b| b.id), Some(2));

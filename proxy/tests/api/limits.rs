@@ -125,14 +125,11 @@ async fn a_daily_limit_counts_the_agents_refunds_of_this_utc_day_only() {
     );
 
     // Across midnight UTC: alice's refunds were yesterday's; today starts from zero.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", app.database.display()))
-        .await
-        .unwrap();
-    sqlx::query("UPDATE refunds SET created_at = created_at - 86400000 WHERE agent = 'alice'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    let ledger = LedgerSql::open(&app).await;
+    ledger
+        .execute("UPDATE refunds SET created_at = created_at - 86400000 WHERE agent = 'alice'")
+        .await;
+    ledger.close().await;
     let tomorrow = refund(&app, &alice, "ps_usd_1001", 3000, "usd").await;
     assert_eq!(tomorrow.0, StatusCode::CREATED, "{}", tomorrow.1);
     assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 3);

@@ -167,7 +167,7 @@ fn the_demo_configuration_loads_from_any_directory() {
     assert_eq!(config.project, "demo-project");
     assert_eq!(config.listen.port(), 8080);
     assert!(config.partial_refunds && config.demo_mode);
-    assert!(config.database.ends_with(".data/proxy.sqlite"));
+    assert!(config.database.describe().ends_with(".data/proxy.sqlite"));
     let debug = format!("{config:?}");
     assert!(
         !debug.contains("DEMO-ONLY-agent-token-secret"),

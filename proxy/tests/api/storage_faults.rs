@@ -228,6 +228,9 @@ fn assert_ledger_holds(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_that_fills_and_frees_never_lets_a_refund_out_unrecorded() {
+    // The faults are SQLite's own (a full disk under the file, an immutable file); the
+    // PostgreSQL outage has its own test (tests/replicas).
+    crate::sqlite_only!();
     let disk = Tmpfs::mount("16m");
     let database = disk.path().join("ledger.sqlite");
     let sandbox = sandbox_retrying_webhooks(Duration::from_millis(50)).await;
@@ -309,6 +312,9 @@ async fn a_disk_that_fills_and_frees_never_lets_a_refund_out_unrecorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ledger_made_read_only_refuses_refunds_and_webhooks_then_applies_them_when_writable() {
+    // The faults are SQLite's own (a full disk under the file, an immutable file); the
+    // PostgreSQL outage has its own test (tests/replicas).
+    crate::sqlite_only!();
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("ledger.sqlite");
     let files = [database.clone(), dir.path().join("ledger.sqlite-wal")];

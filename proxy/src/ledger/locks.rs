@@ -1,0 +1,146 @@
+//! One refund decided at a time per payment: decide → record → send → record runs holding
+//! the payment's lock, and reconciliation works only payments nobody holds.
+//!
+//! Within a process an async mutex per payment does it. On PostgreSQL the guard also holds a
+//! session-level advisory lock on the payment, on a connection of its own, so the same holds
+//! across replicas: a replica that dies mid-refund loses its connection, and with it the
+//! lock, so another replica's reconciliation can take the payment over. The in-process mutex
+//! is taken first, so each replica waits on the database with one request per payment.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use shared::SessionId;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgPool;
+use sqlx::Postgres;
+use tokio::sync::OwnedMutexGuard;
+
+/// Per-payment locks; cheap to clone. Made by [`Ledger::payment_locks`](super::Ledger::payment_locks).
+#[derive(Clone)]
+pub struct PaymentLocks {
+    local: Arc<Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>>,
+    /// The replicas' shared database, when there is one.
+    shared: Option<PgPool>,
+}
+
+/// Held while a payment is being worked on; dropping it lets the next one in.
+pub struct PaymentGuard {
+    _local: OwnedMutexGuard<()>,
+    /// The connection holding the advisory lock (PostgreSQL).
+    shared: Option<(PoolConnection<Postgres>, i64)>,
+}
+
+impl Drop for PaymentGuard {
+    fn drop(&mut self) {
+        if let Some((mut conn, key)) = self.shared.take() {
+            // Unlocked on its connection before that goes back to the pool; a connection
+            // that cannot say so is closed, which unlocks too.
+            tokio::spawn(async move {
+                let unlocked: Result<bool, _> = sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
+                    .bind(key)
+                    .fetch_one(&mut *conn)
+                    .await;
+                if !matches!(unlocked, Ok(true)) {
+                    let _ = conn.close().await;
+                }
+            });
+        }
+    }
+}
+
+/// The advisory lock key of a payment: 64 bits of SHA-256 of its id. Two payments sharing
+/// a key would only wait for each other.
+fn key(session: &SessionId) -> i64 {
+    let digest = Sha256::digest(format!("payment:{session}").as_bytes());
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+impl PaymentLocks {
+    pub(super) fn in_process() -> Self {
+        Self {
+            local: Arc::default(),
+            shared: None,
+        }
+    }
+
+    pub(super) fn shared(pool: PgPool) -> Self {
+        Self {
+            local: Arc::default(),
+            shared: Some(pool),
+        }
+    }
+
+    fn slot(&self, session: &SessionId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 1024 {
+            // Forget locks nobody holds or waits for.
+            map.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        map.entry(session.clone()).or_default().clone()
+    }
+
+    /// Waits for the payment's lock. Fails only when the database cannot be reached (the
+    /// caller answers 503: nothing was decided).
+    pub async fn lock(&self, session: &SessionId) -> Result<PaymentGuard, sqlx::Error> {
+        let local = self.slot(session).lock_owned().await;
+        let shared = match &self.shared {
+            None => None,
+            Some(pool) => {
+                let key = key(session);
+                let mut conn = pool.acquire().await?;
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await?;
+                Some((conn, key))
+            }
+        };
+        Ok(PaymentGuard {
+            _local: local,
+            shared,
+        })
+    }
+
+    /// The lock if free now, in this process and on every replica; reconciliation skips
+    /// payments someone is working on (and, when the database cannot be reached, all).
+    pub async fn try_lock(&self, session: &SessionId) -> Option<PaymentGuard> {
+        let local = self.slot(session).try_lock_owned().ok()?;
+        let shared = match &self.shared {
+            None => None,
+            Some(pool) => {
+                let key = key(session);
+                let mut conn = pool.acquire().await.ok()?;
+                let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(key)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .ok()?;
+                if !taken {
+                    return None;
+                }
+                Some((conn, key))
+            }
+        };
+        Some(PaymentGuard {
+            _local: local,
+            shared,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_payment_has_its_own_stable_key() {
+        let a = SessionId::parse("ps_1").unwrap();
+        let b = SessionId::parse("ps_2").unwrap();
+        assert_eq!(key(&a), key(&a));
+        assert_ne!(key(&a), key(&b));
+    }
+}

@@ -1,0 +1,480 @@
+//! One text of each statement for both engines: the ledger writes its SQL once, with `?`
+//! placeholders and plain values, and this module runs it on SQLite or PostgreSQL.
+//!
+//! - [`Sql`]: a statement and its arguments. Arguments are reduced to four column types
+//!   (integer, text, boolean, bytes) when bound, so neither engine needs a type of ours.
+//!   PostgreSQL gets `$1, $2, …` where SQLite reads `?`.
+//! - [`Exec`]: where a statement runs: the write transaction's connection or the readers'
+//!   pool, of either engine.
+//! - [`Record`] and [`FromRecord`]: rows read back column by column and parsed into the
+//!   ledger's types, the same way for both engines.
+//!
+//! Why not `sqlx::Any`: the writer needs the SQLite connection itself (its autocommit flag
+//! is how a failed commit is detected, see `writer`), and `Any` hides it.
+
+use std::borrow::Cow;
+
+use shared::api::{ErrorCode, HistoryKind, RefundReason, RefundState};
+use shared::{AttemptId, Currency, IdempotencyKey, Note};
+use sqlx::postgres::{PgConnection, PgPool, PgRow, Postgres};
+use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool, SqliteRow};
+use sqlx::{ColumnIndex, Row};
+
+use super::kinds::{Origin, WebhookOutcome};
+
+/// Which database the ledger is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// One bound value, as the column stores it.
+#[derive(Debug, Clone)]
+pub(super) enum Arg {
+    Int(Option<i64>),
+    Text(Option<String>),
+    Bool(bool),
+    Bytes(Vec<u8>),
+}
+
+/// A statement with its arguments, in placeholder order.
+#[derive(Debug, Clone)]
+pub(super) struct Sql {
+    text: Cow<'static, str>,
+    args: Vec<Arg>,
+    /// Whether the prepared statement is cached on the connection (the default): statements
+    /// whose text varies (multi-row inserts) are not.
+    persistent: bool,
+}
+
+impl Sql {
+    pub(super) fn new(text: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            text: text.into(),
+            args: Vec::new(),
+            persistent: true,
+        }
+    }
+
+    pub(super) fn bind(mut self, value: impl ToArg) -> Self {
+        self.args.push(value.to_arg());
+        self
+    }
+
+    /// `INSERT INTO table (columns) VALUES (…), (…)`: `head` is everything before `VALUES`,
+    /// each row its values in column order.
+    pub(super) fn insert_rows(head: &str, rows: impl IntoIterator<Item = Vec<Arg>>) -> Self {
+        let mut text = format!("{head} VALUES ");
+        let mut args = Vec::new();
+        for (i, row) in rows.into_iter().enumerate() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            text.push('(');
+            text.push_str(&vec!["?"; row.len()].join(", "));
+            text.push(')');
+            args.extend(row);
+        }
+        let single = args.len() <= 16;
+        Self {
+            text: text.into(),
+            args,
+            // Single rows (the refund flow) recur; batch sizes vary and would churn the cache.
+            persistent: single,
+        }
+    }
+
+    /// The text for `engine`: PostgreSQL numbers its placeholders.
+    fn text_for(&self, engine: Engine) -> Cow<'_, str> {
+        match engine {
+            Engine::Sqlite => Cow::Borrowed(&self.text),
+            Engine::Postgres => Cow::Owned(numbered(&self.text)),
+        }
+    }
+}
+
+/// `?` → `$1`, `$2`, … outside quoted text.
+fn numbered(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut n = 0;
+    let mut quoted = false;
+    for c in text.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A value that binds as one of [`Arg`]'s column types.
+pub(super) trait ToArg {
+    fn to_arg(self) -> Arg;
+}
+
+impl ToArg for Arg {
+    fn to_arg(self) -> Arg {
+        self
+    }
+}
+
+impl ToArg for i64 {
+    fn to_arg(self) -> Arg {
+        Arg::Int(Some(self))
+    }
+}
+
+impl ToArg for Option<i64> {
+    fn to_arg(self) -> Arg {
+        Arg::Int(self)
+    }
+}
+
+impl ToArg for bool {
+    fn to_arg(self) -> Arg {
+        Arg::Bool(self)
+    }
+}
+
+impl ToArg for &str {
+    fn to_arg(self) -> Arg {
+        Arg::Text(Some(self.to_owned()))
+    }
+}
+
+impl ToArg for String {
+    fn to_arg(self) -> Arg {
+        Arg::Text(Some(self))
+    }
+}
+
+impl ToArg for &String {
+    fn to_arg(self) -> Arg {
+        Arg::Text(Some(self.clone()))
+    }
+}
+
+impl ToArg for Option<&str> {
+    fn to_arg(self) -> Arg {
+        Arg::Text(self.map(str::to_owned))
+    }
+}
+
+impl ToArg for Option<String> {
+    fn to_arg(self) -> Arg {
+        Arg::Text(self)
+    }
+}
+
+impl ToArg for &Option<String> {
+    fn to_arg(self) -> Arg {
+        Arg::Text(self.clone())
+    }
+}
+
+impl ToArg for &[u8] {
+    fn to_arg(self) -> Arg {
+        Arg::Bytes(self.to_vec())
+    }
+}
+
+impl ToArg for &Vec<u8> {
+    fn to_arg(self) -> Arg {
+        Arg::Bytes(self.clone())
+    }
+}
+
+/// The ledger's closed vocabularies and identifiers are stored as their text.
+macro_rules! as_text {
+    ($($ty:ty => |$v:ident| $text:expr;)*) => {$(
+        impl ToArg for $ty {
+            fn to_arg(self) -> Arg {
+                let $v = self;
+                Arg::Text(Some($text))
+            }
+        }
+    )*};
+}
+
+as_text! {
+    RefundState => |s| s.as_str().to_owned();
+    RefundReason => |r| r.as_str().to_owned();
+    HistoryKind => |k| k.as_str().to_owned();
+    Origin => |o| o.as_str().to_owned();
+    WebhookOutcome => |o| o.as_str().to_owned();
+    Currency => |c| c.code();
+    &AttemptId => |id| id.to_string();
+    &IdempotencyKey => |key| key.to_string();
+}
+
+impl ToArg for Option<ErrorCode> {
+    fn to_arg(self) -> Arg {
+        Arg::Text(self.map(|code| code.name().to_owned()))
+    }
+}
+
+impl ToArg for Option<RefundReason> {
+    fn to_arg(self) -> Arg {
+        Arg::Text(self.map(|reason| reason.as_str().to_owned()))
+    }
+}
+
+impl ToArg for &Option<Note> {
+    fn to_arg(self) -> Arg {
+        Arg::Text(self.as_ref().map(|note| note.as_str().to_owned()))
+    }
+}
+
+/// Where a statement runs.
+pub(super) enum Exec<'e> {
+    SqliteConn(&'e mut SqliteConnection),
+    SqlitePool(&'e SqlitePool),
+    PgConn(&'e mut PgConnection),
+    PgPool(&'e PgPool),
+}
+
+fn sqlite_query<'q>(
+    text: &'q str,
+    sql: &'q Sql,
+) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    sql.args
+        .iter()
+        .fold(sqlx::query(text), |query, arg| match arg {
+            Arg::Int(v) => query.bind(*v),
+            Arg::Text(v) => query.bind(v.as_deref()),
+            Arg::Bool(v) => query.bind(*v),
+            Arg::Bytes(v) => query.bind(v.as_slice()),
+        })
+        .persistent(sql.persistent)
+}
+
+fn pg_query<'q>(
+    text: &'q str,
+    sql: &'q Sql,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    sql.args
+        .iter()
+        .fold(sqlx::query(text), |query, arg| match arg {
+            Arg::Int(v) => query.bind(*v),
+            Arg::Text(v) => query.bind(v.as_deref()),
+            Arg::Bool(v) => query.bind(*v),
+            Arg::Bytes(v) => query.bind(v.as_slice()),
+        })
+        .persistent(sql.persistent)
+}
+
+/// Runs `$sql` on whichever connection `$exec` holds, as `$query.$method($on)`, mapping rows
+/// through `$rows`.
+macro_rules! dispatch {
+    ($exec:expr, $sql:expr, |$query:ident, $on:ident| $run:expr) => {
+        match $exec {
+            Exec::SqliteConn($on) => {
+                let text = $sql.text_for(Engine::Sqlite);
+                let $query = sqlite_query(&text, $sql);
+                $run
+            }
+            Exec::SqlitePool($on) => {
+                let text = $sql.text_for(Engine::Sqlite);
+                let $query = sqlite_query(&text, $sql);
+                $run
+            }
+            Exec::PgConn($on) => {
+                let text = $sql.text_for(Engine::Postgres);
+                let $query = pg_query(&text, $sql);
+                $run
+            }
+            Exec::PgPool($on) => {
+                let text = $sql.text_for(Engine::Postgres);
+                let $query = pg_query(&text, $sql);
+                $run
+            }
+        }
+    };
+}
+
+impl Exec<'_> {
+    pub(super) async fn fetch_all<T: FromRecord>(self, sql: &Sql) -> Result<Vec<T>, sqlx::Error> {
+        dispatch!(self, sql, |query, on| {
+            let rows = query.fetch_all(on).await?;
+            rows.iter().map(|row| T::from_record(&row.into())).collect()
+        })
+    }
+
+    pub(super) async fn fetch_optional<T: FromRecord>(
+        self,
+        sql: &Sql,
+    ) -> Result<Option<T>, sqlx::Error> {
+        dispatch!(self, sql, |query, on| {
+            match query.fetch_optional(on).await? {
+                Some(row) => T::from_record(&(&row).into()).map(Some),
+                None => Ok(None),
+            }
+        })
+    }
+
+    pub(super) async fn fetch_one<T: FromRecord>(self, sql: &Sql) -> Result<T, sqlx::Error> {
+        self.fetch_optional(sql)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)
+    }
+
+    /// Rows affected.
+    pub(super) async fn execute(self, sql: &Sql) -> Result<u64, sqlx::Error> {
+        dispatch!(self, sql, |query, on| Ok(query
+            .execute(on)
+            .await?
+            .rows_affected()))
+    }
+}
+
+/// A row of either engine, read by column.
+pub(super) enum Record<'r> {
+    Sqlite(&'r SqliteRow),
+    Pg(&'r PgRow),
+}
+
+impl<'r> From<&'r SqliteRow> for Record<'r> {
+    fn from(row: &'r SqliteRow) -> Self {
+        Record::Sqlite(row)
+    }
+}
+
+impl<'r> From<&'r PgRow> for Record<'r> {
+    fn from(row: &'r PgRow) -> Self {
+        Record::Pg(row)
+    }
+}
+
+/// A column name or position, for either engine.
+pub(super) trait Column:
+    ColumnIndex<SqliteRow> + ColumnIndex<PgRow> + Copy + std::fmt::Display
+{
+}
+
+impl<T: ColumnIndex<SqliteRow> + ColumnIndex<PgRow> + Copy + std::fmt::Display> Column for T {}
+
+macro_rules! getter {
+    ($name:ident, $ty:ty) => {
+        pub(super) fn $name(&self, column: impl Column) -> Result<$ty, sqlx::Error> {
+            match self {
+                Record::Sqlite(row) => row.try_get(column),
+                Record::Pg(row) => row.try_get(column),
+            }
+        }
+    };
+}
+
+impl Record<'_> {
+    getter!(int, i64);
+    getter!(opt_int, Option<i64>);
+    getter!(text, String);
+    getter!(opt_text, Option<String>);
+    getter!(bool, bool);
+
+    /// A text column parsed into one of the ledger's types; text it would never write is
+    /// a decode error naming the column.
+    pub(super) fn parsed<T, E: std::fmt::Display>(
+        &self,
+        column: impl Column,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<T, sqlx::Error> {
+        let text = self.text(column)?;
+        parse(&text).map_err(|e| decode_error(column, &text, e))
+    }
+
+    /// As [`parsed`](Self::parsed), `None` for NULL.
+    pub(super) fn opt_parsed<T, E: std::fmt::Display>(
+        &self,
+        column: impl Column,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<Option<T>, sqlx::Error> {
+        match self.opt_text(column)? {
+            Some(text) => parse(&text)
+                .map(Some)
+                .map_err(|e| decode_error(column, &text, e)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn decode_error(column: impl std::fmt::Display, text: &str, e: impl std::fmt::Display) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: column.to_string(),
+        source: format!("`{text}`: {e}").into(),
+    }
+}
+
+/// Built from one row.
+pub(super) trait FromRecord: Sized {
+    fn from_record(record: &Record<'_>) -> Result<Self, sqlx::Error>;
+}
+
+impl FromRecord for i64 {
+    fn from_record(record: &Record<'_>) -> Result<Self, sqlx::Error> {
+        record.int(0)
+    }
+}
+
+impl FromRecord for Option<i64> {
+    fn from_record(record: &Record<'_>) -> Result<Self, sqlx::Error> {
+        record.opt_int(0)
+    }
+}
+
+impl FromRecord for String {
+    fn from_record(record: &Record<'_>) -> Result<Self, sqlx::Error> {
+        record.text(0)
+    }
+}
+
+impl FromRecord for Option<String> {
+    fn from_record(record: &Record<'_>) -> Result<Self, sqlx::Error> {
+        record.opt_text(0)
+    }
+}
+
+impl FromRecord for bool {
+    fn from_record(record: &Record<'_>) -> Result<Self, sqlx::Error> {
+        record.bool(0)
+    }
+}
+
+impl FromRecord for (i64, String) {
+    fn from_record(record: &Record<'_>) -> Result<Self, sqlx::Error> {
+        Ok((record.int(0)?, record.text(1)?))
+    }
+}
+
+impl FromRecord for (i64, String, String) {
+    fn from_record(record: &Record<'_>) -> Result<Self, sqlx::Error> {
+        Ok((record.int(0)?, record.text(1)?, record.text(2)?))
+    }
+}
+
+impl FromRecord for (Option<i64>, Option<i64>) {
+    fn from_record(record: &Record<'_>) -> Result<Self, sqlx::Error> {
+        Ok((record.opt_int(0)?, record.opt_int(1)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numbered;
+
+    #[test]
+    fn placeholders_are_numbered_outside_quoted_text() {
+        assert_eq!(
+            numbered("SELECT * FROM t WHERE a = ? AND b = '?' AND c IN (?, ?)"),
+            "SELECT * FROM t WHERE a = $1 AND b = '?' AND c IN ($2, $3)"
+        );
+    }
+}

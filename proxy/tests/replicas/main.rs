@@ -1,0 +1,439 @@
+//! Two `proxy` processes on one PostgreSQL ledger, in front of one sandbox: exactly-once
+//! across replicas, live events from either, a replica killed mid-refund, and PostgreSQL
+//! taken away under load. Real processes, a real throwaway PostgreSQL cluster (started by
+//! `testkit::postgres`), every refund counted at the sandbox.
+
+#[path = "../api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+use sandbox::control::CreatePayment;
+use sandbox::{Fault, FaultRequest, FaultRoute, Sandbox, SandboxConfig};
+use serde_json::Value;
+use shared::{Currency, Money};
+
+use helpers::*;
+
+/// A proxy process as an agent uses it.
+struct Replica {
+    process: ProxyProcess,
+    client: reqwest::Client,
+    token: String,
+}
+
+impl Replica {
+    async fn start(sandbox: &Sandbox, database: &str, extra: &[(&str, &str)]) -> Self {
+        let process = ProxyProcess::start(&sandbox.base_url(), Path::new(database), extra).await;
+        process.wait_ready().await;
+        Self {
+            process,
+            client: reqwest::Client::new(),
+            token: proxy::auth::TokenKeys::new(&signing::Secret::new(TOKEN_SECRET))
+                .mint("alice", 600, None)
+                .token,
+        }
+    }
+
+    async fn refund(&self, session: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(
+                self.process
+                    .url(&format!("/api/payments/{session}/refunds")),
+            )
+            .bearer_auth(&self.token)
+            .json(body)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await;
+        match response {
+            Ok(response) => read(response).await,
+            Err(e) => panic!("the replica did not answer: {e}"),
+        }
+    }
+
+    async fn payment(&self, session: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .get(self.process.url(&format!("/api/payments/{session}")))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap();
+        read(response).await
+    }
+
+    /// An event stream on `session`, resumed after `last_event_id` if given.
+    async fn events(&self, session: &str, last_event_id: Option<i64>) -> reqwest::Response {
+        let response = self
+            .client
+            .post(
+                self.process
+                    .url(&format!("/api/payments/{session}/events/ticket")),
+            )
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = read(response).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let ticket = body["ticket"].as_str().unwrap();
+        let mut request = self.client.get(
+            self.process
+                .url(&format!("/api/payments/{session}/events?ticket={ticket}")),
+        );
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let stream = request.send().await.unwrap();
+        assert_eq!(stream.status(), StatusCode::OK);
+        stream
+    }
+}
+
+/// The refunds a replica's ledger holds on `session` that may have moved money: every one
+/// but those that failed, by amount.
+fn ledger_total(view: &Value) -> u64 {
+    view["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] != "failed")
+        .map(|r| r["amount"]["amount"].as_u64().unwrap())
+        .sum()
+}
+
+fn sandbox_total(session: &sandbox::control::SandboxSession) -> u64 {
+    session
+        .session
+        .payment()
+        .unwrap()
+        .refunds
+        .iter()
+        .map(|r| r.amount_details.amount)
+        .sum()
+}
+
+/// Reads `event: refund` messages until `until` holds for what arrived (10 s at most).
+async fn read_events(
+    response: &mut reqwest::Response,
+    until: impl Fn(&[(i64, Value)]) -> bool,
+) -> Vec<(i64, Value)> {
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !until(&events) {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("events in time; got {events:?}"))
+            .unwrap()
+            .unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let message: String = buffer.drain(..end + 2).collect();
+            let id = message
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .map(|v| v.parse().unwrap());
+            let data = message.lines().find_map(|l| l.strip_prefix("data: "));
+            if let (Some(id), Some(data)) = (id, data) {
+                events.push((id, serde_json::from_str(data).unwrap()));
+            }
+        }
+    }
+    events
+}
+
+fn cluster() -> &'static testkit::postgres::Cluster {
+    testkit::postgres::shared().expect("the throwaway PostgreSQL starts")
+}
+
+#[tokio::test]
+async fn a_hundred_submissions_across_two_replicas_never_refund_past_the_payment() {
+    let sandbox = Sandbox::start(SandboxConfig::demo().fast()).await;
+    let database = cluster().fresh_database().unwrap();
+    let a = Replica::start(&sandbox, &database, &[]).await;
+    let b = Replica::start(&sandbox, &database, &[]).await;
+    sandbox.set_webhook_url(b.process.webhook_url());
+
+    // Each for 30 % of USD 100.00, each with its own key, alternating replicas.
+    let answers = join_all((0..100).map(|i| {
+        let replica = if i % 2 == 0 { &a } else { &b };
+        async move {
+            replica
+                .refund(
+                    "ps_usd_1001",
+                    &submission(Some(3000), "usd", &fresh_key()),
+                )
+                .await
+        }
+    }))
+    .await;
+
+    let created = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    let exceeded = answers
+        .iter()
+        .filter(|(_, b)| b["code"] == "exceeds_remaining")
+        .count();
+    assert_eq!((created, exceeded), (3, 97), "{answers:?}");
+    let upstream = sandbox.session("ps_usd_1001").await;
+    assert_eq!(upstream.refunds_received, 3);
+    assert!(sandbox_total(&upstream) <= 10_000);
+    for replica in [&a, &b] {
+        let (status, view) = replica.payment("ps_usd_1001").await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        assert_eq!(ledger_total(&view), sandbox_total(&upstream), "{view}");
+    }
+}
+
+#[tokio::test]
+async fn one_idempotency_key_sent_to_both_replicas_at_once_makes_one_refund() {
+    let sandbox = Sandbox::start(SandboxConfig::demo().fast()).await;
+    let database = cluster().fresh_database().unwrap();
+    let a = Replica::start(&sandbox, &database, &[]).await;
+    let b = Replica::start(&sandbox, &database, &[]).await;
+    sandbox.set_webhook_url(a.process.webhook_url());
+
+    let body = submission(Some(1000), "usd", &fresh_key());
+    let answers = join_all((0..20).flat_map(|_| [a.refund("ps_usd_1001", &body), b.refund("ps_usd_1001", &body)])).await;
+
+    let attempt = answers[0].1["attempt_id"].clone();
+    assert!(attempt.is_string(), "{answers:?}");
+    for (status, view) in &answers {
+        assert!(
+            matches!(*status, StatusCode::CREATED | StatusCode::OK),
+            "{status} {view}"
+        );
+        assert_eq!(view["attempt_id"], attempt, "every answer is the one attempt");
+    }
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
+}
+
+#[tokio::test]
+async fn a_webhook_received_by_one_replica_reaches_streams_on_the_other() {
+    let sandbox = Sandbox::start(SandboxConfig::demo().fast()).await;
+    let database = cluster().fresh_database().unwrap();
+    let a = Replica::start(&sandbox, &database, &[]).await;
+    let b = Replica::start(&sandbox, &database, &[]).await;
+    // Webhooks go to B; the agent watches through A.
+    sandbox.set_webhook_url(b.process.webhook_url());
+    let mut on_a = a.events("ps_usd_1001", None).await;
+
+    let started = Instant::now();
+    sandbox.chargeback("ps_usd_1001", 2500).await;
+    read_events(&mut on_a, |events| {
+        events.iter().any(|(_, e)| e["refund"]["is_chargeback"] == true)
+    })
+    .await;
+    let latency = started.elapsed();
+    eprintln!("chargeback webhook into replica B → event on replica A's stream: {latency:?}");
+
+    // A refund through A, settled by the sandbox's webhook into B: pending, in_progress and
+    // accepted all reach A's stream, in order.
+    let (status, refund) = a
+        .refund("ps_usd_1001", &submission(Some(1000), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{refund}");
+    let events = read_events(&mut on_a, |events| {
+        events.iter().any(|(_, e)| {
+            e["refund"]["attempt_id"] == refund["attempt_id"] && e["refund"]["state"] == "accepted"
+        })
+    })
+    .await;
+    let ids: Vec<i64> = events.iter().map(|(id, _)| *id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in seq order: {ids:?}");
+    let states: Vec<&str> = events
+        .iter()
+        .filter(|(_, e)| e["refund"]["attempt_id"] == refund["attempt_id"])
+        .map(|(_, e)| e["refund"]["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["pending", "in_progress", "accepted"]);
+
+    // Resumed on the other replica after the first event: everything after it, nothing twice.
+    let mut on_b = b.events("ps_usd_1001", Some(ids[0])).await;
+    let replayed = read_events(&mut on_b, |replayed| replayed.len() >= ids.len() - 1).await;
+    assert_eq!(
+        replayed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        ids[1..]
+    );
+}
+
+#[tokio::test]
+async fn a_replica_killed_mid_refund_is_reconciled_by_the_other_with_no_second_refund() {
+    let sandbox = Sandbox::start(SandboxConfig::demo().fast()).await;
+    // The refund reaches the sandbox and waits there 1.5 s before it is taken.
+    sandbox
+        .inject(FaultRequest::new(Fault::Delay { ms: 1500 }).on(FaultRoute::Refund))
+        .await;
+    let database = cluster().fresh_database().unwrap();
+    let settings = [("PROXY_UPSTREAM_TIMEOUT_MS", "20000")];
+    let mut a = Replica::start(&sandbox, &database, &settings).await;
+    let b = Replica::start(&sandbox, &database, &settings).await;
+    sandbox.set_webhook_url(b.process.webhook_url());
+
+    let request = a
+        .client
+        .post(a.process.url("/api/payments/ps_usd_1001/refunds"))
+        .bearer_auth(&a.token)
+        .json(&submission(Some(1500), "usd", &fresh_key()))
+        .send();
+    let in_flight = tokio::spawn(request);
+    // Recorded as pending in the shared ledger: the request is at the sandbox.
+    eventually(10, "the attempt is recorded", || async {
+        let (_, view) = b.payment("ps_usd_1001").await;
+        view["refunds"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["state"] == "pending"))
+    })
+    .await;
+    a.process.kill_hard();
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the agent never got an answer from the killed replica"
+    );
+
+    // B takes the orphaned attempt over and settles it from the sandbox's own record.
+    eventually(20, "replica B reconciled the attempt", || async {
+        let (_, view) = b.payment("ps_usd_1001").await;
+        view["refunds"].as_array().is_some_and(|r| {
+            r.len() == 1 && matches!(r[0]["state"].as_str(), Some("accepted" | "in_progress"))
+        })
+    })
+    .await;
+    let upstream = sandbox.session("ps_usd_1001").await;
+    assert_eq!(upstream.refunds_received, 1, "no second refund");
+    let (_, view) = b.payment("ps_usd_1001").await;
+    assert_eq!(ledger_total(&view), 1500);
+    assert_eq!(sandbox_total(&upstream), 1500);
+}
+
+/// Every refund id each replica's ledger holds on `sessions`.
+async fn refunds_in_ledger(replica: &Replica, sessions: &[String]) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    for session in sessions {
+        let (status, view) = replica.payment(session).await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        for refund in view["refunds"].as_array().unwrap() {
+            if let Some(id) = refund["refund_id"].as_str() {
+                ids.insert(id.to_owned());
+            }
+        }
+    }
+    ids
+}
+
+#[tokio::test]
+async fn postgres_stopped_under_load_gives_clear_503s_and_recovers_without_a_restart() {
+    // A cluster of its own: this test stops it.
+    let cluster = testkit::postgres::Cluster::start_with(testkit::postgres::Options::for_tests())
+        .expect("a throwaway PostgreSQL");
+    let database = cluster.fresh_database().unwrap();
+    let sandbox = Sandbox::start(SandboxConfig::demo().fast()).await;
+    let settings = [("PROXY_DATABASE_CONNECT_TIMEOUT_MS", "1000")];
+    let a = Replica::start(&sandbox, &database, &settings).await;
+    let b = Replica::start(&sandbox, &database, &settings).await;
+    sandbox.set_webhook_url(b.process.webhook_url());
+    let usd = Currency::parse("usd").unwrap();
+    let mut sessions = Vec::new();
+    for _ in 0..40 {
+        let created = sandbox
+            .create_payment(CreatePayment::new(Money::new(10_000, usd)))
+            .await;
+        sessions.push(created.session.id.to_string());
+    }
+
+    // Load: one refund after another on fresh payments, alternating replicas, while
+    // PostgreSQL goes away for 5 s and comes back.
+    let load = async {
+        let mut answers = Vec::new();
+        for (i, session) in sessions.iter().enumerate() {
+            let replica = if i % 2 == 0 { &a } else { &b };
+            let started = Instant::now();
+            let answer = replica
+                .refund(session, &submission(Some(1000), "usd", &fresh_key()))
+                .await;
+            answers.push((answer, started.elapsed()));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        answers
+    };
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        cluster.stop_server().unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        // Not ready while PostgreSQL is away.
+        assert!(!a.process.is_ready().await && !b.process.is_ready().await);
+        cluster.start_server().unwrap();
+        Instant::now()
+    };
+    let (answers, back_at) = tokio::join!(load, outage);
+    for replica in [&a, &b] {
+        let readyz = replica.process.url("/readyz");
+        testkit::wait_ready(&readyz, testkit::Ready::Success, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("ready again within 5 s of PostgreSQL: {e}"));
+    }
+    eprintln!("ready again {:?} after PostgreSQL returned", back_at.elapsed());
+
+    let mut unavailable = 0;
+    for ((status, body), took) in &answers {
+        match *status {
+            StatusCode::CREATED => {}
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(body["code"], "ledger_unavailable", "{body}");
+                unavailable += 1;
+            }
+            other => panic!("only 201 or a clear 503: {other} {body}"),
+        }
+        assert!(*took < Duration::from_secs(15), "no hang: {took:?}");
+    }
+    assert!(unavailable > 0, "the outage was seen: {answers:?}");
+
+    // Nothing lost, nothing twice: what the sandbox made is what the ledger holds, once
+    // reconciliation has settled whatever was in flight when PostgreSQL went away.
+    let mut last = (BTreeSet::new(), BTreeSet::new());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let upstream: BTreeSet<String> = sandbox
+            .sessions()
+            .await
+            .iter()
+            .filter(|s| sessions.iter().any(|id| id == s.session.id.as_str()))
+            .filter_map(|s| s.session.payment())
+            .flat_map(|p| p.refunds.iter().map(|r| r.id.to_string()))
+            .collect();
+        let in_ledger = refunds_in_ledger(&a, &sessions).await;
+        if upstream == in_ledger {
+            break;
+        }
+        last = (upstream, in_ledger);
+        assert!(
+            Instant::now() < deadline,
+            "the sandbox's refunds and the ledger's differ: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let received: usize = join_all(sessions.iter().map(|s| sandbox.session(s)))
+        .await
+        .iter()
+        .map(|s| s.refunds_received)
+        .sum();
+    let created = answers
+        .iter()
+        .filter(|((s, _), _)| *s == StatusCode::CREATED)
+        .count();
+    assert!(received >= created, "every 201 is a refund at the sandbox");
+    assert!(received <= sessions.len(), "at most one refund per submission");
+    drop(last);
+}
