@@ -6,6 +6,11 @@
 //! across replicas: a replica that dies mid-refund loses its connection, and with it the
 //! lock, so another replica's reconciliation can take the payment over. The in-process mutex
 //! is taken first, so each replica waits on the database with one request per payment.
+//!
+//! The advisory locks live on a pool of their own (`database_pool_size` connections): a
+//! refund holding its payment's lock still gets a connection for its writes. A semaphore as
+//! wide as that pool queues the refunds beyond it in the process, so waiting for a turn is
+//! never mistaken for PostgreSQL being unreachable.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,26 +20,45 @@ use shared::SessionId;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPool;
 use sqlx::Postgres;
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 /// Per-payment locks; cheap to clone. Made by [`Ledger::payment_locks`](super::Ledger::payment_locks).
 #[derive(Clone)]
 pub struct PaymentLocks {
     local: Arc<Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>>,
     /// The replicas' shared database, when there is one.
-    shared: Option<PgPool>,
+    shared: Option<Shared>,
+}
+
+/// The lock pool and one permit per connection in it.
+#[derive(Clone)]
+struct Shared {
+    pool: PgPool,
+    turns: Arc<Semaphore>,
+}
+
+/// A lock held on PostgreSQL: its connection, its key, and the turn that connection uses.
+struct Held {
+    conn: PoolConnection<Postgres>,
+    key: i64,
+    turn: OwnedSemaphorePermit,
 }
 
 /// Held while a payment is being worked on; dropping it lets the next one in.
 pub struct PaymentGuard {
     _local: OwnedMutexGuard<()>,
-    /// The connection holding the advisory lock (PostgreSQL).
-    shared: Option<(PoolConnection<Postgres>, i64)>,
+    /// The advisory lock (PostgreSQL).
+    shared: Option<Held>,
 }
 
 impl Drop for PaymentGuard {
     fn drop(&mut self) {
-        if let Some((mut conn, key)) = self.shared.take() {
+        if let Some(Held {
+            mut conn,
+            key,
+            turn,
+        }) = self.shared.take()
+        {
             // Unlocked on its connection before that goes back to the pool; a connection
             // that cannot say so is closed, which unlocks too.
             tokio::spawn(async move {
@@ -45,6 +69,7 @@ impl Drop for PaymentGuard {
                 if !matches!(unlocked, Ok(true)) {
                     let _ = conn.close().await;
                 }
+                drop(turn);
             });
         }
     }
@@ -67,10 +92,12 @@ impl PaymentLocks {
         }
     }
 
+    /// Locks on `pool`, which only they use.
     pub(super) fn shared(pool: PgPool) -> Self {
+        let turns = Arc::new(Semaphore::new(pool.options().get_max_connections() as usize));
         Self {
             local: Arc::default(),
-            shared: Some(pool),
+            shared: Some(Shared { pool, turns }),
         }
     }
 
@@ -89,14 +116,20 @@ impl PaymentLocks {
         let local = self.slot(session).lock_owned().await;
         let shared = match &self.shared {
             None => None,
-            Some(pool) => {
+            Some(shared) => {
+                let turn = shared
+                    .turns
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| sqlx::Error::PoolClosed)?;
                 let key = key(session);
-                let mut conn = pool.acquire().await?;
+                let mut conn = shared.pool.acquire().await?;
                 sqlx::query("SELECT pg_advisory_lock($1)")
                     .bind(key)
                     .execute(&mut *conn)
                     .await?;
-                Some((conn, key))
+                Some(Held { conn, key, turn })
             }
         };
         Ok(PaymentGuard {
@@ -111,9 +144,10 @@ impl PaymentLocks {
         let local = self.slot(session).try_lock_owned().ok()?;
         let shared = match &self.shared {
             None => None,
-            Some(pool) => {
+            Some(shared) => {
+                let turn = shared.turns.clone().try_acquire_owned().ok()?;
                 let key = key(session);
-                let mut conn = pool.acquire().await.ok()?;
+                let mut conn = shared.pool.acquire().await.ok()?;
                 let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                     .bind(key)
                     .fetch_one(&mut *conn)
@@ -122,7 +156,7 @@ impl PaymentLocks {
                 if !taken {
                     return None;
                 }
-                Some((conn, key))
+                Some(Held { conn, key, turn })
             }
         };
         Some(PaymentGuard {

@@ -80,15 +80,16 @@ pub enum Database {
     /// A SQLite file (a path, or a `sqlite:` URL): the embedded default, one process.
     Sqlite(std::path::PathBuf),
     /// A PostgreSQL database shared by every replica.
-    Postgres(PostgresTarget),
+    Postgres(Box<PostgresTarget>),
 }
 
 /// How to reach PostgreSQL. Its `Debug` never shows the password.
 #[derive(Clone)]
 pub struct PostgresTarget {
     pub options: PgConnectOptions,
-    /// Connections each replica keeps at most (requests, the webhook writer, the listener
-    /// and each refund in flight hold one).
+    /// Connections each replica keeps at most for its queries (the listener holds one), and
+    /// as many again for payments' locks: that many refunds are in flight at once, the rest
+    /// wait their turn.
     pub pool_size: u32,
     /// How long getting a connection may take before the call fails (503).
     pub connect_timeout: Duration,
@@ -101,11 +102,11 @@ impl Database {
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(text)
                 .map_err(|_| "not a valid PostgreSQL URL (postgres://user:password@host:port/database)".to_owned())?;
-            return Ok(Database::Postgres(PostgresTarget {
+            return Ok(Database::Postgres(Box::new(PostgresTarget {
                 options,
                 pool_size: pool_size.max(2),
                 connect_timeout,
-            }));
+            })));
         }
         let path = text
             .strip_prefix("sqlite://")
@@ -150,7 +151,7 @@ impl std::fmt::Debug for Database {
 
 impl std::fmt::Debug for PostgresTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&Database::Postgres(self.clone()).describe())
+        f.write_str(&Database::Postgres(Box::new(self.clone())).describe())
     }
 }
 
@@ -171,6 +172,8 @@ enum Store {
 #[derive(Debug)]
 struct PgStore {
     pool: PgPool,
+    /// Connections that hold payments' advisory locks (see [`locks`]).
+    lock_pool: PgPool,
     /// The last `seq` this replica's listener published (see [`listen`]).
     published: watch::Sender<i64>,
     /// Whether a listener runs (a ledger opened by `proxy revoke` has none to wait for).
@@ -283,16 +286,19 @@ impl Ledger {
     }
 
     async fn connect_postgres(target: &PostgresTarget) -> Result<Self, sqlx::Error> {
-        let pool = PgPoolOptions::new()
-            .max_connections(target.pool_size)
-            .acquire_timeout(target.connect_timeout)
-            // A connection PostgreSQL dropped (a restart) is found out before it is used.
-            .test_before_acquire(true)
-            .connect_with(target.options.clone())
-            .await?;
+        let options = || {
+            PgPoolOptions::new()
+                .max_connections(target.pool_size)
+                .acquire_timeout(target.connect_timeout)
+                // A connection PostgreSQL dropped (a restart) is found out before it is used.
+                .test_before_acquire(true)
+        };
+        let pool = options().connect_with(target.options.clone()).await?;
+        let lock_pool = options().connect_lazy_with(target.options.clone());
         Ok(Self {
             store: Store::Postgres(Arc::new(PgStore {
                 pool,
+                lock_pool,
                 published: watch::Sender::new(0),
                 listening: false.into(),
             })),
@@ -416,7 +422,7 @@ impl Ledger {
     pub fn payment_locks(&self) -> PaymentLocks {
         match &self.store {
             Store::Sqlite { .. } => PaymentLocks::in_process(),
-            Store::Postgres(pg) => PaymentLocks::shared(pg.pool.clone()),
+            Store::Postgres(pg) => PaymentLocks::shared(pg.lock_pool.clone()),
         }
     }
 
@@ -478,7 +484,10 @@ impl Ledger {
                 readers.close().await;
                 writer.close().await;
             }
-            Store::Postgres(pg) => pg.pool.close().await,
+            Store::Postgres(pg) => {
+                pg.lock_pool.close().await;
+                pg.pool.close().await;
+            }
         }
     }
 }

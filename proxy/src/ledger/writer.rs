@@ -277,8 +277,8 @@ impl<'a> WriteTx<'a> {
     /// Where this transaction's statements run.
     pub(super) fn exec(&mut self) -> Exec<'_> {
         match self.held.as_mut() {
-            Some(Held::Sqlite(conn)) => Exec::SqliteConn(&mut **conn),
-            Some(Held::Postgres(conn)) => Exec::PgConn(&mut **conn),
+            Some(Held::Sqlite(conn)) => Exec::SqliteConn(conn),
+            Some(Held::Postgres(conn)) => Exec::PgConn(conn),
             None => unreachable!("a transaction holds its connection until it ends"),
         }
     }

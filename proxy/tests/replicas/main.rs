@@ -29,7 +29,13 @@ struct Replica {
 
 impl Replica {
     async fn start(sandbox: &Sandbox, database: &str, extra: &[(&str, &str)]) -> Self {
-        let process = ProxyProcess::start(&sandbox.base_url(), Path::new(database), extra).await;
+        // One agent sends every request here: no per-agent rate limit.
+        let settings: Vec<(&str, &str)> = [("PROXY_RATE_LIMIT_PER_MINUTE", "0")]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        let process =
+            ProxyProcess::start(&sandbox.base_url(), Path::new(database), &settings).await;
         process.wait_ready().await;
         Self {
             process,
@@ -230,15 +236,6 @@ async fn a_webhook_received_by_one_replica_reaches_streams_on_the_other() {
     sandbox.set_webhook_url(b.process.webhook_url());
     let mut on_a = a.events("ps_usd_1001", None).await;
 
-    let started = Instant::now();
-    sandbox.chargeback("ps_usd_1001", 2500).await;
-    read_events(&mut on_a, |events| {
-        events.iter().any(|(_, e)| e["refund"]["is_chargeback"] == true)
-    })
-    .await;
-    let latency = started.elapsed();
-    eprintln!("chargeback webhook into replica B → event on replica A's stream: {latency:?}");
-
     // A refund through A, settled by the sandbox's webhook into B: pending, in_progress and
     // accepted all reach A's stream, in order.
     let (status, refund) = a
@@ -251,14 +248,25 @@ async fn a_webhook_received_by_one_replica_reaches_streams_on_the_other() {
         })
     })
     .await;
-    let ids: Vec<i64> = events.iter().map(|(id, _)| *id).collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in seq order: {ids:?}");
+    let mut ids: Vec<i64> = events.iter().map(|(id, _)| *id).collect();
     let states: Vec<&str> = events
         .iter()
         .filter(|(_, e)| e["refund"]["attempt_id"] == refund["attempt_id"])
         .map(|(_, e)| e["refund"]["state"].as_str().unwrap())
         .collect();
     assert_eq!(states, ["pending", "in_progress", "accepted"]);
+
+    // A chargeback: nothing but its webhook, into B.
+    let started = Instant::now();
+    sandbox.chargeback("ps_usd_1001", 2500).await;
+    let chargeback = read_events(&mut on_a, |events| {
+        events.iter().any(|(_, e)| e["refund"]["is_chargeback"] == true)
+    })
+    .await;
+    let latency = started.elapsed();
+    eprintln!("chargeback webhook into replica B → event on replica A's stream: {latency:?}");
+    ids.extend(chargeback.iter().map(|(id, _)| *id));
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in seq order: {ids:?}");
 
     // Resumed on the other replica after the first event: everything after it, nothing twice.
     let mut on_b = b.events("ps_usd_1001", Some(ids[0])).await;
@@ -272,9 +280,12 @@ async fn a_webhook_received_by_one_replica_reaches_streams_on_the_other() {
 #[tokio::test]
 async fn a_replica_killed_mid_refund_is_reconciled_by_the_other_with_no_second_refund() {
     let sandbox = Sandbox::start(SandboxConfig::demo().fast()).await;
-    // The refund reaches the sandbox and waits there 1.5 s before it is taken.
+    // The refund waits at the sandbox for 1 s, is taken, and its answer never comes back.
     sandbox
-        .inject(FaultRequest::new(Fault::Delay { ms: 1500 }).on(FaultRoute::Refund))
+        .inject(FaultRequest::new(Fault::Delay { ms: 1000 }).on(FaultRoute::Refund))
+        .await;
+    sandbox
+        .inject(FaultRequest::new(Fault::Timeout).on(FaultRoute::Refund))
         .await;
     let database = cluster().fresh_database().unwrap();
     let settings = [("PROXY_UPSTREAM_TIMEOUT_MS", "20000")];
@@ -289,12 +300,16 @@ async fn a_replica_killed_mid_refund_is_reconciled_by_the_other_with_no_second_r
         .json(&submission(Some(1500), "usd", &fresh_key()))
         .send();
     let in_flight = tokio::spawn(request);
-    // Recorded as pending in the shared ledger: the request is at the sandbox.
+    // Recorded as pending in the shared ledger (B sees it), then taken by the sandbox.
     eventually(10, "the attempt is recorded", || async {
         let (_, view) = b.payment("ps_usd_1001").await;
         view["refunds"]
             .as_array()
             .is_some_and(|r| r.iter().any(|r| r["state"] == "pending"))
+    })
+    .await;
+    eventually(10, "the sandbox took the refund", || async {
+        sandbox.session("ps_usd_1001").await.refunds_received == 1
     })
     .await;
     a.process.kill_hard();
@@ -333,7 +348,7 @@ async fn refunds_in_ledger(replica: &Replica, sessions: &[String]) -> BTreeSet<S
     ids
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_under_load_gives_clear_503s_and_recovers_without_a_restart() {
     // A cluster of its own: this test stops it.
     let cluster = testkit::postgres::Cluster::start_with(testkit::postgres::Options::for_tests())
@@ -370,21 +385,23 @@ async fn postgres_stopped_under_load_gives_clear_503s_and_recovers_without_a_res
     };
     let outage = async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        cluster.stop_server().unwrap();
+        // pg_ctl waits for the server: off this runtime, which also runs the sandbox.
+        tokio::task::block_in_place(|| cluster.stop_server()).unwrap();
         tokio::time::sleep(Duration::from_secs(5)).await;
         // Not ready while PostgreSQL is away.
         assert!(!a.process.is_ready().await && !b.process.is_ready().await);
-        cluster.start_server().unwrap();
-        Instant::now()
+        tokio::task::block_in_place(|| cluster.start_server()).unwrap();
+        let back = Instant::now();
+        for replica in [&a, &b] {
+            let readyz = replica.process.url("/readyz");
+            testkit::wait_ready(&readyz, testkit::Ready::Success, Duration::from_secs(5))
+                .await
+                .unwrap_or_else(|e| panic!("ready again within 5 s of PostgreSQL: {e}"));
+        }
+        back.elapsed()
     };
-    let (answers, back_at) = tokio::join!(load, outage);
-    for replica in [&a, &b] {
-        let readyz = replica.process.url("/readyz");
-        testkit::wait_ready(&readyz, testkit::Ready::Success, Duration::from_secs(5))
-            .await
-            .unwrap_or_else(|e| panic!("ready again within 5 s of PostgreSQL: {e}"));
-    }
-    eprintln!("ready again {:?} after PostgreSQL returned", back_at.elapsed());
+    let (answers, back_in) = tokio::join!(load, outage);
+    eprintln!("both replicas ready again {back_in:?} after PostgreSQL returned");
 
     let mut unavailable = 0;
     for ((status, body), took) in &answers {
