@@ -6,13 +6,18 @@ use std::path::{Path, PathBuf};
 use proxy::config::{Config, Settings};
 
 fn readme_toml() -> String {
+    toml_of_section("## Configuring the proxy")
+}
+
+/// The first TOML block after `heading`.
+fn toml_of_section(heading: &str) -> String {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
             .expect("README.md is readable");
     let section = readme
-        .split("## Configuring the proxy")
+        .split(heading)
         .nth(1)
-        .expect("README has a `Configuring the proxy` section");
+        .unwrap_or_else(|| panic!("README has a `{heading}` section"));
     let block = section
         .split("```toml\n")
         .nth(1)
@@ -47,4 +52,19 @@ fn the_readme_configuration_is_complete_once_its_files_exist() {
     assert!(config.partial_refunds);
     assert!(config.log_json);
     assert_eq!(config.allowed_origins, ["https://admin.acme.example"]);
+}
+
+#[test]
+fn the_readme_replicas_configuration_is_postgres_and_never_shows_its_password() {
+    let settings: Settings = toml::from_str(&toml_of_section("## Running more than one proxy"))
+        .unwrap_or_else(|e| panic!("README's replicas TOML does not parse: {e}"));
+    let database = settings.database().unwrap();
+    assert_eq!(database.engine(), proxy::ledger::Engine::Postgres);
+    let shown = format!("{database:?}");
+    assert_eq!(shown, "postgres://refunds@db.internal:5432/refunds");
+    let proxy::ledger::Database::Postgres(target) = database else {
+        unreachable!("the engine is PostgreSQL");
+    };
+    assert_eq!(target.pool_size, 10);
+    assert_eq!(target.connect_timeout, std::time::Duration::from_millis(2000));
 }

@@ -97,8 +97,9 @@ pub fn stage<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     result
 }
 
-/// Every test: native workspace tests (the browser end-to-end suite included), then the
-/// widget's `wasm-bindgen-test` suite in headless Chromium.
+/// Every test: native workspace tests (the browser end-to-end suite included), the proxy's
+/// API suite once more on PostgreSQL, then the widget's `wasm-bindgen-test` suite in headless
+/// Chromium.
 fn test() -> Result {
     stage("setup", || setup::run(true))?;
     stage("widget release build", || {
@@ -109,8 +110,17 @@ fn test() -> Result {
         widget::check_types,
     )?;
     stage(
-        "native tests (cargo test: every crate but the wasm widget)",
+        "native tests (cargo test: every crate but the wasm widget; tests/replicas on a throwaway PostgreSQL)",
         || setup::cargo(&["test", "--locked"], &[]),
+    )?;
+    stage(
+        "the proxy's API suite again, every ledger in PostgreSQL (PROXY_TEST_DATABASE=postgres)",
+        || {
+            setup::cargo(
+                &["test", "--locked", "-p", "proxy", "--test", "api"],
+                &[("PROXY_TEST_DATABASE", "postgres")],
+            )
+        },
     )?;
     stage(
         "widget tests in headless Chromium (wasm-bindgen-test)",

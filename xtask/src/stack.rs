@@ -91,6 +91,12 @@ pub struct DemoArgs {
     /// Keep the ledgers in DIR (default .data/, or .data/ports-S-P-F/ with --ports).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Run the demo-project proxy as this many replicas on one PostgreSQL ledger (1 or 2).
+    /// With 2: a throwaway PostgreSQL, the second replica on the proxy's port + 2 (8082), and
+    /// the sandbox's webhooks sent to it, so the page (on the first) shows updates that reached
+    /// the other replica.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    replicas: u8,
 }
 
 /// What `cargo xtask demo …` was asked to do, the defaults filled in.
@@ -100,6 +106,15 @@ pub struct Options {
     pub reset: bool,
     pub build: bool,
     pub data_dir: PathBuf,
+    /// 1: SQLite, as always; 2: two replicas on a throwaway PostgreSQL.
+    pub replicas: u8,
+}
+
+impl Options {
+    /// The second replica's port, with `--replicas 2`: the proxy's + 2 (8082).
+    pub fn second_replica(&self) -> Option<u16> {
+        (self.replicas > 1).then(|| self.ports.proxy.saturating_add(2))
+    }
 }
 
 impl From<DemoArgs> for Options {
@@ -122,6 +137,7 @@ impl From<DemoArgs> for Options {
             reset: args.reset,
             build: !args.no_build,
             data_dir,
+            replicas: args.replicas,
         }
     }
 }
@@ -165,6 +181,7 @@ pub fn demo(args: DemoArgs) -> Result {
     let ports = options.ports;
     // Before the setup and the builds: a taken port is known in a second, not after minutes.
     check_ports(&ports)?;
+    check_replica_port(&options)?;
     if options.build {
         stage("setup", || setup::run(false))?;
         stage("widget release build", || {
@@ -175,6 +192,7 @@ pub fn demo(args: DemoArgs) -> Result {
         })?;
         // Again: something may have taken a port while we were building.
         check_ports(&ports)?;
+        check_replica_port(&options)?;
     }
     if !root().join("dist/index.html").is_file() {
         println!("xtask: dist/ has no built widget (run `cargo xtask demo` without --no-build)");
@@ -190,6 +208,23 @@ pub fn demo(args: DemoArgs) -> Result {
         }
     }
     let ledger_kept = ledgers.iter().any(|l| l.exists());
+    // With replicas, the demo-project ledger is a throwaway PostgreSQL, stopped (and deleted)
+    // when the demo ends, however it ends.
+    let postgres = match options.second_replica() {
+        None => None,
+        Some(_) => Some(stage("throwaway PostgreSQL for the replicas", || {
+            let cluster = testkit::postgres::Cluster::start()
+                .map_err(|e| format!("cannot start PostgreSQL: {e}"))?;
+            let url = cluster
+                .create_database("refunds")
+                .map_err(|e| format!("cannot create the demo database: {e}"))?;
+            Ok((cluster, url))
+        })?),
+    };
+    let project_ledger = match &postgres {
+        Some((_, url)) => url.clone(),
+        None => ledgers[0].display().to_string(),
+    };
 
     // From here on a signal stops the children in order instead of ending us outright.
     signals::catch_termination().map_err(|e| format!("cannot catch SIGTERM: {e}"))?;
@@ -198,14 +233,14 @@ pub fn demo(args: DemoArgs) -> Result {
     // All three start at once; their health checks are waited for below, in this order.
     processes.0.push((
         "sandbox",
-        start(&bin, "sandbox", &sandbox_args(&ports), ports.sandbox)?,
+        start(&bin, "sandbox", &sandbox_args(&options), ports.sandbox)?,
     ));
     processes.0.push((
         "demo-project proxy",
         start(
             &bin,
             "proxy",
-            &proxy_args(&ports, "demo/proxy.toml", ports.proxy, &ledgers[0]),
+            &proxy_args(&options, "demo/proxy.toml", ports.proxy, &project_ledger),
             ports.proxy,
         )?,
     ));
@@ -215,16 +250,28 @@ pub fn demo(args: DemoArgs) -> Result {
             &bin,
             "proxy",
             &proxy_args(
-                &ports,
+                &options,
                 "demo/proxy-full-only.toml",
                 ports.full_only,
-                &ledgers[1],
+                &ledgers[1].display().to_string(),
             ),
             ports.full_only,
         )?,
     ));
+    let mut probes = vec!["/_sandbox/faults", "/readyz", "/readyz"];
+    if let Some(port) = options.second_replica() {
+        processes.0.push((
+            "demo-project proxy, replica 2",
+            start(
+                &bin,
+                "proxy",
+                &proxy_args(&options, "demo/proxy.toml", port, &project_ledger),
+                port,
+            )?,
+        ));
+        probes.push("/readyz");
+    }
 
-    let probes = ["/_sandbox/faults", "/readyz", "/readyz"];
     for (index, probe) in probes.into_iter().enumerate() {
         let url = processes.0[index].1.url(probe);
         let waited = testkit::wait_ready_blocking(&url, Ready::Success, HEALTH_TIMEOUT, || {
@@ -256,6 +303,8 @@ pub fn demo(args: DemoArgs) -> Result {
     }
 
     print_banner(&options, ledger_kept);
+    // Kept until the demo ends: dropping it stops PostgreSQL.
+    let _postgres = postgres;
 
     loop {
         if let Some(signal) = signals::received() {
@@ -356,12 +405,26 @@ fn url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-fn sandbox_args(ports: &Ports) -> Vec<String> {
+/// The second replica's port is free (with `--replicas 2`).
+fn check_replica_port(options: &Options) -> Result {
+    match options.second_replica() {
+        Some(port) if !ports::is_free(loopback(port)) => Err(format!(
+            "cannot start the demo, nothing was started: port {port} (the second replica) is \
+             taken; free it or choose other ports with --ports"
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn sandbox_args(options: &Options) -> Vec<String> {
+    let ports = &options.ports;
+    // With replicas, Smart Glocal's webhooks reach the replica the page is not served by.
+    let webhooks = options.second_replica().unwrap_or(ports.proxy);
     vec![
         "--listen".into(),
         loopback(ports.sandbox).to_string(),
         "--webhook-url".into(),
-        format!("{}/webhooks/smart-glocal", url(ports.proxy)),
+        format!("{}/webhooks/smart-glocal", url(webhooks)),
         "--project-webhook-url".into(),
         format!(
             "demo-full-only={}/webhooks/smart-glocal",
@@ -371,10 +434,14 @@ fn sandbox_args(ports: &Ports) -> Vec<String> {
 }
 
 /// `proxy serve` with its demo config file, the ports and the ledger overridden by flags.
-fn proxy_args(ports: &Ports, config: &str, port: u16, ledger: &Path) -> Vec<String> {
+fn proxy_args(options: &Options, config: &str, port: u16, ledger: &str) -> Vec<String> {
+    let ports = &options.ports;
     // The demo page is served by the demo-project proxy and calls both proxies, so each one
-    // allows both origins, as 127.0.0.1 and as localhost.
+    // allows every origin, as 127.0.0.1 and as localhost.
     let origins = [ports.proxy, ports.full_only]
+        .into_iter()
+        .chain(options.second_replica())
+        .collect::<Vec<_>>()
         .iter()
         .flat_map(|p| [url(*p), format!("http://localhost:{p}")])
         .collect::<Vec<_>>()
@@ -390,7 +457,7 @@ fn proxy_args(ports: &Ports, config: &str, port: u16, ledger: &Path) -> Vec<Stri
         "--allowed-origins".into(),
         origins,
         "--database".into(),
-        ledger.display().to_string(),
+        ledger.into(),
     ]
 }
 
@@ -459,6 +526,16 @@ fn print_banner(options: &Options, ledger_kept: bool) {
         url(ports.full_only)
     );
     println!("  Ledger: {ledger}");
+    if let Some(port) = options.second_replica() {
+        println!(
+            "  Replicas: the demo-project proxy runs twice, on {} and {}, sharing one ledger in a \
+             throwaway PostgreSQL (gone when the demo stops); Smart Glocal's webhooks go to {}, so \
+             every live update on the page crossed from one replica to the other.",
+            url(ports.proxy),
+            url(port),
+            url(port)
+        );
+    }
     println!("  Sandbox: fresh from its seed (it keeps nothing between runs)");
     println!("  Press Ctrl-C to stop.");
     println!();
@@ -594,13 +671,9 @@ mod tests {
 
     #[test]
     fn proxies_get_the_chosen_ports_both_origins_and_their_own_ledger() {
-        let ports = Ports::parse("9070,9080,9081").unwrap();
-        let args = proxy_args(
-            &ports,
-            "demo/proxy.toml",
-            ports.proxy,
-            Path::new("/tmp/l.sqlite"),
-        );
+        let options = parse(&["--ports", "9070,9080,9081"]).unwrap();
+        let ports = options.ports;
+        let args = proxy_args(&options, "demo/proxy.toml", ports.proxy, "/tmp/l.sqlite");
         let joined = args.join(" ");
         assert!(joined.contains("--listen 127.0.0.1:9080"), "{joined}");
         assert!(
@@ -608,11 +681,35 @@ mod tests {
             "{joined}"
         );
         assert!(joined.contains("http://localhost:9081"), "{joined}");
+        assert!(!joined.contains("9082"), "one replica: {joined}");
         assert!(joined.contains("--database /tmp/l.sqlite"), "{joined}");
-        let sandbox = sandbox_args(&ports).join(" ");
+        let sandbox = sandbox_args(&options).join(" ");
+        assert!(
+            sandbox.contains("--webhook-url http://127.0.0.1:9080/webhooks/smart-glocal"),
+            "{sandbox}"
+        );
         assert!(
             sandbox.contains("demo-full-only=http://127.0.0.1:9081/webhooks/smart-glocal"),
             "{sandbox}"
         );
+    }
+
+    #[test]
+    fn two_replicas_add_a_proxy_two_ports_up_that_gets_the_webhooks() {
+        assert_eq!(parse(&[]).unwrap().second_replica(), None);
+        let options = parse(&["--replicas", "2"]).unwrap();
+        assert_eq!(options.second_replica(), Some(8082));
+        let sandbox = sandbox_args(&options).join(" ");
+        assert!(
+            sandbox.contains("--webhook-url http://127.0.0.1:8082/webhooks/smart-glocal"),
+            "webhooks go to the replica the page is not on: {sandbox}"
+        );
+        let args = proxy_args(&options, "demo/proxy.toml", 8082, "postgres://x@h/db").join(" ");
+        assert!(args.contains("--listen 127.0.0.1:8082"), "{args}");
+        assert!(args.contains("--database postgres://x@h/db"), "{args}");
+        assert!(args.contains("http://127.0.0.1:8082"), "its own origin: {args}");
+        for bad in ["0", "3", "two"] {
+            assert!(parse(&["--replicas", bad]).is_err(), "--replicas {bad}");
+        }
     }
 }
