@@ -247,13 +247,27 @@ fn refund_id(round: usize) -> String {
 }
 
 /// Webhook number `round`: the payment's refunds so far, the newest one new to the proxy.
-async fn send_webhook(rig: &Rig, session: &SessionId, round: usize) -> Result<(), String> {
+pub(crate) async fn send_webhook(
+    rig: &Rig,
+    session: &SessionId,
+    round: usize,
+) -> Result<(), String> {
+    send_webhook_to(rig, &rig.proxy.url, session, round).await
+}
+
+/// [`send_webhook`] to the proxy at `base` (another replica).
+pub(crate) async fn send_webhook_to(
+    rig: &Rig,
+    base: &str,
+    session: &SessionId,
+    round: usize,
+) -> Result<(), String> {
     let ids: Vec<String> = (0..=round).map(refund_id).collect();
     let refunds: Vec<(&str, u64)> = ids.iter().map(|id| (id.as_str(), 100)).collect();
     let body = crate::fixtures::webhook_for(session, &refunds);
     let response = rig
         .http
-        .post(format!("{}{WEBHOOK_PATH}", rig.proxy.url))
+        .post(format!("{base}{WEBHOOK_PATH}"))
         .header("content-type", "application/json")
         .header(HEADER_SIGN, rig.webhook_signer.sign(&body))
         .body(body)
@@ -264,7 +278,7 @@ async fn send_webhook(rig: &Rig, session: &SessionId, round: usize) -> Result<()
 
 /// Opens the streams (a ticket each, as the widget does) and returns once all are subscribed:
 /// the proxy subscribes before it answers the request's headers.
-async fn open_streams(
+pub(crate) async fn open_streams(
     rig: &Rig,
     session: &SessionId,
     arrivals: mpsc::UnboundedSender<(usize, Instant)>,

@@ -187,7 +187,7 @@ async fn measure_scheme(scheme: Scheme) -> Result<Vec<Runs>, String> {
 }
 
 /// `count` distinct webhooks, each signed as the sandbox signs them in `rig`'s scheme.
-fn signed_webhooks(rig: &Rig, count: usize) -> Vec<(Vec<u8>, String)> {
+pub(crate) fn signed_webhooks(rig: &Rig, count: usize) -> Vec<(Vec<u8>, String)> {
     (0..count)
         .map(|i| {
             let session =

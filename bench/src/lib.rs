@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod load;
 pub mod machine;
 pub mod overhead;
+pub mod postgres;
 pub mod report;
 pub mod rig;
 pub mod servers;

@@ -10,7 +10,8 @@ use std::time::Instant;
 use bench::machine::Machine;
 use bench::report::{Report, Row, Verdict};
 use bench::{
-    fanout, ingest, overhead, servers, signing_cost, start, sustained, weight, workspace_root,
+    fanout, ingest, overhead, postgres, servers, signing_cost, start, sustained, weight,
+    workspace_root,
 };
 
 fn main() -> ExitCode {
@@ -77,6 +78,14 @@ fn main() -> ExitCode {
                 "live fan-out",
                 wanted("fanout"),
                 fanout::measure(if smoke { fanout::SMOKE } else { fanout::FULL }, &mut notes),
+            )
+            .await,
+        );
+        rows.extend(
+            section(
+                "PostgreSQL ledger",
+                wanted("postgres") && !smoke,
+                postgres::measure(&mut notes),
             )
             .await,
         );

@@ -76,13 +76,14 @@ async fn measure_scheme(scheme: Scheme) -> Result<Passes, String> {
         .prefix("bench-floor-")
         .tempdir_in(crate::workspace_root().join("target"))
         .map_err(|e| e.to_string())?;
-    let floor = Arc::new(
+    let floor = Arc::new(Some(
         Server::floor(
             &dir.path().join("floor.log"),
             &dir.path().join("floor.sqlite"),
         )
         .await?,
-    );
+    ));
+    let floor_server = (*floor).as_ref().ok_or("no storage floor")?;
     // Warm up every path: connections, both SQLite files, the allocator.
     let warm = rig.payments(WARM_UP_OPS / 2).await;
     run(&rig, &floor, Path::Direct, warm.clone(), WARM_UP_OPS).await;
@@ -93,9 +94,9 @@ async fn measure_scheme(scheme: Scheme) -> Result<Passes, String> {
 
     let direct = run(&rig, &floor, Path::Direct, rig.payments(OPS / 2).await, OPS).await;
     let payments = rig.payments(OPS / 2).await;
-    let cpu = floor.cpu();
+    let cpu = floor_server.cpu();
     let floor_pass = run(&rig, &floor, Path::Floor, payments, OPS).await;
-    let floor_cpu = floor.cpu().saturating_sub(cpu);
+    let floor_cpu = floor_server.cpu().saturating_sub(cpu);
     let payments = rig.payments(OPS / 2).await;
     let cpu = rig.proxy.cpu();
     let proxied = run(&rig, &floor, Path::Proxy, payments, OPS).await;
@@ -134,16 +135,17 @@ async fn measure_scheme(scheme: Scheme) -> Result<Passes, String> {
 }
 
 #[derive(Clone, Copy)]
-enum Path {
+pub(crate) enum Path {
     Direct,
     /// The direct calls, plus the storage floor's hop (and two commits for a refund).
     Floor,
     Proxy,
 }
 
-async fn run(
+/// `ops` requests along `path` (the floor's is needed for [`Path::Floor`] only).
+pub(crate) async fn run(
     rig: &Arc<Rig>,
-    floor: &Arc<Server>,
+    floor: &Arc<Option<Server>>,
     path: Path,
     payments: Vec<SessionId>,
     ops: usize,
@@ -161,6 +163,7 @@ async fn run(
                     direct_refund(&rig, &session).await
                 }
                 (Path::Floor, false) => {
+                    let floor = floor.as_ref().as_ref().ok_or("no storage floor")?;
                     let url = format!("{}{}", floor.url, crate::floor::LOOKUP_PATH);
                     load::expect_status(rig.http.get(url).send().await, &[200]).await?;
                     direct_status(&rig, &session).await
@@ -169,6 +172,7 @@ async fn run(
                     // As the proxy orders it: status, attempt committed, refund, outcome
                     // committed; the floor's two commits in one hop.
                     direct_status(&rig, &session).await?;
+                    let floor = floor.as_ref().as_ref().ok_or("no storage floor")?;
                     let url = format!("{}{}", floor.url, crate::floor::REFUND_PATH);
                     let sent = rig.http.post(url).body(session.to_string()).send().await;
                     load::expect_status(sent, &[201]).await?;

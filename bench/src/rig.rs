@@ -26,6 +26,8 @@ pub struct RigOptions {
     pub allowed_origins: Vec<String>,
     /// Serve the built widget from here.
     pub serve_dir: Option<PathBuf>,
+    /// The ledger: a `postgres://` URL; absent, a SQLite file in the rig's folder.
+    pub database: Option<String>,
 }
 
 pub struct Rig {
@@ -38,7 +40,9 @@ pub struct Rig {
     pub webhook_signer: Signer,
     pub token: String,
     pub http: reqwest::Client,
-    _data: tempfile::TempDir,
+    /// What the proxy was started with, for [`Rig::another_proxy`].
+    env: Vec<(&'static str, String)>,
+    data: tempfile::TempDir,
 }
 
 impl Rig {
@@ -54,13 +58,19 @@ impl Rig {
             .map_err(|e| e.to_string())?;
         let keys = workspace_root().join("demo/keys");
         let path = |p: PathBuf| p.display().to_string();
-        let mut env: Vec<(&str, String)> = vec![
+        let mut env: Vec<(&'static str, String)> = vec![
             ("PROXY_UPSTREAM_URL", sandbox.base_url()),
             ("PROXY_PROJECT", DEMO_PROJECT.into()),
             ("PROXY_SIGNING_SCHEME", scheme.to_string()),
             ("PROXY_WEBHOOK_SCHEME", scheme.to_string()),
             ("PROXY_AGENT_TOKEN_SECRET", TOKEN_SECRET.into()),
-            ("PROXY_DATABASE", path(data.path().join("proxy.sqlite"))),
+            (
+                "PROXY_DATABASE",
+                options
+                    .database
+                    .clone()
+                    .unwrap_or_else(|| path(data.path().join("proxy.sqlite"))),
+            ),
             ("PROXY_PARTIAL_REFUNDS", "true".into()),
             ("PROXY_UPSTREAM_TIMEOUT_MS", "5000".into()),
             // One agent's token drives every measured request: no per-agent rate limit.
@@ -120,8 +130,14 @@ impl Rig {
             webhook_signer,
             token,
             http,
-            _data: data,
+            env,
+            data,
         })
+    }
+
+    /// One more proxy exactly like the rig's (a replica, when the ledger is PostgreSQL).
+    pub async fn another_proxy(&self, name: &str) -> Result<Server, String> {
+        Server::proxy(&self.env, &self.data.path().join(format!("{name}.log"))).await
     }
 
     /// `count` fresh succeeded payments of 100.00 EUR in `demo-project`.

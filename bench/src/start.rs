@@ -91,6 +91,7 @@ async fn run() -> Result<((Duration, Duration), (Duration, Duration)), String> {
     let options = RigOptions {
         allowed_origins: vec![host_origin.clone()],
         serve_dir: Some(dist),
+        database: None,
     };
     let rig = Rig::start(Scheme::RsaSha256, options).await?;
     let session = rig.payments(1).await.remove(0);

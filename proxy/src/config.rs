@@ -726,7 +726,10 @@ mod tests {
         assert_eq!(target.pool_size, 7);
         assert_eq!(target.connect_timeout, Duration::from_millis(2000));
         let shown = format!("{database:?} {} {target:?}", database.describe());
-        assert!(shown.contains("postgres://refunds@db.internal:5433/ledger"), "{shown}");
+        assert!(
+            shown.contains("postgres://refunds@db.internal:5433/ledger"),
+            "{shown}"
+        );
         assert!(!shown.contains("s3cret-pw"), "{shown}");
 
         let bad = Settings {

@@ -66,5 +66,8 @@ fn the_readme_replicas_configuration_is_postgres_and_never_shows_its_password() 
         unreachable!("the engine is PostgreSQL");
     };
     assert_eq!(target.pool_size, 10);
-    assert_eq!(target.connect_timeout, std::time::Duration::from_millis(2000));
+    assert_eq!(
+        target.connect_timeout,
+        std::time::Duration::from_millis(2000)
+    );
 }

@@ -707,7 +707,10 @@ mod tests {
         let args = proxy_args(&options, "demo/proxy.toml", 8082, "postgres://x@h/db").join(" ");
         assert!(args.contains("--listen 127.0.0.1:8082"), "{args}");
         assert!(args.contains("--database postgres://x@h/db"), "{args}");
-        assert!(args.contains("http://127.0.0.1:8082"), "its own origin: {args}");
+        assert!(
+            args.contains("http://127.0.0.1:8082"),
+            "its own origin: {args}"
+        );
         for bad in ["0", "3", "two"] {
             assert!(parse(&["--replicas", bad]).is_err(), "--replicas {bad}");
         }

@@ -91,7 +91,9 @@ impl FromRecord for Line {
 pub(super) async fn head(tx: &mut WriteTx<'_>) -> Result<String, sqlx::Error> {
     let head: Option<Option<String>> = tx
         .exec()
-        .fetch_optional(&Sql::new("SELECT hash FROM history ORDER BY id DESC LIMIT 1"))
+        .fetch_optional(&Sql::new(
+            "SELECT hash FROM history ORDER BY id DESC LIMIT 1",
+        ))
         .await?;
     Ok(head.flatten().unwrap_or_else(|| GENESIS.to_owned()))
 }
@@ -108,7 +110,9 @@ pub(super) async fn seal_unhashed(tx: &mut WriteTx<'_>) -> Result<u64, sqlx::Err
         return Ok(0);
     }
     tx.exec()
-        .execute(&Sql::new("UPDATE chain_sealed SET sealed = TRUE WHERE id = 1"))
+        .execute(&Sql::new(
+            "UPDATE chain_sealed SET sealed = TRUE WHERE id = 1",
+        ))
         .await?;
     let unsealed: Vec<(i64, Line)> = tx
         .exec()

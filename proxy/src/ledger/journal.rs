@@ -1,11 +1,11 @@
 //! What happened, in order: events for live updates (replayed by `Last-Event-ID`), each
 //! payment's history, every webhook received, and the CSV export for finance.
 
-use shared::api::{ErrorCode, HistoryEntry, HistoryKind, RefundEvent, RefundState, RefundView};
-use shared::{AttemptId, Currency, Money, RefundId, SessionId, Timestamp};
 use super::sql::{Engine, FromRecord, Record, Sql, ToArg};
 use super::writer::WriteTx;
 use super::{chain, now_ms, Ledger, RefundRow};
+use shared::api::{ErrorCode, HistoryEntry, HistoryKind, RefundEvent, RefundState, RefundView};
+use shared::{AttemptId, Currency, Money, RefundId, SessionId, Timestamp};
 
 /// Keep at most this many forged or unsigned webhooks for audit.
 const REJECTED_WEBHOOKS_KEPT: i64 = 1000;

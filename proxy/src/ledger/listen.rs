@@ -89,7 +89,10 @@ async fn catch_up(store: &PgStore, publisher: &Publisher) -> Result<(), sqlx::Er
         };
         let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= PAGE;
         for (seq, session, json) in rows {
-            match (SessionId::parse(&session), serde_json::from_str::<RefundView>(&json)) {
+            match (
+                SessionId::parse(&session),
+                serde_json::from_str::<RefundView>(&json),
+            ) {
                 (Ok(session_id), Ok(refund)) => publisher.publish(RefundEvent {
                     seq,
                     session_id,

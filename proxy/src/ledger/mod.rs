@@ -52,8 +52,8 @@ pub use chain::{BrokenLine, ChainEntry, ChainReport};
 pub use journal::ExportRow;
 pub use kinds::{Origin, Source, WebhookOutcome};
 pub use locks::{PaymentGuard, PaymentLocks};
-pub use sql::Engine;
 pub use refunds::{ApplyOutcome, Approved, Change, Inserted, NewAttempt};
+pub use sql::Engine;
 pub use webhooks::{VerifiedWebhook, WebhookAction, WebhookWriter};
 pub use writer::{is_storage_fault, Health, HealthCounts};
 
@@ -100,8 +100,10 @@ impl Database {
     /// not parse is refused without being echoed (it may hold a password).
     pub fn parse(text: &str, pool_size: u32, connect_timeout: Duration) -> Result<Self, String> {
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            let options = PgConnectOptions::from_str(text)
-                .map_err(|_| "not a valid PostgreSQL URL (postgres://user:password@host:port/database)".to_owned())?;
+            let options = PgConnectOptions::from_str(text).map_err(|_| {
+                "not a valid PostgreSQL URL (postgres://user:password@host:port/database)"
+                    .to_owned()
+            })?;
             return Ok(Database::Postgres(Box::new(PostgresTarget {
                 options,
                 pool_size: pool_size.max(2),

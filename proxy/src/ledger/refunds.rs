@@ -1,15 +1,15 @@
 //! Refund rows: recording an attempt before it is sent, moving states forward only, and
 //! matching Smart Glocal's refunds (from webhooks or `session/status`) to attempts.
 
-use shared::api::{ErrorCode, HistoryKind, RefundReason, RefundState};
-use shared::money::to_stored;
-use shared::smart_glocal as sg;
-use shared::{AttemptId, IdempotencyKey, Money, Note, SessionId};
 use super::journal::Entries;
 use super::kinds::{Origin, Source};
 use super::sql::{Engine, Sql};
 use super::writer::WriteTx;
 use super::{now_ms, Ledger, RefundRow};
+use shared::api::{ErrorCode, HistoryKind, RefundReason, RefundState};
+use shared::money::to_stored;
+use shared::smart_glocal as sg;
+use shared::{AttemptId, IdempotencyKey, Money, Note, SessionId};
 
 /// An attempt about to be sent.
 #[derive(Debug, Clone)]
@@ -471,8 +471,7 @@ async fn insert_attempt_in(
     let existing: Option<RefundRow> = tx
         .exec()
         .fetch_optional(
-            &Sql::new(format!("{SELECT} WHERE idempotency_key = ?"))
-                .bind(&attempt.idempotency_key),
+            &Sql::new(format!("{SELECT} WHERE idempotency_key = ?")).bind(&attempt.idempotency_key),
         )
         .await?;
     if let Some(row) = existing {

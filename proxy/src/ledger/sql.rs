@@ -406,7 +406,11 @@ impl Record<'_> {
     }
 }
 
-fn decode_error(column: impl std::fmt::Display, text: &str, e: impl std::fmt::Display) -> sqlx::Error {
+fn decode_error(
+    column: impl std::fmt::Display,
+    text: &str,
+    e: impl std::fmt::Display,
+) -> sqlx::Error {
     sqlx::Error::ColumnDecode {
         index: column.to_string(),
         source: format!("`{text}`: {e}").into(),

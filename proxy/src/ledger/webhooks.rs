@@ -11,11 +11,11 @@ use shared::SessionId;
 use tokio::sync::{mpsc, oneshot};
 
 use super::journal::{Entries, ROWS_PER_INSERT};
-use super::sql::{Sql, ToArg};
-use super::writer::WriteTx;
 use super::kinds::{Source, WebhookOutcome};
 use super::refunds::{apply_in, ApplyOutcome};
+use super::sql::{Sql, ToArg};
 use super::writer::is_storage_fault;
+use super::writer::WriteTx;
 use super::{now_ms, Ledger};
 
 /// Webhooks taken into one transaction at most: enough to share a sync among everything a

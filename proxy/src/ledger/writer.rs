@@ -257,15 +257,17 @@ impl<'a> WriteTx<'a> {
                 .execute(&mut **conn)
                 .await
                 .map(|_| ()),
-            Some(Held::Postgres(conn)) => async {
-                sqlx::query("BEGIN").execute(&mut **conn).await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(WRITER_LOCK)
-                    .execute(&mut **conn)
-                    .await
-                    .map(|_| ())
+            Some(Held::Postgres(conn)) => {
+                async {
+                    sqlx::query("BEGIN").execute(&mut **conn).await?;
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                        .bind(WRITER_LOCK)
+                        .execute(&mut **conn)
+                        .await
+                        .map(|_| ())
+                }
+                .await
             }
-            .await,
             None => Ok(()),
         };
         match begun {
@@ -330,22 +332,19 @@ impl<'a> WriteTx<'a> {
         }
         let health = &*self.ledger.health;
         let committed = match self.held.as_mut() {
-            Some(Held::Sqlite(conn)) => {
-                match sqlx::query("COMMIT").execute(&mut **conn).await {
-                    Ok(_) => match in_autocommit(conn).await {
-                        Ok(true) => Ok(()),
-                        Ok(false) => Err(sqlx::Error::Protocol(
-                            "COMMIT returned but the transaction is still open".into(),
-                        )),
-                        Err(error) => Err(error),
-                    },
+            Some(Held::Sqlite(conn)) => match sqlx::query("COMMIT").execute(&mut **conn).await {
+                Ok(_) => match in_autocommit(conn).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(sqlx::Error::Protocol(
+                        "COMMIT returned but the transaction is still open".into(),
+                    )),
                     Err(error) => Err(error),
-                }
+                },
+                Err(error) => Err(error),
+            },
+            Some(Held::Postgres(conn)) => {
+                sqlx::query("COMMIT").execute(&mut **conn).await.map(|_| ())
             }
-            Some(Held::Postgres(conn)) => sqlx::query("COMMIT")
-                .execute(&mut **conn)
-                .await
-                .map(|_| ()),
             None => Ok(()),
         };
         if let Err(error) = committed {

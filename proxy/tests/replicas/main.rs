@@ -175,10 +175,7 @@ async fn a_hundred_submissions_across_two_replicas_never_refund_past_the_payment
         let replica = if i % 2 == 0 { &a } else { &b };
         async move {
             replica
-                .refund(
-                    "ps_usd_1001",
-                    &submission(Some(3000), "usd", &fresh_key()),
-                )
+                .refund("ps_usd_1001", &submission(Some(3000), "usd", &fresh_key()))
                 .await
         }
     }))
@@ -212,7 +209,13 @@ async fn one_idempotency_key_sent_to_both_replicas_at_once_makes_one_refund() {
     sandbox.set_webhook_url(a.process.webhook_url());
 
     let body = submission(Some(1000), "usd", &fresh_key());
-    let answers = join_all((0..20).flat_map(|_| [a.refund("ps_usd_1001", &body), b.refund("ps_usd_1001", &body)])).await;
+    let answers = join_all((0..20).flat_map(|_| {
+        [
+            a.refund("ps_usd_1001", &body),
+            b.refund("ps_usd_1001", &body),
+        ]
+    }))
+    .await;
 
     let attempt = answers[0].1["attempt_id"].clone();
     assert!(attempt.is_string(), "{answers:?}");
@@ -221,7 +224,10 @@ async fn one_idempotency_key_sent_to_both_replicas_at_once_makes_one_refund() {
             matches!(*status, StatusCode::CREATED | StatusCode::OK),
             "{status} {view}"
         );
-        assert_eq!(view["attempt_id"], attempt, "every answer is the one attempt");
+        assert_eq!(
+            view["attempt_id"], attempt,
+            "every answer is the one attempt"
+        );
     }
     assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
 }
@@ -260,7 +266,9 @@ async fn a_webhook_received_by_one_replica_reaches_streams_on_the_other() {
     let started = Instant::now();
     sandbox.chargeback("ps_usd_1001", 2500).await;
     let chargeback = read_events(&mut on_a, |events| {
-        events.iter().any(|(_, e)| e["refund"]["is_chargeback"] == true)
+        events
+            .iter()
+            .any(|(_, e)| e["refund"]["is_chargeback"] == true)
     })
     .await;
     let latency = started.elapsed();
@@ -451,6 +459,9 @@ async fn postgres_stopped_under_load_gives_clear_503s_and_recovers_without_a_res
         .filter(|((s, _), _)| *s == StatusCode::CREATED)
         .count();
     assert!(received >= created, "every 201 is a refund at the sandbox");
-    assert!(received <= sessions.len(), "at most one refund per submission");
+    assert!(
+        received <= sessions.len(),
+        "at most one refund per submission"
+    );
     drop(last);
 }

@@ -1,0 +1,258 @@
+//! The ledger on PostgreSQL beside SQLite, in one run: the refund path's added latency and
+//! webhook ingest through a proxy on each engine, and the cross-replica fan-out (a webhook
+//! into replica B → the last of 1,000 streams open on replica A, against the same webhook into
+//! A itself).
+//!
+//! PostgreSQL is a throwaway cluster (`testkit::postgres`) with its default durability (`fsync`
+//! and `synchronous_commit` on), its data under the system's temporary folder, on the same disk
+//! as the SQLite files here. No goal: these rows say what choosing PostgreSQL costs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shared::smart_glocal::HEADER_SIGN;
+use signing::Scheme;
+use tokio::sync::mpsc;
+
+use crate::fanout;
+use crate::ingest::signed_webhooks;
+use crate::load::{self, Latencies};
+use crate::overhead::{self, Path};
+use crate::report::{self, Row};
+use crate::rig::{Rig, RigOptions};
+use crate::servers::WEBHOOK_PATH;
+use crate::timing::percentile;
+
+const SECTION: &str = "8. PostgreSQL ledger";
+const OPS: usize = 1000;
+const RATE: f64 = 200.0;
+const WEBHOOKS: usize = 2000;
+const CONCURRENCIES: [usize; 2] = [16, 64];
+const INGEST_LIMIT: Duration = Duration::from_secs(20);
+const STREAMS: usize = 1000;
+const ROUNDS: usize = 30;
+const ROUND_LIMIT: Duration = Duration::from_secs(5);
+
+pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
+    let cluster = match testkit::postgres::Cluster::start() {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            return vec![Row::not_measured(
+                SECTION,
+                "PostgreSQL rows",
+                format!("no throwaway PostgreSQL: {e}"),
+                "",
+            )]
+        }
+    };
+    let mut rows = Vec::new();
+    match overhead_rows(&cluster).await {
+        Ok(found) => rows.extend(found),
+        Err(why) => rows.push(Row::not_measured(
+            SECTION,
+            "refund path, added p99",
+            why,
+            "",
+        )),
+    }
+    match ingest_rows(&cluster).await {
+        Ok(found) => rows.extend(found),
+        Err(why) => rows.push(Row::not_measured(SECTION, "webhook ingest", why, "")),
+    }
+    match fanout_rows(&cluster).await {
+        Ok(found) => rows.extend(found),
+        Err(why) => rows.push(Row::not_measured(SECTION, "cross-replica fan-out", why, "")),
+    }
+    notes.push(
+        "PostgreSQL rows: every write transaction takes one advisory lock (writes one at a \
+         time across replicas, as SQLite's single writer does in one process), a refund also \
+         holds its payment's advisory lock on a connection of its own, and each commit with \
+         events sends a NOTIFY that every replica's listener answers by loading the events after \
+         the last it published. So a refund costs about four round trips to PostgreSQL more \
+         than to SQLite, and an event reaches a stream after a NOTIFY and a query, whichever \
+         replica committed it."
+            .to_owned(),
+    );
+    rows
+}
+
+fn database(cluster: &testkit::postgres::Cluster) -> Result<String, String> {
+    cluster
+        .fresh_database()
+        .map_err(|e| format!("cannot create a database: {e}"))
+}
+
+async fn rig(database: Option<String>) -> Result<Arc<Rig>, String> {
+    let options = RigOptions {
+        database,
+        ..RigOptions::default()
+    };
+    Ok(Arc::new(Rig::start(Scheme::HmacSha256, options).await?))
+}
+
+/// Direct, then through a SQLite proxy, then through a PostgreSQL one: added p50 and p99.
+async fn overhead_rows(cluster: &testkit::postgres::Cluster) -> Result<Vec<Row>, String> {
+    let sqlite = rig(None).await?;
+    let postgres = rig(Some(database(cluster)?)).await?;
+    let none = Arc::new(None);
+    for rig in [&sqlite, &postgres] {
+        let warm = rig.payments(50).await;
+        overhead::run(rig, &none, Path::Proxy, warm, 100).await;
+    }
+    let pass = |rig: &Arc<Rig>, path: Path| {
+        let (rig, none) = (rig.clone(), none.clone());
+        async move {
+            let payments = rig.payments(OPS / 2).await;
+            overhead::run(&rig, &none, path, payments, OPS).await
+        }
+    };
+    let mut direct = pass(&sqlite, Path::Direct).await;
+    let mut on_sqlite = pass(&sqlite, Path::Proxy).await;
+    let mut on_postgres = pass(&postgres, Path::Proxy).await;
+    for (name, pass) in [
+        ("direct", &direct),
+        ("SQLite proxy", &on_sqlite),
+        ("PostgreSQL proxy", &on_postgres),
+    ] {
+        if pass.failed > 0 {
+            return Err(format!(
+                "{} {name} requests failed, first: {}",
+                pass.failed,
+                pass.first_error.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+    let q = |pass: &mut Latencies, at: f64| percentile(&mut pass.ok, at);
+    let mut rows = Vec::new();
+    for (label, at) in [("p50", 50.0), ("p99", 99.0)] {
+        let d = q(&mut direct, at);
+        let s = q(&mut on_sqlite, at);
+        let p = q(&mut on_postgres, at);
+        rows.push(
+            Row::plain(
+                SECTION,
+                format!(
+                    "refund path added {label}, PostgreSQL ledger, HMAC, {OPS} req at {RATE:.0}/s"
+                ),
+                report::delta(d, p),
+            )
+            .baseline(format!(
+                "SQLite ledger in the same run: {} (direct {}, SQLite {}, PostgreSQL {})",
+                report::delta(d, s),
+                report::duration(d),
+                report::duration(s),
+                report::duration(p)
+            )),
+        );
+    }
+    Ok(rows)
+}
+
+/// Distinct signed webhooks into a SQLite proxy, then into a PostgreSQL one.
+async fn ingest_rows(cluster: &testkit::postgres::Cluster) -> Result<Vec<Row>, String> {
+    let sqlite = rig(None).await?;
+    let postgres = rig(Some(database(cluster)?)).await?;
+    let total = 100 + CONCURRENCIES.len() * WEBHOOKS;
+    let bodies = Arc::new(signed_webhooks(&sqlite, total));
+    let send = |rig: &Arc<Rig>, offset: usize| {
+        let (http, bodies, base) = (rig.http.clone(), bodies.clone(), rig.proxy.url.clone());
+        move |i: usize| {
+            let (body, signature) = bodies[offset + i].clone();
+            let request = http
+                .post(format!("{base}{WEBHOOK_PATH}"))
+                .header("content-type", "application/json")
+                .header(HEADER_SIGN, signature)
+                .body(body);
+            async move { load::expect_status(request.send().await, &[200]).await }
+        }
+    };
+    for rig in [&sqlite, &postgres] {
+        load::closed_loop(100, 16, INGEST_LIMIT, send(rig, 0)).await;
+    }
+    let mut rows = Vec::new();
+    for (n, concurrency) in CONCURRENCIES.into_iter().enumerate() {
+        let offset = 100 + n * WEBHOOKS;
+        let on_sqlite =
+            load::closed_loop(WEBHOOKS, concurrency, INGEST_LIMIT, send(&sqlite, offset)).await;
+        let on_postgres =
+            load::closed_loop(WEBHOOKS, concurrency, INGEST_LIMIT, send(&postgres, offset)).await;
+        for (name, run) in [("SQLite", &on_sqlite), ("PostgreSQL", &on_postgres)] {
+            if run.failed > 0 {
+                return Err(format!(
+                    "{} webhooks into the {name} proxy failed at {concurrency} concurrent, first: {}",
+                    run.failed,
+                    run.first_error.as_deref().unwrap_or("?")
+                ));
+            }
+        }
+        let (s, p) = (on_sqlite.per_second(), on_postgres.per_second());
+        rows.push(
+            Row::plain(
+                SECTION,
+                format!("webhook ingest, PostgreSQL ledger, HMAC, {WEBHOOKS} webhooks, {concurrency} concurrent"),
+                format!("{p:.0} req/s"),
+            )
+            .baseline(format!(
+                "SQLite ledger in the same run: {s:.0} req/s ({:.2}×)",
+                p / s.max(1e-9)
+            )),
+        );
+    }
+    Ok(rows)
+}
+
+/// 1,000 streams on replica A; webhooks into A, then into B; the time to the last stream.
+async fn fanout_rows(cluster: &testkit::postgres::Cluster) -> Result<Vec<Row>, String> {
+    let rig = rig(Some(database(cluster)?)).await?;
+    let b = rig.another_proxy("replica-b").await?;
+    let session = rig.payments(1).await.remove(0);
+    fanout::send_webhook(&rig, &session, 0).await?;
+    let (arrivals, mut received) = mpsc::unbounded_channel::<(usize, Instant)>();
+    let streams = fanout::open_streams(&rig, &session, arrivals, STREAMS).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut figures = Vec::new();
+    for (first_round, base) in [(1, rig.proxy.url.clone()), (1 + ROUNDS, b.url.clone())] {
+        let mut lasts = Vec::with_capacity(ROUNDS);
+        for round in first_round..first_round + ROUNDS {
+            let sent = Instant::now();
+            fanout::send_webhook_to(&rig, &base, &session, round).await?;
+            let (mut got, mut last) = (0, sent);
+            let deadline = tokio::time::Instant::now() + ROUND_LIMIT;
+            while got < STREAMS {
+                match tokio::time::timeout_at(deadline, received.recv()).await {
+                    Ok(Some((r, at))) if r == round => {
+                        got += 1;
+                        last = last.max(at);
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            if got < STREAMS {
+                return Err(format!(
+                    "round {round}: {got} of {STREAMS} streams got the event within {ROUND_LIMIT:?}"
+                ));
+            }
+            lasts.push(last - sent);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        figures.push((percentile(&mut lasts, 50.0), percentile(&mut lasts, 99.0)));
+    }
+    for stream in streams {
+        stream.abort();
+    }
+    let [(same50, same99), (cross50, cross99)] = figures[..] else {
+        return Err("two series of rounds".into());
+    };
+    Ok(vec![Row::plain(
+        SECTION,
+        format!("webhook into replica B → last of {STREAMS} streams on replica A, p99 ({ROUNDS} webhooks)"),
+        report::duration(cross99),
+    )
+    .baseline(format!(
+        "p50 {}; the webhook into A itself: p50 {}, p99 {}",
+        report::duration(cross50),
+        report::duration(same50),
+        report::duration(same99)
+    ))])
+}
