@@ -465,3 +465,51 @@ async fn postgres_stopped_under_load_gives_clear_503s_and_recovers_without_a_res
     );
     drop(last);
 }
+
+#[tokio::test]
+async fn a_replica_whose_connections_are_cut_listens_again_and_misses_no_event() {
+    let sandbox = Sandbox::start(SandboxConfig::demo().fast()).await;
+    let database = cluster().fresh_database().unwrap();
+    let a = Replica::start(&sandbox, &database, &[]).await;
+    let b = Replica::start(&sandbox, &database, &[]).await;
+    sandbox.set_webhook_url(b.process.webhook_url());
+    let mut on_a = a.events("ps_usd_1001", None).await;
+
+    // Every connection to the database is cut, the listeners' included (as a failover or a
+    // network blip would), while the replicas keep running.
+    let name = database.rsplit('/').next().unwrap();
+    let cut = cluster()
+        .psql(
+            "postgres",
+            &format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            ),
+        )
+        .unwrap();
+    assert_ne!(cut.trim(), "0", "the replicas' connections were cut");
+
+    // Refunds through B right away: their events reach A's stream, each once, in order.
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        let (status, refund) = b
+            .refund("ps_usd_1001", &submission(Some(500), "usd", &fresh_key()))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{refund}");
+        attempts.push(refund["attempt_id"].clone());
+    }
+    let events = read_events(&mut on_a, |events| {
+        attempts.iter().all(|attempt| {
+            events.iter().any(|(_, e)| {
+                e["refund"]["attempt_id"] == *attempt && e["refund"]["state"] == "accepted"
+            })
+        })
+    })
+    .await;
+    let ids: Vec<i64> = events.iter().map(|(id, _)| *id).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "each event once, in seq order: {ids:?}"
+    );
+    assert_eq!(ids.len(), 9, "pending, in_progress, accepted of each: {events:?}");
+}
