@@ -75,6 +75,19 @@ impl Drop for PaymentGuard {
     }
 }
 
+/// A connection asking for a lock: if the asking is cancelled or fails, the connection is
+/// closed rather than pooled, so a lock granted after all can never stay held by a pooled
+/// connection.
+struct Unfinished(Option<PoolConnection<Postgres>>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
 /// The advisory lock key of a payment: 64 bits of SHA-256 of its id. Two payments sharing
 /// a key would only wait for each other.
 fn key(session: &SessionId) -> i64 {
@@ -124,11 +137,14 @@ impl PaymentLocks {
                     .await
                     .map_err(|_| sqlx::Error::PoolClosed)?;
                 let key = key(session);
-                let mut conn = shared.pool.acquire().await?;
-                sqlx::query("SELECT pg_advisory_lock($1)")
-                    .bind(key)
-                    .execute(&mut *conn)
-                    .await?;
+                let mut waiting = Unfinished(Some(shared.pool.acquire().await?));
+                if let Some(conn) = waiting.0.as_mut() {
+                    sqlx::query("SELECT pg_advisory_lock($1)")
+                        .bind(key)
+                        .execute(&mut **conn)
+                        .await?;
+                }
+                let conn = waiting.0.take().ok_or(sqlx::Error::PoolClosed)?;
                 Some(Held { conn, key, turn })
             }
         };
@@ -147,13 +163,16 @@ impl PaymentLocks {
             Some(shared) => {
                 let turn = shared.turns.clone().try_acquire_owned().ok()?;
                 let key = key(session);
-                let mut conn = shared.pool.acquire().await.ok()?;
+                let mut asking = Unfinished(Some(shared.pool.acquire().await.ok()?));
+                let conn = asking.0.as_mut()?;
                 let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                     .bind(key)
-                    .fetch_one(&mut *conn)
+                    .fetch_one(&mut **conn)
                     .await
                     .ok()?;
+                let conn = asking.0.take()?;
                 if !taken {
+                    // Not ours: the connection goes back to the pool holding nothing.
                     return None;
                 }
                 Some(Held { conn, key, turn })
