@@ -67,10 +67,19 @@ pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
         "PostgreSQL rows: every write transaction takes one advisory lock (writes one at a \
          time across replicas, as SQLite's single writer does in one process), a refund also \
          holds its payment's advisory lock on a connection of its own, and each commit with \
-         events sends a NOTIFY that every replica's listener answers by loading the events after \
-         the last it published. So a refund costs about four round trips to PostgreSQL more \
-         than to SQLite, and an event reaches a stream after a NOTIFY and a query, whichever \
-         replica committed it."
+         events sends a NOTIFY and is answered once this replica's listener has loaded and \
+         published those events. So a refund costs more round trips to another process than on \
+         SQLite (the payment lock and its release, the writers' lock twice, the NOTIFY, the \
+         listener's query), each a context switch on the same 2 cores as the load; that is the \
+         added latency over SQLite. Ingest runs every statement of a batch in turn on one \
+         connection (about four per webhook of two refunds): at first the look-up of a refund's \
+         row and candidate attempts was one `OR` that PostgreSQL, without statistics on a young \
+         table, planned as a scan of the whole table, and ingest fell from 474 to 200 req/s \
+         between 16 and 64 concurrent as the table grew; as a `UNION ALL` of two index \
+         look-ups it is 822 and 1,093 req/s in the run that found it, 0.6 of SQLite's. \
+         CI: the API suite's second run on PostgreSQL and tests/replicas add about 50 s of \
+         tests (plus building sqlx's PostgreSQL driver); `cargo xtask test` prints each \
+         stage's time."
             .to_owned(),
     );
     rows

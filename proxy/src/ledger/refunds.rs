@@ -540,19 +540,26 @@ pub(super) async fn apply_in(
     };
 
     // One look-up for both: the row already matched to this refund, and the attempts it
-    // could belong to. (`+refund_id`: found through the payment's index, not by walking
-    // every refund-less attempt of every payment.)
-    // (PostgreSQL plans this with both indexes as it is.)
-    let unindexed = match tx.engine() {
-        Engine::Sqlite => "+refund_id",
-        Engine::Postgres => "refund_id",
+    // could belong to, each through its own index: on SQLite one `OR` whose `+refund_id`
+    // keeps the planner on the payment's index rather than every refund-less attempt of every
+    // payment; on PostgreSQL a `UNION ALL` of two index look-ups (the `OR` is planned from
+    // the table's statistics, and a young, growing table without them is scanned whole).
+    let text = match tx.engine() {
+        Engine::Sqlite => format!(
+            "{SELECT} WHERE refund_id = ?
+                OR (session_id = ? AND origin = ? AND +refund_id IS NULL
+                    AND state IN (?, ?, ?))
+             ORDER BY key"
+        ),
+        Engine::Postgres => format!(
+            "{SELECT} WHERE refund_id = ?
+             UNION ALL
+             {SELECT} WHERE session_id = ? AND origin = ? AND refund_id IS NULL
+                AND state IN (?, ?, ?)
+             ORDER BY key"
+        ),
     };
-    let candidates = Sql::new(format!(
-        "{SELECT} WHERE refund_id = ?
-            OR (session_id = ? AND origin = ? AND {unindexed} IS NULL
-                AND state IN (?, ?, ?))
-         ORDER BY key"
-    ))
+    let candidates = Sql::new(text)
     .bind(refund.id.as_str())
     .bind(session.as_str())
     .bind(Origin::Proxy)
