@@ -210,8 +210,9 @@ impl TokenKeys {
         })
     }
 
-    /// An event-stream ticket for exactly this payment.
-    pub fn verify_ticket(&self, ticket: &str, session: &SessionId) -> Result<Agent, ApiError> {
+    /// An event-stream ticket for exactly this payment, used for the first time in this
+    /// process (replicas also ask the ledger: [`Ticket::id`]).
+    pub fn verify_ticket(&self, ticket: &str, session: &SessionId) -> Result<Ticket, ApiError> {
         let claims = self.decode(ticket)?;
         if claims.scope.as_deref() != Some(EVENTS_SCOPE) {
             return Err(ApiError::TokenInvalid);
@@ -229,8 +230,22 @@ impl TokenKeys {
         if !self.first_use(jti, claims.exp) {
             return Err(ApiError::TokenInvalid);
         }
-        Ok(agent)
+        Ok(Ticket {
+            id: jti.to_owned(),
+            expires_at: claims.exp,
+            agent,
+        })
     }
+}
+
+/// A verified event-stream ticket.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    /// Its one-time id (`jti`).
+    pub id: String,
+    /// When it expires, Unix seconds.
+    pub expires_at: i64,
+    pub agent: Agent,
 }
 
 /// The payment a token is limited to: a `session_id` claim that is no session id is a

@@ -560,12 +560,12 @@ pub(super) async fn apply_in(
         ),
     };
     let candidates = Sql::new(text)
-    .bind(refund.id.as_str())
-    .bind(session.as_str())
-    .bind(Origin::Proxy)
-    .bind(RefundState::Pending)
-    .bind(RefundState::Unknown)
-    .bind(RefundState::Failed);
+        .bind(refund.id.as_str())
+        .bind(session.as_str())
+        .bind(Origin::Proxy)
+        .bind(RefundState::Pending)
+        .bind(RefundState::Unknown)
+        .bind(RefundState::Failed);
     let rows: Vec<RefundRow> = tx.exec().fetch_all(&candidates).await?;
     let (known, candidates): (Vec<RefundRow>, Vec<RefundRow>) = rows
         .into_iter()

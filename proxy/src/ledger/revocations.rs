@@ -28,6 +28,39 @@ impl Ledger {
         tx.finish(Entries::default(), result).await
     }
 
+    /// Whether the event-stream ticket `id` (expiring at `expires_at`, Unix seconds) opens a
+    /// stream for the first time in any process sharing this ledger. On PostgreSQL a row per
+    /// ticket says so (expired ones are dropped as new ones come); a SQLite ledger has one
+    /// process, whose own memory of tickets (`auth`) is the whole answer, so: yes.
+    pub async fn claim_ticket(&self, id: &str, expires_at: i64) -> Result<bool, sqlx::Error> {
+        if self.engine() == Engine::Sqlite {
+            return Ok(true);
+        }
+        let mut tx = self.write().await?;
+        let result = async {
+            tx.exec()
+                .execute(
+                    &Sql::new("DELETE FROM used_tickets WHERE expires_at < ?")
+                        .bind(now_ms() / 1000 - 60),
+                )
+                .await?;
+            tx.exec()
+                .execute(
+                    &Sql::new(
+                        "INSERT INTO used_tickets (id, expires_at) VALUES (?, ?)
+                         ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(expires_at),
+                )
+                .await
+        }
+        .await;
+        tx.finish(Entries::default(), result)
+            .await
+            .map(|inserted| inserted == 1)
+    }
+
     /// Until when (Unix seconds) `agent`'s tokens are revoked, if ever.
     pub async fn revoked_until(&self, agent: &str) -> Result<Option<i64>, sqlx::Error> {
         self.read()

@@ -65,11 +65,16 @@ async fn stream(
         .ticket
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::Unauthenticated)?;
-    state
-        .tokens
-        .verify_ticket(&ticket, &session)?
-        .check_not_revoked(&state)
-        .await?;
+    let ticket = state.tokens.verify_ticket(&ticket, &session)?;
+    // One stream per ticket across every proxy sharing the ledger, not only this one.
+    if !state
+        .ledger
+        .claim_ticket(&ticket.id, ticket.expires_at)
+        .await?
+    {
+        return Err(ApiError::TokenInvalid);
+    }
+    ticket.agent.check_not_revoked(&state).await?;
     let last_seen: i64 = match headers.get("last-event-id") {
         Some(value) => value
             .to_str()

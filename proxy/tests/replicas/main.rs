@@ -511,5 +511,47 @@ async fn a_replica_whose_connections_are_cut_listens_again_and_misses_no_event()
         ids.windows(2).all(|w| w[0] < w[1]),
         "each event once, in seq order: {ids:?}"
     );
-    assert_eq!(ids.len(), 9, "pending, in_progress, accepted of each: {events:?}");
+    assert_eq!(
+        ids.len(),
+        9,
+        "pending, in_progress, accepted of each: {events:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_events_ticket_opens_one_stream_across_all_replicas() {
+    let sandbox = Sandbox::start(SandboxConfig::demo().fast()).await;
+    let database = cluster().fresh_database().unwrap();
+    let a = Replica::start(&sandbox, &database, &[]).await;
+    let b = Replica::start(&sandbox, &database, &[]).await;
+    let response = a
+        .client
+        .post(a.process.url("/api/payments/ps_usd_1001/events/ticket"))
+        .bearer_auth(&a.token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = format!(
+        "/api/payments/ps_usd_1001/events?ticket={}",
+        body["ticket"].as_str().unwrap()
+    );
+
+    // Minted on A, used on B: no stickiness needed.
+    let first = b.client.get(b.process.url(&path)).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    // The same ticket again, on either replica: refused.
+    for replica in [&a, &b] {
+        let again = replica
+            .client
+            .get(replica.process.url(&path))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = read(again).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["code"], "token_invalid", "{body}");
+    }
 }
