@@ -122,6 +122,10 @@ struct Demo {
 
 impl Demo {
     fn start(ports: &[u16], build: bool) -> Demo {
+        Demo::start_with(ports, build, &[])
+    }
+
+    fn start_with(ports: &[u16], build: bool, extra: &[&str]) -> Demo {
         let data = tempfile::Builder::new()
             .prefix("xtask-demo-test-")
             .tempdir()
@@ -137,6 +141,7 @@ impl Demo {
         if !build {
             command.arg("--no-build");
         }
+        command.args(extra);
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -299,6 +304,77 @@ fn sighup_to_the_demo_stops_every_child_and_frees_every_port() {
 #[test]
 fn sigkill_of_the_demo_takes_every_child_with_it_and_frees_every_port() {
     the_demo_leaves_nothing_behind(libc::SIGKILL);
+}
+
+/// The postmaster of the throwaway PostgreSQL the process `owner` started, from the cluster
+/// folder it owns (`testkit::postgres`: `cluster-*/owner.pid`, `data/postmaster.pid`).
+fn postmaster_of(owner: u32) -> Option<u32> {
+    let base = std::env::temp_dir().join("sg-refund-pg");
+    std::fs::read_dir(base).ok()?.flatten().find_map(|entry| {
+        let dir = entry.path();
+        let owned = std::fs::read_to_string(dir.join("owner.pid")).ok()?;
+        if owned.trim() != owner.to_string() {
+            return None;
+        }
+        let pid = std::fs::read_to_string(dir.join("data/postmaster.pid")).ok()?;
+        pid.lines().next()?.trim().parse().ok()
+    })
+}
+
+#[test]
+fn two_replicas_run_on_a_throwaway_postgres_that_stops_with_the_demo() {
+    build_services();
+    // Free ports whose proxy port + 2 (the second replica's) is free too.
+    let ports = (0..20)
+        .map(|_| ports::free_ports(3).unwrap())
+        .find(|p| p[1] < u16::MAX - 2 && ports::is_free(loopback(p[1] + 2)))
+        .expect("three free ports and the proxy's + 2");
+    let replica = ports[1] + 2;
+    let mut demo = Demo::start_with(&ports, false, &["--replicas", "2"]);
+    demo.wait_for_line("Press Ctrl-C to stop.", Duration::from_secs(120));
+    demo.drain();
+    let banner = demo.seen.join("\n");
+    assert!(
+        banner.contains(&format!("127.0.0.1:{replica}, so every live update")),
+        "{banner}"
+    );
+
+    let xtask_pid = demo.xtask.id();
+    demo.children = children_of(xtask_pid);
+    let names: Vec<&str> = demo.children.iter().map(|c| c.name.as_str()).collect();
+    // The sandbox, three proxies, and the cluster's watchdog (`sh`, see testkit::postgres).
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        ["proxy", "proxy", "proxy", "sandbox", "sh"],
+        "{names:?}"
+    );
+    for port in ports.iter().chain([&replica]) {
+        let holder = ports::holder(*port).unwrap_or_else(|| panic!("nobody holds port {port}"));
+        assert!(
+            demo.children.iter().any(|c| c.pid == holder.pid),
+            "port {port} is held by {holder:?}, not by a child of the demo ({names:?})"
+        );
+    }
+    let postmaster = postmaster_of(xtask_pid).expect("the demo's PostgreSQL runs");
+    let postmaster = proc_stat(postmaster).expect("the postmaster is alive");
+
+    demo.signal(libc::SIGTERM);
+    let status = wait(&mut demo.xtask, Duration::from_secs(30)).expect("the xtask exits");
+    assert!(status.success(), "{status}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(&postmaster) || demo.children.iter().any(alive) {
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL or a proxy outlived the demo by 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        postmaster_of(xtask_pid).is_none(),
+        "the cluster's folder is gone"
+    );
 }
 
 #[test]
