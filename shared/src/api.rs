@@ -76,7 +76,6 @@ pub struct ProviderError {
 #[serde(rename_all = "snake_case")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
-#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(rename_all = "snake_case"))]
 pub enum ErrorCode {
     // Who is asking.
     /// No token, or not a token at all. 401.
@@ -458,7 +457,6 @@ impl PaymentView {
 #[serde(rename_all = "snake_case")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
-#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(rename_all = "snake_case"))]
 pub enum RefundReason {
     RequestedByCustomer,
     Duplicate,
@@ -546,7 +544,6 @@ impl TryFrom<SubmissionFields> for RefundSubmission {
 #[serde(rename_all = "snake_case")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
-#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(rename_all = "snake_case"))]
 pub enum RefundState {
     /// Above the merchant's `approval_above`: recorded, nothing sent, until a second agent
     /// approves (→ `pending`) or rejects it, or it expires (→ `failed`). Holds no money.
@@ -648,7 +645,6 @@ pub struct RefundEvent {
 #[serde(rename_all = "snake_case")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
-#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(rename_all = "snake_case"))]
 pub enum HistoryKind {
     /// An agent asked; the attempt is recorded before anything is sent.
     Requested,

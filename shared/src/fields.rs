@@ -62,7 +62,6 @@ where
 /// same intent. 16 to 64 of `A-Z a-z 0-9 - _`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
-#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
@@ -104,7 +103,6 @@ impl std::fmt::Display for IdempotencyKey {
 /// the refund's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
-#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
 pub struct AttemptId(String);
 
 impl<'de> Deserialize<'de> for AttemptId {
@@ -149,7 +147,6 @@ impl std::fmt::Display for AttemptId {
 /// note is no note: `Option<Note>`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
-#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
 pub struct Note(String);
 
 impl Note {

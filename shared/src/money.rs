@@ -350,39 +350,3 @@ mod tests {
     }
 }
 
-/// The ledger stores a currency as its lower-case code (`usd`) and refuses any other text.
-#[cfg(feature = "sqlx")]
-mod sql {
-    use sqlx::encode::IsNull;
-    use sqlx::error::BoxDynError;
-    use sqlx::sqlite::{Sqlite, SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef};
-    use sqlx::{Decode, Encode, Type};
-
-    use super::Currency;
-
-    impl Type<Sqlite> for Currency {
-        fn type_info() -> SqliteTypeInfo {
-            <str as Type<Sqlite>>::type_info()
-        }
-
-        fn compatible(ty: &SqliteTypeInfo) -> bool {
-            <&str as Type<Sqlite>>::compatible(ty)
-        }
-    }
-
-    impl<'q> Encode<'q, Sqlite> for Currency {
-        fn encode_by_ref(
-            &self,
-            buf: &mut Vec<SqliteArgumentValue<'q>>,
-        ) -> Result<IsNull, BoxDynError> {
-            <String as Encode<'q, Sqlite>>::encode(self.code(), buf)
-        }
-    }
-
-    impl<'r> Decode<'r, Sqlite> for Currency {
-        fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
-            let code = <&str as Decode<'r, Sqlite>>::decode(value)?;
-            Ok(Currency::parse(code)?)
-        }
-    }
-}
