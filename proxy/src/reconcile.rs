@@ -27,6 +27,9 @@ use shared::{Backoff, SessionId};
 use crate::ledger::{millis, now_ms, ApplyOutcome, Change, RefundRow, Source};
 use crate::state::AppState;
 
+/// How long past the upstream timeout a `pending` attempt whose payment nobody holds waits
+/// before a pass adopts it (its sender records the answer, or the timeout, meanwhile).
+const ORPHAN_MARGIN: Duration = Duration::from_secs(2);
 /// Longest wait between two polls of one refund `in_progress`.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often a ledger that cannot write is probed (recovery needs no traffic).
@@ -77,7 +80,7 @@ pub async fn in_flight(state: &AppState) -> Result<(), sqlx::Error> {
         };
         // Holding the payment's lock, no request is sending on it: `pending` here is an
         // answer that could not be recorded.
-        state.ledger.orphaned_to_unknown(&session).await?;
+        state.ledger.orphaned_to_unknown(&session, i64::MAX).await?;
         let rows: Vec<RefundRow> = state
             .ledger
             .rows_for_session(&session)
@@ -96,20 +99,25 @@ pub async fn in_flight(state: &AppState) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Attempts left `pending` while nobody holds their payment: the process that was sending
-/// them (this one before a restart, or another replica that died) is gone, and with it the
-/// lock. Unknown now, for reconciliation to settle from Smart Glocal's own record; how many.
-/// Payments someone is working on are left to them.
-pub async fn adopt_orphans(state: &AppState) -> Result<usize, sqlx::Error> {
+/// Attempts `pending` since before `before` (Unix ms) while nobody holds their payment: the
+/// process that was sending them (this one before a restart, or another replica that died)
+/// is gone, and with it the lock. Unknown now, for reconciliation to settle from Smart
+/// Glocal's own record; how many. Payments someone is working on are left to them.
+///
+/// At start every such attempt is adopted (`i64::MAX`); each pass adopts only those older
+/// than the upstream timeout and a margin, which their sender, alive, has finished with
+/// whatever happened to its lock (a replica whose lock's connection dropped still holds
+/// its request until the timeout).
+pub async fn adopt_orphans(state: &AppState, before: i64) -> Result<usize, sqlx::Error> {
     let mut adopted = 0;
-    for session in state.ledger.sessions_pending().await? {
+    for session in state.ledger.sessions_pending(before).await? {
         let Ok(session) = SessionId::parse(&session) else {
             continue;
         };
         let Some(_guard) = state.locks.try_lock(&session).await else {
             continue;
         };
-        adopted += state.ledger.orphaned_to_unknown(&session).await?;
+        adopted += state.ledger.orphaned_to_unknown(&session, before).await?;
     }
     Ok(adopted)
 }
@@ -139,7 +147,9 @@ fn next_poll_at(state: &AppState, row: &RefundRow, polls: i64) -> i64 {
 /// One pass over everything due.
 pub async fn tick(state: &AppState) {
     expire_requests(state).await;
-    match adopt_orphans(state).await {
+    let sender_gone =
+        now_ms().saturating_sub(millis(state.config.upstream_timeout + ORPHAN_MARGIN));
+    match adopt_orphans(state, sender_gone).await {
         Ok(0) => {}
         Ok(adopted) => tracing::warn!(
             count = adopted,

@@ -108,7 +108,7 @@ pub async fn run_until(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let state = AppState::new(config).await?;
-    let interrupted = reconcile::adopt_orphans(&state).await?;
+    let interrupted = reconcile::adopt_orphans(&state, i64::MAX).await?;
     if interrupted > 0 {
         tracing::warn!(
             count = interrupted,

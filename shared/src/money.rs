@@ -349,4 +349,3 @@ mod tests {
         assert!(Currency::parse("xyz").is_err());
     }
 }
-

@@ -61,16 +61,24 @@ impl Drop for PaymentGuard {
         {
             // Unlocked on its connection before that goes back to the pool; a connection
             // that cannot say so is closed, which unlocks too.
-            tokio::spawn(async move {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                // No runtime left (the process is ending): closing the connection unlocks.
+                drop(conn.detach());
+                return;
+            };
+            drop(runtime.spawn(async move {
                 let unlocked: Result<bool, _> = sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
                     .bind(key)
                     .fetch_one(&mut *conn)
                     .await;
-                if !matches!(unlocked, Ok(true)) {
+                if matches!(unlocked, Ok(true)) {
+                    // Back in the pool before the next one takes the turn.
+                    drop(conn);
+                } else {
                     let _ = conn.close().await;
                 }
                 drop(turn);
-            });
+            }));
         }
     }
 }

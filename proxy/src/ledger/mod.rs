@@ -176,6 +176,8 @@ struct PgStore {
     pool: PgPool,
     /// Connections that hold payments' advisory locks (see [`locks`]).
     lock_pool: PgPool,
+    /// This process's writers, one at a time (see `writer`).
+    writing: tokio::sync::Mutex<()>,
     /// The last `seq` this replica's listener published (see [`listen`]).
     published: watch::Sender<i64>,
     /// Whether a listener runs (a ledger opened by `proxy revoke` has none to wait for).
@@ -301,6 +303,7 @@ impl Ledger {
             store: Store::Postgres(Arc::new(PgStore {
                 pool,
                 lock_pool,
+                writing: tokio::sync::Mutex::new(()),
                 published: watch::Sender::new(0),
                 listening: false.into(),
             })),

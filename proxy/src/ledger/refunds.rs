@@ -319,19 +319,29 @@ impl Ledger {
         tx.finish(journal, result).await
     }
 
-    /// Payments with an attempt `pending` (being sent, or left so by a process that died).
-    pub async fn sessions_pending(&self) -> Result<Vec<String>, sqlx::Error> {
+    /// Payments with an attempt `pending` (being sent, or left so by a process that died)
+    /// since before `before` (Unix ms).
+    pub async fn sessions_pending(&self, before: i64) -> Result<Vec<String>, sqlx::Error> {
         self.read()
-            .fetch_all(&Sql::new(
-                "SELECT DISTINCT session_id FROM refunds WHERE state = 'pending' ORDER BY session_id",
-            ))
+            .fetch_all(
+                &Sql::new(
+                    "SELECT DISTINCT session_id FROM refunds
+                     WHERE state = 'pending' AND updated_at < ? ORDER BY session_id",
+                )
+                .bind(before),
+            )
             .await
     }
 
     /// Attempts of `session` still `pending` while no request holds the payment (the caller
     /// does): the process sending them stopped, or could not record Smart Glocal's answer.
     /// Unknown now, for reconciliation to settle from Smart Glocal's own record.
-    pub async fn orphaned_to_unknown(&self, session: &SessionId) -> Result<usize, sqlx::Error> {
+    /// Only attempts `pending` since before `before` (Unix ms; `i64::MAX`: all of them).
+    pub async fn orphaned_to_unknown(
+        &self,
+        session: &SessionId,
+        before: i64,
+    ) -> Result<usize, sqlx::Error> {
         let detail = "the proxy sending it stopped, or could not record Smart Glocal's answer";
         let mut tx = self.write().await?;
         let mut journal = Entries::default();
@@ -340,9 +350,11 @@ impl Ledger {
                 .exec()
                 .fetch_all(
                     &Sql::new(format!(
-                        "{SELECT} WHERE state = 'pending' AND session_id = ? ORDER BY key"
+                        "{SELECT} WHERE state = 'pending' AND session_id = ? AND updated_at < ?
+                         ORDER BY key"
                     ))
-                    .bind(session.as_str()),
+                    .bind(session.as_str())
+                    .bind(before),
                 )
                 .await?;
             for row in &rows {

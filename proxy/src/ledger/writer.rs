@@ -219,6 +219,9 @@ const WRITER_LOCK: i64 = 0x5347_5246_0000_0001;
 pub(super) struct WriteTx<'a> {
     held: Option<Held>,
     ledger: &'a Ledger,
+    /// PostgreSQL: this process's turn to write. Writers queue here, not on the database's
+    /// lock, so a burst of writes holds one pooled connection, not one each.
+    _turn: Option<tokio::sync::MutexGuard<'a, ()>>,
 }
 
 impl Drop for WriteTx<'_> {
@@ -233,6 +236,10 @@ impl Drop for WriteTx<'_> {
 impl<'a> WriteTx<'a> {
     pub(super) async fn begin(ledger: &'a Ledger) -> Result<WriteTx<'a>, sqlx::Error> {
         let health = &*ledger.health;
+        let turn = match &ledger.store {
+            Store::Postgres(pg) => Some(pg.writing.lock().await),
+            Store::Sqlite { .. } => None,
+        };
         let held = match &ledger.store {
             Store::Sqlite { writer, .. } => writer.acquire().await.map(Held::Sqlite),
             Store::Postgres(pg) => pg.pool.acquire().await.map(Held::Postgres),
@@ -249,6 +256,7 @@ impl<'a> WriteTx<'a> {
         let mut tx = WriteTx {
             held: Some(held),
             ledger,
+            _turn: turn,
         };
         let begun = match tx.held.as_mut() {
             // IMMEDIATE: the write lock is taken now, so a busy database fails here, before
@@ -257,9 +265,14 @@ impl<'a> WriteTx<'a> {
                 .execute(&mut **conn)
                 .await
                 .map(|_| ()),
+            // READ COMMITTED whatever the database's default: each statement after the lock
+            // sees every write committed before it (a snapshot taken by the lock's own
+            // statement would not).
             Some(Held::Postgres(conn)) => {
                 async {
-                    sqlx::query("BEGIN").execute(&mut **conn).await?;
+                    sqlx::query("BEGIN ISOLATION LEVEL READ COMMITTED")
+                        .execute(&mut **conn)
+                        .await?;
                     sqlx::query("SELECT pg_advisory_xact_lock($1)")
                         .bind(WRITER_LOCK)
                         .execute(&mut **conn)

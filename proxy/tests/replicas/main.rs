@@ -296,7 +296,8 @@ async fn a_replica_killed_mid_refund_is_reconciled_by_the_other_with_no_second_r
         .inject(FaultRequest::new(Fault::Timeout).on(FaultRoute::Refund))
         .await;
     let database = cluster().fresh_database().unwrap();
-    let settings = [("PROXY_UPSTREAM_TIMEOUT_MS", "20000")];
+    // B adopts an attempt nobody holds once it is older than this timeout (and 2 s).
+    let settings = [("PROXY_UPSTREAM_TIMEOUT_MS", "5000")];
     let mut a = Replica::start(&sandbox, &database, &settings).await;
     let b = Replica::start(&sandbox, &database, &settings).await;
     sandbox.set_webhook_url(b.process.webhook_url());
