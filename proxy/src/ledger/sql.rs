@@ -422,34 +422,23 @@ pub(super) trait FromRecord: Sized {
     fn from_record(record: &Record<'_>) -> Result<Self, sqlx::Error>;
 }
 
-impl FromRecord for i64 {
-    fn from_record(record: &Record<'_>) -> Result<Self, sqlx::Error> {
-        record.int(0)
-    }
+/// A single column read as one value.
+macro_rules! scalar {
+    ($($ty:ty => $get:ident),* $(,)?) => {$(
+        impl FromRecord for $ty {
+            fn from_record(record: &Record<'_>) -> Result<Self, sqlx::Error> {
+                record.$get(0)
+            }
+        }
+    )*};
 }
 
-impl FromRecord for Option<i64> {
-    fn from_record(record: &Record<'_>) -> Result<Self, sqlx::Error> {
-        record.opt_int(0)
-    }
-}
-
-impl FromRecord for String {
-    fn from_record(record: &Record<'_>) -> Result<Self, sqlx::Error> {
-        record.text(0)
-    }
-}
-
-impl FromRecord for Option<String> {
-    fn from_record(record: &Record<'_>) -> Result<Self, sqlx::Error> {
-        record.opt_text(0)
-    }
-}
-
-impl FromRecord for bool {
-    fn from_record(record: &Record<'_>) -> Result<Self, sqlx::Error> {
-        record.bool(0)
-    }
+scalar! {
+    i64 => int,
+    Option<i64> => opt_int,
+    String => text,
+    Option<String> => opt_text,
+    bool => bool,
 }
 
 impl FromRecord for (i64, String) {

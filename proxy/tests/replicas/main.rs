@@ -158,17 +158,24 @@ async fn read_events(
     events
 }
 
+/// A fast sandbox and two replicas on a fresh database of the shared cluster (its URL last);
+/// the sandbox's webhooks go to the second.
+async fn two_replicas() -> (Sandbox, Replica, Replica, String) {
+    let sandbox = Sandbox::start(SandboxConfig::demo().fast()).await;
+    let database = cluster().fresh_database().unwrap();
+    let a = Replica::start(&sandbox, &database, &[]).await;
+    let b = Replica::start(&sandbox, &database, &[]).await;
+    sandbox.set_webhook_url(b.process.webhook_url());
+    (sandbox, a, b, database)
+}
+
 fn cluster() -> &'static testkit::postgres::Cluster {
     testkit::postgres::shared().expect("the throwaway PostgreSQL starts")
 }
 
 #[tokio::test]
 async fn a_hundred_submissions_across_two_replicas_never_refund_past_the_payment() {
-    let sandbox = Sandbox::start(SandboxConfig::demo().fast()).await;
-    let database = cluster().fresh_database().unwrap();
-    let a = Replica::start(&sandbox, &database, &[]).await;
-    let b = Replica::start(&sandbox, &database, &[]).await;
-    sandbox.set_webhook_url(b.process.webhook_url());
+    let (sandbox, a, b, _) = two_replicas().await;
 
     // Each for 30 % of USD 100.00, each with its own key, alternating replicas.
     let answers = join_all((0..100).map(|i| {
@@ -202,11 +209,7 @@ async fn a_hundred_submissions_across_two_replicas_never_refund_past_the_payment
 
 #[tokio::test]
 async fn one_idempotency_key_sent_to_both_replicas_at_once_makes_one_refund() {
-    let sandbox = Sandbox::start(SandboxConfig::demo().fast()).await;
-    let database = cluster().fresh_database().unwrap();
-    let a = Replica::start(&sandbox, &database, &[]).await;
-    let b = Replica::start(&sandbox, &database, &[]).await;
-    sandbox.set_webhook_url(a.process.webhook_url());
+    let (sandbox, a, b, _) = two_replicas().await;
 
     let body = submission(Some(1000), "usd", &fresh_key());
     let answers = join_all((0..20).flat_map(|_| {
@@ -234,12 +237,8 @@ async fn one_idempotency_key_sent_to_both_replicas_at_once_makes_one_refund() {
 
 #[tokio::test]
 async fn a_webhook_received_by_one_replica_reaches_streams_on_the_other() {
-    let sandbox = Sandbox::start(SandboxConfig::demo().fast()).await;
-    let database = cluster().fresh_database().unwrap();
-    let a = Replica::start(&sandbox, &database, &[]).await;
-    let b = Replica::start(&sandbox, &database, &[]).await;
     // Webhooks go to B; the agent watches through A.
-    sandbox.set_webhook_url(b.process.webhook_url());
+    let (sandbox, a, b, _) = two_replicas().await;
     let mut on_a = a.events("ps_usd_1001", None).await;
 
     // A refund through A, settled by the sandbox's webhook into B: pending, in_progress and
@@ -469,11 +468,7 @@ async fn postgres_stopped_under_load_gives_clear_503s_and_recovers_without_a_res
 
 #[tokio::test]
 async fn a_replica_whose_connections_are_cut_listens_again_and_misses_no_event() {
-    let sandbox = Sandbox::start(SandboxConfig::demo().fast()).await;
-    let database = cluster().fresh_database().unwrap();
-    let a = Replica::start(&sandbox, &database, &[]).await;
-    let b = Replica::start(&sandbox, &database, &[]).await;
-    sandbox.set_webhook_url(b.process.webhook_url());
+    let (_sandbox, a, b, database) = two_replicas().await;
     let mut on_a = a.events("ps_usd_1001", None).await;
 
     // Every connection to the database is cut, the listeners' included (as a failover or a
@@ -521,10 +516,7 @@ async fn a_replica_whose_connections_are_cut_listens_again_and_misses_no_event()
 
 #[tokio::test]
 async fn an_events_ticket_opens_one_stream_across_all_replicas() {
-    let sandbox = Sandbox::start(SandboxConfig::demo().fast()).await;
-    let database = cluster().fresh_database().unwrap();
-    let a = Replica::start(&sandbox, &database, &[]).await;
-    let b = Replica::start(&sandbox, &database, &[]).await;
+    let (_sandbox, a, b, _) = two_replicas().await;
     let response = a
         .client
         .post(a.process.url("/api/payments/ps_usd_1001/events/ticket"))
