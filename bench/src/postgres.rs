@@ -77,9 +77,10 @@ pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
          table, planned as a scan of the whole table, and ingest fell from 474 to 200 req/s \
          between 16 and 64 concurrent as the table grew; as a `UNION ALL` of two index \
          look-ups it is 822 and 1,093 req/s in the run that found it, 0.6 of SQLite's. \
-         CI: the API suite's second run on PostgreSQL and tests/replicas add about 50 s of \
-         tests (plus building sqlx's PostgreSQL driver); `cargo xtask test` prints each \
-         stage's time."
+         CI: the API suite's second run on PostgreSQL is a stage of its own (96 s in a \
+         fresh-clone CI run on 2 cores, 24 s of it the tests) and tests/replicas takes about \
+         25 s of the native tests; the whole CI run took 1,368 s. `cargo xtask test` prints \
+         each stage's time."
             .to_owned(),
     );
     rows
