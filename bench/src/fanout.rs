@@ -108,29 +108,16 @@ async fn run(streams_wanted: usize) -> Result<Vec<Row>, String> {
         .memory()
         .ok_or("cannot read the proxy's /proc status")?;
 
-    let mut lasts = Vec::with_capacity(ROUNDS);
-    for round in 1..=ROUNDS {
-        let sent = Instant::now();
-        send_webhook(&rig, &session, round).await?;
-        let mut got = 0;
-        let mut last = sent;
-        let deadline = tokio::time::Instant::now() + ROUND_LIMIT;
-        while got < streams_wanted {
-            match tokio::time::timeout_at(deadline, received.recv()).await {
-                Ok(Some((r, at))) if r == round => {
-                    got += 1;
-                    last = last.max(at);
-                }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
-            }
-        }
-        if got < streams_wanted {
-            return Err(format!("round {round}: only {got} of {streams_wanted} streams got the event within {ROUND_LIMIT:?}"));
-        }
-        lasts.push(last - sent);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let base = rig.proxy.url.clone();
+    let mut lasts = time_rounds(
+        &rig,
+        &base,
+        &session,
+        1..=ROUNDS,
+        streams_wanted,
+        &mut received,
+    )
+    .await?;
     let (busy_rss, peak) = rig
         .proxy
         .memory()
@@ -240,6 +227,42 @@ async fn futures_batch(
         }
     }
     Ok(held)
+}
+
+/// For each webhook `rounds` sent to the proxy at `base`: the time until the last of
+/// `streams` has received its event (arrivals come from [`open_streams`]' readers).
+pub(crate) async fn time_rounds(
+    rig: &Rig,
+    base: &str,
+    session: &SessionId,
+    rounds: std::ops::RangeInclusive<usize>,
+    streams: usize,
+    received: &mut mpsc::UnboundedReceiver<(usize, Instant)>,
+) -> Result<Vec<Duration>, String> {
+    let mut lasts = Vec::with_capacity(rounds.clone().count());
+    for round in rounds {
+        let sent = Instant::now();
+        send_webhook_to(rig, base, session, round).await?;
+        let mut got = 0;
+        let mut last = sent;
+        let deadline = tokio::time::Instant::now() + ROUND_LIMIT;
+        while got < streams {
+            match tokio::time::timeout_at(deadline, received.recv()).await {
+                Ok(Some((r, at))) if r == round => {
+                    got += 1;
+                    last = last.max(at);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if got < streams {
+            return Err(format!("round {round}: only {got} of {streams} streams got the event within {ROUND_LIMIT:?}"));
+        }
+        lasts.push(last - sent);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(lasts)
 }
 
 fn refund_id(round: usize) -> String {

@@ -132,19 +132,7 @@ async fn measure_scheme(scheme: Scheme) -> Result<Vec<Runs>, String> {
     let runs_total = CONCURRENCIES.len() * REQUESTS;
     // The proxy gets distinct webhooks throughout (a new refund each); the baselines reuse.
     let bodies = Arc::new(signed_webhooks(&rig, WARM_UP + runs_total));
-    let http = rig.http.clone();
-    let send = |base: String, offset: usize| {
-        let (http, bodies) = (http.clone(), bodies.clone());
-        move |i: usize| {
-            let (body, signature) = bodies[offset + i].clone();
-            let request = http
-                .post(format!("{base}{WEBHOOK_PATH}"))
-                .header("content-type", "application/json")
-                .header(HEADER_SIGN, signature)
-                .body(body);
-            async move { load::expect_status(request.send().await, &[200]).await }
-        }
-    };
+    let send = |base: String, offset: usize| sender(&rig.http, &bodies, base, offset);
     for server in [&bare.url, &floor.url, &rig.proxy.url] {
         load::closed_loop(WARM_UP, 16, LIMIT, send(server.clone(), 0)).await;
     }
@@ -184,6 +172,27 @@ async fn measure_scheme(scheme: Scheme) -> Result<Vec<Runs>, String> {
         });
     }
     Ok(all)
+}
+
+/// Request `i` of a run: webhook `offset + i` of `bodies`, posted to the server at `base`,
+/// expected to answer 200.
+pub(crate) fn sender(
+    http: &reqwest::Client,
+    bodies: &Arc<Vec<(Vec<u8>, String)>>,
+    base: String,
+    offset: usize,
+) -> impl Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+       + Clone {
+    let (http, bodies) = (http.clone(), bodies.clone());
+    move |i: usize| {
+        let (body, signature) = bodies[offset + i].clone();
+        let request = http
+            .post(format!("{base}{WEBHOOK_PATH}"))
+            .header("content-type", "application/json")
+            .header(HEADER_SIGN, signature)
+            .body(body);
+        Box::pin(async move { load::expect_status(request.send().await, &[200]).await })
+    }
 }
 
 /// `count` distinct webhooks, each signed as the sandbox signs them in `rig`'s scheme.

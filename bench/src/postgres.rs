@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shared::smart_glocal::HEADER_SIGN;
 use signing::Scheme;
 use tokio::sync::mpsc;
 
@@ -20,7 +19,6 @@ use crate::load::{self, Latencies};
 use crate::overhead::{self, Path};
 use crate::report::{self, Row};
 use crate::rig::{Rig, RigOptions};
-use crate::servers::WEBHOOK_PATH;
 use crate::timing::percentile;
 
 const SECTION: &str = "8. PostgreSQL ledger";
@@ -31,7 +29,6 @@ const CONCURRENCIES: [usize; 2] = [16, 64];
 const INGEST_LIMIT: Duration = Duration::from_secs(20);
 const STREAMS: usize = 1000;
 const ROUNDS: usize = 30;
-const ROUND_LIMIT: Duration = Duration::from_secs(5);
 
 pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
     let cluster = match testkit::postgres::Cluster::start() {
@@ -165,16 +162,7 @@ async fn ingest_rows(cluster: &testkit::postgres::Cluster) -> Result<Vec<Row>, S
     let total = 100 + CONCURRENCIES.len() * WEBHOOKS;
     let bodies = Arc::new(signed_webhooks(&sqlite, total));
     let send = |rig: &Arc<Rig>, offset: usize| {
-        let (http, bodies, base) = (rig.http.clone(), bodies.clone(), rig.proxy.url.clone());
-        move |i: usize| {
-            let (body, signature) = bodies[offset + i].clone();
-            let request = http
-                .post(format!("{base}{WEBHOOK_PATH}"))
-                .header("content-type", "application/json")
-                .header(HEADER_SIGN, signature)
-                .body(body);
-            async move { load::expect_status(request.send().await, &[200]).await }
-        }
+        crate::ingest::sender(&rig.http, &bodies, rig.proxy.url.clone(), offset)
     };
     for rig in [&sqlite, &postgres] {
         load::closed_loop(100, 16, INGEST_LIMIT, send(rig, 0)).await;
@@ -222,30 +210,9 @@ async fn fanout_rows(cluster: &testkit::postgres::Cluster) -> Result<Vec<Row>, S
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut figures = Vec::new();
     for (first_round, base) in [(1, rig.proxy.url.clone()), (1 + ROUNDS, b.url.clone())] {
-        let mut lasts = Vec::with_capacity(ROUNDS);
-        for round in first_round..first_round + ROUNDS {
-            let sent = Instant::now();
-            fanout::send_webhook_to(&rig, &base, &session, round).await?;
-            let (mut got, mut last) = (0, sent);
-            let deadline = tokio::time::Instant::now() + ROUND_LIMIT;
-            while got < STREAMS {
-                match tokio::time::timeout_at(deadline, received.recv()).await {
-                    Ok(Some((r, at))) if r == round => {
-                        got += 1;
-                        last = last.max(at);
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            if got < STREAMS {
-                return Err(format!(
-                    "round {round}: {got} of {STREAMS} streams got the event within {ROUND_LIMIT:?}"
-                ));
-            }
-            lasts.push(last - sent);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let rounds = first_round..=first_round + ROUNDS - 1;
+        let mut lasts =
+            fanout::time_rounds(&rig, &base, &session, rounds, STREAMS, &mut received).await?;
         figures.push((percentile(&mut lasts, 50.0), percentile(&mut lasts, 99.0)));
     }
     for stream in streams {
