@@ -268,7 +268,7 @@ async fn reconcile_session(
         .map(|p| p.refunds.as_slice())
         .unwrap_or_default()
     {
-        let outcome = state
+        let (outcome, _) = state
             .ledger
             .apply_upstream_refund(session, refund, Source::Reconciled)
             .await?;

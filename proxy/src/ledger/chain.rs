@@ -87,17 +87,6 @@ impl FromRecord for Line {
     }
 }
 
-/// The hash of the chain's last line, inside the caller's transaction.
-pub(super) async fn head(tx: &mut WriteTx<'_>) -> Result<String, sqlx::Error> {
-    let head: Option<Option<String>> = tx
-        .exec()
-        .fetch_optional(&Sql::new(
-            "SELECT hash FROM history ORDER BY id DESC LIMIT 1",
-        ))
-        .await?;
-    Ok(head.flatten().unwrap_or_else(|| GENESIS.to_owned()))
-}
-
 /// Seals lines written before the chain existed (`hash` NULL), in id order. Runs once, the
 /// first time the ledger opens after the migration; never again, so a hash emptied by hand
 /// later stays a broken line rather than being sealed anew.

@@ -23,12 +23,12 @@ struct History {
     row: RefundRow,
 }
 
-/// The history lines and events of one transaction, kept in order and written by [`write`]
-/// just before it commits: one statement per table instead of one per line, which is most of
-/// what a batch of webhooks costs. Nothing reads these tables inside a transaction, so
-/// writing them last changes nothing but the number of round trips.
+/// The history lines and events of one transaction, kept in order and written (see
+/// [`statements`]) just before it commits: one statement per table instead of one per line,
+/// which is most of what a batch of webhooks costs. Nothing reads these tables inside a
+/// transaction, so writing them last changes nothing but the number of round trips.
 ///
-/// [`write`]: Entries::write
+/// [`statements`]: Entries::statements
 #[derive(Default)]
 pub(super) struct Entries {
     history: Vec<History>,
@@ -69,15 +69,23 @@ impl Entries {
         self.events.push((now_ms(), row.clone()));
     }
 
-    /// Writes everything inside the caller's transaction; returns the events with their `seq`,
-    /// in order.
-    pub(super) async fn write(self, tx: &mut WriteTx<'_>) -> Result<Vec<RefundEvent>, sqlx::Error> {
+    /// The statements that write everything inside the caller's transaction, for it to run
+    /// (on SQLite, together with its `COMMIT`); the events with their `seq`, in order.
+    pub(super) async fn statements(
+        self,
+        tx: &mut WriteTx<'_>,
+    ) -> Result<(Vec<Sql>, Vec<RefundEvent>), sqlx::Error> {
+        if self.history.is_empty() && self.events.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut statements = Vec::with_capacity(2);
+        // The transaction holds the only writer (SQLite's connection, PostgreSQL's writers'
+        // lock) until commit, so nobody else extends the chain or takes a `seq` meanwhile:
+        // both are read here, in one statement, and the rows need no reading back.
+        let tails = Tails::sql(tx.engine());
+        let Tails { head, last_seq } = tx.exec().fetch_one(&tails).await?;
         // Each line as stored, chained to the one before it (see `chain`).
-        let mut previous = if self.history.is_empty() {
-            String::new()
-        } else {
-            chain::head(tx).await?
-        };
+        let mut previous = head;
         let lines: Vec<(chain::Line, String)> = self
             .history
             .iter()
@@ -107,7 +115,7 @@ impl Entries {
                     ]
                 }),
             );
-            tx.exec().execute(&insert).await?;
+            statements.push(insert);
         }
         // Each event as it is stored (its row's JSON) and as it is published (seq still 0).
         let mut events = Vec::with_capacity(self.events.len());
@@ -124,22 +132,10 @@ impl Entries {
             };
             events.push((*at, json, event));
         }
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The transaction holds the only writer (SQLite's connection, PostgreSQL's writers'
-        // lock) until commit, so nobody else takes a `seq` meanwhile: numbered here, in
-        // commit order, the rows need no reading back.
-        let last = Sql::new(match tx.engine() {
-            Engine::Sqlite => {
-                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
-            }
-            Engine::Postgres => "SELECT COALESCE(MAX(seq), 0) FROM events",
-        });
-        let last: i64 = tx.exec().fetch_one(&last).await?;
+        // Numbered in commit order.
         for (i, (_, _, event)) in events.iter_mut().enumerate() {
             let offset = i64::try_from(i + 1).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-            event.seq = last + offset;
+            event.seq = last_seq + offset;
         }
         for chunk in events.chunks(ROWS_PER_INSERT) {
             let insert = Sql::insert_rows(
@@ -153,9 +149,43 @@ impl Entries {
                     ]
                 }),
             );
-            tx.exec().execute(&insert).await?;
+            statements.push(insert);
         }
-        Ok(events.into_iter().map(|(_, _, event)| event).collect())
+        let events = events.into_iter().map(|(_, _, event)| event).collect();
+        Ok((statements, events))
+    }
+}
+
+/// Where a transaction's history lines and events continue from: the hash chain's head and
+/// the last event's `seq`.
+struct Tails {
+    head: String,
+    last_seq: i64,
+}
+
+impl Tails {
+    fn sql(engine: Engine) -> Sql {
+        Sql::new(match engine {
+            Engine::Sqlite => {
+                "SELECT (SELECT hash FROM history ORDER BY id DESC LIMIT 1) AS head,
+                    COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0) AS last_seq"
+            }
+            Engine::Postgres => {
+                "SELECT (SELECT hash FROM history ORDER BY id DESC LIMIT 1) AS head,
+                    (SELECT COALESCE(MAX(seq), 0) FROM events) AS last_seq"
+            }
+        })
+    }
+}
+
+impl FromRecord for Tails {
+    fn from_record(r: &Record<'_>) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            head: r
+                .opt_text("head")?
+                .unwrap_or_else(|| chain::GENESIS.to_owned()),
+            last_seq: r.int("last_seq")?,
+        })
     }
 }
 

@@ -306,13 +306,14 @@ impl Ledger {
     /// request, a webhook or `session/status` (`source`: `sent`, `webhook` or `reconciled`):
     /// the one place a refund is matched to its attempt. Matched by refund id, else to
     /// an unresolved attempt (by the attempt id in its metadata, else by amount among refunds
-    /// that did not exist before the attempt), else recorded as made elsewhere.
+    /// that did not exist before the attempt), else recorded as made elsewhere. Returns what
+    /// it did and the row the refund now lives in (so no caller reads it back).
     pub async fn apply_upstream_refund(
         &self,
         session: &SessionId,
         refund: &sg::Refund,
         source: Source,
-    ) -> Result<ApplyOutcome, sqlx::Error> {
+    ) -> Result<(ApplyOutcome, RefundRow), sqlx::Error> {
         let mut tx = self.write().await?;
         let mut journal = Entries::default();
         let result = apply_in(&mut tx, &mut journal, session, refund, source).await;
@@ -475,11 +476,21 @@ async fn used_today(
 }
 
 /// [`Ledger::insert_attempt`] inside the caller's transaction.
+///
+/// Without a daily limit to check, the common case is one statement: the idempotency key and
+/// "one `pending` attempt per payment" are unique indexes, so an insert that would break
+/// either inserts nothing (`ON CONFLICT DO NOTHING`), and only then is the reason looked up.
 async fn insert_attempt_in(
     tx: &mut WriteTx<'_>,
     journal: &mut Entries,
     attempt: &NewAttempt,
 ) -> Result<Inserted, sqlx::Error> {
+    let now = now_ms();
+    if attempt.daily_limit.is_none() {
+        if let Some(row) = insert_row(tx, attempt, now).await? {
+            return Ok(recorded(journal, attempt, row));
+        }
+    }
     let existing: Option<RefundRow> = tx
         .exec()
         .fetch_optional(
@@ -493,7 +504,6 @@ async fn insert_attempt_in(
     if attempt.state == RefundState::Pending && pending_on(tx, attempt.session_id.as_str()).await? {
         return Ok(Inserted::InFlight);
     }
-    let now = now_ms();
     if let Some(limit) = attempt.daily_limit {
         let used = used_today(tx.exec(), &attempt.agent, attempt.amount.currency, now).await?;
         let left = limit.saturating_sub(used);
@@ -501,10 +511,27 @@ async fn insert_attempt_in(
             return Ok(Inserted::OverDailyLimit { left });
         }
     }
+    match insert_row(tx, attempt, now).await? {
+        Some(row) => Ok(recorded(journal, attempt, row)),
+        // Neither the key nor a pending attempt: a random attempt id met its twin.
+        None => Err(sqlx::Error::Protocol(format!(
+            "attempt {} conflicts with a row of the ledger",
+            attempt.attempt_id
+        ))),
+    }
+}
+
+/// The attempt's row, inserted unless a unique index already holds its like.
+async fn insert_row(
+    tx: &mut WriteTx<'_>,
+    attempt: &NewAttempt,
+    now: i64,
+) -> Result<Option<RefundRow>, sqlx::Error> {
     let insert = Sql::new(
         "INSERT INTO refunds (attempt_id, session_id, origin, agent, amount, currency, full_refund, reason,
             note, idempotency_key, request_hash, refunds_before, state, created_at, updated_at, role)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT DO NOTHING RETURNING *",
     )
     .bind(&attempt.attempt_id)
     .bind(attempt.session_id.as_str())
@@ -522,14 +549,18 @@ async fn insert_attempt_in(
     .bind(now)
     .bind(now)
     .bind(&attempt.role);
-    let row: RefundRow = tx.exec().fetch_one(&insert).await?;
+    tx.exec().fetch_optional(&insert).await
+}
+
+/// A new attempt's history line and event.
+fn recorded(journal: &mut Entries, attempt: &NewAttempt, row: RefundRow) -> Inserted {
     let kind = match attempt.state {
         RefundState::AwaitingApproval => HistoryKind::ApprovalRequested,
         _ => HistoryKind::Requested,
     };
     journal.history(&row, kind, attempt.note.as_ref().map(Note::as_str));
     journal.event(&row);
-    Ok(Inserted::New(row))
+    Inserted::New(row)
 }
 
 /// Applies one upstream refund inside the caller's transaction (see
@@ -540,7 +571,7 @@ pub(super) async fn apply_in(
     session: &SessionId,
     refund: &sg::Refund,
     source: Source,
-) -> Result<ApplyOutcome, sqlx::Error> {
+) -> Result<(ApplyOutcome, RefundRow), sqlx::Error> {
     let state = RefundState::from(&refund.status);
     let finished_at = refund.finished_at.map(|t| t.unix_millis());
     let change = Change {
@@ -606,13 +637,13 @@ pub(super) async fn apply_in(
                     .await?;
                 journal.history(&flagged, HistoryKind::Conflict, Some(&detail));
                 journal.event(&flagged);
-                return Ok(ApplyOutcome::Conflict);
+                return Ok((ApplyOutcome::Conflict, flagged));
             }
-            if change_row(tx, journal, &row, &change).await?.is_some() {
-                return Ok(ApplyOutcome::Applied);
+            if let Some(changed) = change_row(tx, journal, &row, &change).await? {
+                return Ok((ApplyOutcome::Applied, changed));
             }
             if row.state == state {
-                return Ok(ApplyOutcome::Duplicate);
+                return Ok((ApplyOutcome::Duplicate, row));
             }
             if source == Source::Webhook {
                 let detail = format!(
@@ -622,7 +653,7 @@ pub(super) async fn apply_in(
                 );
                 journal.history(&row, HistoryKind::WebhookIgnored, Some(&detail));
             }
-            Ok(ApplyOutcome::Stale)
+            Ok((ApplyOutcome::Stale, row))
         }
         None => {
             let (origin, kind) = if refund.is_chargeback {
@@ -648,7 +679,7 @@ pub(super) async fn apply_in(
             let row: RefundRow = tx.exec().fetch_one(&insert).await?;
             journal.history(&row, kind, Some(&format!("learned from {source}")));
             journal.event(&row);
-            Ok(ApplyOutcome::New)
+            Ok((ApplyOutcome::New, row))
         }
     }
 }

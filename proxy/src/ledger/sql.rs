@@ -62,6 +62,19 @@ impl Sql {
         self
     }
 
+    /// This statement, then `next`, as one text: SQLite runs them in order in one call (each
+    /// bound to its own arguments), stopping at the first that fails. SQLite only: a
+    /// PostgreSQL prepared statement holds one.
+    pub(super) fn then(mut self, next: Sql) -> Self {
+        let mut text = self.text.into_owned();
+        text.push_str(";\n");
+        text.push_str(&next.text);
+        self.text = text.into();
+        self.args.extend(next.args);
+        self.persistent &= next.persistent;
+        self
+    }
+
     /// `INSERT INTO table (columns) VALUES (…), (…)`: `head` is everything before `VALUES`,
     /// each row its values in column order.
     pub(super) fn insert_rows(head: &str, rows: impl IntoIterator<Item = Vec<Arg>>) -> Self {

@@ -176,7 +176,8 @@ async fn apply(
         (WebhookAction::Apply(refunds), Some(session)) => {
             let mut outcome = WebhookOutcome::Duplicate;
             for refund in refunds {
-                let applied = apply_in(conn, journal, session, refund, Source::Webhook).await?;
+                let (applied, _) =
+                    apply_in(conn, journal, session, refund, Source::Webhook).await?;
                 outcome = match (outcome, applied) {
                     // A contradiction is what an operator must see, whatever else it held.
                     (_, ApplyOutcome::Conflict) | (WebhookOutcome::Conflict, _) => {

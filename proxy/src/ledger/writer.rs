@@ -28,7 +28,7 @@ use sqlx::{Postgres, Sqlite, SqliteConnection};
 use tokio::sync::watch;
 
 use super::journal::Entries;
-use super::sql::{Engine, Exec};
+use super::sql::{Engine, Exec, Sql};
 use super::{Ledger, Store};
 
 /// Whether `conn` is outside any transaction, asked of SQLite (`sqlite3_get_autocommit`).
@@ -326,26 +326,35 @@ impl<'a> WriteTx<'a> {
             Ok(value) => value,
             Err(error) => return Err(self.discard(error).await),
         };
-        let events = match journal.write(&mut self).await {
-            Ok(events) => events,
+        let (statements, events) = match journal.statements(&mut self).await {
+            Ok(written) => written,
             Err(error) => return Err(self.discard(error).await),
         };
-        if let Some(last) = events.last().filter(|_| self.engine() == Engine::Postgres) {
-            // Delivered to every replica's listener when (and only if) this commits.
-            let notify = sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(super::listen::CHANNEL)
-                .bind(last.seq.to_string());
-            let notified = match self.held.as_mut() {
-                Some(Held::Postgres(conn)) => notify.execute(&mut **conn).await.map(|_| ()),
-                _ => Ok(()),
-            };
-            if let Err(error) = notified {
-                return Err(self.discard(error).await);
+        if self.engine() == Engine::Postgres {
+            // Each in turn, then the NOTIFY: delivered to every replica's listener when (and
+            // only if) this commits.
+            let notify = events.last().map(|last| {
+                Sql::new("SELECT pg_notify(?, ?)")
+                    .bind(super::listen::CHANNEL)
+                    .bind(last.seq.to_string())
+            });
+            for statement in statements.iter().chain(&notify) {
+                if let Err(error) = self.exec().execute(statement).await {
+                    return Err(self.discard(error).await);
+                }
             }
         }
         let health = &*self.ledger.health;
         let committed = match self.held.as_mut() {
-            Some(Held::Sqlite(conn)) => match sqlx::query("COMMIT").execute(&mut **conn).await {
+            // The journal's inserts and the COMMIT in one call to SQLite's thread.
+            Some(Held::Sqlite(conn)) => match Exec::SqliteConn(conn)
+                .execute(
+                    &statements
+                        .into_iter()
+                        .rfold(Sql::new("COMMIT"), |after, s| s.then(after)),
+                )
+                .await
+            {
                 Ok(_) => match in_autocommit(conn).await {
                     Ok(true) => Ok(()),
                     Ok(false) => Err(sqlx::Error::Protocol(
@@ -481,6 +490,65 @@ mod tests {
         ledger.record_rejected_webhook(b"{}", "test").await.unwrap();
 
         assert_eq!(rejected_webhooks_seen_by_another_connection(&path).await, 1);
+    }
+
+    /// The journal's inserts and the COMMIT go to SQLite as one text: a failing insert in it
+    /// must leave nothing of the transaction behind, and the writer working.
+    #[tokio::test]
+    async fn a_journal_insert_that_fails_commits_nothing_of_its_transaction() {
+        let (_dir, _path, ledger) = open().await;
+        let session = shared::SessionId::parse("ps_fused_commit").unwrap();
+        let refund = |id: &str| -> shared::smart_glocal::Refund {
+            serde_json::from_value(serde_json::json!({
+                "id": id, "status": "accepted",
+                "amount_details": {"amount": 500, "currency": "eur"},
+            }))
+            .unwrap()
+        };
+        let mut tx = ledger.write().await.unwrap();
+        let trigger = sqlx::query(
+            "CREATE TRIGGER no_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'no events'); END",
+        )
+        .execute(tx.sqlite())
+        .await
+        .map(|_| ());
+        tx.finish(Entries::default(), trigger).await.unwrap();
+
+        let error = ledger
+            .apply_upstream_refund(
+                &session,
+                &refund("rf_fused_1"),
+                super::super::Source::Webhook,
+            )
+            .await
+            .unwrap_err();
+
+        assert!(error.to_string().contains("no events"), "{error}");
+        let rows = ledger.rows_for_session(&session).await.unwrap();
+        assert!(
+            rows.is_empty(),
+            "the refund's row was rolled back with its event"
+        );
+        let history = ledger.history(&session).await.unwrap();
+        assert!(history.is_empty(), "and its history line");
+        let mut tx = ledger.write().await.unwrap();
+        let dropped = sqlx::query("DROP TRIGGER no_events")
+            .execute(tx.sqlite())
+            .await
+            .map(|_| ());
+        tx.finish(Entries::default(), dropped).await.unwrap();
+        ledger
+            .apply_upstream_refund(
+                &session,
+                &refund("rf_fused_2"),
+                super::super::Source::Webhook,
+            )
+            .await
+            .unwrap();
+        assert_eq!(ledger.rows_for_session(&session).await.unwrap().len(), 1);
+        assert_eq!(ledger.history(&session).await.unwrap().len(), 1);
+        let chain = ledger.verify_chain().await.unwrap();
+        assert_eq!((chain.verified, chain.broken), (1, None));
     }
 
     #[tokio::test]
