@@ -55,7 +55,13 @@ pub fn app(state: AppState) -> Router {
     let trace = TraceLayer::new_for_http()
         // Path only: query strings (SSE tickets) and headers (Authorization) stay out of logs.
         .make_span_with(|request: &Request| {
-            let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            // A span lives as long as its response body: for an event stream, hours, and
+            // about 0.4 KB each of thousands. The stream logs its opening instead (with
+            // these fields) and runs without one.
+            if routes::events::is_stream(request) {
+                return tracing::Span::none();
+            }
+            let request_id = request_id(request.headers());
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
         })
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
@@ -76,6 +82,14 @@ pub fn app(state: AppState) -> Router {
         );
     // Outermost, so every answer has them, the middleware's own rejections included.
     security::with_headers(router, &config).with_state(state)
+}
+
+/// The request's id as logged (set by the middleware before any handler runs).
+pub fn request_id(headers: &axum::http::HeaderMap) -> &str {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
 }
 
 /// Keeps a client's `x-request-id` only if it is one plain token (`[A-Za-z0-9._-]{1,64}`):

@@ -23,6 +23,7 @@ pub mod error;
 pub mod extract;
 pub mod ledger;
 pub mod live;
+pub mod memory;
 pub mod metrics;
 pub mod payment_view;
 pub mod rate_limit;

@@ -117,6 +117,7 @@ pub async fn run_until(
     }
     let reconciler = reconcile::spawn(state.clone());
     let ledger_watch = reconcile::watch_ledger(state.clone());
+    let trimmer = crate::memory::spawn_trim();
     let ops = match state.config.ops_listen {
         Some(address) => {
             let ops_listener = TcpListener::bind(address).await?;
@@ -143,6 +144,7 @@ pub async fn run_until(
     .await;
     reconciler.abort();
     ledger_watch.abort();
+    trimmer.abort();
     if let Some(ops) = ops {
         ops.abort();
     }

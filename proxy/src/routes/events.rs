@@ -55,12 +55,23 @@ struct StreamQuery {
     ticket: Option<String>,
 }
 
+/// Whether `request` opens an event stream (which the request tracing leaves without a span).
+pub fn is_stream(request: &axum::extract::Request) -> bool {
+    request.method() == axum::http::Method::GET
+        && request.uri().path().starts_with("/api/payments/")
+        && request.uri().path().ends_with("/events")
+}
+
 async fn stream(
     State(state): State<AppState>,
     SessionPath(session): SessionPath,
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let request_id = crate::app::request_id(&headers);
+    // In place of the request span the stream goes without (see `app`); the path carries
+    // the ticket in its query, which is never logged.
+    tracing::info!(method = "GET", path = %format_args!("/api/payments/{session}/events"), %request_id, "event stream requested");
     let ticket = query
         .ticket
         .filter(|t| !t.is_empty())
