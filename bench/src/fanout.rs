@@ -48,9 +48,9 @@ pub async fn measure(streams: usize, notes: &mut Vec<String>) -> Vec<Row> {
                              a server connection in hyper 1.x), the connection task and its \
                              socket registration. The difference is the proxy's: its middleware's \
                              response-body wrappers, the stream's `Follow` (broadcast receiver, \
-                             keep-alive timer, payment id, ledger handle) and the request's \
-                             tracing span, which lives as long as the body (a run with \
-                             `RUST_LOG=warn`, no span, measured about 0.4 KB less per stream). \
+                             keep-alive timer, payment id, ledger handle) and the stream's \
+                             one-time costs (its ticket's claim). A stream no longer carries a \
+                             request tracing span for its lifetime (about 0.4 KB each). \
                              The broadcast channel's 1,024 slots are shared by all streams, there \
                              is no task per stream beside hyper's connection task, and the \
                              allocator is not the cause (`MALLOC_ARENA_MAX=1` changes nothing)."

@@ -100,9 +100,10 @@ pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
             "Webhook ingest reaches {} of the storage floor, which group-commits one insert \
              per webhook with the same SQLite settings. Each proxied webhook is also verified, \
              parsed and applied inside the batch's transaction: per refund it carries (two \
-             here), a look-up and an `INSERT … RETURNING *` decoded into a 25-column row; per \
-             batch, the hash chain's head, the history lines (each hashed), the events (each \
-             serialised), the webhook rows, `COMMIT` and the autocommit check. Every one of \
+             here), a look-up and an `UPDATE … RETURNING *` decoded into a 25-column row; per \
+             batch, the webhook rows, one read of the hash chain's head and the last `seq`, \
+             then the history lines (each hashed), the events (each serialised) and `COMMIT` \
+             in one call, and the autocommit check. Every one of \
              those statements is a hand-off to sqlx's worker thread and back, one at a time on \
              the single writer, and the batch holds the writer while they run, so fewer \
              webhooks share each sync. perf on the proxy alone during ingest (one run, this \

@@ -19,7 +19,8 @@ pub fn spawn_trim() -> tokio::task::JoinHandle<()> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            trim();
+            // Off the runtime's threads: handing back a large burst takes milliseconds.
+            let _ = tokio::task::spawn_blocking(trim).await;
         }
     })
 }
