@@ -342,7 +342,7 @@ fn rows_for(scheme: Scheme, mut passes: Passes, notes: &mut Vec<String>) -> Vec<
              run, this machine, p50, before the cuts below): the two upstream calls 1.2 and \
              1.4 ms (a third process to wake on 2 cores), the attempt's commit 2.1 ms and the \
              outcome's 2.0 ms against about 0.8 ms for each of the floor's, four reads 0.6 ms. \
-             A refund made 23 round trips to SQLite's thread; it now makes 13 (two reads; \
+             A refund made 23 round trips to SQLite's thread; it now makes 14 (three reads; \
              `BEGIN`, the attempt as one `INSERT … ON CONFLICT DO NOTHING RETURNING *`, the \
              chain head and last `seq` in one read, history, event and `COMMIT` in one call, \
              the autocommit check; the outcome likewise with the attempt's look-up) where the \

@@ -55,13 +55,14 @@ pub fn app(state: AppState) -> Router {
     let trace = TraceLayer::new_for_http()
         // Path only: query strings (SSE tickets) and headers (Authorization) stay out of logs.
         .make_span_with(|request: &Request| {
+            let request_id = request_id(request.headers());
             // A span lives as long as its response body: for an event stream, hours, and
-            // about 0.4 KB each of thousands. The stream logs its opening instead (with
-            // these fields) and runs without one.
+            // about 0.4 KB each of thousands. A stream's request is logged here, with the
+            // same fields, and runs without one.
             if routes::events::is_stream(request) {
+                tracing::info!(method = %request.method(), path = %request.uri().path(), request_id = %request_id, "event stream requested");
                 return tracing::Span::none();
             }
-            let request_id = request_id(request.headers());
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
         })
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));

@@ -1,8 +1,7 @@
 //! The refund flow, start to end: one refund per intent.
 //!
-//! 1. Idempotency: the same key and request returns the first result and sends nothing
-//!    (one that waited behind its twin's lock has looked at `session/status` first); the
-//!    same key with another request is `409 idempotency_conflict`.
+//! 1. Idempotency: the same key and request returns the first result, no upstream call;
+//!    the same key with another request is `409 idempotency_conflict`.
 //! 2. Per-payment serialisation (an in-process lock per session, and the ledger refuses a
 //!    second `pending` attempt on one payment).
 //! 3. A fresh `session/status`, merged with the ledger's unresolved attempts, decides what
@@ -116,13 +115,17 @@ async fn decide_and_send(
     submission: &RefundSubmission,
     hash: &str,
 ) -> Result<Answer, ApiError> {
-    let (upstream, rows, view) = fresh_view(state, session).await?;
-    // Someone with the same key may have finished while we waited for the lock: on this
-    // payment, its row is among the payment's (on another, the insert below finds it).
-    let key = Some(&submission.idempotency_key);
-    if let Some(row) = rows.iter().find(|row| row.idempotency_key.as_ref() == key) {
-        return replay(row, hash);
+    // Someone with the same key may have finished while we waited for the lock: replayed
+    // before anything else is asked (a `session/status` that failed now would answer an
+    // error the widget takes as final, and a retry under a new key could refund twice).
+    if let Some(row) = state
+        .ledger
+        .find_by_idempotency_key(&submission.idempotency_key)
+        .await?
+    {
+        return replay(&row, hash);
     }
+    let (upstream, view) = fresh_view(state, session).await?;
     let amount = view.check_refund(submission).map_err(ApiError::Rule)?;
     // The agent's own limits: per refund here, per day inside the attempt's insert (so that
     // concurrent submissions on different payments cannot add up past it).
@@ -188,7 +191,7 @@ async fn decide_and_send(
 async fn fresh_view(
     state: &AppState,
     session: &SessionId,
-) -> Result<(sg::Session, Vec<RefundRow>, shared::api::PaymentView), ApiError> {
+) -> Result<(sg::Session, shared::api::PaymentView), ApiError> {
     if let Some(fault) = state.ledger.health().last_fault() {
         return Err(ApiError::LedgerUnavailable(fault));
     }
@@ -196,7 +199,7 @@ async fn fresh_view(
     let rows = state.ledger.rows_for_session(session).await?;
     let view = payment_view(&upstream, &rows, state.config.partial_refunds)
         .ok_or(ApiError::PaymentNotFound)?;
-    Ok((upstream, rows, view))
+    Ok((upstream, view))
 }
 
 /// Sends the recorded `pending` attempt `row` (signed) and settles the answer.
@@ -258,7 +261,7 @@ async fn settle(
                     stored = Some(applied);
                 }
             }
-            // Not matched by any of them: read as it is (a webhook may have matched it first).
+            // No new refund matched the attempt: read it as it is.
             if stored.is_none() {
                 stored = state.ledger.find_by_key(row.key).await?;
             }
@@ -391,7 +394,7 @@ async fn approve_and_send(
     detail: &str,
     approver: &str,
 ) -> Result<Answer, ApiError> {
-    let (upstream, _, view) = fresh_view(state, session).await?;
+    let (upstream, view) = fresh_view(state, session).await?;
     // What remains now decides: the payment may have been refunded while this waited.
     if let Err(code) = view.check_amount(row.money()) {
         let detail = format!("{detail}, but it can no longer be sent: {}", code.name());

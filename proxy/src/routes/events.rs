@@ -69,9 +69,6 @@ async fn stream(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let request_id = crate::app::request_id(&headers);
-    // In place of the request span the stream goes without (see `app`); the path carries
-    // the ticket in its query, which is never logged.
-    tracing::info!(method = "GET", path = %format_args!("/api/payments/{session}/events"), %request_id, "event stream requested");
     let ticket = query
         .ticket
         .filter(|t| !t.is_empty())
@@ -100,7 +97,9 @@ async fn stream(
     if last_seen > 0 {
         match state.ledger.events_after(&session, last_seen).await {
             Ok(events) => backlog = events,
-            Err(e) => tracing::error!(error = %e, "event backlog unavailable"),
+            Err(e) => {
+                tracing::error!(error = %e, session_id = %session, %request_id, "event backlog unavailable")
+            }
         }
     }
     let replayed = backlog.last().map_or(last_seen, |e| e.seq);
@@ -177,7 +176,9 @@ impl Follow {
                                 return Some(frame);
                             }
                         }
-                        Err(e) => tracing::error!(error = %e, "event backlog unavailable"),
+                        Err(e) => {
+                            tracing::error!(error = %e, session_id = %self.session, "event backlog unavailable")
+                        }
                     }
                 }
                 Ok(Err(RecvError::Closed)) => return None,
