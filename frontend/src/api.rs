@@ -109,8 +109,7 @@ impl Client {
         &self,
         submission: &RefundSubmission,
     ) -> Result<(RefundView, Submitted), CallError> {
-        let body =
-            serde_json::to_string(submission).map_err(|_| CallError::BadResponse { status: 0 })?;
+        let body = to_json(submission).ok_or(CallError::BadResponse { status: 0 })?;
         let (status, text) = self.call("/refunds", "POST", Some(body)).await?;
         let how = match status {
             200 => Submitted::Replayed,
@@ -128,8 +127,8 @@ impl Client {
         approve: bool,
         note: Option<Note>,
     ) -> Result<(RefundView, Submitted), CallError> {
-        let body = serde_json::to_string(&ApprovalDecision { note })
-            .map_err(|_| CallError::BadResponse { status: 0 })?;
+        let body =
+            to_json(&ApprovalDecision { note }).ok_or(CallError::BadResponse { status: 0 })?;
         let verb = if approve { "approve" } else { "reject" };
         let (status, text) = self
             .call(&format!("/refunds/{attempt}/{verb}"), "POST", Some(body))
@@ -207,9 +206,9 @@ impl Client {
             if (200..300).contains(&status) {
                 return Ok((status, text));
             }
-            let error = match serde_json::from_str::<ErrorBody>(&text) {
-                Ok(body) => CallError::Proxy { status, body },
-                Err(_) => CallError::BadResponse { status },
+            let error = match from_json::<ErrorBody>(&text) {
+                Some(body) => CallError::Proxy { status, body },
+                None => CallError::BadResponse { status },
             };
             if error.code() == Some(ErrorCode::TokenExpired) && renewals < TOKEN_RENEWALS_PER_CALL {
                 renewals += 1;
@@ -274,7 +273,22 @@ async fn send(
 
 /// A 2xx answer's body as `T`.
 fn decode<T: DeserializeOwned>(status: u16, text: &str) -> Result<T, CallError> {
-    serde_json::from_str(text).map_err(|_| CallError::BadResponse { status })
+    from_json(text).ok_or(CallError::BadResponse { status })
+}
+
+/// JSON text as `T`, parsed by the browser (`JSON.parse`) and read from the parsed value
+/// (serde-wasm-bindgen): no JSON parser of our own in the wasm.
+fn from_json<T: DeserializeOwned>(text: &str) -> Option<T> {
+    let value = js_sys::JSON::parse(text).ok()?;
+    serde_wasm_bindgen::from_value(value).ok()
+}
+
+/// `value` as JSON text, written by the browser (`JSON.stringify`).
+fn to_json<T: serde::Serialize>(value: &T) -> Option<String> {
+    let value = value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .ok()?;
+    js_sys::JSON::stringify(&value).ok()?.as_string()
 }
 
 /// Resolves after `ms` milliseconds.
@@ -385,7 +399,7 @@ fn open(
             let Some(data) = message.data().as_string() else {
                 return;
             };
-            if let Ok(event) = serde_json::from_str::<RefundEvent>(&data) {
+            if let Some(event) = from_json::<RefundEvent>(&data) {
                 on_event(event);
             }
         })
