@@ -505,14 +505,15 @@ mod tests {
             }))
             .unwrap()
         };
-        let mut tx = ledger.write().await.unwrap();
-        let trigger = sqlx::query(
-            "CREATE TRIGGER no_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'no events'); END",
-        )
-        .execute(tx.sqlite())
-        .await
-        .map(|_| ());
-        tx.finish(Entries::default(), trigger).await.unwrap();
+        let schema = |statement: &'static str| async {
+            let mut tx = ledger.write().await.unwrap();
+            let done = sqlx::query(statement)
+                .execute(tx.sqlite())
+                .await
+                .map(|_| ());
+            tx.finish(Entries::default(), done).await.unwrap();
+        };
+        schema("CREATE TRIGGER no_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'no events'); END").await;
 
         let error = ledger
             .apply_upstream_refund(
@@ -531,12 +532,7 @@ mod tests {
         );
         let history = ledger.history(&session).await.unwrap();
         assert!(history.is_empty(), "and its history line");
-        let mut tx = ledger.write().await.unwrap();
-        let dropped = sqlx::query("DROP TRIGGER no_events")
-            .execute(tx.sqlite())
-            .await
-            .map(|_| ());
-        tx.finish(Entries::default(), dropped).await.unwrap();
+        schema("DROP TRIGGER no_events").await;
         ledger
             .apply_upstream_refund(
                 &session,

@@ -30,6 +30,51 @@ async fn fifty_concurrent_identical_submissions_make_exactly_one_refund() {
     assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
 }
 
+/// A retry that finds its twin still being sent waits for it, then gets its result: from the
+/// ledger, before anything else is asked. Smart Glocal failing a `session/status` meanwhile
+/// must not turn the replay into an error (the widget would drop the key, and the agent's
+/// next confirmation could refund the same intent twice).
+#[tokio::test]
+async fn a_retry_behind_its_twin_replays_even_when_smart_glocal_then_fails_a_status() {
+    let (sandbox, app) = sandbox_and_app().await;
+    sandbox.clear_webhook_url();
+    sandbox
+        .inject(FaultRequest::new(Fault::Delay { ms: 1500 }).on(FaultRoute::Refund))
+        .await;
+    let body = submission(Some(1000), "usd", &fresh_key());
+    let ledger = LedgerSql::open(&app).await;
+    let retry = async {
+        eventually(
+            5,
+            "the first attempt is recorded and being sent",
+            || async {
+                ledger
+                    .int("SELECT COUNT(*) FROM refunds WHERE state = 'pending'")
+                    .await
+                    == 1
+            },
+        )
+        .await;
+        sandbox
+            .inject(
+                FaultRequest::new(Fault::Http500)
+                    .on(FaultRoute::Status)
+                    .times(5),
+            )
+            .await;
+        app.refund("ps_usd_1001", &body).await
+    };
+
+    let ((first_status, first), (status, retry)) =
+        tokio::join!(app.refund("ps_usd_1001", &body), retry);
+
+    assert_eq!(first_status, StatusCode::CREATED, "{first}");
+    assert_eq!(status, StatusCode::OK, "the retry replays: {retry}");
+    assert_eq!(retry["attempt_id"], first["attempt_id"]);
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
+    ledger.close().await;
+}
+
 #[tokio::test]
 async fn fifty_concurrent_submissions_never_exceed_the_payment() {
     let (sandbox, app) = sandbox_and_app().await;
