@@ -306,12 +306,17 @@ pub async fn sleep(ms: i32) {
 /// `EventSource` retries on its own after a dropped connection, but with the same URL: once the
 /// ticket has expired that retry is refused and the source closes. Then a fresh ticket is
 /// fetched (renewing the token if needed) and a new source opened, with a growing pause.
+///
+/// A page holds at most [`STREAMS_PER_PAGE`] streams; a widget beyond them re-reads its payment
+/// every [`POLL_MS`] until one of them closes.
 pub struct EventStream {
     state: Rc<RefCell<StreamState>>,
 }
 
 struct StreamState {
     closed: bool,
+    /// Whether it holds one of the page's stream slots.
+    slot: bool,
     source: Option<EventSource>,
     /// Kept alive as long as the source uses them.
     listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
@@ -329,6 +334,7 @@ impl EventStream {
     ) -> Self {
         let state = Rc::new(RefCell::new(StreamState {
             closed: false,
+            slot: false,
             source: None,
             listeners: Vec::new(),
             failures: 0,
@@ -345,7 +351,40 @@ impl EventStream {
             source.close();
         }
         state.listeners.clear();
+        if std::mem::take(&mut state.slot) {
+            release_stream_slot();
+        }
     }
+}
+
+/// How many event streams one page keeps open.
+///
+/// Over HTTP/1.1 a browser opens at most six connections to a host, and an event stream holds
+/// one for as long as it is open. A page with more widgets than that would starve: the next
+/// widget's stream, and then every call from the page to the proxy (a refund's submission
+/// among them), would wait for a connection that never frees. Four leaves two for calls. (The
+/// count is page-wide, not per proxy: pages embed one proxy.)
+pub const STREAMS_PER_PAGE: usize = 4;
+
+/// How often a widget without a stream re-reads its payment, and looks for a free slot.
+pub const POLL_MS: i32 = 5_000;
+
+thread_local! {
+    /// Streams open on this page: every widget on a page shares this wasm instance.
+    static OPEN_STREAMS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Takes one of the page's stream slots, if one is free.
+fn take_stream_slot() -> bool {
+    let open = OPEN_STREAMS.get();
+    open < STREAMS_PER_PAGE && {
+        OPEN_STREAMS.set(open + 1);
+        true
+    }
+}
+
+fn release_stream_slot() {
+    OPEN_STREAMS.set(OPEN_STREAMS.get().saturating_sub(1));
 }
 
 fn connect(
@@ -358,6 +397,21 @@ fn connect(
         loop {
             if state.borrow().closed {
                 return;
+            }
+            if !state.borrow().slot {
+                if take_stream_slot() {
+                    state.borrow_mut().slot = true;
+                } else {
+                    // No stream for now: stay current by re-reading the payment, and re-read
+                    // once more when a stream does open (what came in between).
+                    sleep(POLL_MS).await;
+                    if state.borrow().closed {
+                        return;
+                    }
+                    state.borrow_mut().opened_before = true;
+                    on_reconnect();
+                    continue;
+                }
             }
             let failures = state.borrow().failures;
             if failures > 0 {

@@ -14,6 +14,8 @@ use web_sys::{Element, MutationObserver, MutationObserverInit};
 /// The event the host listens for to mint a new token.
 pub const TOKEN_EXPIRED_EVENT: &str = crate::dom::events::TOKEN_EXPIRED;
 const TOKEN_ATTRIBUTE: &str = "data-token";
+/// How long a renewal waits for the host's answer.
+pub const RENEWAL_WAIT_MS: i32 = 15_000;
 
 /// The observer and the callback it calls, which must live as long as it does.
 type Watch = (MutationObserver, Closure<dyn FnMut()>);
@@ -64,17 +66,30 @@ impl TokenSource {
         self.current.borrow().clone()
     }
 
-    /// Asks the host for a new token and resolves once `data-token` has been set again.
+    /// Asks the host for a new token and resolves once `data-token` has been set again, or
+    /// after [`RENEWAL_WAIT_MS`] without an answer (the call then goes on with the token it has,
+    /// and its caller reports the refusal instead of waiting for ever).
     pub async fn renewed(&self) {
+        self.renewed_within(RENEWAL_WAIT_MS).await;
+    }
+
+    /// [`Self::renewed`], waiting at most `ms` for the host.
+    pub async fn renewed_within(&self, ms: i32) {
         // Register before asking, so a host that answers synchronously is not missed.
         let promise = js_sys::Promise::new(&mut |resolve, _reject| {
             self.waiters.borrow_mut().push(resolve);
+        });
+        let deadline = js_sys::Promise::new(&mut |resolve, _reject| {
+            if let Some(window) = web_sys::window() {
+                let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+            }
         });
         crate::dom::dispatch(&self.element, TOKEN_EXPIRED_EVENT, &JsValue::NULL);
         if let Some(callback) = &self.on_expired {
             let _ = callback.call1(&JsValue::NULL, &self.element);
         }
-        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+        let first = js_sys::Promise::race(&js_sys::Array::of2(&promise, &deadline));
+        let _ = wasm_bindgen_futures::JsFuture::from(first).await;
     }
 
     fn attribute_changed(&self) {

@@ -458,3 +458,49 @@ fn appearance_and_language_change_live() {
         Ok(())
     });
 }
+
+/// Over HTTP/1.1 a browser gives a host six connections, and each open event stream holds one:
+/// ten widgets on a page must leave the page able to call the proxy (here, to refund through the
+/// tenth), and the widgets without a stream must still see their refunds settle.
+#[test]
+fn ten_widgets_on_one_page_keep_the_page_able_to_refund() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let mut sessions = Vec::new();
+        for _ in 0..10 {
+            sessions.push(stack.create_payment("demo-project", "12.00", "usd").await?);
+        }
+        let before = stack.event_streams_open().await?;
+        ctx.client
+            .goto(&stack.page_url("/examples/element/", ""))
+            .await?;
+        init_with_demo_token(&ctx, "{}").await?;
+        let ids: Vec<Value> = sessions.iter().map(|s| s.as_str().into()).collect();
+        ctx.client
+            .execute(
+                "const slot = document.getElementById('slot');
+                 for (const id of arguments[0]) slot.append(window.sgRefund.create(id));",
+                vec![Value::Array(ids)],
+            )
+            .await?;
+        wait_until(
+            &ctx,
+            "all ten widgets show their payment",
+            "return document.querySelectorAll('[data-sg-refund] [data-testid=payment-amount]').length === 10;",
+            vec![],
+        )
+        .await?;
+        // The tenth widget has no stream of its own (at most four per proxy per page), yet the
+        // page can still call the proxy, and the refund's outcome reaches the widget.
+        let last = Widget::new(&ctx.client, sessions[9].as_str());
+        last.refund(None).await?;
+        last.wait_refund_state("accepted").await?;
+        let now = stack.event_streams_open().await?;
+        assert!(
+            now <= before + 4,
+            "the page's ten widgets hold {} streams (the proxy counts {now}, {before} before)",
+            now.saturating_sub(before)
+        );
+        Ok(())
+    });
+}

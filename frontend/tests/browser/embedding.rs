@@ -39,6 +39,30 @@ async fn an_expired_token_asks_the_host_and_waits_for_the_new_one() {
 }
 
 #[wasm_bindgen_test]
+async fn a_host_that_never_answers_does_not_hold_the_widget_for_ever() {
+    let document = web_sys::window().unwrap().document().unwrap();
+    let host = document.create_element("div").unwrap();
+    host.set_attribute("data-token", "old").unwrap();
+    document.body().unwrap().append_child(&host).unwrap();
+    let token = TokenSource::attach(&host, None);
+    // No listener sets a new token: the renewal gives up after its limit, keeping the old one.
+    let started = js_sys::Date::now();
+    token.renewed_within(200).await;
+    let waited = js_sys::Date::now() - started;
+    assert!(
+        waited >= 150.0,
+        "gave up after {waited} ms, before its limit"
+    );
+    assert_eq!(token.current(), "old");
+    // A host that answers later is still heard.
+    host.set_attribute("data-token", "late").unwrap();
+    frontend::api::sleep(0).await;
+    assert_eq!(token.current(), "late");
+    token.detach();
+    host.remove();
+}
+
+#[wasm_bindgen_test]
 fn every_style_rule_is_scoped_under_the_widget_root() {
     let css = include_str!("../../src/widget.css");
     // Strip comments, then look at each selector list outside @media wrappers.
