@@ -316,7 +316,7 @@ impl Ledger {
     ) -> Result<(ApplyOutcome, RefundRow), sqlx::Error> {
         let mut tx = self.write().await?;
         let mut journal = Entries::default();
-        let result = apply_in(&mut tx, &mut journal, session, refund, source).await;
+        let result = apply_in(&mut tx, &mut journal, session, refund, source, None).await;
         tx.finish(journal, result).await
     }
 
@@ -563,14 +563,134 @@ fn recorded(journal: &mut Entries, attempt: &NewAttempt, row: RefundRow) -> Inse
     Inserted::New(row)
 }
 
+/// Refunds whose rows one statement of [`BatchRows::read`] looks up (two bound values each at
+/// most, far under every engine's limit).
+const REFUNDS_PER_READ: usize = 1_000;
+
+/// The refund rows a batch of upstream refunds may touch, read in one statement for the whole
+/// batch and kept current as the batch writes them: the batch holds the writer, so nothing
+/// else changes them meanwhile. Each refund then finds its rows here, as [`apply_in`]'s own
+/// look-up would have found them in the table, without a round trip of its own.
+#[derive(Default)]
+pub(super) struct BatchRows {
+    /// Each row once, as it now is.
+    rows: Vec<RefundRow>,
+}
+
+impl BatchRows {
+    /// Every row matched to one of `refunds`' ids, and every attempt one of them could belong
+    /// to (a payment's attempts without a refund id, `pending`, `unknown` or `failed`).
+    pub(super) async fn read(
+        tx: &mut WriteTx<'_>,
+        refunds: &[(&SessionId, &sg::Refund)],
+    ) -> Result<Self, sqlx::Error> {
+        let mut batch = Self::default();
+        // A webhook lists every refund of its payment: a burst of them could pass the
+        // engines' limits on bound values (32,766 on SQLite) in one statement.
+        for chunk in refunds.chunks(REFUNDS_PER_READ) {
+            for row in Self::read_chunk(tx, chunk).await? {
+                if !batch.rows.iter().any(|kept| kept.key == row.key) {
+                    batch.rows.push(row);
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    async fn read_chunk(
+        tx: &mut WriteTx<'_>,
+        refunds: &[(&SessionId, &sg::Refund)],
+    ) -> Result<Vec<RefundRow>, sqlx::Error> {
+        let ids = vec!["?"; refunds.len()].join(", ");
+        let mut sessions: Vec<&str> = refunds.iter().map(|(s, _)| s.as_str()).collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        let in_sessions = vec!["?"; sessions.len()].join(", ");
+        // The same two index look-ups as `apply_in`'s own, for many keys at once.
+        let text = match tx.engine() {
+            Engine::Sqlite => format!(
+                "{SELECT} WHERE refund_id IN ({ids})
+                    OR (session_id IN ({in_sessions}) AND origin = ? AND +refund_id IS NULL
+                        AND state IN (?, ?, ?))"
+            ),
+            Engine::Postgres => format!(
+                "{SELECT} WHERE refund_id IN ({ids})
+                 UNION ALL
+                 {SELECT} WHERE session_id IN ({in_sessions}) AND origin = ?
+                    AND refund_id IS NULL AND state IN (?, ?, ?)"
+            ),
+        };
+        let mut query = Sql::new(text);
+        for (_, refund) in refunds {
+            query = query.bind(refund.id.as_str());
+        }
+        for session in sessions {
+            query = query.bind(session);
+        }
+        let query = query
+            .bind(Origin::Proxy)
+            .bind(RefundState::Pending)
+            .bind(RefundState::Unknown)
+            .bind(RefundState::Failed);
+        tx.exec().fetch_all(&query).await
+    }
+
+    /// What `apply_in`'s look-up selects for `refund` of `session`, as the rows now are.
+    fn select(&self, session: &SessionId, refund: &sg::Refund) -> Vec<RefundRow> {
+        let mut rows: Vec<RefundRow> = self
+            .rows
+            .iter()
+            .filter(|row| {
+                row.refund_id.as_deref() == Some(refund.id.as_str())
+                    || (row.session_id == session.as_str()
+                        && row.origin == Origin::Proxy
+                        && row.refund_id.is_none()
+                        && matches!(
+                            row.state,
+                            RefundState::Pending | RefundState::Unknown | RefundState::Failed
+                        ))
+            })
+            .cloned()
+            .collect();
+        rows.sort_by_key(|row| row.key);
+        rows
+    }
+
+    /// `row` as the batch just wrote it.
+    fn keep(&mut self, row: &RefundRow) {
+        match self.rows.iter_mut().find(|r| r.key == row.key) {
+            Some(kept) => *kept = row.clone(),
+            None => self.rows.push(row.clone()),
+        }
+    }
+}
+
 /// Applies one upstream refund inside the caller's transaction (see
-/// [`Ledger::apply_upstream_refund`]); its history and event go to `journal`.
+/// [`Ledger::apply_upstream_refund`]); its history and event go to `journal`. With `batch`,
+/// the rows come from it (and what is written goes back to it) instead of a look-up.
 pub(super) async fn apply_in(
     tx: &mut WriteTx<'_>,
     journal: &mut Entries,
     session: &SessionId,
     refund: &sg::Refund,
     source: Source,
+    batch: Option<&mut BatchRows>,
+) -> Result<(ApplyOutcome, RefundRow), sqlx::Error> {
+    let (outcome, row) =
+        apply_to_rows(tx, journal, session, refund, source, batch.as_deref()).await?;
+    if let Some(batch) = batch {
+        batch.keep(&row);
+    }
+    Ok((outcome, row))
+}
+
+async fn apply_to_rows(
+    tx: &mut WriteTx<'_>,
+    journal: &mut Entries,
+    session: &SessionId,
+    refund: &sg::Refund,
+    source: Source,
+    batch: Option<&BatchRows>,
 ) -> Result<(ApplyOutcome, RefundRow), sqlx::Error> {
     let state = RefundState::from(&refund.status);
     let finished_at = refund.finished_at.map(|t| t.unix_millis());
@@ -587,29 +707,34 @@ pub(super) async fn apply_in(
     // keeps the planner on the payment's index rather than every refund-less attempt of every
     // payment; on PostgreSQL a `UNION ALL` of two index look-ups (the `OR` is planned from
     // the table's statistics, and a young, growing table without them is scanned whole).
-    let text = match tx.engine() {
-        Engine::Sqlite => format!(
-            "{SELECT} WHERE refund_id = ?
-                OR (session_id = ? AND origin = ? AND +refund_id IS NULL
-                    AND state IN (?, ?, ?))
-             ORDER BY key"
-        ),
-        Engine::Postgres => format!(
-            "{SELECT} WHERE refund_id = ?
-             UNION ALL
-             {SELECT} WHERE session_id = ? AND origin = ? AND refund_id IS NULL
-                AND state IN (?, ?, ?)
-             ORDER BY key"
-        ),
+    let rows = match batch {
+        Some(batch) => batch.select(session, refund),
+        None => {
+            let text = match tx.engine() {
+                Engine::Sqlite => format!(
+                    "{SELECT} WHERE refund_id = ?
+                        OR (session_id = ? AND origin = ? AND +refund_id IS NULL
+                            AND state IN (?, ?, ?))
+                     ORDER BY key"
+                ),
+                Engine::Postgres => format!(
+                    "{SELECT} WHERE refund_id = ?
+                     UNION ALL
+                     {SELECT} WHERE session_id = ? AND origin = ? AND refund_id IS NULL
+                        AND state IN (?, ?, ?)
+                     ORDER BY key"
+                ),
+            };
+            let candidates = Sql::new(text)
+                .bind(refund.id.as_str())
+                .bind(session.as_str())
+                .bind(Origin::Proxy)
+                .bind(RefundState::Pending)
+                .bind(RefundState::Unknown)
+                .bind(RefundState::Failed);
+            tx.exec().fetch_all(&candidates).await?
+        }
     };
-    let candidates = Sql::new(text)
-        .bind(refund.id.as_str())
-        .bind(session.as_str())
-        .bind(Origin::Proxy)
-        .bind(RefundState::Pending)
-        .bind(RefundState::Unknown)
-        .bind(RefundState::Failed);
-    let rows: Vec<RefundRow> = tx.exec().fetch_all(&candidates).await?;
     let (known, candidates): (Vec<RefundRow>, Vec<RefundRow>) = rows
         .into_iter()
         .partition(|row| row.refund_id.as_deref() == Some(refund.id.as_str()));

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::journal::{Entries, ROWS_PER_INSERT};
 use super::kinds::{Source, WebhookOutcome};
-use super::refunds::{apply_in, ApplyOutcome};
+use super::refunds::{apply_in, ApplyOutcome, BatchRows};
 use super::sql::{Sql, ToArg};
 use super::writer::is_storage_fault;
 use super::writer::WriteTx;
@@ -136,9 +136,21 @@ async fn apply_all(
     journal: &mut Entries,
     jobs: &[Job],
 ) -> Result<Vec<WebhookOutcome>, sqlx::Error> {
+    // One look-up for every refund the batch carries, not one per refund.
+    let refunds: Vec<(&SessionId, &sg::Refund)> = jobs
+        .iter()
+        .filter_map(|job| match (&job.webhook.action, &job.webhook.session_id) {
+            (WebhookAction::Apply(refunds), Some(session)) => {
+                Some(refunds.iter().map(move |r| (session, r)))
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let mut rows = BatchRows::read(tx, &refunds).await?;
     let mut outcomes = Vec::with_capacity(jobs.len());
     for job in jobs {
-        outcomes.push(apply(tx, journal, &job.webhook).await?);
+        outcomes.push(apply(tx, journal, &mut rows, &job.webhook).await?);
     }
     let received_at = now_ms();
     for chunk in jobs
@@ -170,6 +182,7 @@ async fn apply_all(
 async fn apply(
     conn: &mut WriteTx<'_>,
     journal: &mut Entries,
+    rows: &mut BatchRows,
     webhook: &VerifiedWebhook,
 ) -> Result<WebhookOutcome, sqlx::Error> {
     Ok(match (&webhook.action, &webhook.session_id) {
@@ -177,7 +190,7 @@ async fn apply(
             let mut outcome = WebhookOutcome::Duplicate;
             for refund in refunds {
                 let (applied, _) =
-                    apply_in(conn, journal, session, refund, Source::Webhook).await?;
+                    apply_in(conn, journal, session, refund, Source::Webhook, Some(rows)).await?;
                 outcome = match (outcome, applied) {
                     // A contradiction is what an operator must see, whatever else it held.
                     (_, ApplyOutcome::Conflict) | (WebhookOutcome::Conflict, _) => {
@@ -194,4 +207,60 @@ async fn apply(
         (WebhookAction::Apply(_), None) => WebhookOutcome::Unreadable,
         (WebhookAction::Record(outcome), _) => *outcome,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refund(id: &str, amount: u64, status: &str) -> sg::Refund {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "status": status,
+            "amount_details": {"amount": amount, "currency": "usd"},
+        }))
+        .unwrap()
+    }
+
+    fn job(session: &SessionId, refunds: Vec<sg::Refund>) -> Job {
+        let (done, _) = oneshot::channel();
+        Job {
+            webhook: VerifiedWebhook {
+                raw_body: b"{}".to_vec(),
+                session_id: Some(session.clone()),
+                dedup_key: None,
+                action: WebhookAction::Apply(refunds),
+            },
+            done,
+        }
+    }
+
+    /// The refunds' rows are read once for the whole batch: a webhook must still see what an
+    /// earlier one of the same batch wrote, as it would reading the table.
+    #[tokio::test]
+    async fn a_webhook_sees_what_an_earlier_one_in_its_batch_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).await.unwrap();
+        let session = SessionId::parse("ps_batch").unwrap();
+        let jobs = [
+            job(&session, vec![refund("rf_1", 1_500, "pending")]),
+            job(&session, vec![refund("rf_1", 1_500, "accepted")]),
+            job(&session, vec![refund("rf_1", 1_500, "accepted")]),
+            job(&session, vec![refund("rf_1", 9_900, "accepted")]),
+        ];
+        // One transaction for all four (the writer's fallback, one by one, is not taken).
+        let outcomes = commit(&ledger, &jobs).await.unwrap();
+        assert_eq!(
+            outcomes,
+            [
+                WebhookOutcome::Applied,
+                WebhookOutcome::Applied,
+                WebhookOutcome::Duplicate,
+                WebhookOutcome::Conflict,
+            ]
+        );
+        let rows = ledger.rows_for_session(&session).await.unwrap();
+        assert_eq!(rows.len(), 1, "one row for the refund: {rows:?}");
+        assert_eq!(rows[0].state, crate::ledger::RefundState::Accepted);
+        assert!(rows[0].attention.is_some(), "the contradiction is flagged");
+    }
 }
