@@ -100,18 +100,19 @@ pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
             "Webhook ingest reaches {} of the storage floor, which group-commits one insert \
              per webhook with the same SQLite settings. Each proxied webhook is also verified, \
              parsed and applied inside the batch's transaction: per refund it carries (two \
-             here), a look-up and an `UPDATE … RETURNING *` decoded into a 25-column row; per \
-             batch, the webhook rows, one read of the hash chain's head and the last `seq`, \
-             then the history lines (each hashed), the events (each serialised) and `COMMIT` \
-             in one call, and the autocommit check. Every one of \
-             those statements is a hand-off to sqlx's worker thread and back, one at a time on \
-             the single writer, and the batch holds the writer while they run, so fewer \
-             webhooks share each sync. perf on the proxy alone during ingest (one run, this \
-             machine): sqlx's worker thread about 45 % of the proxy's CPU (SQLite, the WAL \
-             writes), the tokio workers about 55 %, the top items thread switches \
-             (`finish_task_switch`, futex wake-ups) and malloc, not verification or parsing. \
-             Cutting that means fewer statements per webhook (one look-up for all refunds of \
-             a batch, rows not read back), which this change does not attempt.",
+             here, each new to the ledger), an `INSERT … RETURNING *` decoded into a \
+             25-column row; per batch, one look-up of every refund's row and candidate \
+             attempts (it was one per refund), the webhook rows, one read of the hash \
+             chain's head and the last `seq`, then the history lines (each hashed), the \
+             events (each serialised) and `COMMIT` in one call, and the autocommit check. \
+             Every one of those statements is a hand-off to sqlx's worker thread and back, \
+             one at a time on the single writer, and the batch holds the writer while they \
+             run, so fewer webhooks share each sync. perf on the proxy alone during ingest \
+             (one run, this machine): sqlx's worker thread about 45 % of the proxy's CPU \
+             (SQLite, the WAL writes), the tokio workers about 55 %, the top items thread \
+             switches (`finish_task_switch`, futex wake-ups) and malloc, not verification or \
+             parsing. What is left to cut: the new rows' inserts, one per refund (a \
+             multi-row insert would need the journal's order kept by hand).",
             missed.join(", ")
         ));
     }

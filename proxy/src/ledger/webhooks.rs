@@ -239,7 +239,9 @@ mod tests {
     #[tokio::test]
     async fn a_webhook_sees_what_an_earlier_one_in_its_batch_wrote() {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).await.unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))
+            .await
+            .unwrap();
         let session = SessionId::parse("ps_batch").unwrap();
         let jobs = [
             job(&session, vec![refund("rf_1", 1_500, "pending")]),

@@ -60,8 +60,6 @@ pub(super) async fn reset(conn: &mut SqliteConnection) -> Result<bool, sqlx::Err
     in_autocommit(conn).await
 }
 
-/// Whether `error` says the database cannot store anything right now (as opposed to a
-/// statement the schema refused): disk full, I/O error, read-only file, lock held, …
 /// Whether `error` is SQLite saying another connection holds the lock (`SQLITE_BUSY`,
 /// `SQLITE_LOCKED`): worth trying again in a moment.
 pub fn is_busy(error: &sqlx::Error) -> bool {
@@ -75,6 +73,8 @@ pub fn is_busy(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether `error` says the database cannot store anything right now (as opposed to a
+/// statement the schema refused): disk full, I/O error, read-only file, lock held, …
 ///
 /// On PostgreSQL: the SQLSTATE classes of a lost or refused connection (`08`), of resources
 /// (`53`: disk full, out of memory, too many connections), of a server shutting down or
