@@ -307,8 +307,8 @@ pub async fn sleep(ms: i32) {
 /// ticket has expired that retry is refused and the source closes. Then a fresh ticket is
 /// fetched (renewing the token if needed) and a new source opened, with a growing pause.
 ///
-/// A page holds at most [`STREAMS_PER_PAGE`] streams; a widget beyond them re-reads its payment
-/// every [`POLL_MS`] until one of them closes.
+/// A page holds at most [`STREAMS_PER_PAGE`] streams; a widget beyond them is asked to re-read
+/// its payment every [`POLL_MS`] until one of them closes.
 pub struct EventStream {
     state: Rc<RefCell<StreamState>>,
 }
@@ -325,12 +325,14 @@ struct StreamState {
 }
 
 impl EventStream {
-    /// Starts listening. `on_event` gets each refund change; `on_reconnect` is called when a
-    /// new connection opens after a lost one, so the caller can re-read what it missed.
+    /// Starts listening. `on_event` gets each refund change; `on_reconnect(false)` is called
+    /// when a new connection opens after a lost one (or after waiting for a slot), so the
+    /// caller can re-read what it missed; `on_reconnect(true)` every [`POLL_MS`] while there is
+    /// no stream, for the caller to re-read as often as it needs.
     pub fn start(
         client: Rc<Client>,
         on_event: Rc<dyn Fn(RefundEvent)>,
-        on_reconnect: Rc<dyn Fn()>,
+        on_reconnect: Rc<dyn Fn(bool)>,
     ) -> Self {
         let state = Rc::new(RefCell::new(StreamState {
             closed: false,
@@ -366,7 +368,8 @@ impl EventStream {
 /// count is page-wide, not per proxy: pages embed one proxy.)
 pub const STREAMS_PER_PAGE: usize = 4;
 
-/// How often a widget without a stream re-reads its payment, and looks for a free slot.
+/// How often a widget without a stream is asked to re-read its payment (`on_reconnect(true)`;
+/// it does while a refund is unsettled, else every twelfth time), and looks for a free slot.
 pub const POLL_MS: i32 = 5_000;
 
 thread_local! {
@@ -391,7 +394,7 @@ fn connect(
     client: Rc<Client>,
     state: Rc<RefCell<StreamState>>,
     on_event: Rc<dyn Fn(RefundEvent)>,
-    on_reconnect: Rc<dyn Fn()>,
+    on_reconnect: Rc<dyn Fn(bool)>,
 ) {
     wasm_bindgen_futures::spawn_local(async move {
         loop {
@@ -409,7 +412,7 @@ fn connect(
                         return;
                     }
                     state.borrow_mut().opened_before = true;
-                    on_reconnect();
+                    on_reconnect(true);
                     continue;
                 }
             }
@@ -442,7 +445,7 @@ fn open(
     client: &Rc<Client>,
     state: &Rc<RefCell<StreamState>>,
     on_event: &Rc<dyn Fn(RefundEvent)>,
-    on_reconnect: &Rc<dyn Fn()>,
+    on_reconnect: &Rc<dyn Fn(bool)>,
 ) {
     let refund = {
         let on_event = on_event.clone();
@@ -468,7 +471,7 @@ fn open(
                 std::mem::replace(&mut state.opened_before, true)
             };
             if reconnected {
-                on_reconnect();
+                on_reconnect(false);
             }
         })
     };

@@ -461,7 +461,8 @@ fn appearance_and_language_change_live() {
 
 /// Over HTTP/1.1 a browser gives a host six connections, and each open event stream holds one:
 /// ten widgets on a page must leave the page able to call the proxy (here, to refund through the
-/// tenth), and the widgets without a stream must still see their refunds settle.
+/// tenth), the widgets without a stream must still see their refunds settle, and the idle ones
+/// must not spend the agent's rate limit re-reading.
 #[test]
 fn ten_widgets_on_one_page_keep_the_page_able_to_refund() {
     e2e::run(|ctx| async move {
@@ -490,11 +491,26 @@ fn ten_widgets_on_one_page_keep_the_page_able_to_refund() {
             vec![],
         )
         .await?;
-        // The tenth widget has no stream of its own (at most four per proxy per page), yet the
-        // page can still call the proxy, and the refund's outcome reaches the widget.
+        // Six of the ten widgets have no stream (at most four per page), yet the page can still
+        // call the proxy, and the refund's outcome reaches the widget, streamed or re-read.
+        let lookups = stack.payment_lookups().await?;
+        assert!(
+            lookups >= 10,
+            "the proxy counts {lookups} look-ups for ten widgets"
+        );
+        let since = Instant::now();
         let last = Widget::new(&ctx.client, sessions[9].as_str());
         last.refund(None).await?;
         last.wait_refund_state("accepted").await?;
+        // The widgets without a stream have nothing unsettled, but for the tenth: over 12 s they
+        // do not re-read their payments (that is once a minute); the tenth may, while its refund
+        // is on its way. Re-reading every 5 s would be ten or more here.
+        tokio::time::sleep(Duration::from_secs(12).saturating_sub(since.elapsed())).await;
+        let reread = stack.payment_lookups().await? - lookups;
+        assert!(
+            reread <= 4,
+            "{reread} payment look-ups in 12 s from a page of idle widgets"
+        );
         let now = stack.event_streams_open().await?;
         assert!(
             now <= before + 4,

@@ -130,7 +130,22 @@ pub fn RefundWidget(
             settle(&refund, true);
             payment.update(|p| p.upsert_refund(refund));
         });
-        let on_reconnect: Rc<dyn Fn()> = Rc::new(fetch);
+        // Without a stream of its own (more widgets on the page than `api::STREAMS_PER_PAGE`)
+        // the widget is asked every 5 s: it re-reads then while a refund of its payment is
+        // unsettled, else once a minute, so a page of many widgets keeps well within the
+        // agent's rate limit.
+        let polls = StoredValue::new_local(0u32);
+        let on_reconnect: Rc<dyn Fn(bool)> = Rc::new(move |polled| {
+            if polled {
+                polls.update_value(|n| *n += 1);
+                let unsettled =
+                    payment.with_untracked(|p| p.refunds.iter().any(|r| !r.state.is_final()));
+                if !unsettled && !polls.get_value().is_multiple_of(12) {
+                    return;
+                }
+            }
+            fetch();
+        });
         stream.set_value(Some(EventStream::start(
             client.get_value(),
             on_event,
