@@ -229,18 +229,6 @@ impl Stack {
 
     /// The sum of the `/metrics` samples whose name (with labels) satisfies `wanted`, or
     /// `None` if there is none.
-    /// The `demo-project` proxy's payment look-ups so far (`GET /api/payments/{id}`, any status).
-    pub async fn payment_lookups(&self) -> Result<u64, BoxError> {
-        let lookups = self
-            .metric(|name| {
-                name.starts_with("proxy_http_requests_total{")
-                    && name.contains("route=\"/api/payments/{session_id}\"")
-                    && name.contains("method=\"GET\"")
-            })
-            .await?;
-        Ok(lookups.unwrap_or(0))
-    }
-
     async fn metric(&self, wanted: impl Fn(&str) -> bool) -> Result<Option<u64>, BoxError> {
         let text = self
             .http

@@ -337,6 +337,10 @@ impl Ledger {
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(10))
+            // No ping on every acquire (sqlx's default): on SQLite it only asks the
+            // connection's own worker thread, a round trip on every write, and a statement on a
+            // dead worker fails the same way (a storage fault, refused closed) without it.
+            .test_before_acquire(false)
             // A writer that SQLite could only open read-only is no writer: refused, so the
             // pool tries again (and fails closed) until the file is writable.
             .after_connect(|conn, _| {
@@ -361,6 +365,7 @@ impl Ledger {
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
             .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(false)
             .after_release(|conn, _| Box::pin(writer::reset(conn)))
             .connect_with(options.read_only(true))
             .await?;

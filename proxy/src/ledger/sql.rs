@@ -77,6 +77,12 @@ impl Sql {
         self
     }
 
+    /// Not cached on the connection: for statements whose text varies with their input.
+    pub(super) fn once(mut self) -> Self {
+        self.persistent = false;
+        self
+    }
+
     /// `INSERT INTO table (columns) VALUES (…), (…)`: `head` is everything before `VALUES`,
     /// each row its values in column order.
     pub(super) fn insert_rows(head: &str, rows: impl IntoIterator<Item = Vec<Arg>>) -> Self {

@@ -265,4 +265,96 @@ mod tests {
         assert_eq!(rows[0].state, crate::ledger::RefundState::Accepted);
         assert!(rows[0].attention.is_some(), "the contradiction is flagged");
     }
+
+    fn attempt(session: &SessionId, n: u64, amount: u64) -> crate::ledger::NewAttempt {
+        use shared::{AttemptId, Currency, IdempotencyKey, Money};
+        crate::ledger::NewAttempt {
+            attempt_id: AttemptId::from_random(n.into()),
+            session_id: session.clone(),
+            agent: "alice".into(),
+            amount: Money::new(amount, Currency::parse("usd").unwrap()),
+            full_refund: false,
+            reason: shared::api::RefundReason::Duplicate,
+            note: None,
+            idempotency_key: IdempotencyKey::parse(&format!("batch-key-000000{n}")).unwrap(),
+            request_hash: "h".into(),
+            refunds_before: Vec::new(),
+            daily_limit: None,
+            state: crate::ledger::RefundState::Pending,
+            role: None,
+        }
+    }
+
+    /// Attempts recorded before the batch are matched as the per-refund look-up matched them:
+    /// two refunds of the same amount in one batch take one attempt each (the second does not
+    /// claim the attempt the first took), a third is recorded as made elsewhere, and the
+    /// batch's refunds span several look-ups (three refunds each in tests).
+    #[tokio::test]
+    async fn a_batch_matches_attempts_made_before_it_one_refund_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))
+            .await
+            .unwrap();
+        let session = SessionId::parse("ps_pairs").unwrap();
+        let other = SessionId::parse("ps_other").unwrap();
+        // One attempt whose answer was lost (`unknown`), then a second one, `pending` (a
+        // payment has one `pending` attempt at most).
+        for n in [1, 2] {
+            let inserted = ledger.insert_attempt(&attempt(&session, n, 1_500)).await;
+            let Ok(crate::ledger::Inserted::New(row)) = inserted else {
+                panic!("attempt {n} not recorded: {inserted:?}");
+            };
+            if n == 1 {
+                let lost = crate::ledger::Change {
+                    state: Some(crate::ledger::RefundState::Unknown),
+                    ..crate::ledger::Change::new(shared::api::HistoryKind::Unknown)
+                };
+                ledger.change(row.key, lost).await.unwrap();
+            }
+        }
+        let inserted = ledger.insert_attempt(&attempt(&other, 3, 700)).await;
+        assert!(matches!(inserted, Ok(crate::ledger::Inserted::New(_))));
+        let jobs = [
+            job(&session, vec![refund("rf_a", 1_500, "accepted")]),
+            job(&other, vec![refund("rf_x", 700, "pending")]),
+            job(
+                &session,
+                vec![
+                    refund("rf_a", 1_500, "accepted"),
+                    refund("rf_b", 1_500, "accepted"),
+                ],
+            ),
+            job(
+                &session,
+                vec![
+                    refund("rf_a", 1_500, "accepted"),
+                    refund("rf_b", 1_500, "accepted"),
+                    refund("rf_c", 1_500, "accepted"),
+                ],
+            ),
+            job(&other, vec![refund("rf_x", 700, "accepted")]),
+        ];
+        let outcomes = commit(&ledger, &jobs).await.unwrap();
+        assert_eq!(outcomes, [WebhookOutcome::Applied; 5]);
+        let rows = ledger.rows_for_session(&session).await.unwrap();
+        let by_refund = |id: &str| {
+            rows.iter()
+                .filter(|r| r.refund_id.as_deref() == Some(id))
+                .collect::<Vec<_>>()
+        };
+        let (a, b, c) = (by_refund("rf_a"), by_refund("rf_b"), by_refund("rf_c"));
+        assert_eq!((a.len(), b.len(), c.len()), (1, 1, 1), "{rows:?}");
+        assert!(a[0].attempt_id.is_some() && b[0].attempt_id.is_some());
+        assert_ne!(a[0].key, b[0].key, "one attempt each");
+        assert_eq!(c[0].origin, crate::ledger::Origin::Elsewhere);
+        assert_eq!(
+            rows.len(),
+            3,
+            "no attempt left over, no row twice: {rows:?}"
+        );
+        let others = ledger.rows_for_session(&other).await.unwrap();
+        assert_eq!(others.len(), 1, "{others:?}");
+        assert_eq!(others[0].refund_id.as_deref(), Some("rf_x"));
+        assert_eq!(others[0].state, crate::ledger::RefundState::Accepted);
+    }
 }
