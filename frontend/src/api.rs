@@ -401,6 +401,15 @@ fn connect(
             if state.borrow().closed {
                 return;
             }
+            let failures = state.borrow().failures;
+            if failures > 0 {
+                sleep(backoff_ms(failures)).await;
+                if state.borrow().closed {
+                    return;
+                }
+                // No stream while it is down: stay current as a widget without one does.
+                on_reconnect(true);
+            }
             if !state.borrow().slot {
                 if take_stream_slot() {
                     state.borrow_mut().slot = true;
@@ -416,22 +425,18 @@ fn connect(
                     continue;
                 }
             }
-            let failures = state.borrow().failures;
-            if failures > 0 {
-                sleep(backoff_ms(failures)).await;
-                if state.borrow().closed {
-                    return;
-                }
-            }
-            let ticket = match client.events_ticket().await {
-                Ok(ticket) => ticket,
-                Err(_) => {
-                    state.borrow_mut().failures += 1;
-                    continue;
-                }
+            let source = match client.events_ticket().await {
+                Ok(ticket) => EventSource::new(&client.events_url(&ticket.ticket)).ok(),
+                Err(_) => None,
             };
-            let Ok(source) = EventSource::new(&client.events_url(&ticket.ticket)) else {
-                state.borrow_mut().failures += 1;
+            let Some(source) = source else {
+                // Its slot goes back while it waits to try again: another widget may use it.
+                let mut state = state.borrow_mut();
+                state.failures += 1;
+                state.opened_before = true;
+                if std::mem::take(&mut state.slot) {
+                    release_stream_slot();
+                }
                 continue;
             };
             open(source, &client, &state, &on_event, &on_reconnect);
@@ -493,6 +498,10 @@ fn open(
                     let mut state = state.borrow_mut();
                     state.source = None;
                     state.failures += 1;
+                    // A slot is held only while a stream is open or opening.
+                    if std::mem::take(&mut state.slot) {
+                        release_stream_slot();
+                    }
                     // The listeners are dropped by the next `open`, not here: this closure
                     // is one of them and is still running.
                 }

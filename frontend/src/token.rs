@@ -67,8 +67,9 @@ impl TokenSource {
     }
 
     /// Asks the host for a new token and resolves once `data-token` has been set again, or
-    /// after [`RENEWAL_WAIT_MS`] without an answer (the call then goes on with the token it has,
-    /// and its caller reports the refusal instead of waiting for ever).
+    /// after [`RENEWAL_WAIT_MS`] without an answer: the call then goes on with the token it
+    /// has, and after its last renewal (three per call) its caller reports the refusal instead
+    /// of waiting for ever.
     pub async fn renewed(&self) {
         self.renewed_within(RENEWAL_WAIT_MS).await;
     }
@@ -76,7 +77,9 @@ impl TokenSource {
     /// [`Self::renewed`], waiting at most `ms` for the host.
     pub async fn renewed_within(&self, ms: i32) {
         // Register before asking, so a host that answers synchronously is not missed.
+        let mut waiter = None;
         let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+            waiter = Some(resolve.clone());
             self.waiters.borrow_mut().push(resolve);
         });
         let deadline = js_sys::Promise::new(&mut |resolve, _reject| {
@@ -90,6 +93,13 @@ impl TokenSource {
         }
         let first = js_sys::Promise::race(&js_sys::Array::of2(&promise, &deadline));
         let _ = wasm_bindgen_futures::JsFuture::from(first).await;
+        // Given up on (or answered): no longer waiting, so the list does not grow with every
+        // renewal a silent host leaves unanswered.
+        if let Some(waiter) = waiter {
+            self.waiters
+                .borrow_mut()
+                .retain(|w| !js_sys::Object::is(w, &waiter));
+        }
     }
 
     fn attribute_changed(&self) {

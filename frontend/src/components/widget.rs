@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use leptos::prelude::*;
-use shared::api::{PaymentView, RefundEvent, RefundView};
+use shared::api::{PaymentView, RefundEvent, RefundState, RefundView};
 use shared::Locale;
 
 use crate::api::{Client, EventStream};
@@ -68,10 +68,17 @@ pub fn RefundWidget(
         move |refund: &RefundView, announce: bool| settle.with_value(|f| f(refund, announce));
 
     let fetch = move || {
-        let client = client.get_value();
+        let Some(client) = client.try_get_value() else {
+            return;
+        };
         leptos::task::spawn_local(async move {
-            match client.payment().await {
-                Ok(view) => match load.get_untracked() {
+            let answer = client.payment().await;
+            // The widget may have left the page while the answer was on its way.
+            let Some(current) = load.try_get_untracked() else {
+                return;
+            };
+            match answer {
+                Ok(view) => match current {
                     // A reload after reconnecting: update in place, keep the form as it is.
                     Load::Ready(payment) => {
                         view.refunds.iter().for_each(|r| settle(r, true));
@@ -83,7 +90,7 @@ pub fn RefundWidget(
                     }
                 },
                 Err(error) => {
-                    if !matches!(load.get_untracked(), Load::Ready(_)) {
+                    if !matches!(current, Load::Ready(_)) {
                         load.set(Load::Failed(RwSignal::new(error.message(locale))));
                     }
                 }
@@ -131,16 +138,33 @@ pub fn RefundWidget(
             payment.update(|p| p.upsert_refund(refund));
         });
         // Without a stream of its own (more widgets on the page than `api::STREAMS_PER_PAGE`)
-        // the widget is asked every 5 s: it re-reads then while a refund of its payment is
-        // unsettled, else once a minute, so a page of many widgets keeps well within the
-        // agent's rate limit.
-        let polls = StoredValue::new_local(0u32);
+        // the widget is asked every 5 s. It re-reads then for the first minute a refund of its
+        // payment is on its way (pending, unknown, in progress), else once a minute, at a
+        // moment of its own: a page of many widgets keeps within the agent's rate limit.
+        let ticks = (js_sys::Math::random() * 12.0) as u32;
+        let polls = StoredValue::new_local((ticks, 0u32));
         let on_reconnect: Rc<dyn Fn(bool)> = Rc::new(move |polled| {
             if polled {
-                polls.update_value(|n| *n += 1);
-                let unsettled =
-                    payment.with_untracked(|p| p.refunds.iter().any(|r| !r.state.is_final()));
-                if !unsettled && !polls.get_value().is_multiple_of(12) {
+                let on_its_way = payment
+                    .try_with_untracked(|p| {
+                        p.refunds.iter().any(|r| {
+                            matches!(
+                                r.state,
+                                RefundState::Pending
+                                    | RefundState::Unknown
+                                    | RefundState::InProgress
+                            )
+                        })
+                    })
+                    .unwrap_or(false);
+                let due = polls
+                    .try_update_value(|(ticks, busy)| {
+                        *ticks += 1;
+                        *busy = if on_its_way { *busy + 1 } else { 0 };
+                        (on_its_way && *busy <= 12) || ticks.is_multiple_of(12)
+                    })
+                    .unwrap_or(false);
+                if !due {
                     return;
                 }
             }
