@@ -349,7 +349,11 @@ fn rows_for(scheme: Scheme, mut passes: Passes, notes: &mut Vec<String>) -> Vec<
              floor makes six, and it keeps the fresh `session/status` the decision rests on. \
              Paired against the build before the cuts (this section run three times each, \
              alternating, 2026-11-29, HMAC): proxy added p50 3.12, 3.33 and 3.60 ms against \
-             3.44, 3.61 and 4.09 ms, lower in each pair by 0.28–0.49 ms; p99 within the noise.",
+             3.44, 3.61 and 4.09 ms, lower in each pair by 0.28–0.49 ms; p99 within the noise. \
+             sqlx also pinged each pooled SQLite connection on acquire, one more round trip \
+             per write and per read (five per refund); the pools no longer do. Paired the same \
+             way (three alternating runs, later that day): the proxy's p50 above the floor's \
+             1.20, 1.15 and 1.78 ms against 1.92, 2.12 and 2.03 ms before.",
             missed.join(", "),
             report::duration(floor50),
             report::duration(floor99),
