@@ -307,8 +307,8 @@ pub async fn sleep(ms: i32) {
 /// ticket has expired that retry is refused and the source closes. Then a fresh ticket is
 /// fetched (renewing the token if needed) and a new source opened, with a growing pause.
 ///
-/// A page holds at most [`STREAMS_PER_PAGE`] streams; a widget beyond them is asked to re-read
-/// its payment every [`POLL_MS`] until one of them closes.
+/// A page holds at most [`STREAMS_PER_PAGE`] streams. A widget beyond them, or whose stream is
+/// down, is asked every [`POLL_MS`] whether to re-read its payment, until it has a stream.
 pub struct EventStream {
     state: Rc<RefCell<StreamState>>,
 }
@@ -327,8 +327,8 @@ struct StreamState {
 impl EventStream {
     /// Starts listening. `on_event` gets each refund change; `on_reconnect(false)` is called
     /// when a new connection opens after a lost one (or after waiting for a slot), so the
-    /// caller can re-read what it missed; `on_reconnect(true)` every [`POLL_MS`] while there is
-    /// no stream, for the caller to re-read as often as it needs.
+    /// caller can re-read what it missed; `on_reconnect(true)` about every [`POLL_MS`] while
+    /// there is no stream, for the caller to decide whether to re-read.
     pub fn start(
         client: Rc<Client>,
         on_event: Rc<dyn Fn(RefundEvent)>,
@@ -368,8 +368,8 @@ impl EventStream {
 /// count is page-wide, not per proxy: pages embed one proxy.)
 pub const STREAMS_PER_PAGE: usize = 4;
 
-/// How often a widget without a stream is asked to re-read its payment (`on_reconnect(true)`;
-/// it does while a refund is unsettled, else every twelfth time), and looks for a free slot.
+/// How often a widget without a stream is asked whether to re-read its payment
+/// (`on_reconnect(true)`), and looks for a free slot.
 pub const POLL_MS: i32 = 5_000;
 
 thread_local! {
@@ -403,29 +403,42 @@ fn connect(
             }
             let failures = state.borrow().failures;
             if failures > 0 {
-                sleep(backoff_ms(failures)).await;
-                if state.borrow().closed {
-                    return;
+                // No stream while it is down: the caller is asked as often as a widget without
+                // one is.
+                let mut pause = backoff_ms(failures);
+                while pause > 0 {
+                    let step = pause.min(POLL_MS);
+                    sleep(step).await;
+                    if state.borrow().closed {
+                        return;
+                    }
+                    pause -= step;
+                    on_reconnect(true);
                 }
-                // No stream while it is down: stay current as a widget without one does.
-                on_reconnect(true);
             }
             if !state.borrow().slot {
                 if take_stream_slot() {
                     state.borrow_mut().slot = true;
                 } else {
                     // No stream for now: stay current by re-reading the payment, and re-read
-                    // once more when a stream does open (what came in between).
+                    // once more when a stream does open (what came in between). The wait for
+                    // a slot paces it; no backoff on top.
                     sleep(POLL_MS).await;
                     if state.borrow().closed {
                         return;
                     }
-                    state.borrow_mut().opened_before = true;
+                    {
+                        let mut state = state.borrow_mut();
+                        state.opened_before = true;
+                        state.failures = 0;
+                    }
                     on_reconnect(true);
                     continue;
                 }
             }
             let source = match client.events_ticket().await {
+                // Closed meanwhile: no request for a stream nobody will read.
+                _ if state.borrow().closed => return,
                 Ok(ticket) => EventSource::new(&client.events_url(&ticket.ticket)).ok(),
                 Err(_) => None,
             };
@@ -498,6 +511,8 @@ fn open(
                     let mut state = state.borrow_mut();
                     state.source = None;
                     state.failures += 1;
+                    // Whether or not it ever opened, what came meanwhile is re-read on the next.
+                    state.opened_before = true;
                     // A slot is held only while a stream is open or opening.
                     if std::mem::take(&mut state.slot) {
                         release_stream_slot();

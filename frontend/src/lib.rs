@@ -15,6 +15,7 @@ pub mod embed;
 pub mod form_state;
 pub mod i18n;
 pub mod idempotency;
+pub mod rereads;
 pub mod style;
 pub mod submit_guard;
 pub mod testids;

@@ -310,7 +310,8 @@ fn not_refundable_reason(payment: &PaymentView, locale: Locale) -> String {
 /// Moves focus back to a control of this panel after the dialog closes, once it is rendered.
 fn focus_within(root: NodeRef<html::Div>, testid: &'static str) {
     request_animation_frame(move || {
-        let Some(root) = root.get_untracked() else {
+        // The panel may have left the page before the frame.
+        let Some(root) = root.try_get_untracked().flatten() else {
             return;
         };
         if let Ok(Some(el)) = root.query_selector(&format!("[data-testid=\"{testid}\"]")) {

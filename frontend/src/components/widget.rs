@@ -12,6 +12,7 @@ use crate::components::{Decide, RefundPanel, Submit};
 use crate::dom;
 use crate::dom::rx;
 use crate::i18n::{self, tr};
+use crate::rereads::Rereads;
 use crate::testids;
 use wasm_bindgen::JsValue;
 
@@ -42,6 +43,11 @@ pub fn RefundWidget(
     // payment loads are only noted.
     // One compiled body behind a shared pointer, called from four places.
     let announced = StoredValue::new_local(Vec::<String>::new());
+    // When a widget without a stream re-reads its payment (see `Rereads`).
+    let reads = StoredValue::new_local(Rereads::new(
+        js_sys::Date::now(),
+        js_sys::Math::random() * Rereads::IDLE_MS,
+    ));
     let settle: Settle = Rc::new(move |refund, announce| {
         let key = refund
             .attempt_id
@@ -64,8 +70,10 @@ pub fn RefundWidget(
         }
     });
     let settle = StoredValue::new_local(settle);
-    let settle =
-        move |refund: &RefundView, announce: bool| settle.with_value(|f| f(refund, announce));
+    // Called after answers come back: the widget may have left the page meanwhile.
+    let settle = move |refund: &RefundView, announce: bool| {
+        settle.try_with_value(|f| f(refund, announce));
+    };
 
     let fetch = move || {
         let Some(client) = client.try_get_value() else {
@@ -137,32 +145,25 @@ pub fn RefundWidget(
             settle(&refund, true);
             payment.update(|p| p.upsert_refund(refund));
         });
-        // Without a stream of its own (more widgets on the page than `api::STREAMS_PER_PAGE`)
-        // the widget is asked every 5 s. It re-reads then for the first minute a refund of its
-        // payment is on its way (pending, unknown, in progress), else once a minute, at a
-        // moment of its own: a page of many widgets keeps within the agent's rate limit.
-        let ticks = (js_sys::Math::random() * 12.0) as u32;
-        let polls = StoredValue::new_local((ticks, 0u32));
         let on_reconnect: Rc<dyn Fn(bool)> = Rc::new(move |polled| {
             if polled {
                 let on_its_way = payment
                     .try_with_untracked(|p| {
-                        p.refunds.iter().any(|r| {
-                            matches!(
-                                r.state,
-                                RefundState::Pending
-                                    | RefundState::Unknown
-                                    | RefundState::InProgress
-                            )
-                        })
+                        p.refunds
+                            .iter()
+                            .filter(|r| {
+                                matches!(
+                                    r.state,
+                                    RefundState::Pending
+                                        | RefundState::Unknown
+                                        | RefundState::InProgress
+                                )
+                            })
+                            .count()
                     })
-                    .unwrap_or(false);
-                let due = polls
-                    .try_update_value(|(ticks, busy)| {
-                        *ticks += 1;
-                        *busy = if on_its_way { *busy + 1 } else { 0 };
-                        (on_its_way && *busy <= 12) || ticks.is_multiple_of(12)
-                    })
+                    .unwrap_or(0);
+                let due = reads
+                    .try_update_value(|reads| reads.due(on_its_way, js_sys::Date::now()))
                     .unwrap_or(false);
                 if !due {
                     return;

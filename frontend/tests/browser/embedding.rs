@@ -7,12 +7,18 @@ use frontend::token::{TokenSource, TOKEN_EXPIRED_EVENT};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::wasm_bindgen_test;
 
-#[wasm_bindgen_test]
-async fn an_expired_token_asks_the_host_and_waits_for_the_new_one() {
+/// A host element on the page, its `data-token` set to `token`.
+fn host_holding(token: &str) -> (web_sys::Document, web_sys::Element) {
     let document = web_sys::window().unwrap().document().unwrap();
     let host = document.create_element("div").unwrap();
-    host.set_attribute("data-token", "old").unwrap();
+    host.set_attribute("data-token", token).unwrap();
     document.body().unwrap().append_child(&host).unwrap();
+    (document, host)
+}
+
+#[wasm_bindgen_test]
+async fn an_expired_token_asks_the_host_and_waits_for_the_new_one() {
+    let (document, host) = host_holding("old");
     // The host page: answers the bubbling event on the document by setting a new attribute.
     let asked = Rc::new(RefCell::new(0));
     let asked_in_listener = asked.clone();
@@ -40,10 +46,7 @@ async fn an_expired_token_asks_the_host_and_waits_for_the_new_one() {
 
 #[wasm_bindgen_test]
 async fn a_host_that_never_answers_does_not_hold_the_widget_for_ever() {
-    let document = web_sys::window().unwrap().document().unwrap();
-    let host = document.create_element("div").unwrap();
-    host.set_attribute("data-token", "old").unwrap();
-    document.body().unwrap().append_child(&host).unwrap();
+    let (_, host) = host_holding("old");
     let token = TokenSource::attach(&host, None);
     // No listener sets a new token: the renewal gives up after its limit, keeping the old one.
     let started = js_sys::Date::now();
@@ -103,4 +106,30 @@ fn every_style_rule_is_scoped_under_the_widget_root() {
             assert!(scoped, "unscoped selector: {selector:?}");
         }
     }
+}
+
+#[wasm_bindgen_test]
+fn a_widget_without_a_stream_rereads_fast_only_while_a_refund_has_just_set_off() {
+    use frontend::rereads::Rereads;
+    let mut reads = Rereads::new(0.0, 0.0);
+    // Idle: once a minute.
+    assert!(!reads.due(0, 5_000.0));
+    assert!(reads.due(0, 60_000.0));
+    assert!(!reads.due(0, 65_000.0));
+    // A refund sets off at 70 s: every 5 s (give or take a timer's lateness) for a minute.
+    assert!(reads.due(1, 70_000.0));
+    assert!(!reads.due(1, 72_000.0));
+    assert!(reads.due(1, 74_800.0));
+    assert!(reads.due(1, 80_000.0));
+    assert!(reads.due(1, 125_000.0));
+    // Still on its way after the minute: back to once a minute.
+    assert!(!reads.due(1, 131_000.0));
+    assert!(!reads.due(1, 180_000.0));
+    assert!(reads.due(1, 185_000.0));
+    // A second refund sets off: fast again.
+    assert!(reads.due(2, 190_000.0));
+    assert!(reads.due(2, 195_000.0));
+    // All settled: idle.
+    assert!(!reads.due(0, 200_000.0));
+    assert!(reads.due(0, 255_000.0));
 }

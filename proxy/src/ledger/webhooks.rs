@@ -221,6 +221,15 @@ mod tests {
         .unwrap()
     }
 
+    /// A ledger of its own, in a directory that lives as long as the first value.
+    async fn ledger() -> (tempfile::TempDir, Ledger) {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))
+            .await
+            .unwrap();
+        (dir, ledger)
+    }
+
     fn job(session: &SessionId, refunds: Vec<sg::Refund>) -> Job {
         let (done, _) = oneshot::channel();
         Job {
@@ -238,10 +247,7 @@ mod tests {
     /// earlier one of the same batch wrote, as it would reading the table.
     #[tokio::test]
     async fn a_webhook_sees_what_an_earlier_one_in_its_batch_wrote() {
-        let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))
-            .await
-            .unwrap();
+        let (_dir, ledger) = ledger().await;
         let session = SessionId::parse("ps_batch").unwrap();
         let jobs = [
             job(&session, vec![refund("rf_1", 1_500, "pending")]),
@@ -291,10 +297,7 @@ mod tests {
     /// batch's refunds span several look-ups (three refunds each in tests).
     #[tokio::test]
     async fn a_batch_matches_attempts_made_before_it_one_refund_each() {
-        let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))
-            .await
-            .unwrap();
+        let (_dir, ledger) = ledger().await;
         let session = SessionId::parse("ps_pairs").unwrap();
         let other = SessionId::parse("ps_other").unwrap();
         // One attempt whose answer was lost (`unknown`), then a second one, `pending` (a
