@@ -324,6 +324,15 @@ struct StreamState {
     opened_before: bool,
 }
 
+impl StreamState {
+    /// Gives its slot back, if it holds one (once, whichever path ends the stream first).
+    fn release_slot(&mut self) {
+        if std::mem::take(&mut self.slot) {
+            OPEN_STREAMS.set(OPEN_STREAMS.get().saturating_sub(1));
+        }
+    }
+}
+
 impl EventStream {
     /// Starts listening. `on_event` gets each refund change; `on_reconnect(false)` is called
     /// when a new connection opens after a lost one (or after waiting for a slot), so the
@@ -353,9 +362,7 @@ impl EventStream {
             source.close();
         }
         state.listeners.clear();
-        if std::mem::take(&mut state.slot) {
-            release_stream_slot();
-        }
+        state.release_slot();
     }
 }
 
@@ -384,10 +391,6 @@ fn take_stream_slot() -> bool {
         OPEN_STREAMS.set(open + 1);
         true
     }
-}
-
-fn release_stream_slot() {
-    OPEN_STREAMS.set(OPEN_STREAMS.get().saturating_sub(1));
 }
 
 fn connect(
@@ -447,9 +450,7 @@ fn connect(
                 let mut state = state.borrow_mut();
                 state.failures += 1;
                 state.opened_before = true;
-                if std::mem::take(&mut state.slot) {
-                    release_stream_slot();
-                }
+                state.release_slot();
                 continue;
             };
             open(source, &client, &state, &on_event, &on_reconnect);
@@ -514,9 +515,7 @@ fn open(
                     // Whether or not it ever opened, what came meanwhile is re-read on the next.
                     state.opened_before = true;
                     // A slot is held only while a stream is open or opening.
-                    if std::mem::take(&mut state.slot) {
-                        release_stream_slot();
-                    }
+                    state.release_slot();
                     // The listeners are dropped by the next `open`, not here: this closure
                     // is one of them and is still running.
                 }

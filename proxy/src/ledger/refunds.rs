@@ -608,7 +608,12 @@ impl BatchRows {
         sessions.dedup();
         let in_ids = vec!["?"; ids.len()].join(", ");
         let in_sessions = vec!["?"; sessions.len()].join(", ");
-        // The same two index look-ups as `apply_in`'s own, for many keys at once.
+        // One look-up for both: the rows already matched to these refunds, and the attempts
+        // they could belong to, each through its own index: on SQLite one `OR` whose
+        // `+refund_id` keeps the planner on the payment's index rather than every refund-less
+        // attempt of every payment; on PostgreSQL a `UNION ALL` of two index look-ups (the
+        // `OR` is planned from the table's statistics, and a young, growing table without
+        // them is scanned whole).
         let text = match tx.engine() {
             Engine::Sqlite => format!(
                 "{SELECT} WHERE refund_id IN ({in_ids})
@@ -622,9 +627,12 @@ impl BatchRows {
                     AND refund_id IS NULL AND state IN (?, ?, ?)"
             ),
         };
-        // Its text varies with the batch: not cached, or it would push out the statements
-        // that recur.
-        let mut query = Sql::new(text).once();
+        // A batch's text varies with its size: not cached, or it would push out the
+        // statements that recur (one refund of one payment is one of those).
+        let mut query = Sql::new(text);
+        if ids.len() > 1 || sessions.len() > 1 {
+            query = query.once();
+        }
         for id in ids {
             query = query.bind(id);
         }
@@ -671,7 +679,7 @@ impl BatchRows {
 
 /// Applies one upstream refund inside the caller's transaction (see
 /// [`Ledger::apply_upstream_refund`]); its history and event go to `journal`. With `batch`,
-/// the rows come from it (and what is written goes back to it) instead of a look-up.
+/// the rows come from it (and what is written goes back to it) instead of a look-up of its own.
 pub(super) async fn apply_in(
     tx: &mut WriteTx<'_>,
     journal: &mut Entries,
@@ -706,38 +714,12 @@ async fn apply_to_rows(
         ..Change::new(source.history_kind())
     };
 
-    // One look-up for both: the row already matched to this refund, and the attempts it
-    // could belong to, each through its own index: on SQLite one `OR` whose `+refund_id`
-    // keeps the planner on the payment's index rather than every refund-less attempt of every
-    // payment; on PostgreSQL a `UNION ALL` of two index look-ups (the `OR` is planned from
-    // the table's statistics, and a young, growing table without them is scanned whole).
+    // Without a batch, the same look-up for this one refund.
     let rows = match batch {
         Some(batch) => batch.select(session, refund),
-        None => {
-            let text = match tx.engine() {
-                Engine::Sqlite => format!(
-                    "{SELECT} WHERE refund_id = ?
-                        OR (session_id = ? AND origin = ? AND +refund_id IS NULL
-                            AND state IN (?, ?, ?))
-                     ORDER BY key"
-                ),
-                Engine::Postgres => format!(
-                    "{SELECT} WHERE refund_id = ?
-                     UNION ALL
-                     {SELECT} WHERE session_id = ? AND origin = ? AND refund_id IS NULL
-                        AND state IN (?, ?, ?)
-                     ORDER BY key"
-                ),
-            };
-            let candidates = Sql::new(text)
-                .bind(refund.id.as_str())
-                .bind(session.as_str())
-                .bind(Origin::Proxy)
-                .bind(RefundState::Pending)
-                .bind(RefundState::Unknown)
-                .bind(RefundState::Failed);
-            tx.exec().fetch_all(&candidates).await?
-        }
+        None => BatchRows::read(tx, &[(session, refund)])
+            .await?
+            .select(session, refund),
     };
     let (known, candidates): (Vec<RefundRow>, Vec<RefundRow>) = rows
         .into_iter()
