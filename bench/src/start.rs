@@ -35,16 +35,22 @@ pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
             if !met {
                 notes.push(format!(
                     "Widget start misses ≤ 100 ms with the cache off ({}); the page's own \
-                     DOMContentLoaded comes at {}. The chain after it: the embed script, then \
-                     the glue, the wasm (streamed into compilation) and the payment look-up, \
-                     which the embed script sends together; then instantiation, the widget's \
-                     start and the payment view's first render. One instrumented load on this \
-                     machine (2026-11-29, cache off, same-origin host page): embed script at \
-                     ~60 ms; glue, wasm and look-up all in by ~120 ms; instantiated ~145 ms; \
-                     started ~155 ms; interactive ~190 ms, so building the view is ~35 ms. The \
-                     first Intl date format of a page costs 40–55 ms here; the embed script \
-                     pays it while the files download, where it used to land inside that \
-                     render (which then took ~75 ms).",
+                     DOMContentLoaded, which waits for nothing but the embed script, comes at \
+                     {}. The chain after it: the embed script sends the payment look-up and \
+                     fetches the glue and the wasm, which compiles as it downloads; then the \
+                     glue instantiates the compiled module, the widget starts and the payment \
+                     view renders. Marks in one instrumented load on this machine (2026-11-29, \
+                     cache off, this build): embed script fetched by ~40 ms; look-up, glue and \
+                     wasm all in by ~87 ms; glue evaluated ~105 ms, the module already \
+                     compiled; widget started ~108 ms; loading view mounted ~118 ms; the \
+                     prefetched answer read and decoded ~139 ms; interactive ~157 ms. Nothing \
+                     in it is one large step: each stage is the page's main thread running our \
+                     code or the browser's on 2 cores shared with the proxy, the sandbox and \
+                     the browser's other processes. Dates no longer go through `Intl`, whose \
+                     first format on a page held that thread for 30–70 ms here, and the wasm \
+                     no longer waits for the glue to start compiling: paired against the build \
+                     before (three alternating runs, cache off), 206.6, 188.1 and 203.7 ms \
+                     before against 181.3, 175.0 and 180.6 ms after.",
                     report::duration(cold.0),
                     report::duration(cold.1),
                 ));

@@ -24,13 +24,25 @@ const api = (window.sgRefund = window.sgRefund || {});
 function load() {
   if (api.mount) return Promise.resolve(api);
   if (!window.__sgRefundLoading) {
-    // The wasm downloads (and compiles, streaming) while the glue module loads.
-    const wasm = fetch(new URL("sg-refund_bg.wasm", base));
+    // The wasm compiles as its bytes arrive, off the page's main thread, while the glue
+    // module loads: the glue only instantiates the compiled module. (Handing it the response
+    // instead would start compiling only once the glue has loaded and run.)
+    const wasm = fetch(new URL("sg-refund_bg.wasm", base)).then(compile);
+    wasm.catch(() => {}); // a failure is reported by the glue, which awaits the same promise
     window.__sgRefundLoading = import(new URL("sg-refund.js", base).href)
       .then((glue) => glue.default({ module_or_path: wasm }))
       .then(() => api);
   }
   return window.__sgRefundLoading;
+}
+
+/** The widget's compiled module, streamed where the server says `application/wasm`. */
+function compile(response) {
+  if (!response.ok) throw new Error(`failed to fetch the widget's wasm: ${response.status} ${response.url}`);
+  const type = response.headers.get("Content-Type") || "";
+  return typeof WebAssembly.compileStreaming === "function" && type.startsWith("application/wasm")
+    ? WebAssembly.compileStreaming(response)
+    : response.arrayBuffer().then((bytes) => WebAssembly.compile(bytes));
 }
 
 // Payment look-ups started here, while the widget's code downloads and compiles: the widget
@@ -59,10 +71,6 @@ for (const element of document.querySelectorAll("[data-sg-refund]")) {
 
 export const ready = load();
 
-// The first date the page formats through Intl costs tens of milliseconds (the browser loads
-// its locale data; about 50 ms on the benchmark machine), whatever the locale. Pay it now,
-// while the widget's files are on their way, not when the payment's dates are first shown.
-setTimeout(() => new Date(0).toLocaleString("en-GB", { dateStyle: "medium", timeStyle: "short" }));
 export async function mount(element, options = {}) {
   (await ready).mount(element, options);
 }

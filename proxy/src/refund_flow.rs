@@ -116,16 +116,19 @@ async fn decide_and_send(
     hash: &str,
 ) -> Result<Answer, ApiError> {
     // Someone with the same key may have finished while we waited for the lock: replayed
-    // before anything else is asked (a `session/status` that failed now would answer an
-    // error the widget takes as final, and a retry under a new key could refund twice).
-    if let Some(row) = state
-        .ledger
-        .find_by_idempotency_key(&submission.idempotency_key)
-        .await?
-    {
+    // whatever else is answered (a `session/status` that failed now would answer an error
+    // the widget takes as final, and a retry under a new key could refund twice). The key's
+    // look-up and the fresh view are asked at once: neither waits for the other.
+    let (twin, fresh) = tokio::join!(
+        state
+            .ledger
+            .find_by_idempotency_key(&submission.idempotency_key),
+        fresh_view(state, session),
+    );
+    if let Some(row) = twin? {
         return replay(&row, hash);
     }
-    let (upstream, view) = fresh_view(state, session).await?;
+    let (upstream, view) = fresh?;
     let amount = view.check_refund(submission).map_err(ApiError::Rule)?;
     // The agent's own limits: per refund here, per day inside the attempt's insert (so that
     // concurrent submissions on different payments cannot add up past it).
@@ -188,6 +191,11 @@ async fn decide_and_send(
 /// What a decision to send rests on: a fresh `session/status` merged with the ledger. Known
 /// unable to write, the ledger refuses first, without a look at Smart Glocal (should the
 /// fault be new, the attempt's write fails instead, still before anything is sent).
+///
+/// The ledger's rows are read while `session/status` is on its way. Under the payment's lock
+/// nothing of ours changes them meanwhile; a webhook landing in between can only make a
+/// refund Smart Glocal already lists look unresolved in the rows as well, which counts it
+/// twice against what remains: a refusal to be retried, never an over-refund.
 async fn fresh_view(
     state: &AppState,
     session: &SessionId,
@@ -195,8 +203,12 @@ async fn fresh_view(
     if let Some(fault) = state.ledger.health().last_fault() {
         return Err(ApiError::LedgerUnavailable(fault));
     }
-    let upstream = state.upstream.status(session).await.map_err(status_error)?;
-    let rows = state.ledger.rows_for_session(session).await?;
+    let (upstream, rows) = tokio::join!(
+        state.upstream.status(session),
+        state.ledger.rows_for_session(session),
+    );
+    let upstream = upstream.map_err(status_error)?;
+    let rows = rows?;
     let view = payment_view(&upstream, &rows, state.config.partial_refunds)
         .ok_or(ApiError::PaymentNotFound)?;
     Ok((upstream, view))

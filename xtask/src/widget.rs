@@ -24,8 +24,11 @@ use crate::Result;
 /// of the wasm (−4.0 KB); 156.8 KB before a page-wide limit of four event streams (more
 /// widgets than a browser's six HTTP/1.1 connections left the page unable to call the proxy)
 /// and a time limit on token renewal (+1.0 KB). The rest of issue 13's cut (to 100 KB) is not
-/// reached: see `docs/WIDGET-SIZE.md`.
-pub const BUDGET_GZIP_BYTES: u64 = 158 * 1024;
+/// reached: see `docs/WIDGET-SIZE.md`. 157.8 KB before the widget wrote dates itself instead
+/// of through `Intl` (a page's first `Intl` date format held the page's main thread for
+/// 30–70 ms on the way to the first render) and the embed script compiled the wasm while it
+/// downloads (+0.5 KB, bought for start time: about 20 ms).
+pub const BUDGET_GZIP_BYTES: u64 = 158 * 1024 + 512;
 
 /// One built file's weight.
 #[derive(Debug, Clone)]
@@ -263,7 +266,7 @@ fn print_sizes(sizes: &[FileSize]) {
     let gzip: u64 = sizes.iter().map(|f| f.gzip).sum();
     let brotli: u64 = sizes.iter().map(|f| f.brotli).sum();
     println!(
-        "    {:<32} {:>10.1} {:>10.1} {:>10.1}   (budget {:.0} KB gzip)",
+        "    {:<32} {:>10.1} {:>10.1} {:>10.1}   (budget {:.1} KB gzip)",
         "total",
         kb(raw),
         kb(gzip),

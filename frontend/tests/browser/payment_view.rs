@@ -136,3 +136,65 @@ async fn a_contradicted_refund_needs_attention_and_a_note_can_be_revealed() {
         "focused, the whole note shows: {clamped} px -> {revealed} px"
     );
 }
+
+/// Dates are written by the widget itself (a page's first `Intl` date format costs tens of
+/// milliseconds): they must read exactly as the browser's `Intl` writes them, in the browser's
+/// time zone, for every month, both locales, and hours and minutes below ten.
+#[wasm_bindgen_test]
+fn dates_read_as_the_browsers_intl_writes_them() {
+    use frontend::i18n::{format_date, tag};
+    let options = js_sys::Object::new();
+    js_sys::Reflect::set(&options, &"dateStyle".into(), &"medium".into()).unwrap();
+    js_sys::Reflect::set(&options, &"timeStyle".into(), &"short".into()).unwrap();
+    let mut checked = 0;
+    for locale in [Locale::En, Locale::Ru] {
+        for month in 0..12u32 {
+            // A local time in each month (day, hour and minute varied, some below ten),
+            // built by the browser so that the time zone is its own.
+            let date = js_sys::Date::new_with_year_month_day_hr_min(
+                2026,
+                month as i32,
+                (month * 2 + 1) as i32,
+                (month * 2) as i32,
+                (month * 5) as i32,
+            );
+            let millis = date.get_time() as i64;
+            let intl: String = date.to_locale_string(tag(locale), &options).into();
+            assert_eq!(
+                format_date(millis, locale),
+                intl,
+                "{locale:?}, month {month}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 24);
+}
+
+#[wasm_bindgen_test]
+fn dates_are_padded_and_named_in_each_language() {
+    use frontend::i18n::{written_date, LocalTime};
+    let t = |month, day, hour, minute| LocalTime {
+        year: 2026,
+        month,
+        day,
+        hour,
+        minute,
+    };
+    assert_eq!(
+        written_date(t(8, 9, 7, 5), Locale::En),
+        "9 Sept 2026, 07:05"
+    );
+    assert_eq!(
+        written_date(t(11, 31, 23, 59), Locale::En),
+        "31 Dec 2026, 23:59"
+    );
+    assert_eq!(
+        written_date(t(4, 1, 0, 0), Locale::Ru),
+        "1 мая 2026 г., 00:00"
+    );
+    assert_eq!(
+        written_date(t(1, 28, 12, 30), Locale::Ru),
+        "28 февр. 2026 г., 12:30"
+    );
+}
