@@ -1,7 +1,9 @@
 //! Live fan-out: 10,000 open event streams on one payment (1,000 with `--smoke`); for each of
 //! a series of webhooks, the time from sending it to the proxy until the last stream has
-//! received its event; and the proxy's resident memory, read from `/proc/<pid>/status` of its
-//! process, with what each open stream costs. The bench raises its own open-file soft limit
+//! received its event; the same for a second payment watched by 100 streams while those
+//! stay open (what the many streams of other payments cost its webhooks); and the proxy's
+//! resident memory, read from `/proc/<pid>/status` of its process, with what each open
+//! stream costs. The bench raises its own open-file soft limit
 //! to the hard limit first (`main`), and the proxy child inherits it.
 
 use std::time::{Duration, Instant};
@@ -21,6 +23,9 @@ const SECTION: &str = "6. live fan-out";
 pub const FULL: usize = 10_000;
 pub const SMOKE: usize = 1_000;
 const ROUNDS: usize = 30;
+/// Streams on the second payment, and where its rounds' numbers start.
+const OTHER_STREAMS: usize = 100;
+const OTHER_ROUNDS_FROM: usize = 5000;
 /// Streams opened at once, each batch all subscribed before the next.
 const OPEN_BATCH: usize = 250;
 /// How long one round may take before the streams still waiting count as lost.
@@ -51,8 +56,8 @@ pub async fn measure(streams: usize, notes: &mut Vec<String>) -> Vec<Row> {
                              keep-alive timer, payment id, ledger handle) and the stream's \
                              one-time costs (its ticket's claim). A stream no longer carries a \
                              request tracing span for its lifetime (about 0.4 KB each). \
-                             The broadcast channel's 1,024 slots are shared by all streams, there \
-                             is no task per stream beside hyper's connection task, and the \
+                             A payment's broadcast channel (32 slots) is shared by its streams, \
+                             there is no task per stream beside hyper's connection task, and the \
                              allocator is not the cause (`MALLOC_ARENA_MAX=1` changes nothing)."
                         } else {
                             "Profiled once with perf during the rounds (10,000 streams, this \
@@ -122,7 +127,22 @@ async fn run(streams_wanted: usize) -> Result<Vec<Row>, String> {
         .proxy
         .memory()
         .ok_or("cannot read the proxy's /proc status")?;
-    for stream in streams {
+    // A second payment watched by a few streams while all of those stay open: what its
+    // webhooks cost when the proxy holds many streams on other payments.
+    let other = rig.payments(1).await.remove(0);
+    send_webhook(&rig, &other, OTHER_ROUNDS_FROM).await?;
+    let (other_arrivals, mut other_received) = mpsc::unbounded_channel::<(usize, Instant)>();
+    let other_streams = open_streams(&rig, &other, other_arrivals, OTHER_STREAMS).await?;
+    let mut other_lasts = time_rounds(
+        &rig,
+        &base,
+        &other,
+        OTHER_ROUNDS_FROM + 1..=OTHER_ROUNDS_FROM + ROUNDS,
+        OTHER_STREAMS,
+        &mut other_received,
+    )
+    .await?;
+    for stream in streams.into_iter().chain(other_streams) {
         stream.abort();
     }
     drop(rig);
@@ -132,6 +152,8 @@ async fn run(streams_wanted: usize) -> Result<Vec<Row>, String> {
 
     let p50 = percentile(&mut lasts, 50.0);
     let p99 = percentile(&mut lasts, 99.0);
+    let other_p50 = percentile(&mut other_lasts, 50.0);
+    let other_p99 = percentile(&mut other_lasts, 99.0);
     let memory = peak.max(busy_rss);
     let n = streams_wanted;
     let per_stream = open_rss.saturating_sub(idle_rss) / n as u64;
@@ -148,6 +170,15 @@ async fn run(streams_wanted: usize) -> Result<Vec<Row>, String> {
             report::duration(p99),
         )
         .goal("≤ 100 ms", p99 <= GOAL_P99),
+        Row::plain(
+            SECTION,
+            format!(
+                "webhook → last of {OTHER_STREAMS} streams on its payment, {n} open on another, \
+                 p99 ({ROUNDS} webhooks)"
+            ),
+            report::duration(other_p99),
+        )
+        .baseline(format!("p50 {}", report::duration(other_p50))),
         Row::plain(
             SECTION,
             format!("proxy resident memory (peak), {n} streams"),
@@ -285,7 +316,9 @@ pub(crate) async fn send_webhook_to(
     session: &SessionId,
     round: usize,
 ) -> Result<(), String> {
-    let ids: Vec<String> = (0..=round).map(refund_id).collect();
+    // A payment's rounds share a block of a thousand numbers (0…, 5000…): its webhook lists
+    // every refund of its block so far, and no other payment's.
+    let ids: Vec<String> = (round / 1000 * 1000..=round).map(refund_id).collect();
     let refunds: Vec<(&str, u64)> = ids.iter().map(|id| (id.as_str(), 100)).collect();
     let body = crate::fixtures::webhook_for(session, &refunds);
     let response = rig

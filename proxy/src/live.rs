@@ -1,22 +1,28 @@
 //! Live refund events for the SSE streams: each event is encoded to its `text/event-stream`
 //! bytes once, when published, and every stream on the payment writes those same bytes.
 //!
-//! The broadcast carries an `Arc`, so a subscriber's `recv` copies a pointer, not the event;
-//! with a thousand widgets open on one payment, the cost of an event is one encoding and a
-//! thousand socket writes.
+//! Each payment with a stream open has a broadcast channel of its own, so an event wakes the
+//! streams of its payment and no others: with thousands of widgets open on many payments, a
+//! webhook costs one encoding and a socket write per stream of that payment. The channel
+//! carries an `Arc`, so a subscriber's `recv` copies a pointer, not the event; it goes away
+//! with the payment's last stream.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::Bytes;
 use shared::api::RefundEvent;
 use shared::SessionId;
 use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::metrics::Metrics;
 
-/// Events kept for streams that fall behind; one that lags further catches up from the
-/// ledger (`events` table), so this bounds memory, not correctness.
-const CAPACITY: usize = 1024;
+/// Events kept per payment for streams that fall behind; one that lags further catches up
+/// from the ledger (`events` table), so this bounds memory, not correctness. Each slot is
+/// allocated with the channel (about 50 bytes), once per payment being watched.
+const CAPACITY: usize = 32;
 
 /// One event, ready to be written to any stream of its payment.
 #[derive(Debug)]
@@ -49,34 +55,181 @@ pub fn frame(event: &RefundEvent) -> Bytes {
 
 /// Publishes refund changes to live subscribers; cheap to clone.
 #[derive(Clone)]
-pub struct Live {
-    sender: broadcast::Sender<Arc<LiveEvent>>,
+pub struct Live(Arc<Inner>);
+
+struct Inner {
+    /// One channel per payment that has a stream open.
+    channels: Mutex<HashMap<SessionId, broadcast::Sender<Arc<LiveEvent>>>>,
+    streams: AtomicUsize,
     metrics: Arc<Metrics>,
 }
 
 impl Live {
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self {
-            sender: broadcast::channel(CAPACITY).0,
+        Self(Arc::new(Inner {
+            channels: Mutex::new(HashMap::new()),
+            streams: AtomicUsize::new(0),
             metrics,
-        }
+        }))
     }
 
     /// Announces a refund change (and counts it).
     pub fn publish(&self, event: RefundEvent) {
-        self.metrics.count_refund_state(event.refund.state.as_str());
+        self.0
+            .metrics
+            .count_refund_state(event.refund.state.as_str());
         // No subscriber is fine: the event is in the ledger for `Last-Event-ID` replay.
-        if self.sender.receiver_count() > 0 {
-            let _ = self.sender.send(Arc::new(LiveEvent::new(&event)));
+        if self.sender(&event.session_id).is_some() {
+            self.send(Arc::new(LiveEvent::new(&event)));
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
-        self.sender.subscribe()
+    /// Hands `event` to the streams of its payment, if any.
+    pub(crate) fn send(&self, event: Arc<LiveEvent>) {
+        // Sent outside the map's lock: waking a payment's streams takes a while with
+        // thousands open, and opening or closing another stream must not wait for it.
+        if let Some(sender) = self.sender(&event.session_id) {
+            let _ = sender.send(event);
+        }
+    }
+
+    fn sender(&self, session: &SessionId) -> Option<broadcast::Sender<Arc<LiveEvent>>> {
+        self.channels().get(session).cloned()
+    }
+
+    /// The events of `session` from now on, for as long as the subscription lives.
+    pub fn subscribe(&self, session: &SessionId) -> Subscription {
+        let receiver = self
+            .channels()
+            .entry(session.clone())
+            .or_insert_with(|| broadcast::channel(CAPACITY).0)
+            .subscribe();
+        self.0.streams.fetch_add(1, Ordering::Relaxed);
+        Subscription {
+            receiver: Some(receiver),
+            session: session.clone(),
+            live: self.clone(),
+        }
     }
 
     /// Event streams open now: each holds one subscription while it lives.
     pub fn streams_open(&self) -> usize {
-        self.sender.receiver_count()
+        self.0.streams.load(Ordering::Relaxed)
+    }
+
+    /// Payments with a stream open now.
+    #[cfg(test)]
+    fn payments_watched(&self) -> usize {
+        self.channels().len()
+    }
+
+    fn channels(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<SessionId, broadcast::Sender<Arc<LiveEvent>>>> {
+        // The map stays consistent whatever panicked while holding it: every change is one
+        // insert or one remove.
+        self.0
+            .channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One stream's hold on its payment's events; the payment's channel goes with the last one.
+pub struct Subscription {
+    receiver: Option<broadcast::Receiver<Arc<LiveEvent>>>,
+    session: SessionId,
+    live: Live,
+}
+
+impl Subscription {
+    /// The payment whose events these are.
+    pub fn session(&self) -> &SessionId {
+        &self.session
+    }
+
+    /// The payment's next event; `Lagged` once more than [`CAPACITY`] went by unread.
+    pub async fn recv(&mut self) -> Result<Arc<LiveEvent>, RecvError> {
+        match self.receiver.as_mut() {
+            Some(receiver) => receiver.recv().await,
+            None => Err(RecvError::Closed),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.live.0.streams.fetch_sub(1, Ordering::Relaxed);
+        let mut channels = self.live.channels();
+        // Under the map's lock, as `subscribe` adds to it: a stream opening on this payment
+        // now either finds the channel still there or makes a new one.
+        drop(self.receiver.take());
+        if channels
+            .get(&self.session)
+            .is_some_and(|sender| sender.receiver_count() == 0)
+        {
+            channels.remove(&self.session);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: i64, session: &SessionId) -> Arc<LiveEvent> {
+        Arc::new(LiveEvent {
+            seq,
+            session_id: session.clone(),
+            frame: Bytes::from(format!("id: {seq}\n\n")),
+        })
+    }
+
+    #[tokio::test]
+    async fn an_event_reaches_the_streams_of_its_payment_only() {
+        let live = Live::new(Arc::default());
+        let (a, b) = (
+            SessionId::parse("ps_a").unwrap(),
+            SessionId::parse("ps_b").unwrap(),
+        );
+        let (mut a1, mut a2, mut b1) = (live.subscribe(&a), live.subscribe(&a), live.subscribe(&b));
+        assert_eq!((live.streams_open(), live.payments_watched()), (3, 2));
+        live.send(event(1, &a));
+        live.send(event(2, &b));
+        assert_eq!(a1.recv().await.unwrap().seq, 1);
+        assert_eq!(a2.recv().await.unwrap().seq, 1);
+        assert_eq!(b1.recv().await.unwrap().seq, 2);
+        // Nothing else was queued for either payment's streams.
+        live.send(event(3, &a));
+        assert_eq!(a1.recv().await.unwrap().seq, 3);
+        live.send(event(4, &b));
+        assert_eq!(b1.recv().await.unwrap().seq, 4);
+    }
+
+    #[tokio::test]
+    async fn a_payments_channel_goes_with_its_last_stream_and_comes_back_with_a_new_one() {
+        let live = Live::new(Arc::default());
+        let a = SessionId::parse("ps_a").unwrap();
+        let (first, second) = (live.subscribe(&a), live.subscribe(&a));
+        drop(first);
+        assert_eq!((live.streams_open(), live.payments_watched()), (1, 1));
+        drop(second);
+        assert_eq!((live.streams_open(), live.payments_watched()), (0, 0));
+        // Published with nobody watching: kept nowhere (the ledger has it for replay).
+        live.send(event(1, &a));
+        let mut again = live.subscribe(&a);
+        live.send(event(2, &a));
+        assert_eq!(again.recv().await.unwrap().seq, 2);
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_falls_behind_is_told_so() {
+        let live = Live::new(Arc::default());
+        let a = SessionId::parse("ps_a").unwrap();
+        let mut slow = live.subscribe(&a);
+        for seq in 1..=i64::try_from(CAPACITY + 1).unwrap() {
+            live.send(event(seq, &a));
+        }
+        assert!(matches!(slow.recv().await, Err(RecvError::Lagged(1))));
     }
 }

@@ -5,10 +5,10 @@
 //! strings, so the ticket stays out of logs too. `Last-Event-ID` replays from the ledger.
 //!
 //! A stream writes the bytes [`crate::live`] encoded once for all streams, and holds little
-//! else: its broadcast receiver, the last `seq` it sent, and its payment's id.
+//! else: its subscription to its payment's events (which holds the payment's id) and the last
+//! `seq` it sent.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -20,15 +20,13 @@ use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use shared::api::EventsTicket;
-use shared::SessionId;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::broadcast::Receiver;
 
 use crate::error::ApiError;
 use crate::extract::Agent;
 use crate::extract::SessionPath;
 use crate::ledger::Ledger;
-use crate::live::{frame, LiveEvent};
+use crate::live::{frame, Subscription};
 use crate::state::AppState;
 
 /// Comment lines keep proxies and browsers from closing an idle stream.
@@ -92,7 +90,7 @@ async fn stream(
         None => 0,
     };
     // Subscribe before reading the backlog, so nothing published in between is lost.
-    let live = state.live.subscribe();
+    let live = state.live.subscribe(&session);
     let mut backlog = Vec::new();
     if last_seen > 0 {
         match state.ledger.events_after(&session, last_seen).await {
@@ -108,7 +106,6 @@ async fn stream(
         replayed,
         pending: backlog.iter().map(frame).collect::<Vec<_>>().into_iter(),
         live,
-        session,
         ledger: state.ledger.clone(),
     };
     let body = follow.into_stream().map(Ok::<_, Infallible>);
@@ -127,7 +124,7 @@ async fn stream(
 
 /// One stream's live part: what it needs between two events.
 struct Follow {
-    live: Receiver<Arc<LiveEvent>>,
+    live: Subscription,
     /// The newest `seq` sent: the catch-up point if the stream falls behind.
     last: i64,
     /// Every event up to this `seq` was sent from the ledger (replay, catch-up); live copies
@@ -136,7 +133,6 @@ struct Follow {
     /// in `seq` order; sending rather than dropping one that did not (another engine, a
     /// future writer) keeps a refund change from hiding until the widget reconnects.
     replayed: i64,
-    session: SessionId,
     ledger: Ledger,
     /// Frames read from the ledger (replay, catch-up) not yet sent; usually empty.
     pending: std::vec::IntoIter<Bytes>,
@@ -158,7 +154,7 @@ impl Follow {
         loop {
             match tokio::time::timeout(KEEP_ALIVE, self.live.recv()).await {
                 Err(_) => return Some(Bytes::from_static(KEEP_ALIVE_FRAME)),
-                Ok(Ok(event)) if event.session_id == self.session && event.seq > self.replayed => {
+                Ok(Ok(event)) if event.seq > self.replayed => {
                     self.last = self.last.max(event.seq);
                     return Some(event.frame.clone());
                 }
@@ -166,7 +162,8 @@ impl Follow {
                 // Fell behind the broadcast buffer: catch up from the ledger. Boxed, so the
                 // query's state is not part of every stream's size.
                 Ok(Err(RecvError::Lagged(_))) => {
-                    let backlog = Box::pin(self.ledger.events_after(&self.session, self.last));
+                    let backlog =
+                        Box::pin(self.ledger.events_after(self.live.session(), self.last));
                     match backlog.await {
                         Ok(events) => {
                             self.last = events.last().map_or(self.last, |e| e.seq);
@@ -177,7 +174,7 @@ impl Follow {
                             }
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, session_id = %self.session, "event backlog unavailable")
+                            tracing::error!(error = %e, session_id = %self.live.session(), "event backlog unavailable")
                         }
                     }
                 }
@@ -190,9 +187,11 @@ impl Follow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::sync::broadcast;
+    use crate::live::{Live, LiveEvent};
+    use shared::SessionId;
+    use std::sync::Arc;
 
-    fn live(seq: i64, session: &SessionId) -> Arc<LiveEvent> {
+    fn event(seq: i64, session: &SessionId) -> Arc<LiveEvent> {
         Arc::new(LiveEvent {
             seq,
             session_id: session.clone(),
@@ -200,48 +199,44 @@ mod tests {
         })
     }
 
-    type Rig = (
-        Follow,
-        broadcast::Sender<Arc<LiveEvent>>,
-        SessionId,
-        tempfile::TempDir,
-    );
+    type Rig = (Follow, Live, SessionId, tempfile::TempDir);
 
     async fn follow(replayed: i64) -> Rig {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))
             .await
             .expect("a ledger");
-        let (sender, receiver) = broadcast::channel(16);
+        let live = Live::new(Arc::default());
         let session = SessionId::parse("ps_order_test").expect("a session id");
         let follow = Follow {
-            live: receiver,
+            live: live.subscribe(&session),
             last: replayed,
             replayed,
-            session: session.clone(),
             ledger,
             pending: Vec::new().into_iter(),
         };
-        (follow, sender, session, dir)
+        (follow, live, session, dir)
     }
 
     #[tokio::test]
     async fn an_older_event_arriving_after_a_newer_one_is_still_sent() {
-        let (mut follow, sender, session, _dir) = follow(0).await;
-        sender.send(live(5, &session)).unwrap();
-        sender.send(live(4, &session)).unwrap();
+        let (mut follow, live, session, _dir) = follow(0).await;
+        live.send(event(5, &session));
+        live.send(event(4, &session));
         assert_eq!(follow.next().await.unwrap(), "id: 5\n\n");
         assert_eq!(follow.next().await.unwrap(), "id: 4\n\n");
     }
 
     #[tokio::test]
     async fn live_copies_of_replayed_events_and_other_payments_are_skipped() {
-        let (mut follow, sender, session, _dir) = follow(3).await;
+        let (mut follow, live, session, _dir) = follow(3).await;
         let other = SessionId::parse("ps_other").unwrap();
-        sender.send(live(2, &session)).unwrap();
-        sender.send(live(3, &session)).unwrap();
-        sender.send(live(6, &other)).unwrap();
-        sender.send(live(7, &session)).unwrap();
+        // Another payment's stream is open too, so its event has somewhere to go.
+        let _watching_other = live.subscribe(&other);
+        live.send(event(2, &session));
+        live.send(event(3, &session));
+        live.send(event(6, &other));
+        live.send(event(7, &session));
         assert_eq!(follow.next().await.unwrap(), "id: 7\n\n");
     }
 }
