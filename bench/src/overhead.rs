@@ -353,7 +353,14 @@ fn rows_for(scheme: Scheme, mut passes: Passes, notes: &mut Vec<String>) -> Vec<
              sqlx also pinged each pooled SQLite connection on acquire, one more round trip \
              per write and per read (five per refund); the pools no longer do. Paired the same \
              way (three alternating runs, later that day): the proxy's p50 above the floor's \
-             1.20, 1.15 and 1.78 ms against 1.92, 2.12 and 2.03 ms before.",
+             1.20, 1.15 and 1.78 ms against 1.92, 2.12 and 2.03 ms before. Two of the three \
+             reads (the key's re-check behind the payment's lock and the ledger's rows) now \
+             run while `session/status` is on its way rather than before and after it; paired \
+             the same way (2026-11-29, three alternating runs) the proxy's p50 was 2.98, 3.78 \
+             and 3.48 ms against 2.88, 3.93 and 3.62 ms before, within this machine's noise. \
+             What is left above the floor is, first of all, that `session/status` call: about \
+             as long as the whole remaining gap, and the decision (what remains, which \
+             refunds existed before the call, for reconciling an unknown outcome) needs it.",
             missed.join(", "),
             report::duration(floor50),
             report::duration(floor99),
