@@ -56,7 +56,7 @@ pub async fn measure(streams: usize, notes: &mut Vec<String>) -> Vec<Row> {
                              keep-alive timer, payment id, ledger handle) and the stream's \
                              one-time costs (its ticket's claim). A stream no longer carries a \
                              request tracing span for its lifetime (about 0.4 KB each). \
-                             A payment's broadcast channel (32 slots) is shared by its streams, \
+                             A payment's broadcast channel (64 slots) is shared by its streams, \
                              there is no task per stream beside hyper's connection task, and the \
                              allocator is not the cause (`MALLOC_ARENA_MAX=1` changes nothing)."
                         } else {

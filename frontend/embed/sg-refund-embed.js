@@ -39,8 +39,9 @@ function load() {
 /** The widget's compiled module, streamed where the server says `application/wasm`. */
 function compile(response) {
   if (!response.ok) throw new Error(`failed to fetch the widget's wasm: ${response.status} ${response.url}`);
-  const type = response.headers.get("Content-Type") || "";
-  return typeof WebAssembly.compileStreaming === "function" && type.startsWith("application/wasm")
+  // Exactly that type: browsers refuse to stream anything else, parameters included.
+  const type = (response.headers.get("Content-Type") || "").trim().toLowerCase();
+  return typeof WebAssembly.compileStreaming === "function" && type === "application/wasm"
     ? WebAssembly.compileStreaming(response)
     : response.arrayBuffer().then((bytes) => WebAssembly.compile(bytes));
 }

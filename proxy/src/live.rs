@@ -20,9 +20,11 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::metrics::Metrics;
 
 /// Events kept per payment for streams that fall behind; one that lags further catches up
-/// from the ledger (`events` table), so this bounds memory, not correctness. Each slot is
-/// allocated with the channel (about 50 bytes), once per payment being watched.
-const CAPACITY: usize = 32;
+/// from the ledger (`events` table), so this bounds memory, not correctness. The slots are
+/// allocated with the channel (about 40 bytes each, 2.5 KB), once per payment being watched;
+/// more than this many changes of one payment between two polls of a stream is rare (a
+/// PostgreSQL replica's listener catching up after an outage can publish that many).
+const CAPACITY: usize = 64;
 
 /// One event, ready to be written to any stream of its payment.
 #[derive(Debug)]
@@ -79,17 +81,32 @@ impl Live {
             .metrics
             .count_refund_state(event.refund.state.as_str());
         // No subscriber is fine: the event is in the ledger for `Last-Event-ID` replay.
-        if self.sender(&event.session_id).is_some() {
-            self.send(Arc::new(LiveEvent::new(&event)));
+        if let Some(sender) = self.sender(&event.session_id) {
+            self.send_on(sender, Arc::new(LiveEvent::new(&event)));
         }
     }
 
     /// Hands `event` to the streams of its payment, if any.
+    #[cfg(test)]
     pub(crate) fn send(&self, event: Arc<LiveEvent>) {
-        // Sent outside the map's lock: waking a payment's streams takes a while with
-        // thousands open, and opening or closing another stream must not wait for it.
         if let Some(sender) = self.sender(&event.session_id) {
-            let _ = sender.send(event);
+            self.send_on(sender, event);
+        }
+    }
+
+    /// Sends outside the map's lock: waking a payment's streams takes a while with thousands
+    /// open, and opening or closing another stream must not wait for it. Between the look-up
+    /// and the send, the payment's last stream may close and a new one open a fresh channel:
+    /// then the event goes to the fresh one.
+    fn send_on(&self, mut sender: broadcast::Sender<Arc<LiveEvent>>, event: Arc<LiveEvent>) {
+        for _ in 0..3 {
+            if sender.send(event.clone()).is_ok() {
+                return;
+            }
+            match self.sender(&event.session_id) {
+                Some(current) if !current.same_channel(&sender) => sender = current,
+                _ => return,
+            }
         }
     }
 
@@ -220,6 +237,22 @@ mod tests {
         let mut again = live.subscribe(&a);
         live.send(event(2, &a));
         assert_eq!(again.recv().await.unwrap().seq, 2);
+    }
+
+    #[tokio::test]
+    async fn an_event_looked_up_before_its_channel_was_replaced_reaches_the_new_one() {
+        let live = Live::new(Arc::default());
+        let a = SessionId::parse("ps_a").unwrap();
+        let closing = live.subscribe(&a);
+        // The sender as a publish finds it, just before the payment's last stream closes
+        // and a new one opens: the event must not be lost in the old channel.
+        let stale = live.sender(&a).unwrap();
+        drop(closing);
+        let mut opened = live.subscribe(&a);
+        assert!(!stale.same_channel(&live.sender(&a).unwrap()));
+        live.send_on(stale, event(1, &a));
+        let got = tokio::time::timeout(std::time::Duration::from_secs(1), opened.recv()).await;
+        assert_eq!(got.expect("the event, at once").unwrap().seq, 1);
     }
 
     #[tokio::test]

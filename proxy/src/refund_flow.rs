@@ -1,7 +1,8 @@
 //! The refund flow, start to end: one refund per intent.
 //!
-//! 1. Idempotency: the same key and request returns the first result, no upstream call;
-//!    the same key with another request is `409 idempotency_conflict`.
+//! 1. Idempotency: the same key and request returns the first result and sends nothing (a
+//!    twin that waited for the lock may have begun a `session/status` read, dropped once the
+//!    first result is found); the same key with another request is `409 idempotency_conflict`.
 //! 2. Per-payment serialisation (an in-process lock per session, and the ledger refuses a
 //!    second `pending` attempt on one payment).
 //! 3. A fresh `session/status`, merged with the ledger's unresolved attempts, decides what
@@ -117,18 +118,29 @@ async fn decide_and_send(
 ) -> Result<Answer, ApiError> {
     // Someone with the same key may have finished while we waited for the lock: replayed
     // whatever else is answered (a `session/status` that failed now would answer an error
-    // the widget takes as final, and a retry under a new key could refund twice). The key's
-    // look-up and the fresh view are asked at once: neither waits for the other.
-    let (twin, fresh) = tokio::join!(
-        state
-            .ledger
-            .find_by_idempotency_key(&submission.idempotency_key),
-        fresh_view(state, session),
-    );
+    // the widget takes as final, and a retry under a new key could refund twice). The fresh
+    // view is asked meanwhile, not after; a twin found answers at once, and the view's
+    // reads, if still on their way, are dropped.
+    let twin = state
+        .ledger
+        .find_by_idempotency_key(&submission.idempotency_key);
+    let fresh = fresh_view(state, session);
+    tokio::pin!(twin, fresh);
+    let mut viewed = None;
+    let twin = loop {
+        tokio::select! {
+            biased;
+            twin = &mut twin => break twin,
+            view = &mut fresh, if viewed.is_none() => viewed = Some(view),
+        }
+    };
     if let Some(row) = twin? {
         return replay(&row, hash);
     }
-    let (upstream, view) = fresh?;
+    let (upstream, view) = match viewed {
+        Some(view) => view,
+        None => fresh.await,
+    }?;
     let amount = view.check_refund(submission).map_err(ApiError::Rule)?;
     // The agent's own limits: per refund here, per day inside the attempt's insert (so that
     // concurrent submissions on different payments cannot add up past it).
