@@ -190,17 +190,20 @@ impl Drop for Subscription {
     }
 }
 
+/// An event of `session` whose frame is just `id: <seq>`, for tests.
+#[cfg(test)]
+pub(crate) fn test_event(seq: i64, session: &SessionId) -> Arc<LiveEvent> {
+    Arc::new(LiveEvent {
+        seq,
+        session_id: session.clone(),
+        frame: Bytes::from(format!("id: {seq}\n\n")),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn event(seq: i64, session: &SessionId) -> Arc<LiveEvent> {
-        Arc::new(LiveEvent {
-            seq,
-            session_id: session.clone(),
-            frame: Bytes::from(format!("id: {seq}\n\n")),
-        })
-    }
+    use test_event as event;
 
     #[tokio::test]
     async fn an_event_reaches_the_streams_of_its_payment_only() {

@@ -181,20 +181,13 @@ fn dates_are_padded_and_named_in_each_language() {
         hour,
         minute,
     };
-    assert_eq!(
-        written_date(t(8, 9, 7, 5), Locale::En),
-        "9 Sept 2026, 07:05"
-    );
-    assert_eq!(
-        written_date(t(11, 31, 23, 59), Locale::En),
-        "31 Dec 2026, 23:59"
-    );
-    assert_eq!(
-        written_date(t(4, 1, 0, 0), Locale::Ru),
-        "1 мая 2026 г., 00:00"
-    );
-    assert_eq!(
-        written_date(t(1, 28, 12, 30), Locale::Ru),
-        "28 февр. 2026 г., 12:30"
-    );
+    let cases = [
+        (t(8, 9, 7, 5), Locale::En, "9 Sept 2026, 07:05"),
+        (t(11, 31, 23, 59), Locale::En, "31 Dec 2026, 23:59"),
+        (t(4, 1, 0, 0), Locale::Ru, "1 мая 2026 г., 00:00"),
+        (t(1, 28, 12, 30), Locale::Ru, "28 февр. 2026 г., 12:30"),
+    ];
+    for (time, locale, text) in cases {
+        assert_eq!(written_date(time, locale), text);
+    }
 }

@@ -187,17 +187,9 @@ impl Follow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::live::{Live, LiveEvent};
+    use crate::live::{test_event as event, Live};
     use shared::SessionId;
     use std::sync::Arc;
-
-    fn event(seq: i64, session: &SessionId) -> Arc<LiveEvent> {
-        Arc::new(LiveEvent {
-            seq,
-            session_id: session.clone(),
-            frame: Bytes::from(format!("id: {seq}\n\n")),
-        })
-    }
 
     type Rig = (Follow, Live, SessionId, tempfile::TempDir);
 
