@@ -154,6 +154,7 @@ impl Live {
 
 /// One stream's hold on its payment's events; the payment's channel goes with the last one.
 pub struct Subscription {
+    /// `None` only while dropping: it must go under the map's lock (see `drop`).
     receiver: Option<broadcast::Receiver<Arc<LiveEvent>>>,
     session: SessionId,
     live: Live,
@@ -179,7 +180,9 @@ impl Drop for Subscription {
         self.live.0.streams.fetch_sub(1, Ordering::Relaxed);
         let mut channels = self.live.channels();
         // Under the map's lock, as `subscribe` adds to it: a stream opening on this payment
-        // now either finds the channel still there or makes a new one.
+        // now either finds the channel still there or makes a new one. The receiver goes
+        // first, under the lock too: two last streams closing at once must not each see the
+        // other still counted and leave an empty channel behind.
         drop(self.receiver.take());
         if channels
             .get(&self.session)
@@ -205,6 +208,13 @@ mod tests {
     use super::*;
     use test_event as event;
 
+    fn watching(session: &str) -> (Live, SessionId) {
+        (
+            Live::new(Arc::default()),
+            SessionId::parse(session).unwrap(),
+        )
+    }
+
     #[tokio::test]
     async fn an_event_reaches_the_streams_of_its_payment_only() {
         let live = Live::new(Arc::default());
@@ -228,8 +238,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_payments_channel_goes_with_its_last_stream_and_comes_back_with_a_new_one() {
-        let live = Live::new(Arc::default());
-        let a = SessionId::parse("ps_a").unwrap();
+        let (live, a) = watching("ps_a");
         let (first, second) = (live.subscribe(&a), live.subscribe(&a));
         drop(first);
         assert_eq!((live.streams_open(), live.payments_watched()), (1, 1));
@@ -244,8 +253,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_event_looked_up_before_its_channel_was_replaced_reaches_the_new_one() {
-        let live = Live::new(Arc::default());
-        let a = SessionId::parse("ps_a").unwrap();
+        let (live, a) = watching("ps_a");
         let closing = live.subscribe(&a);
         // The sender as a publish finds it, just before the payment's last stream closes
         // and a new one opens: the event must not be lost in the old channel.
@@ -260,8 +268,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_that_falls_behind_is_told_so() {
-        let live = Live::new(Arc::default());
-        let a = SessionId::parse("ps_a").unwrap();
+        let (live, a) = watching("ps_a");
         let mut slow = live.subscribe(&a);
         for seq in 1..=i64::try_from(CAPACITY + 1).unwrap() {
             live.send(event(seq, &a));
