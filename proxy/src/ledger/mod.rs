@@ -503,7 +503,7 @@ impl Ledger {
 }
 
 /// One row of `refunds`: an attempt made through the proxy, or a refund learned from upstream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RefundRow {
     pub key: i64,
     pub attempt_id: Option<AttemptId>,

@@ -1,9 +1,9 @@
 //! Refund rows: recording an attempt before it is sent, moving states forward only, and
 //! matching Smart Glocal's refunds (from webhooks or `session/status`) to attempts.
 
-use super::journal::Entries;
+use super::journal::{Entries, ROWS_PER_INSERT};
 use super::kinds::{Origin, Source};
-use super::sql::{Engine, Sql};
+use super::sql::{Engine, Sql, ToArg};
 use super::writer::WriteTx;
 use super::{now_ms, Ledger, RefundRow};
 use shared::api::{ErrorCode, HistoryKind, RefundReason, RefundState};
@@ -571,10 +571,17 @@ const REFUNDS_PER_READ: usize = if cfg!(test) { 3 } else { 1_000 };
 /// batch and kept current as the batch writes them: the batch holds the writer, so nothing
 /// else changes them meanwhile. Each refund then finds its rows here, as [`apply_in`]'s own
 /// look-up would have found them in the table, without a round trip of its own.
+///
+/// A refund new to the ledger is not inserted on its own either: it waits here as a row
+/// with a provisional key below zero, and [`BatchRows::write_new`] inserts every such row in
+/// one statement, before anything needs its key (a later refund of the batch that matches
+/// it, and in any case before the batch commits). Its history line and event need no key.
 #[derive(Default)]
 pub(super) struct BatchRows {
     /// Each row once, as it now is.
     rows: Vec<RefundRow>,
+    /// Provisional keys handed out so far (the next is `-(unwritten + 1)`).
+    unwritten: i64,
 }
 
 impl BatchRows {
@@ -593,7 +600,7 @@ impl BatchRows {
         // A row two chunks both read (its payment in each) is kept once.
         rows.sort_by_key(|row| row.key);
         rows.dedup_by_key(|row| row.key);
-        Ok(Self { rows })
+        Ok(Self { rows, unwritten: 0 })
     }
 
     async fn read_chunk(
@@ -675,6 +682,67 @@ impl BatchRows {
             None => self.rows.push(row.clone()),
         }
     }
+
+    /// A key for a row not yet inserted: below zero, never a stored row's.
+    fn provisional_key(&mut self) -> i64 {
+        self.unwritten += 1;
+        -self.unwritten
+    }
+
+    /// Inserts every row still waiting under a provisional key, in the order they were
+    /// learned (one statement per [`ROWS_PER_INSERT`]), and keeps each as stored. A stored
+    /// row that differs from what the batch announced for it, its key aside, is an error:
+    /// the whole batch rolls back rather than commit a history that says otherwise.
+    pub(super) async fn write_new(&mut self, tx: &mut WriteTx<'_>) -> Result<(), sqlx::Error> {
+        let waiting: Vec<RefundRow> = self.rows.iter().filter(|r| r.key < 0).cloned().collect();
+        for chunk in waiting.chunks(ROWS_PER_INSERT) {
+            let insert = Sql::insert_rows(
+                "INSERT INTO refunds (refund_id, session_id, origin, amount, currency, state, created_at, updated_at, finished_at)",
+                chunk.iter().map(|row| {
+                    vec![
+                        (&row.refund_id).to_arg(),
+                        row.session_id.as_str().to_arg(),
+                        row.origin.to_arg(),
+                        row.amount.to_arg(),
+                        row.currency.to_arg(),
+                        row.state.to_arg(),
+                        row.created_at.to_arg(),
+                        row.updated_at.to_arg(),
+                        row.finished_at.to_arg(),
+                    ]
+                }),
+            )
+            .returning_all();
+            let stored: Vec<RefundRow> = tx.exec().fetch_all(&insert).await?;
+            for row in stored {
+                let kept = self
+                    .rows
+                    .iter_mut()
+                    .find(|r| r.key < 0 && r.refund_id == row.refund_id)
+                    .ok_or_else(|| unlike("a row it did not insert", &row))?;
+                let announced = RefundRow {
+                    key: row.key,
+                    ..kept.clone()
+                };
+                if announced != row {
+                    return Err(unlike("a row other than the one announced", &row));
+                }
+                *kept = row;
+            }
+        }
+        match self.rows.iter().find(|r| r.key < 0) {
+            Some(left) => Err(unlike("no row", left)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The error of an insert whose stored row is not the one the batch holds for it.
+fn unlike(what: &str, row: &RefundRow) -> sqlx::Error {
+    sqlx::Error::Protocol(format!(
+        "the insert of refund {:?} returned {what}",
+        row.refund_id
+    ))
 }
 
 /// Applies one upstream refund inside the caller's transaction (see
@@ -686,23 +754,25 @@ pub(super) async fn apply_in(
     session: &SessionId,
     refund: &sg::Refund,
     source: Source,
-    batch: Option<&mut BatchRows>,
+    mut batch: Option<&mut BatchRows>,
 ) -> Result<(ApplyOutcome, RefundRow), sqlx::Error> {
     let (outcome, row) =
-        apply_to_rows(tx, journal, session, refund, source, batch.as_deref()).await?;
+        apply_to_rows(tx, journal, session, refund, source, batch.as_deref_mut()).await?;
     if let Some(batch) = batch {
         batch.keep(&row);
     }
     Ok((outcome, row))
 }
 
+/// Applies `refund`; with `batch`, a refund new to the ledger gets a provisional key and is
+/// inserted later by [`BatchRows::write_new`].
 async fn apply_to_rows(
     tx: &mut WriteTx<'_>,
     journal: &mut Entries,
     session: &SessionId,
     refund: &sg::Refund,
     source: Source,
-    batch: Option<&BatchRows>,
+    mut batch: Option<&mut BatchRows>,
 ) -> Result<(ApplyOutcome, RefundRow), sqlx::Error> {
     let state = RefundState::from(&refund.status);
     let finished_at = refund.finished_at.map(|t| t.unix_millis());
@@ -714,9 +784,18 @@ async fn apply_to_rows(
         ..Change::new(source.history_kind())
     };
 
-    // Without a batch, the same look-up for this one refund.
-    let rows = match batch {
-        Some(batch) => batch.select(session, refund),
+    // Without a batch, the same look-up for this one refund. A row the batch has not
+    // inserted yet is inserted now: what follows may change it by its key.
+    let rows = match batch.as_deref_mut() {
+        Some(batch) => {
+            let rows = batch.select(session, refund);
+            if rows.iter().any(|row| row.key < 0) {
+                batch.write_new(tx).await?;
+                batch.select(session, refund)
+            } else {
+                rows
+            }
+        }
         None => BatchRows::read(tx, &[(session, refund)])
             .await?
             .select(session, refund),
@@ -773,21 +852,53 @@ async fn apply_to_rows(
                 (Origin::Elsewhere, HistoryKind::RefundedElsewhere)
             };
             let now = now_ms();
-            let created_at = refund.created_at.map(|t| t.unix_millis()).unwrap_or(now);
-            let insert = Sql::new(
-                "INSERT INTO refunds (refund_id, session_id, origin, amount, currency, state, created_at, updated_at, finished_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-            )
-            .bind(refund.id.as_str())
-            .bind(session.as_str())
-            .bind(origin)
-            .bind(stored(refund.amount_details.amount)?)
-            .bind(refund.amount_details.currency)
-            .bind(state)
-            .bind(created_at)
-            .bind(now)
-            .bind(if state.is_final() { finished_at.or(Some(now)) } else { None });
-            let row: RefundRow = tx.exec().fetch_one(&insert).await?;
+            // The row as the insert will store it: every column not written is its default.
+            let learned = RefundRow {
+                key: 0,
+                attempt_id: None,
+                refund_id: Some(refund.id.to_string()),
+                session_id: session.to_string(),
+                origin,
+                agent: None,
+                amount: stored(refund.amount_details.amount)?,
+                currency: refund.amount_details.currency,
+                full_refund: false,
+                reason: None,
+                note: None,
+                idempotency_key: None,
+                request_hash: None,
+                refunds_before: Vec::new(),
+                state,
+                error_code: None,
+                error_detail: None,
+                polls: 0,
+                next_poll_at: None,
+                created_at: refund.created_at.map(|t| t.unix_millis()).unwrap_or(now),
+                updated_at: now,
+                finished_at: if state.is_final() {
+                    finished_at.or(Some(now))
+                } else {
+                    None
+                },
+                absent_since: None,
+                attention: None,
+                role: None,
+            };
+            let row = match batch {
+                // Inserted with the batch's other new rows (see `BatchRows::write_new`).
+                Some(batch) => RefundRow {
+                    key: batch.provisional_key(),
+                    ..learned
+                },
+                None => {
+                    let mut rows = BatchRows {
+                        rows: vec![RefundRow { key: -1, ..learned }],
+                        unwritten: 1,
+                    };
+                    rows.write_new(tx).await?;
+                    rows.rows.remove(0)
+                }
+            };
             journal.history(&row, kind, Some(&format!("learned from {source}")));
             journal.event(&row);
             Ok((ApplyOutcome::New, row))

@@ -77,6 +77,14 @@ impl Sql {
         self
     }
 
+    /// This statement with `RETURNING *`: each row as stored, in no particular order.
+    pub(super) fn returning_all(mut self) -> Self {
+        let mut text = self.text.into_owned();
+        text.push_str(" RETURNING *");
+        self.text = text.into();
+        self
+    }
+
     /// Not cached on the connection: for statements whose text varies with their input.
     pub(super) fn once(mut self) -> Self {
         self.persistent = false;

@@ -152,6 +152,8 @@ async fn apply_all(
     for job in jobs {
         outcomes.push(apply(tx, journal, &mut rows, &job.webhook).await?);
     }
+    // The refunds new to the ledger, in one statement (or a few) for the whole batch.
+    rows.write_new(tx).await?;
     let received_at = now_ms();
     for chunk in jobs
         .iter()
@@ -270,6 +272,74 @@ mod tests {
         assert_eq!(rows.len(), 1, "one row for the refund: {rows:?}");
         assert_eq!(rows[0].state, crate::ledger::RefundState::Accepted);
         assert!(rows[0].attention.is_some(), "the contradiction is flagged");
+    }
+
+    /// Refunds new to the ledger wait for the end of their batch and are inserted together
+    /// (in statements of three rows in tests): each must be stored as its event and history
+    /// line announced it, keyed in the order the batch learned them, the chain unbroken; one
+    /// a later webhook of the batch moves on is inserted before it is moved.
+    #[tokio::test]
+    async fn new_refunds_are_stored_as_the_batch_announced_them() {
+        let (_dir, ledger) = ledger().await;
+        let session = SessionId::parse("ps_new").unwrap();
+        let other = SessionId::parse("ps_new_other").unwrap();
+        let mut chargeback = refund("rf_5", 400, "accepted");
+        chargeback.is_chargeback = true;
+        let jobs = [
+            job(&session, vec![refund("rf_1", 100, "pending")]),
+            job(
+                &other,
+                vec![
+                    refund("rf_2", 200, "accepted"),
+                    refund("rf_3", 300, "cancelled"),
+                ],
+            ),
+            job(&session, vec![refund("rf_1", 100, "accepted"), chargeback]),
+            job(&other, vec![refund("rf_6", 600, "accepted")]),
+            job(&session, vec![refund("rf_7", 700, "accepted")]),
+        ];
+        let outcomes = commit(&ledger, &jobs).await.unwrap();
+        assert_eq!(outcomes, [WebhookOutcome::Applied; 5]);
+
+        let mut rows = ledger.rows_for_session(&session).await.unwrap();
+        rows.extend(ledger.rows_for_session(&other).await.unwrap());
+        rows.sort_by_key(|row| row.key);
+        let learned: Vec<&str> = rows.iter().filter_map(|r| r.refund_id.as_deref()).collect();
+        assert_eq!(learned, ["rf_1", "rf_2", "rf_3", "rf_5", "rf_6", "rf_7"]);
+        let row = |id: &str| {
+            rows.iter()
+                .find(|r| r.refund_id.as_deref() == Some(id))
+                .unwrap()
+        };
+        assert_eq!(row("rf_1").state, crate::ledger::RefundState::Accepted);
+        assert_eq!(row("rf_5").origin, crate::ledger::Origin::Chargeback);
+        assert_eq!(row("rf_3").state, crate::ledger::RefundState::Failed);
+        assert!(
+            row("rf_3").finished_at.is_some(),
+            "a final state is finished"
+        );
+
+        // Each refund's last event is its stored row.
+        for payment in [&session, &other] {
+            let events = ledger.events_after(payment, 0).await.unwrap();
+            for stored in rows.iter().filter(|r| r.session_id == payment.as_str()) {
+                let last = events
+                    .iter()
+                    .rev()
+                    .find(|e| {
+                        e.refund.refund_id.as_ref().map(|id| id.as_str())
+                            == stored.refund_id.as_deref()
+                    })
+                    .unwrap_or_else(|| panic!("no event for {stored:?}"));
+                assert_eq!(last.refund, stored.view());
+            }
+        }
+        // One line each as learned, one for rf_1 accepted; every line hashes into the chain.
+        let history = ledger.history(&session).await.unwrap().len()
+            + ledger.history(&other).await.unwrap().len();
+        assert_eq!(history, 7);
+        let chain = ledger.verify_chain().await.unwrap();
+        assert_eq!((chain.verified, chain.broken), (7, None));
     }
 
     fn attempt(session: &SessionId, n: u64, amount: u64) -> crate::ledger::NewAttempt {
