@@ -15,6 +15,14 @@
 //!
 //! No verification, no parsing, no events, no history: what is left of the proxy's time
 //! above this server's is the proxy's own.
+//!
+//! Started with `ledger-rows` (an information row of the ingest bench, not a goal's
+//! baseline), a webhook is instead written as the rows the proxy's ledger keeps for one
+//! that brings two refunds new to it, in the ledger's own schema (its migrations, its
+//! indexes): two `refunds` rows, two `history` lines, two `events` and the `webhooks` row,
+//! one multi-row insert per table per batch, with fixed contents and nothing read, hashed or
+//! serialised. What separates the two floors is SQLite's work on the ledger's rows; what
+//! separates this one from the proxy is the proxy's own.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -40,10 +48,21 @@ const MAX_BATCH: usize = 64;
 const QUEUE: usize = 1024;
 /// Rows per multi-row insert (SQLite's bound-parameter limit leaves room for far more).
 const ROWS_PER_INSERT: usize = 64;
+/// The ledger's rows per multi-row insert, as its journal writes them.
+const LEDGER_ROWS_PER_INSERT: usize = 256;
 
 struct Job {
     body: Bytes,
     done: oneshot::Sender<bool>,
+}
+
+/// What a webhook writes.
+#[derive(Clone, Copy, PartialEq)]
+enum Rows {
+    /// One row: its raw body.
+    One,
+    /// What the ledger keeps for a webhook with two new refunds (see the module's notes).
+    Ledger,
 }
 
 #[derive(Clone)]
@@ -52,16 +71,35 @@ struct Floor {
     jobs: mpsc::Sender<Job>,
 }
 
-/// `bench floor-serve 127.0.0.1:<port> <sqlite file>`.
+/// `bench floor-serve 127.0.0.1:<port> <sqlite file> [ledger-rows]`.
 pub async fn floor_serve() -> std::process::ExitCode {
     let mut args = std::env::args().skip(2);
-    let (Some(addr), Some(path)) = (
+    let (Some(addr), Some(path), rows) = (
         args.next().and_then(|a| a.parse::<SocketAddr>().ok()),
         args.next(),
+        match args.next().as_deref() {
+            None => Some(Rows::One),
+            Some("ledger-rows") => Some(Rows::Ledger),
+            Some(_) => None,
+        },
     ) else {
-        eprintln!("usage: bench floor-serve 127.0.0.1:<port> <sqlite file>");
+        eprintln!("usage: bench floor-serve 127.0.0.1:<port> <sqlite file> [ledger-rows]");
         return std::process::ExitCode::from(2);
     };
+    let Some(rows) = rows else {
+        eprintln!("usage: bench floor-serve 127.0.0.1:<port> <sqlite file> [ledger-rows]");
+        return std::process::ExitCode::from(2);
+    };
+    if rows == Rows::Ledger {
+        // The ledger's schema, by its own migrations.
+        match proxy::ledger::Ledger::open(Path::new(&path)).await {
+            Ok(ledger) => ledger.close().await,
+            Err(e) => {
+                eprintln!("floor: cannot create the ledger's schema in {path}: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
     let pool = match open(Path::new(&path)).await {
         Ok(pool) => pool,
         Err(e) => {
@@ -70,7 +108,7 @@ pub async fn floor_serve() -> std::process::ExitCode {
         }
     };
     let (jobs, queue) = mpsc::channel(QUEUE);
-    tokio::spawn(writer(pool.clone(), queue));
+    tokio::spawn(writer(pool.clone(), queue, rows));
     let app = Router::new()
         .route(WEBHOOK_PATH, post(webhook))
         .route(REFUND_PATH, post(refund))
@@ -126,10 +164,19 @@ async fn webhook(State(floor): State<Floor>, body: Bytes) -> StatusCode {
 }
 
 /// Group commit: every webhook waiting (up to [`MAX_BATCH`]) in one transaction.
-async fn writer(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
+async fn writer(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, rows: Rows) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut written = 0;
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let ok = commit_batch(&pool, &batch).await.is_ok();
+        let ok = match rows {
+            Rows::One => commit_batch(&pool, &batch).await,
+            Rows::Ledger => commit_ledger_rows(&pool, &batch, written).await,
+        };
+        if let Err(e) = &ok {
+            eprintln!("floor: webhook batch: {e}");
+        }
+        let ok = ok.is_ok();
+        written += batch.len();
         for job in batch.drain(..) {
             let _ = job.done.send(ok);
         }
@@ -146,6 +193,94 @@ async fn commit_batch(pool: &SqlitePool, jobs: &[Job]) -> Result<(), sqlx::Error
                 QueryBuilder::<Sqlite>::new("INSERT INTO webhooks (received_at, raw_body) ");
             insert.push_values(chunk, |mut values, job| {
                 values.push_bind(received_at).push_bind(job.body.as_ref());
+            });
+            insert.build().persistent(false).execute(&mut *conn).await?;
+        }
+        Ok::<_, sqlx::Error>(())
+    }
+    .await;
+    match inserted {
+        Ok(()) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| ()),
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(e)
+        }
+    }
+}
+
+/// A refund's event as the ledger stores it (a `RefundView`'s JSON, of the usual length).
+const EVENT_JSON: &str = r#"{"attempt_id":null,"refund_id":"rf_bench_ingest_000000_1","amount":{"amount":1500,"currency":"USD"},"state":"accepted","is_chargeback":false,"agent":null,"reason":null,"note":null,"error_code":null,"error_detail":null,"attention":null,"created_at":"2026-11-29T12:00:00.000Z","finished_at":"2026-11-29T12:00:00.000Z"}"#;
+/// A history line's hash as the chain stores it (hex SHA-256).
+const HASH: &str = "5f1e0c8a9b7d6e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f";
+
+/// The webhooks of `jobs` as the ledger's rows: webhook `first + i` brings refunds
+/// `rf_floor_{first + i}_1` and `_2` of payment `ps_floor_{first + i}`.
+async fn commit_ledger_rows(
+    pool: &SqlitePool,
+    jobs: &[Job],
+    first: usize,
+) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let at = now_ms();
+    let webhooks: Vec<(usize, &Job)> = (first..).zip(jobs).collect();
+    let refunds: Vec<(String, String)> = webhooks
+        .iter()
+        .flat_map(|(n, _)| [1, 2].map(|r| (format!("ps_floor_{n}"), format!("rf_floor_{n}_{r}"))))
+        .collect();
+    let inserted = async {
+        for chunk in refunds.chunks(LEDGER_ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO refunds (refund_id, session_id, origin, amount, currency, state, created_at, updated_at, finished_at) ",
+            );
+            insert.push_values(chunk, |mut values, (session, refund)| {
+                values
+                    .push_bind(refund)
+                    .push_bind(session)
+                    .push_bind("elsewhere")
+                    .push_bind(1_500)
+                    .push_bind("USD")
+                    .push_bind("accepted")
+                    .push_bind(at)
+                    .push_bind(at)
+                    .push_bind(at);
+            });
+            insert.build().persistent(false).execute(&mut *conn).await?;
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO history (session_id, at, kind, refund_id, amount, currency, state, detail, hash) ",
+            );
+            insert.push_values(chunk, |mut values, (session, refund)| {
+                values
+                    .push_bind(session)
+                    .push_bind(at)
+                    .push_bind("refunded_elsewhere")
+                    .push_bind(refund)
+                    .push_bind(1_500)
+                    .push_bind("USD")
+                    .push_bind("accepted")
+                    .push_bind("learned from a webhook")
+                    .push_bind(HASH);
+            });
+            insert.build().persistent(false).execute(&mut *conn).await?;
+            let mut insert =
+                QueryBuilder::<Sqlite>::new("INSERT INTO events (session_id, at, refund) ");
+            insert.push_values(chunk, |mut values, (session, _)| {
+                values.push_bind(session).push_bind(at).push_bind(EVENT_JSON);
+            });
+            insert.build().persistent(false).execute(&mut *conn).await?;
+        }
+        for chunk in webhooks.chunks(ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO webhooks (received_at, verified, session_id, dedup_key, outcome, raw_body) ",
+            );
+            insert.push_values(chunk, |mut values, (n, job)| {
+                values
+                    .push_bind(at)
+                    .push_bind(true)
+                    .push_bind(format!("ps_floor_{n}"))
+                    .push_bind(format!("ps_floor_{n}:rf_floor_{n}_1:accepted;ps_floor_{n}:rf_floor_{n}_2:accepted"))
+                    .push_bind("applied")
+                    .push_bind(job.body.as_ref());
             });
             insert.build().persistent(false).execute(&mut *conn).await?;
         }

@@ -131,12 +131,23 @@ impl Server {
 
     /// The storage floor ([`crate::floor`]) on a free port, its SQLite file at `database`.
     pub async fn floor(log: &Path, database: &Path) -> Result<Server, String> {
+        Server::floor_writing(log, database, &[]).await
+    }
+
+    /// The storage floor writing, per webhook, the rows the proxy's ledger keeps for it
+    /// (`ledger-rows` in [`crate::floor`]).
+    pub async fn floor_with_ledger_rows(log: &Path, database: &Path) -> Result<Server, String> {
+        Server::floor_writing(log, database, &["ledger-rows"]).await
+    }
+
+    async fn floor_writing(log: &Path, database: &Path, args: &[&str]) -> Result<Server, String> {
         let addr = testkit::free_addr()?;
         let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
         command
             .arg("floor-serve")
             .arg(addr.to_string())
-            .arg(database);
+            .arg(database)
+            .args(args);
         Server::start(
             command,
             addr,
