@@ -69,6 +69,7 @@ enum Rows {
 struct Floor {
     pool: SqlitePool,
     jobs: mpsc::Sender<Job>,
+    rows: Rows,
 }
 
 /// `bench floor-serve 127.0.0.1:<port> <sqlite file> [ledger-rows]`.
@@ -113,7 +114,7 @@ pub async fn floor_serve() -> std::process::ExitCode {
         .route(WEBHOOK_PATH, post(webhook))
         .route(REFUND_PATH, post(refund))
         .route(LOOKUP_PATH, get(|| async { StatusCode::OK }))
-        .with_state(Floor { pool, jobs });
+        .with_state(Floor { pool, jobs, rows });
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .expect("bind the floor server");
@@ -298,7 +299,12 @@ async fn commit_ledger_rows(
 
 /// The attempt committed, then its outcome committed: the refund path's two syncs.
 async fn refund(State(floor): State<Floor>, session: Bytes) -> StatusCode {
-    match two_commits(&floor.pool, &String::from_utf8_lossy(&session)).await {
+    let session = String::from_utf8_lossy(&session);
+    let committed = match floor.rows {
+        Rows::One => two_commits(&floor.pool, &session).await,
+        Rows::Ledger => two_commits_of_ledger_rows(&floor.pool, &session).await,
+    };
+    match committed {
         Ok(()) => StatusCode::CREATED,
         Err(e) => {
             eprintln!("floor: refund path: {e}");
@@ -331,5 +337,61 @@ async fn two_commits(pool: &SqlitePool, session: &str) -> Result<(), sqlx::Error
         .execute(&mut *conn)
         .await?;
     sqlx::query("COMMIT").execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// The refund path's two commits as the ledger writes them: the attempt's row, then its
+/// history line, its event and `COMMIT` in one call; the outcome's update likewise. Fixed
+/// contents; nothing read, hashed or serialised.
+async fn two_commits_of_ledger_rows(pool: &SqlitePool, session: &str) -> Result<(), sqlx::Error> {
+    let at = now_ms();
+    let journal = |kind: &'static str, state: &'static str| {
+        sqlx::query(
+            "INSERT INTO history (session_id, at, kind, agent, attempt_id, amount, currency, state, hash, role)
+             VALUES (?, ?, ?, 'bench', ?, 1500, 'USD', ?, ?, 'support');
+             INSERT INTO events (session_id, at, refund) VALUES (?, ?, ?);
+             COMMIT",
+        )
+        .bind(session.to_owned())
+        .bind(at)
+        .bind(kind)
+        .bind(format!("at_{session}"))
+        .bind(state)
+        .bind(HASH)
+        .bind(session.to_owned())
+        .bind(at)
+        .bind(EVENT_JSON)
+    };
+    let mut conn = pool.acquire().await?;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let key: i64 = sqlx::query_scalar(
+        "INSERT INTO refunds (attempt_id, session_id, origin, agent, amount, currency, full_refund,
+             reason, idempotency_key, request_hash, refunds_before, state, created_at, updated_at, role)
+         VALUES (?, ?, 'proxy', 'bench', 1500, 'USD', 1, 'requested_by_customer', ?, ?, '[]',
+             'pending', ?, ?, 'support')
+         RETURNING key",
+    )
+    .bind(format!("at_{session}"))
+    .bind(session)
+    .bind(format!("key_{session}"))
+    .bind(HASH)
+    .bind(at)
+    .bind(at)
+    .fetch_one(&mut *conn)
+    .await?;
+    // With the `COMMIT`, in one call, as the ledger's journal does.
+    journal("requested", "pending").execute(&mut *conn).await?;
+    drop(conn);
+    let mut conn = pool.acquire().await?;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    sqlx::query(
+        "UPDATE refunds SET state = 'in_progress', refund_id = ?, updated_at = ? WHERE key = ?",
+    )
+    .bind(format!("rf_{session}"))
+    .bind(now_ms())
+    .bind(key)
+    .execute(&mut *conn)
+    .await?;
+    journal("sent", "in_progress").execute(&mut *conn).await?;
     Ok(())
 }

@@ -63,6 +63,8 @@ pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
 struct Passes {
     direct: Latencies,
     floor: Latencies,
+    /// The floor writing the ledger's rows (information).
+    ledger_floor: Latencies,
     proxied: Latencies,
     signature: Duration,
     /// CPU time the floor's and the proxy's processes used during their measured pass.
@@ -84,11 +86,20 @@ async fn measure_scheme(scheme: Scheme) -> Result<Passes, String> {
         .await?,
     ));
     let floor_server = (*floor).as_ref().ok_or("no storage floor")?;
+    let ledger_floor = Arc::new(Some(
+        Server::floor_with_ledger_rows(
+            &dir.path().join("ledger-floor.log"),
+            &dir.path().join("ledger-floor.sqlite"),
+        )
+        .await?,
+    ));
     // Warm up every path: connections, both SQLite files, the allocator.
     let warm = rig.payments(WARM_UP_OPS / 2).await;
     run(&rig, &floor, Path::Direct, warm.clone(), WARM_UP_OPS).await;
     let warm = rig.payments(WARM_UP_OPS / 2).await;
     run(&rig, &floor, Path::Floor, warm, WARM_UP_OPS).await;
+    let warm = rig.payments(WARM_UP_OPS / 2).await;
+    run(&rig, &ledger_floor, Path::Floor, warm, WARM_UP_OPS).await;
     let warm = rig.payments(WARM_UP_OPS / 2).await;
     run(&rig, &floor, Path::Proxy, warm, WARM_UP_OPS).await;
 
@@ -98,12 +109,18 @@ async fn measure_scheme(scheme: Scheme) -> Result<Passes, String> {
     let floor_pass = run(&rig, &floor, Path::Floor, payments, OPS).await;
     let floor_cpu = floor_server.cpu().saturating_sub(cpu);
     let payments = rig.payments(OPS / 2).await;
+    let ledger_floor_pass = run(&rig, &ledger_floor, Path::Floor, payments, OPS).await;
+    let payments = rig.payments(OPS / 2).await;
     let cpu = rig.proxy.cpu();
     let proxied = run(&rig, &floor, Path::Proxy, payments, OPS).await;
     let proxy_cpu = rig.proxy.cpu().saturating_sub(cpu);
     for (name, pass) in [
         ("direct", &direct),
         ("storage floor", &floor_pass),
+        (
+            "storage floor writing the ledger's rows",
+            &ledger_floor_pass,
+        ),
         ("proxied", &proxied),
     ] {
         if pass.failed > 0 {
@@ -124,9 +141,11 @@ async fn measure_scheme(scheme: Scheme) -> Result<Passes, String> {
     let signature =
         crate::timing::median_per_call(15, Duration::from_millis(20), || signer.sign(&request));
     drop(floor);
+    drop(ledger_floor);
     Ok(Passes {
         direct,
         floor: floor_pass,
+        ledger_floor: ledger_floor_pass,
         proxied,
         signature,
         floor_cpu,
@@ -287,6 +306,23 @@ fn rows_for(scheme: Scheme, mut passes: Passes, notes: &mut Vec<String>) -> Vec<
         ))
     };
     let mut rows = vec![floor_row("p50", d50, f50), floor_row("p99", d99, f99)];
+    let (l50, l99) = quantiles(&mut passes.ledger_floor);
+    let ledger_row = |at: &str, direct: Duration, ledger: Duration, proxied: Duration| {
+        Row::plain(
+            SECTION,
+            what(at, "storage floor writing the ledger's rows"),
+            report::delta(direct, ledger),
+        )
+        .baseline(format!(
+            "direct {} → this floor {} → proxied {} (the proxy's own: {})",
+            report::duration(direct),
+            report::duration(ledger),
+            report::duration(proxied),
+            report::delta(ledger, proxied)
+        ))
+    };
+    rows.push(ledger_row("p50", d50, l50, p50));
+    rows.push(ledger_row("p99", d99, l99, p99));
     let p50_row = Row::plain(SECTION, what("p50", "proxy"), report::delta(d50, p50))
         .baseline(baseline(d50, f50, p50));
     let p99_row = Row::plain(SECTION, what("p99", "proxy"), report::delta(d99, p99))
