@@ -50,7 +50,17 @@ pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
                      first format on a page held that thread for 30–70 ms here, and the wasm \
                      no longer waits for the glue to start compiling: paired against the build \
                      before (three alternating runs, cache off), 206.6, 188.1 and 203.7 ms \
-                     before against 181.3, 175.0 and 180.6 ms after.",
+                     before against 181.3, 175.0 and 180.6 ms after. Later the same day, on a \
+                     quieter machine (this section gave 100.4–112.4 ms cache off in six runs), \
+                     resource timings and marks in 20 loads: the last byte of the look-up, \
+                     glue and wasm in at ~60–65 ms; the widget asks for the look-up's answer \
+                     12–18 ms later (glue evaluated, module instantiated, widget started) and \
+                     is interactive 10–16 ms after that (the payment view's first render). \
+                     Tried then and not kept: the payment view as the first view, without the \
+                     loading view and the await, when the embed script's look-up is already \
+                     answered (it was in 6 of 8 loads checked): last byte → interactive, \
+                     medians of 20, 37.4 and 35.1 ms against 36.6 and 38.2 ms without, for \
+                     0.4 KB more.",
                     report::duration(cold.0),
                     report::duration(cold.1),
                 ));
