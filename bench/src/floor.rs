@@ -34,7 +34,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use sqlx::sqlite::SqlitePoolOptions;
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::servers::WEBHOOK_PATH;
@@ -200,13 +200,7 @@ async fn commit_batch(pool: &SqlitePool, jobs: &[Job]) -> Result<(), sqlx::Error
         Ok::<_, sqlx::Error>(())
     }
     .await;
-    match inserted {
-        Ok(()) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| ()),
-        Err(e) => {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            Err(e)
-        }
-    }
+    end(&mut conn, inserted).await
 }
 
 /// A refund's event as the ledger stores it (a `RefundView`'s JSON, of the usual length).
@@ -288,7 +282,15 @@ async fn commit_ledger_rows(
         Ok::<_, sqlx::Error>(())
     }
     .await;
-    match inserted {
+    end(&mut conn, inserted).await
+}
+
+/// `COMMIT` if what the transaction wrote went in, else `ROLLBACK` and the error.
+async fn end(
+    conn: &mut SqliteConnection,
+    written: Result<(), sqlx::Error>,
+) -> Result<(), sqlx::Error> {
+    match written {
         Ok(()) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| ()),
         Err(e) => {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
