@@ -747,7 +747,9 @@ fn unlike(what: &str, row: &RefundRow) -> sqlx::Error {
 
 /// Applies one upstream refund inside the caller's transaction (see
 /// [`Ledger::apply_upstream_refund`]); its history and event go to `journal`. With `batch`,
-/// the rows come from it (and what is written goes back to it) instead of a look-up of its own.
+/// the rows come from it (and what is written goes back to it) instead of a look-up of its own,
+/// and a refund new to the ledger comes back with its provisional key (below zero): its row is
+/// inserted by [`BatchRows::write_new`], and only that row carries the key to use.
 pub(super) async fn apply_in(
     tx: &mut WriteTx<'_>,
     journal: &mut Entries,

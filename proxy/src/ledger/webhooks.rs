@@ -277,7 +277,8 @@ mod tests {
     /// Refunds new to the ledger wait for the end of their batch and are inserted together
     /// (in statements of three rows in tests): each must be stored as its event and history
     /// line announced it, keyed in the order the batch learned them, the chain unbroken; one
-    /// a later webhook of the batch moves on is inserted before it is moved.
+    /// a later webhook of the batch moves on is inserted (with the three waiting) before it is
+    /// moved, and the four left at the end take two statements.
     #[tokio::test]
     async fn new_refunds_are_stored_as_the_batch_announced_them() {
         let (_dir, ledger) = ledger().await;
@@ -286,7 +287,7 @@ mod tests {
         let mut chargeback = refund("rf_5", 400, "accepted");
         chargeback.is_chargeback = true;
         let jobs = [
-            job(&session, vec![refund("rf_1", 100, "pending")]),
+            job(&session, vec![refund("rf_1", 100, "in_progress")]),
             job(
                 &other,
                 vec![
@@ -296,7 +297,13 @@ mod tests {
             ),
             job(&session, vec![refund("rf_1", 100, "accepted"), chargeback]),
             job(&other, vec![refund("rf_6", 600, "accepted")]),
-            job(&session, vec![refund("rf_7", 700, "accepted")]),
+            job(
+                &session,
+                vec![
+                    refund("rf_7", 700, "accepted"),
+                    refund("rf_8", 800, "accepted"),
+                ],
+            ),
         ];
         let outcomes = commit(&ledger, &jobs).await.unwrap();
         assert_eq!(outcomes, [WebhookOutcome::Applied; 5]);
@@ -305,7 +312,10 @@ mod tests {
         rows.extend(ledger.rows_for_session(&other).await.unwrap());
         rows.sort_by_key(|row| row.key);
         let learned: Vec<&str> = rows.iter().filter_map(|r| r.refund_id.as_deref()).collect();
-        assert_eq!(learned, ["rf_1", "rf_2", "rf_3", "rf_5", "rf_6", "rf_7"]);
+        assert_eq!(
+            learned,
+            ["rf_1", "rf_2", "rf_3", "rf_5", "rf_6", "rf_7", "rf_8"]
+        );
         let row = |id: &str| {
             rows.iter()
                 .find(|r| r.refund_id.as_deref() == Some(id))
@@ -337,9 +347,9 @@ mod tests {
         // One line each as learned, one for rf_1 accepted; every line hashes into the chain.
         let history = ledger.history(&session).await.unwrap().len()
             + ledger.history(&other).await.unwrap().len();
-        assert_eq!(history, 7);
+        assert_eq!(history, 8);
         let chain = ledger.verify_chain().await.unwrap();
-        assert_eq!((chain.verified, chain.broken), (7, None));
+        assert_eq!((chain.verified, chain.broken), (8, None));
     }
 
     fn attempt(session: &SessionId, n: u64, amount: u64) -> crate::ledger::NewAttempt {
