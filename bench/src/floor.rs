@@ -75,7 +75,7 @@ struct Floor {
 /// `bench floor-serve 127.0.0.1:<port> <sqlite file> [ledger-rows]`.
 pub async fn floor_serve() -> std::process::ExitCode {
     let mut args = std::env::args().skip(2);
-    let (Some(addr), Some(path), rows) = (
+    let (Some(addr), Some(path), Some(rows)) = (
         args.next().and_then(|a| a.parse::<SocketAddr>().ok()),
         args.next(),
         match args.next().as_deref() {
@@ -84,10 +84,6 @@ pub async fn floor_serve() -> std::process::ExitCode {
             Some(_) => None,
         },
     ) else {
-        eprintln!("usage: bench floor-serve 127.0.0.1:<port> <sqlite file> [ledger-rows]");
-        return std::process::ExitCode::from(2);
-    };
-    let Some(rows) = rows else {
         eprintln!("usage: bench floor-serve 127.0.0.1:<port> <sqlite file> [ledger-rows]");
         return std::process::ExitCode::from(2);
     };

@@ -683,10 +683,16 @@ impl BatchRows {
         }
     }
 
-    /// A key for a row not yet inserted: below zero, never a stored row's.
-    fn provisional_key(&mut self) -> i64 {
+    /// `row`, new to the ledger, kept under a provisional key (below zero, never a stored
+    /// row's) until [`write_new`](BatchRows::write_new) inserts it.
+    fn wait(&mut self, row: RefundRow) -> RefundRow {
         self.unwritten += 1;
-        -self.unwritten
+        let row = RefundRow {
+            key: -self.unwritten,
+            ..row
+        };
+        self.rows.push(row.clone());
+        row
     }
 
     /// Inserts every row still waiting under a provisional key, in the order they were
@@ -888,17 +894,13 @@ async fn apply_to_rows(
             };
             let row = match batch {
                 // Inserted with the batch's other new rows (see `BatchRows::write_new`).
-                Some(batch) => RefundRow {
-                    key: batch.provisional_key(),
-                    ..learned
-                },
+                Some(batch) => batch.wait(learned),
+                // Alone: a batch of one, written at once.
                 None => {
-                    let mut rows = BatchRows {
-                        rows: vec![RefundRow { key: -1, ..learned }],
-                        unwritten: 1,
-                    };
-                    rows.write_new(tx).await?;
-                    rows.rows.remove(0)
+                    let mut alone = BatchRows::default();
+                    let row = alone.wait(learned);
+                    alone.write_new(tx).await?;
+                    alone.rows.pop().ok_or_else(|| unlike("no row", &row))?
                 }
             };
             journal.history(&row, kind, Some(&format!("learned from {source}")));
