@@ -12,7 +12,12 @@ use shared::api::EventsTicket;
 use shared::smart_glocal::HEADER_SIGN;
 use shared::SessionId;
 use signing::Scheme;
-use tokio::sync::mpsc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Notify};
 
 use crate::report::{self, Row};
 use crate::rig::{Rig, RigOptions};
@@ -111,8 +116,7 @@ async fn run(streams_wanted: usize) -> Result<Vec<Row>, String> {
         .memory()
         .ok_or("cannot read the proxy's /proc status")?;
 
-    let (arrivals, mut received) = mpsc::unbounded_channel::<(usize, Instant)>();
-    let streams = open_streams(&rig, &session, arrivals, streams_wanted).await?;
+    let streams = open_streams(&rig, &session, streams_wanted).await?;
     // Let the allocator and the connections settle before reading.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (open_rss, _) = rig
@@ -121,15 +125,7 @@ async fn run(streams_wanted: usize) -> Result<Vec<Row>, String> {
         .ok_or("cannot read the proxy's /proc status")?;
 
     let base = rig.proxy.url.clone();
-    let mut lasts = time_rounds(
-        &rig,
-        &base,
-        &session,
-        1..=ROUNDS,
-        streams_wanted,
-        &mut received,
-    )
-    .await?;
+    let mut lasts = time_rounds(&rig, &base, &session, 1..=ROUNDS, &streams).await?;
     let (busy_rss, peak) = rig
         .proxy
         .memory()
@@ -138,20 +134,16 @@ async fn run(streams_wanted: usize) -> Result<Vec<Row>, String> {
     // webhooks cost when the proxy holds many streams on other payments.
     let other = rig.payments(1).await.remove(0);
     send_webhook(&rig, &other, OTHER_ROUNDS_FROM).await?;
-    let (other_arrivals, mut other_received) = mpsc::unbounded_channel::<(usize, Instant)>();
-    let other_streams = open_streams(&rig, &other, other_arrivals, OTHER_STREAMS).await?;
+    let other_streams = open_streams(&rig, &other, OTHER_STREAMS).await?;
     let mut other_lasts = time_rounds(
         &rig,
         &base,
         &other,
         OTHER_ROUNDS_FROM + 1..=OTHER_ROUNDS_FROM + ROUNDS,
-        OTHER_STREAMS,
-        &mut other_received,
+        &other_streams,
     )
     .await?;
-    for stream in streams.into_iter().chain(other_streams) {
-        stream.abort();
-    }
+    drop((streams, other_streams));
     drop(rig);
     // The same number of streams on a bare axum server (one comment, then nothing): what a
     // held-open HTTP/1.1 response costs in axum and hyper alone, to tell the proxy's part.
@@ -267,37 +259,29 @@ async fn futures_batch(
     Ok(held)
 }
 
-/// For each webhook `rounds` sent to the proxy at `base`: the time until the last of
-/// `streams` has received its event (arrivals come from [`open_streams`]' readers).
+/// For each webhook `rounds` sent to the proxy at `base`: the time until the last of the
+/// `streams` (from [`open_streams`]) has received its event.
 pub(crate) async fn time_rounds(
     rig: &Rig,
     base: &str,
     session: &SessionId,
     rounds: std::ops::RangeInclusive<usize>,
-    streams: usize,
-    received: &mut mpsc::UnboundedReceiver<(usize, Instant)>,
+    streams: &Streams,
 ) -> Result<Vec<Duration>, String> {
+    let arrivals = &streams.arrivals;
     let mut lasts = Vec::with_capacity(rounds.clone().count());
     for round in rounds {
+        let done = arrivals.expect(round);
         let sent = Instant::now();
         send_webhook_to(rig, base, session, round).await?;
-        let mut got = 0;
-        let mut last = sent;
-        let deadline = tokio::time::Instant::now() + ROUND_LIMIT;
-        while got < streams {
-            match tokio::time::timeout_at(deadline, received.recv()).await {
-                Ok(Some((r, at))) if r == round => {
-                    got += 1;
-                    last = last.max(at);
-                }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
-            }
+        if tokio::time::timeout(ROUND_LIMIT, done).await.is_err() {
+            return Err(format!(
+                "round {round}: only {} of {} streams got the event within {ROUND_LIMIT:?}",
+                arrivals.got.load(Ordering::Acquire),
+                arrivals.streams
+            ));
         }
-        if got < streams {
-            return Err(format!("round {round}: only {got} of {streams} streams got the event within {ROUND_LIMIT:?}"));
-        }
-        lasts.push(last - sent);
+        lasts.push(arrivals.last().saturating_duration_since(sent));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(lasts)
@@ -339,22 +323,87 @@ pub(crate) async fn send_webhook_to(
     crate::load::expect_status(response, &[200]).await
 }
 
-/// Opens the streams (a ticket each, as the widget does) and returns once all are subscribed:
-/// the proxy subscribes before it answers the request's headers.
+/// Open event streams, read by plain sockets; they close when this is dropped.
+pub(crate) struct Streams {
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    arrivals: Arc<Arrivals>,
+}
+
+impl Drop for Streams {
+    fn drop(&mut self) {
+        for reader in &self.readers {
+            reader.abort();
+        }
+    }
+}
+
+/// Where the readers note the current round's arrivals: how many streams have its event and
+/// when the last one came. Counters rather than a message per arrival, so that noting one
+/// costs the readers (who share the machine with the proxy) two atomic operations.
+struct Arrivals {
+    streams: usize,
+    started: Instant,
+    round: AtomicUsize,
+    got: AtomicUsize,
+    /// Nanoseconds after `started` of the latest arrival this round.
+    last: AtomicU64,
+    all_in: Notify,
+}
+
+impl Arrivals {
+    /// Starts counting `round`; the future completes once every stream has its event.
+    fn expect(&self, round: usize) -> impl std::future::Future<Output = ()> + '_ {
+        self.got.store(0, Ordering::Release);
+        self.last.store(0, Ordering::Release);
+        self.round.store(round, Ordering::Release);
+        self.all_in.notified()
+    }
+
+    fn note(&self, round: usize, at: Instant) {
+        if round != self.round.load(Ordering::Acquire) {
+            return;
+        }
+        let nanos = u64::try_from(at.duration_since(self.started).as_nanos()).unwrap_or(u64::MAX);
+        self.last.fetch_max(nanos, Ordering::AcqRel);
+        if self.got.fetch_add(1, Ordering::AcqRel) + 1 == self.streams {
+            self.all_in.notify_one();
+        }
+    }
+
+    fn last(&self) -> Instant {
+        self.started + Duration::from_nanos(self.last.load(Ordering::Acquire))
+    }
+}
+
+/// Opens `count` streams on `session` (a ticket each, as the widget does) and returns once
+/// all are subscribed: the proxy subscribes before it answers the request's headers.
+///
+/// Each stream is read by a plain socket that scans the bytes for `data:` lines, not by an
+/// HTTP client: these readers share the 2 cores with the proxy, and reqwest's per-event work
+/// (its connection task, a body channel, string copies, a message per arrival) took about as
+/// much of the machine as the proxy's own, so it was measuring the readers as much as the
+/// proxy. Browsers are on other machines.
 pub(crate) async fn open_streams(
     rig: &Rig,
     session: &SessionId,
-    arrivals: mpsc::UnboundedSender<(usize, Instant)>,
     count: usize,
-) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
-    // No overall timeout: these responses are meant to stay open; the rounds are bounded.
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .pool_max_idle_per_host(0)
-        .build()
-        .map_err(|e| e.to_string())?;
+) -> Result<Streams, String> {
+    let addr = rig
+        .proxy
+        .url
+        .trim_start_matches("http://")
+        .parse::<std::net::SocketAddr>()
+        .map_err(|e| format!("the proxy's address: {e}"))?;
+    let arrivals = Arc::new(Arrivals {
+        streams: count,
+        started: Instant::now(),
+        round: AtomicUsize::new(usize::MAX),
+        got: AtomicUsize::new(0),
+        last: AtomicU64::new(0),
+        all_in: Notify::new(),
+    });
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
-    let mut tasks = Vec::with_capacity(count);
+    let mut readers = Vec::with_capacity(count);
     for n in 0..count {
         let ticket: EventsTicket = rig
             .http
@@ -370,26 +419,22 @@ pub(crate) async fn open_streams(
             .json()
             .await
             .map_err(|e| format!("events ticket: {e}"))?;
-        let url = format!(
-            "{}/api/payments/{session}/events?ticket={}",
-            rig.proxy.url, ticket.ticket
+        let request = format!(
+            "GET /api/payments/{session}/events?ticket={} HTTP/1.1\r\nHost: {addr}\r\n\
+             Accept: text/event-stream\r\n\r\n",
+            ticket.ticket
         );
-        let (client, arrivals, ready) = (client.clone(), arrivals.clone(), ready_tx.clone());
-        tasks.push(tokio::spawn(async move {
-            let response = match client
-                .get(url)
-                .send()
-                .await
-                .and_then(|r| r.error_for_status())
-            {
-                Ok(response) => response,
-                Err(e) => {
-                    let _ = ready.send(Err(e.to_string()));
-                    return;
+        let (arrivals, ready) = (arrivals.clone(), ready_tx.clone());
+        readers.push(tokio::spawn(async move {
+            match subscribe(addr, &request).await {
+                Ok((socket, rest)) => {
+                    let _ = ready.send(Ok(()));
+                    read_events(socket, rest, &arrivals).await;
                 }
-            };
-            let _ = ready.send(Ok(()));
-            read_events(response, arrivals).await;
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                }
+            }
         }));
         // A batch at a time, so the proxy's accept queue never overflows.
         if (n + 1) % OPEN_BATCH == 0 || n + 1 == count {
@@ -403,33 +448,64 @@ pub(crate) async fn open_streams(
             }
         }
     }
-    Ok(tasks)
+    Ok(Streams { readers, arrivals })
 }
 
-/// Notes the arrival time of each round's event (found by its refund id in the `data:` line).
-async fn read_events(
-    mut response: reqwest::Response,
-    arrivals: mpsc::UnboundedSender<(usize, Instant)>,
-) {
-    let mut pending = String::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let at = Instant::now();
-        pending.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = pending.find('\n') {
-            let line: String = pending.drain(..=end).collect();
-            if let Some(data) = line.strip_prefix("data:") {
-                if let Some(round) = round_of(data) {
-                    let _ = arrivals.send((round, at));
-                }
+/// Sends the stream's request; returns the socket once a `200` head is in, with whatever
+/// of the body came with it.
+async fn subscribe(addr: std::net::SocketAddr, request: &str) -> Result<(TcpStream, Vec<u8>), String> {
+    let mut socket = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    socket
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buffer = Vec::with_capacity(1024);
+    loop {
+        if socket.read_buf(&mut buffer).await.map_err(|e| e.to_string())? == 0 {
+            return Err("closed before its head".into());
+        }
+        if let Some(end) = find(&buffer, b"\r\n\r\n") {
+            if !buffer.starts_with(b"HTTP/1.1 200") {
+                let line = buffer.split(|&b| b == b'\r').next().unwrap_or_default();
+                return Err(String::from_utf8_lossy(line).into_owned());
             }
+            return Ok((socket, buffer.split_off(end + 4)));
         }
     }
 }
 
+/// Notes the arrival time of each round's event (found by its refund id in the `data:`
+/// line). The body is chunked, one chunk per event, so the size lines are lines of their own.
+async fn read_events(mut socket: TcpStream, mut buffer: Vec<u8>, arrivals: &Arrivals) {
+    buffer.reserve(4096);
+    loop {
+        let mut start = 0;
+        while let Some(end) = buffer[start..].iter().position(|&b| b == b'\n') {
+            if let Some(round) = buffer[start..start + end]
+                .strip_prefix(b"data:")
+                .and_then(round_of)
+            {
+                arrivals.note(round, Instant::now());
+            }
+            start += end + 1;
+        }
+        buffer.drain(..start);
+        match socket.read_buf(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
 /// The round whose refund id appears in an event's data.
-fn round_of(data: &str) -> Option<usize> {
-    let start = data.find("rf_bench_fanout_")? + "rf_bench_fanout_".len();
-    data.get(start..start + 4)?.parse().ok()
+fn round_of(data: &[u8]) -> Option<usize> {
+    const ID: &[u8] = b"rf_bench_fanout_";
+    let start = find(data, ID)? + ID.len();
+    std::str::from_utf8(data.get(start..start + 4)?).ok()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -442,7 +518,7 @@ mod tests {
             r#"{{"seq":7,"refund":{{"refund_id":"{}"}}}}"#,
             refund_id(12)
         );
-        assert_eq!(round_of(&data), Some(12));
-        assert_eq!(round_of(r#"{"seq":1}"#), None);
+        assert_eq!(round_of(data.as_bytes()), Some(12));
+        assert_eq!(round_of(br#"{"seq":1}"#), None);
     }
 }

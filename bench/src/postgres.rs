@@ -8,10 +8,9 @@
 //! as the SQLite files here. No goal: these rows say what choosing PostgreSQL costs.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use signing::Scheme;
-use tokio::sync::mpsc;
 
 use crate::fanout;
 use crate::ingest::signed_webhooks;
@@ -205,19 +204,16 @@ async fn fanout_rows(cluster: &testkit::postgres::Cluster) -> Result<Vec<Row>, S
     let b = rig.another_proxy("replica-b").await?;
     let session = rig.payments(1).await.remove(0);
     fanout::send_webhook(&rig, &session, 0).await?;
-    let (arrivals, mut received) = mpsc::unbounded_channel::<(usize, Instant)>();
-    let streams = fanout::open_streams(&rig, &session, arrivals, STREAMS).await?;
+    let streams = fanout::open_streams(&rig, &session, STREAMS).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut figures = Vec::new();
     for (first_round, base) in [(1, rig.proxy.url.clone()), (1 + ROUNDS, b.url.clone())] {
         let rounds = first_round..=first_round + ROUNDS - 1;
         let mut lasts =
-            fanout::time_rounds(&rig, &base, &session, rounds, STREAMS, &mut received).await?;
+            fanout::time_rounds(&rig, &base, &session, rounds, &streams).await?;
         figures.push((percentile(&mut lasts, 50.0), percentile(&mut lasts, 99.0)));
     }
-    for stream in streams {
-        stream.abort();
-    }
+    drop(streams);
     let [(same50, same99), (cross50, cross99)] = figures[..] else {
         return Err("two series of rounds".into());
     };
