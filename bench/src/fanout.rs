@@ -453,7 +453,10 @@ pub(crate) async fn open_streams(
 
 /// Sends the stream's request; returns the socket once a `200` head is in, with whatever
 /// of the body came with it.
-async fn subscribe(addr: std::net::SocketAddr, request: &str) -> Result<(TcpStream, Vec<u8>), String> {
+async fn subscribe(
+    addr: std::net::SocketAddr,
+    request: &str,
+) -> Result<(TcpStream, Vec<u8>), String> {
     let mut socket = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     socket
         .write_all(request.as_bytes())
@@ -461,7 +464,12 @@ async fn subscribe(addr: std::net::SocketAddr, request: &str) -> Result<(TcpStre
         .map_err(|e| e.to_string())?;
     let mut buffer = Vec::with_capacity(1024);
     loop {
-        if socket.read_buf(&mut buffer).await.map_err(|e| e.to_string())? == 0 {
+        if socket
+            .read_buf(&mut buffer)
+            .await
+            .map_err(|e| e.to_string())?
+            == 0
+        {
             return Err("closed before its head".into());
         }
         if let Some(end) = find(&buffer, b"\r\n\r\n") {
@@ -505,7 +513,10 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 fn round_of(data: &[u8]) -> Option<usize> {
     const ID: &[u8] = b"rf_bench_fanout_";
     let start = find(data, ID)? + ID.len();
-    std::str::from_utf8(data.get(start..start + 4)?).ok()?.parse().ok()
+    std::str::from_utf8(data.get(start..start + 4)?)
+        .ok()?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]

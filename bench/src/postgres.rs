@@ -209,8 +209,7 @@ async fn fanout_rows(cluster: &testkit::postgres::Cluster) -> Result<Vec<Row>, S
     let mut figures = Vec::new();
     for (first_round, base) in [(1, rig.proxy.url.clone()), (1 + ROUNDS, b.url.clone())] {
         let rounds = first_round..=first_round + ROUNDS - 1;
-        let mut lasts =
-            fanout::time_rounds(&rig, &base, &session, rounds, &streams).await?;
+        let mut lasts = fanout::time_rounds(&rig, &base, &session, rounds, &streams).await?;
         figures.push((percentile(&mut lasts, 50.0), percentile(&mut lasts, 99.0)));
     }
     drop(streams);

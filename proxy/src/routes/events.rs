@@ -9,6 +9,7 @@
 //! `seq` it sent.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -21,6 +22,7 @@ use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use shared::api::EventsTicket;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Sleep;
 
 use crate::error::ApiError;
 use crate::extract::Agent;
@@ -107,6 +109,7 @@ async fn stream(
         pending: backlog.iter().map(frame).collect::<Vec<_>>().into_iter(),
         live,
         ledger: state.ledger.clone(),
+        keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
     };
     let body = follow.into_stream().map(Ok::<_, Infallible>);
     Ok((
@@ -136,6 +139,11 @@ struct Follow {
     ledger: Ledger,
     /// Frames read from the ledger (replay, catch-up) not yet sent; usually empty.
     pending: std::vec::IntoIter<Bytes>,
+    /// When the next keep-alive comment is due: every [`KEEP_ALIVE`], events or not. One
+    /// timer for the stream's life, reset only when it fires: an event costs no timer work,
+    /// which a timeout around each wait did (registered and removed for every stream on
+    /// every event).
+    keep_alive: Pin<Box<Sleep>>,
 }
 
 impl Follow {
@@ -152,16 +160,24 @@ impl Follow {
             return Some(frame);
         }
         loop {
-            match tokio::time::timeout(KEEP_ALIVE, self.live.recv()).await {
-                Err(_) => return Some(Bytes::from_static(KEEP_ALIVE_FRAME)),
-                Ok(Ok(event)) if event.seq > self.replayed => {
+            let received = tokio::select! {
+                biased;
+                received = self.live.recv() => received,
+                () = self.keep_alive.as_mut() => {
+                    let next = tokio::time::Instant::now() + KEEP_ALIVE;
+                    self.keep_alive.as_mut().reset(next);
+                    return Some(Bytes::from_static(KEEP_ALIVE_FRAME));
+                }
+            };
+            match received {
+                Ok(event) if event.seq > self.replayed => {
                     self.last = self.last.max(event.seq);
                     return Some(event.frame.clone());
                 }
-                Ok(Ok(_)) => {}
+                Ok(_) => {}
                 // Fell behind the broadcast buffer: catch up from the ledger. Boxed, so the
                 // query's state is not part of every stream's size.
-                Ok(Err(RecvError::Lagged(_))) => {
+                Err(RecvError::Lagged(_)) => {
                     let backlog =
                         Box::pin(self.ledger.events_after(self.live.session(), self.last));
                     match backlog.await {
@@ -178,7 +194,7 @@ impl Follow {
                         }
                     }
                 }
-                Ok(Err(RecvError::Closed)) => return None,
+                Err(RecvError::Closed) => return None,
             }
         }
     }
@@ -206,8 +222,39 @@ mod tests {
             replayed,
             ledger,
             pending: Vec::new().into_iter(),
+            keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
         };
         (follow, live, session, dir)
+    }
+
+    #[tokio::test]
+    async fn an_idle_stream_gets_a_keep_alive_every_interval_events_or_not() {
+        let (mut follow, live, session, _dir) = follow(0).await;
+        // The clock stands still from here and jumps to the next timer when all is idle.
+        tokio::time::pause();
+        follow.keep_alive = Box::pin(tokio::time::sleep(KEEP_ALIVE));
+        let start = tokio::time::Instant::now();
+        // An event halfway through the interval does not push the keep-alive back: the
+        // stream's one timer is not touched by events.
+        tokio::time::advance(KEEP_ALIVE / 2).await;
+        live.send(event(1, &session));
+        assert_eq!(follow.next().await.unwrap(), "id: 1\n\n");
+        assert_eq!(follow.next().await.unwrap(), KEEP_ALIVE_FRAME);
+        let at = |due: Duration| {
+            // Timers have millisecond resolution: a deadline may round up by one.
+            let elapsed = start.elapsed();
+            assert!(
+                elapsed >= due && elapsed <= due + Duration::from_millis(5),
+                "at {elapsed:?}, due at {due:?}"
+            );
+        };
+        at(KEEP_ALIVE);
+        // Then one a full interval after the last, for as long as nothing else comes.
+        assert_eq!(follow.next().await.unwrap(), KEEP_ALIVE_FRAME);
+        at(2 * KEEP_ALIVE);
+        live.send(event(2, &session));
+        assert_eq!(follow.next().await.unwrap(), "id: 2\n\n");
+        at(2 * KEEP_ALIVE);
     }
 
     #[tokio::test]
