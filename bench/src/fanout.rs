@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::report::{self, Row};
 use crate::rig::{Rig, RigOptions};
-use crate::servers::{Server, BARE_EVENTS_PATH, WEBHOOK_PATH};
+use crate::servers::{Server, BARE_EVENTS_PATH, BARE_LIVE_PATH, WEBHOOK_PATH};
 use crate::timing::percentile;
 
 const SECTION: &str = "6. live fan-out";
@@ -143,8 +143,12 @@ async fn run(streams_wanted: usize) -> Result<Vec<Row>, String> {
         &other_streams,
     )
     .await?;
+    let data_line = streams.arrivals.data_line.load(Ordering::Relaxed);
     drop((streams, other_streams));
     drop(rig);
+    // The same readers on a bare axum server that broadcasts each frame it is sent: one
+    // socket write per stream with nothing around it, on this machine, in this run.
+    let floor = bare_rounds(streams_wanted, data_line).await;
     // The same number of streams on a bare axum server (one comment, then nothing): what a
     // held-open HTTP/1.1 response costs in axum and hyper alone, to tell the proxy's part.
     let bare = bare_per_stream(streams_wanted).await;
@@ -157,17 +161,26 @@ async fn run(streams_wanted: usize) -> Result<Vec<Row>, String> {
     let n = streams_wanted;
     let per_stream = open_rss.saturating_sub(idle_rss) / n as u64;
     let per_stream_busy = memory.saturating_sub(idle_rss) / n as u64;
+    let floor = |at: usize| match &floor {
+        Ok(lasts) => format!(
+            "bare axum broadcast (a frame posted → last of {n} streams): {}",
+            report::duration(percentile(&mut lasts.clone(), at as f64))
+        ),
+        Err(why) => format!("bare axum broadcast not measured ({why})"),
+    };
     Ok(vec![
         Row::plain(
             SECTION,
             format!("webhook → last of {n} streams, p50 ({ROUNDS} webhooks)"),
             report::duration(p50),
-        ),
+        )
+        .baseline(floor(50)),
         Row::plain(
             SECTION,
             format!("webhook → last of {n} streams, p99 ({ROUNDS} webhooks)"),
             report::duration(p99),
         )
+        .baseline(floor(99))
         .goal("≤ 100 ms", p99 <= GOAL_P99),
         Row::plain(
             SECTION,
@@ -203,6 +216,36 @@ async fn run(streams_wanted: usize) -> Result<Vec<Row>, String> {
             }
         )),
     ])
+}
+
+/// [`ROUNDS`] frames posted to a bare server holding `count` live streams (read as the
+/// proxy's are): for each, the time until the last stream has it. Each frame's `data:` line
+/// is `data_line` bytes long, as the proxy's events were.
+async fn bare_rounds(count: usize, data_line: usize) -> Result<Vec<Duration>, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let bare = Server::bare(&dir.path().join("bare-live.log")).await?;
+    let streams =
+        open_readers(&bare.url, count, || async { Ok(BARE_LIVE_PATH.to_owned()) }).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}{BARE_LIVE_PATH}", bare.url);
+    time_rounds_with(1..=ROUNDS, &streams, |round| {
+        let response = http.post(&url).body(bare_frame(round, data_line)).send();
+        async move { crate::load::expect_status(response.await, &[200]).await }
+    })
+    .await
+}
+
+/// An event frame for round `round` whose `data:` line is `data_line` bytes long (or as
+/// short as it can be).
+fn bare_frame(round: usize, data_line: usize) -> String {
+    let data = format!(r#"data: {{"refund_id":"{}","pad":""}}"#, refund_id(round));
+    let pad = "x".repeat(data_line.saturating_sub(data.len()));
+    let data = format!(
+        r#"data: {{"refund_id":"{}","pad":"{pad}"}}"#,
+        refund_id(round)
+    );
+    format!("event: refund\nid: {round}\n{data}\n\n")
 }
 
 /// Resident memory per open stream of the bare server (`bench bare-serve`), bytes.
@@ -268,12 +311,28 @@ pub(crate) async fn time_rounds(
     rounds: std::ops::RangeInclusive<usize>,
     streams: &Streams,
 ) -> Result<Vec<Duration>, String> {
+    time_rounds_with(rounds, streams, |round| {
+        send_webhook_to(rig, base, session, round)
+    })
+    .await
+}
+
+/// For each of `rounds`, sent by `send`: the time until the last of `streams` has its event.
+async fn time_rounds_with<F, Sent>(
+    rounds: std::ops::RangeInclusive<usize>,
+    streams: &Streams,
+    mut send: F,
+) -> Result<Vec<Duration>, String>
+where
+    F: FnMut(usize) -> Sent,
+    Sent: std::future::Future<Output = Result<(), String>>,
+{
     let arrivals = &streams.arrivals;
     let mut lasts = Vec::with_capacity(rounds.clone().count());
     for round in rounds {
         let done = arrivals.expect(round);
         let sent = Instant::now();
-        send_webhook_to(rig, base, session, round).await?;
+        send(round).await?;
         if tokio::time::timeout(ROUND_LIMIT, done).await.is_err() {
             return Err(format!(
                 "round {round}: only {} of {} streams got the event within {ROUND_LIMIT:?}",
@@ -347,6 +406,8 @@ struct Arrivals {
     got: AtomicUsize,
     /// Nanoseconds after `started` of the latest arrival this round.
     last: AtomicU64,
+    /// The length of the last `data:` line read (the bare floor sends frames as long).
+    data_line: AtomicUsize,
     all_in: Notify,
 }
 
@@ -388,23 +449,7 @@ pub(crate) async fn open_streams(
     session: &SessionId,
     count: usize,
 ) -> Result<Streams, String> {
-    let addr = rig
-        .proxy
-        .url
-        .trim_start_matches("http://")
-        .parse::<std::net::SocketAddr>()
-        .map_err(|e| format!("the proxy's address: {e}"))?;
-    let arrivals = Arc::new(Arrivals {
-        streams: count,
-        started: Instant::now(),
-        round: AtomicUsize::new(usize::MAX),
-        got: AtomicUsize::new(0),
-        last: AtomicU64::new(0),
-        all_in: Notify::new(),
-    });
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
-    let mut readers = Vec::with_capacity(count);
-    for n in 0..count {
+    open_readers(&rig.proxy.url, count, || async {
         let ticket: EventsTicket = rig
             .http
             .post(format!(
@@ -419,10 +464,39 @@ pub(crate) async fn open_streams(
             .json()
             .await
             .map_err(|e| format!("events ticket: {e}"))?;
-        let request = format!(
-            "GET /api/payments/{session}/events?ticket={} HTTP/1.1\r\nHost: {addr}\r\n\
-             Accept: text/event-stream\r\n\r\n",
+        Ok(format!(
+            "/api/payments/{session}/events?ticket={}",
             ticket.ticket
+        ))
+    })
+    .await
+}
+
+/// Opens `count` streams on the server at `base`, each a `GET` of the path `path` gives.
+async fn open_readers<F, Path>(base: &str, count: usize, mut path: F) -> Result<Streams, String>
+where
+    F: FnMut() -> Path,
+    Path: std::future::Future<Output = Result<String, String>>,
+{
+    let addr = base
+        .trim_start_matches("http://")
+        .parse::<std::net::SocketAddr>()
+        .map_err(|e| format!("the server's address: {e}"))?;
+    let arrivals = Arc::new(Arrivals {
+        streams: count,
+        started: Instant::now(),
+        round: AtomicUsize::new(usize::MAX),
+        got: AtomicUsize::new(0),
+        last: AtomicU64::new(0),
+        data_line: AtomicUsize::new(0),
+        all_in: Notify::new(),
+    });
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+    let mut readers = Vec::with_capacity(count);
+    for n in 0..count {
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n",
+            path().await?
         );
         let (arrivals, ready) = (arrivals.clone(), ready_tx.clone());
         readers.push(tokio::spawn(async move {
@@ -436,7 +510,7 @@ pub(crate) async fn open_streams(
                 }
             }
         }));
-        // A batch at a time, so the proxy's accept queue never overflows.
+        // A batch at a time, so the server's accept queue never overflows.
         if (n + 1) % OPEN_BATCH == 0 || n + 1 == count {
             let batch = n % OPEN_BATCH + 1;
             for _ in 0..batch {
@@ -489,11 +563,11 @@ async fn read_events(mut socket: TcpStream, mut buffer: Vec<u8>, arrivals: &Arri
     loop {
         let mut start = 0;
         while let Some(end) = buffer[start..].iter().position(|&b| b == b'\n') {
-            if let Some(round) = buffer[start..start + end]
-                .strip_prefix(b"data:")
-                .and_then(round_of)
-            {
-                arrivals.note(round, Instant::now());
+            if let Some(data) = buffer[start..start + end].strip_prefix(b"data:") {
+                if let Some(round) = round_of(data) {
+                    arrivals.note(round, Instant::now());
+                    arrivals.data_line.store(end, Ordering::Relaxed);
+                }
             }
             start += end + 1;
         }
@@ -530,6 +604,9 @@ mod tests {
             refund_id(12)
         );
         assert_eq!(round_of(data.as_bytes()), Some(12));
+        let frame = bare_frame(12, 300);
+        let line = frame.lines().find(|l| l.starts_with("data:")).unwrap();
+        assert_eq!((line.len(), round_of(line.as_bytes())), (300, Some(12)));
         assert_eq!(round_of(br#"{"seq":1}"#), None);
     }
 }

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
@@ -21,6 +22,9 @@ use axum::Router;
 pub const WEBHOOK_PATH: &str = "/webhooks/smart-glocal";
 /// The bare server's event stream: one comment line, then held open with nothing sent.
 pub const BARE_EVENTS_PATH: &str = "/bare/events";
+/// The bare server's live streams: `GET` subscribes (a comment line, then every frame
+/// published); `POST` publishes its body, as it is, to every one of them.
+pub const BARE_LIVE_PATH: &str = "/bare/live";
 
 /// If this process was started as a server child, runs it and returns its exit code.
 pub fn child_main() -> Option<std::process::ExitCode> {
@@ -48,7 +52,8 @@ fn exit_when_stdin_closes() {
     });
 }
 
-/// The baseline: the same route, no verification, no storage, no broadcast.
+/// The baseline: the same routes, no verification, no storage; and, for the fan-out, a
+/// broadcast of frames to held-open streams with nothing else around it.
 async fn bare_serve() -> std::process::ExitCode {
     let Some(addr) = std::env::args()
         .nth(2)
@@ -76,12 +81,48 @@ async fn bare_serve() -> std::process::ExitCode {
                     )),
                 )
             }),
-        );
+        )
+        .route(
+            BARE_LIVE_PATH,
+            axum::routing::get(bare_live).post(
+                |axum::extract::State(live): axum::extract::State<Live>, frame: Bytes| async move {
+                    let _ = live.send(frame);
+                    StatusCode::OK
+                },
+            ),
+        )
+        .with_state(tokio::sync::broadcast::channel::<Bytes>(64).0);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .expect("bind the bare server");
     serve(listener, app).await;
     std::process::ExitCode::SUCCESS
+}
+
+type Live = tokio::sync::broadcast::Sender<Bytes>;
+
+/// One live stream of the bare server: each frame published is written as it is.
+async fn bare_live(
+    axum::extract::State(live): axum::extract::State<Live>,
+) -> impl axum::response::IntoResponse {
+    use tokio::sync::broadcast::error::RecvError;
+    let first = futures_util::stream::once(async { Bytes::from_static(b":\n\n") });
+    let frames = futures_util::stream::unfold(live.subscribe(), |mut frames| async move {
+        loop {
+            match frames.recv().await {
+                Ok(frame) => return Some((frame, frames)),
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+        axum::body::Body::from_stream(futures_util::StreamExt::map(
+            futures_util::StreamExt::chain(first, frames),
+            Ok::<_, std::convert::Infallible>,
+        )),
+    )
 }
 
 /// Serves `app` with the proxy's own HTTP/1.1 accept loop and settings (`proxy::serve`),
