@@ -53,10 +53,13 @@ pub async fn measure(streams: usize, notes: &mut Vec<String>) -> Vec<Row> {
                              a bare axum handler's on the proxy's own accept loop (`proxy::serve`: \
                              hyper's HTTP/1.1 connection, the same builder), holding as many \
                              streams open with nothing in them. The bare figure is hyper's and \
-                             axum's alone: an 8 KB read buffer and an 8 KB header write buffer \
+                             axum's alone: an 8 KB read buffer and an 8 KB write buffer \
                              reserved per connection (hyper's `INIT_BUFFER_SIZE`, not settable on \
                              a server connection in hyper 1.x), the connection task and its \
-                             socket registration. The difference is the proxy's: its middleware's \
+                             socket registration. Both write through that one buffer: hyper's \
+                             default list of buffers for `writev` was one more allocation on every \
+                             stream once it had sent an event (peak 159.4 and 159.5 MB with it, \
+                             155.8 and 156.2 MB without, alternating runs, 2026-11-29). The difference is the proxy's: its middleware's \
                              response-body wrappers, the stream's `Follow` (broadcast receiver, \
                              keep-alive timer, payment id, ledger handle) and the stream's \
                              one-time costs (its ticket's claim). A stream no longer carries a \
@@ -65,23 +68,30 @@ pub async fn measure(streams: usize, notes: &mut Vec<String>) -> Vec<Row> {
                              there is no task per stream beside hyper's connection task, and the \
                              allocator is not the cause (`MALLOC_ARENA_MAX=1` changes nothing)."
                         } else {
-                            "Profiled once with perf during the rounds (10,000 streams, this \
-                             machine): the proxy's two worker threads take about 45 % of the \
-                             machine's samples, three quarters of that in the kernel (one \
-                             `writev` per stream per event, and on loopback the sender also runs \
-                             the receiving side's TCP path); the bench's 10,000 reading clients \
-                             take about 35 %. The proxy's own user-space part per stream and \
-                             event (the broadcast wake-up, one poll of the body, hyper's chunk \
-                             framing) is about a quarter of its time: one socket write per \
-                             stream per event is what HTTP/1.1 server-sent events cost, and 2 \
-                             cores shared with the readers cannot do 10,000 of them in 100 ms. \
-                             What an event costs the streams of other payments is now nothing: \
-                             each watched payment has a broadcast channel of its own (there was \
-                             one for all, each stream skipping other payments' events). Paired \
-                             against the build before (two alternating runs, 2026-11-29), a \
-                             payment watched by 100 streams beside 10,000 on another got its \
-                             events at p50 6.9 and 7.0 ms against 24.3 and 20.6 ms, p99 15.5 \
-                             and 11.4 ms against 36.1 and 33.4 ms."
+                            "The baseline column is the floor: a bare axum server (the proxy's \
+                             own accept loop and hyper settings) holding as many streams, read by \
+                             the same readers, broadcasting frames of the proxy's length with \
+                             nothing else; one socket write per stream per event is what \
+                             HTTP/1.1 server-sent events cost, and this machine's 2 cores, shared \
+                             with the 10,000 readers, do not write 10,000 of them in 100 ms even \
+                             bare. Profiled with perf during the rounds (2026-11-29, this \
+                             machine): the proxy takes two thirds of the busy samples, three \
+                             quarters of that in the kernel; its `send` calls alone are 71 % of \
+                             its time, and most of that is the receiving side's TCP path, which \
+                             loopback runs on the sender's core. The proxy's own user-space part \
+                             (the broadcast's wake-ups, one poll of the body through the \
+                             middleware's wrappers, hyper's chunk framing) is a quarter of its \
+                             time. Cut during the rounds: the readers are plain sockets, not \
+                             reqwest, whose per-event work took as much of the machine as the \
+                             proxy (p50 132.6, 130.9 and 137.4 ms before, 107.6, 121.7 and \
+                             104.7 ms after, three runs each); a stream keeps one keep-alive timer for its life \
+                             instead of a timeout registered and removed around every event \
+                             (within the noise: p50 92, 81 and 99 ms with it against 85, 90 and \
+                             113 ms without, alternating). What an event costs the streams of \
+                             other payments is nothing: each watched payment has a broadcast \
+                             channel of its own (paired against one channel for all, 2026-11-29, \
+                             a payment watched by 100 streams beside 10,000 on another got its \
+                             events at p99 15.5 and 11.4 ms against 36.1 and 33.4 ms)."
                         }
                     ));
                 }
