@@ -56,22 +56,28 @@ pub async fn measure(streams: usize, notes: &mut Vec<String>) -> Vec<Row> {
                              axum's alone: an 8 KB read buffer and an 8 KB write buffer \
                              reserved per connection (hyper's `INIT_BUFFER_SIZE`, not settable on \
                              a server connection in hyper 1.x), the connection task and its \
-                             socket registration. Both write through that one buffer: hyper's \
-                             default list of buffers for `writev` was one more allocation on every \
-                             stream once it had sent an event (peak 159.4 and 159.5 MB with it, \
-                             155.8 and 156.2 MB without, alternating runs, 2026-11-29). The difference is the proxy's: its middleware's \
+                             socket registration. The difference is the proxy's: its middleware's \
                              response-body wrappers, the stream's `Follow` (broadcast receiver, \
                              keep-alive timer, payment id, ledger handle) and the stream's \
                              one-time costs (its ticket's claim). A stream no longer carries a \
                              request tracing span for its lifetime (about 0.4 KB each). \
                              A payment's broadcast channel (64 slots) is shared by its streams, \
                              there is no task per stream beside hyper's connection task, and the \
-                             allocator is not the cause (`MALLOC_ARENA_MAX=1` changes nothing)."
+                             allocator is not the cause (`MALLOC_ARENA_MAX=1` changes nothing). \
+                             Tried and not kept (2026-11-29): writing through the one write \
+                             buffer instead of hyper's list of buffers for `writev`, which a \
+                             stream's first event allocates (peak 155.8 and 156.2 MB against \
+                             159.4 and 159.5 MB, alternating runs); the one buffer keeps the \
+                             capacity of the largest body its connection ever wrote, so an \
+                             `EventSource` on a connection that first fetched the widget's files \
+                             would hold 64 KB or more (see `proxy::serve`)."
                         } else {
                             "The baseline column is the floor: a bare axum server (the proxy's \
                              own accept loop and hyper settings) holding as many streams, read by \
-                             the same readers, broadcasting frames of the proxy's length with \
-                             nothing else; one socket write per stream per event is what \
+                             the same readers, broadcasting frames of the proxy's length that it \
+                             is posted, with nothing else (the proxy's column also holds the \
+                             webhook's check and durable commit, a few milliseconds: see the row \
+                             of 100 streams); one socket write per stream per event is what \
                              HTTP/1.1 server-sent events cost, and this machine's 2 cores, shared \
                              with the 10,000 readers, do not write 10,000 of them in 100 ms even \
                              bare. Profiled with perf during the rounds (2026-11-29, this \
@@ -86,8 +92,8 @@ pub async fn measure(streams: usize, notes: &mut Vec<String>) -> Vec<Row> {
                              proxy (p50 132.6, 130.9 and 137.4 ms before, 107.6, 121.7 and \
                              104.7 ms after, three runs each); a stream keeps one keep-alive timer for its life \
                              instead of a timeout registered and removed around every event \
-                             (within the noise: p50 92, 81 and 99 ms with it against 85, 90 and \
-                             113 ms without, alternating). What an event costs the streams of \
+                             (within the noise: p50 92, 81 and 99 ms with the one timer against \
+                             85, 90 and 113 ms with the timeouts, alternating). What an event costs the streams of \
                              other payments is nothing: each watched payment has a broadcast \
                              channel of its own (paired against one channel for all, 2026-11-29, \
                              a payment watched by 100 streams beside 10,000 on another got its \
@@ -502,14 +508,18 @@ where
         all_in: Notify::new(),
     });
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
-    let mut readers = Vec::with_capacity(count);
+    // Built first, so that a failure part-way closes the streams already opened.
+    let mut streams = Streams {
+        readers: Vec::with_capacity(count),
+        arrivals,
+    };
     for n in 0..count {
         let request = format!(
             "GET {} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n",
             path().await?
         );
-        let (arrivals, ready) = (arrivals.clone(), ready_tx.clone());
-        readers.push(tokio::spawn(async move {
+        let (arrivals, ready) = (streams.arrivals.clone(), ready_tx.clone());
+        streams.readers.push(tokio::spawn(async move {
             match subscribe(addr, &request).await {
                 Ok((socket, rest)) => {
                     let _ = ready.send(Ok(()));
@@ -532,7 +542,7 @@ where
             }
         }
     }
-    Ok(Streams { readers, arrivals })
+    Ok(streams)
 }
 
 /// Sends the stream's request; returns the socket once a `200` head is in, with whatever
@@ -570,11 +580,15 @@ async fn subscribe(
 /// line). The body is chunked, one chunk per event, so the size lines are lines of their own.
 async fn read_events(mut socket: TcpStream, mut buffer: Vec<u8>, arrivals: &Arrivals) {
     buffer.reserve(4096);
+    // A stream counts once per round, so that one sent an event twice cannot stand in for
+    // one that got none.
+    let mut counted = None;
     loop {
         let mut start = 0;
         while let Some(end) = buffer[start..].iter().position(|&b| b == b'\n') {
             if let Some(data) = buffer[start..start + end].strip_prefix(b"data:") {
-                if let Some(round) = round_of(data) {
+                if let Some(round) = round_of(data).filter(|&r| counted != Some(r)) {
+                    counted = Some(round);
                     arrivals.note(round, Instant::now());
                     arrivals.data_line.store(end, Ordering::Relaxed);
                 }

@@ -5,8 +5,8 @@
 //! strings, so the ticket stays out of logs too. `Last-Event-ID` replays from the ledger.
 //!
 //! A stream writes the bytes [`crate::live`] encoded once for all streams, and holds little
-//! else: its subscription to its payment's events (which holds the payment's id) and the last
-//! `seq` it sent.
+//! else: its subscription to its payment's events (which holds the payment's id), the last
+//! `seq` it sent and one keep-alive timer.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -139,7 +139,8 @@ struct Follow {
     ledger: Ledger,
     /// Frames read from the ledger (replay, catch-up) not yet sent; usually empty.
     pending: std::vec::IntoIter<Bytes>,
-    /// When the next keep-alive comment is due: every [`KEEP_ALIVE`], events or not. One
+    /// When the next keep-alive comment is due: every [`KEEP_ALIVE`], events or not (a comment
+    /// line every 15 s on a busy stream too, which costs it nothing it would notice). One
     /// timer for the stream's life, reset only when it fires: an event costs no timer work,
     /// which a timeout around each wait did (registered and removed for every stream on
     /// every event).
@@ -255,6 +256,32 @@ mod tests {
         live.send(event(2, &session));
         assert_eq!(follow.next().await.unwrap(), "id: 2\n\n");
         at(2 * KEEP_ALIVE);
+    }
+
+    #[tokio::test]
+    async fn a_stream_read_late_gets_one_keep_alive_then_the_next_an_interval_later() {
+        let (mut follow, live, session, _dir) = follow(0).await;
+        tokio::time::pause();
+        follow.keep_alive = Box::pin(tokio::time::sleep(KEEP_ALIVE));
+        // Nobody reads the stream for three intervals (a stalled client, a busy runtime).
+        tokio::time::advance(3 * KEEP_ALIVE).await;
+        // An event and the overdue keep-alive are both ready: the event goes first.
+        live.send(event(1, &session));
+        assert_eq!(follow.next().await.unwrap(), "id: 1\n\n");
+        let late = tokio::time::Instant::now();
+        assert_eq!(follow.next().await.unwrap(), KEEP_ALIVE_FRAME);
+        assert_eq!(
+            late.elapsed(),
+            Duration::ZERO,
+            "the overdue keep-alive at once"
+        );
+        // One, not one per missed interval: the next is a full interval from now.
+        assert_eq!(follow.next().await.unwrap(), KEEP_ALIVE_FRAME);
+        let waited = late.elapsed();
+        assert!(
+            waited >= KEEP_ALIVE && waited <= KEEP_ALIVE + Duration::from_millis(5),
+            "the next after {waited:?}"
+        );
     }
 
     #[tokio::test]
