@@ -164,7 +164,7 @@ async fn run(streams_wanted: usize) -> Result<Vec<Row>, String> {
     drop(rig);
     // The same readers on a bare axum server that broadcasts each frame it is sent: one
     // socket write per stream with nothing around it, on this machine, in this run.
-    let floor = bare_rounds(streams_wanted, data_line).await;
+    let floor_lasts = bare_rounds(streams_wanted, data_line).await;
     // The same number of streams on a bare axum server (one comment, then nothing): what a
     // held-open HTTP/1.1 response costs in axum and hyper alone, to tell the proxy's part.
     let bare = bare_per_stream(streams_wanted).await;
@@ -177,7 +177,7 @@ async fn run(streams_wanted: usize) -> Result<Vec<Row>, String> {
     let n = streams_wanted;
     let per_stream = open_rss.saturating_sub(idle_rss) / n as u64;
     let per_stream_busy = memory.saturating_sub(idle_rss) / n as u64;
-    let floor = |at: usize| match &floor {
+    let floor = |at: usize| match &floor_lasts {
         Ok(lasts) => format!(
             "bare axum broadcast (a frame posted → last of {n} streams): {}",
             report::duration(percentile(&mut lasts.clone(), at as f64))
@@ -489,10 +489,10 @@ pub(crate) async fn open_streams(
 }
 
 /// Opens `count` streams on the server at `base`, each a `GET` of the path `path` gives.
-async fn open_readers<F, Path>(base: &str, count: usize, mut path: F) -> Result<Streams, String>
+async fn open_readers<F, Fut>(base: &str, count: usize, mut path: F) -> Result<Streams, String>
 where
-    F: FnMut() -> Path,
-    Path: std::future::Future<Output = Result<String, String>>,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<String, String>>,
 {
     let addr = base
         .trim_start_matches("http://")
