@@ -142,6 +142,7 @@ fn wasm_bindgen_in(lock: &cargo_lock::Lockfile) -> Result<String> {
 
 pub fn run(browser: bool) -> Result {
     stage("wasm32 target", ensure_wasm_target)?;
+    stage("Rust standard library source (rust-src)", ensure_rust_src)?;
     stage("trunk", || {
         // Without `update_check`: trunk asks crates.io for news on every build otherwise.
         ensure_cargo_tool(
@@ -170,8 +171,32 @@ pub fn run(browser: bool) -> Result {
         )?;
         stage("axe-core (npm)", ensure_axe_core)?;
     }
-    // trunk builds offline (Trunk.toml), so every crate must be in the local registry first.
-    stage("cargo fetch", || cargo(&["fetch", "--locked"], &[]))
+    // trunk builds offline (Trunk.toml), so every crate must be in the local registry first:
+    // ours, and those of the standard library the widget's release build compiles.
+    stage("cargo fetch", || cargo(&["fetch", "--locked"], &[]))?;
+    stage("cargo fetch (the standard library's crates)", || {
+        cargo(
+            &["fetch", "--locked", "--target", "wasm32-unknown-unknown"],
+            &crate::widget::BUILD_STD_ENV,
+        )
+    })
+}
+
+/// The standard library's source: the widget's release build compiles std for size
+/// (`widget::BUILD_STD_ENV`) instead of linking the precompiled one.
+fn ensure_rust_src() -> Result {
+    let output = Command::new("rustup")
+        .args(["component", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("rustup: {e}"))?;
+    if String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .any(|c| c.starts_with("rust-src"))
+    {
+        println!("    already installed");
+        return Ok(());
+    }
+    run_cmd("rustup", &["component", "add", "rust-src"], &[])
 }
 
 fn ensure_wasm_target() -> Result {
