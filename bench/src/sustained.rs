@@ -128,16 +128,19 @@ async fn run(length: Duration, notes: &mut Vec<String>) -> Result<Vec<Row>, Stri
              arenas), so RSS followed the worst moment: +15–17 % over the last 30 s in earlier \
              runs, all of it anonymous memory (the binary's 12 MB of file pages stayed flat). \
              The proxy now hands free pages back every 5 s (`malloc_trim`, `proxy/src/memory.rs`). \
-             That is not always enough: on 2026-11-29 the same code gave +16.9 % and +16.1 % \
-             in two runs, +0.7 %, +4.3 % and +4.4 % in three others. In the runs that miss, \
-             resident memory rises in steps of about 1 MB some 10 s apart that the trim does not \
-             take back, with the reconciliation passes (the sandbox sends no webhooks here, so \
-             every refund stays in progress and the reconciler re-reads its payment, whose list \
-             of refunds grows); with reconciliation held off (a 10-minute interval) a run gave \
-             +4.4 % and no steps. SQLite's own memory (`sqlite3_memory_used`) levels off at \
-             2.7 MB by 25 s. At most two malloc arenas (`MALLOC_ARENA_MAX=2`): −0.4 % and +3.5 % \
-             against +0.7 % and +4.4 % without, too few runs to tell. What of a reconciliation \
-             pass outlives it is not found yet. \
+             What still grew, in some runs by +16 % over the last 30 s (steps of 1–2 MB late \
+             in a run, which the trim did not take back), was SQLite's page caches: each of the \
+             ledger's three connections filled its own cache (SQLite's default, 2 MB) as the \
+             ledger file grew past it. heaptrack attached to the proxy for the run's last 37 s \
+             (2026-11-29) found 3.0 MB of live heap at the peak, 2.0 MB of it cache pages \
+             allocated in that window; glibc's arenas, other allocators (jemalloc: +3.0 % and \
+             +8.1 % at 24 MB; mimalloc: +19.8 % and +19.3 %) and a fixed mmap threshold (+15.9 %, \
+             −0.2 %, +16.4 %) were no cure. Each connection's cache is now 256 KiB \
+             (`PAGE_CACHE_KIB`, `proxy/src/ledger/mod.rs`): three runs each the same day, \
+             +5.0 %, +4.7 % and +5.4 % at 17.5–18.0 MB at the end, against +16.8 %, +4.7 %, \
+             +4.5 % and +0.3 % (18.3–20.4 MB) with the default; the refund path's p50 and p99 \
+             in the overhead section did not move (two alternating runs each). What is left is \
+             a steady rise of about 0.3 MB every 10 s in every run, not steps; not traced. \
              The syncs themselves (strace on the proxy in one \
              run, this machine): two WAL `fsync`s per refund, median 0.7 ms, p99 5 ms, but a \
              few of 130–180 ms; the checkpoints' syncs of the database file are rare (75 a \
