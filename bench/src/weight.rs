@@ -1,7 +1,7 @@
-//! The widget's weight: its `.wasm`, `.js` and `.css` files in `dist/`, raw and gzip.
+//! The widget's weight: its `.wasm`, `.js` and `.css` files in `dist/`, raw, gzip and brotli.
 //!
-//! Counted the way `cargo xtask widget` counts them (gzip at the best level, each file on its
-//! own), so the two tables agree byte for byte.
+//! Counted the way `cargo xtask widget` counts them (gzip and brotli at their best levels, each
+//! file on its own), so the two tables agree byte for byte.
 
 use std::io::Write;
 use std::path::Path;
@@ -21,6 +21,8 @@ pub struct FileSize {
     pub name: String,
     pub raw: u64,
     pub gzip: u64,
+    /// At brotli's best (quality 11), as a server that pre-compresses would send it.
+    pub brotli: u64,
 }
 
 /// The widget's files in `dist`, sorted by name.
@@ -46,6 +48,7 @@ pub fn measure(dist: &Path) -> Result<Vec<FileSize>, String> {
             name,
             raw: bytes.len() as u64,
             gzip: gzip_len(&bytes),
+            brotli: brotli_len(&bytes),
         });
     }
     if !sizes.iter().any(|f| f.name.ends_with(".wasm")) {
@@ -78,17 +81,18 @@ pub fn rows(dist: &Path) -> Vec<Row> {
             Row::plain(
                 SECTION,
                 format!("{} `{}`", kind(&f.name), f.name),
-                format!("{} gzip ({} raw)", kb(f.gzip), kb(f.raw)),
+                weight(f.gzip, f.brotli, f.raw),
             )
         })
         .collect();
     let gzip: u64 = sizes.iter().map(|f| f.gzip).sum();
+    let brotli: u64 = sizes.iter().map(|f| f.brotli).sum();
     let raw: u64 = sizes.iter().map(|f| f.raw).sum();
     rows.push(
         Row::plain(
             SECTION,
             "total transferred (wasm + js + css)",
-            format!("{} gzip ({} raw)", kb(gzip), kb(raw)),
+            weight(gzip, brotli, raw),
         )
         .goal("≤ 100 KB gzip", gzip <= GOAL_GZIP_BYTES),
     );
@@ -105,6 +109,23 @@ pub fn gzip_len(bytes: &[u8]) -> u64 {
         .finish()
         .expect("finishing into a Vec cannot fail")
         .len() as u64
+}
+
+/// Bytes after brotli at its best quality (11) and window (22 bits), as `brotli -q 11`.
+pub fn brotli_len(bytes: &[u8]) -> u64 {
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 11,
+        lgwin: 22,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    brotli::BrotliCompress(&mut &bytes[..], &mut out, &params)
+        .expect("compressing into a Vec cannot fail");
+    out.len() as u64
+}
+
+fn weight(gzip: u64, brotli: u64, raw: u64) -> String {
+    format!("{} gzip, {} brotli ({} raw)", kb(gzip), kb(brotli), kb(raw))
 }
 
 /// What kind of widget file `name` is: `wasm`, `js` or `css`.
@@ -128,7 +149,7 @@ mod tests {
         let names: Vec<_> = sizes.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["w.js", "w_bg.wasm"]);
         assert_eq!(sizes[1].raw, 4096);
-        assert!(sizes.iter().all(|f| f.gzip < f.raw));
+        assert!(sizes.iter().all(|f| f.gzip < f.raw && f.brotli < f.raw));
     }
 
     #[test]
