@@ -3,7 +3,7 @@
 //! - [`fixtures`]: a realistic ~1 KB `payment_refunded` webhook and the demo keys.
 //! - [`timing`]: medians of repeated timings, for CPU-bound work like signing.
 //! - [`signing_cost`]: signing and webhook verification in both schemes.
-//! - [`weight`]: the widget's files in `dist/`, raw and gzip.
+//! - [`weight`]: the widget's files in `dist/`, raw, gzip and brotli.
 //! - [`start`]: the widget in headless Chromium, navigation to interactive.
 //! - [`overhead`]: the refund path straight to the sandbox and through the proxy.
 //! - [`ingest`]: the proxy's webhook route against a bare axum 200 handler.

@@ -136,11 +136,13 @@ async fn run(length: Duration, notes: &mut Vec<String>) -> Result<Vec<Row>, Stri
              allocated in that window; glibc's arenas, other allocators (jemalloc: +3.0 % and \
              +8.1 % at 24 MB; mimalloc: +19.8 % and +19.3 %) and a fixed mmap threshold (+15.9 %, \
              −0.2 %, +16.4 %) were no cure. Each connection's cache is now 256 KiB \
-             (`PAGE_CACHE_KIB`, `proxy/src/ledger/mod.rs`): three runs each the same day, \
-             +5.0 %, +4.7 % and +5.4 % at 17.5–18.0 MB at the end, against +16.8 %, +4.7 %, \
-             +4.5 % and +0.3 % (18.3–20.4 MB) with the default; the refund path's p50 and p99 \
-             in the overhead section did not move (two alternating runs each). What is left is \
-             a steady rise of about 0.3 MB every 10 s in every run, not steps; not traced. \
+             (`PAGE_CACHE_KIB`, `proxy/src/ledger/mod.rs`): the same day, +5.0 %, +4.7 % and \
+             +5.4 % at 17.5–18.0 MB at the end in three runs of this section and +8.8 % at \
+             17.2 MB in the full run after them, against +16.8 %, +4.7 %, +4.5 % and +0.3 % \
+             (18.3–20.4 MB) with the default; the refund path's p50 and p99 in the overhead \
+             section did not move (two alternating runs each). What is left is a rise of about \
+             0.3 MB every 10 s with, in some runs, a smaller step near the end (0.8 MB in the \
+             full run); not traced. \
              The syncs themselves (strace on the proxy in one \
              run, this machine): two WAL `fsync`s per refund, median 0.7 ms, p99 5 ms, but a \
              few of 130–180 ms; the checkpoints' syncs of the database file are rare (75 a \

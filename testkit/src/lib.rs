@@ -15,9 +15,13 @@
 //!   ([`postgres::Cluster::fresh_database`]), one process-wide cluster for a suite
 //!   ([`postgres::shared`]), and a way to take the server down and back up mid-test;
 //!   stopped and removed when dropped, or by its watchdog when the test process is killed.
+//!
+//! - [`widget_size`]: the widget's files in `dist/`, raw, gzip and brotli: one measurement
+//!   for `cargo xtask widget`'s budget and the bench's report.
 
 pub mod postgres;
 pub mod process;
+pub mod widget_size;
 
 pub use process::{free_addr, ServerProcess};
 

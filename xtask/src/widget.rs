@@ -3,11 +3,9 @@
 //! Size is deterministic for a given toolchain, so a check that fails the build is fair here
 //! (unlike timings, which only benchmarks report).
 
-use std::io::Write;
 use std::path::PathBuf;
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
+use testkit::widget_size::FileSize;
 
 use crate::setup::{self, root};
 use crate::Result;
@@ -32,16 +30,6 @@ use crate::Result;
 /// output dropped (−16.9 KB: `BUILD_STD_ENV`, `SIZE_RUSTFLAGS`).
 pub const BUDGET_GZIP_BYTES: u64 = 141 * 1024 + 512;
 
-/// One built file's weight.
-#[derive(Debug, Clone)]
-pub struct FileSize {
-    pub name: String,
-    pub raw: u64,
-    pub gzip: u64,
-    /// At brotli's best (quality 11), as a server that pre-compresses would send it.
-    pub brotli: u64,
-}
-
 /// The standard library compiled from source with the widget, at its size settings, instead of
 /// linked precompiled (built for speed, with panic messages and their formatting). Cargo's
 /// `build-std` is unstable; `RUSTC_BOOTSTRAP` lets the pinned stable toolchain use it, for this
@@ -64,20 +52,19 @@ const SIZE_RUSTFLAGS: &str =
 pub fn build_release() -> Result<Vec<FileSize>> {
     let wasm_bindgen = setup::wasm_bindgen_version()?;
     let rustflags = format!("{} {SIZE_RUSTFLAGS}", remap_build_paths());
-    setup::run_cmd(
-        "trunk",
-        &["build", "--release"],
-        &[
-            BUILD_STD_ENV[0],
-            BUILD_STD_ENV[1],
-            ("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS", &rustflags),
-            // The same pins as Trunk.toml, so a stray global config cannot make trunk download.
-            ("TRUNK_OFFLINE", "true"),
-            ("TRUNK_SKIP_VERSION_CHECK", "true"),
-            ("TRUNK_TOOLS_WASM_BINDGEN", &wasm_bindgen),
-            ("TRUNK_TOOLS_WASM_OPT", "version_132"),
-        ],
-    )?;
+    let mut envs = BUILD_STD_ENV.to_vec();
+    envs.extend([
+        (
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
+            rustflags.as_str(),
+        ),
+        // The same pins as Trunk.toml, so a stray global config cannot make trunk download.
+        ("TRUNK_OFFLINE", "true"),
+        ("TRUNK_SKIP_VERSION_CHECK", "true"),
+        ("TRUNK_TOOLS_WASM_BINDGEN", &wasm_bindgen),
+        ("TRUNK_TOOLS_WASM_OPT", "version_132"),
+    ]);
+    setup::run_cmd("trunk", &["build", "--release"], &envs)?;
     minify_scripts()?;
     build_host_examples()?;
     let sizes = measure()?;
@@ -202,9 +189,12 @@ fn replace_integrity(page: &str, href: &str, integrity: &str) -> Option<String> 
     ))
 }
 
-/// Rust flags that keep this machine's paths out of the shipped wasm: panic locations name
-/// `tachys-0.2.19/src/…` instead of `/root/.cargo/registry/src/index.crates.io-…/tachys-…`
-/// (no build path leaks, the same bytes on every machine, and less weight).
+/// Rust flags that keep this machine's paths out of the shipped wasm, should any source path
+/// reach it (`SIZE_RUSTFLAGS` drops panic locations, which were most of them): a file would
+/// be named `tachys-0.2.19/src/…` instead of `/root/.cargo/registry/src/index.crates.io-…/
+/// tachys-…`, and the standard library's sources, compiled from the toolchain's `rust-src`,
+/// `/rustc/src/…` as in the precompiled std. No build path leaks, and the same bytes on
+/// every machine.
 fn remap_build_paths() -> String {
     let cargo_home = std::env::var("CARGO_HOME")
         .map(PathBuf::from)
@@ -218,53 +208,30 @@ fn remap_build_paths() -> String {
             flags.push(format!("--remap-path-prefix={}/=", index.path().display()));
         }
     }
+    if let Some(sysroot) = sysroot() {
+        flags.push(format!(
+            "--remap-path-prefix={}/lib/rustlib/src/rust/=/rustc/src/",
+            sysroot.display()
+        ));
+    }
     flags.push(format!("--remap-path-prefix={}/=", root().display()));
     flags.join(" ")
 }
 
-/// The widget's own files in `dist/`: what a host page loads to embed it.
-pub fn measure() -> Result<Vec<FileSize>> {
-    let dist = root().join("dist");
-    let mut sizes = Vec::new();
-    let entries = std::fs::read_dir(&dist).map_err(|e| format!("{}: {e}", dist.display()))?;
-    for entry in entries {
-        let path: PathBuf = entry.map_err(|e| e.to_string())?.path();
-        let is_widget = matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("wasm" | "js" | "css")
-        );
-        if !is_widget || !path.is_file() {
-            continue;
-        }
-        let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
-        let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
-        encoder.write_all(&bytes).map_err(|e| e.to_string())?;
-        let gzip = encoder.finish().map_err(|e| e.to_string())?.len() as u64;
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        sizes.push(FileSize {
-            name,
-            raw: bytes.len() as u64,
-            gzip,
-            brotli: brotli_size(&bytes)?,
-        });
-    }
-    if !sizes.iter().any(|f| f.name.ends_with(".wasm")) {
-        return Err("no .wasm in dist/: did trunk build the widget?".into());
-    }
-    sizes.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(sizes)
+/// The active toolchain's sysroot (`rustc --print sysroot`), where `rust-src` lives.
+fn sysroot() -> Option<PathBuf> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let output = std::process::Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    Some(PathBuf::from(String::from_utf8(output.stdout).ok()?.trim()))
 }
 
-/// `bytes` compressed at brotli's best setting, as `brotli -q 11` would.
-fn brotli_size(bytes: &[u8]) -> Result<u64> {
-    let params = brotli::enc::BrotliEncoderParams {
-        quality: 11,
-        lgwin: 22,
-        ..Default::default()
-    };
-    let mut out = Vec::new();
-    brotli::BrotliCompress(&mut &bytes[..], &mut out, &params).map_err(|e| e.to_string())?;
-    Ok(out.len() as u64)
+/// The widget's own files in `dist/`: what a host page loads to embed it.
+pub fn measure() -> Result<Vec<FileSize>> {
+    testkit::widget_size::measure(&root().join("dist"))
 }
 
 fn kb(bytes: u64) -> f64 {
@@ -301,24 +268,6 @@ fn print_sizes(sizes: &[FileSize]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn brotli_measures_what_a_decoder_gets_back() {
-        let text = "refund ".repeat(2000);
-        let size = brotli_size(text.as_bytes()).unwrap();
-        assert!(size > 0 && size < 200, "{size}");
-        let params = brotli::enc::BrotliEncoderParams {
-            quality: 11,
-            lgwin: 22,
-            ..Default::default()
-        };
-        let mut packed = Vec::new();
-        brotli::BrotliCompress(&mut text.as_bytes(), &mut packed, &params).unwrap();
-        let mut unpacked = Vec::new();
-        brotli::BrotliDecompress(&mut &packed[..], &mut unpacked).unwrap();
-        assert_eq!(unpacked, text.as_bytes());
-        assert_eq!(packed.len() as u64, size);
-    }
 
     #[test]
     fn the_glues_integrity_follows_its_new_bytes() {

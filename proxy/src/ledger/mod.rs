@@ -251,14 +251,15 @@ pub fn connect_options(path: &Path) -> Result<SqliteConnectOptions, sqlx::Error>
         .pragma("cache_size", format!("-{PAGE_CACHE_KIB}")))
 }
 
-/// Each SQLite connection's page cache, KiB (SQLite's default is 2,000). The ledger's reads
-/// are index look-ups (a payment's rows, a key, the chain's head): the b-trees' upper pages
-/// and the newest leaves, well inside this; the rest comes from the operating system's file
-/// cache, shared by every connection. With SQLite's default the proxy's memory grew with the
-/// ledger file until each of its three connections held 2 MB: in the sustained-load bench,
-/// steps of about 2 MB late in a run (+16 % over its last 30 s in some runs); with 256 KiB
-/// the growth is +5 % in every run and the refund path's latency is unchanged
-/// (BENCHMARKS.md's notes).
+/// The page cache of each of the proxy's SQLite connections (the writer and the readers),
+/// KiB; SQLite's default is 2,000. The ledger's reads are index look-ups (a payment's rows,
+/// a key, the chain's head): the b-trees' upper pages and the newest leaves, well inside
+/// this; the rest comes from the operating system's file cache, shared by every connection.
+/// With SQLite's default the proxy's memory grew with the ledger file until each of its three
+/// connections held 2 MB: in the sustained-load bench, steps of 1–2 MB late in a run (+16.8 %
+/// over its last 30 s in one of four runs); with 256 KiB, +4.7 to +8.8 % in five runs, and
+/// the refund path's latency unchanged (BENCHMARKS.md's notes). `proxy export` and
+/// `verify-ledger` open the file with SQLite's default: short-lived, and one connection each.
 pub const PAGE_CACHE_KIB: u32 = 256;
 
 impl Ledger {
