@@ -255,13 +255,10 @@ async fn bare_rounds(count: usize, data_line: usize) -> Result<Vec<Duration>, St
 /// An event frame for round `round` whose `data:` line is `data_line` bytes long (or as
 /// short as it can be).
 fn bare_frame(round: usize, data_line: usize) -> String {
-    let data = format!(r#"data: {{"refund_id":"{}","pad":""}}"#, refund_id(round));
-    let pad = "x".repeat(data_line.saturating_sub(data.len()));
-    let data = format!(
-        r#"data: {{"refund_id":"{}","pad":"{pad}"}}"#,
-        refund_id(round)
-    );
-    format!("event: refund\nid: {round}\n{data}\n\n")
+    let head = format!(r#"data: {{"refund_id":"{}","pad":""#, refund_id(round));
+    const TAIL: &str = r#""}"#;
+    let pad = "x".repeat(data_line.saturating_sub(head.len() + TAIL.len()));
+    format!("event: refund\nid: {round}\n{head}{pad}{TAIL}\n\n")
 }
 
 /// Resident memory per open stream of the bare server (`bench bare-serve`), bytes.
@@ -632,5 +629,81 @@ mod tests {
         let line = frame.lines().find(|l| l.starts_with("data:")).unwrap();
         assert_eq!((line.len(), round_of(line.as_bytes())), (300, Some(12)));
         assert_eq!(round_of(br#"{"seq":1}"#), None);
+    }
+
+    /// A loopback server that answers each `GET` with `head` and hands the test the socket,
+    /// to write the body by hand.
+    async fn hand_written_server(
+        head: &'static str,
+    ) -> (String, mpsc::UnboundedReceiver<TcpStream>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (accepted, sockets) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                while find(&request, b"\r\n\r\n").is_none() {
+                    if socket.read_buf(&mut request).await.unwrap() == 0 {
+                        return;
+                    }
+                }
+                socket.write_all(head.as_bytes()).await.unwrap();
+                let _ = accepted.send(socket);
+            }
+        });
+        (base, sockets)
+    }
+
+    /// `frame` as one chunk of a chunked body.
+    fn chunk(frame: &str) -> Vec<u8> {
+        format!("{:x}\r\n{frame}\r\n", frame.len()).into_bytes()
+    }
+
+    #[tokio::test]
+    async fn the_readers_count_each_stream_once_per_round_however_its_bytes_arrive() {
+        let (base, mut sockets) = hand_written_server(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+             transfer-encoding: chunked\r\n\r\n",
+        )
+        .await;
+        let streams = open_readers(&base, 2, || async { Ok("/events".to_owned()) })
+            .await
+            .unwrap();
+        let (mut a, mut b) = (sockets.recv().await.unwrap(), sockets.recv().await.unwrap());
+        let arrivals = &streams.arrivals;
+        let all_in = arrivals.expect(1);
+
+        // Stream a: the round's event split across two reads, then the same event again,
+        // and a comment; it counts once.
+        let event = chunk(&bare_frame(1, 120));
+        let (first, second) = event.split_at(event.len() / 2);
+        a.write_all(first).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        a.write_all(second).await.unwrap();
+        a.write_all(&event).await.unwrap();
+        a.write_all(&chunk(":\n\n")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(arrivals.got.load(Ordering::Acquire), 1, "a, once");
+        assert_eq!(arrivals.data_line.load(Ordering::Relaxed), 120);
+
+        // Stream b: the round is complete only when it has the event too.
+        let sent = Instant::now();
+        b.write_all(&event).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), all_in)
+            .await
+            .expect("both streams have round 1");
+        assert_eq!(arrivals.got.load(Ordering::Acquire), 2);
+        assert!(arrivals.last() >= sent);
+    }
+
+    #[tokio::test]
+    async fn a_stream_refused_by_the_server_fails_the_opening() {
+        let (base, _sockets) =
+            hand_written_server("HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n").await;
+        let refused = open_readers(&base, 1, || async { Ok("/events".to_owned()) }).await;
+        let Err(why) = refused else {
+            panic!("a 403 opened a stream");
+        };
+        assert!(why.contains("403"), "{why}");
     }
 }

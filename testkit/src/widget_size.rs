@@ -57,7 +57,7 @@ pub fn measure(dist: &Path) -> Result<Vec<FileSize>, String> {
 }
 
 /// Bytes after gzip at the best level.
-pub fn gzip_len(bytes: &[u8]) -> u64 {
+fn gzip_len(bytes: &[u8]) -> u64 {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
     encoder
         .write_all(bytes)
@@ -69,7 +69,7 @@ pub fn gzip_len(bytes: &[u8]) -> u64 {
 }
 
 /// Bytes after brotli at its best quality (11) and window (22 bits), as `brotli -q 11`.
-pub fn brotli_len(bytes: &[u8]) -> u64 {
+fn brotli_len(bytes: &[u8]) -> u64 {
     let mut out = Vec::new();
     brotli::BrotliCompress(&mut &bytes[..], &mut out, &brotli_params())
         .expect("compressing into a Vec cannot fail");

@@ -109,7 +109,7 @@ async fn stream(
         pending: backlog.iter().map(frame).collect::<Vec<_>>().into_iter(),
         live,
         ledger: state.ledger.clone(),
-        keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
+        keep_alive: keep_alive_timer(),
     };
     let body = follow.into_stream().map(Ok::<_, Infallible>);
     Ok((
@@ -145,6 +145,11 @@ struct Follow {
     /// which a timeout around each wait did (registered and removed for every stream on
     /// every event).
     keep_alive: Pin<Box<Sleep>>,
+}
+
+/// A stream's keep-alive timer, due one [`KEEP_ALIVE`] from now.
+fn keep_alive_timer() -> Pin<Box<Sleep>> {
+    Box::pin(tokio::time::sleep(KEEP_ALIVE))
 }
 
 impl Follow {
@@ -223,7 +228,7 @@ mod tests {
             replayed,
             ledger,
             pending: Vec::new().into_iter(),
-            keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
+            keep_alive: keep_alive_timer(),
         };
         (follow, live, session, dir)
     }
@@ -233,7 +238,7 @@ mod tests {
         let (mut follow, live, session, _dir) = follow(0).await;
         // The clock stands still from here and jumps to the next timer when all is idle.
         tokio::time::pause();
-        follow.keep_alive = Box::pin(tokio::time::sleep(KEEP_ALIVE));
+        follow.keep_alive = keep_alive_timer();
         let start = tokio::time::Instant::now();
         // An event halfway through the interval does not push the keep-alive back: the
         // stream's one timer is not touched by events.
@@ -262,7 +267,7 @@ mod tests {
     async fn a_stream_read_late_gets_one_keep_alive_then_the_next_an_interval_later() {
         let (mut follow, live, session, _dir) = follow(0).await;
         tokio::time::pause();
-        follow.keep_alive = Box::pin(tokio::time::sleep(KEEP_ALIVE));
+        follow.keep_alive = keep_alive_timer();
         // Nobody reads the stream for three intervals (a stalled client, a busy runtime).
         tokio::time::advance(3 * KEEP_ALIVE).await;
         // An event and the overdue keep-alive are both ready: the event goes first.
