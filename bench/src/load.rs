@@ -22,6 +22,27 @@ pub struct Latencies {
     pub first_error: Option<String>,
 }
 
+impl Latencies {
+    /// Adds `other`'s requests to these: one pass measured in slices.
+    pub fn absorb(&mut self, other: Latencies) {
+        self.ok.extend(other.ok);
+        self.failed += other.failed;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+}
+
+/// The order in which `paths` passes run their slices in round `round`: each once, rotated by
+/// one a round, so that no path always runs first, or always right after the same other one.
+///
+/// Passes compared with each other run interleaved, a slice of each per round, rather than one
+/// whole pass after another: this machine's slow swings (other work on the host, a busy
+/// neighbour) then fall on every path alike instead of on whichever pass ran while they lasted.
+pub fn round_order(round: usize, paths: usize) -> impl Iterator<Item = usize> {
+    (0..paths).map(move |k| (round + k) % paths)
+}
+
 /// Starts `total` calls of `op(i)` at `rate` per second; gives up on what is still running at
 /// `deadline` after the start.
 pub async fn fixed_rate<F, Fut>(total: usize, rate: f64, deadline: Duration, op: F) -> Latencies
@@ -176,6 +197,41 @@ mod tests {
         assert_eq!(result.ok.len(), 19);
         assert_eq!(result.failed, 1);
         assert_eq!(result.first_error.as_deref(), Some("three fails"));
+    }
+
+    #[test]
+    fn slices_add_up_to_one_pass_whose_first_error_is_the_first_slices() {
+        let mut pass = Latencies::default();
+        pass.absorb(Latencies {
+            ok: vec![Duration::from_millis(1)],
+            failed: 0,
+            first_error: None,
+        });
+        pass.absorb(Latencies {
+            ok: vec![Duration::from_millis(2), Duration::from_millis(3)],
+            failed: 1,
+            first_error: Some("second slice".into()),
+        });
+        pass.absorb(Latencies {
+            ok: vec![],
+            failed: 2,
+            first_error: Some("third slice".into()),
+        });
+        assert_eq!(pass.ok.len(), 3);
+        assert_eq!(pass.failed, 3);
+        assert_eq!(pass.first_error.as_deref(), Some("second slice"));
+    }
+
+    #[test]
+    fn every_path_runs_once_a_round_and_each_goes_first_in_turn() {
+        let rounds: Vec<Vec<usize>> = (0..4).map(|r| round_order(r, 4).collect()).collect();
+        for order in &rounds {
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(sorted, [0, 1, 2, 3]);
+        }
+        let firsts: Vec<usize> = rounds.iter().map(|order| order[0]).collect();
+        assert_eq!(firsts, [0, 1, 2, 3]);
     }
 
     #[tokio::test]

@@ -15,6 +15,10 @@
 //! latency is what any proxy that keeps the ledger's promises must add; the goals are the
 //! proxy's added latency against it. A fourth pass, for information, runs the floor writing
 //! the rows the ledger writes in those two commits (`ledger-rows` in [`crate::floor`]).
+//!
+//! The four passes run interleaved: five rounds, each running 200 requests of every pass in a
+//! rotating order ([`load::round_order`]), so a slow minute of this shared machine weighs on
+//! every pass alike rather than on whichever ran during it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,9 +38,12 @@ use crate::timing::percentile;
 
 const SECTION: &str = "4. proxy overhead";
 /// Requests per pass (half look-ups, half refunds) and the rate they are offered at.
-const OPS: usize = 1000;
-const RATE: f64 = 200.0;
+pub(crate) const OPS: usize = 1000;
+pub(crate) const RATE: f64 = 200.0;
 const WARM_UP_OPS: usize = 100;
+/// Each pass runs in this many slices of `SLICE` requests, interleaved with the others'.
+pub(crate) const ROUNDS: usize = 5;
+pub(crate) const SLICE: usize = OPS / ROUNDS;
 const PASS_DEADLINE: Duration = Duration::from_secs(30);
 /// Issue 13: the proxy's added latency at most the storage floor's plus these (HMAC); with
 /// RSA, the p99 may add one RSA signature more.
@@ -104,17 +111,30 @@ async fn measure_scheme(scheme: Scheme) -> Result<Passes, String> {
     let warm = rig.payments(WARM_UP_OPS / 2).await;
     run(&rig, &floor, Path::Proxy, warm, WARM_UP_OPS).await;
 
-    let direct = run(&rig, &floor, Path::Direct, rig.payments(OPS / 2).await, OPS).await;
-    let payments = rig.payments(OPS / 2).await;
-    let cpu = floor_server.cpu();
-    let floor_pass = run(&rig, &floor, Path::Floor, payments, OPS).await;
-    let floor_cpu = floor_server.cpu().saturating_sub(cpu);
-    let payments = rig.payments(OPS / 2).await;
-    let ledger_floor_pass = run(&rig, &ledger_floor, Path::Floor, payments, OPS).await;
-    let payments = rig.payments(OPS / 2).await;
-    let cpu = rig.proxy.cpu();
-    let proxied = run(&rig, &floor, Path::Proxy, payments, OPS).await;
-    let proxy_cpu = rig.proxy.cpu().saturating_sub(cpu);
+    // The four passes in rounds, a slice of each per round (`load::round_order`).
+    let (mut direct, mut floor_pass, mut ledger_floor_pass, mut proxied) =
+        <(Latencies, Latencies, Latencies, Latencies)>::default();
+    let (mut floor_cpu, mut proxy_cpu) = (Duration::ZERO, Duration::ZERO);
+    for round in 0..ROUNDS {
+        for which in load::round_order(round, 4) {
+            let payments = rig.payments(SLICE / 2).await;
+            match which {
+                0 => direct.absorb(run(&rig, &floor, Path::Direct, payments, SLICE).await),
+                1 => {
+                    let cpu = floor_server.cpu();
+                    floor_pass.absorb(run(&rig, &floor, Path::Floor, payments, SLICE).await);
+                    floor_cpu += floor_server.cpu().saturating_sub(cpu);
+                }
+                2 => ledger_floor_pass
+                    .absorb(run(&rig, &ledger_floor, Path::Floor, payments, SLICE).await),
+                _ => {
+                    let cpu = rig.proxy.cpu();
+                    proxied.absorb(run(&rig, &floor, Path::Proxy, payments, SLICE).await);
+                    proxy_cpu += rig.proxy.cpu().saturating_sub(cpu);
+                }
+            }
+        }
+    }
     for (name, pass) in [
         ("direct", &direct),
         ("storage floor", &floor_pass),

@@ -15,14 +15,12 @@ use signing::Scheme;
 use crate::fanout;
 use crate::ingest::signed_webhooks;
 use crate::load::{self, Latencies};
-use crate::overhead::{self, Path};
+use crate::overhead::{self, Path, OPS, RATE};
 use crate::report::{self, Row};
 use crate::rig::{Rig, RigOptions};
 use crate::timing::percentile;
 
 const SECTION: &str = "8. PostgreSQL ledger";
-const OPS: usize = 1000;
-const RATE: f64 = 200.0;
 const WEBHOOKS: usize = 2000;
 const CONCURRENCIES: [usize; 2] = [16, 64];
 const INGEST_LIMIT: Duration = Duration::from_secs(20);
@@ -105,16 +103,20 @@ async fn overhead_rows(cluster: &testkit::postgres::Cluster) -> Result<Vec<Row>,
         let warm = rig.payments(50).await;
         overhead::run(rig, &none, Path::Proxy, warm, 100).await;
     }
-    let pass = |rig: &Arc<Rig>, path: Path| {
-        let (rig, none) = (rig.clone(), none.clone());
-        async move {
-            let payments = rig.payments(OPS / 2).await;
-            overhead::run(&rig, &none, path, payments, OPS).await
+    // The three passes in rounds, a slice of each per round (`load::round_order`).
+    let (mut direct, mut on_sqlite, mut on_postgres) =
+        <(Latencies, Latencies, Latencies)>::default();
+    for round in 0..overhead::ROUNDS {
+        for which in load::round_order(round, 3) {
+            let (rig, path, pass) = match which {
+                0 => (&sqlite, Path::Direct, &mut direct),
+                1 => (&sqlite, Path::Proxy, &mut on_sqlite),
+                _ => (&postgres, Path::Proxy, &mut on_postgres),
+            };
+            let payments = rig.payments(overhead::SLICE / 2).await;
+            pass.absorb(overhead::run(rig, &none, path, payments, overhead::SLICE).await);
         }
-    };
-    let mut direct = pass(&sqlite, Path::Direct).await;
-    let mut on_sqlite = pass(&sqlite, Path::Proxy).await;
-    let mut on_postgres = pass(&postgres, Path::Proxy).await;
+    }
     for (name, pass) in [
         ("direct", &direct),
         ("SQLite proxy", &on_sqlite),
