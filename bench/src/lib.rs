@@ -3,7 +3,8 @@
 //! - [`fixtures`]: a realistic ~1 KB `payment_refunded` webhook and the demo keys.
 //! - [`timing`]: medians of repeated timings, for CPU-bound work like signing.
 //! - [`signing_cost`]: signing and webhook verification in both schemes.
-//! - [`weight`]: the widget's files in `dist/`, raw, gzip and brotli.
+//! - [`weight`]: the widget's files in `dist/`, raw, gzip and brotli; [`wasm_profile`]: its
+//!   wasm by crate.
 //! - [`start`]: the widget in headless Chromium, navigation to interactive.
 //! - [`overhead`]: the refund path straight to the sandbox and through the proxy.
 //! - [`ingest`]: the proxy's webhook route against a bare axum 200 handler.
@@ -33,6 +34,7 @@ pub mod signing_cost;
 pub mod start;
 pub mod sustained;
 pub mod timing;
+pub mod wasm_profile;
 pub mod weight;
 
 /// The repository root (the parent of `bench/`): where `dist/` and `BENCHMARKS.md` live.

@@ -7,6 +7,7 @@ use std::path::Path;
 use testkit::widget_size::measure;
 
 use crate::report::{kb, Row};
+use crate::wasm_profile;
 
 const SECTION: &str = "1. widget weight";
 /// Issue 8's goal for what an embedding page transfers, gzip.
@@ -48,6 +49,31 @@ pub fn rows(dist: &Path) -> Vec<Row> {
         .goal("≤ 100 KB gzip", gzip <= GOAL_GZIP_BYTES),
     );
     rows
+}
+
+/// How many of the wasm's largest contributors the table lists (issue 13: the top 15).
+const PROFILE_TOP: usize = 15;
+
+/// The wasm's largest contributors by crate (`wasm_profile`), one row each, largest first.
+pub fn profile_rows(root: &Path) -> Vec<Row> {
+    let (shares, total) = match wasm_profile::of_release_build(root) {
+        Ok(profile) => profile,
+        Err(why) => return vec![Row::not_measured(SECTION, "wasm by crate", why, "")],
+    };
+    shares
+        .iter()
+        .take(PROFILE_TOP)
+        .enumerate()
+        .map(|(i, share)| {
+            let percent = share.bytes as f64 * 100.0 / total.max(1) as f64;
+            Row::plain(
+                SECTION,
+                format!("wasm by crate, #{}: {}", i + 1, share.group),
+                format!("{} ({percent:.1} %)", kb(share.bytes)),
+            )
+            .baseline(format!("of {} code and data, before wasm-opt", kb(total)))
+        })
+        .collect()
 }
 
 fn weight(gzip: u64, brotli: u64, raw: u64) -> String {
