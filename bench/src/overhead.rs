@@ -425,7 +425,18 @@ fn rows_for(scheme: Scheme, mut passes: Passes, notes: &mut Vec<String>) -> Vec<
              HTTP of a request the floors do not parse. Reading the chain's head and last \
              `seq` in the same call as `BEGIN` (one round trip fewer per commit) was tried on \
              2026-11-29 and not kept: three alternating runs each, the proxy's p50 2.41, 2.19 \
-             and 1.93 ms with it against 2.13, 1.77 and 2.61 ms without, lost in the noise.",
+             and 1.93 ms with it against 2.13, 1.77 and 2.61 ms without, lost in the noise. \
+             What one round trip costs (2026-11-30, this machine, idle): a `SELECT ?` on one \
+             sqlx SQLite connection 13–16 µs at p50, and a write transaction sent as five \
+             calls 50–90 µs more than the same statements sent as one (three rounds of 300 \
+             each); so the eight round trips more than the floor are worth about 0.1 ms idle, \
+             more when the cores are busy, since each is two thread wake-ups: perf on the \
+             proxy in this section that day put 26 % of its samples in the kernel's \
+             `finish_task_switch`, the return from a context switch. One tokio worker instead \
+             of two (`TOKIO_WORKER_THREADS=1`, fewer wake-ups between workers) was within the \
+             noise, two alternating runs each. The passes run interleaved since that day \
+             (five rounds of 200 requests, every pass once a round in a rotating order), so a \
+             slow spell of the shared machine weighs on all four alike.",
             missed.join(", "),
             report::duration(floor50),
             report::duration(floor99),
