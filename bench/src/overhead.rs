@@ -33,7 +33,7 @@ use signing::{Scheme, Signer};
 use crate::load::{self, Latencies};
 use crate::report::{self, Row};
 use crate::rig::{Rig, RigOptions};
-use crate::servers::Server;
+use crate::servers::{Server, Switches};
 use crate::timing::percentile;
 
 const SECTION: &str = "4. proxy overhead";
@@ -78,6 +78,10 @@ struct Passes {
     /// CPU time the floor's and the proxy's processes used during their measured pass.
     floor_cpu: Duration,
     proxy_cpu: Duration,
+    /// Context switches of each server process during its measured pass.
+    floor_switches: Switches,
+    ledger_floor_switches: Switches,
+    proxy_switches: Switches,
 }
 
 async fn measure_scheme(scheme: Scheme) -> Result<Passes, String> {
@@ -115,22 +119,32 @@ async fn measure_scheme(scheme: Scheme) -> Result<Passes, String> {
     let (mut direct, mut floor_pass, mut ledger_floor_pass, mut proxied) =
         <(Latencies, Latencies, Latencies, Latencies)>::default();
     let (mut floor_cpu, mut proxy_cpu) = (Duration::ZERO, Duration::ZERO);
+    let mut floor_switches = Switches::default();
+    let mut ledger_floor_switches = Switches::default();
+    let mut proxy_switches = Switches::default();
+    let ledger_floor_server = (*ledger_floor).as_ref().ok_or("no storage floor")?;
     for round in 0..ROUNDS {
         for which in load::round_order(round, 4) {
             let payments = rig.payments(SLICE / 2).await;
             match which {
                 0 => direct.absorb(run(&rig, &floor, Path::Direct, payments, SLICE).await),
                 1 => {
-                    let cpu = floor_server.cpu();
+                    let (cpu, switches) = (floor_server.cpu(), floor_server.switches());
                     floor_pass.absorb(run(&rig, &floor, Path::Floor, payments, SLICE).await);
                     floor_cpu += floor_server.cpu().saturating_sub(cpu);
+                    floor_switches.add(floor_server.switches().since(switches));
                 }
-                2 => ledger_floor_pass
-                    .absorb(run(&rig, &ledger_floor, Path::Floor, payments, SLICE).await),
+                2 => {
+                    let switches = ledger_floor_server.switches();
+                    ledger_floor_pass
+                        .absorb(run(&rig, &ledger_floor, Path::Floor, payments, SLICE).await);
+                    ledger_floor_switches.add(ledger_floor_server.switches().since(switches));
+                }
                 _ => {
-                    let cpu = rig.proxy.cpu();
+                    let (cpu, switches) = (rig.proxy.cpu(), rig.proxy.switches());
                     proxied.absorb(run(&rig, &floor, Path::Proxy, payments, SLICE).await);
                     proxy_cpu += rig.proxy.cpu().saturating_sub(cpu);
+                    proxy_switches.add(rig.proxy.switches().since(switches));
                 }
             }
         }
@@ -171,6 +185,9 @@ async fn measure_scheme(scheme: Scheme) -> Result<Passes, String> {
         signature,
         floor_cpu,
         proxy_cpu,
+        floor_switches,
+        ledger_floor_switches,
+        proxy_switches,
     })
 }
 
@@ -344,6 +361,27 @@ fn rows_for(scheme: Scheme, mut passes: Passes, notes: &mut Vec<String>) -> Vec<
     };
     rows.push(ledger_row("p50", d50, l50, p50));
     rows.push(ledger_row("p99", d99, l99, p99));
+    // Where the proxy's own time goes: every hand-off to another thread (sqlx's SQLite worker,
+    // a tokio worker) is a thread going to sleep and being woken.
+    let per_request = |s: Switches| {
+        format!(
+            "{:.1} voluntary + {:.1} preempted",
+            s.voluntary as f64 / OPS as f64,
+            s.preempted as f64 / OPS as f64
+        )
+    };
+    rows.push(
+        Row::plain(
+            SECTION,
+            format!("context switches per request, proxy, {scheme}"),
+            per_request(passes.proxy_switches),
+        )
+        .baseline(format!(
+            "storage floor {}; the floor writing the ledger's rows {}",
+            per_request(passes.floor_switches),
+            per_request(passes.ledger_floor_switches)
+        )),
+    );
     let p50_row = Row::plain(SECTION, what("p50", "proxy"), report::delta(d50, p50))
         .baseline(baseline(d50, f50, p50));
     let p99_row = Row::plain(SECTION, what("p99", "proxy"), report::delta(d99, p99))

@@ -234,6 +234,56 @@ impl Server {
     pub fn cpu(&self) -> Duration {
         cpu_of(self.pid()).unwrap_or_default()
     }
+
+    /// Context switches so far (see [`switches_of`]).
+    pub fn switches(&self) -> Switches {
+        switches_of(self.pid())
+    }
+}
+
+/// Context switches of a process's threads: `voluntary` when a thread went to sleep (it
+/// waited for a lock, a channel, a socket, the disk: each hand-off to another thread is one),
+/// `preempted` when the scheduler took the core away.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Switches {
+    pub voluntary: u64,
+    pub preempted: u64,
+}
+
+impl Switches {
+    pub fn since(self, earlier: Switches) -> Switches {
+        Switches {
+            voluntary: self.voluntary.saturating_sub(earlier.voluntary),
+            preempted: self.preempted.saturating_sub(earlier.preempted),
+        }
+    }
+
+    pub fn add(&mut self, more: Switches) {
+        self.voluntary += more.voluntary;
+        self.preempted += more.preempted;
+    }
+}
+
+/// Context switches of process `pid`, summed over its live threads (`/proc/<pid>/task/*/status`;
+/// a thread that has exited takes its count with it). Zero if none can be read.
+pub fn switches_of(pid: u32) -> Switches {
+    let mut total = Switches::default();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return total;
+    };
+    for task in tasks.flatten() {
+        if let Ok(status) = std::fs::read_to_string(task.path().join("status")) {
+            total.add(switches_in(&status));
+        }
+    }
+    total
+}
+
+fn switches_in(status: &str) -> Switches {
+    Switches {
+        voluntary: status_count(status, "voluntary_ctxt_switches").unwrap_or(0),
+        preempted: status_count(status, "nonvoluntary_ctxt_switches").unwrap_or(0),
+    }
 }
 
 impl Drop for Server {
@@ -247,8 +297,8 @@ impl Drop for Server {
 pub fn memory_of(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     Some((
-        status_kb(&status, "VmRSS")? * 1024,
-        status_kb(&status, "VmHWM")? * 1024,
+        status_count(&status, "VmRSS")? * 1024,
+        status_count(&status, "VmHWM")? * 1024,
     ))
 }
 
@@ -271,8 +321,12 @@ fn cpu_from_stat(stat: &str) -> Option<Duration> {
     Some(Duration::from_micros(ticks * 1_000_000 / per_second))
 }
 
-fn status_kb(status: &str, field: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with(field))?;
+/// The number after `field:` in a `/proc` status file (kB for the `Vm…` fields).
+fn status_count(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| {
+        l.strip_prefix(field)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -291,10 +345,31 @@ mod tests {
     }
 
     #[test]
+    fn voluntary_and_preempted_switches_are_told_apart() {
+        let status = "Name:\ttokio-rt-worker\nvoluntary_ctxt_switches:\t6323\n\
+                      nonvoluntary_ctxt_switches:\t3225\n";
+        assert_eq!(
+            switches_in(status),
+            Switches {
+                voluntary: 6323,
+                preempted: 3225
+            }
+        );
+    }
+
+    #[test]
+    fn a_live_process_has_switched_at_least_once() {
+        let pid = std::process::id();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(switches_of(pid).voluntary > 0);
+        assert_eq!(switches_of(u32::MAX), Switches::default());
+    }
+
+    #[test]
     fn memory_fields_are_read_in_kilobytes() {
         let status = "Name:\tproxy\nVmHWM:\t   40960 kB\nVmRSS:\t   20480 kB\n";
-        assert_eq!(status_kb(status, "VmRSS"), Some(20480));
-        assert_eq!(status_kb(status, "VmHWM"), Some(40960));
-        assert_eq!(status_kb(status, "VmSwap"), None);
+        assert_eq!(status_count(status, "VmRSS"), Some(20480));
+        assert_eq!(status_count(status, "VmHWM"), Some(40960));
+        assert_eq!(status_count(status, "VmSwap"), None);
     }
 }
