@@ -33,12 +33,13 @@ impl Latencies {
     }
 }
 
-/// The order in which `paths` passes run their slices in round `round`: each once, rotated by
-/// one a round, so that no path always runs first, or always right after the same other one.
+/// The order in which `paths` passes run their slices in round `round`: each once, the first
+/// one rotating (over `paths` rounds, each path goes first once).
 ///
 /// Passes compared with each other run interleaved, a slice of each per round, rather than one
-/// whole pass after another: this machine's slow swings (other work on the host, a busy
-/// neighbour) then fall on every path alike instead of on whichever pass ran while they lasted.
+/// whole pass after another: the machine's slow swings (other work on the host, a busy
+/// neighbour), seconds long, then fall on every path alike instead of on whichever pass ran
+/// while they lasted.
 pub fn round_order(round: usize, paths: usize) -> impl Iterator<Item = usize> {
     (0..paths).map(move |k| (round + k) % paths)
 }

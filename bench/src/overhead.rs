@@ -16,9 +16,8 @@
 //! proxy's added latency against it. A fourth pass, for information, runs the floor writing
 //! the rows the ledger writes in those two commits (`ledger-rows` in [`crate::floor`]).
 //!
-//! The four passes run interleaved: five rounds, each running 200 requests of every pass in a
-//! rotating order ([`load::round_order`]), so a slow minute of this shared machine weighs on
-//! every pass alike rather than on whichever ran during it.
+//! The four passes run interleaved ([`load::round_order`]): four rounds of 250 requests of
+//! each.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,12 +37,15 @@ use crate::timing::percentile;
 
 const SECTION: &str = "4. proxy overhead";
 /// Requests per pass (half look-ups, half refunds) and the rate they are offered at.
-pub(crate) const OPS: usize = 1000;
+pub(crate) const OPS: usize = INTERLEAVED_ROUNDS * SLICE;
 pub(crate) const RATE: f64 = 200.0;
 const WARM_UP_OPS: usize = 100;
-/// Each pass runs in this many slices of `SLICE` requests, interleaved with the others'.
-pub(crate) const ROUNDS: usize = 5;
-pub(crate) const SLICE: usize = OPS / ROUNDS;
+/// Each pass runs in this many slices of `SLICE` requests, interleaved with the others'; as
+/// many rounds as the section has passes, so each goes first once.
+pub(crate) const INTERLEAVED_ROUNDS: usize = 4;
+/// Half look-ups, half refunds of the same payments: even.
+pub(crate) const SLICE: usize = 250;
+const _: () = assert!(SLICE.is_multiple_of(2));
 const PASS_DEADLINE: Duration = Duration::from_secs(30);
 /// Issue 13: the proxy's added latency at most the storage floor's plus these (HMAC); with
 /// RSA, the p99 may add one RSA signature more.
@@ -115,7 +117,8 @@ async fn measure_scheme(scheme: Scheme) -> Result<Passes, String> {
     let warm = rig.payments(WARM_UP_OPS / 2).await;
     run(&rig, &floor, Path::Proxy, warm, WARM_UP_OPS).await;
 
-    // The four passes in rounds, a slice of each per round (`load::round_order`).
+    // A slice of each pass per round. CPU time is read at clock-tick resolution (10 ms) before
+    // and after each slice; context switches count the threads alive at each reading.
     let (mut direct, mut floor_pass, mut ledger_floor_pass, mut proxied) =
         <(Latencies, Latencies, Latencies, Latencies)>::default();
     let (mut floor_cpu, mut proxy_cpu) = (Duration::ZERO, Duration::ZERO);
@@ -123,7 +126,7 @@ async fn measure_scheme(scheme: Scheme) -> Result<Passes, String> {
     let mut ledger_floor_switches = Switches::default();
     let mut proxy_switches = Switches::default();
     let ledger_floor_server = (*ledger_floor).as_ref().ok_or("no storage floor")?;
-    for round in 0..ROUNDS {
+    for round in 0..INTERLEAVED_ROUNDS {
         for which in load::round_order(round, 4) {
             let payments = rig.payments(SLICE / 2).await;
             match which {
@@ -472,9 +475,10 @@ fn rows_for(scheme: Scheme, mut passes: Passes, notes: &mut Vec<String>) -> Vec<
              proxy in this section that day put 26 % of its samples in the kernel's \
              `finish_task_switch`, the return from a context switch. One tokio worker instead \
              of two (`TOKIO_WORKER_THREADS=1`, fewer wake-ups between workers) was within the \
-             noise, two alternating runs each. The passes run interleaved since that day \
-             (five rounds of 200 requests, every pass once a round in a rotating order), so a \
-             slow spell of the shared machine weighs on all four alike.",
+             noise, two alternating runs each. Since that day the four passes run \
+             interleaved ({INTERLEAVED_ROUNDS} rounds of {SLICE} requests, every pass once a \
+             round, the first rotating), so a slow spell of the shared machine weighs on all \
+             four alike.",
             missed.join(", "),
             report::duration(floor50),
             report::duration(floor99),

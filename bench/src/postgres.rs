@@ -103,10 +103,10 @@ async fn overhead_rows(cluster: &testkit::postgres::Cluster) -> Result<Vec<Row>,
         let warm = rig.payments(50).await;
         overhead::run(rig, &none, Path::Proxy, warm, 100).await;
     }
-    // The three passes in rounds, a slice of each per round (`load::round_order`).
+    // Interleaved as in the overhead section (`load::round_order`).
     let (mut direct, mut on_sqlite, mut on_postgres) =
         <(Latencies, Latencies, Latencies)>::default();
-    for round in 0..overhead::ROUNDS {
+    for round in 0..overhead::INTERLEAVED_ROUNDS {
         for which in load::round_order(round, 3) {
             let (rig, path, pass) = match which {
                 0 => (&sqlite, Path::Direct, &mut direct),

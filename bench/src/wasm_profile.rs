@@ -4,9 +4,9 @@
 //! which used `twiggy top`; here it runs in every bench, so BENCHMARKS.md lists the top
 //! contributors of the build it measured.
 //!
-//! It reads the wasm as `wasm-bindgen` leaves it before `wasm-opt` (names kept: `--keep-debug`),
-//! so the bytes are those of the unoptimised module; `wasm-opt` then shrinks the whole by about
-//! a tenth. A crate is recognised by the disambiguator the demangler writes after it
+//! It reads the wasm as `wasm-bindgen` leaves it, before `wasm-opt` (which is what drops the
+//! function names in the release build), so the bytes are those of the unoptimised module;
+//! `wasm-opt` then shrinks the whole by about a tenth. A crate is recognised by the disambiguator the demangler writes after it
 //! (`frontend[c2c3459f223b6cf4]::…`); `<X as Trait>::f` belongs to X, `<_ as Trait>::f` to the
 //! trait's crate.
 
@@ -77,7 +77,15 @@ pub fn by_crate(wasm: &[u8]) -> Result<(Vec<Share>, u64), String> {
     if data > 0 {
         groups.insert(DATA, data);
     }
-    let total = groups.values().sum();
+    let total: u64 = groups.values().sum();
+    // A module whose names are not demangled Rust paths with disambiguators (a stripped name
+    // section, legacy `…::h<hash>` names) would come out as one meaningless row.
+    if groups.get(OTHER).is_some_and(|&other| other * 2 > total) {
+        return Err(format!(
+            "most of the code has no crate in its name ({OTHER}): no name section, or names \
+             not in the form `crate[hash]::path`"
+        ));
+    }
     let mut shares: Vec<Share> = groups
         .into_iter()
         .map(|(group, bytes)| Share {
@@ -122,8 +130,8 @@ fn is_disambiguator(rest: &str) -> bool {
 }
 
 /// The widget's wasm as cargo built it (`target/wasm32-unknown-unknown/wasm-release`), run
-/// through `wasm-bindgen --keep-debug` (the pinned CLI `cargo xtask setup` installs) into a
-/// temporary directory, and profiled.
+/// through `wasm-bindgen` (the pinned CLI `cargo xtask setup` installs) into a temporary
+/// directory, and profiled.
 pub fn of_release_build(root: &Path) -> Result<(Vec<Share>, u64), String> {
     let built = root.join("target/wasm32-unknown-unknown/wasm-release/sg-refund.wasm");
     if !built.is_file() {
@@ -134,7 +142,7 @@ pub fn of_release_build(root: &Path) -> Result<(Vec<Share>, u64), String> {
     }
     let out = tempfile::tempdir().map_err(|e| e.to_string())?;
     let status = Command::new("wasm-bindgen")
-        .args(["--target", "web", "--keep-debug", "--out-dir"])
+        .args(["--target", "web", "--out-dir"])
         .arg(out.path())
         .arg(&built)
         .status()
@@ -185,7 +193,8 @@ mod tests {
     }
 
     /// A module by hand: one imported function, three defined ones (two named in crate `a`,
-    /// one in `b`, sizes 4, 5 and 6 bytes), and a data segment of 7 bytes.
+    /// one in `b`; bodies of 3, 4 and 5 bytes after their size byte), and a data segment of
+    /// 8 bytes.
     fn module() -> Vec<u8> {
         fn section(id: u8, body: &[u8]) -> Vec<u8> {
             let mut s = vec![id, body.len() as u8];
@@ -212,9 +221,9 @@ mod tests {
         code.extend([4, 0, 0x01, 0x01, 0x0b]);
         code.extend([5, 0, 0x01, 0x01, 0x01, 0x0b]);
         wasm.extend(section(10, &code));
-        // one active data segment at offset 0: 7 bytes
-        let mut data = vec![1, 0, 0x41, 0, 0x0b, 7];
-        data.extend(b"strings");
+        // one active data segment at offset 0: 8 bytes
+        let mut data = vec![1, 0, 0x41, 0, 0x0b, 8];
+        data.extend(b"strings!");
         wasm.extend(section(11, &data));
         // the name section: function names of indices 1, 2, 3
         let mut map = vec![3];
@@ -237,18 +246,34 @@ mod tests {
     #[test]
     fn bodies_are_summed_by_crate_and_the_data_is_one_row() {
         let (shares, total) = by_crate(&module()).expect("a valid module");
-        let share = |group: &str| shares.iter().find(|s| s.group == group).map(|s| s.bytes);
-        // `body.range()` covers the locals and code after the size byte: 3, 4 and 5 bytes.
-        assert_eq!(share("a"), Some(3 + 4));
-        assert_eq!(share("b"), Some(5));
-        assert_eq!(share(DATA), Some(7));
-        assert_eq!(share(OTHER), None, "the imported function is not a body");
-        assert_eq!(total, 3 + 4 + 5 + 7);
-        assert_eq!(shares[0].group, "a", "largest first");
+        let rows: Vec<(&str, u64)> = shares.iter().map(|s| (s.group.as_str(), s.bytes)).collect();
+        // Largest first; `body.range()` is a body after its size byte; the imported function
+        // is not a body, so no row of its own.
+        assert_eq!(rows, [(DATA, 8), ("a", 3 + 4), ("b", 5)]);
+        assert_eq!(total, 8 + 3 + 4 + 5);
     }
 
     #[test]
     fn what_is_not_wasm_is_an_error() {
         assert!(by_crate(b"not wasm").is_err());
+    }
+
+    #[test]
+    fn a_module_whose_names_name_no_crates_is_an_error() {
+        let mut wasm = module();
+        // Same lengths, no `[hash]::` anywhere.
+        for (from, to) in [
+            (&b"a[0f]::x"[..], &b"a__0f__x"[..]),
+            (b"<a[0f]::y as b[1e]::T>::f", b"<a__0f__y as b__1e__T>__f"),
+            (b"b[1e]::z", b"b__1e__z"),
+        ] {
+            let at = wasm
+                .windows(from.len())
+                .position(|w| w == from)
+                .expect("the name");
+            wasm[at..at + to.len()].copy_from_slice(to);
+        }
+        let error = by_crate(&wasm).expect_err("names without crates");
+        assert!(error.contains("no crate"), "{error}");
     }
 }

@@ -66,12 +66,16 @@ pub fn profile_rows(root: &Path) -> Vec<Row> {
         .enumerate()
         .map(|(i, share)| {
             let percent = share.bytes as f64 * 100.0 / total.max(1) as f64;
-            Row::plain(
+            let row = Row::plain(
                 SECTION,
                 format!("wasm by crate, #{}: {}", i + 1, share.group),
                 format!("{} ({percent:.1} %)", kb(share.bytes)),
-            )
-            .baseline(format!("of {} code and data, before wasm-opt", kb(total)))
+            );
+            if i == 0 {
+                row.baseline(format!("of {} code and data, before wasm-opt", kb(total)))
+            } else {
+                row
+            }
         })
         .collect()
 }
