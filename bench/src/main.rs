@@ -48,11 +48,12 @@ fn main() -> ExitCode {
             "Widget weight: the rows \"wasm by crate\" are this build's largest contributors, \
              function bodies grouped by the first crate each function's name names, and all \
              data segments as one row, read from the wasm `wasm-bindgen` leaves before \
-             `wasm-opt`. Before, in issue 13's profile of the 158 KB build: leptos, tachys and \
-             reactive_graph about 31 % of the code bytes, read-only data 13 %, the widget 11 %, \
-             `core`'s formatting 10 %, `shared`, `alloc` and `serde_json` 5 % each. Every cut \
-             tried with its saving (gloo-net's cost among them), the round-11 and round-12 \
-             profiles by crate, and why 100 KB is not reached are in `docs/WIDGET-SIZE.md`."
+             `wasm-opt`. Before, in issue 13's profile of the build it was filed against: \
+             leptos, tachys and reactive_graph about 31 % of the code bytes, read-only data \
+             13 %, the widget 11 %, `core`'s formatting 10 %, `shared`, `alloc` and \
+             `serde_json` 5 % each. Every cut tried with its saving (gloo-net's cost among \
+             them), the round-11 and round-12 profiles by crate, and why 100 KB is not reached \
+             are in `docs/WIDGET-SIZE.md`."
                 .to_owned(),
         );
     }

@@ -473,9 +473,14 @@ fn rows_for(scheme: Scheme, mut passes: Passes, notes: &mut Vec<String>) -> Vec<
              each); so the eight round trips more than the floor are worth about 0.1 ms idle, \
              more when the cores are busy, since each is two thread wake-ups: perf on the \
              proxy in this section that day put 26 % of its samples in the kernel's \
-             `finish_task_switch`, the return from a context switch. One tokio worker instead \
-             of two (`TOKIO_WORKER_THREADS=1`, fewer wake-ups between workers) was within the \
-             noise, two alternating runs each. Since that day the four passes run \
+             `finish_task_switch`, the return from a context switch. With one tokio worker \
+             instead of two (`TOKIO_WORKER_THREADS=1`, same day, one run each) the proxy made \
+             30.7 voluntary context switches per request instead of 46.0: a third of them are \
+             the runtime waking its second worker to look for work the first already has. \
+             Its latency did not follow (p50 +1.91 against +1.51 ms with HMAC, +1.53 against \
+             +2.15 ms with RSA; two more alternating runs each earlier that day were as \
+             mixed): those wake-ups are off the request's path, while each of the eight \
+             extra round trips to SQLite's thread is on it. Since that day the four passes run \
              interleaved ({INTERLEAVED_ROUNDS} rounds of {SLICE} requests, every pass once a \
              round, the first rotating), so a slow spell of the shared machine weighs on all \
              four alike.",
