@@ -19,6 +19,7 @@
 //! The four passes run interleaved ([`load::round_order`]): four rounds of 250 requests of
 //! each.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,18 +73,31 @@ pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
 /// One scheme's three passes, and what one RSA signature of a refund request costs.
 struct Passes {
     direct: Latencies,
-    floor: Latencies,
+    floor: Measured,
     /// The floor writing the ledger's rows (information).
-    ledger_floor: Latencies,
-    proxied: Latencies,
+    ledger_floor: Measured,
+    proxied: Measured,
     signature: Duration,
-    /// CPU time the floor's and the proxy's processes used during their measured pass.
-    floor_cpu: Duration,
-    proxy_cpu: Duration,
-    /// Context switches of each server process during its measured pass.
-    floor_switches: Switches,
-    ledger_floor_switches: Switches,
-    proxy_switches: Switches,
+}
+
+/// A pass through a server of ours, and what that server's process spent on it.
+#[derive(Default)]
+struct Measured {
+    latencies: Latencies,
+    /// Read at clock-tick resolution (10 ms) before and after each slice.
+    cpu: Duration,
+    /// Of the threads alive at each reading.
+    switches: Switches,
+}
+
+impl Measured {
+    /// Runs one slice of the pass, adding its requests and what `server` spent on them.
+    async fn slice(&mut self, server: &Server, requests: impl Future<Output = Latencies>) {
+        let (cpu, switches) = (server.cpu(), server.switches());
+        self.latencies.absorb(requests.await);
+        self.cpu += server.cpu().saturating_sub(cpu);
+        self.switches.add(server.switches().since(switches));
+    }
 }
 
 async fn measure_scheme(scheme: Scheme) -> Result<Passes, String> {
@@ -117,14 +131,10 @@ async fn measure_scheme(scheme: Scheme) -> Result<Passes, String> {
     let warm = rig.payments(WARM_UP_OPS / 2).await;
     run(&rig, &floor, Path::Proxy, warm, WARM_UP_OPS).await;
 
-    // A slice of each pass per round. CPU time is read at clock-tick resolution (10 ms) before
-    // and after each slice; context switches count the threads alive at each reading.
-    let (mut direct, mut floor_pass, mut ledger_floor_pass, mut proxied) =
-        <(Latencies, Latencies, Latencies, Latencies)>::default();
-    let (mut floor_cpu, mut proxy_cpu) = (Duration::ZERO, Duration::ZERO);
-    let mut floor_switches = Switches::default();
-    let mut ledger_floor_switches = Switches::default();
-    let mut proxy_switches = Switches::default();
+    // A slice of each pass per round.
+    let mut direct = Latencies::default();
+    let (mut floor_pass, mut ledger_floor_pass, mut proxied) =
+        <(Measured, Measured, Measured)>::default();
     let ledger_floor_server = (*ledger_floor).as_ref().ok_or("no storage floor")?;
     for round in 0..INTERLEAVED_ROUNDS {
         for which in load::round_order(round, 4) {
@@ -132,34 +142,28 @@ async fn measure_scheme(scheme: Scheme) -> Result<Passes, String> {
             match which {
                 0 => direct.absorb(run(&rig, &floor, Path::Direct, payments, SLICE).await),
                 1 => {
-                    let (cpu, switches) = (floor_server.cpu(), floor_server.switches());
-                    floor_pass.absorb(run(&rig, &floor, Path::Floor, payments, SLICE).await);
-                    floor_cpu += floor_server.cpu().saturating_sub(cpu);
-                    floor_switches.add(floor_server.switches().since(switches));
+                    let requests = run(&rig, &floor, Path::Floor, payments, SLICE);
+                    floor_pass.slice(floor_server, requests).await
                 }
                 2 => {
-                    let switches = ledger_floor_server.switches();
-                    ledger_floor_pass
-                        .absorb(run(&rig, &ledger_floor, Path::Floor, payments, SLICE).await);
-                    ledger_floor_switches.add(ledger_floor_server.switches().since(switches));
+                    let requests = run(&rig, &ledger_floor, Path::Floor, payments, SLICE);
+                    ledger_floor_pass.slice(ledger_floor_server, requests).await
                 }
                 _ => {
-                    let (cpu, switches) = (rig.proxy.cpu(), rig.proxy.switches());
-                    proxied.absorb(run(&rig, &floor, Path::Proxy, payments, SLICE).await);
-                    proxy_cpu += rig.proxy.cpu().saturating_sub(cpu);
-                    proxy_switches.add(rig.proxy.switches().since(switches));
+                    let requests = run(&rig, &floor, Path::Proxy, payments, SLICE);
+                    proxied.slice(&rig.proxy, requests).await
                 }
             }
         }
     }
     for (name, pass) in [
         ("direct", &direct),
-        ("storage floor", &floor_pass),
+        ("storage floor", &floor_pass.latencies),
         (
             "storage floor writing the ledger's rows",
-            &ledger_floor_pass,
+            &ledger_floor_pass.latencies,
         ),
-        ("proxied", &proxied),
+        ("proxied", &proxied.latencies),
     ] {
         if pass.failed > 0 {
             return Err(format!(
@@ -186,11 +190,6 @@ async fn measure_scheme(scheme: Scheme) -> Result<Passes, String> {
         ledger_floor: ledger_floor_pass,
         proxied,
         signature,
-        floor_cpu,
-        proxy_cpu,
-        floor_switches,
-        ledger_floor_switches,
-        proxy_switches,
     })
 }
 
@@ -320,8 +319,8 @@ fn rows_for(scheme: Scheme, mut passes: Passes, notes: &mut Vec<String>) -> Vec<
         )
     };
     let (d50, d99) = quantiles(&mut passes.direct);
-    let (f50, f99) = quantiles(&mut passes.floor);
-    let (p50, p99) = quantiles(&mut passes.proxied);
+    let (f50, f99) = quantiles(&mut passes.floor.latencies);
+    let (p50, p99) = quantiles(&mut passes.proxied.latencies);
     // Added over direct; the floor's can come out below zero in noise, counted as zero.
     let (floor50, floor99) = (f50.saturating_sub(d50), f99.saturating_sub(d99));
     let (added50, added99) = (p50.saturating_sub(d50), p99.saturating_sub(d99));
@@ -347,7 +346,7 @@ fn rows_for(scheme: Scheme, mut passes: Passes, notes: &mut Vec<String>) -> Vec<
         ))
     };
     let mut rows = vec![floor_row("p50", d50, f50), floor_row("p99", d99, f99)];
-    let (l50, l99) = quantiles(&mut passes.ledger_floor);
+    let (l50, l99) = quantiles(&mut passes.ledger_floor.latencies);
     let ledger_row = |at: &str, direct: Duration, ledger: Duration, proxied: Duration| {
         Row::plain(
             SECTION,
@@ -377,12 +376,12 @@ fn rows_for(scheme: Scheme, mut passes: Passes, notes: &mut Vec<String>) -> Vec<
         Row::plain(
             SECTION,
             format!("context switches per request, proxy, {scheme}"),
-            per_request(passes.proxy_switches),
+            per_request(passes.proxied.switches),
         )
         .baseline(format!(
             "storage floor {}; the floor writing the ledger's rows {}",
-            per_request(passes.floor_switches),
-            per_request(passes.ledger_floor_switches)
+            per_request(passes.floor.switches),
+            per_request(passes.ledger_floor.switches)
         )),
     );
     let p50_row = Row::plain(SECTION, what("p50", "proxy"), report::delta(d50, p50))
@@ -489,8 +488,8 @@ fn rows_for(scheme: Scheme, mut passes: Passes, notes: &mut Vec<String>) -> Vec<
             report::duration(floor99),
             report::duration(added50),
             report::duration(added99),
-            report::duration(passes.proxy_cpu / OPS as u32),
-            report::duration(passes.floor_cpu / OPS as u32),
+            report::duration(passes.proxied.cpu / OPS as u32),
+            report::duration(passes.floor.cpu / OPS as u32),
             report::delta(d50, l50),
             report::delta(d99, l99),
         ));
