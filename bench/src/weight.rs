@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use testkit::widget_size::measure;
+use testkit::widget_size::{measure, total};
 
 use crate::report::{kb, Row};
 use crate::wasm_profile;
@@ -37,16 +37,14 @@ pub fn rows(dist: &Path) -> Vec<Row> {
             )
         })
         .collect();
-    let gzip: u64 = sizes.iter().map(|f| f.gzip).sum();
-    let brotli: u64 = sizes.iter().map(|f| f.brotli).sum();
-    let raw: u64 = sizes.iter().map(|f| f.raw).sum();
+    let all = total(&sizes);
     rows.push(
         Row::plain(
             SECTION,
             "total transferred (wasm + js + css)",
-            weight(gzip, brotli, raw),
+            weight(all.gzip, all.brotli, all.raw),
         )
-        .goal("≤ 100 KB gzip", gzip <= GOAL_GZIP_BYTES),
+        .goal("≤ 100 KB gzip", all.gzip <= GOAL_GZIP_BYTES),
     );
     rows
 }

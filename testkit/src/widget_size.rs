@@ -56,6 +56,16 @@ pub fn measure(dist: &Path) -> Result<Vec<FileSize>, String> {
     Ok(sizes)
 }
 
+/// All of `sizes` together: what a host page transfers.
+pub fn total(sizes: &[FileSize]) -> FileSize {
+    FileSize {
+        name: "total".into(),
+        raw: sizes.iter().map(|f| f.raw).sum(),
+        gzip: sizes.iter().map(|f| f.gzip).sum(),
+        brotli: sizes.iter().map(|f| f.brotli).sum(),
+    }
+}
+
 /// Bytes after gzip at the best level.
 fn gzip_len(bytes: &[u8]) -> u64 {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
@@ -101,6 +111,10 @@ mod tests {
         assert_eq!(names, ["w.js", "w_bg.wasm"]);
         assert_eq!(sizes[1].raw, 4096);
         assert!(sizes.iter().all(|f| f.gzip < f.raw && f.brotli < f.raw));
+        let all = total(&sizes);
+        assert_eq!(all.raw, sizes[0].raw + 4096);
+        assert_eq!(all.gzip, sizes[0].gzip + sizes[1].gzip);
+        assert_eq!(all.brotli, sizes[0].brotli + sizes[1].brotli);
     }
 
     #[test]

@@ -26,14 +26,22 @@ pub fn tools_dir() -> PathBuf {
     root().join(".tools")
 }
 
+/// Cargo's home: `CARGO_HOME`, else `~/.cargo`.
+pub fn cargo_home() -> PathBuf {
+    std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cargo")
+        })
+}
+
 /// PATH with cargo's bin folder and the project-local npm tools first.
 pub fn path_env() -> String {
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let cargo_home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{home}/.cargo"));
     let npm_bin = tools_dir().join("node_modules/.bin");
     format!(
-        "{}:{cargo_home}/bin:{}",
+        "{}:{}:{}",
         npm_bin.display(),
+        cargo_home().join("bin").display(),
         std::env::var("PATH").unwrap_or_default()
     )
 }
@@ -141,8 +149,14 @@ fn wasm_bindgen_in(lock: &cargo_lock::Lockfile) -> Result<String> {
 }
 
 pub fn run(browser: bool) -> Result {
-    stage("wasm32 target", ensure_wasm_target)?;
-    stage("Rust standard library source (rust-src)", ensure_rust_src)?;
+    stage("wasm32 target", || {
+        ensure_rustup("target", "wasm32-unknown-unknown")
+    })?;
+    // The widget's release build compiles std for size (`widget::BUILD_STD_ENV`) instead of
+    // linking the precompiled one.
+    stage("Rust standard library source (rust-src)", || {
+        ensure_rustup("component", "rust-src")
+    })?;
     stage("trunk", || {
         // Without `update_check`: trunk asks crates.io for news on every build otherwise.
         ensure_cargo_tool(
@@ -182,33 +196,21 @@ pub fn run(browser: bool) -> Result {
     })
 }
 
-/// The standard library's source: the widget's release build compiles std for size
-/// (`widget::BUILD_STD_ENV`) instead of linking the precompiled one.
-fn ensure_rust_src() -> Result {
+/// A rustup `target` or `component`, added unless installed.
+fn ensure_rustup(kind: &str, name: &str) -> Result {
     let output = Command::new("rustup")
-        .args(["component", "list", "--installed"])
+        .args([kind, "list", "--installed"])
         .output()
         .map_err(|e| format!("rustup: {e}"))?;
+    // Components are listed with their host (`rust-src`, `rustc-x86_64-unknown-linux-gnu`).
     if String::from_utf8_lossy(&output.stdout)
         .lines()
-        .any(|c| c.starts_with("rust-src"))
+        .any(|line| line == name || line.starts_with(&format!("{name}-")))
     {
         println!("    already installed");
         return Ok(());
     }
-    run_cmd("rustup", &["component", "add", "rust-src"], &[])
-}
-
-fn ensure_wasm_target() -> Result {
-    let output = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map_err(|e| format!("rustup: {e}"))?;
-    if String::from_utf8_lossy(&output.stdout).contains("wasm32-unknown-unknown") {
-        println!("    already installed");
-        return Ok(());
-    }
-    run_cmd("rustup", &["target", "add", "wasm32-unknown-unknown"], &[])
+    run_cmd("rustup", &[kind, "add", name], &[])
 }
 
 /// Tools are built for build speed, not run speed: trunk's own release profile (fat LTO, one

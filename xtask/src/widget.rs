@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use testkit::widget_size::FileSize;
+use testkit::widget_size::{self, FileSize};
 
 use crate::setup::{self, root};
 use crate::Result;
@@ -69,7 +69,8 @@ pub fn build_release() -> Result<Vec<FileSize>> {
     build_host_examples()?;
     let sizes = measure()?;
     print_sizes(&sizes);
-    let total: u64 = sizes.iter().map(|f| f.gzip).sum();
+    check_no_build_paths(&sizes)?;
+    let total = widget_size::total(&sizes).gzip;
     if total > BUDGET_GZIP_BYTES {
         return Err(format!(
             "the widget transfers {:.1} KB gzip, over its budget of {:.1} KB",
@@ -196,12 +197,7 @@ fn replace_integrity(page: &str, href: &str, integrity: &str) -> Option<String> 
 /// `/rustc/src/…` as in the precompiled std. No build path leaks, and the same bytes on
 /// every machine.
 fn remap_build_paths() -> String {
-    let cargo_home = std::env::var("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cargo")
-        });
-    let registry = cargo_home.join("registry").join("src");
+    let registry = setup::cargo_home().join("registry").join("src");
     let mut flags = Vec::new();
     if let Ok(indexes) = std::fs::read_dir(&registry) {
         for index in indexes.flatten() {
@@ -216,6 +212,30 @@ fn remap_build_paths() -> String {
     }
     flags.push(format!("--remap-path-prefix={}/=", root().display()));
     flags.join(" ")
+}
+
+/// Fails if a shipped file names a directory of this machine's build (the repository,
+/// cargo's home, the toolchain): issue 13 asks that no build path be baked into the wasm, and
+/// `remap_build_paths` is what keeps them out.
+fn check_no_build_paths(sizes: &[FileSize]) -> Result {
+    let mut dirs = vec![root(), setup::cargo_home()];
+    dirs.extend(sysroot());
+    let dirs: Vec<String> = dirs.iter().map(|d| format!("{}/", d.display())).collect();
+    for file in sizes {
+        let path = root().join("dist").join(&file.name);
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(dir) = build_path_in(&bytes, &dirs) {
+            return Err(format!("{} names the build directory {dir}", file.name));
+        }
+    }
+    Ok(())
+}
+
+/// The first of `dirs` that occurs in `bytes`.
+fn build_path_in<'d>(bytes: &[u8], dirs: &'d [String]) -> Option<&'d str> {
+    dirs.iter()
+        .map(String::as_str)
+        .find(|dir| bytes.windows(dir.len()).any(|w| w == dir.as_bytes()))
 }
 
 /// The active toolchain's sysroot (`rustc --print sysroot`), where `rust-src` lives.
@@ -252,15 +272,13 @@ fn print_sizes(sizes: &[FileSize]) {
             kb(file.brotli)
         );
     }
-    let raw: u64 = sizes.iter().map(|f| f.raw).sum();
-    let gzip: u64 = sizes.iter().map(|f| f.gzip).sum();
-    let brotli: u64 = sizes.iter().map(|f| f.brotli).sum();
+    let all = widget_size::total(sizes);
     println!(
         "    {:<32} {:>10.1} {:>10.1} {:>10.1}   (budget {:.1} KB gzip)",
-        "total",
-        kb(raw),
-        kb(gzip),
-        kb(brotli),
+        all.name,
+        kb(all.raw),
+        kb(all.gzip),
+        kb(all.brotli),
         kb(BUDGET_GZIP_BYTES)
     );
 }
@@ -268,6 +286,19 @@ fn print_sizes(sizes: &[FileSize]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_build_directory_anywhere_in_a_file_is_found() {
+        let dirs = ["/work/main/".to_owned(), "/root/.cargo/".to_owned()];
+        let leaked = b"\0\0panicked at /root/.cargo/registry/src/x/lib.rs\0";
+        assert_eq!(build_path_in(leaked, &dirs), Some("/root/.cargo/"));
+        assert_eq!(
+            build_path_in(b"tachys-0.2.19/src/view.rs /rustc/src/", &dirs),
+            None
+        );
+        // The directory itself, not a name that merely starts the same way.
+        assert_eq!(build_path_in(b"/work/mainly", &dirs), None);
+    }
 
     #[test]
     fn the_glues_integrity_follows_its_new_bytes() {
