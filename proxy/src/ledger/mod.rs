@@ -33,6 +33,7 @@ mod locks;
 mod refunds;
 mod revocations;
 mod sql;
+mod sqlite;
 mod webhooks;
 mod writer;
 
@@ -162,7 +163,7 @@ impl std::fmt::Debug for PostgresTarget {
 enum Store {
     Sqlite {
         /// The single connection every write transaction runs on.
-        writer: SqlitePool,
+        writer: Arc<sqlite::Writer>,
         /// Look-ups outside any transaction: snapshots of what is committed.
         readers: SqlitePool,
     },
@@ -262,6 +263,14 @@ pub fn connect_options(path: &Path) -> Result<SqliteConnectOptions, sqlx::Error>
 /// `verify-ledger` open the file with SQLite's default: short-lived, and one connection each.
 pub const PAGE_CACHE_KIB: u32 = 256;
 
+/// The error of a ledger file SQLite could only open read-only (e.g. `chattr +i`): no writer.
+fn read_only_file() -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        "the ledger file can only be opened read-only",
+    ))
+}
+
 impl Ledger {
     /// Opens (creating if needed) the SQLite file and applies pending migrations.
     ///
@@ -346,46 +355,38 @@ impl Ledger {
             std::fs::create_dir_all(dir)?;
         }
         let options = connect_options(path)?;
-        let pool = SqlitePoolOptions::new()
+        // The migrations run through sqlx, on a connection of their own closed after them.
+        let migrations = SqlitePoolOptions::new()
             .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            // No ping on every acquire (sqlx's default): on SQLite it only asks the
-            // connection's own worker thread, a round trip on every write, and a statement on a
-            // dead worker fails the same way (a storage fault, refused closed) without it.
-            .test_before_acquire(false)
-            // A writer that SQLite could only open read-only is no writer: refused, so the
-            // pool tries again (and fails closed) until the file is writable.
+            // A file SQLite could only open read-only is refused before anything else.
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     if writer::is_writable(conn).await? {
                         Ok(())
                     } else {
-                        Err(sqlx::Error::Io(std::io::Error::new(
-                            std::io::ErrorKind::PermissionDenied,
-                            "the ledger file can only be opened read-only",
-                        )))
+                        Err(read_only_file())
                     }
                 })
             })
-            // Every connection handed back is checked with SQLite itself: still inside a
-            // transaction after a rollback means closed, never reused.
-            .after_release(|conn, _| Box::pin(writer::reset(conn)))
             .connect_with(options.clone())
             .await?;
-        MIGRATOR.run(&pool).await?;
+        let migrated = MIGRATOR.run(&migrations).await;
+        migrations.close().await;
+        migrated?;
+        let writer = Arc::new(sqlite::Writer::open(path).await?);
         // Opened after the migrations, so the WAL exists and the schema is there to read.
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
             .acquire_timeout(Duration::from_secs(10))
+            // No ping on every acquire (sqlx's default): on SQLite it only asks the
+            // connection's own worker thread, a round trip on every read, and a statement on a
+            // dead worker fails the same way without it.
             .test_before_acquire(false)
             .after_release(|conn, _| Box::pin(writer::reset(conn)))
             .connect_with(options.read_only(true))
             .await?;
         let ledger = Self {
-            store: Store::Sqlite {
-                writer: pool,
-                readers,
-            },
+            store: Store::Sqlite { writer, readers },
             health: Arc::default(),
             last_probe: Arc::default(),
             publisher: Publisher(Arc::new(|_| {})),
@@ -418,8 +419,8 @@ impl Ledger {
             .await?;
         Ok(Self {
             store: Store::Sqlite {
-                // Writes through it fail: SQLite opened the file read-only.
-                writer: readers.clone(),
+                // Writes through it fail: SQLite opens the file read-only.
+                writer: Arc::new(sqlite::Writer::read_only(path)),
                 readers,
             },
             health: Arc::default(),
@@ -633,11 +634,13 @@ mod tests {
         let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))
             .await
             .unwrap();
-        let Store::Sqlite { writer, readers } = &ledger.store else {
+        let Store::Sqlite { readers, .. } = &ledger.store else {
             unreachable!("a file path opens SQLite");
         };
         let bound = -i64::from(PAGE_CACHE_KIB);
-        assert_eq!(cache_size(Exec::SqlitePool(writer)).await, bound);
+        let mut tx = ledger.write().await.unwrap();
+        assert_eq!(cache_size(tx.exec()).await, bound);
+        tx.finish(Entries::default(), Ok(())).await.unwrap();
         assert_eq!(cache_size(Exec::SqlitePool(readers)).await, bound);
     }
 }

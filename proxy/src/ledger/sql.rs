@@ -17,10 +17,11 @@ use std::borrow::Cow;
 use shared::api::{ErrorCode, HistoryKind, RefundReason, RefundState};
 use shared::{AttemptId, Currency, IdempotencyKey, Note};
 use sqlx::postgres::{PgConnection, PgPool, PgRow, Postgres};
-use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool, SqliteRow};
+use sqlx::sqlite::{Sqlite, SqlitePool, SqliteRow};
 use sqlx::{ColumnIndex, Row};
 
 use super::kinds::{Origin, WebhookOutcome};
+use super::sqlite;
 
 /// Which database the ledger is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +39,8 @@ pub(super) enum Arg {
     Bytes(Vec<u8>),
 }
 
-/// A statement with its arguments, in placeholder order.
+/// A statement with its arguments, in placeholder order. One statement: the writer's SQLite
+/// connection prepares its text as one.
 #[derive(Debug, Clone)]
 pub(super) struct Sql {
     text: Cow<'static, str>,
@@ -59,21 +61,6 @@ impl Sql {
 
     pub(super) fn bind(mut self, value: impl ToArg) -> Self {
         self.args.push(value.to_arg());
-        self
-    }
-
-    /// This statement, then `next`, as one text: SQLite runs them in order in one call (each
-    /// bound to its own arguments), stopping at the first that fails. SQLite only: a
-    /// PostgreSQL prepared statement holds one. sqlx 0.8 runs such texts but has deprecated
-    /// them in favour of `raw_sql` (which binds nothing); `writer.rs`'s test of a failing
-    /// insert before the `COMMIT` fails if an upgrade changes how they run.
-    pub(super) fn then(mut self, next: Sql) -> Self {
-        let mut text = self.text.into_owned();
-        text.push_str(";\n");
-        text.push_str(&next.text);
-        self.text = text.into();
-        self.args.extend(next.args);
-        self.persistent &= next.persistent;
         self
     }
 
@@ -112,6 +99,18 @@ impl Sql {
             // Single rows (the refund flow) recur; batch sizes vary and would churn the cache.
             persistent: single,
         }
+    }
+
+    pub(super) fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub(super) fn args(&self) -> &[Arg] {
+        &self.args
+    }
+
+    pub(super) fn is_persistent(&self) -> bool {
+        self.persistent
     }
 
     /// The text for `engine`: PostgreSQL numbers its placeholders.
@@ -265,7 +264,8 @@ impl ToArg for &Option<Note> {
 
 /// Where a statement runs.
 pub(super) enum Exec<'e> {
-    SqliteConn(&'e mut SqliteConnection),
+    /// The SQLite writer's connection, inside its write transaction: run on this thread.
+    SqliteWriter(&'e mut rusqlite::Connection),
     SqlitePool(&'e SqlitePool),
     PgConn(&'e mut PgConnection),
     PgPool(&'e PgPool),
@@ -306,11 +306,7 @@ fn pg_query<'q>(
 macro_rules! dispatch {
     ($exec:expr, $sql:expr, |$query:ident, $on:ident| $run:expr) => {
         match $exec {
-            Exec::SqliteConn($on) => {
-                let text = $sql.text_for(Engine::Sqlite);
-                let $query = sqlite_query(&text, $sql);
-                $run
-            }
+            Exec::SqliteWriter(_) => unreachable!("the writer's statements do not go to sqlx"),
             Exec::SqlitePool($on) => {
                 let text = $sql.text_for(Engine::Sqlite);
                 let $query = sqlite_query(&text, $sql);
@@ -332,6 +328,13 @@ macro_rules! dispatch {
 
 impl Exec<'_> {
     pub(super) async fn fetch_all<T: FromRecord>(self, sql: &Sql) -> Result<Vec<T>, sqlx::Error> {
+        if let Exec::SqliteWriter(conn) = self {
+            let (rows, _) = sqlite::run(conn, sql)?;
+            return rows
+                .iter()
+                .map(|row| T::from_record(&Record::Writer(row)))
+                .collect();
+        }
         dispatch!(self, sql, |query, on| {
             let rows = query.fetch_all(on).await?;
             rows.iter().map(|row| T::from_record(&row.into())).collect()
@@ -342,6 +345,13 @@ impl Exec<'_> {
         self,
         sql: &Sql,
     ) -> Result<Option<T>, sqlx::Error> {
+        if let Exec::SqliteWriter(conn) = self {
+            let (rows, _) = sqlite::run(conn, sql)?;
+            return rows
+                .first()
+                .map(|row| T::from_record(&Record::Writer(row)))
+                .transpose();
+        }
         dispatch!(self, sql, |query, on| {
             match query.fetch_optional(on).await? {
                 Some(row) => T::from_record(&(&row).into()).map(Some),
@@ -358,6 +368,9 @@ impl Exec<'_> {
 
     /// Rows affected.
     pub(super) async fn execute(self, sql: &Sql) -> Result<u64, sqlx::Error> {
+        if let Exec::SqliteWriter(conn) = self {
+            return sqlite::run(conn, sql).map(|(_, changed)| changed);
+        }
         dispatch!(self, sql, |query, on| Ok(query
             .execute(on)
             .await?
@@ -367,6 +380,7 @@ impl Exec<'_> {
 
 /// A row of either engine, read by column.
 pub(super) enum Record<'r> {
+    Writer(&'r sqlite::Row),
     Sqlite(&'r SqliteRow),
     Pg(&'r PgRow),
 }
@@ -387,19 +401,82 @@ impl<'r> From<&'r PgRow> for Record<'r> {
 pub(super) trait Column:
     ColumnIndex<SqliteRow> + ColumnIndex<PgRow> + Copy + std::fmt::Display
 {
+    /// Its position among `names`, the columns of a row of the writer's connection.
+    fn position(self, names: &[String]) -> Option<usize>;
 }
 
-impl<T: ColumnIndex<SqliteRow> + ColumnIndex<PgRow> + Copy + std::fmt::Display> Column for T {}
+impl Column for usize {
+    fn position(self, names: &[String]) -> Option<usize> {
+        (self < names.len()).then_some(self)
+    }
+}
+
+impl Column for &str {
+    fn position(self, names: &[String]) -> Option<usize> {
+        names.iter().position(|name| name == self)
+    }
+}
 
 macro_rules! getter {
     ($name:ident, $ty:ty) => {
         pub(super) fn $name(&self, column: impl Column) -> Result<$ty, sqlx::Error> {
             match self {
+                Record::Writer(row) => writer_value(row, column),
                 Record::Sqlite(row) => row.try_get(column),
                 Record::Pg(row) => row.try_get(column),
             }
         }
     };
+}
+
+/// A column of a row of the writer's connection, as one of the four column types.
+fn writer_value<T: FromValue>(row: &sqlite::Row, column: impl Column) -> Result<T, sqlx::Error> {
+    let value = column
+        .position(row.names())
+        .and_then(|i| row.value(i))
+        .ok_or_else(|| sqlx::Error::ColumnNotFound(column.to_string()))?;
+    T::from_value(value).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: column.to_string(),
+        source: format!("{value:?} is not {}", std::any::type_name::<T>()).into(),
+    })
+}
+
+/// What a column of the writer's connection holds, read as one of the ledger's column types.
+trait FromValue: Sized {
+    fn from_value(value: &rusqlite::types::Value) -> Option<Self>;
+}
+
+impl FromValue for i64 {
+    fn from_value(value: &rusqlite::types::Value) -> Option<Self> {
+        match value {
+            rusqlite::types::Value::Integer(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+impl FromValue for String {
+    fn from_value(value: &rusqlite::types::Value) -> Option<Self> {
+        match value {
+            rusqlite::types::Value::Text(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl FromValue for bool {
+    fn from_value(value: &rusqlite::types::Value) -> Option<Self> {
+        i64::from_value(value).map(|v| v != 0)
+    }
+}
+
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(value: &rusqlite::types::Value) -> Option<Self> {
+        match value {
+            rusqlite::types::Value::Null => Some(None),
+            other => T::from_value(other).map(Some),
+        }
+    }
 }
 
 impl Record<'_> {

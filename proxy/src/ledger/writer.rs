@@ -24,11 +24,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Postgres, Sqlite, SqliteConnection};
+use sqlx::{Postgres, SqliteConnection};
 use tokio::sync::watch;
 
 use super::journal::Entries;
 use super::sql::{Engine, Exec, Sql};
+use super::sqlite;
 use super::{Ledger, Store};
 
 /// Whether `conn` is outside any transaction, asked of SQLite (`sqlite3_get_autocommit`).
@@ -200,8 +201,8 @@ impl Health {
 }
 
 /// The connection a write transaction holds.
-enum Held {
-    Sqlite(PoolConnection<Sqlite>),
+enum Held<'a> {
+    Sqlite(sqlite::Held<'a>),
     Postgres(PoolConnection<Postgres>),
 }
 
@@ -213,11 +214,11 @@ const WRITER_LOCK: i64 = 0x5347_5246_0000_0001;
 
 /// One write transaction: `BEGIN IMMEDIATE` on SQLite's writer connection, `BEGIN` and the
 /// writers' advisory lock on PostgreSQL, when made; ended by [`finish`](WriteTx::finish).
-/// Dropped without `finish` (a panic, a cancelled task): on SQLite its connection goes back
-/// to the pool still open, where the pool's release check rolls it back or closes it; on
-/// PostgreSQL the connection is closed, which rolls back and frees the lock.
+/// Dropped without `finish` (a panic, a cancelled task): on SQLite it is rolled back there
+/// and then (the connection thrown away if that fails); on PostgreSQL the connection is
+/// closed, which rolls back and frees the lock.
 pub(super) struct WriteTx<'a> {
-    held: Option<Held>,
+    held: Option<Held<'a>>,
     ledger: &'a Ledger,
     /// PostgreSQL: this process's turn to write. Writers queue here, not on the database's
     /// lock, so a burst of writes holds one pooled connection, not one each.
@@ -226,9 +227,15 @@ pub(super) struct WriteTx<'a> {
 
 impl Drop for WriteTx<'_> {
     fn drop(&mut self) {
-        if let Some(Held::Postgres(conn)) = self.held.take() {
+        match self.held.take() {
+            Some(Held::Sqlite(mut held)) => {
+                if !held.as_ref().is_none_or(sqlite::reset) {
+                    *held = None;
+                }
+            }
             // Never back in the pool mid-transaction; the server rolls back on disconnect.
-            drop(conn.detach());
+            Some(Held::Postgres(conn)) => drop(conn.detach()),
+            None => {}
         }
     }
 }
@@ -261,10 +268,7 @@ impl<'a> WriteTx<'a> {
         let begun = match tx.held.as_mut() {
             // IMMEDIATE: the write lock is taken now, so a busy database fails here, before
             // any work, rather than at the first write or at COMMIT.
-            Some(Held::Sqlite(conn)) => sqlx::query("BEGIN IMMEDIATE")
-                .execute(&mut **conn)
-                .await
-                .map(|_| ()),
+            Some(Held::Sqlite(held)) => sqlite::begin(held).await,
             // READ COMMITTED whatever the database's default: each statement after the lock
             // sees every write committed before it (a snapshot taken by the lock's own
             // statement would not).
@@ -292,18 +296,12 @@ impl<'a> WriteTx<'a> {
     /// Where this transaction's statements run.
     pub(super) fn exec(&mut self) -> Exec<'_> {
         match self.held.as_mut() {
-            Some(Held::Sqlite(conn)) => Exec::SqliteConn(conn),
+            Some(Held::Sqlite(held)) => Exec::SqliteWriter(
+                held.as_mut()
+                    .expect("a transaction holds its connection until it ends"),
+            ),
             Some(Held::Postgres(conn)) => Exec::PgConn(conn),
             None => unreachable!("a transaction holds its connection until it ends"),
-        }
-    }
-
-    /// The SQLite connection itself, for tests that make it fail in SQLite's own ways.
-    #[cfg(test)]
-    pub(super) fn sqlite(&mut self) -> &mut SqliteConnection {
-        match self.held.as_mut() {
-            Some(Held::Sqlite(conn)) => conn,
-            _ => panic!("not a SQLite transaction"),
         }
     }
 
@@ -330,40 +328,24 @@ impl<'a> WriteTx<'a> {
             Ok(written) => written,
             Err(error) => return Err(self.discard(error).await),
         };
-        if self.engine() == Engine::Postgres {
-            // Each in turn, then the NOTIFY: delivered to every replica's listener when (and
-            // only if) this commits.
-            let notify = events.last().map(|last| {
+        // Each in turn (on SQLite, on this thread), then the NOTIFY on PostgreSQL: delivered
+        // to every replica's listener when (and only if) this commits.
+        let notify = (self.engine() == Engine::Postgres)
+            .then(|| events.last())
+            .flatten()
+            .map(|last| {
                 Sql::new("SELECT pg_notify(?, ?)")
                     .bind(super::listen::CHANNEL)
                     .bind(last.seq.to_string())
             });
-            for statement in statements.iter().chain(&notify) {
-                if let Err(error) = self.exec().execute(statement).await {
-                    return Err(self.discard(error).await);
-                }
+        for statement in statements.iter().chain(&notify) {
+            if let Err(error) = self.exec().execute(statement).await {
+                return Err(self.discard(error).await);
             }
         }
         let health = &*self.ledger.health;
         let committed = match self.held.as_mut() {
-            // The journal's inserts and the COMMIT in one call to SQLite's thread.
-            Some(Held::Sqlite(conn)) => match Exec::SqliteConn(conn)
-                .execute(
-                    &statements
-                        .into_iter()
-                        .rfold(Sql::new("COMMIT"), |after, s| s.then(after)),
-                )
-                .await
-            {
-                Ok(_) => match in_autocommit(conn).await {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(sqlx::Error::Protocol(
-                        "COMMIT returned but the transaction is still open".into(),
-                    )),
-                    Err(error) => Err(error),
-                },
-                Err(error) => Err(error),
-            },
+            Some(Held::Sqlite(held)) => sqlite::commit(held).await,
             Some(Held::Postgres(conn)) => {
                 sqlx::query("COMMIT").execute(&mut **conn).await.map(|_| ())
             }
@@ -374,12 +356,12 @@ impl<'a> WriteTx<'a> {
         }
         health.ok();
         match self.held.take() {
-            Some(Held::Sqlite(conn)) => {
+            Some(Held::Sqlite(held)) => {
                 // Still holding the only writer connection: no later commit can publish first.
                 events
                     .into_iter()
                     .for_each(|event| self.ledger.publisher.publish(event));
-                drop(conn);
+                drop(held);
             }
             Some(Held::Postgres(conn)) => {
                 drop(conn);
@@ -405,11 +387,14 @@ impl<'a> WriteTx<'a> {
             health.fault(&error);
         }
         match self.held.take() {
-            Some(Held::Sqlite(mut conn)) => {
-                let clean = matches!(reset(&mut conn).await, Ok(true));
+            Some(Held::Sqlite(mut held)) => {
+                let clean = held.as_ref().is_some_and(sqlite::reset);
                 if fault || !clean {
                     tracing::warn!(%error, clean, "closing the ledger's writer connection; the next write opens a fresh one");
-                    let _ = conn.close().await;
+                    // Closed off this thread: closing may checkpoint.
+                    if let Some(conn) = held.take() {
+                        let _ = tokio::task::spawn_blocking(move || drop(conn)).await;
+                    }
                 }
             }
             Some(Held::Postgres(mut conn)) => {
@@ -432,7 +417,7 @@ mod tests {
     use sqlx::{ConnectOptions, SqliteConnection};
 
     use super::super::Ledger;
-    use super::Entries;
+    use super::{Entries, Sql};
 
     async fn open() -> (tempfile::TempDir, std::path::PathBuf, Ledger) {
         let dir = tempfile::tempdir().unwrap();
@@ -462,19 +447,20 @@ mod tests {
         // A COMMIT that fails and leaves its transaction open: a deferred foreign key.
         let mut tx = ledger.write().await.unwrap();
         let schema = async {
-            sqlx::query("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
-                .execute(tx.sqlite())
+            tx.exec()
+                .execute(&Sql::new("CREATE TABLE parent (id INTEGER PRIMARY KEY)"))
                 .await?;
-            sqlx::query("CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)")
-                .execute(tx.sqlite())
+            tx.exec()
+                .execute(&Sql::new("CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"))
                 .await
                 .map(|_| ())
         }
         .await;
         tx.finish(Entries::default(), schema).await.unwrap();
         let mut tx = ledger.write().await.unwrap();
-        let orphan = sqlx::query("INSERT INTO child (parent) VALUES (42)")
-            .execute(tx.sqlite())
+        let orphan = tx
+            .exec()
+            .execute(&Sql::new("INSERT INTO child (parent) VALUES (42)"))
             .await
             .map(|_| ());
         let error = tx.finish(Entries::default(), orphan).await.unwrap_err();
@@ -492,8 +478,8 @@ mod tests {
         assert_eq!(rejected_webhooks_seen_by_another_connection(&path).await, 1);
     }
 
-    /// The journal's inserts and the COMMIT go to SQLite as one text: a failing insert in it
-    /// must leave nothing of the transaction behind, and the writer working.
+    /// The journal's inserts run just before the COMMIT: a failing insert among them must
+    /// leave nothing of the transaction behind, and the writer working.
     #[tokio::test]
     async fn a_journal_insert_that_fails_commits_nothing_of_its_transaction() {
         let (_dir, _path, ledger) = open().await;
@@ -505,13 +491,13 @@ mod tests {
             }))
             .unwrap()
         };
-        let schema = |statement: &'static str| async {
-            let mut tx = ledger.write().await.unwrap();
-            let done = sqlx::query(statement)
-                .execute(tx.sqlite())
-                .await
-                .map(|_| ());
-            tx.finish(Entries::default(), done).await.unwrap();
+        let schema = |statement: &'static str| {
+            let ledger = &ledger;
+            async move {
+                let mut tx = ledger.write().await.unwrap();
+                let done = tx.exec().execute(&Sql::new(statement)).await.map(|_| ());
+                tx.finish(Entries::default(), done).await.unwrap();
+            }
         };
         schema("CREATE TRIGGER no_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'no events'); END").await;
 
@@ -559,11 +545,9 @@ mod tests {
         // the fault is the disk "freed".)
         let mut tx = ledger.write().await.unwrap();
         let limit = async {
-            let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-                .fetch_one(tx.sqlite())
-                .await?;
-            sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
-                .execute(tx.sqlite())
+            let pages: i64 = tx.exec().fetch_one(&Sql::new("PRAGMA page_count")).await?;
+            tx.exec()
+                .execute(&Sql::new(format!("PRAGMA max_page_count = {pages}")))
                 .await
                 .map(|_| ())
         }

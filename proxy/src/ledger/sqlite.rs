@@ -1,0 +1,338 @@
+//! The SQLite writer's own connection, through rusqlite: a write transaction's statements run
+//! on the task's own thread, and only its `COMMIT` (the sync to disk) goes to a blocking
+//! thread.
+//!
+//! Why not sqlx here (the readers still use it): an sqlx SQLite connection runs on a worker
+//! thread of its own, and every statement is a message to that thread and an answer back,
+//! two thread wake-ups. A refund's two transactions made eleven such round trips (`BEGIN`,
+//! the insert, the chain's head, the journal and `COMMIT`, the autocommit check; the outcome
+//! likewise), each on the request's path. Here a transaction costs one hand-off, its commit.
+//! The statements before it are SQLite's work in its page cache, microseconds each; `BEGIN
+//! IMMEDIATE` only waits for the lock (its busy timeout) on a blocking thread, and only when
+//! another process holds it.
+//!
+//! Errors come back as `sqlx::Error::Database` with SQLite's extended code, so
+//! [`is_storage_fault`](super::is_storage_fault) and [`is_busy`](super::writer::is_busy) read
+//! them as they read sqlx's.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Mutex, MutexGuard};
+
+use super::sql::{Arg, Sql};
+use super::PAGE_CACHE_KIB;
+
+/// How long `BEGIN IMMEDIATE` waits for another process's write lock (as the readers' busy
+/// timeout), and opening for the journal mode's.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a write waits for the writer connection before it counts as a storage fault
+/// (a commit stuck on the disk holds it).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Prepared statements kept per connection: the ledger's recurring statements, with room.
+const STATEMENT_CACHE: usize = 64;
+
+/// The single connection every SQLite write transaction runs on; opened again after a fault.
+#[derive(Debug)]
+pub(super) struct Writer {
+    path: PathBuf,
+    read_only: bool,
+    /// `None` after a fault (or a lost commit): the next write opens a fresh connection.
+    slot: Mutex<Option<Connection>>,
+}
+
+/// The writer connection, held for one transaction.
+pub(super) type Held<'a> = MutexGuard<'a, Option<Connection>>;
+
+impl Writer {
+    /// Opens the writer now, so a file SQLite can only open read-only fails here.
+    pub(super) async fn open(path: &Path) -> Result<Self, sqlx::Error> {
+        let writer = Self::lazy(path, false);
+        let conn = connect(path.to_owned(), false).await?;
+        *writer.slot.lock().await = Some(conn);
+        Ok(writer)
+    }
+
+    /// A writer that opens the file read-only when first used: every write through it fails.
+    pub(super) fn read_only(path: &Path) -> Self {
+        Self::lazy(path, true)
+    }
+
+    fn lazy(path: &Path, read_only: bool) -> Self {
+        Self {
+            path: path.to_owned(),
+            read_only,
+            slot: Mutex::new(None),
+        }
+    }
+
+    /// The connection, for one transaction: waits for the one before to end, and opens a
+    /// fresh connection if the last was thrown away.
+    pub(super) async fn acquire(&self) -> Result<Held<'_>, sqlx::Error> {
+        let mut held = tokio::time::timeout(ACQUIRE_TIMEOUT, self.slot.lock())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?;
+        if held.is_none() {
+            *held = Some(connect(self.path.clone(), self.read_only).await?);
+        }
+        Ok(held)
+    }
+
+    /// Closes the connection (a checkpoint, as SQLite's last connection closing does).
+    pub(super) async fn close(&self) {
+        let conn = self.slot.lock().await.take();
+        if let Some(conn) = conn {
+            let _ = tokio::task::spawn_blocking(move || drop(conn)).await;
+        }
+    }
+}
+
+/// Opens the file as [`connect_options`](super::connect_options) does for the readers: WAL,
+/// `synchronous = FULL`, foreign keys, the bounded page cache. Refused when SQLite could only
+/// open the file read-only (and a writer was asked for).
+async fn connect(path: PathBuf, read_only: bool) -> Result<Connection, sqlx::Error> {
+    tokio::task::spawn_blocking(move || {
+        let flags = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
+        let conn = Connection::open_with_flags(&path, flags).map_err(error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(error)?;
+        let mode = if read_only {
+            ""
+        } else {
+            "PRAGMA journal_mode = WAL;"
+        };
+        conn.execute_batch(&format!(
+            "{mode} PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
+             PRAGMA cache_size = -{PAGE_CACHE_KIB};"
+        ))
+        .map_err(error)?;
+        if !read_only
+            && conn
+                .is_readonly(rusqlite::DatabaseName::Main)
+                .map_err(error)?
+        {
+            return Err(super::read_only_file());
+        }
+        // Statements on the task's thread never wait: only `BEGIN IMMEDIATE` takes the
+        // lock, and it waits on a blocking thread (see `begin`).
+        conn.busy_timeout(Duration::ZERO).map_err(error)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(conn)
+    })
+    .await
+    .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
+}
+
+/// `BEGIN IMMEDIATE`: the write lock, taken now. Tried at once on this thread; when another
+/// process holds the lock, waited for on a blocking thread, up to the busy timeout.
+pub(super) async fn begin(held: &mut Held<'_>) -> Result<(), sqlx::Error> {
+    let conn = held.as_ref().expect("acquired with a connection");
+    match conn.execute_batch("BEGIN IMMEDIATE") {
+        Err(e) if super::writer::is_busy(&error_ref(&e)) => {}
+        done => return done.map_err(error),
+    }
+    off_thread(held, |conn| {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let begun = conn.execute_batch("BEGIN IMMEDIATE");
+        conn.busy_timeout(Duration::ZERO)?;
+        begun
+    })
+    .await
+}
+
+/// `COMMIT`, on a blocking thread (it syncs the WAL to disk). `Ok` only if the connection is
+/// back in autocommit afterwards: a `COMMIT` that returns with its transaction still open
+/// (a deferred constraint) is an error.
+pub(super) async fn commit(held: &mut Held<'_>) -> Result<(), sqlx::Error> {
+    off_thread(held, |conn| {
+        conn.prepare_cached("COMMIT")?.raw_execute()?;
+        Ok(())
+    })
+    .await?;
+    match held.as_ref() {
+        Some(conn) if conn.is_autocommit() => Ok(()),
+        _ => Err(sqlx::Error::Protocol(
+            "COMMIT returned but the transaction is still open".into(),
+        )),
+    }
+}
+
+/// Runs `work` on the held connection on a blocking thread. If the task is lost (a panic, or
+/// this future dropped before it ends) so is the connection: the next write opens a fresh one.
+async fn off_thread(
+    held: &mut Held<'_>,
+    work: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
+) -> Result<(), sqlx::Error> {
+    let conn = held.take().expect("acquired with a connection");
+    let (conn, done) = tokio::task::spawn_blocking(move || {
+        let done = work(&conn);
+        (conn, done)
+    })
+    .await
+    .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
+    **held = Some(conn);
+    done.map_err(error)
+}
+
+/// Rolls back whatever the connection holds open; `true` when it is back in autocommit, the
+/// only state in which it may be used again.
+pub(super) fn reset(conn: &Connection) -> bool {
+    if !conn.is_autocommit() {
+        // Fails harmlessly when SQLite has already rolled back by itself.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    conn.is_autocommit()
+}
+
+/// A row read back: its columns' names and values.
+#[derive(Debug)]
+pub(super) struct Row {
+    names: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+impl Row {
+    pub(super) fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub(super) fn value(&self, index: usize) -> Option<&Value> {
+        self.values.get(index)
+    }
+}
+
+/// Runs `sql`: the rows it returns, and the rows it changed.
+pub(super) fn run(conn: &Connection, sql: &Sql) -> Result<(Vec<Row>, u64), sqlx::Error> {
+    let (mut cached, mut once);
+    let statement: &mut rusqlite::Statement<'_> = if sql.is_persistent() {
+        cached = conn.prepare_cached(sql.text()).map_err(error)?;
+        &mut cached
+    } else {
+        // Not kept: the cache would hold one entry per batch size.
+        once = conn.prepare(sql.text()).map_err(error)?;
+        &mut once
+    };
+    if statement.parameter_count() != sql.args().len() {
+        return Err(sqlx::Error::Protocol(format!(
+            "the statement takes {} arguments, {} given",
+            statement.parameter_count(),
+            sql.args().len()
+        )));
+    }
+    for (i, arg) in sql.args().iter().enumerate() {
+        let bound = match arg {
+            Arg::Int(v) => statement.raw_bind_parameter(i + 1, v),
+            Arg::Text(v) => statement.raw_bind_parameter(i + 1, v),
+            Arg::Bool(v) => statement.raw_bind_parameter(i + 1, v),
+            Arg::Bytes(v) => statement.raw_bind_parameter(i + 1, v),
+        };
+        bound.map_err(error)?;
+    }
+    let writes = !statement.readonly();
+    let names: Arc<[String]> = statement
+        .column_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let mut rows = Vec::new();
+    let mut results = statement.raw_query();
+    while let Some(row) = results.next().map_err(error)? {
+        let values = (0..names.len())
+            .map(|i| row.get::<_, Value>(i))
+            .collect::<Result<_, _>>()
+            .map_err(error)?;
+        rows.push(Row {
+            names: names.clone(),
+            values,
+        });
+    }
+    drop(results);
+    // sqlite3_changes() is the last write's count, stale after a statement that wrote nothing.
+    let changed = if writes { conn.changes() } else { 0 };
+    Ok((rows, changed))
+}
+
+/// SQLite's error as sqlx reports one: `Database` with the extended result code.
+pub(super) fn error(e: rusqlite::Error) -> sqlx::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            sqlx::Error::Database(Box::new(SqliteError {
+                code: code.extended_code,
+                message: message.unwrap_or_else(|| code.to_string()),
+            }))
+        }
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
+}
+
+/// [`error`] of a borrowed error, to ask [`is_busy`](super::writer::is_busy) about it.
+fn error_ref(e: &rusqlite::Error) -> sqlx::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            error(rusqlite::Error::SqliteFailure(*code, message.clone()))
+        }
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
+}
+
+/// An error SQLite returned, with its extended result code.
+#[derive(Debug)]
+struct SqliteError {
+    code: i32,
+    message: String,
+}
+
+impl std::fmt::Display for SqliteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "(code: {}) {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for SqliteError {}
+
+impl sqlx::error::DatabaseError for SqliteError {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Owned(self.code.to_string()))
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        use libsqlite3_sys as c;
+        use sqlx::error::ErrorKind;
+        match self.code {
+            c::SQLITE_CONSTRAINT_UNIQUE | c::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                ErrorKind::UniqueViolation
+            }
+            c::SQLITE_CONSTRAINT_FOREIGNKEY => ErrorKind::ForeignKeyViolation,
+            c::SQLITE_CONSTRAINT_NOTNULL => ErrorKind::NotNullViolation,
+            c::SQLITE_CONSTRAINT_CHECK => ErrorKind::CheckViolation,
+            _ => ErrorKind::Other,
+        }
+    }
+}
