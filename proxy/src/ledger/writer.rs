@@ -228,14 +228,13 @@ pub(super) struct WriteTx<'a> {
 impl Drop for WriteTx<'_> {
     fn drop(&mut self) {
         match self.held.take() {
-            Some(Held::Sqlite(mut held)) => {
-                if !held.as_ref().is_none_or(sqlite::reset) {
-                    *held = None;
-                }
+            // Still open after a rollback: thrown away, the next write opens a fresh one.
+            Some(Held::Sqlite(mut held)) if !held.as_ref().is_none_or(sqlite::reset) => {
+                *held = None;
             }
+            Some(Held::Sqlite(_)) | None => {}
             // Never back in the pool mid-transaction; the server rolls back on disconnect.
             Some(Held::Postgres(conn)) => drop(conn.detach()),
-            None => {}
         }
     }
 }
@@ -531,6 +530,63 @@ mod tests {
         assert_eq!(ledger.history(&session).await.unwrap().len(), 1);
         let chain = ledger.verify_chain().await.unwrap();
         assert_eq!((chain.verified, chain.broken), (1, None));
+    }
+
+    /// Another process holding SQLite's write lock: a write waits for it (up to the busy
+    /// timeout) off the runtime's thread, then commits. On this single-threaded runtime the
+    /// sleep below only ends on time if the wait is not on this thread.
+    #[tokio::test]
+    async fn a_write_waits_for_another_processs_lock_without_holding_up_the_runtime() {
+        let (_dir, path, ledger) = open().await;
+        let mut other: SqliteConnection = SqliteConnectOptions::from_str("sqlite:")
+            .unwrap()
+            .filename(&path)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let write = tokio::spawn({
+            let ledger = ledger.clone();
+            async move { ledger.record_rejected_webhook(b"{}", "waited").await }
+        });
+
+        let started = std::time::Instant::now();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "the runtime's thread was held up for {:?}",
+            started.elapsed()
+        );
+        assert!(!write.is_finished(), "the write waits for the lock");
+        sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+        write.await.unwrap().unwrap();
+        assert!(ledger.health().is_writable());
+        assert_eq!(rejected_webhooks_seen_by_another_connection(&path).await, 1);
+    }
+
+    /// A transaction dropped unfinished (a cancelled request, a panic) is rolled back there
+    /// and then, and the writer goes on working.
+    #[tokio::test]
+    async fn a_transaction_dropped_unfinished_leaves_nothing_and_the_writer_working() {
+        let (_dir, path, ledger) = open().await;
+        let mut tx = ledger.write().await.unwrap();
+        tx.exec()
+            .execute(&Sql::new("INSERT INTO rejected_webhooks (received_at, reason, raw_body) VALUES (0, 'dropped', x'7b7d')"))
+            .await
+            .unwrap();
+        drop(tx);
+
+        ledger
+            .record_rejected_webhook(b"{}", "after")
+            .await
+            .unwrap();
+
+        assert_eq!(rejected_webhooks_seen_by_another_connection(&path).await, 1);
+        assert!(ledger.health().is_writable());
     }
 
     #[tokio::test]
