@@ -46,7 +46,6 @@ use shared::api::{ErrorCode, RefundEvent, RefundReason, RefundState, RefundView}
 use shared::{AttemptId, Currency, IdempotencyKey, Money, Note, RefundId, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
 use tokio::sync::watch;
 
 pub use chain::{BrokenLine, ChainEntry, ChainReport};
@@ -65,9 +64,6 @@ use writer::WriteTx;
 /// Embedded at build time; applied by [`Ledger::open`] and [`Ledger::connect`].
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// Read-only connections for look-ups; two keep a slow export from blocking the others.
-const READERS: u32 = 2;
 
 /// How long [`Ledger::open`] waits for another process's lock on the file.
 pub const OPEN_PATIENCE: Duration = Duration::from_secs(5);
@@ -165,7 +161,7 @@ enum Store {
         /// The single connection every write transaction runs on.
         writer: Arc<sqlite::Writer>,
         /// Look-ups outside any transaction: snapshots of what is committed.
-        readers: SqlitePool,
+        readers: Arc<sqlite::Readers>,
     },
     Postgres(Arc<PgStore>),
 }
@@ -263,14 +259,6 @@ pub fn connect_options(path: &Path) -> Result<SqliteConnectOptions, sqlx::Error>
 /// `verify-ledger` open the file with SQLite's default: short-lived, and one connection each.
 pub const PAGE_CACHE_KIB: u32 = 256;
 
-/// The error of a ledger file SQLite could only open read-only (e.g. `chattr +i`): no writer.
-fn read_only_file() -> sqlx::Error {
-    sqlx::Error::Io(std::io::Error::new(
-        std::io::ErrorKind::PermissionDenied,
-        "the ledger file can only be opened read-only",
-    ))
-}
-
 impl Ledger {
     /// Opens (creating if needed) the SQLite file and applies pending migrations.
     ///
@@ -345,7 +333,7 @@ impl Ledger {
     /// Where look-ups run: snapshots of what is committed.
     fn read(&self) -> Exec<'_> {
         match &self.store {
-            Store::Sqlite { readers, .. } => Exec::SqlitePool(readers),
+            Store::Sqlite { readers, .. } => Exec::SqliteReaders(readers),
             Store::Postgres(pg) => Exec::PgPool(&pg.pool),
         }
     }
@@ -355,36 +343,18 @@ impl Ledger {
             std::fs::create_dir_all(dir)?;
         }
         let options = connect_options(path)?;
+        // The writer first: a file SQLite could only open read-only is refused here.
+        let writer = Arc::new(sqlite::Writer::open(path).await?);
         // The migrations run through sqlx, on a connection of their own closed after them.
         let migrations = SqlitePoolOptions::new()
             .max_connections(1)
-            // A file SQLite could only open read-only is refused before anything else.
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    if writer::is_writable(conn).await? {
-                        Ok(())
-                    } else {
-                        Err(read_only_file())
-                    }
-                })
-            })
-            .connect_with(options.clone())
+            .connect_with(options)
             .await?;
         let migrated = MIGRATOR.run(&migrations).await;
         migrations.close().await;
         migrated?;
-        let writer = Arc::new(sqlite::Writer::open(path).await?);
-        // Opened after the migrations, so the WAL exists and the schema is there to read.
-        let readers = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .acquire_timeout(Duration::from_secs(10))
-            // No ping on every acquire (sqlx's default): on SQLite it only asks the
-            // connection's own worker thread, a round trip on every read, and a statement on a
-            // dead worker fails the same way without it.
-            .test_before_acquire(false)
-            .after_release(|conn, _| Box::pin(writer::reset(conn)))
-            .connect_with(options.read_only(true))
-            .await?;
+        // Opened when first read, after the migrations: the WAL exists and the schema is there.
+        let readers = Arc::new(sqlite::Readers::new(path));
         let ledger = Self {
             store: Store::Sqlite { writer, readers },
             health: Arc::default(),
@@ -408,14 +378,10 @@ impl Ledger {
             // Reads beside the replicas, like any other client: no migration, no write.
             Database::Postgres(target) => return Self::connect_postgres(target).await,
         };
-        let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(path)
-            .read_only(true)
-            .busy_timeout(Duration::from_secs(5));
-        let readers = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+        // Opened now, so a file that is not there (or not a ledger) fails here.
+        let readers = Arc::new(sqlite::Readers::new(path));
+        Exec::SqliteReaders(&readers)
+            .fetch_one::<i64>(&sql::Sql::new("SELECT COUNT(*) FROM sqlite_master"))
             .await?;
         Ok(Self {
             store: Store::Sqlite {
@@ -504,7 +470,7 @@ impl Ledger {
     pub async fn close(&self) {
         match &self.store {
             Store::Sqlite { writer, readers } => {
-                readers.close().await;
+                readers.close();
                 writer.close().await;
             }
             Store::Postgres(pg) => {
@@ -634,14 +600,11 @@ mod tests {
         let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))
             .await
             .unwrap();
-        let Store::Sqlite { readers, .. } = &ledger.store else {
-            unreachable!("a file path opens SQLite");
-        };
         let bound = -i64::from(PAGE_CACHE_KIB);
         let mut tx = ledger.write().await.unwrap();
         assert_eq!(cache_size(tx.exec()).await, bound);
         tx.finish(Entries::default(), Ok(())).await.unwrap();
-        assert_eq!(cache_size(Exec::SqlitePool(readers)).await, bound);
+        assert_eq!(cache_size(ledger.read()).await, bound);
     }
 }
 

@@ -17,7 +17,6 @@ use std::borrow::Cow;
 use shared::api::{ErrorCode, HistoryKind, RefundReason, RefundState};
 use shared::{AttemptId, Currency, IdempotencyKey, Note};
 use sqlx::postgres::{PgConnection, PgPool, PgRow, Postgres};
-use sqlx::sqlite::{Sqlite, SqlitePool, SqliteRow};
 use sqlx::{ColumnIndex, Row};
 
 use super::kinds::{Origin, WebhookOutcome};
@@ -264,26 +263,12 @@ impl ToArg for &Option<Note> {
 
 /// Where a statement runs.
 pub(super) enum Exec<'e> {
-    /// The SQLite writer's connection, inside its write transaction: run on this thread.
+    /// The SQLite writer's connection, inside its write transaction.
     SqliteWriter(&'e mut rusqlite::Connection),
-    SqlitePool(&'e SqlitePool),
+    /// SQLite's read-only connections, outside any transaction.
+    SqliteReaders(&'e sqlite::Readers),
     PgConn(&'e mut PgConnection),
     PgPool(&'e PgPool),
-}
-
-fn sqlite_query<'q>(
-    text: &'q str,
-    sql: &'q Sql,
-) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    sql.args
-        .iter()
-        .fold(sqlx::query(text), |query, arg| match arg {
-            Arg::Int(v) => query.bind(*v),
-            Arg::Text(v) => query.bind(v.as_deref()),
-            Arg::Bool(v) => query.bind(*v),
-            Arg::Bytes(v) => query.bind(v.as_slice()),
-        })
-        .persistent(sql.persistent)
 }
 
 fn pg_query<'q>(
@@ -301,63 +286,64 @@ fn pg_query<'q>(
         .persistent(sql.persistent)
 }
 
-/// Runs `$sql` on whichever connection `$exec` holds, as `$query.$method($on)`, mapping rows
-/// through `$rows`.
-macro_rules! dispatch {
-    ($exec:expr, $sql:expr, |$query:ident, $on:ident| $run:expr) => {
-        match $exec {
-            Exec::SqliteWriter(_) => unreachable!("the writer's statements do not go to sqlx"),
-            Exec::SqlitePool($on) => {
-                let text = $sql.text_for(Engine::Sqlite);
-                let $query = sqlite_query(&text, $sql);
-                $run
-            }
-            Exec::PgConn($on) => {
-                let text = $sql.text_for(Engine::Postgres);
-                let $query = pg_query(&text, $sql);
-                $run
-            }
-            Exec::PgPool($on) => {
-                let text = $sql.text_for(Engine::Postgres);
-                let $query = pg_query(&text, $sql);
-                $run
-            }
+/// What a statement gave back: SQLite's rows (both of its connections run statements on this
+/// thread, see `sqlite`), or sqlx's from PostgreSQL.
+enum Ran {
+    Sqlite(Vec<sqlite::Row>, u64),
+    Pg(Vec<PgRow>, u64),
+}
+
+impl Ran {
+    fn records<T: FromRecord>(&self) -> impl Iterator<Item = Result<T, sqlx::Error>> + '_ {
+        let records: Box<dyn Iterator<Item = Record<'_>>> = match self {
+            Ran::Sqlite(rows, _) => Box::new(rows.iter().map(Record::Sqlite)),
+            Ran::Pg(rows, _) => Box::new(rows.iter().map(Record::Pg)),
+        };
+        records.map(|record| T::from_record(&record))
+    }
+
+    fn changed(&self) -> u64 {
+        match self {
+            Ran::Sqlite(_, changed) | Ran::Pg(_, changed) => *changed,
         }
-    };
+    }
 }
 
 impl Exec<'_> {
-    pub(super) async fn fetch_all<T: FromRecord>(self, sql: &Sql) -> Result<Vec<T>, sqlx::Error> {
-        if let Exec::SqliteWriter(conn) = self {
-            let (rows, _) = sqlite::run(conn, sql)?;
-            return rows
-                .iter()
-                .map(|row| T::from_record(&Record::Writer(row)))
-                .collect();
+    /// Runs `sql`; `rows` says whether its rows are wanted (PostgreSQL counts the rows changed
+    /// only when it does not fetch them).
+    async fn run(self, sql: &Sql, rows: bool) -> Result<Ran, sqlx::Error> {
+        macro_rules! on_pg {
+            ($on:expr) => {{
+                let text = sql.text_for(Engine::Postgres);
+                let query = pg_query(&text, sql);
+                if rows {
+                    Ran::Pg(query.fetch_all($on).await?, 0)
+                } else {
+                    Ran::Pg(Vec::new(), query.execute($on).await?.rows_affected())
+                }
+            }};
         }
-        dispatch!(self, sql, |query, on| {
-            let rows = query.fetch_all(on).await?;
-            rows.iter().map(|row| T::from_record(&row.into())).collect()
+        Ok(match self {
+            Exec::SqliteWriter(conn) => {
+                let (rows, changed) = sqlite::run(conn, sql)?;
+                Ran::Sqlite(rows, changed)
+            }
+            Exec::SqliteReaders(readers) => Ran::Sqlite(readers.run(sql).await?, 0),
+            Exec::PgConn(conn) => on_pg!(conn),
+            Exec::PgPool(pool) => on_pg!(pool),
         })
+    }
+
+    pub(super) async fn fetch_all<T: FromRecord>(self, sql: &Sql) -> Result<Vec<T>, sqlx::Error> {
+        self.run(sql, true).await?.records().collect()
     }
 
     pub(super) async fn fetch_optional<T: FromRecord>(
         self,
         sql: &Sql,
     ) -> Result<Option<T>, sqlx::Error> {
-        if let Exec::SqliteWriter(conn) = self {
-            let (rows, _) = sqlite::run(conn, sql)?;
-            return rows
-                .first()
-                .map(|row| T::from_record(&Record::Writer(row)))
-                .transpose();
-        }
-        dispatch!(self, sql, |query, on| {
-            match query.fetch_optional(on).await? {
-                Some(row) => T::from_record(&(&row).into()).map(Some),
-                None => Ok(None),
-            }
-        })
+        self.run(sql, true).await?.records().next().transpose()
     }
 
     pub(super) async fn fetch_one<T: FromRecord>(self, sql: &Sql) -> Result<T, sqlx::Error> {
@@ -368,40 +354,19 @@ impl Exec<'_> {
 
     /// Rows affected.
     pub(super) async fn execute(self, sql: &Sql) -> Result<u64, sqlx::Error> {
-        if let Exec::SqliteWriter(conn) = self {
-            return sqlite::run(conn, sql).map(|(_, changed)| changed);
-        }
-        dispatch!(self, sql, |query, on| Ok(query
-            .execute(on)
-            .await?
-            .rows_affected()))
+        Ok(self.run(sql, false).await?.changed())
     }
 }
 
 /// A row of either engine, read by column.
 pub(super) enum Record<'r> {
-    Writer(&'r sqlite::Row),
-    Sqlite(&'r SqliteRow),
+    Sqlite(&'r sqlite::Row),
     Pg(&'r PgRow),
 }
 
-impl<'r> From<&'r SqliteRow> for Record<'r> {
-    fn from(row: &'r SqliteRow) -> Self {
-        Record::Sqlite(row)
-    }
-}
-
-impl<'r> From<&'r PgRow> for Record<'r> {
-    fn from(row: &'r PgRow) -> Self {
-        Record::Pg(row)
-    }
-}
-
 /// A column name or position, for either engine.
-pub(super) trait Column:
-    ColumnIndex<SqliteRow> + ColumnIndex<PgRow> + Copy + std::fmt::Display
-{
-    /// Its position among `names`, the columns of a row of the writer's connection.
+pub(super) trait Column: ColumnIndex<PgRow> + Copy + std::fmt::Display {
+    /// Its position among `names`, the columns of a SQLite row.
     fn position(self, names: &[String]) -> Option<usize>;
 }
 
@@ -421,16 +386,15 @@ macro_rules! getter {
     ($name:ident, $ty:ty) => {
         pub(super) fn $name(&self, column: impl Column) -> Result<$ty, sqlx::Error> {
             match self {
-                Record::Writer(row) => writer_value(row, column),
-                Record::Sqlite(row) => row.try_get(column),
+                Record::Sqlite(row) => sqlite_value(row, column),
                 Record::Pg(row) => row.try_get(column),
             }
         }
     };
 }
 
-/// A column of a row of the writer's connection, as one of the four column types.
-fn writer_value<T: FromValue>(row: &sqlite::Row, column: impl Column) -> Result<T, sqlx::Error> {
+/// A column of a SQLite row, as one of the ledger's column types.
+fn sqlite_value<T: FromValue>(row: &sqlite::Row, column: impl Column) -> Result<T, sqlx::Error> {
     let value = column
         .position(row.names())
         .and_then(|i| row.value(i))
@@ -441,7 +405,7 @@ fn writer_value<T: FromValue>(row: &sqlite::Row, column: impl Column) -> Result<
     })
 }
 
-/// What a column of the writer's connection holds, read as one of the ledger's column types.
+/// What a column of a SQLite row holds, read as one of the ledger's column types.
 trait FromValue: Sized {
     fn from_value(value: &rusqlite::types::Value) -> Option<Self>;
 }

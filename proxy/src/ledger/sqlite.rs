@@ -93,9 +93,69 @@ impl Writer {
     }
 }
 
-/// Opens the file as [`connect_options`](super::connect_options) does for the readers: WAL,
-/// `synchronous = FULL`, foreign keys, the bounded page cache. Refused when SQLite could only
-/// open the file read-only (and a writer was asked for).
+/// Look-ups outside any transaction, on the task's thread too: read-only connections, taken
+/// for one statement and put back. In WAL mode each statement reads a snapshot of what is
+/// committed, and never waits for the writer or its sync to disk.
+#[derive(Debug)]
+pub(super) struct Readers {
+    path: PathBuf,
+    idle: std::sync::Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    /// Readers of `path`, opened as they are first needed.
+    pub(super) fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            idle: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `sql` on an idle connection (a new one if none is). When SQLite answers busy (a
+    /// reader meeting a WAL being reset or recovered), it is tried again on a blocking thread
+    /// with the busy timeout. A connection that fails is closed, not put back.
+    pub(super) async fn run(&self, sql: &Sql) -> Result<Vec<Row>, sqlx::Error> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => connect(self.path.clone(), true).await?,
+        };
+        let (conn, done) = match run(&conn, sql) {
+            Err(e) if super::writer::is_busy(&e) => {
+                let sql = sql.clone();
+                tokio::task::spawn_blocking(move || {
+                    let done = conn
+                        .busy_timeout(BUSY_TIMEOUT)
+                        .map_err(error)
+                        .and_then(|()| run(&conn, &sql));
+                    let _ = conn.busy_timeout(Duration::ZERO);
+                    (conn, done)
+                })
+                .await
+                .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
+            }
+            done => (conn, done),
+        };
+        let (rows, _) = done?;
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+        Ok(rows)
+    }
+
+    /// Closes the idle connections.
+    pub(super) fn close(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// Readers kept open between look-ups; more are opened while more run at once.
+const IDLE_READERS: usize = 4;
+
+/// Opens the file as [`connect_options`](super::connect_options) does: WAL, `synchronous =
+/// FULL`, foreign keys, the bounded page cache; `read_only` for a reader. Refused when SQLite
+/// could only open the file read-only and a writer was asked for.
 async fn connect(path: PathBuf, read_only: bool) -> Result<Connection, sqlx::Error> {
     tokio::task::spawn_blocking(move || {
         let flags = if read_only {
@@ -122,10 +182,15 @@ async fn connect(path: PathBuf, read_only: bool) -> Result<Connection, sqlx::Err
                 .is_readonly(rusqlite::DatabaseName::Main)
                 .map_err(error)?
         {
-            return Err(super::read_only_file());
+            // SQLite quietly falls back to read-only when the file cannot be opened for
+            // writing (e.g. `chattr +i`): no writer.
+            return Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "the ledger file can only be opened read-only",
+            )));
         }
         // Statements on the task's thread never wait: only `BEGIN IMMEDIATE` takes the
-        // lock, and it waits on a blocking thread (see `begin`).
+        // lock, and it waits on a blocking thread (see `begin`; readers: `Readers::run`).
         conn.busy_timeout(Duration::ZERO).map_err(error)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(conn)

@@ -24,42 +24,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Postgres, SqliteConnection};
+use sqlx::Postgres;
 use tokio::sync::watch;
 
 use super::journal::Entries;
 use super::sql::{Engine, Exec, Sql};
 use super::sqlite;
 use super::{Ledger, Store};
-
-/// Whether `conn` is outside any transaction, asked of SQLite (`sqlite3_get_autocommit`).
-pub(super) async fn in_autocommit(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
-    let mut handle = conn.lock_handle().await?;
-    let db = handle.as_raw_handle().as_ptr();
-    // SAFETY: `db` is a live connection handle, locked away from sqlx's worker thread for as
-    // long as `handle` lives; `sqlite3_get_autocommit` only reads a flag of it.
-    Ok(unsafe { libsqlite3_sys::sqlite3_get_autocommit(db) } != 0)
-}
-
-/// Whether the connection opened the ledger file writable: SQLite quietly falls back to
-/// read-only when the file cannot be opened for writing (e.g. `chattr +i`).
-pub(super) async fn is_writable(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
-    let mut handle = conn.lock_handle().await?;
-    let db = handle.as_raw_handle().as_ptr();
-    // SAFETY: as above; the name is a NUL-terminated literal.
-    Ok(unsafe { libsqlite3_sys::sqlite3_db_readonly(db, c"main".as_ptr()) } == 0)
-}
-
-/// Rolls back whatever `conn` may still hold open. `Ok(true)` when it is back in autocommit,
-/// the only state in which a connection may be used again.
-pub(super) async fn reset(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
-    if in_autocommit(conn).await? {
-        return Ok(true);
-    }
-    // Fails harmlessly when SQLite has already rolled back by itself.
-    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-    in_autocommit(conn).await
-}
 
 /// Whether `error` is SQLite saying another connection holds the lock (`SQLITE_BUSY`,
 /// `SQLITE_LOCKED`): worth trying again in a moment.
