@@ -1,8 +1,8 @@
 //! The storage floor: a bare axum server that performs exactly the durable writes the proxy
-//! must, and nothing else, on a SQLite file opened through sqlx with the proxy ledger's
-//! settings (`proxy/src/ledger/mod.rs`: WAL, `synchronous = FULL`, a 5 s busy timeout,
-//! foreign keys on, one writer connection; transactions as plain `BEGIN IMMEDIATE` …
-//! `COMMIT`, as `ledger/writer.rs` runs them).
+//! must, and nothing else, on a SQLite file opened with the proxy ledger's settings and
+//! written the way its writer writes (`proxy/src/ledger/sqlite.rs`: WAL, `synchronous =
+//! FULL`, foreign keys on, one writer connection through rusqlite; `BEGIN IMMEDIATE` and the
+//! statements on the task's thread, the `COMMIT`, which syncs, on a blocking thread).
 //!
 //! - `POST /webhooks/smart-glocal`: one row per webhook (its raw body), group-committed like
 //!   the proxy's webhook writer (`ledger/webhooks.rs`: one writer task, every webhook waiting
@@ -26,6 +26,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -33,9 +34,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use sqlx::sqlite::SqlitePoolOptions;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::servers::WEBHOOK_PATH;
 
@@ -67,10 +68,13 @@ enum Rows {
 
 #[derive(Clone)]
 struct Floor {
-    pool: SqlitePool,
+    db: Arc<Db>,
     jobs: mpsc::Sender<Job>,
     rows: Rows,
 }
+
+/// The single writer connection; `None` once a commit's task was lost.
+struct Db(Mutex<Option<Connection>>);
 
 /// `bench floor-serve 127.0.0.1:<port> <sqlite file> [ledger-rows]`.
 pub async fn floor_serve() -> std::process::ExitCode {
@@ -97,20 +101,20 @@ pub async fn floor_serve() -> std::process::ExitCode {
             }
         }
     }
-    let pool = match open(Path::new(&path)).await {
-        Ok(pool) => pool,
+    let db = match open(Path::new(&path)).await {
+        Ok(db) => Arc::new(db),
         Err(e) => {
             eprintln!("floor: cannot open {path}: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
     let (jobs, queue) = mpsc::channel(QUEUE);
-    tokio::spawn(writer(pool.clone(), queue, rows));
+    tokio::spawn(writer(db.clone(), queue, rows));
     let app = Router::new()
         .route(WEBHOOK_PATH, post(webhook))
         .route(REFUND_PATH, post(refund))
         .route(LOOKUP_PATH, get(|| async { StatusCode::OK }))
-        .with_state(Floor { pool, jobs, rows });
+        .with_state(Floor { db, jobs, rows });
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .expect("bind the floor server");
@@ -118,28 +122,80 @@ pub async fn floor_serve() -> std::process::ExitCode {
     std::process::ExitCode::SUCCESS
 }
 
-/// The proxy ledger's connection settings and single-connection writer pool.
-async fn open(path: &Path) -> Result<SqlitePool, sqlx::Error> {
-    let options = proxy::ledger::connect_options(path)?;
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
-        .await?;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS webhooks (
-             id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, raw_body BLOB NOT NULL)",
-    )
-    .execute(&pool)
-    .await?;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS attempts (
-             id INTEGER PRIMARY KEY, session_id TEXT NOT NULL, state TEXT NOT NULL,
-             created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)",
-    )
-    .execute(&pool)
-    .await?;
-    Ok(pool)
+/// The proxy ledger's connection settings (`proxy::ledger::PAGE_CACHE_KIB` among them).
+async fn open(path: &Path) -> Result<Db, String> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
+             PRAGMA cache_size = -{};
+             CREATE TABLE IF NOT EXISTS webhooks (
+                 id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, raw_body BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS attempts (
+                 id INTEGER PRIMARY KEY, session_id TEXT NOT NULL, state TEXT NOT NULL,
+                 created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);",
+            proxy::ledger::PAGE_CACHE_KIB
+        ))?;
+        Ok::<_, rusqlite::Error>(Db(Mutex::new(Some(conn))))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
+}
+
+/// One write transaction, as the proxy's ledger runs one: `BEGIN IMMEDIATE` and `write` on
+/// this thread, then `COMMIT` (the sync to disk) on a blocking thread; `ROLLBACK` if `write`
+/// fails.
+async fn transaction<T>(
+    db: &Db,
+    write: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> Result<T, String> {
+    let mut held = db.0.lock().await;
+    let conn = held.take().ok_or("the writer connection was lost")?;
+    let written = conn
+        .execute_batch("BEGIN IMMEDIATE")
+        .and_then(|()| write(&conn));
+    let value = match written {
+        Ok(value) => value,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            *held = Some(conn);
+            return Err(e.to_string());
+        }
+    };
+    let (conn, committed) = tokio::task::spawn_blocking(move || {
+        let committed = conn.prepare_cached("COMMIT").and_then(|mut c| c.raw_execute());
+        (conn, committed)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    *held = Some(conn);
+    committed.map_err(|e| e.to_string())?;
+    Ok(value)
+}
+
+/// `INSERT …` of `rows`, each of `columns` values: `head (…) VALUES (?, …), (?, …)` and its
+/// arguments. Prepared once per text, not cached (batch sizes vary), as the ledger's.
+fn insert_rows(
+    conn: &Connection,
+    head: &str,
+    rows: impl IntoIterator<Item = Vec<Value>>,
+) -> rusqlite::Result<()> {
+    let mut text = format!("{head} VALUES ");
+    let mut args = Vec::new();
+    for (i, row) in rows.into_iter().enumerate() {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        text.push_str(&vec!["?"; row.len()].join(", "));
+        text.push(')');
+        args.extend(row);
+    }
+    conn.prepare(&text)?.execute(params_from_iter(args))?;
+    Ok(())
 }
 
 fn now_ms() -> i64 {
@@ -161,13 +217,15 @@ async fn webhook(State(floor): State<Floor>, body: Bytes) -> StatusCode {
 }
 
 /// Group commit: every webhook waiting (up to [`MAX_BATCH`]) in one transaction.
-async fn writer(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, rows: Rows) {
+async fn writer(db: Arc<Db>, mut queue: mpsc::Receiver<Job>, rows: Rows) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut written = 0;
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let ok = match rows {
-            Rows::One => commit_batch(&pool, &batch).await,
-            Rows::Ledger => commit_ledger_rows(&pool, &batch, written).await,
+            Rows::One => transaction(&db, |conn| commit_batch(conn, &batch)).await,
+            Rows::Ledger => {
+                transaction(&db, |conn| commit_ledger_rows(conn, &batch, written)).await
+            }
         };
         if let Err(e) = &ok {
             eprintln!("floor: webhook batch: {e}");
@@ -180,23 +238,21 @@ async fn writer(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, rows: Rows) {
     }
 }
 
-async fn commit_batch(pool: &SqlitePool, jobs: &[Job]) -> Result<(), sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+fn commit_batch(conn: &Connection, jobs: &[Job]) -> rusqlite::Result<()> {
     let received_at = now_ms();
-    let inserted = async {
-        for chunk in jobs.chunks(ROWS_PER_INSERT) {
-            let mut insert =
-                QueryBuilder::<Sqlite>::new("INSERT INTO webhooks (received_at, raw_body) ");
-            insert.push_values(chunk, |mut values, job| {
-                values.push_bind(received_at).push_bind(job.body.as_ref());
-            });
-            insert.build().persistent(false).execute(&mut *conn).await?;
-        }
-        Ok::<_, sqlx::Error>(())
+    for chunk in jobs.chunks(ROWS_PER_INSERT) {
+        insert_rows(
+            conn,
+            "INSERT INTO webhooks (received_at, raw_body)",
+            chunk.iter().map(|job| {
+                vec![
+                    Value::Integer(received_at),
+                    Value::Blob(job.body.to_vec()),
+                ]
+            }),
+        )?;
     }
-    .await;
-    end(&mut conn, inserted).await
+    Ok(())
 }
 
 /// A refund's event as the ledger stores it (a `RefundView`'s JSON, of the usual length).
@@ -206,101 +262,84 @@ const HASH: &str = "5f1e0c8a9b7d6e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d
 
 /// The webhooks of `jobs` as the ledger's rows: webhook `first + i` brings refunds
 /// `rf_floor_{first + i}_1` and `_2` of payment `ps_floor_{first + i}`.
-async fn commit_ledger_rows(
-    pool: &SqlitePool,
-    jobs: &[Job],
-    first: usize,
-) -> Result<(), sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-    let at = now_ms();
+fn commit_ledger_rows(conn: &Connection, jobs: &[Job], first: usize) -> rusqlite::Result<()> {
+    let at = Value::Integer(now_ms());
+    let text = |s: &str| Value::Text(s.to_owned());
     let webhooks: Vec<(usize, &Job)> = (first..).zip(jobs).collect();
     let refunds: Vec<(String, String)> = webhooks
         .iter()
         .flat_map(|(n, _)| [1, 2].map(|r| (format!("ps_floor_{n}"), format!("rf_floor_{n}_{r}"))))
         .collect();
-    let inserted = async {
-        for chunk in refunds.chunks(LEDGER_ROWS_PER_INSERT) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO refunds (refund_id, session_id, origin, amount, currency, state, created_at, updated_at, finished_at) ",
-            );
-            insert.push_values(chunk, |mut values, (session, refund)| {
-                values
-                    .push_bind(refund)
-                    .push_bind(session)
-                    .push_bind("elsewhere")
-                    .push_bind(1_500)
-                    .push_bind("USD")
-                    .push_bind("accepted")
-                    .push_bind(at)
-                    .push_bind(at)
-                    .push_bind(at);
-            });
-            insert.build().persistent(false).execute(&mut *conn).await?;
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO history (session_id, at, kind, refund_id, amount, currency, state, detail, hash) ",
-            );
-            insert.push_values(chunk, |mut values, (session, refund)| {
-                values
-                    .push_bind(session)
-                    .push_bind(at)
-                    .push_bind("refunded_elsewhere")
-                    .push_bind(refund)
-                    .push_bind(1_500)
-                    .push_bind("USD")
-                    .push_bind("accepted")
-                    .push_bind("learned from a webhook")
-                    .push_bind(HASH);
-            });
-            insert.build().persistent(false).execute(&mut *conn).await?;
-            let mut insert =
-                QueryBuilder::<Sqlite>::new("INSERT INTO events (session_id, at, refund) ");
-            insert.push_values(chunk, |mut values, (session, _)| {
-                values.push_bind(session).push_bind(at).push_bind(EVENT_JSON);
-            });
-            insert.build().persistent(false).execute(&mut *conn).await?;
-        }
-        for chunk in webhooks.chunks(ROWS_PER_INSERT) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO webhooks (received_at, verified, session_id, dedup_key, outcome, raw_body) ",
-            );
-            insert.push_values(chunk, |mut values, (n, job)| {
-                values
-                    .push_bind(at)
-                    .push_bind(true)
-                    .push_bind(format!("ps_floor_{n}"))
-                    .push_bind(format!("ps_floor_{n}:rf_floor_{n}_1:accepted;ps_floor_{n}:rf_floor_{n}_2:accepted"))
-                    .push_bind("applied")
-                    .push_bind(job.body.as_ref());
-            });
-            insert.build().persistent(false).execute(&mut *conn).await?;
-        }
-        Ok::<_, sqlx::Error>(())
+    for chunk in refunds.chunks(LEDGER_ROWS_PER_INSERT) {
+        insert_rows(
+            conn,
+            "INSERT INTO refunds (refund_id, session_id, origin, amount, currency, state, created_at, updated_at, finished_at)",
+            chunk.iter().map(|(session, refund)| {
+                vec![
+                    text(refund),
+                    text(session),
+                    text("elsewhere"),
+                    Value::Integer(1_500),
+                    text("USD"),
+                    text("accepted"),
+                    at.clone(),
+                    at.clone(),
+                    at.clone(),
+                ]
+            }),
+        )?;
+        insert_rows(
+            conn,
+            "INSERT INTO history (session_id, at, kind, refund_id, amount, currency, state, detail, hash)",
+            chunk.iter().map(|(session, refund)| {
+                vec![
+                    text(session),
+                    at.clone(),
+                    text("refunded_elsewhere"),
+                    text(refund),
+                    Value::Integer(1_500),
+                    text("USD"),
+                    text("accepted"),
+                    text("learned from a webhook"),
+                    text(HASH),
+                ]
+            }),
+        )?;
+        insert_rows(
+            conn,
+            "INSERT INTO events (session_id, at, refund)",
+            chunk
+                .iter()
+                .map(|(session, _)| vec![text(session), at.clone(), text(EVENT_JSON)]),
+        )?;
     }
-    .await;
-    end(&mut conn, inserted).await
-}
-
-/// `COMMIT` if what the transaction wrote went in, else `ROLLBACK` and the error.
-async fn end(
-    conn: &mut SqliteConnection,
-    written: Result<(), sqlx::Error>,
-) -> Result<(), sqlx::Error> {
-    match written {
-        Ok(()) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| ()),
-        Err(e) => {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            Err(e)
-        }
+    for chunk in webhooks.chunks(ROWS_PER_INSERT) {
+        insert_rows(
+            conn,
+            "INSERT INTO webhooks (received_at, verified, session_id, dedup_key, outcome, raw_body)",
+            chunk.iter().map(|(n, job)| {
+                vec![
+                    at.clone(),
+                    Value::Integer(1),
+                    Value::Text(format!("ps_floor_{n}")),
+                    Value::Text(format!(
+                        "ps_floor_{n}:rf_floor_{n}_1:accepted;ps_floor_{n}:rf_floor_{n}_2:accepted"
+                    )),
+                    text("applied"),
+                    Value::Blob(job.body.to_vec()),
+                ]
+            }),
+        )?;
     }
+    Ok(())
 }
 
 /// The attempt committed, then its outcome committed: the refund path's two syncs.
 async fn refund(State(floor): State<Floor>, session: Bytes) -> StatusCode {
     let session = String::from_utf8_lossy(&session);
     let committed = match floor.rows {
-        Rows::One => two_commits(&floor.pool, &session).await,
-        Rows::Ledger => two_commits_of_ledger_rows(&floor.pool, &session).await,
+        Rows::One => two_commits(&floor.db, &session).await,
+        Rows::Ledger => two_commits_of_ledger_rows(&floor.db, &session).await,
     };
     match committed {
         Ok(()) => StatusCode::CREATED,
@@ -311,85 +350,64 @@ async fn refund(State(floor): State<Floor>, session: Bytes) -> StatusCode {
     }
 }
 
-async fn two_commits(pool: &SqlitePool, session: &str) -> Result<(), sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+/// The proxy lets go of the writer during the upstream call; so does the floor, between its
+/// two transactions.
+async fn two_commits(db: &Db, session: &str) -> Result<(), String> {
     let at = now_ms();
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO attempts (session_id, state, created_at, updated_at)
-         VALUES (?, 'pending', ?, ?) RETURNING id",
-    )
-    .bind(session)
-    .bind(at)
-    .bind(at)
-    .fetch_one(&mut *conn)
+    let id: i64 = transaction(db, |conn| {
+        conn.prepare_cached(
+            "INSERT INTO attempts (session_id, state, created_at, updated_at)
+             VALUES (?, 'pending', ?, ?) RETURNING id",
+        )?
+        .query_row(params![session, at, at], |row| row.get(0))
+    })
     .await?;
-    sqlx::query("COMMIT").execute(&mut *conn).await?;
-    // The proxy lets go of the writer during the upstream call; so does the floor.
-    drop(conn);
-    let mut conn = pool.acquire().await?;
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-    sqlx::query("UPDATE attempts SET state = 'in_progress', updated_at = ? WHERE id = ?")
-        .bind(now_ms())
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("COMMIT").execute(&mut *conn).await?;
+    transaction(db, |conn| {
+        conn.prepare_cached("UPDATE attempts SET state = 'in_progress', updated_at = ? WHERE id = ?")?
+            .execute(params![now_ms(), id])
+    })
+    .await?;
     Ok(())
 }
 
-/// The refund path's two commits as the ledger writes them: the attempt's row, then its
-/// history line, its event and `COMMIT` in one call; the outcome's update likewise. Fixed
-/// contents; nothing read, hashed or serialised.
-async fn two_commits_of_ledger_rows(pool: &SqlitePool, session: &str) -> Result<(), sqlx::Error> {
+/// The refund path's two commits as the ledger writes them: the attempt's row, its history
+/// line and its event; then the outcome's update, line and event. Fixed contents; nothing
+/// read, hashed or serialised.
+async fn two_commits_of_ledger_rows(db: &Db, session: &str) -> Result<(), String> {
     let at = now_ms();
-    let journal = |kind: &'static str, state: &'static str| {
-        sqlx::query(
+    let journal = |conn: &Connection, kind: &str, state: &str| {
+        conn.prepare_cached(
             "INSERT INTO history (session_id, at, kind, agent, attempt_id, amount, currency, state, hash, role)
-             VALUES (?, ?, ?, 'bench', ?, 1500, 'USD', ?, ?, 'support');
-             INSERT INTO events (session_id, at, refund) VALUES (?, ?, ?);
-             COMMIT",
-        )
-        .bind(session.to_owned())
-        .bind(at)
-        .bind(kind)
-        .bind(format!("at_{session}"))
-        .bind(state)
-        .bind(HASH)
-        .bind(session.to_owned())
-        .bind(at)
-        .bind(EVENT_JSON)
+             VALUES (?, ?, ?, 'bench', ?, 1500, 'USD', ?, ?, 'support')",
+        )?
+        .execute(params![session, at, kind, format!("at_{session}"), state, HASH])?;
+        conn.prepare_cached("INSERT INTO events (session_id, at, refund) VALUES (?, ?, ?)")?
+            .execute(params![session, at, EVENT_JSON])
     };
-    let mut conn = pool.acquire().await?;
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-    let key: i64 = sqlx::query_scalar(
-        "INSERT INTO refunds (attempt_id, session_id, origin, agent, amount, currency, full_refund,
-             reason, idempotency_key, request_hash, refunds_before, state, created_at, updated_at, role)
-         VALUES (?, ?, 'proxy', 'bench', 1500, 'USD', 1, 'requested_by_customer', ?, ?, '[]',
-             'pending', ?, ?, 'support')
-         RETURNING key",
-    )
-    .bind(format!("at_{session}"))
-    .bind(session)
-    .bind(format!("key_{session}"))
-    .bind(HASH)
-    .bind(at)
-    .bind(at)
-    .fetch_one(&mut *conn)
+    let key: i64 = transaction(db, |conn| {
+        let key = conn
+            .prepare_cached(
+                "INSERT INTO refunds (attempt_id, session_id, origin, agent, amount, currency, full_refund,
+                     reason, idempotency_key, request_hash, refunds_before, state, created_at, updated_at, role)
+                 VALUES (?, ?, 'proxy', 'bench', 1500, 'USD', 1, 'requested_by_customer', ?, ?, '[]',
+                     'pending', ?, ?, 'support')
+                 RETURNING key",
+            )?
+            .query_row(
+                params![format!("at_{session}"), session, format!("key_{session}"), HASH, at, at],
+                |row| row.get(0),
+            )?;
+        journal(conn, "requested", "pending")?;
+        Ok(key)
+    })
     .await?;
-    // With the `COMMIT`, in one call, as the ledger's journal does.
-    journal("requested", "pending").execute(&mut *conn).await?;
-    drop(conn);
-    let mut conn = pool.acquire().await?;
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-    sqlx::query(
-        "UPDATE refunds SET state = 'in_progress', refund_id = ?, updated_at = ? WHERE key = ?",
-    )
-    .bind(format!("rf_{session}"))
-    .bind(now_ms())
-    .bind(key)
-    .execute(&mut *conn)
+    transaction(db, |conn| {
+        conn.prepare_cached(
+            "UPDATE refunds SET state = 'in_progress', refund_id = ?, updated_at = ? WHERE key = ?",
+        )?
+        .execute(params![format!("rf_{session}"), now_ms(), key])?;
+        journal(conn, "sent", "in_progress")
+    })
     .await?;
-    journal("sent", "in_progress").execute(&mut *conn).await?;
     Ok(())
 }
