@@ -166,7 +166,9 @@ async fn transaction<T>(
         }
     };
     let (conn, committed) = tokio::task::spawn_blocking(move || {
-        let committed = conn.prepare_cached("COMMIT").and_then(|mut c| c.raw_execute());
+        let committed = conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut c| c.raw_execute());
         (conn, committed)
     })
     .await
@@ -244,12 +246,9 @@ fn commit_batch(conn: &Connection, jobs: &[Job]) -> rusqlite::Result<()> {
         insert_rows(
             conn,
             "INSERT INTO webhooks (received_at, raw_body)",
-            chunk.iter().map(|job| {
-                vec![
-                    Value::Integer(received_at),
-                    Value::Blob(job.body.to_vec()),
-                ]
-            }),
+            chunk
+                .iter()
+                .map(|job| vec![Value::Integer(received_at), Value::Blob(job.body.to_vec())]),
         )?;
     }
     Ok(())
@@ -363,8 +362,10 @@ async fn two_commits(db: &Db, session: &str) -> Result<(), String> {
     })
     .await?;
     transaction(db, |conn| {
-        conn.prepare_cached("UPDATE attempts SET state = 'in_progress', updated_at = ? WHERE id = ?")?
-            .execute(params![now_ms(), id])
+        conn.prepare_cached(
+            "UPDATE attempts SET state = 'in_progress', updated_at = ? WHERE id = ?",
+        )?
+        .execute(params![now_ms(), id])
     })
     .await?;
     Ok(())

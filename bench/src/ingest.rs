@@ -123,37 +123,34 @@ pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
     if !missed.is_empty() {
         notes.push(format!(
             "Webhook ingest reaches {} of the storage floor, which group-commits one insert \
-             per webhook with the same SQLite settings. Each proxied webhook is also verified, \
-             parsed and applied inside the batch's transaction, which per batch runs: one \
-             look-up of every refund's row and candidate attempts; one multi-row `INSERT … \
-             RETURNING *` of every refund new to the ledger (two per webhook here), each \
-             decoded into a 25-column row and checked against what the batch announced for \
-             it; the webhook rows; one read of the hash chain's head and the last `seq`; then \
-             the history lines (each hashed), the events (each serialised) and `COMMIT` in \
-             one call; and the autocommit check. Until 2026-11-29 every new refund was an \
-             insert of its own, one more hand-off to sqlx's worker thread per refund; paired \
-             against that build (two alternating runs, HMAC, 64 concurrent) the proxy took \
-             4,805 and 4,502 webhooks/s against 2,520 and 2,632, at 16 concurrent 3,181 and \
-             2,667 against 1,970 and 2,173. perf on the proxy alone during ingest after that \
-             change (one run, this machine, DWARF call graphs): sqlx's worker thread 46 % of \
-             the proxy's CPU, of which SQLite's `sqlite3_step` 26 points (the commit's WAL \
-             writes 9) and parsing statements 8 (a batch's multi-row statements vary in \
-             text, so none is a cached prepared statement); the HTTP side 20 % with the \
-             handler in it (the response's `writev` 5, parsing the webhook's JSON 4); thread \
-             switches and futex wake-ups between the tokio workers and sqlx's thread about \
-             15 %; malloc about 12 %, spread over all of them. Verification, hashing and the \
-             events' JSON are each under 2 %. The floor runs one statement per batch; the \
-             proxy's CPU per webhook (above) is several times the floor's, most of it \
-             SQLite's work on seven statements per batch and the hand-offs to its thread. \
-             What share of that is the ledger's rows themselves: the same floor writing, per \
-             webhook, exactly the rows the ledger keeps for it (two refunds, two history \
-             lines, two events, the webhook; the ledger's schema and indexes; multi-row \
-             inserts, one per table per batch; nothing read, hashed or serialised) reaches \
-             {} of the one-insert floor in this run, and the proxy {} of it. So 0.7 of the \
-             one-insert floor is out of reach of any ledger that writes a payment's history \
-             line and replayable event in the webhook's own commit, as this one does so that \
-             a 200 means all of it is on disk; the proxy's own work is the gap between that \
-             floor and the proxy.",
+             per webhook with the same SQLite settings, written the way the ledger writes. \
+             Each proxied webhook is also verified, parsed and applied inside the batch's \
+             transaction, which per batch runs: one look-up of every refund's row and \
+             candidate attempts; one multi-row `INSERT … RETURNING *` of every refund new to \
+             the ledger (two per webhook here), each decoded into a 25-column row and checked \
+             against what the batch announced for it; the webhook rows; one read of the hash \
+             chain's head and the last `seq`; the history lines (each hashed) and the events \
+             (each serialised); then `COMMIT`. What share of the gap is the ledger's rows \
+             themselves: the same floor writing, per webhook, exactly the rows the ledger \
+             keeps for it (two refunds, two history lines, two events, the webhook; the \
+             ledger's schema and indexes; multi-row inserts, one per table per batch; nothing \
+             read, hashed or serialised) reaches {} of the one-insert floor in this run, and \
+             the proxy {} of it. So 0.7 of the one-insert floor is out of reach of any ledger \
+             that writes a payment's history line and replayable event in the webhook's own \
+             commit, as this one does so that a 200 means all of it is on disk; the proxy's \
+             own work is the gap between that floor and the proxy. Until 2026-11-30 the \
+             ledger ran SQLite through sqlx, every statement a message to the connection's \
+             own thread and an answer back, and perf on the proxy during ingest put 46 % of \
+             its CPU on that thread and about 15 % in the wake-ups between it and the tokio \
+             workers. The statements now run on the batch's own thread and only the `COMMIT` \
+             goes to a blocking thread (`proxy/src/ledger/sqlite.rs`); against the build \
+             before (one run each, one after the other, 2026-11-30, the writer's change \
+             alone) the proxy took 4,638 webhooks/s against 3,585 with HMAC at 16 \
+             concurrent, 7,035 against 5,338 at 64; with RSA 4,511 against 3,353 and 8,307 \
+             against 5,339. \
+             What remains per batch is SQLite's own work on its seven statements (the \
+             multi-row ones vary in text with the batch's size, so each is parsed anew), the \
+             HTTP of each webhook and its verification.",
             missed.join(", "),
             span(ledger_ratios.iter().map(|r| r.0)),
             span(ledger_ratios.iter().map(|r| r.1)),

@@ -363,8 +363,8 @@ fn rows_for(scheme: Scheme, mut passes: Passes, notes: &mut Vec<String>) -> Vec<
     };
     rows.push(ledger_row("p50", d50, l50, p50));
     rows.push(ledger_row("p99", d99, l99, p99));
-    // Where the proxy's own time goes: every hand-off to another thread (sqlx's SQLite worker,
-    // a tokio worker) is a thread going to sleep and being woken.
+    // Where the proxy's own time goes: every hand-off to another thread (a blocking thread for
+    // a commit, a tokio worker) is a thread going to sleep and being woken.
     let per_request = |s: Switches| {
         format!(
             "{:.1} voluntary + {:.1} preempted",
@@ -429,60 +429,38 @@ fn rows_for(scheme: Scheme, mut passes: Passes, notes: &mut Vec<String>) -> Vec<
             "Proxy overhead ({scheme}) misses the storage-floor goal at {}: the floor adds {} \
              at p50 and {} at p99 (one loopback hop, and for a refund two SQLite commits, \
              each synced to disk), the proxy {} and {}. CPU per request: proxy {}, floor {} \
-             (the sandbox and the load generator share the same 2 cores). Where the proxy's \
-             time goes, from perf on the proxy during this section (one run, this machine): no \
-             user-space computation stands out (signing, token checks, JSON and SQLite's own \
-             work are each under 2 %); it is system calls and thread hand-offs: SQLite's WAL \
-             writes and reads and the `fsync` of each commit, and sqlx's per-statement \
-             round trip to its worker thread (flume channel signal and wake-up, about a tenth \
-             of the proxy's CPU). Timed inside the proxy (phase timers in one instrumented \
-             run, this machine, p50, before the cuts below): the two upstream calls 1.2 and \
-             1.4 ms (a third process to wake on 2 cores), the attempt's commit 2.1 ms and the \
-             outcome's 2.0 ms against about 0.8 ms for each of the floor's, four reads 0.6 ms. \
-             A refund made 23 round trips to SQLite's thread; it now makes 14 (three reads; \
-             `BEGIN`, the attempt as one `INSERT … ON CONFLICT DO NOTHING RETURNING *`, the \
-             chain head and last `seq` in one read, history, event and `COMMIT` in one call, \
-             the autocommit check; the outcome likewise with the attempt's look-up) where the \
-             floor makes six, and it keeps the fresh `session/status` the decision rests on. \
-             Paired against the build before the cuts (this section run three times each, \
-             alternating, 2026-11-29, HMAC): proxy added p50 3.12, 3.33 and 3.60 ms against \
-             3.44, 3.61 and 4.09 ms, lower in each pair by 0.28–0.49 ms; p99 within the noise. \
-             sqlx also pinged each pooled SQLite connection on acquire, one more round trip \
-             per write and per read (five per refund); the pools no longer do. Paired the same \
-             way (three alternating runs, later that day): the proxy's p50 above the floor's \
-             1.20, 1.15 and 1.78 ms against 1.92, 2.12 and 2.03 ms before. Two of the three \
-             reads (the key's re-check behind the payment's lock and the ledger's rows) now \
-             run while `session/status` is on its way rather than before and after it; paired \
-             the same way (2026-11-29, three alternating runs) the proxy's p50 was 2.98, 3.78 \
-             and 3.48 ms against 2.88, 3.93 and 3.62 ms before, within this machine's noise. \
-             The floor writing the ledger's rows (the information rows: the attempt's row, \
-             its history line and its event, then the outcome's update, line and event, \
-             nothing read, hashed or serialised) added {} at p50 and {} at p99 in this run, \
-             so the ledger's extra rows are not what the gap is made of. The fresh \
-             `session/status` the decision rests on is in every path (the direct and floor \
-             passes send it too). What is left is the proxy's own: 14 round trips to \
-             SQLite's thread where the floors make six, the agent's token, and the JSON and \
-             HTTP of a request the floors do not parse. Reading the chain's head and last \
-             `seq` in the same call as `BEGIN` (one round trip fewer per commit) was tried on \
-             2026-11-29 and not kept: three alternating runs each, the proxy's p50 2.41, 2.19 \
-             and 1.93 ms with it against 2.13, 1.77 and 2.61 ms without, lost in the noise. \
-             What one round trip costs (2026-11-30, this machine, idle): a `SELECT ?` on one \
-             sqlx SQLite connection 13–16 µs at p50, and a write transaction sent as five \
-             calls 50–90 µs more than the same statements sent as one (three rounds of 300 \
-             each); so the eight round trips more than the floor are worth about 0.1 ms idle, \
-             more when the cores are busy, since each is two thread wake-ups: perf on the \
-             proxy in this section that day put 26 % of its samples in the kernel's \
-             `finish_task_switch`, the return from a context switch. With one tokio worker \
-             instead of two (`TOKIO_WORKER_THREADS=1`, same day, one run each) the proxy made \
-             30.7 voluntary context switches per request instead of 46.0: a third of them are \
-             the runtime waking its second worker to look for work the first already has. \
-             Its latency did not follow (p50 +1.91 against +1.51 ms with HMAC, +1.53 against \
-             +2.15 ms with RSA; two more alternating runs each earlier that day were as \
-             mixed): those wake-ups are off the request's path, while each of the eight \
-             extra round trips to SQLite's thread is on it. Since that day the four passes run \
-             interleaved ({INTERLEAVED_ROUNDS} rounds of {SLICE} requests, every pass once a \
-             round, the first rotating), so a slow spell of the shared machine weighs on all \
-             four alike.",
+             (the sandbox and the load generator share the same 2 cores). The floor writes \
+             the way the proxy's ledger does (rusqlite: `BEGIN IMMEDIATE` and the statements \
+             on the task's thread, the `COMMIT` on a blocking thread), and it sends the same \
+             fresh `session/status` the proxy's decision rests on, so what is left above it is \
+             the proxy's own: the agent's token, the JSON and HTTP of a request the floor does \
+             not parse, its three reads and the journal's statements (the chain's head, the \
+             history line hashed, the event serialised), and tracing. The context switches \
+             row shows that hand-offs are no longer part of the gap: the proxy makes about as \
+             many per request as the floor. perf on the proxy during this section (2026-11-30, \
+             this machine, one run, after the change below): no function above 3 % of its \
+             samples; SQLite's `sqlite3VdbeExec` 2.7 %, malloc and free about 5 %, memmove \
+             2 %, and a long tail of axum, hyper, serde and reqwest each under 0.5 %; the \
+             kernel 41 % (sockets, the WAL's writes and syncs, wake-ups). Until 2026-11-30 \
+             the ledger ran SQLite through sqlx, whose connection lives on a thread of its \
+             own: every statement was a message to that thread and an answer back, 14 round \
+             trips per refund where the floor then made six, and the proxy made 46 voluntary \
+             context switches per request against the floor's 19. It now runs its statements \
+             on the task's own thread (`proxy/src/ledger/sqlite.rs`): reads on read-only \
+             connections taken and put back, a write transaction's statements on the one \
+             writer connection, and only the `COMMIT` on a blocking thread; about 9 switches \
+             per request. Paired against the build before (this section run twice each, \
+             alternating, 2026-11-30): with HMAC the proxy added 1.66 and 1.26 ms at p50 \
+             against 1.70 and 1.74 ms, 3.69 and 2.72 ms at p99 against 4.23 and 3.15 ms; with \
+             RSA 1.48 and 1.40 ms at p50 against 1.92 and 1.93 ms, 1.84 and 2.87 ms at p99 \
+             against 5.66 and 5.55 ms; its CPU per request (HMAC) 1.09 and 0.93 ms against \
+             1.41 and 1.47 ms. The floor then moved to the same way \
+             of writing, so it stays the floor. The four passes run interleaved \
+             ({INTERLEAVED_ROUNDS} rounds of {SLICE} requests, every pass once a round, the \
+             first rotating), so a slow spell of the shared machine weighs on all four alike. \
+             The floor writing the ledger's rows (the information rows: the attempt's row, its \
+             history line and its event, then the outcome's update, line and event, nothing \
+             read, hashed or serialised) added {} at p50 and {} at p99 in this run.",
             missed.join(", "),
             report::duration(floor50),
             report::duration(floor99),

@@ -1,18 +1,20 @@
 //! The durable refund ledger: every SQL statement of the proxy lives under this module.
 //!
-//! SQLite through `sqlx` (runtime-checked queries), WAL, migrations embedded and applied on
-//! open. The writer pool holds a single connection on purpose: every read-modify-write runs
+//! SQLite through rusqlite, WAL, migrations embedded and applied on open (by sqlx's
+//! migrator). The writer is a single connection on purpose: every read-modify-write runs
 //! inside one transaction on it, so concurrent webhooks, requests and reconciliation are
-//! serialised by the database itself and never interleave. Plain reads go to a separate
-//! read-only pool: in WAL mode a reader sees every transaction committed before it started
-//! and never waits for the writer's sync to disk, so a look-up does not queue behind a
-//! commit. Another engine would replace this module.
+//! serialised by the database itself and never interleave. Plain reads go to separate
+//! read-only connections: in WAL mode a reader sees every transaction committed before it
+//! started and never waits for the writer's sync to disk, so a look-up does not queue behind
+//! a commit. Statements run on the calling task's thread; only a commit's sync goes to a
+//! blocking thread (see [`sqlite`]).
 //!
 //! - [`refunds`]: attempts recorded before the upstream call, state transitions that never
 //!   go backwards, matching Smart Glocal's refunds to attempts.
 //! - [`journal`]: events (for SSE replay), history, webhooks received, CSV export.
 //! - [`webhooks`]: verified webhooks applied and recorded with one commit per batch.
 //! - [`writer`]: write transactions that fail closed, and the ledger's [`Health`].
+//! - [`sqlite`]: SQLite's connections, statements on the caller's thread.
 //! - [`revocations`]: agents whose tokens issued until a moment are refused.
 //! - [`sql`]: each statement written once, run on either engine.
 //! - [`listen`]: on PostgreSQL, every replica's events, published in `seq` order.
@@ -234,10 +236,10 @@ pub fn millis(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// How the ledger opens its SQLite file: WAL, every commit synced (FULL: a committed attempt
-/// survives even a power cut, not only `kill -9`), a 5 s busy timeout, foreign keys on. Public
-/// so the benchmarks' storage floor writes with exactly these settings.
-pub fn connect_options(path: &Path) -> Result<SqliteConnectOptions, sqlx::Error> {
+/// The migrations' connection (sqlx's migrator runs them), with the settings every other
+/// connection gets in `sqlite::connect`: WAL, every commit synced (FULL: a committed attempt
+/// survives even a power cut, not only `kill -9`), a 5 s busy timeout, foreign keys on.
+fn migration_options(path: &Path) -> Result<SqliteConnectOptions, sqlx::Error> {
     Ok(SqliteConnectOptions::from_str("sqlite:")?
         .filename(path)
         .create_if_missing(true)
@@ -342,7 +344,7 @@ impl Ledger {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let options = connect_options(path)?;
+        let options = migration_options(path)?;
         // The writer first: a file SQLite could only open read-only is refused here.
         let writer = Arc::new(sqlite::Writer::open(path).await?);
         // The migrations run through sqlx, on a connection of their own closed after them.

@@ -4,13 +4,11 @@
 //! - [`Sql`]: a statement and its arguments. Arguments are reduced to four column types
 //!   (integer, text, boolean, bytes) when bound, so neither engine needs a type of ours.
 //!   PostgreSQL gets `$1, $2, …` where SQLite reads `?`.
-//! - [`Exec`]: where a statement runs: the write transaction's connection or the readers'
-//!   pool, of either engine.
+//! - [`Exec`]: where a statement runs: the write transaction's connection, or the readers,
+//!   of either engine. SQLite's statements run through rusqlite on the caller's thread (see
+//!   `sqlite`), PostgreSQL's through sqlx.
 //! - [`Record`] and [`FromRecord`]: rows read back column by column and parsed into the
 //!   ledger's types, the same way for both engines.
-//!
-//! Why not `sqlx::Any`: the writer needs the SQLite connection itself (its autocommit flag
-//! is how a failed commit is detected, see `writer`), and `Any` hides it.
 
 use std::borrow::Cow;
 

@@ -153,9 +153,10 @@ impl Readers {
 /// Readers kept open between look-ups; more are opened while more run at once.
 const IDLE_READERS: usize = 4;
 
-/// Opens the file as [`connect_options`](super::connect_options) does: WAL, `synchronous =
-/// FULL`, foreign keys, the bounded page cache; `read_only` for a reader. Refused when SQLite
-/// could only open the file read-only and a writer was asked for.
+/// Opens the file with the ledger's settings: WAL, `synchronous = FULL` (a committed attempt
+/// survives even a power cut, not only `kill -9`), foreign keys, the bounded page cache;
+/// `read_only` for a reader. Refused when SQLite could only open the file read-only and a
+/// writer was asked for.
 async fn connect(path: PathBuf, read_only: bool) -> Result<Connection, sqlx::Error> {
     tokio::task::spawn_blocking(move || {
         let flags = if read_only {

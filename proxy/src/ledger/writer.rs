@@ -2,14 +2,15 @@
 //! says is back outside any transaction, or it is an error and its connection is rolled back
 //! and, when in doubt, thrown away.
 //!
-//! Why not `sqlx::Transaction`: sqlx counts open transactions itself, and after certain
-//! failures (disk full, I/O error: SQLite rolls back on its own, so sqlx's `ROLLBACK` fails and
-//! its count stays at 1) the count and the connection disagree. The next `begin()` then issues
-//! a `SAVEPOINT` instead of `BEGIN`, a later failure leaves that savepoint's transaction open,
+//! The transaction is plain SQL (`BEGIN IMMEDIATE` … `COMMIT` on SQLite's writer connection,
+//! see `sqlite`) and on SQLite its outcome is read from `sqlite3_get_autocommit`, the one
+//! source that cannot be out of date. Why not a library's transaction type: sqlx's, which the
+//! ledger used on SQLite before, counts open transactions itself, and after certain failures
+//! (disk full, I/O error: SQLite rolls back on its own, so sqlx's `ROLLBACK` fails and its
+//! count stays at 1) the count and the connection disagree. The next `begin()` then issues a
+//! `SAVEPOINT` instead of `BEGIN`, a later failure leaves that savepoint's transaction open,
 //! and from then on every "commit" only releases a nested savepoint: callers see success,
-//! nothing reaches the disk, and everything is rolled back when the process exits. Here the
-//! transaction is plain SQL (`BEGIN IMMEDIATE` … `COMMIT`) and its outcome is read from
-//! `sqlite3_get_autocommit`, the one source that cannot be out of date.
+//! nothing reaches the disk, and everything is rolled back when the process exits.
 //!
 //! A transaction's history lines and events ([`Entries`]) are written just before its
 //! `COMMIT`, and its events published right after it, while the writer connection is still
