@@ -130,7 +130,7 @@ async fn open(path: &Path) -> Result<Db, String> {
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
-             PRAGMA cache_size = -{};
+             PRAGMA cache_size = -{}; PRAGMA cache_spill = OFF;
              CREATE TABLE IF NOT EXISTS webhooks (
                  id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, raw_body BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS attempts (
@@ -154,6 +154,7 @@ async fn transaction<T>(
 ) -> Result<T, String> {
     let mut held = db.0.lock().await;
     let conn = held.take().ok_or("the writer connection was lost")?;
+    // Nothing else takes the floor file's lock, so `BEGIN IMMEDIATE` never waits here.
     let written = conn
         .execute_batch("BEGIN IMMEDIATE")
         .and_then(|()| write(&conn));
@@ -173,8 +174,12 @@ async fn transaction<T>(
     })
     .await
     .map_err(|e| e.to_string())?;
-    *held = Some(conn);
     committed.map_err(|e| e.to_string())?;
+    // As the ledger: a connection still inside a transaction is not used again.
+    if !conn.is_autocommit() {
+        return Err("COMMIT returned but the transaction is still open".into());
+    }
+    *held = Some(conn);
     Ok(value)
 }
 

@@ -71,7 +71,7 @@ impl Entries {
     }
 
     /// The statements that write everything inside the caller's transaction, for it to run
-    /// (on SQLite, together with its `COMMIT`); the events with their `seq`, in order.
+    /// just before its `COMMIT`; the events with their `seq`, in order.
     pub(super) async fn statements(
         self,
         tx: &mut WriteTx<'_>,

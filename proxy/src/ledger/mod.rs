@@ -258,7 +258,7 @@ fn migration_options(path: &Path) -> Result<SqliteConnectOptions, sqlx::Error> {
 /// connections held 2 MB: in the sustained-load bench, steps of 1–2 MB late in a run (+16.8 %
 /// over its last 30 s in one of four runs); with 256 KiB, +4.7 to +8.8 % in five runs, and
 /// the refund path's latency unchanged (BENCHMARKS.md's notes). `proxy export` and
-/// `verify-ledger` open the file with SQLite's default: short-lived, and one connection each.
+/// `verify-ledger` read with the same bound.
 pub const PAGE_CACHE_KIB: u32 = 256;
 
 impl Ledger {
@@ -605,6 +605,15 @@ mod tests {
         let bound = -i64::from(PAGE_CACHE_KIB);
         let mut tx = ledger.write().await.unwrap();
         assert_eq!(cache_size(tx.exec()).await, bound);
+        let spills: i64 = tx
+            .exec()
+            .fetch_one(&sql::Sql::new("PRAGMA cache_spill"))
+            .await
+            .unwrap();
+        assert_eq!(
+            spills, 0,
+            "the writer writes to the disk at COMMIT only, off the task's thread"
+        );
         tx.finish(Entries::default(), Ok(())).await.unwrap();
         assert_eq!(cache_size(ledger.read()).await, bound);
     }

@@ -1,15 +1,21 @@
-//! The SQLite writer's own connection, through rusqlite: a write transaction's statements run
-//! on the task's own thread, and only its `COMMIT` (the sync to disk) goes to a blocking
-//! thread.
+//! The ledger's SQLite connections, through rusqlite: statements run on the calling task's
+//! own thread, the writer's inside its transaction and the readers' on read-only connections
+//! taken and put back.
 //!
-//! Why not sqlx here (the readers still use it): an sqlx SQLite connection runs on a worker
-//! thread of its own, and every statement is a message to that thread and an answer back,
-//! two thread wake-ups. A refund's two transactions made eleven such round trips (`BEGIN`,
-//! the insert, the chain's head, the journal and `COMMIT`, the autocommit check; the outcome
-//! likewise), each on the request's path. Here a transaction costs one hand-off, its commit.
-//! The statements before it are SQLite's work in its page cache, microseconds each; `BEGIN
-//! IMMEDIATE` only waits for the lock (its busy timeout) on a blocking thread, and only when
-//! another process holds it.
+//! Why not sqlx (as until 2026-11-30): an sqlx SQLite connection runs on a thread of its own,
+//! and every statement is a message to that thread and an answer back, two thread wake-ups.
+//! A refund made 14 such round trips (three reads; `BEGIN`, the insert, the chain's head, the
+//! journal and `COMMIT`, the autocommit check; the outcome likewise), each on the request's
+//! path. Here a transaction costs one hand-off, its commit.
+//!
+//! What leaves the task's thread, to a blocking thread: a `COMMIT` (it syncs the WAL to
+//! disk); a `BEGIN IMMEDIATE` or a read that found another process's lock, tried again there
+//! with the busy timeout; opening and closing connections. What stays is SQLite's work in its
+//! page cache and reads of the file through the operating system's cache, microseconds each:
+//! the writer never spills a transaction's pages to the WAL before its `COMMIT`
+//! (`cache_spill` off), so no write to the disk happens on the task's thread. A disk that
+//! hangs on reads of pages the operating system no longer caches would still hold the task's
+//! worker thread for as long.
 //!
 //! Errors come back as `sqlx::Error::Database` with SQLite's extended code, so
 //! [`is_storage_fault`](super::is_storage_fault) and [`is_busy`](super::writer::is_busy) read
@@ -84,7 +90,9 @@ impl Writer {
         Ok(held)
     }
 
-    /// Closes the connection (a checkpoint, as SQLite's last connection closing does).
+    /// Closes the connection (a checkpoint, as SQLite's last connection closing does). A
+    /// write after this (one still finishing at shutdown) opens a fresh connection and still
+    /// lands; it is closed when the ledger is dropped.
     pub(super) async fn close(&self) {
         let conn = self.slot.lock().await.take();
         if let Some(conn) = conn {
@@ -138,7 +146,7 @@ impl Readers {
         };
         let (rows, _) = done?;
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < IDLE_READERS {
+        if idle.len() < idle_readers() {
             idle.push(conn);
         }
         Ok(rows)
@@ -150,8 +158,12 @@ impl Readers {
     }
 }
 
-/// Readers kept open between look-ups; more are opened while more run at once.
-const IDLE_READERS: usize = 4;
+/// Readers kept open between look-ups: as many as threads can read at once (a read holds its
+/// connection only while it runs on its thread, so that many are open at most, and a few more
+/// while reads wait out a lock on blocking threads), at least four.
+fn idle_readers() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| n.get().max(4))
+}
 
 /// Opens the file with the ledger's settings: WAL, `synchronous = FULL` (a committed attempt
 /// survives even a power cut, not only `kill -9`), foreign keys, the bounded page cache;
@@ -173,9 +185,12 @@ async fn connect(path: PathBuf, read_only: bool) -> Result<Connection, sqlx::Err
         } else {
             "PRAGMA journal_mode = WAL;"
         };
+        // `cache_spill` off: a transaction's pages reach the WAL at its `COMMIT` only, on a
+        // blocking thread, never in the middle of it on the task's thread (a batch of webhooks
+        // can outgrow the page cache; it holds its pages in memory until it commits).
         conn.execute_batch(&format!(
             "{mode} PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
-             PRAGMA cache_size = -{PAGE_CACHE_KIB};"
+             PRAGMA cache_size = -{PAGE_CACHE_KIB}; PRAGMA cache_spill = OFF;"
         ))
         .map_err(error)?;
         if !read_only
