@@ -219,9 +219,9 @@ async fn connect(path: PathBuf, read_only: bool) -> Result<Connection, sqlx::Err
 /// process holds the lock, waited for on a blocking thread, up to the busy timeout.
 pub(super) async fn begin(held: &mut Held<'_>) -> Result<(), sqlx::Error> {
     let conn = held.as_ref().expect("acquired with a connection");
-    match conn.execute_batch("BEGIN IMMEDIATE") {
-        Err(e) if super::writer::is_busy(&error_ref(&e)) => {}
-        done => return done.map_err(error),
+    match conn.execute_batch("BEGIN IMMEDIATE").map_err(error) {
+        Err(e) if super::writer::is_busy(&e) => {}
+        done => return done,
     }
     off_thread(held, |conn| {
         conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -352,16 +352,6 @@ pub(super) fn error(e: rusqlite::Error) -> sqlx::Error {
                 code: code.extended_code,
                 message: message.unwrap_or_else(|| code.to_string()),
             }))
-        }
-        other => sqlx::Error::Protocol(other.to_string()),
-    }
-}
-
-/// [`error`] of a borrowed error, to ask [`is_busy`](super::writer::is_busy) about it.
-fn error_ref(e: &rusqlite::Error) -> sqlx::Error {
-    match e {
-        rusqlite::Error::SqliteFailure(code, message) => {
-            error(rusqlite::Error::SqliteFailure(*code, message.clone()))
         }
         other => sqlx::Error::Protocol(other.to_string()),
     }
