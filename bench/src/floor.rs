@@ -183,25 +183,18 @@ async fn transaction<T>(
     Ok(value)
 }
 
-/// `INSERT …` of `rows`, each of `columns` values: `head (…) VALUES (?, …), (?, …)` and its
-/// arguments. Prepared once per text, not cached (batch sizes vary), as the ledger's.
+/// `INSERT …` of `rows` in one statement, the ledger's text for it
+/// ([`proxy::ledger::insert_text`]). Prepared once per text, not cached (batch sizes vary),
+/// as the ledger's.
 fn insert_rows(
     conn: &Connection,
     head: &str,
     rows: impl IntoIterator<Item = Vec<Value>>,
 ) -> rusqlite::Result<()> {
-    let mut text = format!("{head} VALUES ");
-    let mut args = Vec::new();
-    for (i, row) in rows.into_iter().enumerate() {
-        if i > 0 {
-            text.push_str(", ");
-        }
-        text.push('(');
-        text.push_str(&vec!["?"; row.len()].join(", "));
-        text.push(')');
-        args.extend(row);
-    }
-    conn.prepare(&text)?.execute(params_from_iter(args))?;
+    let rows: Vec<Vec<Value>> = rows.into_iter().collect();
+    let text = proxy::ledger::insert_text(head, rows.iter().map(Vec::len));
+    conn.prepare(&text)?
+        .execute(params_from_iter(rows.into_iter().flatten()))?;
     Ok(())
 }
 

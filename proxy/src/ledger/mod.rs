@@ -55,7 +55,7 @@ pub use journal::ExportRow;
 pub use kinds::{Origin, Source, WebhookOutcome};
 pub use locks::{PaymentGuard, PaymentLocks};
 pub use refunds::{ApplyOutcome, Approved, Change, Inserted, NewAttempt};
-pub use sql::Engine;
+pub use sql::{insert_text, Engine};
 pub use webhooks::{VerifiedWebhook, WebhookAction, WebhookWriter};
 pub use writer::{is_storage_fault, Health, HealthCounts};
 

@@ -78,17 +78,9 @@ impl Sql {
     /// `INSERT INTO table (columns) VALUES (…), (…)`: `head` is everything before `VALUES`,
     /// each row its values in column order.
     pub(super) fn insert_rows(head: &str, rows: impl IntoIterator<Item = Vec<Arg>>) -> Self {
-        let mut text = format!("{head} VALUES ");
-        let mut args = Vec::new();
-        for (i, row) in rows.into_iter().enumerate() {
-            if i > 0 {
-                text.push_str(", ");
-            }
-            text.push('(');
-            text.push_str(&vec!["?"; row.len()].join(", "));
-            text.push(')');
-            args.extend(row);
-        }
+        let rows: Vec<Vec<Arg>> = rows.into_iter().collect();
+        let text = insert_text(head, rows.iter().map(Vec::len));
+        let args: Vec<Arg> = rows.into_iter().flatten().collect();
         let single = args.len() <= 16;
         Self {
             text: text.into(),
@@ -117,6 +109,16 @@ impl Sql {
             Engine::Postgres => Cow::Owned(numbered(&self.text)),
         }
     }
+}
+
+/// `head VALUES (?, ?), (?, ?, ?)`: a multi-row insert's text, one `?` per value of each row
+/// (`widths`). Public for the benchmarks' storage floor, which inserts its rows the same way.
+pub fn insert_text(head: &str, widths: impl IntoIterator<Item = usize>) -> String {
+    let rows: Vec<String> = widths
+        .into_iter()
+        .map(|width| format!("({})", vec!["?"; width].join(", ")))
+        .collect();
+    format!("{head} VALUES {}", rows.join(", "))
 }
 
 /// `?` → `$1`, `$2`, … outside quoted text.
@@ -529,7 +531,15 @@ impl FromRecord for (Option<i64>, Option<i64>) {
 
 #[cfg(test)]
 mod tests {
-    use super::numbered;
+    use super::{insert_text, numbered};
+
+    #[test]
+    fn a_multi_row_insert_has_one_placeholder_per_value_of_each_row() {
+        assert_eq!(
+            insert_text("INSERT INTO t (a, b)", [2, 2, 2]),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?)"
+        );
+    }
 
     #[test]
     fn placeholders_are_numbered_outside_quoted_text() {
