@@ -4,7 +4,7 @@
 //! so the suite needs no OpenSSL (see `docs/TOOLCHAIN.md`).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -190,7 +190,9 @@ impl Drop for DriverProcess {
 }
 
 fn free_port() -> std::io::Result<SocketAddr> {
-    TcpListener::bind("127.0.0.1:0")?.local_addr()
+    let port = launcher::ports::free_ports(1)?.pop();
+    port.map(launcher::ports::loopback)
+        .ok_or_else(|| std::io::Error::other("no free port"))
 }
 
 fn wait_until_listening(

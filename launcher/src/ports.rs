@@ -25,9 +25,63 @@ pub fn is_free(addr: SocketAddr) -> bool {
     TcpListener::bind(addr).is_ok()
 }
 
-/// `n` distinct ports that are free now, chosen by the OS (ephemeral, so never a demo default).
+/// `n` distinct ports that are free now, for servers that bind them a moment later.
+///
+/// Chosen below the kernel's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`):
+/// the kernel gives those ports to outgoing connections, so one picked there can be taken by
+/// any connection on the machine (a parallel test's, the demo's own to PostgreSQL) before the
+/// server binds it, and the server fails with "address in use". Below the range, only another
+/// listener can take it. From [`FIRST_CHOSEN`] up, above the demo's defaults and the ports it
+/// suggests; a random start, so parallel callers rarely try the same. Where the range leaves
+/// no room, the operating system chooses (ephemeral ports) as before.
 pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
-    // All bound at once, so the OS cannot hand out the same port twice.
+    let first = FIRST_CHOSEN;
+    let end = ephemeral_start().unwrap_or(first);
+    let span = end.saturating_sub(first);
+    if usize::from(span) < n.saturating_mul(8) {
+        return os_chosen(n);
+    }
+    let start = {
+        use std::hash::BuildHasher;
+        // Seeded at random for each process.
+        std::hash::RandomState::new().hash_one(std::process::id()) % u64::from(span)
+    };
+    // All held at once while choosing, so no port is chosen twice.
+    let mut listeners = Vec::with_capacity(n);
+    for offset in 0..u64::from(span) {
+        if listeners.len() == n {
+            break;
+        }
+        let port = first + ((start + offset) % u64::from(span)) as u16;
+        if let Ok(listener) = TcpListener::bind(loopback(port)) {
+            listeners.push(listener);
+        }
+    }
+    if listeners.len() < n {
+        return os_chosen(n);
+    }
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect()
+}
+
+/// The lowest port [`free_ports`] chooses: above the demo's defaults (7070, 8080, 8081) and
+/// the sets it suggests (up to 13081).
+pub const FIRST_CHOSEN: u16 = 20_000;
+
+/// The first port of the kernel's ephemeral range, if the system says.
+fn ephemeral_start() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `n` distinct ports the operating system chooses (ephemeral).
+fn os_chosen(n: usize) -> std::io::Result<Vec<u16>> {
     let listeners = (0..n)
         .map(|_| TcpListener::bind(loopback(0)))
         .collect::<std::io::Result<Vec<_>>>()?;
@@ -174,5 +228,21 @@ mod tests {
         assert_eq!(ports.len(), 3);
         assert!(ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2]);
         assert!(ports.iter().all(|p| is_free(loopback(*p))));
+    }
+
+    /// No outgoing connection can be given one of them before a server binds it.
+    #[test]
+    fn free_ports_are_below_the_ephemeral_range_and_the_demos_ports() {
+        let Some(ephemeral) = ephemeral_start() else {
+            return;
+        };
+        if ephemeral < FIRST_CHOSEN + 100 {
+            return;
+        }
+        let ports = free_ports(3).unwrap();
+        assert!(
+            ports.iter().all(|p| (FIRST_CHOSEN..ephemeral).contains(p)),
+            "{ports:?} not in {FIRST_CHOSEN}..{ephemeral}"
+        );
     }
 }

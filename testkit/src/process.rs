@@ -22,8 +22,8 @@ pub struct ServerProcess {
     child: Child,
 }
 
-/// A loopback address nobody listens on now, chosen by the OS (the child binds it a moment
-/// later).
+/// A loopback address nobody listens on now (the child binds it a moment later; see
+/// `launcher::ports::free_ports`).
 pub fn free_addr() -> Result<SocketAddr, String> {
     let port = launcher::ports::free_ports(1)
         .map_err(|e| format!("no free port: {e}"))?

@@ -1,6 +1,6 @@
 //! `cargo xtask demo` owns its processes: the real xtask binary starts the real sandbox and
-//! proxies on free ephemeral ports (never the demo's defaults, so a running demo is not
-//! disturbed), then is ended by SIGTERM, SIGHUP or SIGKILL; no child may survive it and every
+//! proxies on free ports (`launcher::ports::free_ports`: never the demo's defaults, so a
+//! running demo is not disturbed), then is ended by SIGTERM, SIGHUP or SIGKILL; no child may survive it and every
 //! port must be free again. A taken port must stop the demo before anything starts.
 //!
 //! Every wait has a deadline, and a failing test kills what it started.
