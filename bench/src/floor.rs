@@ -122,22 +122,20 @@ pub async fn floor_serve() -> std::process::ExitCode {
     std::process::ExitCode::SUCCESS
 }
 
-/// The proxy ledger's connection settings (`proxy::ledger::PAGE_CACHE_KIB` among them).
+/// The proxy ledger's connection settings (`proxy::ledger::sqlite_settings`).
 async fn open(path: &Path) -> Result<Db, String> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let conn = Connection::open(&path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
-             PRAGMA cache_size = -{}; PRAGMA cache_spill = OFF;
-             CREATE TABLE IF NOT EXISTS webhooks (
+        conn.execute_batch(&proxy::ledger::sqlite_settings(false))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS webhooks (
                  id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, raw_body BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS attempts (
                  id INTEGER PRIMARY KEY, session_id TEXT NOT NULL, state TEXT NOT NULL,
                  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);",
-            proxy::ledger::PAGE_CACHE_KIB
-        ))?;
+        )?;
         Ok::<_, rusqlite::Error>(Db(Mutex::new(Some(conn))))
     })
     .await

@@ -35,9 +35,8 @@ pub fn is_free(addr: SocketAddr) -> bool {
 /// suggests; a random start, so parallel callers rarely try the same. Where the range leaves
 /// no room, the operating system chooses (ephemeral ports) as before.
 pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
-    let first = FIRST_CHOSEN;
-    let end = ephemeral_start().unwrap_or(first);
-    let span = end.saturating_sub(first);
+    let end = ephemeral_start().unwrap_or(FIRST_CHOSEN);
+    let span = end.saturating_sub(FIRST_CHOSEN);
     if usize::from(span) < n.saturating_mul(8) {
         return os_chosen(n);
     }
@@ -52,7 +51,7 @@ pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
         if listeners.len() == n {
             break;
         }
-        let port = first + ((start + offset) % u64::from(span)) as u16;
+        let port = FIRST_CHOSEN + ((start + offset) % u64::from(span)) as u16;
         if let Ok(listener) = TcpListener::bind(loopback(port)) {
             listeners.push(listener);
         }
@@ -60,10 +59,7 @@ pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
     if listeners.len() < n {
         return os_chosen(n);
     }
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect()
+    ports_of(&listeners)
 }
 
 /// The lowest port [`free_ports`] chooses: above the demo's defaults (7070, 8080, 8081) and
@@ -82,9 +78,14 @@ fn ephemeral_start() -> Option<u16> {
 
 /// `n` distinct ports the operating system chooses (ephemeral).
 fn os_chosen(n: usize) -> std::io::Result<Vec<u16>> {
+    // All bound at once, so the OS cannot hand out the same port twice.
     let listeners = (0..n)
         .map(|_| TcpListener::bind(loopback(0)))
         .collect::<std::io::Result<Vec<_>>>()?;
+    ports_of(&listeners)
+}
+
+fn ports_of(listeners: &[TcpListener]) -> std::io::Result<Vec<u16>> {
     listeners
         .iter()
         .map(|l| l.local_addr().map(|a| a.port()))

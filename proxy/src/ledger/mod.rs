@@ -56,6 +56,7 @@ pub use kinds::{Origin, Source, WebhookOutcome};
 pub use locks::{PaymentGuard, PaymentLocks};
 pub use refunds::{ApplyOutcome, Approved, Change, Inserted, NewAttempt};
 pub use sql::{insert_text, Engine};
+pub use sqlite::settings as sqlite_settings;
 pub use webhooks::{VerifiedWebhook, WebhookAction, WebhookWriter};
 pub use writer::{is_storage_fault, Health, HealthCounts};
 

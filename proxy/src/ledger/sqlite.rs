@@ -131,16 +131,8 @@ impl Readers {
         let (conn, done) = match run(&conn, sql) {
             Err(e) if super::writer::is_busy(&e) => {
                 let sql = sql.clone();
-                tokio::task::spawn_blocking(move || {
-                    let done = conn
-                        .busy_timeout(BUSY_TIMEOUT)
-                        .map_err(error)
-                        .and_then(|()| run(&conn, &sql));
-                    let _ = conn.busy_timeout(Duration::ZERO);
-                    (conn, done)
-                })
-                .await
-                .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
+                on_blocking_thread(conn, move |conn| patiently(conn, |conn| run(conn, &sql)))
+                    .await?
             }
             done => (conn, done),
         };
@@ -165,10 +157,26 @@ fn idle_readers() -> usize {
     std::thread::available_parallelism().map_or(4, |n| n.get().max(4))
 }
 
-/// Opens the file with the ledger's settings: WAL, `synchronous = FULL` (a committed attempt
-/// survives even a power cut, not only `kill -9`), foreign keys, the bounded page cache;
-/// `read_only` for a reader. Refused when SQLite could only open the file read-only and a
-/// writer was asked for.
+/// The ledger's settings of a connection, as SQL: WAL, `synchronous = FULL` (a committed
+/// attempt survives even a power cut, not only `kill -9`), foreign keys, the bounded page
+/// cache, and `cache_spill` off: a transaction's pages reach the WAL at its `COMMIT` only, on a
+/// blocking thread, never in the middle of it on the task's thread (a batch of webhooks can
+/// outgrow the page cache; it holds its pages in memory until it commits). A reader leaves the
+/// journal mode alone. Public (as `ledger::sqlite_settings`) for the benchmarks' storage floor.
+pub fn settings(read_only: bool) -> String {
+    let mode = if read_only {
+        ""
+    } else {
+        "PRAGMA journal_mode = WAL;"
+    };
+    format!(
+        "{mode} PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -{PAGE_CACHE_KIB}; PRAGMA cache_spill = OFF;"
+    )
+}
+
+/// Opens the file with the ledger's [`settings`]; `read_only` for a reader. Refused when
+/// SQLite could only open the file read-only and a writer was asked for.
 async fn connect(path: PathBuf, read_only: bool) -> Result<Connection, sqlx::Error> {
     tokio::task::spawn_blocking(move || {
         let flags = if read_only {
@@ -180,19 +188,7 @@ async fn connect(path: PathBuf, read_only: bool) -> Result<Connection, sqlx::Err
         };
         let conn = Connection::open_with_flags(&path, flags).map_err(error)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(error)?;
-        let mode = if read_only {
-            ""
-        } else {
-            "PRAGMA journal_mode = WAL;"
-        };
-        // `cache_spill` off: a transaction's pages reach the WAL at its `COMMIT` only, on a
-        // blocking thread, never in the middle of it on the task's thread (a batch of webhooks
-        // can outgrow the page cache; it holds its pages in memory until it commits).
-        conn.execute_batch(&format!(
-            "{mode} PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
-             PRAGMA cache_size = -{PAGE_CACHE_KIB}; PRAGMA cache_spill = OFF;"
-        ))
-        .map_err(error)?;
+        conn.execute_batch(&settings(read_only)).map_err(error)?;
         if !read_only
             && conn
                 .is_readonly(rusqlite::DatabaseName::Main)
@@ -224,10 +220,9 @@ pub(super) async fn begin(held: &mut Held<'_>) -> Result<(), sqlx::Error> {
         done => return done,
     }
     off_thread(held, |conn| {
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        let begun = conn.execute_batch("BEGIN IMMEDIATE");
-        conn.busy_timeout(Duration::ZERO)?;
-        begun
+        patiently(conn, |conn| {
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(error)
+        })
     })
     .await
 }
@@ -237,8 +232,10 @@ pub(super) async fn begin(held: &mut Held<'_>) -> Result<(), sqlx::Error> {
 /// (a deferred constraint) is an error.
 pub(super) async fn commit(held: &mut Held<'_>) -> Result<(), sqlx::Error> {
     off_thread(held, |conn| {
-        conn.prepare_cached("COMMIT")?.raw_execute()?;
-        Ok(())
+        conn.prepare_cached("COMMIT")
+            .and_then(|mut commit| commit.raw_execute())
+            .map(drop)
+            .map_err(error)
     })
     .await?;
     match held.as_ref() {
@@ -253,17 +250,37 @@ pub(super) async fn commit(held: &mut Held<'_>) -> Result<(), sqlx::Error> {
 /// this future dropped before it ends) so is the connection: the next write opens a fresh one.
 async fn off_thread(
     held: &mut Held<'_>,
-    work: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
+    work: impl FnOnce(&Connection) -> Result<(), sqlx::Error> + Send + 'static,
 ) -> Result<(), sqlx::Error> {
     let conn = held.take().expect("acquired with a connection");
-    let (conn, done) = tokio::task::spawn_blocking(move || {
+    let (conn, done) = on_blocking_thread(conn, work).await?;
+    **held = Some(conn);
+    done
+}
+
+/// Moves `conn` to a blocking thread for `work`, and back with `work`'s outcome.
+async fn on_blocking_thread<T: Send + 'static>(
+    conn: Connection,
+    work: impl FnOnce(&Connection) -> Result<T, sqlx::Error> + Send + 'static,
+) -> Result<(Connection, Result<T, sqlx::Error>), sqlx::Error> {
+    tokio::task::spawn_blocking(move || {
         let done = work(&conn);
         (conn, done)
     })
     .await
-    .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
-    **held = Some(conn);
-    done.map_err(error)
+    .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))
+}
+
+/// `work` with the busy timeout on (off the task's thread: it may wait for another process's
+/// lock), then off again.
+fn patiently<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> Result<T, sqlx::Error>,
+) -> Result<T, sqlx::Error> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(error)?;
+    let done = work(conn);
+    conn.busy_timeout(Duration::ZERO).map_err(error)?;
+    done
 }
 
 /// Rolls back whatever the connection holds open; `true` when it is back in autocommit, the

@@ -397,15 +397,20 @@ mod tests {
         (dir, path, ledger)
     }
 
-    /// A connection of its own, as another process would have: it sees only what is committed.
-    async fn rejected_webhooks_seen_by_another_connection(path: &std::path::Path) -> i64 {
-        let mut other: SqliteConnection = SqliteConnectOptions::from_str("sqlite:")
+    /// A connection of its own, as another process would have.
+    async fn another_process(path: &std::path::Path, read_only: bool) -> SqliteConnection {
+        SqliteConnectOptions::from_str("sqlite:")
             .unwrap()
             .filename(path)
-            .read_only(true)
+            .read_only(read_only)
             .connect()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Seen by another process: only what is committed.
+    async fn rejected_webhooks_seen_by_another_connection(path: &std::path::Path) -> i64 {
+        let mut other = another_process(path, true).await;
         sqlx::query_scalar("SELECT COUNT(*) FROM rejected_webhooks")
             .fetch_one(&mut other)
             .await
@@ -510,12 +515,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_waits_for_another_processs_lock_without_holding_up_the_runtime() {
         let (_dir, path, ledger) = open().await;
-        let mut other: SqliteConnection = SqliteConnectOptions::from_str("sqlite:")
-            .unwrap()
-            .filename(&path)
-            .connect()
-            .await
-            .unwrap();
+        let mut other = another_process(&path, false).await;
         sqlx::query("BEGIN IMMEDIATE")
             .execute(&mut other)
             .await
