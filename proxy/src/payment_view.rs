@@ -97,12 +97,29 @@ pub async fn load_payment(
     agent: &Agent,
     session: &SessionId,
 ) -> Result<PaymentView, ApiError> {
-    let upstream = state.upstream.status(session).await.map_err(status_error)?;
-    let rows = state.ledger.rows_for_session(session).await?;
-    let mut view = payment_view(&upstream, &rows, state.config.partial_refunds)
-        .ok_or(ApiError::PaymentNotFound)?;
+    let (_, mut view) = current(state, session).await?;
     view.viewer = viewer(state, agent, view.amount.currency).await?;
     Ok(view)
+}
+
+/// A fresh `session/status` and the payment's rows in the ledger, merged. The rows are read
+/// while `session/status` is on its way (a read runs on this task's thread, so it overlaps
+/// Smart Glocal's answer instead of following it). A webhook landing in between can only make
+/// a refund Smart Glocal already lists look unresolved in the rows as well: the view then
+/// counts it twice against what remains, never once too few.
+pub async fn current(
+    state: &AppState,
+    session: &SessionId,
+) -> Result<(sg::Session, PaymentView), ApiError> {
+    let (upstream, rows) = tokio::join!(
+        state.upstream.status(session),
+        state.ledger.rows_for_session(session),
+    );
+    let upstream = upstream.map_err(status_error)?;
+    let rows = rows?;
+    let view = payment_view(&upstream, &rows, state.config.partial_refunds)
+        .ok_or(ApiError::PaymentNotFound)?;
+    Ok((upstream, view))
 }
 
 /// What `agent` may do on a payment in `currency`: their limits (the token's, else the
@@ -130,7 +147,7 @@ pub async fn viewer(
     })
 }
 
-pub(crate) fn status_error(error: UpstreamError) -> ApiError {
+fn status_error(error: UpstreamError) -> ApiError {
     match error {
         UpstreamError::Rejected(e) if e.code == "session_not_found" || e.code == "not_found" => {
             ApiError::PaymentNotFound

@@ -33,7 +33,7 @@ use shared::{AttemptId, Money, Note, SessionId};
 use crate::error::ApiError;
 use crate::extract::Agent;
 use crate::ledger::{millis, now_ms, Approved, Change, Inserted, NewAttempt, RefundRow, Source};
-use crate::payment_view::{payment_view, status_error};
+use crate::payment_view::current;
 use crate::state::AppState;
 use crate::upstream::UpstreamError;
 
@@ -200,14 +200,10 @@ async fn decide_and_send(
     .await
 }
 
-/// What a decision to send rests on: a fresh `session/status` merged with the ledger. Known
+/// What a decision to send rests on: a fresh `session/status` merged with the ledger
+/// ([`current`]; under the payment's lock nothing of ours changes its rows meanwhile). Known
 /// unable to write, the ledger refuses first, without a look at Smart Glocal (should the
 /// fault be new, the attempt's write fails instead, still before anything is sent).
-///
-/// The ledger's rows are read while `session/status` is on its way. Under the payment's lock
-/// nothing of ours changes them meanwhile; a webhook landing in between can only make a
-/// refund Smart Glocal already lists look unresolved in the rows as well, which counts it
-/// twice against what remains: a refusal to be retried, never an over-refund.
 async fn fresh_view(
     state: &AppState,
     session: &SessionId,
@@ -215,15 +211,7 @@ async fn fresh_view(
     if let Some(fault) = state.ledger.health().last_fault() {
         return Err(ApiError::LedgerUnavailable(fault));
     }
-    let (upstream, rows) = tokio::join!(
-        state.upstream.status(session),
-        state.ledger.rows_for_session(session),
-    );
-    let upstream = upstream.map_err(status_error)?;
-    let rows = rows?;
-    let view = payment_view(&upstream, &rows, state.config.partial_refunds)
-        .ok_or(ApiError::PaymentNotFound)?;
-    Ok((upstream, view))
+    current(state, session).await
 }
 
 /// Sends the recorded `pending` attempt `row` (signed) and settles the answer.

@@ -108,6 +108,9 @@ impl Writer {
 pub(super) struct Readers {
     path: PathBuf,
     idle: std::sync::Mutex<Vec<Connection>>,
+    /// How many are kept idle at most ([`idle_readers`], asked once: on Linux each answer
+    /// reads the process's cgroup files, a dozen system calls).
+    keep: usize,
 }
 
 impl Readers {
@@ -116,6 +119,7 @@ impl Readers {
         Self {
             path: path.to_owned(),
             idle: std::sync::Mutex::new(Vec::new()),
+            keep: idle_readers(),
         }
     }
 
@@ -138,7 +142,7 @@ impl Readers {
         };
         let (rows, _) = done?;
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < idle_readers() {
+        if idle.len() < self.keep {
             idle.push(conn);
         }
         Ok(rows)
