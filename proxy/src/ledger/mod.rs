@@ -618,6 +618,48 @@ mod tests {
         tx.finish(Entries::default(), Ok(())).await.unwrap();
         assert_eq!(cache_size(ledger.read()).await, bound);
     }
+
+    /// SQLite's temporary files open with this prefix, and are unlinked at once.
+    #[cfg(target_os = "linux")]
+    fn open_temporary_files() -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().contains("etilqs_"))
+            .count()
+    }
+
+    /// A statement that changes many rows its transaction had already changed keeps their
+    /// old pages (to undo that statement alone) in memory, not in a temporary file written on
+    /// the task's thread: what a batch of webhooks' multi-row inserts did, every batch.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_transaction_writes_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))
+            .await
+            .unwrap();
+        let mut tx = ledger.write().await.unwrap();
+        for _ in 0..300 {
+            tx.exec()
+                .execute(&sql::Sql::new(
+                    "INSERT INTO rejected_webhooks (received_at, verified, reason, raw_body)
+                         VALUES (0, FALSE, 'test', zeroblob(1024))",
+                ))
+                .await
+                .unwrap();
+        }
+        // Every page of the table at once: far past SQLite's 64 KiB before it spills.
+        tx.exec()
+            .execute(&sql::Sql::new(
+                "UPDATE rejected_webhooks SET reason = 'changed'",
+            ))
+            .await
+            .unwrap();
+        let open = open_temporary_files();
+        tx.finish(Entries::default(), Ok(())).await.unwrap();
+        assert_eq!(open, 0, "a statement journal went to a temporary file");
+    }
 }
 
 /// Rows as the ledger would hold them, for the unit tests of what reads them.

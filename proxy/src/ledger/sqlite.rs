@@ -13,7 +13,8 @@
 //! with the busy timeout; opening and closing connections. What stays is SQLite's work in its
 //! page cache and reads of the file through the operating system's cache, microseconds each:
 //! the writer never spills a transaction's pages to the WAL before its `COMMIT`
-//! (`cache_spill` off), so no write to the disk happens on the task's thread. A disk that
+//! (`cache_spill` off) and keeps its statement journals in memory (`temp_store`), so no
+//! file is written on the task's thread. A disk that
 //! hangs on reads of pages the operating system no longer caches would still hold the task's
 //! worker thread for as long.
 //!
@@ -163,19 +164,28 @@ fn idle_readers() -> usize {
 
 /// The ledger's settings of a connection, as SQL: WAL, `synchronous = FULL` (a committed
 /// attempt survives even a power cut, not only `kill -9`), foreign keys, the bounded page
-/// cache, and `cache_spill` off: a transaction's pages reach the WAL at its `COMMIT` only, on a
-/// blocking thread, never in the middle of it on the task's thread (a batch of webhooks can
-/// outgrow the page cache; it holds its pages in memory until it commits). A reader leaves the
-/// journal mode alone. Public (as `ledger::sqlite_settings`) for the benchmarks' storage floor.
+/// cache. The writer's also keep a transaction's work in memory until its `COMMIT`, so that
+/// nothing is written to any file on the task's thread:
+/// - `cache_spill` off: a transaction's pages reach the WAL at its `COMMIT` only, on a
+///   blocking thread (a batch of webhooks can outgrow the page cache; it holds its pages in
+///   memory until it commits);
+/// - `temp_store = MEMORY`: the statement journals (the pages a statement changed that its
+///   transaction had changed before, kept to undo that statement alone) stay in memory. By
+///   default SQLite moves one past 64 KiB into a temporary file, opened, unlinked and written
+///   on the task's thread: a batch of webhooks' multi-row inserts did so every batch.
+///
+/// A reader leaves the journal mode alone and sorts in files as SQLite does by default (an
+/// export's sort could be large). Public (as `ledger::sqlite_settings`) for the benchmarks'
+/// storage floor.
 pub fn settings(read_only: bool) -> String {
-    let mode = if read_only {
+    let writer = if read_only {
         ""
     } else {
-        "PRAGMA journal_mode = WAL;"
+        "PRAGMA journal_mode = WAL; PRAGMA cache_spill = OFF; PRAGMA temp_store = MEMORY;"
     };
     format!(
-        "{mode} PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
-         PRAGMA cache_size = -{PAGE_CACHE_KIB}; PRAGMA cache_spill = OFF;"
+        "{writer} PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -{PAGE_CACHE_KIB};"
     )
 }
 
