@@ -34,6 +34,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
+use proxy::ledger::recurring_chunks;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection};
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -129,6 +130,8 @@ async fn open(path: &Path) -> Result<Db, String> {
         let conn = Connection::open(&path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute_batch(&proxy::ledger::sqlite_settings(false))?;
+        // As many prepared statements kept as the ledger's connections keep.
+        conn.set_prepared_statement_cache_capacity(proxy::ledger::SQLITE_STATEMENT_CACHE);
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS webhooks (
                  id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, raw_body BLOB NOT NULL);
@@ -182,8 +185,8 @@ async fn transaction<T>(
 }
 
 /// `INSERT …` of `rows` in one statement, the ledger's text for it
-/// ([`proxy::ledger::insert_text`]). Prepared once per text, not cached (batch sizes vary),
-/// as the ledger's.
+/// ([`proxy::ledger::insert_text`]), prepared once per text and kept, as the ledger's: the
+/// callers chunk their rows as the ledger does ([`recurring_chunks`]), so the texts recur.
 fn insert_rows(
     conn: &Connection,
     head: &str,
@@ -191,7 +194,7 @@ fn insert_rows(
 ) -> rusqlite::Result<()> {
     let rows: Vec<Vec<Value>> = rows.into_iter().collect();
     let text = proxy::ledger::insert_text(head, rows.iter().map(Vec::len));
-    conn.prepare(&text)?
+    conn.prepare_cached(&text)?
         .execute(params_from_iter(rows.into_iter().flatten()))?;
     Ok(())
 }
@@ -238,7 +241,7 @@ async fn writer(db: Arc<Db>, mut queue: mpsc::Receiver<Job>, rows: Rows) {
 
 fn commit_batch(conn: &Connection, jobs: &[Job]) -> rusqlite::Result<()> {
     let received_at = now_ms();
-    for chunk in jobs.chunks(ROWS_PER_INSERT) {
+    for chunk in recurring_chunks(jobs, ROWS_PER_INSERT) {
         insert_rows(
             conn,
             "INSERT INTO webhooks (received_at, raw_body)",
@@ -265,7 +268,7 @@ fn commit_ledger_rows(conn: &Connection, jobs: &[Job], first: usize) -> rusqlite
         .iter()
         .flat_map(|(n, _)| [1, 2].map(|r| (format!("ps_floor_{n}"), format!("rf_floor_{n}_{r}"))))
         .collect();
-    for chunk in refunds.chunks(LEDGER_ROWS_PER_INSERT) {
+    for chunk in recurring_chunks(&refunds, LEDGER_ROWS_PER_INSERT) {
         insert_rows(
             conn,
             "INSERT INTO refunds (refund_id, session_id, origin, amount, currency, state, created_at, updated_at, finished_at)",
@@ -308,7 +311,7 @@ fn commit_ledger_rows(conn: &Connection, jobs: &[Job], first: usize) -> rusqlite
                 .map(|(session, _)| vec![text(session), at.clone(), text(EVENT_JSON)]),
         )?;
     }
-    for chunk in webhooks.chunks(ROWS_PER_INSERT) {
+    for chunk in recurring_chunks(&webhooks, ROWS_PER_INSERT) {
         insert_rows(
             conn,
             "INSERT INTO webhooks (received_at, verified, session_id, dedup_key, outcome, raw_body)",

@@ -1,7 +1,7 @@
 //! What happened, in order: events for live updates (replayed by `Last-Event-ID`), each
 //! payment's history, every webhook received, and the CSV export for finance.
 
-use super::sql::{Engine, FromRecord, Record, Sql, ToArg};
+use super::sql::{insert_chunks, Engine, FromRecord, Record, Sql, ToArg};
 use super::writer::WriteTx;
 use super::{chain, now_ms, Ledger, RefundRow};
 use shared::api::{ErrorCode, HistoryEntry, HistoryKind, RefundEvent, RefundState, RefundView};
@@ -96,7 +96,7 @@ impl Entries {
                 (line, previous.clone())
             })
             .collect();
-        for chunk in lines.chunks(ROWS_PER_INSERT) {
+        for chunk in insert_chunks(tx.engine(), &lines, ROWS_PER_INSERT) {
             let insert = Sql::insert_rows(
                 "INSERT INTO history (session_id, at, kind, agent, attempt_id, refund_id, amount, currency, state, detail, role, hash)",
                 chunk.iter().map(|(line, hash)| {
@@ -138,7 +138,7 @@ impl Entries {
             let offset = i64::try_from(i + 1).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
             event.seq = last_seq + offset;
         }
-        for chunk in events.chunks(ROWS_PER_INSERT) {
+        for chunk in insert_chunks(tx.engine(), &events, ROWS_PER_INSERT) {
             let insert = Sql::insert_rows(
                 "INSERT INTO events (seq, session_id, at, refund)",
                 chunk.iter().map(|(at, json, event)| {

@@ -55,8 +55,8 @@ pub use journal::ExportRow;
 pub use kinds::{Origin, Source, WebhookOutcome};
 pub use locks::{PaymentGuard, PaymentLocks};
 pub use refunds::{ApplyOutcome, Approved, Change, Inserted, NewAttempt};
-pub use sql::{insert_text, Engine};
-pub use sqlite::settings as sqlite_settings;
+pub use sql::{insert_text, recurring_chunks, Engine};
+pub use sqlite::{settings as sqlite_settings, STATEMENT_CACHE as SQLITE_STATEMENT_CACHE};
 pub use webhooks::{VerifiedWebhook, WebhookAction, WebhookWriter};
 pub use writer::{is_storage_fault, Health, HealthCounts};
 

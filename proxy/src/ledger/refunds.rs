@@ -3,7 +3,7 @@
 
 use super::journal::{Entries, ROWS_PER_INSERT};
 use super::kinds::{Origin, Source};
-use super::sql::{Engine, Sql, ToArg};
+use super::sql::{insert_chunks, Engine, Sql, ToArg};
 use super::writer::WriteTx;
 use super::{now_ms, Ledger, RefundRow};
 use shared::api::{ErrorCode, HistoryKind, RefundReason, RefundState};
@@ -613,6 +613,15 @@ impl BatchRows {
         let mut sessions: Vec<&str> = refunds.iter().map(|(s, _)| s.as_str()).collect();
         sessions.sort_unstable();
         sessions.dedup();
+        // Both lists padded to one power of two (the last value repeated, which changes
+        // nothing in an `IN`), so that the statement's text recurs and is prepared once per
+        // connection: at most one text per power of two up to `REFUNDS_PER_READ`.
+        let padded = ids.len().max(sessions.len()).next_power_of_two();
+        for list in [&mut ids, &mut sessions] {
+            if let Some(&last) = list.last() {
+                list.resize(padded, last);
+            }
+        }
         let in_ids = vec!["?"; ids.len()].join(", ");
         let in_sessions = vec!["?"; sessions.len()].join(", ");
         // One look-up for both: the rows already matched to these refunds, and the attempts
@@ -634,12 +643,7 @@ impl BatchRows {
                     AND refund_id IS NULL AND state IN (?, ?, ?)"
             ),
         };
-        // A batch's text varies with its size: not cached, or it would push out the
-        // statements that recur (one refund of one payment is one of those).
         let mut query = Sql::new(text);
-        if ids.len() > 1 || sessions.len() > 1 {
-            query = query.once();
-        }
         for id in ids {
             query = query.bind(id);
         }
@@ -701,7 +705,7 @@ impl BatchRows {
     /// the whole batch rolls back rather than commit a history that says otherwise.
     pub(super) async fn write_new(&mut self, tx: &mut WriteTx<'_>) -> Result<(), sqlx::Error> {
         let waiting: Vec<RefundRow> = self.rows.iter().filter(|r| r.key < 0).cloned().collect();
-        for chunk in waiting.chunks(ROWS_PER_INSERT) {
+        for chunk in insert_chunks(tx.engine(), &waiting, ROWS_PER_INSERT) {
             let insert = Sql::insert_rows(
                 "INSERT INTO refunds (refund_id, session_id, origin, amount, currency, state, created_at, updated_at, finished_at)",
                 chunk.iter().map(|row| {

@@ -42,8 +42,9 @@ pub(super) enum Arg {
 pub(super) struct Sql {
     text: Cow<'static, str>,
     args: Vec<Arg>,
-    /// Whether the prepared statement is cached on the connection (the default): statements
-    /// whose text varies (multi-row inserts) are not.
+    /// Whether the prepared statement is cached on the connection (the default): a
+    /// multi-row insert of a number of rows that does not recur is not (see
+    /// [`recurring_chunks`]).
     persistent: bool,
 }
 
@@ -69,24 +70,19 @@ impl Sql {
         self
     }
 
-    /// Not cached on the connection: for statements whose text varies with their input.
-    pub(super) fn once(mut self) -> Self {
-        self.persistent = false;
-        self
-    }
-
     /// `INSERT INTO table (columns) VALUES (…), (…)`: `head` is everything before `VALUES`,
     /// each row its values in column order.
     pub(super) fn insert_rows(head: &str, rows: impl IntoIterator<Item = Vec<Arg>>) -> Self {
         let rows: Vec<Vec<Arg>> = rows.into_iter().collect();
         let text = insert_text(head, rows.iter().map(Vec::len));
+        let persistent = rows.len().is_power_of_two();
         let args: Vec<Arg> = rows.into_iter().flatten().collect();
-        let single = args.len() <= 16;
         Self {
             text: text.into(),
             args,
-            // Single rows (the refund flow) recur; batch sizes vary and would churn the cache.
-            persistent: single,
+            // Cached when its number of rows is one that recurs (see `recurring_chunks`);
+            // any other would churn the cache.
+            persistent,
         }
     }
 
@@ -108,6 +104,36 @@ impl Sql {
             Engine::Sqlite => Cow::Borrowed(&self.text),
             Engine::Postgres => Cow::Owned(numbered(&self.text)),
         }
+    }
+}
+
+/// `items` in chunks for multi-row statements whose texts recur: each chunk's size a power of
+/// two, at most `max`, largest first (13 rows: 8, 4 and 1). A multi-row insert's text depends
+/// on its number of rows. With sizes like these a connection prepares each text once and
+/// keeps it, one per power of two; with a batch's own size, SQLite parsed every batch's
+/// statements anew, a tenth of the proxy's time during webhook ingest (perf, 2026-11-30).
+/// Public for the benchmarks' storage floor, which writes its rows the same way.
+pub fn recurring_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        let fits = rest.len().min(max);
+        if fits == 0 {
+            return None;
+        }
+        let size = 1 << fits.ilog2();
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// How a transaction on `engine` splits rows into multi-row inserts of at most `max` rows:
+/// on SQLite in [`recurring_chunks`], whose statements a connection keeps prepared; on
+/// PostgreSQL, where each statement is a round trip to the server, in as few as `max` allows.
+pub(super) fn insert_chunks<T>(engine: Engine, items: &[T], max: usize) -> Vec<&[T]> {
+    match engine {
+        Engine::Sqlite => recurring_chunks(items, max).collect(),
+        Engine::Postgres => items.chunks(max).collect(),
     }
 }
 
@@ -531,7 +557,24 @@ impl FromRecord for (Option<i64>, Option<i64>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{insert_text, numbered};
+    use super::{insert_text, numbered, recurring_chunks};
+
+    #[test]
+    fn rows_are_chunked_in_powers_of_two_up_to_the_limit_in_order() {
+        let sizes = |n: usize, max: usize| {
+            let rows: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = recurring_chunks(&rows, max).collect();
+            assert_eq!(chunks.concat(), rows, "every row once, in order");
+            chunks.iter().map(|c| c.len()).collect::<Vec<_>>()
+        };
+        assert_eq!(sizes(0, 256), Vec::<usize>::new());
+        assert_eq!(sizes(1, 256), [1]);
+        assert_eq!(sizes(13, 256), [8, 4, 1]);
+        assert_eq!(sizes(64, 256), [64]);
+        assert_eq!(sizes(600, 256), [256, 256, 64, 16, 8]);
+        // A limit that is not a power of two is never passed.
+        assert_eq!(sizes(7, 3), [2, 2, 2, 1]);
+    }
 
     #[test]
     fn a_multi_row_insert_has_one_placeholder_per_value_of_each_row() {

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::journal::{Entries, ROWS_PER_INSERT};
 use super::kinds::{Source, WebhookOutcome};
 use super::refunds::{apply_in, ApplyOutcome, BatchRows};
-use super::sql::{Sql, ToArg};
+use super::sql::{insert_chunks, Sql, ToArg};
 use super::writer::is_storage_fault;
 use super::writer::WriteTx;
 use super::{now_ms, Ledger};
@@ -155,12 +155,8 @@ async fn apply_all(
     // The refunds new to the ledger, in one statement (or a few) for the whole batch.
     rows.write_new(tx).await?;
     let received_at = now_ms();
-    for chunk in jobs
-        .iter()
-        .zip(&outcomes)
-        .collect::<Vec<_>>()
-        .chunks(ROWS_PER_INSERT)
-    {
+    let written: Vec<_> = jobs.iter().zip(&outcomes).collect();
+    for chunk in insert_chunks(tx.engine(), &written, ROWS_PER_INSERT) {
         let insert = Sql::insert_rows(
             "INSERT INTO webhooks (received_at, verified, session_id, dedup_key, outcome, raw_body)",
             chunk.iter().map(|(job, outcome)| {
