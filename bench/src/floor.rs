@@ -6,8 +6,8 @@
 //!
 //! - `POST /webhooks/smart-glocal`: one row per webhook (its raw body), group-committed like
 //!   the proxy's webhook writer (`ledger/webhooks.rs`: one writer task, every webhook waiting
-//!   up to 64 per transaction, one multi-row insert, one commit), answered 200 only once the
-//!   commit holding it returned.
+//!   up to 64 per transaction, multi-row inserts in the ledger's chunks, one commit),
+//!   answered 200 only once the commit holding it returned.
 //! - `POST /floor/refund`: the refund path's two commits, one after the other: the attempt
 //!   recorded (insert), then its outcome (update). No upstream call: the bench makes the
 //!   signed calls itself, straight to the sandbox, around this request.
@@ -20,7 +20,7 @@
 //! baseline), a webhook is instead written as the rows the proxy's ledger keeps for one
 //! that brings two refunds new to it, in the ledger's own schema (its migrations, its
 //! indexes): two `refunds` rows, two `history` lines, two `events` and the `webhooks` row,
-//! one multi-row insert per table per batch, with fixed contents and nothing read, hashed or
+//! multi-row inserts per table per batch in the ledger's chunks, with fixed contents and nothing read, hashed or
 //! serialised. What separates the two floors is SQLite's work on the ledger's rows; what
 //! separates this one from the proxy is the proxy's own.
 

@@ -126,14 +126,14 @@ pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
              per webhook with the same SQLite settings, written the way the ledger writes. \
              Each proxied webhook is also verified, parsed and applied inside the batch's \
              transaction, which per batch runs: one look-up of every refund's row and \
-             candidate attempts; one multi-row `INSERT … RETURNING *` of every refund new to \
+             candidate attempts; multi-row `INSERT … RETURNING *`s of every refund new to \
              the ledger (two per webhook here), each decoded into a 25-column row and checked \
              against what the batch announced for it; the webhook rows; one read of the hash \
              chain's head and the last `seq`; the history lines (each hashed) and the events \
              (each serialised); then `COMMIT`. What share of the gap is the ledger's rows \
              themselves: the same floor writing, per webhook, exactly the rows the ledger \
              keeps for it (two refunds, two history lines, two events, the webhook; the \
-             ledger's schema and indexes; multi-row inserts, one per table per batch; nothing \
+             ledger's schema and indexes; multi-row inserts in the ledger's chunks; nothing \
              read, hashed or serialised) reaches {} of the one-insert floor in this run, and \
              the proxy {} of it. So 0.7 of the one-insert floor is out of reach of any ledger \
              that writes a payment's history line and replayable event in the webhook's own \
@@ -147,10 +147,25 @@ pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
              before (one run each, one after the other, 2026-11-30, the writer's change \
              alone) the proxy took 4,638 webhooks/s against 3,585 with HMAC at 16 \
              concurrent, 7,035 against 5,338 at 64; with RSA 4,511 against 3,353 and 8,307 \
-             against 5,339. \
-             What remains per batch is SQLite's own work on its seven statements (the \
-             multi-row ones vary in text with the batch's size, so each is parsed anew), the \
-             HTTP of each webhook and its verification.",
+             against 5,339. Two more changes the same day, each paired against the build \
+             before it (three runs each, alternating): a statement journal past 64 KiB (what \
+             a batch's multi-row inserts build) went by SQLite's default into a temporary \
+             file in `/var/tmp`, opened, unlinked and written on the task's thread, every \
+             batch (strace: 174 such files in 4 s, a third of the proxy's writes); the \
+             writer now keeps them in memory (`temp_store = MEMORY`), with throughput \
+             unchanged within the noise. And every batch's multi-row statements were parsed \
+             anew, their text varying with the batch's size (perf: `sqlite3_prepare_v2` \
+             10 % of the proxy's samples); they now go in chunks of powers of two \
+             (`proxy::ledger::recurring_chunks`), whose texts recur and stay prepared, and the \
+             floors do the same: proxy medians 3,322 → 3,952 webhooks/s with HMAC at 16 \
+             concurrent, 4,813 → 5,171 at 64, 2,934 → 3,175 with RSA at 16, 4,731 → 4,666 at \
+             64. perf on the proxy during ingest (2026-11-30, before the last change, \
+             inclusive shares of its samples): the batch's transaction 35 % (its statements \
+             25 %, of which parsing 10 %; the `INSERT … RETURNING *` of new refunds and \
+             decoding its rows 13 %; the journal 4 %), hyper's HTTP 30 % (writing the answers \
+             20 %, mostly the kernel's loopback path), parsing the webhook 4.5 %, malloc and \
+             free 10 %; the kernel 28 % in all. What remains per batch is SQLite's own work on \
+             its statements, the HTTP of each webhook and its verification.",
             missed.join(", "),
             span(ledger_ratios.iter().map(|r| r.0)),
             span(ledger_ratios.iter().map(|r| r.1)),

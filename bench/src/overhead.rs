@@ -56,6 +56,7 @@ const GOAL_P99_ABOVE_FLOOR: Duration = Duration::from_millis(1);
 /// Both schemes: the floor's and the proxy's added p50 and p99, plus what dominates if missed.
 pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
     let mut rows = Vec::new();
+    let notes_before = notes.len();
     for scheme in [Scheme::HmacSha256, Scheme::RsaSha256] {
         match measure_scheme(scheme).await {
             Ok(passes) => rows.extend(rows_for(scheme, passes, notes)),
@@ -67,7 +68,63 @@ pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
             )),
         }
     }
+    if notes.len() > notes_before {
+        notes.push(what_the_gap_is());
+    }
     rows
+}
+
+/// What lies between the storage floor and the proxy on the refund path, and what was done
+/// about it: said once for both schemes.
+fn what_the_gap_is() -> String {
+    format!(
+        "Proxy overhead, what the gap is. The floor's pass is the direct calls plus one hop \
+         to a handler that makes the refund path's two commits the way the ledger writes \
+         (rusqlite: `BEGIN IMMEDIATE` and the statements on the task's thread, the `COMMIT` \
+         on a blocking thread). The signed calls to the sandbox are the load generator's in \
+         that pass, so the HTTP client's work is not in the floor's CPU; the proxy's CPU holds \
+         its own calls (`session/status` for a look-up; `session/status` and \
+         `session/refund` for a refund). Above the floor is the proxy's own: the agent's \
+         token and the revocation read; the JSON and HTTP of a request the floor does not \
+         parse; the reads (the idempotency key, twice, and the payment's rows); the payment \
+         view; the journal (the history line hashed, the event serialised); tracing. The \
+         ledger's schema costs some of it by itself: each of a refund's commits writes about \
+         ten pages to the WAL, one per table and index it touches, where the one-insert floor \
+         writes one; the rows of the floor writing the ledger's rows measure that \
+         difference. The context switches row \
+         shows hand-offs are no longer part of the gap. perf on the proxy during this \
+         section (2026-11-30, this machine, one run, frame pointers, inclusive shares of its \
+         samples, after the first change below): SQLite 36 % (the two `COMMIT`s 22 %, the \
+         WAL's `fsync` 12 % of that; the statements 14 %), the HTTP client to the sandbox \
+         11 %, serde_json 6 %, tracing 5 %, the token and the revocation read 4 %, malloc \
+         4.5 %; the kernel 38 % in all (sockets, the WAL's writes and syncs, wake-ups). \
+         Changes, each paired against the build before it on this machine: until \
+         2026-11-30 the ledger ran SQLite through sqlx, whose connection lives on a thread of \
+         its own, every statement a message to it and an answer back (14 round trips per \
+         refund, 46 voluntary context switches per request against the floor's 19 then); \
+         its statements now run on the task's own thread (`proxy/src/ledger/sqlite.rs`), \
+         about 9 switches per request; with HMAC the proxy added 1.66 and 1.26 ms at p50 \
+         against 1.70 and 1.74 ms, 3.69 and 2.72 ms at p99 against 4.23 and 3.15 ms; with RSA \
+         1.48 and 1.40 ms at p50 against 1.92 and 1.93 ms, 1.84 and 2.87 ms at p99 against \
+         5.66 and 5.55 ms (two runs each; the floor then moved to the same way of writing, so \
+         it stays the floor). Later that day: the readers' idle cap was asked of \
+         `available_parallelism` on every read, which on Linux reads the process's cgroup \
+         files (strace: a dozen system calls a read, three reads a refund), now once; and a \
+         look-up reads its ledger rows while `session/status` is on its way, as the refund's \
+         decision already did: CPU per request (HMAC) 1.50 and 1.44 ms before, 1.10 and \
+         1.16 ms after; the proxy's added p50 1.76 and 1.62 ms before, 1.37 and 0.89 ms \
+         after (two runs each, alternating; the machine was slower that hour than for the \
+         figures before, and single runs spread about as widely as these gains). Tried and not kept: checkpointing the WAL from \
+         a task of its own every 250 ms (SQLite's own checkpoint runs inside the commit that \
+         takes the WAL past 1,000 pages, one refund in about fifty at ten pages a commit): a \
+         paced test of the two commits alone (100 refunds/s) cut their p99 from 4.2–5.1 to \
+         2.4–3.4 ms, but in this section, three runs each, alternating, the proxy's added \
+         p99 (HMAC) was 4.08, 6.06 and 4.88 ms against 4.20, 4.48 and 4.18 ms without it: the \
+         checkpoint is not what sets this section's p99 here. The four passes run \
+         interleaved ({INTERLEAVED_ROUNDS} rounds of {SLICE} requests, every pass once a \
+         round, the first rotating), so a slow spell of the shared machine weighs on all four \
+         alike."
+    )
 }
 
 /// One scheme's three passes, and what one RSA signature of a refund request costs.
@@ -428,48 +485,17 @@ fn rows_for(scheme: Scheme, mut passes: Passes, notes: &mut Vec<String>) -> Vec<
         notes.push(format!(
             "Proxy overhead ({scheme}) misses the storage-floor goal at {}: the floor adds {} \
              at p50 and {} at p99 (one loopback hop, and for a refund two SQLite commits, \
-             each synced to disk), the proxy {} and {}. CPU per request: proxy {}, floor {} \
-             (the sandbox and the load generator share the same 2 cores). The floor writes \
-             the way the proxy's ledger does (rusqlite: `BEGIN IMMEDIATE` and the statements \
-             on the task's thread, the `COMMIT` on a blocking thread), and it sends the same \
-             fresh `session/status` the proxy's decision rests on, so what is left above it is \
-             the proxy's own: the agent's token, the JSON and HTTP of a request the floor does \
-             not parse, its three reads and the journal's statements (the chain's head, the \
-             history line hashed, the event serialised), and tracing. The context switches \
-             row shows that hand-offs are no longer part of the gap: the proxy makes about as \
-             many per request as the floor. perf on the proxy during this section (2026-11-30, \
-             this machine, one run, after the change below): no function above 3 % of its \
-             samples; SQLite's `sqlite3VdbeExec` 2.7 %, malloc and free about 5 %, memmove \
-             2 %, and a long tail of axum, hyper, serde and reqwest each under 0.5 %; the \
-             kernel 41 % (sockets, the WAL's writes and syncs, wake-ups). Until 2026-11-30 \
-             the ledger ran SQLite through sqlx, whose connection lives on a thread of its \
-             own: every statement was a message to that thread and an answer back, 14 round \
-             trips per refund where the floor then made six, and the proxy made 46 voluntary \
-             context switches per request against the floor's 19. It now runs its statements \
-             on the task's own thread (`proxy/src/ledger/sqlite.rs`): reads on read-only \
-             connections taken and put back, a write transaction's statements on the one \
-             writer connection, and only the `COMMIT` on a blocking thread; about 9 switches \
-             per request. Paired against the build before (this section run twice each, \
-             alternating, 2026-11-30): with HMAC the proxy added 1.66 and 1.26 ms at p50 \
-             against 1.70 and 1.74 ms, 3.69 and 2.72 ms at p99 against 4.23 and 3.15 ms; with \
-             RSA 1.48 and 1.40 ms at p50 against 1.92 and 1.93 ms, 1.84 and 2.87 ms at p99 \
-             against 5.66 and 5.55 ms; its CPU per request (HMAC) 1.09 and 0.93 ms against \
-             1.41 and 1.47 ms. The floor then moved to the same way \
-             of writing, so it stays the floor. The four passes run interleaved \
-             ({INTERLEAVED_ROUNDS} rounds of {SLICE} requests, every pass once a round, the \
-             first rotating), so a slow spell of the shared machine weighs on all four alike. \
-             The floor writing the ledger's rows (the information rows: the attempt's row, its \
-             history line and its event, then the outcome's update, line and event, nothing \
-             read, hashed or serialised) added {} at p50 and {} at p99 in this run.",
+             each synced to disk), the floor writing the ledger's rows {} and {}, the proxy \
+             {} and {}. CPU per request: proxy {}, floor {}.",
             missed.join(", "),
             report::duration(floor50),
             report::duration(floor99),
+            report::delta(d50, l50),
+            report::delta(d99, l99),
             report::duration(added50),
             report::duration(added99),
             report::duration(passes.proxied.cpu / OPS as u32),
             report::duration(passes.floor.cpu / OPS as u32),
-            report::delta(d50, l50),
-            report::delta(d99, l99),
         ));
     }
     rows

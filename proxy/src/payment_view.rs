@@ -103,18 +103,22 @@ pub async fn load_payment(
 }
 
 /// A fresh `session/status` and the payment's rows in the ledger, merged. The rows are read
-/// while `session/status` is on its way (a read runs on this task's thread, so it overlaps
-/// Smart Glocal's answer instead of following it). A webhook landing in between can only make
+/// while `session/status` is on its way, not after its answer. A refund recorded in between
+/// (a webhook; without the payment's lock, as for a look-up, one of ours too) can only make
 /// a refund Smart Glocal already lists look unresolved in the rows as well: the view then
-/// counts it twice against what remains, never once too few.
+/// counts it twice against what remains, never once too few. When both fail, Smart
+/// Glocal's error is the one answered.
 pub async fn current(
     state: &AppState,
     session: &SessionId,
 ) -> Result<(sg::Session, PaymentView), ApiError> {
-    let (upstream, rows) = tokio::join!(
-        state.upstream.status(session),
-        state.ledger.rows_for_session(session),
-    );
+    let rows = async {
+        // The request is handed to its connection's task, woken on this thread; yielding
+        // once lets it go out before the read, which on SQLite runs on this thread too.
+        tokio::task::yield_now().await;
+        state.ledger.rows_for_session(session).await
+    };
+    let (upstream, rows) = tokio::join!(state.upstream.status(session), rows);
     let upstream = upstream.map_err(status_error)?;
     let rows = rows?;
     let view = payment_view(&upstream, &rows, state.config.partial_refunds)

@@ -119,8 +119,9 @@ async fn decide_and_send(
     // Someone with the same key may have finished while we waited for the lock: replayed
     // whatever else is answered (a `session/status` that failed now would answer an error
     // the widget takes as final, and a retry under a new key could refund twice). The fresh
-    // view is asked meanwhile, not after; a twin found answers at once, and the view's
-    // reads, if still on their way, are dropped.
+    // view is asked meanwhile, not after: its `session/status` goes out first, and the
+    // look-up runs while Smart Glocal answers. A twin found answers at once, and the view,
+    // if still on its way, is dropped (that `session/status` only reads).
     let twin = state
         .ledger
         .find_by_idempotency_key(&submission.idempotency_key);
@@ -130,8 +131,8 @@ async fn decide_and_send(
     let twin = loop {
         tokio::select! {
             biased;
-            twin = &mut twin => break twin,
             view = &mut fresh, if viewed.is_none() => viewed = Some(view),
+            twin = &mut twin => break twin,
         }
     };
     if let Some(row) = twin? {

@@ -615,6 +615,15 @@ mod tests {
             spills, 0,
             "the writer writes to the disk at COMMIT only, off the task's thread"
         );
+        let temp_store: i64 = tx
+            .exec()
+            .fetch_one(&sql::Sql::new("PRAGMA temp_store"))
+            .await
+            .unwrap();
+        assert_eq!(
+            temp_store, 2,
+            "the writer's statement journals stay in memory"
+        );
         tx.finish(Entries::default(), Ok(())).await.unwrap();
         assert_eq!(cache_size(ledger.read()).await, bound);
     }

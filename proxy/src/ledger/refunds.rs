@@ -573,8 +573,8 @@ const REFUNDS_PER_READ: usize = if cfg!(test) { 3 } else { 1_000 };
 /// look-up would have found them in the table, without a round trip of its own.
 ///
 /// A refund new to the ledger is not inserted on its own either: it waits here as a row
-/// with a provisional key below zero, and [`BatchRows::write_new`] inserts every such row in
-/// one statement, before anything needs its key (a later refund of the batch that matches
+/// with a provisional key below zero, and [`BatchRows::write_new`] inserts every such row
+/// together (a few multi-row statements), before anything needs its key (a later refund of the batch that matches
 /// it, and in any case before the batch commits). Its history line and event need no key.
 #[derive(Default)]
 pub(super) struct BatchRows {
@@ -615,7 +615,8 @@ impl BatchRows {
         sessions.dedup();
         // Both lists padded to one power of two (the last value repeated, which changes
         // nothing in an `IN`), so that the statement's text recurs and is prepared once per
-        // connection: at most one text per power of two up to `REFUNDS_PER_READ`.
+        // connection: one text per power of two, up to the one at or above
+        // `REFUNDS_PER_READ` (1,024).
         let padded = ids.len().max(sessions.len()).next_power_of_two();
         for list in [&mut ids, &mut sessions] {
             if let Some(&last) = list.last() {
@@ -700,7 +701,8 @@ impl BatchRows {
     }
 
     /// Inserts every row still waiting under a provisional key, in the order they were
-    /// learned (one statement per [`ROWS_PER_INSERT`]), and keeps each as stored. A stored
+    /// learned (multi-row inserts of at most [`ROWS_PER_INSERT`] rows, see
+    /// [`insert_chunks`]), and keeps each as stored. A stored
     /// row that differs from what the batch announced for it, its key aside, is an error:
     /// the whole batch rolls back rather than commit a history that says otherwise.
     pub(super) async fn write_new(&mut self, tx: &mut WriteTx<'_>) -> Result<(), sqlx::Error> {

@@ -114,6 +114,7 @@ impl Sql {
 /// statements anew, a tenth of the proxy's time during webhook ingest (perf, 2026-11-30).
 /// Public for the benchmarks' storage floor, which writes its rows the same way.
 pub fn recurring_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    assert!(max > 0, "a chunk holds at least one row");
     let mut rest = items;
     std::iter::from_fn(move || {
         let fits = rest.len().min(max);

@@ -42,9 +42,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// (a commit stuck on the disk holds it).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Prepared statements kept per connection: the ledger's recurring statements (about thirty,
-/// and a batch's multi-row ones, one per table and power of two: `sql::recurring_chunks`),
-/// with room. Public (as `ledger::SQLITE_STATEMENT_CACHE`) for the benchmarks' storage floor.
+/// Prepared statements kept per connection: the ledger's recurring statements (about thirty;
+/// a batch's multi-row inserts, one per table and power of two, `sql::recurring_chunks`; a
+/// batch's look-up, one per power of two), with room. Public (as `ledger::SQLITE_STATEMENT_CACHE`) for the benchmarks' storage floor.
 pub const STATEMENT_CACHE: usize = 128;
 
 /// The single connection every SQLite write transaction runs on; opened again after a fault.
