@@ -1,5 +1,6 @@
 //! The command line: `proxy [serve]`, `proxy token`, `proxy revoke`, `proxy export`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -108,8 +109,10 @@ pub fn parse_instant(text: &str) -> Result<i64, String> {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    // Colours for a person at a terminal; none in a file or a log collector's pipe.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -327,3 +327,33 @@ async fn no_secret_appears_in_any_log_line_or_response() {
         assert!(!answers.contains(secret), "a secret was answered");
     }
 }
+
+/// Logs written to a pipe (a file, a log collector) carry no terminal colour codes.
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut proxy = proxy_bin()
+        .current_dir(&root)
+        .args(["serve", "--config", "demo/proxy.toml"])
+        .env("PROXY_LISTEN", "127.0.0.1:0")
+        .env("PROXY_DATABASE", dir.path().join("ledger.sqlite"))
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut logged = String::new();
+    for line in BufReader::new(proxy.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        logged.push_str(&line);
+        logged.push('\n');
+        if line.contains("proxy listening") {
+            break;
+        }
+    }
+    proxy.kill().unwrap();
+    proxy.wait().unwrap();
+    assert!(logged.contains("proxy listening"), "{logged}");
+    assert!(!logged.contains('\u{1b}'), "colour codes in: {logged:?}");
+}
