@@ -591,8 +591,9 @@ impl RefundRow {
 mod tests {
     use super::*;
 
-    async fn cache_size(exec: Exec<'_>) -> i64 {
-        exec.fetch_one(&sql::Sql::new("PRAGMA cache_size"))
+    /// The value of `PRAGMA {name}` on the connection behind `exec`.
+    async fn pragma(exec: Exec<'_>, name: &'static str) -> i64 {
+        exec.fetch_one(&sql::Sql::new(format!("PRAGMA {name}")))
             .await
             .unwrap()
     }
@@ -605,27 +606,19 @@ mod tests {
             .unwrap();
         let bound = -i64::from(PAGE_CACHE_KIB);
         let mut tx = ledger.write().await.unwrap();
-        assert_eq!(cache_size(tx.exec()).await, bound);
-        let spills: i64 = tx
-            .exec()
-            .fetch_one(&sql::Sql::new("PRAGMA cache_spill"))
-            .await
-            .unwrap();
+        assert_eq!(pragma(tx.exec(), "cache_size").await, bound);
         assert_eq!(
-            spills, 0,
+            pragma(tx.exec(), "cache_spill").await,
+            0,
             "the writer writes to the disk at COMMIT only, off the task's thread"
         );
-        let temp_store: i64 = tx
-            .exec()
-            .fetch_one(&sql::Sql::new("PRAGMA temp_store"))
-            .await
-            .unwrap();
         assert_eq!(
-            temp_store, 2,
+            pragma(tx.exec(), "temp_store").await,
+            2,
             "the writer's statement journals stay in memory"
         );
         tx.finish(Entries::default(), Ok(())).await.unwrap();
-        assert_eq!(cache_size(ledger.read()).await, bound);
+        assert_eq!(pragma(ledger.read(), "cache_size").await, bound);
     }
 
     /// SQLite's temporary files open with this prefix, and are unlinked at once.
