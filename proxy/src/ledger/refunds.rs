@@ -613,14 +613,18 @@ impl BatchRows {
         let mut sessions: Vec<&str> = refunds.iter().map(|(s, _)| s.as_str()).collect();
         sessions.sort_unstable();
         sessions.dedup();
-        // Both lists padded to one power of two (the last value repeated, which changes
-        // nothing in an `IN`), so that the statement's text recurs and is prepared once per
-        // connection: one text per power of two, up to the one at or above
-        // `REFUNDS_PER_READ` (1,024).
-        let padded = ids.len().max(sessions.len()).next_power_of_two();
-        for list in [&mut ids, &mut sessions] {
-            if let Some(&last) = list.last() {
-                list.resize(padded, last);
+        // On SQLite both lists are padded to one power of two (the last value repeated,
+        // which changes nothing in an `IN`), so that the statement's text recurs and stays
+        // prepared on the connection: one text per power of two, up to the one at or above
+        // `REFUNDS_PER_READ` (1,024). On PostgreSQL a batch's look-up is planned for its
+        // values every time (`Sql::once`); one refund's, the same text each time, is kept.
+        let on_sqlite = tx.engine() == Engine::Sqlite;
+        if on_sqlite {
+            let padded = ids.len().max(sessions.len()).next_power_of_two();
+            for list in [&mut ids, &mut sessions] {
+                if let Some(&last) = list.last() {
+                    list.resize(padded, last);
+                }
             }
         }
         let in_ids = vec!["?"; ids.len()].join(", ");
@@ -645,6 +649,9 @@ impl BatchRows {
             ),
         };
         let mut query = Sql::new(text);
+        if !on_sqlite && (ids.len() > 1 || sessions.len() > 1) {
+            query = query.once();
+        }
         for id in ids {
             query = query.bind(id);
         }

@@ -70,6 +70,15 @@ impl Sql {
         self
     }
 
+    /// Not cached on the connection. On PostgreSQL a cached (named) statement may, after a
+    /// few runs, be planned once for any values (a generic plan), which for a look-up of a
+    /// batch's many keys in a young, growing table can be a scan of the whole table; an
+    /// unnamed one is planned for its values every time, as the look-up needs.
+    pub(super) fn once(mut self) -> Self {
+        self.persistent = false;
+        self
+    }
+
     /// `INSERT INTO table (columns) VALUES (…), (…)`: `head` is everything before `VALUES`,
     /// each row its values in column order.
     pub(super) fn insert_rows(head: &str, rows: impl IntoIterator<Item = Vec<Arg>>) -> Self {
