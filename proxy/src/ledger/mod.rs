@@ -600,10 +600,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_connection_bounds_its_page_cache() {
-        let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))
-            .await
-            .unwrap();
+        let (_dir, ledger) = test_rows::temporary_ledger().await;
         let bound = -i64::from(PAGE_CACHE_KIB);
         let mut tx = ledger.write().await.unwrap();
         assert_eq!(pragma(tx.exec(), "cache_size").await, bound);
@@ -637,10 +634,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_transaction_writes_no_temporary_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))
-            .await
-            .unwrap();
+        let (_dir, ledger) = test_rows::temporary_ledger().await;
         let mut tx = ledger.write().await.unwrap();
         for _ in 0..300 {
             tx.exec()
@@ -668,6 +662,15 @@ mod tests {
 #[cfg(test)]
 pub(crate) mod test_rows {
     use super::*;
+
+    /// A ledger of its own, in a directory that lives as long as the first value.
+    pub async fn temporary_ledger() -> (tempfile::TempDir, Ledger) {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))
+            .await
+            .unwrap();
+        (dir, ledger)
+    }
 
     /// An attempt through the proxy of `amount` USD cents, in `state`, made at `created_at`.
     pub fn attempt(key: i64, amount: i64, state: RefundState, created_at: i64) -> RefundRow {

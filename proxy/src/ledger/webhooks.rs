@@ -210,6 +210,7 @@ async fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::test_rows::temporary_ledger as ledger;
 
     fn refund(id: &str, amount: u64, status: &str) -> sg::Refund {
         serde_json::from_value(serde_json::json!({
@@ -217,15 +218,6 @@ mod tests {
             "amount_details": {"amount": amount, "currency": "usd"},
         }))
         .unwrap()
-    }
-
-    /// A ledger of its own, in a directory that lives as long as the first value.
-    async fn ledger() -> (tempfile::TempDir, Ledger) {
-        let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))
-            .await
-            .unwrap();
-        (dir, ledger)
     }
 
     fn job(session: &SessionId, refunds: Vec<sg::Refund>) -> Job {

@@ -216,10 +216,7 @@ mod tests {
     type Rig = (Follow, Live, SessionId, tempfile::TempDir);
 
     async fn follow(replayed: i64) -> Rig {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let ledger = Ledger::open(&dir.path().join("ledger.sqlite"))
-            .await
-            .expect("a ledger");
+        let (dir, ledger) = crate::ledger::test_rows::temporary_ledger().await;
         let live = Live::new(Arc::default());
         let session = SessionId::parse("ps_order_test").expect("a session id");
         let follow = Follow {
