@@ -559,3 +559,39 @@ async fn wait_streams(stack: &Stack, open: u64, with: &str) -> Result<(), BoxErr
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The widget's files reach the browser compressed (the `.br` / `.gz` copies the proxy sends
+/// to a client that accepts them) and decode to the files that run: the widget works. Read
+/// from the browser's own resource timings, so it is the browser's `Accept-Encoding` that
+/// chose, not the test's.
+#[test]
+fn the_widgets_files_arrive_compressed_and_the_widget_runs_from_them() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "12.00", "usd").await?;
+        e2e::demo::widget_for(&ctx, stack, session.as_str(), "").await?;
+        let sizes = ctx
+            .client
+            .execute(
+                "return performance.getEntriesByType('resource')
+                   .filter((e) => /\\/sg-refund(_bg\\.wasm|\\.js|-embed\\.js)$/.test(new URL(e.name).pathname))
+                   .map((e) => [new URL(e.name).pathname, e.encodedBodySize, e.decodedBodySize]);",
+                vec![],
+            )
+            .await?;
+        let sizes = sizes.as_array().cloned().unwrap_or_default();
+        let names: Vec<&str> = sizes.iter().filter_map(|s| s[0].as_str()).collect();
+        // The demo page loads the glue itself; a host page also loads the embed script.
+        for file in ["/sg-refund.js", "/sg-refund_bg.wasm"] {
+            assert!(names.contains(&file), "{file} among {names:?}");
+        }
+        for entry in &sizes {
+            let (encoded, decoded) = (entry[1].as_u64().unwrap(), entry[2].as_u64().unwrap());
+            assert!(
+                encoded > 0 && encoded * 2 < decoded,
+                "{entry}: sent compressed ({encoded} bytes for {decoded})"
+            );
+        }
+        Ok(())
+    });
+}

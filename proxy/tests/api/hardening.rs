@@ -284,6 +284,108 @@ async fn symlinks_leading_out_of_serve_dir_are_not_followed() {
     assert_eq!(inside.status(), StatusCode::OK);
 }
 
+/// Every `Vary` header's names, lowercase.
+fn varies_on(response: &reqwest::Response) -> String {
+    let values = response.headers().get_all("vary").iter();
+    let names: Vec<String> = values.map(|v| v.to_str().unwrap().to_lowercase()).collect();
+    names.join(", ")
+}
+
+/// The widget's compressed copies (what `cargo xtask widget` writes beside each file, with the
+/// checksum list that vouches for them) go to the clients that accept them, with the file's own
+/// type; anyone else gets the file as it is, and so does everyone once the list no longer
+/// vouches for the file and its copies. How the folder was copied (file times) is no matter.
+#[tokio::test]
+async fn a_files_compressed_copy_goes_only_to_clients_that_accept_it_and_never_stale() {
+    assert_eq!(
+        proxy::static_files::CHECKSUMS,
+        testkit::widget_size::CHECKSUMS,
+        "the build writes the list the proxy reads"
+    );
+    let dir = served_folder();
+    let wasm = dir.path().join("w_bg.wasm");
+    let module = b"\0asm the module ".repeat(100);
+    std::fs::write(&wasm, &module).unwrap();
+    testkit::widget_size::precompress(dir.path()).unwrap();
+    let copy =
+        |suffix: &str| std::fs::read(dir.path().join(format!("w_bg.wasm.{suffix}"))).unwrap();
+    // As `cp -r` leaves it: the file newer than its copies.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    let touch = |path: &std::path::Path| {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(later).unwrap();
+    };
+    touch(&wasm);
+    let app = spawn_serving(dir.path(), "'none'").await;
+    let get = |accept: &'static str| {
+        let request = app.client.get(app.url("/w_bg.wasm"));
+        let request = if accept.is_empty() {
+            request
+        } else {
+            request.header("accept-encoding", accept)
+        };
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(header(&response, "content-type"), "application/wasm");
+            let encoding = header(&response, "content-encoding").to_owned();
+            let vary = varies_on(&response);
+            let body = response.bytes().await.unwrap().to_vec();
+            (encoding, vary, body)
+        }
+    };
+
+    let (encoding, vary, body) = get("gzip, deflate, br").await;
+    assert_eq!(encoding, "br");
+    assert_eq!(body, copy("br"));
+    assert!(body.len() < module.len());
+    assert!(vary.contains("accept-encoding"), "{vary}");
+    let (encoding, vary, body) = get("gzip").await;
+    assert_eq!((encoding.as_str(), body), ("gzip", copy("gz")));
+    assert!(vary.contains("accept-encoding"), "{vary}");
+    for accept in ["", "identity", "zstd"] {
+        let (encoding, _, body) = get(accept).await;
+        assert_eq!(encoding, "<absent>", "{accept}");
+        assert_eq!(body, module, "{accept}");
+    }
+
+    // The module built again, its copies not: they are other bytes now.
+    let rebuilt = b"\0asm the module, rebuilt ".repeat(100);
+    std::fs::write(&wasm, &rebuilt).unwrap();
+    let (encoding, _, body) = get("gzip, deflate, br").await;
+    assert_eq!(encoding, "<absent>");
+    assert_eq!(body, rebuilt);
+    // And compressed again: sent compressed again.
+    testkit::widget_size::precompress(dir.path()).unwrap();
+    let (encoding, _, body) = get("br").await;
+    assert_eq!((encoding.as_str(), body), ("br", copy("br")));
+    // A copy replaced by anything else is not sent either.
+    std::fs::write(dir.path().join("w_bg.wasm.br"), b"not brotli").unwrap();
+    let (encoding, _, body) = get("br").await;
+    assert_eq!((encoding.as_str(), body), ("<absent>", rebuilt));
+
+    // The list itself is never served, and a file without copies is unchanged by all this.
+    let list = app
+        .client
+        .get(app.url("/.compressed.sha256"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), StatusCode::NOT_FOUND);
+    std::fs::remove_file(dir.path().join("app.js.br")).unwrap();
+    std::fs::remove_file(dir.path().join("app.js.gz")).unwrap();
+    let script = app
+        .client
+        .get(app.url("/app.js"))
+        .header("accept-encoding", "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&script, "content-encoding"), "<absent>");
+    assert!(!varies_on(&script).contains("accept-encoding"));
+    assert_eq!(&script.bytes().await.unwrap()[..], b"export {};");
+}
+
 /// The demo configuration with paths replaced.
 fn demo_settings(serve_dir: &std::path::Path) -> proxy::Settings {
     let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/keys");
