@@ -55,9 +55,19 @@ fn main() -> ExitCode {
              `wasm-opt`. Before, in issue 13's profile of the build it was filed against: \
              leptos, tachys and reactive_graph about 31 % of the code bytes, read-only data \
              13 %, the widget 11 %, `core`'s formatting 10 %, `shared`, `alloc` and \
-             `serde_json` 5 % each. Every cut tried with its saving (gloo-net's cost among \
-             them), the round-11 and round-12 profiles by crate, and why 100 KB is not reached \
-             are in `docs/WIDGET-SIZE.md`."
+             `serde_json` 5 % each. The top 15 before the cuts (twiggy 0.8 on the wasm before \
+             `wasm-opt`, 411 KB of code and data, 2026-11-29, the widget then 160.1 KB gzip): \
+             tachys 77.3 KB (19.2 %), frontend 53.6 KB (13.3 %), read-only data 51.3 KB \
+             (12.8 %), reactive_graph 46.3 KB (11.5 %), core 43.9 KB (10.9 %), shared \
+             20.7 KB (5.1 %), alloc 18.7 KB (4.6 %), serde_json 18.4 KB (4.6 %), js_sys \
+             9.9 KB (2.5 %), unnamed 9.4 KB (2.4 %), serde_core 8.9 KB (2.2 %), js 7.2 KB \
+             (1.8 %), dlmalloc 6.8 KB (1.7 %), wasm_bindgen 5.2 KB (1.3 %), leptos 4.8 KB \
+             (1.2 %). gloo-net, measured against the same base (each variant built once, the \
+             same day): +2.3 KB gzip for HTTP through `gloo_net::http`, +3.7 KB for HTTP and \
+             the event stream (its `eventsource` feature), over issue 13's 3 KB, so the \
+             widget keeps `web_sys`'s `fetch` and `EventSource`. Every cut tried with its \
+             saving, the round-11 and round-12 profiles by crate, and why 100 KB is not \
+             reached are in `docs/WIDGET-SIZE.md`."
                 .to_owned(),
         );
     }
