@@ -7,6 +7,9 @@
 //! built and about 110 KB as brotli. A copy is sent only while the folder's checksum list
 //! (`.compressed.sha256`, written with the copies) vouches for both it and its file, so a
 //! file built or copied again without its copies goes out as it is, never as other bytes.
+//!
+//! Every file is sent `Cache-Control: no-cache`: a browser may keep it, and asks whether it
+//! changed before each use.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -73,12 +76,16 @@ impl StaticFiles {
                 ApiError::NotFound.into_response()
             }
             Ok(mut response) => {
+                let headers = response.headers_mut();
                 if copies == Copies::Vouched {
                     // Caches between must keep the encodings apart.
-                    response
-                        .headers_mut()
-                        .append(header::VARY, HeaderValue::from_static("accept-encoding"));
+                    headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
                 }
+                // The files keep their names from one build to the next, and the glue and the
+                // wasm only work together: a browser that kept one from before a deploy (by
+                // its own guess of freshness) would pair it with the other's new version. So
+                // every use asks again; an unchanged file costs a 304 without a body.
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
                 response.map(axum::body::Body::new)
             }
             Err(never) => match never {},

@@ -386,6 +386,50 @@ async fn a_files_compressed_copy_goes_only_to_clients_that_accept_it_and_never_s
     assert_eq!(&script.bytes().await.unwrap()[..], b"export {};");
 }
 
+/// The widget's files keep their names across builds, and its glue and wasm only work
+/// together: a browser must ask before it uses a kept copy (a 304 when unchanged), so no page
+/// pairs one from before a deploy with the other from after.
+#[tokio::test]
+async fn served_files_are_revalidated_before_each_use() {
+    let dir = served_folder();
+    let app = spawn_serving(dir.path(), "'none'").await;
+    let first = app.client.get(app.url("/app.js")).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(header(&first, "cache-control"), "no-cache");
+    let modified = header(&first, "last-modified").to_owned();
+    assert_ne!(modified, "<absent>");
+
+    let again = app
+        .client
+        .get(app.url("/app.js"))
+        .header("if-modified-since", &modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(header(&again, "cache-control"), "no-cache");
+    assert!(again.bytes().await.unwrap().is_empty());
+
+    // Rebuilt: the same question gets the new file.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    std::fs::write(dir.path().join("app.js"), "export const v = 2;").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("app.js"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let rebuilt = app
+        .client
+        .get(app.url("/app.js"))
+        .header("if-modified-since", &modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebuilt.status(), StatusCode::OK);
+    assert_eq!(&rebuilt.bytes().await.unwrap()[..], b"export const v = 2;");
+}
+
 /// The demo configuration with paths replaced.
 fn demo_settings(serve_dir: &std::path::Path) -> proxy::Settings {
     let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/keys");
