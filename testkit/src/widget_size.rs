@@ -59,11 +59,33 @@ fn checksum_line(bytes: &[u8], name: &str) -> String {
 }
 
 /// The widget's files in `dist`, sorted by name, with the sizes of their compressed copies.
-/// An error when there is no `.wasm`, or when a copy is missing or no longer decodes to its
-/// file (built again without `precompress`): the sizes would not be what is sent.
+/// An error when there is no `.wasm`, when a copy is missing or no longer decodes to its file
+/// (built again without `precompress`), or when the checksum list does not vouch for a file
+/// and its copies (the proxy would send the file as it is): the sizes would not be what is
+/// sent.
 pub fn measure(dist: &Path) -> Result<Vec<FileSize>, String> {
+    let files = widget_files(dist)?;
+    let list_path = dist.join(CHECKSUMS);
+    let list = std::fs::read_to_string(&list_path).map_err(|e| {
+        format!(
+            "{}: {e}; without it the proxy sends no copy (`cargo xtask widget` writes it)",
+            list_path.display()
+        )
+    })?;
+    let vouched = |bytes: &[u8], path: &Path| {
+        if list.contains(&checksum_line(bytes, &file_name(path))) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} does not vouch for {}: the proxy would not send its copies; build the \
+                 widget with `cargo xtask widget`",
+                list_path.display(),
+                path.display()
+            ))
+        }
+    };
     let mut sizes = Vec::new();
-    for path in widget_files(dist)? {
+    for path in files {
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut packed_len = [0u64; 2];
         for ((suffix, _, decode), len) in ENCODINGS.into_iter().zip(&mut packed_len) {
@@ -81,8 +103,10 @@ pub fn measure(dist: &Path) -> Result<Vec<FileSize>, String> {
                     path.display()
                 ));
             }
+            vouched(&packed, &packed_path)?;
             *len = packed.len() as u64;
         }
+        vouched(&bytes, &path)?;
         sizes.push(FileSize {
             name: file_name(&path),
             raw: bytes.len() as u64,
@@ -239,6 +263,7 @@ mod tests {
             for (bytes, name) in [
                 (&raw, size.name.clone()),
                 (&gz, format!("{}.gz", size.name)),
+                (&br, format!("{}.br", size.name)),
             ] {
                 assert!(
                     list.contains(&checksum_line(bytes, &name)),
@@ -269,6 +294,17 @@ mod tests {
         std::fs::remove_file(dist.path().join("w_bg.wasm.br")).unwrap();
         let error = measure(dist.path()).unwrap_err();
         assert!(error.contains("w_bg.wasm.br"), "{error}");
+
+        // The list the proxy reads before it sends a copy: missing, or not naming these bytes.
+        precompress(dist.path()).unwrap();
+        let list = dist.path().join(CHECKSUMS);
+        let lines = std::fs::read_to_string(&list).unwrap();
+        std::fs::write(&list, lines.replace("  w.js.br\n", "  w.js.br.old\n")).unwrap();
+        let error = measure(dist.path()).unwrap_err();
+        assert!(error.contains("w.js.br"), "{error}");
+        std::fs::remove_file(&list).unwrap();
+        let error = measure(dist.path()).unwrap_err();
+        assert!(error.contains(CHECKSUMS), "{error}");
     }
 
     #[test]
