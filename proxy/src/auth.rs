@@ -29,7 +29,7 @@ const EVENTS_SCOPE: &str = "events";
 /// How long an event-stream ticket can be used to connect.
 pub const TICKET_TTL_SECS: u64 = 300;
 /// Clock skew tolerated between the merchant's backend and the proxy.
-const LEEWAY_SECS: u64 = 5;
+pub const LEEWAY_SECS: u64 = 5;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Claims {

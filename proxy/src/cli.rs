@@ -227,11 +227,18 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             let ledger = Ledger::connect(&database(*settings)?)
                 .await
                 .map_err(|e| e.to_string())?;
-            let now = crate::auth::now_secs();
-            let revoked = ledger.revoke_agent(agent, now).await;
+            // A token may say it was issued up to the accepted clock skew ahead of our clock:
+            // one minted just before this, by a merchant backend whose clock runs ahead, is
+            // revoked too (and a token minted in the next few seconds, for the same reason).
+            let until = crate::auth::now_secs()
+                .saturating_add(i64::try_from(crate::auth::LEEWAY_SECS).unwrap_or(i64::MAX));
+            let revoked = ledger.revoke_agent(agent, until).await;
             ledger.close().await;
             revoked.map_err(|e| e.to_string())?;
-            eprintln!("proxy: tokens of `{agent}` issued until now are refused from now on");
+            eprintln!(
+                "proxy: tokens of `{agent}` issued until now (or up to {}s ahead, the clock skew accepted) are refused from now on",
+                crate::auth::LEEWAY_SECS
+            );
             Ok(())
         }
         Some(Command::VerifyLedger { settings }) => {

@@ -251,10 +251,12 @@ impl IntoResponse for ApiError {
             ApiError::Internal(detail)
             | ApiError::Unavailable(detail)
             | ApiError::LedgerUnavailable(detail) => {
-                tracing::error!(code = %code.name(), %detail, "request failed")
+                tracing::error!(code = %code.name(), ?detail, "request failed")
             }
+            // Quoted and escaped (`?`): serde's text echoes the body, and a line break in it
+            // must not start a line of its own in the log.
             ApiError::InvalidJson(detail) => {
-                tracing::info!(code = %code.name(), %detail, "request rejected")
+                tracing::info!(code = %code.name(), ?detail, "request rejected")
             }
             ApiError::Upstream(detail) => {
                 tracing::warn!(code = %code.name(), detail = %detail, "upstream error")

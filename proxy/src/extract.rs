@@ -2,7 +2,7 @@
 //! `{code, message}` body as every other error instead of axum's plain-text answers:
 //! JSON bodies, the `{session_id}` path, and the [`Agent`] behind `Authorization: Bearer`.
 
-use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::rejection::{BytesRejection, JsonDataError, JsonRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -26,15 +26,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::UnsupportedMediaType),
             Err(JsonRejection::BytesRejection(e)) => Err(bytes_rejection(e)),
             // A field that broke its own rule says which (`shared::fields`): that rule's code.
-            Err(JsonRejection::JsonDataError(e)) => {
-                Err(match FieldError::code_in(&e.body_text()) {
+            Err(JsonRejection::JsonDataError(e)) => Err(
+                match serde_message(&e).and_then(|m| FieldError::code_in(&m)) {
                     Some(code) => ApiError::Rule(code),
                     None => ApiError::InvalidJson(e.body_text()),
-                })
-            }
+                },
+            ),
             Err(e) => Err(ApiError::InvalidJson(e.body_text())),
         }
     }
+}
+
+/// What serde_json itself said of a body (without axum's words and the field's path), read
+/// from the rejection's source; `None` if it is not there.
+fn serde_message(rejection: &JsonDataError) -> Option<String> {
+    use std::error::Error as _;
+    let error = rejection.source()?.source()?;
+    let error = error.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>()?;
+    Some(error.inner().to_string())
 }
 
 pub fn bytes_rejection(rejection: BytesRejection) -> ApiError {

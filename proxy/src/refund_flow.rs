@@ -243,7 +243,29 @@ async fn send(
     };
     tracing::info!(attempt_id = ?row.attempt_id, session_id = %session, amount = amount.amount, "sending refund");
     let outcome = state.upstream.refund(&request).await;
-    settle(state, session, row, refunds_before, outcome).await
+    // Unless Smart Glocal refused it or was never reached, the refund may now be made: a
+    // ledger that cannot record the answer must not tell the agent "nothing was sent".
+    let maybe_made = !matches!(
+        outcome,
+        Err(UpstreamError::Rejected(_) | UpstreamError::Unreachable(_))
+    );
+    match settle(state, session, row, refunds_before, outcome).await {
+        Err(
+            ApiError::LedgerUnavailable(detail)
+            | ApiError::Unavailable(detail)
+            | ApiError::Internal(detail),
+        ) if maybe_made => {
+            // The attempt stays `pending` in the ledger; reconciliation settles it from Smart
+            // Glocal's record once the ledger can write (`reconcile`), and the webhook too.
+            tracing::error!(attempt_id = ?row.attempt_id, %detail, "the refund was sent but its outcome could not be recorded; reconciliation will record it");
+            let view = RefundView {
+                state: RefundState::Unknown,
+                ..row.view()
+            };
+            Ok((StatusCode::ACCEPTED, view))
+        }
+        answer => answer,
+    }
 }
 
 /// Records what Smart Glocal's answer means for the attempt, and what the agent sees.
@@ -319,7 +341,10 @@ async fn settle(
             .await?;
             Err(ApiError::Upstream(UpstreamError::Unreachable(reason)))
         }
-        Err(other) => unknown(state, row, &other.to_string()).await,
+        Err(other) => {
+            tracing::warn!(attempt_id = ?row.attempt_id, error = %other, "refund outcome not read from Smart Glocal's answer");
+            unknown(state, row, &other.public_detail()).await
+        }
     }
 }
 

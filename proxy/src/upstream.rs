@@ -33,6 +33,23 @@ pub enum UpstreamError {
     BadResponse(String),
 }
 
+impl UpstreamError {
+    /// What an agent may read of it (a refund's history): the kind, never the transport's or
+    /// the parser's own words, which can name the upstream URL or echo the answer. Those go
+    /// to the log.
+    pub fn public_detail(&self) -> String {
+        match self {
+            UpstreamError::Rejected(e) => {
+                format!("Smart Glocal refused: {} ({})", e.code, e.description)
+            }
+            UpstreamError::Unreachable(_) => "could not connect to Smart Glocal".into(),
+            UpstreamError::Http(status) => format!("Smart Glocal answered HTTP {status}"),
+            UpstreamError::Timeout => "Smart Glocal did not answer in time".into(),
+            UpstreamError::BadResponse(_) => "Smart Glocal's answer could not be read".into(),
+        }
+    }
+}
+
 /// Smart Glocal, as seen from the proxy.
 #[derive(Clone)]
 pub struct Upstream {

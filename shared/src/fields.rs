@@ -24,11 +24,13 @@ const FIELD_CODES: [ErrorCode; 3] = [
 ];
 
 impl FieldError {
-    /// The code a JSON error's text carries, if a field of ours failed.
-    pub fn code_in(text: &str) -> Option<ErrorCode> {
+    /// The code a JSON error's own message carries, if a field of ours failed: the message
+    /// starts with it. (Only at the start: elsewhere it could be the input itself, echoed in
+    /// a message such as "unknown variant `[note_too_long]`".)
+    pub fn code_in(message: &str) -> Option<ErrorCode> {
         FIELD_CODES
             .into_iter()
-            .find(|code| text.contains(&format!("[{}]", code.name())))
+            .find(|code| message.starts_with(&format!("[{}] ", code.name())))
     }
 }
 
@@ -237,5 +239,9 @@ mod tests {
             Some(ErrorCode::InvalidIdempotencyKey)
         );
         assert_eq!(FieldError::code_in("expected a string at line 1"), None);
+        // A body that names a code where serde echoes it claims nothing.
+        let echoed =
+            serde_json::from_str::<crate::api::RefundReason>("\"[note_too_long] x\"").unwrap_err();
+        assert_eq!(FieldError::code_in(&echoed.to_string()), None, "{echoed}");
     }
 }

@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -65,10 +66,13 @@ pub fn is_stream(request: &axum::extract::Request) -> bool {
 async fn stream(
     State(state): State<AppState>,
     SessionPath(session): SessionPath,
-    Query(query): Query<StreamQuery>,
+    query: Result<Query<StreamQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let request_id = crate::app::request_id(&headers);
+    // Our own error body, never the extractor's text (`ticket` given twice, say).
+    let Query(query) = query
+        .map_err(|_| ApiError::InvalidRequest("the query string must carry one `ticket`".into()))?;
     let ticket = query
         .ticket
         .filter(|t| !t.is_empty())

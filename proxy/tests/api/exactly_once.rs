@@ -240,6 +240,18 @@ async fn a_garbled_answer_is_unknown_then_reconciled() {
         .refund("ps_usd_1001", &submission(Some(700), "usd", &fresh_key()))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{view}");
+    // What agents read of it is the kind of failure, not the parser's words or the URL.
+    let (_, history) = app
+        .get("/api/payments/ps_usd_1001/history", &app.token("alice"))
+        .await;
+    let history = history.to_string();
+    assert!(
+        history.contains("Smart Glocal's answer could not be read"),
+        "{history}"
+    );
+    for internal in ["line 1", "column", "EOF", "http://", "127.0.0.1"] {
+        assert!(!history.contains(internal), "{internal} in {history}");
+    }
     let attempt = view["attempt_id"].as_str().unwrap().to_owned();
     eventually(10, "resolved", || async {
         state_of(&app, &attempt).await != "unknown"

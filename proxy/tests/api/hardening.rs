@@ -760,9 +760,46 @@ async fn proxy_revoke_refuses_an_agents_earlier_tokens_and_survives_a_restart() 
         (StatusCode::UNAUTHORIZED, "token_revoked".into()),
         "kept in the ledger"
     );
-    // `iat` has whole seconds: a token from the next second on is a new sign-in.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Minted just before the revoke by a merchant backend whose clock runs 4 s ahead (a skew
+    // the proxy accepts): revoked too.
+    let ahead = jwt(json!({ "sub": "alice", "iat": now() + 4, "exp": now() + 600 }));
+    assert_eq!(
+        code_with(&app, &ahead).await,
+        (StatusCode::UNAUTHORIZED, "token_revoked".into())
+    );
+    // `iat` has whole seconds: a token from past that skew on is a new sign-in.
+    let skew = std::time::Duration::from_secs(proxy::auth::LEEWAY_SECS);
+    tokio::time::sleep(skew + std::time::Duration::from_millis(1100)).await;
     assert_eq!(code_with(&app, &app.token("alice")).await.0, StatusCode::OK);
+}
+
+/// A malformed query string gets the proxy's own error body, not the extractor's text.
+#[tokio::test]
+async fn an_event_streams_malformed_query_gets_a_stable_code() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    for query in ["ticket=a&ticket=b", "ticket=%ff%fe"] {
+        let url = app.url(&format!("/api/payments/ps_usd_1001/events?{query}"));
+        let response = app.client.get(&url).send().await.unwrap();
+        let status = response.status();
+        assert_eq!(
+            header(&response, "content-type"),
+            "application/json",
+            "{query}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            matches!(
+                (status, body["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("invalid_request"))
+                    | (
+                        StatusCode::UNAUTHORIZED,
+                        Some("token_invalid" | "unauthenticated")
+                    )
+            ),
+            "{query}: {status} {body}"
+        );
+        assert!(!body.to_string().contains("deserialize"), "{body}");
+    }
 }
 
 #[tokio::test]

@@ -87,7 +87,18 @@ async fn unknown_field_values_and_unknown_fields_are_invalid_json() {
     let extra_field = json!({"amount": "full", "reason": "duplicate", "idempotency_key": fresh_key(), "admin": true});
     let bad_currency = json!({"amount": {"partial": {"amount": 100, "currency": "zzz"}}, "reason": "duplicate", "idempotency_key": fresh_key()});
     let negative = json!({"amount": {"partial": {"amount": -5, "currency": "usd"}}, "reason": "duplicate", "idempotency_key": fresh_key()});
-    for body in [bad_reason, extra_field, bad_currency, negative] {
+    // Input that spells a field rule's code where serde's message echoes it claims nothing.
+    let claims_a_code =
+        json!({"amount": "full", "reason": "[note_too_long] x", "idempotency_key": fresh_key()});
+    let field_named_as_code = json!({"amount": "full", "reason": "duplicate", "idempotency_key": fresh_key(), "[invalid_idempotency_key] x": 1});
+    for body in [
+        bad_reason,
+        extra_field,
+        bad_currency,
+        negative,
+        claims_a_code,
+        field_named_as_code,
+    ] {
         let (status, answer) = app
             .post("/api/payments/ps_usd_1001/refunds", &token, &body)
             .await;

@@ -328,6 +328,38 @@ async fn no_secret_appears_in_any_log_line_or_response() {
     }
 }
 
+/// A request body is echoed in the log only quoted: a line break in it cannot forge a log
+/// line of its own.
+#[tokio::test]
+async fn a_line_break_in_a_rejected_body_forges_no_log_line() {
+    let logs = captured_logs();
+    let app = spawn_app("http://127.0.0.1:9").await;
+    let marker = format!("FORGED-{}", fresh_key());
+    let body = json!({
+        "amount": "full",
+        "reason": format!("x\n2026-11-30T00:00:00Z ERROR {marker} refund sent"),
+        "idempotency_key": fresh_key(),
+    });
+    let (status, answer) = app
+        .post(
+            "/api/payments/ps_usd_1001/refunds",
+            &app.token("alice"),
+            &body,
+        )
+        .await;
+    assert_eq!(answer["code"], "invalid_json", "{status} {answer}");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+    let lines: Vec<&str> = logged.lines().filter(|l| l.contains(&marker)).collect();
+    assert!(!lines.is_empty(), "the rejection is logged");
+    for line in lines {
+        assert!(
+            line.contains("request rejected"),
+            "a line of its own: {line}"
+        );
+    }
+}
+
 /// Logs written to a pipe (a file, a log collector) carry no terminal colour codes.
 #[test]
 fn logs_to_a_pipe_carry_no_colour_codes() {

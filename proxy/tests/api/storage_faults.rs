@@ -13,8 +13,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use sandbox::control::CreatePayment;
-use sandbox::{RetryPolicy, Sandbox, SandboxConfig};
+use sandbox::control::{CreatePayment, Fault, FaultRoute};
+use sandbox::{FaultRequest, RetryPolicy, Sandbox, SandboxConfig};
 use serde_json::Value;
 use shared::{Currency, Money};
 use sqlx::{Connection, SqliteConnection};
@@ -248,18 +248,26 @@ async fn a_disk_that_fills_and_frees_never_lets_a_refund_out_unrecorded() {
 
     // The disk fills mid-load: refunds go on until the ledger cannot write.
     let filler = disk.fill();
-    let mut refused = 0;
+    let mut refused = Vec::new();
     for session in &sessions[5..20] {
         let (status, view) = agent.refund(session).await;
         match status {
             StatusCode::CREATED => answered_201.push(view["attempt_id"].as_str().unwrap().into()),
+            // Sent, and its answer could not be recorded: not known yet, settled later.
+            StatusCode::ACCEPTED => assert_eq!(view["state"], "unknown", "{view}"),
             _ => {
                 assert_refused_for_the_ledger(status, &view);
-                refused += 1;
+                refused.push(session.clone());
             }
         }
     }
-    assert!(refused > 0, "a full disk refused no refund");
+    assert!(!refused.is_empty(), "a full disk refused no refund");
+    // A refusal says nothing was sent, and nothing was.
+    assert_eq!(
+        refunds_at_smart_glocal(&sandbox, &refused).await,
+        BTreeSet::new(),
+        "a refund answered ledger_unavailable was made"
+    );
     assert!(!proxy.is_ready().await, "/readyz is ready on a full disk");
     // While it cannot write, nothing more reaches Smart Glocal.
     let sent = refunds_at_smart_glocal(&sandbox, &sessions).await;
@@ -372,4 +380,47 @@ async fn a_ledger_made_read_only_refuses_refunds_and_webhooks_then_applies_them_
     let (attempts, applied) = ledger_file(&database).await;
     assert_ledger_holds(&attempts, &at_smart_glocal, &answered_201);
     assert!(applied >= 6, "{applied} webhooks applied");
+}
+
+/// A refund whose request went out while the ledger could still write, but whose answer
+/// cannot be recorded: the money may have moved, so the agent is told the outcome is not
+/// known yet (202 `unknown`), never that nothing was sent, and the ledger records the refund
+/// once it can write again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_sent_before_the_ledger_stops_writing_is_unknown_not_unsent() {
+    crate::sqlite_only!();
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("ledger.sqlite");
+    let files = [database.clone(), dir.path().join("ledger.sqlite-wal")];
+    let sandbox = sandbox_retrying_webhooks(Duration::from_millis(50)).await;
+    let mut proxy = ProxyProcess::start(&sandbox.base_url(), &database, &[]).await;
+    sandbox.set_webhook_url(proxy.webhook_url());
+    proxy.wait_ready().await;
+    let agent = Agent::of(&proxy);
+    let sessions = payments(&sandbox, 1).await;
+    // Smart Glocal takes its time over the refund; the ledger turns read-only meanwhile.
+    sandbox
+        .inject(FaultRequest::new(Fault::Delay { ms: 1500 }).on(FaultRoute::Refund))
+        .await;
+    let refund = agent.refund(&sessions[0]);
+    let freeze = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        chattr("+i", &files);
+    };
+    let ((status, view), ()) = tokio::join!(refund, freeze);
+
+    let made = refunds_at_smart_glocal(&sandbox, &sessions).await;
+    assert_eq!(made.len(), 1, "Smart Glocal made the refund");
+    assert_eq!(status, StatusCode::ACCEPTED, "{view}");
+    assert_eq!(view["state"], "unknown", "{view}");
+    assert!(view["attempt_id"].is_string(), "{view}");
+
+    chattr("-i", &files);
+    eventually(30, "the refund recorded and settled", || {
+        ledger_has_settled(&database, &sandbox, &sessions)
+    })
+    .await;
+    proxy.stop();
+    let (attempts, _) = ledger_file(&database).await;
+    assert_ledger_holds(&attempts, &made, &[]);
 }
