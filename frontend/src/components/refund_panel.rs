@@ -258,6 +258,8 @@ fn submitted_message(refund: &RefundView, how: Submitted, locale: Locale) -> Str
 /// the attempt as failed), the key belongs to another request, or a refund rule refused it.
 /// A network failure, `refund_in_flight` or a 5xx of the proxy itself keep the key: the
 /// same confirmation may be retried safely, and must be, since the first may have landed.
+/// So do the answers given before the proxy looks the key up (the token's, the agent's rate
+/// limit): they say nothing of whether an earlier try with this key landed.
 fn spends_the_key(error: &CallError) -> bool {
     match error {
         CallError::Proxy { status, body } => match body.code {
@@ -265,6 +267,7 @@ fn spends_the_key(error: &CallError) -> bool {
             | ErrorCode::UpstreamUnavailable
             | ErrorCode::IdempotencyConflict => true,
             ErrorCode::RefundInFlight
+            | ErrorCode::RateLimited
             | ErrorCode::TokenExpired
             | ErrorCode::Unauthenticated
             | ErrorCode::TokenInvalid => false,

@@ -98,6 +98,43 @@ async fn after_no_answer_the_same_confirmation_can_be_retried() {
     assert!(panel.find(CONFIRM_DIALOG).is_some());
 }
 
+/// A retry after no answer that is refused for the agent's rate limit learns nothing of the
+/// first try, which may have landed: the dialog stays, and the next Confirm sends the same key.
+#[wasm_bindgen_test]
+async fn a_rate_limited_retry_keeps_the_confirmation_and_its_key() {
+    let keys = Rc::new(RefCell::new(Vec::<String>::new()));
+    let seen = keys.clone();
+    let submit: Submit = Rc::new(move |submission: RefundSubmission| {
+        let mut seen = seen.borrow_mut();
+        seen.push(submission.idempotency_key.to_string());
+        let answer = match seen.len() {
+            1 => Err(CallError::Network),
+            _ => Err(CallError::Proxy {
+                status: 429,
+                body: ErrorBody::new(ErrorCode::RateLimited, "slow down"),
+            }),
+        };
+        Box::pin(async move { answer })
+    });
+    let panel = mount_panel(payment(1_000, "usd", true), Locale::En, submit);
+    panel.click(REVIEW_BUTTON);
+    settle().await;
+    for _ in 0..3 {
+        panel.click(CONFIRM_BUTTON);
+        settle().await;
+        assert!(
+            panel.find(CONFIRM_DIALOG).is_some(),
+            "the confirmation stays"
+        );
+    }
+    let keys = keys.borrow();
+    assert_eq!(keys.len(), 3);
+    assert!(
+        keys.iter().all(|k| *k == keys[0]),
+        "one intent, one key: {keys:?}"
+    );
+}
+
 #[wasm_bindgen_test]
 fn no_answer_at_all_is_explained_too() {
     assert_eq!(
