@@ -310,6 +310,7 @@ pub(crate) async fn run(
                         note: None,
                         idempotency_key: IdempotencyKey::parse(&format!("bench-key-{session}"))
                             .expect("bench keys are 16 to 64 plain characters"),
+                        confirmed_amount: None,
                     };
                     let sent = rig
                         .http

@@ -83,6 +83,7 @@ async fn run(length: Duration, notes: &mut Vec<String>) -> Result<Vec<Row>, Stri
                         "bench-sustained-{run_id}-{i:06}"
                     ))
                     .expect("bench keys are 16 to 64 plain characters"),
+                    confirmed_amount: None,
                 };
                 let sent = rig
                     .http

@@ -141,7 +141,9 @@ impl FormState {
         )
         .map_err(|FieldError(code)| refusal(code, payment, locale))?;
         match payment.check_refund(&submission) {
-            Ok(money) => Ok((submission, money)),
+            // What the confirmation shows is what may be sent: if the payment changes before
+            // the agent confirms, the proxy refuses (`amount_changed`) rather than send more.
+            Ok(money) => Ok((submission.confirming(money), money)),
             Err(code) => Err(refusal(code, payment, locale)),
         }
     }

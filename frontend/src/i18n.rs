@@ -87,6 +87,10 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
             "The amount is more than what remains refundable.",
             "Сумма больше, чем осталось вернуть.",
         ),
+        AmountChanged => (
+            "The payment changed while you were confirming: nothing was sent. Review the amount again.",
+            "Платёж изменился, пока вы подтверждали: ничего не отправлено. Проверьте сумму ещё раз.",
+        ),
         PartialNotAllowed => (
             "Partial refunds are not enabled: only the full amount can be refunded.",
             "Частичные возвраты не включены: можно вернуть только всю сумму.",

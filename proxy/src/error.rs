@@ -112,6 +112,9 @@ fn rule_message(code: ErrorCode) -> &'static str {
         ErrorCode::CurrencyMismatch => "the amount's currency is not the payment's",
         ErrorCode::ExceedsRemaining => "the amount exceeds what remains refundable",
         ErrorCode::PartialNotAllowed => "partial refunds are not enabled for this merchant",
+        ErrorCode::AmountChanged => {
+            "the refund would no longer be the amount confirmed: the payment changed; review it again"
+        }
         ErrorCode::NotRefundable => "this payment cannot be refunded",
         ErrorCode::NoteRequired => "reason \"other\" needs a note",
         ErrorCode::NoteTooLong => "the note is too long",
@@ -166,9 +169,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | OverDailyLimit
         | ApprovalRejected
         | UpstreamRejected => StatusCode::UNPROCESSABLE_ENTITY,
-        IdempotencyConflict | RefundInFlight | NotAwaitingApproval | ApprovalExpired => {
-            StatusCode::CONFLICT
-        }
+        IdempotencyConflict | RefundInFlight | NotAwaitingApproval | ApprovalExpired
+        | AmountChanged => StatusCode::CONFLICT,
         RateLimited => StatusCode::TOO_MANY_REQUESTS,
         UpstreamUnavailable | UpstreamBadResponse => StatusCode::BAD_GATEWAY,
         UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,

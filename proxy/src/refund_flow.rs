@@ -42,12 +42,16 @@ pub type Answer = (StatusCode, RefundView);
 
 /// Hash of what was asked, to tell a replay from a different request under the same key.
 pub fn request_hash(session: &SessionId, submission: &RefundSubmission) -> String {
-    let canonical = json!({
+    let mut canonical = json!({
         "session_id": session,
         "amount": submission.amount,
         "reason": submission.reason,
         "note": submission.note.as_ref().map(Note::as_str).unwrap_or(""),
     });
+    // Only when given, so the hash of a submission without it is what it always was.
+    if let Some(confirmed) = submission.confirmed_amount {
+        canonical["confirmed_amount"] = json!(confirmed);
+    }
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 

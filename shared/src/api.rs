@@ -119,6 +119,10 @@ pub enum ErrorCode {
     ExceedsRemaining,
     /// Partial refunds are not enabled for this merchant. 422.
     PartialNotAllowed,
+    /// The refund would not be the amount the agent confirmed (`confirmed_amount`): the
+    /// payment changed meanwhile, e.g. an earlier refund failed and a full refund would now be
+    /// more. Nothing was sent. 409.
+    AmountChanged,
     /// The payment cannot be refunded (not succeeded, or nothing remains). 422.
     NotRefundable,
     /// Reason "other" needs a note. 422.
@@ -417,16 +421,20 @@ impl PaymentView {
             return Err(ErrorCode::NotRefundable);
         }
         let remaining = self.remaining();
-        match submission.amount {
+        let amount = match submission.amount {
             RefundAmount::Full => {
                 // A "full" refund of a partly refunded payment is the rest of it, which is
                 // itself a partial refund upstream.
                 if remaining.amount != self.amount.amount && !self.partial_refunds_allowed {
                     return Err(ErrorCode::PartialNotAllowed);
                 }
-                Ok(remaining)
+                remaining
             }
-            RefundAmount::Partial(money) => self.check_amount(money),
+            RefundAmount::Partial(money) => self.check_amount(money)?,
+        };
+        match submission.confirmed_amount {
+            Some(confirmed) if confirmed != amount => Err(ErrorCode::AmountChanged),
+            _ => Ok(amount),
         }
     }
 
@@ -492,6 +500,11 @@ pub struct RefundSubmission {
     pub note: Option<Note>,
     /// Made when the agent opens the confirmation; the same key means the same intent.
     pub idempotency_key: IdempotencyKey,
+    /// The amount the agent saw and confirmed (the widget always sends it): the refund is
+    /// exactly this or refused with `amount_changed`, so a full refund cannot grow into more
+    /// than was confirmed while the confirmation was open. Absent: `amount` alone decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_amount: Option<Money>,
 }
 
 /// A [`RefundSubmission`] as sent, before the rule between its fields is checked.
@@ -503,6 +516,8 @@ struct SubmissionFields {
     #[serde(default, deserialize_with = "crate::fields::optional_note")]
     note: Option<Note>,
     idempotency_key: IdempotencyKey,
+    #[serde(default)]
+    confirmed_amount: Option<Money>,
 }
 
 impl RefundSubmission {
@@ -519,7 +534,16 @@ impl RefundSubmission {
             reason,
             note: Note::parse(note)?,
             idempotency_key,
+            confirmed_amount: None,
         })
+    }
+
+    /// The same submission, bound to the amount the agent confirms.
+    pub fn confirming(self, amount: Money) -> Self {
+        Self {
+            confirmed_amount: Some(amount),
+            ..self
+        }
     }
 }
 
@@ -535,6 +559,7 @@ impl TryFrom<SubmissionFields> for RefundSubmission {
             reason: fields.reason,
             note: fields.note,
             idempotency_key: fields.idempotency_key,
+            confirmed_amount: fields.confirmed_amount,
         })
     }
 }

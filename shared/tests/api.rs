@@ -54,6 +54,7 @@ fn submit(amount: RefundAmount) -> RefundSubmission {
         reason: RefundReason::RequestedByCustomer,
         note: None,
         idempotency_key: key("0123456789abcdef"),
+        confirmed_amount: None,
     }
 }
 
@@ -73,6 +74,35 @@ fn a_full_refund_takes_what_remains() {
         view.check_refund(&submit(RefundAmount::Full)),
         Ok(usd(7_500))
     );
+}
+
+/// The confirmation binds: a full refund confirmed at what remained is refused once more
+/// remains (an earlier refund failed meanwhile), not sent for the larger amount.
+#[test]
+fn a_confirmed_amount_binds_the_refund_to_it() {
+    let while_confirming = payment(10_000, &[(4_000, RefundState::InProgress)], true);
+    let full = submit(RefundAmount::Full).confirming(usd(6_000));
+    assert_eq!(while_confirming.check_refund(&full), Ok(usd(6_000)));
+    let after = payment(10_000, &[(4_000, RefundState::Failed)], true);
+    assert_eq!(after.check_refund(&full), Err(ErrorCode::AmountChanged));
+    // A partial refund is its amount; a confirmation of another is refused too.
+    let partial = submit(RefundAmount::Partial(usd(1_000)));
+    assert_eq!(
+        after.check_refund(&partial.clone().confirming(usd(1_000))),
+        Ok(usd(1_000))
+    );
+    assert_eq!(
+        after.check_refund(&partial.confirming(usd(999))),
+        Err(ErrorCode::AmountChanged)
+    );
+    // On the wire: optional, so API clients that do not send it keep today's meaning.
+    let wire = serde_json::to_value(submit(RefundAmount::Full)).unwrap();
+    assert!(wire.get("confirmed_amount").is_none(), "{wire}");
+    let read: RefundSubmission = serde_json::from_value(
+        serde_json::to_value(submit(RefundAmount::Full).confirming(usd(6_000))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(read.confirmed_amount, Some(usd(6_000)));
 }
 
 #[test]

@@ -1,8 +1,13 @@
 //! The confirmation states exactly what will happen.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use frontend::components::Submit;
 use frontend::i18n::confirmation_text;
 use frontend::testids::*;
-use shared::api::RefundState;
+use leptos::prelude::*;
+use shared::api::{RefundAmount, RefundState, RefundSubmission};
 use shared::{Locale, Money};
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -39,6 +44,42 @@ async fn a_full_refund_of_a_partly_refunded_payment_is_what_remains() {
     settle().await;
 
     assert_eq!(panel.text(CONFIRM_TEXT), "Refund $75.00 to Visa •••• 4242");
+}
+
+/// The refund sent is bound to the amount the confirmation showed: if the payment changes
+/// before Confirm (an earlier refund fails, so more remains), the proxy refuses rather than
+/// refund more than the agent confirmed.
+#[wasm_bindgen_test]
+async fn the_submission_carries_the_amount_the_confirmation_showed() {
+    let mut view = payment(10_000, "usd", true);
+    let usd = view.amount.currency;
+    view.refunds.push(refund(
+        Money::new(4_000, usd),
+        RefundState::InProgress,
+        false,
+    ));
+    let sent = Rc::new(RefCell::new(Vec::<RefundSubmission>::new()));
+    let seen = sent.clone();
+    let submit: Submit = Rc::new(move |submission: RefundSubmission| {
+        seen.borrow_mut().push(submission);
+        Box::pin(std::future::pending())
+    });
+    let panel = mount_panel(view, Locale::En, submit);
+    panel.click(REVIEW_BUTTON);
+    settle().await;
+    assert_eq!(panel.text(CONFIRM_TEXT), "Refund $60.00 to Visa •••• 4242");
+    // The earlier refund fails while the confirmation is open.
+    panel
+        .payment
+        .update(|p| p.refunds[0].state = RefundState::Failed);
+    settle().await;
+    panel.click(CONFIRM_BUTTON);
+    settle().await;
+
+    let sent = sent.borrow();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].amount, RefundAmount::Full);
+    assert_eq!(sent[0].confirmed_amount, Some(Money::new(6_000, usd)));
 }
 
 #[wasm_bindgen_test]

@@ -161,3 +161,44 @@ async fn a_payment_smart_glocal_does_not_know_is_not_found() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// The agent confirms a full refund of what remains while an earlier refund is still in
+/// flight; that refund then fails. The confirmed amount binds: the proxy refuses
+/// (`409 amount_changed`, nothing sent) rather than refund more than the agent confirmed.
+#[tokio::test]
+async fn a_full_refund_is_refused_when_more_remains_than_was_confirmed() {
+    let (sandbox, app) = sandbox_and_app().await;
+    let session = "ps_usd_1001";
+    let total = app.payment(session).await["amount"]["amount"]
+        .as_u64()
+        .unwrap();
+    sandbox.inject(sandbox::Fault::FailRefund).await;
+    let (status, first) = app
+        .refund(session, &submission(Some(1000), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    // What the confirmation showed: the rest, with the first refund still in flight.
+    let confirmed = json!({"amount": total - 1000, "currency": "usd"});
+    eventually(10, "the first refund fails", || async {
+        app.payment(session).await["refunds"][0]["state"] == "failed"
+    })
+    .await;
+
+    let mut full = submission(None, "usd", &fresh_key());
+    full["confirmed_amount"] = confirmed;
+    let (status, body) = app.refund(session, &full).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("amount_changed")),
+        "{body}"
+    );
+    assert_eq!(sandbox.session(session).await.refunds_received, 1);
+
+    // Confirmed again at what now remains: sent.
+    let mut full = submission(None, "usd", &fresh_key());
+    full["confirmed_amount"] = json!({"amount": total, "currency": "usd"});
+    let (status, body) = app.refund(session, &full).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["amount"]["amount"].as_u64(), Some(total));
+    assert_eq!(sandbox.session(session).await.refunds_received, 2);
+}
