@@ -48,8 +48,8 @@ fn main() -> ExitCode {
             "Widget weight: the gzip and brotli figures are the sizes of the compressed \
              copies `cargo xtask widget` writes beside each file and the proxy sends (gzip by \
              zopfli, brotli at quality 11); until 2026-11-30 the proxy sent the files \
-             uncompressed, and the gzip figure was zlib's at level 9 (141.4 KB in all, now \
-             133.7 KB for the same files). The rows \"wasm by crate\" are this build's largest contributors, \
+             uncompressed, and the gzip figure was zlib's at level 9 (141.4 KB in all, \
+             zopfli's 133.7 KB for the same files). The rows \"wasm by crate\" are this build's largest contributors, \
              function bodies grouped by the first crate each function's name names, and all \
              data segments as one row, read from the wasm `wasm-bindgen` leaves before \
              `wasm-opt`. Before, in issue 13's profile of the build it was filed against: \

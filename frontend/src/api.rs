@@ -146,9 +146,11 @@ impl Client {
         decode(status, &text)
     }
 
-    fn events_url(&self, ticket: &str) -> String {
+    /// The stream's URL, replaying every event after `last_seq` (the look-up's, then the
+    /// last one received): what came while no stream was open is not missed.
+    fn events_url(&self, ticket: &str, last_seq: i64) -> String {
         let ticket = String::from(js_sys::encode_uri_component(ticket));
-        self.url(&format!("/events?ticket={ticket}"))
+        self.url(&format!("/events?ticket={ticket}&last_event_id={last_seq}"))
     }
 
     /// Sends one request with the current token; on `token_expired`, waits for the host's new
@@ -322,6 +324,8 @@ struct StreamState {
     listeners: Vec<Closure<dyn FnMut(web_sys::Event)>>,
     failures: u32,
     opened_before: bool,
+    /// The newest event's `seq` the widget has: the next connection starts after it.
+    last_seq: i64,
 }
 
 impl StreamState {
@@ -338,8 +342,10 @@ impl EventStream {
     /// when a new connection opens after a lost one (or after waiting for a slot), so the
     /// caller can re-read what it missed; `on_reconnect(true)` about every [`POLL_MS`] while
     /// there is no stream, for the caller to decide whether to re-read.
+    /// `last_seq` is the look-up's `last_event_id`: events after it are replayed first.
     pub fn start(
         client: Rc<Client>,
+        last_seq: i64,
         on_event: Rc<dyn Fn(RefundEvent)>,
         on_reconnect: Rc<dyn Fn(bool)>,
     ) -> Self {
@@ -350,6 +356,7 @@ impl EventStream {
             listeners: Vec::new(),
             failures: 0,
             opened_before: false,
+            last_seq,
         }));
         connect(client, state.clone(), on_event, on_reconnect);
         Self { state }
@@ -442,7 +449,10 @@ fn connect(
             let source = match client.events_ticket().await {
                 // Closed meanwhile: no request for a stream nobody will read.
                 _ if state.borrow().closed => return,
-                Ok(ticket) => EventSource::new(&client.events_url(&ticket.ticket)).ok(),
+                Ok(ticket) => {
+                    let url = client.events_url(&ticket.ticket, state.borrow().last_seq);
+                    EventSource::new(&url).ok()
+                }
                 Err(_) => None,
             };
             let Some(source) = source else {
@@ -468,6 +478,7 @@ fn open(
 ) {
     let refund = {
         let on_event = on_event.clone();
+        let state = state.clone();
         Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
             let Some(message) = event.dyn_ref::<MessageEvent>() else {
                 return;
@@ -476,6 +487,10 @@ fn open(
                 return;
             };
             if let Some(event) = from_json::<RefundEvent>(&data) {
+                {
+                    let mut state = state.borrow_mut();
+                    state.last_seq = state.last_seq.max(event.seq);
+                }
                 on_event(event);
             }
         })

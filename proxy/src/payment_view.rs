@@ -88,6 +88,7 @@ pub fn payment_view(
         refunds,
         partial_refunds_allowed,
         viewer: Viewer::default(),
+        last_event_id: 0,
     })
 }
 
@@ -97,8 +98,12 @@ pub async fn load_payment(
     agent: &Agent,
     session: &SessionId,
 ) -> Result<PaymentView, ApiError> {
+    // Read before the view: an event committed between the two is replayed to the stream
+    // the widget opens from here (at worst twice, never missed).
+    let last_event_id = state.ledger.last_event_seq(session).await?;
     let (_, mut view) = current(state, session).await?;
     view.viewer = viewer(state, agent, view.amount.currency).await?;
+    view.last_event_id = last_event_id;
     Ok(view)
 }
 

@@ -237,6 +237,7 @@ fn refund_request_parse_and_check() {
                     .collect(),
                 partial_refunds_allowed: partial,
                 viewer: Default::default(),
+                last_event_id: 0,
             };
             if let Ok(money) = view.check_refund(&submission) {
                 prop_assert!(money.amount > 0);

@@ -226,6 +226,10 @@ pub struct PaymentView {
     /// What the agent looking may do here, in the payment's currency.
     #[serde(default)]
     pub viewer: Viewer,
+    /// The newest event of this payment the view already holds (0: none). The payment's
+    /// event stream opened from it (`last_event_id`) replays what came after the look-up.
+    #[serde(default)]
+    pub last_event_id: i64,
 }
 
 /// The agent's own standing on a payment: shown before they type, enforced by the proxy.
@@ -401,15 +405,29 @@ impl PaymentView {
         )
     }
 
-    /// Inserts or replaces a refund (matched by attempt id, then refund id), as events arrive.
+    /// Inserts or replaces a refund (matched by attempt id, then refund id), as events and
+    /// answers arrive. Never backwards: an answer or event older than what is shown (a
+    /// submission's "in progress" arriving after the stream's "accepted", an event replayed
+    /// after a re-read) leaves the newer state as it is.
     pub fn upsert_refund(&mut self, refund: RefundView) {
-        let existing = self.refunds.iter_mut().find(|r| {
-            (refund.attempt_id.is_some() && r.attempt_id == refund.attempt_id)
-                || (refund.refund_id.is_some() && r.refund_id == refund.refund_id)
-        });
-        match existing {
+        match self.refunds.iter_mut().find(|r| r.same_refund(&refund)) {
+            Some(slot) if refund.state.rank() < slot.state.rank() => {}
             Some(slot) => *slot = refund,
             None => self.refunds.push(refund),
+        }
+    }
+
+    /// This view, re-read, takes from `shown` (what was on screen) each refund `shown` has
+    /// further on: a re-read may have been answered before an event `shown` already holds.
+    pub fn keep_ahead(&mut self, mut shown: PaymentView) {
+        for refund in &mut self.refunds {
+            let ahead = shown
+                .refunds
+                .iter()
+                .position(|r| r.same_refund(refund) && r.state.rank() > refund.state.rank());
+            if let Some(at) = ahead {
+                *refund = shown.refunds.swap_remove(at);
+            }
         }
     }
 
@@ -654,6 +672,14 @@ pub struct RefundView {
     pub attention: Option<String>,
     pub created_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
+}
+
+impl RefundView {
+    /// Whether `other` is this refund: the same attempt, or the same Smart Glocal refund.
+    pub fn same_refund(&self, other: &RefundView) -> bool {
+        (other.attempt_id.is_some() && self.attempt_id == other.attempt_id)
+            || (other.refund_id.is_some() && self.refund_id == other.refund_id)
+    }
 }
 
 /// One message on `GET /api/payments/{id}/events`: a refund changed.

@@ -45,6 +45,7 @@ fn payment(amount: u64, refunded: &[(u64, RefundState)], partial: bool) -> Payme
             .collect(),
         partial_refunds_allowed: partial,
         viewer: Default::default(),
+        last_event_id: 0,
     }
 }
 
@@ -103,6 +104,36 @@ fn a_confirmed_amount_binds_the_refund_to_it() {
     )
     .unwrap();
     assert_eq!(read.confirmed_amount, Some(usd(6_000)));
+}
+
+/// What is shown never goes back: an answer or event older than the state shown (the
+/// submission's "in progress" after the stream's "accepted"), or a re-read answered before
+/// an event, leaves the newer state.
+#[test]
+fn a_refund_shown_never_moves_back_to_an_older_state() {
+    let with_id = |state| {
+        let mut view = payment(10_000, &[(1_000, state)], true);
+        view.refunds[0].refund_id = Some(shared::RefundId::parse("rf_1").unwrap());
+        view
+    };
+    let mut shown = with_id(RefundState::InProgress);
+    let mut accepted = shown.refunds[0].clone();
+    accepted.state = RefundState::Accepted;
+    shown.upsert_refund(accepted.clone());
+    assert_eq!(shown.refunds[0].state, RefundState::Accepted);
+    let mut older = accepted.clone();
+    older.state = RefundState::InProgress;
+    shown.upsert_refund(older);
+    assert_eq!(shown.refunds[0].state, RefundState::Accepted, "not back");
+    assert_eq!(shown.refunds.len(), 1);
+
+    let mut reread = with_id(RefundState::InProgress);
+    reread.keep_ahead(shown);
+    assert_eq!(reread.refunds[0].state, RefundState::Accepted);
+    // A re-read that is ahead of what is shown wins.
+    let mut ahead = with_id(RefundState::Accepted);
+    ahead.keep_ahead(with_id(RefundState::Pending));
+    assert_eq!(ahead.refunds[0].state, RefundState::Accepted);
 }
 
 #[test]

@@ -90,7 +90,12 @@ pub fn RefundWidget(
                     // A reload after reconnecting: update in place, keep the form as it is.
                     Load::Ready(payment) => {
                         view.refunds.iter().for_each(|r| settle(r, true));
-                        payment.set(view)
+                        // No refund goes back to an older state an event already moved past.
+                        let mut view = view;
+                        payment.update(|shown| {
+                            std::mem::swap(shown, &mut view);
+                            shown.keep_ahead(view);
+                        });
                     }
                     _ => {
                         view.refunds.iter().for_each(|r| settle(r, false));
@@ -133,12 +138,13 @@ pub fn RefundWidget(
             let before = payment.with_untracked(|p| {
                 p.refunds
                     .iter()
-                    .find(|r| {
-                        (refund.attempt_id.is_some() && r.attempt_id == refund.attempt_id)
-                            || (refund.refund_id.is_some() && r.refund_id == refund.refund_id)
-                    })
+                    .find(|r| r.same_refund(&refund))
                     .map(|r| r.state)
             });
+            // Older than what is shown (replayed after a look-up that saw it): nothing to do.
+            if before.is_some_and(|shown| refund.state.rank() < shown.rank()) {
+                return;
+            }
             if before != Some(refund.state) {
                 status.set(state_message(&refund, locale));
             }
@@ -173,6 +179,7 @@ pub fn RefundWidget(
         });
         stream.set_value(Some(EventStream::start(
             client.get_value(),
+            payment.with_untracked(|p| p.last_event_id),
             on_event,
             on_reconnect,
         )));

@@ -29,6 +29,7 @@ pub fn payment(amount: u64, currency: &str, partial_refunds_allowed: bool) -> Pa
         refunds: Vec::new(),
         partial_refunds_allowed,
         viewer: Default::default(),
+        last_event_id: 0,
     }
 }
 

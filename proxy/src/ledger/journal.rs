@@ -312,6 +312,19 @@ fn escape_controls(value: &str) -> String {
 }
 
 impl Ledger {
+    /// The `seq` of `session`'s newest event, 0 without any: a look-up's, so the stream the
+    /// widget opens after it replays whatever came in between.
+    pub async fn last_event_seq(&self, session: &SessionId) -> Result<i64, sqlx::Error> {
+        let seq: Option<i64> = self
+            .read()
+            .fetch_optional(
+                &Sql::new("SELECT seq FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT 1")
+                    .bind(session.as_str()),
+            )
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
     /// Events of `session` after `seq`, oldest first.
     pub async fn events_after(
         &self,

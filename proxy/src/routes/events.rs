@@ -54,6 +54,10 @@ async fn ticket(
 #[derive(Deserialize)]
 struct StreamQuery {
     ticket: Option<String>,
+    /// Where to start, as `Last-Event-ID` says on a reconnect: a browser cannot send that
+    /// header on a stream's first connection, and a widget opens its first from the
+    /// look-up's `last_event_id`. The header wins when both are there.
+    last_event_id: Option<String>,
 }
 
 /// Whether `request` opens an event stream (which the request tracing leaves without a span).
@@ -87,11 +91,16 @@ async fn stream(
         return Err(ApiError::TokenInvalid);
     }
     ticket.agent.check_not_revoked(&state).await?;
-    let last_seen: i64 = match headers.get("last-event-id") {
+    let from = match headers.get("last-event-id") {
+        Some(value) => Some(value.to_str().unwrap_or("x")),
+        None => query.last_event_id.as_deref(),
+    };
+    let last_seen: i64 = match from {
         Some(value) => value
-            .to_str()
+            .trim()
+            .parse()
             .ok()
-            .and_then(|v| v.trim().parse().ok())
+            .filter(|seq: &i64| *seq >= 0)
             .ok_or_else(|| ApiError::InvalidRequest("Last-Event-ID must be a number".into()))?,
         None => 0,
     };

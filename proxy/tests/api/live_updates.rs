@@ -78,6 +78,51 @@ async fn refund_updates_stream_live_and_replay_after_the_last_event_id() {
     );
 }
 
+/// A look-up says which events it already holds; a stream opened from there (a browser's
+/// first connection cannot send `Last-Event-ID`, so the query carries it) replays what came
+/// between the two, so a refund that settles while the widget starts is not missed.
+#[tokio::test]
+async fn a_stream_opened_from_a_look_up_replays_what_came_after_it() {
+    let (_sandbox, app) = sandbox_and_app().await;
+    let session = "ps_usd_1001";
+    assert_eq!(
+        app.payment(session).await["last_event_id"],
+        0,
+        "no event yet"
+    );
+    let (status, refund) = app
+        .refund(session, &submission(Some(1000), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // The look-up, while the refund is in progress.
+    let seen = app.payment(session).await;
+    let from = seen["last_event_id"].as_i64().unwrap();
+    assert!(from > 0, "{seen}");
+    eventually(10, "the webhook accepts the refund", || async {
+        app.payment(session).await["refunds"][0]["state"] == "accepted"
+    })
+    .await;
+
+    // The stream opens only now, from the look-up.
+    let ticket = app.events_ticket(session).await;
+    let url = format!("/api/payments/{session}/events?ticket={ticket}&last_event_id={from}");
+    let response = app.client.get(app.url(&url)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let replayed = read_events(response, 1).await;
+    assert!(replayed[0].0 > from);
+    assert_eq!(replayed[0].1["refund"]["attempt_id"], refund["attempt_id"]);
+    assert_eq!(replayed[0].1["refund"]["state"], "accepted");
+
+    // Not a number: refused with a stable code.
+    let ticket = app.events_ticket(session).await;
+    let url = format!("/api/payments/{session}/events?ticket={ticket}&last_event_id=-3");
+    let (status, body) = read(app.client.get(app.url(&url)).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+}
+
 #[tokio::test]
 async fn the_event_stream_needs_a_ticket_for_that_payment() {
     let app = spawn_app("http://127.0.0.1:9").await;
