@@ -61,6 +61,11 @@ fn replay(row: &RefundRow, hash: &str) -> Result<Answer, ApiError> {
         return Err(ApiError::IdempotencyConflict);
     }
     if let (RefundState::Failed, Some(code)) = (row.state, row.error_code) {
+        // Smart Glocal's refusal: the same body as the first answer, its code and words.
+        let refusal = row.error_detail.as_deref().and_then(refusal_in);
+        if let (ErrorCode::UpstreamRejected, Some(refusal)) = (code, refusal) {
+            return Err(ApiError::Upstream(UpstreamError::Rejected(refusal)));
+        }
         let message = row
             .error_detail
             .clone()
@@ -68,6 +73,25 @@ fn replay(row: &RefundRow, hash: &str) -> Result<Answer, ApiError> {
         return Err(ApiError::Replayed(code, message));
     }
     Ok((StatusCode::OK, row.view()))
+}
+
+/// How Smart Glocal's refusal of a refund is kept in its attempt's `error_detail` (and so its
+/// history); [`refusal_in`] reads it back for a replay.
+const REFUSED: &str = "Smart Glocal refused the refund: ";
+
+fn refusal_detail(error: &sg::SmartGlocalError) -> String {
+    format!("{REFUSED}{} {}", error.code, error.description)
+        .trim_end()
+        .to_owned()
+}
+
+fn refusal_in(detail: &str) -> Option<sg::SmartGlocalError> {
+    let rest = detail.strip_prefix(REFUSED)?;
+    let (code, description) = rest.split_once(' ').unwrap_or((rest, ""));
+    Some(sg::SmartGlocalError {
+        code: code.to_owned(),
+        description: description.to_owned(),
+    })
 }
 
 /// `POST /api/payments/{id}/refunds` after authentication and parsing.
@@ -319,15 +343,11 @@ async fn settle(
             }
         }
         Err(UpstreamError::Rejected(error)) => {
-            let detail = format!(
-                "Smart Glocal refused the refund: {} {}",
-                error.code, error.description
-            );
             fail(
                 state,
                 row,
                 ErrorCode::UpstreamRejected,
-                detail.trim_end(),
+                &refusal_detail(&error),
                 HistoryKind::Failed,
             )
             .await?;
