@@ -34,7 +34,16 @@ pub struct Components {
     pub metrics: Arc<Metrics>,
     /// Requests per agent on the API (see [`rate_limit`]).
     pub rate_limit: RateLimiter,
+    /// Webhooks whose signature failed, kept for audit (see [`REJECTED_KEPT_PER_MINUTE`]).
+    pub rejected_audit: RateLimiter,
 }
+
+/// How many webhooks with a bad signature a minute are kept in the ledger's audit table (10 a
+/// second, in bursts of 150). Anyone can post to the webhook route, and each keep is a
+/// synced commit on the one writer that refunds also need; a flood beyond this is counted
+/// (`proxy_anomalies_total{kind="rejected_webhook_not_kept"}`), answered 401 all the same, and
+/// cannot push the record of earlier forgeries out of the table faster than this.
+pub const REJECTED_KEPT_PER_MINUTE: u32 = 600;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +86,7 @@ impl AppState {
             locks,
             metrics,
             rate_limit: RateLimiter::new(config.rate_limit_per_minute),
+            rejected_audit: RateLimiter::new(REJECTED_KEPT_PER_MINUTE),
             config: Arc::new(config),
         })))
     }

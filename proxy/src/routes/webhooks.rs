@@ -36,7 +36,10 @@ async fn receive(
     if let Err(reason) = state.verifier.verify(&body, signature) {
         state.metrics.count_webhook("signature_invalid");
         tracing::warn!(%reason, bytes = body.len(), "webhook rejected");
-        if let Err(e) = state
+        if state.rejected_audit.check("rejected webhooks").is_err() {
+            // A flood: counted, not written (`state::REJECTED_KEPT_PER_MINUTE`).
+            state.metrics.count_anomaly("rejected_webhook_not_kept");
+        } else if let Err(e) = state
             .ledger
             .record_rejected_webhook(&body, &reason.to_string())
             .await

@@ -65,6 +65,41 @@ async fn metrics(app: &TestApp) -> String {
         .unwrap()
 }
 
+/// Anyone can post to the webhook route. Forged webhooks are kept for audit only up to a
+/// rate (each keep is a synced commit on the writer refunds need); a flood beyond it is
+/// answered 401 all the same and counted, not written.
+#[tokio::test]
+async fn a_flood_of_forged_webhooks_is_refused_and_kept_for_audit_only_up_to_a_rate() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    let flood = 400;
+    let started = std::time::Instant::now();
+    for _ in 0..flood {
+        let response = app
+            .client
+            .post(app.webhook_url())
+            .header("x-partner-sign", "forged")
+            .body(vec![b'x'; 4096])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let ledger = LedgerSql::open(&app).await;
+    let kept = ledger.int("SELECT COUNT(*) FROM rejected_webhooks").await;
+    ledger.close().await;
+    // The burst, and what the rate refilled meanwhile.
+    let most = 150.0 + seconds * 10.0 + 1.0;
+    assert!(kept > 0, "some are kept for audit");
+    assert!((kept as f64) <= most, "{kept} kept in {seconds:.1} s");
+    let metrics = metrics(&app).await;
+    let not_kept = format!(
+        r#"proxy_anomalies_total{{kind="rejected_webhook_not_kept"}} {}"#,
+        flood - kept
+    );
+    assert!(metrics.contains(&not_kept), "{not_kept} in {metrics}");
+}
+
 // 1. Amounts are stored exactly or not at all.
 
 #[tokio::test]
