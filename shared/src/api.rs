@@ -556,6 +556,14 @@ impl RefundSubmission {
         })
     }
 
+    /// Whether `other` asks for the same refund, whatever its key.
+    pub fn same_intent(&self, other: &RefundSubmission) -> bool {
+        self.amount == other.amount
+            && self.reason == other.reason
+            && self.note == other.note
+            && self.confirmed_amount == other.confirmed_amount
+    }
+
     /// The same submission, bound to the amount the agent confirms.
     pub fn confirming(self, amount: Money) -> Self {
         Self {

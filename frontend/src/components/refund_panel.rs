@@ -51,6 +51,10 @@ pub fn RefundPanel(
 ) -> impl IntoView {
     let form = FormState::new();
     let draft = RwSignal::new(None::<Draft>);
+    // The confirmation last sent without a final answer (no answer at all, or one that says
+    // nothing of whether it landed): the same intent confirmed again, even after Cancel,
+    // goes with its key, so a refund that did land is replayed, not made twice.
+    let unsettled = RwSignal::new(None::<Draft>);
     let busy = RwSignal::new(false);
     let guard = StoredValue::new_local(SubmitGuard::default());
     let submit = StoredValue::new_local(submit);
@@ -91,6 +95,12 @@ pub fn RefundPanel(
         let key = idempotency::new_key();
         match payment.with_untracked(|p| form.submission(p, key, locale)) {
             Ok((submission, amount)) => {
+                let earlier = unsettled.with_untracked(|u| {
+                    u.as_ref()
+                        .filter(|d| d.submission.same_intent(&submission))
+                        .map(|d| d.submission.clone())
+                });
+                let submission = earlier.unwrap_or(submission);
                 let (text, remaining) = payment.with_untracked(|p| {
                     (
                         i18n::confirmation_text(p, amount, locale),
@@ -143,6 +153,8 @@ pub fn RefundPanel(
             let result = future.await;
             drop(in_flight);
             busy.set(false);
+            let settled = !matches!(&result, Err(error) if !spends_the_key(error));
+            unsettled.set((!settled).then(|| current.clone()));
             match result {
                 Ok((refund, how)) => {
                     payment.update(|p| p.upsert_refund(refund.clone()));
@@ -160,7 +172,7 @@ pub fn RefundPanel(
                     // Shown once, in the alert: the live region would say it a second time.
                     status.set(String::new());
                     form.form_error.set(Some(message));
-                    if spends_the_key(&error) {
+                    if settled {
                         // This key's answer is final and would only be replayed: back to the
                         // form, values kept, and the next Review makes a new key.
                         draft.set(None);

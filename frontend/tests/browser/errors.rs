@@ -135,6 +135,42 @@ async fn a_rate_limited_retry_keeps_the_confirmation_and_its_key() {
     );
 }
 
+/// No answer, then Cancel: the refund may have landed. Reviewed again unchanged, it is the
+/// same intent and goes with the same key (a landed refund is replayed, not made twice);
+/// changed, it is a new one.
+#[wasm_bindgen_test]
+async fn after_no_answer_and_cancel_the_same_refund_keeps_its_key() {
+    let keys = Rc::new(RefCell::new(Vec::<String>::new()));
+    let seen = keys.clone();
+    let submit: Submit = Rc::new(move |submission: RefundSubmission| {
+        seen.borrow_mut()
+            .push(submission.idempotency_key.to_string());
+        Box::pin(async move { Err(CallError::Network) })
+    });
+    let panel = mount_panel(payment(1_000, "usd", true), Locale::En, submit);
+    panel.click(MODE_PARTIAL);
+    settle().await;
+    panel.type_text(AMOUNT_INPUT, "4.00");
+    for _ in 0..2 {
+        panel.click(REVIEW_BUTTON);
+        settle().await;
+        panel.click(CONFIRM_BUTTON);
+        settle().await;
+        panel.click(CANCEL_BUTTON);
+        settle().await;
+    }
+    panel.type_text(AMOUNT_INPUT, "3.00");
+    panel.click(REVIEW_BUTTON);
+    settle().await;
+    panel.click(CONFIRM_BUTTON);
+    settle().await;
+
+    let keys = keys.borrow();
+    assert_eq!(keys.len(), 3);
+    assert_eq!(keys[0], keys[1], "the same refund, the same key");
+    assert_ne!(keys[1], keys[2], "another amount, another intent");
+}
+
 #[wasm_bindgen_test]
 fn no_answer_at_all_is_explained_too() {
     assert_eq!(
