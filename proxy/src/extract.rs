@@ -171,11 +171,12 @@ impl FromRequestParts<AppState> for Agent {
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthenticated)?;
         let agent = state.tokens.verify_agent(token)?;
-        agent.check_not_revoked(state).await?;
+        // The limit first: a throttled agent's requests cost no read of the ledger.
         state.rate_limit.check(&agent.name).map_err(|wait| {
             // Whole seconds, rounded up: `Retry-After: 0` would invite an immediate retry.
             ApiError::RateLimited(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
         })?;
+        agent.check_not_revoked(state).await?;
         Ok(agent)
     }
 }
