@@ -224,6 +224,9 @@ impl Money {
             None => (false, text),
         };
 
+        if ambiguous_comma(text, currency, locale) {
+            return Err(AmountError::NotANumber);
+        }
         let (integer, fraction) = split_decimal(text, locale)?;
         let integer = strip_groups(integer, locale)?;
         if integer.is_empty() && fraction.is_empty() {
@@ -316,6 +319,18 @@ fn split_decimal(text: &str, locale: Locale) -> Result<(&str, &str), AmountError
         return Err(AmountError::NotANumber);
     }
     Ok((integer, fraction))
+}
+
+/// In English a single comma before exactly three digits reads as a thousands separator, and
+/// for a currency with three decimals (KWD, BHD, OMR) it is just as likely a decimal one:
+/// `1,250` could be 1,250 or 1.250. Neither is guessed; the agent is asked for the number
+/// written unambiguously (the message's example is `10.500`).
+fn ambiguous_comma(text: &str, currency: Currency, locale: Locale) -> bool {
+    locale == Locale::En
+        && currency.exponent() == 3
+        && !text.contains('.')
+        && text.matches(',').count() == 1
+        && text.rsplit(',').next().is_some_and(|tail| tail.len() == 3)
 }
 
 /// Removes thousands separators, which must sit between groups of exactly three digits, so

@@ -40,6 +40,11 @@ fn amounts_are_read_the_way_agents_type_them() {
         ("usd 100", "usd", Locale::En, 10_000),
         ("¥1,000", "jpy", Locale::En, 1000),
         ("KWD 12.500", "kwd", Locale::En, 12_500),
+        // Unambiguous with the dot, or with more groups; and for two-decimal currencies.
+        ("1,250.000", "kwd", Locale::En, 1_250_000),
+        ("1,250,000", "kwd", Locale::En, 1_250_000_000),
+        ("1,250", "usd", Locale::En, 125_000),
+        ("1,250", "kwd", Locale::Ru, 1_250),
         ("100,00 $", "usd", Locale::Ru, 10_000),
         ("12 000 ¥", "jpy", Locale::Ru, 12_000),
         ("1 000,50 ₽", "rub", Locale::Ru, 100_050),
@@ -65,6 +70,9 @@ fn every_rejection_has_its_own_error() {
         ("-$5", "usd", Locale::En, AmountError::NotPositive),
         ("1.2.3", "usd", Locale::En, AmountError::NotANumber),
         ("1,00,0", "usd", Locale::En, AmountError::NotANumber),
+        // A comma before three digits, for a currency with three decimals: 1,250 or 1.250?
+        ("1,250", "kwd", Locale::En, AmountError::NotANumber),
+        ("KWD 12,500", "kwd", Locale::En, AmountError::NotANumber),
         ("10 00", "rub", Locale::Ru, AmountError::NotANumber),
         ("1e3", "usd", Locale::En, AmountError::NotANumber),
         ("+5", "usd", Locale::En, AmountError::NotANumber),
