@@ -21,10 +21,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shared::api::{HistoryKind, RefundState};
+use shared::api::RefundState;
 use shared::{Backoff, SessionId};
 
-use crate::ledger::{millis, now_ms, ApplyOutcome, Change, RefundRow, Source};
+use crate::ledger::{millis, now_ms, ApplyOutcome, RefundRow, Source};
 use crate::state::AppState;
 
 /// How long past the upstream timeout a `pending` attempt whose payment nobody holds waits
@@ -78,9 +78,17 @@ pub async fn in_flight(state: &AppState) -> Result<(), sqlx::Error> {
         let Some(_guard) = state.locks.try_lock(&session).await else {
             continue;
         };
-        // Holding the payment's lock, no request is sending on it: `pending` here is an
-        // answer that could not be recorded.
-        state.ledger.orphaned_to_unknown(&session, i64::MAX).await?;
+        // Holding the payment's lock, no request of this process is sending on it: `pending`
+        // here is an answer that could not be recorded, or another replica's request, whose
+        // lock (a connection of its own) the same outage may have dropped while the request
+        // still waits. So only attempts past the upstream timeout and a margin are adopted,
+        // as in every pass; a younger one is the next passes' once its sender is done.
+        let sender_gone =
+            now_ms().saturating_sub(millis(state.config.upstream_timeout + ORPHAN_MARGIN));
+        state
+            .ledger
+            .orphaned_to_unknown(&session, sender_gone)
+            .await?;
         let rows: Vec<RefundRow> = state
             .ledger
             .rows_for_session(&session)
@@ -292,7 +300,9 @@ async fn reconcile_session(
             .ledger
             .note_poll(row.key, next_poll_at(state, &current, current.polls + 1))
             .await?;
-        if !unresolved || current.refund_id.is_some() {
+        // A refund id, or a refund that names the attempt but contradicts it (flagged for
+        // attention): Smart Glocal did show something for it, so it is not absent.
+        if !unresolved || current.refund_id.is_some() || current.attention.is_some() {
             continue;
         }
         // This answer, a good one, shows no refund for the attempt.
@@ -304,13 +314,9 @@ async fn reconcile_session(
                 "Smart Glocal showed no refund for this attempt for {} s: nothing was refunded",
                 absent_for / 1000
             );
-            let change = Change {
-                state: Some(RefundState::Failed),
-                detail: Some(detail),
-                ..Change::new(HistoryKind::Reconciled)
-            };
-            state.ledger.change(row.key, change).await?;
-            state.metrics.count_reconciliation("failed_absent");
+            if state.ledger.fail_absent(row.key, detail).await?.is_some() {
+                state.metrics.count_reconciliation("failed_absent");
+            }
         }
     }
     Ok(())

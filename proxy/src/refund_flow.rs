@@ -13,7 +13,9 @@
 //!    transaction ended (see `ledger::writer`).
 //! 5. The answer: a new refund id → `in_progress` (201); `status: error` → `failed` (422);
 //!    connection refused → `failed` (502); anything else → `unknown` (202), never retried,
-//!    resolved by [`crate::reconcile`].
+//!    resolved by [`crate::reconcile`]. A ledger that cannot record the answer after the
+//!    request went out answers `unknown` (202) too, never "nothing was sent": the attempt
+//!    stays `pending` and reconciliation records it once the ledger writes.
 //!
 //! Four eyes: above `approval_above`, step 4 records the attempt `awaiting_approval` (202)
 //! and nothing is sent. A second agent whose token says `can_approve` — never the one who

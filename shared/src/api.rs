@@ -411,7 +411,7 @@ impl PaymentView {
     /// after a re-read) leaves the newer state as it is.
     pub fn upsert_refund(&mut self, refund: RefundView) {
         match self.refunds.iter_mut().find(|r| r.same_refund(&refund)) {
-            Some(slot) if refund.state.rank() < slot.state.rank() => {}
+            Some(slot) if !slot.may_become(&refund) => {}
             Some(slot) => *slot = refund,
             None => self.refunds.push(refund),
         }
@@ -424,7 +424,7 @@ impl PaymentView {
             let ahead = shown
                 .refunds
                 .iter()
-                .position(|r| r.same_refund(refund) && r.state.rank() > refund.state.rank());
+                .position(|r| r.same_refund(refund) && !r.may_become(refund));
             if let Some(at) = ahead {
                 *refund = shown.refunds.swap_remove(at);
             }
@@ -687,6 +687,17 @@ impl RefundView {
     pub fn same_refund(&self, other: &RefundView) -> bool {
         (other.attempt_id.is_some() && self.attempt_id == other.attempt_id)
             || (other.refund_id.is_some() && self.refund_id == other.refund_id)
+    }
+
+    /// Whether `next`, news of this same refund, may replace it as shown: never an older
+    /// state, except the one step back the ledger takes too (`ledger::refunds::change_row`):
+    /// a refund reconciliation gave up on (failed, no error code) that Smart Glocal shows
+    /// after all.
+    pub fn may_become(&self, next: &RefundView) -> bool {
+        next.state.rank() >= self.state.rank()
+            || (self.state == RefundState::Failed
+                && self.error_code.is_none()
+                && next.state != RefundState::Failed)
     }
 }
 

@@ -134,6 +134,21 @@ fn a_refund_shown_never_moves_back_to_an_older_state() {
     let mut ahead = with_id(RefundState::Accepted);
     ahead.keep_ahead(with_id(RefundState::Pending));
     assert_eq!(ahead.refunds[0].state, RefundState::Accepted);
+    // The one step back the ledger takes: a refund reconciliation gave up on (failed, no
+    // error code) that Smart Glocal shows after all.
+    let mut gave_up = with_id(RefundState::Failed);
+    let mut found = gave_up.refunds[0].clone();
+    found.state = RefundState::InProgress;
+    gave_up.upsert_refund(found.clone());
+    assert_eq!(gave_up.refunds[0].state, RefundState::InProgress);
+    let mut reread = with_id(RefundState::InProgress);
+    reread.keep_ahead(with_id(RefundState::Failed));
+    assert_eq!(reread.refunds[0].state, RefundState::InProgress);
+    // Refused by Smart Glocal (an error code): final.
+    let mut refused = with_id(RefundState::Failed);
+    refused.refunds[0].error_code = Some(ErrorCode::UpstreamRejected);
+    refused.upsert_refund(found);
+    assert_eq!(refused.refunds[0].state, RefundState::Failed);
 }
 
 #[test]

@@ -34,7 +34,8 @@ use crate::Result;
 /// confirmation showed (`confirmed_amount`, `amount_changed` in two languages), no refund
 /// shown going back to an older state, and the event stream opened from the look-up's last
 /// event. 134.5 KB before the same refund confirmed again after no answer and Cancel kept
-/// its idempotency key (+0.6 KB), so a refund that did land is replayed, not made twice.
+/// its idempotency key (+0.6 KB), so a refund that did land is replayed, not made twice;
+/// and an English `1,250` refused as ambiguous for a three-decimal currency (+0.2 KB).
 pub const BUDGET_GZIP_BYTES: u64 = 135 * 1024 + 256;
 
 /// The standard library compiled from source with the widget, at its size settings, instead of

@@ -154,7 +154,16 @@ pub fn RefundPanel(
             drop(in_flight);
             busy.set(false);
             let settled = !matches!(&result, Err(error) if !spends_the_key(error));
-            unsettled.set((!settled).then(|| current.clone()));
+            // Another refund's answer says nothing of the one without an answer: only its own
+            // final answer (a retry of it) forgets it.
+            if !settled {
+                unsettled.set(Some(current.clone()));
+            } else if unsettled.with_untracked(|u| {
+                u.as_ref()
+                    .is_some_and(|d| d.submission.same_intent(&current.submission))
+            }) {
+                unsettled.set(None);
+            }
             match result {
                 Ok((refund, how)) => {
                     payment.update(|p| p.upsert_refund(refund.clone()));

@@ -135,14 +135,15 @@ pub fn RefundWidget(
         );
         let on_event: Rc<dyn Fn(RefundEvent)> = Rc::new(move |event: RefundEvent| {
             let refund = event.refund;
-            let before = payment.with_untracked(|p| {
-                p.refunds
-                    .iter()
-                    .find(|r| r.same_refund(&refund))
-                    .map(|r| r.state)
+            let (before, older) = payment.with_untracked(|p| {
+                let shown = p.refunds.iter().find(|r| r.same_refund(&refund));
+                (
+                    shown.map(|r| r.state),
+                    shown.is_some_and(|r| !r.may_become(&refund)),
+                )
             });
             // Older than what is shown (replayed after a look-up that saw it): nothing to do.
-            if before.is_some_and(|shown| refund.state.rank() < shown.rank()) {
+            if older {
                 return;
             }
             if before != Some(refund.state) {

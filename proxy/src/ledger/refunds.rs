@@ -302,6 +302,37 @@ impl Ledger {
         tx.finish(journal, result).await
     }
 
+    /// Reconciliation's verdict on attempt `key`, which Smart Glocal has shown no refund for
+    /// long enough: `failed`, provided it still is what was judged, read again inside this
+    /// transaction (unresolved, no refund id, no contradiction flagged). A webhook matches
+    /// refunds without the payment's lock, so one may have given the attempt its refund
+    /// since reconciliation read it: that wins, and nothing changes (`None`).
+    pub async fn fail_absent(
+        &self,
+        key: i64,
+        detail: String,
+    ) -> Result<Option<RefundRow>, sqlx::Error> {
+        let mut tx = self.write().await?;
+        let mut journal = Entries::default();
+        let result = async {
+            let row = row_by_key(&mut tx, key).await?;
+            let still_absent = matches!(row.state, RefundState::Unknown | RefundState::Pending)
+                && row.refund_id.is_none()
+                && row.attention.is_none();
+            if !still_absent {
+                return Ok(None);
+            }
+            let change = Change {
+                state: Some(RefundState::Failed),
+                detail: Some(detail),
+                ..Change::new(HistoryKind::Reconciled)
+            };
+            change_row(&mut tx, &mut journal, &row, &change).await
+        }
+        .await;
+        tx.finish(journal, result).await
+    }
+
     /// Applies one of Smart Glocal's refunds of `session` as reported by the answer to our
     /// request, a webhook or `session/status` (`source`: `sent`, `webhook` or `reconciled`):
     /// the one place a refund is matched to its attempt. Matched by refund id, else to

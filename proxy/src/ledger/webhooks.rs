@@ -359,6 +359,53 @@ mod tests {
         }
     }
 
+    /// Reconciliation judged an attempt absent at Smart Glocal; before its verdict is written,
+    /// a webhook (which takes no payment lock) gives the attempt its refund. The verdict is
+    /// checked again in its own transaction: the refund wins, the attempt is not failed.
+    #[tokio::test]
+    async fn a_webhook_that_finds_an_attempt_first_wins_over_reconciliations_verdict() {
+        use crate::ledger::{Change, Inserted, RefundState};
+        let (_dir, ledger) = ledger().await;
+        let session = SessionId::parse("ps_race").unwrap();
+        let mut keys = Vec::new();
+        for n in [1, 2] {
+            let Ok(Inserted::New(row)) = ledger
+                .insert_attempt(&attempt(&session, n, 1_500 * n))
+                .await
+            else {
+                panic!("attempt {n} not recorded");
+            };
+            let lost = Change {
+                state: Some(RefundState::Unknown),
+                ..Change::new(shared::api::HistoryKind::Unknown)
+            };
+            ledger.change(row.key, lost).await.unwrap();
+            keys.push(row.key);
+        }
+        // Reconciliation has read both as unknown and absent; the webhook lands for the first.
+        let jobs = [job(
+            &session,
+            vec![refund("rf_first", 1_500, "in_progress")],
+        )];
+        assert_eq!(
+            commit(&ledger, &jobs).await.unwrap(),
+            [WebhookOutcome::Applied]
+        );
+
+        let verdict = "Smart Glocal showed no refund for this attempt: nothing was refunded";
+        assert!(ledger
+            .fail_absent(keys[0], verdict.into())
+            .await
+            .unwrap()
+            .is_none());
+        let first = ledger.find_by_key(keys[0]).await.unwrap().unwrap();
+        assert_eq!(first.state, RefundState::InProgress);
+        assert_eq!(first.refund_id.as_deref(), Some("rf_first"));
+        // The one still absent is failed.
+        let second = ledger.fail_absent(keys[1], verdict.into()).await.unwrap();
+        assert_eq!(second.map(|r| r.state), Some(RefundState::Failed));
+    }
+
     /// Attempts recorded before the batch are matched as the per-refund look-up matched them:
     /// two refunds of the same amount in one batch take one attempt each (the second does not
     /// claim the attempt the first took), a third is recorded as made elsewhere, and the

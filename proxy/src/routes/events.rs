@@ -95,19 +95,24 @@ async fn stream(
         Some(value) => Some(value.to_str().unwrap_or("x")),
         None => query.last_event_id.as_deref(),
     };
-    let last_seen: i64 = match from {
-        Some(value) => value
-            .trim()
-            .parse()
-            .ok()
-            .filter(|seq: &i64| *seq >= 0)
-            .ok_or_else(|| ApiError::InvalidRequest("Last-Event-ID must be a number".into()))?,
-        None => 0,
+    // Given (0 included: a look-up of a payment without events yet), the stream replays
+    // every event after it; not given, it starts with what happens next.
+    let from: Option<i64> = match from {
+        Some(value) => Some(
+            value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|seq: &i64| *seq >= 0)
+                .ok_or_else(|| ApiError::InvalidRequest("Last-Event-ID must be a number".into()))?,
+        ),
+        None => None,
     };
+    let last_seen = from.unwrap_or(0);
     // Subscribe before reading the backlog, so nothing published in between is lost.
     let live = state.live.subscribe(&session);
     let mut backlog = Vec::new();
-    if last_seen > 0 {
+    if from.is_some() {
         match state.ledger.events_after(&session, last_seen).await {
             Ok(events) => backlog = events,
             Err(e) => {

@@ -772,6 +772,10 @@ async fn proxy_revoke_refuses_an_agents_earlier_tokens_and_survives_a_restart() 
     let alice = app.token("alice");
     let bob = app.token("bob");
     assert_eq!(code_with(&app, &alice).await.0, StatusCode::OK);
+    // Minted just before the revoke by a merchant backend whose clock runs 4 s ahead (a skew
+    // the proxy accepts).
+    let ahead = jwt(json!({ "sub": "alice", "iat": now() + 4, "exp": now() + 600 }));
+    assert_eq!(code_with(&app, &ahead).await.0, StatusCode::OK);
 
     let output = proxy_bin()
         .args(["revoke", "--agent", "alice"])
@@ -795,9 +799,7 @@ async fn proxy_revoke_refuses_an_agents_earlier_tokens_and_survives_a_restart() 
         (StatusCode::UNAUTHORIZED, "token_revoked".into()),
         "kept in the ledger"
     );
-    // Minted just before the revoke by a merchant backend whose clock runs 4 s ahead (a skew
-    // the proxy accepts): revoked too.
-    let ahead = jwt(json!({ "sub": "alice", "iat": now() + 4, "exp": now() + 600 }));
+    // The token from the backend whose clock runs ahead is revoked too.
     assert_eq!(
         code_with(&app, &ahead).await,
         (StatusCode::UNAUTHORIZED, "token_revoked".into())
@@ -812,7 +814,7 @@ async fn proxy_revoke_refuses_an_agents_earlier_tokens_and_survives_a_restart() 
 #[tokio::test]
 async fn an_event_streams_malformed_query_gets_a_stable_code() {
     let app = spawn_app(NO_UPSTREAM).await;
-    for query in ["ticket=a&ticket=b", "ticket=%ff%fe"] {
+    for query in ["ticket=a&ticket=b", "ticket=&ticket="] {
         let url = app.url(&format!("/api/payments/ps_usd_1001/events?{query}"));
         let response = app.client.get(&url).send().await.unwrap();
         let status = response.status();
@@ -822,16 +824,10 @@ async fn an_event_streams_malformed_query_gets_a_stable_code() {
             "{query}"
         );
         let body: Value = response.json().await.unwrap();
-        assert!(
-            matches!(
-                (status, body["code"].as_str()),
-                (StatusCode::BAD_REQUEST, Some("invalid_request"))
-                    | (
-                        StatusCode::UNAUTHORIZED,
-                        Some("token_invalid" | "unauthenticated")
-                    )
-            ),
-            "{query}: {status} {body}"
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{query}: {body}"
         );
         assert!(!body.to_string().contains("deserialize"), "{body}");
     }

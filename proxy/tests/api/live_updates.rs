@@ -123,6 +123,25 @@ async fn a_stream_opened_from_a_look_up_replays_what_came_after_it() {
     );
 }
 
+/// The same from a look-up of a payment that had no event yet (`last_event_id` 0): the
+/// payment's first events, made before the stream opened, are replayed too.
+#[tokio::test]
+async fn a_stream_opened_from_a_look_up_without_events_replays_the_first_ones() {
+    let (_sandbox, app) = sandbox_and_app().await;
+    let session = "ps_usd_1001";
+    assert_eq!(app.payment(session).await["last_event_id"], 0);
+    let (status, refund) = app
+        .refund(session, &submission(Some(1000), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let ticket = app.events_ticket(session).await;
+    let url = format!("/api/payments/{session}/events?ticket={ticket}&last_event_id=0");
+    let response = app.client.get(app.url(&url)).send().await.unwrap();
+    let replayed = read_events(response, 2).await;
+    assert_eq!(replayed[0].1["refund"]["attempt_id"], refund["attempt_id"]);
+    assert_eq!(replayed[0].1["refund"]["state"], "pending");
+}
+
 #[tokio::test]
 async fn the_event_stream_needs_a_ticket_for_that_payment() {
     let app = spawn_app("http://127.0.0.1:9").await;
