@@ -152,15 +152,18 @@ pub(super) async fn change_row(
     } else {
         row.state
     };
-    let finished_at = if state.is_final() {
-        change.finished_at.or(Some(now_ms()))
-    } else {
-        None
+    // When it finished: kept once final, except by an attempt given up too early, whose
+    // finish is Smart Glocal's (or now), not the time reconciliation gave up; none while not
+    // final (such an attempt back in progress).
+    let finished_at = match row.finished_at {
+        _ if !state.is_final() => None,
+        Some(at) if row.state.is_final() && !gave_up_too_early => Some(at),
+        _ => change.finished_at.or(Some(now_ms())),
     };
     let update = Sql::new(
         "UPDATE refunds SET state = ?, refund_id = COALESCE(refund_id, ?),
             error_code = COALESCE(?, error_code), error_detail = COALESCE(?, error_detail),
-            finished_at = COALESCE(finished_at, ?), updated_at = ?, polls = 0, next_poll_at = NULL
+            finished_at = ?, updated_at = ?, polls = 0, next_poll_at = NULL
          WHERE key = ? RETURNING *",
     )
     .bind(state)

@@ -406,6 +406,47 @@ mod tests {
         assert_eq!(second.map(|r| r.state), Some(RefundState::Failed));
     }
 
+    /// An attempt reconciliation gave up on too early (failed, no refund seen) that Smart
+    /// Glocal shows after all: it moves on, back in progress then accepted, and its finish is
+    /// the refund's, not the time it was given up.
+    #[tokio::test]
+    async fn an_attempt_given_up_too_early_moves_on_and_finishes_when_its_refund_does() {
+        use crate::ledger::{Change, Inserted, RefundState};
+        let (_dir, ledger) = ledger().await;
+        let session = SessionId::parse("ps_late").unwrap();
+        let Ok(Inserted::New(row)) = ledger.insert_attempt(&attempt(&session, 1, 900)).await else {
+            panic!("attempt not recorded");
+        };
+        let lost = Change {
+            state: Some(RefundState::Unknown),
+            ..Change::new(shared::api::HistoryKind::Unknown)
+        };
+        ledger.change(row.key, lost).await.unwrap();
+        let given_up = ledger
+            .fail_absent(row.key, "absent".into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(given_up.state, RefundState::Failed);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+
+        let named = |status| {
+            let mut refund = refund("rf_late", 900, status);
+            refund.metadata = Some(serde_json::json!({"attempt_id": row.attempt_id}));
+            refund
+        };
+        let jobs = [job(&session, vec![named("in_progress")])];
+        commit(&ledger, &jobs).await.unwrap();
+        let moving = ledger.find_by_key(row.key).await.unwrap().unwrap();
+        assert_eq!(moving.state, RefundState::InProgress);
+        assert_eq!(moving.finished_at, None, "not finished while in progress");
+        let jobs = [job(&session, vec![named("accepted")])];
+        commit(&ledger, &jobs).await.unwrap();
+        let done = ledger.find_by_key(row.key).await.unwrap().unwrap();
+        assert_eq!(done.state, RefundState::Accepted);
+        assert!(done.finished_at > given_up.finished_at, "{done:?}");
+    }
+
     /// Attempts recorded before the batch are matched as the per-refund look-up matched them:
     /// two refunds of the same amount in one batch take one attempt each (the second does not
     /// claim the attempt the first took), a third is recorded as made elsewhere, and the
