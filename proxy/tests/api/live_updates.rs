@@ -78,6 +78,14 @@ async fn refund_updates_stream_live_and_replay_after_the_last_event_id() {
     );
 }
 
+/// A payment's event stream with a fresh ticket, opened from `last_event_id` (the query).
+async fn stream_from(app: &TestApp, session: &str, last_event_id: &str) -> reqwest::Response {
+    let ticket = app.events_ticket(session).await;
+    let url =
+        format!("/api/payments/{session}/events?ticket={ticket}&last_event_id={last_event_id}");
+    app.client.get(app.url(&url)).send().await.unwrap()
+}
+
 /// A look-up says which events it already holds; a stream opened from there (a browser's
 /// first connection cannot send `Last-Event-ID`, so the query carries it) replays what came
 /// between the two, so a refund that settles while the widget starts is not missed.
@@ -104,9 +112,7 @@ async fn a_stream_opened_from_a_look_up_replays_what_came_after_it() {
     .await;
 
     // The stream opens only now, from the look-up.
-    let ticket = app.events_ticket(session).await;
-    let url = format!("/api/payments/{session}/events?ticket={ticket}&last_event_id={from}");
-    let response = app.client.get(app.url(&url)).send().await.unwrap();
+    let response = stream_from(&app, session, &from.to_string()).await;
     assert_eq!(response.status(), StatusCode::OK);
     let replayed = read_events(response, 1).await;
     assert!(replayed[0].0 > from);
@@ -114,9 +120,7 @@ async fn a_stream_opened_from_a_look_up_replays_what_came_after_it() {
     assert_eq!(replayed[0].1["refund"]["state"], "accepted");
 
     // Not a number: refused with a stable code.
-    let ticket = app.events_ticket(session).await;
-    let url = format!("/api/payments/{session}/events?ticket={ticket}&last_event_id=-3");
-    let (status, body) = read(app.client.get(app.url(&url)).send().await.unwrap()).await;
+    let (status, body) = read(stream_from(&app, session, "-3").await).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_request"))
@@ -134,10 +138,7 @@ async fn a_stream_opened_from_a_look_up_without_events_replays_the_first_ones() 
         .refund(session, &submission(Some(1000), "usd", &fresh_key()))
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let ticket = app.events_ticket(session).await;
-    let url = format!("/api/payments/{session}/events?ticket={ticket}&last_event_id=0");
-    let response = app.client.get(app.url(&url)).send().await.unwrap();
-    let replayed = read_events(response, 2).await;
+    let replayed = read_events(stream_from(&app, session, "0").await, 2).await;
     assert_eq!(replayed[0].1["refund"]["attempt_id"], refund["attempt_id"]);
     assert_eq!(replayed[0].1["refund"]["state"], "pending");
 }
