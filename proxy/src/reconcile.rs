@@ -68,8 +68,9 @@ pub fn watch_ledger(state: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Reconciles now, whatever their back-off, every payment with an attempt `pending` or
-/// `unknown`; payments a request is working on are left to it.
+/// Reconciles now, whatever their back-off, every payment with a refund `pending`, `unknown`
+/// or `in_progress` (whose final webhook Smart Glocal may have stopped retrying during the
+/// fault); payments a request is working on are left to it.
 pub async fn in_flight(state: &AppState) -> Result<(), sqlx::Error> {
     for session in state.ledger.sessions_in_flight().await? {
         let Ok(session) = SessionId::parse(&session) else {

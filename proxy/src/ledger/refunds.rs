@@ -406,11 +406,13 @@ impl Ledger {
         tx.finish(journal, result).await
     }
 
-    /// Payments with an attempt whose outcome is not recorded yet (`pending` or `unknown`).
+    /// Payments with a refund whose outcome is not recorded yet (`pending`, `unknown`, or
+    /// `in_progress`: its final webhook may have been refused for as long as Smart Glocal
+    /// retries while the ledger could not write).
     pub async fn sessions_in_flight(&self) -> Result<Vec<String>, sqlx::Error> {
         self.read()
             .fetch_all(&Sql::new(
-                "SELECT DISTINCT session_id FROM refunds WHERE state IN ('pending', 'unknown') ORDER BY session_id",
+                "SELECT DISTINCT session_id FROM refunds WHERE state IN ('pending', 'unknown', 'in_progress') ORDER BY session_id",
             ))
             .await
     }

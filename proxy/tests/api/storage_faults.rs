@@ -424,3 +424,46 @@ async fn a_refund_sent_before_the_ledger_stops_writing_is_unknown_not_unsent() {
     let (attempts, _) = ledger_file(&database).await;
     assert_ledger_holds(&attempts, &made, &[]);
 }
+
+/// A refund in progress whose final webhook came while the ledger could not write, and which
+/// Smart Glocal stopped retrying before it could: the recovery asks Smart Glocal about it and
+/// records how it ended (regular passes would look at it only minutes later, if at all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_webhook_lost_during_a_fault_is_recovered_from_smart_glocal() {
+    crate::sqlite_only!();
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("ledger.sqlite");
+    let files = [database.clone(), dir.path().join("ledger.sqlite-wal")];
+    let config = SandboxConfig::demo()
+        .fast()
+        .with_webhook_delay(Duration::from_millis(1000))
+        .with_webhook_retry(RetryPolicy::quick(
+            Duration::from_millis(100),
+            Duration::from_millis(800),
+        ));
+    let sandbox = Sandbox::start(config).await;
+    let mut proxy = ProxyProcess::start(&sandbox.base_url(), &database, &[]).await;
+    sandbox.set_webhook_url(proxy.webhook_url());
+    proxy.wait_ready().await;
+    let agent = Agent::of(&proxy);
+    let sessions = payments(&sandbox, 1).await;
+    let (status, view) = agent.refund(&sessions[0]).await;
+    assert_eq!(status, StatusCode::CREATED, "{view}");
+    assert_eq!(view["state"], "in_progress", "{view}");
+
+    // The ledger cannot write when the final webhook comes, and for as long as it is retried.
+    chattr("+i", &files);
+    let refused = "route=\"/webhooks/smart-glocal\",method=\"POST\",status=\"503\"";
+    eventually(10, "the final webhook refused", || async {
+        agent.metrics().await.contains(refused)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    chattr("-i", &files);
+
+    eventually(15, "the refund recorded as it ended", || {
+        ledger_has_settled(&database, &sandbox, &sessions)
+    })
+    .await;
+    proxy.stop();
+}
