@@ -446,6 +446,15 @@ fn proxy_args(options: &Options, config: &str, port: u16, ledger: &str) -> Vec<S
         .flat_map(|p| [url(*p), format!("http://localhost:{p}")])
         .collect::<Vec<_>>()
         .join(",");
+    // What the demo page it serves may call (its CSP's `connect-src`): the sandbox (the
+    // payments table) and the other proxies, on these ports. The config files name the
+    // default ones, which a page on other ports would be refused.
+    let connect_src = [ports.sandbox, ports.proxy, ports.full_only]
+        .into_iter()
+        .chain(options.second_replica())
+        .map(url)
+        .collect::<Vec<_>>()
+        .join(",");
     vec![
         "serve".into(),
         "--config".into(),
@@ -456,6 +465,8 @@ fn proxy_args(options: &Options, config: &str, port: u16, ledger: &str) -> Vec<S
         url(ports.sandbox),
         "--allowed-origins".into(),
         origins,
+        "--connect-src".into(),
+        connect_src,
         "--database".into(),
         ledger.into(),
     ]
@@ -681,6 +692,13 @@ mod tests {
             "{joined}"
         );
         assert!(joined.contains("http://localhost:9081"), "{joined}");
+        // The page it serves may call the sandbox and the other proxy on these ports.
+        assert!(
+            joined.contains(
+                "--connect-src http://127.0.0.1:9070,http://127.0.0.1:9080,http://127.0.0.1:9081"
+            ),
+            "{joined}"
+        );
         assert!(!joined.contains("9082"), "one replica: {joined}");
         assert!(joined.contains("--database /tmp/l.sqlite"), "{joined}");
         let sandbox = sandbox_args(&options).join(" ");
