@@ -3,11 +3,8 @@
 use frontend::api::CallError;
 use frontend::i18n::error_message;
 use frontend::testids::*;
-use std::cell::RefCell;
-use std::rc::Rc;
 
-use frontend::components::Submit;
-use shared::api::{ErrorBody, ErrorCode, ProviderError, RefundSubmission};
+use shared::api::{ErrorBody, ErrorCode, ProviderError};
 use shared::{IntoEnumIterator, Locale};
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -102,19 +99,12 @@ async fn after_no_answer_the_same_confirmation_can_be_retried() {
 /// first try, which may have landed: the dialog stays, and the next Confirm sends the same key.
 #[wasm_bindgen_test]
 async fn a_rate_limited_retry_keeps_the_confirmation_and_its_key() {
-    let keys = Rc::new(RefCell::new(Vec::<String>::new()));
-    let seen = keys.clone();
-    let submit: Submit = Rc::new(move |submission: RefundSubmission| {
-        let mut seen = seen.borrow_mut();
-        seen.push(submission.idempotency_key.to_string());
-        let answer = match seen.len() {
-            1 => Err(CallError::Network),
-            _ => Err(CallError::Proxy {
-                status: 429,
-                body: ErrorBody::new(ErrorCode::RateLimited, "slow down"),
-            }),
-        };
-        Box::pin(async move { answer })
+    let (submit, keys) = key_recording_submit(|n| match n {
+        1 => Err(CallError::Network),
+        _ => Err(CallError::Proxy {
+            status: 429,
+            body: ErrorBody::new(ErrorCode::RateLimited, "slow down"),
+        }),
     });
     let panel = mount_panel(payment(1_000, "usd", true), Locale::En, submit);
     panel.click(REVIEW_BUTTON);
@@ -140,13 +130,7 @@ async fn a_rate_limited_retry_keeps_the_confirmation_and_its_key() {
 /// changed, it is a new one.
 #[wasm_bindgen_test]
 async fn after_no_answer_and_cancel_the_same_refund_keeps_its_key() {
-    let keys = Rc::new(RefCell::new(Vec::<String>::new()));
-    let seen = keys.clone();
-    let submit: Submit = Rc::new(move |submission: RefundSubmission| {
-        seen.borrow_mut()
-            .push(submission.idempotency_key.to_string());
-        Box::pin(async move { Err(CallError::Network) })
-    });
+    let (submit, keys) = key_recording_submit(|_| Err(CallError::Network));
     let panel = mount_panel(payment(1_000, "usd", true), Locale::En, submit);
     panel.click(MODE_PARTIAL);
     settle().await;
@@ -201,17 +185,13 @@ fn every_code_has_an_english_and_a_different_russian_sentence() {
 /// to the form with the values kept, and the next Review → Confirm sends a new key.
 #[wasm_bindgen_test]
 async fn a_decline_is_explained_once_and_the_next_confirmation_uses_a_new_key() {
-    let keys = Rc::new(RefCell::new(Vec::<String>::new()));
-    let seen = keys.clone();
-    let submit: Submit = Rc::new(move |submission: RefundSubmission| {
-        seen.borrow_mut()
-            .push(submission.idempotency_key.to_string());
+    let (submit, keys) = key_recording_submit(|_| {
         let mut body = ErrorBody::new(ErrorCode::UpstreamRejected, "refused");
         body.provider = Some(ProviderError {
             code: "refund_declined".into(),
             description: "the refund was declined by the acquirer".into(),
         });
-        Box::pin(async move { Err(CallError::Proxy { status: 422, body }) })
+        Err(CallError::Proxy { status: 422, body })
     });
     let panel = mount_panel(payment(1_000, "usd", true), Locale::En, submit);
     panel.click(MODE_PARTIAL);

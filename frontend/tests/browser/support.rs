@@ -1,6 +1,6 @@
 //! Building payments and mounting the panel the way the widget does, then acting like an agent.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use frontend::api::{CallError, Submitted};
@@ -68,6 +68,28 @@ pub fn counting_submit(
         })
     });
     (submit, calls)
+}
+
+/// The idempotency keys a submitter was sent, in order.
+pub type Keys = Rc<RefCell<Vec<String>>>;
+
+/// A submitter that records each submission's idempotency key and answers the `n`-th
+/// (counting from 1) with `answer(n)`.
+pub fn key_recording_submit(
+    answer: impl Fn(usize) -> Result<(RefundView, Submitted), CallError> + 'static,
+) -> (Submit, Keys) {
+    let keys = Keys::default();
+    let seen = keys.clone();
+    let submit: Submit = Rc::new(move |submission: RefundSubmission| {
+        let count = {
+            let mut seen = seen.borrow_mut();
+            seen.push(submission.idempotency_key.to_string());
+            seen.len()
+        };
+        let answer = answer(count);
+        Box::pin(async move { answer })
+    });
+    (submit, keys)
 }
 
 /// A mounted panel; dropping it removes it from the page.

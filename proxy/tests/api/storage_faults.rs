@@ -83,6 +83,21 @@ fn chattr(flag: &str, files: &[PathBuf]) {
     );
 }
 
+/// A ledger file in `dir`, and the files `chattr +i` makes read-only: the database and its WAL.
+fn ledger_in(dir: &Path) -> (PathBuf, [PathBuf; 2]) {
+    let database = dir.join("ledger.sqlite");
+    let files = [database.clone(), dir.join("ledger.sqlite-wal")];
+    (database, files)
+}
+
+/// The proxy binary on `database` in front of `sandbox`, which sends it its webhooks; ready.
+async fn proxy_for(sandbox: &Sandbox, database: &Path) -> ProxyProcess {
+    let proxy = ProxyProcess::start(&sandbox.base_url(), database, &[]).await;
+    sandbox.set_webhook_url(proxy.webhook_url());
+    proxy.wait_ready().await;
+    proxy
+}
+
 /// A sandbox that sends webhooks after `delay` and retries refused ones for a minute.
 async fn sandbox_retrying_webhooks(delay: Duration) -> Sandbox {
     let config = SandboxConfig::demo()
@@ -234,9 +249,7 @@ async fn a_disk_that_fills_and_frees_never_lets_a_refund_out_unrecorded() {
     let disk = Tmpfs::mount("16m");
     let database = disk.path().join("ledger.sqlite");
     let sandbox = sandbox_retrying_webhooks(Duration::from_millis(50)).await;
-    let mut proxy = ProxyProcess::start(&sandbox.base_url(), &database, &[]).await;
-    sandbox.set_webhook_url(proxy.webhook_url());
-    proxy.wait_ready().await;
+    let mut proxy = proxy_for(&sandbox, &database).await;
     let agent = Agent::of(&proxy);
     let sessions = payments(&sandbox, 30).await;
     let mut answered_201 = Vec::new();
@@ -324,13 +337,10 @@ async fn a_ledger_made_read_only_refuses_refunds_and_webhooks_then_applies_them_
     // PostgreSQL outage has its own test (tests/replicas).
     crate::sqlite_only!();
     let dir = tempfile::tempdir().unwrap();
-    let database = dir.path().join("ledger.sqlite");
-    let files = [database.clone(), dir.path().join("ledger.sqlite-wal")];
+    let (database, files) = ledger_in(dir.path());
     // Webhooks a moment after each refund, so they land while the file is read-only.
     let sandbox = sandbox_retrying_webhooks(Duration::from_millis(400)).await;
-    let mut proxy = ProxyProcess::start(&sandbox.base_url(), &database, &[]).await;
-    sandbox.set_webhook_url(proxy.webhook_url());
-    proxy.wait_ready().await;
+    let mut proxy = proxy_for(&sandbox, &database).await;
     let agent = Agent::of(&proxy);
     let sessions = payments(&sandbox, 9).await;
     let mut answered_201 = Vec::new();
@@ -390,12 +400,9 @@ async fn a_ledger_made_read_only_refuses_refunds_and_webhooks_then_applies_them_
 async fn a_refund_sent_before_the_ledger_stops_writing_is_unknown_not_unsent() {
     crate::sqlite_only!();
     let dir = tempfile::tempdir().unwrap();
-    let database = dir.path().join("ledger.sqlite");
-    let files = [database.clone(), dir.path().join("ledger.sqlite-wal")];
+    let (database, files) = ledger_in(dir.path());
     let sandbox = sandbox_retrying_webhooks(Duration::from_millis(50)).await;
-    let mut proxy = ProxyProcess::start(&sandbox.base_url(), &database, &[]).await;
-    sandbox.set_webhook_url(proxy.webhook_url());
-    proxy.wait_ready().await;
+    let mut proxy = proxy_for(&sandbox, &database).await;
     let agent = Agent::of(&proxy);
     let sessions = payments(&sandbox, 1).await;
     // Smart Glocal takes its time over the refund; the ledger turns read-only meanwhile.
@@ -432,8 +439,7 @@ async fn a_refund_sent_before_the_ledger_stops_writing_is_unknown_not_unsent() {
 async fn a_final_webhook_lost_during_a_fault_is_recovered_from_smart_glocal() {
     crate::sqlite_only!();
     let dir = tempfile::tempdir().unwrap();
-    let database = dir.path().join("ledger.sqlite");
-    let files = [database.clone(), dir.path().join("ledger.sqlite-wal")];
+    let (database, files) = ledger_in(dir.path());
     let config = SandboxConfig::demo()
         .fast()
         .with_webhook_delay(Duration::from_millis(1000))
@@ -442,9 +448,7 @@ async fn a_final_webhook_lost_during_a_fault_is_recovered_from_smart_glocal() {
             Duration::from_millis(800),
         ));
     let sandbox = Sandbox::start(config).await;
-    let mut proxy = ProxyProcess::start(&sandbox.base_url(), &database, &[]).await;
-    sandbox.set_webhook_url(proxy.webhook_url());
-    proxy.wait_ready().await;
+    let mut proxy = proxy_for(&sandbox, &database).await;
     let agent = Agent::of(&proxy);
     let sessions = payments(&sandbox, 1).await;
     let (status, view) = agent.refund(&sessions[0]).await;
