@@ -152,8 +152,8 @@ pub struct Settings {
     /// Refunds `in_progress` longer than this are polled, seconds.
     #[arg(long, env = "PROXY_RECONCILE_IN_PROGRESS_AFTER_SECS")]
     pub reconcile_in_progress_after_secs: Option<u64>,
-    /// Polls of a refund still `in_progress` before reconciliation leaves it to its webhook
-    ///.
+    /// Polls of a refund still `in_progress` backing off to 5 minutes; later ones back off to
+    /// an hour (a refund is polled until it ends, whether or not its webhook comes).
     #[arg(long, env = "PROXY_RECONCILE_MAX_POLLS")]
     pub reconcile_max_polls: Option<u32>,
     /// An `unknown` attempt is declared failed once `session/status` has shown no refund for

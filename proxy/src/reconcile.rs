@@ -10,8 +10,10 @@
 //! may refund, so it is polled at least every 10 s until resolved, and declared `failed` only
 //! when `session/status` answers have shown no refund for it for `reconcile_fail_after`
 //! (default 2 min): never earlier, and never because of an error answer (those only mean
-//! "ask again"). Refunds `in_progress` back off exponentially to 5 min, at most
-//! `reconcile_max_polls` times: their webhook will come. On start, attempts a previous
+//! "ask again"). Refunds `in_progress` back off exponentially to 5 min for
+//! `reconcile_max_polls` polls (their webhook normally comes meanwhile), then to one hour, and
+//! are polled until they end: Smart Glocal stops retrying a webhook nobody took, and a refund
+//! must not stay `in_progress` in the ledger after it ended. On start, attempts a previous
 //! process left `pending` become `unknown` first, so a `kill -9` at any point loses nothing.
 //!
 //! Through a storage fault, [`watch_ledger`] probes the ledger until it can write again, then
@@ -30,8 +32,12 @@ use crate::state::AppState;
 /// How long past the upstream timeout a `pending` attempt whose payment nobody holds waits
 /// before a pass adopts it (its sender records the answer, or the timeout, meanwhile).
 const ORPHAN_MARGIN: Duration = Duration::from_secs(2);
-/// Longest wait between two polls of one refund `in_progress`.
+/// Longest wait between two polls of one refund `in_progress`, for its first
+/// `reconcile_max_polls` polls.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Longest wait between two polls of a refund still `in_progress` after
+/// `reconcile_max_polls` polls: its webhook is late, or will never come.
+const LATE_MAX_WAIT: Duration = Duration::from_secs(3600);
 /// How often a ledger that cannot write is probed (recovery needs no traffic).
 const FAULT_PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// Longest wait between two polls of an unresolved attempt: its amount is held back meanwhile.
@@ -132,12 +138,15 @@ pub async fn adopt_orphans(state: &AppState, before: i64) -> Result<usize, sqlx:
 }
 
 /// The wait before poll number `polls + 1` of a row: doubling from `interval`, capped at
-/// [`UNRESOLVED_MAX_WAIT`] for unresolved attempts and [`MAX_BACKOFF`] for the others.
-pub fn poll_wait(interval: Duration, polls: i64, unresolved: bool) -> Duration {
+/// [`UNRESOLVED_MAX_WAIT`] for unresolved attempts, at [`MAX_BACKOFF`] for a refund in
+/// progress polled fewer than `max_polls` times and at [`LATE_MAX_WAIT`] after that.
+pub fn poll_wait(interval: Duration, polls: i64, unresolved: bool, max_polls: u32) -> Duration {
     let cap = if unresolved {
         UNRESOLVED_MAX_WAIT
-    } else {
+    } else if polls < i64::from(max_polls) {
         MAX_BACKOFF
+    } else {
+        LATE_MAX_WAIT
     };
     let polls = u32::try_from(polls.max(0)).unwrap_or(u32::MAX);
     Backoff::doubling(interval, cap).delay(polls)
@@ -150,6 +159,7 @@ fn next_poll_at(state: &AppState, row: &RefundRow, polls: i64) -> i64 {
             state.config.reconcile_interval,
             polls,
             unresolved,
+            state.config.reconcile_max_polls,
         ))
 }
 
@@ -174,11 +184,7 @@ pub async fn tick(state: &AppState) {
     let in_progress_before = now.saturating_sub(millis(config.reconcile_in_progress_after));
     let rows = match state
         .ledger
-        .due_for_reconcile(
-            stale_pending,
-            in_progress_before,
-            config.reconcile_max_polls,
-        )
+        .due_for_reconcile(stale_pending, in_progress_before)
         .await
     {
         Ok(rows) => rows,
@@ -331,25 +337,30 @@ mod tests {
     fn an_unresolved_attempt_is_polled_at_least_every_ten_seconds() {
         let interval = Duration::from_secs(5);
         let waits: Vec<u64> = (0..12)
-            .map(|polls| poll_wait(interval, polls, true).as_secs())
+            .map(|polls| poll_wait(interval, polls, true, 10).as_secs())
             .collect();
         assert_eq!(waits, [5, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10]);
-        assert_eq!(poll_wait(interval, 12, false), MAX_BACKOFF);
-        assert_eq!(poll_wait(interval, 1, false), Duration::from_secs(10));
+        assert_eq!(poll_wait(interval, 9, false, 10), MAX_BACKOFF);
+        assert_eq!(poll_wait(interval, 1, false, 10), Duration::from_secs(10));
     }
 
     #[test]
-    fn a_refund_in_progress_backs_off_to_five_minutes_whatever_the_interval() {
-        let waits: Vec<u64> = (0..8)
-            .map(|polls| poll_wait(Duration::from_secs(5), polls, false).as_secs())
+    fn a_refund_in_progress_backs_off_to_five_minutes_then_to_an_hour_and_is_never_dropped() {
+        let waits: Vec<u64> = (0..14)
+            .map(|polls| poll_wait(Duration::from_secs(5), polls, false, 10).as_secs())
             .collect();
-        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300]);
-        // A tiny interval still reaches the cap, and a huge poll count does not overflow.
-        let tiny = Duration::from_millis(1);
-        assert_eq!(poll_wait(tiny, 30, false), MAX_BACKOFF);
-        assert_eq!(poll_wait(tiny, i64::MAX, false), MAX_BACKOFF);
         assert_eq!(
-            poll_wait(tiny, -1, false),
+            waits,
+            [5, 10, 20, 40, 80, 160, 300, 300, 300, 300, 3600, 3600, 3600, 3600]
+        );
+        // A tiny interval still reaches each cap, and a huge poll count does not overflow.
+        let tiny = Duration::from_millis(1);
+        assert_eq!(poll_wait(tiny, 9, false, 30), tiny * 512);
+        assert_eq!(poll_wait(tiny, 29, false, 30), MAX_BACKOFF);
+        assert_eq!(poll_wait(tiny, 30, false, 30), LATE_MAX_WAIT);
+        assert_eq!(poll_wait(tiny, i64::MAX, false, 30), LATE_MAX_WAIT);
+        assert_eq!(
+            poll_wait(tiny, -1, false, 30),
             tiny,
             "a negative count is the first poll"
         );

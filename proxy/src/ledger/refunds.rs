@@ -419,13 +419,12 @@ impl Ledger {
 
     /// Rows reconciliation should look at now: `unknown` attempts, `pending` ones older than
     /// `stale_pending_before` (their request is long gone), and refunds `in_progress` since
-    /// before `in_progress_before` (those at most `max_polls` times: their webhook will come).
-    /// Unresolved attempts are looked at until resolved, however many polls that takes.
+    /// before `in_progress_before`, each once its `next_poll_at` has come. Every one is looked
+    /// at until it ends, however many polls that takes.
     pub async fn due_for_reconcile(
         &self,
         stale_pending_before: i64,
         in_progress_before: i64,
-        max_polls: u32,
     ) -> Result<Vec<RefundRow>, sqlx::Error> {
         self.read()
             .fetch_all(
@@ -434,13 +433,11 @@ impl Ledger {
                          OR (state = 'pending' AND updated_at < ?)
                          OR (state = 'in_progress' AND updated_at < ?))
                        AND (next_poll_at IS NULL OR next_poll_at <= ?)
-                       AND (state != 'in_progress' OR polls < ?)
                      ORDER BY key"
                 ))
                 .bind(stale_pending_before)
                 .bind(in_progress_before)
-                .bind(now_ms())
-                .bind(i64::from(max_polls)),
+                .bind(now_ms()),
             )
             .await
     }

@@ -194,3 +194,61 @@ async fn a_chargeback_is_added_to_the_payments_history() {
     assert_eq!(view["refunds"][0]["is_chargeback"], true);
     assert_eq!(view["refunds"][0]["amount"]["amount"], 990);
 }
+
+/// The ledger's state of the attempt and how many times reconciliation polled it.
+async fn ledger_row(app: &TestApp, attempt: &str) -> (String, i64) {
+    let ledger = LedgerSql::open(app).await;
+    let state = ledger
+        .text("SELECT state FROM refunds WHERE attempt_id = $1", attempt)
+        .await;
+    let polls = ledger
+        .text(
+            "SELECT CAST(polls AS TEXT) FROM refunds WHERE attempt_id = $1",
+            attempt,
+        )
+        .await;
+    ledger.close().await;
+    (state, polls.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_refund_whose_webhook_never_comes_is_recorded_as_it_ended_after_its_polls_run_out() {
+    // Smart Glocal finishes the refund 3 s after taking it and never sends the webhook (it
+    // gave up, or lost it). By then reconciliation has polled it `reconcile_max_polls` times.
+    let sandbox = sandbox::Sandbox::start(
+        sandbox::SandboxConfig::demo()
+            .fast()
+            .with_webhook_delay(std::time::Duration::from_secs(3)),
+    )
+    .await;
+    let mut options = Options::new(sandbox.base_url());
+    options.reconcile_interval_ms = 50;
+    options.reconcile_max_polls = 2;
+    let app = spawn_app_with(options).await;
+    sandbox.set_webhook_url(app.webhook_url());
+    sandbox
+        .inject(sandbox::FaultRequest::new(sandbox::Fault::NoWebhook))
+        .await;
+    let (status, view) = app
+        .refund("ps_usd_1001", &submission(Some(2500), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{view}");
+    let attempt = view["attempt_id"].as_str().unwrap().to_owned();
+    eventually(
+        10,
+        "polled as often as reconcile_max_polls says",
+        || async { ledger_row(&app, &attempt).await.1 >= 2 },
+    )
+    .await;
+    assert_eq!(
+        ledger_row(&app, &attempt).await.0,
+        "in_progress",
+        "Smart Glocal has not finished it yet"
+    );
+    // Polling goes on, more slowly, until the ledger holds how the refund ended.
+    eventually(10, "the ledger records the refund accepted", || async {
+        ledger_row(&app, &attempt).await.0 == "accepted"
+    })
+    .await;
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
+}
