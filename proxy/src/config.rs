@@ -213,6 +213,34 @@ pub enum ConfigError {
     File { path: String, reason: String },
 }
 
+/// Where a TOML file is wrong and what is wrong, without the file's text: toml's own
+/// `Display` quotes the whole offending line, and serde's messages quote string values
+/// (`invalid type: string "…"`), either of which may be a secret or a database password.
+fn toml_reason(text: &str, error: &toml::de::Error) -> String {
+    let mut message = String::new();
+    let mut quoted = false;
+    for c in error.message().chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                quoted = true;
+                message.push_str("\"…\"");
+            }
+            ('"', true) => quoted = false,
+            (c, false) => message.push(c),
+            (_, true) => {}
+        }
+    }
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
 impl Settings {
     /// Reads a TOML file and resolves its relative paths (see [`PATHS_HELP`]).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -222,7 +250,7 @@ impl Settings {
         })?;
         let mut settings: Settings = toml::from_str(&text).map_err(|e| ConfigError::File {
             path: path.display().to_string(),
-            reason: e.to_string(),
+            reason: toml_reason(&text, &e),
         })?;
         // Absolute first, so `-c proxy.toml` from inside `demo/` still finds its parent.
         let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
@@ -675,6 +703,35 @@ mod tests {
         );
         assert_eq!(merged.allowed_origins.unwrap(), ["http://a.example"]);
         assert_eq!(merged.database, None, "an absent setting stays absent");
+    }
+
+    #[test]
+    fn a_wrong_config_file_is_named_by_line_and_never_shows_its_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("proxy.toml");
+        let cases = [
+            // A misspelt key: toml's own message would quote the whole line.
+            "listen = \"127.0.0.1:1\"\nagent_token_secet = \"s3cret-value-1\"\n",
+            // A bad escape inside a secret.
+            "listen = \"127.0.0.1:1\"\nagent_token_secret = \"s3cret\\qvalue-1\"\n",
+            // A string where a number goes: serde quotes the value.
+            "\ndatabase_pool_size = \"s3cret-value-1\"\n",
+            // A database URL with its password, unterminated.
+            "database = \"postgres://u:s3cret-value-1@h/db\n",
+        ];
+        for case in cases {
+            std::fs::write(&file, case).unwrap();
+            let error = Settings::from_file(&file).unwrap_err().to_string();
+            assert!(!error.contains("s3cret"), "{error}");
+            let line = if case.starts_with("database =") { 1 } else { 2 };
+            assert!(error.contains(&format!("line {line}, column ")), "{error}");
+        }
+        std::fs::write(&file, "agent_token_secet = \"x\"\n").unwrap();
+        let error = Settings::from_file(&file).unwrap_err().to_string();
+        assert!(
+            error.contains("unknown field `agent_token_secet`"),
+            "{error}"
+        );
     }
 
     #[test]
