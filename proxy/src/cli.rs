@@ -224,7 +224,8 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             if agent.is_empty() {
                 return Err("--agent must name an agent".into());
             }
-            let ledger = Ledger::connect(&database(*settings)?)
+            let database = database(*settings)?;
+            let ledger = Ledger::open_existing(&database)
                 .await
                 .map_err(|e| e.to_string())?;
             // A token may say it was issued up to the accepted clock skew ahead of our clock:
@@ -236,8 +237,9 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             ledger.close().await;
             revoked.map_err(|e| e.to_string())?;
             eprintln!(
-                "proxy: tokens of `{agent}` issued until now (or up to {}s ahead, the clock skew accepted) are refused from now on",
-                crate::auth::LEEWAY_SECS
+                "proxy: tokens of `{agent}` issued until now (or up to {}s ahead, the clock skew accepted) are refused from now on by every proxy serving {}",
+                crate::auth::LEEWAY_SECS,
+                database.describe()
             );
             Ok(())
         }

@@ -372,6 +372,42 @@ impl Ledger {
         Ok(ledger)
     }
 
+    /// The ledger a proxy serves from, opened to write beside it (`proxy revoke`): never
+    /// created and never migrated. A command run without the proxy's config must not write to
+    /// a fresh, empty ledger of its own and report success, nor move the schema of a shared
+    /// PostgreSQL ledger under replicas still running an older version.
+    pub async fn open_existing(database: &Database) -> Result<Self, sqlx::Error> {
+        let refuse = |why: String| sqlx::Error::Configuration(why.into());
+        let described = database.describe();
+        if let Database::Sqlite(path) = database {
+            if !path.is_file() {
+                return Err(refuse(format!(
+                    "no ledger at {described}: name the one the proxy serves from (-c its config file, or --database)"
+                )));
+            }
+        }
+        let (migrator, reader) = match database {
+            Database::Sqlite(_) => (&MIGRATOR, Self::open_read_only(database).await?),
+            Database::Postgres(target) => (&PG_MIGRATOR, Self::connect_postgres(target).await?),
+        };
+        let applied = reader
+            .read()
+            .fetch_one::<i64>(&sql::Sql::new(
+                "SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) FROM _sqlx_migrations WHERE success",
+            ))
+            .await;
+        reader.close().await;
+        let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        match applied {
+            // Current already: opening it the usual way migrates nothing.
+            Ok(version) if version == latest => Self::connect(database).await,
+            Ok(version) => Err(refuse(format!(
+                "the ledger at {described} is at schema version {version}, this proxy's is {latest}: run the command with the proxy version that serves it"
+            ))),
+            Err(_) => Err(refuse(format!("{described} is not a proxy's ledger"))),
+        }
+    }
+
     /// Opens an existing ledger to read only (`proxy export`, `proxy verify-ledger`): no
     /// migration, no write, no journal-mode change, so it runs beside a busy proxy without
     /// taking a lock (changing the journal mode would, and fails at once under load).

@@ -810,6 +810,78 @@ async fn proxy_revoke_refuses_an_agents_earlier_tokens_and_survives_a_restart() 
     assert_eq!(code_with(&app, &app.token("alice")).await.0, StatusCode::OK);
 }
 
+#[tokio::test]
+async fn proxy_revoke_never_creates_a_ledger_nor_migrates_one() {
+    // Run where the proxy's config is not: the default database is not there.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join(".data/proxy.sqlite");
+    let output = proxy_bin()
+        .args(["revoke", "--agent", "alice"])
+        .env("PROXY_DATABASE", &missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no ledger at"), "{stderr}");
+    assert!(!missing.exists() && !dir.path().join(".data").exists());
+
+    // A ledger of an older schema is refused as it is, not migrated. (On PostgreSQL the
+    // test database is shared by the suite's tests: the SQLite case shows the check.)
+    if on_postgres() {
+        return;
+    }
+    let app = spawn_app(NO_UPSTREAM).await;
+    let ledger = LedgerSql::open(&app).await;
+    let latest = ledger
+        .int("SELECT MAX(version) FROM _sqlx_migrations")
+        .await;
+    ledger
+        .execute(&format!(
+            "UPDATE _sqlx_migrations SET success = 0 WHERE version = {latest}"
+        ))
+        .await;
+    let revoke = || {
+        proxy_bin()
+            .args(["revoke", "--agent", "alice"])
+            .env("PROXY_DATABASE", &app.database)
+            .output()
+            .unwrap()
+    };
+    let output = revoke();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("schema version"), "{stderr}");
+    assert_eq!(
+        ledger
+            .int("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 0")
+            .await,
+        1,
+        "nothing migrated"
+    );
+    assert_eq!(
+        ledger.int("SELECT COUNT(*) FROM agent_revocations").await,
+        0
+    );
+    // Current again: the revocation is written, and the answer names the ledger.
+    ledger
+        .execute(&format!(
+            "UPDATE _sqlx_migrations SET success = 1 WHERE version = {latest}"
+        ))
+        .await;
+    let output = revoke();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&app.database.display().to_string()),
+        "{stderr}"
+    );
+    assert_eq!(
+        ledger.int("SELECT COUNT(*) FROM agent_revocations").await,
+        1
+    );
+    ledger.close().await;
+}
+
 /// A malformed query string gets the proxy's own error body, not the extractor's text.
 #[tokio::test]
 async fn an_event_streams_malformed_query_gets_a_stable_code() {
