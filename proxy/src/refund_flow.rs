@@ -425,16 +425,16 @@ pub async fn decide(
         match decision {
             Decision::Reject => {
                 let detail = format!("rejected by {who}{said}");
-                fail(
+                let closed = close_request(
                     &state,
                     &row,
                     ErrorCode::ApprovalRejected,
                     &detail,
                     HistoryKind::Rejected,
                 )
-                .await?;
-                let row = state.ledger.find_by_key(row.key).await?.unwrap_or(row);
-                Ok((StatusCode::OK, row.view()))
+                .await?
+                .ok_or(ApiError::Rule(ErrorCode::NotAwaitingApproval))?;
+                Ok((StatusCode::OK, closed.view()))
             }
             Decision::Approve => {
                 approve_and_send(
@@ -462,8 +462,10 @@ async fn approve_and_send(
     // What remains now decides: the payment may have been refunded while this waited.
     if let Err(code) = view.check_amount(row.money()) {
         let detail = format!("{detail}, but it can no longer be sent: {}", code.name());
-        fail(state, row, code, &detail, HistoryKind::Failed).await?;
-        return Err(ApiError::Rule(code));
+        return match close_request(state, row, code, &detail, HistoryKind::Failed).await? {
+            Some(_) => Err(ApiError::Rule(code)),
+            None => Err(ApiError::Rule(ErrorCode::NotAwaitingApproval)),
+        };
     }
     let payment = upstream.payment().ok_or(ApiError::PaymentNotFound)?;
     let refunds_before: Vec<String> = payment.refunds.iter().map(|r| r.id.to_string()).collect();
@@ -494,14 +496,30 @@ pub async fn expire(state: &AppState, row: &RefundRow) -> Result<(), ApiError> {
         "nobody approved it within {}",
         humantime::format_duration(state.config.approval_ttl)
     );
-    fail(
+    close_request(
         state,
         row,
         ErrorCode::ApprovalExpired,
         &detail,
         HistoryKind::Expired,
     )
-    .await
+    .await?;
+    Ok(())
+}
+
+/// Closes the request `row` `failed` with `code`, nothing sent, if it is still awaiting
+/// approval (see [`crate::ledger::Ledger::close_request`]); `None` if it is not any more.
+async fn close_request(
+    state: &AppState,
+    row: &RefundRow,
+    code: ErrorCode,
+    detail: &str,
+    kind: HistoryKind,
+) -> Result<Option<RefundRow>, ApiError> {
+    Ok(state
+        .ledger
+        .close_request(row.key, failure(code, detail, kind))
+        .await?)
 }
 
 async fn fail(
@@ -511,15 +529,21 @@ async fn fail(
     detail: &str,
     kind: HistoryKind,
 ) -> Result<(), ApiError> {
-    let change = Change {
+    state
+        .ledger
+        .change(row.key, failure(code, detail, kind))
+        .await?;
+    Ok(())
+}
+
+fn failure(code: ErrorCode, detail: &str, kind: HistoryKind) -> Change {
+    Change {
         state: Some(RefundState::Failed),
         error_code: Some(code),
         error_detail: Some(detail.to_owned()),
         detail: Some(detail.to_owned()),
         ..Change::new(kind)
-    };
-    state.ledger.change(row.key, change).await?;
-    Ok(())
+    }
 }
 
 async fn unknown(state: &AppState, row: &RefundRow, detail: &str) -> Result<Answer, ApiError> {

@@ -708,6 +708,26 @@ pub(crate) mod test_rows {
         (dir, ledger)
     }
 
+    /// Attempt `n` of alice on `session`, `amount` USD cents, about to be sent (`pending`).
+    pub fn new_attempt(session: &shared::SessionId, n: u64, amount: u64) -> NewAttempt {
+        NewAttempt {
+            attempt_id: AttemptId::from_random(n.into()),
+            session_id: session.clone(),
+            agent: "alice".into(),
+            amount: Money::new(amount, Currency::parse("usd").unwrap()),
+            full_refund: false,
+            reason: RefundReason::Duplicate,
+            note: None,
+            idempotency_key: shared::IdempotencyKey::parse(&format!("batch-key-000000{n}"))
+                .unwrap(),
+            request_hash: "h".into(),
+            refunds_before: Vec::new(),
+            daily_limit: None,
+            state: RefundState::Pending,
+            role: None,
+        }
+    }
+
     /// An attempt through the proxy of `amount` USD cents, in `state`, made at `created_at`.
     pub fn attempt(key: i64, amount: i64, state: RefundState, created_at: i64) -> RefundRow {
         RefundRow {

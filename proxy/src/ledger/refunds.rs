@@ -305,6 +305,29 @@ impl Ledger {
         tx.finish(journal, result).await
     }
 
+    /// Closes the request `key` with `change` (rejected, expired, or no longer sendable),
+    /// provided it is still `awaiting_approval`, read again inside this transaction; else
+    /// nothing changes (`None`). Its payment's lock is what keeps a second decision out, and
+    /// a lock can be lost (a PostgreSQL restart drops advisory locks): an approval sent
+    /// meanwhile must never be overwritten as rejected, "nothing was sent".
+    pub async fn close_request(
+        &self,
+        key: i64,
+        change: Change,
+    ) -> Result<Option<RefundRow>, sqlx::Error> {
+        let mut tx = self.write().await?;
+        let mut journal = Entries::default();
+        let result = async {
+            let row = row_by_key(&mut tx, key).await?;
+            if row.state != RefundState::AwaitingApproval {
+                return Ok(None);
+            }
+            change_row(&mut tx, &mut journal, &row, &change).await
+        }
+        .await;
+        tx.finish(journal, result).await
+    }
+
     /// Reconciliation's verdict on attempt `key`, which Smart Glocal has shown no refund for
     /// long enough: `failed`, provided it still is what was judged, read again inside this
     /// transaction (unresolved, no refund id, no contradiction flagged). A webhook matches
@@ -1028,6 +1051,48 @@ mod tests {
 
     fn keys(row: Option<RefundRow>) -> Option<i64> {
         row.map(|r| r.key)
+    }
+
+    /// Two decisions on one request, the payment's lock lost between them (a PostgreSQL
+    /// restart drops advisory locks): the approval went out first, so the rejection (or the
+    /// expiry) that follows changes nothing; a request still awaiting is closed.
+    #[tokio::test]
+    async fn a_request_is_closed_only_while_it_still_awaits_approval() {
+        use crate::ledger::test_rows::{new_attempt, temporary_ledger};
+        let (_dir, ledger) = temporary_ledger().await;
+        let session = SessionId::parse("ps_approval").unwrap();
+        let mut keys = Vec::new();
+        for n in [1, 2] {
+            let mut request = new_attempt(&session, n, 5_000);
+            request.state = RefundState::AwaitingApproval;
+            let Ok(Inserted::New(row)) = ledger.insert_attempt(&request).await else {
+                panic!("request {n} not recorded");
+            };
+            keys.push(row.key);
+        }
+        let approved = ledger
+            .approve(keys[0], &[], "approved by bob")
+            .await
+            .unwrap();
+        assert!(matches!(approved, Approved::Pending(_)));
+        let rejection = || Change {
+            state: Some(RefundState::Failed),
+            error_code: Some(ErrorCode::ApprovalRejected),
+            detail: Some("rejected by carol".into()),
+            ..Change::new(HistoryKind::Rejected)
+        };
+        assert!(ledger
+            .close_request(keys[0], rejection())
+            .await
+            .unwrap()
+            .is_none());
+        let sent = ledger.find_by_key(keys[0]).await.unwrap().unwrap();
+        assert_eq!((sent.state, sent.error_code), (RefundState::Pending, None));
+        let closed = ledger.close_request(keys[1], rejection()).await.unwrap();
+        assert_eq!(
+            closed.map(|r| (r.state, r.error_code)),
+            Some((RefundState::Failed, Some(ErrorCode::ApprovalRejected)))
+        );
     }
 
     #[test]

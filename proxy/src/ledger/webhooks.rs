@@ -210,7 +210,7 @@ async fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::test_rows::temporary_ledger as ledger;
+    use crate::ledger::test_rows::{new_attempt, temporary_ledger as ledger};
 
     fn refund(id: &str, amount: u64, status: &str) -> sg::Refund {
         serde_json::from_value(serde_json::json!({
@@ -340,25 +340,6 @@ mod tests {
         assert_eq!((chain.verified, chain.broken), (8, None));
     }
 
-    fn attempt(session: &SessionId, n: u64, amount: u64) -> crate::ledger::NewAttempt {
-        use shared::{AttemptId, Currency, IdempotencyKey, Money};
-        crate::ledger::NewAttempt {
-            attempt_id: AttemptId::from_random(n.into()),
-            session_id: session.clone(),
-            agent: "alice".into(),
-            amount: Money::new(amount, Currency::parse("usd").unwrap()),
-            full_refund: false,
-            reason: shared::api::RefundReason::Duplicate,
-            note: None,
-            idempotency_key: IdempotencyKey::parse(&format!("batch-key-000000{n}")).unwrap(),
-            request_hash: "h".into(),
-            refunds_before: Vec::new(),
-            daily_limit: None,
-            state: crate::ledger::RefundState::Pending,
-            role: None,
-        }
-    }
-
     /// Reconciliation judged an attempt absent at Smart Glocal; before its verdict is written,
     /// a webhook (which takes no payment lock) gives the attempt its refund. The verdict is
     /// checked again in its own transaction: the refund wins, the attempt is not failed.
@@ -370,7 +351,7 @@ mod tests {
         let mut keys = Vec::new();
         for n in [1, 2] {
             let Ok(Inserted::New(row)) = ledger
-                .insert_attempt(&attempt(&session, n, 1_500 * n))
+                .insert_attempt(&new_attempt(&session, n, 1_500 * n))
                 .await
             else {
                 panic!("attempt {n} not recorded");
@@ -414,7 +395,8 @@ mod tests {
         use crate::ledger::{Change, Inserted, RefundState};
         let (_dir, ledger) = ledger().await;
         let session = SessionId::parse("ps_late").unwrap();
-        let Ok(Inserted::New(row)) = ledger.insert_attempt(&attempt(&session, 1, 900)).await else {
+        let Ok(Inserted::New(row)) = ledger.insert_attempt(&new_attempt(&session, 1, 900)).await
+        else {
             panic!("attempt not recorded");
         };
         let lost = Change {
@@ -459,7 +441,9 @@ mod tests {
         // One attempt whose answer was lost (`unknown`), then a second one, `pending` (a
         // payment has one `pending` attempt at most).
         for n in [1, 2] {
-            let inserted = ledger.insert_attempt(&attempt(&session, n, 1_500)).await;
+            let inserted = ledger
+                .insert_attempt(&new_attempt(&session, n, 1_500))
+                .await;
             let Ok(crate::ledger::Inserted::New(row)) = inserted else {
                 panic!("attempt {n} not recorded: {inserted:?}");
             };
@@ -471,7 +455,7 @@ mod tests {
                 ledger.change(row.key, lost).await.unwrap();
             }
         }
-        let inserted = ledger.insert_attempt(&attempt(&other, 3, 700)).await;
+        let inserted = ledger.insert_attempt(&new_attempt(&other, 3, 700)).await;
         assert!(matches!(inserted, Ok(crate::ledger::Inserted::New(_))));
         let jobs = [
             job(&session, vec![refund("rf_a", 1_500, "accepted")]),
