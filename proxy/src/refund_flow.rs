@@ -132,7 +132,13 @@ where
     Fut: std::future::Future<Output = Result<Answer, ApiError>> + Send,
 {
     tokio::spawn(async move {
-        let _serialised = state.locks.lock(&session).await?;
+        let _serialised = state.locks.lock(&session).await.map_err(|e| {
+            if crate::ledger::is_lock_wait_over(&e) {
+                ApiError::RefundInFlight
+            } else {
+                ApiError::from(e)
+            }
+        })?;
         work(state.clone(), session.clone()).await
     })
     .await

@@ -96,9 +96,16 @@ impl Drop for Unfinished {
     }
 }
 
-/// The advisory lock key of a payment: 64 bits of SHA-256 of its id. Two payments sharing
-/// a key would only wait for each other.
-fn key(session: &SessionId) -> i64 {
+/// Whether `error` is a wait for a payment's lock that outlasted the ledger's `lock_wait`
+/// (PostgreSQL's `lock_timeout`, SQLSTATE 55P03): another replica holds the payment.
+pub fn is_lock_wait_over(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("55P03"))
+}
+
+/// The advisory lock key of a payment on PostgreSQL (`pg_locks.objid` and `classid` hold its
+/// halves): 64 bits of SHA-256 of its id. Two payments sharing a key would only wait for
+/// each other.
+pub fn advisory_key(session: &SessionId) -> i64 {
     let digest = Sha256::digest(format!("payment:{session}").as_bytes());
     let mut bytes = [0; 8];
     bytes.copy_from_slice(&digest[..8]);
@@ -131,8 +138,9 @@ impl PaymentLocks {
         map.entry(session.clone()).or_default().clone()
     }
 
-    /// Waits for the payment's lock. Fails only when the database cannot be reached (the
-    /// caller answers 503: nothing was decided).
+    /// Waits for the payment's lock. Fails when the database cannot be reached (the caller
+    /// answers 503: nothing was decided), or on PostgreSQL when another replica held the
+    /// payment longer than the ledger's `lock_wait` ([`is_lock_wait_over`]: 409).
     pub async fn lock(&self, session: &SessionId) -> Result<PaymentGuard, sqlx::Error> {
         let local = self.slot(session).lock_owned().await;
         let shared = match &self.shared {
@@ -144,7 +152,7 @@ impl PaymentLocks {
                     .acquire_owned()
                     .await
                     .map_err(|_| sqlx::Error::PoolClosed)?;
-                let key = key(session);
+                let key = advisory_key(session);
                 let mut waiting = Unfinished(Some(shared.pool.acquire().await?));
                 if let Some(conn) = waiting.0.as_mut() {
                     sqlx::query("SELECT pg_advisory_lock($1)")
@@ -170,7 +178,7 @@ impl PaymentLocks {
             None => None,
             Some(shared) => {
                 let turn = shared.turns.clone().try_acquire_owned().ok()?;
-                let key = key(session);
+                let key = advisory_key(session);
                 let mut asking = Unfinished(Some(shared.pool.acquire().await.ok()?));
                 let conn = asking.0.as_mut()?;
                 let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
@@ -201,7 +209,7 @@ mod tests {
     fn each_payment_has_its_own_stable_key() {
         let a = SessionId::parse("ps_1").unwrap();
         let b = SessionId::parse("ps_2").unwrap();
-        assert_eq!(key(&a), key(&a));
-        assert_ne!(key(&a), key(&b));
+        assert_eq!(advisory_key(&a), advisory_key(&a));
+        assert_ne!(advisory_key(&a), advisory_key(&b));
     }
 }

@@ -53,7 +53,7 @@ use tokio::sync::watch;
 pub use chain::{BrokenLine, ChainEntry, ChainReport};
 pub use journal::ExportRow;
 pub use kinds::{Origin, Source, WebhookOutcome};
-pub use locks::{PaymentGuard, PaymentLocks};
+pub use locks::{advisory_key, is_lock_wait_over, PaymentGuard, PaymentLocks};
 pub use refunds::{ApplyOutcome, Approved, Change, Inserted, NewAttempt};
 pub use sql::{insert_text, recurring_chunks, Engine};
 pub use sqlite::{settings as sqlite_settings, STATEMENT_CACHE as SQLITE_STATEMENT_CACHE};
@@ -93,7 +93,20 @@ pub struct PostgresTarget {
     pub pool_size: u32,
     /// How long getting a connection may take before the call fails (503).
     pub connect_timeout: Duration,
+    /// How long a refund waits for its payment's lock held by another replica before it is
+    /// answered `409 refund_in_flight` (see [`locks`]). [`Database::with_lock_wait`].
+    pub lock_wait: Duration,
 }
+
+/// How long PostgreSQL waits, with nothing heard from a replica's connection, before it
+/// probes it, between probes, and how many unanswered probes close it (with the payments'
+/// locks it holds): a replica whose host died frees its locks in about 25 s, where Linux's
+/// defaults take over two hours.
+const KEEPALIVES: [(&str, &str); 3] = [
+    ("tcp_keepalives_idle", "10"),
+    ("tcp_keepalives_interval", "5"),
+    ("tcp_keepalives_count", "3"),
+];
 
 impl Database {
     /// A path or `sqlite:` URL, or a `postgres://` / `postgresql://` URL. A URL that does
@@ -108,6 +121,7 @@ impl Database {
                 options,
                 pool_size: pool_size.max(2),
                 connect_timeout,
+                lock_wait: Duration::from_secs(60),
             })));
         }
         let path = text
@@ -118,6 +132,15 @@ impl Database {
             return Err("empty: a SQLite file path or a postgres:// URL".into());
         }
         Ok(Database::Sqlite(path.into()))
+    }
+
+    /// The same database, a refund waiting at most `wait` for its payment's lock on
+    /// PostgreSQL (60 s unless said); nothing changes on SQLite, whose locks are in-process.
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        if let Database::Postgres(target) = &mut self {
+            target.lock_wait = wait;
+        }
+        self
     }
 
     /// What to show in logs: the file, or `postgres://user@host:port/database`.
@@ -149,6 +172,17 @@ impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe())
     }
+}
+
+/// The lock pool's connections: [`KEEPALIVES`], and `lock_timeout` bounding the wait for a
+/// payment's lock (a lock wait past it fails with SQLSTATE 55P03).
+fn lock_options(target: &PostgresTarget) -> PgConnectOptions {
+    let wait = format!("{}ms", target.lock_wait.as_millis().max(1));
+    target
+        .options
+        .clone()
+        .options(KEEPALIVES)
+        .options([("lock_timeout", wait.as_str())])
 }
 
 impl std::fmt::Debug for PostgresTarget {
@@ -309,8 +343,10 @@ impl Ledger {
                 // A connection PostgreSQL dropped (a restart) is found out before it is used.
                 .test_before_acquire(true)
         };
-        let pool = options().connect_with(target.options.clone()).await?;
-        let lock_pool = options().connect_lazy_with(target.options.clone());
+        let pool = options()
+            .connect_with(target.options.clone().options(KEEPALIVES))
+            .await?;
+        let lock_pool = options().connect_lazy_with(lock_options(target));
         Ok(Self {
             store: Store::Postgres(Arc::new(PgStore {
                 pool,
@@ -632,6 +668,31 @@ mod tests {
         exec.fetch_one(&sql::Sql::new(format!("PRAGMA {name}")))
             .await
             .unwrap()
+    }
+
+    #[test]
+    fn lock_connections_bound_the_wait_and_probe_a_silent_peer() {
+        let database = Database::parse(
+            "postgres://u:p@h/db?options=-c%20search_path%3Dx",
+            4,
+            Duration::from_secs(1),
+        )
+        .unwrap()
+        .with_lock_wait(Duration::from_millis(2500));
+        let Database::Postgres(target) = database else {
+            panic!("a PostgreSQL target");
+        };
+        let options = lock_options(&target);
+        let options = options.get_options().unwrap_or_default();
+        for set in [
+            "-c search_path=x",
+            "-c tcp_keepalives_idle=10",
+            "-c tcp_keepalives_interval=5",
+            "-c tcp_keepalives_count=3",
+            "-c lock_timeout=2500ms",
+        ] {
+            assert!(options.contains(set), "{set} in {options}");
+        }
     }
 
     #[tokio::test]

@@ -235,6 +235,49 @@ async fn one_idempotency_key_sent_to_both_replicas_at_once_makes_one_refund() {
     assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
 }
 
+/// A payment's lock held elsewhere (a replica stuck, or whose host died and whose
+/// connection PostgreSQL has not yet closed) makes a refund wait a bounded time, then answer
+/// `409 refund_in_flight` with nothing sent, instead of hanging; once it is free, it goes.
+#[tokio::test]
+async fn a_payments_lock_held_elsewhere_is_waited_for_a_bounded_time_then_refused() {
+    use sqlx::Connection;
+    let sandbox = Sandbox::start(SandboxConfig::demo().fast()).await;
+    let database = cluster().fresh_database().unwrap();
+    // The wait: twice the upstream timeout and 5 s, so 6 s here.
+    let replica =
+        Replica::start(&sandbox, &database, &[("PROXY_UPSTREAM_TIMEOUT_MS", "500")]).await;
+    let session = shared::SessionId::parse("ps_usd_1001").unwrap();
+    let mut holder = sqlx::PgConnection::connect(&database).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(proxy::ledger::advisory_key(&session))
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let (status, body) = replica
+        .refund("ps_usd_1001", &submission(Some(1000), "usd", &fresh_key()))
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("refund_in_flight")),
+        "{body}"
+    );
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(30),
+        "{waited:?}"
+    );
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 0);
+
+    holder.close().await.unwrap();
+    let (status, body) = replica
+        .refund("ps_usd_1001", &submission(Some(1000), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
+}
+
 #[tokio::test]
 async fn a_webhook_received_by_one_replica_reaches_streams_on_the_other() {
     // Webhooks go to B; the agent watches through A.
