@@ -124,10 +124,24 @@ fn init_logging(json: bool) {
 /// The binary's whole `main`.
 pub async fn main() -> ExitCode {
     let matches = with_defaults_shown(Cli::command()).get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
+    let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    // Both layers read the environment; the subcommand's keeps only its own flags, so flags
+    // before the subcommand still win over the environment.
+    if let (Some(settings), Some((_, sub))) = (
+        cli.command.as_mut().and_then(Command::settings_mut),
+        matches.subcommand(),
+    ) {
+        match std::mem::take(settings).given_on_command_line(sub) {
+            Ok(flags) => *settings = flags,
+            Err(e) => {
+                eprintln!("proxy: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     match dispatch(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         // Said on stdout already; 1 tells a script the ledger was tampered with.
@@ -161,6 +175,19 @@ pub fn with_defaults_shown(command: clap::Command) -> clap::Command {
     names.iter().fold(command, |command, name| {
         command.mut_subcommand(name, with_defaults_shown)
     })
+}
+
+impl Command {
+    /// The subcommand's own layer of settings (flags after it, and the environment).
+    fn settings_mut(&mut self) -> Option<&mut Settings> {
+        match self {
+            Command::Serve { settings }
+            | Command::Token { settings, .. }
+            | Command::Revoke { settings, .. }
+            | Command::VerifyLedger { settings }
+            | Command::Export { settings, .. } => Some(settings),
+        }
+    }
 }
 
 /// Why a command did not succeed.

@@ -280,6 +280,30 @@ impl Settings {
         toml::from_str(DEFAULTS).expect("DEFAULTS names real settings with valid values")
     }
 
+    /// This layer without what `matches` (the clap matches it was read from) took from the
+    /// environment: what was given as flags.
+    pub fn given_on_command_line(
+        self,
+        matches: &clap::ArgMatches,
+    ) -> Result<Settings, ConfigError> {
+        let invalid = |e: String| ConfigError::Invalid {
+            name: "settings",
+            reason: e,
+        };
+        let config_file = self.config_file.clone();
+        let mut table = toml::Table::try_from(self).map_err(|e| invalid(e.to_string()))?;
+        for id in matches.ids() {
+            if matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::EnvVariable) {
+                table.remove(id.as_str());
+            }
+        }
+        let mut settings: Settings = table
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        settings.config_file = config_file;
+        Ok(settings)
+    }
+
     /// `self` with every setting `over` has replacing this one's. Layers merge as the TOML
     /// tables they are (an absent setting is an absent key), so no setting is listed twice.
     pub fn overridden_by(self, over: Settings) -> Result<Settings, ConfigError> {

@@ -215,3 +215,46 @@ async fn lines_from_before_the_chain_are_sealed_once_on_open() {
         "not sealed anew"
     );
 }
+
+/// Flags before the subcommand win over the environment, as flags after it do.
+#[tokio::test]
+async fn a_flag_before_the_subcommand_wins_over_the_environment() {
+    if on_postgres() {
+        return; // a SQLite file is what can be named missing
+    }
+    let app = spawn_app("http://127.0.0.1:9").await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let missing = elsewhere.path().join("not-a-ledger.sqlite");
+    for args in [
+        [
+            "--database",
+            app.database.to_str().unwrap(),
+            "verify-ledger",
+        ],
+        [
+            "verify-ledger",
+            "--database",
+            app.database.to_str().unwrap(),
+        ],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_proxy"))
+            .args(args)
+            .env("PROXY_DATABASE", &missing)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && said.contains("ledger intact"),
+            "{args:?}: {said} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // The environment alone still counts.
+    let output = Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .arg("verify-ledger")
+        .env("PROXY_DATABASE", &app.database)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(!missing.exists());
+}
