@@ -120,7 +120,12 @@ impl Options {
 impl From<DemoArgs> for Options {
     fn from(args: DemoArgs) -> Self {
         let ports = args.ports.unwrap_or(DEFAULT_PORTS);
-        let data_dir = args.data_dir.unwrap_or_else(|| {
+        // A relative folder is the caller's: the proxies run from the repository's root, so
+        // it is made absolute here, once, for them and for `--reset` alike.
+        let given = args
+            .data_dir
+            .map(|dir| std::path::absolute(&dir).unwrap_or(dir));
+        let data_dir = given.unwrap_or_else(|| {
             let data = root().join(".data");
             if ports == DEFAULT_PORTS {
                 data
@@ -576,6 +581,9 @@ mod tests {
         let options = parse(&["--no-build", "--data-dir", "/tmp/d"]).unwrap();
         assert!(!options.build);
         assert_eq!(options.data_dir, Path::new("/tmp/d"));
+        // Relative to where the command was run, whatever folder the proxies run in.
+        let options = parse(&["--data-dir", "d"]).unwrap();
+        assert_eq!(options.data_dir, std::env::current_dir().unwrap().join("d"));
     }
 
     #[test]
