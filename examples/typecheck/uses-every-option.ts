@@ -49,6 +49,8 @@ const element: SgRefundElement = found ?? created;
 element.session = "ps_456";
 element.proxy = "https://refunds.example";
 element.lang = "ru";
+element.token = "eyJ…";
+element.token = null; // fetchToken answers instead
 document.body.append(element);
 
 element.addEventListener("sg-refund:ready", (event) => {
@@ -70,6 +72,11 @@ element.addEventListener("sg-refund:error", (event) => {
 });
 // Events bubble: a listener on document is typed too.
 document.addEventListener("sg-refund:settled", (event) => console.log(event.detail.refundId));
+// On document, `ready` is also the widget's code having loaded, with `detail` null.
+document.addEventListener("sg-refund:ready", (event) => {
+  const detail: ReadyDetail | null = event.detail;
+  console.log(detail === null ? "loaded" : detail.session);
+});
 
 // The older way: mount into any element.
 window.sgRefund.ready.then((api) => {

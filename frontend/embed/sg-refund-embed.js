@@ -87,11 +87,18 @@ let inflight = null;
 // The last token `fetchToken` gave: a widget still holding an older one gets this one first.
 let latest = "";
 
-/** The newest token, asking `fetchToken` once for all concurrent callers. */
+/** The newest token, asking `fetchToken` once for all concurrent callers; a call that has
+ *  not answered in 15 s fails (the host hears `token_unavailable`), so a stalled backend
+ *  never leaves the widgets blank, and the next need asks again. */
 function freshToken() {
   if (!inflight) {
-    inflight = Promise.resolve()
-      .then(() => settings.fetchToken())
+    let timer;
+    inflight = Promise.race([
+      Promise.resolve().then(() => settings.fetchToken()),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error("fetchToken timed out")), 15000);
+      }),
+    ])
       .then((token) => {
         if (typeof token !== "string" || token === "") {
           throw new TypeError("fetchToken must resolve to a non-empty string");
@@ -99,6 +106,7 @@ function freshToken() {
         return (latest = token);
       })
       .finally(() => {
+        clearTimeout(timer);
         inflight = null;
       });
   }
@@ -202,6 +210,11 @@ class SgRefundElement extends HTMLElement {
   set proxy(value) { this.setAttribute("proxy", value); }
   get lang() { return this.getAttribute("lang") || settings.locale || ""; }
   set lang(value) { this.setAttribute("lang", value); }
+  get token() { return this.getAttribute("token"); }
+  set token(value) {
+    if (value == null) this.removeAttribute("token");
+    else this.setAttribute("token", value);
+  }
 
   connectedCallback() {
     elements.add(this);

@@ -153,6 +153,9 @@ export interface SgRefundElement extends HTMLElement {
   proxy: string;
   /** The language; changing it switches the widget. */
   lang: string;
+  /** An agent token given by the host (the `token` attribute; `null` removes it, and
+   *  `fetchToken` answers instead). */
+  token: string | null;
   addEventListener<K extends keyof SgRefundEventMap>(
     type: K,
     listener: (this: SgRefundElement, event: SgRefundEventMap[K]) => void,
@@ -193,7 +196,11 @@ declare global {
   interface HTMLElementTagNameMap {
     "sg-refund": SgRefundElement;
   }
-  interface GlobalEventHandlersEventMap extends SgRefundEventMap {}
+  interface GlobalEventHandlersEventMap extends Omit<SgRefundEventMap, "sg-refund:ready"> {
+    /** From an element: its payment is on screen. On `document` itself (its `target`), once:
+     *  the widget's code loaded, with `detail` `null`. */
+    "sg-refund:ready": CustomEvent<ReadyDetail | null>;
+  }
 }
 
 /** The ES module itself, imported by URL: `import { init } from "https://…/sg-refund-embed.js"`. */

@@ -82,7 +82,7 @@ pub fn emit(target: &web_sys::Element, name: &str, fields: &[(&str, JsValue)]) {
 
 /// Dispatches a bubbling, composed `CustomEvent` `name` on `target` with `detail` (`null`
 /// for none).
-pub fn dispatch(target: &web_sys::Element, name: &str, detail: &JsValue) {
+pub fn dispatch(target: &web_sys::EventTarget, name: &str, detail: &JsValue) {
     let init = web_sys::CustomEventInit::new();
     init.set_bubbles(true);
     init.set_composed(true);

@@ -37,9 +37,7 @@ pub fn boot() {
     expose_api();
     mount_all();
     if let Some(document) = web_sys::window().and_then(|w| w.document()) {
-        if let Ok(event) = web_sys::Event::new(READY_EVENT) {
-            let _ = document.dispatch_event(&event);
-        }
+        crate::dom::dispatch(&document, READY_EVENT, &JsValue::NULL);
     }
 }
 

@@ -595,3 +595,80 @@ fn the_widgets_files_arrive_compressed_and_the_widget_runs_from_them() {
         Ok(())
     });
 }
+
+#[test]
+fn a_fetch_token_that_never_answers_gives_up_after_fifteen_seconds_and_is_asked_again() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "16.00", "usd").await?;
+        ctx.client
+            .goto(&stack.page_url("/examples/element/", ""))
+            .await?;
+        // The merchant's backend hangs: its promise never settles.
+        let script = r#"
+            const [proxy, session] = arguments;
+            window.tokenCalls = 0;
+            window.api = window.sgRefund.init({
+              proxy,
+              fetchToken: () => { window.tokenCalls++; return new Promise(() => {}); },
+            });
+            document.getElementById("slot").append(window.api.create(session));
+        "#;
+        let args = vec![stack.proxy_url.clone().into(), session.as_str().into()];
+        ctx.client.execute(script, args.clone()).await?;
+        // The limit is 15 s; the widget's waits are shorter.
+        tokio::time::sleep(Duration::from_secs(14)).await;
+        let widget = Widget::new(&ctx.client, session.as_str());
+        let error = widget.text(testid::FORM_ERROR).await?;
+        assert!(error.contains("not signed in"), "{error}");
+        wait_until(
+            &ctx,
+            "the host heard token_unavailable for the timeout",
+            "return [...document.querySelectorAll('[data-testid=host-events] li')].some(li => li.textContent.includes('\"code\":\"token_unavailable\"') && li.textContent.includes('timed out'));",
+            vec![],
+        )
+        .await?;
+        // The stalled call is not kept: the next widget asks again.
+        ctx.client
+            .execute(
+                "document.getElementById('slot').append(window.api.create(arguments[1]));",
+                args,
+            )
+            .await?;
+        wait_until(
+            &ctx,
+            "fetchToken called again",
+            "return window.tokenCalls === 2;",
+            vec![],
+        )
+        .await?;
+        Ok(())
+    });
+}
+
+#[test]
+fn the_token_property_signs_an_element_in() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "17.00", "usd").await?;
+        let id = session.as_str();
+        e2e::demo::open(&ctx, stack, "").await?;
+        // No `init`: the host gives the token itself, as a property (how React and Vue set it).
+        let script = r#"
+            const [session, done] = arguments;
+            Promise.all([import("/sg-refund-embed.js"), import("/examples/shared/demo-backend.js")])
+              .then(([, backend]) => backend.fetchToken())
+              .then((token) => {
+                const element = document.createElement("sg-refund");
+                element.session = session;
+                document.body.append(element);
+                element.token = token;
+                done(element.getAttribute("token") === token && element.token === token);
+              }, (error) => done(String(error)));
+        "#;
+        let set = ctx.client.execute_async(script, vec![id.into()]).await?;
+        assert_eq!(set, Value::Bool(true), "the property is the attribute");
+        Widget::new(&ctx.client, id).wait_loaded().await?;
+        Ok(())
+    });
+}

@@ -133,3 +133,32 @@ fn a_widget_without_a_stream_rereads_fast_only_while_a_refund_has_just_set_off()
     assert!(!reads.due(0, 200_000.0));
     assert!(reads.due(0, 255_000.0));
 }
+
+/// The page hears once that the widget's code loaded: a `CustomEvent` on `document` whose
+/// `detail` is `null`, as documented (a plain `Event` had no `detail` at all).
+#[wasm_bindgen_test]
+fn the_page_hears_the_code_loaded_with_a_null_detail() {
+    let document = web_sys::window().unwrap().document().unwrap();
+    let heard: Rc<RefCell<Vec<JsValue>>> = Rc::default();
+    let heard_in_listener = heard.clone();
+    let listener = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+        let detail = js_sys::Reflect::get(&event, &JsValue::from_str("detail")).unwrap();
+        heard_in_listener.borrow_mut().push(detail);
+    });
+    document
+        .add_event_listener_with_callback(
+            frontend::embed::READY_EVENT,
+            listener.as_ref().unchecked_ref(),
+        )
+        .unwrap();
+    frontend::boot();
+    document
+        .remove_event_listener_with_callback(
+            frontend::embed::READY_EVENT,
+            listener.as_ref().unchecked_ref(),
+        )
+        .unwrap();
+    let heard = heard.borrow();
+    assert_eq!(heard.len(), 1);
+    assert!(heard[0].is_null(), "{:?}", heard[0]);
+}
