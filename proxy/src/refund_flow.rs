@@ -27,7 +27,7 @@ use axum::http::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use shared::api::{
-    ErrorCode, HistoryKind, RefundAmount, RefundState, RefundSubmission, RefundView,
+    ErrorCode, HistoryKind, PaymentView, RefundAmount, RefundState, RefundSubmission, RefundView,
 };
 use shared::smart_glocal::{self as sg, AmountDetails, RefundRequest};
 use shared::{AttemptId, Money, Note, SessionId};
@@ -465,7 +465,14 @@ async fn approve_and_send(
     approver: &str,
 ) -> Result<Answer, ApiError> {
     let (upstream, view) = fresh_view(state, session).await?;
-    // What remains now decides: the payment may have been refunded while this waited.
+    // What remains now decides: the payment may have been refunded while this waited. An
+    // attempt whose outcome is not known yet holds its amount back only until it is: if that
+    // is all that stands in the way, the request stays open for a later approval.
+    if view.check_amount(row.money()).is_err()
+        && unresolved_aside(&view).check_amount(row.money()).is_ok()
+    {
+        return Err(ApiError::RefundInFlight);
+    }
     if let Err(code) = view.check_amount(row.money()) {
         let detail = format!("{detail}, but it can no longer be sent: {}", code.name());
         return match close_request(state, row, code, &detail, HistoryKind::Failed).await? {
@@ -494,6 +501,16 @@ async fn approve_and_send(
         Approved::InFlight => Err(ApiError::RefundInFlight),
         Approved::NotAwaiting(_) => Err(ApiError::Rule(ErrorCode::NotAwaitingApproval)),
     }
+}
+
+/// `view` as if every attempt whose outcome is not known yet (`pending`, `unknown`) had
+/// moved no money.
+fn unresolved_aside(view: &PaymentView) -> PaymentView {
+    let mut aside = view.clone();
+    aside
+        .refunds
+        .retain(|r| !matches!(r.state, RefundState::Pending | RefundState::Unknown));
+    aside
 }
 
 /// Closes a request nobody approved within `approval_ttl_secs`; nothing was sent.

@@ -236,6 +236,53 @@ async fn approval_after_the_payment_was_refunded_meanwhile_is_refused_with_excee
 }
 
 #[tokio::test]
+async fn an_approval_held_back_only_by_an_unresolved_attempt_stays_open_until_it_resolves() {
+    let (sandbox, app) = four_eyes(|mut o| {
+        o.reconcile_interval_ms = 50;
+        o.reconcile_fail_after_ms = 1500;
+        o
+    })
+    .await;
+    let attempt = awaiting(&request(&app, &token("june", false, None), 8000).await);
+    // Another agent's $50.00 gets no answer (Smart Glocal took nothing): `unknown`, its
+    // amount held back until reconciliation knows.
+    sandbox
+        .inject(sandbox::FaultRequest::new(sandbox::Fault::Http500).on(sandbox::FaultRoute::Refund))
+        .await;
+    let half = request(&app, &token("mia", false, None), 5000).await;
+    assert_eq!(half.0, StatusCode::ACCEPTED, "{}", half.1);
+    assert_eq!(half.1["state"], "unknown", "{}", half.1);
+
+    let approver = token("sam", true, None);
+    let answer = decide(&app, &approver, &attempt, "approve", None).await;
+    refused(&answer, StatusCode::CONFLICT, "refund_in_flight");
+    let state_of_request = || async {
+        let payment = app.payment(PAYMENT).await;
+        payment["refunds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["attempt_id"] == attempt.as_str())
+            .map(|r| r["state"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    assert_eq!(
+        state_of_request().await,
+        "awaiting_approval",
+        "not closed for good"
+    );
+    assert_eq!(received(&sandbox).await, 0);
+
+    // Reconciliation finds nothing at Smart Glocal for mia's attempt: failed, the hold goes.
+    eventually(10, "the request can be approved", || async {
+        let answer = decide(&app, &approver, &attempt, "approve", None).await;
+        answer.0 == StatusCode::CREATED
+    })
+    .await;
+    assert_eq!(received(&sandbox).await, 1, "june's refund, once");
+}
+
+#[tokio::test]
 async fn a_rejection_needs_a_note_sends_nothing_and_is_final() {
     let (sandbox, app) = four_eyes(|o| o).await;
     let senior = token("sam", true, None);
