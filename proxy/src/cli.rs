@@ -262,9 +262,9 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 .saturating_add(i64::try_from(crate::auth::LEEWAY_SECS).unwrap_or(i64::MAX));
             let revoked = ledger.revoke_agent(agent, until).await;
             ledger.close().await;
-            revoked.map_err(|e| e.to_string())?;
+            let closed = revoked.map_err(|e| e.to_string())?;
             eprintln!(
-                "proxy: tokens of `{agent}` issued until now (or up to {}s ahead, the clock skew accepted) are refused from now on by every proxy serving {}",
+                "proxy: tokens of `{agent}` issued until now (or up to {}s ahead, the clock skew accepted) are refused from now on by every proxy serving {}; {closed} of their requests awaiting approval closed, nothing sent",
                 crate::auth::LEEWAY_SECS,
                 database.describe()
             );

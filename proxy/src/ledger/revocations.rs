@@ -1,14 +1,18 @@
 //! Agent revocations: `proxy revoke --agent alice` writes one row; every request of a token
 //! of alice issued until then is refused (see `auth`).
 
+use shared::api::{ErrorCode, HistoryKind, RefundState};
+
 use super::journal::Entries;
+use super::refunds::change_row;
 use super::sql::{Engine, Sql};
-use super::{now_ms, Ledger};
+use super::{now_ms, Change, Ledger, RefundRow};
 
 impl Ledger {
-    /// Refuses `agent`'s tokens issued at or before `until` (Unix seconds). A later
-    /// revocation only moves the line forward.
-    pub async fn revoke_agent(&self, agent: &str, until: i64) -> Result<(), sqlx::Error> {
+    /// Refuses `agent`'s tokens issued at or before `until` (Unix seconds), and closes the
+    /// agent's requests still awaiting approval; returns how many. A later revocation only
+    /// moves the line forward.
+    pub async fn revoke_agent(&self, agent: &str, until: i64) -> Result<usize, sqlx::Error> {
         let mut tx = self.write().await?;
         // SQLite's two-argument `MAX` is PostgreSQL's `GREATEST`.
         let later = match tx.engine() {
@@ -24,8 +28,41 @@ impl Ledger {
         .bind(agent)
         .bind(until)
         .bind(now_ms());
-        let result = tx.exec().execute(&upsert).await.map(|_| ());
-        tx.finish(Entries::default(), result).await
+        let mut journal = Entries::default();
+        let result = async {
+            tx.exec().execute(&upsert).await?;
+            // What the agent asked and nobody approved yet may have been asked by whoever
+            // holds their tokens: closed with them, nothing sent. The agent asks again with a
+            // new token if the request was theirs.
+            let waiting: Vec<RefundRow> = tx
+                .exec()
+                .fetch_all(
+                    &Sql::new("SELECT * FROM refunds WHERE agent = ? AND state = ? ORDER BY key")
+                        .bind(agent)
+                        .bind(RefundState::AwaitingApproval),
+                )
+                .await?;
+            let detail = format!("closed: the tokens of {agent} were revoked; nothing was sent");
+            let mut closed = 0;
+            for row in &waiting {
+                let change = Change {
+                    state: Some(RefundState::Failed),
+                    error_code: Some(ErrorCode::ApprovalRejected),
+                    error_detail: Some(detail.clone()),
+                    detail: Some(detail.clone()),
+                    ..Change::new(HistoryKind::Rejected)
+                };
+                if change_row(&mut tx, &mut journal, row, &change)
+                    .await?
+                    .is_some()
+                {
+                    closed += 1;
+                }
+            }
+            Ok(closed)
+        }
+        .await;
+        tx.finish(journal, result).await
     }
 
     /// Whether the event-stream ticket `id` (expiring at `expires_at`, Unix seconds) opens a

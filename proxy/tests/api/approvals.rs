@@ -283,6 +283,47 @@ async fn an_approval_held_back_only_by_an_unresolved_attempt_stays_open_until_it
 }
 
 #[tokio::test]
+async fn revoking_an_agent_closes_their_requests_awaiting_approval() {
+    let (sandbox, app) = four_eyes(|o| o).await;
+    let attempt = awaiting(&request(&app, &token("june", false, None), 8000).await);
+    let other = awaiting(&request(&app, &token("mia", false, None), 6000).await);
+    // june's tokens leaked: whoever held them may have asked for this refund.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .args(["revoke", "--agent", "june"])
+        .env("PROXY_DATABASE", &app.database)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}");
+    assert!(
+        said.contains("1 of their requests awaiting approval closed"),
+        "{said}"
+    );
+
+    let approver = token("sam", true, None);
+    let answer = decide(&app, &approver, &attempt, "approve", None).await;
+    refused(&answer, StatusCode::CONFLICT, "not_awaiting_approval");
+    let payment = app.payment(PAYMENT).await;
+    let closed = payment["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["attempt_id"] == attempt.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (closed["state"].as_str(), closed["error_code"].as_str()),
+        (Some("failed"), Some("approval_rejected")),
+        "{closed}"
+    );
+    assert_eq!(received(&sandbox).await, 0);
+    // Another agent's request is theirs to have approved.
+    let answer = decide(&app, &approver, &other, "approve", None).await;
+    assert_eq!(answer.0, StatusCode::CREATED, "{}", answer.1);
+    assert_eq!(received(&sandbox).await, 1);
+}
+
+#[tokio::test]
 async fn a_rejection_needs_a_note_sends_nothing_and_is_final() {
     let (sandbox, app) = four_eyes(|o| o).await;
     let senior = token("sam", true, None);
