@@ -278,11 +278,12 @@ async fn reconcile_session(
         }
         return Ok(());
     }
-    for refund in upstream
-        .payment()
-        .map(|p| p.refunds.as_slice())
-        .unwrap_or_default()
-    {
+    for refund in crate::ledger::matching_order(
+        upstream
+            .payment()
+            .map(|p| p.refunds.as_slice())
+            .unwrap_or_default(),
+    ) {
         let (outcome, _) = state
             .ledger
             .apply_upstream_refund(session, refund, Source::Reconciled)

@@ -316,12 +316,13 @@ async fn settle(
         Ok(after) => {
             // Every refund new since the attempt was sent goes through the ledger's one
             // matcher (by the attempt id in its metadata, else by amount), as a webhook's would.
-            let fresh = after
-                .payment()
-                .map(|p| p.refunds.as_slice())
-                .unwrap_or_default()
-                .iter()
-                .filter(|r| !refunds_before.iter().any(|id| id == r.id.as_str()));
+            let fresh = crate::ledger::matching_order(
+                after
+                    .payment()
+                    .map(|p| p.refunds.as_slice())
+                    .unwrap_or_default(),
+            )
+            .filter(|r| !refunds_before.iter().any(|id| id == r.id.as_str()));
             let mut stored = None;
             for refund in fresh {
                 let (_, applied) = state

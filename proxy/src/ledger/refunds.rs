@@ -1002,25 +1002,40 @@ fn contradiction(row: &RefundRow, session: &SessionId, refund: &sg::Refund) -> O
     None
 }
 
+/// The attempt id `refund`'s metadata names, if it names one.
+fn named_attempt(refund: &sg::Refund) -> Option<AttemptId> {
+    refund
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get("attempt_id"))
+        .and_then(|v| v.as_str())
+        .and_then(AttemptId::parse)
+}
+
+/// `refunds` in the order to apply them: those whose metadata names an attempt first (each
+/// group in Smart Glocal's order). Where one answer holds both our refund and another of the
+/// same amount made meanwhile (the dashboard, another tool), ours is bound to its attempt by
+/// name before the other could be bound to it by amount.
+pub fn matching_order(refunds: &[sg::Refund]) -> impl Iterator<Item = &sg::Refund> {
+    let named = |r: &&sg::Refund| named_attempt(r).is_some();
+    refunds
+        .iter()
+        .filter(named)
+        .chain(refunds.iter().filter(move |r| !named(r)))
+}
+
 /// The unresolved attempt this new upstream refund belongs to, if any, among the payment's
 /// attempts without a refund id (`pending`, `unknown` or `failed`), oldest first.
 fn match_attempt(candidates: Vec<RefundRow>, refund: &sg::Refund) -> Option<RefundRow> {
     if refund.is_chargeback {
         return None;
     }
-    let by_metadata = refund
-        .metadata
-        .as_ref()
-        .and_then(|m| m.get("attempt_id"))
-        .and_then(|v| v.as_str())
-        .and_then(AttemptId::parse)
-        .and_then(|id| {
-            candidates
-                .iter()
-                .find(|row| row.attempt_id == Some(id.clone()))
-        });
-    if let Some(row) = by_metadata {
-        return Some(row.clone());
+    // A refund that names its attempt is that attempt's or nobody's: never bound by amount to
+    // another attempt that happens to be waiting for the same sum.
+    if let Some(id) = named_attempt(refund) {
+        return candidates
+            .into_iter()
+            .find(|row| row.attempt_id.as_ref() == Some(&id));
     }
     // Without metadata, only attempts still unresolved can be matched, by amount and by the
     // refund being new since the attempt was sent.
@@ -1093,6 +1108,31 @@ mod tests {
             closed.map(|r| (r.state, r.error_code)),
             Some((RefundState::Failed, Some(ErrorCode::ApprovalRejected)))
         );
+    }
+
+    #[test]
+    fn a_refund_naming_an_attempt_is_never_bound_by_amount_to_another() {
+        // It names attempt 1, which is not among the candidates (already bound elsewhere):
+        // attempt 2, pending for the same amount, is not its.
+        let named = attempt(1, 500, RefundState::Pending, 1).attempt_id.unwrap();
+        let pending = attempt(2, 500, RefundState::Pending, 2);
+        let found = match_attempt(
+            vec![pending],
+            &refund("rf_1", 500, Some(serde_json::json!({"attempt_id": named}))),
+        );
+        assert_eq!(keys(found), None);
+    }
+
+    #[test]
+    fn refunds_naming_their_attempt_are_applied_first() {
+        let id = attempt(1, 500, RefundState::Pending, 1).attempt_id.unwrap();
+        let refunds = [
+            refund("rf_dashboard", 500, None),
+            refund("rf_other", 700, Some(serde_json::json!({"note": "x"}))),
+            refund("rf_ours", 500, Some(serde_json::json!({"attempt_id": id}))),
+        ];
+        let order: Vec<&str> = matching_order(&refunds).map(|r| r.id.as_str()).collect();
+        assert_eq!(order, ["rf_ours", "rf_dashboard", "rf_other"]);
     }
 
     #[test]

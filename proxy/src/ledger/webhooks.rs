@@ -186,7 +186,7 @@ async fn apply(
     Ok(match (&webhook.action, &webhook.session_id) {
         (WebhookAction::Apply(refunds), Some(session)) => {
             let mut outcome = WebhookOutcome::Duplicate;
-            for refund in refunds {
+            for refund in super::refunds::matching_order(refunds) {
                 let (applied, _) =
                     apply_in(conn, journal, session, refund, Source::Webhook, Some(rows)).await?;
                 outcome = match (outcome, applied) {

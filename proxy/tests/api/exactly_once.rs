@@ -330,3 +330,74 @@ async fn the_ledger_survives_a_restart_and_still_replays_the_first_result() {
     assert_eq!(replay["attempt_id"], first["attempt_id"]);
     assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
 }
+
+/// While our refund is at Smart Glocal, someone refunds the same amount there another way (the
+/// dashboard, another tool: no metadata). One answer shows both; ours is bound to its attempt
+/// by the attempt id in its metadata, and the other is recorded as made elsewhere, never the
+/// other way round by amount.
+#[tokio::test]
+async fn a_refund_of_the_same_amount_made_elsewhere_meanwhile_is_not_taken_for_ours() {
+    let (sandbox, app) = sandbox_and_app().await;
+    sandbox.clear_webhook_url();
+    sandbox
+        .inject(FaultRequest::new(Fault::Delay { ms: 1000 }).on(FaultRoute::Refund))
+        .await;
+    let elsewhere = proxy::upstream::Upstream::new(
+        &sandbox.base_url(),
+        "demo-project",
+        signing::Signer::rsa_from_pem(&demo_key("DEMO-ONLY-merchant-private.pem")).unwrap(),
+        std::time::Duration::from_secs(5),
+        std::sync::Arc::default(),
+    );
+    let ledger = LedgerSql::open(&app).await;
+    let dashboard = async {
+        eventually(5, "our attempt is being sent", || async {
+            ledger
+                .int("SELECT COUNT(*) FROM refunds WHERE state = 'pending'")
+                .await
+                == 1
+        })
+        .await;
+        let request = shared::smart_glocal::RefundRequest {
+            session_id: shared::SessionId::parse("ps_usd_1001").unwrap(),
+            amount_details: Some(shared::smart_glocal::AmountDetails {
+                amount: 2500,
+                currency: shared::Currency::parse("usd").unwrap(),
+            }),
+            metadata: None,
+        };
+        elsewhere.refund(&request).await.unwrap()
+    };
+    let body = submission(Some(2500), "usd", &fresh_key());
+    let ((status, ours), _) = tokio::join!(app.refund("ps_usd_1001", &body), dashboard);
+    assert_eq!(status, StatusCode::CREATED, "{ours}");
+    ledger.close().await;
+
+    let upstream = sandbox.session("ps_usd_1001").await;
+    assert_eq!(upstream.refunds_received, 2);
+    let attempt = ours["attempt_id"].as_str().unwrap();
+    let payment = app.payment("ps_usd_1001").await;
+    let refunds = payment["refunds"].as_array().unwrap();
+    assert_eq!(refunds.len(), 2, "{payment}");
+    let mine = refunds.iter().find(|r| r["attempt_id"] == attempt).unwrap();
+    let other = refunds.iter().find(|r| r["attempt_id"] != attempt).unwrap();
+    assert_eq!(mine["refund_id"], ours["refund_id"]);
+    assert_eq!(mine["agent"], "alice", "{mine}");
+    assert!(other["agent"].is_null(), "made elsewhere: {other}");
+    // Ours is the refund whose metadata names the attempt.
+    let named = upstream
+        .session
+        .payment()
+        .unwrap()
+        .refunds
+        .iter()
+        .find(|r| {
+            r.metadata
+                .as_ref()
+                .and_then(|m| m.get("attempt_id"))
+                .and_then(|v| v.as_str())
+                == Some(attempt)
+        })
+        .expect("our refund carries its attempt id");
+    assert_eq!(ours["refund_id"], named.id.as_str());
+}
