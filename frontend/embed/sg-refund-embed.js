@@ -94,17 +94,19 @@ function freshToken() {
   if (!inflight) {
     let timer;
     inflight = Promise.race([
-      Promise.resolve().then(() => settings.fetchToken()),
+      // A token that comes after the limit is still kept for the next widget that needs one.
+      Promise.resolve()
+        .then(() => settings.fetchToken())
+        .then((token) => {
+          if (typeof token !== "string" || token === "") {
+            throw new TypeError("fetchToken must resolve to a non-empty string");
+          }
+          return (latest = token);
+        }),
       new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error("fetchToken timed out")), 15000);
       }),
     ])
-      .then((token) => {
-        if (typeof token !== "string" || token === "") {
-          throw new TypeError("fetchToken must resolve to a non-empty string");
-        }
-        return (latest = token);
-      })
       .finally(() => {
         clearTimeout(timer);
         inflight = null;

@@ -217,26 +217,26 @@ pub enum ConfigError {
 /// `Display` quotes the whole offending line, and serde's messages quote string values
 /// (`invalid type: string "…"`), either of which may be a secret or a database password.
 fn toml_reason(text: &str, error: &toml::de::Error) -> String {
-    let mut message = String::new();
-    let mut quoted = false;
-    for c in error.message().chars() {
-        match (c, quoted) {
-            ('"', false) => {
-                quoted = true;
-                message.push_str("\"…\"");
-            }
-            ('"', true) => quoted = false,
-            (c, false) => message.push(c),
-            (_, true) => {}
+    // Everything from the first double quote to the last is hidden: a quoted value may hold
+    // escaped quotes of its own.
+    let message = error.message();
+    let message = match (message.find('"'), message.rfind('"')) {
+        (Some(first), Some(last)) if first < last => {
+            format!("{}\"…\"{}", &message[..first], &message[last + 1..])
         }
-    }
-    match error.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
+        (Some(first), _) => format!("{}\"…", &message[..first]),
+        _ => message.to_owned(),
+    };
+    let at = error
+        .span()
+        .and_then(|span| text.get(..span.start))
+        .map(|before| {
             let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
-            format!("line {line}, column {column}: {message}")
-        }
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            (line, column)
+        });
+    match at {
+        Some((line, column)) => format!("line {line}, column {column}: {message}"),
         None => message,
     }
 }
@@ -747,11 +747,16 @@ mod tests {
             "\ndatabase_pool_size = \"s3cret-value-1\"\n",
             // A database URL with its password, unterminated.
             "database = \"postgres://u:s3cret-value-1@h/db\n",
+            // A value with an escaped quote where a number goes: serde quotes it Debug-style.
+            "\ndatabase_pool_size = \"s3cret\\\"value-1\"\n",
         ];
         for case in cases {
             std::fs::write(&file, case).unwrap();
             let error = Settings::from_file(&file).unwrap_err().to_string();
-            assert!(!error.contains("s3cret"), "{error}");
+            assert!(
+                !error.contains("s3cret") && !error.contains("value-1"),
+                "{error}"
+            );
             let line = if case.starts_with("database =") { 1 } else { 2 };
             assert!(error.contains(&format!("line {line}, column ")), "{error}");
         }

@@ -207,6 +207,7 @@ async fn decide_and_send(
         refunds_before: refunds_before.clone(),
         daily_limit,
         role: agent.role.clone(),
+        token_issued_at: agent.issued_at,
         state: if awaits_approval {
             RefundState::AwaitingApproval
         } else {
@@ -217,6 +218,7 @@ async fn decide_and_send(
         Inserted::New(row) => row,
         Inserted::Existing(row) => return replay(&row, hash),
         Inserted::InFlight => return Err(ApiError::RefundInFlight),
+        Inserted::Revoked => return Err(ApiError::TokenRevoked),
         Inserted::OverDailyLimit { left } => {
             return Err(ApiError::OverDailyLimit(Money::new(left, amount.currency)))
         }
@@ -421,8 +423,11 @@ pub async fn decide(
             }));
         }
         if now_ms().saturating_sub(row.created_at) >= millis(state.config.approval_ttl) {
-            expire(&state, &row).await?;
-            return Err(ApiError::Rule(ErrorCode::ApprovalExpired));
+            return Err(ApiError::Rule(if expire(&state, &row).await? {
+                ErrorCode::ApprovalExpired
+            } else {
+                ErrorCode::NotAwaitingApproval
+            }));
         }
         let who = match &agent.role {
             Some(role) => format!("{} ({role})", agent.name),
@@ -514,8 +519,9 @@ fn unresolved_aside(view: &PaymentView) -> PaymentView {
     aside
 }
 
-/// Closes a request nobody approved within `approval_ttl_secs`; nothing was sent.
-pub async fn expire(state: &AppState, row: &RefundRow) -> Result<(), ApiError> {
+/// Closes a request nobody approved within `approval_ttl_secs`; nothing was sent. `false`
+/// if it was no longer awaiting approval (decided meanwhile).
+pub async fn expire(state: &AppState, row: &RefundRow) -> Result<bool, ApiError> {
     let detail = format!(
         "nobody approved it within {}",
         humantime::format_duration(state.config.approval_ttl)
@@ -527,8 +533,8 @@ pub async fn expire(state: &AppState, row: &RefundRow) -> Result<(), ApiError> {
         &detail,
         HistoryKind::Expired,
     )
-    .await?;
-    Ok(())
+    .await
+    .map(|closed| closed.is_some())
 }
 
 /// Closes the request `row` `failed` with `code`, nothing sent, if it is still awaiting

@@ -601,21 +601,30 @@ fn a_fetch_token_that_never_answers_gives_up_after_fifteen_seconds_and_is_asked_
     e2e::run(|ctx| async move {
         let stack = ctx.stack().await;
         let session = stack.create_payment("demo-project", "16.00", "usd").await?;
+        let later = stack.create_payment("demo-project", "18.00", "usd").await?;
         ctx.client
             .goto(&stack.page_url("/examples/element/", ""))
             .await?;
-        // The merchant's backend hangs: its promise never settles.
+        // The merchant's backend stalls: its first answer comes after 16 s, the next never.
         let script = r#"
-            const [proxy, session] = arguments;
-            window.tokenCalls = 0;
-            window.api = window.sgRefund.init({
-              proxy,
-              fetchToken: () => { window.tokenCalls++; return new Promise(() => {}); },
-            });
-            document.getElementById("slot").append(window.api.create(session));
+            const [proxy, session, done] = arguments;
+            import("/examples/shared/demo-backend.js").then(({ fetchToken: demoToken }) => {
+              window.tokenCalls = 0;
+              window.api = window.sgRefund.init({
+                proxy,
+                fetchToken: () => {
+                  window.tokenCalls++;
+                  if (window.tokenCalls > 1) return new Promise(() => {});
+                  return new Promise((resolve) => setTimeout(() => resolve(demoToken()), 16000));
+                },
+              });
+              document.getElementById("slot").append(window.api.create(session));
+              done(true);
+            }, (error) => done(String(error)));
         "#;
         let args = vec![stack.proxy_url.clone().into(), session.as_str().into()];
-        ctx.client.execute(script, args.clone()).await?;
+        let started = ctx.client.execute_async(script, args.clone()).await?;
+        assert_eq!(started, Value::Bool(true));
         // The limit is 15 s; the widget's waits are shorter.
         tokio::time::sleep(Duration::from_secs(14)).await;
         let widget = Widget::new(&ctx.client, session.as_str());
@@ -629,11 +638,9 @@ fn a_fetch_token_that_never_answers_gives_up_after_fifteen_seconds_and_is_asked_
         )
         .await?;
         // The stalled call is not kept: the next widget asks again.
+        let add = "document.getElementById('slot').append(window.api.create(arguments[0]));";
         ctx.client
-            .execute(
-                "document.getElementById('slot').append(window.api.create(arguments[1]));",
-                args,
-            )
+            .execute(add, vec![session.as_str().into()])
             .await?;
         wait_until(
             &ctx,
@@ -642,6 +649,17 @@ fn a_fetch_token_that_never_answers_gives_up_after_fifteen_seconds_and_is_asked_
             vec![],
         )
         .await?;
+        // The first call's late token is kept: a widget added after it needs no new call.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        ctx.client.execute(add, vec![later.as_str().into()]).await?;
+        Widget::new(&ctx.client, later.as_str())
+            .wait_loaded()
+            .await?;
+        let calls = ctx
+            .client
+            .execute("return window.tokenCalls;", vec![])
+            .await?;
+        assert_eq!(calls, 2, "no third call");
         Ok(())
     });
 }

@@ -440,7 +440,14 @@ impl Ledger {
             Ok(version) => Err(refuse(format!(
                 "the ledger at {described} is at schema version {version}, this proxy's is {latest}: run the command with the proxy version that serves it"
             ))),
-            Err(_) => Err(refuse(format!("{described} is not a proxy's ledger"))),
+            // No migrations table (SQLite's "no such table", PostgreSQL's 42P01): some other
+            // database. Anything else (unreachable, not allowed) is said as it is.
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("42P01") || e.message().contains("no such table") =>
+            {
+                Err(refuse(format!("{described} is not a proxy's ledger")))
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -786,6 +793,7 @@ pub(crate) mod test_rows {
             daily_limit: None,
             state: RefundState::Pending,
             role: None,
+            token_issued_at: 0,
         }
     }
 

@@ -32,6 +32,9 @@ pub struct NewAttempt {
     pub state: RefundState,
     /// The agent's role (the token's), shown in the history.
     pub role: Option<String>,
+    /// When the agent's token was issued (`iat`, Unix seconds): a request awaiting approval
+    /// is refused if `proxy revoke` covered that token meanwhile.
+    pub token_issued_at: i64,
 }
 
 /// What [`Ledger::insert_attempt`] did.
@@ -48,6 +51,8 @@ pub enum Inserted {
     InFlight,
     /// The agent's attempts today (UTC) leave less than this one: `left` remains.
     OverDailyLimit { left: u64 },
+    /// A request awaiting approval whose token was revoked after it was checked.
+    Revoked,
 }
 
 /// What [`Ledger::approve`] did.
@@ -542,6 +547,24 @@ async fn insert_attempt_in(
     attempt: &NewAttempt,
 ) -> Result<Inserted, sqlx::Error> {
     let now = now_ms();
+    // A request checked against revocations before `proxy revoke` committed, recorded after
+    // it: the revocation closed the agent's requests then, so this one must not stay open.
+    // (An attempt sent at once is the same as one sent a moment before the revocation.)
+    if attempt.state == RefundState::AwaitingApproval {
+        let revoked: i64 = tx
+            .exec()
+            .fetch_one(
+                &Sql::new(
+                    "SELECT COUNT(*) FROM agent_revocations WHERE agent = ? AND revoked_until >= ?",
+                )
+                .bind(&attempt.agent)
+                .bind(attempt.token_issued_at),
+            )
+            .await?;
+        if revoked > 0 {
+            return Ok(Inserted::Revoked);
+        }
+    }
     if attempt.daily_limit.is_none() {
         if let Some(row) = insert_row(tx, attempt, now).await? {
             return Ok(recorded(journal, attempt, row));
@@ -1108,6 +1131,35 @@ mod tests {
             closed.map(|r| (r.state, r.error_code)),
             Some((RefundState::Failed, Some(ErrorCode::ApprovalRejected)))
         );
+    }
+
+    /// A request checked against revocations just before `proxy revoke`, recorded just after:
+    /// refused in its own transaction, so no request of a revoked token is left to approve.
+    #[tokio::test]
+    async fn a_request_of_a_token_revoked_meanwhile_is_not_recorded() {
+        use crate::ledger::test_rows::{new_attempt, temporary_ledger};
+        let (_dir, ledger) = temporary_ledger().await;
+        let session = SessionId::parse("ps_revoked").unwrap();
+        ledger.revoke_agent("alice", 100).await.unwrap();
+        let request = |n: u64, issued_at: i64, state: RefundState| {
+            let mut attempt = new_attempt(&session, n, 5_000);
+            attempt.token_issued_at = issued_at;
+            attempt.state = state;
+            attempt
+        };
+        let revoked = request(1, 100, RefundState::AwaitingApproval);
+        assert!(matches!(
+            ledger.insert_attempt(&revoked).await.unwrap(),
+            Inserted::Revoked
+        ));
+        // A token issued after the revocation is a new sign-in.
+        let later = request(2, 101, RefundState::AwaitingApproval);
+        assert!(matches!(
+            ledger.insert_attempt(&later).await.unwrap(),
+            Inserted::New(_)
+        ));
+        let rows = ledger.rows_for_session(&session).await.unwrap();
+        assert_eq!(rows.len(), 1);
     }
 
     #[test]
