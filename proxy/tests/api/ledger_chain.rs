@@ -181,6 +181,7 @@ async fn lines_from_before_the_chain_are_sealed_once_on_open() {
             daily_limit: None,
             state: shared::api::RefundState::Pending,
             role: None,
+            token_issued_at: 0,
         };
         assert!(matches!(
             ledger.insert_attempt(&attempt).await.unwrap(),
