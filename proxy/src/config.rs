@@ -130,8 +130,8 @@ pub struct Settings {
     #[arg(long, env = "PROXY_REFUND_DAILY", value_parser = parse_limit)]
     pub refund_daily: Option<Limit>,
     /// Refunds above this need a second agent's approval (a token with `can_approve`):
-    /// minor units of the payment's currency, or per currency as JSON (`{"usd":5000}`, where
-    /// every refund in a currency it does not name needs approval); absent, none does.
+    /// minor units of the payment's currency, or per currency as JSON (`{"usd":5000}`);
+    /// absent, none does.
     #[arg(long, env = "PROXY_APPROVAL_ABOVE", value_parser = parse_limit)]
     pub approval_above: Option<Limit>,
     /// A request awaiting approval expires after this many seconds.

