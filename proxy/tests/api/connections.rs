@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 
 use crate::helpers::*;
 
-const TIMEOUT_MS: u64 = 300;
+const TIMEOUT_MS: u64 = 1000;
 
 /// Reads until the server closes the connection; how long after `since` that was.
 async fn closed_after(mut stream: TcpStream, since: Instant, limit: Duration) -> Option<Duration> {

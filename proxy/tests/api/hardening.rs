@@ -950,7 +950,7 @@ async fn an_unknown_attempt_is_failed_only_after_status_showed_nothing_for_the_c
         o.reconcile_interval_ms = 50;
         // Many polls happen well before the time is up: their number decides nothing.
         o.reconcile_max_polls = 2;
-        o.reconcile_fail_after_ms = 1500;
+        o.reconcile_fail_after_ms = 3000;
         o
     })
     .await;
@@ -966,7 +966,7 @@ async fn an_unknown_attempt_is_failed_only_after_status_showed_nothing_for_the_c
         ledger_state(&app, &attempt).await == RefundState::Failed
     })
     .await;
-    assert!(started.elapsed() >= std::time::Duration::from_millis(1500));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(3000));
     assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 0);
 }
 

@@ -206,7 +206,7 @@ async fn spawn_on(options: Options, database: PathBuf, dir: Arc<tempfile::TempDi
         None => app.url("/readyz"),
     };
     if let Err(e) =
-        testkit::wait_ready(&ready, testkit::Ready::Success, Duration::from_secs(2)).await
+        testkit::wait_ready(&ready, testkit::Ready::Success, Duration::from_secs(10)).await
     {
         panic!("the proxy did not become ready: {e}");
     }
@@ -545,6 +545,25 @@ impl LedgerSql {
             LedgerSql::Postgres(pool) => sqlx::query_scalar(query).bind(arg).fetch_one(pool).await,
         }
         .unwrap_or_else(|e| panic!("{query}: {e}"))
+    }
+
+    /// The ledger's own state and refund id (empty if none) of the attempt `attempt_id`.
+    pub async fn attempt(app: &TestApp, attempt_id: &str) -> (String, String) {
+        let ledger = LedgerSql::open(app).await;
+        let state = ledger
+            .text(
+                "SELECT state FROM refunds WHERE attempt_id = $1",
+                attempt_id,
+            )
+            .await;
+        let refund_id = ledger
+            .text(
+                "SELECT COALESCE(refund_id, '') FROM refunds WHERE attempt_id = $1",
+                attempt_id,
+            )
+            .await;
+        ledger.close().await;
+        (state, refund_id)
     }
 
     pub async fn close(self) {

@@ -91,7 +91,15 @@ async fn stream_from(app: &TestApp, session: &str, last_event_id: &str) -> reqwe
 /// between the two, so a refund that settles while the widget starts is not missed.
 #[tokio::test]
 async fn a_stream_opened_from_a_look_up_replays_what_came_after_it() {
-    let (_sandbox, app) = sandbox_and_app().await;
+    // The webhook a second after the refund: time for the look-up to see it in progress.
+    let sandbox = sandbox::Sandbox::start(
+        sandbox::SandboxConfig::demo()
+            .fast()
+            .with_webhook_delay(std::time::Duration::from_secs(1)),
+    )
+    .await;
+    let app = spawn_app(&sandbox.base_url()).await;
+    sandbox.set_webhook_url(app.webhook_url());
     let session = "ps_usd_1001";
     assert_eq!(
         app.payment(session).await["last_event_id"],
@@ -106,8 +114,14 @@ async fn a_stream_opened_from_a_look_up_replays_what_came_after_it() {
     let seen = app.payment(session).await;
     let from = seen["last_event_id"].as_i64().unwrap();
     assert!(from > 0, "{seen}");
+    let attempt = refund["attempt_id"].as_str().unwrap();
+    assert_eq!(
+        LedgerSql::attempt(&app, attempt).await.0,
+        "in_progress",
+        "the look-up came before the webhook"
+    );
     eventually(10, "the webhook accepts the refund", || async {
-        app.payment(session).await["refunds"][0]["state"] == "accepted"
+        LedgerSql::attempt(&app, attempt).await.0 == "accepted"
     })
     .await;
 

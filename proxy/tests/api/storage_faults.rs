@@ -410,8 +410,17 @@ async fn a_refund_sent_before_the_ledger_stops_writing_is_unknown_not_unsent() {
         .inject(FaultRequest::new(Fault::Delay { ms: 1500 }).on(FaultRoute::Refund))
         .await;
     let refund = agent.refund(&sessions[0]);
+    // Frozen once the attempt is recorded `pending` (and so being sent): Smart Glocal holds its
+    // answer 1.5 s from then.
     let freeze = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        eventually(10, "the attempt is recorded and being sent", || async {
+            ledger_file(&database)
+                .await
+                .0
+                .iter()
+                .any(|(_, _, state)| state == "pending")
+        })
+        .await;
         chattr("+i", &files);
     };
     let ((status, view), ()) = tokio::join!(refund, freeze);

@@ -157,6 +157,12 @@ async fn the_same_webhook_46_times_in_shuffled_order_ends_in_one_final_state() {
         .filter(|h| h["state"] == "accepted" && h["kind"] == "webhook")
         .count();
     assert_eq!(accepted, 1, "exactly one transition to accepted");
+    // The ledger itself ends accepted: no late `in_progress` went over it.
+    let attempt = refund["attempt_id"].as_str().unwrap();
+    assert_eq!(
+        LedgerSql::attempt(&app, attempt).await,
+        ("accepted".to_owned(), refund_id.clone())
+    );
     assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
 }
 

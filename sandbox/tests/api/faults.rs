@@ -13,14 +13,14 @@ const WITHIN: Duration = Duration::from_secs(5);
 #[tokio::test]
 async fn delay_holds_the_answer_back_then_answers_normally() {
     let (sandbox, merchant) = spawn(Scheme::RsaSha256).await;
-    sandbox.inject(Fault::Delay { ms: 300 }).await;
+    sandbox.inject(Fault::Delay { ms: 1500 }).await;
     let started = Instant::now();
     merchant.status("ps_usd_1001").await.session();
-    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(started.elapsed() >= Duration::from_millis(1500));
     let started = Instant::now();
     merchant.status("ps_usd_1001").await.session();
     assert!(
-        started.elapsed() < Duration::from_millis(300),
+        started.elapsed() < Duration::from_millis(1500),
         "only the next call is delayed"
     );
 }
