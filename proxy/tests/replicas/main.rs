@@ -225,6 +225,74 @@ async fn a_hundred_submissions_across_two_replicas_never_refund_past_the_payment
         let (status, view) = replica.payment("ps_usd_1001").await;
         assert_eq!(status, StatusCode::OK, "{view}");
     }
+    // Both replicas wrote history lines at once: the hash chain still follows commit order.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .arg("verify-ledger")
+        .env("PROXY_DATABASE", &database)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && said.contains("ledger intact"),
+        "{said} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Smart Glocal may deliver one webhook to any replica, and again to another: it is applied
+/// once, whichever gets it, and both answer 200 (recorded).
+#[tokio::test]
+async fn the_same_webhook_delivered_to_both_replicas_at_once_is_applied_once() {
+    let (sandbox, a, b, database) = two_replicas().await;
+    sandbox.clear_webhook_url();
+    let (status, refund) = a
+        .refund("ps_usd_1001", &submission(Some(2000), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{refund}");
+    // What the sandbox would send once the refund is accepted, signed with its key.
+    let mut session = serde_json::to_value(sandbox.session("ps_usd_1001").await.session).unwrap();
+    for r in session["acquiring_payments"][0]["refunds"]
+        .as_array_mut()
+        .unwrap()
+    {
+        r["status"] = serde_json::json!("accepted");
+    }
+    let body =
+        serde_json::to_vec(&serde_json::json!({"type": "payment_refunded", "session": session}))
+            .unwrap();
+    let signature = signing::Signer::rsa_from_pem(&demo_key("DEMO-ONLY-sandbox-private.pem"))
+        .unwrap()
+        .sign(&body);
+    let deliver = |replica: &Replica| {
+        replica
+            .client
+            .post(replica.process.webhook_url())
+            .header("content-type", "application/json")
+            .header("x-partner-sign", signature.clone())
+            .body(body.clone())
+            .send()
+    };
+    let answers = join_all((0..5).flat_map(|_| [deliver(&a), deliver(&b)])).await;
+    for answer in answers {
+        assert_eq!(answer.unwrap().status(), StatusCode::OK);
+    }
+    let pool = sqlx::PgPool::connect(&database).await.unwrap();
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE outcome = 'applied'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let accepted: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM history WHERE kind = 'webhook' AND state = 'accepted'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!((applied, accepted), (1, 1), "applied once, one transition");
+    let rows = ledger_rows(&database, &["ps_usd_1001".to_owned()]).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].2, "accepted");
 }
 
 #[tokio::test]
