@@ -366,19 +366,22 @@ impl Settings {
             "database_connect_timeout_ms",
             self.database_connect_timeout_ms,
         )?;
-        // A refund holding its payment's lock asks Smart Glocal twice (the payment, then the
-        // refund), each call bounded by the upstream timeout.
-        let upstream = set("upstream_timeout_ms", self.upstream_timeout_ms)?;
-        let lock_wait = Duration::from_millis(upstream.saturating_mul(2)) + Duration::from_secs(5);
-        Database::parse(
+        let database = Database::parse(
             &text.to_string_lossy(),
             pool_size,
             Duration::from_millis(timeout),
         )
-        .map(|database| database.with_lock_wait(lock_wait))
         .map_err(|reason| ConfigError::Invalid {
             name: "database",
             reason,
+        })?;
+        // A refund holding its payment's lock asks Smart Glocal twice (the payment, then the
+        // refund), each call bounded by the upstream timeout (when this layer has one).
+        Ok(match self.upstream_timeout_ms {
+            Some(upstream) => database.with_lock_wait(
+                Duration::from_millis(upstream.saturating_mul(2)) + Duration::from_secs(5),
+            ),
+            None => database,
         })
     }
 }

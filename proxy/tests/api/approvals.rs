@@ -73,6 +73,18 @@ fn refused(answer: &(StatusCode, Value), status: StatusCode, code: &str) {
     assert_eq!(answer.1["code"], code, "{}", answer.1);
 }
 
+/// The request `attempt` as the payment lists it.
+async fn listed(app: &TestApp, attempt: &str) -> Value {
+    let payment = app.payment(PAYMENT).await;
+    payment["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["attempt_id"] == attempt)
+        .cloned()
+        .unwrap_or_else(|| panic!("{attempt} is not listed: {payment}"))
+}
+
 async fn received(sandbox: &Sandbox) -> usize {
     sandbox.session(PAYMENT).await.refunds_received
 }
@@ -108,15 +120,9 @@ async fn above_the_threshold_a_refund_waits_and_a_second_agent_sends_it_once() {
     // A cent above it: recorded, nothing sent, and every widget on the payment sees it.
     let attempt = awaiting(&request(&app, &junior, 3001).await);
     assert_eq!(received(&sandbox).await, 1, "nothing sent before approval");
-    let payment = app.payment(PAYMENT).await;
-    let listed = payment["refunds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["attempt_id"] == attempt.as_str())
-        .expect("the request is listed");
-    assert_eq!(listed["state"], "awaiting_approval");
-    assert_eq!(listed["agent"], "june");
+    let shown = listed(&app, &attempt).await;
+    assert_eq!(shown["state"], "awaiting_approval");
+    assert_eq!(shown["agent"], "june");
 
     // The requester has no approver rights.
     refused(
@@ -222,17 +228,16 @@ async fn approval_after_the_payment_was_refunded_meanwhile_is_refused_with_excee
     );
     assert_eq!(received(&sandbox).await, 1, "only mia's refund was sent");
     // Closed, so nobody is offered an approval that cannot be sent.
-    let payment = app.payment(PAYMENT).await;
-    let request = payment["refunds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["attempt_id"] == attempt.as_str())
-        .unwrap()
-        .clone();
+    let request = listed(&app, &attempt).await;
     assert_eq!(request["state"], "failed", "{request}");
     assert_eq!(request["error_code"], "exceeds_remaining", "{request}");
-    assert_eq!(payment["refunds"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        app.payment(PAYMENT).await["refunds"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -256,18 +261,8 @@ async fn an_approval_held_back_only_by_an_unresolved_attempt_stays_open_until_it
     let approver = token("sam", true, None);
     let answer = decide(&app, &approver, &attempt, "approve", None).await;
     refused(&answer, StatusCode::CONFLICT, "refund_in_flight");
-    let state_of_request = || async {
-        let payment = app.payment(PAYMENT).await;
-        payment["refunds"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["attempt_id"] == attempt.as_str())
-            .map(|r| r["state"].as_str().unwrap().to_owned())
-            .unwrap()
-    };
     assert_eq!(
-        state_of_request().await,
+        listed(&app, &attempt).await["state"],
         "awaiting_approval",
         "not closed for good"
     );
@@ -303,14 +298,7 @@ async fn revoking_an_agent_closes_their_requests_awaiting_approval() {
     let approver = token("sam", true, None);
     let answer = decide(&app, &approver, &attempt, "approve", None).await;
     refused(&answer, StatusCode::CONFLICT, "not_awaiting_approval");
-    let payment = app.payment(PAYMENT).await;
-    let closed = payment["refunds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["attempt_id"] == attempt.as_str())
-        .unwrap()
-        .clone();
+    let closed = listed(&app, &attempt).await;
     assert_eq!(
         (closed["state"].as_str(), closed["error_code"].as_str()),
         (Some("failed"), Some("approval_rejected")),

@@ -347,6 +347,18 @@ pub async fn sandbox_and_app_with(adjust: impl FnOnce(Options) -> Options) -> (S
     (sandbox, app)
 }
 
+/// A fast sandbox whose webhooks come `delay` after a refund is taken, and a proxy in front
+/// of it (the webhooks wired to it).
+pub async fn webhooks_after(
+    delay: Duration,
+    adjust: impl FnOnce(Options) -> Options,
+) -> (Sandbox, TestApp) {
+    let sandbox = Sandbox::start(SandboxConfig::demo().fast().with_webhook_delay(delay)).await;
+    let app = spawn_app_with(adjust(Options::new(sandbox.base_url()))).await;
+    sandbox.set_webhook_url(app.webhook_url());
+    (sandbox, app)
+}
+
 /// Polls `check` until it holds or `secs` pass.
 pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
 where

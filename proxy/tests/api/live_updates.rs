@@ -92,14 +92,7 @@ async fn stream_from(app: &TestApp, session: &str, last_event_id: &str) -> reqwe
 #[tokio::test]
 async fn a_stream_opened_from_a_look_up_replays_what_came_after_it() {
     // The webhook a second after the refund: time for the look-up to see it in progress.
-    let sandbox = sandbox::Sandbox::start(
-        sandbox::SandboxConfig::demo()
-            .fast()
-            .with_webhook_delay(std::time::Duration::from_secs(1)),
-    )
-    .await;
-    let app = spawn_app(&sandbox.base_url()).await;
-    sandbox.set_webhook_url(app.webhook_url());
+    let (_sandbox, app) = webhooks_after(std::time::Duration::from_secs(1), |o| o).await;
     let session = "ps_usd_1001";
     assert_eq!(
         app.payment(session).await["last_event_id"],

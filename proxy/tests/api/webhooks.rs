@@ -221,17 +221,12 @@ async fn ledger_row(app: &TestApp, attempt: &str) -> (String, i64) {
 async fn a_refund_whose_webhook_never_comes_is_recorded_as_it_ended_after_its_polls_run_out() {
     // Smart Glocal finishes the refund 3 s after taking it and never sends the webhook (it
     // gave up, or lost it). By then reconciliation has polled it `reconcile_max_polls` times.
-    let sandbox = sandbox::Sandbox::start(
-        sandbox::SandboxConfig::demo()
-            .fast()
-            .with_webhook_delay(std::time::Duration::from_secs(3)),
-    )
+    let (sandbox, app) = webhooks_after(std::time::Duration::from_secs(3), |mut o| {
+        o.reconcile_interval_ms = 50;
+        o.reconcile_max_polls = 2;
+        o
+    })
     .await;
-    let mut options = Options::new(sandbox.base_url());
-    options.reconcile_interval_ms = 50;
-    options.reconcile_max_polls = 2;
-    let app = spawn_app_with(options).await;
-    sandbox.set_webhook_url(app.webhook_url());
     sandbox
         .inject(sandbox::FaultRequest::new(sandbox::Fault::NoWebhook))
         .await;
