@@ -210,6 +210,19 @@ impl Widget {
         Ok(serde_json::from_value(states)?)
     }
 
+    /// Whether the refund list recorded since [`Widget::record_states`] showed `first`, then
+    /// later `then`; and what it recorded, for the assertion's message.
+    pub async fn showed_in_order(
+        &self,
+        first: &str,
+        then: &str,
+    ) -> Result<(bool, Vec<String>), BoxError> {
+        let states = self.recorded_states().await?;
+        let at = |state: &str| states.iter().position(|s| s == state);
+        let in_order = matches!((at(first), at(then)), (Some(a), Some(b)) if a < b);
+        Ok((in_order, states))
+    }
+
     /// Waits until some refund row is in `state` (`in_progress`, `accepted`, …).
     pub async fn wait_refund_state(&self, state: &str) -> Result<(), BoxError> {
         let selector = format!(

@@ -38,13 +38,8 @@ fn a_juniors_refund_above_the_threshold_is_sent_once_a_senior_approves_it_in_ano
         sam.record_states().await?;
         sam.click(testid::APPROVE).await?;
         sam.wait_refund_state("accepted").await?;
-        let states = sam.recorded_states().await?;
-        let in_progress = states.iter().position(|s| s == "in_progress");
-        let accepted = states.iter().position(|s| s == "accepted");
-        assert!(
-            matches!((in_progress, accepted), (Some(p), Some(a)) if p < a),
-            "sent on approval, then accepted: {states:?}"
-        );
+        let (in_order, states) = sam.showed_in_order("in_progress", "accepted").await?;
+        assert!(in_order, "sent on approval, then accepted: {states:?}");
 
         // One refund of £80.00 reached Smart Glocal.
         let refunds = stack.sandbox_refunds(id).await?;

@@ -22,11 +22,9 @@ fn a_full_usd_refund_shows_in_progress_then_accepted_without_a_reload() {
         widget.click(testid::CONFIRM_BUTTON).await?;
         widget.wait_refund_state("accepted").await?;
 
-        let states = widget.recorded_states().await?;
-        let in_progress = states.iter().position(|s| s == "in_progress");
-        let accepted = states.iter().position(|s| s == "accepted");
+        let (in_order, states) = widget.showed_in_order("in_progress", "accepted").await?;
         assert!(
-            matches!((in_progress, accepted), (Some(p), Some(a)) if p < a),
+            in_order,
             "the refund showed in progress, then accepted: {states:?}"
         );
         assert!(

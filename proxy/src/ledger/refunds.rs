@@ -310,21 +310,20 @@ impl Ledger {
         tx.finish(journal, result).await
     }
 
-    /// Closes the request `key` with `change` (rejected, expired, or no longer sendable),
-    /// provided it is still `awaiting_approval`, read again inside this transaction; else
-    /// nothing changes (`None`). Its payment's lock is what keeps a second decision out, and
-    /// a lock can be lost (a PostgreSQL restart drops advisory locks): an approval sent
-    /// meanwhile must never be overwritten as rejected, "nothing was sent".
-    pub async fn close_request(
+    /// Applies `change` to `key` provided `still(row)` holds for the row read again inside
+    /// this transaction; else nothing changes (`None`). For verdicts reached on an earlier
+    /// read that something may have overtaken since.
+    async fn change_if(
         &self,
         key: i64,
+        still: impl FnOnce(&RefundRow) -> bool + Send,
         change: Change,
     ) -> Result<Option<RefundRow>, sqlx::Error> {
         let mut tx = self.write().await?;
         let mut journal = Entries::default();
         let result = async {
             let row = row_by_key(&mut tx, key).await?;
-            if row.state != RefundState::AwaitingApproval {
+            if !still(&row) {
                 return Ok(None);
             }
             change_row(&mut tx, &mut journal, &row, &change).await
@@ -333,35 +332,44 @@ impl Ledger {
         tx.finish(journal, result).await
     }
 
+    /// Closes the request `key` with `change` (rejected, expired, or no longer sendable),
+    /// provided it is still `awaiting_approval`. Its payment's lock is what keeps a second
+    /// decision out, and a lock can be lost (a PostgreSQL restart drops advisory locks): an
+    /// approval sent meanwhile must never be overwritten as rejected, "nothing was sent".
+    pub async fn close_request(
+        &self,
+        key: i64,
+        change: Change,
+    ) -> Result<Option<RefundRow>, sqlx::Error> {
+        self.change_if(
+            key,
+            |row| row.state == RefundState::AwaitingApproval,
+            change,
+        )
+        .await
+    }
+
     /// Reconciliation's verdict on attempt `key`, which Smart Glocal has shown no refund for
-    /// long enough: `failed`, provided it still is what was judged, read again inside this
-    /// transaction (unresolved, no refund id, no contradiction flagged). A webhook matches
-    /// refunds without the payment's lock, so one may have given the attempt its refund
-    /// since reconciliation read it: that wins, and nothing changes (`None`).
+    /// long enough: `failed`, provided it still is what was judged (unresolved, no refund id,
+    /// no contradiction flagged). A webhook matches refunds without the payment's lock, so
+    /// one may have given the attempt its refund since reconciliation read it: that wins,
+    /// and nothing changes (`None`).
     pub async fn fail_absent(
         &self,
         key: i64,
         detail: String,
     ) -> Result<Option<RefundRow>, sqlx::Error> {
-        let mut tx = self.write().await?;
-        let mut journal = Entries::default();
-        let result = async {
-            let row = row_by_key(&mut tx, key).await?;
-            let still_absent = matches!(row.state, RefundState::Unknown | RefundState::Pending)
+        let still_absent = |row: &RefundRow| {
+            matches!(row.state, RefundState::Unknown | RefundState::Pending)
                 && row.refund_id.is_none()
-                && row.attention.is_none();
-            if !still_absent {
-                return Ok(None);
-            }
-            let change = Change {
-                state: Some(RefundState::Failed),
-                detail: Some(detail),
-                ..Change::new(HistoryKind::Reconciled)
-            };
-            change_row(&mut tx, &mut journal, &row, &change).await
-        }
-        .await;
-        tx.finish(journal, result).await
+                && row.attention.is_none()
+        };
+        let change = Change {
+            state: Some(RefundState::Failed),
+            detail: Some(detail),
+            ..Change::new(HistoryKind::Reconciled)
+        };
+        self.change_if(key, still_absent, change).await
     }
 
     /// Applies one of Smart Glocal's refunds of `session` as reported by the answer to our
