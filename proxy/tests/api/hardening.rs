@@ -1058,6 +1058,73 @@ async fn a_webhook_contradicting_the_ledger_is_a_conflict_not_an_update() {
     assert!(metrics.contains(r#"proxy_webhooks_total{outcome="conflict"} 2"#));
 }
 
+/// The same through reconciliation: `session/status` reporting another amount for a refund
+/// the ledger holds, or an amount beyond the ledger's integers, is flagged, not applied.
+#[tokio::test]
+async fn a_status_answer_contradicting_the_ledger_is_a_conflict_not_an_update() {
+    // Smart Glocal's status, as this stand-in gives it for every call: rf_1 of ps_status at
+    // 900 cents, and rf_2 at more than the ledger's integers hold.
+    let refund = |id: &str, amount: u64| {
+        json!({"id": id, "status": "in_progress",
+               "amount_details": {"amount": amount, "currency": "usd"}})
+    };
+    let status = |refunds: Vec<Value>| {
+        json!({"status": "ok", "session": {
+            "id": "ps_status", "status": "accepted",
+            "acquiring_payments": [{
+                "id": "pm_1", "status": "succeeded",
+                "amount_details": {"amount": 10_000, "currency": "usd"},
+                "refunds": refunds
+            }]
+        }})
+    };
+    for (reported, anomaly) in [
+        (refund("rf_1", 900), "conflict"),
+        (refund("rf_1", u64::MAX), "status_unrepresentable"),
+    ] {
+        let upstream = capture_server(status(vec![reported])).await;
+        let app = spawn_app(&upstream.url).await;
+        // The ledger learns rf_1 at 1000 cents, in progress, from a webhook.
+        let mut webhook: Value =
+            serde_json::from_slice(&refund_webhook("ps_status", "rf_1", 1000)).unwrap();
+        webhook["session"]["acquiring_payments"][0]["amount_details"]["amount"] = json!(10_000);
+        webhook["session"]["acquiring_payments"][0]["refunds"][0]["status"] = json!("in_progress");
+        let body = serde_json::to_vec(&webhook).unwrap();
+        assert_eq!(send_webhook(&app, &body).await, StatusCode::OK);
+
+        // Reconciliation asks about it once it has been in progress a while.
+        eventually(10, "reconciliation read the payment", || async {
+            metrics(&app)
+                .await
+                .contains(&format!(r#"proxy_anomalies_total{{kind="{anomaly}"}} "#))
+        })
+        .await;
+        let ledger = LedgerSql::open(&app).await;
+        assert_eq!(
+            ledger
+                .text(
+                    "SELECT CAST(amount AS TEXT) FROM refunds WHERE refund_id = $1",
+                    "rf_1"
+                )
+                .await,
+            "1000",
+            "{anomaly}: the ledger's amount stands"
+        );
+        ledger.close().await;
+        let lines = history(&app, "ps_status").await;
+        let conflicts = lines.iter().filter(|h| h["kind"] == "conflict").count();
+        assert_eq!(
+            conflicts,
+            usize::from(anomaly == "conflict"),
+            "{anomaly}: {lines:?}"
+        );
+        assert!(
+            !lines.iter().any(|h| h["kind"] == "reconciled"),
+            "{anomaly}: nothing applied: {lines:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_agent_over_the_rate_limit_gets_429_with_retry_after() {
     let mut options = Options::new(NO_UPSTREAM);
