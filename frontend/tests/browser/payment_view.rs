@@ -146,7 +146,6 @@ fn dates_read_as_the_browsers_intl_writes_them() {
     let options = js_sys::Object::new();
     js_sys::Reflect::set(&options, &"dateStyle".into(), &"medium".into()).unwrap();
     js_sys::Reflect::set(&options, &"timeStyle".into(), &"short".into()).unwrap();
-    let mut checked = 0;
     for locale in [Locale::En, Locale::Ru] {
         for month in 0..12u32 {
             // A local time in each month (day, hour and minute varied, some below ten),
@@ -165,10 +164,8 @@ fn dates_read_as_the_browsers_intl_writes_them() {
                 intl,
                 "{locale:?}, month {month}"
             );
-            checked += 1;
         }
     }
-    assert_eq!(checked, 24);
 }
 
 #[wasm_bindgen_test]

@@ -32,7 +32,7 @@ async fn a_double_click_on_confirm_sends_one_request() {
 
 #[wasm_bindgen_test]
 async fn a_held_enter_key_repeats_are_ignored_on_confirm() {
-    let (submit, calls) = counting_submit(None);
+    let (submit, _calls) = counting_submit(None);
     let panel = mount_panel(payment(1_000, "usd", true), Locale::En, submit);
     panel.click(REVIEW_BUTTON);
     settle().await;
@@ -45,11 +45,13 @@ async fn a_held_enter_key_repeats_are_ignored_on_confirm() {
     let repeat = KeyboardEvent::new_with_keyboard_event_init_dict("keydown", &init).unwrap();
     let confirm = panel.get(CONFIRM_BUTTON);
     confirm.dispatch_event(&repeat).unwrap();
+    // A keydown made by script never activates a button by itself, so counting submissions
+    // here would prove nothing: what the widget decides is whether the browser's default
+    // action, the activation, is cancelled.
     assert!(
         repeat.default_prevented(),
         "a repeated Enter would activate the button"
     );
-    assert_eq!(calls.get(), 0);
     // Focus is on the confirm button, so a fresh Enter press is the one that confirms.
     let active = web_sys::window()
         .unwrap()
