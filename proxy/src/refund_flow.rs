@@ -548,7 +548,7 @@ async fn close_request(
 ) -> Result<Option<RefundRow>, ApiError> {
     Ok(state
         .ledger
-        .close_request(row.key, failure(code, detail, kind))
+        .close_request(row.key, Change::failed(code, detail, kind))
         .await?)
 }
 
@@ -561,19 +561,9 @@ async fn fail(
 ) -> Result<(), ApiError> {
     state
         .ledger
-        .change(row.key, failure(code, detail, kind))
+        .change(row.key, Change::failed(code, detail, kind))
         .await?;
     Ok(())
-}
-
-fn failure(code: ErrorCode, detail: &str, kind: HistoryKind) -> Change {
-    Change {
-        state: Some(RefundState::Failed),
-        error_code: Some(code),
-        error_detail: Some(detail.to_owned()),
-        detail: Some(detail.to_owned()),
-        ..Change::new(kind)
-    }
 }
 
 async fn unknown(state: &AppState, row: &RefundRow, detail: &str) -> Result<Answer, ApiError> {

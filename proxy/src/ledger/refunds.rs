@@ -93,6 +93,17 @@ impl Change {
             detail: None,
         }
     }
+
+    /// To `failed` with `code`, `detail` both the row's and its `kind` history line's.
+    pub fn failed(code: ErrorCode, detail: &str, kind: HistoryKind) -> Self {
+        Self {
+            state: Some(RefundState::Failed),
+            error_code: Some(code),
+            error_detail: Some(detail.to_owned()),
+            detail: Some(detail.to_owned()),
+            ..Self::new(kind)
+        }
+    }
 }
 
 /// What applying an upstream refund did.

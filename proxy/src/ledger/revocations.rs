@@ -45,13 +45,8 @@ impl Ledger {
             let detail = format!("closed: the tokens of {agent} were revoked; nothing was sent");
             let mut closed = 0;
             for row in &waiting {
-                let change = Change {
-                    state: Some(RefundState::Failed),
-                    error_code: Some(ErrorCode::ApprovalRejected),
-                    error_detail: Some(detail.clone()),
-                    detail: Some(detail.clone()),
-                    ..Change::new(HistoryKind::Rejected)
-                };
+                let change =
+                    Change::failed(ErrorCode::ApprovalRejected, &detail, HistoryKind::Rejected);
                 if change_row(&mut tx, &mut journal, row, &change)
                     .await?
                     .is_some()
