@@ -11,8 +11,9 @@
 //!    BEFORE the signed `session/refund` is sent. A ledger that cannot write answers
 //!    `503 ledger_unavailable` and nothing is sent; a commit counts only once SQLite says the
 //!    transaction ended (see `ledger::writer`).
-//! 5. The answer: a new refund id → `in_progress` (201); `status: error` → `failed` (422);
-//!    connection refused → `failed` (502); anything else → `unknown` (202), never retried,
+//! 5. The answer: a new refund id → `in_progress` (201); `status: error` → `failed` (422),
+//!    unless it came with a 5xx; connection refused → `failed` (502); anything else (a 5xx
+//!    with or without a refusal, a timeout, garbage) → `unknown` (202), never retried,
 //!    resolved by [`crate::reconcile`]. A ledger that cannot record the answer after the
 //!    request went out answers `unknown` (202) too, never "nothing was sent": the attempt
 //!    stays `pending` and reconciliation records it once the ledger writes.

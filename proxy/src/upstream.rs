@@ -16,7 +16,8 @@ use crate::metrics::Metrics;
 /// Why a call did not return a session.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    /// `status: error`: Smart Glocal answered and refused. Nothing happened upstream.
+    /// `status: error` (with any status but a 5xx): Smart Glocal answered and refused.
+    /// Nothing happened upstream.
     #[error("Smart Glocal refused: {} ({})", .0.code, .0.description)]
     Rejected(sg::SmartGlocalError),
     /// The connection could not be made: the request never left, nothing happened upstream.
@@ -140,8 +141,21 @@ impl Upstream {
         let status = response.status();
         let body = response.bytes().await.map_err(classify)?;
         match serde_json::from_slice::<sg::Response>(&body) {
-            // An explicit refusal is definitive whatever the HTTP status.
-            Ok(sg::Response::Error { error }) => Err(UpstreamError::Rejected(error)),
+            // An explicit refusal is definitive, unless it comes with a server error: a 5xx
+            // says Smart Glocal failed while handling the request, which it may have applied
+            // before failing (its documentation gives the envelope, not what a 5xx means).
+            // Taken as a refusal, the attempt would be `failed` and its amount free to refund
+            // again while the first refund may be on its way.
+            Ok(sg::Response::Error { error }) if !status.is_server_error() => {
+                Err(UpstreamError::Rejected(error))
+            }
+            Ok(sg::Response::Error { error }) => {
+                tracing::warn!(
+                    http_status = status.as_u16(), code = %error.code,
+                    "Smart Glocal answered a server error with a refusal: outcome unknown"
+                );
+                Err(UpstreamError::Http(status.as_u16()))
+            }
             Ok(sg::Response::Ok { .. }) | Err(_) if !status.is_success() => {
                 Err(UpstreamError::Http(status.as_u16()))
             }

@@ -922,9 +922,17 @@ async fn apply_to_rows(
     let (known, candidates): (Vec<RefundRow>, Vec<RefundRow>) = rows
         .into_iter()
         .partition(|row| row.refund_id.as_deref() == Some(refund.id.as_str()));
-    let row = match known.into_iter().next() {
-        Some(row) => Some(row),
-        None => match_attempt(candidates, refund),
+    // `taken`: the attempt `refund` names, which holds another refund, bound to it by amount
+    // before this one came.
+    let (row, taken) = match known.into_iter().next() {
+        Some(row) => (Some(row), false),
+        None => match match_attempt(candidates, refund) {
+            Some(row) => (Some(row), false),
+            None => {
+                let taken = named_but_taken(tx, batch.as_deref(), refund).await?;
+                (taken.clone(), taken.is_some())
+            }
+        },
     };
     match row {
         Some(row) => {
@@ -947,6 +955,9 @@ async fn apply_to_rows(
                 journal.history(&flagged, HistoryKind::Conflict, Some(&detail));
                 journal.event(&flagged);
                 return Ok((ApplyOutcome::Conflict, flagged));
+            }
+            if taken {
+                return rebind(tx, journal, &row, &change, source, batch).await;
             }
             if let Some(changed) = change_row(tx, journal, &row, &change).await? {
                 return Ok((ApplyOutcome::Applied, changed));
@@ -971,54 +982,186 @@ async fn apply_to_rows(
                 (Origin::Elsewhere, HistoryKind::RefundedElsewhere)
             };
             let now = now_ms();
-            // The row as the insert will store it: every column not written is its default.
-            let learned = RefundRow {
-                key: 0,
-                attempt_id: None,
-                refund_id: Some(refund.id.to_string()),
-                session_id: session.to_string(),
+            let learned = Learned {
+                session: session.as_str(),
+                refund_id: refund.id.as_str(),
                 origin,
-                agent: None,
                 amount: stored(refund.amount_details.amount)?,
                 currency: refund.amount_details.currency,
-                full_refund: false,
-                reason: None,
-                note: None,
-                idempotency_key: None,
-                request_hash: None,
-                refunds_before: Vec::new(),
                 state,
-                error_code: None,
-                error_detail: None,
-                polls: 0,
-                next_poll_at: None,
                 created_at: refund.created_at.map(|t| t.unix_millis()).unwrap_or(now),
-                updated_at: now,
                 finished_at: if state.is_final() {
                     finished_at.or(Some(now))
                 } else {
                     None
                 },
-                absent_since: None,
-                attention: None,
-                role: None,
             };
-            let row = match batch {
-                // Inserted with the batch's other new rows (see `BatchRows::write_new`).
-                Some(batch) => batch.wait(learned),
-                // Alone: a batch of one, written at once.
-                None => {
-                    let mut alone = BatchRows::default();
-                    let row = alone.wait(learned);
-                    alone.write_new(tx).await?;
-                    alone.rows.pop().ok_or_else(|| unlike("no row", &row))?
-                }
-            };
+            let row = insert_learned(tx, batch, learned.row(now)).await?;
             journal.history(&row, kind, Some(&format!("learned from {source}")));
             journal.event(&row);
             Ok((ApplyOutcome::New, row))
         }
     }
+}
+
+/// A refund of Smart Glocal's new to the ledger (made elsewhere, or a chargeback), before its
+/// row is written.
+struct Learned<'a> {
+    session: &'a str,
+    refund_id: &'a str,
+    origin: Origin,
+    amount: i64,
+    currency: shared::Currency,
+    state: RefundState,
+    created_at: i64,
+    finished_at: Option<i64>,
+}
+
+impl Learned<'_> {
+    /// The row as the insert will store it: every column not written is its default.
+    fn row(&self, now: i64) -> RefundRow {
+        RefundRow {
+            key: 0,
+            attempt_id: None,
+            refund_id: Some(self.refund_id.to_owned()),
+            session_id: self.session.to_owned(),
+            origin: self.origin,
+            agent: None,
+            amount: self.amount,
+            currency: self.currency,
+            full_refund: false,
+            reason: None,
+            note: None,
+            idempotency_key: None,
+            request_hash: None,
+            refunds_before: Vec::new(),
+            state: self.state,
+            error_code: None,
+            error_detail: None,
+            polls: 0,
+            next_poll_at: None,
+            created_at: self.created_at,
+            updated_at: now,
+            finished_at: self.finished_at,
+            absent_since: None,
+            attention: None,
+            role: None,
+        }
+    }
+}
+
+/// Writes `learned`: with `batch`, among the batch's other new rows (see
+/// [`BatchRows::write_new`], it comes back under its provisional key); alone, at once.
+async fn insert_learned(
+    tx: &mut WriteTx<'_>,
+    batch: Option<&mut BatchRows>,
+    learned: RefundRow,
+) -> Result<RefundRow, sqlx::Error> {
+    match batch {
+        Some(batch) => Ok(batch.wait(learned)),
+        None => {
+            let mut alone = BatchRows::default();
+            let row = alone.wait(learned);
+            alone.write_new(tx).await?;
+            alone.rows.pop().ok_or_else(|| unlike("no row", &row))
+        }
+    }
+}
+
+/// The attempt `refund`'s metadata names, when the ledger has bound another refund to it:
+/// that one named no attempt and was matched by amount (rule 3 of the matcher) while the
+/// attempt was still unresolved, before the refund naming it came. The dashboard's refund of
+/// the same sum, whose webhook arrived before our own answer, is the usual case.
+async fn named_but_taken(
+    tx: &mut WriteTx<'_>,
+    batch: Option<&BatchRows>,
+    refund: &sg::Refund,
+) -> Result<Option<RefundRow>, sqlx::Error> {
+    let Some(id) = named_attempt(refund).filter(|_| !refund.is_chargeback) else {
+        return Ok(None);
+    };
+    // The batch's copy is the row as it now is, if the batch holds it.
+    let held = batch.and_then(|b| b.rows.iter().find(|r| r.attempt_id.as_ref() == Some(&id)));
+    let row = match held {
+        Some(row) => Some(row.clone()),
+        None => {
+            tx.exec()
+                .fetch_optional(&Sql::new(format!("{SELECT} WHERE attempt_id = ?")).bind(&id))
+                .await?
+        }
+    };
+    Ok(row.filter(|row| {
+        row.origin == Origin::Proxy
+            && row
+                .refund_id
+                .as_deref()
+                .is_some_and(|other| other != refund.id.as_str())
+    }))
+}
+
+/// Binds `row`'s attempt to the refund `change` names, which names the attempt, and records
+/// the refund it held until now (matched by amount) as made elsewhere, as it stands: both
+/// moved money, and each is now the ledger's under its own id. The attempt takes the named
+/// refund's state as it is, even an earlier one than the other's: it is another refund.
+async fn rebind(
+    tx: &mut WriteTx<'_>,
+    journal: &mut Entries,
+    row: &RefundRow,
+    change: &Change,
+    source: Source,
+    batch: Option<&mut BatchRows>,
+) -> Result<(ApplyOutcome, RefundRow), sqlx::Error> {
+    let (Some(other), Some(named), Some(state)) = (
+        row.refund_id.as_deref(),
+        change.refund_id.as_deref(),
+        change.state,
+    ) else {
+        return Err(unlike("a re-binding without both refunds", row));
+    };
+    let now = now_ms();
+    let finished_at = state.is_final().then(|| change.finished_at.unwrap_or(now));
+    let update = Sql::new(
+        "UPDATE refunds SET state = ?, refund_id = ?, finished_at = ?, updated_at = ?,
+            polls = 0, next_poll_at = NULL, absent_since = NULL
+         WHERE key = ? RETURNING *",
+    )
+    .bind(state)
+    .bind(named)
+    .bind(finished_at)
+    .bind(now)
+    .bind(row.key);
+    let rebound: RefundRow = tx.exec().fetch_one(&update).await?;
+    let attempt = row.attempt_id.as_ref().map_or("", |id| id.as_str());
+    journal.history(
+        &rebound,
+        change.kind,
+        Some(&format!(
+            "{source}: refund {named} names this attempt; refund {other}, matched to it by \
+             amount before, is recorded as made elsewhere"
+        )),
+    );
+    journal.event(&rebound);
+    let learned = Learned {
+        session: &row.session_id,
+        refund_id: other,
+        origin: Origin::Elsewhere,
+        amount: row.amount,
+        currency: row.currency,
+        state: row.state,
+        created_at: now,
+        finished_at: row.finished_at.filter(|_| row.state.is_final()),
+    };
+    let elsewhere = insert_learned(tx, batch, learned.row(now)).await?;
+    journal.history(
+        &elsewhere,
+        HistoryKind::RefundedElsewhere,
+        Some(&format!(
+            "matched by amount to attempt {attempt} until refund {named}, which names that \
+             attempt, came ({source})"
+        )),
+    );
+    journal.event(&elsewhere);
+    Ok((ApplyOutcome::Applied, rebound))
 }
 
 /// How `refund` (of `session`, from Smart Glocal) contradicts the ledger's `row` it matched,

@@ -4,6 +4,7 @@
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use sandbox::{Fault, FaultRequest, FaultRoute};
+use serde_json::json;
 
 use crate::helpers::*;
 
@@ -341,6 +342,62 @@ async fn the_ledger_survives_a_restart_and_still_replays_the_first_result() {
 async fn a_refund_of_the_same_amount_made_elsewhere_meanwhile_is_not_taken_for_ours() {
     let (sandbox, app) = sandbox_and_app().await;
     sandbox.clear_webhook_url();
+    same_amount_made_elsewhere_meanwhile(&sandbox, &app, |_| async {}).await;
+}
+
+/// The same race, the other refund's webhook first: it comes while ours is still `pending`
+/// and names no attempt, so it is bound to ours by amount. When our answer shows the refund
+/// naming our attempt, the attempt is bound to that one and the other is recorded as made
+/// elsewhere, as it stood: one agent's refund, one of the dashboard's, both in the ledger.
+#[tokio::test]
+async fn ours_is_rebound_when_the_same_amount_made_elsewhere_came_first_by_webhook() {
+    let (sandbox, app) = sandbox_and_app().await;
+    let app = &app;
+    let elsewhere = same_amount_made_elsewhere_meanwhile(&sandbox, app, |other| async move {
+        let ledger = LedgerSql::open(app).await;
+        eventually(5, "the other's webhook is bound to our attempt", || async {
+            ledger
+                .int(&format!(
+                    "SELECT COUNT(*) FROM refunds WHERE refund_id = '{other}' \
+                     AND attempt_id IS NOT NULL"
+                ))
+                .await
+                == 1
+        })
+        .await;
+        ledger.close().await;
+    })
+    .await;
+    // The other's row as the ledger keeps it, and the history that says what moved.
+    let ledger = LedgerSql::open(app).await;
+    let made_elsewhere = format!(
+        "SELECT COUNT(*) FROM refunds WHERE refund_id = '{elsewhere}' \
+         AND origin = 'elsewhere' AND attempt_id IS NULL AND agent IS NULL AND amount = 2500"
+    );
+    assert_eq!(ledger.int(&made_elsewhere).await, 1);
+    assert_eq!(
+        ledger
+            .int("SELECT COUNT(*) FROM history WHERE detail LIKE '%matched to it by amount%'")
+            .await,
+        1
+    );
+    ledger.close().await;
+}
+
+/// Our refund of 25.00 on a payment, and while Smart Glocal holds it (its `session/refund`
+/// delayed a second), a refund of the same amount made there directly, without metadata;
+/// `meanwhile` runs once that one is made, given its id, before our answer comes. Checks that
+/// the ledger ends with ours bound to our attempt and the agent, the other made elsewhere
+/// with none; returns the other's id.
+async fn same_amount_made_elsewhere_meanwhile<F, Fut>(
+    sandbox: &sandbox::Sandbox,
+    app: &TestApp,
+    meanwhile: F,
+) -> String
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     sandbox
         .inject(FaultRequest::new(Fault::Delay { ms: 1000 }).on(FaultRoute::Refund))
         .await;
@@ -351,7 +408,7 @@ async fn a_refund_of_the_same_amount_made_elsewhere_meanwhile_is_not_taken_for_o
         std::time::Duration::from_secs(5),
         std::sync::Arc::default(),
     );
-    let ledger = LedgerSql::open(&app).await;
+    let ledger = LedgerSql::open(app).await;
     let dashboard = async {
         eventually(5, "our attempt is being sent", || async {
             ledger
@@ -368,10 +425,14 @@ async fn a_refund_of_the_same_amount_made_elsewhere_meanwhile_is_not_taken_for_o
             }),
             metadata: None,
         };
-        elsewhere.refund(&request).await.unwrap()
+        let answer = elsewhere.refund(&request).await.unwrap();
+        let payment = answer.payment().unwrap();
+        let other = payment.refunds.last().unwrap().id.to_string();
+        meanwhile(other.clone()).await;
+        other
     };
     let body = submission(Some(2500), "usd", &fresh_key());
-    let ((status, ours), _) = tokio::join!(app.refund("ps_usd_1001", &body), dashboard);
+    let ((status, ours), other) = tokio::join!(app.refund("ps_usd_1001", &body), dashboard);
     assert_eq!(status, StatusCode::CREATED, "{ours}");
     ledger.close().await;
 
@@ -382,10 +443,11 @@ async fn a_refund_of_the_same_amount_made_elsewhere_meanwhile_is_not_taken_for_o
     let refunds = payment["refunds"].as_array().unwrap();
     assert_eq!(refunds.len(), 2, "{payment}");
     let mine = refunds.iter().find(|r| r["attempt_id"] == attempt).unwrap();
-    let other = refunds.iter().find(|r| r["attempt_id"] != attempt).unwrap();
+    let theirs = refunds.iter().find(|r| r["attempt_id"] != attempt).unwrap();
     assert_eq!(mine["refund_id"], ours["refund_id"]);
     assert_eq!(mine["agent"], "alice", "{mine}");
-    assert!(other["agent"].is_null(), "made elsewhere: {other}");
+    assert!(theirs["agent"].is_null(), "made elsewhere: {theirs}");
+    assert_eq!(theirs["refund_id"], other.as_str(), "{payment}");
     // Ours is the refund whose metadata names the attempt.
     let named = upstream
         .session
@@ -402,4 +464,56 @@ async fn a_refund_of_the_same_amount_made_elsewhere_meanwhile_is_not_taken_for_o
         })
         .expect("our refund carries its attempt id");
     assert_eq!(ours["refund_id"], named.id.as_str());
+    other
+}
+
+/// A server error is not a refusal even when its body is one (`status: error`): Smart Glocal
+/// may have applied the refund before failing. The attempt is `unknown`, its amount held,
+/// until reconciliation finds out; as a refusal it would be `failed` and free to refund again.
+#[tokio::test]
+async fn a_server_error_carrying_a_refusal_leaves_the_outcome_unknown() {
+    let refusal = json!({"status": "error", "error": {
+        "code": "internal_error", "description": "something went wrong"}});
+    for (status, expected, state) in [
+        (500, StatusCode::ACCEPTED, "unknown"),
+        (503, StatusCode::ACCEPTED, "unknown"),
+        // The control: the same body with a 4xx (or a 200) is a refusal, nothing sent.
+        (400, StatusCode::UNPROCESSABLE_ENTITY, "failed"),
+    ] {
+        let refusal = refusal.clone();
+        let stand_in = axum::Router::new()
+            .route(
+                "/api/v1/session/status",
+                axum::routing::post(|| async { axum::Json(ok_session()) }),
+            )
+            .route(
+                "/api/v1/session/refund",
+                axum::routing::post(move || async move {
+                    (
+                        axum::http::StatusCode::from_u16(status).unwrap(),
+                        axum::Json(refusal),
+                    )
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, stand_in).await.unwrap() });
+        let app = spawn_app(&url).await;
+
+        let body = submission(Some(1000), "usd", &fresh_key());
+        let (answer, view) = app.refund("ps_usd_1001", &body).await;
+        assert_eq!(answer, expected, "HTTP {status}: {view}");
+        let ledger = LedgerSql::open(&app).await;
+        assert_eq!(
+            ledger
+                .text(
+                    "SELECT state FROM refunds WHERE session_id = $1",
+                    "ps_usd_1001"
+                )
+                .await,
+            state,
+            "HTTP {status}"
+        );
+        ledger.close().await;
+    }
 }
