@@ -506,8 +506,13 @@ pub fn confirmation_text(
     amount: shared::Money,
     locale: Locale,
 ) -> String {
+    // Above the approval threshold, confirming only asks: say so where the agent decides.
+    let asks = payment
+        .viewer
+        .approval_above
+        .is_some_and(|above| above.currency == amount.currency && amount.amount > above.amount);
     let amount = amount.format(locale);
-    match (&payment.card, locale) {
+    let text = match (&payment.card, locale) {
         (Some(card), Locale::En) => format!("Refund {amount} to {}", card_label(card)),
         (Some(card), Locale::Ru) => format!("Вернуть {amount} на карту {}", card_label(card)),
         (None, Locale::En) => format!(
@@ -518,7 +523,16 @@ pub fn confirmation_text(
             "Вернуть {amount} покупателю ({})",
             payment_method(payment, locale)
         ),
+    };
+    if asks {
+        return text
+            + tr(
+                locale,
+                ": after a second agent approves it. Confirming sends the request.",
+                ": после одобрения другим агентом. Подтверждение отправит запрос.",
+            );
     }
+    text
 }
 
 /// What the agent may refund on their own, said before they type: their allowance (the

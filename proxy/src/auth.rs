@@ -197,6 +197,18 @@ impl TokenKeys {
         if claims.scope.is_some() || claims.sub.trim().is_empty() {
             return Err(ApiError::TokenInvalid);
         }
+        // A limit on something that is not a currency would bind nothing: the currency the
+        // merchant's backend meant would be unlimited. Refused, and said in the log.
+        let limits = [&claims.refund_max, &claims.refund_daily];
+        if let Some(code) = limits
+            .into_iter()
+            .flatten()
+            .find_map(Limit::unknown_currency)
+        {
+            tracing::warn!(agent = %claims.sub, currency = %code,
+                "token refused: a limit names something that is not a currency");
+            return Err(ApiError::TokenInvalid);
+        }
         Ok(Agent {
             session_id: only_payment(&claims)?,
             issued_at: claims.iat.unwrap_or_default(),

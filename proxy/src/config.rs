@@ -193,9 +193,30 @@ pub struct Settings {
 
 /// `20000`, or `{"usd": 20000, "jpy": 30000}`.
 pub(crate) fn parse_limit(text: &str) -> Result<Limit, String> {
-    serde_json::from_str(text.trim()).map_err(|_| {
+    let limit: Limit = serde_json::from_str(text.trim()).map_err(|_| {
         format!("`{text}` is not a limit: minor units (20000) or per currency ({{\"usd\":20000}})")
-    })
+    })?;
+    match limit.unknown_currency() {
+        Some(code) => Err(not_a_currency(code)),
+        None => Ok(limit),
+    }
+}
+
+fn not_a_currency(code: &str) -> String {
+    format!("`{code}` is not a currency code (ISO 4217, as Smart Glocal writes it: `usd`, `rub`)")
+}
+
+/// A per-currency limit from the config file (the flags' and `PROXY_*`'s went through
+/// [`parse_limit`]) naming something that is not a currency: refused, since it would bind
+/// nothing and leave the currency meant unlimited.
+fn check_limit(name: &'static str, limit: &Option<Limit>) -> Result<Option<Limit>, ConfigError> {
+    match limit.as_ref().and_then(Limit::unknown_currency) {
+        Some(code) => Err(ConfigError::Invalid {
+            name,
+            reason: not_a_currency(code),
+        }),
+        None => Ok(limit.clone()),
+    }
 }
 
 fn parse_secret(text: &str) -> Result<Secret, String> {
@@ -532,9 +553,9 @@ impl Config {
             )?),
             database: s.database()?,
             partial_refunds: set("partial_refunds", s.partial_refunds)?,
-            refund_max: s.refund_max.clone(),
-            refund_daily: s.refund_daily.clone(),
-            approval_above: s.approval_above.clone(),
+            refund_max: check_limit("refund_max", &s.refund_max)?,
+            refund_daily: check_limit("refund_daily", &s.refund_daily)?,
+            approval_above: check_limit("approval_above", &s.approval_above)?,
             approval_ttl: Duration::from_secs(positive(
                 "approval_ttl_secs",
                 set("approval_ttl_secs", s.approval_ttl_secs)?,

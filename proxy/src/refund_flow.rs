@@ -185,7 +185,20 @@ async fn decide_and_send(
     let binding = agent.binding(&state.config, amount.currency);
     if let Some(max) = binding.per_refund {
         if amount.amount > max {
-            return Err(ApiError::OverAgentLimit(Money::new(max, amount.currency)));
+            // What the agent may still refund: the per-refund limit, or what is left of the
+            // day if less, so that a retry at the figure given is not refused again.
+            let mut allowance = max;
+            if let Some(daily) = binding.daily {
+                let used = state
+                    .ledger
+                    .refunded_today(&agent.name, amount.currency)
+                    .await?;
+                allowance = allowance.min(daily.saturating_sub(used));
+            }
+            return Err(ApiError::OverAgentLimit(Money::new(
+                allowance,
+                amount.currency,
+            )));
         }
     }
     let daily_limit = binding.daily;

@@ -51,6 +51,18 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// The first key of a per-currency limit that is not a currency code (`rur`, `jyp`): a
+    /// limit on it would bind nothing, and the currency meant would have none.
+    pub fn unknown_currency(&self) -> Option<&str> {
+        match self {
+            Limit::Any(_) => None,
+            Limit::PerCurrency(map) => map
+                .keys()
+                .find(|code| crate::Currency::parse(code).is_err())
+                .map(String::as_str),
+        }
+    }
+
     /// The limit in `currency`'s minor units, if there is one.
     pub fn in_currency(&self, currency: crate::Currency) -> Option<u64> {
         match self {

@@ -333,8 +333,9 @@ fn ambiguous_comma(text: &str, currency: Currency, locale: Locale) -> bool {
         && text.rsplit(',').next().is_some_and(|tail| tail.len() == 3)
 }
 
-/// Removes thousands separators, which must sit between groups of exactly three digits, so
-/// `1,0` or `10 00` is refused rather than silently read as something else.
+/// Removes thousands separators, which must sit between groups of exactly three digits after
+/// a first group of one to three not starting with 0, so `1,0`, `10 00` or `0,125` is refused
+/// rather than silently read as something else.
 fn strip_groups(integer: &str, locale: Locale) -> Result<String, AmountError> {
     let is_group = |c: char| SPACES.contains(&c) || (locale == Locale::En && c == ',');
     let groups: Vec<&str> = integer.split(is_group).collect();
@@ -342,7 +343,7 @@ fn strip_groups(integer: &str, locale: Locale) -> Result<String, AmountError> {
         let valid_digits = group.bytes().all(|b| b.is_ascii_digit());
         let valid_length = match (i, groups.len()) {
             (_, 1) => true,
-            (0, _) => (1..=3).contains(&group.len()),
+            (0, _) => (1..=3).contains(&group.len()) && !group.starts_with('0'),
             _ => group.len() == 3,
         };
         if !valid_digits || !valid_length {

@@ -74,6 +74,11 @@ fn every_rejection_has_its_own_error() {
         ("1,250", "kwd", Locale::En, AmountError::NotANumber),
         ("KWD 12,500", "kwd", Locale::En, AmountError::NotANumber),
         ("10 00", "rub", Locale::Ru, AmountError::NotANumber),
+        // No number starts with a thousands group of 0: read as grouped, `0,125` would be
+        // 125.00, a thousand times what was probably meant (0.125).
+        ("0,125", "usd", Locale::En, AmountError::NotANumber),
+        ("0 125", "rub", Locale::Ru, AmountError::NotANumber),
+        ("00,125", "usd", Locale::En, AmountError::NotANumber),
         ("1e3", "usd", Locale::En, AmountError::NotANumber),
         ("+5", "usd", Locale::En, AmountError::NotANumber),
         (".", "usd", Locale::En, AmountError::NotANumber),

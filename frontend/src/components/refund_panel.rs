@@ -279,8 +279,9 @@ fn submitted_message(refund: &RefundView, how: Submitted, locale: Locale) -> Str
 /// the attempt as failed), the key belongs to another request, or a refund rule refused it.
 /// A network failure, `refund_in_flight` or a 5xx of the proxy itself keep the key: the
 /// same confirmation may be retried safely, and must be, since the first may have landed.
-/// So do the answers given before the proxy looks the key up (the token's, the agent's rate
-/// limit): they say nothing of whether an earlier try with this key landed.
+/// So do the answers given before the proxy looks the key up (the token's, the payment's
+/// binding, the origin's, the agent's rate limit): they say nothing of whether an earlier try
+/// with this key landed.
 fn spends_the_key(error: &CallError) -> bool {
     match error {
         CallError::Proxy { status, body } => match body.code {
@@ -290,8 +291,11 @@ fn spends_the_key(error: &CallError) -> bool {
             ErrorCode::RefundInFlight
             | ErrorCode::RateLimited
             | ErrorCode::TokenExpired
+            | ErrorCode::TokenRevoked
             | ErrorCode::Unauthenticated
-            | ErrorCode::TokenInvalid => false,
+            | ErrorCode::TokenInvalid
+            | ErrorCode::Forbidden
+            | ErrorCode::OriginNotAllowed => false,
             _ => (400..500).contains(status),
         },
         CallError::Network | CallError::BadResponse { .. } => false,

@@ -128,6 +128,35 @@ async fn the_allowance_and_the_threshold_are_said_before_typing() {
     );
 }
 
+/// Above the threshold, the confirmation says the refund waits for a second agent (it only
+/// records a request); at or below it, it says the refund as before.
+#[wasm_bindgen_test]
+async fn a_confirmation_above_the_threshold_says_it_asks_for_approval() {
+    let mut view = payment(10_000, "usd", true);
+    let usd = view.amount.currency;
+    view.viewer = Viewer {
+        agent: "june".into(),
+        approval_above: Some(Money::new(5_000, usd)),
+        ..Viewer::default()
+    };
+    for (typed, expected) in [
+        (
+            "50.01",
+            "Refund $50.01 to Visa •••• 4242: after a second agent approves it. Confirming sends the request.",
+        ),
+        ("50.00", "Refund $50.00 to Visa •••• 4242"),
+    ] {
+        let (submit, _) = counting_submit(None);
+        let panel = mount_panel(view.clone(), Locale::En, submit);
+        panel.click(MODE_PARTIAL);
+        settle().await;
+        panel.type_text(AMOUNT_INPUT, typed);
+        panel.click(REVIEW_BUTTON);
+        settle().await;
+        assert_eq!(panel.text(CONFIRM_TEXT), expected);
+    }
+}
+
 #[wasm_bindgen_test]
 async fn an_approver_approves_another_agents_request_once() {
     let (panel, decisions, request) =

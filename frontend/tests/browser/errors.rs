@@ -125,6 +125,39 @@ async fn a_rate_limited_retry_keeps_the_confirmation_and_its_key() {
     );
 }
 
+/// The same after the token's or the origin's refusal (answered before the proxy looks the
+/// key up, so they say nothing of the first try): the next Confirm, with a new token say,
+/// sends the same key, and a first try that landed is replayed rather than made twice.
+#[wasm_bindgen_test]
+async fn a_refusal_before_the_key_is_looked_up_keeps_the_key() {
+    for (status, code) in [
+        (401, ErrorCode::TokenRevoked),
+        (403, ErrorCode::Forbidden),
+        (403, ErrorCode::OriginNotAllowed),
+    ] {
+        let (submit, keys) = key_recording_submit(move |n| match n {
+            2 => Err(CallError::Proxy {
+                status,
+                body: ErrorBody::new(code, "refused"),
+            }),
+            _ => Err(CallError::Network),
+        });
+        let panel = mount_panel(payment(1_000, "usd", true), Locale::En, submit);
+        panel.click(REVIEW_BUTTON);
+        settle().await;
+        for _ in 0..3 {
+            panel.click(CONFIRM_BUTTON);
+            settle().await;
+        }
+        let keys = keys.borrow();
+        assert_eq!(keys.len(), 3, "{code:?}");
+        assert!(
+            keys.iter().all(|k| *k == keys[0]),
+            "{code:?}: one intent, one key: {keys:?}"
+        );
+    }
+}
+
 /// No answer, then Cancel: the refund may have landed. Reviewed again unchanged, it is the
 /// same intent and goes with the same key (a landed refund is replayed, not made twice);
 /// changed, it is a new one.

@@ -153,13 +153,14 @@ pub(super) async fn change_row(
     change: &Change,
 ) -> Result<Option<RefundRow>, sqlx::Error> {
     let id_learned = row.refund_id.is_none() && change.refund_id.is_some();
-    // An attempt reconciliation gave up on (failed without an upstream refusal) that turns
-    // up upstream after all moved money: the truth wins over "never backwards" here.
-    let gave_up_too_early =
-        row.state == RefundState::Failed && row.error_code.is_none() && id_learned;
-    let state_moves = change.state.is_some_and(|next| {
-        row.state.can_become(next) || (gave_up_too_early && next != RefundState::Failed)
-    });
+    // A `failed` attempt whose refund turns up upstream after all (reconciliation gave up on
+    // it, or a refusal it was told of was not the last word) moved money: the truth wins over
+    // "never backwards" here, and the failure's code and detail go (its history line stays).
+    // Left failed, it would count for nothing in what remains and in the agent's day.
+    let revived = row.state == RefundState::Failed && id_learned;
+    let state_moves = change
+        .state
+        .is_some_and(|next| row.state.can_become(next) || (revived && next != RefundState::Failed));
     if !state_moves && !id_learned {
         return Ok(None);
     }
@@ -168,24 +169,35 @@ pub(super) async fn change_row(
     } else {
         row.state
     };
-    // When it finished: kept once final, except by an attempt given up too early, whose
-    // finish is Smart Glocal's (or now), not the time reconciliation gave up; none while not
+    // When it finished: kept once final, except by a revived attempt, whose finish is Smart
+    // Glocal's (or now), not the time it was failed; none while not
     // final (such an attempt back in progress).
     let finished_at = match row.finished_at {
         _ if !state.is_final() => None,
-        Some(at) if row.state.is_final() && !gave_up_too_early => Some(at),
+        Some(at) if row.state.is_final() && !revived => Some(at),
         _ => change.finished_at.or(Some(now_ms())),
+    };
+    let (error_code, error_detail) = if revived && state != RefundState::Failed {
+        (None, None)
+    } else {
+        (
+            change.error_code.or(row.error_code),
+            change
+                .error_detail
+                .clone()
+                .or_else(|| row.error_detail.clone()),
+        )
     };
     let update = Sql::new(
         "UPDATE refunds SET state = ?, refund_id = COALESCE(refund_id, ?),
-            error_code = COALESCE(?, error_code), error_detail = COALESCE(?, error_detail),
+            error_code = ?, error_detail = ?,
             finished_at = ?, updated_at = ?, polls = 0, next_poll_at = NULL
          WHERE key = ? RETURNING *",
     )
     .bind(state)
     .bind(&change.refund_id)
-    .bind(change.error_code)
-    .bind(&change.error_detail)
+    .bind(error_code)
+    .bind(&error_detail)
     .bind(finished_at)
     .bind(now_ms())
     .bind(row.key);

@@ -429,6 +429,36 @@ mod tests {
         assert!(done.finished_at > given_up.finished_at, "{done:?}");
     }
 
+    /// An attempt failed on a refusal (it has a code) whose refund Smart Glocal lists after
+    /// all, naming it: money moved, so it moves on with the refund, loses the failure's code,
+    /// and counts again in what its agent used today.
+    #[tokio::test]
+    async fn a_refused_attempt_whose_refund_turns_up_counts_again() {
+        use crate::ledger::{Change, Inserted, RefundState};
+        use shared::api::{ErrorCode, HistoryKind};
+        let (_dir, ledger) = ledger().await;
+        let session = SessionId::parse("ps_refused").unwrap();
+        let Ok(Inserted::New(row)) = ledger.insert_attempt(&new_attempt(&session, 1, 700)).await
+        else {
+            panic!("attempt not recorded");
+        };
+        let usd = shared::Currency::parse("usd").unwrap();
+        let refused = Change::failed(ErrorCode::UpstreamRejected, "refused", HistoryKind::Failed);
+        ledger.change(row.key, refused).await.unwrap();
+        assert_eq!(ledger.refunded_today("alice", usd).await.unwrap(), 0);
+
+        let mut refund = refund("rf_after_all", 700, "in_progress");
+        refund.metadata = Some(serde_json::json!({"attempt_id": row.attempt_id}));
+        commit(&ledger, &[job(&session, vec![refund])])
+            .await
+            .unwrap();
+        let now = ledger.find_by_key(row.key).await.unwrap().unwrap();
+        assert_eq!(now.state, RefundState::InProgress);
+        assert_eq!(now.refund_id.as_deref(), Some("rf_after_all"));
+        assert_eq!((now.error_code, now.error_detail), (None, None));
+        assert_eq!(ledger.refunded_today("alice", usd).await.unwrap(), 700);
+    }
+
     /// Attempts recorded before the batch are matched as the per-refund look-up matched them:
     /// two refunds of the same amount in one batch take one attempt each (the second does not
     /// claim the attempt the first took), a third is recorded as made elsewhere, and the

@@ -517,6 +517,37 @@ fn refused_setting(settings: proxy::Settings) -> &'static str {
     }
 }
 
+/// A per-currency limit naming something that is not a currency (`rur`, the ruble's old code;
+/// `jyp`) would bind nothing and leave the currency meant unlimited: the proxy does not start,
+/// and says which setting and which code, whether the limit came from the file or a flag.
+#[test]
+fn a_limit_naming_no_currency_is_refused_at_start() {
+    let parent = tempfile::tempdir().unwrap();
+    let serve_dir = parent.path().join("dist");
+    std::fs::create_dir(&serve_dir).unwrap();
+    let limit = |json: &str| Some(serde_json::from_str::<shared::api::Limit>(json).unwrap());
+    let mut settings = demo_settings(&serve_dir);
+    settings.approval_above = limit(r#"{"usd": 5000, "rur": 500000}"#);
+    assert_eq!(refused_setting(settings), "approval_above");
+    let mut settings = demo_settings(&serve_dir);
+    settings.refund_daily = limit(r#"{"jyp": 5000}"#);
+    assert_eq!(refused_setting(settings), "refund_daily");
+    let mut settings = demo_settings(&serve_dir);
+    settings.refund_max = limit(r#"{"USD": 5000, "rub": 100000}"#);
+    assert!(
+        proxy::Config::from_settings(settings).is_ok(),
+        "codes in any case"
+    );
+    // As a flag or `PROXY_*` value.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .args(["serve", "--approval-above", r#"{"rur":1}"#])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(said.contains("`rur` is not a currency code"), "{said}");
+}
+
 #[test]
 fn secrets_inside_serve_dir_are_refused_at_start() {
     let parent = tempfile::tempdir().unwrap();

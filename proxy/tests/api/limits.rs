@@ -215,3 +215,45 @@ async fn proxy_token_mints_an_agent_with_limits() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a limit"));
 }
+
+/// A token whose limit names something that is not a currency (`jyp`) is refused as invalid:
+/// honoured, it would leave the agent unlimited in the currency the backend meant.
+#[tokio::test]
+async fn a_token_limiting_no_currency_is_refused() {
+    let (sandbox, app) = sandbox_and_app().await;
+    for (max, daily) in [
+        (Some(json!({"usd": 10000, "jyp": 5000})), None),
+        (None, Some(json!({"rur": 500000}))),
+    ] {
+        let token = token("alice", max, daily);
+        let (status, body) = refund(&app, &token, "ps_usd_1001", 100, "usd").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["code"], "token_invalid", "{body}");
+    }
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 0);
+    // The same limits with real codes are honoured.
+    let fine = token("alice", Some(json!({"usd": 10000, "jpy": 5000})), None);
+    let (status, body) = refund(&app, &fine, "ps_usd_1001", 100, "usd").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+/// Over the per-refund limit with less than that left of the day, the allowance given is
+/// what is left of the day: a retry at that figure goes, where one at the per-refund limit
+/// would be refused again.
+#[tokio::test]
+async fn over_the_refund_limit_the_allowance_is_what_is_left_of_the_day() {
+    let (_sandbox, app) = sandbox_and_app().await;
+    let june = token(
+        "june",
+        Some(json!({"usd": 2000})),
+        Some(json!({"usd": 5000})),
+    );
+    for amount in [2000, 2000] {
+        let sent = refund(&app, &june, "ps_usd_1001", amount, "usd").await;
+        assert_eq!(sent.0, StatusCode::CREATED, "{}", sent.1);
+    }
+    let over = refund(&app, &june, "ps_usd_1001", 2500, "usd").await;
+    refused(&over, "over_agent_limit", 1000, "usd");
+    let retry = refund(&app, &june, "ps_usd_1001", 1000, "usd").await;
+    assert_eq!(retry.0, StatusCode::CREATED, "{}", retry.1);
+}
