@@ -78,10 +78,10 @@ pub enum Fault {
     /// Answer HTTP 500; the request is NOT applied.
     #[serde(rename = "http_500")]
     Http500,
-    /// Apply the request, then keep the answer back for a long time: the refund is taken but
-    /// the caller never learns it.
+    /// Handle the request, then keep the answer back for a long time: a refund is taken (or
+    /// refused by the rules) but the caller never learns it.
     Timeout,
-    /// Apply the request, then answer 200 with a body cut off mid-JSON.
+    /// Handle the request, then answer 200 with a body cut off mid-JSON (a refusal's too).
     Garbage,
     /// Refuse the refund with `refund_declined`; nothing is applied.
     Decline,
@@ -158,7 +158,9 @@ impl From<Fault> for FaultRequest {
     }
 }
 
-/// `POST /_sandbox/sessions/{id}/chargeback`. No amount = what remains of the payment.
+/// `POST /_sandbox/sessions/{id}/chargeback`: at most the payment less earlier chargebacks
+/// (refunds do not lower it: a refunded payment can still be disputed). No amount = what
+/// remains refundable, or the payment once it is refunded in full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ChargebackRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -72,15 +72,21 @@ impl SgError {
     }
 }
 
-impl IntoResponse for SgError {
-    fn into_response(self) -> Response {
-        let body = sg::Response::Error {
+impl SgError {
+    /// The `status: error` envelope it is answered with.
+    pub fn envelope(&self) -> sg::Response {
+        sg::Response::Error {
             error: SmartGlocalError {
                 code: self.code().to_owned(),
                 description: self.to_string(),
             },
-        };
-        (self.status(), Json(body)).into_response()
+        }
+    }
+}
+
+impl IntoResponse for SgError {
+    fn into_response(self) -> Response {
+        (self.status(), Json(self.envelope())).into_response()
     }
 }
 
@@ -96,7 +102,7 @@ pub enum ControlError {
     /// 400 `invalid_request`: e.g. an unknown project or a duplicate session id.
     #[error("{0}")]
     InvalidRequest(String),
-    /// 422 `exceeds_remaining`: a chargeback larger than what remains.
+    /// 422 `exceeds_remaining`: a chargeback larger than the payment less earlier chargebacks.
     #[error("the amount exceeds the remainder of {remaining}")]
     ExceedsRemaining { remaining: u64 },
 }

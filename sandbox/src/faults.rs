@@ -3,7 +3,9 @@
 //! A call takes at most one fault of each kind: a delay, a transport fault (`http_500`,
 //! `timeout`, `garbage`), an outcome (`decline`, `fail_refund`) and a webhook fault. Faults
 //! that cannot act on a call are left for the next one: an `http_500` call takes no refund
-//! faults (nothing is applied), and a refund the rules refuse takes none either.
+//! faults (nothing is applied), and a refund the rules refuse takes none either. A transport
+//! fault spoils whatever the call answers, a refusal included. A refund's fault bound to the
+//! `status` route could never be taken, and is refused when injected.
 
 use crate::control::{Fault, FaultRequest, FaultRoute};
 

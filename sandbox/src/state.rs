@@ -260,6 +260,23 @@ pub(crate) fn add_refund(
     Some(id)
 }
 
+/// What a card holder's bank may still take back of the session's succeeded payment: all of
+/// it but earlier chargebacks. Refunds do not lower it: a payment refunded and then disputed
+/// anyway costs the merchant twice, and happens.
+pub(crate) fn chargeable(session: &Session) -> Option<u64> {
+    let payment = session
+        .acquiring_payments
+        .iter()
+        .find(|p| p.status == PaymentStatus::Succeeded)?;
+    let charged_back: u64 = payment
+        .refunds
+        .iter()
+        .filter(|r| r.is_chargeback && r.status.holds_money())
+        .map(|r| r.amount_details.amount)
+        .sum();
+    Some(payment.amount_details.amount.saturating_sub(charged_back))
+}
+
 /// What remains refundable of the session's succeeded payment.
 pub(crate) fn remaining(session: &Session) -> Option<u64> {
     let payment = session

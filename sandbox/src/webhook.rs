@@ -80,7 +80,17 @@ fn finish(
         .find(|r| &r.id == refund_id)?;
     refund.status = status;
     refund.finished_at = Some(at);
-    entry.session.status = SessionStatus::Accepted;
+    // The session is `in_progress` while any of its refunds is, `accepted` again after the
+    // last one finishes (whether it was accepted or failed).
+    let refunding = entry
+        .session
+        .acquiring_payments
+        .iter()
+        .flat_map(|p| &p.refunds)
+        .any(|r| r.status == RefundStatus::InProgress);
+    if !refunding {
+        entry.session.status = SessionStatus::Accepted;
+    }
     entry.session.updated_at = Some(at);
     Some((entry.project.clone(), entry.session.clone()))
 }
@@ -103,8 +113,10 @@ pub(crate) async fn deliver(state: &AppState, project: &str, body: &[u8]) -> boo
     let schedule = policy.schedule();
     let mut attempt = 1u32;
     loop {
-        // Read the address on every attempt: tests and demos often learn the receiver's port
-        // only after the sandbox started.
+        // Read the address on every attempt, so a retry goes where it points now (tests and
+        // demos often learn the receiver's port only after the sandbox started). With none
+        // set, the webhook is dropped, not kept for later: a merchant without a webhook
+        // address gets none, and tests clear it to have refunds settle without webhooks.
         let Some(url) = state.webhook_url_for(project) else {
             tracing::info!(project, "no webhook URL configured: webhook not sent");
             return false;

@@ -201,6 +201,36 @@ async fn a_chargeback_is_added_to_the_payments_history() {
     assert_eq!(view["refunds"][0]["amount"]["amount"], 990);
 }
 
+/// Refunded in full, then disputed anyway (the merchant pays twice): the chargeback is
+/// recorded beside the refund, the payment reads as disputed with nothing left to refund,
+/// and a further refund is refused with nothing sent.
+#[tokio::test]
+async fn a_payment_refunded_in_full_then_charged_back_is_read_and_refused_cleanly() {
+    let (sandbox, app) = sandbox_and_app().await;
+    let (status, refund) = app
+        .refund("ps_eur_1002", &submission(None, "eur", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{refund}");
+    sandbox.chargeback("ps_eur_1002", 4990).await;
+    eventually(10, "the chargeback appears", || async {
+        history(&app, "ps_eur_1002")
+            .await
+            .iter()
+            .any(|h| h["kind"] == "chargeback")
+    })
+    .await;
+    let view: shared::api::PaymentView =
+        serde_json::from_value(app.payment("ps_eur_1002").await).unwrap();
+    assert_eq!(view.refunds.len(), 2, "{view:?}");
+    assert_eq!(view.remaining().amount, 0);
+    assert_eq!(view.state(), shared::api::PaymentState::Disputed);
+    let (status, body) = app
+        .refund("ps_eur_1002", &submission(Some(100), "eur", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(sandbox.session("ps_eur_1002").await.refunds_received, 1);
+}
+
 /// The ledger's state of the attempt and how many times reconciliation polled it.
 async fn ledger_row(app: &TestApp, attempt: &str) -> (String, i64) {
     let ledger = LedgerSql::open(app).await;

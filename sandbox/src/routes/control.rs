@@ -15,7 +15,7 @@ use crate::control::{
     ChargebackRequest, CreatePayment, FaultRequest, SandboxSession, WebhookUrlRequest,
 };
 use crate::error::ControlError;
-use crate::state::{add_refund, remaining, AppState};
+use crate::state::{add_refund, chargeable, remaining, AppState};
 use crate::webhook::send_later;
 
 pub fn router() -> Router<AppState> {
@@ -94,12 +94,21 @@ async fn chargeback(
             .sessions
             .get_mut(&id)
             .ok_or(ControlError::SessionNotFound(raw))?;
-        let left = remaining(&entry.session).ok_or_else(|| {
-            ControlError::InvalidRequest("the session has no succeeded payment".into())
-        })?;
-        let amount = request.amount.unwrap_or(left);
-        if amount == 0 || amount > left {
-            return Err(ControlError::ExceedsRemaining { remaining: left });
+        let (Some(left), Some(chargeable)) =
+            (remaining(&entry.session), chargeable(&entry.session))
+        else {
+            return Err(ControlError::InvalidRequest(
+                "the session has no succeeded payment".into(),
+            ));
+        };
+        // Without an amount: what remains refundable, or, refunded in full, the payment.
+        let amount = request
+            .amount
+            .unwrap_or(if left > 0 { left } else { chargeable });
+        if amount == 0 || amount > chargeable {
+            return Err(ControlError::ExceedsRemaining {
+                remaining: chargeable,
+            });
         }
         // A chargeback is decided by the card holder's bank: it arrives already final.
         add_refund(
@@ -125,6 +134,11 @@ async fn inject_fault(
     payload: Result<Json<FaultRequest>, JsonRejection>,
 ) -> Result<Json<Vec<FaultRequest>>, ControlError> {
     let request = body(payload)?;
+    if request.fault.refund_only() && request.route == Some(crate::control::FaultRoute::Status) {
+        return Err(ControlError::InvalidRequest(
+            "this fault acts on refunds only: on the `status` route it would never be taken".into(),
+        ));
+    }
     tracing::info!(?request, "fault injected");
     let mut store = state.store();
     store.faults.push(request);

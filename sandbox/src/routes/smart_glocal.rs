@@ -38,15 +38,14 @@ async fn status(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     let answer = {
         let store = state.store();
         match store.sessions.get(&request.session_id) {
-            Some(entry) if entry.project == project => Ok(entry.session.clone()),
+            Some(entry) if entry.project == project => sg::Response::Ok {
+                session: entry.session.clone(),
+            },
             // Another project's session is as invisible as a missing one.
-            _ => Err(SgError::SessionNotFound),
+            _ => SgError::SessionNotFound.envelope(),
         }
     };
-    match answer {
-        Ok(session) => after_handling(&state, faults, sg::Response::Ok { session }).await,
-        Err(error) => error.into_response(),
-    }
+    after_handling(&state, faults, answer).await
 }
 
 async fn refund(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -64,23 +63,18 @@ async fn refund(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         .cloned()
         .expect("authenticate checked the project");
 
-    let taken = {
+    let taken = (|| {
         let mut store = state.store();
         let store = &mut *store;
-        let Some(entry) = store
+        let entry = store
             .sessions
             .get_mut(&request.session_id)
             .filter(|e| e.project == project_id)
-        else {
-            return SgError::SessionNotFound.into_response();
-        };
-        let amount = match check_refund(&entry.session, &project, &request) {
-            Ok(amount) => amount,
-            Err(error) => return error.into_response(),
-        };
+            .ok_or(SgError::SessionNotFound)?;
+        let amount = check_refund(&entry.session, &project, &request)?;
         let refund_faults = store.faults.take_refund();
         if refund_faults.outcome == Some(Fault::Decline) {
-            return SgError::RefundDeclined.into_response();
+            return Err(SgError::RefundDeclined);
         }
         let refund_id = add_refund(
             &mut entry.session,
@@ -95,9 +89,13 @@ async fn refund(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         tracing::info!(
             session = %request.session_id, refund = %refund_id, amount, "refund taken"
         );
-        (refund_id, entry.session.clone(), refund_faults)
+        Ok((refund_id, entry.session.clone(), refund_faults))
+    })();
+    // A refusal is an answer like any other: a transport fault taken by the call spoils it.
+    let (refund_id, session, refund_faults) = match taken {
+        Ok(taken) => taken,
+        Err(refused) => return after_handling(&state, faults, refused.envelope()).await,
     };
-    let (refund_id, session, refund_faults) = taken;
     finish_refund_later(
         state.clone(),
         request.session_id,
@@ -142,7 +140,8 @@ async fn before_handling(faults: TransportFaults) -> Option<Response> {
     })
 }
 
-/// Sends the answer of an applied request, as the transport fault (if any) spoils it.
+/// Sends the answer of a handled request (applied, or refused by the rules), as the transport
+/// fault (if any) spoils it.
 async fn after_handling(
     state: &AppState,
     faults: TransportFaults,

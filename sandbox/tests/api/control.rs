@@ -93,11 +93,11 @@ async fn control_errors_use_the_shared_error_body() {
             "{}/_sandbox/sessions/ps_usd_partly_1006/chargeback",
             sandbox.base_url()
         ))
-        .json(&serde_json::json!({ "amount": 7001 }))
+        .json(&serde_json::json!({ "amount": 10001 }))
         .send()
         .await
         .unwrap();
-    assert_eq!(too_much.status(), 422);
+    assert_eq!(too_much.status(), 422, "more than the payment");
 }
 
 #[tokio::test]

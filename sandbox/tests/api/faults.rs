@@ -202,6 +202,42 @@ async fn a_refund_the_rules_refuse_leaves_refund_faults_for_the_next_one() {
     );
 }
 
+/// A transport fault spoils whatever the call answers: a refund the rules refuse comes back
+/// cut off, as an applied one would, and the next refund is answered whole.
+#[tokio::test]
+async fn garbage_spoils_a_refusal_too_and_is_used_up_by_it() {
+    let (sandbox, merchant) = spawn(Scheme::RsaSha256).await;
+    sandbox.inject(Fault::Garbage).await;
+    let refused = merchant
+        .refund("ps_usd_1001", Some((1_000_000, "usd")))
+        .await;
+    assert_eq!(refused.status, StatusCode::OK);
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&refused.text).is_err(),
+        "{}",
+        refused.text
+    );
+    assert!(pending_faults(&sandbox).await.is_empty());
+    let next = merchant.refund("ps_usd_1001", Some((1000, "usd"))).await;
+    next.session();
+}
+
+/// A refund's fault aimed at the `status` route could never be taken: refused when injected.
+#[tokio::test]
+async fn a_refund_fault_aimed_at_status_is_refused() {
+    let (sandbox, _) = spawn(Scheme::RsaSha256).await;
+    for fault in [Fault::Decline, Fault::FailRefund, Fault::NoWebhook] {
+        let response = reqwest::Client::new()
+            .post(format!("{}/_sandbox/faults", sandbox.base_url()))
+            .json(&FaultRequest::new(fault).on(FaultRoute::Status))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{fault:?}");
+    }
+    assert!(pending_faults(&sandbox).await.is_empty());
+}
+
 #[tokio::test]
 async fn clearing_faults_removes_those_pending() {
     let (sandbox, merchant) = spawn(Scheme::RsaSha256).await;

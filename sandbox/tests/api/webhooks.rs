@@ -90,6 +90,35 @@ async fn after_the_webhook_the_status_call_shows_the_refund_accepted() {
     );
 }
 
+/// The session is `in_progress` while any of its refunds is: the first refund's webhook, sent
+/// while a second is still going, says so; the last one's says `accepted`.
+#[tokio::test]
+async fn the_session_stays_in_progress_until_its_last_refund_finishes() {
+    let config = SandboxConfig::demo_scheme(Scheme::RsaSha256)
+        .fast()
+        .with_webhook_delay(Duration::from_millis(600));
+    let (sandbox, merchant) = spawn_with(config).await;
+    let receiver = Receiver::start(0).await;
+    sandbox.set_webhook_url(&receiver.url);
+    merchant
+        .refund("ps_usd_1001", Some((1000, "usd")))
+        .await
+        .session();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    merchant
+        .refund("ps_usd_1001", Some((2000, "usd")))
+        .await
+        .session();
+
+    let first = receiver.wait_for(1, WITHIN).await[0].json();
+    let refunds = first["session"]["acquiring_payments"][0]["refunds"].clone();
+    assert_eq!(refunds[0]["status"], "accepted", "{first}");
+    assert_eq!(refunds[1]["status"], "in_progress", "{first}");
+    assert_eq!(first["session"]["status"], "in_progress", "{first}");
+    let last = receiver.wait_for(2, WITHIN).await[1].json();
+    assert_eq!(last["session"]["status"], "accepted", "{last}");
+}
+
 #[tokio::test]
 async fn a_refused_webhook_is_retried_until_answered_200() {
     let (sandbox, merchant) = spawn(Scheme::RsaSha256).await;
