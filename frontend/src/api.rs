@@ -54,10 +54,20 @@ impl CallError {
         }
     }
 
-    /// What the agent reads.
+    /// What the agent reads: with a limit's refusal, what they may still refund.
     pub fn message(&self, locale: Locale) -> String {
         match self {
-            CallError::Proxy { body, .. } => i18n::error_message(body.code, locale).to_owned(),
+            CallError::Proxy { body, .. } => {
+                let message = i18n::error_message(body.code, locale);
+                match body.allowance {
+                    Some(allowance) => format!(
+                        "{message}{}{}.",
+                        i18n::tr(locale, " You can refund up to ", " Вы можете вернуть до "),
+                        allowance.format(locale)
+                    ),
+                    None => message.to_owned(),
+                }
+            }
             CallError::Network => i18n::network_error(locale).to_owned(),
             CallError::BadResponse { .. } => {
                 i18n::error_message(ErrorCode::Internal, locale).to_owned()

@@ -265,6 +265,17 @@ pub struct Viewer {
 }
 
 impl Viewer {
+    /// `amount` refunded by this agent just now: what is left of their day is less by it.
+    pub fn spend(&mut self, amount: Money) {
+        if let Some(left) = self
+            .daily_left
+            .as_mut()
+            .filter(|l| l.currency == amount.currency)
+        {
+            left.amount = left.amount.saturating_sub(amount.amount);
+        }
+    }
+
     /// The most this agent can refund right now on their own limits, if any limits them.
     pub fn allowance(&self) -> Option<Money> {
         match (self.refund_max, self.daily_left) {

@@ -166,7 +166,14 @@ pub fn RefundPanel(
             }
             match result {
                 Ok((refund, how)) => {
-                    payment.update(|p| p.upsert_refund(refund.clone()));
+                    payment.update(|p| {
+                        // What is left of the agent's day, as the proxy will count it: a new
+                        // refund of theirs uses its amount (a replay was counted before).
+                        if how != Submitted::Replayed {
+                            p.viewer.spend(refund.amount);
+                        }
+                        p.upsert_refund(refund.clone());
+                    });
                     draft.set(None);
                     form.reset();
                     status.set(submitted_message(&refund, how, locale));

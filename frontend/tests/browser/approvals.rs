@@ -128,6 +128,33 @@ async fn the_allowance_and_the_threshold_are_said_before_typing() {
     );
 }
 
+/// A refund of the agent's own leaves less of their day: the allowance said before typing is
+/// what the proxy will now count, not what it was when the payment was looked up.
+#[wasm_bindgen_test]
+async fn the_allowance_is_less_by_a_refund_just_made() {
+    let mut view = payment(10_000, "usd", true);
+    let usd = view.amount.currency;
+    view.viewer = Viewer {
+        agent: "june".into(),
+        refund_max: Some(Money::new(5_000, usd)),
+        daily_left: Some(Money::new(6_500, usd)),
+        ..Viewer::default()
+    };
+    let made = refund(Money::new(4_000, usd), RefundState::InProgress, false);
+    let (submit, _) = counting_submit(Some(Ok((made, Submitted::Created))));
+    let panel = mount_panel(view, Locale::En, submit);
+    settle().await;
+    assert_eq!(panel.text(ALLOWANCE), "You can refund up to $50.00 now.");
+    panel.click(MODE_PARTIAL);
+    settle().await;
+    panel.type_text(AMOUNT_INPUT, "40.00");
+    panel.click(REVIEW_BUTTON);
+    settle().await;
+    panel.click(CONFIRM_BUTTON);
+    settle().await;
+    assert_eq!(panel.text(ALLOWANCE), "You can refund up to $25.00 now.");
+}
+
 /// Above the threshold, the confirmation says the refund waits for a second agent (it only
 /// records a request); at or below it, it says the refund as before.
 #[wasm_bindgen_test]

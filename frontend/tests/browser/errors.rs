@@ -199,6 +199,28 @@ fn no_answer_at_all_is_explained_too() {
         .starts_with("Сервис возвратов недоступен"));
 }
 
+/// A limit's refusal says what the agent may still refund, from the proxy's `allowance`.
+#[wasm_bindgen_test]
+fn a_limits_refusal_says_what_may_still_be_refunded() {
+    let mut body = ErrorBody::new(ErrorCode::OverDailyLimit, "over");
+    body.allowance = Some(shared::Money::new(
+        1_000,
+        shared::Currency::parse("usd").unwrap(),
+    ));
+    let refused = CallError::Proxy { status: 422, body };
+    assert_eq!(
+        refused.message(Locale::En),
+        "This is more than you may still refund today. You can refund up to $10.00."
+    );
+    assert!(
+        refused
+            .message(Locale::Ru)
+            .contains(" Вы можете вернуть до 10,00"),
+        "{}",
+        refused.message(Locale::Ru)
+    );
+}
+
 #[wasm_bindgen_test]
 fn every_code_has_an_english_and_a_different_russian_sentence() {
     for code in ErrorCode::iter() {
