@@ -312,10 +312,14 @@ fn spends_the_key(error: &CallError) -> bool {
 /// Why there is no form, said as what happened to the payment.
 fn not_refundable_reason(payment: &PaymentView, locale: Locale) -> String {
     match payment.state() {
-        _ if payment.refundable() => {
-            // Refundable, but only partly, and partial refunds are off.
-            i18n::error_message(ErrorCode::PartialNotAllowed, locale).to_owned()
-        }
+        // Money remains, but part was refunded already and partial refunds are off: a full
+        // refund is no longer possible either, so none is offered.
+        _ if payment.refundable() => tr(
+            locale,
+            "Partial refunds are not enabled, and part of this payment was already refunded: the rest cannot be refunded here.",
+            "Частичные возвраты не включены, а часть платежа уже возвращена: остаток здесь вернуть нельзя.",
+        )
+        .to_owned(),
         PaymentState::Disputed => tr(
             locale,
             "This payment is disputed: the card holder's bank took the money back, so it cannot be refunded.",

@@ -90,9 +90,11 @@ async fn nothing_is_offered_for_a_payment_that_cannot_be_refunded() {
     let panel = mount_panel(partly, Locale::En, submit);
     settle().await;
     assert!(panel.find(REVIEW_BUTTON).is_none());
-    assert!(panel
-        .text(NOT_REFUNDABLE)
-        .starts_with("Partial refunds are not enabled"));
+    assert_eq!(
+        panel.text(NOT_REFUNDABLE),
+        "Partial refunds are not enabled, and part of this payment was already refunded: the rest cannot be refunded here.",
+        "not \"only the full amount can be refunded\": nothing can"
+    );
 }
 
 /// A refund Smart Glocal contradicted says so in its row; a long note is clamped and shows
