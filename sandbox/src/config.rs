@@ -86,37 +86,58 @@ impl RetryPolicy {
         }
     }
 
-    /// The pauses between attempts: `schedule().next_delay(n)` is the pause after attempt
-    /// `n + 1` failed, `None` when there is no further attempt.
-    pub fn schedule(&self) -> Backoff {
+    /// The pause after attempt `attempt` (counted from 1) failed, `None` when it was the
+    /// last. The pauses double up to `max_interval` while they fit in `give_up_after`; what
+    /// is left of the window then is one last, shorter pause, so that the last attempt comes
+    /// as the window closes ("gives up after 30 minutes"), not a whole pause before.
+    pub fn pause_after(&self, attempt: u32) -> Option<Duration> {
         let growth = Backoff::doubling(self.first_interval, self.max_interval);
-        growth.with_max_retries(retries_within(&growth, self.give_up_after))
+        let (retries, _) = retries_within(&growth, self.give_up_after);
+        let retry = attempt.checked_sub(1)?;
+        match retry.cmp(&retries) {
+            std::cmp::Ordering::Less => Some(growth.delay(retry)),
+            std::cmp::Ordering::Equal => self.last_pause(),
+            std::cmp::Ordering::Greater => None,
+        }
+    }
+
+    /// What is left of the window after the doubling pauses, if anything (and if they end).
+    fn last_pause(&self) -> Option<Duration> {
+        let growth = Backoff::doubling(self.first_interval, self.max_interval);
+        let (retries, spent) = retries_within(&growth, self.give_up_after);
+        let left = self.give_up_after.saturating_sub(spent);
+        (retries < u32::MAX && !self.first_interval.is_zero() && !left.is_zero()).then_some(left)
     }
 
     /// How many times a webhook nobody accepts is sent: the first try and every retry.
     pub fn max_attempts(&self) -> u32 {
-        let retries = self.schedule().max_retries().unwrap_or(u32::MAX);
-        retries.saturating_add(1)
+        let growth = Backoff::doubling(self.first_interval, self.max_interval);
+        let (retries, _) = retries_within(&growth, self.give_up_after);
+        let last = u32::from(self.last_pause().is_some());
+        retries.saturating_add(1).saturating_add(last)
     }
 }
 
-/// How many of `growth`'s pauses, taken in order, fit in `window` together. A zero pause
-/// allows no retry (it would resend without waiting, forever).
-fn retries_within(growth: &Backoff, window: Duration) -> u32 {
+/// How many of `growth`'s pauses, taken in order, fit in `window` together, and how long
+/// they take. A zero pause allows no retry (it would resend without waiting, forever).
+fn retries_within(growth: &Backoff, window: Duration) -> (u32, Duration) {
     let mut spent = Duration::ZERO;
     let mut retries = 0u32;
     loop {
         let pause = growth.delay(retries);
         if pause.is_zero() {
-            return retries;
+            return (retries, spent);
         }
         let Some(after) = spent.checked_add(pause).filter(|after| *after <= window) else {
-            return retries;
+            return (retries, spent);
         };
         if pause == growth.delay(retries.saturating_add(1)) {
             // The pauses stopped growing: the rest of the window is so many more of them.
-            let more = (window - spent).as_nanos() / pause.as_nanos();
-            return retries.saturating_add(u32::try_from(more).unwrap_or(u32::MAX));
+            let more =
+                u32::try_from((window - spent).as_nanos() / pause.as_nanos()).unwrap_or(u32::MAX);
+            let taken = retries.saturating_add(more).saturating_sub(retries);
+            let spent = spent.saturating_add(pause.saturating_mul(taken));
+            return (retries.saturating_add(more), spent);
         }
         spent = after;
         retries += 1;
@@ -262,30 +283,33 @@ mod tests {
 
     /// Every pause of `policy`'s schedule, in milliseconds, until it gives up.
     fn pauses_ms(policy: &RetryPolicy) -> Vec<u128> {
-        let schedule = policy.schedule();
-        (0..)
-            .map_while(|n| schedule.next_delay(n))
+        (1..)
+            .map_while(|attempt| policy.pause_after(attempt))
             .map(|pause| pause.as_millis())
             .collect()
     }
 
     #[test]
-    fn the_real_services_schedule_doubles_from_one_second_within_thirty_minutes() {
+    fn the_real_services_schedule_doubles_from_one_second_and_ends_at_thirty_minutes() {
         let policy = RetryPolicy::like_smart_glocal();
         let secs: Vec<u128> = pauses_ms(&policy).iter().map(|p| p / 1000).collect();
-        // 1023 s of pauses so far; the next, 15 min (the cap), would end past 30 min.
-        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
-        assert_eq!(policy.max_attempts(), 11);
+        // 1023 s of pauses; the next, 15 min (the cap), would end past 30 min, so the last
+        // attempt comes after the 777 s left: at 30 minutes, and no pause over 15.
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 777]);
+        assert_eq!(secs.iter().sum::<u128>(), 30 * 60);
+        assert_eq!(policy.max_attempts(), 12);
     }
 
     #[test]
     fn pauses_stop_growing_at_the_cap_and_fill_the_window() {
         // `SandboxConfig::fast`: 20 ms doubling to 160 ms, 1 s of pauses.
         let policy = RetryPolicy::quick(ms(20), ms(1000));
-        assert_eq!(pauses_ms(&policy), [20, 40, 80, 160, 160, 160, 160, 160]);
-        assert_eq!(policy.max_attempts(), 9);
-        let total: u128 = pauses_ms(&policy).iter().sum();
-        assert!(total <= 1000 && total + 160 > 1000, "{total} ms");
+        assert_eq!(
+            pauses_ms(&policy),
+            [20, 40, 80, 160, 160, 160, 160, 160, 60]
+        );
+        assert_eq!(policy.max_attempts(), 10);
+        assert_eq!(pauses_ms(&policy).iter().sum::<u128>(), 1000);
     }
 
     #[test]
@@ -296,21 +320,27 @@ mod tests {
             give_up_after: ms(900),
             attempt_timeout: ms(1000),
         };
-        // Attempts at 0, 40, 120, 280 and 600 ms; the next would be at 1240 ms.
-        assert_eq!(pauses_ms(&policy), [40, 80, 160, 320]);
-        assert_eq!(policy.max_attempts(), 5);
-        // A window of exactly the pauses' sum still holds the last of them.
+        // Attempts at 0, 40, 120, 280 and 600 ms; the next would be at 1240 ms, so the last
+        // comes as the window closes, at 900 ms.
+        assert_eq!(pauses_ms(&policy), [40, 80, 160, 320, 300]);
+        assert_eq!(policy.max_attempts(), 6);
+        // A window of exactly the pauses' sum holds the last of them, and nothing after.
         let exact = RetryPolicy {
             give_up_after: ms(600),
             ..policy
         };
+        assert_eq!(pauses_ms(&exact), [40, 80, 160, 320]);
         assert_eq!(exact.max_attempts(), 5);
     }
 
     #[test]
     fn degenerate_policies_send_once_or_stop_counting_at_the_limit() {
+        // A window shorter than the first pause: one retry, as it closes.
         let shorter_than_first = RetryPolicy::quick(ms(50), ms(49));
-        assert_eq!(shorter_than_first.max_attempts(), 1);
+        assert_eq!(pauses_ms(&shorter_than_first), [49]);
+        assert_eq!(shorter_than_first.max_attempts(), 2);
+        let none = RetryPolicy::quick(ms(50), Duration::ZERO);
+        assert_eq!(none.max_attempts(), 1, "no window, no retry");
         let zero = RetryPolicy::quick(Duration::ZERO, ms(1000));
         assert_eq!(zero.max_attempts(), 1, "a zero pause would resend forever");
         let endless = RetryPolicy {

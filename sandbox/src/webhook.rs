@@ -105,12 +105,11 @@ pub(crate) fn encode(session: &Session) -> Vec<u8> {
 }
 
 /// POSTs `body` until the receiver answers 200 or the retry schedule
-/// ([`RetryPolicy::schedule`](crate::RetryPolicy::schedule)) runs out. Returns whether it was
+/// ([`RetryPolicy::pause_after`](crate::RetryPolicy::pause_after)) runs out. Returns whether it was
 /// delivered.
 pub(crate) async fn deliver(state: &AppState, project: &str, body: &[u8]) -> bool {
     let signature = state.0.signer.sign(body);
     let policy = state.0.webhook_retry;
-    let schedule = policy.schedule();
     let mut attempt = 1u32;
     loop {
         // Read the address on every attempt, so a retry goes where it points now (tests and
@@ -144,7 +143,7 @@ pub(crate) async fn deliver(state: &AppState, project: &str, body: &[u8]) -> boo
                 tracing::warn!(%url, attempt, error = %error, "webhook not answered");
             }
         }
-        let Some(wait) = schedule.next_delay(attempt - 1) else {
+        let Some(wait) = policy.pause_after(attempt) else {
             tracing::warn!(%url, attempts = attempt, "webhook retries used up: giving up");
             return false;
         };
