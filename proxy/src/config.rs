@@ -203,7 +203,10 @@ pub(crate) fn parse_limit(text: &str) -> Result<Limit, String> {
 }
 
 fn not_a_currency(code: &str) -> String {
-    format!("`{code}` is not a currency code (ISO 4217, as Smart Glocal writes it: `usd`, `rub`)")
+    format!(
+        "`{code}` is not a currency code, or names one twice (ISO 4217, as Smart Glocal \
+         writes it: `usd`, `rub`)"
+    )
 }
 
 /// A per-currency limit from the config file (the flags' and `PROXY_*`'s went through

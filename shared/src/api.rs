@@ -51,16 +51,25 @@ pub enum Limit {
 }
 
 impl Limit {
-    /// The first key of a per-currency limit that is not a currency code (`rur`, `jyp`): a
-    /// limit on it would bind nothing, and the currency meant would have none.
+    /// The first key of a per-currency limit that is not exactly a currency code (`rur`,
+    /// `jyp`, `"usd "`), or names a currency a key before it named (`usd` and `USD`): a limit
+    /// on it would bind nothing, or only one of the two would, and the currency meant would
+    /// not have the limit written.
     pub fn unknown_currency(&self) -> Option<&str> {
-        match self {
-            Limit::Any(_) => None,
-            Limit::PerCurrency(map) => map
-                .keys()
-                .find(|code| crate::Currency::parse(code).is_err())
-                .map(String::as_str),
-        }
+        let Limit::PerCurrency(map) = self else {
+            return None;
+        };
+        let mut seen = Vec::new();
+        map.keys()
+            .map(String::as_str)
+            .find(|key| match crate::Currency::parse(key) {
+                Ok(currency) if currency.code().eq_ignore_ascii_case(key) => {
+                    let again = seen.contains(&currency);
+                    seen.push(currency);
+                    again
+                }
+                _ => true,
+            })
     }
 
     /// The limit in `currency`'s minor units, if there is one.
@@ -706,21 +715,33 @@ pub struct RefundView {
 }
 
 impl RefundView {
-    /// Whether `other` is this refund: the same attempt, or the same Smart Glocal refund.
+    /// Whether `other` is this refund: the same attempt; or, neither being an attempt, the
+    /// same Smart Glocal refund. (An attempt and a refund made elsewhere are two rows even
+    /// while they name one refund id: the ledger re-binds an attempt that held, by amount, a
+    /// refund that was not its own, and the other becomes a row of its own.)
     pub fn same_refund(&self, other: &RefundView) -> bool {
-        (other.attempt_id.is_some() && self.attempt_id == other.attempt_id)
-            || (other.refund_id.is_some() && self.refund_id == other.refund_id)
+        match (&self.attempt_id, &other.attempt_id) {
+            (Some(mine), Some(theirs)) => mine == theirs,
+            (None, None) => other.refund_id.is_some() && self.refund_id == other.refund_id,
+            _ => false,
+        }
     }
 
-    /// Whether `next`, news of this same refund, may replace it as shown: never an older
-    /// state, except the one step back the ledger takes too (`ledger::refunds::change_row`):
-    /// a refund reconciliation gave up on (failed, no error code) that Smart Glocal shows
-    /// after all.
+    /// Whether `next`, news of this same refund, may replace it as shown: the same state
+    /// (what else changed) or a later one, never an older one, and never accepted for failed
+    /// or back. Except the two steps back the ledger takes too (`ledger::refunds`): an
+    /// attempt failed before its refund was known that Smart Glocal shows after all
+    /// (`change_row`'s revival), and an attempt re-bound to another refund id, whose state is
+    /// that refund's own (`rebind`).
     pub fn may_become(&self, next: &RefundView) -> bool {
-        next.state.rank() >= self.state.rank()
-            || (self.state == RefundState::Failed
-                && self.error_code.is_none()
-                && next.state != RefundState::Failed)
+        let revived = self.state == RefundState::Failed
+            && self.refund_id.is_none()
+            && next.refund_id.is_some()
+            && next.state != RefundState::Failed;
+        let rebound = self.refund_id.is_some()
+            && next.refund_id.is_some()
+            && self.refund_id != next.refund_id;
+        next.state == self.state || next.state.rank() > self.state.rank() || revived || rebound
     }
 }
 

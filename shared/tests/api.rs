@@ -134,21 +134,60 @@ fn a_refund_shown_never_moves_back_to_an_older_state() {
     let mut ahead = with_id(RefundState::Accepted);
     ahead.keep_ahead(with_id(RefundState::Pending));
     assert_eq!(ahead.refunds[0].state, RefundState::Accepted);
-    // The one step back the ledger takes: a refund reconciliation gave up on (failed, no
-    // error code) that Smart Glocal shows after all.
-    let mut gave_up = with_id(RefundState::Failed);
-    let mut found = gave_up.refunds[0].clone();
-    found.state = RefundState::InProgress;
-    gave_up.upsert_refund(found.clone());
-    assert_eq!(gave_up.refunds[0].state, RefundState::InProgress);
-    let mut reread = with_id(RefundState::InProgress);
-    reread.keep_ahead(with_id(RefundState::Failed));
-    assert_eq!(reread.refunds[0].state, RefundState::InProgress);
-    // Refused by Smart Glocal (an error code): final.
-    let mut refused = with_id(RefundState::Failed);
-    refused.refunds[0].error_code = Some(ErrorCode::UpstreamRejected);
-    refused.upsert_refund(found);
-    assert_eq!(refused.refunds[0].state, RefundState::Failed);
+    // A refund that failed at Smart Glocal (its id known) is final: an older event of it
+    // (in progress) does not bring it back, and accepted and failed never replace each other.
+    let mut failed = with_id(RefundState::Failed);
+    failed.upsert_refund(accepted);
+    assert_eq!(failed.refunds[0].state, RefundState::Failed, "not accepted");
+    let mut in_progress = failed.refunds[0].clone();
+    in_progress.state = RefundState::InProgress;
+    failed.upsert_refund(in_progress);
+    assert_eq!(failed.refunds[0].state, RefundState::Failed, "not back");
+    let mut done = with_id(RefundState::Accepted);
+    let mut failed_later = done.refunds[0].clone();
+    failed_later.state = RefundState::Failed;
+    done.upsert_refund(failed_later);
+    assert_eq!(done.refunds[0].state, RefundState::Accepted);
+
+    // The steps back the ledger takes. An attempt failed before its refund was known (given
+    // up by reconciliation, or refused, an error code and all) that Smart Glocal shows after
+    // all, naming it: it moves on with that refund.
+    let attempt = |mut view: PaymentView| {
+        view.refunds[0].attempt_id = Some(shared::AttemptId::from_random(7));
+        view
+    };
+    for code in [None, Some(ErrorCode::UpstreamRejected)] {
+        let mut given_up = attempt(payment(10_000, &[(1_000, RefundState::Failed)], true));
+        given_up.refunds[0].error_code = code;
+        let found = attempt(with_id(RefundState::InProgress)).refunds[0].clone();
+        let mut shown = given_up.clone();
+        shown.upsert_refund(found);
+        assert_eq!(shown.refunds.len(), 1);
+        assert_eq!(shown.refunds[0].state, RefundState::InProgress, "{code:?}");
+        let mut reread = attempt(with_id(RefundState::InProgress));
+        reread.keep_ahead(given_up);
+        assert_eq!(reread.refunds[0].state, RefundState::InProgress, "{code:?}");
+    }
+    // An attempt re-bound to the refund naming it: its state is that refund's own, earlier
+    // or not; the refund it held becomes a row of its own, not this one.
+    let mut bound = attempt(with_id(RefundState::Accepted));
+    let mut rebound = bound.refunds[0].clone();
+    rebound.refund_id = Some(shared::RefundId::parse("rf_2").unwrap());
+    rebound.state = RefundState::InProgress;
+    bound.upsert_refund(rebound);
+    let mut elsewhere = bound.refunds[0].clone();
+    elsewhere.attempt_id = None;
+    elsewhere.agent = None;
+    elsewhere.refund_id = Some(shared::RefundId::parse("rf_1").unwrap());
+    elsewhere.state = RefundState::Accepted;
+    bound.upsert_refund(elsewhere);
+    assert_eq!(bound.refunds.len(), 2, "{:?}", bound.refunds);
+    assert_eq!(bound.refunds[0].state, RefundState::InProgress);
+    assert_eq!(
+        bound.refunds[0].refund_id.as_ref().unwrap().as_str(),
+        "rf_2"
+    );
+    assert_eq!(bound.refunds[1].attempt_id, None);
 }
 
 #[test]

@@ -167,9 +167,10 @@ pub fn RefundPanel(
             match result {
                 Ok((refund, how)) => {
                     payment.update(|p| {
-                        // What is left of the agent's day, as the proxy will count it: a new
-                        // refund of theirs uses its amount (a replay was counted before).
-                        if how != Submitted::Replayed {
+                        // What is left of the agent's day, as the proxy counts it: less by this
+                        // refund unless it failed. A replay too: it answers a try that got no
+                        // answer here, so it was not counted here.
+                        if refund.state != RefundState::Failed {
                             p.viewer.spend(refund.amount);
                         }
                         p.upsert_refund(refund.clone());

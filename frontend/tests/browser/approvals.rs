@@ -155,6 +155,39 @@ async fn the_allowance_is_less_by_a_refund_just_made() {
     assert_eq!(panel.text(ALLOWANCE), "You can refund up to $25.00 now.");
 }
 
+/// A replay (the answer to a try that got none here) uses the day as a new refund does; a
+/// refund already failed when answered uses none of it.
+#[wasm_bindgen_test]
+async fn the_allowance_counts_a_replay_and_not_a_failed_refund() {
+    let mut view = payment(10_000, "usd", true);
+    let usd = view.amount.currency;
+    view.viewer = Viewer {
+        agent: "june".into(),
+        daily_left: Some(Money::new(6_500, usd)),
+        ..Viewer::default()
+    };
+    for (state, how, left) in [
+        (RefundState::InProgress, Submitted::Replayed, "$25.00"),
+        (RefundState::Failed, Submitted::Created, "$65.00"),
+    ] {
+        let made = refund(Money::new(4_000, usd), state, false);
+        let (submit, _) = counting_submit(Some(Ok((made, how))));
+        let panel = mount_panel(view.clone(), Locale::En, submit);
+        panel.click(MODE_PARTIAL);
+        settle().await;
+        panel.type_text(AMOUNT_INPUT, "40.00");
+        panel.click(REVIEW_BUTTON);
+        settle().await;
+        panel.click(CONFIRM_BUTTON);
+        settle().await;
+        assert_eq!(
+            panel.text(ALLOWANCE),
+            format!("You can refund up to {left} now."),
+            "{how:?} {state:?}"
+        );
+    }
+}
+
 /// Above the threshold, the confirmation says the refund waits for a second agent (it only
 /// records a request); at or below it, it says the refund as before.
 #[wasm_bindgen_test]

@@ -941,7 +941,7 @@ async fn apply_to_rows(
         None => match match_attempt(candidates, refund) {
             Some(row) => (Some(row), false),
             None => {
-                let taken = named_but_taken(tx, batch.as_deref(), refund).await?;
+                let taken = named_but_taken(tx, batch.as_deref(), session, refund).await?;
                 (taken.clone(), taken.is_some())
             }
         },
@@ -1087,6 +1087,7 @@ async fn insert_learned(
 async fn named_but_taken(
     tx: &mut WriteTx<'_>,
     batch: Option<&BatchRows>,
+    session: &SessionId,
     refund: &sg::Refund,
 ) -> Result<Option<RefundRow>, sqlx::Error> {
     let Some(id) = named_attempt(refund).filter(|_| !refund.is_chargeback) else {
@@ -1102,8 +1103,11 @@ async fn named_but_taken(
                 .await?
         }
     };
+    // Another payment's attempt is not this refund's, whatever its metadata says: the refund
+    // is then made elsewhere, on its own payment.
     Ok(row.filter(|row| {
         row.origin == Origin::Proxy
+            && row.session_id == session.as_str()
             && row
                 .refund_id
                 .as_deref()

@@ -459,6 +459,38 @@ mod tests {
         assert_eq!(ledger.refunded_today("alice", usd).await.unwrap(), 700);
     }
 
+    /// A refund of another payment whose metadata names an attempt of this one (holding a
+    /// refund already) is that payment's refund made elsewhere: the attempt is not touched.
+    #[tokio::test]
+    async fn a_refund_naming_another_payments_attempt_is_made_elsewhere_on_its_own() {
+        use crate::ledger::{ApplyOutcome, Inserted};
+        let (_dir, ledger) = ledger().await;
+        let first = SessionId::parse("ps_first").unwrap();
+        let second = SessionId::parse("ps_second").unwrap();
+        let Ok(Inserted::New(row)) = ledger.insert_attempt(&new_attempt(&first, 1, 700)).await
+        else {
+            panic!("attempt not recorded");
+        };
+        let named = |id: &str| {
+            let mut refund = refund(id, 700, "accepted");
+            refund.metadata = Some(serde_json::json!({"attempt_id": row.attempt_id}));
+            refund
+        };
+        commit(&ledger, &[job(&first, vec![named("rf_ours")])])
+            .await
+            .unwrap();
+        let (outcome, other) = ledger
+            .apply_upstream_refund(&second, &named("rf_theirs"), Source::Webhook)
+            .await
+            .unwrap();
+        assert_eq!(outcome, ApplyOutcome::New);
+        assert_eq!(other.session_id, "ps_second");
+        assert_eq!(other.attempt_id, None);
+        let ours = ledger.find_by_key(row.key).await.unwrap().unwrap();
+        assert_eq!(ours.refund_id.as_deref(), Some("rf_ours"));
+        assert_eq!(ours.attention, None);
+    }
+
     /// Attempts recorded before the batch are matched as the per-refund look-up matched them:
     /// two refunds of the same amount in one batch take one attempt each (the second does not
     /// claim the attempt the first took), a third is recorded as made elsewhere, and the

@@ -498,7 +498,13 @@ async fn a_server_error_carrying_a_refusal_leaves_the_outcome_unknown() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, stand_in).await.unwrap() });
-        let app = spawn_app(&url).await;
+        // Reconciliation would fail the `unknown` attempt once the stand-in's status has not
+        // shown it for `reconcile_fail_after` (300 ms in tests): not within this test.
+        let app = spawn_app_with(Options {
+            reconcile_fail_after_ms: 60_000,
+            ..Options::new(url)
+        })
+        .await;
 
         let body = submission(Some(1000), "usd", &fresh_key());
         let (answer, view) = app.refund("ps_usd_1001", &body).await;

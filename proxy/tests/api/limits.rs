@@ -224,6 +224,10 @@ async fn a_token_limiting_no_currency_is_refused() {
     for (max, daily) in [
         (Some(json!({"usd": 10000, "jyp": 5000})), None),
         (None, Some(json!({"rur": 500000}))),
+        // Not exactly a code: a space would keep it from binding USD.
+        (Some(json!({"usd ": 50})), None),
+        // One currency twice: which one binds?
+        (Some(json!({"usd": 50, "USD": 100000})), None),
     ] {
         let token = token("alice", max, daily);
         let (status, body) = refund(&app, &token, "ps_usd_1001", 100, "usd").await;
