@@ -311,6 +311,20 @@ fn escape_controls(value: &str) -> String {
         .collect()
 }
 
+/// How many events one read of a payment's backlog returns at most (three in unit tests, so
+/// that paging is tested without thousands of rows).
+pub const EVENTS_PER_READ: usize = if cfg!(test) { 3 } else { 1_000 };
+
+/// One read of a payment's events ([`Ledger::events_after`]).
+#[derive(Debug)]
+pub struct EventsPage {
+    pub events: Vec<RefundEvent>,
+    /// The last `seq` read (the one asked after, if none): the next page starts after it.
+    pub through: i64,
+    /// A full page was read: more may follow.
+    pub more: bool,
+}
+
 impl Ledger {
     /// The `seq` of `session`'s newest event, 0 without any: a look-up's, so the stream the
     /// widget opens after it replays whatever came in between.
@@ -325,21 +339,27 @@ impl Ledger {
         Ok(seq.unwrap_or(0))
     }
 
-    /// Events of `session` after `seq`, oldest first.
+    /// Events of `session` after `seq`, oldest first, at most [`EVENTS_PER_READ`]: a page,
+    /// which says whether more may follow it.
     pub async fn events_after(
         &self,
         session: &SessionId,
         seq: i64,
-    ) -> Result<Vec<RefundEvent>, sqlx::Error> {
+    ) -> Result<EventsPage, sqlx::Error> {
         let rows: Vec<(i64, String)> = self
             .read()
             .fetch_all(
-                &Sql::new("SELECT seq, refund FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT 1000")
-                    .bind(session.as_str())
-                    .bind(seq),
+                &Sql::new(format!(
+                    "SELECT seq, refund FROM events WHERE session_id = ? AND seq > ? \
+                     ORDER BY seq LIMIT {EVENTS_PER_READ}"
+                ))
+                .bind(session.as_str())
+                .bind(seq),
             )
             .await?;
-        Ok(rows
+        let more = rows.len() == EVENTS_PER_READ;
+        let through = rows.last().map_or(seq, |(seq, _)| *seq);
+        let events = rows
             .into_iter()
             .filter_map(|(seq, json)| {
                 let refund: RefundView = serde_json::from_str(&json).ok()?;
@@ -349,7 +369,12 @@ impl Ledger {
                     refund,
                 })
             })
-            .collect())
+            .collect();
+        Ok(EventsPage {
+            events,
+            through,
+            more,
+        })
     }
 
     /// The payment's timeline, oldest first.

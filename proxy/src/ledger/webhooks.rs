@@ -319,7 +319,7 @@ mod tests {
 
         // Each refund's last event is its stored row.
         for payment in [&session, &other] {
-            let events = ledger.events_after(payment, 0).await.unwrap();
+            let events = ledger.events_after(payment, 0).await.unwrap().events;
             for stored in rows.iter().filter(|r| r.session_id == payment.as_str()) {
                 let last = events
                     .iter()

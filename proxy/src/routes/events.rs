@@ -28,7 +28,7 @@ use tokio::time::Sleep;
 use crate::error::ApiError;
 use crate::extract::Agent;
 use crate::extract::SessionPath;
-use crate::ledger::Ledger;
+use crate::ledger::{EventsPage, Ledger};
 use crate::live::{frame, Subscription};
 use crate::state::AppState;
 
@@ -111,20 +111,33 @@ async fn stream(
     let last_seen = from.unwrap_or(0);
     // Subscribe before reading the backlog, so nothing published in between is lost.
     let live = state.live.subscribe(&session);
-    let mut backlog = Vec::new();
-    if from.is_some() {
-        match state.ledger.events_after(&session, last_seen).await {
-            Ok(events) => backlog = events,
-            Err(e) => {
+    // The backlog's first page now: a ledger that cannot be read answers 503 here, and the
+    // widget opens another stream, rather than a 200 that silently starts past the events
+    // it missed. Further pages are read as the stream sends them.
+    let first = match from {
+        Some(_) => state
+            .ledger
+            .events_after(&session, last_seen)
+            .await
+            .inspect_err(|e| {
                 tracing::error!(error = %e, session_id = %session, %request_id, "event backlog unavailable")
-            }
-        }
-    }
-    let replayed = backlog.last().map_or(last_seen, |e| e.seq);
+            })?,
+        None => EventsPage {
+            events: Vec::new(),
+            through: last_seen,
+            more: false,
+        },
+    };
     let follow = Follow {
-        last: replayed,
-        replayed,
-        pending: backlog.iter().map(frame).collect::<Vec<_>>().into_iter(),
+        last: first.through,
+        replayed: first.through,
+        more: first.more,
+        pending: first
+            .events
+            .iter()
+            .map(frame)
+            .collect::<Vec<_>>()
+            .into_iter(),
         live,
         ledger: state.ledger.clone(),
         keep_alive: keep_alive_timer(),
@@ -154,6 +167,9 @@ struct Follow {
     /// in `seq` order; sending rather than dropping one that did not (another engine, a
     /// future writer) keeps a refund change from hiding until the widget reconnects.
     replayed: i64,
+    /// The ledger may hold more events after `last` than were read (a full page of the
+    /// backlog, or the stream fell behind the broadcast): read them before anything live.
+    more: bool,
     ledger: Ledger,
     /// Frames read from the ledger (replay, catch-up) not yet sent; usually empty.
     pending: std::vec::IntoIter<Bytes>,
@@ -178,12 +194,37 @@ impl Follow {
         })
     }
 
-    /// The next frame for this payment (or a keep-alive), `None` once the broadcast closes.
+    /// The next frame for this payment (or a keep-alive), `None` once the broadcast closes,
+    /// or once the ledger cannot be read for events the stream owes: ended, the stream is
+    /// reopened by the widget from the last event it has, which a stream going on past the
+    /// missing ones could not tell it.
     async fn next(&mut self) -> Option<Bytes> {
-        if let Some(frame) = self.pending.next() {
-            return Some(frame);
-        }
         loop {
+            if let Some(frame) = self.pending.next() {
+                return Some(frame);
+            }
+            if self.more {
+                // Boxed, so the query's state is not part of every stream's size.
+                let page = Box::pin(self.ledger.events_after(self.live.session(), self.last));
+                match page.await {
+                    Ok(page) => {
+                        self.last = self.last.max(page.through);
+                        self.replayed = self.last;
+                        self.more = page.more;
+                        self.pending = page
+                            .events
+                            .iter()
+                            .map(frame)
+                            .collect::<Vec<_>>()
+                            .into_iter();
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, session_id = %self.live.session(), "event backlog unavailable: the stream ends");
+                        return None;
+                    }
+                }
+                continue;
+            }
             let received = tokio::select! {
                 biased;
                 received = self.live.recv() => received,
@@ -199,25 +240,8 @@ impl Follow {
                     return Some(event.frame.clone());
                 }
                 Ok(_) => {}
-                // Fell behind the broadcast buffer: catch up from the ledger. Boxed, so the
-                // query's state is not part of every stream's size.
-                Err(RecvError::Lagged(_)) => {
-                    let backlog =
-                        Box::pin(self.ledger.events_after(self.live.session(), self.last));
-                    match backlog.await {
-                        Ok(events) => {
-                            self.last = events.last().map_or(self.last, |e| e.seq);
-                            self.replayed = self.last;
-                            self.pending = events.iter().map(frame).collect::<Vec<_>>().into_iter();
-                            if let Some(frame) = self.pending.next() {
-                                return Some(frame);
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, session_id = %self.live.session(), "event backlog unavailable")
-                        }
-                    }
-                }
+                // Fell behind the broadcast buffer: catch up from the ledger.
+                Err(RecvError::Lagged(_)) => self.more = true,
                 Err(RecvError::Closed) => return None,
             }
         }
@@ -241,6 +265,7 @@ mod tests {
             live: live.subscribe(&session),
             last: replayed,
             replayed,
+            more: false,
             ledger,
             pending: Vec::new().into_iter(),
             keep_alive: keep_alive_timer(),
@@ -311,6 +336,56 @@ mod tests {
         live.send(event(4, &session));
         assert_eq!(follow.next().await.unwrap(), "id: 5\n\n");
         assert_eq!(follow.next().await.unwrap(), "id: 4\n\n");
+    }
+
+    /// A backlog longer than one read (three events in unit tests) is sent whole and in
+    /// order, page after page, before anything live; a live copy of a paged event is not
+    /// sent twice.
+    #[tokio::test]
+    async fn a_backlog_of_several_pages_is_sent_whole_before_live_events() {
+        let (mut follow, live, session, _dir) = follow(0).await;
+        for n in 1..=7u64 {
+            let refund: shared::smart_glocal::Refund = serde_json::from_value(serde_json::json!({
+                "id": format!("rf_page_{n}"), "status": "accepted",
+                "amount_details": {"amount": 100 + n, "currency": "usd"},
+            }))
+            .unwrap();
+            follow
+                .ledger
+                .apply_upstream_refund(&session, &refund, crate::ledger::Source::Webhook)
+                .await
+                .unwrap();
+        }
+        follow.more = true;
+        live.send(event(7, &session));
+        live.send(event(8, &session));
+        let mut ids = Vec::new();
+        for _ in 0..8 {
+            let frame = follow.next().await.unwrap();
+            let text = String::from_utf8_lossy(&frame).into_owned();
+            let id = text
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .unwrap()
+                .to_owned();
+            ids.push(id);
+        }
+        assert_eq!(ids, ["1", "2", "3", "4", "5", "6", "7", "8"]);
+    }
+
+    /// A ledger that cannot be read for events the stream owes ends the stream (the widget
+    /// reopens one from its last event), rather than go on past the events it missed.
+    #[tokio::test]
+    async fn a_backlog_that_cannot_be_read_ends_the_stream() {
+        let (mut follow, live, session, dir) = follow(0).await;
+        // The events table gone from under the ledger: every read of it fails.
+        rusqlite::Connection::open(dir.path().join("ledger.sqlite"))
+            .unwrap()
+            .execute_batch("ALTER TABLE events RENAME TO events_gone")
+            .unwrap();
+        follow.more = true;
+        live.send(event(1, &session));
+        assert!(follow.next().await.is_none());
     }
 
     #[tokio::test]
