@@ -573,9 +573,11 @@ async fn fail(
     detail: &str,
     kind: HistoryKind,
 ) -> Result<(), ApiError> {
+    // Nothing of ours was sent or applied: a refund bound to the attempt by amount meanwhile
+    // is not ours (`Ledger::fail_unsent`).
     state
         .ledger
-        .change(row.key, Change::failed(code, detail, kind))
+        .fail_unsent(row.key, Change::failed(code, detail, kind))
         .await?;
     Ok(())
 }

@@ -333,6 +333,29 @@ impl Ledger {
         tx.finish(journal, result).await
     }
 
+    /// Fails the attempt `key` with `change` (a failure): Smart Glocal refused its request or
+    /// never received it, so nothing of ours moved. A refund the attempt holds was bound to
+    /// it by amount (the matcher's rule 3) while the request was on its way, and is someone
+    /// else's (the dashboard's, say): the attempt lets go of it, and it becomes a row of its
+    /// own, made elsewhere, as it stands. Left bound, its money would count for nothing.
+    pub async fn fail_unsent(&self, key: i64, change: Change) -> Result<RefundRow, sqlx::Error> {
+        let mut tx = self.write().await?;
+        let mut journal = Entries::default();
+        let result = async {
+            let row = row_by_key(&mut tx, key).await?;
+            match row.refund_id.as_deref() {
+                Some(held) if row.origin == Origin::Proxy && change.state.is_some() => {
+                    release(&mut tx, &mut journal, &row, held, &change).await
+                }
+                _ => Ok(change_row(&mut tx, &mut journal, &row, &change)
+                    .await?
+                    .unwrap_or(row)),
+            }
+        }
+        .await;
+        tx.finish(journal, result).await
+    }
+
     /// Applies `change` to `key` provided `still(row)` holds for the row read again inside
     /// this transaction; else nothing changes (`None`). For verdicts reached on an earlier
     /// read that something may have overtaken since.
@@ -1178,6 +1201,60 @@ async fn rebind(
     );
     journal.event(&elsewhere);
     Ok((ApplyOutcome::Applied, rebound))
+}
+
+/// [`Ledger::fail_unsent`] for an attempt holding `held`, a refund bound to it by amount.
+async fn release(
+    tx: &mut WriteTx<'_>,
+    journal: &mut Entries,
+    row: &RefundRow,
+    held: &str,
+    change: &Change,
+) -> Result<RefundRow, sqlx::Error> {
+    let now = now_ms();
+    let update = Sql::new(
+        "UPDATE refunds SET refund_id = NULL, state = ?, error_code = ?, error_detail = ?,
+            finished_at = ?, updated_at = ?, polls = 0, next_poll_at = NULL
+         WHERE key = ? RETURNING *",
+    )
+    .bind(change.state.unwrap_or(RefundState::Failed))
+    .bind(change.error_code)
+    .bind(&change.error_detail)
+    .bind(now)
+    .bind(now)
+    .bind(row.key);
+    let failed: RefundRow = tx.exec().fetch_one(&update).await?;
+    let detail = change.detail.as_deref().unwrap_or("failed");
+    journal.history(
+        &failed,
+        change.kind,
+        Some(&format!(
+            "{detail}; refund {held}, matched to it by amount meanwhile, is recorded as made \
+             elsewhere"
+        )),
+    );
+    journal.event(&failed);
+    let attempt = row.attempt_id.as_ref().map_or("", |id| id.as_str());
+    let learned = Learned {
+        session: &row.session_id,
+        refund_id: held,
+        origin: Origin::Elsewhere,
+        amount: row.amount,
+        currency: row.currency,
+        state: row.state,
+        created_at: now,
+        finished_at: row.finished_at.filter(|_| row.state.is_final()),
+    };
+    let elsewhere = insert_learned(tx, None, learned.row(now)).await?;
+    journal.history(
+        &elsewhere,
+        HistoryKind::RefundedElsewhere,
+        Some(&format!(
+            "matched by amount to attempt {attempt} until its own request came back refused"
+        )),
+    );
+    journal.event(&elsewhere);
+    Ok(failed)
 }
 
 /// How `refund` (of `session`, from Smart Glocal) contradicts the ledger's `row` it matched,

@@ -319,7 +319,16 @@ mod tests {
 
         // Each refund's last event is its stored row.
         for payment in [&session, &other] {
-            let events = ledger.events_after(payment, 0).await.unwrap().events;
+            // Every page of them (a few events a page in unit tests).
+            let (mut events, mut after) = (Vec::new(), 0);
+            loop {
+                let page = ledger.events_after(payment, after).await.unwrap();
+                events.extend(page.events);
+                after = page.through;
+                if !page.more {
+                    break;
+                }
+            }
             for stored in rows.iter().filter(|r| r.session_id == payment.as_str()) {
                 let last = events
                     .iter()
@@ -457,6 +466,56 @@ mod tests {
         assert_eq!(now.refund_id.as_deref(), Some("rf_after_all"));
         assert_eq!((now.error_code, now.error_detail), (None, None));
         assert_eq!(ledger.refunded_today("alice", usd).await.unwrap(), 700);
+    }
+
+    /// A refund of the same amount made elsewhere, bound to our attempt by amount while our
+    /// request was on its way, when our request then comes back refused: the attempt fails
+    /// and lets go of it, and the other refund is a row of its own, made elsewhere, that goes
+    /// on to its end. Its money is in the ledger; the attempt's is not counted.
+    #[tokio::test]
+    async fn a_refused_attempt_lets_go_of_a_refund_bound_to_it_by_amount() {
+        use crate::ledger::{Change, Inserted, Origin, RefundState};
+        use shared::api::{ErrorCode, HistoryKind};
+        let (_dir, ledger) = ledger().await;
+        let session = SessionId::parse("ps_released").unwrap();
+        let Ok(Inserted::New(row)) = ledger.insert_attempt(&new_attempt(&session, 1, 700)).await
+        else {
+            panic!("attempt not recorded");
+        };
+        commit(
+            &ledger,
+            &[job(&session, vec![refund("rf_dash", 700, "in_progress")])],
+        )
+        .await
+        .unwrap();
+        let bound = ledger.find_by_key(row.key).await.unwrap().unwrap();
+        assert_eq!(
+            bound.refund_id.as_deref(),
+            Some("rf_dash"),
+            "the race happened"
+        );
+
+        let refused = Change::failed(ErrorCode::UpstreamRejected, "refused", HistoryKind::Failed);
+        let failed = ledger.fail_unsent(row.key, refused).await.unwrap();
+        assert_eq!(failed.state, RefundState::Failed);
+        assert_eq!(failed.refund_id, None);
+        assert_eq!(failed.error_code, Some(ErrorCode::UpstreamRejected));
+        commit(
+            &ledger,
+            &[job(&session, vec![refund("rf_dash", 700, "accepted")])],
+        )
+        .await
+        .unwrap();
+        let rows = ledger.rows_for_session(&session).await.unwrap();
+        let dash = rows
+            .iter()
+            .find(|r| r.refund_id.as_deref() == Some("rf_dash"))
+            .unwrap();
+        assert_eq!(dash.origin, Origin::Elsewhere);
+        assert_eq!(dash.state, RefundState::Accepted);
+        assert_eq!(rows.len(), 2);
+        let usd = shared::Currency::parse("usd").unwrap();
+        assert_eq!(ledger.refunded_today("alice", usd).await.unwrap(), 0);
     }
 
     /// A refund of another payment whose metadata names an attempt of this one (holding a
