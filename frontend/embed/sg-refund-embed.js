@@ -18,6 +18,7 @@
 // `data-token`. The widget's code (sg-refund.js, sg-refund_bg.wasm) loads from this script's folder.
 
 const base = new URL(".", import.meta.url);
+const expiredHandlers = new WeakMap();
 // The widget adds mount / unmount / mountAll to this same object once its code has loaded.
 const api = (window.sgRefund = window.sgRefund || {});
 
@@ -31,7 +32,16 @@ function load() {
     wasm.catch(() => {}); // a failure is reported by the glue, which awaits the same promise
     window.__sgRefundLoading = import(new URL("sg-refund.js", base).href)
       .then((glue) => glue.default({ module_or_path: wasm }))
-      .then(() => api);
+      .then(() => {
+        // mount() keeps what it was given to call when the token expires, for a mount after
+        // the page comes back from the back/forward cache (see "pagehide" below).
+        const mountWidget = api.mount;
+        api.mount = (element, options = {}) => {
+          if (options && options.onTokenExpired) expiredHandlers.set(element, options.onTokenExpired);
+          mountWidget(element, options);
+        };
+        return api;
+      });
   }
   return window.__sgRefundLoading;
 }
@@ -306,10 +316,22 @@ api.create = instance.create;
 if (!customElements.get("sg-refund")) customElements.define("sg-refund", SgRefundElement);
 
 // Leaving the page (or going into the back/forward cache): close every stream now, and
-// reopen them if the page is shown again from that cache.
+// reopen them if the page is shown again from that cache. A page kept there with its streams
+// open holds the browser's connections to the proxy, and after six of them every request to
+// it waits. Widgets mounted the older way (data-sg-refund, mount) are unmounted and mounted
+// again from their attributes, which stay the source of truth (the token included).
+let parked = [];
 window.addEventListener("pagehide", () => {
   for (const element of elements) element.suspend();
+  if (!api.unmount) return;
+  parked = [...document.querySelectorAll("[data-sg-refund]")].filter(
+    (slot) => !(slot.parentElement instanceof SgRefundElement),
+  );
+  for (const slot of parked) api.unmount(slot);
 });
 window.addEventListener("pageshow", (event) => {
-  if (event.persisted) for (const element of elements) element.refresh(false);
+  if (!event.persisted) return;
+  for (const element of elements) element.refresh(false);
+  for (const slot of parked) api.mount(slot, { onTokenExpired: expiredHandlers.get(slot) });
+  parked = [];
 });

@@ -214,6 +214,75 @@ fn leaving_the_page_closes_the_event_stream_at_the_proxy() {
     });
 }
 
+/// The same for a widget mounted the older way (`sgRefund.mount`, a `data-sg-refund`
+/// element): its stream closes as the page is left, and opens again when the page comes back
+/// from the back/forward cache, the widget mounted again from its attributes.
+#[test]
+fn leaving_the_page_closes_a_mounted_widgets_stream_and_coming_back_reopens_it() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let first = stack.create_payment("demo-project", "10.00", "usd").await?;
+        let second = stack.create_payment("demo-project", "11.00", "usd").await?;
+        open_host(&ctx, stack, "/examples/element/", first.as_str()).await?;
+        let with_element = settled_stream_count(stack).await?;
+        ctx.client
+            .execute(
+                "const [session, proxy, token] = arguments;
+                 const slot = document.createElement('div');
+                 slot.id = 'mounted-the-older-way';
+                 document.body.append(slot);
+                 sgRefund.mount(slot, { session, proxy, token, lang: 'en' });",
+                vec![
+                    Value::from(second.as_str()),
+                    Value::from(stack.proxy_for("demo-project")),
+                    Value::from(stack.token(Duration::from_secs(600))),
+                ],
+            )
+            .await?;
+        Widget::new(&ctx.client, second.as_str())
+            .wait_loaded()
+            .await?;
+        wait_streams_at_least(stack, with_element + 1, "the mounted widget opened").await?;
+        let open = settled_stream_count(stack).await?;
+        ctx.client
+            .execute(
+                "window.dispatchEvent(new PageTransitionEvent('pagehide', { persisted: true }));",
+                vec![],
+            )
+            .await?;
+        // Both close: the element's (as before) and the mounted widget's.
+        wait_streams_below(stack, open - 1, "pagehide").await?;
+        ctx.client
+            .execute(
+                "window.dispatchEvent(new PageTransitionEvent('pageshow', { persisted: true }));",
+                vec![],
+            )
+            .await?;
+        wait_streams_at_least(stack, open, "pageshow").await?;
+        Widget::new(&ctx.client, second.as_str())
+            .wait_loaded()
+            .await?;
+        Ok(())
+    });
+}
+
+/// Waits until the proxy counts at least `open` event streams; the error names `after`.
+async fn wait_streams_at_least(stack: &Stack, open: u64, after: &str) -> Result<(), BoxError> {
+    let start = Instant::now();
+    loop {
+        let now = stack.event_streams_open().await?;
+        if now >= open {
+            return Ok(());
+        }
+        if start.elapsed() > WAIT {
+            return Err(
+                format!("the proxy counts {now} open streams, not {open}, after {after}").into(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until the proxy counts fewer than `open` event streams; the error names `after`.
 async fn wait_streams_below(stack: &Stack, open: u64, after: &str) -> Result<(), BoxError> {
     let start = Instant::now();
