@@ -57,6 +57,10 @@ pub struct Claims {
     /// May approve or reject other agents' requests above `approval_above`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub can_approve: bool,
+    /// A ticket's: when the agent token it was asked with expires, Unix seconds. Its stream
+    /// ends then, and the widget asks for another with a token still valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
 }
 
 /// Mints and checks tokens with the agent-token secret.
@@ -132,10 +136,11 @@ impl TokenKeys {
         }
     }
 
-    pub fn mint_ticket(&self, agent: &str, session: &SessionId) -> EventsTicket {
+    pub fn mint_ticket(&self, agent: &Agent, session: &SessionId) -> EventsTicket {
         let iat = now_secs();
         let claims = Claims {
-            sub: agent.to_owned(),
+            sub: agent.name.clone(),
+            until: Some(agent.expires_at),
             exp: iat.saturating_add(secs(TICKET_TTL_SECS)),
             iat: Some(iat),
             jti: Some(uuid::Uuid::new_v4().simple().to_string()),
@@ -212,6 +217,7 @@ impl TokenKeys {
         Ok(Agent {
             session_id: only_payment(&claims)?,
             issued_at: claims.iat.unwrap_or_default(),
+            expires_at: claims.exp,
             limits: AgentLimits {
                 per_refund: claims.refund_max,
                 daily: claims.refund_daily,
@@ -233,6 +239,7 @@ impl TokenKeys {
             session_id: only_payment(&claims)?,
             name: claims.sub,
             issued_at: claims.iat.unwrap_or_default(),
+            expires_at: claims.exp,
             limits: AgentLimits::default(),
             role: None,
             can_approve: false,
@@ -245,6 +252,7 @@ impl TokenKeys {
         Ok(Ticket {
             id: jti.to_owned(),
             expires_at: claims.exp,
+            until: claims.until,
             agent,
         })
     }
@@ -257,6 +265,8 @@ pub struct Ticket {
     pub id: String,
     /// When it expires, Unix seconds.
     pub expires_at: i64,
+    /// When its stream ends: the agent token it was asked with expires then.
+    pub until: Option<i64>,
     pub agent: Agent,
 }
 
@@ -295,7 +305,26 @@ pub fn parse_ttl(text: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_ttl;
+    use super::{parse_ttl, TokenKeys};
+    use shared::SessionId;
+    use signing::Secret;
+
+    /// A ticket carries when the token it was asked with expires: its stream ends then.
+    #[test]
+    fn a_ticket_carries_its_tokens_expiry() {
+        let keys = TokenKeys::new(&Secret::new("a-test-secret-long-enough-for-hs256-000000"));
+        let session = SessionId::parse("ps_ticket").unwrap();
+        let token = keys.mint("alice", 600, None);
+        let agent = keys.verify_agent(&token.token).unwrap();
+        assert_eq!(agent.expires_at, token.expires_at);
+        let ticket = keys.mint_ticket(&agent, &session);
+        let verified = keys.verify_ticket(&ticket.ticket, &session).unwrap();
+        assert_eq!(verified.until, Some(token.expires_at));
+        assert!(
+            verified.expires_at < token.expires_at,
+            "the ticket itself lives minutes"
+        );
+    }
 
     #[test]
     fn lifetimes_read_the_way_people_write_them() {

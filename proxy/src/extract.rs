@@ -96,6 +96,8 @@ pub struct Agent {
     pub session_id: Option<SessionId>,
     /// The token's `iat`, Unix seconds.
     pub issued_at: i64,
+    /// The token's `exp`, Unix seconds.
+    pub expires_at: i64,
     /// What the token lets this agent refund.
     pub limits: AgentLimits,
     pub role: Option<String>,

@@ -48,7 +48,7 @@ async fn ticket(
     SessionPath(session): SessionPath,
 ) -> Result<Json<EventsTicket>, ApiError> {
     agent.authorize(&session)?;
-    Ok(Json(state.tokens.mint_ticket(&agent.name, &session)))
+    Ok(Json(state.tokens.mint_ticket(&agent, &session)))
 }
 
 #[derive(Deserialize)]
@@ -141,6 +141,7 @@ async fn stream(
         live,
         ledger: state.ledger.clone(),
         keep_alive: keep_alive_timer(),
+        until: ticket.until,
     };
     let body = follow.into_stream().map(Ok::<_, Infallible>);
     Ok((
@@ -179,6 +180,12 @@ struct Follow {
     /// which a timeout around each wait did (registered and removed for every stream on
     /// every event).
     keep_alive: Pin<Box<Sleep>>,
+    /// When the stream ends (Unix seconds): the agent's token expires then, and the widget
+    /// asks for a new ticket with a token still valid. Checked as a keep-alive falls due: an
+    /// agent whose token ran out stops hearing within 15 s of it, and one revoked meanwhile
+    /// (whose next ticket is refused) when the token would have (`max_token_ttl_secs` at
+    /// most), not for as long as the tab stays open.
+    until: Option<i64>,
 }
 
 /// A stream's keep-alive timer, due one [`KEEP_ALIVE`] from now.
@@ -229,6 +236,9 @@ impl Follow {
                 biased;
                 received = self.live.recv() => received,
                 () = self.keep_alive.as_mut() => {
+                    if self.until.is_some_and(|until| crate::auth::now_secs() >= until) {
+                        return None;
+                    }
                     let next = tokio::time::Instant::now() + KEEP_ALIVE;
                     self.keep_alive.as_mut().reset(next);
                     return Some(Bytes::from_static(KEEP_ALIVE_FRAME));
@@ -269,6 +279,7 @@ mod tests {
             ledger,
             pending: Vec::new().into_iter(),
             keep_alive: keep_alive_timer(),
+            until: None,
         };
         (follow, live, session, dir)
     }
@@ -336,6 +347,28 @@ mod tests {
         live.send(event(4, &session));
         assert_eq!(follow.next().await.unwrap(), "id: 5\n\n");
         assert_eq!(follow.next().await.unwrap(), "id: 4\n\n");
+    }
+
+    /// A stream whose agent token has expired ends at its next keep-alive; until then, and
+    /// without a deadline, it goes on.
+    #[tokio::test]
+    async fn a_stream_ends_once_the_agents_token_has_expired() {
+        let (mut expired, live, session, _dir) = follow(0).await;
+        let (mut later, _live, _session, _later_dir) = follow(0).await;
+        tokio::time::pause();
+        expired.keep_alive = keep_alive_timer();
+        expired.until = Some(crate::auth::now_secs() - 1);
+        live.send(event(1, &session));
+        assert_eq!(
+            expired.next().await.unwrap(),
+            "id: 1\n\n",
+            "events still go"
+        );
+        assert!(expired.next().await.is_none(), "ended at the keep-alive");
+
+        later.keep_alive = keep_alive_timer();
+        later.until = Some(crate::auth::now_secs() + 3600);
+        assert_eq!(later.next().await.unwrap(), KEEP_ALIVE_FRAME);
     }
 
     /// A backlog longer than one read (three events in unit tests) is sent whole and in
