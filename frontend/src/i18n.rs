@@ -181,8 +181,8 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
             "Это больше, чем вам можно ещё вернуть сегодня.",
         ),
         LedgerUnavailable => (
-            "The refund could not be recorded, so nothing was sent. Try again in a few minutes.",
-            "Возврат не удалось записать, поэтому ничего не отправлено. Попробуйте через несколько минут.",
+            "The refund could not be recorded, so this try sent nothing. Try again in a few minutes.",
+            "Возврат не удалось записать, поэтому эта попытка ничего не отправила. Попробуйте через несколько минут.",
         ),
     };
     tr(locale, en, ru)

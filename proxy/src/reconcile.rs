@@ -265,6 +265,19 @@ async fn reconcile_session(
             return Ok(());
         }
     };
+    if upstream.payment().is_none() {
+        // An answer without the payment (no succeeded acquiring payment in it) says nothing
+        // of its refunds: not taken as showing none, which would fail the attempts waiting.
+        tracing::warn!(session_id = %session, "session/status shows no payment; not taken as an answer about its refunds");
+        state.metrics.count_reconciliation("no_payment");
+        for row in rows {
+            state
+                .ledger
+                .note_poll(row.key, next_poll_at(state, row, row.polls + 1))
+                .await?;
+        }
+        return Ok(());
+    }
     if !crate::routes::webhooks::amounts_representable(&upstream) {
         // Nothing of an answer we cannot record exactly is applied; the attempts wait.
         tracing::error!(session_id = %session, "session/status carries an amount beyond the ledger's range; not applied");

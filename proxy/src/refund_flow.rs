@@ -368,7 +368,7 @@ async fn settle(
             }
         }
         Err(UpstreamError::Rejected(error)) => {
-            fail(
+            let stored = fail(
                 state,
                 row,
                 ErrorCode::UpstreamRejected,
@@ -376,6 +376,12 @@ async fn settle(
                 HistoryKind::Failed,
             )
             .await?;
+            if stored.state != RefundState::Failed {
+                // Its own refund, naming it, is at Smart Glocal already: that is the answer.
+                tracing::warn!(attempt_id = ?row.attempt_id, code = %error.code,
+                    "Smart Glocal refused a refund it lists as taken: the refund stands");
+                return Ok((StatusCode::CREATED, stored.view()));
+            }
             Err(ApiError::Upstream(UpstreamError::Rejected(error)))
         }
         Err(UpstreamError::Unreachable(reason)) => {
@@ -572,14 +578,13 @@ async fn fail(
     code: ErrorCode,
     detail: &str,
     kind: HistoryKind,
-) -> Result<(), ApiError> {
-    // Nothing of ours was sent or applied: a refund bound to the attempt by amount meanwhile
-    // is not ours (`Ledger::fail_unsent`).
-    state
+) -> Result<RefundRow, ApiError> {
+    // Nothing of ours was sent or applied, says the answer: a refund bound to the attempt by
+    // amount meanwhile is not ours; one naming it is, and it stands (`Ledger::fail_unsent`).
+    Ok(state
         .ledger
         .fail_unsent(row.key, Change::failed(code, detail, kind))
-        .await?;
-    Ok(())
+        .await?)
 }
 
 async fn unknown(state: &AppState, row: &RefundRow, detail: &str) -> Result<Answer, ApiError> {

@@ -595,6 +595,8 @@ pub struct RefundRow {
     pub attention: Option<String>,
     /// The requesting agent's role, from their token.
     pub role: Option<String>,
+    /// Its refund id was bound by amount (a refund that named no attempt), not by name.
+    pub bound_by_amount: bool,
 }
 
 /// An attempt id as stored; one the ledger would never write is a decode error.
@@ -630,6 +632,7 @@ impl FromRecord for RefundRow {
             absent_since: r.opt_int("absent_since")?,
             attention: r.opt_text("attention")?,
             role: r.opt_text("role")?,
+            bound_by_amount: r.bool("bound_by_amount")?,
         })
     }
 }
@@ -825,6 +828,7 @@ pub(crate) mod test_rows {
             absent_since: None,
             attention: None,
             role: None,
+            bound_by_amount: false,
         }
     }
 }

@@ -78,6 +78,9 @@ pub struct Change {
     /// The history line it writes.
     pub kind: HistoryKind,
     pub detail: Option<String>,
+    /// The refund id it brings was matched by amount, the refund naming no attempt (kept
+    /// with the row when the id is learned).
+    pub bound_by_amount: bool,
 }
 
 impl Change {
@@ -91,6 +94,7 @@ impl Change {
             finished_at: None,
             kind,
             detail: None,
+            bound_by_amount: false,
         }
     }
 
@@ -188,9 +192,14 @@ pub(super) async fn change_row(
                 .or_else(|| row.error_detail.clone()),
         )
     };
+    let bound_by_amount = if id_learned {
+        change.bound_by_amount
+    } else {
+        row.bound_by_amount
+    };
     let update = Sql::new(
         "UPDATE refunds SET state = ?, refund_id = COALESCE(refund_id, ?),
-            error_code = ?, error_detail = ?,
+            error_code = ?, error_detail = ?, bound_by_amount = ?,
             finished_at = ?, updated_at = ?, polls = 0, next_poll_at = NULL
          WHERE key = ? RETURNING *",
     )
@@ -198,6 +207,7 @@ pub(super) async fn change_row(
     .bind(&change.refund_id)
     .bind(error_code)
     .bind(&error_detail)
+    .bind(bound_by_amount)
     .bind(finished_at)
     .bind(now_ms())
     .bind(row.key);
@@ -334,18 +344,35 @@ impl Ledger {
     }
 
     /// Fails the attempt `key` with `change` (a failure): Smart Glocal refused its request or
-    /// never received it, so nothing of ours moved. A refund the attempt holds was bound to
-    /// it by amount (the matcher's rule 3) while the request was on its way, and is someone
-    /// else's (the dashboard's, say): the attempt lets go of it, and it becomes a row of its
-    /// own, made elsewhere, as it stands. Left bound, its money would count for nothing.
+    /// never received it, so nothing of ours moved, as far as the answer says. A refund the
+    /// attempt already holds says more:
+    /// - bound to it by amount (the matcher's rule 3) while the request was on its way, it is
+    ///   someone else's (the dashboard's, say): the attempt lets go of it, and it becomes a
+    ///   row of its own, made elsewhere, as it stands. Left bound, its money would count for
+    ///   nothing;
+    /// - bound by name (its metadata names the attempt), it is the attempt's own, and the
+    ///   refusal was not the last word: nothing is failed, the history says so, and the row
+    ///   comes back as it is (not `failed`).
     pub async fn fail_unsent(&self, key: i64, change: Change) -> Result<RefundRow, sqlx::Error> {
         let mut tx = self.write().await?;
         let mut journal = Entries::default();
         let result = async {
             let row = row_by_key(&mut tx, key).await?;
             match row.refund_id.as_deref() {
-                Some(held) if row.origin == Origin::Proxy && change.state.is_some() => {
+                Some(held) if row.origin == Origin::Proxy && row.bound_by_amount => {
                     release(&mut tx, &mut journal, &row, held, &change).await
+                }
+                Some(held) if row.origin == Origin::Proxy => {
+                    let detail = change.detail.as_deref().unwrap_or("failed");
+                    journal.history(
+                        &row,
+                        change.kind,
+                        Some(&format!(
+                            "{detail}; not applied: refund {held}, which names this attempt, \
+                             is at Smart Glocal"
+                        )),
+                    );
+                    Ok(row)
                 }
                 _ => Ok(change_row(&mut tx, &mut journal, &row, &change)
                     .await?
@@ -930,7 +957,7 @@ async fn apply_to_rows(
 ) -> Result<(ApplyOutcome, RefundRow), sqlx::Error> {
     let state = RefundState::from(&refund.status);
     let finished_at = refund.finished_at.map(|t| t.unix_millis());
-    let change = Change {
+    let mut change = Change {
         state: Some(state),
         refund_id: Some(refund.id.to_string()),
         finished_at,
@@ -962,7 +989,10 @@ async fn apply_to_rows(
     let (row, taken) = match known.into_iter().next() {
         Some(row) => (Some(row), false),
         None => match match_attempt(candidates, refund) {
-            Some(row) => (Some(row), false),
+            Some(row) => {
+                change.bound_by_amount = named_attempt(refund).is_none();
+                (Some(row), false)
+            }
             None => {
                 let taken = named_but_taken(tx, batch.as_deref(), session, refund).await?;
                 (taken.clone(), taken.is_some())
@@ -1081,6 +1111,7 @@ impl Learned<'_> {
             absent_since: None,
             attention: None,
             role: None,
+            bound_by_amount: false,
         }
     }
 }
@@ -1160,12 +1191,13 @@ async fn rebind(
     let now = now_ms();
     let finished_at = state.is_final().then(|| change.finished_at.unwrap_or(now));
     let update = Sql::new(
-        "UPDATE refunds SET state = ?, refund_id = ?, finished_at = ?, updated_at = ?,
-            polls = 0, next_poll_at = NULL, absent_since = NULL
+        "UPDATE refunds SET state = ?, refund_id = ?, bound_by_amount = ?, finished_at = ?,
+            updated_at = ?, polls = 0, next_poll_at = NULL, absent_since = NULL
          WHERE key = ? RETURNING *",
     )
     .bind(state)
     .bind(named)
+    .bind(false)
     .bind(finished_at)
     .bind(now)
     .bind(row.key);
@@ -1213,11 +1245,12 @@ async fn release(
 ) -> Result<RefundRow, sqlx::Error> {
     let now = now_ms();
     let update = Sql::new(
-        "UPDATE refunds SET refund_id = NULL, state = ?, error_code = ?, error_detail = ?,
-            finished_at = ?, updated_at = ?, polls = 0, next_poll_at = NULL
+        "UPDATE refunds SET refund_id = NULL, bound_by_amount = ?, state = ?, error_code = ?,
+            error_detail = ?, finished_at = ?, updated_at = ?, polls = 0, next_poll_at = NULL
          WHERE key = ? RETURNING *",
     )
-    .bind(change.state.unwrap_or(RefundState::Failed))
+    .bind(false)
+    .bind(RefundState::Failed)
     .bind(change.error_code)
     .bind(&change.error_detail)
     .bind(now)

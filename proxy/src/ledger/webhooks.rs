@@ -518,6 +518,42 @@ mod tests {
         assert_eq!(ledger.refunded_today("alice", usd).await.unwrap(), 0);
     }
 
+    /// The same refusal when the refund the attempt holds names it: that refund is its own,
+    /// the refusal was not the last word, and nothing is failed; the refund goes on to its
+    /// end as the attempt's, counted in the agent's day.
+    #[tokio::test]
+    async fn a_refusal_leaves_an_attempt_holding_its_own_refund_as_it_is() {
+        use crate::ledger::{Change, Inserted, RefundState};
+        use shared::api::{ErrorCode, HistoryKind};
+        let (_dir, ledger) = ledger().await;
+        let session = SessionId::parse("ps_kept").unwrap();
+        let Ok(Inserted::New(row)) = ledger.insert_attempt(&new_attempt(&session, 1, 700)).await
+        else {
+            panic!("attempt not recorded");
+        };
+        let ours = |status| {
+            let mut refund = refund("rf_ours", 700, status);
+            refund.metadata = Some(serde_json::json!({"attempt_id": row.attempt_id}));
+            refund
+        };
+        commit(&ledger, &[job(&session, vec![ours("in_progress")])])
+            .await
+            .unwrap();
+        let refused = Change::failed(ErrorCode::UpstreamRejected, "refused", HistoryKind::Failed);
+        let kept = ledger.fail_unsent(row.key, refused).await.unwrap();
+        assert_eq!(kept.state, RefundState::InProgress);
+        assert_eq!(kept.refund_id.as_deref(), Some("rf_ours"));
+        commit(&ledger, &[job(&session, vec![ours("accepted")])])
+            .await
+            .unwrap();
+        let done = ledger.find_by_key(row.key).await.unwrap().unwrap();
+        assert_eq!(done.state, RefundState::Accepted);
+        assert_eq!(done.error_code, None);
+        assert_eq!(ledger.rows_for_session(&session).await.unwrap().len(), 1);
+        let usd = shared::Currency::parse("usd").unwrap();
+        assert_eq!(ledger.refunded_today("alice", usd).await.unwrap(), 700);
+    }
+
     /// A refund of another payment whose metadata names an attempt of this one (holding a
     /// refund already) is that payment's refund made elsewhere: the attempt is not touched.
     #[tokio::test]

@@ -523,3 +523,56 @@ async fn a_server_error_carrying_a_refusal_leaves_the_outcome_unknown() {
         ledger.close().await;
     }
 }
+
+/// A `session/status` answer without the payment says nothing of its refunds: an attempt
+/// whose outcome is unknown stays unknown, polled, however long such answers come; taken as
+/// showing no refund, it would be failed after `reconcile_fail_after` (300 ms in tests) and
+/// its amount offered again.
+#[tokio::test]
+async fn a_status_answer_without_the_payment_fails_nothing() {
+    let stand_in = axum::Router::new()
+        .route(
+            "/api/v1/session/status",
+            axum::routing::post(|| async {
+                axum::Json(json!({"status": "ok", "session": {
+                    "id": "ps_usd_1001", "status": "in_progress"}}))
+            }),
+        )
+        .route(
+            "/api/v1/session/refund",
+            axum::routing::post(|| async { axum::http::StatusCode::INTERNAL_SERVER_ERROR }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, stand_in).await.unwrap() });
+    let app = spawn_app(&url).await;
+    // The look-up before the refund reads the same answer: no payment, nothing to refund. So
+    // the attempt is recorded directly, as one sent before a restart would be.
+    let ledger = LedgerSql::open(&app).await;
+    ledger
+        .execute(
+            "INSERT INTO refunds (attempt_id, session_id, origin, agent, amount, currency, \
+             idempotency_key, state, created_at, updated_at) VALUES ('att_00000000000000000000000000000001', \
+             'ps_usd_1001', 'proxy', 'alice', 1000, 'usd', 'key-no-payment-0001', 'unknown', 0, 0)",
+        )
+        .await;
+    // Polled several times, for longer than `reconcile_fail_after` (or given up on).
+    eventually(10, "reconciliation polled the attempt", || async {
+        ledger
+            .int("SELECT COUNT(*) FROM refunds WHERE polls >= 4 OR state != 'unknown'")
+            .await
+            == 1
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        ledger
+            .text(
+                "SELECT state FROM refunds WHERE session_id = $1",
+                "ps_usd_1001"
+            )
+            .await,
+        "unknown"
+    );
+    ledger.close().await;
+}

@@ -54,17 +54,6 @@ async fn history(app: &TestApp, session: &str) -> Vec<Value> {
     body.as_array().unwrap().clone()
 }
 
-async fn metrics(app: &TestApp) -> String {
-    app.client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// Anyone can post to the webhook route. Forged webhooks are kept for audit only up to a
 /// rate (each keep is a synced commit on the writer refunds need); a flood beyond it is
 /// answered 401 all the same and counted, not written.
@@ -694,6 +683,7 @@ fn csv_cells_with_control_characters_are_escaped() {
         absent_since: None,
         attention: None,
         role: None,
+        bound_by_amount: false,
     };
     let line = proxy::ledger::ExportRow(row).csv_line();
     assert!(!line.chars().any(char::is_control), "{line:?}");

@@ -585,3 +585,15 @@ impl LedgerSql {
         }
     }
 }
+
+/// The proxy's `/metrics` text.
+pub async fn metrics(app: &TestApp) -> String {
+    app.client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
