@@ -18,7 +18,9 @@
 // `data-token`. The widget's code (sg-refund.js, sg-refund_bg.wasm) loads from this script's folder.
 
 const base = new URL(".", import.meta.url);
+let widget = null;
 const expiredHandlers = new WeakMap();
+const unmounted = new WeakSet();
 // The widget adds mount / unmount / mountAll to this same object once its code has loaded.
 const api = (window.sgRefund = window.sgRefund || {});
 
@@ -33,12 +35,19 @@ function load() {
     window.__sgRefundLoading = import(new URL("sg-refund.js", base).href)
       .then((glue) => glue.default({ module_or_path: wasm }))
       .then(() => {
-        // mount() keeps what it was given to call when the token expires, for a mount after
-        // the page comes back from the back/forward cache (see "pagehide" below).
-        const mountWidget = api.mount;
+        // The widget's own mount and unmount, for parking widgets on "pagehide" (below).
+        // The host's calls are noted: what mount() is to call when the token expires (for
+        // the mount after the page comes back from the back/forward cache), and which
+        // elements the host unmounted itself (they stay unmounted).
+        widget = { mount: api.mount, unmount: api.unmount };
         api.mount = (element, options = {}) => {
-          if (options && options.onTokenExpired) expiredHandlers.set(element, options.onTokenExpired);
-          mountWidget(element, options);
+          expiredHandlers.set(element, options && options.onTokenExpired);
+          unmounted.delete(element);
+          widget.mount(element, options);
+        };
+        api.unmount = (element) => {
+          unmounted.add(element);
+          widget.unmount(element);
         };
         return api;
       });
@@ -323,15 +332,15 @@ if (!customElements.get("sg-refund")) customElements.define("sg-refund", SgRefun
 let parked = [];
 window.addEventListener("pagehide", () => {
   for (const element of elements) element.suspend();
-  if (!api.unmount) return;
+  if (!widget) return;
   parked = [...document.querySelectorAll("[data-sg-refund]")].filter(
-    (slot) => !(slot.parentElement instanceof SgRefundElement),
+    (slot) => !(slot.parentElement instanceof SgRefundElement) && !unmounted.has(slot),
   );
-  for (const slot of parked) api.unmount(slot);
+  for (const slot of parked) widget.unmount(slot);
 });
 window.addEventListener("pageshow", (event) => {
   if (!event.persisted) return;
   for (const element of elements) element.refresh(false);
-  for (const slot of parked) api.mount(slot, { onTokenExpired: expiredHandlers.get(slot) });
+  for (const slot of parked) widget.mount(slot, { onTokenExpired: expiredHandlers.get(slot) });
   parked = [];
 });

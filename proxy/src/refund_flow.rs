@@ -368,33 +368,19 @@ async fn settle(
             }
         }
         Err(UpstreamError::Rejected(error)) => {
-            let stored = fail(
-                state,
-                row,
-                ErrorCode::UpstreamRejected,
-                &refusal_detail(&error),
-                HistoryKind::Failed,
-            )
-            .await?;
-            if stored.state != RefundState::Failed {
-                // Its own refund, naming it, is at Smart Glocal already: that is the answer.
-                tracing::warn!(attempt_id = ?row.attempt_id, code = %error.code,
-                    "Smart Glocal refused a refund it lists as taken: the refund stands");
-                return Ok((StatusCode::CREATED, stored.view()));
+            let detail = refusal_detail(&error);
+            match fail(state, row, ErrorCode::UpstreamRejected, &detail).await? {
+                Some(stands) => Ok(stands),
+                None => Err(ApiError::Upstream(UpstreamError::Rejected(error))),
             }
-            Err(ApiError::Upstream(UpstreamError::Rejected(error)))
         }
         Err(UpstreamError::Unreachable(reason)) => {
             tracing::warn!(%reason, "refund not sent: Smart Glocal unreachable");
-            fail(
-                state,
-                row,
-                ErrorCode::UpstreamUnavailable,
-                "Smart Glocal could not be reached; nothing was sent",
-                HistoryKind::Failed,
-            )
-            .await?;
-            Err(ApiError::Upstream(UpstreamError::Unreachable(reason)))
+            let detail = "Smart Glocal could not be reached; nothing was sent";
+            match fail(state, row, ErrorCode::UpstreamUnavailable, detail).await? {
+                Some(stands) => Ok(stands),
+                None => Err(ApiError::Upstream(UpstreamError::Unreachable(reason))),
+            }
         }
         Err(other) => {
             tracing::warn!(attempt_id = ?row.attempt_id, error = %other, "refund outcome not read from Smart Glocal's answer");
@@ -572,19 +558,25 @@ async fn close_request(
         .await?)
 }
 
+/// Records the attempt failed: nothing of ours was sent or applied, says the answer. A refund
+/// bound to the attempt by amount meanwhile is not ours; one naming it is, and it stands
+/// (`Ledger::fail_unsent`): then that refund is the agent's answer, not the failure.
 async fn fail(
     state: &AppState,
     row: &RefundRow,
     code: ErrorCode,
     detail: &str,
-    kind: HistoryKind,
-) -> Result<RefundRow, ApiError> {
-    // Nothing of ours was sent or applied, says the answer: a refund bound to the attempt by
-    // amount meanwhile is not ours; one naming it is, and it stands (`Ledger::fail_unsent`).
-    Ok(state
+) -> Result<Option<Answer>, ApiError> {
+    let stored = state
         .ledger
-        .fail_unsent(row.key, Change::failed(code, detail, kind))
-        .await?)
+        .fail_unsent(row.key, Change::failed(code, detail, HistoryKind::Failed))
+        .await?;
+    if stored.state == RefundState::Failed {
+        return Ok(None);
+    }
+    tracing::warn!(attempt_id = ?row.attempt_id, ?code,
+        "Smart Glocal answered a failure for a refund it lists as taken: the refund stands");
+    Ok(Some((StatusCode::CREATED, stored.view())))
 }
 
 async fn unknown(state: &AppState, row: &RefundRow, detail: &str) -> Result<Answer, ApiError> {

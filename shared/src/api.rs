@@ -729,10 +729,11 @@ impl RefundView {
 
     /// Whether `next`, news of this same refund, may replace it as shown: the same state
     /// (what else changed) or a later one, never an older one, and never accepted for failed
-    /// or back. Except the two steps back the ledger takes too (`ledger::refunds`): an
-    /// attempt failed before its refund was known that Smart Glocal shows after all
-    /// (`change_row`'s revival), and an attempt re-bound to another refund id, whose state is
-    /// that refund's own (`rebind`).
+    /// or back. Except the steps back the ledger takes too (`ledger::refunds`): an attempt
+    /// failed before its refund was known that Smart Glocal shows after all (`change_row`'s
+    /// revival); an attempt re-bound to another refund id, whose state is that refund's own
+    /// (`rebind`); and an attempt failed that lets go of the refund it held by amount
+    /// (`release`: failed, its refund id gone).
     pub fn may_become(&self, next: &RefundView) -> bool {
         let revived = self.state == RefundState::Failed
             && self.refund_id.is_none()
@@ -741,7 +742,14 @@ impl RefundView {
         let rebound = self.refund_id.is_some()
             && next.refund_id.is_some()
             && self.refund_id != next.refund_id;
-        next.state == self.state || next.state.rank() > self.state.rank() || revived || rebound
+        let released = self.refund_id.is_some()
+            && next.refund_id.is_none()
+            && next.state == RefundState::Failed;
+        next.state == self.state
+            || next.state.rank() > self.state.rank()
+            || revived
+            || rebound
+            || released
     }
 }
 

@@ -188,6 +188,25 @@ fn a_refund_shown_never_moves_back_to_an_older_state() {
         "rf_2"
     );
     assert_eq!(bound.refunds[1].attempt_id, None);
+
+    // An attempt whose own request was refused lets go of the refund it held by amount
+    // (accepted, the dashboard's): it is failed without it, and that refund a row of its own,
+    // counted once; a re-read agrees.
+    let mut holding = attempt(with_id(RefundState::Accepted));
+    let mut released = holding.refunds[0].clone();
+    released.refund_id = None;
+    released.state = RefundState::Failed;
+    released.error_code = Some(ErrorCode::UpstreamRejected);
+    let mut theirs = holding.refunds[0].clone();
+    theirs.attempt_id = None;
+    holding.upsert_refund(released.clone());
+    holding.upsert_refund(theirs.clone());
+    assert_eq!(holding.refunds[0].state, RefundState::Failed);
+    assert_eq!(holding.refunded(), 1_000, "{:?}", holding.refunds);
+    let mut reread = holding.clone();
+    reread.refunds = vec![released, theirs];
+    reread.keep_ahead(attempt(with_id(RefundState::Accepted)));
+    assert_eq!(reread.refunds[0].state, RefundState::Failed);
 }
 
 #[test]

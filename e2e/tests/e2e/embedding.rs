@@ -262,6 +262,33 @@ fn leaving_the_page_closes_a_mounted_widgets_stream_and_coming_back_reopens_it()
         Widget::new(&ctx.client, second.as_str())
             .wait_loaded()
             .await?;
+
+        // Unmounted by the host, it stays unmounted through the same.
+        ctx.client
+            .execute(
+                "sgRefund.unmount(document.getElementById('mounted-the-older-way'));",
+                vec![],
+            )
+            .await?;
+        wait_streams_below(stack, open, "the host's unmount").await?;
+        let after_unmount = settled_stream_count(stack).await?;
+        for event in ["pagehide", "pageshow"] {
+            let script = format!(
+                "window.dispatchEvent(new PageTransitionEvent('{event}', {{ persisted: true }}));"
+            );
+            ctx.client.execute(&script, vec![]).await?;
+        }
+        wait_streams_at_least(stack, after_unmount, "pageshow").await?;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(stack.event_streams_open().await?, after_unmount);
+        let children = ctx
+            .client
+            .execute(
+                "return document.getElementById('mounted-the-older-way').childElementCount;",
+                vec![],
+            )
+            .await?;
+        assert_eq!(children, 0, "the slot the host emptied stays empty");
         Ok(())
     });
 }

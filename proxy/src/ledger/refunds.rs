@@ -351,8 +351,8 @@ impl Ledger {
     ///   row of its own, made elsewhere, as it stands. Left bound, its money would count for
     ///   nothing;
     /// - bound by name (its metadata names the attempt), it is the attempt's own, and the
-    ///   refusal was not the last word: nothing is failed, the history says so, and the row
-    ///   comes back as it is (not `failed`).
+    ///   refusal was not the last word: nothing is failed, the history says so (a `conflict`
+    ///   line), and the row comes back as it is (not `failed`).
     pub async fn fail_unsent(&self, key: i64, change: Change) -> Result<RefundRow, sqlx::Error> {
         let mut tx = self.write().await?;
         let mut journal = Entries::default();
@@ -363,10 +363,11 @@ impl Ledger {
                     release(&mut tx, &mut journal, &row, held, &change).await
                 }
                 Some(held) if row.origin == Origin::Proxy => {
+                    // Smart Glocal contradicts itself: recorded as such, the row unchanged.
                     let detail = change.detail.as_deref().unwrap_or("failed");
                     journal.history(
                         &row,
-                        change.kind,
+                        HistoryKind::Conflict,
                         Some(&format!(
                             "{detail}; not applied: refund {held}, which names this attempt, \
                              is at Smart Glocal"

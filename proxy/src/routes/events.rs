@@ -108,41 +108,13 @@ async fn stream(
         ),
         None => None,
     };
-    let last_seen = from.unwrap_or(0);
     // Subscribe before reading the backlog, so nothing published in between is lost.
     let live = state.live.subscribe(&session);
-    // The backlog's first page now: a ledger that cannot be read answers 503 here, and the
-    // widget opens another stream, rather than a 200 that silently starts past the events
-    // it missed. Further pages are read as the stream sends them.
-    let first = match from {
-        Some(_) => state
-            .ledger
-            .events_after(&session, last_seen)
-            .await
-            .inspect_err(|e| {
-                tracing::error!(error = %e, session_id = %session, %request_id, "event backlog unavailable")
-            })?,
-        None => EventsPage {
-            events: Vec::new(),
-            through: last_seen,
-            more: false,
-        },
-    };
-    let follow = Follow {
-        last: first.through,
-        replayed: first.through,
-        more: first.more,
-        pending: first
-            .events
-            .iter()
-            .map(frame)
-            .collect::<Vec<_>>()
-            .into_iter(),
-        live,
-        ledger: state.ledger.clone(),
-        keep_alive: keep_alive_timer(),
-        until: ticket.until,
-    };
+    let follow = Follow::start(state.ledger.clone(), live, from, ticket.until)
+        .await
+        .inspect_err(|e| {
+            tracing::error!(error = %e, session_id = %session, %request_id, "event backlog unavailable")
+        })?;
     let body = follow.into_stream().map(Ok::<_, Infallible>);
     Ok((
         [
@@ -194,6 +166,44 @@ fn keep_alive_timer() -> Pin<Box<Sleep>> {
 }
 
 impl Follow {
+    /// A stream of `live`'s payment from `from` (the events after it replayed first, a page
+    /// now and the rest as they are sent), or from now on without one; ending at `until`.
+    /// A ledger that cannot be read is an error here, so the route answers 503 and the
+    /// widget opens another stream, rather than a 200 that silently starts past the events it
+    /// missed.
+    async fn start(
+        ledger: Ledger,
+        live: Subscription,
+        from: Option<i64>,
+        until: Option<i64>,
+    ) -> Result<Self, sqlx::Error> {
+        let first = match from {
+            Some(seen) => ledger.events_after(live.session(), seen).await?,
+            // From now on: the newest event is where a catch-up after falling behind starts,
+            // not the payment's first.
+            None => EventsPage {
+                events: Vec::new(),
+                through: ledger.last_event_seq(live.session()).await?,
+                more: false,
+            },
+        };
+        Ok(Self {
+            last: first.through,
+            replayed: first.through,
+            more: first.more,
+            pending: first
+                .events
+                .iter()
+                .map(frame)
+                .collect::<Vec<_>>()
+                .into_iter(),
+            live,
+            ledger,
+            keep_alive: keep_alive_timer(),
+            until,
+        })
+    }
+
     fn into_stream(self) -> impl Stream<Item = Bytes> + Send {
         stream::unfold(self, |mut this| async move {
             let frame = this.next().await?;
@@ -404,6 +414,66 @@ mod tests {
             ids.push(id);
         }
         assert_eq!(ids, ["1", "2", "3", "4", "5", "6", "7", "8"]);
+    }
+
+    /// How a stream starts, as the route starts it: from an event id, the whole backlog after
+    /// it, page after page (three events a page in unit tests), then live; without one, from
+    /// the newest event on, also after falling behind; a ledger that cannot be read, an error
+    /// (the route's 503).
+    #[tokio::test]
+    async fn a_stream_starts_from_its_event_id_or_from_the_newest_event() {
+        let (rig, live, session, dir) = follow(0).await;
+        for n in 1..=7u64 {
+            let refund: shared::smart_glocal::Refund = serde_json::from_value(serde_json::json!({
+                "id": format!("rf_start_{n}"), "status": "accepted",
+                "amount_details": {"amount": 100 + n, "currency": "usd"},
+            }))
+            .unwrap();
+            rig.ledger
+                .apply_upstream_refund(&session, &refund, crate::ledger::Source::Webhook)
+                .await
+                .unwrap();
+        }
+        let ids = |frames: Vec<Bytes>| -> Vec<String> {
+            frames
+                .iter()
+                .map(|f| {
+                    let text = String::from_utf8_lossy(f).into_owned();
+                    text.lines()
+                        .find_map(|l| l.strip_prefix("id: "))
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect()
+        };
+        let mut from_two =
+            Follow::start(rig.ledger.clone(), live.subscribe(&session), Some(2), None)
+                .await
+                .unwrap();
+        let mut frames = Vec::new();
+        for _ in 0..5 {
+            frames.push(from_two.next().await.unwrap());
+        }
+        assert_eq!(ids(frames), ["3", "4", "5", "6", "7"]);
+
+        let mut from_now = Follow::start(rig.ledger.clone(), live.subscribe(&session), None, None)
+            .await
+            .unwrap();
+        assert_eq!(from_now.last, 7, "a catch-up would start after the newest");
+        from_now.more = true; // as after falling behind
+        live.send(event(8, &session));
+        assert_eq!(
+            from_now.next().await.unwrap(),
+            "id: 8\n\n",
+            "nothing replayed"
+        );
+
+        rusqlite::Connection::open(dir.path().join("ledger.sqlite"))
+            .unwrap()
+            .execute_batch("ALTER TABLE events RENAME TO events_gone")
+            .unwrap();
+        let broken = Follow::start(rig.ledger.clone(), live.subscribe(&session), Some(0), None);
+        assert!(broken.await.is_err());
     }
 
     /// A ledger that cannot be read for events the stream owes ends the stream (the widget
