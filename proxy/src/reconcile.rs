@@ -256,13 +256,7 @@ async fn reconcile_session(
         Err(e) => {
             tracing::warn!(error = %e, session_id = %session, "reconciliation could not read the payment");
             state.metrics.count_reconciliation("unreachable");
-            for row in rows {
-                state
-                    .ledger
-                    .note_poll(row.key, next_poll_at(state, row, row.polls + 1))
-                    .await?;
-            }
-            return Ok(());
+            return wait_all(state, rows).await;
         }
     };
     if upstream.payment().is_none() {
@@ -270,26 +264,14 @@ async fn reconcile_session(
         // of its refunds: not taken as showing none, which would fail the attempts waiting.
         tracing::warn!(session_id = %session, "session/status shows no payment; not taken as an answer about its refunds");
         state.metrics.count_reconciliation("no_payment");
-        for row in rows {
-            state
-                .ledger
-                .note_poll(row.key, next_poll_at(state, row, row.polls + 1))
-                .await?;
-        }
-        return Ok(());
+        return wait_all(state, rows).await;
     }
     if !crate::routes::webhooks::amounts_representable(&upstream) {
         // Nothing of an answer we cannot record exactly is applied; the attempts wait.
         tracing::error!(session_id = %session, "session/status carries an amount beyond the ledger's range; not applied");
         state.metrics.count_anomaly("status_unrepresentable");
         state.metrics.count_reconciliation("unrepresentable");
-        for row in rows {
-            state
-                .ledger
-                .note_poll(row.key, next_poll_at(state, row, row.polls + 1))
-                .await?;
-        }
-        return Ok(());
+        return wait_all(state, rows).await;
     }
     for refund in crate::ledger::matching_order(
         upstream
@@ -339,6 +321,17 @@ async fn reconcile_session(
                 state.metrics.count_reconciliation("failed_absent");
             }
         }
+    }
+    Ok(())
+}
+
+/// Each of `rows` polled once more, at its next time: an answer that says nothing of them.
+async fn wait_all(state: &AppState, rows: &[RefundRow]) -> Result<(), sqlx::Error> {
+    for row in rows {
+        state
+            .ledger
+            .note_poll(row.key, next_poll_at(state, row, row.polls + 1))
+            .await?;
     }
     Ok(())
 }

@@ -264,30 +264,29 @@ pub(crate) fn add_refund(
 /// it but earlier chargebacks. Refunds do not lower it: a payment refunded and then disputed
 /// anyway costs the merchant twice, and happens.
 pub(crate) fn chargeable(session: &Session) -> Option<u64> {
-    let payment = session
-        .acquiring_payments
-        .iter()
-        .find(|p| p.status == PaymentStatus::Succeeded)?;
-    let charged_back: u64 = payment
-        .refunds
-        .iter()
-        .filter(|r| r.is_chargeback && r.status.holds_money())
-        .map(|r| r.amount_details.amount)
-        .sum();
-    Some(payment.amount_details.amount.saturating_sub(charged_back))
+    payment_less(session, |r| r.is_chargeback)
 }
 
 /// What remains refundable of the session's succeeded payment.
 pub(crate) fn remaining(session: &Session) -> Option<u64> {
+    payment_less(session, |_| true)
+}
+
+/// The session's succeeded payment less its refunds (chargebacks included) that `counts` and
+/// that hold money; `None` without a succeeded payment.
+fn payment_less(
+    session: &Session,
+    counts: impl Fn(&shared::smart_glocal::Refund) -> bool,
+) -> Option<u64> {
     let payment = session
         .acquiring_payments
         .iter()
         .find(|p| p.status == PaymentStatus::Succeeded)?;
-    let refunded: u64 = payment
+    let taken: u64 = payment
         .refunds
         .iter()
-        .filter(|r| r.status.holds_money())
+        .filter(|r| counts(r) && r.status.holds_money())
         .map(|r| r.amount_details.amount)
         .sum();
-    Some(payment.amount_details.amount.saturating_sub(refunded))
+    Some(payment.amount_details.amount.saturating_sub(taken))
 }

@@ -1213,9 +1213,29 @@ async fn rebind(
         )),
     );
     journal.event(&rebound);
+    let why = format!(
+        "matched by amount to attempt {attempt} until refund {named}, which names that \
+         attempt, came ({source})"
+    );
+    split_off(tx, journal, row, other, batch, &why).await?;
+    Ok((ApplyOutcome::Applied, rebound))
+}
+
+/// Writes `held`, the refund the attempt `row` held until now (bound by amount, someone
+/// else's), as a row of its own, made elsewhere, in the state the attempt had from it; its
+/// history line says `why`. The attempt has let go of it already (the refund id is unique).
+async fn split_off(
+    tx: &mut WriteTx<'_>,
+    journal: &mut Entries,
+    row: &RefundRow,
+    held: &str,
+    batch: Option<&mut BatchRows>,
+    why: &str,
+) -> Result<(), sqlx::Error> {
+    let now = now_ms();
     let learned = Learned {
         session: &row.session_id,
-        refund_id: other,
+        refund_id: held,
         origin: Origin::Elsewhere,
         amount: row.amount,
         currency: row.currency,
@@ -1224,16 +1244,9 @@ async fn rebind(
         finished_at: row.finished_at.filter(|_| row.state.is_final()),
     };
     let elsewhere = insert_learned(tx, batch, learned.row(now)).await?;
-    journal.history(
-        &elsewhere,
-        HistoryKind::RefundedElsewhere,
-        Some(&format!(
-            "matched by amount to attempt {attempt} until refund {named}, which names that \
-             attempt, came ({source})"
-        )),
-    );
+    journal.history(&elsewhere, HistoryKind::RefundedElsewhere, Some(why));
     journal.event(&elsewhere);
-    Ok((ApplyOutcome::Applied, rebound))
+    Ok(())
 }
 
 /// [`Ledger::fail_unsent`] for an attempt holding `held`, a refund bound to it by amount.
@@ -1269,25 +1282,9 @@ async fn release(
     );
     journal.event(&failed);
     let attempt = row.attempt_id.as_ref().map_or("", |id| id.as_str());
-    let learned = Learned {
-        session: &row.session_id,
-        refund_id: held,
-        origin: Origin::Elsewhere,
-        amount: row.amount,
-        currency: row.currency,
-        state: row.state,
-        created_at: now,
-        finished_at: row.finished_at.filter(|_| row.state.is_final()),
-    };
-    let elsewhere = insert_learned(tx, None, learned.row(now)).await?;
-    journal.history(
-        &elsewhere,
-        HistoryKind::RefundedElsewhere,
-        Some(&format!(
-            "matched by amount to attempt {attempt} until its own request came back refused"
-        )),
-    );
-    journal.event(&elsewhere);
+    let why =
+        format!("matched by amount to attempt {attempt} until its own request came back refused");
+    split_off(tx, journal, row, held, None, &why).await?;
     Ok(failed)
 }
 

@@ -4,7 +4,7 @@
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use sandbox::{Fault, FaultRequest, FaultRoute};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -480,24 +480,7 @@ async fn a_server_error_carrying_a_refusal_leaves_the_outcome_unknown() {
         // The control: the same body with a 4xx (or a 200) is a refusal, nothing sent.
         (400, StatusCode::UNPROCESSABLE_ENTITY, "failed"),
     ] {
-        let refusal = refusal.clone();
-        let stand_in = axum::Router::new()
-            .route(
-                "/api/v1/session/status",
-                axum::routing::post(|| async { axum::Json(ok_session()) }),
-            )
-            .route(
-                "/api/v1/session/refund",
-                axum::routing::post(move || async move {
-                    (
-                        axum::http::StatusCode::from_u16(status).unwrap(),
-                        axum::Json(refusal),
-                    )
-                }),
-            );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, stand_in).await.unwrap() });
+        let url = stand_in(ok_session(), status, refusal.clone()).await;
         // Reconciliation would fail the `unknown` attempt once the stand-in's status has not
         // shown it for `reconcile_fail_after` (300 ms in tests): not within this test.
         let app = spawn_app_with(Options {
@@ -530,21 +513,9 @@ async fn a_server_error_carrying_a_refusal_leaves_the_outcome_unknown() {
 /// its amount offered again.
 #[tokio::test]
 async fn a_status_answer_without_the_payment_fails_nothing() {
-    let stand_in = axum::Router::new()
-        .route(
-            "/api/v1/session/status",
-            axum::routing::post(|| async {
-                axum::Json(json!({"status": "ok", "session": {
-                    "id": "ps_usd_1001", "status": "in_progress"}}))
-            }),
-        )
-        .route(
-            "/api/v1/session/refund",
-            axum::routing::post(|| async { axum::http::StatusCode::INTERNAL_SERVER_ERROR }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, stand_in).await.unwrap() });
+    let no_payment = json!({"status": "ok", "session": {
+        "id": "ps_usd_1001", "status": "in_progress"}});
+    let url = stand_in(no_payment, 500, json!({})).await;
     let app = spawn_app(&url).await;
     // The look-up before the refund reads the same answer: no payment, nothing to refund. So
     // the attempt is recorded directly, as one sent before a restart would be.
@@ -575,4 +546,24 @@ async fn a_status_answer_without_the_payment_fails_nothing() {
         "unknown"
     );
     ledger.close().await;
+}
+
+/// A stand-in Smart Glocal on `127.0.0.1:0` that answers every `session/status` with
+/// `status_answer` and every `session/refund` with HTTP `refund_status` and `refund_answer`;
+/// its base URL.
+async fn stand_in(status_answer: Value, refund_status: u16, refund_answer: Value) -> String {
+    let refund_status = axum::http::StatusCode::from_u16(refund_status).unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/session/status",
+            axum::routing::post(move || async move { axum::Json(status_answer) }),
+        )
+        .route(
+            "/api/v1/session/refund",
+            axum::routing::post(move || async move { (refund_status, axum::Json(refund_answer)) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
 }
