@@ -208,7 +208,7 @@ impl TokenKeys {
         if let Some(code) = limits
             .into_iter()
             .flatten()
-            .find_map(Limit::unknown_currency)
+            .find_map(Limit::bad_currency_key)
         {
             tracing::warn!(agent = %claims.sub, currency = %code,
                 "token refused: a limit names something that is not a currency");

@@ -196,7 +196,7 @@ pub(crate) fn parse_limit(text: &str) -> Result<Limit, String> {
     let limit: Limit = serde_json::from_str(text.trim()).map_err(|_| {
         format!("`{text}` is not a limit: minor units (20000) or per currency ({{\"usd\":20000}})")
     })?;
-    match limit.unknown_currency() {
+    match limit.bad_currency_key() {
         Some(code) => Err(not_a_currency(code)),
         None => Ok(limit),
     }
@@ -213,7 +213,7 @@ fn not_a_currency(code: &str) -> String {
 /// [`parse_limit`]) naming something that is not a currency: refused, since it would bind
 /// nothing and leave the currency meant unlimited.
 fn check_limit(name: &'static str, limit: &Option<Limit>) -> Result<Option<Limit>, ConfigError> {
-    match limit.as_ref().and_then(Limit::unknown_currency) {
+    match limit.as_ref().and_then(Limit::bad_currency_key) {
         Some(code) => Err(ConfigError::Invalid {
             name,
             reason: not_a_currency(code),

@@ -55,7 +55,7 @@ impl Limit {
     /// `jyp`, `"usd "`), or names a currency a key before it named (`usd` and `USD`): a limit
     /// on it would bind nothing, or only one of the two would, and the currency meant would
     /// not have the limit written.
-    pub fn unknown_currency(&self) -> Option<&str> {
+    pub fn bad_currency_key(&self) -> Option<&str> {
         let Limit::PerCurrency(map) = self else {
             return None;
         };

@@ -203,12 +203,7 @@ fn leaving_the_page_closes_the_event_stream_at_the_proxy() {
         open_host(&ctx, stack, "/examples/element/", session.as_str()).await?;
         let open = settled_stream_count(stack).await?;
         // What the browser fires as the page is left (or put in the back/forward cache).
-        ctx.client
-            .execute(
-                "window.dispatchEvent(new PageTransitionEvent('pagehide', { persisted: true }));",
-                vec![],
-            )
-            .await?;
+        page_transition(&ctx, "pagehide").await?;
         wait_streams_below(stack, open, "pagehide").await?;
         Ok(())
     });
@@ -244,20 +239,10 @@ fn leaving_the_page_closes_a_mounted_widgets_stream_and_coming_back_reopens_it()
             .await?;
         wait_streams_at_least(stack, with_element + 1, "the mounted widget opened").await?;
         let open = settled_stream_count(stack).await?;
-        ctx.client
-            .execute(
-                "window.dispatchEvent(new PageTransitionEvent('pagehide', { persisted: true }));",
-                vec![],
-            )
-            .await?;
+        page_transition(&ctx, "pagehide").await?;
         // Both close: the element's (as before) and the mounted widget's.
         wait_streams_below(stack, open - 1, "pagehide").await?;
-        ctx.client
-            .execute(
-                "window.dispatchEvent(new PageTransitionEvent('pageshow', { persisted: true }));",
-                vec![],
-            )
-            .await?;
+        page_transition(&ctx, "pageshow").await?;
         wait_streams_at_least(stack, open, "pageshow").await?;
         Widget::new(&ctx.client, second.as_str())
             .wait_loaded()
@@ -273,10 +258,7 @@ fn leaving_the_page_closes_a_mounted_widgets_stream_and_coming_back_reopens_it()
         wait_streams_below(stack, open, "the host's unmount").await?;
         let after_unmount = settled_stream_count(stack).await?;
         for event in ["pagehide", "pageshow"] {
-            let script = format!(
-                "window.dispatchEvent(new PageTransitionEvent('{event}', {{ persisted: true }}));"
-            );
-            ctx.client.execute(&script, vec![]).await?;
+            page_transition(&ctx, event).await?;
         }
         wait_streams_at_least(stack, after_unmount, "pageshow").await?;
         tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -291,6 +273,15 @@ fn leaving_the_page_closes_a_mounted_widgets_stream_and_coming_back_reopens_it()
         assert_eq!(children, 0, "the slot the host emptied stays empty");
         Ok(())
     });
+}
+
+/// What the browser fires as the page is left for, or shown again from, the back/forward
+/// cache: `pagehide` or `pageshow`, `persisted`.
+async fn page_transition(ctx: &Ctx, event: &str) -> Result<(), BoxError> {
+    let script =
+        format!("window.dispatchEvent(new PageTransitionEvent('{event}', {{ persisted: true }}));");
+    ctx.client.execute(&script, vec![]).await?;
+    Ok(())
 }
 
 /// Waits until the proxy counts at least `open` event streams; the error names `after`.

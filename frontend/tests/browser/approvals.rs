@@ -145,11 +145,7 @@ async fn the_allowance_is_less_by_a_refund_just_made() {
     let panel = mount_panel(view, Locale::En, submit);
     settle().await;
     assert_eq!(panel.text(ALLOWANCE), "You can refund up to $50.00 now.");
-    panel.click(MODE_PARTIAL);
-    settle().await;
-    panel.type_text(AMOUNT_INPUT, "40.00");
-    panel.click(REVIEW_BUTTON);
-    settle().await;
+    panel.review_partial("40.00").await;
     panel.click(CONFIRM_BUTTON);
     settle().await;
     assert_eq!(panel.text(ALLOWANCE), "You can refund up to $25.00 now.");
@@ -173,11 +169,7 @@ async fn the_allowance_counts_a_replay_and_not_a_failed_refund() {
         let made = refund(Money::new(4_000, usd), state, false);
         let (submit, _) = counting_submit(Some(Ok((made, how))));
         let panel = mount_panel(view.clone(), Locale::En, submit);
-        panel.click(MODE_PARTIAL);
-        settle().await;
-        panel.type_text(AMOUNT_INPUT, "40.00");
-        panel.click(REVIEW_BUTTON);
-        settle().await;
+        panel.review_partial("40.00").await;
         panel.click(CONFIRM_BUTTON);
         settle().await;
         assert_eq!(
@@ -208,11 +200,7 @@ async fn a_confirmation_above_the_threshold_says_it_asks_for_approval() {
     ] {
         let (submit, _) = counting_submit(None);
         let panel = mount_panel(view.clone(), Locale::En, submit);
-        panel.click(MODE_PARTIAL);
-        settle().await;
-        panel.type_text(AMOUNT_INPUT, typed);
-        panel.click(REVIEW_BUTTON);
-        settle().await;
+        panel.review_partial(typed).await;
         assert_eq!(panel.text(CONFIRM_TEXT), expected);
     }
 }

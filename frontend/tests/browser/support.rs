@@ -187,6 +187,15 @@ impl Mounted {
         self.get(testid).click();
     }
 
+    /// A partial refund of `amount` typed and reviewed: the confirmation is open.
+    pub async fn review_partial(&self, amount: &str) {
+        self.click(frontend::testids::MODE_PARTIAL);
+        settle().await;
+        self.type_text(frontend::testids::AMOUNT_INPUT, amount);
+        self.click(frontend::testids::REVIEW_BUTTON);
+        settle().await;
+    }
+
     /// Types as a person would: the value changes, then `input` fires.
     pub fn type_text(&self, testid: &str, text: &str) {
         let input: HtmlInputElement = self.get(testid).unchecked_into();

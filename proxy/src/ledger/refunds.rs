@@ -996,7 +996,8 @@ async fn apply_to_rows(
             }
             None => {
                 let taken = named_but_taken(tx, batch.as_deref(), session, refund).await?;
-                (taken.clone(), taken.is_some())
+                let is_taken = taken.is_some();
+                (taken, is_taken)
             }
         },
     };

@@ -211,6 +211,7 @@ async fn apply(
 mod tests {
     use super::*;
     use crate::ledger::test_rows::{new_attempt, temporary_ledger as ledger};
+    use crate::ledger::Inserted;
 
     fn refund(id: &str, amount: u64, status: &str) -> sg::Refund {
         serde_json::from_value(serde_json::json!({
@@ -218,6 +219,14 @@ mod tests {
             "amount_details": {"amount": amount, "currency": "usd"},
         }))
         .unwrap()
+    }
+
+    /// Alice's attempt of 7.00 USD on `session`, recorded `pending` (about to be sent).
+    async fn pending_attempt(ledger: &Ledger, session: &SessionId) -> crate::ledger::RefundRow {
+        match ledger.insert_attempt(&new_attempt(session, 1, 700)).await {
+            Ok(Inserted::New(row)) => row,
+            other => panic!("attempt not recorded: {other:?}"),
+        }
     }
 
     fn job(session: &SessionId, refunds: Vec<sg::Refund>) -> Job {
@@ -354,7 +363,7 @@ mod tests {
     /// checked again in its own transaction: the refund wins, the attempt is not failed.
     #[tokio::test]
     async fn a_webhook_that_finds_an_attempt_first_wins_over_reconciliations_verdict() {
-        use crate::ledger::{Change, Inserted, RefundState};
+        use crate::ledger::{Change, RefundState};
         let (_dir, ledger) = ledger().await;
         let session = SessionId::parse("ps_race").unwrap();
         let mut keys = Vec::new();
@@ -401,7 +410,7 @@ mod tests {
     /// the refund's, not the time it was given up.
     #[tokio::test]
     async fn an_attempt_given_up_too_early_moves_on_and_finishes_when_its_refund_does() {
-        use crate::ledger::{Change, Inserted, RefundState};
+        use crate::ledger::{Change, RefundState};
         let (_dir, ledger) = ledger().await;
         let session = SessionId::parse("ps_late").unwrap();
         let Ok(Inserted::New(row)) = ledger.insert_attempt(&new_attempt(&session, 1, 900)).await
@@ -443,14 +452,11 @@ mod tests {
     /// and counts again in what its agent used today.
     #[tokio::test]
     async fn a_refused_attempt_whose_refund_turns_up_counts_again() {
-        use crate::ledger::{Change, Inserted, RefundState};
+        use crate::ledger::{Change, RefundState};
         use shared::api::{ErrorCode, HistoryKind};
         let (_dir, ledger) = ledger().await;
         let session = SessionId::parse("ps_refused").unwrap();
-        let Ok(Inserted::New(row)) = ledger.insert_attempt(&new_attempt(&session, 1, 700)).await
-        else {
-            panic!("attempt not recorded");
-        };
+        let row = pending_attempt(&ledger, &session).await;
         let usd = shared::Currency::parse("usd").unwrap();
         let refused = Change::failed(ErrorCode::UpstreamRejected, "refused", HistoryKind::Failed);
         ledger.change(row.key, refused).await.unwrap();
@@ -474,14 +480,11 @@ mod tests {
     /// on to its end. Its money is in the ledger; the attempt's is not counted.
     #[tokio::test]
     async fn a_refused_attempt_lets_go_of_a_refund_bound_to_it_by_amount() {
-        use crate::ledger::{Change, Inserted, Origin, RefundState};
+        use crate::ledger::{Change, Origin, RefundState};
         use shared::api::{ErrorCode, HistoryKind};
         let (_dir, ledger) = ledger().await;
         let session = SessionId::parse("ps_released").unwrap();
-        let Ok(Inserted::New(row)) = ledger.insert_attempt(&new_attempt(&session, 1, 700)).await
-        else {
-            panic!("attempt not recorded");
-        };
+        let row = pending_attempt(&ledger, &session).await;
         commit(
             &ledger,
             &[job(&session, vec![refund("rf_dash", 700, "in_progress")])],
@@ -523,14 +526,11 @@ mod tests {
     /// end as the attempt's, counted in the agent's day.
     #[tokio::test]
     async fn a_refusal_leaves_an_attempt_holding_its_own_refund_as_it_is() {
-        use crate::ledger::{Change, Inserted, RefundState};
+        use crate::ledger::{Change, RefundState};
         use shared::api::{ErrorCode, HistoryKind};
         let (_dir, ledger) = ledger().await;
         let session = SessionId::parse("ps_kept").unwrap();
-        let Ok(Inserted::New(row)) = ledger.insert_attempt(&new_attempt(&session, 1, 700)).await
-        else {
-            panic!("attempt not recorded");
-        };
+        let row = pending_attempt(&ledger, &session).await;
         let ours = |status| {
             let mut refund = refund("rf_ours", 700, status);
             refund.metadata = Some(serde_json::json!({"attempt_id": row.attempt_id}));
@@ -558,14 +558,11 @@ mod tests {
     /// refund already) is that payment's refund made elsewhere: the attempt is not touched.
     #[tokio::test]
     async fn a_refund_naming_another_payments_attempt_is_made_elsewhere_on_its_own() {
-        use crate::ledger::{ApplyOutcome, Inserted};
+        use crate::ledger::ApplyOutcome;
         let (_dir, ledger) = ledger().await;
         let first = SessionId::parse("ps_first").unwrap();
         let second = SessionId::parse("ps_second").unwrap();
-        let Ok(Inserted::New(row)) = ledger.insert_attempt(&new_attempt(&first, 1, 700)).await
-        else {
-            panic!("attempt not recorded");
-        };
+        let row = pending_attempt(&ledger, &first).await;
         let named = |id: &str| {
             let mut refund = refund(id, 700, "accepted");
             refund.metadata = Some(serde_json::json!({"attempt_id": row.attempt_id}));

@@ -493,16 +493,7 @@ async fn a_server_error_carrying_a_refusal_leaves_the_outcome_unknown() {
         let (answer, view) = app.refund("ps_usd_1001", &body).await;
         assert_eq!(answer, expected, "HTTP {status}: {view}");
         let ledger = LedgerSql::open(&app).await;
-        assert_eq!(
-            ledger
-                .text(
-                    "SELECT state FROM refunds WHERE session_id = $1",
-                    "ps_usd_1001"
-                )
-                .await,
-            state,
-            "HTTP {status}"
-        );
+        assert_eq!(refund_state(&ledger).await, state, "HTTP {status}");
         ledger.close().await;
     }
 }
@@ -536,16 +527,18 @@ async fn a_status_answer_without_the_payment_fails_nothing() {
     })
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(
-        ledger
-            .text(
-                "SELECT state FROM refunds WHERE session_id = $1",
-                "ps_usd_1001"
-            )
-            .await,
-        "unknown"
-    );
+    assert_eq!(refund_state(&ledger).await, "unknown");
     ledger.close().await;
+}
+
+/// The state the ledger holds for the one refund of `ps_usd_1001`.
+async fn refund_state(ledger: &LedgerSql) -> String {
+    ledger
+        .text(
+            "SELECT state FROM refunds WHERE session_id = $1",
+            "ps_usd_1001",
+        )
+        .await
 }
 
 /// A stand-in Smart Glocal on `127.0.0.1:0` that answers every `session/status` with

@@ -588,12 +588,10 @@ impl LedgerSql {
 
 /// The proxy's `/metrics` text.
 pub async fn metrics(app: &TestApp) -> String {
-    app.client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    metrics_at(&app.client, &app.url("/metrics")).await
+}
+
+/// The `/metrics` text at `url` (a proxy this process runs, or a child process).
+pub async fn metrics_at(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
 }

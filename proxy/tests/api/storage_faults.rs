@@ -165,14 +165,7 @@ impl Agent {
     }
 
     async fn metrics(&self) -> String {
-        self.client
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        metrics_at(&self.client, &format!("{}/metrics", self.base)).await
     }
 }
 

@@ -189,13 +189,7 @@ async fn a_late_in_progress_after_accepted_is_recorded_not_applied() {
 async fn a_chargeback_is_added_to_the_payments_history() {
     let (sandbox, app) = sandbox_and_app().await;
     sandbox.chargeback("ps_eur_1002", 990).await;
-    eventually(10, "the chargeback appears", || async {
-        history(&app, "ps_eur_1002")
-            .await
-            .iter()
-            .any(|h| h["kind"] == "chargeback")
-    })
-    .await;
+    chargeback_recorded(&app, "ps_eur_1002").await;
     let view = app.payment("ps_eur_1002").await;
     assert_eq!(view["refunds"][0]["is_chargeback"], true);
     assert_eq!(view["refunds"][0]["amount"]["amount"], 990);
@@ -212,13 +206,7 @@ async fn a_payment_refunded_in_full_then_charged_back_is_read_and_refused_cleanl
         .await;
     assert_eq!(status, StatusCode::CREATED, "{refund}");
     sandbox.chargeback("ps_eur_1002", 4990).await;
-    eventually(10, "the chargeback appears", || async {
-        history(&app, "ps_eur_1002")
-            .await
-            .iter()
-            .any(|h| h["kind"] == "chargeback")
-    })
-    .await;
+    chargeback_recorded(&app, "ps_eur_1002").await;
     let view: shared::api::PaymentView =
         serde_json::from_value(app.payment("ps_eur_1002").await).unwrap();
     assert_eq!(view.refunds.len(), 2, "{view:?}");
@@ -229,6 +217,17 @@ async fn a_payment_refunded_in_full_then_charged_back_is_read_and_refused_cleanl
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(sandbox.session("ps_eur_1002").await.refunds_received, 1);
+}
+
+/// Waits until the payment's history has the chargeback's line.
+async fn chargeback_recorded(app: &TestApp, session: &str) {
+    eventually(10, "the chargeback appears", || async {
+        history(app, session)
+            .await
+            .iter()
+            .any(|h| h["kind"] == "chargeback")
+    })
+    .await;
 }
 
 /// The ledger's state of the attempt and how many times reconciliation polled it.
