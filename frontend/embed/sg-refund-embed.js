@@ -18,15 +18,45 @@
 // `data-token`. The widget's code (sg-refund.js, sg-refund_bg.wasm) loads from this script's folder.
 
 const base = new URL(".", import.meta.url);
-let widget = null;
 const expiredHandlers = new WeakMap();
 const unmounted = new WeakSet();
 // The widget adds mount / unmount / mountAll to this same object once its code has loaded.
 const api = (window.sgRefund = window.sgRefund || {});
+// The widget's own mount and unmount, for parking widgets on "pagehide" (below); null until
+// its code has loaded.
+let widget = null;
 
 function load() {
   if (api.mount) return Promise.resolve(api);
   if (!window.__sgRefundLoading) {
+    // The host's calls are noted: what mount() is to call when the token expires (for the
+    // mount after the page comes back from the back/forward cache), and which elements the
+    // host unmounted itself (they stay unmounted). Noted from the first call on: the widget
+    // sets its own mount and unmount here as it starts, and the document's sg-refund:ready,
+    // on which a host may call mount(), comes before its start has finished.
+    const own = {};
+    const noted = {
+      mount(element, options = {}) {
+        expiredHandlers.set(element, options && options.onTokenExpired);
+        unmounted.delete(element);
+        own.mount(element, options);
+      },
+      unmount(element) {
+        unmounted.add(element);
+        own.unmount(element);
+      },
+    };
+    for (const name of ["mount", "unmount"]) {
+      Object.defineProperty(api, name, {
+        configurable: true,
+        enumerable: true,
+        get: () => (own[name] ? noted[name] : undefined),
+        set: (f) => {
+          own[name] = f;
+          if (own.mount && own.unmount) widget = own;
+        },
+      });
+    }
     // The wasm compiles as its bytes arrive, off the page's main thread, while the glue
     // module loads: the glue only instantiates the compiled module. (Handing it the response
     // instead would start compiling only once the glue has loaded and run.)
@@ -34,23 +64,7 @@ function load() {
     wasm.catch(() => {}); // a failure is reported by the glue, which awaits the same promise
     window.__sgRefundLoading = import(new URL("sg-refund.js", base).href)
       .then((glue) => glue.default({ module_or_path: wasm }))
-      .then(() => {
-        // The widget's own mount and unmount, for parking widgets on "pagehide" (below).
-        // The host's calls are noted: what mount() is to call when the token expires (for
-        // the mount after the page comes back from the back/forward cache), and which
-        // elements the host unmounted itself (they stay unmounted).
-        widget = { mount: api.mount, unmount: api.unmount };
-        api.mount = (element, options = {}) => {
-          expiredHandlers.set(element, options && options.onTokenExpired);
-          unmounted.delete(element);
-          widget.mount(element, options);
-        };
-        api.unmount = (element) => {
-          unmounted.add(element);
-          widget.unmount(element);
-        };
-        return api;
-      });
+      .then(() => api);
   }
   return window.__sgRefundLoading;
 }
@@ -257,7 +271,21 @@ class SgRefundElement extends HTMLElement {
   attributeChangedCallback(name, before, after) {
     if (before === after || !this.isConnected) return;
     if (name === "token" && this.#slot) {
-      this.#slot.setAttribute("data-token", after || "");
+      const slot = this.#slot;
+      if (after !== null || !settings.fetchToken) {
+        slot.setAttribute("data-token", after || "");
+        return;
+      }
+      // The host took its token away: fetchToken signs the widget in from now on.
+      const answer = latest ? Promise.resolve(latest) : freshToken();
+      answer.then(
+        (token) => {
+          if (this.#slot === slot && !this.hasAttribute("token")) slot.setAttribute("data-token", token);
+        },
+        (error) => {
+          if (this.#slot === slot && !this.hasAttribute("token")) this.#tokenFailed(slot, error);
+        },
+      );
     } else if (name === "token" || this.#slot) {
       this.refresh(false);
     }

@@ -55,7 +55,7 @@ export interface Appearance {
   radius?: string;
   /** Font stack: `--sgr-font`. */
   font?: string;
-  /** The base gap between parts, e.g. `"0.75rem"` (default `1rem`): `--sgr-spacing`. */
+  /** The base gap between parts, e.g. `"12px"` (default `16px`): `--sgr-spacing`. */
   spacing?: string;
   /** `"dark"` or `"light"` whatever the system prefers; `"auto"` (default) follows it. */
   theme?: "auto" | "light" | "dark";
@@ -99,7 +99,8 @@ export interface ReadyDetail {
   session: string;
   amount: MinorUnits;
   currency: CurrencyCode;
-  /** What can still be refunded. */
+  /** What can still be refunded: 0 where nothing can (a disputed, failed or fully refunded
+   *  payment), as the widget shows it. */
   remaining: MinorUnits;
 }
 

@@ -105,30 +105,27 @@ fn mount_element(element: &HtmlElement, on_expired: Option<js_sys::Function>) {
     let attribute = |name: &str| element.get_attribute(name).filter(|v| !v.trim().is_empty());
     let locale = dom::locale_for(attribute("data-lang"));
     let proxy = attribute("data-proxy").unwrap_or_else(page_origin);
-    element.set_inner_html("");
+    // Not `innerHTML`: a host enforcing Trusted Types allows no HTML from a string.
+    element.set_text_content(None);
     let token = TokenSource::attach(element, on_expired);
-    let handle: Box<dyn std::any::Any> = match attribute("data-session")
-        .map(|s| SessionId::parse(&s))
-    {
-        Some(Ok(session)) => {
-            let client = Rc::new(Client::new(&proxy, session, token.clone()));
-            Box::new(leptos::mount::mount_to(
-                element.clone(),
-                move || view! { <RefundWidget client locale /> },
-            ))
-        }
-        _ => {
-            // Plain markup, not a second Leptos view: it never changes, and a second
-            // `mount_to` instantiation costs kilobytes of wasm. The text is our own constant.
-            let message =
-                crate::i18n::error_message(shared::api::ErrorCode::InvalidSessionId, locale);
-            element.set_inner_html(&format!(
-                "<div class=\"sgr\"><p class=\"sgr-alert\" role=\"alert\" data-testid=\"{}\">{message}</p></div>",
-                crate::testids::FORM_ERROR
-            ));
-            Box::new(())
-        }
-    };
+    let handle: Box<dyn std::any::Any> =
+        match attribute("data-session").map(|s| SessionId::parse(&s)) {
+            Some(Ok(session)) => {
+                let client = Rc::new(Client::new(&proxy, session, token.clone()));
+                Box::new(leptos::mount::mount_to(
+                    element.clone(),
+                    move || view! { <RefundWidget client locale /> },
+                ))
+            }
+            _ => {
+                // Plain elements, not a second Leptos view: it never changes, and a second
+                // `mount_to` instantiation costs kilobytes of wasm.
+                let message =
+                    crate::i18n::error_message(shared::api::ErrorCode::InvalidSessionId, locale);
+                let _ = invalid_session(element, message);
+                Box::new(())
+            }
+        };
     MOUNTED.with(|m| {
         m.borrow_mut().push(Mounted {
             element: element.clone().into(),
@@ -136,6 +133,21 @@ fn mount_element(element: &HtmlElement, on_expired: Option<js_sys::Function>) {
             _handle: handle,
         })
     });
+}
+
+/// `<div class="sgr"><p class="sgr-alert" role="alert" …>message</p></div>` in `element`.
+fn invalid_session(element: &HtmlElement, message: &str) -> Result<(), JsValue> {
+    let document = element.owner_document().ok_or(JsValue::NULL)?;
+    let root = document.create_element("div")?;
+    root.set_class_name("sgr");
+    let alert = document.create_element("p")?;
+    alert.set_class_name("sgr-alert");
+    alert.set_attribute("role", "alert")?;
+    alert.set_attribute("data-testid", crate::testids::FORM_ERROR)?;
+    alert.set_text_content(Some(message));
+    root.append_child(&alert)?;
+    element.append_child(&root)?;
+    Ok(())
 }
 
 fn page_origin() -> String {

@@ -163,7 +163,7 @@ fn note_too_long(chars: usize, locale: Locale) -> String {
             format!("The note is too long: {chars} characters, at most {NOTE_MAX_CHARS}.")
         }
         Locale::Ru => format!(
-            "Комментарий слишком длинный: {chars} символов, можно не больше {NOTE_MAX_CHARS}."
+            "Комментарий слишком длинный: символов — {chars}, можно не больше {NOTE_MAX_CHARS}."
         ),
     }
 }

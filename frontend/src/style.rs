@@ -1,30 +1,40 @@
-//! The widget's stylesheet, shipped inside the wasm and added to the page once: one request
+//! The widget's stylesheet, shipped inside the wasm and given to the page once: one request
 //! fewer for the host, and no flash of unstyled widget.
 
-const CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/widget.min.css"));
-const STYLE_MARKER: &str = "data-sg-refund-style";
+use std::cell::Cell;
 
-/// Adds the stylesheet to `<head>` unless a widget already did.
+use wasm_bindgen::JsValue;
+
+const CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/widget.min.css"));
+
+thread_local! {
+    static INSTALLED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Adds the stylesheet to the page unless it is there already: a constructed stylesheet the
+/// document adopts, which a host's Content-Security-Policy does not govern (an inline
+/// `<style>` needs `style-src 'unsafe-inline'`, which a policy with nonces or hashes turns
+/// off). A browser without constructed stylesheets gets a `<style>` first in `<head>`.
 pub fn install() {
     let Some(document) = web_sys::window().and_then(|w| w.document()) else {
         return;
     };
-    if document
-        .query_selector(&format!("style[{STYLE_MARKER}]"))
-        .ok()
-        .flatten()
-        .is_some()
-    {
+    if INSTALLED.replace(true) {
         return;
+    }
+    if let Ok(sheet) = web_sys::CssStyleSheet::new() {
+        if sheet.replace_sync(CSS).is_ok() {
+            let adopted = document.adopted_style_sheets();
+            adopted.push(&sheet);
+            document.set_adopted_style_sheets(&JsValue::from(adopted));
+            return;
+        }
     }
     let Ok(style) = document.create_element("style") else {
         return;
     };
-    let _ = style.set_attribute(STYLE_MARKER, "");
     style.set_text_content(Some(CSS));
     if let Some(head) = document.head() {
-        // First in <head>: the widget's selectors are specific enough, and host rules that
-        // deliberately theme it through custom properties still win.
         let _ = head.insert_before(&style, head.first_child().as_ref());
     }
 }

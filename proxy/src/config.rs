@@ -285,7 +285,7 @@ impl Settings {
             .unwrap_or_default();
         let resolve = |p: &mut Option<PathBuf>| {
             if let Some(p) = p {
-                if p.is_relative() && !is_url(p) {
+                if p.is_relative() {
                     *p = base.join(&*p);
                 }
             }
@@ -293,7 +293,12 @@ impl Settings {
         resolve(&mut settings.signing_key_file);
         resolve(&mut settings.webhook_key_file);
         resolve(&mut settings.agent_token_secret_file);
-        resolve(&mut settings.database);
+        // A SQLite file however spelled: `sqlite:ledger.sqlite` is as relative as the path.
+        if let Some(file) = settings.database.as_deref().and_then(sqlite_file) {
+            if file.is_relative() && !file.as_os_str().is_empty() {
+                settings.database = Some(base.join(file));
+            }
+        }
         resolve(&mut settings.serve_dir);
         settings.config_file = Some(absolute);
         Ok(settings)
@@ -339,7 +344,14 @@ impl Settings {
             })
         };
         let mut merged = table(self)?;
-        merged.extend(table(over)?);
+        let over = table(over)?;
+        // A secret and its file are one setting: a layer giving either replaces both.
+        for pair in SECRET_PAIRS {
+            if pair.iter().any(|key| over.contains_key(*key)) {
+                pair.iter().for_each(|key| drop(merged.remove(*key)));
+            }
+        }
+        merged.extend(over);
         let mut settings: Settings =
             merged
                 .try_into()
@@ -410,13 +422,26 @@ impl Settings {
     }
 }
 
+/// Each secret with its `_file` twin.
+const SECRET_PAIRS: [[&str; 2]; 3] = [
+    ["signing_key", "signing_key_file"],
+    ["webhook_key", "webhook_key_file"],
+    ["agent_token_secret", "agent_token_secret_file"],
+];
+
 fn secret(
     name: &'static str,
     inline: Option<Secret>,
     file: Option<&Path>,
 ) -> Result<Secret, ConfigError> {
     match (inline, file) {
-        (Some(secret), _) => Ok(secret),
+        // One layer gave both (the environment one way, a flag the other): neither is
+        // guessed at.
+        (Some(_), Some(_)) => Err(ConfigError::Invalid {
+            name,
+            reason: format!("set both inline and as `{name}_file`: give one"),
+        }),
+        (Some(secret), None) => Ok(secret),
         (None, Some(path)) => Secret::from_file(path).map_err(|e| ConfigError::Invalid {
             name,
             reason: e.to_string(),
@@ -677,17 +702,24 @@ fn frame_ancestors(setting: &str) -> Result<String, ConfigError> {
 /// (and its `-wal`/`-shm` beside it), a key file, or the config file itself inside
 /// `serve_dir`.
 /// Whether a `database` setting is a URL (`postgres://…`, `sqlite:…`) rather than a path.
-fn is_url(setting: &Path) -> bool {
+/// The file a `database` setting names, however spelled (`path`, `sqlite:path`,
+/// `sqlite://path`); `None` for a PostgreSQL URL.
+fn sqlite_file(setting: &Path) -> Option<PathBuf> {
     let text = setting.to_string_lossy();
-    ["postgres://", "postgresql://", "sqlite:"]
-        .iter()
-        .any(|scheme| text.starts_with(scheme))
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        return None;
+    }
+    let path = text
+        .strip_prefix("sqlite://")
+        .or_else(|| text.strip_prefix("sqlite:"))
+        .unwrap_or(&text);
+    Some(PathBuf::from(path))
 }
 
 fn check_outside_serve_dir(serve_dir: &Path, s: &Settings) -> Result<(), ConfigError> {
     let root = resolved(serve_dir);
     let files: [(&'static str, Option<PathBuf>); 5] = [
-        ("database", s.database.clone().filter(|d| !is_url(d))),
+        ("database", s.database.as_deref().and_then(sqlite_file)),
         ("signing_key_file", s.signing_key_file.clone()),
         ("webhook_key_file", s.webhook_key_file.clone()),
         ("agent_token_secret_file", s.agent_token_secret_file.clone()),
@@ -759,6 +791,52 @@ mod tests {
         );
         assert_eq!(merged.allowed_origins.unwrap(), ["http://a.example"]);
         assert_eq!(merged.database, None, "an absent setting stays absent");
+    }
+
+    /// A key and its file are one setting: the layer above giving either wins, and one
+    /// layer giving both is refused rather than one of them silently ignored.
+    #[test]
+    fn a_secret_and_its_file_replace_each_other_across_layers() {
+        let file = Settings {
+            signing_key: Some(Secret::new("inline-in-the-file")),
+            agent_token_secret_file: Some("/run/secrets/agent".into()),
+            ..Settings::default()
+        };
+        let env = Settings {
+            signing_key_file: Some("/run/secrets/rotated.pem".into()),
+            agent_token_secret: Some(Secret::new("from-the-environment-123")),
+            ..Settings::default()
+        };
+        let merged = file.clone().overridden_by(env).unwrap();
+        assert!(
+            merged.signing_key.is_none(),
+            "the file's inline key is replaced"
+        );
+        assert_eq!(
+            merged.signing_key_file.as_deref(),
+            Some(Path::new("/run/secrets/rotated.pem"))
+        );
+        assert!(merged.agent_token_secret_file.is_none());
+        assert_eq!(
+            merged.agent_token_secret().unwrap().expose(),
+            "from-the-environment-123"
+        );
+        // A layer that sets neither leaves both as they were.
+        let merged = file.overridden_by(Settings::default()).unwrap();
+        assert!(merged.signing_key.is_some());
+        // Both in one layer.
+        let both = Settings {
+            agent_token_secret: Some(Secret::new("from-the-environment-123")),
+            agent_token_secret_file: Some("/run/secrets/agent".into()),
+            ..Settings::default()
+        };
+        assert!(matches!(
+            both.agent_token_secret(),
+            Err(ConfigError::Invalid {
+                name: "agent_token_secret",
+                ..
+            })
+        ));
     }
 
     #[test]

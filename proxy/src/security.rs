@@ -3,10 +3,10 @@
 //! else, `nosniff`, no referrer, who may frame the pages, and `no-store` on API answers.
 //!
 //! The CSP allows scripts from this origin, WebAssembly compilation (`'wasm-unsafe-eval'`:
-//! the widget is wasm), and the inline scripts of the served HTML files by their SHA-256, read
-//! once at start: so an injected `<script>` runs nowhere, and rebuilding `serve_dir` needs a
-//! restart. Styles allow `'unsafe-inline'`: the widget adds its stylesheet as a `<style>`
-//! element built into the wasm, whose text the proxy cannot know to hash.
+//! the widget is wasm), and the inline scripts and stylesheets of the served HTML files by
+//! their SHA-256, read once at start: so an injected `<script>` or `<style>` applies nowhere,
+//! and rebuilding `serve_dir` needs a restart. The widget's own stylesheet is a constructed
+//! one, which no policy governs.
 
 use std::path::Path;
 
@@ -23,16 +23,19 @@ use crate::config::Config;
 /// a JSON answer opened as a page runs nothing either).
 pub fn content_security_policy(config: &Config) -> String {
     let mut script_src = vec!["'self'".to_owned(), "'wasm-unsafe-eval'".to_owned()];
+    let mut style_src = vec!["'self'".to_owned()];
     if let Some(dir) = &config.serve_dir {
-        script_src.extend(inline_script_hashes(dir));
+        script_src.extend(inline_hashes(dir, "script"));
+        style_src.extend(inline_hashes(dir, "style"));
     }
     let mut connect_src = vec!["'self'".to_owned()];
     connect_src.extend(config.connect_src.iter().cloned());
     format!(
-        "default-src 'none'; script-src {}; style-src 'self' 'unsafe-inline'; \
+        "default-src 'none'; script-src {}; style-src {}; \
          img-src 'self' data:; font-src 'self'; connect-src {}; base-uri 'none'; \
          form-action 'none'; object-src 'none'; frame-ancestors {}",
         script_src.join(" "),
+        style_src.join(" "),
         connect_src.join(" "),
         config.frame_ancestors
     )
@@ -76,8 +79,9 @@ pub fn no_store() -> SetResponseHeaderLayer<HeaderValue> {
     SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
 }
 
-/// The `'sha256-…'` sources of the inline `<script>`s of the HTML files at the top of `dir`.
-pub fn inline_script_hashes(dir: &Path) -> Vec<String> {
+/// The `'sha256-…'` sources of the inline `<script>`s (`tag` `"script"`) or `<style>`s of the
+/// HTML files at the top of `dir`.
+pub fn inline_hashes(dir: &Path, tag: &str) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -90,8 +94,8 @@ pub fn inline_script_hashes(dir: &Path) -> Vec<String> {
         let Ok(html) = std::fs::read_to_string(&path) else {
             continue;
         };
-        for script in inline_scripts(&html) {
-            let digest = Sha256::digest(script.as_bytes());
+        for text in inline(&html, tag) {
+            let digest = Sha256::digest(text.as_bytes());
             hashes.push(format!(
                 "'sha256-{}'",
                 base64::engine::general_purpose::STANDARD.encode(digest)
@@ -103,26 +107,27 @@ pub fn inline_script_hashes(dir: &Path) -> Vec<String> {
     hashes
 }
 
-/// The text of each `<script>` without `src`, exactly as the browser hashes it.
-fn inline_scripts(html: &str) -> Vec<&str> {
-    let mut scripts = Vec::new();
+/// The text of each `<tag>` element without `src`, exactly as the browser hashes it.
+fn inline<'a>(html: &'a str, tag: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{tag}"), format!("</{tag}"));
+    let mut texts = Vec::new();
     let mut rest = html;
-    while let Some(start) = rest.find("<script") {
+    while let Some(start) = rest.find(&open) {
         let after = &rest[start..];
         let Some(tag_end) = after.find('>') else {
             break;
         };
-        let tag = &after[..tag_end];
+        let attributes = &after[..tag_end];
         let body = &after[tag_end + 1..];
-        let Some(close) = body.find("</script") else {
+        let Some(end) = body.find(&close) else {
             break;
         };
-        if !tag.contains("src=") {
-            scripts.push(&body[..close]);
+        if !attributes.contains("src=") {
+            texts.push(&body[..end]);
         }
-        rest = &body[close..];
+        rest = &body[end..];
     }
-    scripts
+    texts
 }
 
 #[cfg(test)]
@@ -130,8 +135,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn inline_scripts_are_found_and_linked_ones_skipped() {
-        let html = "<script type=\"module\" src=\"/a.js\"></script>\n<script type=\"module\">\nlet a = 1;\n</script><script>b()</script>";
-        assert_eq!(inline_scripts(html), vec!["\nlet a = 1;\n", "b()"]);
+    fn inline_scripts_and_styles_are_found_and_linked_scripts_skipped() {
+        let html = "<script type=\"module\" src=\"/a.js\"></script>\n<script type=\"module\">\nlet a = 1;\n</script><script>b()</script><style>p { x: y }</style>";
+        assert_eq!(inline(html, "script"), vec!["\nlet a = 1;\n", "b()"]);
+        assert_eq!(inline(html, "style"), vec!["p { x: y }"]);
     }
 }

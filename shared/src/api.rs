@@ -429,6 +429,15 @@ impl PaymentView {
         self.status == PaymentStatus::Succeeded && !self.disputed() && self.remaining().amount > 0
     }
 
+    /// What may be refunded now: what remains where a refund can be asked for, else nothing.
+    pub fn refundable_now(&self) -> Money {
+        if self.refundable() {
+            self.remaining()
+        } else {
+            Money::new(0, self.amount.currency)
+        }
+    }
+
     /// What would remain refundable after refunding `amount`.
     pub fn remaining_after(&self, amount: Money) -> Money {
         Money::new(

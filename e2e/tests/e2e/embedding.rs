@@ -595,6 +595,11 @@ fn ten_widgets_on_one_page_keep_the_page_able_to_refund() {
         let last = Widget::new(&ctx.client, sessions[9].as_str());
         last.refund(None).await?;
         last.wait_refund_state("accepted").await?;
+        // Learnt by re-reading, and said as an event would say it to a screen reader.
+        last.wait_text(testid::STATUS_LIVE, "the re-read announced", |t| {
+            t == "Refund of $12.00: accepted."
+        })
+        .await?;
         // The other five without a stream have nothing on its way: they re-read once a minute
         // each, so over 12 s a few look-ups at most (re-reading every 5 s would be ten or more).
         tokio::time::sleep(Duration::from_secs(12).saturating_sub(since.elapsed())).await;
@@ -785,6 +790,196 @@ fn the_token_property_signs_an_element_in() {
         let set = ctx.client.execute_async(script, vec![id.into()]).await?;
         assert_eq!(set, Value::Bool(true), "the property is the attribute");
         Widget::new(&ctx.client, id).wait_loaded().await?;
+        Ok(())
+    });
+}
+
+/// A host page under a strict policy of its own (`examples/strict/`: no stylesheet of any
+/// kind allowed, Trusted Types enforced): the widget shows styled, refunds, and the browser
+/// reports no violation.
+#[test]
+fn the_widget_runs_styled_under_a_host_policy_with_no_inline_style_and_trusted_types() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let _ = ctx.console_log().await?;
+        host_refunds_a_payment(&ctx, "/examples/strict/").await?;
+        let styled = ctx
+            .client
+            .execute(
+                "const root = document.querySelector('[data-sg-refund] .sgr');
+                 const s = getComputedStyle(root);
+                 return [s.maxWidth, s.borderTopStyle, s.fontSize].join(' ');",
+                vec![],
+            )
+            .await?;
+        assert_eq!(
+            styled,
+            Value::from("576px solid 15px"),
+            "the widget's own styles apply"
+        );
+        let violations: Vec<String> = ctx
+            .console_log()
+            .await?
+            .into_iter()
+            .filter(|line| {
+                line.contains("Content Security Policy")
+                    || line.contains("Refused to")
+                    || line.contains("TrustedHTML")
+                    || line.contains("Trusted Type")
+            })
+            .collect();
+        assert!(violations.is_empty(), "violations: {violations:#?}");
+        // The payment the host asked for with an invalid id: said, without HTML from a string.
+        let _ = stack;
+        ctx.client
+            .execute(
+                "document.getElementById('slot').append(window.sgRefund.create('not-a-session'));",
+                vec![],
+            )
+            .await?;
+        wait_until(
+            &ctx,
+            "the invalid session is said",
+            "return [...document.querySelectorAll('[data-testid=form-error]')].some(e => e.textContent.length > 0 && e.offsetHeight > 0);",
+            vec![],
+        )
+        .await?;
+        Ok(())
+    });
+}
+
+/// A host that stops giving a `token` (React: the prop goes to `null`) hands the element back
+/// to `fetchToken`, as the typings promise: the next call is signed by it.
+#[test]
+fn removing_the_token_property_hands_the_element_back_to_fetch_token() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "13.00", "usd").await?;
+        let id = session.as_str();
+        ctx.client
+            .goto(&stack.page_url("/examples/element/", ""))
+            .await?;
+        init_with_demo_token(&ctx, "{}").await?;
+        let script = r#"
+            const [session, done] = arguments;
+            import("/examples/shared/demo-backend.js")
+              .then((backend) => backend.fetchToken())
+              .then((token) => {
+                const element = window.sgRefund.create(session);
+                element.token = token;
+                document.getElementById("slot").append(element);
+                done(true);
+              }, (error) => done(String(error)));
+        "#;
+        let added = ctx.client.execute_async(script, vec![id.into()]).await?;
+        assert_eq!(added, Value::Bool(true));
+        let widget = Widget::new(&ctx.client, id);
+        widget.wait_loaded().await?;
+        ctx.client
+            .execute("document.querySelector('sg-refund').token = null;", vec![])
+            .await?;
+        wait_until(
+            &ctx,
+            "fetchToken signs the widget in",
+            "const slot = document.querySelector('sg-refund [data-sg-refund]');
+             return !!slot && (slot.getAttribute('data-token') || '').length > 20;",
+            vec![],
+        )
+        .await?;
+        widget.refund(None).await?;
+        widget.wait_refund_state("accepted").await?;
+        Ok(())
+    });
+}
+
+/// `sg-refund:ready`'s `remaining` is what the widget shows as refundable: nothing for a
+/// disputed payment, whatever part of it the chargeback left.
+#[test]
+fn ready_says_nothing_is_refundable_on_a_disputed_payment() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "80.00", "usd").await?;
+        let id = session.as_str();
+        stack.chargeback(id, Some(2_000)).await?;
+        open_host(&ctx, stack, "/examples/element/", id).await?;
+        wait_until(
+            &ctx,
+            "the host heard ready",
+            "return document.querySelectorAll('[data-testid=host-events] li[data-type=ready]').length > 0;",
+            vec![],
+        )
+        .await?;
+        let ready = host_list(&ctx, "host-events")
+            .await?
+            .into_iter()
+            .find(|e| e.starts_with("ready "))
+            .ok_or("no ready event")?;
+        let detail: Value = serde_json::from_str(ready.trim_start_matches("ready "))?;
+        assert_eq!(detail["amount"], 8_000, "{detail}");
+        assert_eq!(detail["remaining"], 0, "{detail}");
+        Ok(())
+    });
+}
+
+/// A host that mounts the older way from the document's `sg-refund:ready` (as the docs say
+/// that path may) has its `onTokenExpired` kept when the page comes back from the
+/// back/forward cache.
+#[test]
+fn a_widget_mounted_from_the_ready_event_keeps_its_token_handler_across_the_page_cache() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "14.00", "usd").await?;
+        let id = session.as_str();
+        // A page of the proxy's without the widget's code yet: its 404 answer.
+        ctx.client
+            .goto(&stack.page_url("/no-such-page", ""))
+            .await?;
+        let script = r#"
+            const [session, proxy, token, done] = arguments;
+            const slot = document.createElement("div");
+            document.body.append(slot);
+            window.renewals = 0;
+            document.addEventListener("sg-refund:ready", (event) => {
+              if (event.detail) return;
+              window.sgRefund.mount(slot, { session, proxy, token, lang: "en",
+                onTokenExpired: () => { window.renewals += 1; } });
+            });
+            import(proxy + "/sg-refund-embed.js").then(() => done(true), (e) => done(String(e)));
+        "#;
+        let loaded = ctx
+            .client
+            .execute_async(
+                script,
+                vec![
+                    id.into(),
+                    Value::from(stack.proxy_for("demo-project")),
+                    Value::from(stack.expired_token()),
+                ],
+            )
+            .await?;
+        assert_eq!(loaded, Value::Bool(true));
+        // The expired token: the mount asks its handler.
+        wait_until(
+            &ctx,
+            "the handler is asked",
+            "return window.renewals >= 1;",
+            vec![],
+        )
+        .await?;
+        let asked = ctx
+            .client
+            .execute("return window.renewals;", vec![])
+            .await?;
+        page_transition(&ctx, "pagehide").await?;
+        page_transition(&ctx, "pageshow").await?;
+        // Mounted again from its attributes, with the same handler.
+        wait_until(
+            &ctx,
+            "the handler is asked again after the page cache",
+            "return window.renewals > arguments[0];",
+            vec![asked],
+        )
+        .await?;
         Ok(())
     });
 }

@@ -69,3 +69,46 @@ fn a_full_refund_can_be_made_with_tab_space_and_enter_only() {
         Ok(())
     });
 }
+
+/// The look-up failed and the agent pressed "Try again" with the keyboard: once the payment is
+/// there, the focus is in the widget, not back at the top of the host page.
+#[test]
+fn after_try_again_the_keyboard_stays_in_the_widget() {
+    e2e::run(|ctx| async move {
+        use sandbox::{Fault, FaultRequest, FaultRoute};
+        let stack = ctx.stack().await;
+        stack.clear_faults().await?;
+        let session = stack.create_payment("demo-project", "34.00", "usd").await?;
+        demo::open(&ctx, stack, "").await?;
+        stack
+            .inject(
+                FaultRequest::new(Fault::Http500)
+                    .on(FaultRoute::Status)
+                    .times(5),
+            )
+            .await?;
+        let button = format!(
+            "[data-testid=payment-row][data-session=\"{session}\"] [data-testid=select-payment]"
+        );
+        let select = ctx.client.find(fantoccini::Locator::Css(&button)).await?;
+        e2e::widget::click_centred(&ctx.client, select).await?;
+        let widget = Widget::new(&ctx.client, session.as_str());
+        let retry = widget.find(testid::RETRY_BUTTON).await?;
+        stack.clear_faults().await?;
+        ctx.client
+            .execute("arguments[0].focus();", vec![serde_json::to_value(&retry)?])
+            .await?;
+        press(&ctx.client, &[Key::Enter]).await?;
+        widget.wait_loaded().await?;
+        let start = std::time::Instant::now();
+        while !widget.has_focus(testid::WIDGET).await? {
+            if start.elapsed() > e2e::widget::WAIT {
+                return Err(format!("focus is on {}", focused(&ctx.client).await?).into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // From there, Tab goes on through the widget.
+        tab_to(&ctx.client, &widget, testid::REVIEW_BUTTON, 20).await?;
+        Ok(())
+    });
+}

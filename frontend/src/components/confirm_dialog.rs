@@ -39,7 +39,9 @@ pub fn ConfirmDialog(
     });
     let on_keydown = move |ev: web_sys::KeyboardEvent| {
         if ev.key() == "Escape" && !busy.get_untracked() {
+            // The widget's Escape: a host's dialog around it does not close as well.
             ev.prevent_default();
+            ev.stop_propagation();
             on_cancel.run(());
         }
     };

@@ -79,11 +79,7 @@ pub fn PaymentSummary(
                     pending.format(locale),
                 ));
             }
-            let refundable = if p.refundable() {
-                p.remaining()
-            } else {
-                shared::Money::new(0, p.amount.currency)
-            };
+            let refundable = p.refundable_now();
             facts.push((
                 tr(locale, "Refundable", "Можно вернуть"),
                 testids::REMAINING,

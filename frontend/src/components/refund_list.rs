@@ -11,6 +11,9 @@ use crate::dom::rx;
 use crate::i18n::{self, tr};
 use crate::testids;
 
+/// What the agent typed for each request awaiting a decision.
+type Drafts = StoredValue<Vec<(AttemptId, String)>, LocalStorage>;
+
 #[component]
 pub fn RefundList(
     /// The payment whose refunds are listed, oldest first.
@@ -23,6 +26,9 @@ pub fn RefundList(
 ) -> impl IntoView {
     let heading = crate::dom::unique_id("refunds");
     let heading_for_list = heading.clone();
+    // What the agent typed for each request: the rows render anew whenever the payment
+    // changes (an event, a re-read, a decision that failed), and the text stays.
+    let drafts: Drafts = StoredValue::new_local(Vec::new());
     let rows = move || {
         let (refunds, viewer) = payment.with(|p| {
             let refunds: Vec<RefundView> = p.refund_attempts().cloned().collect();
@@ -43,7 +49,7 @@ pub fn RefundList(
                 });
                 let controls = decide
                     .zip(r.attempt_id.clone())
-                    .map(|(decide, attempt)| approval(attempt, decide, locale));
+                    .map(|(decide, attempt)| approval(attempt, decide, drafts, locale));
                 view! { {row(r, locale)}{controls} }
             })
             .collect_view();
@@ -139,9 +145,25 @@ fn row(refund: RefundView, locale: Locale) -> impl IntoView {
 fn approval(
     attempt: AttemptId,
     decide: Callback<(AttemptId, bool, Option<Note>)>,
+    drafts: Drafts,
     locale: Locale,
 ) -> impl IntoView {
-    let note = RwSignal::new(String::new());
+    let typed = drafts.with_value(|d| {
+        d.iter()
+            .find(|(a, _)| *a == attempt)
+            .map(|(_, t)| t.clone())
+    });
+    let note = RwSignal::new(typed.unwrap_or_default());
+    let keep = {
+        let attempt = attempt.clone();
+        move |text: String| {
+            drafts.update_value(|d| {
+                d.retain(|(a, _)| *a != attempt);
+                d.push((attempt.clone(), text.clone()));
+            });
+            note.set(text);
+        }
+    };
     let sent = RwSignal::new(false);
     let label = crate::dom::unique_id("approval-note");
     let send = move |approve: bool| {
@@ -163,7 +185,7 @@ fn approval(
         <li class="sgr-approval">
             <label for=label.clone()>{tr(locale, "Note for the requester", "Комментарий для автора запроса")}</label>
             <input id=label type="text" maxlength=shared::api::NOTE_MAX_CHARS data-testid=testids::APPROVAL_NOTE
-                prop:value=rx(move || note.get()) on:input=move |ev| note.set(event_target_value(&ev)) />
+                prop:value=rx(move || note.get()) on:input=move |ev| keep(event_target_value(&ev)) />
             <button type="button" data-testid=testids::APPROVE
                 disabled=rx(move || sent.get()) on:click=move |_| send_approve(true)>
                 {tr(locale, "Approve and send", "Одобрить и отправить")}

@@ -212,6 +212,8 @@ pub fn RefundPanel(
                         Ok((refund, how)) => {
                             payment.update(|p| p.upsert_refund(refund.clone()));
                             status.set(submitted_message(&refund, how, locale));
+                            // The buttons just used are gone: the keyboard stays here.
+                            focus_within(root, testids::STATUS_LIVE);
                         }
                         Err(error) => {
                             status.set(String::new());
@@ -222,6 +224,7 @@ pub fn RefundPanel(
                             // The rows render anew, so the request's buttons are back for
                             // another try (a decision someone else made arrives as an event).
                             payment.update(|_| {});
+                            focus_within(root, testids::FORM_ERROR);
                         }
                     }
                 });

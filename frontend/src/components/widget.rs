@@ -34,6 +34,9 @@ pub fn RefundWidget(
     locale: Locale,
 ) -> impl IntoView {
     let load = RwSignal::new(Load::Loading);
+    // "Try again" was pressed: once loaded, the keyboard goes back into the widget (the button
+    // it pressed is gone) instead of to the top of the host page.
+    let retried = StoredValue::new_local(false);
     let status = RwSignal::new(String::new());
     let client = StoredValue::new_local(client);
     let stream = StoredValue::new_local(None::<EventStream>);
@@ -90,6 +93,17 @@ pub fn RefundWidget(
                     // A reload after reconnecting: update in place, keep the form as it is.
                     Load::Ready(payment) => {
                         view.refunds.iter().for_each(|r| settle(r, true));
+                        // Told as an event would tell it: a widget without a stream learns
+                        // only this way that a refund settled or a chargeback came.
+                        let moved = payment.with_untracked(|shown| {
+                            view.refunds
+                                .iter()
+                                .rfind(|r| moves(shown, r) == Some(true))
+                                .cloned()
+                        });
+                        if let Some(refund) = moved {
+                            status.set(state_message(&refund, locale));
+                        }
                         // No refund goes back to an older state an event already moved past.
                         let mut view = view;
                         payment.update(|shown| {
@@ -108,6 +122,17 @@ pub fn RefundWidget(
                     }
                 }
             }
+            if retried.try_update_value(std::mem::take) == Some(true) {
+                request_animation_frame(move || {
+                    use wasm_bindgen::JsCast;
+                    let widget = client.host().first_element_child();
+                    if let Some(widget) =
+                        widget.and_then(|w| w.dyn_into::<web_sys::HtmlElement>().ok())
+                    {
+                        let _ = widget.focus();
+                    }
+                });
+            }
         });
     };
     fetch();
@@ -121,7 +146,7 @@ pub fn RefundWidget(
             return true;
         }
         dom::mark_interactive();
-        let (amount, remaining) = payment.with_untracked(|p| (p.amount, p.remaining()));
+        let (amount, remaining) = payment.with_untracked(|p| (p.amount, p.refundable_now()));
         let host = client.get_value();
         dom::emit(
             host.host(),
@@ -135,18 +160,11 @@ pub fn RefundWidget(
         );
         let on_event: Rc<dyn Fn(RefundEvent)> = Rc::new(move |event: RefundEvent| {
             let refund = event.refund;
-            let (before, older) = payment.with_untracked(|p| {
-                let shown = p.refunds.iter().find(|r| r.same_refund(&refund));
-                (
-                    shown.map(|r| r.state),
-                    shown.is_some_and(|r| !r.may_become(&refund)),
-                )
-            });
             // Older than what is shown (replayed after a look-up that saw it): nothing to do.
-            if older {
+            let Some(moved) = payment.with_untracked(|p| moves(p, &refund)) else {
                 return;
-            }
-            if before != Some(refund.state) {
+            };
+            if moved {
                 status.set(state_message(&refund, locale));
             }
             settle(&refund, true);
@@ -220,7 +238,7 @@ pub fn RefundWidget(
     let decide = StoredValue::new_local(decide);
 
     view! {
-        <section class="sgr" data-testid=testids::WIDGET lang=i18n::tag(locale) aria-label=tr(locale, "Refund", "Возврат")>
+        <section class="sgr" tabindex="-1" data-testid=testids::WIDGET lang=i18n::tag(locale) aria-label=tr(locale, "Refund", "Возврат")>
             <h2 class="sgr-title" data-testid=testids::TITLE>{move || match load.get() {
                 Load::Ready(payment) => payment.with(|p| i18n::title(p, locale)),
                 _ => tr(locale, "Refund payment", "Возврат платежа"),
@@ -235,6 +253,7 @@ pub fn RefundWidget(
                     <p class="sgr-alert" role="alert" data-testid=testids::FORM_ERROR>{rx(move || message.get())}</p>
                     <div class="sgr-actions">
                         <button type="button" data-testid=testids::RETRY_BUTTON on:click=move |_| {
+                            retried.set_value(true);
                             load.set(Load::Loading);
                             fetch();
                         }>{tr(locale, "Try again", "Повторить")}</button>
@@ -245,6 +264,16 @@ pub fn RefundWidget(
                 }.into_any(),
             }}
         </section>
+    }
+}
+
+/// How `refund`, from an event or a re-read, compares with what `shown` has of it: `None` if
+/// older than what is shown (it changes nothing), else whether it is new or in a new state.
+fn moves(shown: &PaymentView, refund: &RefundView) -> Option<bool> {
+    match shown.refunds.iter().find(|r| r.same_refund(refund)) {
+        Some(r) if !r.may_become(refund) => None,
+        Some(r) => Some(r.state != refund.state),
+        None => Some(true),
     }
 }
 

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use frontend::api::Submitted;
 use frontend::components::Decide;
 use frontend::testids::*;
+use leptos::prelude::Update;
 use shared::api::{RefundState, Viewer};
 use shared::{AttemptId, Locale, Money, Note};
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -43,6 +44,62 @@ async fn a_decision_that_did_not_reach_the_proxy_can_be_tried_again() {
     settle().await;
     assert_eq!(calls.get(), 2);
     assert_eq!(panel.text(REFUND_STATE), "Awaiting approval");
+}
+
+#[wasm_bindgen_test]
+async fn the_note_typed_stays_through_a_failed_rejection_and_a_live_update() {
+    let mut view = payment(10_000, "usd", true);
+    let request = junior_request(&view);
+    view.refunds.push(request.clone());
+    view.viewer = Viewer {
+        agent: "sam".into(),
+        can_approve: true,
+        ..Viewer::default()
+    };
+    let decide: Decide =
+        Rc::new(move |_, _, _| Box::pin(async { Err(frontend::api::CallError::Network) }));
+    let (submit, _) = counting_submit(None);
+    let panel = mount_deciding_panel(view, Locale::En, submit, decide);
+    settle().await;
+    panel.type_text(APPROVAL_NOTE, "no proof of return");
+    settle().await;
+    panel.click(REJECT);
+    settle().await;
+    assert!(panel.visible(FORM_ERROR), "the failure is said");
+    assert_eq!(panel.value(APPROVAL_NOTE), "no proof of return");
+    assert!(
+        panel.attr(REJECT, "disabled").is_none(),
+        "Reject can be tried again"
+    );
+    // Another refund of the payment changes while the approver types: the rows render anew.
+    let other = refund(
+        Money::new(500, request.amount.currency),
+        RefundState::Accepted,
+        false,
+    );
+    panel.payment.update(|p| p.upsert_refund(other));
+    settle().await;
+    assert_eq!(panel.count(REFUND_ROW), 2);
+    assert_eq!(panel.value(APPROVAL_NOTE), "no proof of return");
+}
+
+#[wasm_bindgen_test]
+async fn after_a_decision_the_keyboard_stays_in_the_widget() {
+    let (panel, _, _) = panel_of("sam", true, RefundState::Accepted, Locale::En).await;
+    panel.get(APPROVE).focus().unwrap();
+    panel.click(APPROVE);
+    settle().await;
+    // Focus moves on the next frame.
+    frontend::api::sleep(50).await;
+    assert!(
+        panel.find(APPROVE).is_none(),
+        "the decided request offers nothing"
+    );
+    let focused = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.active_element())
+        .and_then(|e| e.get_attribute("data-testid"));
+    assert_eq!(focused.as_deref(), Some(STATUS_LIVE));
 }
 
 /// Records each decision and answers with the request moved to `state`.

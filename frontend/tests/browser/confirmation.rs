@@ -102,3 +102,33 @@ fn the_sentence_is_russian_for_russian_agents() {
     let text = confirmation_text(&view, Money::new(100_000, view.amount.currency), Locale::Ru);
     assert_eq!(text, "Вернуть 1\u{a0}000,00\u{a0}₽ на карту Visa •••• 4242");
 }
+
+#[wasm_bindgen_test]
+async fn escape_closes_the_confirmation_and_nothing_around_the_widget_hears_it() {
+    use wasm_bindgen::closure::Closure;
+    use wasm_bindgen::JsCast;
+    let (submit, _) = counting_submit(None);
+    let panel = mount_panel(payment(1_000, "usd", true), Locale::En, submit);
+    panel.click(REVIEW_BUTTON);
+    settle().await;
+    // A host's dialog around the widget, closing on Escape as such dialogs do.
+    let heard = Rc::new(std::cell::Cell::new(0));
+    let count = heard.clone();
+    let listener = Closure::<dyn Fn()>::new(move || count.set(count.get() + 1));
+    panel
+        .root
+        .add_event_listener_with_callback("keydown", listener.as_ref().unchecked_ref())
+        .unwrap();
+    let init = web_sys::KeyboardEventInit::new();
+    init.set_key("Escape");
+    init.set_bubbles(true);
+    let escape =
+        web_sys::KeyboardEvent::new_with_keyboard_event_init_dict("keydown", &init).unwrap();
+    panel.get(CONFIRM_BUTTON).dispatch_event(&escape).unwrap();
+    settle().await;
+    assert!(
+        panel.find(CONFIRM_DIALOG).is_none(),
+        "the confirmation closed"
+    );
+    assert_eq!(heard.get(), 0, "the host heard the widget's Escape");
+}

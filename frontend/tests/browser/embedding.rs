@@ -97,12 +97,17 @@ fn every_style_rule_is_scoped_under_the_widget_root() {
         for selector in selector_list.split(',') {
             // `appearance.theme`'s rules narrow which widgets match by an ancestor attribute;
             // what they style is still the widget root.
+            // The root class itself, not one that merely begins the same (`.sgr-row`).
+            let at_root = |s: &str| {
+                s.strip_prefix(".sgr")
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', ':', '[', '.']))
+            };
             let selector = selector.trim();
-            let scoped = selector.starts_with(".sgr")
+            let scoped = at_root(selector)
                 || selector
                     .strip_prefix("[data-sgr-theme=")
                     .and_then(|rest| rest.split_once("] "))
-                    .is_some_and(|(_, subject)| subject.starts_with(".sgr"));
+                    .is_some_and(|(_, subject)| at_root(subject));
             assert!(scoped, "unscoped selector: {selector:?}");
         }
     }

@@ -143,7 +143,7 @@ fn served_folder() -> tempfile::TempDir {
     let root = dir.path();
     std::fs::write(
         root.join("index.html"),
-        "<!doctype html><script type=\"module\" src=\"/app.js\"></script><script type=\"module\">start();</script>",
+        "<!doctype html><style>h1 { color: red }</style><script type=\"module\" src=\"/app.js\"></script><script type=\"module\">start();</script>",
     )
     .unwrap();
     std::fs::write(root.join("app.js"), "export {};").unwrap();
@@ -187,9 +187,12 @@ async fn served_pages_carry_a_csp_allowing_the_wasm_widget_and_its_inline_script
         assert!(csp.contains(part), "{part} in {csp}");
     }
     assert!(!csp.contains("'unsafe-eval'"), "{csp}");
-    assert!(!csp
-        .split(';')
-        .any(|d| d.contains("script-src") && d.contains("'unsafe-inline'")));
+    // No inline script or style but the page's own, by hash: sha256("h1 { color: red }").
+    assert!(!csp.contains("'unsafe-inline'"), "{csp}");
+    assert!(
+        csp.contains("style-src 'self' 'sha256-tTSm1OckW5h6W6ygQhQ4J51f9En6kC/x9O18pXFX6KM='"),
+        "{csp}"
+    );
     assert_eq!(header(&page, "x-content-type-options"), "nosniff");
     assert_eq!(header(&page, "referrer-policy"), "no-referrer");
     assert_eq!(header(&page, "x-frame-options"), "DENY");
@@ -548,6 +551,28 @@ fn secrets_inside_serve_dir_are_refused_at_start() {
     let mut settings = demo_settings(&serve_dir);
     settings.database = Some(serve_dir.join("data/../proxy.sqlite"));
     assert_eq!(refused_setting(settings), "database");
+    // Spelled as a URL, which names the same file.
+    for scheme in ["sqlite:", "sqlite://"] {
+        let mut settings = demo_settings(&serve_dir);
+        let url = format!("{scheme}{}", serve_dir.join("proxy.sqlite").display());
+        settings.database = Some(url.into());
+        assert_eq!(refused_setting(settings), "database");
+    }
+    // …and relative in the config file, which resolves against the file's parent folder.
+    let conf = parent.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(
+        conf.join("proxy.toml"),
+        "database = \"sqlite:dist/ledger.sqlite\"\n",
+    )
+    .unwrap();
+    let from_file = proxy::Settings::from_file(&conf.join("proxy.toml")).unwrap();
+    let mut settings = demo_settings(&serve_dir);
+    settings.database = None;
+    assert_eq!(
+        refused_setting(from_file.overridden_by(settings).unwrap()),
+        "database"
+    );
 
     let key = serve_dir.join("key.pem");
     std::fs::copy(demo_settings(&serve_dir).signing_key_file.unwrap(), &key).unwrap();
