@@ -507,10 +507,11 @@ pub fn confirmation_text(
     locale: Locale,
 ) -> String {
     // Above the approval threshold, confirming only asks: say so where the agent decides.
-    let asks = payment
-        .viewer
-        .approval_above
-        .is_some_and(|above| above.currency == amount.currency && amount.amount > above.amount);
+    let viewer = &payment.viewer;
+    let asks = viewer.approval_above.is_some_and(|above| {
+        above.currency == amount.currency
+            && payment.awaits_approval(&viewer.agent, amount, above.amount)
+    });
     let amount = amount.format(locale);
     let text = match (&payment.card, locale) {
         (Some(card), Locale::En) => format!("Refund {amount} to {}", card_label(card)),
@@ -555,8 +556,8 @@ pub fn allowance(payment: &PaymentView, locale: Locale) -> String {
             above.format(locale),
             tr(
                 locale,
-                " wait for a second agent's approval.",
-                " ждут одобрения другого агента."
+                " (yours of this payment together) wait for a second agent's approval.",
+                " (ваши по этому платежу вместе) ждут одобрения другого агента."
             )
         ));
     }

@@ -79,6 +79,14 @@ impl std::fmt::Debug for TokenKeys {
     }
 }
 
+/// The agent a token's `sub` names, as the ledger keeps and compares it: trimmed and in
+/// lower case. A merchant backend passing a login through as typed (`Sam@acme.example`,
+/// `sam@acme.example `) names one person, who must not approve their own request, get a
+/// second daily allowance or escape `proxy revoke` by a change of case or a space.
+pub fn agent_id(sub: &str) -> String {
+    sub.trim().to_lowercase()
+}
+
 pub fn now_secs() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -157,6 +165,8 @@ impl TokenKeys {
     fn decode(&self, token: &str) -> Result<Claims, ApiError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECS;
+        // A token "valid from" later (`nbf`) is not valid yet.
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map(|data| data.claims)
@@ -196,7 +206,7 @@ impl TokenKeys {
         used.insert(jti.to_owned(), exp).is_none()
     }
 
-    /// An agent token (not a ticket).
+    /// An agent token (not a ticket). The agent is named by [`agent_id`].
     pub fn verify_agent(&self, token: &str) -> Result<Agent, ApiError> {
         let claims = self.decode(token)?;
         if claims.scope.is_some() || claims.sub.trim().is_empty() {
@@ -224,7 +234,7 @@ impl TokenKeys {
             },
             role: claims.role,
             can_approve: claims.can_approve,
-            name: claims.sub,
+            name: agent_id(&claims.sub),
         })
     }
 
@@ -235,9 +245,14 @@ impl TokenKeys {
         if claims.scope.as_deref() != Some(EVENTS_SCOPE) {
             return Err(ApiError::TokenInvalid);
         }
+        // The agent's token it was taken with has expired: a stream would outlive it (the
+        // ticket itself lives a few minutes). The widget renews its token and asks again.
+        if claims.until.is_some_and(|until| until < now_secs()) {
+            return Err(ApiError::TokenExpired);
+        }
         let agent = Agent {
             session_id: only_payment(&claims)?,
-            name: claims.sub,
+            name: agent_id(&claims.sub),
             issued_at: claims.iat.unwrap_or_default(),
             expires_at: claims.exp,
             limits: AgentLimits::default(),

@@ -247,7 +247,8 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Some(Command::Revoke { agent, settings }) => {
-            let agent = agent.trim();
+            let agent = crate::auth::agent_id(&agent);
+            let agent = agent.as_str();
             if agent.is_empty() {
                 return Err("--agent must name an agent".into());
             }

@@ -137,7 +137,8 @@ pub struct Settings {
     /// A request awaiting approval expires after this many seconds.
     #[arg(long, env = "PROXY_APPROVAL_TTL_SECS")]
     pub approval_ttl_secs: Option<u64>,
-    /// Enables `POST /demo/token` (never in production).
+    /// Enables `POST /demo/token` (never in production; refused unless `upstream_url` is on
+    /// this machine).
     #[arg(long, env = "PROXY_DEMO_MODE")]
     pub demo_mode: Option<bool>,
     /// Directory served for every path that is not a route (the built widget).
@@ -537,6 +538,24 @@ impl Config {
             return Err(ConfigError::Invalid {
                 name: "upstream_url",
                 reason: "must be http or https".into(),
+            });
+        }
+        // `POST /demo/token` gives anyone who asks a token, an approver's included: only in
+        // front of a sandbox on this machine, never Smart Glocal with a merchant's key.
+        let host = parsed.host_str().unwrap_or_default();
+        let local = host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if s.demo_mode == Some(true) && !local {
+            return Err(ConfigError::Invalid {
+                name: "demo_mode",
+                reason: format!(
+                    "mints agent tokens for anyone: only with a sandbox on this machine \
+                     (upstream_url on 127.0.0.1 or localhost), not {upstream_url}"
+                ),
             });
         }
         let allowed_origins = s.allowed_origins.clone().unwrap_or_default();

@@ -105,8 +105,9 @@ pub struct Agent {
     pub can_approve: bool,
 }
 
-/// How much an agent may refund, from the token's `refund_max` and `refund_daily`; where the
-/// token names none, the proxy's configured defaults apply.
+/// How much an agent may refund, from the token's `refund_max` and `refund_daily`; in a
+/// currency the token's limit does not name (or where it sets none), the proxy's configured
+/// defaults apply.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AgentLimits {
     pub per_refund: Option<Limit>,
@@ -126,11 +127,13 @@ impl Agent {
     /// The one reading of the limits, for the refund flow that enforces them and the payment
     /// view that shows them.
     pub fn binding(&self, config: &Config, currency: Currency) -> Binding {
+        // Currency by currency: a token limiting euros leaves dollars to the configuration,
+        // not unlimited.
         let pick = |token: &Option<Limit>, default: &Option<Limit>| {
-            token
-                .as_ref()
-                .or(default.as_ref())
-                .and_then(|limit| limit.in_currency(currency))
+            let in_currency = |limit: &Option<Limit>| {
+                limit.as_ref().and_then(|limit| limit.in_currency(currency))
+            };
+            in_currency(token).or_else(|| in_currency(default))
         };
         Binding {
             per_refund: pick(&self.limits.per_refund, &config.refund_max),

@@ -204,7 +204,7 @@ async fn decide_and_send(
     let daily_limit = binding.daily;
     let awaits_approval = binding
         .approval_above
-        .is_some_and(|above| amount.amount > above);
+        .is_some_and(|above| view.awaits_approval(&agent.name, amount, above));
     let payment = upstream.payment().ok_or(ApiError::PaymentNotFound)?;
     let refunds_before: Vec<String> = payment.refunds.iter().map(|r| r.id.to_string()).collect();
 
@@ -414,6 +414,8 @@ pub async fn decide(
         return Err(ApiError::Rule(ErrorCode::NoteRequired));
     }
     serialised(state, session, move |state, session| async move {
+        // Revoked while this waited for the payment's lock: it decides nothing.
+        agent.check_not_revoked(&state).await?;
         let row = state
             .ledger
             .find_attempt(&session, &attempt_id)

@@ -429,6 +429,31 @@ impl PaymentView {
         self.status == PaymentStatus::Succeeded && !self.disputed() && self.remaining().amount > 0
     }
 
+    /// Whether `agent` refunding `amount` waits for a second agent's approval, the threshold
+    /// being `above`: what they have refunded of this payment themselves (sent, not failed)
+    /// and `amount` together go above it. So a refund asked in pieces below the threshold,
+    /// or asked again in pieces after a rejection, still waits.
+    pub fn awaits_approval(&self, agent: &str, amount: Money, above: u64) -> bool {
+        let own: u64 = self
+            .refunds
+            .iter()
+            .filter(|r| {
+                !r.is_chargeback
+                    && r.attempt_id.is_some()
+                    && r.agent.as_deref() == Some(agent)
+                    && matches!(
+                        r.state,
+                        RefundState::Pending
+                            | RefundState::InProgress
+                            | RefundState::Unknown
+                            | RefundState::Accepted
+                    )
+            })
+            .map(|r| r.amount.amount)
+            .sum();
+        own.saturating_add(amount.amount) > above
+    }
+
     /// What may be refunded now: what remains where a refund can be asked for, else nothing.
     pub fn refundable_now(&self) -> Money {
         if self.refundable() {

@@ -170,7 +170,7 @@ async fn the_allowance_and_the_threshold_are_said_before_typing() {
     settle().await;
     assert_eq!(
         panel.text(ALLOWANCE),
-        "You can refund up to $65.00 now. Refunds above $50.00 wait for a second agent's approval."
+        "You can refund up to $65.00 now. Refunds above $50.00 (yours of this payment together) wait for a second agent's approval."
     );
     drop(panel);
     let (submit, _) = counting_submit(None);
@@ -254,6 +254,25 @@ async fn a_confirmation_above_the_threshold_says_it_asks_for_approval() {
             "Refund $50.01 to Visa •••• 4242: after a second agent approves it. Confirming sends the request.",
         ),
         ("50.00", "Refund $50.00 to Visa •••• 4242"),
+    ] {
+        let (submit, _) = counting_submit(None);
+        let panel = mount_panel(view.clone(), Locale::En, submit);
+        panel.review_partial(typed).await;
+        assert_eq!(panel.text(CONFIRM_TEXT), expected);
+    }
+    // June already refunded $30.00 of this payment herself (another agent's $10.00 is not
+    // hers): $20.01 more takes her above the threshold, as the proxy counts it.
+    for (agent, amount) in [("june", 3_000), ("sam", 1_000)] {
+        let mut mine = refund(Money::new(amount, usd), RefundState::Accepted, false);
+        mine.agent = Some(agent.into());
+        view.refunds.push(mine);
+    }
+    for (typed, expected) in [
+        (
+            "20.01",
+            "Refund $20.01 to Visa •••• 4242: after a second agent approves it. Confirming sends the request.",
+        ),
+        ("20.00", "Refund $20.00 to Visa •••• 4242"),
     ] {
         let (submit, _) = counting_submit(None);
         let panel = mount_panel(view.clone(), Locale::En, submit);

@@ -630,9 +630,10 @@ async fn insert_attempt_in(
 ) -> Result<Inserted, sqlx::Error> {
     let now = now_ms();
     // A request checked against revocations before `proxy revoke` committed, recorded after
-    // it: the revocation closed the agent's requests then, so this one must not stay open.
-    // (An attempt sent at once is the same as one sent a moment before the revocation.)
-    if attempt.state == RefundState::AwaitingApproval {
+    // it: a request awaiting approval would outlive the revocation that closed the agent's
+    // others, and one to be sent may have waited minutes for the payment's lock behind a
+    // slow Smart Glocal. Neither is recorded.
+    {
         let revoked: i64 = tx
             .exec()
             .fetch_one(

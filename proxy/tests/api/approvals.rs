@@ -204,6 +204,15 @@ async fn nobody_decides_on_their_own_request_whatever_token_they_hold() {
         StatusCode::FORBIDDEN,
         "own_request",
     );
+    // Nor the same person named with another case or a space, as a backend passing a login
+    // through as typed would mint it.
+    for same in ["Sam", "sam ", " SAM"] {
+        refused(
+            &decide(&app, &token(same, true, None), &attempt, "approve", None).await,
+            StatusCode::FORBIDDEN,
+            "own_request",
+        );
+    }
     assert_eq!(received(&sandbox).await, 0);
     // Someone else can.
     let other = token("olga", true, None);
@@ -309,6 +318,32 @@ async fn revoking_an_agent_closes_their_requests_awaiting_approval() {
     let answer = decide(&app, &approver, &other, "approve", None).await;
     assert_eq!(answer.0, StatusCode::CREATED, "{}", answer.1);
     assert_eq!(received(&sandbox).await, 1);
+}
+
+/// The threshold counts what the agent has refunded of the payment themselves: a request
+/// rejected and asked again in pieces below it, or a refund split from the start, waits for
+/// the piece that takes the agent's total above it.
+#[tokio::test]
+async fn a_refund_asked_in_pieces_below_the_threshold_still_waits() {
+    let (sandbox, app) = four_eyes(|o| o).await;
+    let june = token("june", false, None);
+    let attempt = awaiting(&request(&app, &june, 8000).await);
+    let sam = token("sam", true, None);
+    let rejected = decide(&app, &sam, &attempt, "reject", Some("no proof")).await;
+    assert_eq!(rejected.0, StatusCode::OK, "{}", rejected.1);
+    // The first piece is within the threshold: sent.
+    let first = request(&app, &june, 5000).await;
+    assert_eq!(first.0, StatusCode::CREATED, "{}", first.1);
+    // The second takes june's refunds of this payment to $80.00: it waits.
+    let second = awaiting(&request(&app, &june, 3000).await);
+    assert_eq!(received(&sandbox).await, 1);
+    // What another agent refunds is theirs: mia's $10.00 is within the threshold.
+    let mia = request(&app, &token("mia", false, None), 1000).await;
+    assert_eq!(mia.0, StatusCode::CREATED, "{}", mia.1);
+    assert_eq!(received(&sandbox).await, 2);
+    let answer = decide(&app, &sam, &second, "approve", None).await;
+    assert_eq!(answer.0, StatusCode::CREATED, "{}", answer.1);
+    assert_eq!(received(&sandbox).await, 3);
 }
 
 #[tokio::test]

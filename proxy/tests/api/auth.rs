@@ -198,3 +198,16 @@ async fn demo_tokens_are_minted_in_demo_mode_and_work() {
     let (status, _) = app.get("/api/payments/ps_usd_1001/history", token).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_token_not_valid_yet_is_invalid() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    let later = jwt(
+        TOKEN_SECRET,
+        json!({"sub": "alice", "iat": now(), "nbf": now() + 1800, "exp": now() + 3600}),
+    );
+    assert_eq!(
+        code_for(&app, Some(&format!("Bearer {later}"))).await,
+        (StatusCode::UNAUTHORIZED, "token_invalid".into())
+    );
+}

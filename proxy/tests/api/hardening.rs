@@ -540,6 +540,35 @@ fn a_limit_naming_no_currency_is_refused_at_start() {
     assert!(said.contains("`rur` is not a currency code"), "{said}");
 }
 
+/// `demo_mode` hands an approver's token to anyone who asks: the proxy does not start with it
+/// in front of anything but a sandbox on this machine.
+#[test]
+fn demo_mode_is_refused_unless_smart_glocal_is_a_sandbox_on_this_machine() {
+    let parent = tempfile::tempdir().unwrap();
+    let serve_dir = parent.path().join("dist");
+    std::fs::create_dir(&serve_dir).unwrap();
+    for (upstream, starts) in [
+        (None, false), // the default: Smart Glocal's test server
+        (Some("https://proxy.smart-glocal.com"), false),
+        (Some("http://127.0.0.1.example.com:7070"), false),
+        (Some("http://127.0.0.1:7070"), true),
+        (Some("http://localhost:7070"), true),
+        (Some("http://[::1]:7070"), true),
+    ] {
+        let mut settings = demo_settings(&serve_dir);
+        settings.demo_mode = Some(true);
+        settings.upstream_url = upstream.map(str::to_owned);
+        match proxy::Config::from_settings(settings) {
+            Ok(_) => assert!(starts, "{upstream:?} started"),
+            Err(proxy::ConfigError::Invalid { name, .. }) => {
+                assert!(!starts, "{upstream:?} refused");
+                assert_eq!(name, "demo_mode");
+            }
+            Err(other) => panic!("{upstream:?}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn secrets_inside_serve_dir_are_refused_at_start() {
     let parent = tempfile::tempdir().unwrap();
@@ -839,6 +868,15 @@ async fn proxy_revoke_refuses_an_agents_earlier_tokens_and_survives_a_restart() 
         (StatusCode::UNAUTHORIZED, "token_revoked".into())
     );
     assert_eq!(code_with(&app, &bob).await.0, StatusCode::OK, "only alice");
+    // The same agent named with another case or a space is alice.
+    for same in ["Alice", "alice ", " ALICE "] {
+        let token = jwt(json!({ "sub": same, "iat": now() - 1, "exp": now() + 600 }));
+        assert_eq!(
+            code_with(&app, &token).await,
+            (StatusCode::UNAUTHORIZED, "token_revoked".into()),
+            "{same:?}"
+        );
+    }
     let app = app.restart().await;
     assert_eq!(
         code_with(&app, &alice).await,
@@ -854,6 +892,60 @@ async fn proxy_revoke_refuses_an_agents_earlier_tokens_and_survives_a_restart() 
     let skew = std::time::Duration::from_secs(proxy::auth::LEEWAY_SECS);
     tokio::time::sleep(skew + std::time::Duration::from_millis(1100)).await;
     assert_eq!(code_with(&app, &app.token("alice")).await.0, StatusCode::OK);
+}
+
+/// A refund that waited for its payment's lock (behind another being sent to a slow Smart
+/// Glocal) while `proxy revoke` ran is not sent: the revocation is checked where the attempt
+/// is recorded, not only when the request came in.
+#[tokio::test]
+async fn a_refund_queued_while_its_agent_is_revoked_sends_nothing() {
+    let (sandbox, app) = sandbox_and_app().await;
+    sandbox.clear_webhook_url();
+    sandbox
+        .inject(FaultRequest::new(Fault::Delay { ms: 1200 }).on(FaultRoute::Refund))
+        .await;
+    let token = app.token("mallory");
+    let path = "/api/payments/ps_usd_1001/refunds";
+    let ledger = LedgerSql::open(&app).await;
+    let (one, two) = (
+        submission(Some(1000), "usd", &fresh_key()),
+        submission(Some(1000), "usd", &fresh_key()),
+    );
+    let first = app.post(path, &token, &one);
+    let queued = async {
+        eventually(5, "the first refund is being sent", || async {
+            ledger
+                .int("SELECT COUNT(*) FROM refunds WHERE state = 'pending'")
+                .await
+                == 1
+        })
+        .await;
+        let second = app.post(path, &token, &two);
+        let revoke = async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let database = app.database.clone();
+            let output = tokio::task::spawn_blocking(move || {
+                proxy_bin()
+                    .args(["revoke", "--agent", " Mallory"])
+                    .env("PROXY_DATABASE", database)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        tokio::join!(second, revoke).0
+    };
+    let (first, second) = tokio::join!(first, queued);
+    assert_eq!(first.0, StatusCode::CREATED, "{}", first.1);
+    assert_eq!(second.0, StatusCode::UNAUTHORIZED, "{}", second.1);
+    assert_eq!(second.1["code"], "token_revoked", "{}", second.1);
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
 }
 
 #[tokio::test]

@@ -99,6 +99,24 @@ async fn the_configured_default_applies_only_where_the_token_sets_none() {
     assert_eq!(answer.0, StatusCode::CREATED, "{}", answer.1);
 }
 
+/// Currency by currency: a token whose limits name only euros leaves dollars to the
+/// configured default, not unlimited.
+#[tokio::test]
+async fn a_currency_the_token_leaves_out_keeps_the_configured_limit() {
+    let (_sandbox, app) = sandbox_and_app_with(|mut o| {
+        o.refund_max = Some(Limit::PerCurrency([("usd".to_owned(), 1000)].into()));
+        o
+    })
+    .await;
+    let euros_only = token("dana", Some(json!({"eur": 5000})), None);
+    refused(
+        &refund(&app, &euros_only, "ps_usd_1001", 9000, "usd").await,
+        "over_agent_limit",
+        1000,
+        "usd",
+    );
+}
+
 #[tokio::test]
 async fn a_daily_limit_counts_the_agents_refunds_of_this_utc_day_only() {
     let (sandbox, app) = sandbox_and_app().await;

@@ -211,3 +211,36 @@ async fn the_history_tells_who_asked_for_what_and_what_happened() {
     );
     assert_eq!(history[2]["state"], "accepted");
 }
+
+/// A ticket lives a few minutes; the agent token it was taken with may expire before it is
+/// used. Such a ticket opens nothing (the widget renews its token and asks for another), and
+/// is not used up by trying.
+#[tokio::test]
+async fn a_ticket_whose_agent_token_has_expired_opens_no_stream() {
+    let app = spawn_app("http://127.0.0.1:9").await;
+    let keys = proxy::auth::TokenKeys::new(&signing::Secret::new(TOKEN_SECRET));
+    let now = proxy::auth::now_secs();
+    let ticket = |until: i64| {
+        keys.mint_claims(&proxy::auth::Claims {
+            sub: "alice".into(),
+            iat: Some(now - 60),
+            exp: now + 240,
+            jti: Some(format!("ticket-{until}")),
+            session_id: Some("ps_usd_1001".into()),
+            scope: Some("events".into()),
+            until: Some(until),
+            ..proxy::auth::Claims::default()
+        })
+    };
+    let url = |ticket: &str| app.url(&format!("/api/payments/ps_usd_1001/events?ticket={ticket}"));
+    let expired = ticket(now - 1);
+    let (status, body) = read(app.client.get(url(&expired)).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("token_expired"))
+    );
+    // One whose token is still valid opens.
+    let valid = ticket(now + 120);
+    let stream = app.client.get(url(&valid)).send().await.unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+}
