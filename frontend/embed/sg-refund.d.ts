@@ -127,7 +127,7 @@ export interface SettledDetail extends SubmittedDetail {
 export interface ErrorDetail {
   session: string;
   /**
-   * The proxy's error code (`exceeds_remaining`, `unauthenticated`, …, listed in the README),
+   * The proxy's error code (`exceeds_remaining`, `unauthenticated`, …, listed in `docs/CONTRACTS.md`),
    * or `network` (no answer), `bad_response`, `token_unavailable` (`fetchToken` rejected).
    */
   code: string;

@@ -168,10 +168,6 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
             "The refund service failed. Try again; if it persists, contact support.",
             "Ошибка в сервисе возвратов. Попробуйте снова; если повторится, обратитесь в поддержку.",
         ),
-        Unavailable => (
-            "The refund service is temporarily unavailable. Try again in a minute.",
-            "Сервис возвратов временно недоступен. Попробуйте через минуту.",
-        ),
         OverAgentLimit => (
             "This is more than you may refund at once.",
             "Это больше, чем вам можно вернуть за раз.",

@@ -89,9 +89,6 @@ pub enum ApiError {
     /// 500 `internal`; the detail is logged, not sent.
     #[error("something went wrong; it has been logged")]
     Internal(String),
-    /// 503 `unavailable`; the detail is logged, not sent.
-    #[error("the refund ledger is unavailable")]
-    Unavailable(String),
     /// 503 `ledger_unavailable`: the ledger cannot write (disk full, read-only, I/O error), so
     /// nothing is sent to Smart Glocal and nothing is acknowledged; the detail is logged.
     #[error(
@@ -175,7 +172,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         UpstreamUnavailable | UpstreamBadResponse => StatusCode::BAD_GATEWAY,
         UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        Unavailable | LedgerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        LedgerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -211,7 +208,6 @@ impl ApiError {
             ApiError::Replayed(code, _) => *code,
             ApiError::SignatureInvalid => ErrorCode::SignatureInvalid,
             ApiError::Internal(_) => ErrorCode::Internal,
-            ApiError::Unavailable(_) => ErrorCode::Unavailable,
             ApiError::LedgerUnavailable(_) => ErrorCode::LedgerUnavailable,
         }
     }
@@ -250,9 +246,7 @@ impl IntoResponse for ApiError {
         let code = self.code();
         let status = status_of(code);
         match &self {
-            ApiError::Internal(detail)
-            | ApiError::Unavailable(detail)
-            | ApiError::LedgerUnavailable(detail) => {
+            ApiError::Internal(detail) | ApiError::LedgerUnavailable(detail) => {
                 tracing::error!(code = %code.name(), ?detail, "request failed")
             }
             // Quoted and escaped (`?`): serde's text echoes the body, and a line break in it

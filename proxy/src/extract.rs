@@ -37,6 +37,30 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// [`ApiJson`], or `T::default()` for a request with no body at all (none announced, or an
+/// empty one): for bodies whose every field is optional, such as an approval's note.
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        use axum::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+        let headers = req.headers();
+        let length = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok());
+        let bodiless = match length {
+            Some(length) => length.trim() == "0",
+            None => !headers.contains_key(TRANSFER_ENCODING),
+        };
+        if bodiless {
+            return Ok(OptionalJson(T::default()));
+        }
+        ApiJson::from_request(req, state)
+            .await
+            .map(|ApiJson(value)| OptionalJson(value))
+    }
+}
+
 /// What serde_json itself said of a body (without axum's words and the field's path), read
 /// from the rejection's source; `None` if it is not there.
 fn serde_message(rejection: &JsonDataError) -> Option<String> {

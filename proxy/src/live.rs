@@ -62,6 +62,8 @@ pub struct Live(Arc<Inner>);
 struct Inner {
     /// One channel per payment that has a stream open.
     channels: Mutex<HashMap<SessionId, broadcast::Sender<Arc<LiveEvent>>>>,
+    /// The proxy is stopping: every stream has ended, and a new one ends at once.
+    closed: std::sync::atomic::AtomicBool,
     streams: AtomicUsize,
     metrics: Arc<Metrics>,
 }
@@ -70,6 +72,7 @@ impl Live {
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Self(Arc::new(Inner {
             channels: Mutex::new(HashMap::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
             streams: AtomicUsize::new(0),
             metrics,
         }))
@@ -114,16 +117,31 @@ impl Live {
         self.channels().get(session).cloned()
     }
 
+    /// Ends every event stream, and any opened from now on, at once: for a stop. Streams never
+    /// end by themselves, so a stop would otherwise wait out its whole drain for them (and a
+    /// supervisor's grace period, shorter, would kill the proxy before its ledger closed).
+    /// The widget reconnects to another proxy, or to this one restarted, and replays from its
+    /// `Last-Event-ID`.
+    pub fn close_all(&self) {
+        let mut channels = self.channels();
+        self.0.closed.store(true, Ordering::SeqCst);
+        // Every sender gone: each receiver hears `Closed` once it has read what was sent.
+        channels.clear();
+    }
+
     /// The events of `session` from now on, for as long as the subscription lives.
     pub fn subscribe(&self, session: &SessionId) -> Subscription {
-        let receiver = self
-            .channels()
-            .entry(session.clone())
-            .or_insert_with(|| broadcast::channel(CAPACITY).0)
-            .subscribe();
+        let mut channels = self.channels();
+        let receiver = (!self.0.closed.load(Ordering::SeqCst)).then(|| {
+            channels
+                .entry(session.clone())
+                .or_insert_with(|| broadcast::channel(CAPACITY).0)
+                .subscribe()
+        });
+        drop(channels);
         self.0.streams.fetch_add(1, Ordering::Relaxed);
         Subscription {
-            receiver: Some(receiver),
+            receiver,
             session: session.clone(),
             live: self.clone(),
         }

@@ -302,11 +302,7 @@ async fn send(
         Err(UpstreamError::Rejected(_) | UpstreamError::Unreachable(_))
     );
     match settle(state, session, row, refunds_before, outcome).await {
-        Err(
-            ApiError::LedgerUnavailable(detail)
-            | ApiError::Unavailable(detail)
-            | ApiError::Internal(detail),
-        ) if maybe_made => {
+        Err(ApiError::LedgerUnavailable(detail) | ApiError::Internal(detail)) if maybe_made => {
             // The attempt stays `pending` in the ledger; reconciliation settles it from Smart
             // Glocal's record once the ledger can write (`reconcile`), and the webhook too.
             tracing::error!(attempt_id = ?row.attempt_id, %detail, "the refund was sent but its outcome could not be recorded; reconciliation will record it");

@@ -6,8 +6,9 @@
 //! stays open as long as the agent watches.
 //!
 //! Each connection shares the router (an `Arc` clone), and a stop signal ends the loop, lets
-//! requests in flight finish for up to [`DRAIN`], then closes what is left (event streams
-//! never end by themselves; the widget reconnects and replays from its `Last-Event-ID`).
+//! requests in flight finish for up to [`DRAIN`], then closes what is left. The proxy's own
+//! event streams, which never end by themselves, end as the stop begins ([`run_until`]); the
+//! widget reconnects and replays from its `Last-Event-ID`.
 //! Connections run in a [`JoinSet`], so "closes" is true: a stopped server (in-process, as in
 //! the tests and the e2e stack) leaves no connection task behind holding the app's state.
 
@@ -139,6 +140,12 @@ pub async fn run_until(
         None => None,
     };
     tracing::info!(address = %listener.local_addr()?, project = %state.config.project, "proxy listening");
+    // Stopping ends the event streams first: requests in flight then drain in moments.
+    let live = state.live.clone();
+    let shutdown = async move {
+        shutdown.await;
+        live.close_all();
+    };
     // Each connection shares the router; see `serve` for the header read timeout.
     serve(
         listener,

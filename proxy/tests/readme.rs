@@ -71,3 +71,38 @@ fn the_readme_replicas_configuration_is_postgres_and_never_shows_its_password() 
         std::time::Duration::from_millis(2000)
     );
 }
+
+/// `docs/CONTRACTS.md` lists every error code the proxy answers with, each with its status:
+/// a code added, removed or moved to another status changes the list too.
+#[test]
+fn the_contracts_list_every_error_code_with_its_status() {
+    use strum::IntoEnumIterator;
+    let contracts =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CONTRACTS.md"))
+            .expect("docs/CONTRACTS.md is readable");
+    let listed: Vec<&str> = contracts
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .collect();
+    for code in shared::api::ErrorCode::iter() {
+        let row = format!(
+            "| `{}` | {} |",
+            code.name(),
+            proxy::error::status_of(code).as_u16()
+        );
+        assert!(
+            listed.iter().any(|line| line.starts_with(&row)),
+            "docs/CONTRACTS.md has no row `{row}`"
+        );
+    }
+    let codes = shared::api::ErrorCode::iter().count();
+    let rows = listed
+        .iter()
+        .filter(|line| {
+            line.split('|')
+                .nth(2)
+                .is_some_and(|s| s.trim().parse::<u16>().is_ok())
+        })
+        .count();
+    assert_eq!(rows, codes, "a row in docs/CONTRACTS.md names no code");
+}

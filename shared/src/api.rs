@@ -194,8 +194,6 @@ pub enum ErrorCode {
 
     /// Anything else; the detail is in the proxy's log. 500.
     Internal,
-    /// Storage unreachable. 503.
-    Unavailable,
     /// The ledger cannot record anything right now (disk full, read-only, I/O error): nothing
     /// was sent to Smart Glocal, so trying again later is safe. 503.
     LedgerUnavailable,

@@ -65,8 +65,8 @@ fn main() -> ExitCode {
     // A bad argument: clap's message and usage on stderr, exit code 2 (`--help`: 0).
     let cli = Cli::parse();
     let result = match cli.command {
-        Task::Setup { browser } => setup::run(browser),
-        Task::Widget => setup::run(false).and_then(|_| widget::build_release().map(|_| ())),
+        Task::Setup { browser } => setup::run(browser, true),
+        Task::Widget => setup::run(false, false).and_then(|_| widget::build_release().map(|_| ())),
         Task::Demo(args) => stack::demo(args),
         Task::Test => test(),
         Task::Bench { no_widget, smoke } => bench(no_widget, smoke),
@@ -101,7 +101,7 @@ pub fn stage<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
 /// API suite once more on PostgreSQL, then the widget's `wasm-bindgen-test` suite in headless
 /// Chromium.
 fn test() -> Result {
-    stage("setup", || setup::run(true))?;
+    stage("setup", || setup::run(true, true))?;
     stage("widget release build", || {
         widget::build_release().map(|_| ())
     })?;
@@ -165,7 +165,7 @@ fn fuzz(seconds: u64) -> Result {
 
 fn bench(no_widget: bool, smoke: bool) -> Result {
     if !no_widget {
-        stage("setup", || setup::run(true))?;
+        stage("setup", || setup::run(true, true))?;
         stage("widget release build", || {
             widget::build_release().map(|_| ())
         })?;

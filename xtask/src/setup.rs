@@ -148,7 +148,10 @@ fn wasm_bindgen_in(lock: &cargo_lock::Lockfile) -> Result<String> {
     }
 }
 
-pub fn run(browser: bool) -> Result {
+/// Installs what is missing: the widget's toolchain always; PostgreSQL's server where
+/// `postgres` (the tests, the demo's replicas); Chromium and the browser tests' tools where
+/// `browser`.
+pub fn run(browser: bool, postgres: bool) -> Result {
     stage("wasm32 target", || {
         ensure_rustup("target", "wasm32-unknown-unknown")
     })?;
@@ -177,7 +180,9 @@ pub fn run(browser: bool) -> Result {
         "host examples: React, Vue, esbuild, TypeScript (npm ci)",
         ensure_host_examples,
     )?;
-    stage("PostgreSQL server (Debian)", ensure_postgres)?;
+    if postgres {
+        stage("PostgreSQL server (Debian)", ensure_postgres)?;
+    }
     if browser {
         stage(
             "Chromium, chromedriver and openssl (Debian)",
@@ -375,11 +380,37 @@ fn ensure_postgres() -> Result {
         .map_err(|e| format!("postgresql installed, yet: {e}"))
 }
 
+/// `apt-get install` of `packages`: as root, or through `sudo` for anyone else.
 fn apt_install(packages: &[&str]) -> Result {
-    run_cmd("apt-get", &["update", "-q"], &[])?;
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+    let sudo = !root;
+    if sudo && !on_path("sudo") {
+        return Err(format!(
+            "installing Debian packages ({}) needs root: run this as root, or where `sudo` \
+             works, or install them yourself",
+            packages.join(", ")
+        ));
+    }
+    let apt = |args: &[&str], envs: &[(&str, &str)]| {
+        if sudo {
+            // `sudo` drops the environment: the settings go on apt-get's command line.
+            let settings: Vec<String> = envs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let mut line = vec!["env"];
+            line.extend(settings.iter().map(String::as_str));
+            line.push("apt-get");
+            line.extend_from_slice(args);
+            run_cmd("sudo", &line, &[])
+        } else {
+            run_cmd("apt-get", args, envs)
+        }
+    };
+    apt(&["update", "-q"], &[])?;
     let mut args = vec!["install", "-y", "-q"];
     args.extend_from_slice(packages);
-    run_cmd("apt-get", &args, &[("DEBIAN_FRONTEND", "noninteractive")])
+    apt(&args, &[("DEBIAN_FRONTEND", "noninteractive")])
 }
 
 #[cfg(test)]

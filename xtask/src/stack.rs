@@ -188,7 +188,8 @@ pub fn demo(args: DemoArgs) -> Result {
     check_ports(&ports)?;
     check_replica_port(&options)?;
     if options.build {
-        stage("setup", || setup::run(false))?;
+        // PostgreSQL's server only for the replicas: the plain demo keeps its ledgers in SQLite.
+        stage("setup", || setup::run(false, options.replicas > 1))?;
         stage("widget release build", || {
             widget::build_release().map(|_| ())
         })?;

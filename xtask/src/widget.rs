@@ -61,7 +61,7 @@ pub const BUDGET_GZIP_BYTES: u64 = 137 * 1024 + 640;
 
 /// The standard library compiled from source with the widget, at its size settings, instead of
 /// linked precompiled (built for speed, with panic messages and their formatting). Cargo's
-/// `build-std` is unstable; `RUSTC_BOOTSTRAP` lets the pinned stable toolchain use it, for this
+/// `build-std` is unstable; `RUSTC_BOOTSTRAP` lets the stable toolchain (1.95, the workspace's `rust-version`) use it, for this
 /// build only (Firefox builds the same way). What it saves is in `docs/WIDGET-SIZE.md`.
 pub const BUILD_STD_ENV: [(&str, &str); 2] = [
     ("RUSTC_BOOTSTRAP", "1"),

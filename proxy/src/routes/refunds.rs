@@ -10,7 +10,7 @@ use shared::api::{ApprovalDecision, RefundSubmission, RefundView};
 
 use crate::error::ApiError;
 use crate::extract::Agent;
-use crate::extract::{ApiJson, AttemptPath, SessionPath};
+use crate::extract::{ApiJson, AttemptPath, OptionalJson, SessionPath};
 use crate::refund_flow::{self, Decision};
 use crate::state::AppState;
 
@@ -47,7 +47,7 @@ async fn decide(
     State(state): State<AppState>,
     agent: Agent,
     AttemptPath(session, attempt): AttemptPath,
-    ApiJson(body): ApiJson<ApprovalDecision>,
+    OptionalJson(body): OptionalJson<ApprovalDecision>,
 ) -> Result<(StatusCode, Json<RefundView>), ApiError> {
     agent.authorize(&session)?;
     let (status, view) =

@@ -294,12 +294,17 @@ impl TestApp {
         body
     }
 
-    /// Stops gracefully and starts again on the same ledger file and options.
-    pub async fn restart(mut self) -> TestApp {
+    /// Stops gracefully, as on SIGTERM, and waits until it has.
+    pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         let _ = (&mut self.server).await;
+    }
+
+    /// Stops gracefully and starts again on the same ledger file and options.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
         spawn_on(
             self.options.clone(),
             self.database.clone(),

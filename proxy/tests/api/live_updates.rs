@@ -244,3 +244,28 @@ async fn a_ticket_whose_agent_token_has_expired_opens_no_stream() {
     let stream = app.client.get(url(&valid)).send().await.unwrap();
     assert_eq!(stream.status(), StatusCode::OK);
 }
+
+/// A stop (SIGTERM) does not wait out its drain for event streams, which never end by
+/// themselves: they end at once, the widget reconnecting elsewhere, and the proxy is done in
+/// moments (a supervisor's grace period, shorter than the drain, would otherwise kill it
+/// before its ledger closed).
+#[tokio::test]
+async fn a_stop_ends_the_event_streams_at_once() {
+    let mut app = spawn_app("http://127.0.0.1:9").await;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        streams.push(app.open_events("ps_usd_1001").await);
+    }
+    let started = std::time::Instant::now();
+    app.stop().await;
+    let took = started.elapsed();
+    assert!(
+        took < proxy::serve::DRAIN / 2,
+        "the stop took {took:?} with streams open"
+    );
+    for stream in streams {
+        // The stream's body ends (the read finishes rather than waiting for ever).
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.bytes()).await;
+        assert!(read.is_ok(), "the stream is still open after the stop");
+    }
+}
