@@ -173,6 +173,13 @@ async fn decide_and_send(
         }
     };
     if let Some(row) = twin? {
+        // Still `pending` while this holds the payment's lock: no one is sending it. Its
+        // attempt was recorded but not its outcome (the ledger failed after the call went
+        // out, or before it and the answer said nothing was sent): whether Smart Glocal has
+        // it is not known until reconciliation asks. Said so (202), not "already submitted".
+        if row.state == RefundState::Pending && row.request_hash.as_deref() == Some(hash) {
+            return Ok((StatusCode::ACCEPTED, row.view()));
+        }
         return replay(&row, hash);
     }
     let (upstream, view) = match viewed {

@@ -344,6 +344,24 @@ impl Ledger {
                 .test_before_acquire(true)
         };
         let pool = options()
+            // A commit is on disk when it returns: an attempt must be before its refund is
+            // sent, a webhook before its 200. A database or role set to
+            // `synchronous_commit = off` would answer first and could lose both in a crash;
+            // stronger settings (`remote_apply`…) are kept as they are.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    let (setting,): (String,) =
+                        sqlx::query_as("SELECT current_setting('synchronous_commit')")
+                            .fetch_one(&mut *conn)
+                            .await?;
+                    if setting == "off" {
+                        sqlx::query("SET synchronous_commit = on")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(target.options.clone().options(KEEPALIVES))
             .await?;
         let lock_pool = options().connect_lazy_with(lock_options(target));
@@ -520,6 +538,7 @@ impl Ledger {
         };
         if due {
             let mut tx = self.write().await?;
+            tx.proves_writable();
             let beat = sql::Sql::new(
                 "INSERT INTO heartbeat (id, at) VALUES (1, ?)
                  ON CONFLICT (id) DO UPDATE SET at = excluded.at",
@@ -672,6 +691,37 @@ impl RefundRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The throwaway cluster the tests start runs with `synchronous_commit = off` (tests need
+    /// no disk): the ledger's own sessions still commit to disk before they answer.
+    #[tokio::test]
+    async fn postgres_sessions_commit_to_disk_whatever_the_databases_setting() {
+        let cluster = testkit::postgres::shared().expect("a throwaway PostgreSQL");
+        let url = cluster.fresh_database().expect("a fresh database");
+        let database = Database::parse(&url, 2, Duration::from_secs(5)).unwrap();
+        let ledger = Ledger::connect(&database).await.unwrap();
+        let (default,): (String,) =
+            sqlx::query_as("SELECT setting FROM pg_settings WHERE name = 'synchronous_commit'")
+                .fetch_one(
+                    &mut <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                        .await
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+        assert_eq!(
+            default, "off",
+            "the cluster's own setting, which the ledger must not keep"
+        );
+        let setting: String = ledger
+            .read()
+            .fetch_one(&sql::Sql::new(
+                "SELECT current_setting('synchronous_commit')",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(setting, "on");
+    }
 
     /// The value of `PRAGMA {name}` on the connection behind `exec`.
     async fn pragma(exec: Exec<'_>, name: &'static str) -> i64 {

@@ -51,7 +51,9 @@ pub fn is_busy(error: &sqlx::Error) -> bool {
 ///
 /// On PostgreSQL: the SQLSTATE classes of a lost or refused connection (`08`), of resources
 /// (`53`: disk full, out of memory, too many connections), of a server shutting down or
-/// starting (`57`), and of the server's own I/O (`58`).
+/// starting (`57`), and of the server's own I/O (`58`); and a database that refuses writes,
+/// as SQLite's `READONLY` and `PERM` are: `25006` (read-only: a standby after a failover,
+/// `default_transaction_read_only`) and `42501` (the role may not write).
 pub fn is_storage_fault(error: &sqlx::Error) -> bool {
     use libsqlite3_sys as c;
     match error {
@@ -60,7 +62,8 @@ pub fn is_storage_fault(error: &sqlx::Error) -> bool {
                 let code = pg.code();
                 return ["08", "53", "57", "58"]
                     .iter()
-                    .any(|class| code.starts_with(class));
+                    .any(|class| code.starts_with(class))
+                    || ["25006", "42501"].contains(&code);
             }
             let Some(code) = db.code().and_then(|code| code.parse::<i32>().ok()) else {
                 return false;
@@ -195,6 +198,9 @@ pub(super) struct WriteTx<'a> {
     /// PostgreSQL: this process's turn to write. Writers queue here, not on the database's
     /// lock, so a burst of writes holds one pooled connection, not one each.
     _turn: Option<tokio::sync::MutexGuard<'a, ()>>,
+    /// What this transaction writes proves the ledger can write (the probe's heartbeat):
+    /// its commit ends a storage fault even with nothing in its journal.
+    proves_writable: bool,
 }
 
 impl Drop for WriteTx<'_> {
@@ -235,6 +241,7 @@ impl<'a> WriteTx<'a> {
             held: Some(held),
             ledger,
             _turn: turn,
+            proves_writable: false,
         };
         let begun = match tx.held.as_mut() {
             // IMMEDIATE: the write lock is taken now, so a busy database fails here, before
@@ -325,7 +332,12 @@ impl<'a> WriteTx<'a> {
         if let Err(error) = committed {
             return Err(self.discard(error).await);
         }
-        health.ok();
+        // A commit that wrote history lines (or the probe's heartbeat) ends a storage fault.
+        // One that changed nothing proves nothing: on a full disk an empty transaction
+        // commits as well, and the ledger would be declared recovered, over and over.
+        if self.proves_writable || !statements.is_empty() {
+            health.ok();
+        }
         match self.held.take() {
             Some(Held::Sqlite(held)) => {
                 // Still holding the only writer connection: no later commit can publish first.
@@ -345,6 +357,11 @@ impl<'a> WriteTx<'a> {
             None => {}
         }
         Ok(value)
+    }
+
+    /// This transaction's write proves the ledger writes (see `proves_writable`).
+    pub(super) fn proves_writable(&mut self) {
+        self.proves_writable = true;
     }
 
     /// After a failed statement, `BEGIN` or `COMMIT`: rolls back, and closes the connection
@@ -591,6 +608,15 @@ mod tests {
         assert!(super::is_storage_fault(&error), "{error}");
         assert!(!ledger.health().is_writable());
         assert_eq!(ledger.health().counts().faults, 1);
+        // A transaction that writes nothing commits on a full disk too: it proves nothing
+        // (reconciliation re-applying a state unchanged would declare a recovery each time).
+        let tx = ledger.write().await.unwrap();
+        tx.finish(Entries::default(), Ok(())).await.unwrap();
+        assert!(
+            !ledger.health().is_writable(),
+            "an empty commit is no recovery"
+        );
+        assert_eq!(ledger.health().counts().recoveries, 0);
         assert!(
             ledger.probe().await.is_ok(),
             "a fresh writer connection can write"

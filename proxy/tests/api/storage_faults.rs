@@ -153,11 +153,16 @@ impl Agent {
 
     /// A partial refund of USD 10.00 on `session`.
     async fn refund(&self, session: &str) -> (StatusCode, Value) {
+        self.refund_keyed(session, &fresh_key()).await
+    }
+
+    /// The same, under idempotency key `key`.
+    async fn refund_keyed(&self, session: &str, key: &str) -> (StatusCode, Value) {
         let response = self
             .client
             .post(format!("{}/api/payments/{session}/refunds", self.base))
             .bearer_auth(&self.token)
-            .json(&submission(Some(1000), "usd", &fresh_key()))
+            .json(&submission(Some(1000), "usd", key))
             .send()
             .await
             .unwrap();
@@ -402,7 +407,8 @@ async fn a_refund_sent_before_the_ledger_stops_writing_is_unknown_not_unsent() {
     sandbox
         .inject(FaultRequest::new(Fault::Delay { ms: 1500 }).on(FaultRoute::Refund))
         .await;
-    let refund = agent.refund(&sessions[0]);
+    let key = fresh_key();
+    let refund = agent.refund_keyed(&sessions[0], &key);
     // Frozen once the attempt is recorded `pending` (and so being sent): Smart Glocal holds its
     // answer 1.5 s from then.
     let freeze = async {
@@ -423,6 +429,13 @@ async fn a_refund_sent_before_the_ledger_stops_writing_is_unknown_not_unsent() {
     assert_eq!(status, StatusCode::ACCEPTED, "{view}");
     assert_eq!(view["state"], "unknown", "{view}");
     assert!(view["attempt_id"].is_string(), "{view}");
+    // The agent confirms again (the widget keeps the key after no clear answer): the attempt
+    // is still `pending` in the ledger, being sent by no one. Its outcome is not known, and
+    // the answer says so (202), not "already submitted"; nothing more is sent.
+    let (status, again) = agent.refund_keyed(&sessions[0], &key).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(again["attempt_id"], view["attempt_id"], "{again}");
+    assert_eq!(refunds_at_smart_glocal(&sandbox, &sessions).await.len(), 1);
 
     chattr("-i", &files);
     eventually(30, "the refund recorded and settled", || {
@@ -472,4 +485,59 @@ async fn a_final_webhook_lost_during_a_fault_is_recovered_from_smart_glocal() {
     })
     .await;
     proxy.stop();
+}
+
+/// On PostgreSQL, a database that refuses writes (a standby after a failover answers
+/// `read_only_sql_transaction`) is a storage fault as a read-only SQLite file is: `503
+/// ledger_unavailable`, nothing sent, `/readyz` says so, and it recovers by itself.
+#[tokio::test]
+async fn a_postgres_ledger_that_refuses_writes_is_unavailable_and_nothing_is_sent() {
+    if !on_postgres() {
+        eprintln!("PostgreSQL only: SQLite's read-only file is the test above");
+        return;
+    }
+    let (sandbox, app) = sandbox_and_app().await;
+    let ledger = LedgerSql::open(&app).await;
+    ledger
+        .execute(
+            "CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'read-only' USING ERRCODE = '25006'; END $$",
+        )
+        .await;
+    for table in ["refunds", "heartbeat"] {
+        ledger
+            .execute(&format!(
+                "CREATE TRIGGER refuse_writes BEFORE INSERT OR UPDATE ON {table}
+                 FOR EACH ROW EXECUTE FUNCTION refuse_writes()"
+            ))
+            .await;
+    }
+    let (status, body) = app
+        .refund("ps_usd_1001", &submission(Some(1000), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "ledger_unavailable", "{body}");
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 0);
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    for table in ["refunds", "heartbeat"] {
+        ledger
+            .execute(&format!("DROP TRIGGER refuse_writes ON {table}"))
+            .await;
+    }
+    eventually(10, "the ledger writes again", || async {
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == StatusCode::OK
+    })
+    .await;
+    let (status, body) = app
+        .refund("ps_usd_1001", &submission(Some(1000), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }
