@@ -52,6 +52,12 @@ function load() {
         enumerable: true,
         get: () => (own[name] ? noted[name] : undefined),
         set: (f) => {
+          if (own[name]) {
+            // A host's own assignment (a wrapper of ours, say) after the widget's: a plain
+            // property from now on, holding what the host gave.
+            Object.defineProperty(api, name, { value: f, writable: true, configurable: true, enumerable: true });
+            return;
+          }
           own[name] = f;
           if (own.mount && own.unmount) widget = own;
         },

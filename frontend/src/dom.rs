@@ -34,6 +34,16 @@ pub fn locale_for(data_lang: Option<String>) -> Locale {
     tag.map(|t| Locale::from_tag(&t)).unwrap_or_default()
 }
 
+/// Whether the keyboard may be moved into the widget after an answer came: it is nowhere the
+/// agent chose (the page's body, the control just used having gone), not in a field of the
+/// host's or another of the widget's they moved to meanwhile.
+pub fn focus_is_free() -> bool {
+    let active = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.active_element());
+    active.is_none_or(|e| e.tag_name() == "BODY" || !e.is_connected())
+}
+
 /// Records `sg-refund:interactive` once per page (the first widget to get there).
 pub fn mark_interactive() {
     let Some(performance) = web_sys::window().and_then(|w| w.performance()) else {

@@ -102,6 +102,7 @@ fn is_mounted(element: &Element) -> bool {
 }
 
 fn mount_element(element: &HtmlElement, on_expired: Option<js_sys::Function>) {
+    style::install();
     let attribute = |name: &str| element.get_attribute(name).filter(|v| !v.trim().is_empty());
     let locale = dom::locale_for(attribute("data-lang"));
     let proxy = attribute("data-proxy").unwrap_or_else(page_origin);

@@ -55,6 +55,16 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
         if bodiless {
             return Ok(OptionalJson(T::default()));
         }
+        // A body of unknown length (chunked) may still turn out empty.
+        let (parts, body) = req.into_parts();
+        let bytes =
+            axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+                .await
+                .map_err(bytes_rejection)?;
+        if bytes.is_empty() {
+            return Ok(OptionalJson(T::default()));
+        }
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         ApiJson::from_request(req, state)
             .await
             .map(|ApiJson(value)| OptionalJson(value))

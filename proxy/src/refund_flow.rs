@@ -178,7 +178,9 @@ async fn decide_and_send(
         // out, or before it and the answer said nothing was sent): whether Smart Glocal has
         // it is not known until reconciliation asks. Said so (202), not "already submitted".
         if row.state == RefundState::Pending && row.request_hash.as_deref() == Some(hash) {
-            return Ok((StatusCode::ACCEPTED, row.view()));
+            let mut view = row.view();
+            view.state = RefundState::Unknown;
+            return Ok((StatusCode::ACCEPTED, view));
         }
         return replay(&row, hash);
     }
@@ -465,7 +467,7 @@ pub async fn decide(
                     &session,
                     &row,
                     &format!("approved by {who}{said}"),
-                    &agent.name,
+                    &agent,
                 )
                 .await
             }
@@ -479,7 +481,7 @@ async fn approve_and_send(
     session: &SessionId,
     row: &RefundRow,
     detail: &str,
-    approver: &str,
+    approver: &Agent,
 ) -> Result<Answer, ApiError> {
     let (upstream, view) = fresh_view(state, session).await?;
     // What remains now decides: the payment may have been refunded while this waited. An
@@ -501,7 +503,12 @@ async fn approve_and_send(
     let refunds_before: Vec<String> = payment.refunds.iter().map(|r| r.id.to_string()).collect();
     match state
         .ledger
-        .approve(row.key, &refunds_before, detail)
+        .approve(
+            row.key,
+            &refunds_before,
+            detail,
+            (&approver.name, approver.issued_at),
+        )
         .await?
     {
         Approved::Pending(row) => {
@@ -511,10 +518,11 @@ async fn approve_and_send(
                 &row,
                 payment.amount_details.into(),
                 &refunds_before,
-                Some(approver),
+                Some(&approver.name),
             )
             .await
         }
+        Approved::Revoked => Err(ApiError::TokenRevoked),
         Approved::InFlight => Err(ApiError::RefundInFlight),
         Approved::NotAwaiting(_) => Err(ApiError::Rule(ErrorCode::NotAwaitingApproval)),
     }

@@ -452,9 +452,11 @@ impl PaymentView {
         own.saturating_add(amount.amount) > above
     }
 
-    /// What may be refunded now: what remains where a refund can be asked for, else nothing.
+    /// What may be refunded now: what remains where a refund can be asked for, else nothing
+    /// (partial refunds off and part already refunded: the rest cannot be asked for either).
     pub fn refundable_now(&self) -> Money {
-        if self.refundable() {
+        let partly = !self.partial_refunds_allowed && self.refunded() > 0;
+        if self.refundable() && !partly {
             self.remaining()
         } else {
             Money::new(0, self.amount.currency)

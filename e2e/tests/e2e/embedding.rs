@@ -859,7 +859,11 @@ fn removing_the_token_property_hands_the_element_back_to_fetch_token() {
         ctx.client
             .goto(&stack.page_url("/examples/element/", ""))
             .await?;
-        init_with_demo_token(&ctx, "{}").await?;
+        init_with_demo_token(
+            &ctx,
+            "{ fetchToken: () => { window.fetched = (window.fetched || 0) + 1; return demoToken(); } }",
+        )
+        .await?;
         let script = r#"
             const [session, done] = arguments;
             import("/examples/shared/demo-backend.js")
@@ -875,14 +879,24 @@ fn removing_the_token_property_hands_the_element_back_to_fetch_token() {
         assert_eq!(added, Value::Bool(true));
         let widget = Widget::new(&ctx.client, id);
         widget.wait_loaded().await?;
+        // The host's own token signed it in so far: fetchToken was never asked.
+        let asked = ctx
+            .client
+            .execute("return window.fetched || 0;", vec![])
+            .await?;
+        assert_eq!(
+            asked,
+            Value::from(0),
+            "the host's token needed no fetchToken"
+        );
         ctx.client
             .execute("document.querySelector('sg-refund').token = null;", vec![])
             .await?;
         wait_until(
             &ctx,
-            "fetchToken signs the widget in",
+            "fetchToken asked, and its token signs the widget in",
             "const slot = document.querySelector('sg-refund [data-sg-refund]');
-             return !!slot && (slot.getAttribute('data-token') || '').length > 20;",
+             return (window.fetched || 0) >= 1 && !!slot && (slot.getAttribute('data-token') || '').length > 20;",
             vec![],
         )
         .await?;
@@ -980,6 +994,57 @@ fn a_widget_mounted_from_the_ready_event_keeps_its_token_handler_across_the_page
             vec![asked],
         )
         .await?;
+        Ok(())
+    });
+}
+
+/// A host that wraps `sgRefund.mount` with its own function (to log, say) after the code has
+/// loaded gets its wrapper called, and the widget still mounts.
+#[test]
+fn a_host_may_wrap_mount_with_its_own_function() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "15.00", "usd").await?;
+        let id = session.as_str();
+        open_host(
+            &ctx,
+            stack,
+            "/examples/element/",
+            stack
+                .create_payment("demo-project", "16.00", "usd")
+                .await?
+                .as_str(),
+        )
+        .await?;
+        let script = r#"
+            const [session, proxy, token, done] = arguments;
+            window.sgRefund.ready.then(() => {
+              const ours = window.sgRefund.mount;
+              window.wrapped = 0;
+              window.sgRefund.mount = (element, options) => { window.wrapped += 1; ours(element, options); };
+              const slot = document.createElement("div");
+              document.body.append(slot);
+              try {
+                window.sgRefund.mount(slot, { session, proxy, token, lang: "en" });
+                done(window.wrapped);
+              } catch (error) {
+                done(String(error));
+              }
+            });
+        "#;
+        let wrapped = ctx
+            .client
+            .execute_async(
+                script,
+                vec![
+                    id.into(),
+                    Value::from(stack.proxy_for("demo-project")),
+                    Value::from(stack.token(Duration::from_secs(600))),
+                ],
+            )
+            .await?;
+        assert_eq!(wrapped, Value::from(1), "the host's wrapper ran once");
+        Widget::new(&ctx.client, id).wait_loaded().await?;
         Ok(())
     });
 }

@@ -84,7 +84,8 @@ fn after_try_again_the_keyboard_stays_in_the_widget() {
             .inject(
                 FaultRequest::new(Fault::Http500)
                     .on(FaultRoute::Status)
-                    .times(5),
+                    // Plenty: the shared stack's reconciliation may take some meanwhile.
+                    .times(100),
             )
             .await?;
         let button = format!(

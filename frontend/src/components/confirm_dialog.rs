@@ -38,10 +38,14 @@ pub fn ConfirmDialog(
         }
     });
     let on_keydown = move |ev: web_sys::KeyboardEvent| {
-        if ev.key() == "Escape" && !busy.get_untracked() {
-            // The widget's Escape: a host's dialog around it does not close as well.
+        if ev.key() != "Escape" {
+            return;
+        }
+        // The widget's Escape, even while the refund is on its way: a host's dialog around it
+        // does not close as well (taking the widget with it mid-refund).
+        ev.stop_propagation();
+        if !busy.get_untracked() {
             ev.prevent_default();
-            ev.stop_propagation();
             on_cancel.run(());
         }
     };

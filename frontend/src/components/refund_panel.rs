@@ -357,6 +357,9 @@ fn focus_within(root: NodeRef<html::Div>, testid: &'static str) {
         let Some(root) = root.try_get_untracked().flatten() else {
             return;
         };
+        if !crate::dom::focus_is_free() {
+            return;
+        }
         if let Ok(Some(el)) = root.query_selector(&format!("[data-testid=\"{testid}\"]")) {
             use wasm_bindgen::JsCast;
             if let Some(el) = el.dyn_ref::<web_sys::HtmlElement>() {

@@ -125,6 +125,9 @@ pub fn RefundWidget(
             if retried.try_update_value(std::mem::take) == Some(true) {
                 request_animation_frame(move || {
                     use wasm_bindgen::JsCast;
+                    if !dom::focus_is_free() {
+                        return;
+                    }
                     let widget = client.host().first_element_child();
                     if let Some(widget) =
                         widget.and_then(|w| w.dyn_into::<web_sys::HtmlElement>().ok())

@@ -131,4 +131,29 @@ async fn escape_closes_the_confirmation_and_nothing_around_the_widget_hears_it()
         "the confirmation closed"
     );
     assert_eq!(heard.get(), 0, "the host heard the widget's Escape");
+
+    // While the refund is on its way, Escape closes nothing, the host's dialog included.
+    let never: Submit = Rc::new(|_| Box::pin(std::future::pending()));
+    let panel = mount_panel(payment(1_000, "usd", true), Locale::En, never);
+    panel.click(REVIEW_BUTTON);
+    settle().await;
+    panel.click(CONFIRM_BUTTON);
+    settle().await;
+    panel
+        .root
+        .add_event_listener_with_callback("keydown", listener.as_ref().unchecked_ref())
+        .unwrap();
+    let escape =
+        web_sys::KeyboardEvent::new_with_keyboard_event_init_dict("keydown", &init).unwrap();
+    panel.get(CONFIRM_BUTTON).dispatch_event(&escape).unwrap();
+    settle().await;
+    assert!(
+        panel.find(CONFIRM_DIALOG).is_some(),
+        "the refund on its way stays on screen"
+    );
+    assert_eq!(
+        heard.get(),
+        0,
+        "the host heard Escape while the refund was sent"
+    );
 }

@@ -167,3 +167,23 @@ fn the_page_hears_the_code_loaded_with_a_null_detail() {
     assert_eq!(heard.len(), 1);
     assert!(heard[0].is_null(), "{:?}", heard[0]);
 }
+
+/// A host that assigns `document.adoptedStyleSheets` itself (a theme loader, say) drops the
+/// widget's stylesheet with its own; the next widget mounted puts it back.
+#[wasm_bindgen_test]
+fn a_host_that_resets_the_adopted_stylesheets_gets_the_widgets_back_on_the_next_mount() {
+    let document = web_sys::window().unwrap().document().unwrap();
+    frontend::style::install();
+    let adopted = document.adopted_style_sheets();
+    assert_eq!(adopted.length(), 1, "the widget's stylesheet is adopted");
+    document.set_adopted_style_sheets(&js_sys::Array::new());
+    let host: web_sys::HtmlElement = document.create_element("div").unwrap().unchecked_into();
+    document.body().unwrap().append_child(&host).unwrap();
+    frontend::mount(&host, &js_sys::Object::new());
+    assert_eq!(document.adopted_style_sheets().length(), 1, "put back");
+    // Mounting again adds no second copy.
+    frontend::mount(&host, &js_sys::Object::new());
+    assert_eq!(document.adopted_style_sheets().length(), 1);
+    frontend::unmount(&host);
+    host.remove();
+}

@@ -318,6 +318,18 @@ impl Ledger {
     /// connects to PostgreSQL and applies its pending migrations (one replica at a time:
     /// the migrator holds an advisory lock).
     pub async fn connect(database: &Database) -> Result<Self, sqlx::Error> {
+        let ledger = Self::connect_migrated(database).await?;
+        let renamed = ledger.normalise_agent_ids().await?;
+        if renamed > 0 {
+            tracing::info!(
+                renamed,
+                "agent ids in the ledger now trimmed and in lower case, as tokens are read"
+            );
+        }
+        Ok(ledger)
+    }
+
+    async fn connect_migrated(database: &Database) -> Result<Self, sqlx::Error> {
         match database {
             Database::Sqlite(path) => Self::open(path).await,
             Database::Postgres(target) => {

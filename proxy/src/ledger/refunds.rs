@@ -65,6 +65,9 @@ pub enum Approved {
     InFlight,
     /// No longer awaiting approval: the row as it is.
     NotAwaiting(RefundRow),
+    /// The approver's tokens were revoked (at or after the token deciding was issued) while
+    /// the decision was on its way: nothing approved.
+    Revoked,
 }
 
 /// A state change to apply.
@@ -261,10 +264,14 @@ impl Ledger {
         key: i64,
         refunds_before: &[String],
         detail: &str,
+        approver: (&str, i64),
     ) -> Result<Approved, sqlx::Error> {
         let mut tx = self.write().await?;
         let mut journal = Entries::default();
         let result = async {
+            if revoked_in(&mut tx, approver.0, approver.1).await? {
+                return Ok(Approved::Revoked);
+            }
             let row = row_by_key(&mut tx, key).await?;
             if row.state != RefundState::AwaitingApproval {
                 return Ok(Approved::NotAwaiting(row));
@@ -618,6 +625,27 @@ async fn used_today(
     Ok(shared::money::from_stored(used).unwrap_or(u64::MAX))
 }
 
+/// Whether `agent`'s tokens issued at `issued_at` (Unix seconds) are revoked, read inside
+/// the write transaction about to act on one: a `proxy revoke` committed after the request's
+/// own check (while it waited for its payment's lock, or for Smart Glocal) still holds.
+async fn revoked_in(
+    tx: &mut WriteTx<'_>,
+    agent: &str,
+    issued_at: i64,
+) -> Result<bool, sqlx::Error> {
+    let revoked: i64 = tx
+        .exec()
+        .fetch_one(
+            &Sql::new(
+                "SELECT COUNT(*) FROM agent_revocations WHERE agent = ? AND revoked_until >= ?",
+            )
+            .bind(agent)
+            .bind(issued_at),
+        )
+        .await?;
+    Ok(revoked > 0)
+}
+
 /// [`Ledger::insert_attempt`] inside the caller's transaction.
 ///
 /// Without a daily limit to check, the common case is one statement: the idempotency key and
@@ -633,20 +661,8 @@ async fn insert_attempt_in(
     // it: a request awaiting approval would outlive the revocation that closed the agent's
     // others, and one to be sent may have waited minutes for the payment's lock behind a
     // slow Smart Glocal. Neither is recorded.
-    {
-        let revoked: i64 = tx
-            .exec()
-            .fetch_one(
-                &Sql::new(
-                    "SELECT COUNT(*) FROM agent_revocations WHERE agent = ? AND revoked_until >= ?",
-                )
-                .bind(&attempt.agent)
-                .bind(attempt.token_issued_at),
-            )
-            .await?;
-        if revoked > 0 {
-            return Ok(Inserted::Revoked);
-        }
+    if revoked_in(tx, &attempt.agent, attempt.token_issued_at).await? {
+        return Ok(Inserted::Revoked);
     }
     if attempt.daily_limit.is_none() {
         if let Some(row) = insert_row(tx, attempt, now).await? {
@@ -1397,7 +1413,7 @@ mod tests {
             keys.push(row.key);
         }
         let approved = ledger
-            .approve(keys[0], &[], "approved by bob")
+            .approve(keys[0], &[], "approved by bob", ("bob", 0))
             .await
             .unwrap();
         assert!(matches!(approved, Approved::Pending(_)));

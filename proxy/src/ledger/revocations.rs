@@ -103,3 +103,67 @@ impl Ledger {
             .await
     }
 }
+
+impl Ledger {
+    /// Agent ids in the rows that compare them (refunds, revocations) as the proxy names
+    /// agents now, [`crate::auth::agent_id`]: trimmed and in lower case. A ledger written
+    /// before held them as each token spelled them (`Sam@acme.example`), and would no longer
+    /// match the agent's own requests, day or revocation. Done at start, in one transaction;
+    /// nothing to do (one read) once done. The history keeps its lines as written: they are
+    /// hash-chained, and no rule compares them.
+    pub(super) async fn normalise_agent_ids(&self) -> Result<usize, sqlx::Error> {
+        let stale = |ids: Vec<String>| -> Vec<(String, String)> {
+            ids.into_iter()
+                .filter_map(|id| {
+                    let normal = crate::auth::agent_id(&id);
+                    (normal != id).then_some((id, normal))
+                })
+                .collect()
+        };
+        let refunds: Vec<String> = self
+            .read()
+            .fetch_all(&Sql::new(
+                "SELECT DISTINCT agent FROM refunds WHERE agent IS NOT NULL",
+            ))
+            .await?;
+        let revoked: Vec<String> = self
+            .read()
+            .fetch_all(&Sql::new("SELECT agent FROM agent_revocations"))
+            .await?;
+        let (refunds, revoked) = (stale(refunds), stale(revoked));
+        if refunds.is_empty() && revoked.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.write().await?;
+        let later = match tx.engine() {
+            Engine::Sqlite => "MAX",
+            Engine::Postgres => "GREATEST",
+        };
+        let result = async {
+            for (old, new) in &refunds {
+                let rename = Sql::new("UPDATE refunds SET agent = ? WHERE agent = ?")
+                    .bind(new.as_str())
+                    .bind(old.as_str());
+                tx.exec().execute(&rename).await?;
+            }
+            // Two spellings of one agent revoked at different times: the later line holds.
+            for (old, new) in &revoked {
+                let merge = Sql::new(format!(
+                    "INSERT INTO agent_revocations (agent, revoked_until, revoked_at)
+                     SELECT ?, revoked_until, revoked_at FROM agent_revocations WHERE agent = ?
+                     ON CONFLICT (agent) DO UPDATE SET
+                        revoked_until = {later}(agent_revocations.revoked_until, excluded.revoked_until),
+                        revoked_at = {later}(agent_revocations.revoked_at, excluded.revoked_at)"
+                ))
+                .bind(new.as_str())
+                .bind(old.as_str());
+                tx.exec().execute(&merge).await?;
+                let drop = Sql::new("DELETE FROM agent_revocations WHERE agent = ?").bind(old.as_str());
+                tx.exec().execute(&drop).await?;
+            }
+            Ok(refunds.len() + revoked.len())
+        }
+        .await;
+        tx.finish(Entries::default(), result).await
+    }
+}

@@ -464,3 +464,104 @@ async fn the_payment_tells_the_agent_their_limits_and_the_threshold_before_they_
     assert_eq!(approver["viewer"]["can_approve"], true);
     assert!(approver["viewer"].get("refund_max").is_none(), "{approver}");
 }
+
+/// A ledger written before agent ids were read trimmed and in lower case holds them as the
+/// tokens spelled them. The proxy renames them at start, so the rules that compare them
+/// still hold: nobody approves their own request, and a revocation stays in force.
+#[tokio::test]
+async fn agent_ids_an_older_ledger_spelled_otherwise_still_match_their_agent() {
+    let (sandbox, app) = four_eyes(|o| o).await;
+    let attempt = awaiting(&request(&app, &token("sam@acme.example", false, None), 8000).await);
+    let ledger = LedgerSql::open(&app).await;
+    // As the older proxy wrote them: the request under the token's spelling, and a
+    // revocation of olga's tokens (until an hour from now) under another.
+    ledger
+        .execute("UPDATE refunds SET agent = 'Sam@ACME.example'")
+        .await;
+    let until = proxy::auth::now_secs() + 3600;
+    ledger
+        .execute(&format!(
+            "INSERT INTO agent_revocations (agent, revoked_until, revoked_at) VALUES ('Olga ', {until}, 0)"
+        ))
+        .await;
+    let app = app.restart().await;
+
+    refused(
+        &decide(
+            &app,
+            &token("sam@acme.example", true, None),
+            &attempt,
+            "approve",
+            None,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "own_request",
+    );
+    refused(
+        &decide(&app, &token("olga", true, None), &attempt, "approve", None).await,
+        StatusCode::UNAUTHORIZED,
+        "token_revoked",
+    );
+    assert_eq!(received(&sandbox).await, 0);
+    let approved = decide(&app, &token("mia", true, None), &attempt, "approve", None).await;
+    assert_eq!(approved.0, StatusCode::CREATED, "{}", approved.1);
+    assert_eq!(received(&sandbox).await, 1);
+}
+
+/// An approval on its way while its approver is revoked (Smart Glocal slow to show the
+/// payment meanwhile) approves nothing: the revocation is read where the approval is recorded.
+#[tokio::test]
+async fn an_approval_under_way_when_its_approver_is_revoked_sends_nothing() {
+    use sandbox::{Fault, FaultRequest, FaultRoute};
+    let (sandbox, app) = four_eyes(|o| o).await;
+    let attempt = awaiting(&request(&app, &token("june", false, None), 8000).await);
+    sandbox
+        .inject(FaultRequest::new(Fault::Delay { ms: 1200 }).on(FaultRoute::Status))
+        .await;
+    let olga = token("olga", true, None);
+    let approve = decide(&app, &olga, &attempt, "approve", None);
+    let revoke = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let database = app.database.clone();
+        let output = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+                .args(["revoke", "--agent", "olga"])
+                .env("PROXY_DATABASE", database)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let (answer, ()) = tokio::join!(approve, revoke);
+    refused(&answer, StatusCode::UNAUTHORIZED, "token_revoked");
+    assert_eq!(received(&sandbox).await, 0);
+    assert_eq!(listed(&app, &attempt).await["state"], "awaiting_approval");
+}
+
+/// Approving needs no body: none at all, or an empty one of unknown length (chunked), as
+/// some HTTP clients send.
+#[tokio::test]
+async fn an_approval_with_an_empty_chunked_body_is_taken() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (sandbox, app) = four_eyes(|o| o).await;
+    let attempt = awaiting(&request(&app, &token("june", false, None), 8000).await);
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let raw = format!(
+        "POST /api/payments/{PAYMENT}/refunds/{attempt}/approve HTTP/1.1\r\nHost: {}\r\n\
+         Authorization: Bearer {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+        app.addr,
+        token("sam", true, None)
+    );
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert_eq!(received(&sandbox).await, 1);
+}

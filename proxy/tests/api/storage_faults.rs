@@ -434,6 +434,7 @@ async fn a_refund_sent_before_the_ledger_stops_writing_is_unknown_not_unsent() {
     // the answer says so (202), not "already submitted"; nothing more is sent.
     let (status, again) = agent.refund_keyed(&sessions[0], &key).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(again["state"], "unknown", "{again}");
     assert_eq!(again["attempt_id"], view["attempt_id"], "{again}");
     assert_eq!(refunds_at_smart_glocal(&sandbox, &sessions).await.len(), 1);
 
