@@ -17,8 +17,9 @@ use crate::support::*;
 
 type Decisions = Rc<RefCell<Vec<(AttemptId, bool, Option<String>)>>>;
 
-#[wasm_bindgen_test]
-async fn a_decision_that_did_not_reach_the_proxy_can_be_tried_again() {
+/// June's request in Sam's panel (he may approve), every decision failing to reach the proxy;
+/// with the decisions counted and the request.
+async fn panel_deciding_in_vain() -> (Mounted, Rc<std::cell::Cell<u32>>, shared::api::RefundView) {
     let mut view = payment(10_000, "usd", true);
     let request = junior_request(&view);
     view.refunds.push(request.clone());
@@ -36,6 +37,12 @@ async fn a_decision_that_did_not_reach_the_proxy_can_be_tried_again() {
     let (submit, _) = counting_submit(None);
     let panel = mount_deciding_panel(view, Locale::En, submit, decide);
     settle().await;
+    (panel, calls, request)
+}
+
+#[wasm_bindgen_test]
+async fn a_decision_that_did_not_reach_the_proxy_can_be_tried_again() {
+    let (panel, calls, _) = panel_deciding_in_vain().await;
     panel.click(APPROVE);
     settle().await;
     assert!(panel.visible(FORM_ERROR), "the failure is said");
@@ -48,19 +55,7 @@ async fn a_decision_that_did_not_reach_the_proxy_can_be_tried_again() {
 
 #[wasm_bindgen_test]
 async fn the_note_typed_stays_through_a_failed_rejection_and_a_live_update() {
-    let mut view = payment(10_000, "usd", true);
-    let request = junior_request(&view);
-    view.refunds.push(request.clone());
-    view.viewer = Viewer {
-        agent: "sam".into(),
-        can_approve: true,
-        ..Viewer::default()
-    };
-    let decide: Decide =
-        Rc::new(move |_, _, _| Box::pin(async { Err(frontend::api::CallError::Network) }));
-    let (submit, _) = counting_submit(None);
-    let panel = mount_deciding_panel(view, Locale::En, submit, decide);
-    settle().await;
+    let (panel, _, request) = panel_deciding_in_vain().await;
     panel.type_text(APPROVAL_NOTE, "no proof of return");
     settle().await;
     panel.click(REJECT);
@@ -248,18 +243,23 @@ async fn a_confirmation_above_the_threshold_says_it_asks_for_approval() {
         approval_above: Some(Money::new(5_000, usd)),
         ..Viewer::default()
     };
-    for (typed, expected) in [
-        (
-            "50.01",
-            "Refund $50.01 to Visa •••• 4242: after a second agent approves it. Confirming sends the request.",
-        ),
-        ("50.00", "Refund $50.00 to Visa •••• 4242"),
-    ] {
-        let (submit, _) = counting_submit(None);
-        let panel = mount_panel(view.clone(), Locale::En, submit);
-        panel.review_partial(typed).await;
-        assert_eq!(panel.text(CONFIRM_TEXT), expected);
-    }
+    // Just above the threshold it asks; at it, it refunds.
+    let confirms = |view: shared::api::PaymentView, above: &'static str, at: &'static str| async move {
+        for (typed, asks) in [(above, true), (at, false)] {
+            let (submit, _) = counting_submit(None);
+            let panel = mount_panel(view.clone(), Locale::En, submit);
+            panel.review_partial(typed).await;
+            let refund = format!("Refund ${typed} to Visa •••• 4242");
+            let expected = match asks {
+                true => format!(
+                    "{refund}: after a second agent approves it. Confirming sends the request."
+                ),
+                false => refund,
+            };
+            assert_eq!(panel.text(CONFIRM_TEXT), expected);
+        }
+    };
+    confirms(view.clone(), "50.01", "50.00").await;
     // June already refunded $30.00 of this payment herself (another agent's $10.00 is not
     // hers): $20.01 more takes her above the threshold, as the proxy counts it.
     for (agent, amount) in [("june", 3_000), ("sam", 1_000)] {
@@ -267,18 +267,7 @@ async fn a_confirmation_above_the_threshold_says_it_asks_for_approval() {
         mine.agent = Some(agent.into());
         view.refunds.push(mine);
     }
-    for (typed, expected) in [
-        (
-            "20.01",
-            "Refund $20.01 to Visa •••• 4242: after a second agent approves it. Confirming sends the request.",
-        ),
-        ("20.00", "Refund $20.00 to Visa •••• 4242"),
-    ] {
-        let (submit, _) = counting_submit(None);
-        let panel = mount_panel(view.clone(), Locale::En, submit);
-        panel.review_partial(typed).await;
-        assert_eq!(panel.text(CONFIRM_TEXT), expected);
-    }
+    confirms(view, "20.01", "20.00").await;
 }
 
 #[wasm_bindgen_test]

@@ -521,24 +521,7 @@ async fn an_approval_under_way_when_its_approver_is_revoked_sends_nothing() {
         .await;
     let olga = token("olga", true, None);
     let approve = decide(&app, &olga, &attempt, "approve", None);
-    let revoke = async {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let database = app.database.clone();
-        let output = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
-                .args(["revoke", "--agent", "olga"])
-                .env("PROXY_DATABASE", database)
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
+    let revoke = revoke_after(&app, "olga", std::time::Duration::from_millis(300));
     let (answer, ()) = tokio::join!(approve, revoke);
     refused(&answer, StatusCode::UNAUTHORIZED, "token_revoked");
     assert_eq!(received(&sandbox).await, 0);

@@ -921,24 +921,7 @@ async fn a_refund_queued_while_its_agent_is_revoked_sends_nothing() {
         })
         .await;
         let second = app.post(path, &token, &two);
-        let revoke = async {
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            let database = app.database.clone();
-            let output = tokio::task::spawn_blocking(move || {
-                proxy_bin()
-                    .args(["revoke", "--agent", " Mallory"])
-                    .env("PROXY_DATABASE", database)
-                    .output()
-                    .unwrap()
-            })
-            .await
-            .unwrap();
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        };
+        let revoke = revoke_after(&app, " Mallory", std::time::Duration::from_millis(300));
         tokio::join!(second, revoke).0
     };
     let (first, second) = tokio::join!(first, queued);

@@ -600,3 +600,24 @@ pub async fn metrics(app: &TestApp) -> String {
 pub async fn metrics_at(client: &reqwest::Client, url: &str) -> String {
     client.get(url).send().await.unwrap().text().await.unwrap()
 }
+
+/// `proxy revoke --agent {agent}` on `app`'s ledger, `after` from now (while a request of the
+/// agent's is on its way), as the merchant's operator runs it.
+pub async fn revoke_after(app: &TestApp, agent: &str, after: Duration) {
+    tokio::time::sleep(after).await;
+    let (database, agent) = (app.database.clone(), agent.to_owned());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+            .args(["revoke", "--agent", &agent])
+            .env("PROXY_DATABASE", database)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
