@@ -545,3 +545,17 @@ fn every_closed_enum_names_itself_as_serde_does() {
     check::<HistoryKind>(HistoryKind::as_str);
     assert!(ErrorCode::iter().any(|c| c == ErrorCode::OverDailyLimit));
 }
+
+/// What the widget shows as refundable, and tells the host in `sg-refund:ready`: what remains
+/// where a refund can be asked for, else nothing.
+#[test]
+fn refundable_now_is_what_a_refund_can_still_be_asked_for() {
+    let partly = [(2_500, RefundState::Accepted)];
+    assert_eq!(payment(10_000, &partly, true).refundable_now(), usd(7_500));
+    // Partial refunds off and part refunded: the rest cannot be asked for either.
+    assert_eq!(payment(10_000, &partly, false).refundable_now(), usd(0));
+    assert_eq!(payment(10_000, &[], false).refundable_now(), usd(10_000));
+    let mut failed = payment(10_000, &[], true);
+    failed.status = PaymentStatus::Failed;
+    assert_eq!(failed.refundable_now(), usd(0));
+}
