@@ -97,6 +97,43 @@ async fn after_a_decision_the_keyboard_stays_in_the_widget() {
     assert_eq!(focused.as_deref(), Some(STATUS_LIVE));
 }
 
+/// An agent who moved on while the decision was on its way (to a field of the host's) keeps
+/// their place: the answer takes the keyboard nowhere.
+#[wasm_bindgen_test]
+async fn after_a_slow_decision_the_keyboard_stays_where_the_agent_moved_it() {
+    let mut view = payment(10_000, "usd", true);
+    let request = junior_request(&view);
+    view.refunds.push(request.clone());
+    view.viewer = Viewer {
+        agent: "sam".into(),
+        can_approve: true,
+        ..Viewer::default()
+    };
+    let decide: Decide = Rc::new(move |_, _, _| {
+        let answer = shared::api::RefundView {
+            state: RefundState::InProgress,
+            ..request.clone()
+        };
+        Box::pin(async move {
+            frontend::api::sleep(100).await;
+            Ok((answer, Submitted::Created))
+        })
+    });
+    let (submit, _) = counting_submit(None);
+    let panel = mount_deciding_panel(view, Locale::En, submit, decide);
+    settle().await;
+    let document = web_sys::window().unwrap().document().unwrap();
+    let elsewhere: web_sys::HtmlElement =
+        wasm_bindgen::JsCast::unchecked_into(document.create_element("input").unwrap());
+    document.body().unwrap().append_child(&elsewhere).unwrap();
+    panel.click(APPROVE);
+    elsewhere.focus().unwrap();
+    frontend::api::sleep(250).await;
+    assert_eq!(panel.text(REFUND_STATE), "In progress", "the answer came");
+    assert_eq!(document.active_element(), Some(elsewhere.clone().into()));
+    elsewhere.remove();
+}
+
 /// Records each decision and answers with the request moved to `state`.
 fn recording_decide(request: shared::api::RefundView, state: RefundState) -> (Decide, Decisions) {
     let decisions: Decisions = Rc::default();
