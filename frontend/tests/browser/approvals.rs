@@ -17,17 +17,27 @@ use crate::support::*;
 
 type Decisions = Rc<RefCell<Vec<(AttemptId, bool, Option<String>)>>>;
 
-/// June's request in Sam's panel (he may approve), every decision failing to reach the proxy;
-/// with the decisions counted and the request.
-async fn panel_deciding_in_vain() -> (Mounted, Rc<std::cell::Cell<u32>>, shared::api::RefundView) {
+/// A $100.00 payment with June's request awaiting approval, seen by `agent` (who may approve
+/// or not); with the request.
+fn june_asks_of(
+    agent: &str,
+    can_approve: bool,
+) -> (shared::api::PaymentView, shared::api::RefundView) {
     let mut view = payment(10_000, "usd", true);
     let request = junior_request(&view);
     view.refunds.push(request.clone());
     view.viewer = Viewer {
-        agent: "sam".into(),
-        can_approve: true,
+        agent: agent.into(),
+        can_approve,
         ..Viewer::default()
     };
+    (view, request)
+}
+
+/// June's request in Sam's panel (he may approve), every decision failing to reach the proxy;
+/// with the decisions counted and the request.
+async fn panel_deciding_in_vain() -> (Mounted, Rc<std::cell::Cell<u32>>, shared::api::RefundView) {
+    let (view, request) = june_asks_of("sam", true);
     let calls = Rc::new(std::cell::Cell::new(0));
     let counted = calls.clone();
     let decide: Decide = Rc::new(move |_, _, _| {
@@ -101,14 +111,7 @@ async fn after_a_decision_the_keyboard_stays_in_the_widget() {
 /// their place: the answer takes the keyboard nowhere.
 #[wasm_bindgen_test]
 async fn after_a_slow_decision_the_keyboard_stays_where_the_agent_moved_it() {
-    let mut view = payment(10_000, "usd", true);
-    let request = junior_request(&view);
-    view.refunds.push(request.clone());
-    view.viewer = Viewer {
-        agent: "sam".into(),
-        can_approve: true,
-        ..Viewer::default()
-    };
+    let (view, request) = june_asks_of("sam", true);
     let decide: Decide = Rc::new(move |_, _, _| {
         let answer = shared::api::RefundView {
             state: RefundState::InProgress,
@@ -171,14 +174,7 @@ async fn panel_of(
     answer: RefundState,
     locale: Locale,
 ) -> (Mounted, Decisions, shared::api::RefundView) {
-    let mut view = payment(10_000, "usd", true);
-    let request = junior_request(&view);
-    view.refunds.push(request.clone());
-    view.viewer = Viewer {
-        agent: agent.into(),
-        can_approve,
-        ..Viewer::default()
-    };
+    let (view, request) = june_asks_of(agent, can_approve);
     let (submit, _) = counting_submit(None);
     let (decide, decisions) = recording_decide(request.clone(), answer);
     let panel = mount_deciding_panel(view, locale, submit, decide);
