@@ -75,6 +75,8 @@ impl Rig {
             ("PROXY_UPSTREAM_TIMEOUT_MS", "5000".into()),
             // One agent's token drives every measured request: no per-agent rate limit.
             ("PROXY_RATE_LIMIT_PER_MINUTE", "0".into()),
+            // The fan-out's 10,000 streams are that one agent's too.
+            ("PROXY_MAX_STREAMS_PER_AGENT", "0".into()),
         ];
         match scheme {
             Scheme::RsaSha256 => {

@@ -128,13 +128,12 @@ async fn bare_live(
 /// Serves `app` with the proxy's own HTTP/1.1 accept loop and settings (`proxy::serve`),
 /// so a baseline differs from the proxy only in what its handlers do.
 pub async fn serve(listener: tokio::net::TcpListener, app: Router) {
-    proxy::serve::serve(
-        listener,
-        app,
-        Duration::from_secs(10),
-        std::future::pending(),
-    )
-    .await;
+    let limits = proxy::serve::Limits {
+        header_read_timeout: Duration::from_secs(10),
+        stalled_write: proxy::serve::STALLED_WRITE,
+        max_connections: 16_384,
+    };
+    proxy::serve::serve(listener, app, limits, std::future::pending()).await;
 }
 
 /// A server child process on `127.0.0.1`.

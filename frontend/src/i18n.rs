@@ -57,6 +57,10 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
             "The request is too large. Shorten the note and try again.",
             "Запрос слишком большой. Сократите комментарий и попробуйте снова.",
         ),
+        RequestTimeout => (
+            "The request arrived too slowly. Try again.",
+            "Запрос шёл слишком долго. Попробуйте снова.",
+        ),
         InvalidSessionId => (
             "This is not a valid payment id.",
             "Неверный идентификатор платежа.",
@@ -151,6 +155,10 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
         NotAwaitingApproval => (
             "This request was already approved, rejected or expired.",
             "Этот запрос уже одобрен, отклонён или истёк.",
+        ),
+        AlreadyRequested => (
+            "Your earlier request for this payment still awaits approval.",
+            "Ваш прежний запрос по этому платежу ещё ждёт одобрения.",
         ),
         ApprovalRejected => (
             "A second agent rejected this refund; nothing was sent.",

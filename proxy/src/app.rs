@@ -71,6 +71,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             count_requests,
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), body_in_time))
         .layer(middleware::from_fn_with_state(state.clone(), check_origin))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(
@@ -125,6 +126,52 @@ pub fn ops_app(state: AppState) -> Router {
         .route_layer(security::no_store())
         .fallback(not_found);
     security::with_headers(router, &config).with_state(state)
+}
+
+/// A request's body must arrive whole within `header_read_timeout` of its headers, or it is
+/// answered 408 `request_timeout` and its connection closed. hyper times the headers only: a
+/// client announcing 64 KiB and sending a byte a minute would hold a connection, a task and a
+/// descriptor for as long as it liked (see `serve`). Every handler reads its whole body anyway
+/// (at most `body_limit_bytes`), so it is read here, against the clock, and handed on.
+async fn body_in_time(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    use axum::body::{Body, HttpBody};
+    use futures_util::StreamExt;
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let limit = state.config.body_limit;
+    if request.body().size_hint().lower() > limit as u64 {
+        return ApiError::PayloadTooLarge.into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let read = async {
+        let mut whole = Vec::new();
+        let mut chunks = body.into_data_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|_| {
+                ApiError::InvalidRequest("the request body could not be read".into())
+            })?;
+            if whole.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge);
+            }
+            whole.extend_from_slice(&chunk);
+        }
+        Ok(whole)
+    };
+    match tokio::time::timeout(state.config.header_read_timeout, read).await {
+        Ok(Ok(whole)) => {
+            next.run(Request::from_parts(parts, Body::from(whole)))
+                .await
+        }
+        Ok(Err(error)) => error.into_response(),
+        Err(_) => {
+            let mut response = ApiError::RequestTimeout.into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
 }
 
 /// Browsers always say where a cross-site call comes from: refuse origins not configured.

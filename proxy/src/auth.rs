@@ -146,10 +146,13 @@ impl TokenKeys {
 
     pub fn mint_ticket(&self, agent: &Agent, session: &SessionId) -> EventsTicket {
         let iat = now_secs();
+        // A ticket is checked as tokens are, lifetime included: under a `max_token_ttl_secs`
+        // shorter than a ticket's five minutes, it lives that long, or no stream would open.
+        let ttl = TICKET_TTL_SECS.min(u64::try_from(self.max_ttl_secs).unwrap_or(0));
         let claims = Claims {
             sub: agent.name.clone(),
             until: Some(agent.expires_at),
-            exp: iat.saturating_add(secs(TICKET_TTL_SECS)),
+            exp: iat.saturating_add(secs(ttl)),
             iat: Some(iat),
             jti: Some(uuid::Uuid::new_v4().simple().to_string()),
             session_id: Some(session.to_string()),
@@ -158,7 +161,7 @@ impl TokenKeys {
         };
         EventsTicket {
             ticket: self.encode(&claims),
-            expires_in_secs: TICKET_TTL_SECS,
+            expires_in_secs: ttl,
         }
     }
 
@@ -339,6 +342,20 @@ mod tests {
             verified.expires_at < token.expires_at,
             "the ticket itself lives minutes"
         );
+    }
+
+    /// Under a `max_token_ttl_secs` shorter than a ticket's usual five minutes, tickets live
+    /// that long: they pass the lifetime check every token passes, and streams still open.
+    #[test]
+    fn a_ticket_lives_no_longer_than_tokens_may() {
+        let keys = TokenKeys::new(&Secret::new("a-test-secret-long-enough-for-hs256-000000"))
+            .with_max_ttl(120);
+        let session = SessionId::parse("ps_ticket").unwrap();
+        let token = keys.mint("alice", 120, None);
+        let agent = keys.verify_agent(&token.token).unwrap();
+        let ticket = keys.mint_ticket(&agent, &session);
+        assert_eq!(ticket.expires_in_secs, 120);
+        keys.verify_ticket(&ticket.ticket, &session).unwrap();
     }
 
     #[test]

@@ -48,6 +48,8 @@ frame_ancestors = "'none'"
 max_token_ttl_secs = 3600
 rate_limit_per_minute = 120
 header_read_timeout_ms = 10000
+max_connections = 16384
+max_streams_per_agent = 32
 approval_ttl_secs = 86400
 "#;
 
@@ -77,7 +79,7 @@ pub struct Settings {
     #[arg(long, env = "PROXY_SIGNING_SCHEME")]
     pub signing_scheme: Option<Scheme>,
     /// The merchant's RSA private key (PEM, PKCS#8 or PKCS#1) or the HMAC secret, inline.
-    #[arg(long, env = "PROXY_SIGNING_KEY", hide_env_values = true, value_parser = parse_secret)]
+    #[arg(long, env = "PROXY_SIGNING_KEY", hide_env_values = true, allow_hyphen_values = true, value_parser = parse_secret)]
     #[serde(serialize_with = "layer_secret")]
     pub signing_key: Option<Secret>,
     /// File holding `signing_key`.
@@ -87,14 +89,14 @@ pub struct Settings {
     #[arg(long, env = "PROXY_WEBHOOK_SCHEME")]
     pub webhook_scheme: Option<Scheme>,
     /// Smart Glocal's RSA public key (PEM) or the HMAC secret, inline.
-    #[arg(long, env = "PROXY_WEBHOOK_KEY", hide_env_values = true, value_parser = parse_secret)]
+    #[arg(long, env = "PROXY_WEBHOOK_KEY", hide_env_values = true, allow_hyphen_values = true, value_parser = parse_secret)]
     #[serde(serialize_with = "layer_secret")]
     pub webhook_key: Option<Secret>,
     /// File holding `webhook_key`.
     #[arg(long, env = "PROXY_WEBHOOK_KEY_FILE")]
     pub webhook_key_file: Option<PathBuf>,
     /// HS256 secret of agent tokens (at least 16 bytes), inline.
-    #[arg(long, env = "PROXY_AGENT_TOKEN_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    #[arg(long, env = "PROXY_AGENT_TOKEN_SECRET", hide_env_values = true, allow_hyphen_values = true, value_parser = parse_secret)]
     #[serde(serialize_with = "layer_secret")]
     pub agent_token_secret: Option<Secret>,
     /// File holding `agent_token_secret`.
@@ -179,9 +181,16 @@ pub struct Settings {
     #[arg(long, env = "PROXY_RATE_LIMIT_PER_MINUTE")]
     pub rate_limit_per_minute: Option<u32>,
     /// How long a client has to send a request's headers before the connection is closed,
-    /// milliseconds.
+    /// milliseconds; and as long again for its body.
     #[arg(long, env = "PROXY_HEADER_READ_TIMEOUT_MS")]
     pub header_read_timeout_ms: Option<u64>,
+    /// Connections open at once (more wait in the listen backlog); at most what the
+    /// open-file limit allows.
+    #[arg(long, env = "PROXY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Event streams one agent may hold open at once (0: no limit).
+    #[arg(long, env = "PROXY_MAX_STREAMS_PER_AGENT")]
+    pub max_streams_per_agent: Option<u32>,
     /// Longest lifetime (`exp` − `iat`) of an accepted agent token, seconds.
     #[arg(long, env = "PROXY_MAX_TOKEN_TTL_SECS")]
     pub max_token_ttl_secs: Option<u64>,
@@ -251,6 +260,23 @@ fn toml_reason(text: &str, error: &toml::de::Error) -> String {
         }
         (Some(first), _) => format!("{}\"…", &message[..first]),
         _ => message.to_owned(),
+    };
+    // Values that are not strings come in backticks (``invalid type: integer `123…`,
+    // expected a string``): an all-digit secret written without quotes. The first backtick
+    // span is the value, except where the message names a key.
+    let names_a_key = ["unknown field", "missing field", "duplicate field"]
+        .iter()
+        .any(|start| message.starts_with(start));
+    let message = match message.find('`') {
+        Some(open) if !names_a_key => match message[open + 1..].find('`') {
+            Some(close) => format!(
+                "{}`…`{}",
+                &message[..open],
+                &message[open + 1 + close + 1..]
+            ),
+            None => format!("{}`…", &message[..open]),
+        },
+        _ => message,
     };
     let at = error
         .span()
@@ -490,8 +516,13 @@ pub struct Config {
     pub max_token_ttl: Duration,
     /// Requests a minute per agent on the API; 0 is no limit.
     pub rate_limit_per_minute: u32,
-    /// A connection that has not sent a request's headers within this is closed.
+    /// A connection that has not sent a request's headers within this is closed, and a
+    /// request whose body has not arrived within as long again is answered 408.
     pub header_read_timeout: Duration,
+    /// Connections open at once (see [`crate::serve::Limits`]).
+    pub max_connections: usize,
+    /// Event streams per agent at once; 0 is no limit.
+    pub max_streams_per_agent: u32,
     /// Where operations routes are served instead of `listen`, if set.
     pub ops_listen: Option<SocketAddr>,
 }
@@ -648,6 +679,16 @@ impl Config {
                 "header_read_timeout_ms",
                 set("header_read_timeout_ms", s.header_read_timeout_ms)?,
             )?),
+            max_connections: match set("max_connections", s.max_connections)? {
+                0 => {
+                    return Err(ConfigError::Invalid {
+                        name: "max_connections",
+                        reason: "must be greater than zero".into(),
+                    })
+                }
+                n => n,
+            },
+            max_streams_per_agent: set("max_streams_per_agent", s.max_streams_per_agent)?,
             ops_listen: s.ops_listen,
         })
     }
@@ -873,12 +914,15 @@ mod tests {
             "database = \"postgres://u:s3cret-value-1@h/db\n",
             // A value with an escaped quote where a number goes: serde quotes it Debug-style.
             "\ndatabase_pool_size = \"s3cret\\\"value-1\"\n",
+            // An all-digit secret without quotes: serde writes a number in backticks.
+            "\nagent_token_secret = 5531234567890123\n",
+            "\nsigning_key = 5531234567890123.5\n",
         ];
         for case in cases {
             std::fs::write(&file, case).unwrap();
             let error = Settings::from_file(&file).unwrap_err().to_string();
             assert!(
-                !error.contains("s3cret") && !error.contains("value-1"),
+                !error.contains("s3cret") && !error.contains("value-1") && !error.contains("55312"),
                 "{error}"
             );
             let line = if case.starts_with("database =") { 1 } else { 2 };

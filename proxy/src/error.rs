@@ -41,6 +41,9 @@ pub enum ApiError {
     /// 413 `payload_too_large`.
     #[error("the request body is too large")]
     PayloadTooLarge,
+    /// 408 `request_timeout`: the body came too slowly (`app::body_in_time`).
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// 400 `invalid_session_id`.
     #[error("`{0}` is not a payment session id (ps_…)")]
     InvalidSessionId(String),
@@ -119,6 +122,9 @@ fn rule_message(code: ErrorCode) -> &'static str {
         ErrorCode::ApprovalNotAllowed => "your token does not let you approve or reject refunds",
         ErrorCode::OwnRequest => "a second agent must approve or reject your own request",
         ErrorCode::NotAwaitingApproval => "this request was already approved, rejected or expired",
+        ErrorCode::AlreadyRequested => {
+            "your earlier request on this payment still awaits approval: it is decided first"
+        }
         ErrorCode::ApprovalExpired => "this request expired before anyone approved it",
         ErrorCode::ApprovalRejected => "a second agent rejected this request",
         _ => "the refund is not allowed",
@@ -149,6 +155,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         }
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         NotFound | PaymentNotFound => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         AmountEmpty
@@ -166,8 +173,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | OverDailyLimit
         | ApprovalRejected
         | UpstreamRejected => StatusCode::UNPROCESSABLE_ENTITY,
-        IdempotencyConflict | RefundInFlight | NotAwaitingApproval | ApprovalExpired
-        | AmountChanged => StatusCode::CONFLICT,
+        IdempotencyConflict | RefundInFlight | NotAwaitingApproval | AlreadyRequested
+        | ApprovalExpired | AmountChanged => StatusCode::CONFLICT,
         RateLimited => StatusCode::TOO_MANY_REQUESTS,
         UpstreamUnavailable | UpstreamBadResponse => StatusCode::BAD_GATEWAY,
         UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -188,6 +195,7 @@ impl ApiError {
             ApiError::InvalidJson(_) => ErrorCode::InvalidJson,
             ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
             ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            ApiError::RequestTimeout => ErrorCode::RequestTimeout,
             ApiError::InvalidSessionId(_) => ErrorCode::InvalidSessionId,
             ApiError::InvalidRequest(_) => ErrorCode::InvalidRequest,
             ApiError::NotFound | ApiError::NoSuchRequest => ErrorCode::NotFound,

@@ -65,8 +65,14 @@ struct Inner {
     /// The proxy is stopping: every stream has ended, and a new one ends at once.
     closed: std::sync::atomic::AtomicBool,
     streams: AtomicUsize,
+    /// Streams open per agent, for `max_streams_per_agent`; an agent leaves with their last.
+    per_agent: Mutex<HashMap<String, u32>>,
     metrics: Arc<Metrics>,
 }
+
+/// An agent already holds `max_streams_per_agent` event streams.
+#[derive(Debug)]
+pub struct TooManyStreams;
 
 impl Live {
     pub fn new(metrics: Arc<Metrics>) -> Self {
@@ -74,6 +80,7 @@ impl Live {
             channels: Mutex::new(HashMap::new()),
             closed: std::sync::atomic::AtomicBool::new(false),
             streams: AtomicUsize::new(0),
+            per_agent: Mutex::new(HashMap::new()),
             metrics,
         }))
     }
@@ -129,8 +136,24 @@ impl Live {
         channels.clear();
     }
 
-    /// The events of `session` from now on, for as long as the subscription lives.
-    pub fn subscribe(&self, session: &SessionId) -> Subscription {
+    /// The events of `session` from now on, for as long as the subscription lives, counted
+    /// as one of `agent`'s streams; refused if `agent` already holds `max_per_agent` (0: no
+    /// limit). Each stream is a connection and a descriptor: one agent's token, looping
+    /// ticket and stream, would otherwise hold thousands until it expired.
+    pub fn subscribe_as(
+        &self,
+        session: &SessionId,
+        agent: &str,
+        max_per_agent: u32,
+    ) -> Result<Subscription, TooManyStreams> {
+        {
+            let mut per_agent = self.per_agent();
+            let open = per_agent.entry(agent.to_owned()).or_insert(0);
+            if max_per_agent > 0 && *open >= max_per_agent {
+                return Err(TooManyStreams);
+            }
+            *open += 1;
+        }
         let mut channels = self.channels();
         let receiver = (!self.0.closed.load(Ordering::SeqCst)).then(|| {
             channels
@@ -140,11 +163,27 @@ impl Live {
         });
         drop(channels);
         self.0.streams.fetch_add(1, Ordering::Relaxed);
-        Subscription {
+        Ok(Subscription {
             receiver,
             session: session.clone(),
+            agent: agent.into(),
             live: self.clone(),
-        }
+        })
+    }
+
+    /// [`Live::subscribe_as`] one agent with no limit.
+    #[cfg(test)]
+    pub(crate) fn subscribe(&self, session: &SessionId) -> Subscription {
+        self.subscribe_as(session, "tester", 0)
+            .expect("no limit to reach")
+    }
+
+    fn per_agent(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        // One count changed at a time: consistent whatever panicked holding it.
+        self.0
+            .per_agent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Event streams open now: each holds one subscription while it lives.
@@ -175,6 +214,7 @@ pub struct Subscription {
     /// `None` only while dropping: it must go under the map's lock (see `drop`).
     receiver: Option<broadcast::Receiver<Arc<LiveEvent>>>,
     session: SessionId,
+    agent: Box<str>,
     live: Live,
 }
 
@@ -196,6 +236,15 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.live.0.streams.fetch_sub(1, Ordering::Relaxed);
+        {
+            let mut per_agent = self.live.per_agent();
+            if let Some(open) = per_agent.get_mut(&*self.agent) {
+                *open = open.saturating_sub(1);
+                if *open == 0 {
+                    per_agent.remove(&*self.agent);
+                }
+            }
+        }
         let mut channels = self.live.channels();
         // Under the map's lock, as `subscribe` adds to it: a stream opening on this payment
         // now either finds the channel still there or makes a new one. The receiver goes

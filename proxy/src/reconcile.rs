@@ -152,6 +152,20 @@ pub fn poll_wait(interval: Duration, polls: i64, unresolved: bool, max_polls: u3
     Backoff::doubling(interval, cap).delay(polls)
 }
 
+/// How many answers without the refund an unresolved attempt needs, besides
+/// `reconcile_fail_after` of wall-clock time, before it is declared failed: as many as its
+/// polls (at most [`UNRESOLVED_MAX_WAIT`] apart) bring in that time. The wall clock alone is
+/// not trusted with money: stepped forward (a resumed VM, an NTP step, or on PostgreSQL a
+/// replica whose clock runs ahead), it would fail at the next answer an attempt Smart Glocal
+/// may yet show, freeing its amount to be refunded twice. Answers come one per pass, and
+/// passes are `reconcile_interval` apart by the monotonic clock.
+fn answers_to_fail(fail_after: Duration) -> i64 {
+    let answers = fail_after
+        .as_millis()
+        .div_ceil(UNRESOLVED_MAX_WAIT.as_millis());
+    i64::try_from(answers).unwrap_or(i64::MAX).max(1)
+}
+
 fn next_poll_at(state: &AppState, row: &RefundRow, polls: i64) -> i64 {
     let unresolved = matches!(row.state, RefundState::Unknown | RefundState::Pending);
     now_ms()
@@ -182,9 +196,11 @@ pub async fn tick(state: &AppState) {
         config.upstream_timeout * 2 + Duration::from_secs(30),
     ));
     let in_progress_before = now.saturating_sub(millis(config.reconcile_in_progress_after));
+    // A poll time further ahead than the longest wait was set before the clock stepped back.
+    let stepped_back = now.saturating_add(millis(LATE_MAX_WAIT + Duration::from_secs(60)));
     let rows = match state
         .ledger
-        .due_for_reconcile(stale_pending, in_progress_before)
+        .due_for_reconcile(stale_pending, in_progress_before, stepped_back)
         .await
     {
         Ok(rows) => rows,
@@ -310,9 +326,11 @@ async fn reconcile_session(
         }
         // This answer, a good one, shows no refund for the attempt.
         let now = now_ms();
-        let absent_since = state.ledger.note_absent(row.key, now).await?;
+        let (absent_since, answers) = state.ledger.note_absent(row.key, now).await?;
         let absent_for = now.saturating_sub(absent_since);
-        if absent_for >= millis(state.config.reconcile_fail_after) {
+        if absent_for >= millis(state.config.reconcile_fail_after)
+            && answers >= answers_to_fail(state.config.reconcile_fail_after)
+        {
             let detail = format!(
                 "Smart Glocal showed no refund for this attempt for {} s: nothing was refunded",
                 absent_for / 1000

@@ -24,6 +24,8 @@
 //! checked against what remains now, the attempt becomes `pending` and steps 4–5 follow,
 //! once. A rejection or `approval_ttl_secs` passing closes it `failed`; nothing was sent.
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -123,6 +125,11 @@ pub async fn submit(
 
 /// Runs `work` holding the payment's lock, in its own task: if the browser goes away
 /// mid-call, what was begun is still carried to a recorded outcome rather than dropped.
+///
+/// The lock is waited for as long as two holders' calls to Smart Glocal may take, no longer
+/// (`409 refund_in_flight`): behind a slow Smart Glocal, refunds queued on one payment would
+/// otherwise wait minutes, each a connection and a task, long after their agent gave up. The
+/// same wait bounds another replica's hold on PostgreSQL (`Database::with_lock_wait`).
 async fn serialised<F, Fut>(
     state: AppState,
     session: SessionId,
@@ -133,13 +140,17 @@ where
     Fut: std::future::Future<Output = Result<Answer, ApiError>> + Send,
 {
     tokio::spawn(async move {
-        let _serialised = state.locks.lock(&session).await.map_err(|e| {
-            if crate::ledger::is_lock_wait_over(&e) {
-                ApiError::RefundInFlight
-            } else {
-                ApiError::from(e)
-            }
-        })?;
+        let wait = state.config.upstream_timeout * 2 + Duration::from_secs(5);
+        let _serialised = tokio::time::timeout(wait, state.locks.lock(&session))
+            .await
+            .map_err(|_| ApiError::RefundInFlight)?
+            .map_err(|e| {
+                if crate::ledger::is_lock_wait_over(&e) {
+                    ApiError::RefundInFlight
+                } else {
+                    ApiError::from(e)
+                }
+            })?;
         work(state.clone(), session.clone()).await
     })
     .await
@@ -242,6 +253,7 @@ async fn decide_and_send(
         Inserted::Existing(row) => return replay(&row, hash),
         Inserted::InFlight => return Err(ApiError::RefundInFlight),
         Inserted::Revoked => return Err(ApiError::TokenRevoked),
+        Inserted::AlreadyRequested => return Err(ApiError::Rule(ErrorCode::AlreadyRequested)),
         Inserted::OverDailyLimit { left } => {
             return Err(ApiError::OverDailyLimit(Money::new(left, amount.currency)))
         }

@@ -1,9 +1,15 @@
 //! [`run`]: the proxy from start to stop (resume interrupted attempts, reconciliation, the
-//! listeners, a graceful stop). Below it, the HTTP/1.1 accept loop, ours rather than `axum::serve`, for one reason: a client must
-//! send its request headers within `header_read_timeout`, or the connection is closed. A
-//! public endpoint otherwise lets a slow client (one byte a minute, "slowloris") hold a
-//! connection and a task forever. Once the headers are in, nothing is timed: an event stream
-//! stays open as long as the agent watches.
+//! listeners, a graceful stop). Below it, the HTTP/1.1 accept loop, ours rather than
+//! `axum::serve`, for what a public endpoint must bound ([`Limits`]):
+//! - a client must send its request headers within `header_read_timeout_ms`, or the connection
+//!   is closed (and its body within as long again, see `app::body_in_time`);
+//! - a response the client takes nothing of for [`STALLED_WRITE`] ends its connection;
+//! - at most `max_connections` are open at once; more wait in the listen backlog.
+//!
+//! Without them a slow client (one byte a minute, "slowloris", or a reader that never reads)
+//! holds a connection, a task and a file descriptor forever, and enough of them leave the
+//! ledger and Smart Glocal's client without descriptors. An event stream that the agent
+//! watches is none of these: it stays open, and its keep-alives are taken.
 //!
 //! Each connection shares the router (an `Arc` clone), and a stop signal ends the loop, lets
 //! requests in flight finish for up to [`DRAIN`], then closes what is left. The proxy's own
@@ -13,6 +19,10 @@
 //! the tests and the e2e stack) leaves no connection task behind holding the app's state.
 
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -20,8 +30,11 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio::time::Sleep;
 
 use crate::app::{app, ops_app};
 use crate::config::Config;
@@ -31,26 +44,91 @@ use crate::state::{AppState, StartError};
 /// How long a stop waits for requests in flight.
 pub const DRAIN: Duration = Duration::from_secs(10);
 
+/// How long a response may wait on a client that takes none of it before the connection is
+/// closed. An event stream sends a keep-alive every 15 s, which a watching browser takes.
+pub const STALLED_WRITE: Duration = Duration::from_secs(60);
+
+/// File descriptors kept for everything but connections: the ledger's files and connections,
+/// Smart Glocal's client, the listeners.
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// What a client may hold of the server (see the module's documentation).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub stalled_write: Duration,
+    pub max_connections: usize,
+}
+
+impl Limits {
+    /// The configured limits, `max_connections` within what the open-file limit allows.
+    pub fn of(config: &Config) -> Self {
+        let descriptors = raise_open_file_limit();
+        let fit = usize::try_from(descriptors.saturating_sub(RESERVED_DESCRIPTORS))
+            .unwrap_or(usize::MAX)
+            .max(1);
+        if fit < config.max_connections {
+            tracing::warn!(
+                max_connections = config.max_connections,
+                open_file_limit = descriptors,
+                serving = fit,
+                "the open-file limit allows fewer connections than max_connections"
+            );
+        }
+        Limits {
+            header_read_timeout: config.header_read_timeout,
+            stalled_write: STALLED_WRITE,
+            max_connections: config.max_connections.min(fit),
+        }
+    }
+}
+
+/// The open-file soft limit, raised to the hard one first (each connection is a descriptor,
+/// and the soft limit's usual 1,024 is far below what 10,000 event streams need).
+fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for the kernel to fill, then to read.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return u64::MAX;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
 /// Serves `router` on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    header_read_timeout: Duration,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_draining(listener, router, header_read_timeout, DRAIN, shutdown).await;
+    serve_draining(listener, router, limits, DRAIN, shutdown).await;
 }
 
 /// [`serve`], waiting at most `drain` for connections after `shutdown`.
 async fn serve_draining(
     listener: TcpListener,
     router: Router,
-    header_read_timeout: Duration,
+    limits: Limits,
     drain: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut connections = JoinSet::new();
     let graceful = GracefulShutdown::new();
+    let open = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = http1::Builder::new();
     // hyper's default write strategy stays: body chunks are queued for `writev`, not copied.
     // Copying them into the connection's one buffer saves the queue's allocation on each
@@ -59,9 +137,24 @@ async fn serve_draining(
     // `EventSource` may reuse a connection that just fetched the widget's 64 KB file chunks.
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout);
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut at_limit = false;
     loop {
+        // A place for one more connection first: at `max_connections`, new ones wait in the
+        // kernel's backlog until one ends.
+        let permit = tokio::select! {
+            permit = open.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        if open.available_permits() == 0 && !at_limit {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                "connections at max_connections: new ones wait until one closes"
+            );
+        }
+        at_limit = open.available_permits() == 0;
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
@@ -78,15 +171,17 @@ async fn serve_draining(
         };
         let _ = stream.set_nodelay(true);
         let connection = builder.serve_connection(
-            TokioIo::new(stream),
+            TokioIo::new(Stalls::new(stream, limits.stalled_write)),
             TowerToHyperService::new(router.clone()),
         );
         let connection = graceful.watch(connection);
         connections.spawn(async move {
             if let Err(e) = connection.await {
-                // A header timeout, a reset, a malformed request: the client's business.
+                // A header timeout, a stalled reader, a reset, a malformed request: the
+                // client's business.
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);
@@ -102,6 +197,91 @@ async fn serve_draining(
     connections.shutdown().await;
 }
 
+/// A connection's socket whose writes fail once the client has taken nothing for `limit`:
+/// hyper then closes the connection. Each write that makes progress starts the clock again,
+/// so a slow reader is served, and only one that stopped reading is cut off.
+struct Stalls<S> {
+    inner: S,
+    limit: Duration,
+    /// Running since the first write that found the client's window full.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> Stalls<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        Stalls {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    fn guard<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if write.is_ready() {
+            self.stalled = None;
+            return write;
+        }
+        let limit = self.limit;
+        let clock = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match clock.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took nothing of the response",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Stalls<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Stalls<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let write = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.guard(cx, write)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let write = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.guard(cx, write)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let flush = Pin::new(&mut self.inner).poll_flush(cx);
+        self.guard(cx, flush)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Serves until Ctrl-C or SIGTERM: resumes interrupted attempts, starts reconciliation.
 pub async fn run(listener: TcpListener, config: Config) -> Result<(), StartError> {
     run_until(listener, config, shutdown_signal()).await
@@ -113,6 +293,7 @@ pub async fn run_until(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    let limits = Limits::of(&config);
     let state = AppState::new(config).await?;
     let interrupted = reconcile::adopt_orphans(&state, i64::MAX).await?;
     if interrupted > 0 {
@@ -129,11 +310,10 @@ pub async fn run_until(
             let ops_listener = TcpListener::bind(address).await?;
             tracing::info!(address = %ops_listener.local_addr()?, "operations routes listening");
             let app = ops_app(state.clone());
-            let timeout = state.config.header_read_timeout;
             Some(tokio::spawn(serve(
                 ops_listener,
                 app,
-                timeout,
+                limits,
                 std::future::pending(),
             )))
         }
@@ -146,14 +326,8 @@ pub async fn run_until(
         shutdown.await;
         live.close_all();
     };
-    // Each connection shares the router; see `serve` for the header read timeout.
-    serve(
-        listener,
-        app(state.clone()),
-        state.config.header_read_timeout,
-        shutdown,
-    )
-    .await;
+    // Each connection shares the router; see the module's documentation for the limits.
+    serve(listener, app(state.clone()), limits, shutdown).await;
     reconciler.abort();
     ledger_watch.abort();
     trimmer.abort();
@@ -215,6 +389,90 @@ mod tests {
                     Body::from_stream(first.chain(stream::pending()))
                 }),
             )
+            .route(
+                "/endless",
+                get(|| async {
+                    let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+                    Body::from_stream(stream::repeat_with(move || {
+                        Ok::<_, std::convert::Infallible>(chunk.clone())
+                    }))
+                }),
+            )
+    }
+
+    /// A reader that stops reading is cut off once it has taken nothing for `stalled_write`;
+    /// one that reads slowly is not.
+    #[tokio::test]
+    async fn a_client_that_takes_nothing_of_a_response_is_disconnected() {
+        let addr = serving(Limits {
+            stalled_write: Duration::from_millis(300),
+            ..limits()
+        })
+        .await;
+        let mut slow = send(addr, "/endless").await;
+        let mut stopped = send(addr, "/endless").await;
+        // The slow reader takes 64 KiB every 100 ms for 1.5 s: never stalled that long.
+        let mut buffer = vec![0u8; 64 * 1024];
+        for _ in 0..15 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let n = slow.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the slow reader is still served");
+        }
+        // The one that stopped reading finds, after what the kernel buffered, the end.
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stopped.read_to_end(&mut rest))
+            .await
+            .expect("the stalled connection was closed")
+            .ok();
+    }
+
+    /// At `max_connections`, one more connection waits until one closes, then is served.
+    #[tokio::test]
+    async fn connections_beyond_the_limit_wait_for_one_to_close() {
+        let addr = serving(Limits {
+            max_connections: 2,
+            ..limits()
+        })
+        .await;
+        let started = std::time::Instant::now();
+        // Two answers of 300 ms each, their connections closed after them.
+        let mut open = Vec::new();
+        for _ in 0..3 {
+            let mut socket = TcpStream::connect(addr).await.unwrap();
+            socket
+                .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            open.push(socket);
+        }
+        let mut third = open.pop().unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(5), third.read_to_string(&mut answer))
+            .await
+            .expect("the third is served once one of the first two closed")
+            .unwrap();
+        assert!(answer.ends_with("done"), "{answer}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(550),
+            "the third waited for a place, then its own 300 ms: {waited:?}"
+        );
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            header_read_timeout: Duration::from_secs(5),
+            stalled_write: Duration::from_secs(60),
+            max_connections: 100,
+        }
+    }
+
+    /// Serves `router()` with `limits` until the test ends; its address.
+    async fn serving(limits: Limits) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, router(), limits, std::future::pending()));
+        addr
     }
 
     async fn send(addr: std::net::SocketAddr, path: &str) -> TcpStream {
@@ -232,15 +490,9 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let drain = Duration::from_millis(800);
-        let server = tokio::spawn(serve_draining(
-            listener,
-            router(),
-            Duration::from_secs(5),
-            drain,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let server = tokio::spawn(serve_draining(listener, router(), limits(), drain, async {
+            let _ = stopped.await;
+        }));
         let mut endless = send(addr, "/stream").await;
         let mut head = [0u8; 256];
         let n = endless.read(&mut head).await.unwrap();

@@ -139,7 +139,7 @@ impl Upstream {
             .await
             .map_err(classify)?;
         let status = response.status();
-        let body = response.bytes().await.map_err(classify)?;
+        let body = read_answer(response).await?;
         match serde_json::from_slice::<sg::Response>(&body) {
             // An explicit refusal is definitive, unless it comes with a server error: a 5xx
             // says Smart Glocal failed while handling the request, which it may have applied
@@ -163,6 +163,30 @@ impl Upstream {
             Err(e) => Err(UpstreamError::BadResponse(e.to_string())),
         }
     }
+}
+
+/// The largest answer read from Smart Glocal. A session lists its payments' refunds, a few
+/// hundred bytes each: 4 MiB is thousands of them. An answer over it is not read into memory
+/// (nor, on a reconciliation pass, written refund by refund into the ledger): unreadable.
+pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
+async fn read_answer(mut response: reqwest::Response) -> Result<Vec<u8>, UpstreamError> {
+    let too_large =
+        || UpstreamError::BadResponse(format!("an answer over {MAX_ANSWER_BYTES} bytes"));
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(classify)? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn classify(error: reqwest::Error) -> UpstreamError {

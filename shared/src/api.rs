@@ -119,6 +119,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// The body is over the size limit. 413.
     PayloadTooLarge,
+    /// The body did not arrive within the proxy's `header_read_timeout_ms` of the headers. 408.
+    RequestTimeout,
     /// The path's session id is not `ps_…`. 400.
     InvalidSessionId,
     /// A query or field value outside what is allowed. 400.
@@ -171,6 +173,8 @@ pub enum ErrorCode {
     OwnRequest,
     /// The request was already approved, rejected or expired. 409.
     NotAwaitingApproval,
+    /// The agent's earlier request on this payment still awaits a decision: one at a time. 409.
+    AlreadyRequested,
     /// A request that a second agent rejected (the reason is the refund's `error_detail`).
     ApprovalRejected,
     /// A request nobody approved in time (`approval_ttl_secs`). 409 when approving it.

@@ -53,6 +53,9 @@ pub enum Inserted {
     OverDailyLimit { left: u64 },
     /// A request awaiting approval whose token was revoked after it was checked.
     Revoked,
+    /// A request awaiting approval, while the same agent's earlier one on this payment still
+    /// awaits its decision.
+    AlreadyRequested,
 }
 
 /// What [`Ledger::approve`] did.
@@ -536,12 +539,15 @@ impl Ledger {
 
     /// Rows reconciliation should look at now: `unknown` attempts, `pending` ones older than
     /// `stale_pending_before` (their request is long gone), and refunds `in_progress` since
-    /// before `in_progress_before`, each once its `next_poll_at` has come. Every one is looked
-    /// at until it ends, however many polls that takes.
+    /// before `in_progress_before`, each once its `next_poll_at` has come, or when that is
+    /// after `set_before_a_step_back` (further ahead than any wait reconciliation sets: the
+    /// wall clock stepped back since, and would hold the row that much longer). Every one is
+    /// looked at until it ends, however many polls that takes.
     pub async fn due_for_reconcile(
         &self,
         stale_pending_before: i64,
         in_progress_before: i64,
+        set_before_a_step_back: i64,
     ) -> Result<Vec<RefundRow>, sqlx::Error> {
         self.read()
             .fetch_all(
@@ -549,23 +555,25 @@ impl Ledger {
                     "{SELECT} WHERE (state = 'unknown'
                          OR (state = 'pending' AND updated_at < ?)
                          OR (state = 'in_progress' AND updated_at < ?))
-                       AND (next_poll_at IS NULL OR next_poll_at <= ?)
+                       AND (next_poll_at IS NULL OR next_poll_at <= ? OR next_poll_at > ?)
                      ORDER BY key"
                 ))
                 .bind(stale_pending_before)
                 .bind(in_progress_before)
-                .bind(now_ms()),
+                .bind(now_ms())
+                .bind(set_before_a_step_back),
             )
             .await
     }
 
     /// Notes that a `session/status` answer showed no refund for the unresolved attempt
-    /// `key`; returns since when that has been so (the first such answer).
-    pub async fn note_absent(&self, key: i64, now: i64) -> Result<i64, sqlx::Error> {
+    /// `key`; returns since when that has been so (the first such answer) and how many such
+    /// answers there have been, this one included.
+    pub async fn note_absent(&self, key: i64, now: i64) -> Result<(i64, i64), sqlx::Error> {
         let mut tx = self.write().await?;
         let update = Sql::new(
-            "UPDATE refunds SET absent_since = COALESCE(absent_since, ?) WHERE key = ?
-             RETURNING absent_since",
+            "UPDATE refunds SET absent_since = COALESCE(absent_since, ?), absent_polls = absent_polls + 1
+             WHERE key = ? RETURNING absent_since, absent_polls",
         )
         .bind(now)
         .bind(key);
@@ -597,6 +605,22 @@ async fn pending_on(tx: &mut WriteTx<'_>, session: &str) -> Result<bool, sqlx::E
         )
         .await?;
     Ok(pending > 0)
+}
+
+/// Whether `attempt`'s agent has a request awaiting approval on its payment.
+async fn awaiting_from(tx: &mut WriteTx<'_>, attempt: &NewAttempt) -> Result<bool, sqlx::Error> {
+    let awaiting: i64 = tx
+        .exec()
+        .fetch_one(
+            &Sql::new(
+                "SELECT COUNT(*) FROM refunds WHERE session_id = ? AND agent = ? AND state = ?",
+            )
+            .bind(attempt.session_id.as_str())
+            .bind(&attempt.agent)
+            .bind(RefundState::AwaitingApproval),
+        )
+        .await?;
+    Ok(awaiting > 0)
 }
 
 /// Everything `agent` asked for on the UTC day of `now` in `currency` that did not fail:
@@ -664,7 +688,8 @@ async fn insert_attempt_in(
     if revoked_in(tx, &attempt.agent, attempt.token_issued_at).await? {
         return Ok(Inserted::Revoked);
     }
-    if attempt.daily_limit.is_none() {
+    let awaiting = attempt.state == RefundState::AwaitingApproval;
+    if attempt.daily_limit.is_none() && !awaiting {
         if let Some(row) = insert_row(tx, attempt, now).await? {
             return Ok(recorded(journal, attempt, row));
         }
@@ -681,6 +706,12 @@ async fn insert_attempt_in(
     // A request awaiting approval sends nothing, so it waits beside a pending attempt.
     if attempt.state == RefundState::Pending && pending_on(tx, attempt.session_id.as_str()).await? {
         return Ok(Inserted::InFlight);
+    }
+    // One request awaiting approval per agent and payment: each writes a row, a history line
+    // and an event, holds nothing back (`holds_money`), and is read by every look-up of the
+    // payment, so without this one agent could add them without end.
+    if awaiting && awaiting_from(tx, attempt).await? {
+        return Ok(Inserted::AlreadyRequested);
     }
     if let Some(limit) = attempt.daily_limit {
         let used = used_today(tx.exec(), &attempt.agent, attempt.amount.currency, now).await?;
@@ -1211,7 +1242,8 @@ async fn rebind(
     let finished_at = state.is_final().then(|| change.finished_at.unwrap_or(now));
     let update = Sql::new(
         "UPDATE refunds SET state = ?, refund_id = ?, bound_by_amount = ?, finished_at = ?,
-            updated_at = ?, polls = 0, next_poll_at = NULL, absent_since = NULL
+            updated_at = ?, polls = 0, next_poll_at = NULL, absent_since = NULL,
+            absent_polls = 0
          WHERE key = ? RETURNING *",
     )
     .bind(state)
@@ -1407,6 +1439,8 @@ mod tests {
         for n in [1, 2] {
             let mut request = new_attempt(&session, n, 5_000);
             request.state = RefundState::AwaitingApproval;
+            // Two agents' requests: one agent has one awaiting per payment at a time.
+            request.agent = format!("agent-{n}");
             let Ok(Inserted::New(row)) = ledger.insert_attempt(&request).await else {
                 panic!("request {n} not recorded");
             };

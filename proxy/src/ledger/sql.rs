@@ -559,6 +559,12 @@ impl FromRecord for (i64, String, String) {
     }
 }
 
+impl FromRecord for (i64, i64) {
+    fn from_record(record: &Record<'_>) -> Result<Self, sqlx::Error> {
+        Ok((record.int(0)?, record.int(1)?))
+    }
+}
+
 impl FromRecord for (Option<i64>, Option<i64>) {
     fn from_record(record: &Record<'_>) -> Result<Self, sqlx::Error> {
         Ok((record.opt_int(0)?, record.opt_int(1)?))

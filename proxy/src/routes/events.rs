@@ -32,6 +32,10 @@ use crate::ledger::{EventsPage, Ledger};
 use crate::live::{frame, Subscription};
 use crate::state::AppState;
 
+/// `Retry-After` of a stream refused at `max_streams_per_agent`: the widget retries with its
+/// own back-off and re-reads the payment meanwhile.
+const STREAMS_RETRY_AFTER_SECS: u64 = 30;
+
 /// Comment lines keep proxies and browsers from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const KEEP_ALIVE_FRAME: &[u8] = b":\n\n";
@@ -109,7 +113,17 @@ async fn stream(
         None => None,
     };
     // Subscribe before reading the backlog, so nothing published in between is lost.
-    let live = state.live.subscribe(&session);
+    let live = state
+        .live
+        .subscribe_as(
+            &session,
+            &ticket.agent.name,
+            state.config.max_streams_per_agent,
+        )
+        .map_err(|_| {
+            tracing::warn!(agent = %ticket.agent.name, limit = state.config.max_streams_per_agent, "an agent at max_streams_per_agent asked for one more event stream");
+            ApiError::RateLimited(STREAMS_RETRY_AFTER_SECS)
+        })?;
     let follow = Follow::start(state.ledger.clone(), live, from, ticket.until)
         .await
         .inspect_err(|e| {

@@ -35,11 +35,14 @@ async fn receive(
     let signature = headers.get(sg::HEADER_SIGN).and_then(|v| v.to_str().ok());
     if let Err(reason) = state.verifier.verify(&body, signature) {
         state.metrics.count_webhook("signature_invalid");
-        tracing::warn!(%reason, bytes = body.len(), "webhook rejected");
         if state.rejected_audit.check("rejected webhooks").is_err() {
-            // A flood: counted, not written (`state::REJECTED_KEPT_PER_MINUTE`).
+            // A flood: counted, neither written (`state::REJECTED_KEPT_PER_MINUTE`) nor
+            // logged, or anyone could fill the log's disk a warning at a time.
             state.metrics.count_anomaly("rejected_webhook_not_kept");
-        } else if let Err(e) = state
+            return Err(ApiError::SignatureInvalid);
+        }
+        tracing::warn!(%reason, bytes = body.len(), "webhook rejected");
+        if let Err(e) = state
             .ledger
             .record_rejected_webhook(&body, &reason.to_string())
             .await

@@ -330,6 +330,46 @@ async fn revoking_an_agent_closes_their_requests_awaiting_approval() {
     assert_eq!(received(&sandbox).await, 1);
 }
 
+/// An agent has one request awaiting approval per payment at a time: each is a row, a
+/// history line and an event that every look-up of the payment reads, and holds nothing back,
+/// so without this one agent could add them without end. A retry of the same request still
+/// replays it; other agents and other payments are not counted.
+#[tokio::test]
+async fn an_agent_has_one_request_awaiting_approval_per_payment_at_a_time() {
+    let (sandbox, app) = four_eyes(|o| o).await;
+    let june = token("june", false, None);
+    let first_body = submission(Some(8000), "usd", &fresh_key());
+    let path = format!("/api/payments/{PAYMENT}/refunds");
+    let first = awaiting(&app.post(&path, &june, &first_body).await);
+    refused(
+        &request(&app, &june, 6000).await,
+        StatusCode::CONFLICT,
+        "already_requested",
+    );
+    let replayed = app.post(&path, &june, &first_body).await;
+    assert_eq!(replayed.0, StatusCode::OK, "{}", replayed.1);
+    assert_eq!(
+        replayed.1["attempt_id"],
+        first.as_str(),
+        "the same request, replayed"
+    );
+    awaiting(&request(&app, &token("mia", false, None), 6000).await);
+    let elsewhere = app
+        .post(
+            "/api/payments/ps_usd_partly_1006/refunds",
+            &june,
+            &submission(Some(6000), "usd", &fresh_key()),
+        )
+        .await;
+    awaiting(&elsewhere);
+    // Once decided, june may ask again.
+    let sam = token("sam", true, None);
+    let rejected = decide(&app, &sam, &first, "reject", Some("ask for less")).await;
+    assert_eq!(rejected.0, StatusCode::OK, "{}", rejected.1);
+    awaiting(&request(&app, &june, 6000).await);
+    assert_eq!(received(&sandbox).await, 0);
+}
+
 /// The threshold counts what the agent has refunded of the payment themselves: a request
 /// rejected and asked again in pieces below it, or a refund split from the start, waits for
 /// the piece that takes the agent's total above it.

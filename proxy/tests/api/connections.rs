@@ -57,6 +57,64 @@ async fn a_client_too_slow_with_its_headers_is_disconnected_and_others_are_serve
 }
 
 #[tokio::test]
+async fn a_client_too_slow_with_its_body_is_answered_408_and_disconnected() {
+    let mut options = Options::new("http://127.0.0.1:9");
+    options.header_read_timeout_ms = TIMEOUT_MS;
+    let app = spawn_app_with(options).await;
+    // Headers announcing a body, then a trickle that never completes it: on the webhook route
+    // (no login) and on a refund's.
+    let mut trickles = Vec::new();
+    for path in [
+        "/webhooks/smart-glocal".to_owned(),
+        "/api/payments/ps_usd_1001/refunds".to_owned(),
+    ] {
+        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        stream
+            .write_all(
+                format!(
+                    "POST {path} HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\n\
+                     Authorization: Bearer {}\r\nContent-Length: 1000\r\n\r\n{{\"a\":",
+                    app.token("alice")
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        trickles.push(stream);
+    }
+    let sent = Instant::now();
+    for mut stream in trickles {
+        // A byte every 300 ms: each well within the timeout, the whole never.
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 1024];
+        let closed = loop {
+            tokio::select! {
+                read = stream.read(&mut buffer) => match read {
+                    Ok(0) | Err(_) => break sent.elapsed(),
+                    Ok(n) => answer.extend_from_slice(&buffer[..n]),
+                },
+                () = tokio::time::sleep(Duration::from_millis(300)) => {
+                    let _ = stream.write_all(b" ").await;
+                }
+            }
+            assert!(sent.elapsed() < Duration::from_secs(6), "still open");
+        };
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("\"request_timeout\""), "{answer}");
+        assert!(
+            closed >= Duration::from_millis(TIMEOUT_MS / 2),
+            "not before the timeout: {closed:?}"
+        );
+    }
+    // A whole body sent at once is served as ever.
+    let (status, _) = app
+        .refund("ps_usd_1001", &submission(Some(100), "usd", &fresh_key()))
+        .await;
+    assert_ne!(status, StatusCode::REQUEST_TIMEOUT);
+}
+
+#[tokio::test]
 async fn an_event_stream_outlives_the_header_timeout() {
     let mut options = Options::new("http://127.0.0.1:9");
     options.header_read_timeout_ms = TIMEOUT_MS;

@@ -31,6 +31,51 @@ async fn fifty_concurrent_identical_submissions_make_exactly_one_refund() {
     assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
 }
 
+/// Refunds queued on one payment behind a slow Smart Glocal wait for its lock as long as two
+/// holders' calls may take (twice `upstream_timeout_ms`, and 5 s), then are answered
+/// `409 refund_in_flight`: none waits without end, holding a connection and a task.
+#[tokio::test]
+async fn refunds_queued_behind_a_slow_smart_glocal_wait_a_bounded_time() {
+    let (sandbox, app) = sandbox_and_app_with(|mut o| {
+        o.upstream_timeout_ms = 1000;
+        o
+    })
+    .await;
+    sandbox.clear_webhook_url();
+    // Each holder's two calls take about 0.6 s; the wait for the lock is 7 s.
+    for route in [FaultRoute::Status, FaultRoute::Refund] {
+        sandbox
+            .inject(
+                FaultRequest::new(Fault::Delay { ms: 300 })
+                    .on(route)
+                    .times(1000),
+            )
+            .await;
+    }
+    let started = std::time::Instant::now();
+    let bodies: Vec<Value> = (0..30)
+        .map(|_| submission(Some(100), "usd", &fresh_key()))
+        .collect();
+    let answers = join_all(bodies.iter().map(|body| app.refund("ps_usd_1001", body))).await;
+    let took = started.elapsed();
+    let in_flight = answers
+        .iter()
+        .filter(|(status, body)| {
+            *status == StatusCode::CONFLICT && body["code"] == "refund_in_flight"
+        })
+        .count();
+    assert!(in_flight > 0, "{answers:?}");
+    assert!(
+        took < std::time::Duration::from_secs(11),
+        "the last answer came {took:?} after the first request"
+    );
+    // What was refused was never sent.
+    assert_eq!(
+        sandbox.session("ps_usd_1001").await.refunds_received,
+        30 - in_flight
+    );
+}
+
 /// A retry that finds its twin still being sent waits for it, then gets its result: from the
 /// ledger, before anything else is asked. Smart Glocal failing a `session/status` meanwhile
 /// must not turn the replay into an error (the widget would drop the key, and the agent's

@@ -1092,6 +1092,116 @@ async fn an_unknown_attempt_is_failed_only_after_status_showed_nothing_for_the_c
 }
 
 #[tokio::test]
+async fn a_wall_clock_stepped_forward_does_not_fail_an_unknown_attempt_at_the_next_answer() {
+    // 30 s to wait: three answers without the refund, besides the time.
+    let (sandbox, app) = sandbox_and_app_with(|mut o| {
+        o.reconcile_interval_ms = 200;
+        o.reconcile_fail_after_ms = 30_000;
+        o
+    })
+    .await;
+    let attempt = unknown_attempt(&sandbox, &app).await;
+    let ledger = LedgerSql::open(&app).await;
+    let answers = format!("SELECT absent_polls FROM refunds WHERE attempt_id = '{attempt}'");
+    eventually(10, "a first answer without the refund", || async {
+        ledger.int(&answers).await >= 1
+    })
+    .await;
+    // The clock steps three minutes forward (a resumed VM, an NTP step, a replica running
+    // ahead): as the ledger now reads it, the refund has been absent for three minutes.
+    ledger
+        .execute(&format!(
+            "UPDATE refunds SET absent_since = absent_since - 180000 WHERE attempt_id = '{attempt}'"
+        ))
+        .await;
+    eventually(10, "a second answer without the refund", || async {
+        ledger.int(&answers).await >= 2
+    })
+    .await;
+    // The pass that counted it has decided by now; the third answer is 0.8 s away.
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    assert_eq!(
+        ledger_state(&app, &attempt).await,
+        RefundState::Unknown,
+        "one answer after the step is not the wait the setting asks for"
+    );
+    eventually(
+        10,
+        "the attempt is declared failed at the third answer",
+        || async { ledger_state(&app, &attempt).await == RefundState::Failed },
+    )
+    .await;
+    assert!(ledger.int(&answers).await >= 3);
+    ledger.close().await;
+}
+
+/// A poll time further ahead than any wait reconciliation sets was set before the wall clock
+/// stepped back: the attempt is polled now, not when the clock catches up (its amount is held
+/// back meanwhile, and the widget says "Confirming with Smart Glocal").
+#[tokio::test]
+async fn a_wall_clock_stepped_back_does_not_hold_an_unknown_attempt_unpolled() {
+    let (sandbox, app) = sandbox_and_app_with(|mut o| {
+        o.reconcile_interval_ms = 100;
+        o.reconcile_fail_after_ms = 60_000;
+        o
+    })
+    .await;
+    let attempt = unknown_attempt(&sandbox, &app).await;
+    let ledger = LedgerSql::open(&app).await;
+    let polls = format!("SELECT polls FROM refunds WHERE attempt_id = '{attempt}'");
+    eventually(10, "a first poll", || async {
+        ledger.int(&polls).await >= 1
+    })
+    .await;
+    // As a clock three hours ahead would have set it, seen after the clock is put right
+    // (again if a poll under way wrote over it).
+    let far_ahead = format!(
+        "SELECT COUNT(*) FROM refunds WHERE attempt_id = '{attempt}' AND next_poll_at > {}",
+        proxy::ledger::now_ms() + 7_200_000
+    );
+    let mut before = 0;
+    for _ in 0..5 {
+        ledger
+            .execute(&format!(
+                "UPDATE refunds SET next_poll_at = next_poll_at + 10800000 WHERE attempt_id = '{attempt}'"
+            ))
+            .await;
+        before = ledger.int(&polls).await;
+        if ledger.int(&far_ahead).await == 1 {
+            break;
+        }
+    }
+    eventually(10, "polled again", || async {
+        ledger.int(&polls).await > before
+    })
+    .await;
+    ledger.close().await;
+}
+
+/// An answer from Smart Glocal over `MAX_ANSWER_BYTES` is not read into memory: the look-up
+/// is answered `upstream_bad_response`. One just under it is read as ever.
+#[tokio::test]
+async fn an_oversized_answer_from_smart_glocal_is_not_read() {
+    let limit = proxy::upstream::MAX_ANSWER_BYTES;
+    for (padding, expected) in [
+        (limit, StatusCode::BAD_GATEWAY),
+        (limit - 1024, StatusCode::OK),
+    ] {
+        let mut answer = ok_session();
+        answer["session"]["padding"] = json!("x".repeat(padding));
+        let upstream = capture_server(answer).await;
+        let app = spawn_app(&upstream.url).await;
+        let (status, body) = app
+            .get("/api/payments/ps_usd_1001", &app.token("alice"))
+            .await;
+        assert_eq!(status, expected, "{body}");
+        if expected == StatusCode::BAD_GATEWAY {
+            assert_eq!(body["code"], "upstream_bad_response", "{body}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn error_answers_never_fail_an_unknown_attempt_and_polling_goes_on_after_them() {
     let (sandbox, app) = sandbox_and_app_with(|mut o| {
         o.reconcile_interval_ms = 50;

@@ -48,6 +48,8 @@ pub struct Options {
     pub approval_above: Option<shared::api::Limit>,
     pub approval_ttl_ms: u64,
     pub header_read_timeout_ms: u64,
+    pub max_connections: usize,
+    pub max_streams_per_agent: u32,
 }
 
 impl Options {
@@ -74,6 +76,8 @@ impl Options {
             approval_above: None,
             approval_ttl_ms: 3_600_000,
             header_read_timeout_ms: 10_000,
+            max_connections: 16_384,
+            max_streams_per_agent: 32,
         }
     }
 
@@ -122,6 +126,8 @@ impl Options {
             rate_limit_per_minute: self.rate_limit_per_minute,
             ops_listen: self.ops_listen,
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            max_connections: self.max_connections,
+            max_streams_per_agent: self.max_streams_per_agent,
         }
     }
 }

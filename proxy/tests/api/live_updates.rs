@@ -245,6 +245,62 @@ async fn a_ticket_whose_agent_token_has_expired_opens_no_stream() {
     assert_eq!(stream.status(), StatusCode::OK);
 }
 
+/// One agent holds at most `max_streams_per_agent` event streams: the next is answered 429
+/// (`rate_limited`) until one of theirs closes; other agents are not counted with them.
+#[tokio::test]
+async fn an_agent_holds_at_most_max_streams_per_agent_event_streams() {
+    let mut options = Options::new("http://127.0.0.1:9");
+    options.max_streams_per_agent = 3;
+    let app = spawn_app_with(options).await;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        streams.push(app.open_events("ps_usd_1001").await);
+    }
+    let ticket = app.events_ticket("ps_usd_1002").await;
+    let refused = app
+        .client
+        .get(app.url(&format!("/api/payments/ps_usd_1002/events?ticket={ticket}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    let (_, body) = read(refused).await;
+    assert_eq!(body["code"], "rate_limited", "{body}");
+    // Another agent is not counted with alice.
+    let (status, body) = app
+        .post(
+            "/api/payments/ps_usd_1002/events/ticket",
+            &app.token("bob"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let bobs = app
+        .client
+        .get(app.url(&format!(
+            "/api/payments/ps_usd_1002/events?ticket={}",
+            body["ticket"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bobs.status(), StatusCode::OK);
+    // One of alice's closes: she may open another (once the proxy has seen it close).
+    drop(streams.pop());
+    eventually(5, "alice's place is free again", || async {
+        let ticket = app.events_ticket("ps_usd_1002").await;
+        let stream = app
+            .client
+            .get(app.url(&format!("/api/payments/ps_usd_1002/events?ticket={ticket}")))
+            .send()
+            .await
+            .unwrap();
+        stream.status() == StatusCode::OK
+    })
+    .await;
+}
+
 /// A stop (SIGTERM) does not wait out its drain for event streams, which never end by
 /// themselves: they end at once, the widget reconnecting elsewhere, and the proxy is done in
 /// moments (a supervisor's grace period, shorter than the drain, would otherwise kill it

@@ -153,6 +153,29 @@ fn a_missing_or_wrong_setting_stops_start_up_naming_it() {
         !stderr.contains("not a pem"),
         "the secret value is not echoed"
     );
+    // A PEM given inline begins with dashes, like a flag: it is the flag's value, and a
+    // mistake elsewhere is named without echoing it.
+    let pem = demo_key("DEMO-ONLY-merchant-private.pem");
+    let wrong = proxy_bin()
+        .args([
+            "--project",
+            "p",
+            "--signing-key",
+            &pem,
+            "--webhook-key",
+            "not a pem either",
+            "--agent-token-secret",
+            TOKEN_SECRET,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("`webhook_key`"), "{stderr}");
+    let body = pem.lines().nth(1).unwrap();
+    assert!(
+        !stderr.contains("PRIVATE KEY") && !stderr.contains(body),
+        "the private key is not echoed: {stderr}"
+    );
 }
 
 #[test]
@@ -260,6 +283,42 @@ impl Write for LogWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// A flood of forged webhooks beyond what is kept for audit is counted, not logged: anyone can
+/// post to the route, and a warning each would fill the log's disk.
+#[tokio::test]
+async fn forged_webhooks_beyond_the_audit_rate_are_not_logged() {
+    let logs = captured_logs();
+    let app = spawn_app("http://127.0.0.1:9").await;
+    // A size no other test sends, to find this test's lines among every test's.
+    let size = 4093;
+    for _ in 0..300 {
+        let response = app
+            .client
+            .post(app.webhook_url())
+            .header("x-partner-sign", "forged")
+            .body(vec![b'x'; size])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let ledger = LedgerSql::open(&app).await;
+    let kept = ledger.int("SELECT COUNT(*) FROM rejected_webhooks").await;
+    ledger.close().await;
+    assert!(
+        kept < 300,
+        "the flood went beyond the audit rate: {kept} kept"
+    );
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap())
+        .lines()
+        .filter(|line| line.contains("webhook rejected") && line.contains(&format!("bytes={size}")))
+        .count();
+    assert_eq!(
+        logged as i64, kept,
+        "one warning per webhook kept, none beyond"
+    );
 }
 
 #[tokio::test]
