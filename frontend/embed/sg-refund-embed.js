@@ -333,10 +333,12 @@ class SgRefundElement extends HTMLElement {
     this.#slot = null;
   }
 
-  // fetchToken rejected: the widget is told there is no token (it says the agent is not signed
-  // in), and the host hears why.
+  // fetchToken rejected, and the host hears why. A widget that holds a token keeps it (set
+  // again, so a renewal waiting for it goes on at once): expired, the proxy says so again and
+  // the next renewal asks fetchToken anew. An empty one would sign it out until a reload. A
+  // widget with none is told it has none (it says the agent is not signed in).
   #tokenFailed(slot, error) {
-    slot.setAttribute("data-token", "");
+    slot.setAttribute("data-token", slot.getAttribute("data-token") || "");
     this.dispatchEvent(
       new CustomEvent("sg-refund:error", {
         bubbles: true,

@@ -270,17 +270,34 @@ async fn send(
         _ => None,
     };
     let pending = pending.unwrap_or_else(|| window.fetch_with_request(&request));
-    let response: Response = JsFuture::from(pending)
+    let response: Response = JsFuture::from(answered_within(pending, ANSWER_WAIT_MS))
         .await
         .map_err(|_| CallError::Network)?
         .unchecked_into();
     let text_promise = response.text().map_err(|_| CallError::Network)?;
-    let text = JsFuture::from(text_promise)
+    let text = JsFuture::from(answered_within(text_promise, ANSWER_WAIT_MS))
         .await
         .map_err(|_| CallError::Network)?
         .as_string()
         .unwrap_or_default();
     Ok((response.status(), text))
+}
+
+/// How long a request waits for its answer, and then for the answer's body: longer than the
+/// proxy's worst case with its defaults (a payment's lock, 25 s, then two calls to Smart
+/// Glocal of 10 s each). A connection that died without a word (a dropped NAT entry, Wi-Fi
+/// changed) would otherwise leave "Refunding…" on screen for ever; after it, the call is a
+/// network failure, which keeps a refund's idempotency key for the agent's next try.
+pub const ANSWER_WAIT_MS: i32 = 60_000;
+
+/// `pending`, or a rejection once `ms` have passed without it settling.
+pub fn answered_within(pending: js_sys::Promise, ms: i32) -> js_sys::Promise {
+    let deadline = js_sys::Promise::new(&mut |_, reject| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&reject, ms);
+        }
+    });
+    js_sys::Promise::race(&js_sys::Array::of2(&pending, &deadline))
 }
 
 /// A 2xx answer's body as `T`.

@@ -71,9 +71,15 @@ pub enum Command {
         #[command(flatten)]
         settings: Box<Settings>,
     },
-    /// Walk the history's hash chain; exit 1 naming the first line that does not match
-    /// (edited, removed or reordered), 0 if every line does.
+    /// Walk the history's hash chain; exit 1 naming the first line that does not match (a
+    /// line edited, or one before the last removed or reordered), 0 if every line does. Lines
+    /// removed from the end, or rewritten and hashed anew from some line on, only a head held
+    /// from before shows: give it with --expect-head.
     VerifyLedger {
+        /// A chain head kept from before (an export's last hash, or one this printed): exit 1
+        /// unless it is a line of this ledger's chain.
+        #[arg(long)]
+        expect_head: Option<String>,
         #[command(flatten)]
         settings: Box<Settings>,
     },
@@ -184,7 +190,7 @@ impl Command {
             Command::Serve { settings }
             | Command::Token { settings, .. }
             | Command::Revoke { settings, .. }
-            | Command::VerifyLedger { settings }
+            | Command::VerifyLedger { settings, .. }
             | Command::Export { settings, .. } => Some(settings),
         }
     }
@@ -192,7 +198,8 @@ impl Command {
 
 /// Why a command did not succeed.
 enum Failure {
-    /// `verify-ledger` found a line that does not match its hash.
+    /// `verify-ledger` found a line that does not match its hash, or not the head it was
+    /// told to expect.
     Broken,
     /// Anything else: bad arguments, an unreadable ledger, a server that could not start.
     Message(String),
@@ -271,17 +278,39 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Some(Command::VerifyLedger { settings }) => {
+        Some(Command::VerifyLedger {
+            expect_head,
+            settings,
+        }) => {
             let ledger = Ledger::open_read_only(&database(*settings)?)
                 .await
                 .map_err(|e| e.to_string())?;
             let report = ledger.verify_chain().await;
+            let held = match (&report, &expect_head) {
+                (Ok(report), Some(head)) if report.broken.is_none() => {
+                    Some(ledger.chain_holds(head).await)
+                }
+                _ => None,
+            };
             ledger.close().await;
             let report = report.map_err(|e| e.to_string())?;
+            if let Some(held) = held {
+                if !held.map_err(|e| e.to_string())? {
+                    println!(
+                        "ledger BROKEN: the chain head you hold, {}, is no line of this ledger ({} lines, head {}): lines were removed from the end, or rewritten and hashed anew",
+                        expect_head.as_deref().unwrap_or_default(),
+                        report.verified,
+                        report.head
+                    );
+                    return Err(Failure::Broken);
+                }
+            }
             match report.broken {
                 None => {
+                    // The history's chain, not the refunds' rows: those are checked by
+                    // nothing but the lines that recorded them.
                     println!(
-                        "ledger intact: {} history lines, chain head {}",
+                        "history chain intact: {} lines, head {} (keep it: `--expect-head` with it later shows lines removed or rewritten since)",
                         report.verified,
                         if report.head.is_empty() {
                             "(empty)"
@@ -293,12 +322,11 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 }
                 Some(line) => {
                     println!(
-                        "ledger BROKEN at history line {} (payment {}, written {}): its hash is {} but its content after line {} hashes to {}; {} lines before it verified",
+                        "ledger BROKEN at history line {} (payment {}, written {}): its hash is {} but its content after the line before it hashes to {}; {} lines before it verified",
                         line.id,
                         line.session_id,
                         Timestamp::from_unix_millis(line.at),
                         line.stored.as_deref().unwrap_or("missing"),
-                        line.id - 1,
                         line.expected,
                         report.verified
                     );

@@ -485,6 +485,51 @@ fn a_rejected_fetch_token_shows_a_clear_error_and_tells_the_host() {
     });
 }
 
+/// A renewal that `fetchToken` fails once does not sign the widget out for good: the widget
+/// keeps the token it had (expired, the proxy says so again) and the next renewal asks
+/// `fetchToken` anew, no reload needed. It was given an empty token, which no renewal follows.
+#[test]
+fn a_renewal_that_fetch_token_fails_once_is_asked_again() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "15.50", "usd").await?;
+        ctx.client
+            .goto(&stack.page_url("/examples/element/", ""))
+            .await?;
+        ctx.client
+            .execute(
+                "window.__expired = arguments[0]; window.__fetches = 0;",
+                vec![stack.expired_token().into()],
+            )
+            .await?;
+        // An expired token first; the renewal it sets off fails; the next one works.
+        let blinking = r#"{ fetchToken: async () => {
+            window.__fetches++;
+            if (window.__fetches === 1) return window.__expired;
+            if (window.__fetches === 2) throw new Error("the merchant's backend blinked");
+            return demoToken();
+        } }"#;
+        init_with_demo_token(&ctx, blinking).await?;
+        ctx.client
+            .execute(
+                "document.getElementById('slot').append(window.sgRefund.create(arguments[0]));",
+                vec![session.as_str().into()],
+            )
+            .await?;
+        let widget = Widget::new(&ctx.client, session.as_str());
+        widget.wait_loaded().await?;
+        let fetches = ctx
+            .client
+            .execute("return window.__fetches;", vec![])
+            .await?;
+        assert_eq!(
+            fetches, 3,
+            "the expired token, the failed renewal, the one that worked"
+        );
+        Ok(())
+    });
+}
+
 #[test]
 fn appearance_and_language_change_live() {
     e2e::run(|ctx| async move {

@@ -300,6 +300,8 @@ fn spends_the_key(error: &CallError) -> bool {
             | ErrorCode::UpstreamUnavailable
             | ErrorCode::IdempotencyConflict => true,
             ErrorCode::RefundInFlight
+            | ErrorCode::RequestTimeout
+            | ErrorCode::PayloadTooLarge
             | ErrorCode::RateLimited
             | ErrorCode::TokenExpired
             | ErrorCode::TokenRevoked

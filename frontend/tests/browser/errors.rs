@@ -134,6 +134,9 @@ async fn a_refusal_before_the_key_is_looked_up_keeps_the_key() {
         (401, ErrorCode::TokenRevoked),
         (403, ErrorCode::Forbidden),
         (403, ErrorCode::OriginNotAllowed),
+        // The proxy's own middleware: the body came too slowly, or too large.
+        (408, ErrorCode::RequestTimeout),
+        (413, ErrorCode::PayloadTooLarge),
     ] {
         let (submit, keys) = key_recording_submit(move |n| match n {
             2 => Err(CallError::Proxy {
@@ -311,4 +314,22 @@ fn each_provider_refusal_names_its_cause_and_next_step() {
     let unknown = refusal("velocity_limit", Locale::En);
     assert!(unknown.contains("as Smart Glocal wrote it"), "{unknown}");
     assert!(unknown.contains("try again"), "{unknown}");
+}
+
+/// A request whose answer never comes is given up after its wait, as a network failure (the
+/// widget shows it, and a refund keeps its key); one that answers in time is its answer.
+#[wasm_bindgen_test]
+async fn an_answer_that_never_comes_is_given_up_after_its_wait() {
+    use frontend::api::answered_within;
+    use wasm_bindgen_futures::JsFuture;
+    let never = js_sys::Promise::new(&mut |_, _| {});
+    let started = js_sys::Date::now();
+    assert!(JsFuture::from(answered_within(never, 200)).await.is_err());
+    let waited = js_sys::Date::now() - started;
+    assert!(waited >= 190.0, "gave up after {waited} ms");
+    let answered = js_sys::Promise::resolve(&wasm_bindgen::JsValue::from_str("answer"));
+    let value = JsFuture::from(answered_within(answered, 200))
+        .await
+        .unwrap();
+    assert_eq!(value.as_string().as_deref(), Some("answer"));
 }

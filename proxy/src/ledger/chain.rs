@@ -89,7 +89,10 @@ impl FromRecord for Line {
 
 /// Seals lines written before the chain existed (`hash` NULL), in id order. Runs once, the
 /// first time the ledger opens after the migration; never again, so a hash emptied by hand
-/// later stays a broken line rather than being sealed anew.
+/// later stays a broken line rather than being sealed anew. Only a ledger without a single
+/// hashed line is sealed: the migration and the seal leave none unhashed, so unhashed lines
+/// after hashed ones, with the seal's flag cleared, are someone laundering edited lines
+/// through the seal. They are left broken, for `verify-ledger` to name, and logged.
 pub(super) async fn seal_unhashed(tx: &mut WriteTx<'_>) -> Result<u64, sqlx::Error> {
     let sealed: bool = tx
         .exec()
@@ -103,6 +106,19 @@ pub(super) async fn seal_unhashed(tx: &mut WriteTx<'_>) -> Result<u64, sqlx::Err
             "UPDATE chain_sealed SET sealed = TRUE WHERE id = 1",
         ))
         .await?;
+    let hashed: i64 = tx
+        .exec()
+        .fetch_one(&Sql::new(
+            "SELECT COUNT(*) FROM history WHERE hash IS NOT NULL",
+        ))
+        .await?;
+    if hashed > 0 {
+        tracing::error!(
+            hashed,
+            "history lines without a hash beside hashed ones, and the chain's seal cleared: not sealed; `proxy verify-ledger` names the first"
+        );
+        return Ok(0);
+    }
     let unsealed: Vec<(i64, Line)> = tx
         .exec()
         .fetch_all::<IdLine>(&Sql::new(format!(

@@ -284,8 +284,9 @@ fn csv_record(cells: impl IntoIterator<Item = String>) -> String {
 
 /// A cell a spreadsheet shows as text: free text starting with `= + - @` (a formula to Excel
 /// and LibreOffice) gets a leading `'`, numbers stay numbers; control characters (terminal
-/// escapes, newlines, tabs, NUL) are written as `\u{…}`, so a cell is one line of plain text
-/// whatever an agent pasted into a note.
+/// escapes, newlines, tabs, NUL), the line and paragraph separators and the bidirectional
+/// overrides (which make a cell read otherwise than it is written: `U+202E`) are written as
+/// `\u{…}`, so a cell is one line of plain text whatever an agent pasted into a note.
 fn spreadsheet_safe(value: &str) -> String {
     let value = escape_controls(value);
     if value.starts_with(['=', '+', '-', '@']) && value.parse::<f64>().is_err() {
@@ -296,13 +297,22 @@ fn spreadsheet_safe(value: &str) -> String {
 }
 
 fn escape_controls(value: &str) -> String {
-    if !value.chars().any(char::is_control) {
+    let escaped = |c: char| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
+            )
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    if !value.chars().any(escaped) {
         return value.to_owned();
     }
     value
         .chars()
         .map(|c| {
-            if c.is_control() {
+            if escaped(c) {
                 format!("\\u{{{:x}}}", u32::from(c))
             } else {
                 c.to_string()

@@ -571,6 +571,21 @@ impl Ledger {
         chain::verify(self).await
     }
 
+    /// Whether `head`, a chain head held from before (an export's last hash, or what
+    /// `verify-ledger` printed), is a line of this ledger's chain. On a chain that verifies,
+    /// it is unless lines up to it were removed, or rewritten and hashed anew from some line
+    /// on: what the chain alone cannot show.
+    pub async fn chain_holds(&self, head: &str) -> Result<bool, sqlx::Error> {
+        if head == chain::GENESIS {
+            return Ok(true);
+        }
+        let lines: i64 = self
+            .read()
+            .fetch_one(&sql::Sql::new("SELECT COUNT(*) FROM history WHERE hash = ?").bind(head))
+            .await?;
+        Ok(lines > 0)
+    }
+
     /// The history lines written in `[since, until)` with their hashes (`proxy export --chain`).
     pub async fn export_chain(
         &self,

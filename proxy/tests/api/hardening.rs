@@ -739,11 +739,19 @@ fn csv_cells_with_control_characters_are_escaped() {
         role: None,
         bound_by_amount: false,
     };
+    let mut reversed = row.clone();
+    reversed.note = shared::Note::parse("refund\u{202e}txt.exe\u{2028}next").unwrap();
     let line = proxy::ledger::ExportRow(row).csv_line();
     assert!(!line.chars().any(char::is_control), "{line:?}");
     assert!(line.contains(r"alice\u{1b}[31m"), "{line}");
     assert!(
         line.contains(r"line one\u{a}line two\u{d}\u{0}\u{7}\u{85}end"),
+        "{line}"
+    );
+    // Text that reads otherwise than it is written: a right-to-left override, a line separator.
+    let line = proxy::ledger::ExportRow(reversed).csv_line();
+    assert!(
+        line.contains(r"refund\u{202e}txt.exe\u{2028}next"),
         "{line}"
     );
 }

@@ -84,7 +84,7 @@ async fn a_busy_ledger_verifies_and_its_export_checks_offline() {
     let (_sandbox, app) = busy_ledger().await;
     let (code, said) = verify(&app);
     assert_eq!(code, Some(0), "{said}");
-    assert!(said.starts_with("ledger intact: "), "{said}");
+    assert!(said.starts_with("history chain intact: "), "{said}");
 
     let output = proxy(&["export", "--chain", "--since", "2020-01-01"], &app);
     assert!(output.status.success(), "{output:?}");
@@ -108,13 +108,60 @@ async fn a_busy_ledger_verifies_and_its_export_checks_offline() {
         previous = hash;
     }
     assert!(
-        said.contains(&format!("{} history lines", entries.len())),
+        said.contains(&format!("intact: {} lines", entries.len())),
         "{said}"
     );
-    assert!(
-        said.ends_with(&format!("chain head {previous}\n")),
-        "{said}"
+    assert!(said.contains(&format!("head {previous} (")), "{said}");
+}
+
+/// Lines removed from the chain's end leave a chain that verifies; a head held from before
+/// shows them gone. A head still in the chain passes.
+#[tokio::test]
+async fn a_removed_tail_is_shown_by_a_head_held_from_before() {
+    let (_sandbox, app) = busy_ledger().await;
+    let head = |said: &str| {
+        said.split("head ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap()
+            .to_owned()
+    };
+    let (_, said) = verify(&app);
+    let earlier = head(&said);
+    // One more line, and its head.
+    let (status, body) = app
+        .refund("ps_usd_1001", &submission(Some(100), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, said) = verify(&app);
+    let latest = head(&said);
+    assert_ne!(earlier, latest);
+    let expecting = |held: &str| {
+        let output = proxy(&["verify-ledger", "--expect-head", held], &app);
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    assert_eq!(
+        expecting(&earlier).0,
+        Some(0),
+        "an earlier head is in the chain"
     );
+    assert_eq!(expecting(&latest).0, Some(0));
+
+    // The refund's lines removed from the end: the chain alone still verifies.
+    sql(
+        &app,
+        &format!(
+            "DELETE FROM history WHERE id > (SELECT id FROM history WHERE hash = '{earlier}')"
+        ),
+    )
+    .await;
+    assert_eq!(verify(&app).0, Some(0), "what a chain alone cannot show");
+    let (code, said) = expecting(&latest);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("is no line of this ledger"), "{said}");
 }
 
 #[tokio::test]
@@ -209,6 +256,19 @@ async fn lines_from_before_the_chain_are_sealed_once_on_open() {
     let sealed = report().await;
     assert_eq!((sealed.verified, sealed.broken), (5, None));
 
+    // Lines edited and their hashes emptied, the seal's flag cleared: not sealed anew (the
+    // chain would otherwise take the edits in as if they were older than it).
+    tamper(
+        "UPDATE history SET detail = 'laundered', hash = NULL WHERE id >= 3;
+         UPDATE chain_sealed SET sealed = 0",
+    )
+    .await;
+    assert_eq!(
+        report().await.broken.map(|b| b.id),
+        Some(3),
+        "a seal cleared by hand launders nothing"
+    );
+
     tamper("UPDATE history SET hash = NULL WHERE id = 2").await;
     assert_eq!(
         report().await.broken.map(|b| b.id),
@@ -245,7 +305,7 @@ async fn a_flag_before_the_subcommand_wins_over_the_environment() {
             .unwrap();
         let said = String::from_utf8_lossy(&output.stdout);
         assert!(
-            output.status.success() && said.contains("ledger intact"),
+            output.status.success() && said.contains("history chain intact"),
             "{args:?}: {said} {}",
             String::from_utf8_lossy(&output.stderr)
         );

@@ -233,7 +233,7 @@ async fn a_hundred_submissions_across_two_replicas_never_refund_past_the_payment
         .unwrap();
     let said = String::from_utf8_lossy(&output.stdout);
     assert!(
-        output.status.success() && said.contains("ledger intact"),
+        output.status.success() && said.contains("history chain intact"),
         "{said} {}",
         String::from_utf8_lossy(&output.stderr)
     );
