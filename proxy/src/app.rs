@@ -67,11 +67,12 @@ pub fn app(state: AppState) -> Router {
         })
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
     let router = router
+        // Inside the count, so its 408s and 413s are counted as every answer is.
+        .layer(middleware::from_fn_with_state(state.clone(), body_in_time))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), body_in_time))
         .layer(middleware::from_fn_with_state(state.clone(), check_origin))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(

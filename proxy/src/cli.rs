@@ -129,7 +129,10 @@ fn init_logging(json: bool) {
 
 /// The binary's whole `main`.
 pub async fn main() -> ExitCode {
-    let matches = with_defaults_shown(Cli::command()).get_matches();
+    let matches = match with_defaults_shown(Cli::command()).try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) => return refused(&e),
+    };
     let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -193,6 +196,33 @@ impl Command {
             | Command::VerifyLedger { settings, .. }
             | Command::Export { settings, .. } => Some(settings),
         }
+    }
+}
+
+/// Command-line words clap could not take, said without repeating them unless they look
+/// like a mistyped flag: a secret flag's value is one word away from any slip
+/// (`--signing-key --webhook-key SECRET` leaves `SECRET` unexpected), and clap's own message
+/// quotes the word whole. Everything else (help, versions, a limit that is not one) is
+/// clap's own message: secrets' values are never refused, so never quoted.
+fn refused(error: &clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let word = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(word)) => word.as_str(),
+        _ => "",
+    };
+    let a_flag = word.len() <= 40
+        && word.starts_with("--")
+        && word[2..]
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    match error.kind() {
+        ErrorKind::UnknownArgument | ErrorKind::InvalidSubcommand if !a_flag => {
+            eprintln!(
+                "proxy: an argument was not understood (not repeated here: it may be a secret); `proxy --help` lists the commands and settings"
+            );
+            ExitCode::from(2)
+        }
+        _ => error.exit(),
     }
 }
 

@@ -154,15 +154,17 @@ pub fn poll_wait(interval: Duration, polls: i64, unresolved: bool, max_polls: u3
 
 /// How many answers without the refund an unresolved attempt needs, besides
 /// `reconcile_fail_after` of wall-clock time, before it is declared failed: as many as its
-/// polls (at most [`UNRESOLVED_MAX_WAIT`] apart) bring in that time. The wall clock alone is
-/// not trusted with money: stepped forward (a resumed VM, an NTP step, or on PostgreSQL a
+/// polls bring in that time at their slowest (at most [`UNRESOLVED_MAX_WAIT`] apart, rounded
+/// up to the next pass), so the count never makes the usual wait longer. The wall clock alone
+/// is not trusted with money: stepped forward (a resumed VM, an NTP step, or on PostgreSQL a
 /// replica whose clock runs ahead), it would fail at the next answer an attempt Smart Glocal
 /// may yet show, freeing its amount to be refunded twice. Answers come one per pass, and
-/// passes are `reconcile_interval` apart by the monotonic clock.
-fn answers_to_fail(fail_after: Duration) -> i64 {
-    let answers = fail_after
-        .as_millis()
-        .div_ceil(UNRESOLVED_MAX_WAIT.as_millis());
+/// passes are at least `reconcile_interval` apart by the monotonic clock, so the real time
+/// behind a failure is at least that many passes (35 s of the 2 minutes with the defaults,
+/// where one answer after a step sufficed before).
+fn answers_to_fail(fail_after: Duration, interval: Duration) -> i64 {
+    let slowest = UNRESOLVED_MAX_WAIT.max(interval) + interval;
+    let answers = fail_after.as_millis().div_ceil(slowest.as_millis().max(1));
     i64::try_from(answers).unwrap_or(i64::MAX).max(1)
 }
 
@@ -329,7 +331,11 @@ async fn reconcile_session(
         let (absent_since, answers) = state.ledger.note_absent(row.key, now).await?;
         let absent_for = now.saturating_sub(absent_since);
         if absent_for >= millis(state.config.reconcile_fail_after)
-            && answers >= answers_to_fail(state.config.reconcile_fail_after)
+            && answers
+                >= answers_to_fail(
+                    state.config.reconcile_fail_after,
+                    state.config.reconcile_interval,
+                )
         {
             let detail = format!(
                 "Smart Glocal showed no refund for this attempt for {} s: nothing was refunded",

@@ -37,7 +37,9 @@ use shared::{AttemptId, Money, Note, SessionId};
 
 use crate::error::ApiError;
 use crate::extract::Agent;
-use crate::ledger::{millis, now_ms, Approved, Change, Inserted, NewAttempt, RefundRow, Source};
+use crate::ledger::{
+    millis, now_ms, Approved, Change, Inserted, LockError, NewAttempt, RefundRow, Source,
+};
 use crate::payment_view::current;
 use crate::state::AppState;
 use crate::upstream::UpstreamError;
@@ -126,10 +128,11 @@ pub async fn submit(
 /// Runs `work` holding the payment's lock, in its own task: if the browser goes away
 /// mid-call, what was begun is still carried to a recorded outcome rather than dropped.
 ///
-/// The lock is waited for as long as two holders' calls to Smart Glocal may take, no longer
-/// (`409 refund_in_flight`): behind a slow Smart Glocal, refunds queued on one payment would
-/// otherwise wait minutes, each a connection and a task, long after their agent gave up. The
-/// same wait bounds another replica's hold on PostgreSQL (`Database::with_lock_wait`).
+/// The lock is waited for as long as one holder's two calls to Smart Glocal may take, and 5 s,
+/// no longer (`409 refund_in_flight`): behind a slow Smart Glocal, refunds queued on one
+/// payment would otherwise wait minutes, each a connection and a task, long after their agent
+/// gave up. The same wait bounds another replica's hold on PostgreSQL, where the database
+/// ends it (`Database::with_lock_wait`).
 async fn serialised<F, Fut>(
     state: AppState,
     session: SessionId,
@@ -141,15 +144,13 @@ where
 {
     tokio::spawn(async move {
         let wait = state.config.upstream_timeout * 2 + Duration::from_secs(5);
-        let _serialised = tokio::time::timeout(wait, state.locks.lock(&session))
+        let _serialised = state
+            .locks
+            .lock(&session, wait)
             .await
-            .map_err(|_| ApiError::RefundInFlight)?
-            .map_err(|e| {
-                if crate::ledger::is_lock_wait_over(&e) {
-                    ApiError::RefundInFlight
-                } else {
-                    ApiError::from(e)
-                }
+            .map_err(|e| match e {
+                LockError::WaitOver => ApiError::RefundInFlight,
+                LockError::Database(e) => ApiError::from(e),
             })?;
         work(state.clone(), session.clone()).await
     })

@@ -48,8 +48,11 @@ pub const DRAIN: Duration = Duration::from_secs(10);
 /// closed. An event stream sends a keep-alive every 15 s, which a watching browser takes.
 pub const STALLED_WRITE: Duration = Duration::from_secs(60);
 
+/// Connections the operations listener (`ops_listen`) serves at once.
+const OPS_CONNECTIONS: usize = 64;
+
 /// File descriptors kept for everything but connections: the ledger's files and connections,
-/// Smart Glocal's client, the listeners.
+/// Smart Glocal's client, the listeners (a quarter of the limit where that is less).
 const RESERVED_DESCRIPTORS: u64 = 256;
 
 /// What a client may hold of the server (see the module's documentation).
@@ -64,7 +67,8 @@ impl Limits {
     /// The configured limits, `max_connections` within what the open-file limit allows.
     pub fn of(config: &Config) -> Self {
         let descriptors = raise_open_file_limit();
-        let fit = usize::try_from(descriptors.saturating_sub(RESERVED_DESCRIPTORS))
+        let reserved = RESERVED_DESCRIPTORS.min(descriptors / 4);
+        let fit = usize::try_from(descriptors.saturating_sub(reserved))
             .unwrap_or(usize::MAX)
             .max(1);
         if fit < config.max_connections {
@@ -84,7 +88,9 @@ impl Limits {
 }
 
 /// The open-file soft limit, raised to the hard one first (each connection is a descriptor,
-/// and the soft limit's usual 1,024 is far below what 10,000 event streams need).
+/// and the soft limit's usual 1,024 is far below what 10,000 event streams need). A hard limit
+/// of "unlimited" (macOS) is not a value the soft one may take: the raise goes to 65,536.
+#[cfg(unix)]
 fn raise_open_file_limit() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -95,9 +101,14 @@ fn raise_open_file_limit() -> u64 {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
             return u64::MAX;
         }
-        if limit.rlim_cur < limit.rlim_max {
+        let most = if limit.rlim_max == libc::RLIM_INFINITY {
+            65_536
+        } else {
+            limit.rlim_max
+        };
+        if limit.rlim_cur < most {
             let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
+                rlim_cur: most,
                 rlim_max: limit.rlim_max,
             };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
@@ -106,6 +117,12 @@ fn raise_open_file_limit() -> u64 {
         }
     }
     limit.rlim_cur
+}
+
+/// No descriptor limit to read or raise here: `max_connections` as configured.
+#[cfg(not(unix))]
+fn raise_open_file_limit() -> u64 {
+    u64::MAX
 }
 
 /// Serves `router` on `listener` until `shutdown` completes.
@@ -139,22 +156,31 @@ async fn serve_draining(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let mut shutdown = std::pin::pin!(shutdown);
-    let mut at_limit = false;
+    // Said once each time the limit is reached, not at every connection while it is.
+    let mut said_at_limit = false;
     loop {
         // A place for one more connection first: at `max_connections`, new ones wait in the
         // kernel's backlog until one ends.
-        let permit = tokio::select! {
-            permit = open.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        let permit = match open.clone().try_acquire_owned() {
+            Ok(permit) => {
+                said_at_limit &= open.available_permits() < limits.max_connections / 10;
+                permit
+            }
+            Err(_) => {
+                if !said_at_limit {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connections at max_connections: new ones wait until one closes"
+                    );
+                    said_at_limit = true;
+                }
+                tokio::select! {
+                    permit = open.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                    () = &mut shutdown => break,
+                    Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                }
+            }
         };
-        if open.available_permits() == 0 && !at_limit {
-            tracing::warn!(
-                max_connections = limits.max_connections,
-                "connections at max_connections: new ones wait until one closes"
-            );
-        }
-        at_limit = open.available_permits() == 0;
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
@@ -310,10 +336,15 @@ pub async fn run_until(
             let ops_listener = TcpListener::bind(address).await?;
             tracing::info!(address = %ops_listener.local_addr()?, "operations routes listening");
             let app = ops_app(state.clone());
+            // A load balancer's probes and Prometheus: a few connections, never the public's.
+            let ops_limits = Limits {
+                max_connections: OPS_CONNECTIONS,
+                ..limits
+            };
             Some(tokio::spawn(serve(
                 ops_listener,
                 app,
-                limits,
+                ops_limits,
                 std::future::pending(),
             )))
         }
@@ -404,19 +435,33 @@ mod tests {
     /// one that reads slowly is not.
     #[tokio::test]
     async fn a_client_that_takes_nothing_of_a_response_is_disconnected() {
-        let addr = serving(Limits {
-            stalled_write: Duration::from_millis(300),
+        // Small socket buffers on both sides: what the kernels hold for a reader is far less
+        // than the slow one reads, so cut off, it would find the end within its loop.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(16 * 1024).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(64).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            stalled_write: Duration::from_secs(1),
             ..limits()
-        })
-        .await;
-        let mut slow = send(addr, "/endless").await;
+        };
+        tokio::spawn(serve(listener, router(), limits, std::future::pending()));
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(16 * 1024).unwrap();
+        let mut slow = socket.connect(addr).await.unwrap();
+        slow.write_all(b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         let mut stopped = send(addr, "/endless").await;
-        // The slow reader takes 64 KiB every 100 ms for 1.5 s: never stalled that long.
+        // The slow reader takes what has come every 50 ms for 3 s: never stalled a second.
         let mut buffer = vec![0u8; 64 * 1024];
-        for _ in 0..15 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut taken = 0;
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
             let n = slow.read(&mut buffer).await.unwrap();
-            assert!(n > 0, "the slow reader is still served");
+            assert!(n > 0, "the slow reader is still served after {taken} bytes");
+            taken += n;
         }
         // The one that stopped reading finds, after what the kernel buffered, the end.
         let mut rest = Vec::new();

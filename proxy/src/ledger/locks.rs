@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use shared::SessionId;
@@ -96,6 +97,17 @@ impl Drop for Unfinished {
     }
 }
 
+/// Why [`PaymentLocks::lock`] gave no lock.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Someone held the payment longer than the wait allowed (answered `409 refund_in_flight`).
+    #[error("the payment's lock was held longer than the wait allowed")]
+    WaitOver,
+    /// The database could not be reached (answered 503: nothing was decided).
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
 /// Whether `error` is a wait for a payment's lock that outlasted the ledger's `lock_wait`
 /// (PostgreSQL's `lock_timeout`, SQLSTATE 55P03): another replica holds the payment.
 pub fn is_lock_wait_over(error: &sqlx::Error) -> bool {
@@ -138,19 +150,27 @@ impl PaymentLocks {
         map.entry(session.clone()).or_default().clone()
     }
 
-    /// Waits for the payment's lock. Fails when the database cannot be reached (the caller
-    /// answers 503: nothing was decided), or on PostgreSQL when another replica held the
-    /// payment longer than the ledger's `lock_wait` ([`is_lock_wait_over`]: 409).
-    pub async fn lock(&self, session: &SessionId) -> Result<PaymentGuard, sqlx::Error> {
-        let local = self.slot(session).lock_owned().await;
+    /// Waits for the payment's lock: at most `wait` in this process (another request on the
+    /// payment, or for a turn on the lock pool), then on PostgreSQL at most the ledger's
+    /// `lock_wait` for another replica's hold, which the database itself ends
+    /// ([`is_lock_wait_over`]): a wait cut short in the middle of `pg_advisory_lock` would
+    /// leave the database waiting for a client that left. Fails when the database cannot be
+    /// reached (the caller answers 503: nothing was decided).
+    pub async fn lock(
+        &self,
+        session: &SessionId,
+        wait: Duration,
+    ) -> Result<PaymentGuard, LockError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let local = tokio::time::timeout_at(deadline, self.slot(session).lock_owned())
+            .await
+            .map_err(|_| LockError::WaitOver)?;
         let shared = match &self.shared {
             None => None,
             Some(shared) => {
-                let turn = shared
-                    .turns
-                    .clone()
-                    .acquire_owned()
+                let turn = tokio::time::timeout_at(deadline, shared.turns.clone().acquire_owned())
                     .await
+                    .map_err(|_| LockError::WaitOver)?
                     .map_err(|_| sqlx::Error::PoolClosed)?;
                 let key = advisory_key(session);
                 let mut waiting = Unfinished(Some(shared.pool.acquire().await?));
@@ -158,7 +178,14 @@ impl PaymentLocks {
                     sqlx::query("SELECT pg_advisory_lock($1)")
                         .bind(key)
                         .execute(&mut **conn)
-                        .await?;
+                        .await
+                        .map_err(|e| {
+                            if is_lock_wait_over(&e) {
+                                LockError::WaitOver
+                            } else {
+                                LockError::Database(e)
+                            }
+                        })?;
                 }
                 let conn = waiting.0.take().ok_or(sqlx::Error::PoolClosed)?;
                 Some(Held { conn, key, turn })

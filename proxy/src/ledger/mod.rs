@@ -53,7 +53,7 @@ use tokio::sync::watch;
 pub use chain::{BrokenLine, ChainEntry, ChainReport};
 pub use journal::{EventsPage, ExportRow};
 pub use kinds::{Origin, Source, WebhookOutcome};
-pub use locks::{advisory_key, is_lock_wait_over, PaymentGuard, PaymentLocks};
+pub use locks::{advisory_key, is_lock_wait_over, LockError, PaymentGuard, PaymentLocks};
 pub use refunds::{matching_order, ApplyOutcome, Approved, Change, Inserted, NewAttempt};
 pub use sql::{insert_text, recurring_chunks, Engine};
 pub use sqlite::{settings as sqlite_settings, STATEMENT_CACHE as SQLITE_STATEMENT_CACHE};

@@ -86,6 +86,19 @@ async fn stream(
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::Unauthenticated)?;
     let ticket = state.tokens.verify_ticket(&ticket, &session)?;
+    // Subscribed before the ticket is claimed (a stream over the agent's limit costs no
+    // ledger write) and before the backlog is read (nothing published in between is lost).
+    let live = state
+        .live
+        .subscribe_as(
+            &session,
+            &ticket.agent.name,
+            state.config.max_streams_per_agent,
+        )
+        .map_err(|_| {
+            tracing::warn!(agent = %ticket.agent.name, limit = state.config.max_streams_per_agent, "an agent at max_streams_per_agent asked for one more event stream");
+            ApiError::RateLimited(STREAMS_RETRY_AFTER_SECS)
+        })?;
     // One stream per ticket across every proxy sharing the ledger, not only this one.
     if !state
         .ledger
@@ -112,18 +125,6 @@ async fn stream(
         ),
         None => None,
     };
-    // Subscribe before reading the backlog, so nothing published in between is lost.
-    let live = state
-        .live
-        .subscribe_as(
-            &session,
-            &ticket.agent.name,
-            state.config.max_streams_per_agent,
-        )
-        .map_err(|_| {
-            tracing::warn!(agent = %ticket.agent.name, limit = state.config.max_streams_per_agent, "an agent at max_streams_per_agent asked for one more event stream");
-            ApiError::RateLimited(STREAMS_RETRY_AFTER_SECS)
-        })?;
     let follow = Follow::start(state.ledger.clone(), live, from, ticket.until)
         .await
         .inspect_err(|e| {

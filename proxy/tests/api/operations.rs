@@ -176,6 +176,25 @@ fn a_missing_or_wrong_setting_stops_start_up_naming_it() {
         !stderr.contains("PRIVATE KEY") && !stderr.contains(body),
         "the private key is not echoed: {stderr}"
     );
+    // A secret flag missing its value takes the next flag as one, and the secret after that
+    // is a word clap does not expect: refused without repeating it.
+    let wrong = proxy_bin()
+        .args([
+            "--project",
+            "p",
+            "--signing-key",
+            "--agent-token-secret",
+            "s3cret-token-secret-0123456789",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success());
+    assert!(stderr.contains("not understood"), "{stderr}");
+    assert!(
+        !stderr.contains("s3cret"),
+        "the secret is not echoed: {stderr}"
+    );
 }
 
 #[test]
