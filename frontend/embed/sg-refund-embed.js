@@ -239,7 +239,7 @@ class SgRefundElement extends HTMLElement {
       const answer = held !== latest && latest ? Promise.resolve(latest) : freshToken();
       answer.then(
         (token) => slot.setAttribute("data-token", token),
-        (error) => this.#tokenFailed(slot, error),
+        (error) => this.#tokenFailed(slot, error, true),
       );
       event.stopPropagation();
     });
@@ -333,12 +333,13 @@ class SgRefundElement extends HTMLElement {
     this.#slot = null;
   }
 
-  // fetchToken rejected, and the host hears why. A widget that holds a token keeps it (set
-  // again, so a renewal waiting for it goes on at once): expired, the proxy says so again and
-  // the next renewal asks fetchToken anew. An empty one would sign it out until a reload. A
-  // widget with none is told it has none (it says the agent is not signed in).
-  #tokenFailed(slot, error) {
-    slot.setAttribute("data-token", slot.getAttribute("data-token") || "");
+  // fetchToken rejected, and the host hears why. A renewal's failure leaves the widget the
+  // token it holds (set again, so the renewal waiting for it goes on at once): expired, the
+  // proxy says so again and a later renewal asks fetchToken anew; an empty one would sign it
+  // out until a reload. Otherwise (the first token, or the host took its own away) the widget
+  // is told it has none, and says the agent is not signed in.
+  #tokenFailed(slot, error, renewing) {
+    slot.setAttribute("data-token", (renewing && slot.getAttribute("data-token")) || "");
     this.dispatchEvent(
       new CustomEvent("sg-refund:error", {
         bubbles: true,

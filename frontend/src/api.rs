@@ -284,11 +284,12 @@ async fn send(
 }
 
 /// How long a request waits for its answer, and then for the answer's body: longer than the
-/// proxy's worst case with its defaults (a payment's lock, 25 s, then two calls to Smart
+/// proxy's worst case with its defaults (25 s for a payment's lock in the proxy, 2 s for a
+/// connection and 25 s for another replica's hold on PostgreSQL, then two calls to Smart
 /// Glocal of 10 s each). A connection that died without a word (a dropped NAT entry, Wi-Fi
 /// changed) would otherwise leave "Refunding…" on screen for ever; after it, the call is a
 /// network failure, which keeps a refund's idempotency key for the agent's next try.
-pub const ANSWER_WAIT_MS: i32 = 60_000;
+pub const ANSWER_WAIT_MS: i32 = 90_000;
 
 /// `pending`, or a rejection once `ms` have passed without it settling.
 pub fn answered_within(pending: js_sys::Promise, ms: i32) -> js_sys::Promise {

@@ -67,8 +67,6 @@ pub fn app(state: AppState) -> Router {
         })
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
     let router = router
-        // Inside the count, so its 408s and 413s are counted as every answer is.
-        .layer(middleware::from_fn_with_state(state.clone(), body_in_time))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -133,16 +131,14 @@ pub fn ops_app(state: AppState) -> Router {
 /// answered 408 `request_timeout` and its connection closed. hyper times the headers only: a
 /// client announcing 64 KiB and sending a byte a minute would hold a connection, a task and a
 /// descriptor for as long as it liked (see `serve`). Every handler reads its whole body anyway
-/// (at most `body_limit_bytes`), so it is read here, against the clock, and handed on.
-async fn body_in_time(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// (at most `body_limit_bytes`), so it is read here, against the clock, and handed on. Part
+/// of [`count_requests`], so its answers are counted.
+async fn body_in_time(state: &AppState, request: Request) -> Result<Request, Response> {
     use axum::body::{Body, HttpBody};
     use futures_util::StreamExt;
-    if request.body().is_end_stream() {
-        return next.run(request).await;
-    }
     let limit = state.config.body_limit;
     if request.body().size_hint().lower() > limit as u64 {
-        return ApiError::PayloadTooLarge.into_response();
+        return Err(ApiError::PayloadTooLarge.into_response());
     }
     let (parts, body) = request.into_parts();
     let read = async {
@@ -166,17 +162,14 @@ async fn body_in_time(State(state): State<AppState>, request: Request, next: Nex
         })
     };
     match tokio::time::timeout(state.config.header_read_timeout, read).await {
-        Ok(Ok(whole)) => {
-            next.run(Request::from_parts(parts, Body::from(whole)))
-                .await
-        }
-        Ok(Err(error)) => error.into_response(),
+        Ok(Ok(whole)) => Ok(Request::from_parts(parts, Body::from(whole))),
+        Ok(Err(error)) => Err(error.into_response()),
         Err(_) => {
             let mut response = ApiError::RequestTimeout.into_response();
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            response
+            Err(response)
         }
     }
 }
@@ -205,7 +198,17 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
         .unwrap_or_else(|| "unmatched".into());
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
-    let response = next.run(request).await;
+    // A request without a body (every event stream) goes straight on: the body's reading, its
+    // clock and its chunks live in a box of their own, not in this future, which each request
+    // holds until its answer begins.
+    let response = if axum::body::HttpBody::is_end_stream(request.body()) {
+        next.run(request).await
+    } else {
+        match Box::pin(body_in_time(&state, request)).await {
+            Ok(request) => next.run(request).await,
+            Err(refused) => refused,
+        }
+    };
     let elapsed = started.elapsed();
     state
         .metrics

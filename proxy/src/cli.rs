@@ -312,6 +312,24 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             expect_head,
             settings,
         }) => {
+            // A head as printed: 64 lowercase hex digits, or `(empty)` for a chain with no
+            // line yet. Anything else is a mistake (an unset shell variable gives ""), not
+            // a verdict on the ledger.
+            let expect_head = match expect_head.as_deref() {
+                None => None,
+                Some("(empty)") => Some(String::new()),
+                Some(head)
+                    if head.len() == 64
+                        && head.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+                {
+                    Some(head.to_owned())
+                }
+                Some(_) => {
+                    return Err(Failure::Message(
+                        "--expect-head takes a chain head as verify-ledger prints it: 64 hex digits, or (empty)".into(),
+                    ))
+                }
+            };
             let ledger = Ledger::open_read_only(&database(*settings)?)
                 .await
                 .map_err(|e| e.to_string())?;

@@ -91,6 +91,7 @@ impl Limits {
 /// and the soft limit's usual 1,024 is far below what 10,000 event streams need). A hard limit
 /// of "unlimited" (macOS) is not a value the soft one may take: the raise goes to 65,536.
 #[cfg(unix)]
+#[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
 fn raise_open_file_limit() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -116,10 +117,11 @@ fn raise_open_file_limit() -> u64 {
             }
         }
     }
-    limit.rlim_cur
+    u64::try_from(limit.rlim_cur).unwrap_or(u64::MAX)
 }
 
 /// No descriptor limit to read or raise here: `max_connections` as configured.
+/// (`rlim_t` is `u64` on Linux and macOS, `i64` on FreeBSD, 32 bits on some targets.)
 #[cfg(not(unix))]
 fn raise_open_file_limit() -> u64 {
     u64::MAX
@@ -169,8 +171,9 @@ async fn serve_draining(
             Err(_) => {
                 if !said_at_limit {
                     tracing::warn!(
-                        max_connections = limits.max_connections,
-                        "connections at max_connections: new ones wait until one closes"
+                        limit = limits.max_connections,
+                        address = ?listener.local_addr().ok(),
+                        "connections at this listener's limit (max_connections; 64 on ops_listen): new ones wait until one closes"
                     );
                     said_at_limit = true;
                 }

@@ -149,6 +149,9 @@ async fn a_removed_tail_is_shown_by_a_head_held_from_before() {
         "an earlier head is in the chain"
     );
     assert_eq!(expecting(&latest).0, Some(0));
+    // An unset shell variable, or anything but a head as printed: a mistake, not a verdict.
+    assert_eq!(expecting("").0, Some(2));
+    assert_eq!(expecting(&latest.to_uppercase()).0, Some(2));
 
     // The refund's lines removed from the end: the chain alone still verifies.
     sql(
