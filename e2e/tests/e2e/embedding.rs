@@ -65,6 +65,29 @@ async fn init_with_demo_token(ctx: &Ctx, options: &str) -> Result<(), BoxError> 
     Ok(())
 }
 
+/// The element example page without a payment, `init` with a `fetchToken` whose first answer
+/// is an expired token and whose later calls run `then` (JavaScript: `demoToken` and
+/// `window.__fetches`, the calls so far, in scope).
+async fn expired_first_then(ctx: &Ctx, stack: &Stack, then: &str) -> Result<(), BoxError> {
+    ctx.client
+        .goto(&stack.page_url("/examples/element/", ""))
+        .await?;
+    ctx.client
+        .execute(
+            "window.__expired = arguments[0]; window.__fetches = 0;",
+            vec![stack.expired_token().into()],
+        )
+        .await?;
+    let options = format!(
+        r#"{{ fetchToken: async () => {{
+            window.__fetches++;
+            if (window.__fetches === 1) return window.__expired;
+            {then}
+        }} }}"#
+    );
+    init_with_demo_token(ctx, &options).await
+}
+
 /// The same scenario for every host: a full refund through the widget, the sandbox receives
 /// exactly one, and the host's own list learns of it from `sg-refund:settled`.
 async fn host_refunds_a_payment(ctx: &Ctx, path: &str) -> Result<(), BoxError> {
@@ -404,25 +427,14 @@ fn fetch_token_is_called_once_for_ten_concurrent_expiries() {
     e2e::run(|ctx| async move {
         let stack = ctx.stack().await;
         let session = stack.create_payment("demo-project", "40.00", "usd").await?;
-        // The host page without a payment: nothing mounted yet.
-        ctx.client
-            .goto(&stack.page_url("/examples/element/", ""))
-            .await?;
         // The first token is already expired; the next one takes a while to mint, so all ten
         // widgets are told `token_expired` while it is on its way.
-        ctx.client
-            .execute(
-                "window.__expired = arguments[0]; window.__fetches = 0;",
-                vec![stack.expired_token().into()],
-            )
-            .await?;
-        let counted = r#"{ fetchToken: async () => {
-            window.__fetches++;
-            if (window.__fetches === 1) return window.__expired;
-            await new Promise((r) => setTimeout(r, 1500));
-            return demoToken();
-        } }"#;
-        init_with_demo_token(&ctx, counted).await?;
+        expired_first_then(
+            &ctx,
+            stack,
+            "await new Promise((r) => setTimeout(r, 1500)); return demoToken();",
+        )
+        .await?;
         ctx.client
             .execute(
                 "const slot = document.getElementById('slot');
@@ -493,23 +505,14 @@ fn a_renewal_that_fetch_token_fails_once_is_asked_again() {
     e2e::run(|ctx| async move {
         let stack = ctx.stack().await;
         let session = stack.create_payment("demo-project", "15.50", "usd").await?;
-        ctx.client
-            .goto(&stack.page_url("/examples/element/", ""))
-            .await?;
-        ctx.client
-            .execute(
-                "window.__expired = arguments[0]; window.__fetches = 0;",
-                vec![stack.expired_token().into()],
-            )
-            .await?;
         // An expired token first; the renewal it sets off fails; the next one works.
-        let blinking = r#"{ fetchToken: async () => {
-            window.__fetches++;
-            if (window.__fetches === 1) return window.__expired;
-            if (window.__fetches === 2) throw new Error("the merchant's backend blinked");
-            return demoToken();
-        } }"#;
-        init_with_demo_token(&ctx, blinking).await?;
+        expired_first_then(
+            &ctx,
+            stack,
+            r#"if (window.__fetches === 2) throw new Error("the merchant's backend blinked");
+               return demoToken();"#,
+        )
+        .await?;
         ctx.client
             .execute(
                 "document.getElementById('slot').append(window.sgRefund.create(arguments[0]));",

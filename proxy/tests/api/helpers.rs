@@ -282,14 +282,18 @@ impl TestApp {
     /// `GET …/events` with a fresh ticket for `session`, answered 200: the open stream.
     pub async fn open_events(&self, session: &str) -> reqwest::Response {
         let ticket = self.events_ticket(session).await;
-        let stream = self
-            .client
+        let stream = self.events_with(session, &ticket).await;
+        assert_eq!(stream.status(), StatusCode::OK);
+        stream
+    }
+
+    /// `GET …/events` for `session` with `ticket`, whatever it answers.
+    pub async fn events_with(&self, session: &str, ticket: &str) -> reqwest::Response {
+        self.client
             .get(self.url(&format!("/api/payments/{session}/events?ticket={ticket}")))
             .send()
             .await
-            .unwrap();
-        assert_eq!(stream.status(), StatusCode::OK);
-        stream
+            .unwrap()
     }
 
     pub async fn payment(&self, session: &str) -> Value {

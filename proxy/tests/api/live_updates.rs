@@ -257,12 +257,7 @@ async fn an_agent_holds_at_most_max_streams_per_agent_event_streams() {
         streams.push(app.open_events("ps_usd_1001").await);
     }
     let ticket = app.events_ticket("ps_usd_1002").await;
-    let refused = app
-        .client
-        .get(app.url(&format!("/api/payments/ps_usd_1002/events?ticket={ticket}")))
-        .send()
-        .await
-        .unwrap();
+    let refused = app.events_with("ps_usd_1002", &ticket).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(refused.headers().contains_key("retry-after"));
     let (_, body) = read(refused).await;
@@ -277,26 +272,14 @@ async fn an_agent_holds_at_most_max_streams_per_agent_event_streams() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let bobs = app
-        .client
-        .get(app.url(&format!(
-            "/api/payments/ps_usd_1002/events?ticket={}",
-            body["ticket"].as_str().unwrap()
-        )))
-        .send()
-        .await
-        .unwrap();
+        .events_with("ps_usd_1002", body["ticket"].as_str().unwrap())
+        .await;
     assert_eq!(bobs.status(), StatusCode::OK);
     // One of alice's closes: she may open another (once the proxy has seen it close).
     drop(streams.pop());
     eventually(5, "alice's place is free again", || async {
         let ticket = app.events_ticket("ps_usd_1002").await;
-        let stream = app
-            .client
-            .get(app.url(&format!("/api/payments/ps_usd_1002/events?ticket={ticket}")))
-            .send()
-            .await
-            .unwrap();
-        stream.status() == StatusCode::OK
+        app.events_with("ps_usd_1002", &ticket).await.status() == StatusCode::OK
     })
     .await;
 }
