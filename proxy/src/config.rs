@@ -438,14 +438,33 @@ impl Settings {
             name: "database",
             reason,
         })?;
-        // A refund holding its payment's lock asks Smart Glocal twice (the payment, then the
-        // refund), each call bounded by the upstream timeout (when this layer has one).
         Ok(match self.upstream_timeout_ms {
-            Some(upstream) => database.with_lock_wait(
-                Duration::from_millis(upstream.saturating_mul(2)) + Duration::from_secs(5),
-            ),
+            Some(upstream) => {
+                database.with_lock_wait(payment_lock_wait(Duration::from_millis(upstream)))
+            }
             None => database,
         })
+    }
+}
+
+/// How long a refund waits for its payment's lock: as long as one holder's two calls to Smart
+/// Glocal may take (the payment, then the refund, each bounded by `upstream_timeout`), and
+/// 5 s. The in-process wait (`refund_flow`) and PostgreSQL's `lock_timeout` are both this.
+pub fn payment_lock_wait(upstream_timeout: Duration) -> Duration {
+    upstream_timeout
+        .saturating_mul(2)
+        .saturating_add(Duration::from_secs(5))
+}
+
+/// `value`, unless it is zero.
+fn positive<T: Default + PartialEq>(name: &'static str, value: T) -> Result<T, ConfigError> {
+    if value == T::default() {
+        Err(ConfigError::Invalid {
+            name,
+            reason: "must be greater than zero".into(),
+        })
+    } else {
+        Ok(value)
     }
 }
 
@@ -607,16 +626,6 @@ impl Config {
                 })
             }
         };
-        let positive = |name: &'static str, value: u64| {
-            if value == 0 {
-                Err(ConfigError::Invalid {
-                    name,
-                    reason: "must be greater than zero".into(),
-                })
-            } else {
-                Ok(value)
-            }
-        };
         Ok(Config {
             listen: set("listen", s.listen)?,
             upstream_url: upstream_url.trim_end_matches('/').to_owned(),
@@ -640,15 +649,10 @@ impl Config {
             )?),
             demo_mode: set("demo_mode", s.demo_mode)?,
             serve_dir: s.serve_dir.clone(),
-            body_limit: match set("body_limit_bytes", s.body_limit_bytes)? {
-                0 => {
-                    return Err(ConfigError::Invalid {
-                        name: "body_limit_bytes",
-                        reason: "must be greater than zero".into(),
-                    })
-                }
-                limit => limit,
-            },
+            body_limit: positive(
+                "body_limit_bytes",
+                set("body_limit_bytes", s.body_limit_bytes)?,
+            )?,
             reconcile_interval: Duration::from_millis(positive(
                 "reconcile_interval_ms",
                 set("reconcile_interval_ms", s.reconcile_interval_ms)?,
@@ -657,15 +661,10 @@ impl Config {
                 "reconcile_in_progress_after_secs",
                 s.reconcile_in_progress_after_secs,
             )?),
-            reconcile_max_polls: match set("reconcile_max_polls", s.reconcile_max_polls)? {
-                0 => {
-                    return Err(ConfigError::Invalid {
-                        name: "reconcile_max_polls",
-                        reason: "must be greater than zero".into(),
-                    })
-                }
-                polls => polls,
-            },
+            reconcile_max_polls: positive(
+                "reconcile_max_polls",
+                set("reconcile_max_polls", s.reconcile_max_polls)?,
+            )?,
             reconcile_fail_after: Duration::from_secs(set(
                 "reconcile_fail_after_secs",
                 s.reconcile_fail_after_secs,
@@ -679,15 +678,10 @@ impl Config {
                 "header_read_timeout_ms",
                 set("header_read_timeout_ms", s.header_read_timeout_ms)?,
             )?),
-            max_connections: match set("max_connections", s.max_connections)? {
-                0 => {
-                    return Err(ConfigError::Invalid {
-                        name: "max_connections",
-                        reason: "must be greater than zero".into(),
-                    })
-                }
-                n => n,
-            },
+            max_connections: positive(
+                "max_connections",
+                set("max_connections", s.max_connections)?,
+            )?,
             max_streams_per_agent: set("max_streams_per_agent", s.max_streams_per_agent)?,
             ops_listen: s.ops_listen,
         })
@@ -697,13 +691,10 @@ impl Config {
 impl Settings {
     /// `max_token_ttl_secs` checked (enough for `proxy token`).
     pub fn max_token_ttl_secs(&self) -> Result<u64, ConfigError> {
-        match set("max_token_ttl_secs", self.max_token_ttl_secs)? {
-            0 => Err(ConfigError::Invalid {
-                name: "max_token_ttl_secs",
-                reason: "must be greater than zero".into(),
-            }),
-            secs => Ok(secs),
-        }
+        positive(
+            "max_token_ttl_secs",
+            set("max_token_ttl_secs", self.max_token_ttl_secs)?,
+        )
     }
 }
 
@@ -998,6 +989,60 @@ mod tests {
         let error = bad.database().unwrap_err().to_string();
         assert!(error.contains("database"), "{error}");
         assert!(!error.contains("s3cret-pw"), "{error}");
+    }
+
+    /// What a zero would break (a timeout that fires at once, no connection ever served, no
+    /// body ever accepted) is refused by name at start.
+    #[test]
+    fn a_zero_where_zero_means_nothing_is_refused_by_name() {
+        let valid = || Settings {
+            project: Some("shop".into()),
+            signing_scheme: Some(Scheme::HmacSha256),
+            signing_key: Some(Secret::new("a-signing-key")),
+            webhook_scheme: Some(Scheme::HmacSha256),
+            webhook_key: Some(Secret::new("a-webhook-key")),
+            agent_token_secret: Some(Secret::new("a-token-secret-of-enough-length")),
+            ..Settings::default()
+        };
+        let config = Config::from_settings(valid()).unwrap();
+        assert_eq!(
+            config.database.describe(),
+            Settings::defaults().database().unwrap().describe()
+        );
+        type Zero = fn(&mut Settings);
+        let zeroes: [(&str, Zero); 8] = [
+            ("upstream_timeout_ms", |s| s.upstream_timeout_ms = Some(0)),
+            ("approval_ttl_secs", |s| s.approval_ttl_secs = Some(0)),
+            ("body_limit_bytes", |s| s.body_limit_bytes = Some(0)),
+            ("reconcile_interval_ms", |s| {
+                s.reconcile_interval_ms = Some(0)
+            }),
+            ("reconcile_max_polls", |s| s.reconcile_max_polls = Some(0)),
+            ("header_read_timeout_ms", |s| {
+                s.header_read_timeout_ms = Some(0)
+            }),
+            ("max_connections", |s| s.max_connections = Some(0)),
+            ("max_token_ttl_secs", |s| s.max_token_ttl_secs = Some(0)),
+        ];
+        for (name, zero) in zeroes {
+            let mut settings = valid();
+            zero(&mut settings);
+            let error = Config::from_settings(settings).err().map(|e| e.to_string());
+            assert_eq!(
+                error.as_deref(),
+                Some(format!("invalid setting `{name}`: must be greater than zero").as_str())
+            );
+        }
+    }
+
+    /// The in-process wait for a payment's lock and PostgreSQL's `lock_timeout` are one figure.
+    #[test]
+    fn the_payment_lock_wait_is_two_upstream_calls_and_five_seconds() {
+        assert_eq!(
+            payment_lock_wait(Duration::from_millis(1500)),
+            Duration::from_secs(8)
+        );
+        assert_eq!(payment_lock_wait(Duration::MAX), Duration::MAX);
     }
 
     #[test]

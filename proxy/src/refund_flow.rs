@@ -24,8 +24,6 @@
 //! checked against what remains now, the attempt becomes `pending` and steps 4–5 follow,
 //! once. A rejection or `approval_ttl_secs` passing closes it `failed`; nothing was sent.
 
-use std::time::Duration;
-
 use axum::http::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -129,10 +127,10 @@ pub async fn submit(
 /// mid-call, what was begun is still carried to a recorded outcome rather than dropped.
 ///
 /// The lock is waited for as long as one holder's two calls to Smart Glocal may take, and 5 s,
-/// no longer (`409 refund_in_flight`): behind a slow Smart Glocal, refunds queued on one
-/// payment would otherwise wait minutes, each a connection and a task, long after their agent
-/// gave up. The same wait bounds another replica's hold on PostgreSQL, where the database
-/// ends it (`Database::with_lock_wait`).
+/// no longer (`409 refund_in_flight`; [`crate::config::payment_lock_wait`]): behind a slow
+/// Smart Glocal, refunds queued on one payment would otherwise wait minutes, each a
+/// connection and a task, long after their agent gave up. The same wait bounds another
+/// replica's hold on PostgreSQL, where the database ends it (`Database::with_lock_wait`).
 async fn serialised<F, Fut>(
     state: AppState,
     session: SessionId,
@@ -143,7 +141,7 @@ where
     Fut: std::future::Future<Output = Result<Answer, ApiError>> + Send,
 {
     tokio::spawn(async move {
-        let wait = state.config.upstream_timeout * 2 + Duration::from_secs(5);
+        let wait = crate::config::payment_lock_wait(state.config.upstream_timeout);
         let _serialised = state
             .locks
             .lock(&session, wait)
