@@ -4,13 +4,24 @@
 //! Payloads may gain fields at any time, so nothing here denies unknown fields, and every
 //! status keeps values this version has not seen (see `string_enum`).
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::ids::{RefundId, SessionId};
 use crate::money::{Currency, Money};
 use crate::string_enum::string_enum;
 use crate::timestamp::Timestamp;
+
+/// A field Smart Glocal may leave out or send as `null`: either reads as its default (an
+/// empty text or list, `false`). serde's `default` alone covers only the field left out, and
+/// one `null` would make the whole answer or webhook unreadable.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
+}
 
 /// Header carrying the merchant's project id on every request.
 pub const HEADER_PROJECT: &str = "X-PARTNER-PROJECT";
@@ -49,7 +60,7 @@ pub enum Response {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SmartGlocalError {
     pub code: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub description: String,
 }
 
@@ -137,7 +148,7 @@ pub struct Session {
     pub created_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub acquiring_payments: Vec<AcquiringPayment>,
 }
 
@@ -167,7 +178,7 @@ pub struct AcquiringPayment {
     pub amount_details: AmountDetails,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub refunds: Vec<Refund>,
 }
 
@@ -191,9 +202,9 @@ pub struct PaymentDetails {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Card {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub brand: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub last4: String,
 }
 
@@ -208,7 +219,11 @@ pub struct Refund {
     pub finished_at: Option<Timestamp>,
     pub amount_details: AmountDetails,
     /// A chargeback is initiated by the card holder's bank, not by the merchant.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub is_chargeback: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Value>,

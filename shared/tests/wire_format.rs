@@ -106,3 +106,42 @@ fn an_unknown_webhook_type_is_kept() {
     let webhook: Webhook = serde_json::from_str(&text).unwrap();
     assert_eq!(webhook.kind, WebhookType::Other("payout_finished".into()));
 }
+
+/// Smart Glocal sending `null` for a text, a list or a flag it could have left out: the
+/// answer is still read (an unreadable one would turn a definite refusal into "unknown" and
+/// every look-up of the payment into a 502).
+#[test]
+fn a_null_reads_as_the_field_left_out() {
+    let refusal: Response = serde_json::from_str(
+        r#"{"status":"error","error":{"code":"refund_declined","description":null}}"#,
+    )
+    .unwrap();
+    let Response::Error { error } = refusal else {
+        panic!("expected error")
+    };
+    assert_eq!(
+        (error.code.as_str(), error.description.as_str()),
+        ("refund_declined", "")
+    );
+
+    let mut original: serde_json::Value = serde_json::from_str(WEBHOOK).unwrap();
+    let payment = &mut original["session"]["acquiring_payments"][0];
+    payment["payment_details"]["card"]["brand"] = serde_json::Value::Null;
+    payment["payment_details"]["card"]["last4"] = serde_json::Value::Null;
+    payment["refunds"][0]["is_chargeback"] = serde_json::Value::Null;
+    let webhook: Webhook = serde_json::from_value(original.clone()).unwrap();
+    let card = webhook.session.acquiring_payments[0]
+        .payment_details
+        .as_ref()
+        .and_then(|details| details.card.as_ref())
+        .unwrap();
+    assert_eq!((card.brand.as_str(), card.last4.as_str()), ("", ""));
+    assert!(!webhook.session.acquiring_payments[0].refunds[0].is_chargeback);
+
+    original["session"]["acquiring_payments"][0]["refunds"] = serde_json::Value::Null;
+    let webhook: Webhook = serde_json::from_value(original.clone()).unwrap();
+    assert!(webhook.session.acquiring_payments[0].refunds.is_empty());
+    original["session"]["acquiring_payments"] = serde_json::Value::Null;
+    let webhook: Webhook = serde_json::from_value(original).unwrap();
+    assert!(webhook.session.acquiring_payments.is_empty());
+}
