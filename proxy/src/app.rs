@@ -15,7 +15,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::error::ApiError;
-use crate::routes;
+use crate::routes::{self, webhooks};
 use crate::security;
 use crate::state::AppState;
 use crate::static_files::StaticFiles;
@@ -131,12 +131,18 @@ pub fn ops_app(state: AppState) -> Router {
 /// answered 408 `request_timeout` and its connection closed. hyper times the headers only: a
 /// client announcing 64 KiB and sending a byte a minute would hold a connection, a task and a
 /// descriptor for as long as it liked (see `serve`). Every handler reads its whole body anyway
-/// (at most `body_limit_bytes`), so it is read here, against the clock, and handed on. Part
-/// of [`count_requests`], so its answers are counted.
+/// (at most `body_limit_bytes`; a webhook up to [`webhooks::MAX_BYTES`], no more than
+/// [`webhooks::LARGE_AT_ONCE`] of them past `body_limit_bytes` at once), so it is read here,
+/// against the clock, and handed on. Part of [`count_requests`], so its answers are counted.
 async fn body_in_time(state: &AppState, request: Request) -> Result<Request, Response> {
     use axum::body::{Body, HttpBody};
     use futures_util::StreamExt;
-    let limit = state.config.body_limit;
+    let usual = state.config.body_limit;
+    let limit = if request.uri().path() == webhooks::PATH {
+        usual.max(webhooks::MAX_BYTES)
+    } else {
+        usual
+    };
     if request.body().size_hint().lower() > limit as u64 {
         return Err(ApiError::PayloadTooLarge.into_response());
     }
@@ -145,6 +151,7 @@ async fn body_in_time(state: &AppState, request: Request) -> Result<Request, Res
         // Kept as the chunks came: a body in one chunk (the usual) is handed on uncopied.
         let mut chunks = Vec::new();
         let mut length = 0;
+        let mut large = None;
         let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|_| {
@@ -153,6 +160,15 @@ async fn body_in_time(state: &AppState, request: Request) -> Result<Request, Res
             length += chunk.len();
             if length > limit {
                 return Err(ApiError::PayloadTooLarge);
+            }
+            if length > usual && large.is_none() {
+                large = Some(
+                    state
+                        .large_bodies
+                        .acquire()
+                        .await
+                        .expect("the semaphore is never closed"),
+                );
             }
             chunks.push(chunk);
         }

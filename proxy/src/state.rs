@@ -36,6 +36,8 @@ pub struct Components {
     pub rate_limit: RateLimiter,
     /// Webhooks whose signature failed, kept for audit (see [`REJECTED_KEPT_PER_MINUTE`]).
     pub rejected_audit: RateLimiter,
+    /// Webhook bodies past `body_limit_bytes` being read (see `routes::webhooks::LARGE_AT_ONCE`).
+    pub large_bodies: tokio::sync::Semaphore,
 }
 
 /// How many webhooks with a bad signature a minute are kept in the ledger's audit table (10 a
@@ -87,6 +89,7 @@ impl AppState {
             metrics,
             rate_limit: RateLimiter::new(config.rate_limit_per_minute),
             rejected_audit: RateLimiter::new(REJECTED_KEPT_PER_MINUTE),
+            large_bodies: tokio::sync::Semaphore::new(crate::routes::webhooks::LARGE_AT_ONCE),
             config: Arc::new(config),
         })))
     }

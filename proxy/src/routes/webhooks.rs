@@ -17,13 +17,30 @@ use axum::Router;
 use shared::money::to_stored;
 use shared::smart_glocal::{self as sg, WebhookType};
 
+use axum::extract::DefaultBodyLimit;
+
 use crate::error::ApiError;
 use crate::extract::bytes_rejection;
 use crate::ledger::{VerifiedWebhook, WebhookAction, WebhookOutcome};
 use crate::state::AppState;
 
+/// Where Smart Glocal posts its webhooks.
+pub const PATH: &str = "/webhooks/smart-glocal";
+
+/// The largest webhook taken. Each carries its session whole, every refund of the payment
+/// with its metadata (our note among it): as large as a `session/status` answer may be, and
+/// far over `body_limit_bytes`, whose 64 KiB a payment with a few dozen noted refunds passes.
+pub const MAX_BYTES: usize = crate::upstream::MAX_ANSWER_BYTES;
+
+/// How many webhook bodies over `body_limit_bytes` are read at once: anyone may post to this
+/// route, and 4 MiB a connection would let a few thousand connections hold gigabytes. More
+/// wait their turn, within the body's clock (`app::body_in_time`).
+pub const LARGE_AT_ONCE: usize = 4;
+
 pub fn router() -> Router<AppState> {
-    Router::new().route("/webhooks/smart-glocal", post(receive))
+    // The body is read whole, against its clock and within [`MAX_BYTES`], before any handler
+    // runs (`app::body_in_time`); the extractor's own default limit would refuse a large one.
+    Router::new().route(PATH, post(receive).layer(DefaultBodyLimit::disable()))
 }
 
 async fn receive(

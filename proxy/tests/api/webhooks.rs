@@ -282,3 +282,39 @@ async fn a_refund_whose_webhook_never_comes_is_recorded_as_it_ended_after_its_po
     .await;
     assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
 }
+
+/// Every webhook carries its session whole, each refund with its metadata: a payment with a
+/// few dozen noted refunds sends webhooks well over `body_limit_bytes` (64 KiB), which are
+/// taken and applied; a body past the webhook limit (4 MiB) is refused as too large.
+#[tokio::test]
+async fn a_webhook_past_the_body_limit_is_taken_whole_up_to_its_own_limit() {
+    let app = spawn_app("http://127.0.0.1:9").await;
+    let mut webhook: Value = serde_json::from_slice(&seed_example()).unwrap();
+    let note = "Возврат по просьбе покупателя, товар не подошёл. ".repeat(10);
+    let refunds: Vec<Value> = (0..80)
+        .map(|i| {
+            json!({
+                "id": format!("rf_noted_{i}"),
+                "status": "accepted",
+                "amount_details": {"amount": 10, "currency": "usd"},
+                "metadata": {"note": note},
+            })
+        })
+        .collect();
+    webhook["session"]["acquiring_payments"][0]["refunds"] = Value::Array(refunds);
+    let body = serde_json::to_vec(&webhook).unwrap();
+    assert!(body.len() > 64 * 1024, "{} bytes", body.len());
+    let (status, answer) = send(&app, &body, Some(sandbox_signer().sign(&body))).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let history = history(&app, "ps_3230").await;
+    assert_eq!(history.len(), 80, "{history:?}");
+    assert!(history.iter().all(|h| h["kind"] == "refunded_elsewhere"));
+
+    let mut padded = serde_json::to_vec(&webhook).unwrap();
+    padded.resize(4 * 1024 * 1024 + 1, b' ');
+    let (status, answer) = send(&app, &padded, Some(sandbox_signer().sign(&padded))).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    );
+}
