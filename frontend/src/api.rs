@@ -59,13 +59,23 @@ impl CallError {
         match self {
             CallError::Proxy { body, .. } => {
                 let message = i18n::error_message(body.code, locale);
-                match body.allowance {
-                    Some(allowance) => format!(
+                match (body.allowance, &body.provider) {
+                    (Some(allowance), _) => format!(
                         "{message}{}{}.",
                         i18n::tr(locale, " You can refund up to ", " Вы можете вернуть до "),
                         allowance.format(locale)
                     ),
-                    None => message.to_owned(),
+                    // Smart Glocal's own words: a refused look-up (a wrong key or project)
+                    // says what it was refused for.
+                    (None, Some(provider)) => format!(
+                        "{message} Smart Glocal: {}",
+                        if provider.description.is_empty() {
+                            &provider.code
+                        } else {
+                            &provider.description
+                        }
+                    ),
+                    (None, None) => message.to_owned(),
                 }
             }
             CallError::Network => i18n::network_error(locale).to_owned(),

@@ -129,8 +129,8 @@ pub fn error_message(code: ErrorCode, locale: Locale) -> &'static str {
             "Платёжный провайдер не знает этот платёж.",
         ),
         UpstreamRejected => (
-            "The payment provider refused the refund.",
-            "Платёжный провайдер отклонил возврат.",
+            "The payment provider refused the request.",
+            "Платёжный провайдер отклонил запрос.",
         ),
         UpstreamUnavailable => (
             "The payment provider cannot be reached right now. Try again in a minute.",

@@ -44,9 +44,16 @@ pub fn payment_view(
                 note: row
                     .and_then(|r| r.note.as_ref())
                     .map(|n| n.as_str().to_owned()),
-                error_code: None,
-                error_detail: None,
-                attention: row.and_then(|r| r.attention.clone()),
+                // Why it failed, as the ledger recorded it (Smart Glocal's word, or ours).
+                error_code: row
+                    .filter(|_| state == RefundState::Failed)
+                    .and_then(|r| r.error_code),
+                error_detail: row
+                    .filter(|_| state == RefundState::Failed)
+                    .and_then(|r| r.error_detail.clone()),
+                attention: row
+                    .and_then(|r| r.attention.clone())
+                    .or_else(|| unknown_status(&refund.status)),
                 created_at: refund.created_at,
                 finished_at: refund.finished_at,
             }
@@ -90,6 +97,13 @@ pub fn payment_view(
         viewer: Viewer::default(),
         last_event_id: 0,
     })
+}
+
+/// A status this version does not know reads as in progress (its amount stays held): said,
+/// not passed off as an ordinary refund on its way.
+fn unknown_status(status: &sg::RefundStatus) -> Option<String> {
+    matches!(status, sg::RefundStatus::Other(_))
+        .then(|| format!("status `{status}`, unknown to this version; shown as in progress"))
 }
 
 /// `session/status` turned into the payment view for `agent`, or the error the agent sees.
@@ -219,6 +233,39 @@ mod tests {
         let behind = matched(attempt(1, 2000, RefundState::InProgress, 5), "rf_1");
         let view = payment_view(&upstream, &[behind], true).unwrap();
         assert_eq!(view.refunds[0].state, RefundState::Accepted);
+    }
+
+    /// A status this version does not know holds its amount as in progress would, and says
+    /// so; a contradiction the ledger flagged is said before it.
+    #[test]
+    fn a_refund_status_unknown_to_this_version_is_held_and_flagged() {
+        let upstream = session(&[
+            ("rf_1", 2000, "completed", 10),
+            ("rf_2", 1000, "accepted", 20),
+            ("rf_3", 500, "reversed", 30),
+        ]);
+        let mut flagged = matched(attempt(1, 500, RefundState::InProgress, 5), "rf_3");
+        flagged.attention = Some("amount 500 where the ledger holds 400".into());
+        let view = payment_view(&upstream, &[flagged], true).unwrap();
+        let states: Vec<_> = view.refunds.iter().map(|r| r.state).collect();
+        assert_eq!(
+            states,
+            [
+                RefundState::InProgress,
+                RefundState::Accepted,
+                RefundState::InProgress
+            ]
+        );
+        assert_eq!(
+            view.refunds[0].attention.as_deref(),
+            Some("status `completed`, unknown to this version; shown as in progress")
+        );
+        assert_eq!(view.refunds[1].attention, None);
+        assert_eq!(
+            view.refunds[2].attention.as_deref(),
+            Some("amount 500 where the ledger holds 400")
+        );
+        assert_eq!(view.remaining().amount, 10000 - 3500);
     }
 
     #[test]

@@ -109,14 +109,17 @@ fn row(refund: RefundView, locale: Locale) -> impl IntoView {
         ));
     }
     if state == RefundState::Failed {
-        let mut why = refund
-            .error_code
-            .map(|code| i18n::error_message(code, locale).to_owned())
-            .unwrap_or_default();
-        if let Some(detail) = refund.error_detail {
-            why = format!("{why} ({detail})");
+        let why = match (refund.error_code, refund.error_detail) {
+            (Some(code), Some(detail)) => {
+                format!("{} ({detail})", i18n::error_message(code, locale))
+            }
+            (Some(code), None) => i18n::error_message(code, locale).to_owned(),
+            (None, Some(detail)) => detail,
+            (None, None) => String::new(),
+        };
+        if !why.is_empty() {
+            details.push((testids::REFUND_FAILURE, "sgr-error", why));
         }
-        details.push((testids::REFUND_FAILURE, "sgr-error", why));
     }
     let details = details
         .into_iter()

@@ -268,6 +268,17 @@ pub fn RefundPanel(
 /// What the live region says once the proxy has taken the refund.
 fn submitted_message(refund: &RefundView, how: Submitted, locale: Locale) -> String {
     let amount = refund.amount.format(locale);
+    if refund.error_code == Some(ErrorCode::ApprovalRejected) {
+        return format!(
+            "{}{amount}{}",
+            tr(locale, "Request for a refund of ", "Запрос на возврат "),
+            tr(
+                locale,
+                " rejected: nothing was sent.",
+                " отклонён: ничего не отправлено."
+            )
+        );
+    }
     if refund.state == RefundState::AwaitingApproval {
         return format!(
             "{}{amount}: {}.",

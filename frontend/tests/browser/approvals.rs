@@ -344,6 +344,40 @@ async fn a_rejection_carries_its_note() {
     assert_eq!(decided[0].2.as_deref(), Some("нет подтверждения возврата"));
 }
 
+/// A rejection is said as what it is: nothing was sent (not "submitted: failed").
+#[wasm_bindgen_test]
+async fn a_rejection_is_said_as_nothing_sent() {
+    for (locale, said) in [
+        (
+            Locale::En,
+            "Request for a refund of $80.00 rejected: nothing was sent.",
+        ),
+        (
+            Locale::Ru,
+            "Запрос на возврат 80,00\u{a0}$ отклонён: ничего не отправлено.",
+        ),
+    ] {
+        let (view, request) = june_asks_of("sam", true);
+        let rejected = shared::api::RefundView {
+            state: RefundState::Failed,
+            error_code: Some(shared::api::ErrorCode::ApprovalRejected),
+            ..request
+        };
+        let decide: Decide = Rc::new(move |_, _, _| {
+            let rejected = rejected.clone();
+            Box::pin(async move { Ok((rejected, Submitted::Created)) })
+        });
+        let (submit, _) = counting_submit(None);
+        let panel = mount_deciding_panel(view, locale, submit, decide);
+        settle().await;
+        panel.type_text(APPROVAL_NOTE, "no proof of return");
+        settle().await;
+        panel.click(REJECT);
+        settle().await;
+        assert_eq!(panel.text(STATUS_LIVE), said);
+    }
+}
+
 #[wasm_bindgen_test]
 async fn nobody_is_offered_a_decision_on_their_own_request_or_without_the_right() {
     for (agent, can_approve) in [("june", true), ("sam", false)] {

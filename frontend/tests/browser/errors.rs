@@ -333,3 +333,23 @@ async fn an_answer_that_never_comes_is_given_up_after_its_wait() {
         .unwrap();
     assert_eq!(value.as_string().as_deref(), Some("answer"));
 }
+
+/// A look-up Smart Glocal refused (a wrong key or project) is not said as a refused refund,
+/// and carries Smart Glocal's own words.
+#[wasm_bindgen_test]
+fn a_refused_look_up_says_what_smart_glocal_said() {
+    let mut body = ErrorBody::new(ErrorCode::UpstreamRejected, "refused");
+    body.provider = Some(ProviderError {
+        code: "invalid_signature".into(),
+        description: "the signature does not match".into(),
+    });
+    let refused = CallError::Proxy { status: 422, body };
+    assert_eq!(
+        refused.message(Locale::En),
+        "The payment provider refused the request. Smart Glocal: the signature does not match"
+    );
+    assert_eq!(
+        refused.message(Locale::Ru),
+        "Платёжный провайдер отклонил запрос. Smart Glocal: the signature does not match"
+    );
+}

@@ -32,6 +32,24 @@ async fn the_payment_its_refunds_and_chargebacks_are_shown() {
     assert!(panel.find(REVIEW_BUTTON).is_none());
 }
 
+/// A failed refund says why when the ledger knows (Smart Glocal's word, reconciliation's
+/// verdict, our code), and shows no empty reason line when it does not.
+#[wasm_bindgen_test]
+async fn a_failed_refund_says_why_or_nothing() {
+    let mut view = payment(10_000, "usd", true);
+    let usd = view.amount.currency;
+    let mut said = refund(Money::new(1_000, usd), RefundState::Failed, false);
+    said.error_detail = Some("Smart Glocal: failed".into());
+    let silent = refund(Money::new(2_000, usd), RefundState::Failed, false);
+    view.refunds.extend([said, silent]);
+    let (submit, _) = counting_submit(None);
+    let panel = mount_panel(view, Locale::En, submit);
+    settle().await;
+    assert_eq!(panel.count(REFUND_ROW), 2);
+    assert_eq!(panel.count(REFUND_FAILURE), 1);
+    assert_eq!(panel.text(REFUND_FAILURE), "Smart Glocal: failed");
+}
+
 #[wasm_bindgen_test]
 async fn live_updates_change_a_row_in_place() {
     let mut view = payment(10_000, "usd", true);

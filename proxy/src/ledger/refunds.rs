@@ -448,8 +448,10 @@ impl Ledger {
                 && row.refund_id.is_none()
                 && row.attention.is_none()
         };
+        // The verdict is the row's reason as well as its history line's: the widget shows it.
         let change = Change {
             state: Some(RefundState::Failed),
+            error_detail: Some(detail.clone()),
             detail: Some(detail),
             ..Change::new(HistoryKind::Reconciled)
         };
@@ -1006,11 +1008,14 @@ async fn apply_to_rows(
 ) -> Result<(ApplyOutcome, RefundRow), sqlx::Error> {
     let state = RefundState::from(&refund.status);
     let finished_at = refund.finished_at.map(|t| t.unix_millis());
+    let said = format!("Smart Glocal: {}", refund.status);
     let mut change = Change {
         state: Some(state),
         refund_id: Some(refund.id.to_string()),
         finished_at,
-        detail: Some(format!("Smart Glocal: {}", refund.status)),
+        // A refund Smart Glocal failed or cancelled says so where the widget shows why.
+        error_detail: (state == RefundState::Failed).then(|| said.clone()),
+        detail: Some(said),
         ..Change::new(source.history_kind())
     };
 

@@ -402,7 +402,10 @@ mod tests {
         assert_eq!(first.refund_id.as_deref(), Some("rf_first"));
         // The one still absent is failed.
         let second = ledger.fail_absent(keys[1], verdict.into()).await.unwrap();
-        assert_eq!(second.map(|r| r.state), Some(RefundState::Failed));
+        let second = second.expect("failed");
+        assert_eq!(second.state, RefundState::Failed);
+        // The verdict is the refund's reason, which the widget shows, not only history.
+        assert_eq!(second.view().error_detail.as_deref(), Some(verdict));
     }
 
     /// An attempt reconciliation gave up on too early (failed, no refund seen) that Smart

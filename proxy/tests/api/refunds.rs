@@ -185,6 +185,11 @@ async fn a_full_refund_is_refused_when_more_remains_than_was_confirmed() {
         app.payment(session).await["refunds"][0]["state"] == "failed"
     })
     .await;
+    // Why, where the widget shows it: Smart Glocal's word, on the look-up as in the event.
+    assert_eq!(
+        app.payment(session).await["refunds"][0]["error_detail"],
+        "Smart Glocal: failed"
+    );
 
     let mut full = submission(None, "usd", &fresh_key());
     full["confirmed_amount"] = confirmed;
