@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::{parse_ttl, TokenKeys};
 use crate::config::{Config, Settings, DEFAULTS, PATHS_HELP};
-use crate::ledger::{ExportRow, Ledger};
+use crate::ledger::{Database, ExportRow, Ledger};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -292,7 +292,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             let database = database(*settings)?;
             let ledger = Ledger::open_existing(&database)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| cannot_open(&database, e))?;
             // A token may say it was issued up to the accepted clock skew ahead of our clock:
             // one minted just before this, by a merchant backend whose clock runs ahead, is
             // revoked too (and a token minted in the next few seconds, for the same reason).
@@ -330,9 +330,10 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                     ))
                 }
             };
-            let ledger = Ledger::open_read_only(&database(*settings)?)
+            let database = database(*settings)?;
+            let ledger = Ledger::open_read_only(&database)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| cannot_open(&database, e))?;
             let report = ledger.verify_chain().await;
             let held = match (&report, &expect_head) {
                 (Ok(report), Some(head)) if report.broken.is_none() => {
@@ -389,15 +390,28 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             settings,
         }) => {
             let (since, until) = window(&since, until.as_deref())?;
-            let ledger = Ledger::open_read_only(&database(*settings)?)
+            let database = database(*settings)?;
+            let ledger = Ledger::open_read_only(&database)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| cannot_open(&database, e))?;
             let printed = export(&ledger, chain, since, until).await;
             ledger.close().await;
-            print!("{}", printed.map_err(|e| e.to_string())?);
-            Ok(())
+            let printed = printed.map_err(|e| e.to_string())?;
+            // Read by `head` or a pager that quits: the reader has what it wanted.
+            match std::io::Write::write_all(&mut std::io::stdout().lock(), printed.as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(format!("writing the export: {e}").into())
+                }
+                _ => Ok(()),
+            }
         }
     }
+}
+
+/// Why the ledger at `database` could not be opened, naming it (a relative path is another
+/// ledger from another directory).
+fn cannot_open(database: &Database, error: impl std::fmt::Display) -> String {
+    format!("the ledger at {}: {error}", database.describe())
 }
 
 /// `--since` and `--until` (default: now) as Unix milliseconds.

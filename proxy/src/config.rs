@@ -425,9 +425,12 @@ impl Settings {
     pub fn database(&self) -> Result<Database, ConfigError> {
         let text = set("database", self.database.clone())?;
         let pool_size = set("database_pool_size", self.database_pool_size)?;
-        let timeout = set(
+        let timeout = positive(
             "database_connect_timeout_ms",
-            self.database_connect_timeout_ms,
+            set(
+                "database_connect_timeout_ms",
+                self.database_connect_timeout_ms,
+            )?,
         )?;
         let database = Database::parse(
             &text.to_string_lossy(),
@@ -665,9 +668,11 @@ impl Config {
                 "reconcile_max_polls",
                 set("reconcile_max_polls", s.reconcile_max_polls)?,
             )?,
-            reconcile_fail_after: Duration::from_secs(set(
+            // Zero would fail an attempt Smart Glocal is slow to show at its first answer,
+            // freeing its amount to be refunded again: not "never".
+            reconcile_fail_after: Duration::from_secs(positive(
                 "reconcile_fail_after_secs",
-                s.reconcile_fail_after_secs,
+                set("reconcile_fail_after_secs", s.reconcile_fail_after_secs)?,
             )?),
             log_json,
             frame_ancestors,
@@ -713,15 +718,25 @@ fn layer_secret<S: Serializer>(secret: &Option<Secret>, to: S) -> Result<S::Ok, 
     }
 }
 
+/// Each an origin as browsers write it in their `Origin` header, which is compared byte for
+/// byte: `https://Admin.Example`, `https://admin.example:443` or ` https://admin.example` (a
+/// space after a comma) would start and then refuse every call from that page.
 fn check_origins(name: &'static str, origins: &[String]) -> Result<(), ConfigError> {
     for origin in origins {
-        let valid = reqwest::Url::parse(origin)
-            .map(|u| u.path() == "/" && !origin.ends_with('/'))
-            .unwrap_or(false);
-        if !valid {
+        let parsed = reqwest::Url::parse(origin)
+            .ok()
+            .filter(|u| u.path() == "/" && !origin.ends_with('/'));
+        let Some(parsed) = parsed else {
             return Err(ConfigError::Invalid {
                 name,
                 reason: format!("`{origin}` is not an origin like http://host:port"),
+            });
+        };
+        let written = parsed.origin().ascii_serialization();
+        if written != *origin {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!("`{origin}` is not written as browsers send it: write `{written}`"),
             });
         }
     }
@@ -1010,7 +1025,7 @@ mod tests {
             Settings::defaults().database().unwrap().describe()
         );
         type Zero = fn(&mut Settings);
-        let zeroes: [(&str, Zero); 8] = [
+        let zeroes: [(&str, Zero); 10] = [
             ("upstream_timeout_ms", |s| s.upstream_timeout_ms = Some(0)),
             ("approval_ttl_secs", |s| s.approval_ttl_secs = Some(0)),
             ("body_limit_bytes", |s| s.body_limit_bytes = Some(0)),
@@ -1023,6 +1038,12 @@ mod tests {
             }),
             ("max_connections", |s| s.max_connections = Some(0)),
             ("max_token_ttl_secs", |s| s.max_token_ttl_secs = Some(0)),
+            ("reconcile_fail_after_secs", |s| {
+                s.reconcile_fail_after_secs = Some(0)
+            }),
+            ("database_connect_timeout_ms", |s| {
+                s.database_connect_timeout_ms = Some(0)
+            }),
         ];
         for (name, zero) in zeroes {
             let mut settings = valid();
@@ -1043,6 +1064,29 @@ mod tests {
             Duration::from_secs(8)
         );
         assert_eq!(payment_lock_wait(Duration::MAX), Duration::MAX);
+    }
+
+    /// An origin that could never equal a browser's `Origin` header is refused at start with
+    /// the spelling that would.
+    #[test]
+    fn an_origin_no_browser_sends_is_refused_with_the_one_it_does() {
+        let origins = |list: &[&str]| list.iter().map(|o| o.to_string()).collect::<Vec<_>>();
+        assert!(check_origins(
+            "allowed_origins",
+            &origins(&["https://admin.example", "http://127.0.0.1:8080"])
+        )
+        .is_ok());
+        for (written, browsers) in [
+            ("https://Admin.Example", "https://admin.example"),
+            ("https://admin.example:443", "https://admin.example"),
+            (" https://admin.example", "https://admin.example"),
+        ] {
+            let error = check_origins("allowed_origins", &origins(&[written]))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(&format!("write `{browsers}`")), "{error}");
+        }
+        assert!(check_origins("allowed_origins", &origins(&["https://a.example/"])).is_err());
     }
 
     #[test]

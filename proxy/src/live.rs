@@ -136,6 +136,11 @@ impl Live {
         channels.clear();
     }
 
+    /// Whether [`Live::close_all`] ran: the proxy is stopping.
+    pub fn is_closed(&self) -> bool {
+        self.0.closed.load(Ordering::SeqCst)
+    }
+
     /// The events of `session` from now on, for as long as the subscription lives, counted
     /// as one of `agent`'s streams; refused if `agent` already holds `max_per_agent` (0: no
     /// limit). Each stream is a connection and a descriptor: one agent's token, looping

@@ -311,6 +311,18 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Stalls<S> {
     }
 }
 
+/// `url` with no user or password in it, to be logged.
+fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut url) => {
+            let _ = url.set_password(None);
+            let _ = url.set_username("");
+            url.to_string()
+        }
+        Err(_) => String::new(),
+    }
+}
+
 /// Serves until Ctrl-C or SIGTERM: resumes interrupted attempts, starts reconciliation.
 pub async fn run(listener: TcpListener, config: Config) -> Result<(), StartError> {
     run_until(listener, config, shutdown_signal()).await
@@ -353,7 +365,22 @@ pub async fn run_until(
         }
         None => None,
     };
-    tracing::info!(address = %listener.local_addr()?, project = %state.config.project, "proxy listening");
+    // Which ledger and which Smart Glocal: a ledger path relative to the working directory
+    // (the default's) is a different ledger from another directory, so it is said whole.
+    let ledger = match &state.config.database {
+        crate::ledger::Database::Sqlite(path) => std::path::absolute(path)
+            .unwrap_or_else(|_| path.clone())
+            .display()
+            .to_string(),
+        other => other.describe(),
+    };
+    tracing::info!(
+        address = %listener.local_addr()?,
+        project = %state.config.project,
+        %ledger,
+        upstream = %without_credentials(&state.config.upstream_url),
+        "proxy listening"
+    );
     // Stopping ends the event streams first: requests in flight then drain in moments.
     let live = state.live.clone();
     let shutdown = async move {

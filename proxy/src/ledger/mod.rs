@@ -175,9 +175,13 @@ impl std::fmt::Debug for Database {
 }
 
 /// The lock pool's connections: [`KEEPALIVES`], and `lock_timeout` bounding the wait for a
-/// payment's lock (a lock wait past it fails with SQLSTATE 55P03).
+/// payment's lock (a lock wait past it fails with SQLSTATE 55P03). PostgreSQL takes at most
+/// `i32::MAX` ms (about 24 days); a longer wait (a huge `upstream_timeout_ms`) is that.
 fn lock_options(target: &PostgresTarget) -> PgConnectOptions {
-    let wait = format!("{}ms", target.lock_wait.as_millis().max(1));
+    let wait = format!(
+        "{}ms",
+        target.lock_wait.as_millis().clamp(1, i32::MAX as u128)
+    );
     target
         .options
         .clone()
@@ -410,6 +414,12 @@ impl Ledger {
     async fn open_once(path: &Path) -> Result<Self, sqlx::Error> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
+        }
+        if !path.exists() {
+            // Right on a first start; on any other, the `database` setting (or the working
+            // directory a relative path depends on) is not what it was, and the ledger with
+            // every attempt, key and allowance so far is somewhere else.
+            tracing::warn!(path = %std::path::absolute(path).unwrap_or_else(|_| path.to_owned()).display(), "no ledger at this path: a new, empty one is created");
         }
         let options = migration_options(path)?;
         // The writer first: a file SQLite could only open read-only is refused here.

@@ -3,8 +3,8 @@
 //! when `demo_mode = true`.
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -34,14 +34,21 @@ async fn healthz() -> Json<Value> {
 }
 
 /// Ready while the ledger can write: not while its last write failed, nor when a probe write
-/// (at most every half second) fails; ready again once a write reaches the disk.
-async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// (at most every half second) fails; ready again once a write reaches the disk. Not ready
+/// once the proxy is stopping (503 `{"status":"stopping"}`): its listener takes no more
+/// connections while `ops_listen` still answers through the drain, and a load balancer
+/// must stop sending it agents.
+async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
+    if state.live.is_closed() {
+        let stopping = Json(json!({"status": "stopping"}));
+        return Ok((StatusCode::SERVICE_UNAVAILABLE, stopping).into_response());
+    }
     state
         .ledger
         .probe()
         .await
         .map_err(|e| ApiError::LedgerUnavailable(e.to_string()))?;
-    Ok(Json(json!({"status": "ready"})))
+    Ok(Json(json!({"status": "ready"})).into_response())
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -1397,6 +1397,43 @@ async fn an_agent_over_the_rate_limit_gets_429_with_retry_after() {
     );
 }
 
+/// Stopping, the proxy takes no more connections on `listen` while it drains what is in
+/// flight; `ops_listen` still answers meanwhile, and says it is not ready, so a load
+/// balancer stops sending it agents.
+#[tokio::test]
+async fn a_stopping_proxy_says_it_is_not_ready_while_it_drains() {
+    use tokio::io::AsyncWriteExt;
+    let ops = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut options = Options::new(NO_UPSTREAM);
+    options.ops_listen = Some(ops);
+    let mut app = spawn_app_with(options).await;
+    let readyz = format!("http://{ops}/readyz");
+    let ready = app.client.get(&readyz).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    // A request in flight (its body still to come) holds the drain open.
+    let mut held = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    held.write_all(
+        b"POST /api/payments/ps_usd_1001/refunds HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    app.begin_stop();
+    eventually(5, "ops_listen says the proxy is stopping", || async {
+        match app.client.get(&readyz).send().await {
+            Ok(answer) if answer.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                answer.json::<Value>().await.unwrap()["status"] == "stopping"
+            }
+            _ => false,
+        }
+    })
+    .await;
+    drop(held);
+}
+
 #[tokio::test]
 async fn with_ops_listen_health_and_metrics_leave_the_public_address() {
     // A free port for the operations address (bound, noted, released).

@@ -306,10 +306,15 @@ impl TestApp {
 
     /// Stops gracefully, as on SIGTERM, and waits until it has.
     pub async fn stop(&mut self) {
+        self.begin_stop();
+        let _ = (&mut self.server).await;
+    }
+
+    /// Tells the proxy to stop, as SIGTERM does, and goes on while it drains.
+    pub fn begin_stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = (&mut self.server).await;
     }
 
     /// Stops gracefully and starts again on the same ledger file and options.

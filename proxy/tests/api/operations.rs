@@ -468,3 +468,51 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
     assert!(logged.contains("proxy listening"), "{logged}");
     assert!(!logged.contains('\u{1b}'), "colour codes in: {logged:?}");
 }
+
+/// The start says which ledger it writes, whole (a relative path is another ledger from
+/// another directory), and warns when there was none there: on any start but the first,
+/// the ledger with every attempt and key so far is somewhere else.
+#[test]
+fn the_start_names_the_ledger_whole_and_warns_when_it_is_new() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let start = || {
+        let mut proxy = proxy_bin()
+            .current_dir(dir.path())
+            .arg("serve")
+            .arg("--config")
+            .arg(root.join("demo/proxy.toml"))
+            .env("PROXY_LISTEN", "127.0.0.1:0")
+            .env("PROXY_DATABASE", "ledgers/here.sqlite")
+            .env_remove("RUST_LOG")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut logged = String::new();
+        for line in BufReader::new(proxy.stderr.take().unwrap()).lines() {
+            let line = line.unwrap();
+            logged.push_str(&line);
+            logged.push('\n');
+            if line.contains("proxy listening") {
+                break;
+            }
+        }
+        proxy.kill().unwrap();
+        proxy.wait().unwrap();
+        logged
+    };
+    let whole = std::fs::canonicalize(dir.path())
+        .unwrap()
+        .join("ledgers/here.sqlite");
+    let first = start();
+    let listening = first.lines().find(|l| l.contains("proxy listening"));
+    assert!(
+        listening.is_some_and(|l| l.contains(&whole.display().to_string())),
+        "{first}"
+    );
+    assert!(first.contains("a new, empty one is created"), "{first}");
+    let second = start();
+    assert!(second.contains("proxy listening"), "{second}");
+    assert!(!second.contains("a new, empty one"), "{second}");
+}
