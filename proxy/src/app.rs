@@ -12,6 +12,7 @@ use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::error::ApiError;
@@ -50,8 +51,13 @@ pub fn app(state: AppState) -> Router {
             header::CONTENT_TYPE,
             HeaderName::from_static("last-event-id"),
         ])
-        .expose_headers([HeaderName::from_static("x-request-id")])
         .max_age(Duration::from_secs(600));
+    // What CORS's `expose_headers` would add to every answer, but not an event stream's,
+    // whose `EventSource` reads no header (`security::except_on_streams`).
+    let expose = SetResponseHeaderLayer::overriding(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        security::except_on_streams(HeaderValue::from_static("x-request-id")),
+    );
     let trace = TraceLayer::new_for_http()
         // Path only: query strings (SSE tickets) and headers (Authorization) stay out of logs.
         .make_span_with(|request: &Request| {
@@ -79,7 +85,8 @@ pub fn app(state: AppState) -> Router {
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(cors),
+                .layer(cors)
+                .layer(expose),
         );
     // Outermost, so every answer has them, the middleware's own rejections included.
     security::with_headers(router, &config).with_state(state)

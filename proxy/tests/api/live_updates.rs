@@ -308,3 +308,58 @@ async fn a_stop_ends_the_event_streams_at_once() {
         assert!(read.is_ok(), "the stream is still open after the stop");
     }
 }
+
+/// An event stream's answer carries what a stream needs (its type, `no-store`, `nosniff`, its
+/// request id, CORS's allowed origin) and no more than `STREAM_HEADERS_AT_MOST` headers: hyper
+/// keeps each connection's header map for its life, and one of more than six holds twice
+/// the room, for every open stream. A document's headers (CSP, framing, referrer) stay on
+/// every other answer.
+#[tokio::test]
+async fn an_event_streams_answer_carries_what_it_needs_and_no_more() {
+    let app = spawn_app("http://127.0.0.1:9").await;
+    let ticket = app.events_ticket("ps_usd_1001").await;
+    let stream = app
+        .client
+        .get(app.url(&format!("/api/payments/ps_usd_1001/events?ticket={ticket}")))
+        .header("origin", "http://widget.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let headers = stream.headers();
+    for (name, value) in [
+        ("content-type", "text/event-stream"),
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+        ("access-control-allow-origin", "http://widget.test"),
+    ] {
+        assert_eq!(headers[name], value, "{name}");
+    }
+    assert!(headers.contains_key("x-request-id"));
+    // hyper writes these two itself, from outside the map.
+    let in_the_map = headers
+        .keys()
+        .filter(|name| !matches!(name.as_str(), "transfer-encoding" | "date"))
+        .count();
+    assert!(
+        in_the_map <= proxy::security::STREAM_HEADERS_AT_MOST,
+        "{headers:?}"
+    );
+    // Any other answer on the same route family keeps a document's headers.
+    let history = app
+        .client
+        .get(app.url("/api/payments/ps_usd_1001/history"))
+        .header("origin", "http://widget.test")
+        .bearer_auth(app.token("alice"))
+        .send()
+        .await
+        .unwrap();
+    for name in [
+        "content-security-policy",
+        "referrer-policy",
+        "x-frame-options",
+        "access-control-expose-headers",
+    ] {
+        assert!(history.headers().contains_key(name), "{name}");
+    }
+}
