@@ -17,8 +17,6 @@ use shared::SessionId;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::metrics::Metrics;
-
 /// Events kept per payment for streams that fall behind; one that lags further catches up
 /// from the ledger (`events` table), so this bounds memory, not correctness. The slots are
 /// allocated with the channel (about 40 bytes each, 2.5 KB), once per payment being watched;
@@ -67,29 +65,30 @@ struct Inner {
     streams: AtomicUsize,
     /// Streams open per agent, for `max_streams_per_agent`; an agent leaves with their last.
     per_agent: Mutex<HashMap<String, u32>>,
-    metrics: Arc<Metrics>,
 }
 
 /// An agent already holds `max_streams_per_agent` event streams.
 #[derive(Debug)]
 pub struct TooManyStreams;
 
+impl Default for Live {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Live {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new() -> Self {
         Self(Arc::new(Inner {
             channels: Mutex::new(HashMap::new()),
             closed: std::sync::atomic::AtomicBool::new(false),
             streams: AtomicUsize::new(0),
             per_agent: Mutex::new(HashMap::new()),
-            metrics,
         }))
     }
 
-    /// Announces a refund change (and counts it).
+    /// Announces a refund change.
     pub fn publish(&self, event: RefundEvent) {
-        self.0
-            .metrics
-            .count_refund_state(event.refund.state.as_str());
         // No subscriber is fine: the event is in the ledger for `Last-Event-ID` replay.
         if let Some(sender) = self.sender(&event.session_id) {
             self.send_on(sender, Arc::new(LiveEvent::new(&event)));
@@ -281,15 +280,12 @@ mod tests {
     use test_event as event;
 
     fn watching(session: &str) -> (Live, SessionId) {
-        (
-            Live::new(Arc::default()),
-            SessionId::parse(session).unwrap(),
-        )
+        (Live::new(), SessionId::parse(session).unwrap())
     }
 
     #[tokio::test]
     async fn an_event_reaches_the_streams_of_its_payment_only() {
-        let live = Live::new(Arc::default());
+        let live = Live::new();
         let (a, b) = (
             SessionId::parse("ps_a").unwrap(),
             SessionId::parse("ps_b").unwrap(),

@@ -4,7 +4,9 @@
 //!   (a pattern, never a raw path), method and status;
 //! - `proxy_upstream_seconds`: Smart Glocal calls by call and outcome;
 //! - `proxy_webhooks_total` by outcome (`signature_invalid` counts failed verifications);
-//! - `proxy_refund_transitions_total`: refunds entering each state;
+//! - `proxy_refund_transitions_total`: refunds entering each state, in this process's own
+//!   commits (so a sum over replicas counts each once; an event that changed no state, a
+//!   flag or a re-bind, is not one);
 //! - `proxy_reconciliations_total`: what each look at a payment's truth found;
 //! - `proxy_anomalies_total`: answers that contradict or exceed the ledger;
 //! - read at scrape time: `proxy_event_streams_open` and the ledger's storage health.

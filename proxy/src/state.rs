@@ -62,12 +62,18 @@ impl AppState {
     /// Opens the ledger and builds the upstream client.
     pub async fn new(config: Config) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::default());
-        let live = Live::new(metrics.clone());
+        let live = Live::new();
         // The ledger announces every event it commits, in commit order: nobody else publishes.
-        let ledger = Ledger::connect(&config.database).await?.publishing_to({
-            let live = live.clone();
-            move |event| live.publish(event)
-        });
+        let ledger = Ledger::connect(&config.database).await?.publishing_to(
+            {
+                let live = live.clone();
+                move |event| live.publish(event)
+            },
+            {
+                let metrics = metrics.clone();
+                move |state| metrics.count_refund_state(state.as_str())
+            },
+        );
         let upstream = Upstream::new(
             &config.upstream_url,
             &config.project,

@@ -34,6 +34,9 @@ struct History {
 pub(super) struct Entries {
     history: Vec<History>,
     events: Vec<(i64, RefundRow)>,
+    /// The state each refund changed to (an event that changed none, a flag or a re-bind,
+    /// is not one), counted once the commit holds (`proxy_refund_transitions_total`).
+    entered: Vec<RefundState>,
 }
 
 impl History {
@@ -65,9 +68,17 @@ impl Entries {
         });
     }
 
-    /// An event announcing `row` as it now is.
-    pub(super) fn event(&mut self, row: &RefundRow) {
+    /// An event announcing `row` as it now is; `was` its state before (none: a new row).
+    pub(super) fn event(&mut self, row: &RefundRow, was: Option<RefundState>) {
         self.events.push((now_ms(), row.clone()));
+        if was != Some(row.state) {
+            self.entered.push(row.state);
+        }
+    }
+
+    /// The states refunds entered in this transaction (see `entered`), taken out.
+    pub(super) fn take_entered(&mut self) -> Vec<RefundState> {
+        std::mem::take(&mut self.entered)
     }
 
     /// The statements that write everything inside the caller's transaction, for it to run

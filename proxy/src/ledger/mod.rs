@@ -249,13 +249,29 @@ pub struct Ledger {
     publisher: Publisher,
 }
 
-/// What the ledger announces each committed [`RefundEvent`] to.
+/// What the ledger announces each committed [`RefundEvent`] to, and each state a refund
+/// entered in a commit of this process's own (every replica publishes every replica's events
+/// on PostgreSQL, and an event may change no state: neither may be what is counted).
 #[derive(Clone)]
-struct Publisher(Arc<dyn Fn(RefundEvent) + Send + Sync>);
+struct Publisher {
+    publish: Arc<dyn Fn(RefundEvent) + Send + Sync>,
+    entered: Arc<dyn Fn(RefundState) + Send + Sync>,
+}
 
 impl Publisher {
+    fn none() -> Self {
+        Publisher {
+            publish: Arc::new(|_| {}),
+            entered: Arc::new(|_| {}),
+        }
+    }
+
     fn publish(&self, event: RefundEvent) {
-        (self.0)(event)
+        (self.publish)(event)
+    }
+
+    fn entered(&self, state: RefundState) {
+        (self.entered)(state)
     }
 }
 
@@ -391,7 +407,7 @@ impl Ledger {
             })),
             health: Arc::default(),
             last_probe: Arc::default(),
-            publisher: Publisher(Arc::new(|_| {})),
+            publisher: Publisher::none(),
         })
     }
 
@@ -438,7 +454,7 @@ impl Ledger {
             store: Store::Sqlite { writer, readers },
             health: Arc::default(),
             last_probe: Arc::default(),
-            publisher: Publisher(Arc::new(|_| {})),
+            publisher: Publisher::none(),
         };
         // History written before the chain existed is sealed once, in order, through the
         // same fail-closed write transaction as every other write.
@@ -513,14 +529,22 @@ impl Ledger {
             },
             health: Arc::default(),
             last_probe: Arc::default(),
-            publisher: Publisher(Arc::new(|_| {})),
+            publisher: Publisher::none(),
         })
     }
 
-    /// The same ledger, announcing each event it commits to `publish`, in commit order. On
-    /// PostgreSQL, every replica's events, from a listener started here (see [`listen`]).
-    pub fn publishing_to(mut self, publish: impl Fn(RefundEvent) + Send + Sync + 'static) -> Self {
-        self.publisher = Publisher(Arc::new(publish));
+    /// The same ledger, announcing each event it commits to `publish`, in commit order (on
+    /// PostgreSQL, every replica's events, from a listener started here: see [`listen`]), and
+    /// each state a refund entered in one of its own commits to `entered`.
+    pub fn publishing_to(
+        mut self,
+        publish: impl Fn(RefundEvent) + Send + Sync + 'static,
+        entered: impl Fn(RefundState) + Send + Sync + 'static,
+    ) -> Self {
+        self.publisher = Publisher {
+            publish: Arc::new(publish),
+            entered: Arc::new(entered),
+        };
         if let Store::Postgres(pg) = &self.store {
             pg.listening
                 .store(true, std::sync::atomic::Ordering::Release);

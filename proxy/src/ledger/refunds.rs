@@ -219,7 +219,7 @@ pub(super) async fn change_row(
     .bind(row.key);
     let updated: RefundRow = tx.exec().fetch_one(&update).await?;
     journal.history(&updated, change.kind, change.detail.as_deref());
-    journal.event(&updated);
+    journal.event(&updated, Some(row.state));
     Ok(Some(updated))
 }
 
@@ -292,7 +292,7 @@ impl Ledger {
             .bind(key);
             let updated: RefundRow = tx.exec().fetch_one(&update).await?;
             journal.history(&updated, HistoryKind::Approved, Some(detail));
-            journal.event(&updated);
+            journal.event(&updated, Some(row.state));
             Ok(Approved::Pending(updated))
         }
         .await;
@@ -770,7 +770,7 @@ fn recorded(journal: &mut Entries, attempt: &NewAttempt, row: RefundRow) -> Inse
         _ => HistoryKind::Requested,
     };
     journal.history(&row, kind, attempt.note.as_ref().map(Note::as_str));
-    journal.event(&row);
+    journal.event(&row, None);
     Inserted::New(row)
 }
 
@@ -1073,7 +1073,7 @@ async fn apply_to_rows(
                     )
                     .await?;
                 journal.history(&flagged, HistoryKind::Conflict, Some(&detail));
-                journal.event(&flagged);
+                journal.event(&flagged, Some(row.state));
                 return Ok((ApplyOutcome::Conflict, flagged));
             }
             if taken {
@@ -1118,7 +1118,7 @@ async fn apply_to_rows(
             };
             let row = insert_learned(tx, batch, learned.row(now)).await?;
             journal.history(&row, kind, Some(&format!("learned from {source}")));
-            journal.event(&row);
+            journal.event(&row, None);
             Ok((ApplyOutcome::New, row))
         }
     }
@@ -1267,7 +1267,7 @@ async fn rebind(
              amount before, is recorded as made elsewhere"
         )),
     );
-    journal.event(&rebound);
+    journal.event(&rebound, Some(row.state));
     let why = format!(
         "matched by amount to attempt {attempt} until refund {named}, which names that \
          attempt, came ({source})"
@@ -1300,7 +1300,7 @@ async fn split_off(
     };
     let elsewhere = insert_learned(tx, batch, learned.row(now)).await?;
     journal.history(&elsewhere, HistoryKind::RefundedElsewhere, Some(why));
-    journal.event(&elsewhere);
+    journal.event(&elsewhere, None);
     Ok(())
 }
 
@@ -1335,7 +1335,7 @@ async fn release(
              elsewhere"
         )),
     );
-    journal.event(&failed);
+    journal.event(&failed, Some(row.state));
     let attempt = row.attempt_id.as_ref().map_or("", |id| id.as_str());
     let why =
         format!("matched by amount to attempt {attempt} until its own request came back refused");

@@ -247,6 +247,11 @@ mod tests {
     #[tokio::test]
     async fn a_webhook_sees_what_an_earlier_one_in_its_batch_wrote() {
         let (_dir, ledger) = ledger().await;
+        let entered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let ledger = ledger.publishing_to(|_| {}, {
+            let entered = entered.clone();
+            move |state| entered.lock().unwrap().push(state)
+        });
         let session = SessionId::parse("ps_batch").unwrap();
         let jobs = [
             job(&session, vec![refund("rf_1", 1_500, "pending")]),
@@ -269,6 +274,9 @@ mod tests {
         assert_eq!(rows.len(), 1, "one row for the refund: {rows:?}");
         assert_eq!(rows[0].state, crate::ledger::RefundState::Accepted);
         assert!(rows[0].attention.is_some(), "the contradiction is flagged");
+        // What is counted: the states entered, not the flag, which changed none.
+        use crate::ledger::RefundState::{Accepted, InProgress};
+        assert_eq!(*entered.lock().unwrap(), [InProgress, Accepted]);
     }
 
     /// Refunds new to the ledger wait for the end of their batch and are inserted together

@@ -295,9 +295,10 @@ impl<'a> WriteTx<'a> {
     /// back in autocommit after `COMMIT`). If not, rolls back and nothing is published.
     pub(super) async fn finish<T>(
         mut self,
-        journal: Entries,
+        mut journal: Entries,
         result: Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
+        let entered = journal.take_entered();
         let value = match result {
             Ok(value) => value,
             Err(error) => return Err(self.discard(error).await),
@@ -338,6 +339,9 @@ impl<'a> WriteTx<'a> {
         if self.proves_writable || !statements.is_empty() {
             health.ok();
         }
+        entered
+            .into_iter()
+            .for_each(|state| self.ledger.publisher.entered(state));
         match self.held.take() {
             Some(Held::Sqlite(held)) => {
                 // Still holding the only writer connection: no later commit can publish first.

@@ -288,13 +288,12 @@ mod tests {
     use super::*;
     use crate::live::{test_event as event, Live};
     use shared::SessionId;
-    use std::sync::Arc;
 
     type Rig = (Follow, Live, SessionId, tempfile::TempDir);
 
     async fn follow(replayed: i64) -> Rig {
         let (dir, ledger) = crate::ledger::test_rows::temporary_ledger().await;
-        let live = Live::new(Arc::default());
+        let live = Live::new();
         let session = SessionId::parse("ps_order_test").expect("a session id");
         let follow = Follow {
             live: live.subscribe(&session),

@@ -46,6 +46,24 @@ impl Replica {
         }
     }
 
+    /// `proxy_refund_transitions_total` for `state` on this replica's `/metrics`.
+    async fn transitions(&self, state: &str) -> u64 {
+        let metrics = self
+            .client
+            .get(self.process.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let series = format!("proxy_refund_transitions_total{{state=\"{state}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series.as_str()))
+            .map_or(0, |count| count.parse().unwrap())
+    }
+
     async fn refund(&self, session: &str, body: &Value) -> (StatusCode, Value) {
         let response = self
             .client
@@ -412,6 +430,19 @@ async fn a_webhook_received_by_one_replica_reaches_streams_on_the_other() {
     assert_eq!(
         replayed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
         ids[1..]
+    );
+    // Each replica counts the states its own commits entered, though both published every
+    // event: across the two, the refund's three and the chargeback's one, once each.
+    let mut counted = Vec::new();
+    for state in ["pending", "in_progress", "accepted"] {
+        counted.push((
+            state,
+            a.transitions(state).await + b.transitions(state).await,
+        ));
+    }
+    assert_eq!(
+        counted,
+        [("pending", 1), ("in_progress", 1), ("accepted", 2)]
     );
 }
 
