@@ -138,7 +138,16 @@ pub async fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     // Both layers read the environment; the subcommand's keeps only its own flags, so flags
-    // before the subcommand still win over the environment.
+    // before the subcommand still win over the environment, and the one before it is the
+    // environment's under its flags (a flag's secret file replacing the environment's
+    // inline secret, as any flag replaces what the environment says).
+    match std::mem::take(&mut cli.settings).environment_then_flags(&matches) {
+        Ok(layers) => cli.settings = layers,
+        Err(e) => {
+            eprintln!("proxy: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if let (Some(settings), Some((_, sub))) = (
         cli.command.as_mut().and_then(Command::settings_mut),
         matches.subcommand(),

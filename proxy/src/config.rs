@@ -342,6 +342,28 @@ impl Settings {
         self,
         matches: &clap::ArgMatches,
     ) -> Result<Settings, ConfigError> {
+        self.keeping(matches, clap::parser::ValueSource::CommandLine)
+    }
+
+    /// `self` (as clap parsed it from `matches`) as two layers: what the environment gave,
+    /// under what the command line did. One layer would refuse a secret given inline by the
+    /// environment and as a file by a flag (or the other way round), where the flag should win.
+    pub fn environment_then_flags(
+        self,
+        matches: &clap::ArgMatches,
+    ) -> Result<Settings, ConfigError> {
+        let environment = self
+            .clone()
+            .keeping(matches, clap::parser::ValueSource::EnvVariable)?;
+        environment.overridden_by(self.given_on_command_line(matches)?)
+    }
+
+    /// Only the settings `matches` says came from `source`.
+    fn keeping(
+        self,
+        matches: &clap::ArgMatches,
+        source: clap::parser::ValueSource,
+    ) -> Result<Settings, ConfigError> {
         let invalid = |e: String| ConfigError::Invalid {
             name: "settings",
             reason: e,
@@ -349,7 +371,10 @@ impl Settings {
         let config_file = self.config_file.clone();
         let mut table = toml::Table::try_from(self).map_err(|e| invalid(e.to_string()))?;
         for id in matches.ids() {
-            if matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::EnvVariable) {
+            let from = matches.value_source(id.as_str());
+            if from.is_some_and(|from| {
+                from != source && from != clap::parser::ValueSource::DefaultValue
+            }) {
                 table.remove(id.as_str());
             }
         }

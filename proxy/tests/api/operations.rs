@@ -126,6 +126,53 @@ async fn proxy_token_prints_a_token_the_proxy_accepts() {
     );
 }
 
+/// A flag wins over the environment, a secret's file over the environment's inline secret
+/// too, before the subcommand as after it.
+#[tokio::test]
+async fn a_secret_file_flag_replaces_the_environments_inline_secret() {
+    let app = spawn_app("http://127.0.0.1:9").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token-secret");
+    std::fs::write(&file, format!("{TOKEN_SECRET}\n")).unwrap();
+    let file = file.to_str().unwrap();
+    for args in [
+        vec![
+            "--agent-token-secret-file",
+            file,
+            "token",
+            "--agent",
+            "carol",
+        ],
+        vec![
+            "token",
+            "--agent-token-secret-file",
+            file,
+            "--agent",
+            "carol",
+        ],
+    ] {
+        let output = proxy_bin()
+            .args(&args)
+            .env(
+                "PROXY_AGENT_TOKEN_SECRET",
+                "the-environments-stale-secret-0000",
+            )
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+        assert_eq!(
+            app.get("/api/payments/ps_usd_1001/history", &token).await.0,
+            StatusCode::OK,
+            "{args:?}: signed with the file's secret"
+        );
+    }
+}
+
 #[test]
 fn a_missing_or_wrong_setting_stops_start_up_naming_it() {
     let missing = proxy_bin()
