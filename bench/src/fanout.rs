@@ -39,66 +39,75 @@ const ROUND_LIMIT: Duration = Duration::from_secs(5);
 const GOAL_P99: Duration = Duration::from_millis(100);
 const GOAL_MEMORY: u64 = 160 * 1024 * 1024;
 
+/// What a stream's memory is, as found (said with the memory row, met or missed).
+const MEMORY_NOTE: &str = "What a stream costs: the per-stream row sets the proxy's figure \
+    beside a bare axum handler's on the proxy's own accept loop (`proxy::serve`: hyper's \
+    HTTP/1.1 connection, the same builder), holding as many streams open with nothing in them. \
+    heaptrack on the proxy holding 10,000 streams (2026-12-01, this machine), per stream: \
+    hyper's 8 KB read buffer and 8 KB write buffer (`INIT_BUFFER_SIZE`, not settable on a \
+    server connection in hyper 1.x; only their first page is touched, so they are about 4 KB \
+    each of resident memory, and the bare server has them too); the connection's task, 1.8 KB \
+    (hyper's connection state, inline); the response header map hyper keeps for the \
+    connection's life (emptied, its room kept for the next request); the stream's boxed body \
+    (its `Follow`: broadcast receiver, keep-alive timer, ledger handle), 0.35 KB; the socket's \
+    registration, 0.26 KB; its ticket's claim and subscription, under 0.1 KB. The header map \
+    was the proxy's largest part of the difference: an event stream's answer carried ten \
+    headers, a document's CSP, framing and referrer rules and CORS's expose-headers among \
+    them, and past six the map holds room for twelve, 1.24 KB a stream. Since 2026-12-01 an \
+    event stream carries six (`security::except_on_streams`; `EventSource` reads no header \
+    and renders no document): peak 161.6 MB before (the run of 2026-11-30), 149.8 and 149.5 \
+    MB after in two runs the next day. A stream's first event still allocates hyper's queue \
+    of buffers for `writev` (about 0.35 KB); writing through the one write buffer instead \
+    would save it (peak 155.8 and 156.2 MB against 159.4 and 159.5 MB, alternating runs, \
+    2026-11-29), but that buffer keeps the capacity of the largest body its connection ever \
+    wrote, so an `EventSource` on a connection that first fetched the widget's files would \
+    hold 64 KB or more (see `proxy::serve`). A stream carries no request tracing span, there \
+    is no task per stream beside hyper's connection task, a payment's broadcast channel (64 \
+    slots) is shared by its streams, and the allocator is not the cause (`MALLOC_ARENA_MAX=1` \
+    changes nothing).";
+
+/// Why the fan-out time misses, as found (said only when it does).
+const TIMING_NOTE: &str = "The baseline column is the floor: a bare axum server (the \
+    proxy's own accept loop and hyper settings) holding as many streams, read by the same \
+    readers, broadcasting frames of the proxy's length that it is posted, with nothing else \
+    (the proxy's column also holds the webhook's check and durable commit, a few \
+    milliseconds: see the row of 100 streams); one socket write per stream per event is what \
+    HTTP/1.1 server-sent events cost, and this machine's 2 cores, shared with the 10,000 \
+    readers, do not write 10,000 of them in 100 ms even bare. Profiled with perf during the \
+    rounds (2026-11-29, this machine): the proxy takes two thirds of the busy samples, three \
+    quarters of that in the kernel; its `send` calls alone are 71 % of its time, and most of \
+    that is the receiving side's TCP path, which loopback runs on the sender's core. The \
+    proxy's own user-space part (the broadcast's wake-ups, one poll of the body through the \
+    middleware's wrappers, hyper's chunk framing) is a quarter of its time. Cut during the \
+    rounds: the readers are plain sockets, not reqwest, whose per-event work took as much of \
+    the machine as the proxy (p50 132.6, 130.9 and 137.4 ms before, 107.6, 121.7 and 104.7 ms \
+    after, three runs each); a stream keeps one keep-alive timer for its life instead of a \
+    timeout registered and removed around every event (within the noise: p50 92, 81 and 99 ms \
+    with the one timer against 85, 90 and 113 ms with the timeouts, alternating). What an \
+    event costs the streams of other payments is nothing: each watched payment has a \
+    broadcast channel of its own (paired against one channel for all, 2026-11-29, a payment \
+    watched by 100 streams beside 10,000 on another got its events at p99 15.5 and 11.4 ms \
+    against 36.1 and 33.4 ms).";
+
 pub async fn measure(streams: usize, notes: &mut Vec<String>) -> Vec<Row> {
     match run(streams).await {
         Ok(rows) => {
             for row in &rows {
-                if row.verdict == report::Verdict::Missed {
+                let memory = row.what.contains("memory (peak)");
+                if memory {
                     notes.push(format!(
-                        "Fan-out misses `{}` ({}). {}",
+                        "Fan-out memory, `{}`: {} ({}). {MEMORY_NOTE}",
                         row.what,
                         row.figure,
-                        if row.what.contains("memory") {
-                            "What a stream costs: the per-stream row sets the proxy's figure beside \
-                             a bare axum handler's on the proxy's own accept loop (`proxy::serve`: \
-                             hyper's HTTP/1.1 connection, the same builder), holding as many \
-                             streams open with nothing in them. The bare figure is hyper's and \
-                             axum's alone: an 8 KB read buffer and an 8 KB write buffer \
-                             reserved per connection (hyper's `INIT_BUFFER_SIZE`, not settable on \
-                             a server connection in hyper 1.x), the connection task and its \
-                             socket registration. The difference is the proxy's: its middleware's \
-                             response-body wrappers, the stream's `Follow` (broadcast receiver, \
-                             keep-alive timer, payment id, ledger handle) and the stream's \
-                             one-time costs (its ticket's claim). A stream no longer carries a \
-                             request tracing span for its lifetime (about 0.4 KB each). \
-                             A payment's broadcast channel (64 slots) is shared by its streams, \
-                             there is no task per stream beside hyper's connection task, and the \
-                             allocator is not the cause (`MALLOC_ARENA_MAX=1` changes nothing). \
-                             Tried and not kept (2026-11-29): writing through the one write \
-                             buffer instead of hyper's list of buffers for `writev`, which a \
-                             stream's first event allocates (peak 155.8 and 156.2 MB against \
-                             159.4 and 159.5 MB, alternating runs); the one buffer keeps the \
-                             capacity of the largest body its connection ever wrote, so an \
-                             `EventSource` on a connection that first fetched the widget's files \
-                             would hold 64 KB or more (see `proxy::serve`)."
-                        } else {
-                            "The baseline column is the floor: a bare axum server (the proxy's \
-                             own accept loop and hyper settings) holding as many streams, read by \
-                             the same readers, broadcasting frames of the proxy's length that it \
-                             is posted, with nothing else (the proxy's column also holds the \
-                             webhook's check and durable commit, a few milliseconds: see the row \
-                             of 100 streams); one socket write per stream per event is what \
-                             HTTP/1.1 server-sent events cost, and this machine's 2 cores, shared \
-                             with the 10,000 readers, do not write 10,000 of them in 100 ms even \
-                             bare. Profiled with perf during the rounds (2026-11-29, this \
-                             machine): the proxy takes two thirds of the busy samples, three \
-                             quarters of that in the kernel; its `send` calls alone are 71 % of \
-                             its time, and most of that is the receiving side's TCP path, which \
-                             loopback runs on the sender's core. The proxy's own user-space part \
-                             (the broadcast's wake-ups, one poll of the body through the \
-                             middleware's wrappers, hyper's chunk framing) is a quarter of its \
-                             time. Cut during the rounds: the readers are plain sockets, not \
-                             reqwest, whose per-event work took as much of the machine as the \
-                             proxy (p50 132.6, 130.9 and 137.4 ms before, 107.6, 121.7 and \
-                             104.7 ms after, three runs each); a stream keeps one keep-alive timer for its life \
-                             instead of a timeout registered and removed around every event \
-                             (within the noise: p50 92, 81 and 99 ms with the one timer against \
-                             85, 90 and 113 ms with the timeouts, alternating). What an event costs the streams of \
-                             other payments is nothing: each watched payment has a broadcast \
-                             channel of its own (paired against one channel for all, 2026-11-29, \
-                             a payment watched by 100 streams beside 10,000 on another got its \
-                             events at p99 15.5 and 11.4 ms against 36.1 and 33.4 ms)."
+                        match row.verdict {
+                            report::Verdict::Missed => "missed",
+                            _ => "met",
                         }
+                    ));
+                } else if row.verdict == report::Verdict::Missed {
+                    notes.push(format!(
+                        "Fan-out misses `{}` ({}). {TIMING_NOTE}",
+                        row.what, row.figure
                     ));
                 }
             }
