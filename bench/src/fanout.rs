@@ -55,8 +55,9 @@ const MEMORY_NOTE: &str = "What a stream costs: the per-stream row sets the prox
     headers, a document's CSP, framing and referrer rules and CORS's expose-headers among \
     them, and past six the map holds room for twelve, 1.24 KB a stream. Since 2026-12-01 an \
     event stream carries six (`security::except_on_streams`; `EventSource` reads no header \
-    and renders no document): peak 161.6 MB before (the run of 2026-11-30), 149.8 and 149.5 \
-    MB after in two runs the next day. A stream's first event still allocates hyper's queue \
+    and renders no document): on this machine, paired (one run each, the same build but \
+    for the headers), peak 160.1 MB with ten headers against 148.0 MB with six, and 149.8 \
+    and 149.5 MB in two more runs with six. A stream's first event still allocates hyper's queue \
     of buffers for `writev` (about 0.35 KB); writing through the one write buffer instead \
     would save it (peak 155.8 and 156.2 MB against 159.4 and 159.5 MB, alternating runs, \
     2026-11-29), but that buffer keeps the capacity of the largest body its connection ever \
@@ -74,7 +75,7 @@ const TIMING_NOTE: &str = "The baseline column is the floor: a bare axum server 
     milliseconds: see the row of 100 streams); one socket write per stream per event is what \
     HTTP/1.1 server-sent events cost, and this machine's 2 cores, shared with the 10,000 \
     readers, do not write 10,000 of them in 100 ms even bare. Profiled with perf during the \
-    rounds (2026-11-29, this machine): the proxy takes two thirds of the busy samples, three \
+    rounds (2026-11-29, on that day's machine, an AMD EPYC): the proxy takes two thirds of the busy samples, three \
     quarters of that in the kernel; its `send` calls alone are 71 % of its time, and most of \
     that is the receiving side's TCP path, which loopback runs on the sender's core. The \
     proxy's own user-space part (the broadcast's wake-ups, one poll of the body through the \

@@ -93,7 +93,7 @@ fn what_the_gap_is() -> String {
          writes one; the rows of the floor writing the ledger's rows measure that \
          difference. The context switches row \
          shows hand-offs are no longer part of the gap. perf on the proxy during this \
-         section (2026-11-30, this machine, one run, frame pointers, inclusive shares of its \
+         section (2026-11-30, on that day's machine, an AMD EPYC, one run, frame pointers, inclusive shares of its \
          samples, after the first change below): SQLite 36 % (the two `COMMIT`s 22 %, the \
          WAL's `fsync` 12 % of that; the statements 14 %), the HTTP client to the sandbox \
          11 %, serde_json 6 %, tracing 5 %, the token and the revocation read 4 %, malloc \

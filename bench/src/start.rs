@@ -39,8 +39,8 @@ pub async fn measure(notes: &mut Vec<String>) -> Vec<Row> {
                      {}. The chain after it: the embed script sends the payment look-up and \
                      fetches the glue and the wasm, which compiles as it downloads; then the \
                      glue instantiates the compiled module, the widget starts and the payment \
-                     view renders. Marks in one instrumented load on this machine (2026-11-29, \
-                     cache off, this build): embed script fetched by ~40 ms; look-up, glue and \
+                     view renders. Marks in one instrumented load on the machine of 2026-11-29 (an AMD EPYC; \
+                     cache off, that day's build): embed script fetched by ~40 ms; look-up, glue and \
                      wasm all in by ~87 ms; glue evaluated ~105 ms, the module already \
                      compiled; widget started ~108 ms; loading view mounted ~118 ms; the \
                      prefetched answer read and decoded ~139 ms; interactive ~157 ms. Nothing \

@@ -145,7 +145,7 @@ async fn body_in_time(state: &AppState, request: Request) -> Result<Request, Res
     use axum::body::{Body, HttpBody};
     use futures_util::StreamExt;
     let usual = state.config.body_limit;
-    let limit = if request.uri().path() == webhooks::PATH {
+    let limit = if request.uri().path() == webhooks::PATH && request.method() == Method::POST {
         usual.max(webhooks::MAX_BYTES)
     } else {
         usual
@@ -160,7 +160,17 @@ async fn body_in_time(state: &AppState, request: Request) -> Result<Request, Res
         let mut length = 0;
         let mut large = None;
         let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
+        loop {
+            // A body holding one of the few places for large ones must keep coming: one that
+            // stalls gives its place up, or a handful of stalled senders would keep Smart
+            // Glocal's large webhooks waiting until their clock ran out.
+            let next = match large {
+                Some(_) => tokio::time::timeout(webhooks::LARGE_STALL, stream.next())
+                    .await
+                    .map_err(|_| ApiError::RequestTimeout)?,
+                None => stream.next().await,
+            };
+            let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|_| {
                 ApiError::InvalidRequest("the request body could not be read".into())
             })?;
@@ -186,14 +196,14 @@ async fn body_in_time(state: &AppState, request: Request) -> Result<Request, Res
     };
     match tokio::time::timeout(state.config.header_read_timeout, read).await {
         Ok(Ok(whole)) => Ok(Request::from_parts(parts, Body::from(whole))),
-        Ok(Err(error)) => Err(error.into_response()),
-        Err(_) => {
+        Ok(Err(ApiError::RequestTimeout)) | Err(_) => {
             let mut response = ApiError::RequestTimeout.into_response();
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             Err(response)
         }
+        Ok(Err(error)) => Err(error.into_response()),
     }
 }
 

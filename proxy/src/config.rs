@@ -639,7 +639,7 @@ impl Config {
         let allowed_origins = s.allowed_origins.clone().unwrap_or_default();
         check_origins("allowed_origins", &allowed_origins)?;
         let connect_src = s.connect_src.clone().unwrap_or_default();
-        check_origins("connect_src", &connect_src)?;
+        check_origin_syntax("connect_src", &connect_src, false)?;
         let frame_ancestors = frame_ancestors(&set("frame_ancestors", s.frame_ancestors.clone())?)?;
         if let Some(dir) = &s.serve_dir {
             check_outside_serve_dir(dir, &s)?;
@@ -747,6 +747,17 @@ fn layer_secret<S: Serializer>(secret: &Option<Secret>, to: S) -> Result<S::Ok, 
 /// byte: `https://Admin.Example`, `https://admin.example:443` or ` https://admin.example` (a
 /// space after a comma) would start and then refuse every call from that page.
 fn check_origins(name: &'static str, origins: &[String]) -> Result<(), ConfigError> {
+    check_origin_syntax(name, origins, true)
+}
+
+/// Each an origin (`http://host:port`); `as_sent` also wants each as browsers write it in
+/// their `Origin` header ([`check_origins`]). CSP sources need not: they match hosts in any
+/// case and a default port written out.
+fn check_origin_syntax(
+    name: &'static str,
+    origins: &[String],
+    as_sent: bool,
+) -> Result<(), ConfigError> {
     for origin in origins {
         let parsed = reqwest::Url::parse(origin)
             .ok()
@@ -758,7 +769,7 @@ fn check_origins(name: &'static str, origins: &[String]) -> Result<(), ConfigErr
             });
         };
         let written = parsed.origin().ascii_serialization();
-        if written != *origin {
+        if as_sent && written != *origin {
             return Err(ConfigError::Invalid {
                 name,
                 reason: format!("`{origin}` is not written as browsers send it: write `{written}`"),
@@ -776,7 +787,7 @@ fn frame_ancestors(setting: &str) -> Result<String, ConfigError> {
     let valid = !sources.is_empty()
         && sources.iter().all(|source| {
             matches!(*source, "'none'" | "'self'")
-                || check_origins("frame_ancestors", &[(*source).to_owned()]).is_ok()
+                || check_origin_syntax("frame_ancestors", &[(*source).to_owned()], false).is_ok()
         })
         && (!sources.contains(&"'none'") || sources.len() == 1);
     if valid {
@@ -1112,6 +1123,13 @@ mod tests {
             assert!(error.contains(&format!("write `{browsers}`")), "{error}");
         }
         assert!(check_origins("allowed_origins", &origins(&["https://a.example/"])).is_err());
+        // A CSP source matches hosts in any case and a default port written out.
+        assert!(check_origin_syntax(
+            "connect_src",
+            &origins(&["https://API.example", "https://shop.example:443"]),
+            false
+        )
+        .is_ok());
     }
 
     #[test]

@@ -51,9 +51,13 @@ pub fn payment_view(
                 error_detail: row
                     .filter(|_| state == RefundState::Failed)
                     .and_then(|r| r.error_detail.clone()),
-                attention: row
-                    .and_then(|r| r.attention.clone())
-                    .or_else(|| unknown_status(&refund.status)),
+                // Flagged where the unknown status is what is shown (the ledger knowing more,
+                // its state is shown and the status told nothing).
+                attention: row.and_then(|r| r.attention.clone()).or_else(|| {
+                    (state == upstream_state)
+                        .then(|| unknown_status(&refund.status))
+                        .flatten()
+                }),
                 created_at: refund.created_at,
                 finished_at: refund.finished_at,
             }

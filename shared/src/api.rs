@@ -745,7 +745,9 @@ pub struct RefundView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_detail: Option<String>,
     /// Set when Smart Glocal contradicted the ledger about this refund (another amount,
-    /// currency or payment): what it said. A person must look; nothing was changed.
+    /// currency or payment): what it said. A person must look; nothing was changed. A
+    /// look-up also sets it for a status this version does not know, which is what decided
+    /// the state shown (in progress): the status, as Smart Glocal wrote it (not in events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention: Option<String>,
     pub created_at: Option<Timestamp>,

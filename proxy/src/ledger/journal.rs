@@ -10,7 +10,7 @@ use shared::{AttemptId, Currency, Money, RefundId, SessionId, Timestamp};
 /// Keep at most this many forged or unsigned webhooks for audit.
 const REJECTED_WEBHOOKS_KEPT: i64 = 1000;
 /// Bytes of a rejected webhook's body kept for audit.
-const REJECTED_BODY_KEPT: usize = 4096;
+pub const REJECTED_BODY_KEPT: usize = 4096;
 
 /// Rows per multi-row `INSERT`: well under SQLite's limit of bound parameters. Small in
 /// tests, so they cross it.

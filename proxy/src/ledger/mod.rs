@@ -51,7 +51,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use tokio::sync::watch;
 
 pub use chain::{BrokenLine, ChainEntry, ChainReport};
-pub use journal::{EventsPage, ExportRow};
+pub use journal::{EventsPage, ExportRow, REJECTED_BODY_KEPT};
 pub use kinds::{Origin, Source, WebhookOutcome};
 pub use locks::{advisory_key, is_lock_wait_over, LockError, PaymentGuard, PaymentLocks};
 pub use refunds::{matching_order, ApplyOutcome, Approved, Change, Inserted, NewAttempt};

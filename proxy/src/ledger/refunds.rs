@@ -190,13 +190,19 @@ pub(super) async fn change_row(
     let (error_code, error_detail) = if revived && state != RefundState::Failed {
         (None, None)
     } else {
-        (
-            change.error_code.or(row.error_code),
+        // A refund failed again keeps the reason it failed for first: Smart Glocal's refusal,
+        // which a replay of its key answers with, is not replaced by a later "failed".
+        let detail = if row.state == RefundState::Failed {
+            row.error_detail
+                .clone()
+                .or_else(|| change.error_detail.clone())
+        } else {
             change
                 .error_detail
                 .clone()
-                .or_else(|| row.error_detail.clone()),
-        )
+                .or_else(|| row.error_detail.clone())
+        };
+        (change.error_code.or(row.error_code), detail)
     };
     let bound_by_amount = if id_learned {
         change.bound_by_amount
@@ -927,7 +933,7 @@ impl BatchRows {
         let waiting: Vec<RefundRow> = self.rows.iter().filter(|r| r.key < 0).cloned().collect();
         for chunk in insert_chunks(tx.engine(), &waiting, ROWS_PER_INSERT) {
             let insert = Sql::insert_rows(
-                "INSERT INTO refunds (refund_id, session_id, origin, amount, currency, state, created_at, updated_at, finished_at)",
+                "INSERT INTO refunds (refund_id, session_id, origin, amount, currency, state, error_detail, created_at, updated_at, finished_at)",
                 chunk.iter().map(|row| {
                     vec![
                         (&row.refund_id).to_arg(),
@@ -936,6 +942,7 @@ impl BatchRows {
                         row.amount.to_arg(),
                         row.currency.to_arg(),
                         row.state.to_arg(),
+                        (&row.error_detail).to_arg(),
                         row.created_at.to_arg(),
                         row.updated_at.to_arg(),
                         row.finished_at.to_arg(),
@@ -1109,6 +1116,8 @@ async fn apply_to_rows(
                 amount: stored(refund.amount_details.amount)?,
                 currency: refund.amount_details.currency,
                 state,
+                error_detail: (state == RefundState::Failed)
+                    .then(|| format!("Smart Glocal: {}", refund.status)),
                 created_at: refund.created_at.map(|t| t.unix_millis()).unwrap_or(now),
                 finished_at: if state.is_final() {
                     finished_at.or(Some(now))
@@ -1133,6 +1142,8 @@ struct Learned<'a> {
     amount: i64,
     currency: shared::Currency,
     state: RefundState,
+    /// Why, for one learned failed (Smart Glocal's word).
+    error_detail: Option<String>,
     created_at: i64,
     finished_at: Option<i64>,
 }
@@ -1157,7 +1168,7 @@ impl Learned<'_> {
             refunds_before: Vec::new(),
             state: self.state,
             error_code: None,
-            error_detail: None,
+            error_detail: self.error_detail.clone(),
             polls: 0,
             next_poll_at: None,
             created_at: self.created_at,
@@ -1267,7 +1278,9 @@ async fn rebind(
              amount before, is recorded as made elsewhere"
         )),
     );
-    journal.event(&rebound, Some(row.state));
+    // The refund named is new to the ledger: its state is one entered. The one it held moves
+    // to a row of its own in the state it had (`split_off`), which is none.
+    journal.event(&rebound, None);
     let why = format!(
         "matched by amount to attempt {attempt} until refund {named}, which names that \
          attempt, came ({source})"
@@ -1295,12 +1308,13 @@ async fn split_off(
         amount: row.amount,
         currency: row.currency,
         state: row.state,
+        error_detail: None,
         created_at: now,
         finished_at: row.finished_at.filter(|_| row.state.is_final()),
     };
     let elsewhere = insert_learned(tx, batch, learned.row(now)).await?;
     journal.history(&elsewhere, HistoryKind::RefundedElsewhere, Some(why));
-    journal.event(&elsewhere, None);
+    journal.event(&elsewhere, Some(elsewhere.state));
     Ok(())
 }
 

@@ -366,6 +366,45 @@ mod tests {
         assert_eq!((chain.verified, chain.broken), (8, None));
     }
 
+    /// A refund Smart Glocal refused (its words kept, a replay answers with them) and later
+    /// lists as failed, naming the attempt: it stays failed for the reason it failed first.
+    /// One learned failed says why too, from Smart Glocal's word.
+    #[tokio::test]
+    async fn a_refused_attempt_keeps_its_refusal_and_a_refund_learned_failed_says_why() {
+        use crate::ledger::{Change, RefundState};
+        use shared::api::{ErrorCode, HistoryKind};
+        let (_dir, ledger) = ledger().await;
+        let session = SessionId::parse("ps_refused").unwrap();
+        let attempt = pending_attempt(&ledger, &session).await;
+        let refusal = "Smart Glocal refused the refund: refund_declined the issuer said no";
+        let refused = Change::failed(ErrorCode::UpstreamRejected, refusal, HistoryKind::Failed);
+        ledger.change(attempt.key, refused).await.unwrap();
+        let mut naming = refund("rf_named", 700, "failed");
+        naming.metadata = Some(serde_json::json!({
+            "attempt_id": attempt.attempt_id.as_ref().unwrap().as_str()
+        }));
+        let jobs = [job(
+            &session,
+            vec![naming, refund("rf_elsewhere", 300, "cancelled")],
+        )];
+        commit(&ledger, &jobs).await.unwrap();
+        let rows = ledger.rows_for_session(&session).await.unwrap();
+        let ours = rows.iter().find(|r| r.key == attempt.key).unwrap();
+        assert_eq!(ours.state, RefundState::Failed);
+        assert_eq!(ours.refund_id.as_deref(), Some("rf_named"));
+        assert_eq!(ours.error_code, Some(ErrorCode::UpstreamRejected));
+        assert_eq!(ours.error_detail.as_deref(), Some(refusal));
+        let elsewhere = rows
+            .iter()
+            .find(|r| r.refund_id.as_deref() == Some("rf_elsewhere"))
+            .unwrap();
+        assert_eq!(elsewhere.state, RefundState::Failed);
+        assert_eq!(
+            elsewhere.error_detail.as_deref(),
+            Some("Smart Glocal: cancelled")
+        );
+    }
+
     /// Reconciliation judged an attempt absent at Smart Glocal; before its verdict is written,
     /// a webhook (which takes no payment lock) gives the attempt its refund. The verdict is
     /// checked again in its own transaction: the refund wins, the attempt is not failed.
@@ -494,6 +533,11 @@ mod tests {
         use crate::ledger::{Change, Origin, RefundState};
         use shared::api::{ErrorCode, HistoryKind};
         let (_dir, ledger) = ledger().await;
+        let entered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let ledger = ledger.publishing_to(|_| {}, {
+            let entered = entered.clone();
+            move |state| entered.lock().unwrap().push(state)
+        });
         let session = SessionId::parse("ps_released").unwrap();
         let row = pending_attempt(&ledger, &session).await;
         commit(
@@ -530,6 +574,12 @@ mod tests {
         assert_eq!(rows.len(), 2);
         let usd = shared::Currency::parse("usd").unwrap();
         assert_eq!(ledger.refunded_today("alice", usd).await.unwrap(), 0);
+        // Each state entered once: the refund moving to a row of its own enters none.
+        use RefundState::{Accepted, Failed, InProgress, Pending};
+        assert_eq!(
+            *entered.lock().unwrap(),
+            [Pending, InProgress, Failed, Accepted]
+        );
     }
 
     /// The same refusal when the refund the attempt holds names it: that refund is its own,

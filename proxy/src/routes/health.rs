@@ -1,4 +1,5 @@
-//! Operations: `/healthz` (process up), `/readyz` (the ledger can write), `/metrics`
+//! Operations: `/healthz` (process up), `/readyz` (the ledger can write and the proxy is not
+//! stopping), `/metrics`
 //! (Prometheus text), and `POST /demo/token`, which stands in for the merchant's backend
 //! when `demo_mode = true`.
 

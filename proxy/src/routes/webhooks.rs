@@ -37,6 +37,10 @@ pub const MAX_BYTES: usize = crate::upstream::MAX_ANSWER_BYTES;
 /// wait their turn, within the body's clock (`app::body_in_time`).
 pub const LARGE_AT_ONCE: usize = 4;
 
+/// How long a large body holding one of those places may pause between two chunks before
+/// it is answered 408 and gives its place up: a sender that stalls cannot keep one.
+pub const LARGE_STALL: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub fn router() -> Router<AppState> {
     // The body is read whole, against its clock and within [`MAX_BYTES`], before any handler
     // runs (`app::body_in_time`); the extractor's own default limit would refuse a large one.
@@ -59,9 +63,13 @@ async fn receive(
             return Err(ApiError::SignatureInvalid);
         }
         tracing::warn!(%reason, bytes = body.len(), "webhook rejected");
+        // What is kept of it, copied: the body itself (up to 4 MiB) is let go before the
+        // audit commit is waited for.
+        let kept = body[..body.len().min(crate::ledger::REJECTED_BODY_KEPT)].to_vec();
+        drop(body);
         if let Err(e) = state
             .ledger
-            .record_rejected_webhook(&body, &reason.to_string())
+            .record_rejected_webhook(&kept, &reason.to_string())
             .await
         {
             tracing::error!(error = %e, "could not keep the rejected webhook for audit");

@@ -283,12 +283,8 @@ async fn a_refund_whose_webhook_never_comes_is_recorded_as_it_ended_after_its_po
     assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
 }
 
-/// Every webhook carries its session whole, each refund with its metadata: a payment with a
-/// few dozen noted refunds sends webhooks well over `body_limit_bytes` (64 KiB), which are
-/// taken and applied; a body past the webhook limit (4 MiB) is refused as too large.
-#[tokio::test]
-async fn a_webhook_past_the_body_limit_is_taken_whole_up_to_its_own_limit() {
-    let app = spawn_app("http://127.0.0.1:9").await;
+/// A signed webhook of a payment with 80 noted refunds, well over 64 KiB.
+fn noted_refunds_webhook() -> Vec<u8> {
     let mut webhook: Value = serde_json::from_slice(&seed_example()).unwrap();
     let note = "Возврат по просьбе покупателя, товар не подошёл. ".repeat(10);
     let refunds: Vec<Value> = (0..80)
@@ -302,7 +298,55 @@ async fn a_webhook_past_the_body_limit_is_taken_whole_up_to_its_own_limit() {
         })
         .collect();
     webhook["session"]["acquiring_payments"][0]["refunds"] = Value::Array(refunds);
-    let body = serde_json::to_vec(&webhook).unwrap();
+    serde_json::to_vec(&webhook).unwrap()
+}
+
+/// The few places for large webhook bodies cannot be held by senders that stall: each gives
+/// its place up (408) once it pauses past `LARGE_STALL`, and Smart Glocal's large webhook,
+/// queued behind them, is taken.
+#[tokio::test]
+async fn senders_stalling_in_the_places_for_large_bodies_do_not_keep_a_webhook_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app("http://127.0.0.1:9").await;
+    let mut stalled = Vec::new();
+    for _ in 0..proxy::routes::webhooks::LARGE_AT_ONCE {
+        let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        socket
+            .write_all(
+                b"POST /webhooks/smart-glocal HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\nContent-Length: 4000000\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        socket.write_all(&vec![b' '; 70 * 1024]).await.unwrap();
+        stalled.push(socket);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let body = noted_refunds_webhook();
+    let started = std::time::Instant::now();
+    let (status, answer) = send(&app, &body, Some(sandbox_signer().sign(&body))).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "taken once the stalled senders gave their places up, not at their clock's end"
+    );
+    for mut socket in stalled {
+        let mut answer = vec![0; 64];
+        let read = socket.read(&mut answer).await.unwrap();
+        assert!(
+            answer[..read].starts_with(b"HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&answer[..read])
+        );
+    }
+}
+
+/// Every webhook carries its session whole, each refund with its metadata: a payment with a
+/// few dozen noted refunds sends webhooks well over `body_limit_bytes` (64 KiB), which are
+/// taken and applied; a body past the webhook limit (4 MiB) is refused as too large.
+#[tokio::test]
+async fn a_webhook_past_the_body_limit_is_taken_whole_up_to_its_own_limit() {
+    let app = spawn_app("http://127.0.0.1:9").await;
+    let body = noted_refunds_webhook();
     assert!(body.len() > 64 * 1024, "{} bytes", body.len());
     let (status, answer) = send(&app, &body, Some(sandbox_signer().sign(&body))).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
@@ -310,7 +354,7 @@ async fn a_webhook_past_the_body_limit_is_taken_whole_up_to_its_own_limit() {
     assert_eq!(history.len(), 80, "{history:?}");
     assert!(history.iter().all(|h| h["kind"] == "refunded_elsewhere"));
 
-    let mut padded = serde_json::to_vec(&webhook).unwrap();
+    let mut padded = body.clone();
     padded.resize(4 * 1024 * 1024 + 1, b' ');
     let (status, answer) = send(&app, &padded, Some(sandbox_signer().sign(&padded))).await;
     assert_eq!(
