@@ -594,6 +594,16 @@ mod tests {
         // the fault is the disk "freed".)
         let mut tx = ledger.write().await.unwrap();
         let limit = async {
+            // Free pages first taken (a migration that drops an index leaves some), so that
+            // the next write needs a new one.
+            tx.exec()
+                .execute(&Sql::new("CREATE TABLE filler (bytes BLOB)"))
+                .await?;
+            tx.exec()
+                .execute(&Sql::new(
+                    "INSERT INTO filler SELECT zeroblob((SELECT freelist_count FROM pragma_freelist_count()) * (SELECT page_size FROM pragma_page_size()))",
+                ))
+                .await?;
             let pages: i64 = tx.exec().fetch_one(&Sql::new("PRAGMA page_count")).await?;
             tx.exec()
                 .execute(&Sql::new(format!("PRAGMA max_page_count = {pages}")))
