@@ -287,11 +287,11 @@ async fn a_refund_whose_webhook_never_comes_is_recorded_as_it_ended_after_its_po
 fn noted_refunds_webhook() -> Vec<u8> {
     let mut webhook: Value = serde_json::from_slice(&seed_example()).unwrap();
     let note = "Возврат по просьбе покупателя, товар не подошёл. ".repeat(4);
-    let refunds: Vec<Value> = (0..200)
+    let refunds: Vec<Value> = (0u128..200)
         .map(|i| {
             json!({
                 // Ids as Smart Glocal's look: nothing a compressor shortens much.
-                "id": format!("rf_{:032x}", u128::from(i as u32).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)),
+                "id": format!("rf_{:032x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)),
                 "status": "accepted",
                 "amount_details": {"amount": 5, "currency": "usd"},
                 "metadata": {"note": note},
