@@ -420,7 +420,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
 /// Why the ledger at `database` could not be opened, naming it (a relative path is another
 /// ledger from another directory).
 fn cannot_open(database: &Database, error: impl std::fmt::Display) -> String {
-    format!("the ledger at {}: {error}", database.describe())
+    format!("the ledger at {}: {error}", database.describe_whole())
 }
 
 /// `--since` and `--until` (default: now) as Unix milliseconds.

@@ -367,13 +367,7 @@ pub async fn run_until(
     };
     // Which ledger and which Smart Glocal: a ledger path relative to the working directory
     // (the default's) is a different ledger from another directory, so it is said whole.
-    let ledger = match &state.config.database {
-        crate::ledger::Database::Sqlite(path) => std::path::absolute(path)
-            .unwrap_or_else(|_| path.clone())
-            .display()
-            .to_string(),
-        other => other.describe(),
-    };
+    let ledger = state.config.database.describe_whole();
     tracing::info!(
         address = %listener.local_addr()?,
         project = %state.config.project,

@@ -143,6 +143,18 @@ impl Database {
         self
     }
 
+    /// [`Database::describe`], a SQLite path made absolute: a relative one is another ledger
+    /// from another working directory, so logs and errors name it whole.
+    pub fn describe_whole(&self) -> String {
+        match self {
+            Database::Sqlite(path) => std::path::absolute(path)
+                .unwrap_or_else(|_| path.clone())
+                .display()
+                .to_string(),
+            Database::Postgres(_) => self.describe(),
+        }
+    }
+
     /// What to show in logs: the file, or `postgres://user@host:port/database`.
     pub fn describe(&self) -> String {
         match self {
