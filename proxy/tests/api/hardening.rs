@@ -1397,19 +1397,25 @@ async fn an_agent_over_the_rate_limit_gets_429_with_retry_after() {
     );
 }
 
-/// Stopping, the proxy takes no more connections on `listen` while it drains what is in
-/// flight; `ops_listen` still answers meanwhile, and says it is not ready, so a load
-/// balancer stops sending it agents.
-#[tokio::test]
-async fn a_stopping_proxy_says_it_is_not_ready_while_it_drains() {
-    use tokio::io::AsyncWriteExt;
+/// A proxy with its operations routes on an address of their own (a free port: bound, noted,
+/// released), and that address.
+async fn with_ops_listen() -> (TestApp, std::net::SocketAddr) {
     let ops = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
     let mut options = Options::new(NO_UPSTREAM);
     options.ops_listen = Some(ops);
-    let mut app = spawn_app_with(options).await;
+    (spawn_app_with(options).await, ops)
+}
+
+/// Stopping, the proxy takes no more connections on `listen` while it drains what is in
+/// flight; `ops_listen` still answers meanwhile, and says it is not ready, so a load
+/// balancer stops sending it agents.
+#[tokio::test]
+async fn a_stopping_proxy_says_it_is_not_ready_while_it_drains() {
+    use tokio::io::AsyncWriteExt;
+    let (mut app, ops) = with_ops_listen().await;
     let readyz = format!("http://{ops}/readyz");
     let ready = app.client.get(&readyz).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
@@ -1436,14 +1442,7 @@ async fn a_stopping_proxy_says_it_is_not_ready_while_it_drains() {
 
 #[tokio::test]
 async fn with_ops_listen_health_and_metrics_leave_the_public_address() {
-    // A free port for the operations address (bound, noted, released).
-    let ops = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut options = Options::new(NO_UPSTREAM);
-    options.ops_listen = Some(ops);
-    let app = spawn_app_with(options).await;
+    let (app, ops) = with_ops_listen().await;
     for path in ["/metrics", "/healthz", "/readyz"] {
         let public = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(

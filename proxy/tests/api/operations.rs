@@ -487,16 +487,12 @@ async fn a_line_break_in_a_rejected_body_forges_no_log_line() {
 }
 
 /// Logs written to a pipe (a file, a log collector) carry no terminal colour codes.
-#[test]
-fn logs_to_a_pipe_carry_no_colour_codes() {
+/// What `proxy` (a `serve`, on any free port, logging at its default level to a pipe) logs
+/// until it listens; then it is stopped.
+fn logged_until_listening(mut proxy: Command) -> String {
     use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut proxy = proxy_bin()
-        .current_dir(&root)
-        .args(["serve", "--config", "demo/proxy.toml"])
+    let mut proxy = proxy
         .env("PROXY_LISTEN", "127.0.0.1:0")
-        .env("PROXY_DATABASE", dir.path().join("ledger.sqlite"))
         .env_remove("RUST_LOG")
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -512,6 +508,19 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
     }
     proxy.kill().unwrap();
     proxy.wait().unwrap();
+    logged
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut proxy = proxy_bin();
+    proxy
+        .current_dir(&root)
+        .args(["serve", "--config", "demo/proxy.toml"])
+        .env("PROXY_DATABASE", dir.path().join("ledger.sqlite"));
+    let logged = logged_until_listening(proxy);
     assert!(logged.contains("proxy listening"), "{logged}");
     assert!(!logged.contains('\u{1b}'), "colour codes in: {logged:?}");
 }
@@ -521,33 +530,17 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
 /// the ledger with every attempt and key so far is somewhere else.
 #[test]
 fn the_start_names_the_ledger_whole_and_warns_when_it_is_new() {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let start = || {
-        let mut proxy = proxy_bin()
+        let mut proxy = proxy_bin();
+        proxy
             .current_dir(dir.path())
             .arg("serve")
             .arg("--config")
             .arg(root.join("demo/proxy.toml"))
-            .env("PROXY_LISTEN", "127.0.0.1:0")
-            .env("PROXY_DATABASE", "ledgers/here.sqlite")
-            .env_remove("RUST_LOG")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut logged = String::new();
-        for line in BufReader::new(proxy.stderr.take().unwrap()).lines() {
-            let line = line.unwrap();
-            logged.push_str(&line);
-            logged.push('\n');
-            if line.contains("proxy listening") {
-                break;
-            }
-        }
-        proxy.kill().unwrap();
-        proxy.wait().unwrap();
-        logged
+            .env("PROXY_DATABASE", "ledgers/here.sqlite");
+        logged_until_listening(proxy)
     };
     let whole = std::fs::canonicalize(dir.path())
         .unwrap()
