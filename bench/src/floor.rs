@@ -271,7 +271,7 @@ fn commit_ledger_rows(conn: &Connection, jobs: &[Job], first: usize) -> rusqlite
     for chunk in recurring_chunks(&refunds, LEDGER_ROWS_PER_INSERT) {
         insert_rows(
             conn,
-            "INSERT INTO refunds (refund_id, session_id, origin, amount, currency, state, created_at, updated_at, finished_at)",
+            "INSERT INTO refunds (refund_id, session_id, origin, amount, currency, state, error_detail, created_at, updated_at, finished_at)",
             chunk.iter().map(|(session, refund)| {
                 vec![
                     text(refund),
@@ -280,6 +280,7 @@ fn commit_ledger_rows(conn: &Connection, jobs: &[Job], first: usize) -> rusqlite
                     Value::Integer(1_500),
                     text("USD"),
                     text("accepted"),
+                    Value::Null,
                     at.clone(),
                     at.clone(),
                     at.clone(),

@@ -99,7 +99,7 @@ fn what_the_gap_is() -> String {
          11 %, serde_json 6 %, tracing 5 %, the token and the revocation read 4 %, malloc \
          4.5 %; the kernel 38 % in all (sockets, the WAL's writes and syncs, wake-ups). \
          A second profile the same afternoon, after every change below (HMAC passes, 2,345 \
-         samples of the proxy, its symbols read from `nm` since this machine's perf 6.1 \
+         samples of the proxy, its symbols read from `nm` since that machine's perf 6.1 \
          does not read them from the binary): SQLite's `sqlite3_step` 32 %, of which the two \
          `COMMIT`s on blocking threads 20 % (the WAL's `fsync` 12 %) and the statements on \
          the task's thread 11 % (inserting the attempt 3.6 %, the revocation read 3.0 %, the \
@@ -107,7 +107,7 @@ fn what_the_gap_is() -> String {
          1.8 %; handing the `COMMIT` to a blocking thread 1.3 %; tracing 1.1 %; reqwest \
          parsing each call's URL 0.8 %. No piece above the floor is larger than the \
          revocation read: what is the proxy's own is a dozen pieces of 1–4 % each. \
-         Changes, each paired against the build before it on this machine: until \
+         Changes, each paired against the build before it on that day's machine: until \
          2026-11-30 the ledger ran SQLite through sqlx, whose connection lives on a thread of \
          its own, every statement a message to it and an answer back (14 round trips per \
          refund, 46 voluntary context switches per request against the floor's 19 then); \

@@ -145,7 +145,7 @@ async fn run(length: Duration, notes: &mut Vec<String>) -> Result<Vec<Row>, Stri
              0.3 MB every 10 s with, in some runs, a smaller step near the end (0.8 MB in the \
              full run); not traced. \
              The syncs themselves (strace on the proxy in one \
-             run, this machine): two WAL `fsync`s per refund, median 0.7 ms, p99 5 ms, but a \
+             run, on the AMD EPYC of 2026-11-29): two WAL `fsync`s per refund, median 0.7 ms, p99 5 ms, but a \
              few of 130–180 ms; the checkpoints' syncs of the database file are rare (75 a \
              minute, median 3 ms). No map of the proxy's grows per refund (its maps are keyed \
              by payment, ticket or agent).",

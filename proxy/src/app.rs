@@ -158,16 +158,24 @@ async fn body_in_time(state: &AppState, request: Request) -> Result<Request, Res
         // Kept as the chunks came: a body in one chunk (the usual) is handed on uncopied.
         let mut chunks = Vec::new();
         let mut length = 0;
-        let mut large = None;
+        let mut large: Option<(tokio::sync::SemaphorePermit<'_>, Instant, usize)> = None;
         let mut stream = body.into_data_stream();
         loop {
-            // A body holding one of the few places for large ones must keep coming: one that
-            // stalls gives its place up, or a handful of stalled senders would keep Smart
-            // Glocal's large webhooks waiting until their clock ran out.
-            let next = match large {
-                Some(_) => tokio::time::timeout(webhooks::LARGE_STALL, stream.next())
-                    .await
-                    .map_err(|_| ApiError::RequestTimeout)?,
+            // A body holding one of the few places for large ones must keep coming, at
+            // `LARGE_MIN_RATE` at least: one that stalls or trickles gives its place up, or a
+            // handful of such senders would keep Smart Glocal's large webhooks waiting until
+            // their clock ran out.
+            let next = match &large {
+                Some((_, since, from)) => {
+                    let held = since.elapsed();
+                    let owed = held.as_secs_f64() * webhooks::LARGE_MIN_RATE as f64;
+                    if held > webhooks::LARGE_STALL && ((length - from) as f64) < owed {
+                        return Err(ApiError::RequestTimeout);
+                    }
+                    tokio::time::timeout(webhooks::LARGE_STALL, stream.next())
+                        .await
+                        .map_err(|_| ApiError::RequestTimeout)?
+                }
                 None => stream.next().await,
             };
             let Some(chunk) = next else { break };
@@ -179,13 +187,12 @@ async fn body_in_time(state: &AppState, request: Request) -> Result<Request, Res
                 return Err(ApiError::PayloadTooLarge);
             }
             if length > usual && large.is_none() {
-                large = Some(
-                    state
-                        .large_bodies
-                        .acquire()
-                        .await
-                        .expect("the semaphore is never closed"),
-                );
+                let place = state
+                    .large_bodies
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed");
+                large = Some((place, Instant::now(), length));
             }
             chunks.push(chunk);
         }

@@ -313,7 +313,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             eprintln!(
                 "proxy: tokens of `{agent}` issued until now (or up to {}s ahead, the clock skew accepted) are refused from now on by every proxy serving {}; {closed} of their requests awaiting approval closed, nothing sent",
                 crate::auth::LEEWAY_SECS,
-                database.describe()
+                database.describe_whole()
             );
             Ok(())
         }
@@ -420,7 +420,12 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
 /// Why the ledger at `database` could not be opened, naming it (a relative path is another
 /// ledger from another directory).
 fn cannot_open(database: &Database, error: impl std::fmt::Display) -> String {
-    format!("the ledger at {}: {error}", database.describe_whole())
+    let (whole, error) = (database.describe_whole(), error.to_string());
+    if error.contains(&whole) {
+        error
+    } else {
+        format!("the ledger at {whole}: {error}")
+    }
 }
 
 /// `--since` and `--until` (default: now) as Unix milliseconds.

@@ -769,6 +769,23 @@ fn check_origin_syntax(
             });
         };
         let written = parsed.origin().ascii_serialization();
+        // A CSP source is copied into a header as written: nothing the parser would quietly
+        // drop (spaces, a line break), nothing an origin does not have (a query, a fragment,
+        // a user). One compared as browsers send it is held to that spelling (below).
+        let plain = origin.bytes().all(|b| b.is_ascii_graphic())
+            && parsed.query().is_none()
+            && parsed.fragment().is_none()
+            && parsed.username().is_empty()
+            && parsed.password().is_none();
+        if !as_sent && !plain {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!(
+                    "`{}` is not an origin like http://host:port",
+                    origin.escape_debug()
+                ),
+            });
+        }
         if as_sent && written != *origin {
             return Err(ConfigError::Invalid {
                 name,
@@ -1123,13 +1140,25 @@ mod tests {
             assert!(error.contains(&format!("write `{browsers}`")), "{error}");
         }
         assert!(check_origins("allowed_origins", &origins(&["https://a.example/"])).is_err());
-        // A CSP source matches hosts in any case and a default port written out.
+        // A CSP source matches hosts in any case and a default port written out; it is
+        // copied into the header, so nothing else passes.
         assert!(check_origin_syntax(
             "connect_src",
             &origins(&["https://API.example", "https://shop.example:443"]),
             false
         )
         .is_ok());
+        for copied in [
+            "https://api.example\n",
+            "https://api.example?;frame-ancestors *",
+            "https://api.example#f",
+            "https://user@api.example",
+        ] {
+            assert!(
+                check_origin_syntax("connect_src", &origins(&[copied]), false).is_err(),
+                "{copied:?}"
+            );
+        }
     }
 
     #[test]

@@ -482,7 +482,7 @@ impl Ledger {
     /// PostgreSQL ledger under replicas still running an older version.
     pub async fn open_existing(database: &Database) -> Result<Self, sqlx::Error> {
         let refuse = |why: String| sqlx::Error::Configuration(why.into());
-        let described = database.describe();
+        let described = database.describe_whole();
         if let Database::Sqlite(path) = database {
             if !path.is_file() {
                 return Err(refuse(format!(

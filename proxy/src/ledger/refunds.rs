@@ -190,9 +190,10 @@ pub(super) async fn change_row(
     let (error_code, error_detail) = if revived && state != RefundState::Failed {
         (None, None)
     } else {
-        // A refund failed again keeps the reason it failed for first: Smart Glocal's refusal,
-        // which a replay of its key answers with, is not replaced by a later "failed".
-        let detail = if row.state == RefundState::Failed {
+        // A refund failed again keeps the reason it failed for first when that reason is an
+        // answer's (a code: Smart Glocal's refusal, which a replay of its key answers with),
+        // not replaced by a later "failed"; a verdict without one gives way to Smart Glocal's.
+        let detail = if row.state == RefundState::Failed && row.error_code.is_some() {
             row.error_detail
                 .clone()
                 .or_else(|| change.error_detail.clone())
@@ -1308,7 +1309,12 @@ async fn split_off(
         amount: row.amount,
         currency: row.currency,
         state: row.state,
-        error_detail: None,
+        // Bound by amount only while the attempt was unresolved: a failure it shows since is
+        // that refund's, and so is its reason.
+        error_detail: row
+            .error_detail
+            .clone()
+            .filter(|_| row.state == RefundState::Failed),
         created_at: now,
         finished_at: row.finished_at.filter(|_| row.state.is_final()),
     };

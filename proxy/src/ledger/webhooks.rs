@@ -403,6 +403,32 @@ mod tests {
             elsewhere.error_detail.as_deref(),
             Some("Smart Glocal: cancelled")
         );
+
+        // Failed by reconciliation's verdict alone (no code, no answer): Smart Glocal's word,
+        // once a refund naming it shows, replaces "no refund appeared".
+        let Ok(Inserted::New(second)) = ledger.insert_attempt(&new_attempt(&session, 2, 200)).await
+        else {
+            panic!("second attempt not recorded");
+        };
+        let lost = Change {
+            state: Some(RefundState::Unknown),
+            ..Change::new(HistoryKind::Unknown)
+        };
+        ledger.change(second.key, lost).await.unwrap();
+        let verdict = "Smart Glocal showed no refund for this attempt: nothing was refunded";
+        ledger
+            .fail_absent(second.key, verdict.into())
+            .await
+            .unwrap()
+            .expect("failed");
+        let mut late = refund("rf_late", 200, "failed");
+        late.metadata = Some(serde_json::json!({
+            "attempt_id": second.attempt_id.as_ref().unwrap().as_str()
+        }));
+        commit(&ledger, &[job(&session, vec![late])]).await.unwrap();
+        let second = ledger.find_by_key(second.key).await.unwrap().unwrap();
+        assert_eq!(second.refund_id.as_deref(), Some("rf_late"));
+        assert_eq!(second.error_detail.as_deref(), Some("Smart Glocal: failed"));
     }
 
     /// Reconciliation judged an attempt absent at Smart Glocal; before its verdict is written,

@@ -41,6 +41,11 @@ pub const LARGE_AT_ONCE: usize = 4;
 /// it is answered 408 and gives its place up: a sender that stalls cannot keep one.
 pub const LARGE_STALL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The bytes a second a large body holding one of those places must average once it has held
+/// it for [`LARGE_STALL`] (408 otherwise): a sender that trickles cannot keep one either.
+/// The body's own clock (`header_read_timeout_ms`, 10 s by default) asks more of a 4 MiB one.
+pub const LARGE_MIN_RATE: usize = 64 * 1024;
+
 pub fn router() -> Router<AppState> {
     // The body is read whole, against its clock and within [`MAX_BYTES`], before any handler
     // runs (`app::body_in_time`); the extractor's own default limit would refuse a large one.

@@ -302,43 +302,63 @@ fn noted_refunds_webhook() -> Vec<u8> {
     serde_json::to_vec(&webhook).unwrap()
 }
 
-/// The few places for large webhook bodies cannot be held by senders that stall: each gives
-/// its place up (408) once it pauses past `LARGE_STALL`, and Smart Glocal's large webhook,
-/// queued behind them, is taken.
+/// The few places for large webhook bodies cannot be held by senders that stall or trickle:
+/// one that pauses past `LARGE_STALL`, or sends less than `LARGE_MIN_RATE` once it has held
+/// its place that long, gives it up (408), and Smart Glocal's large webhook, queued behind
+/// them, is taken.
 #[tokio::test]
 async fn senders_stalling_in_the_places_for_large_bodies_do_not_keep_a_webhook_out() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = spawn_app("http://127.0.0.1:9").await;
-    let mut stalled = Vec::new();
-    for _ in 0..proxy::routes::webhooks::LARGE_AT_ONCE {
-        let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-        socket
-            .write_all(
-                b"POST /webhooks/smart-glocal HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\nContent-Length: 4000000\r\n\r\n",
-            )
-            .await
-            .unwrap();
-        socket.write_all(&vec![b' '; 70 * 1024]).await.unwrap();
-        stalled.push(socket);
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let body = noted_refunds_webhook();
-    let started = std::time::Instant::now();
-    let (status, answer) = send(&app, &body, Some(sandbox_signer().sign(&body))).await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(5),
-        "taken once the stalled senders gave their places up, not at their clock's end"
-    );
-    for mut socket in stalled {
-        let mut answer = vec![0; 64];
-        let read = socket.read(&mut answer).await.unwrap();
+    // First senders that stop; then senders that go on, a byte every 300 ms (never pausing a
+    // whole second): each time as many as there are places, then Smart Glocal's webhook.
+    for trickle in [false, true] {
+        let holders: Vec<_> = (0..proxy::routes::webhooks::LARGE_AT_ONCE)
+            .map(|_| tokio::spawn(hold_a_large_place(app.addr, trickle)))
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let started = std::time::Instant::now();
+        let (status, answer) = send(&app, &body, Some(sandbox_signer().sign(&body))).await;
+        assert_eq!(status, StatusCode::OK, "trickle {trickle}: {answer}");
         assert!(
-            answer[..read].starts_with(b"HTTP/1.1 408"),
-            "{}",
-            String::from_utf8_lossy(&answer[..read])
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "trickle {trickle}: taken once the holders gave their places up, not at their clock's end"
         );
+        for holder in holders {
+            let answer = holder.await.unwrap();
+            assert!(
+                answer.starts_with(b"HTTP/1.1 408"),
+                "trickle {trickle}: {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
     }
+}
+
+/// Posts a webhook announced as 4 MB, sends 70 KB of it (one of the places for large bodies
+/// is its), then stops or, with `trickle`, sends a byte every 300 ms; the proxy's answer.
+async fn hold_a_large_place(proxy: std::net::SocketAddr, trickle: bool) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    socket
+        .write_all(
+            b"POST /webhooks/smart-glocal HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\nContent-Length: 4000000\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    socket.write_all(&vec![b' '; 70 * 1024]).await.unwrap();
+    let (mut reading, mut writing) = socket.into_split();
+    let mut answer = vec![0; 64];
+    let read = loop {
+        tokio::select! {
+            read = reading.read(&mut answer) => break read.unwrap_or(0),
+            () = tokio::time::sleep(std::time::Duration::from_millis(300)), if trickle => {
+                let _ = writing.write_all(b" ").await;
+            }
+        }
+    };
+    answer.truncate(read);
+    answer
 }
 
 /// Every webhook carries its session whole, each refund with its metadata: a payment with a
