@@ -447,7 +447,8 @@ impl Ledger {
             // Right on a first start; on any other, the `database` setting (or the working
             // directory a relative path depends on) is not what it was, and the ledger with
             // every attempt, key and allowance so far is somewhere else.
-            tracing::warn!(path = %std::path::absolute(path).unwrap_or_else(|_| path.to_owned()).display(), "no ledger at this path: a new, empty one is created");
+            let path = Database::Sqlite(path.to_owned()).describe_whole();
+            tracing::warn!(%path, "no ledger at this path: a new, empty one is created");
         }
         let options = migration_options(path)?;
         // The writer first: a file SQLite could only open read-only is refused here.

@@ -826,10 +826,6 @@ async fn a_token_must_say_when_it_was_issued_and_not_in_the_future() {
     assert_eq!(code_with(&app, &skewed).await.0, StatusCode::OK);
 }
 
-fn proxy_bin() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
-}
-
 #[test]
 fn proxy_token_refuses_to_mint_beyond_max_token_ttl() {
     let mint = |ttl: &str| {
@@ -860,15 +856,10 @@ async fn proxy_revoke_refuses_an_agents_earlier_tokens_and_survives_a_restart() 
     let ahead = jwt(json!({ "sub": "alice", "iat": now() + 4, "exp": now() + 600 }));
     assert_eq!(code_with(&app, &ahead).await.0, StatusCode::OK);
 
-    let output = proxy_bin()
-        .args(["revoke", "--agent", "alice"])
-        .env("PROXY_DATABASE", &app.database)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeded(
+        proxy_bin()
+            .args(["revoke", "--agent", "alice"])
+            .env("PROXY_DATABASE", &app.database),
     );
 
     assert_eq!(

@@ -616,23 +616,35 @@ pub async fn metrics_at(client: &reqwest::Client, url: &str) -> String {
     client.get(url).send().await.unwrap().text().await.unwrap()
 }
 
-/// `proxy revoke --agent {agent}` on `app`'s ledger, `after` from now (while a request of the
-/// agent's is on its way), as the merchant's operator runs it.
-pub async fn revoke_after(app: &TestApp, agent: &str, after: Duration) {
-    tokio::time::sleep(after).await;
-    let (database, agent) = (app.database.clone(), agent.to_owned());
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
-            .args(["revoke", "--agent", &agent])
-            .env("PROXY_DATABASE", database)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+/// The proxy's binary, as an operator runs it.
+pub fn proxy_bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_proxy"))
+}
+
+/// What `command` (the proxy's binary) printed, trimmed, once it exited with success; its
+/// error output in the failure otherwise.
+pub fn succeeded(command: &mut std::process::Command) -> String {
+    let output = command.output().unwrap();
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// `proxy revoke --agent {agent}` on `app`'s ledger, `after` from now (while a request of the
+/// agent's is on its way), as the merchant's operator runs it.
+pub async fn revoke_after(app: &TestApp, agent: &str, after: Duration) {
+    tokio::time::sleep(after).await;
+    let (database, agent) = (app.database.clone(), agent.to_owned());
+    tokio::task::spawn_blocking(move || {
+        succeeded(
+            proxy_bin()
+                .args(["revoke", "--agent", &agent])
+                .env("PROXY_DATABASE", database),
+        )
+    })
+    .await
+    .unwrap();
 }

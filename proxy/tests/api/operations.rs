@@ -90,32 +90,22 @@ async fn metrics_count_the_event_streams_open() {
     panic!("streams still counted after their clients left:\n{last}");
 }
 
-fn proxy_bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_proxy"))
-}
-
 #[tokio::test]
 async fn proxy_token_prints_a_token_the_proxy_accepts() {
     let app = spawn_app("http://127.0.0.1:9").await;
-    let output = proxy_bin()
-        .args([
-            "token",
-            "--agent",
-            "carol",
-            "--ttl",
-            "5m",
-            "--session",
-            "ps_usd_1001",
-        ])
-        .env("PROXY_AGENT_TOKEN_SECRET", TOKEN_SECRET)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let token = succeeded(
+        proxy_bin()
+            .args([
+                "token",
+                "--agent",
+                "carol",
+                "--ttl",
+                "5m",
+                "--session",
+                "ps_usd_1001",
+            ])
+            .env("PROXY_AGENT_TOKEN_SECRET", TOKEN_SECRET),
     );
-    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
     assert_eq!(
         app.get("/api/payments/ps_usd_1001/history", &token).await.0,
         StatusCode::OK
@@ -151,20 +141,10 @@ async fn a_secret_file_flag_replaces_the_environments_inline_secret() {
             "carol",
         ],
     ] {
-        let output = proxy_bin()
-            .args(&args)
-            .env(
-                "PROXY_AGENT_TOKEN_SECRET",
-                "the-environments-stale-secret-0000",
-            )
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+        let token = succeeded(proxy_bin().args(&args).env(
+            "PROXY_AGENT_TOKEN_SECRET",
+            "the-environments-stale-secret-0000",
+        ));
         assert_eq!(
             app.get("/api/payments/ps_usd_1001/history", &token).await.0,
             StatusCode::OK,
