@@ -48,9 +48,15 @@ pub fn payment_view(
                 error_code: row
                     .filter(|_| state == RefundState::Failed)
                     .and_then(|r| r.error_code),
+                // Smart Glocal's own word when it failed the refund and the ledger has not
+                // recorded why yet (its webhook still on the way), as the ledger will put it.
                 error_detail: row
                     .filter(|_| state == RefundState::Failed)
-                    .and_then(|r| r.error_detail.clone()),
+                    .and_then(|r| r.error_detail.clone())
+                    .or_else(|| {
+                        (state == RefundState::Failed && upstream_state == state)
+                            .then(|| format!("Smart Glocal: {}", refund.status))
+                    }),
                 // Flagged where the unknown status is what is shown (the ledger knowing more,
                 // its state is shown and the status told nothing).
                 attention: row.and_then(|r| r.attention.clone()).or_else(|| {
