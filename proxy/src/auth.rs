@@ -87,6 +87,13 @@ pub fn agent_id(sub: &str) -> String {
     sub.trim().to_lowercase()
 }
 
+/// Whether `sub` can name an agent: something besides spaces, and no control character (a
+/// NUL, which PostgreSQL's text cannot hold, failed a refund's commit there after SQLite had
+/// taken it; an escape sequence would reach the operator's terminal through the log).
+pub fn names_an_agent(sub: &str) -> bool {
+    !sub.trim().is_empty() && !sub.chars().any(char::is_control)
+}
+
 pub fn now_secs() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -212,7 +219,7 @@ impl TokenKeys {
     /// An agent token (not a ticket). The agent is named by [`agent_id`].
     pub fn verify_agent(&self, token: &str) -> Result<Agent, ApiError> {
         let claims = self.decode(token)?;
-        if claims.scope.is_some() || claims.sub.trim().is_empty() {
+        if claims.scope.is_some() || !names_an_agent(&claims.sub) {
             return Err(ApiError::TokenInvalid);
         }
         // A limit on something that is not a currency would bind nothing: the currency the

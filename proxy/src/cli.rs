@@ -265,6 +265,8 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             .map_err(|e| e.to_string())
     };
     let database = |sub: Settings| layered(sub)?.database().map_err(|e| e.to_string());
+    const AGENT_NAME: &str =
+        "--agent must name an agent: something besides spaces, and no control characters";
     match cli.command {
         None => Ok(serve(layered(Settings::default())?).await?),
         Some(Command::Serve { settings }) => Ok(serve(layered(*settings)?).await?),
@@ -276,6 +278,9 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             token_refund_daily,
             settings,
         }) => {
+            if !crate::auth::names_an_agent(&agent) {
+                return Err(AGENT_NAME.into());
+            }
             let settings = layered(*settings)?;
             let secret = settings.agent_token_secret().map_err(|e| e.to_string())?;
             let max = settings.max_token_ttl_secs().map_err(|e| e.to_string())?;
@@ -293,11 +298,11 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Some(Command::Revoke { agent, settings }) => {
+            if !crate::auth::names_an_agent(&agent) {
+                return Err(AGENT_NAME.into());
+            }
             let agent = crate::auth::agent_id(&agent);
             let agent = agent.as_str();
-            if agent.is_empty() {
-                return Err("--agent must name an agent".into());
-            }
             let database = database(*settings)?;
             let ledger = Ledger::open_existing(&database)
                 .await

@@ -63,7 +63,7 @@ Relative paths given by environment variables or flags resolve against the worki
 /// One layer of settings. The same names serve as TOML keys, `PROXY_<UPPER_NAME>` environment
 /// variables and `--kebab-name` flags. `Default` is the empty layer; [`Settings::defaults`]
 /// is [`DEFAULTS`].
-#[derive(Debug, Clone, Default, Deserialize, Serialize, Args)]
+#[derive(Clone, Default, Deserialize, Serialize, Args)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Address to listen on.
@@ -496,6 +496,41 @@ fn positive<T: Default + PartialEq>(name: &'static str, value: T) -> Result<T, C
     }
 }
 
+/// Shown with its secrets redacted and the database and upstream URLs without credentials
+/// (a PostgreSQL URL's password, `user:password@` in the upstream's). `Secret`'s own `Debug`
+/// already redacts; a URL is only text.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        let fields = shown.as_object_mut().ok_or(std::fmt::Error)?;
+        for [inline, _] in SECRET_PAIRS {
+            if let Some(secret) = fields.get_mut(inline).filter(|value| !value.is_null()) {
+                *secret = "[redacted]".into();
+            }
+        }
+        for name in ["upstream_url", "database"] {
+            let url = fields.get(name).and_then(|v| v.as_str());
+            if let Some(url) = url.filter(|url| url.contains("://")) {
+                let shown = without_credentials(url);
+                fields.insert(name.into(), shown.into());
+            }
+        }
+        write!(f, "Settings {shown}")
+    }
+}
+
+/// `url` with no user or password in it, to be logged; nothing when it is not a URL.
+pub(crate) fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut url) => {
+            let _ = url.set_password(None);
+            let _ = url.set_username("");
+            url.to_string()
+        }
+        Err(_) => String::new(),
+    }
+}
+
 /// Each secret with its `_file` twin.
 const SECRET_PAIRS: [[&str; 2]; 3] = [
     ["signing_key", "signing_key_file"],
@@ -884,6 +919,40 @@ pub fn resolved(path: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn settings_shown_for_debugging_hold_no_secret_or_password() {
+        let settings = super::Settings {
+            upstream_url: Some("https://partner:upstream-pw@sg.example/".into()),
+            database: Some("postgres://ledger:db-hunter2@db.example:5432/refunds".into()),
+            signing_key: Some(signing::Secret::new("signing-secret-value")),
+            agent_token_secret: Some(signing::Secret::new("token-secret-value")),
+            project: Some("merchant-project".into()),
+            ..Default::default()
+        };
+        let shown = format!("{settings:?}");
+        for secret in [
+            "upstream-pw",
+            "db-hunter2",
+            "signing-secret-value",
+            "token-secret-value",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        for kept in [
+            "sg.example",
+            "db.example:5432/refunds",
+            "merchant-project",
+            "[redacted]",
+        ] {
+            assert!(shown.contains(kept), "{kept} not in {shown}");
+        }
+        let sqlite = super::Settings {
+            database: Some("/var/lib/proxy/ledger.db".into()),
+            ..Default::default()
+        };
+        assert!(format!("{sqlite:?}").contains("/var/lib/proxy/ledger.db"));
+    }
+
     use super::*;
 
     #[test]

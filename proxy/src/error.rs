@@ -118,6 +118,8 @@ fn rule_message(code: ErrorCode) -> &'static str {
         ErrorCode::NotRefundable => "this payment cannot be refunded",
         ErrorCode::NoteRequired => "reason \"other\" needs a note",
         ErrorCode::NoteTooLong => "the note is too long",
+        // The one field rule with this code (`shared::Note::parse`).
+        ErrorCode::InvalidRequest => "a note holds no control characters but line breaks and tabs",
         ErrorCode::InvalidIdempotencyKey => "the idempotency key must be 16–64 of A-Z a-z 0-9 - _",
         ErrorCode::ApprovalNotAllowed => "your token does not let you approve or reject refunds",
         ErrorCode::OwnRequest => "a second agent must approve or reject your own request",

@@ -84,10 +84,12 @@ fn replay(row: &RefundRow, hash: &str) -> Result<Answer, ApiError> {
 /// history); [`refusal_in`] reads it back for a replay.
 const REFUSED: &str = "Smart Glocal refused the refund: ";
 
+/// A NUL in Smart Glocal's words becomes U+FFFD: PostgreSQL's text cannot hold one, and the
+/// refusal's commit would fail there.
 fn refusal_detail(error: &sg::SmartGlocalError) -> String {
     format!("{REFUSED}{} {}", error.code, error.description)
         .trim_end()
-        .to_owned()
+        .replace('\0', "\u{fffd}")
 }
 
 fn refusal_in(detail: &str) -> Option<sg::SmartGlocalError> {
@@ -619,4 +621,22 @@ async fn unknown(state: &AppState, row: &RefundRow, detail: &str) -> Result<Answ
         StatusCode::CREATED
     };
     Ok((status, view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_kept_in_words_postgresql_can_hold_and_read_back() {
+        let error = sg::SmartGlocalError {
+            code: "refund_not_allowed".into(),
+            description: "refused\0 by the bank".into(),
+        };
+        let detail = refusal_detail(&error);
+        assert!(!detail.contains('\0'), "{detail:?}");
+        let back = refusal_in(&detail).unwrap();
+        assert_eq!(back.code, "refund_not_allowed");
+        assert_eq!(back.description, "refused\u{fffd} by the bank");
+    }
 }

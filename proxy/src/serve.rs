@@ -311,18 +311,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Stalls<S> {
     }
 }
 
-/// `url` with no user or password in it, to be logged.
-fn without_credentials(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut url) => {
-            let _ = url.set_password(None);
-            let _ = url.set_username("");
-            url.to_string()
-        }
-        Err(_) => String::new(),
-    }
-}
-
 /// Serves until Ctrl-C or SIGTERM: resumes interrupted attempts, starts reconciliation.
 pub async fn run(listener: TcpListener, config: Config) -> Result<(), StartError> {
     run_until(listener, config, shutdown_signal()).await
@@ -372,7 +360,7 @@ pub async fn run_until(
         address = %listener.local_addr()?,
         project = %state.config.project,
         %ledger,
-        upstream = %without_credentials(&state.config.upstream_url),
+        upstream = %crate::config::without_credentials(&state.config.upstream_url),
         "proxy listening"
     );
     // Stopping ends the event streams first: requests in flight then drain in moments.

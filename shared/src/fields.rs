@@ -17,10 +17,11 @@ pub const NOTE_MAX_CHARS: usize = 500;
 pub struct FieldError(pub ErrorCode);
 
 /// The codes a field can fail with.
-const FIELD_CODES: [ErrorCode; 3] = [
+const FIELD_CODES: [ErrorCode; 4] = [
     ErrorCode::InvalidIdempotencyKey,
     ErrorCode::NoteTooLong,
     ErrorCode::NoteRequired,
+    ErrorCode::InvalidRequest,
 ];
 
 impl FieldError {
@@ -145,20 +146,31 @@ impl std::fmt::Display for AttemptId {
     }
 }
 
-/// The agent's note: trimmed, at most [`NOTE_MAX_CHARS`] characters, never empty (an empty
-/// note is no note: `Option<Note>`).
+/// The agent's note: trimmed, at most [`NOTE_MAX_CHARS`] characters, no control characters
+/// but line breaks and tabs, never empty (an empty note is no note: `Option<Note>`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct Note(String);
 
 impl Note {
-    /// `None` for an empty (or blank) note, else the trimmed note if it is short enough.
+    /// `None` for an empty (or blank) note, else the trimmed note if it is short enough and
+    /// holds no control character but `\n`, `\r` and `\t`. (A NUL, which PostgreSQL's text
+    /// cannot hold, would fail the refund's commit there after SQLite took it.)
     pub fn parse(text: &str) -> Result<Option<Self>, FieldError> {
         let text = text.trim();
         if text.chars().count() > NOTE_MAX_CHARS {
             return Err(FieldError(ErrorCode::NoteTooLong));
         }
+        if has_control(text) {
+            return Err(FieldError(ErrorCode::InvalidRequest));
+        }
         Ok((!text.is_empty()).then(|| Self(text.to_owned())))
+    }
+
+    /// A note as the ledger holds it, kept as it was written: one taken before notes
+    /// refused control characters still reads (and its export escapes them).
+    pub fn recorded(text: &str) -> Option<Self> {
+        (!text.is_empty()).then(|| Self(text.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -170,6 +182,14 @@ impl std::fmt::Display for Note {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Whether `text` holds a control character (`char::is_control`) other than `\t`, `\n`, `\r`.
+/// (Not inlined: one copy serves every note the widget checks.)
+#[inline(never)]
+fn has_control(text: &str) -> bool {
+    text.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
 }
 
 /// Reads `"note"`: a blank note is no note, a long one fails the request.
@@ -214,6 +234,14 @@ mod tests {
         assert_eq!(Note::parse("  hi \n").unwrap().unwrap().as_str(), "hi");
         assert_eq!(Note::parse(" \t ").unwrap(), None);
         assert!(Note::parse(&"é".repeat(NOTE_MAX_CHARS)).unwrap().is_some());
+        assert!(Note::parse("line one\r\n\tline two").unwrap().is_some());
+        for control in ['\0', '\u{7}', '\u{1b}', '\u{7f}', '\u{85}'] {
+            assert_eq!(
+                Note::parse(&format!("bad {control} note")),
+                Err(FieldError(ErrorCode::InvalidRequest)),
+                "{control:?}"
+            );
+        }
         assert_eq!(
             Note::parse(&"é".repeat(NOTE_MAX_CHARS + 1)),
             Err(FieldError(ErrorCode::NoteTooLong))

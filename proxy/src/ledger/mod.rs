@@ -710,7 +710,7 @@ impl FromRecord for RefundRow {
             currency: r.parsed("currency", Currency::parse)?,
             full_refund: r.bool("full_refund")?,
             reason: r.opt_parsed("reason", str::parse)?,
-            note: r.opt_parsed("note", Note::parse)?.flatten(),
+            note: r.opt_text("note")?.as_deref().and_then(Note::recorded),
             idempotency_key: r.opt_parsed("idempotency_key", IdempotencyKey::parse)?,
             request_hash: r.opt_text("request_hash")?,
             refunds_before: r.parsed("refunds_before", |text| serde_json::from_str(text))?,

@@ -722,7 +722,8 @@ fn csv_cells_with_control_characters_are_escaped() {
         currency: shared::Currency::parse("usd").unwrap(),
         full_refund: false,
         reason: Some(shared::api::RefundReason::Other),
-        note: shared::Note::parse("line one\nline two\r\0\u{7}\u{85}end").unwrap(),
+        // A note taken before notes refused control characters, as the ledger reads it back.
+        note: shared::Note::recorded("line one\nline two\r\0\u{7}\u{85}end"),
         idempotency_key: None,
         request_hash: None,
         refunds_before: Vec::new(),
@@ -805,6 +806,35 @@ async fn max_token_ttl_is_a_setting() {
     assert_eq!(
         code_with(&app, &ten_minutes).await,
         (StatusCode::UNAUTHORIZED, "token_invalid".into())
+    );
+}
+
+/// An agent's name with a control character in it is no name: a NUL failed a refund's commit
+/// on PostgreSQL (500) after SQLite had taken it, and an escape sequence reached the log.
+#[tokio::test]
+async fn a_token_whose_agent_has_a_control_character_is_refused() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    for sub in ["alice\u{0}", "\u{1b}[31malice", "al\u{7f}ice", "   "] {
+        let token = jwt(json!({"sub": sub, "iat": now(), "exp": now() + 600}));
+        assert_eq!(
+            code_with(&app, &token).await,
+            (StatusCode::UNAUTHORIZED, "token_invalid".into()),
+            "{sub:?}"
+        );
+    }
+    let token = jwt(json!({"sub": "Alice Smith (support)", "iat": now(), "exp": now() + 600}));
+    assert_eq!(code_with(&app, &token).await.0, StatusCode::OK);
+    let refused = proxy_bin()
+        .args(["token", "--agent", "alice\u{1b}[2J"])
+        .env("PROXY_AGENT_TOKEN_SECRET", TOKEN_SECRET)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(refused.stdout.is_empty(), "no token printed");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no control characters"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
     );
 }
 

@@ -27,6 +27,42 @@ async fn a_partial_refund_is_sent_once_and_accepted_by_webhook() {
     .await;
 }
 
+/// A NUL, which PostgreSQL's text cannot hold, and the other control characters: refused
+/// before anything is recorded or sent, on either ledger (on PostgreSQL the refund's commit
+/// used to fail with a 500), while line breaks and tabs stay a note's own.
+#[tokio::test]
+async fn a_note_with_a_control_character_is_refused_and_nothing_is_sent() {
+    let (sandbox, app) = sandbox_and_app().await;
+    for note in [
+        "charged\0twice",
+        "charged\u{1b}[2J twice",
+        "charged\u{85}twice",
+    ] {
+        let body = json!({"amount": {"partial": {"amount": 1000, "currency": "usd"}}, "reason": "other",
+            "note": note, "idempotency_key": fresh_key()});
+        let (status, answer) = app.refund("ps_usd_1001", &body).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{note:?}: {answer}"
+        );
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap()
+                .contains("control characters"),
+            "{answer}"
+        );
+    }
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 0);
+    assert_eq!(app.payment("ps_usd_1001").await["refunds"], json!([]));
+    let body = json!({"amount": {"partial": {"amount": 1000, "currency": "usd"}}, "reason": "other",
+        "note": "charged twice,\r\n\tsee ticket 42", "idempotency_key": fresh_key()});
+    let (status, refund) = app.refund("ps_usd_1001", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{refund}");
+    assert_eq!(refund["note"], "charged twice,\r\n\tsee ticket 42");
+}
+
 #[tokio::test]
 async fn more_than_remains_is_refused_with_exceeds_remaining() {
     let (sandbox, app) = sandbox_and_app().await;
