@@ -126,7 +126,8 @@ pub async fn submit(
 }
 
 /// Runs `work` holding the payment's lock, in its own task: if the browser goes away
-/// mid-call, what was begun is still carried to a recorded outcome rather than dropped.
+/// mid-call, what was begun is still carried to a recorded outcome rather than dropped, and a
+/// stop waits for it (`state.refunds`).
 ///
 /// The lock is waited for as long as one holder's two calls to Smart Glocal may take, and 5 s,
 /// no longer (`409 refund_in_flight`; [`crate::config::payment_lock_wait`]): behind a slow
@@ -142,20 +143,24 @@ where
     F: FnOnce(AppState, SessionId) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<Answer, ApiError>> + Send,
 {
-    tokio::spawn(async move {
-        let wait = crate::config::payment_lock_wait(state.config.upstream_timeout);
-        let _serialised = state
-            .locks
-            .lock(&session, wait)
-            .await
-            .map_err(|e| match e {
+    let tasks = state.refunds.clone();
+    tasks
+        .spawn(async move {
+            let wait = crate::config::payment_lock_wait(state.config.upstream_timeout);
+            // Stopping, this gives up the wait: the holder's refund is still under way, and a
+            // stop waits only for work that holds its lock (`serve::run_until`).
+            let locked = tokio::select! {
+                locked = state.locks.lock(&session, wait) => locked,
+                () = state.stopping.cancelled() => Err(LockError::WaitOver),
+            };
+            let _serialised = locked.map_err(|e| match e {
                 LockError::WaitOver => ApiError::RefundInFlight,
                 LockError::Database(e) => ApiError::from(e),
             })?;
-        work(state.clone(), session.clone()).await
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("refund task: {e}")))?
+            work(state.clone(), session.clone()).await
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("refund task: {e}")))?
 }
 
 async fn decide_and_send(

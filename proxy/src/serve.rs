@@ -364,13 +364,25 @@ pub async fn run_until(
         "proxy listening"
     );
     // Stopping ends the event streams first: requests in flight then drain in moments.
-    let live = state.live.clone();
-    let shutdown = async move {
-        shutdown.await;
-        live.close_all();
+    // Refunds still waiting for their payment's lock give up (nothing of theirs was sent).
+    let (live, stopping) = (state.live.clone(), state.stopping.clone());
+    let stop_began = Arc::new(std::sync::OnceLock::new());
+    let shutdown = {
+        let stop_began = stop_began.clone();
+        async move {
+            shutdown.await;
+            let _ = stop_began.set(tokio::time::Instant::now());
+            stopping.cancel();
+            live.close_all();
+        }
     };
     // Each connection shares the router; see the module's documentation for the limits.
     serve(listener, app(state.clone()), limits, shutdown).await;
+    let stop_began = stop_began
+        .get()
+        .copied()
+        .unwrap_or_else(tokio::time::Instant::now);
+    finish_refunds(&state, stop_began).await;
     reconciler.abort();
     ledger_watch.abort();
     trimmer.abort();
@@ -379,6 +391,33 @@ pub async fn run_until(
     }
     state.ledger.close().await;
     Ok(())
+}
+
+/// Waits for the refunds under way, which run in tasks of their own and outlive their
+/// connections (an agent may have closed the tab; the drain cut the rest): one stopped between
+/// its call to Smart Glocal and the record of the answer would leave its attempt in doubt, and
+/// its payment's amount held, until the next start reconciled it. Each holds its payment's
+/// lock at most [`payment_lock_wait`](crate::config::payment_lock_wait) (two calls, 5 s more),
+/// so the stop waits at most that long from when it began, the drain included; past it the
+/// rest are left to the next start.
+async fn finish_refunds(state: &AppState, stop_began: tokio::time::Instant) {
+    state.refunds.close();
+    if state.refunds.is_empty() {
+        return;
+    }
+    let running = state.refunds.len();
+    tracing::info!(running, "stopping: waiting for the refunds under way");
+    let limit = crate::config::payment_lock_wait(state.config.upstream_timeout);
+    if tokio::time::timeout_at(stop_began + limit, state.refunds.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            running = state.refunds.len(),
+            waited_secs = limit.as_secs(),
+            "stopping with refunds still under way: their attempts stay pending, and the next start asks Smart Glocal about them"
+        );
+    }
 }
 
 async fn shutdown_signal() {

@@ -38,6 +38,12 @@ pub struct Components {
     pub rejected_audit: RateLimiter,
     /// Webhook bodies past `body_limit_bytes` being read (see `routes::webhooks::LARGE_AT_ONCE`).
     pub large_bodies: tokio::sync::Semaphore,
+    /// Refunds and approval decisions under way, each in a task of its own
+    /// (`refund_flow::serialised`): a stop waits for them (`serve::run_until`).
+    pub refunds: tokio_util::task::TaskTracker,
+    /// Cancelled when the proxy begins to stop: a refund still waiting for its payment's lock
+    /// then gives up (nothing of it was recorded or sent) instead of starting a call.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 /// How many webhooks with a bad signature a minute are kept in the ledger's audit table (10 a
@@ -96,6 +102,8 @@ impl AppState {
             rate_limit: RateLimiter::new(config.rate_limit_per_minute),
             rejected_audit: RateLimiter::new(REJECTED_KEPT_PER_MINUTE),
             large_bodies: tokio::sync::Semaphore::new(crate::routes::webhooks::LARGE_AT_ONCE),
+            refunds: tokio_util::task::TaskTracker::new(),
+            stopping: tokio_util::sync::CancellationToken::new(),
             config: Arc::new(config),
         })))
     }

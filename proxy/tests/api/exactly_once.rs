@@ -605,3 +605,99 @@ async fn stand_in(status_answer: Value, refund_status: u16, refund_answer: Value
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     url
 }
+
+/// A stop waits for a refund under way, even one whose agent has gone (the tab closed; the
+/// drain would cut its connection anyway): the refund runs in a task of its own, and the proxy
+/// records Smart Glocal's answer before it closes the ledger. Before, the stop closed the
+/// ledger under it, and the attempt stayed `pending` (its amount held, its outcome in doubt)
+/// until the next start asked Smart Glocal.
+#[tokio::test]
+async fn a_stop_waits_for_a_refund_under_way_and_records_its_outcome() {
+    let (sandbox, mut app) = sandbox_and_app().await;
+    sandbox.clear_webhook_url();
+    sandbox
+        .inject(FaultRequest::new(Fault::Delay { ms: 1500 }).on(FaultRoute::Refund))
+        .await;
+    let ledger = LedgerSql::open(&app).await;
+    let body = submission(Some(1000), "usd", &fresh_key());
+    // The agent sends the refund and leaves once it is recorded and on its way.
+    tokio::select! {
+        answer = app.refund("ps_usd_1001", &body) => panic!("answered before leaving: {answer:?}"),
+        () = eventually(5, "the attempt is recorded and being sent", || async {
+            ledger.int("SELECT COUNT(*) FROM refunds WHERE state = 'pending'").await == 1
+        }) => {}
+    }
+    ledger.close().await;
+    let stopping = std::time::Instant::now();
+    app.stop().await;
+    assert!(
+        stopping.elapsed() >= std::time::Duration::from_millis(500),
+        "the stop did not wait for the refund ({:?})",
+        stopping.elapsed()
+    );
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
+    let ledger = LedgerSql::open(&app).await;
+    assert_eq!(
+        ledger
+            .int("SELECT COUNT(*) FROM refunds WHERE state = 'pending'")
+            .await,
+        0,
+        "the refund's outcome was recorded before the stop ended"
+    );
+    assert_eq!(
+        ledger
+            .int("SELECT COUNT(*) FROM refunds WHERE refund_id IS NOT NULL")
+            .await,
+        1
+    );
+    ledger.close().await;
+}
+
+/// A refund still waiting for its payment's lock when the proxy stops gives up at once (409
+/// `refund_in_flight`, nothing recorded or sent): the stop waits only for the refund that holds
+/// the lock.
+#[tokio::test]
+async fn a_refund_waiting_for_its_payments_lock_gives_up_when_the_proxy_stops() {
+    let (sandbox, mut app) = sandbox_and_app().await;
+    sandbox.clear_webhook_url();
+    sandbox
+        .inject(FaultRequest::new(Fault::Delay { ms: 1500 }).on(FaultRoute::Refund))
+        .await;
+    let ledger = LedgerSql::open(&app).await;
+    let first = submission(Some(1000), "usd", &fresh_key());
+    let second = submission(Some(2000), "usd", &fresh_key());
+    let client = app.client.clone();
+    let (url, alice, bob) = (
+        app.url("/api/payments/ps_usd_1001/refunds"),
+        app.token("alice"),
+        app.token("bob"),
+    );
+    let send = |token: String, body: &serde_json::Value| {
+        let request = client.post(&url).bearer_auth(token).json(body).send();
+        async { read(request.await.unwrap()).await }
+    };
+    let queued = async {
+        eventually(5, "the first attempt is being sent", || async {
+            ledger
+                .int("SELECT COUNT(*) FROM refunds WHERE state = 'pending'")
+                .await
+                == 1
+        })
+        .await;
+        let stop = async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            app.begin_stop();
+        };
+        tokio::join!(send(bob, &second), stop).0
+    };
+    let ((status, answer), (first_status, _)) = tokio::join!(queued, send(alice, &first));
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::CONFLICT, Some("refund_in_flight")),
+        "{answer}"
+    );
+    assert_eq!(first_status, StatusCode::CREATED);
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
+    assert_eq!(ledger.int("SELECT COUNT(*) FROM refunds").await, 1);
+    ledger.close().await;
+}
