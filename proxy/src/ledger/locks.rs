@@ -84,10 +84,10 @@ impl Drop for PaymentGuard {
     }
 }
 
-/// A connection asking for a lock: if the asking is cancelled or fails, the connection is
-/// closed rather than pooled, so a lock granted after all can never stay held by a pooled
-/// connection.
-struct Unfinished(Option<PoolConnection<Postgres>>);
+/// A connection asking for a lock (or rolling back, `writer`): if the asking is cancelled or
+/// fails, the connection is closed rather than pooled, so a lock granted after all (or a
+/// transaction never rolled back) can never stay held by a pooled connection.
+pub(super) struct Unfinished(pub(super) Option<PoolConnection<Postgres>>);
 
 impl Drop for Unfinished {
     fn drop(&mut self) {

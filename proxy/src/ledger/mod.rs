@@ -596,15 +596,23 @@ impl Ledger {
             due
         };
         if due {
-            let mut tx = self.write().await?;
-            tx.proves_writable();
-            let beat = sql::Sql::new(
-                "INSERT INTO heartbeat (id, at) VALUES (1, ?)
-                 ON CONFLICT (id) DO UPDATE SET at = excluded.at",
-            )
-            .bind(now_ms());
-            let result = tx.exec().execute(&beat).await.map(|_| ());
-            tx.finish(Entries::default(), result).await?;
+            // In a task of its own: a `/readyz` whose caller hangs up (a load balancer's short
+            // timeout) would otherwise cancel the write mid-commit, and with it the writer's
+            // connection (`writer`), and leave the next probe not yet due.
+            let ledger = self.clone();
+            let beat = tokio::spawn(async move {
+                let mut tx = ledger.write().await?;
+                tx.proves_writable();
+                let beat = sql::Sql::new(
+                    "INSERT INTO heartbeat (id, at) VALUES (1, ?)
+                     ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                )
+                .bind(now_ms());
+                let result = tx.exec().execute(&beat).await.map(|_| ());
+                tx.finish(Entries::default(), result).await
+            });
+            beat.await
+                .map_err(|e| sqlx::Error::Io(std::io::Error::other(e.to_string())))??;
         }
         match self.health.last_fault() {
             Some(fault) => Err(sqlx::Error::Io(std::io::Error::other(fault))),

@@ -389,11 +389,20 @@ impl<'a> WriteTx<'a> {
                     }
                 }
             }
-            Some(Held::Postgres(mut conn)) => {
-                let clean = !fault && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_ok();
-                if !clean {
+            Some(Held::Postgres(conn)) => {
+                // Cancelled during the `ROLLBACK` (its caller dropped), the connection would go
+                // back to the pool still in the transaction, holding the writers' lock: it is
+                // closed instead.
+                let mut rolling_back = super::locks::Unfinished(Some(conn));
+                let mut clean = !fault;
+                if let (true, Some(conn)) = (clean, rolling_back.0.as_mut()) {
+                    clean = sqlx::query("ROLLBACK").execute(&mut **conn).await.is_ok();
+                }
+                if let (false, Some(conn)) = (clean, rolling_back.0.take()) {
                     let _ = conn.close().await;
                 }
+                // Rolled back: back to the pool (the guard lets it go only when it is taken).
+                drop(rolling_back.0.take());
             }
             None => {}
         }

@@ -72,10 +72,15 @@ async fn receive(
         // audit commit is waited for.
         let kept = body[..body.len().min(crate::ledger::REJECTED_BODY_KEPT)].to_vec();
         drop(body);
-        if let Err(e) = state
-            .ledger
-            .record_rejected_webhook(&kept, &reason.to_string())
+        // In a task of its own: a sender that hangs up would otherwise cancel the write
+        // mid-commit, and with it the writer's connection (`ledger::writer`).
+        let (ledger, reason) = (state.ledger.clone(), reason.to_string());
+        let kept =
+            tokio::spawn(async move { ledger.record_rejected_webhook(&kept, &reason).await });
+        if let Err(e) = kept
             .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
         {
             tracing::error!(error = %e, "could not keep the rejected webhook for audit");
         }
