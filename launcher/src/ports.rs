@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
     pub pid: u32,
-    /// Its command line, arguments separated by spaces (`/proc/<pid>/cmdline`).
+    /// Its program, as started (`argv[0]` in `/proc/<pid>/cmdline`), without its arguments.
     pub command: String,
 }
 
@@ -168,24 +168,20 @@ fn pid_with_socket(inodes: &[u64]) -> Option<u32> {
 
 fn command_line(pid: u32) -> String {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let command = raw
-        .split(|b| *b == 0)
-        .filter(|part| !part.is_empty())
-        .map(String::from_utf8_lossy)
-        .collect::<Vec<_>>()
-        .join(" ");
-    // One line, and not a page of it: an argument may hold a whole script.
-    let mut command = command.split_whitespace().collect::<Vec<_>>().join(" ");
-    if command.chars().count() > 200 {
-        command = command.chars().take(200).collect::<String>() + "…";
+    // The program alone: its arguments may hold a secret (`--agent-token-secret …`, a
+    // database URL with its password), and this is printed, to a terminal or a CI log.
+    let program = raw.split(|b| *b == 0).next().unwrap_or_default();
+    let mut program = String::from_utf8_lossy(program).trim().to_owned();
+    if program.chars().count() > 200 {
+        program = program.chars().take(200).collect::<String>() + "…";
     }
-    if command.is_empty() {
+    if program.is_empty() {
         // Kernel threads and zombies have no command line; their name is in `comm`.
         std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .map(|c| c.trim().to_owned())
             .unwrap_or_else(|_| "?".into())
     } else {
-        command
+        program
     }
 }
 

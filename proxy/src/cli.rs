@@ -294,7 +294,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             let mut claims = keys.claims(&agent, ttl, session.as_ref());
             claims.refund_max = token_refund_max;
             claims.refund_daily = token_refund_daily;
-            println!("{}", keys.mint_claims(&claims));
+            say(&keys.mint_claims(&claims));
             Ok(())
         }
         Some(Command::Revoke { agent, settings }) => {
@@ -359,12 +359,12 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             let report = report.map_err(|e| e.to_string())?;
             if let Some(held) = held {
                 if !held.map_err(|e| e.to_string())? {
-                    println!(
+                    say(&format!(
                         "ledger BROKEN: the chain head you hold, {}, is no line of this ledger ({} lines, head {}): lines were removed from the end, or rewritten and hashed anew",
                         expect_head.as_deref().unwrap_or_default(),
                         report.verified,
                         report.head
-                    );
+                    ));
                     return Err(Failure::Broken);
                 }
             }
@@ -372,7 +372,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 None => {
                     // The history's chain, not the refunds' rows: those are checked by
                     // nothing but the lines that recorded them.
-                    println!(
+                    say(&format!(
                         "history chain intact: {} lines, head {} (keep it: `--expect-head` with it later shows lines removed or rewritten since)",
                         report.verified,
                         if report.head.is_empty() {
@@ -380,11 +380,11 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                         } else {
                             &report.head
                         }
-                    );
+                    ));
                     Ok(())
                 }
                 Some(line) => {
-                    println!(
+                    say(&format!(
                         "ledger BROKEN at history line {} (payment {}, written {}): its hash is {} but its content after the line before it hashes to {}; {} lines before it verified",
                         line.id,
                         line.session_id,
@@ -392,7 +392,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                         line.stored.as_deref().unwrap_or("missing"),
                         line.expected,
                         report.verified
-                    );
+                    ));
                     Err(Failure::Broken)
                 }
             }
@@ -411,14 +411,32 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             let printed = export(&ledger, chain, since, until).await;
             ledger.close().await;
             let printed = printed.map_err(|e| e.to_string())?;
-            // Read by `head` or a pager that quits: the reader has what it wanted.
-            match std::io::Write::write_all(&mut std::io::stdout().lock(), printed.as_bytes()) {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    Err(format!("writing the export: {e}").into())
-                }
-                _ => Ok(()),
-            }
+            written(std::io::Write::write_all(
+                &mut std::io::stdout().lock(),
+                printed.as_bytes(),
+            ))
+            .map_err(|e| format!("writing the export: {e}").into())
         }
+    }
+}
+
+/// `result` of writing to stdout, where a reader that has gone (`| head`, a pager that quit)
+/// has what it wanted: not an error, and no panic as `println!`'s.
+fn written(result: std::io::Result<()>) -> std::io::Result<()> {
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// `line` and a newline on stdout (see [`written`]); any other failure is said on stderr.
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = written(std::io::Write::write_all(
+        &mut out,
+        format!("{line}\n").as_bytes(),
+    )) {
+        eprintln!("proxy: writing to stdout: {e}");
     }
 }
 

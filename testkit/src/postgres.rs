@@ -1,6 +1,7 @@
 //! A throwaway PostgreSQL cluster the project starts itself, for the tests and the demo:
-//! `initdb` into a temporary directory, `pg_ctl start` on a free loopback port, trust
-//! authentication for `postgres@127.0.0.1`, everything stopped and removed when the
+//! `initdb` into a temporary directory, `pg_ctl start` on a free loopback port, a password
+//! made for the cluster for `postgres@127.0.0.1` (trust only on its Unix socket, in a
+//! directory only its user may enter), everything stopped and removed when the
 //! [`Cluster`] is dropped.
 //!
 //! Why not a container or the machine's PostgreSQL service: neither is there on every machine
@@ -86,6 +87,9 @@ impl Options {
 pub struct Cluster {
     tools: Tools,
     port: u16,
+    /// The superuser's password, made for this cluster: the server listens on loopback, where
+    /// any local user could otherwise connect as its superuser (and run programs as its user).
+    password: String,
     /// Dropped after [`Drop::drop`] has stopped the server: removes the directory.
     dir: tempfile::TempDir,
     watchdog: Option<Watchdog>,
@@ -113,10 +117,13 @@ impl Cluster {
             })?;
         std::fs::write(dir.path().join(OWNER_FILE), std::process::id().to_string())?;
         std::fs::create_dir(dir.path().join("sock"))?;
+        let password = random_password()?;
+        write_private(&dir.path().join(PASSWORD_FILE), &password)?;
         tools.hand_over(dir.path())?;
         let mut cluster = Cluster {
             tools,
             port: 0,
+            password,
             dir,
             watchdog: None,
         };
@@ -126,9 +133,13 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// `postgres://postgres@127.0.0.1:<port>/<database>`: no password (trust on loopback).
+    /// `postgres://postgres:<password>@127.0.0.1:<port>/<database>`, with the cluster's own
+    /// password.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{database}", self.port)
+        format!(
+            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}",
+            self.password, self.port
+        )
     }
 
     pub fn port(&self) -> u16 {
@@ -143,6 +154,7 @@ impl Cluster {
     /// Creates database `name` (`createdb`) and returns its URL.
     pub fn create_database(&self, name: &str) -> io::Result<String> {
         let mut createdb = self.tools.client("createdb");
+        createdb.env("PGPASSWORD", &self.password);
         createdb.args([
             "-h",
             "127.0.0.1",
@@ -167,8 +179,11 @@ impl Cluster {
     /// tuples only (`select 1` gives `"1\n"`). Any SQL error is an error.
     pub fn psql(&self, database: &str, sql: &str) -> io::Result<String> {
         let mut psql = self.tools.client("psql");
+        // The password by the environment, not in the arguments, which `ps` shows anyone.
+        psql.env("PGPASSWORD", &self.password);
         psql.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d"]);
-        psql.args([&self.url(database), "-c", sql]);
+        let target = format!("postgres://{SUPERUSER}@127.0.0.1:{}/{database}", self.port);
+        psql.args([&target, "-c", sql]);
         let output = run(psql, &format!("psql -c {sql:?}"))?;
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
@@ -188,7 +203,11 @@ impl Cluster {
 
     fn init(&self, options: Options) -> io::Result<()> {
         let mut initdb = self.tools.server("initdb", self.dir());
-        initdb.args(["-D", "data", "-U", SUPERUSER, "--auth=trust", "-E", "UTF8"]);
+        // A password over TCP (loopback is every local user's); the Unix socket, in a
+        // directory only we may enter, trusts.
+        initdb.args(["-D", "data", "-U", SUPERUSER, "-E", "UTF8"]);
+        initdb.args(["--auth-host=scram-sha-256", "--auth-local=trust"]);
+        initdb.arg(format!("--pwfile={PASSWORD_FILE}"));
         // Its "next steps" text is captured by `run` and dropped (`--no-instructions` would
         // say the same, but only from PostgreSQL 14 on).
         initdb.arg("--locale=C");
@@ -196,6 +215,7 @@ impl Cluster {
             initdb.arg("--no-sync");
         }
         run(initdb, "initdb")?;
+        std::fs::remove_file(self.dir().join(PASSWORD_FILE))?;
         // Appended: postgresql.conf's last setting of a name wins. Root appends to a file the
         // postgres user owns, which keeps it owned by that user.
         let mut conf = std::fs::OpenOptions::new()
@@ -351,6 +371,29 @@ impl Tools {
     }
 }
 
+/// Where `initdb` reads the superuser's password from, in the cluster's directory; removed
+/// once it has.
+const PASSWORD_FILE: &str = "password";
+
+/// 32 hex digits from the kernel's random source.
+fn random_password() -> io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+/// `text` in a new file only its owner may read.
+fn write_private(path: &Path, text: &str) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(text.as_bytes())
+}
+
 /// `PGDATA`, `PGPORT`, `PGHOST`… set for some other cluster must not redirect ours.
 fn forget_pg_env(command: &mut Command) {
     for (name, _) in std::env::vars_os() {
@@ -484,10 +527,16 @@ fn sweep_stale(base: &Path, tools: &Tools) {
     let Ok(entries) = std::fs::read_dir(base) else {
         return;
     };
+    let owner = cluster_owner(tools);
     for entry in entries.flatten() {
         let dir = entry.path();
-        let ours = entry.file_name().to_string_lossy().starts_with(DIR_PREFIX);
-        if !ours || !is_stale(&dir) {
+        // A directory of ours: named so, and owned by the user our clusters' are. The base is
+        // anyone's to write in: another user's planted `cluster-*` (with a `postmaster.pid`
+        // naming someone else's server) must not have us stop anything.
+        let named = entry.file_name().to_string_lossy().starts_with(DIR_PREFIX);
+        let owned = std::fs::symlink_metadata(&dir)
+            .is_ok_and(|m| m.is_dir() && Some(std::os::unix::fs::MetadataExt::uid(&m)) == owner);
+        if !named || !owned || !is_stale(&dir) {
             continue;
         }
         if dir.join("data/postmaster.pid").exists() {
@@ -497,6 +546,21 @@ fn sweep_stale(base: &Path, tools: &Tools) {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// The uid our clusters' directories belong to: ours, or the `postgres` user's when we are
+/// root (they are handed over to it).
+fn cluster_owner(tools: &Tools) -> Option<u32> {
+    if tools.run_as.is_empty() {
+        // SAFETY: geteuid cannot fail and touches no memory of ours.
+        return Some(unsafe { libc::geteuid() });
+    }
+    let name = std::ffi::CString::new(CLUSTER_USER).ok()?;
+    // SAFETY: `name` is a valid C string; the entry getpwnam returns is read at once, before
+    // any other call that could reuse its storage.
+    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+    // SAFETY: non-null, it points to a valid `passwd`.
+    (!entry.is_null()).then(|| unsafe { (*entry).pw_uid })
 }
 
 fn is_stale(dir: &Path) -> bool {

@@ -35,7 +35,8 @@ fn databases_answer_the_server_goes_down_and_back_and_drop_leaves_nothing() {
     let dir = cluster.dir().to_path_buf();
 
     let one = cluster.create_database("one").unwrap();
-    assert_eq!(one, format!("postgres://postgres@127.0.0.1:{port}/one"));
+    assert!(one.starts_with("postgres://postgres:"), "{one}");
+    assert!(one.ends_with(&format!("@127.0.0.1:{port}/one")), "{one}");
     let two = cluster.fresh_database().unwrap();
     assert_ne!(one, two);
     let two_name = two.rsplit('/').next().unwrap();
@@ -59,6 +60,18 @@ fn databases_answer_the_server_goes_down_and_back_and_drop_leaves_nothing() {
     let answer = psql(&one);
     assert!(answer.status.success(), "{answer:?}");
     assert_eq!(String::from_utf8_lossy(&answer.stdout).trim(), "42");
+    // Loopback is every local user's: without the cluster's password, no way in.
+    for stranger in [
+        format!("postgres://postgres@127.0.0.1:{port}/one"),
+        format!("postgres://postgres:guess@127.0.0.1:{port}/one"),
+    ] {
+        let refused = psql(&stranger);
+        assert!(!refused.status.success(), "{stranger} let in");
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("password"),
+            "{refused:?}"
+        );
+    }
 
     cluster.stop_server().unwrap();
     assert!(!psql(&one).status.success(), "answers while stopped");
@@ -85,7 +98,9 @@ fn the_shared_cluster_is_one_for_the_process() {
     );
 }
 
-/// A stale cluster directory (its owner is dead) is removed by the next start.
+/// A stale cluster directory (its owner is dead) is removed by the next start; one owned by
+/// another user than our clusters' is left alone (the base directory is anyone's to write
+/// in, and a planted `postmaster.pid` could name anybody's server).
 #[test]
 fn a_start_sweeps_the_clusters_of_dead_owners() {
     let mut gone = Command::new("true").spawn().unwrap();
@@ -93,11 +108,34 @@ fn a_start_sweeps_the_clusters_of_dead_owners() {
     let base = std::env::temp_dir().join("sg-refund-pg");
     std::fs::create_dir_all(&base).unwrap();
     let stale = base.join(format!("cluster-stale-{}", gone.id()));
-    std::fs::create_dir_all(stale.join("data")).unwrap();
-    std::fs::write(stale.join("owner.pid"), gone.id().to_string()).unwrap();
+    let planted = base.join(format!("cluster-planted-{}", gone.id()));
+    for dir in [&stale, &planted] {
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::fs::write(dir.join("owner.pid"), gone.id().to_string()).unwrap();
+    }
+    // As root our clusters belong to the `postgres` user; the planted one stays root's. As
+    // anyone else, the planted one is another user's only where root is at hand to make it so.
+    let root =
+        std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    if root {
+        let chown = Command::new("chown")
+            .arg("-R")
+            .arg("postgres:")
+            .arg(&stale)
+            .status();
+        assert!(chown.unwrap().success());
+    }
     let cluster = Cluster::start_with(Options::for_tests()).unwrap();
     assert!(!stale.exists(), "{} not swept", stale.display());
     assert!(cluster.dir().exists(), "our own cluster swept");
+    if root {
+        assert!(
+            planted.exists(),
+            "another user's {} swept",
+            planted.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&planted);
 }
 
 /// A child test process holding a cluster: the process, its cluster's directory and port.

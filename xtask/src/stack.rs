@@ -395,7 +395,7 @@ fn target_dir() -> PathBuf {
 /// `bin/program args…`, listening on `port`, not yet waited for.
 fn start(bin: &Path, program: &str, args: &[String], port: u16) -> Result<ServerProcess> {
     let mut command = Command::new(bin.join(program));
-    command.args(args).current_dir(root());
+    command.current_dir(root());
     // Only the settings we pass: a PROXY_* or SANDBOX_* variable of the caller's shell (a key,
     // a database) must not reach the demo.
     for (name, _) in std::env::vars_os() {
@@ -404,6 +404,14 @@ fn start(bin: &Path, program: &str, args: &[String], port: u16) -> Result<Server
             command.env_remove(name.as_ref());
         }
     }
+    // The ledger by the environment, which only we may read, not in the arguments, which `ps`
+    // shows every local user: a PostgreSQL URL holds its password.
+    let mut args = args.to_vec();
+    if let Some(at) = args.iter().position(|arg| arg == "--database") {
+        let ledger = args.drain(at..(at + 2).min(args.len())).nth(1);
+        command.env("PROXY_DATABASE", ledger.unwrap_or_default());
+    }
+    command.args(args);
     ServerProcess::spawn(command, loopback(port))
 }
 

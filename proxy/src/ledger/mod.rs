@@ -303,6 +303,21 @@ pub fn millis(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// An empty file at `path` that only its owner may read or write; one there already is left
+/// as it is (another proxy made it first).
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        opened => opened.map(drop),
+    }
+}
+
 /// The migrations' connection (sqlx's migrator runs them), with the settings every other
 /// connection gets in `sqlite::connect`: WAL, every commit synced (FULL: a committed attempt
 /// survives even a power cut, not only `kill -9`), a 5 s busy timeout, foreign keys on.
@@ -447,8 +462,11 @@ impl Ledger {
             // Right on a first start; on any other, the `database` setting (or the working
             // directory a relative path depends on) is not what it was, and the ledger with
             // every attempt, key and allowance so far is somewhere else.
-            let path = Database::Sqlite(path.to_owned()).describe_whole();
-            tracing::warn!(%path, "no ledger at this path: a new, empty one is created");
+            let whole = Database::Sqlite(path.to_owned()).describe_whole();
+            tracing::warn!(path = %whole, "no ledger at this path: a new, empty one is created");
+            // Readable by its owner alone: it names agents and holds their notes. SQLite gives
+            // the WAL and its index the same permissions when it makes them.
+            create_private(path)?;
         }
         let options = migration_options(path)?;
         // The writer first: a file SQLite could only open read-only is refused here.

@@ -1483,3 +1483,42 @@ async fn with_ops_listen_health_and_metrics_leave_the_public_address() {
     // The API stays where it was.
     assert_eq!(code_with(&app, &app.token("alice")).await.0, StatusCode::OK);
 }
+
+/// A new ledger, its WAL and the WAL's index are readable by their owner alone: they name the
+/// agents and hold their notes, and the default umask would have let every local user read
+/// them.
+#[tokio::test]
+async fn a_new_ledger_is_readable_by_its_owner_alone() {
+    crate::sqlite_only!();
+    use std::os::unix::fs::PermissionsExt;
+    let (_sandbox, app) = sandbox_and_app().await;
+    let (status, _) = app
+        .refund("ps_usd_1001", &submission(Some(100), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = app.database.clone().into_os_string();
+        path.push(suffix);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{path:?} is {mode:o}");
+    }
+}
+
+/// `proxy token | something-that-quits` ends quietly: the reader gone is not a crash (a panic
+/// in `println!`, an abort in a release build).
+#[test]
+fn a_token_printed_to_a_reader_that_has_gone_is_no_crash() {
+    let mut child = proxy_bin()
+        .args(["token", "--agent", "alice"])
+        .env("PROXY_AGENT_TOKEN_SECRET", TOKEN_SECRET)
+        .env_remove("PROXY_MAX_TOKEN_TTL_SECS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -84,10 +84,29 @@ fn chattr(flag: &str, files: &[PathBuf]) {
 }
 
 /// A ledger file in `dir`, and the files `chattr +i` makes read-only: the database and its WAL.
-fn ledger_in(dir: &Path) -> (PathBuf, [PathBuf; 2]) {
+fn ledger_in(dir: &Path) -> (PathBuf, Freezable) {
     let database = dir.join("ledger.sqlite");
-    let files = [database.clone(), dir.join("ledger.sqlite-wal")];
+    let files = Freezable([database.clone(), dir.join("ledger.sqlite-wal")]);
     (database, files)
+}
+
+/// Files a test makes immutable, made mutable again when dropped: a test that fails (or is
+/// interrupted) while they are frozen must not leave files that even root cannot remove,
+/// with no hint why, in its temporary directory. Declared after that directory, dropped
+/// before it.
+struct Freezable([PathBuf; 2]);
+
+impl std::ops::Deref for Freezable {
+    type Target = [PathBuf];
+    fn deref(&self) -> &[PathBuf] {
+        &self.0
+    }
+}
+
+impl Drop for Freezable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").args(&self.0).status();
+    }
 }
 
 /// The proxy binary on `database` in front of `sandbox`, which sends it its webhooks; ready.
