@@ -65,7 +65,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let cli = Cli::parse();
     let config = configure(&cli)?;
-    let listener = tokio::net::TcpListener::bind(cli.listen).await?;
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?;
     tracing::info!(
         addr = %listener.local_addr()?, scheme = %cli.scheme, webhook_url = cli.webhook_url,
         "Smart Glocal sandbox listening"

@@ -276,7 +276,10 @@ fn ensure_binaryen() -> Result {
 fn ensure_terser() -> Result {
     let manifest = tools_dir().join("node_modules/terser/package.json");
     let installed = std::fs::read_to_string(&manifest).unwrap_or_default();
-    if installed.contains(&format!("\"version\": \"{TERSER_VERSION}\"")) {
+    // Its command too: an npm stopped after writing the package but before linking `.bin`
+    // left a manifest that says installed and a minifier nobody can run.
+    let linked = tools_dir().join("node_modules/.bin/terser").exists();
+    if linked && installed.contains(&format!("\"version\": \"{TERSER_VERSION}\"")) {
         println!("    terser {TERSER_VERSION} already installed");
         return Ok(());
     }

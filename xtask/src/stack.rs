@@ -421,7 +421,14 @@ fn url(port: u16) -> String {
 
 /// The second replica's port is free (with `--replicas 2`).
 fn check_replica_port(options: &Options) -> Result {
+    let p = &options.ports;
     match options.second_replica() {
+        // `+ 2` on the proxy's port may land on one of the three given (or, at 65535, on
+        // itself): each would find the other's port taken, and say so less clearly.
+        Some(port) if port == p.proxy || port == p.sandbox || port == p.full_only => Err(format!(
+            "cannot start the demo, nothing was started: the second replica's port is the proxy's + 2, {port}, which --ports gives another \
+             server; choose ports where proxy + 2 is free"
+        )),
         Some(port) if !ports::is_free(loopback(port)) => Err(format!(
             "cannot start the demo, nothing was started: port {port} (the second replica) is \
              taken; free it or choose other ports with --ports"
@@ -748,6 +755,13 @@ mod tests {
         );
         for bad in ["0", "3", "two"] {
             assert!(parse(&["--replicas", bad]).is_err(), "--replicas {bad}");
+        }
+        // The proxy's + 2 landing on a port another server was given: refused before anything
+        // starts, naming the clash.
+        for ports in ["19080,19078,19079", "19080,65535,19079"] {
+            let options = parse(&["--replicas", "2", "--ports", ports]).unwrap();
+            let refused = check_replica_port(&options).unwrap_err();
+            assert!(refused.contains("proxy's + 2"), "{ports}: {refused}");
         }
     }
 }
