@@ -78,7 +78,8 @@ pub struct Settings {
     /// How requests are signed: rsa-sha256 or hmac-sha256.
     #[arg(long, env = "PROXY_SIGNING_SCHEME")]
     pub signing_scheme: Option<Scheme>,
-    /// The merchant's RSA private key (PEM, PKCS#8 or PKCS#1) or the HMAC secret, inline.
+    /// The merchant's RSA private key (PEM, PKCS#8 or PKCS#1) or the HMAC secret, inline. As a
+    /// flag it is in the process list for every local user to read: prefer the file or env.
     #[arg(long, env = "PROXY_SIGNING_KEY", hide_env_values = true, allow_hyphen_values = true, value_parser = parse_secret)]
     #[serde(serialize_with = "layer_secret")]
     pub signing_key: Option<Secret>,
@@ -88,14 +89,16 @@ pub struct Settings {
     /// How webhooks are verified: rsa-sha256 or hmac-sha256.
     #[arg(long, env = "PROXY_WEBHOOK_SCHEME")]
     pub webhook_scheme: Option<Scheme>,
-    /// Smart Glocal's RSA public key (PEM) or the HMAC secret, inline.
+    /// Smart Glocal's RSA public key (PEM) or the HMAC secret, inline (as a flag, in the
+    /// process list: prefer the file or env).
     #[arg(long, env = "PROXY_WEBHOOK_KEY", hide_env_values = true, allow_hyphen_values = true, value_parser = parse_secret)]
     #[serde(serialize_with = "layer_secret")]
     pub webhook_key: Option<Secret>,
     /// File holding `webhook_key`.
     #[arg(long, env = "PROXY_WEBHOOK_KEY_FILE")]
     pub webhook_key_file: Option<PathBuf>,
-    /// HS256 secret of agent tokens (at least 16 bytes), inline.
+    /// HS256 secret of agent tokens (at least 16 bytes), inline. As a flag it is in the
+    /// process list for every local user to read: prefer the file or env.
     #[arg(long, env = "PROXY_AGENT_TOKEN_SECRET", hide_env_values = true, allow_hyphen_values = true, value_parser = parse_secret)]
     #[serde(serialize_with = "layer_secret")]
     pub agent_token_secret: Option<Secret>,
@@ -110,7 +113,8 @@ pub struct Settings {
     pub upstream_timeout_ms: Option<u64>,
     /// The ledger: a SQLite file (a path or `sqlite:` URL), or `postgres://user:password@host:port/database`
     /// for one ledger shared by several proxies (see the README's "Running more than one
-    /// proxy"). The password is never printed.
+    /// proxy"). The password is never printed by the proxy; as a flag it is in the process
+    /// list for every local user to read: prefer env or the config file.
     #[arg(long, env = "PROXY_DATABASE", hide_env_values = true)]
     pub database: Option<PathBuf>,
     /// PostgreSQL only: connections each proxy keeps at most.
@@ -239,7 +243,7 @@ fn parse_secret(text: &str) -> Result<Secret, String> {
 /// A setting that is missing or wrong. Always names the setting, never shows a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("missing setting `{0}` (TOML key `{0}`, env PROXY_{upper}, flag --{kebab})", upper = .0.to_uppercase(), kebab = .0.replace('_', "-"))]
+    #[error("missing setting `{0}` (TOML key `{0}`, env PROXY_{upper}, flag --{kebab}{file})", upper = .0.to_uppercase(), kebab = .0.replace('_', "-"), file = secret_file_hint(.0))]
     Missing(&'static str),
     #[error("invalid setting `{name}`: {reason}")]
     Invalid { name: &'static str, reason: String },
@@ -528,6 +532,15 @@ pub(crate) fn without_credentials(url: &str) -> String {
             url.to_string()
         }
         Err(_) => String::new(),
+    }
+}
+
+/// For a secret, where else it may come from than a flag (which the process list shows).
+fn secret_file_hint(name: &str) -> String {
+    if SECRET_PAIRS.iter().any(|[inline, _]| *inline == name) {
+        format!("; or a file named by `{name}_file`, best kept out of the process list")
+    } else {
+        String::new()
     }
 }
 
