@@ -219,7 +219,12 @@ impl TokenKeys {
     /// An agent token (not a ticket). The agent is named by [`agent_id`].
     pub fn verify_agent(&self, token: &str) -> Result<Agent, ApiError> {
         let claims = self.decode(token)?;
-        if claims.scope.is_some() || !names_an_agent(&claims.sub) {
+        // A role is written beside the agent's name in the ledger, and read out in history.
+        let role_ok = claims
+            .role
+            .as_deref()
+            .is_none_or(|r| !r.chars().any(char::is_control));
+        if claims.scope.is_some() || !names_an_agent(&claims.sub) || !role_ok {
             return Err(ApiError::TokenInvalid);
         }
         // A limit on something that is not a currency would bind nothing: the currency the

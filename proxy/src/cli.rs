@@ -294,7 +294,12 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             let mut claims = keys.claims(&agent, ttl, session.as_ref());
             claims.refund_max = token_refund_max;
             claims.refund_daily = token_refund_daily;
-            say(&keys.mint_claims(&claims));
+            // A token that could not be written (a full disk) is a failure, not a success.
+            written(std::io::Write::write_all(
+                &mut std::io::stdout().lock(),
+                format!("{}\n", keys.mint_claims(&claims)).as_bytes(),
+            ))
+            .map_err(|e| format!("writing the token: {e}"))?;
             Ok(())
         }
         Some(Command::Revoke { agent, settings }) => {

@@ -505,8 +505,11 @@ fn positive<T: Default + PartialEq>(name: &'static str, value: T) -> Result<T, C
 /// already redacts; a URL is only text.
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut shown = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
-        let fields = shown.as_object_mut().ok_or(std::fmt::Error)?;
+        // A path that is not UTF-8 has no JSON form: then nothing is shown rather than a panic.
+        let mut shown = serde_json::to_value(self).unwrap_or_default();
+        let Some(fields) = shown.as_object_mut() else {
+            return f.write_str("Settings { .. }");
+        };
         for [inline, _] in SECRET_PAIRS {
             if let Some(secret) = fields.get_mut(inline).filter(|value| !value.is_null()) {
                 *secret = "[redacted]".into();

@@ -150,6 +150,8 @@ where
             // Stopping, this gives up the wait: the holder's refund is still under way, and a
             // stop waits only for work that holds its lock (`serve::run_until`).
             let locked = tokio::select! {
+                // The lock first: one free now is taken even as the stop begins.
+                biased;
                 locked = state.locks.lock(&session, wait) => locked,
                 () = state.stopping.cancelled() => Err(LockError::WaitOver),
             };

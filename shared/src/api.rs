@@ -610,7 +610,8 @@ struct SubmissionFields {
 
 impl RefundSubmission {
     /// A submission from what the agent typed, checked as one read from JSON: the note
-    /// trimmed (blank is none) and bounded, a note for reason `other`.
+    /// trimmed (blank is none), bounded and without the control characters a paste can bring
+    /// ([`Note::typed`]), a note for reason `other`.
     pub fn new(
         amount: RefundAmount,
         reason: RefundReason,
@@ -620,7 +621,7 @@ impl RefundSubmission {
         Self::try_from(SubmissionFields {
             amount,
             reason,
-            note: Note::parse(note)?,
+            note: Note::typed(note)?,
             idempotency_key,
             confirmed_amount: None,
         })

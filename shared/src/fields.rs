@@ -167,6 +167,12 @@ impl Note {
         Ok((!text.is_empty()).then(|| Self(text.to_owned())))
     }
 
+    /// A note as an agent typed it in the widget: the control characters a paste can bring
+    /// along (and nobody sees) are left out rather than refused, then [`Note::parse`].
+    pub fn typed(text: &str) -> Result<Option<Self>, FieldError> {
+        Self::parse(&text.replace(stray, ""))
+    }
+
     /// A note as the ledger holds it, kept as it was written: one taken before notes
     /// refused control characters still reads (and its export escapes them).
     pub fn recorded(text: &str) -> Option<Self> {
@@ -188,8 +194,12 @@ impl std::fmt::Display for Note {
 /// (Not inlined: one copy serves every note the widget checks.)
 #[inline(never)]
 fn has_control(text: &str) -> bool {
-    text.chars()
-        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    text.contains(stray)
+}
+
+/// A control character other than `\t`, `\n` or `\r`.
+fn stray(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
 }
 
 /// Reads `"note"`: a blank note is no note, a long one fails the request.
@@ -235,6 +245,15 @@ mod tests {
         assert_eq!(Note::parse(" \t ").unwrap(), None);
         assert!(Note::parse(&"é".repeat(NOTE_MAX_CHARS)).unwrap().is_some());
         assert!(Note::parse("line one\r\n\tline two").unwrap().is_some());
+        // Typed: what a paste brought along is left out, the rest kept.
+        assert_eq!(
+            Note::typed("\u{1b}[31mcharged\0 twice\u{b}\n\tsee 42")
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "[31mcharged twice\n\tsee 42"
+        );
+        assert_eq!(Note::typed("\u{7}\u{0}"), Ok(None));
         for control in ['\0', '\u{7}', '\u{1b}', '\u{7f}', '\u{85}'] {
             assert_eq!(
                 Note::parse(&format!("bad {control} note")),

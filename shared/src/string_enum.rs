@@ -28,7 +28,10 @@ macro_rules! string_enum {
             fn from(text: &str) -> Self {
                 match text {
                     $($text => Self::$variant,)+
-                    other => Self::Other(other.to_owned()),
+                    // A NUL excepted (U+FFFD): the proxy writes the value into PostgreSQL's
+                    // text, which cannot hold one, and a commit failing on it would fail
+                    // again at every retry.
+                    other => Self::Other(other.replace('\0', "\u{fffd}")),
                 }
             }
         }

@@ -52,7 +52,7 @@ fn databases_answer_the_server_goes_down_and_back_and_drop_leaves_nothing() {
     // `psql <url>` as a client would use it.
     let psql = |url: &str| {
         Command::new(postgres::server_bindir().unwrap().join("psql"))
-            .args(["-XAtq", "-d", url, "-c", "select 41 + 1"])
+            .args(["-XAtqw", "-d", url, "-c", "select 41 + 1"])
             .env("PGCONNECT_TIMEOUT", "3")
             .output()
             .unwrap()

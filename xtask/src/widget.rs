@@ -64,7 +64,7 @@ use crate::Result;
 /// refusals in both languages (`request_timeout`, `already_requested`), a refund's key kept
 /// after a refusal the proxy's middleware answers before reading it, a call given up after
 /// 90 s without an answer, a failed token renewal keeping the token it had (embed script).
-pub const BUDGET_GZIP_BYTES: u64 = 138 * 1024 + 384;
+pub const BUDGET_GZIP_BYTES: u64 = 138 * 1024 + 640;
 
 /// The standard library compiled from source with the widget, at its size settings, instead of
 /// linked precompiled (built for speed, with panic messages and their formatting). Cargo's

@@ -174,7 +174,7 @@ fn approval(
         if sent.get_untracked() {
             return;
         }
-        let Ok(text) = Note::parse(&note.get_untracked()) else {
+        let Ok(text) = Note::typed(&note.get_untracked()) else {
             return;
         };
         if !approve && text.is_none() {

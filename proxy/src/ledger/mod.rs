@@ -256,7 +256,7 @@ impl PgStore {
 pub struct Ledger {
     store: Store,
     health: Arc<Health>,
-    last_probe: Arc<Mutex<Option<Instant>>>,
+    last_probe: Arc<Mutex<Probe>>,
     /// Where every committed event goes (the live streams), in commit order.
     publisher: Publisher,
 }
@@ -315,6 +315,22 @@ fn create_private(path: &Path) -> std::io::Result<()> {
     {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         opened => opened.map(drop),
+    }
+}
+
+/// The readiness probe's write: when it last began, and whether it is still under way.
+#[derive(Debug, Default)]
+struct Probe {
+    last: Option<Instant>,
+    running: bool,
+}
+
+/// Marks the probe's write over, however its task ends.
+struct ProbeDone(Arc<Mutex<Probe>>);
+
+impl Drop for ProbeDone {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).running = false;
     }
 }
 
@@ -606,10 +622,15 @@ impl Ledger {
     /// tiny write of its own at most every [`PROBE_EVERY`].
     pub async fn probe(&self) -> Result<(), sqlx::Error> {
         let due = {
-            let mut last = self.last_probe.lock().unwrap_or_else(|p| p.into_inner());
-            let due = last.is_none_or(|at| at.elapsed() >= PROBE_EVERY);
+            let mut probe = self.last_probe.lock().unwrap_or_else(|p| p.into_inner());
+            // One at a time: behind a stalled writer, probes would otherwise queue a write
+            // each, every `PROBE_EVERY`, ahead of the refunds' own.
+            let due = !probe.running && probe.last.is_none_or(|at| at.elapsed() >= PROBE_EVERY);
             if due {
-                *last = Some(Instant::now());
+                *probe = Probe {
+                    last: Some(Instant::now()),
+                    running: true,
+                };
             }
             due
         };
@@ -619,6 +640,7 @@ impl Ledger {
             // connection (`writer`), and leave the next probe not yet due.
             let ledger = self.clone();
             let beat = tokio::spawn(async move {
+                let _done = ProbeDone(ledger.last_probe.clone());
                 let mut tx = ledger.write().await?;
                 tx.proves_writable();
                 let beat = sql::Sql::new(

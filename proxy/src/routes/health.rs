@@ -68,9 +68,9 @@ async fn demo_token(
     ApiJson(request): ApiJson<AgentTokenRequest>,
 ) -> Result<Json<AgentToken>, ApiError> {
     let agent = request.agent.trim();
-    if agent.is_empty() || agent.len() > 64 {
+    if !crate::auth::names_an_agent(agent) || agent.len() > 64 {
         return Err(ApiError::InvalidRequest(
-            "agent must be 1–64 characters".into(),
+            "agent must be 1–64 characters, none a control character".into(),
         ));
     }
     let mut claims = state

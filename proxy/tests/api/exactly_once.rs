@@ -684,8 +684,9 @@ async fn a_refund_waiting_for_its_payments_lock_gives_up_when_the_proxy_stops() 
                 == 1
         })
         .await;
+        // Time for bob's request to reach the lock's queue (the first holds it for 1.5 s).
         let stop = async {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             app.begin_stop();
         };
         tokio::join!(send(bob, &second), stop).0

@@ -822,7 +822,15 @@ async fn a_token_whose_agent_has_a_control_character_is_refused() {
             "{sub:?}"
         );
     }
-    let token = jwt(json!({"sub": "Alice Smith (support)", "iat": now(), "exp": now() + 600}));
+    // The role is written beside the name in the ledger: the same rule.
+    let role = jwt(json!({"sub": "alice", "role": "lead\u{0}", "iat": now(), "exp": now() + 600}));
+    assert_eq!(
+        code_with(&app, &role).await,
+        (StatusCode::UNAUTHORIZED, "token_invalid".into())
+    );
+    let token = jwt(
+        json!({"sub": "Alice Smith (support)", "role": "team lead", "iat": now(), "exp": now() + 600}),
+    );
     assert_eq!(code_with(&app, &token).await.0, StatusCode::OK);
     let refused = proxy_bin()
         .args(["token", "--agent", "alice\u{1b}[2J"])
@@ -1520,5 +1528,26 @@ fn a_token_printed_to_a_reader_that_has_gone_is_no_crash() {
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A token that cannot be written (a full disk) is a failure the caller sees, not a success
+/// with nothing printed.
+#[test]
+fn a_token_that_cannot_be_written_fails() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let output = proxy_bin()
+        .args(["token", "--agent", "alice"])
+        .env("PROXY_AGENT_TOKEN_SECRET", TOKEN_SECRET)
+        .env_remove("PROXY_MAX_TOKEN_TTL_SECS")
+        .stdout(full)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("writing the token"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
