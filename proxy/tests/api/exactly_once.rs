@@ -606,6 +606,29 @@ async fn stand_in(status_answer: Value, refund_status: u16, refund_answer: Value
     url
 }
 
+/// A sandbox that takes 1.5 s to answer a refund and sends no webhook, a proxy in front of
+/// it, and its ledger to look into.
+async fn slow_to_refund() -> (sandbox::Sandbox, TestApp, LedgerSql) {
+    let (sandbox, app) = sandbox_and_app().await;
+    sandbox.clear_webhook_url();
+    sandbox
+        .inject(FaultRequest::new(Fault::Delay { ms: 1500 }).on(FaultRoute::Refund))
+        .await;
+    let ledger = LedgerSql::open(&app).await;
+    (sandbox, app, ledger)
+}
+
+/// Until one attempt is recorded and on its way to Smart Glocal.
+async fn until_one_is_being_sent(ledger: &LedgerSql) {
+    eventually(5, "an attempt is recorded and being sent", || async {
+        ledger
+            .int("SELECT COUNT(*) FROM refunds WHERE state = 'pending'")
+            .await
+            == 1
+    })
+    .await;
+}
+
 /// A stop waits for a refund under way, even one whose agent has gone (the tab closed; the
 /// drain would cut its connection anyway): the refund runs in a task of its own, and the proxy
 /// records Smart Glocal's answer before it closes the ledger. Before, the stop closed the
@@ -613,19 +636,12 @@ async fn stand_in(status_answer: Value, refund_status: u16, refund_answer: Value
 /// until the next start asked Smart Glocal.
 #[tokio::test]
 async fn a_stop_waits_for_a_refund_under_way_and_records_its_outcome() {
-    let (sandbox, mut app) = sandbox_and_app().await;
-    sandbox.clear_webhook_url();
-    sandbox
-        .inject(FaultRequest::new(Fault::Delay { ms: 1500 }).on(FaultRoute::Refund))
-        .await;
-    let ledger = LedgerSql::open(&app).await;
+    let (sandbox, mut app, ledger) = slow_to_refund().await;
     let body = submission(Some(1000), "usd", &fresh_key());
     // The agent sends the refund and leaves once it is recorded and on its way.
     tokio::select! {
         answer = app.refund("ps_usd_1001", &body) => panic!("answered before leaving: {answer:?}"),
-        () = eventually(5, "the attempt is recorded and being sent", || async {
-            ledger.int("SELECT COUNT(*) FROM refunds WHERE state = 'pending'").await == 1
-        }) => {}
+        () = until_one_is_being_sent(&ledger) => {}
     }
     ledger.close().await;
     let stopping = std::time::Instant::now();
@@ -658,12 +674,7 @@ async fn a_stop_waits_for_a_refund_under_way_and_records_its_outcome() {
 /// the lock.
 #[tokio::test]
 async fn a_refund_waiting_for_its_payments_lock_gives_up_when_the_proxy_stops() {
-    let (sandbox, mut app) = sandbox_and_app().await;
-    sandbox.clear_webhook_url();
-    sandbox
-        .inject(FaultRequest::new(Fault::Delay { ms: 1500 }).on(FaultRoute::Refund))
-        .await;
-    let ledger = LedgerSql::open(&app).await;
+    let (sandbox, mut app, ledger) = slow_to_refund().await;
     let first = submission(Some(1000), "usd", &fresh_key());
     let second = submission(Some(2000), "usd", &fresh_key());
     let client = app.client.clone();
@@ -677,13 +688,7 @@ async fn a_refund_waiting_for_its_payments_lock_gives_up_when_the_proxy_stops() 
         async { read(request.await.unwrap()).await }
     };
     let queued = async {
-        eventually(5, "the first attempt is being sent", || async {
-            ledger
-                .int("SELECT COUNT(*) FROM refunds WHERE state = 'pending'")
-                .await
-                == 1
-        })
-        .await;
+        until_one_is_being_sent(&ledger).await;
         // Time for bob's request to reach the lock's queue (the first holds it for 1.5 s).
         let stop = async {
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
