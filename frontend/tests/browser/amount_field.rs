@@ -1,6 +1,11 @@
 //! The amount field parses what agents type with `shared`, per currency and locale.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use frontend::components::Submit;
 use frontend::testids::*;
+use shared::api::RefundSubmission;
 use shared::Locale;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -136,6 +141,35 @@ async fn reason_other_needs_a_note() {
     panel.click(REVIEW_BUTTON);
     settle().await;
     assert!(panel.find(CONFIRM_DIALOG).is_some());
+}
+
+/// A note pasted with control characters nobody sees is taken without them: the refund goes
+/// on to its confirmation and is sent, instead of a message about reloading the page.
+#[wasm_bindgen_test]
+async fn a_note_pasted_with_control_characters_is_taken_without_them() {
+    let sent = Rc::new(RefCell::new(Vec::new()));
+    let seen = sent.clone();
+    let submit: Submit = Rc::new(move |submission: RefundSubmission| {
+        seen.borrow_mut()
+            .push(submission.note.map(|n| n.as_str().to_owned()));
+        Box::pin(std::future::pending())
+    });
+    let panel = mount_panel(payment(1_000, "usd", true), Locale::En, submit);
+    panel.select(REASON_SELECT, "other");
+    panel.type_text(NOTE_INPUT, "\u{1b}[1mCustomer\u{c} called twice");
+    panel.click(REVIEW_BUTTON);
+    settle().await;
+    assert!(
+        panel.find(CONFIRM_DIALOG).is_some(),
+        "{}",
+        panel.text(FORM_ERROR)
+    );
+    panel.click(CONFIRM_BUTTON);
+    settle().await;
+    assert_eq!(
+        *sent.borrow(),
+        [Some("[1mCustomer called twice".to_owned())]
+    );
 }
 
 /// Partial starts as what remains, and entering the field selects it: typing replaces the

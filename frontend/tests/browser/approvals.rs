@@ -344,6 +344,20 @@ async fn a_rejection_carries_its_note() {
     assert_eq!(decided[0].2.as_deref(), Some("нет подтверждения возврата"));
 }
 
+/// A note pasted with control characters nobody sees (an escape, a vertical tab) is sent
+/// without them: the proxy refuses such a note, and the buttons used to do nothing.
+#[wasm_bindgen_test]
+async fn a_rejection_note_pasted_with_control_characters_is_sent_without_them() {
+    let (panel, decisions, _) = panel_of("sam", true, RefundState::Failed, Locale::En).await;
+    panel.type_text(APPROVAL_NOTE, "\u{1b}no proof\u{b} of delivery\u{0}");
+    settle().await;
+    panel.click(REJECT);
+    settle().await;
+    let decided = decisions.borrow();
+    assert_eq!(decided.len(), 1, "the rejection was sent");
+    assert_eq!(decided[0].2.as_deref(), Some("no proof of delivery"));
+}
+
 /// A rejection is said as what it is: nothing was sent (not "submitted: failed").
 #[wasm_bindgen_test]
 async fn a_rejection_is_said_as_nothing_sent() {
