@@ -295,11 +295,8 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             claims.refund_max = token_refund_max;
             claims.refund_daily = token_refund_daily;
             // A token that could not be written (a full disk) is a failure, not a success.
-            written(std::io::Write::write_all(
-                &mut std::io::stdout().lock(),
-                format!("{}\n", keys.mint_claims(&claims)).as_bytes(),
-            ))
-            .map_err(|e| format!("writing the token: {e}"))?;
+            print_line(&keys.mint_claims(&claims))
+                .map_err(|e| format!("writing the token: {e}"))?;
             Ok(())
         }
         Some(Command::Revoke { agent, settings }) => {
@@ -436,13 +433,17 @@ fn written(result: std::io::Result<()>) -> std::io::Result<()> {
 
 /// `line` and a newline on stdout (see [`written`]); any other failure is said on stderr.
 fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = written(std::io::Write::write_all(
-        &mut out,
-        format!("{line}\n").as_bytes(),
-    )) {
+    if let Err(e) = print_line(line) {
         eprintln!("proxy: writing to stdout: {e}");
     }
+}
+
+/// `line` and a newline on stdout; a reader that has gone is no error (see [`written`]).
+fn print_line(line: &str) -> std::io::Result<()> {
+    written(std::io::Write::write_all(
+        &mut std::io::stdout().lock(),
+        format!("{line}\n").as_bytes(),
+    ))
 }
 
 /// Why the ledger at `database` could not be opened, naming it (a relative path is another

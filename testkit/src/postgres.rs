@@ -136,10 +136,12 @@ impl Cluster {
     /// `postgres://postgres:<password>@127.0.0.1:<port>/<database>`, with the cluster's own
     /// password.
     pub fn url(&self, database: &str) -> String {
-        format!(
-            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}",
-            self.password, self.port
-        )
+        self.address(&format!("{SUPERUSER}:{}", self.password), database)
+    }
+
+    /// `postgres://<user>@127.0.0.1:<port>/<database>`, `user` with its password or without.
+    fn address(&self, user: &str, database: &str) -> String {
+        format!("postgres://{user}@127.0.0.1:{}/{database}", self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -182,8 +184,7 @@ impl Cluster {
         // The password by the environment, not in the arguments, which `ps` shows anyone.
         psql.env("PGPASSWORD", &self.password);
         psql.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d"]);
-        let target = format!("postgres://{SUPERUSER}@127.0.0.1:{}/{database}", self.port);
-        psql.args([&target, "-c", sql]);
+        psql.args([&self.address(SUPERUSER, database), "-c", sql]);
         let output = run(psql, &format!("psql -c {sql:?}"))?;
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
