@@ -13,7 +13,7 @@ use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
 use crate::routes::{self, webhooks};
@@ -56,7 +56,7 @@ pub fn app(state: AppState) -> Router {
     // whose `EventSource` reads no header (`security::except_on_streams`).
     let expose = SetResponseHeaderLayer::overriding(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        security::except_on_streams(HeaderValue::from_static("x-request-id")),
+        security::except_on_streams(HeaderValue::from_static("x-request-id, retry-after")),
     );
     let trace = TraceLayer::new_for_http()
         // Path only: query strings (SSE tickets) and headers (Authorization) stay out of logs.
@@ -71,7 +71,10 @@ pub fn app(state: AppState) -> Router {
             }
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
         })
-        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
+        .on_response(log_response)
+        // A 5xx is its access line, with its code; the failure itself, where it is ours, is
+        // logged where it happened (`ApiError`), once.
+        .on_failure(());
     let router = router
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -90,6 +93,28 @@ pub fn app(state: AppState) -> Router {
         );
     // Outermost, so every answer has them, the middleware's own rejections included.
     security::with_headers(router, &config).with_state(state)
+}
+
+/// A request's one access line: its status, time and, refused, the error's code. An event
+/// stream runs without a span (see above), so its id is taken from the answer.
+fn log_response(response: &Response, latency: Duration, span: &tracing::Span) {
+    let status = response.status().as_u16();
+    let code = response
+        .extensions()
+        .get::<shared::api::ErrorCode>()
+        .map(|code| code.name());
+    if span.is_none() {
+        let request_id = request_id(response.headers());
+        tracing::info!(
+            status,
+            ?latency,
+            code,
+            request_id,
+            "finished processing request"
+        );
+    } else {
+        tracing::info!(status, ?latency, code, "finished processing request");
+    }
 }
 
 /// The request's id as logged (set by the middleware before any handler runs).
@@ -129,6 +154,7 @@ pub fn valid_request_id(id: &[u8]) -> bool {
 pub fn ops_app(state: AppState) -> Router {
     let config = state.config.clone();
     let router = routes::health::router()
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .route_layer(security::no_store())
         .fallback(not_found);
     security::with_headers(router, &config).with_state(state)

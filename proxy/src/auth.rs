@@ -235,7 +235,7 @@ impl TokenKeys {
             .flatten()
             .find_map(Limit::bad_currency_key)
         {
-            tracing::warn!(agent = %claims.sub, currency = %code,
+            tracing::warn!(agent = %claims.sub, currency = ?code,
                 "token refused: a limit names something that is not a currency");
             return Err(ApiError::TokenInvalid);
         }
@@ -253,9 +253,10 @@ impl TokenKeys {
         })
     }
 
-    /// An event-stream ticket for exactly this payment, used for the first time in this
-    /// process (replicas also ask the ledger: [`Ticket::id`]).
-    pub fn verify_ticket(&self, ticket: &str, session: &SessionId) -> Result<Ticket, ApiError> {
+    /// An event-stream ticket for exactly this payment, not yet used up: a stream refused
+    /// for what the request says besides (its `Last-Event-ID`, the agent's stream limit) may
+    /// be asked again with it. [`TokenKeys::use_ticket`] uses it.
+    pub fn check_ticket(&self, ticket: &str, session: &SessionId) -> Result<Ticket, ApiError> {
         let claims = self.decode(ticket)?;
         if claims.scope.as_deref() != Some(EVENTS_SCOPE) {
             return Err(ApiError::TokenInvalid);
@@ -275,16 +276,23 @@ impl TokenKeys {
             can_approve: false,
         };
         agent.authorize(session)?;
-        let jti = claims.jti.as_deref().ok_or(ApiError::TokenInvalid)?;
-        if !self.first_use(jti, claims.exp) {
-            return Err(ApiError::TokenInvalid);
-        }
+        let jti = claims.jti.ok_or(ApiError::TokenInvalid)?;
         Ok(Ticket {
-            id: jti.to_owned(),
+            id: jti,
             expires_at: claims.exp,
             until: claims.until,
             agent,
         })
+    }
+
+    /// Uses `ticket` up in this process: `token_invalid` if it was used before (replicas
+    /// also ask the ledger: [`Ticket::id`]).
+    pub fn use_ticket(&self, ticket: &Ticket) -> Result<(), ApiError> {
+        if self.first_use(&ticket.id, ticket.expires_at) {
+            Ok(())
+        } else {
+            Err(ApiError::TokenInvalid)
+        }
     }
 }
 
@@ -348,7 +356,12 @@ mod tests {
         let agent = keys.verify_agent(&token.token).unwrap();
         assert_eq!(agent.expires_at, token.expires_at);
         let ticket = keys.mint_ticket(&agent, &session);
-        let verified = keys.verify_ticket(&ticket.ticket, &session).unwrap();
+        let verified = keys.check_ticket(&ticket.ticket, &session).unwrap();
+        keys.use_ticket(&verified).unwrap();
+        assert!(
+            keys.use_ticket(&verified).is_err(),
+            "a ticket opens one stream"
+        );
         assert_eq!(verified.until, Some(token.expires_at));
         assert!(
             verified.expires_at < token.expires_at,
@@ -367,7 +380,7 @@ mod tests {
         let agent = keys.verify_agent(&token.token).unwrap();
         let ticket = keys.mint_ticket(&agent, &session);
         assert_eq!(ticket.expires_in_secs, 120);
-        keys.verify_ticket(&ticket.ticket, &session).unwrap();
+        keys.check_ticket(&ticket.ticket, &session).unwrap();
     }
 
     #[test]

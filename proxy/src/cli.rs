@@ -113,8 +113,16 @@ pub fn parse_instant(text: &str) -> Result<i64, String> {
 }
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let default = || tracing_subscriber::EnvFilter::new("info,sqlx=warn");
+    let (filter, refused) = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => {
+            match tracing_subscriber::EnvFilter::try_new(&directives) {
+                Ok(filter) => (filter, None),
+                Err(e) => (default(), Some(e.to_string())),
+            }
+        }
+        _ => (default(), None),
+    };
     // Colours for a person at a terminal; none in a file or a log collector's pipe.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -124,6 +132,9 @@ fn init_logging(json: bool) {
         builder.json().init();
     } else {
         builder.init();
+    }
+    if let Some(error) = refused {
+        tracing::warn!(%error, "RUST_LOG is not a filter the proxy understands; logging at the default level (info)");
     }
 }
 
@@ -389,9 +400,11 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                     say(&format!(
                         "ledger BROKEN at history line {} (payment {}, written {}): its hash is {} but its content after the line before it hashes to {}; {} lines before it verified",
                         line.id,
-                        line.session_id,
+                        // Escaped: whoever rewrote the ledger chose these bytes, and a
+                        // terminal must not be told to print "intact" over this line.
+                        line.session_id.escape_debug(),
                         Timestamp::from_unix_millis(line.at),
-                        line.stored.as_deref().unwrap_or("missing"),
+                        line.stored.as_deref().unwrap_or("missing").escape_debug(),
                         line.expected,
                         report.verified
                     ));

@@ -683,7 +683,8 @@ impl Config {
                 name: "demo_mode",
                 reason: format!(
                     "mints agent tokens for anyone: only with a sandbox on this machine \
-                     (upstream_url on 127.0.0.1 or localhost), not {upstream_url}"
+                     (upstream_url on 127.0.0.1 or localhost), not {}",
+                    without_credentials(&upstream_url)
                 ),
             });
         }

@@ -255,21 +255,42 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = self.code();
         let status = status_of(code);
+        // Foreign text is quoted and escaped (`?`): serde's echoes the body, Smart Glocal's
+        // is its own, and a line break in either must not start a line of its own in the log.
+        // Any other refusal is the request's one access line (`app`), which carries its code.
         match &self {
-            ApiError::Internal(detail) | ApiError::LedgerUnavailable(detail) => {
+            ApiError::Internal(detail) => {
                 tracing::error!(code = %code.name(), ?detail, "request failed")
             }
-            // Quoted and escaped (`?`): serde's text echoes the body, and a line break in it
-            // must not start a line of its own in the log.
+            // The fault itself is one `error` line when it begins (`ledger::Health`), with
+            // this detail; each request it turns away (a load balancer's `/readyz` every
+            // second among them) is its access line, or they would bury it.
+            ApiError::LedgerUnavailable(_) => {}
             ApiError::InvalidJson(detail) => {
                 tracing::info!(code = %code.name(), ?detail, "request rejected")
             }
             ApiError::Upstream(detail) => {
-                tracing::warn!(code = %code.name(), detail = %detail, "upstream error")
+                tracing::warn!(code = %code.name(), detail = ?detail.to_string(), "upstream error")
             }
-            _ => tracing::info!(code = %code.name(), "request rejected"),
+            _ => {}
         }
         let mut response = (status, Json(self.body())).into_response();
+        response.extensions_mut().insert(code);
+        // A 401 names the scheme it wants (RFC 9110, 11.6.1): an agent's bearer token, or
+        // for a webhook Smart Glocal's signature header, which no challenge describes.
+        let challenge = match code {
+            ErrorCode::Unauthenticated => Some("Bearer"),
+            ErrorCode::TokenInvalid | ErrorCode::TokenExpired | ErrorCode::TokenRevoked => {
+                Some("Bearer error=\"invalid_token\"")
+            }
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(challenge),
+            );
+        }
         if let ApiError::RateLimited(secs) = self {
             response
                 .headers_mut()

@@ -203,10 +203,11 @@ impl FromRequestParts<AppState> for Agent {
             .get(axum::http::header::AUTHORIZATION)
             .ok_or(ApiError::Unauthenticated)?;
         let value = header.to_str().map_err(|_| ApiError::Unauthenticated)?;
+        // The scheme in any case (RFC 9110, 11.1).
         let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthenticated)?;
         let agent = state.tokens.verify_agent(token)?;

@@ -272,7 +272,8 @@ async fn reconcile_session(
     let upstream = match state.upstream.status(session).await {
         Ok(upstream) => upstream,
         Err(e) => {
-            tracing::warn!(error = %e, session_id = %session, "reconciliation could not read the payment");
+            // Quoted (`?`): the error may hold Smart Glocal's text, line breaks and all.
+            tracing::warn!(error = ?e.to_string(), session_id = %session, "reconciliation could not read the payment");
             state.metrics.count_reconciliation("unreachable");
             return wait_all(state, rows).await;
         }
@@ -315,6 +316,16 @@ async fn reconcile_session(
             continue;
         }
         if current.updated_at > row.updated_at {
+            if current.state != row.state {
+                tracing::info!(
+                    attempt_id = current.attempt_id.as_ref().map(tracing::field::display),
+                    session_id = %session,
+                    from = row.state.as_str(),
+                    to = current.state.as_str(),
+                    refund_id = current.refund_id.as_deref().map(tracing::field::display),
+                    "reconciliation moved a refund on from what Smart Glocal shows"
+                );
+            }
             continue; // just resolved or moved by this pass
         }
         state
@@ -342,6 +353,15 @@ async fn reconcile_session(
                 absent_for / 1000
             );
             if state.ledger.fail_absent(row.key, detail).await?.is_some() {
+                tracing::warn!(
+                    attempt_id = current.attempt_id.as_ref().map(tracing::field::display),
+                    session_id = %session,
+                    agent = current.agent.as_deref().map(tracing::field::display),
+                    amount = current.amount,
+                    currency = %current.currency,
+                    absent_secs = absent_for / 1000,
+                    "a refund whose outcome was not known is failed: Smart Glocal shows none; its amount may be refunded again"
+                );
                 state.metrics.count_reconciliation("failed_absent");
             }
         }

@@ -32,6 +32,7 @@ use shared::api::{
 };
 use shared::smart_glocal::{self as sg, AmountDetails, RefundRequest};
 use shared::{AttemptId, Money, Note, SessionId};
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::extract::Agent;
@@ -144,23 +145,25 @@ where
     Fut: std::future::Future<Output = Result<Answer, ApiError>> + Send,
 {
     let tasks = state.refunds.clone();
+    let locked_work = async move {
+        let wait = crate::config::payment_lock_wait(state.config.upstream_timeout);
+        // Stopping, this gives up the wait: the holder's refund is still under way, and a
+        // stop waits only for work that holds its lock (`serve::run_until`).
+        let locked = tokio::select! {
+            // The lock first: one free now is taken even as the stop begins.
+            biased;
+            locked = state.locks.lock(&session, wait) => locked,
+            () = state.stopping.cancelled() => Err(LockError::WaitOver),
+        };
+        let _serialised = locked.map_err(|e| match e {
+            LockError::WaitOver => ApiError::RefundInFlight,
+            LockError::Database(e) => ApiError::from(e),
+        })?;
+        work(state.clone(), session.clone()).await
+    };
+    // Its log lines carry the request's id, as the handler's do.
     tasks
-        .spawn(async move {
-            let wait = crate::config::payment_lock_wait(state.config.upstream_timeout);
-            // Stopping, this gives up the wait: the holder's refund is still under way, and a
-            // stop waits only for work that holds its lock (`serve::run_until`).
-            let locked = tokio::select! {
-                // The lock first: one free now is taken even as the stop begins.
-                biased;
-                locked = state.locks.lock(&session, wait) => locked,
-                () = state.stopping.cancelled() => Err(LockError::WaitOver),
-            };
-            let _serialised = locked.map_err(|e| match e {
-                LockError::WaitOver => ApiError::RefundInFlight,
-                LockError::Database(e) => ApiError::from(e),
-            })?;
-            work(state.clone(), session.clone()).await
-        })
+        .spawn(locked_work.instrument(tracing::Span::current()))
         .await
         .map_err(|e| ApiError::Internal(format!("refund task: {e}")))?
 }
@@ -268,7 +271,7 @@ async fn decide_and_send(
     };
 
     if awaits_approval {
-        tracing::info!(attempt_id = %attempt.attempt_id, session_id = %session, amount = amount.amount, "refund awaits approval");
+        tracing::info!(attempt_id = %attempt.attempt_id, session_id = %session, agent = %agent.name, amount = amount.amount, currency = %amount.currency, "refund awaits approval");
         return Ok((StatusCode::ACCEPTED, row.view()));
     }
     send(
@@ -307,6 +310,45 @@ async fn send(
     refunds_before: &[String],
     approved_by: Option<&str>,
 ) -> Result<Answer, ApiError> {
+    // Every line about it names the attempt, its payment, agent and amount.
+    let span = tracing::info_span!(
+        "refund",
+        attempt_id = row.attempt_id.as_ref().map(tracing::field::display),
+        session_id = %session,
+        agent = row.agent.as_deref().map(tracing::field::display),
+        amount = row.amount,
+        currency = %row.currency,
+    );
+    let answer = send_and_settle(
+        state,
+        session,
+        row,
+        payment_amount,
+        refunds_before,
+        approved_by,
+    )
+    .instrument(span.clone())
+    .await;
+    span.in_scope(|| match &answer {
+        Ok((status, view)) => tracing::info!(
+            status = status.as_u16(),
+            state = view.state.as_str(),
+            refund_id = view.refund_id.as_ref().map(tracing::field::display),
+            "refund answered"
+        ),
+        Err(e) => tracing::info!(code = e.code().name(), "refund not made"),
+    });
+    answer
+}
+
+async fn send_and_settle(
+    state: &AppState,
+    session: &SessionId,
+    row: &RefundRow,
+    payment_amount: Money,
+    refunds_before: &[String],
+    approved_by: Option<&str>,
+) -> Result<Answer, ApiError> {
     let amount = row.money();
     let request = RefundRequest {
         session_id: session.clone(),
@@ -322,7 +364,7 @@ async fn send(
             "approved_by": approved_by,
         })),
     };
-    tracing::info!(attempt_id = ?row.attempt_id, session_id = %session, amount = amount.amount, "sending refund");
+    tracing::info!(approved_by, "sending refund");
     let outcome = state.upstream.refund(&request).await;
     // Unless Smart Glocal refused it or was never reached, the refund may now be made: a
     // ledger that cannot record the answer must not tell the agent "nothing was sent".
@@ -334,7 +376,7 @@ async fn send(
         Err(ApiError::LedgerUnavailable(detail) | ApiError::Internal(detail)) if maybe_made => {
             // The attempt stays `pending` in the ledger; reconciliation settles it from Smart
             // Glocal's record once the ledger can write (`reconcile`), and the webhook too.
-            tracing::error!(attempt_id = ?row.attempt_id, %detail, "the refund was sent but its outcome could not be recorded; reconciliation will record it");
+            tracing::error!(?detail, "the refund was sent but its outcome could not be recorded; reconciliation will record it");
             let view = RefundView {
                 state: RefundState::Unknown,
                 ..row.view()
@@ -400,7 +442,7 @@ async fn settle(
             }
         }
         Err(UpstreamError::Unreachable(reason)) => {
-            tracing::warn!(%reason, "refund not sent: Smart Glocal unreachable");
+            tracing::warn!(?reason, "refund not sent: Smart Glocal unreachable");
             let detail = "Smart Glocal could not be reached; nothing was sent";
             match fail(state, row, ErrorCode::UpstreamUnavailable, detail).await? {
                 Some(stands) => Ok(stands),
@@ -408,7 +450,8 @@ async fn settle(
             }
         }
         Err(other) => {
-            tracing::warn!(attempt_id = ?row.attempt_id, error = %other, "refund outcome not read from Smart Glocal's answer");
+            // Quoted (`?`): the error may hold Smart Glocal's text, line breaks and all.
+            tracing::warn!(error = ?other.to_string(), "refund outcome not read from Smart Glocal's answer");
             unknown(state, row, &other.public_detail()).await
         }
     }
@@ -479,9 +522,11 @@ pub async fn decide(
                 )
                 .await?
                 .ok_or(ApiError::Rule(ErrorCode::NotAwaitingApproval))?;
+                tracing::info!(attempt_id = %attempt_id, session_id = %session, by = %agent.name, "refund request rejected; nothing was sent");
                 Ok((StatusCode::OK, closed.view()))
             }
             Decision::Approve => {
+                tracing::info!(attempt_id = %attempt_id, session_id = %session, by = %agent.name, "refund request approved");
                 approve_and_send(
                     &state,
                     &session,
@@ -573,7 +618,12 @@ pub async fn expire(state: &AppState, row: &RefundRow) -> Result<bool, ApiError>
         HistoryKind::Expired,
     )
     .await
-    .map(|closed| closed.is_some())
+    .map(|closed| {
+        if closed.is_some() {
+            tracing::info!(attempt_id = row.attempt_id.as_ref().map(tracing::field::display), session_id = %row.session_id, "refund request expired; nothing was sent");
+        }
+        closed.is_some()
+    })
 }
 
 /// Closes the request `row` `failed` with `code`, nothing sent, if it is still awaiting
@@ -607,13 +657,18 @@ async fn fail(
     if stored.state == RefundState::Failed {
         return Ok(None);
     }
-    tracing::warn!(attempt_id = ?row.attempt_id, ?code,
-        "Smart Glocal answered a failure for a refund it lists as taken: the refund stands");
+    tracing::warn!(
+        code = code.name(),
+        "Smart Glocal answered a failure for a refund it lists as taken: the refund stands"
+    );
     Ok(Some((StatusCode::CREATED, stored.view())))
 }
 
 async fn unknown(state: &AppState, row: &RefundRow, detail: &str) -> Result<Answer, ApiError> {
-    tracing::warn!(attempt_id = ?row.attempt_id, %detail, "refund outcome unknown; reconciliation will resolve it");
+    tracing::warn!(
+        ?detail,
+        "refund outcome unknown; reconciliation will resolve it"
+    );
     let change = Change {
         state: Some(RefundState::Unknown),
         detail: Some(detail.to_owned()),

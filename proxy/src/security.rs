@@ -64,6 +64,13 @@ pub fn with_headers<S: Clone + Send + Sync + 'static>(
                 header::CONTENT_SECURITY_POLICY,
                 except_on_streams(csp),
             ))
+            // Every answer not a file's (files say `no-cache` with their tag): the routes'
+            // own say so already, and so do the refusals answered before or beside them
+            // (404, 405, 403, 408, 413), which a cache could otherwise keep.
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            ))
             .layer(SetResponseHeaderLayer::overriding(
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),

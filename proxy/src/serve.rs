@@ -336,7 +336,12 @@ pub async fn run_until(
     let trimmer = crate::memory::spawn_trim();
     let ops = match state.config.ops_listen {
         Some(address) => {
-            let ops_listener = TcpListener::bind(address).await?;
+            let ops_listener = TcpListener::bind(address).await.map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on `ops_listen` = {address}: {e}"),
+                )
+            })?;
             tracing::info!(address = %ops_listener.local_addr()?, "operations routes listening");
             let app = ops_app(state.clone());
             // A load balancer's probes and Prometheus: a few connections, never the public's.

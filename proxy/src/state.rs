@@ -60,6 +60,11 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("the ledger (setting `database`) cannot be opened: {0}")]
     Ledger(#[from] sqlx::Error),
+    #[error("the ledger (setting `database` = {database}) cannot be opened: {source}")]
+    LedgerAt {
+        database: String,
+        source: sqlx::Error,
+    },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -70,16 +75,22 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let live = Live::new();
         // The ledger announces every event it commits, in commit order: nobody else publishes.
-        let ledger = Ledger::connect(&config.database).await?.publishing_to(
-            {
-                let live = live.clone();
-                move |event| live.publish(event)
-            },
-            {
-                let metrics = metrics.clone();
-                move |state| metrics.count_refund_state(state.as_str())
-            },
-        );
+        let opened = Ledger::connect(&config.database).await;
+        let ledger = opened
+            .map_err(|source| StartError::LedgerAt {
+                database: config.database.describe_whole(),
+                source,
+            })?
+            .publishing_to(
+                {
+                    let live = live.clone();
+                    move |event| live.publish(event)
+                },
+                {
+                    let metrics = metrics.clone();
+                    move |state| metrics.count_refund_state(state.as_str())
+                },
+            );
         let upstream = Upstream::new(
             &config.upstream_url,
             &config.project,

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use tower::ServiceExt as _;
@@ -63,6 +63,11 @@ impl StaticFiles {
 
     /// Answers `request` with a file, or `not_found` for anything it may not serve.
     pub async fn serve(&self, mut request: Request) -> Response {
+        // Files are only read: any other method names no route (the file service's own
+        // answer would be a bare 405, without the error body every other refusal has).
+        if !matches!(*request.method(), Method::GET | Method::HEAD) {
+            return ApiError::NotFound.into_response();
+        }
         let files = self.clone();
         let path = request.uri().path().to_owned();
         // The checks touch the file system: off the runtime's threads.

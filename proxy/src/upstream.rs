@@ -151,7 +151,7 @@ impl Upstream {
             }
             Ok(sg::Response::Error { error }) => {
                 tracing::warn!(
-                    http_status = status.as_u16(), code = %error.code,
+                    http_status = status.as_u16(), code = ?error.code,
                     "Smart Glocal answered a server error with a refusal: outcome unknown"
                 );
                 Err(UpstreamError::Http(status.as_u16()))

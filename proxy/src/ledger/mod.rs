@@ -74,6 +74,10 @@ pub const OPEN_PATIENCE: Duration = Duration::from_secs(5);
 /// Readiness probes write at most this often; `/readyz` in between answers from [`Health`].
 const PROBE_EVERY: Duration = Duration::from_millis(500);
 
+/// A probe's write still under way after this says the ledger is not ready: a write takes
+/// milliseconds, a synced commit on a busy disk a few hundred.
+const PROBE_STALLED: Duration = Duration::from_secs(2);
+
 /// Where the ledger is: the `database` setting.
 #[derive(Clone)]
 pub enum Database {
@@ -621,8 +625,20 @@ impl Ledger {
     /// Whether the ledger can write now (`/readyz`): the last write's outcome, checked by a
     /// tiny write of its own at most every [`PROBE_EVERY`].
     pub async fn probe(&self) -> Result<(), sqlx::Error> {
+        let stalled = || {
+            sqlx::Error::Io(std::io::Error::other(format!(
+                "a write has waited more than {} s",
+                PROBE_STALLED.as_secs()
+            )))
+        };
         let due = {
             let mut probe = self.last_probe.lock().unwrap_or_else(|p| p.into_inner());
+            // Behind a writer that never finishes (a disk that hangs, another replica frozen
+            // holding the writers' lock), no write fails, and the last one's outcome would
+            // say ready for ever: a probe still under way this long says not.
+            if probe.running && probe.last.is_some_and(|at| at.elapsed() >= PROBE_STALLED) {
+                return Err(stalled());
+            }
             // One at a time: behind a stalled writer, probes would otherwise queue a write
             // each, every `PROBE_EVERY`, ahead of the refunds' own.
             let due = !probe.running && probe.last.is_none_or(|at| at.elapsed() >= PROBE_EVERY);
@@ -651,7 +667,16 @@ impl Ledger {
                 let result = tx.exec().execute(&beat).await.map(|_| ());
                 tx.finish(Entries::default(), result).await
             });
-            beat.await
+            // Waited for no longer than a load balancer's probe would.
+            tokio::time::timeout(PROBE_STALLED, beat)
+                .await
+                .map_err(|_| {
+                    tracing::warn!(
+                        "the readiness probe's write has waited more than {} s: not ready until it ends",
+                        PROBE_STALLED.as_secs()
+                    );
+                    stalled()
+                })?
                 .map_err(|e| sqlx::Error::Io(std::io::Error::other(e.to_string())))??;
         }
         match self.health.last_fault() {

@@ -155,7 +155,14 @@ async fn apply_all(
     // The refunds new to the ledger, in one statement (or a few) for the whole batch.
     rows.write_new(tx).await?;
     let received_at = now_ms();
-    let written: Vec<_> = jobs.iter().zip(&outcomes).collect();
+    // A duplicate says nothing the ledger does not hold already, and is not kept again: a
+    // captured webhook replayed, signature and all, would otherwise add its body (up to
+    // 4 MiB) to the ledger at every replay. It is counted (`proxy_webhooks_total`).
+    let written: Vec<_> = jobs
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| **outcome != WebhookOutcome::Duplicate)
+        .collect();
     for chunk in insert_chunks(tx.engine(), &written, ROWS_PER_INSERT) {
         let insert = Sql::insert_rows(
             "INSERT INTO webhooks (received_at, verified, session_id, dedup_key, outcome, raw_body)",

@@ -53,7 +53,8 @@ pub fn is_busy(error: &sqlx::Error) -> bool {
 /// (`53`: disk full, out of memory, too many connections), of a server shutting down or
 /// starting (`57`), and of the server's own I/O (`58`); and a database that refuses writes,
 /// as SQLite's `READONLY` and `PERM` are: `25006` (read-only: a standby after a failover,
-/// `default_transaction_read_only`) and `42501` (the role may not write).
+/// `default_transaction_read_only`) and `42501` (the role may not write); and `55P03`, the
+/// writers' lock not had within [`WRITE_WAIT`], as SQLite's `BUSY` is.
 pub fn is_storage_fault(error: &sqlx::Error) -> bool {
     use libsqlite3_sys as c;
     match error {
@@ -63,7 +64,7 @@ pub fn is_storage_fault(error: &sqlx::Error) -> bool {
                 return ["08", "53", "57", "58"]
                     .iter()
                     .any(|class| code.starts_with(class))
-                    || ["25006", "42501"].contains(&code);
+                    || ["25006", "42501", "55P03"].contains(&code);
             }
             let Some(code) = db.code().and_then(|code| code.parse::<i32>().ok()) else {
                 return false;
@@ -187,6 +188,15 @@ enum Held<'a> {
 /// every read-modify-write sees everything committed before it.
 const WRITER_LOCK: i64 = 0x5347_5246_0000_0001;
 
+/// How long a write waits for its turn, and then for the writers' lock, on PostgreSQL: as
+/// long as SQLite's writer waits for its connection. A replica frozen mid-transaction, or
+/// anyone else holding the lock, is then a storage fault (`/readyz` unready, refunds `503`
+/// with nothing sent), not a queue of writes that never ends.
+const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// [`WRITE_WAIT`] as PostgreSQL's `lock_timeout`, set for the writers' lock's transaction.
+const WRITE_WAIT_SETTING: &str = "10s";
+
 /// One write transaction: `BEGIN IMMEDIATE` on SQLite's writer connection, `BEGIN` and the
 /// writers' advisory lock on PostgreSQL, when made; ended by [`finish`](WriteTx::finish).
 /// Dropped without `finish` (a panic, a cancelled task): on SQLite it is rolled back there
@@ -197,7 +207,7 @@ pub(super) struct WriteTx<'a> {
     ledger: &'a Ledger,
     /// PostgreSQL: this process's turn to write. Writers queue here, not on the database's
     /// lock, so a burst of writes holds one pooled connection, not one each.
-    _turn: Option<tokio::sync::MutexGuard<'a, ()>>,
+    turn: Option<tokio::sync::MutexGuard<'a, ()>>,
     /// What this transaction writes proves the ledger can write (the probe's heartbeat):
     /// its commit ends a storage fault even with nothing in its journal.
     proves_writable: bool,
@@ -221,7 +231,16 @@ impl<'a> WriteTx<'a> {
     pub(super) async fn begin(ledger: &'a Ledger) -> Result<WriteTx<'a>, sqlx::Error> {
         let health = &*ledger.health;
         let turn = match &ledger.store {
-            Store::Postgres(pg) => Some(pg.writing.lock().await),
+            Store::Postgres(pg) => {
+                match tokio::time::timeout(WRITE_WAIT, pg.writing.lock()).await {
+                    Ok(turn) => Some(turn),
+                    Err(_) => {
+                        let error = sqlx::Error::PoolTimedOut;
+                        health.fault(&error);
+                        return Err(error);
+                    }
+                }
+            }
             Store::Sqlite { .. } => None,
         };
         let held = match &ledger.store {
@@ -240,7 +259,7 @@ impl<'a> WriteTx<'a> {
         let mut tx = WriteTx {
             held: Some(held),
             ledger,
-            _turn: turn,
+            turn,
             proves_writable: false,
         };
         let begun = match tx.held.as_mut() {
@@ -255,11 +274,16 @@ impl<'a> WriteTx<'a> {
                     sqlx::query("BEGIN ISOLATION LEVEL READ COMMITTED")
                         .execute(&mut **conn)
                         .await?;
-                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                        .bind(WRITER_LOCK)
-                        .execute(&mut **conn)
-                        .await
-                        .map(|_| ())
+                    // The wait bounded first, in the same statement (for this transaction
+                    // only); a lock not had in time is SQLSTATE 55P03, a storage fault.
+                    sqlx::query(
+                        "SELECT set_config('lock_timeout', $2, true), pg_advisory_xact_lock($1)",
+                    )
+                    .bind(WRITER_LOCK)
+                    .bind(WRITE_WAIT_SETTING)
+                    .execute(&mut **conn)
+                    .await
+                    .map(|_| ())
                 }
                 .await
             }
@@ -352,6 +376,9 @@ impl<'a> WriteTx<'a> {
             }
             Some(Held::Postgres(conn)) => {
                 drop(conn);
+                // The next write need not wait for this one's events to be published: the
+                // listener publishes in `seq` order whatever order the answers go in.
+                drop(self.turn.take());
                 // Every replica (this one included) publishes from its listener, in `seq`
                 // order; answering waits until this one has, as on SQLite.
                 if let (Store::Postgres(pg), Some(last)) = (&self.ledger.store, events.last()) {

@@ -73,10 +73,16 @@ pub fn is_stream(request: &axum::extract::Request) -> bool {
 
 async fn stream(
     State(state): State<AppState>,
+    method: axum::http::Method,
     SessionPath(session): SessionPath,
     query: Result<Query<StreamQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    // A stream is only ever read: a `HEAD` (which axum hands to a `GET` route) would use
+    // its ticket up for nothing.
+    if method == axum::http::Method::HEAD {
+        return Err(ApiError::MethodNotAllowed);
+    }
     let request_id = crate::app::request_id(&headers);
     // Our own error body, never the extractor's text (`ticket` given twice, say).
     let Query(query) = query
@@ -85,29 +91,8 @@ async fn stream(
         .ticket
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::Unauthenticated)?;
-    let ticket = state.tokens.verify_ticket(&ticket, &session)?;
-    // Subscribed before the ticket is claimed (a stream over the agent's limit costs no
-    // ledger write) and before the backlog is read (nothing published in between is lost).
-    let live = state
-        .live
-        .subscribe_as(
-            &session,
-            &ticket.agent.name,
-            state.config.max_streams_per_agent,
-        )
-        .map_err(|_| {
-            tracing::warn!(agent = %ticket.agent.name, limit = state.config.max_streams_per_agent, "an agent at max_streams_per_agent asked for one more event stream");
-            ApiError::RateLimited(STREAMS_RETRY_AFTER_SECS)
-        })?;
-    // One stream per ticket across every proxy sharing the ledger, not only this one.
-    if !state
-        .ledger
-        .claim_ticket(&ticket.id, ticket.expires_at)
-        .await?
-    {
-        return Err(ApiError::TokenInvalid);
-    }
-    ticket.agent.check_not_revoked(&state).await?;
+    let ticket = state.tokens.check_ticket(&ticket, &session)?;
+    // Read before the ticket is used up: a stream refused for it may be asked again.
     let from = match headers.get("last-event-id") {
         Some(value) => Some(value.to_str().unwrap_or("x")),
         None => query.last_event_id.as_deref(),
@@ -125,6 +110,30 @@ async fn stream(
         ),
         None => None,
     };
+    // Subscribed before the ticket is used up (a stream over the agent's limit may be asked
+    // again with it, and costs no ledger write) and before the backlog is read (nothing
+    // published in between is lost).
+    let live = state
+        .live
+        .subscribe_as(
+            &session,
+            &ticket.agent.name,
+            state.config.max_streams_per_agent,
+        )
+        .map_err(|_| {
+            tracing::warn!(agent = %ticket.agent.name, limit = state.config.max_streams_per_agent, "an agent at max_streams_per_agent asked for one more event stream");
+            ApiError::RateLimited(STREAMS_RETRY_AFTER_SECS)
+        })?;
+    // One stream per ticket across every proxy sharing the ledger, not only this one.
+    state.tokens.use_ticket(&ticket)?;
+    if !state
+        .ledger
+        .claim_ticket(&ticket.id, ticket.expires_at)
+        .await?
+    {
+        return Err(ApiError::TokenInvalid);
+    }
+    ticket.agent.check_not_revoked(&state).await?;
     let follow = Follow::start(state.ledger.clone(), live, from, ticket.until)
         .await
         .inspect_err(|e| {

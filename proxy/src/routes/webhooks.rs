@@ -108,7 +108,7 @@ pub fn classify(body: Bytes) -> VerifiedWebhook {
         Ok(webhook) => verified(body, webhook),
         Err(e) => {
             // Authentic but unreadable: a retry would not help, so keep it and say 200.
-            tracing::warn!(error = %e, "verified webhook could not be parsed; stored");
+            tracing::warn!(error = ?e.to_string(), "verified webhook could not be parsed; stored");
             VerifiedWebhook {
                 raw_body: body.into(),
                 session_id: None,

@@ -1551,3 +1551,115 @@ fn a_token_that_cannot_be_written_fails() {
     assert!(stderr.contains("writing the token"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// With the widget's files served, a method other than `GET` or `HEAD` on a path that is no
+/// route (a typo in a route, a route's path with a trailing slash) names no route: the JSON
+/// `404 not_found` every other refusal's shape, never the file service's bare `405`.
+#[tokio::test]
+async fn a_method_files_do_not_take_on_no_route_is_a_json_not_found() {
+    let dir = served_folder();
+    let app = spawn_serving(dir.path(), "'none'").await;
+    let client = &app.client;
+    for request in [
+        client.post(app.url("/api/payments/ps_usd_1001/refund")),
+        client.post(app.url("/api/payments")),
+        client.post(app.url("/webhooks/smart-glocal/")),
+        client.put(app.url("/")),
+        client.delete(app.url("/index.html")),
+    ] {
+        let answer = request.send().await.unwrap();
+        assert_eq!(header(&answer, "cache-control"), "no-store");
+        let (status, body) = read(answer).await;
+        assert_eq!(
+            (status, body["code"].as_str().unwrap_or("")),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{body}"
+        );
+    }
+    // The files themselves still come.
+    let page = client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+}
+
+/// The operations listener refuses a method its routes do not take as the API does: a JSON
+/// `405 method_not_allowed`.
+#[tokio::test]
+async fn a_wrong_method_on_ops_listen_is_a_json_method_not_allowed() {
+    let (_app, ops) = with_ops_listen().await;
+    let client = reqwest::Client::new();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let answer = client
+            .post(format!("http://{ops}{path}"))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = read(answer).await;
+        assert_eq!(
+            (status, body["code"].as_str().unwrap_or("")),
+            (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            "{path}: {body}"
+        );
+    }
+}
+
+/// A `401` names the scheme it wants (RFC 9110): `Bearer`, and `invalid_token` for a token
+/// that was refused; the scheme is read in any case.
+#[tokio::test]
+async fn a_401_names_the_bearer_scheme_and_the_scheme_is_read_in_any_case() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    let url = app.url("/api/payments/ps_usd_1001/events/ticket");
+    let none = app.client.post(&url).send().await.unwrap();
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&none, "www-authenticate"), "Bearer");
+    let token = app.token("alice");
+    let refused = app
+        .client
+        .post(&url)
+        .bearer_auth(format!("{token}x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&refused, "www-authenticate"),
+        "Bearer error=\"invalid_token\""
+    );
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let answer = app
+            .client
+            .post(&url)
+            .header("authorization", format!("{scheme} {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{scheme}");
+    }
+    // A webhook's 401 is about its signature, which no bearer challenge describes.
+    let forged = app
+        .client
+        .post(app.webhook_url())
+        .header("x-partner-sign", "forged")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&forged, "www-authenticate"), "<absent>");
+}
+
+/// A page on another origin can read `Retry-After`, which a `429` asks it to honour.
+#[tokio::test]
+async fn a_cross_origin_page_may_read_retry_after() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    let origin = app.options.allowed_origins[0].clone();
+    let answer = app
+        .client
+        .get(app.url("/api/payments/ps_usd_1001"))
+        .header("origin", &origin)
+        .send()
+        .await
+        .unwrap();
+    let exposed = header(&answer, "access-control-expose-headers").to_ascii_lowercase();
+    assert!(exposed.contains("retry-after"), "{exposed}");
+    assert!(exposed.contains("x-request-id"), "{exposed}");
+}

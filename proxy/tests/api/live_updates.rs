@@ -363,3 +363,41 @@ async fn an_event_streams_answer_carries_what_it_needs_and_no_more() {
         assert!(history.headers().contains_key(name), "{name}");
     }
 }
+
+/// A stream refused for what its request says besides the ticket (a `Last-Event-ID` that is
+/// no event id; a `HEAD`, which reads nothing) leaves the ticket unused: the same ticket then
+/// opens the stream, once.
+#[tokio::test]
+async fn a_stream_refused_for_its_request_leaves_its_ticket_unused() {
+    let (_sandbox, app) = sandbox_and_app().await;
+    let ticket = app.events_ticket("ps_usd_1001").await;
+    let url = app.url(&format!("/api/payments/ps_usd_1001/events?ticket={ticket}"));
+    let bad_id = app
+        .client
+        .get(&url)
+        .header("last-event-id", "x")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(bad_id).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+    let head = app.client.head(&url).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::METHOD_NOT_ALLOWED);
+
+    let stream = app.events_with("ps_usd_1001", &ticket).await;
+    assert_eq!(
+        stream.status(),
+        StatusCode::OK,
+        "the ticket still opens its stream"
+    );
+    drop(stream);
+    let again = app.events_with("ps_usd_1001", &ticket).await;
+    let (status, body) = read(again).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("token_invalid"))
+    );
+}

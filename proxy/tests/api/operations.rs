@@ -304,7 +304,7 @@ async fn proxy_export_prints_the_ledger_as_csv() {
 }
 
 /// Everything logged by this test binary, from a global subscriber.
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+pub fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
     static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOGS.get_or_init(|| {
         let logs: Arc<Mutex<Vec<u8>>> = Arc::default();
@@ -535,4 +535,84 @@ fn the_start_names_the_ledger_whole_and_warns_when_it_is_new() {
     let second = start();
     assert!(second.contains("proxy listening"), "{second}");
     assert!(!second.contains("a new, empty one"), "{second}");
+}
+
+/// The lines logged under the request whose `x-request-id` is `id`.
+fn lines_of(logs: &Arc<Mutex<Vec<u8>>>, id: &str) -> Vec<String> {
+    String::from_utf8_lossy(&logs.lock().unwrap())
+        .lines()
+        .filter(|line| line.contains(id))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A refund's lines can be found from what the agent's browser saw: its request id, and the
+/// attempt id the answer carries, as the answer writes it; each names the agent, the payment
+/// and the amount with its currency, and the last says how it ended.
+#[tokio::test]
+async fn a_refunds_log_lines_carry_its_request_attempt_agent_and_amount() {
+    let logs = captured_logs();
+    let (_sandbox, app) = sandbox_and_app().await;
+    let request_id = format!("refund-{}", fresh_key());
+    let answer = app
+        .client
+        .post(app.url("/api/payments/ps_usd_1001/refunds"))
+        .bearer_auth(app.token("alice"))
+        .header("x-request-id", &request_id)
+        .json(&submission(Some(1234), "usd", &fresh_key()))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(answer).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let attempt = body["attempt_id"].as_str().unwrap();
+    let lines = lines_of(&logs, &request_id);
+    let sending = lines
+        .iter()
+        .find(|line| line.contains("sending refund"))
+        .unwrap_or_else(|| panic!("no line sending the refund under its request: {lines:#?}"));
+    for field in [
+        format!("attempt_id={attempt}"),
+        "agent=alice".to_owned(),
+        "session_id=ps_usd_1001".to_owned(),
+        "amount=1234".to_owned(),
+        "currency=".to_owned(),
+    ] {
+        assert!(sending.contains(&field), "{field} missing: {sending}");
+    }
+    let answered = lines
+        .iter()
+        .find(|line| line.contains("refund answered"))
+        .unwrap_or_else(|| panic!("no line saying how it ended: {lines:#?}"));
+    assert!(answered.contains("status=201"), "{answered}");
+    assert!(
+        answered.contains(&format!("attempt_id={attempt}")),
+        "{answered}"
+    );
+}
+
+/// A refused request is its one access line, with its status and error code: no second line
+/// per refusal that anyone could multiply, and no `ERROR` for what a client did.
+#[tokio::test]
+async fn a_refused_request_is_one_access_line_with_its_code() {
+    let logs = captured_logs();
+    let app = spawn_app("http://127.0.0.1:9").await;
+    let request_id = format!("refused-{}", fresh_key());
+    let answer = app
+        .client
+        .get(app.url("/api/payments/ps_usd_1001"))
+        .header("x-request-id", &request_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let lines: Vec<String> = lines_of(&logs, &request_id)
+        .into_iter()
+        .filter(|line| !line.contains(" DEBUG ") && !line.contains(" TRACE "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("status=401"), "{}", lines[0]);
+    assert!(lines[0].contains("unauthenticated"), "{}", lines[0]);
+    assert!(!lines[0].contains("ERROR"), "{}", lines[0]);
 }

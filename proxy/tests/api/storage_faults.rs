@@ -561,3 +561,118 @@ async fn a_postgres_ledger_that_refuses_writes_is_unavailable_and_nothing_is_sen
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
+
+/// The writers' lock, held from outside as a process frozen mid-transaction would hold it:
+/// SQLite's write lock (`BEGIN IMMEDIATE` on the file), or on PostgreSQL the advisory lock
+/// every replica's writes take. Let go when dropped (the connection closes).
+enum WriterLockHeld {
+    Sqlite(SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl WriterLockHeld {
+    async fn take(app: &TestApp) -> Self {
+        let database = app.database.to_string_lossy().into_owned();
+        if database.starts_with("postgres://") {
+            let mut conn = sqlx::PgConnection::connect(&database).await.unwrap();
+            sqlx::query("SELECT pg_advisory_lock(6000855489095663617)") // 0x5347_5246_0000_0001
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            WriterLockHeld::Postgres(conn)
+        } else {
+            let mut conn = SqliteConnection::connect(&format!("sqlite:{database}"))
+                .await
+                .unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            WriterLockHeld::Sqlite(conn)
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            WriterLockHeld::Sqlite(conn) => conn.close().await.unwrap(),
+            WriterLockHeld::Postgres(conn) => conn.close().await.unwrap(),
+        }
+    }
+}
+
+/// Behind a writer that never finishes, no write fails at first: `/readyz` must not answer
+/// from the last write that did (ready) while its own probe write waits. A load balancer that
+/// gave up on the first probe asks again and is told not ready; a refund waits a bounded
+/// time and is refused with nothing sent; once the lock is let go, all is well again.
+#[tokio::test]
+async fn a_ledger_whose_writes_wait_on_a_held_lock_is_not_ready_and_refuses_in_bounded_time() {
+    let logs = crate::operations::captured_logs();
+    let (sandbox, app) = sandbox_and_app().await;
+    // The probe at start-up long enough ago that the next one writes.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let held = WriterLockHeld::take(&app).await;
+
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let first = impatient.get(app.url("/readyz")).send().await;
+    assert!(
+        first.is_err() || first.unwrap().status() != StatusCode::OK,
+        "ready while its probe's write waits"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let again = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "asked again while the probe's write still waits"
+    );
+
+    // Its write waits at most 10 s for the lock (on PostgreSQL, also 10 s for its turn behind
+    // the probe's write): answered well within 30.
+    let asked = submission(Some(1000), "usd", &fresh_key());
+    let refund = app.refund("ps_usd_1001", &asked);
+    let (status, body) = tokio::time::timeout(Duration::from_secs(30), refund)
+        .await
+        .expect("a refund behind a held writers' lock is answered in bounded time");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "ledger_unavailable", "{body}");
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 0);
+
+    // A load balancer asking all along: its refusals are not errors of their own (the fault
+    // is one `error` line when it begins), or they would bury it.
+    let probes = format!("readyz-{}", fresh_key());
+    for n in 0..3 {
+        let answer = app
+            .client
+            .get(app.url("/readyz"))
+            .header("x-request-id", format!("{probes}-{n}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+    let errors: Vec<&str> = logged
+        .lines()
+        .filter(|line| line.contains(&probes) && line.contains("ERROR"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+
+    held.release().await;
+    eventually(15, "ready once the lock is let go", || async {
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == StatusCode::OK
+    })
+    .await;
+    let (status, body) = app
+        .refund("ps_usd_1001", &submission(Some(1000), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}

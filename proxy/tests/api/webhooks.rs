@@ -384,3 +384,30 @@ async fn a_webhook_past_the_body_limit_is_taken_whole_up_to_its_own_limit() {
         (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
     );
 }
+
+/// A webhook received again (Smart Glocal's retry, or a captured one replayed, signature and
+/// all) is answered 200 and changes nothing, and its body is not kept again: replays add
+/// nothing to the ledger, however many and however large.
+#[tokio::test]
+async fn a_webhook_received_again_is_not_kept_again() {
+    let app = spawn_app("http://127.0.0.1:9").await;
+    let body = seed_example();
+    let signature = sandbox_signer().sign(&body);
+    for _ in 0..3 {
+        let (status, answer) = send(&app, &body, Some(signature.clone())).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let ledger = LedgerSql::open(&app).await;
+    let kept = ledger.int("SELECT COUNT(*) FROM webhooks").await;
+    let applied = ledger
+        .int("SELECT COUNT(*) FROM webhooks WHERE outcome = 'applied'")
+        .await;
+    ledger.close().await;
+    assert_eq!((kept, applied), (1, 1));
+    assert_eq!(history(&app, "ps_3230").await.len(), 1);
+    let metrics = metrics(&app).await;
+    assert!(
+        metrics.contains(r#"proxy_webhooks_total{outcome="duplicate"} 2"#),
+        "{metrics}"
+    );
+}
