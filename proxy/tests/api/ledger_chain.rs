@@ -322,3 +322,24 @@ async fn a_flag_before_the_subcommand_wins_over_the_environment() {
     assert!(output.status.success());
     assert!(!missing.exists());
 }
+
+/// What `verify-ledger` prints of a broken line was chosen by whoever rewrote the ledger: a
+/// carriage return and a terminal's escape codes in a hash must not print "intact" over the
+/// verdict. Every control character comes out escaped; only the lines' own breaks remain.
+#[tokio::test]
+async fn a_tampered_hash_prints_no_control_character() {
+    let (_sandbox, app) = busy_ledger().await;
+    let char = if on_postgres() { "chr" } else { "char" };
+    sql(
+        &app,
+        &format!("UPDATE history SET hash = 'x' || {char}(13) || {char}(27) || '[2K history chain intact' WHERE id = 3"),
+    )
+    .await;
+    let (code, said) = verify(&app);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("BROKEN at history line 3 "), "{said}");
+    assert!(
+        !said.chars().any(|c| c.is_control() && c != '\n'),
+        "{said:?}"
+    );
+}

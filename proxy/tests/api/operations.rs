@@ -616,3 +616,114 @@ async fn a_refused_request_is_one_access_line_with_its_code() {
     assert!(lines[0].contains("unauthenticated"), "{}", lines[0]);
     assert!(!lines[0].contains("ERROR"), "{}", lines[0]);
 }
+
+/// `proxy serve` with the settings every start needs, `database` in `dir`, logging at the
+/// default level; `extra` on top.
+fn serve_in(dir: &std::path::Path, extra: &[(&str, &str)]) -> Command {
+    let mut proxy = proxy_bin();
+    proxy
+        .arg("serve")
+        .env("PROXY_LISTEN", "127.0.0.1:0")
+        .env("PROXY_UPSTREAM_URL", "http://127.0.0.1:9")
+        .env("PROXY_PROJECT", "demo-project")
+        .env(
+            "PROXY_SIGNING_KEY",
+            demo_key("DEMO-ONLY-merchant-private.pem"),
+        )
+        .env(
+            "PROXY_WEBHOOK_KEY",
+            demo_key("DEMO-ONLY-sandbox-public.pem"),
+        )
+        .env(
+            "PROXY_AGENT_TOKEN_SECRET",
+            "a-test-secret-long-enough-for-hs256-000000",
+        )
+        .env("PROXY_DATABASE", dir.join("ledger.sqlite"))
+        .env_remove("RUST_LOG")
+        .envs(extra.iter().copied());
+    proxy
+}
+
+/// What `proxy` printed when it exited; one still running after 20 s (it started after all) is
+/// stopped, and the test fails.
+fn refused_start(mut proxy: Command) -> std::process::Output {
+    let child = proxy
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (done, exited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output().unwrap()));
+    exited
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_else(|_| {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("the proxy started where it should have refused to")
+        })
+}
+
+/// A start that cannot happen says in one line which setting is at fault, with its value (never
+/// a credential in it), and exits 2.
+#[test]
+fn a_start_that_fails_names_the_setting_and_never_a_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let occupied = refused_start(serve_in(dir.path(), &[("PROXY_OPS_LISTEN", &taken)]));
+    let said = String::from_utf8_lossy(&occupied.stderr);
+    assert_eq!(occupied.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("ops_listen") && said.contains(&taken),
+        "{said}"
+    );
+
+    let demo_elsewhere = serve_in(
+        dir.path(),
+        &[
+            (
+                "PROXY_UPSTREAM_URL",
+                "https://merchant:hunter2-secret@sg.example",
+            ),
+            ("PROXY_DEMO_MODE", "true"),
+        ],
+    )
+    .output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&demo_elsewhere.stderr);
+    assert_eq!(demo_elsewhere.status.code(), Some(2), "{said}");
+    assert!(said.contains("demo_mode"), "{said}");
+    assert!(!said.contains("hunter2"), "{said}");
+
+    let not_a_ledger = tempfile::tempdir().unwrap();
+    let file = not_a_ledger.path().join("ledger.sqlite");
+    std::fs::write(&file, vec![b'x'; 4096]).unwrap();
+    let unopenable = refused_start(serve_in(not_a_ledger.path(), &[]));
+    let said = String::from_utf8_lossy(&unopenable.stderr);
+    assert_eq!(unopenable.status.code(), Some(2), "{said}");
+    assert!(said.contains(&*file.to_string_lossy()), "{said}");
+}
+
+/// A `RUST_LOG` the proxy cannot read is said so, not silently replaced.
+#[test]
+fn a_rust_log_it_cannot_read_is_said_so() {
+    let dir = tempfile::tempdir().unwrap();
+    use std::io::{BufRead, BufReader};
+    let mut proxy = serve_in(dir.path(), &[("RUST_LOG", "proxy=loud")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut logged = String::new();
+    for line in BufReader::new(proxy.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        logged.push_str(&line);
+        logged.push('\n');
+        if line.contains("proxy listening") {
+            break;
+        }
+    }
+    proxy.kill().unwrap();
+    proxy.wait().unwrap();
+    assert!(logged.contains("RUST_LOG"), "{logged}");
+    assert!(logged.contains("proxy listening"), "{logged}");
+}
