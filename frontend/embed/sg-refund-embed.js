@@ -223,6 +223,15 @@ const instance = {
   },
 };
 
+// The token each <sg-refund>'s widget holds. Kept here and handed to the widget in memory
+// (mount's `heldToken`, then `setToken`), never as an attribute: a token from fetchToken stays
+// out of the page's DOM, which every script, extension and session recorder on it can read.
+const heldTokens = new WeakMap();
+function hold(slot, token) {
+  heldTokens.set(slot, token);
+  if (api.setToken) api.setToken(slot, token);
+}
+
 class SgRefundElement extends HTMLElement {
   static observedAttributes = ["session", "proxy", "lang", "token"];
 
@@ -235,10 +244,10 @@ class SgRefundElement extends HTMLElement {
     this.addEventListener("sg-refund:token-expired", (event) => {
       if (!settings.fetchToken || this.hasAttribute("token") || !this.#slot) return;
       const slot = this.#slot;
-      const held = slot.getAttribute("data-token");
+      const held = heldTokens.get(slot);
       const answer = held !== latest && latest ? Promise.resolve(latest) : freshToken();
       answer.then(
-        (token) => slot.setAttribute("data-token", token),
+        (token) => hold(slot, token),
         (error) => this.#tokenFailed(slot, error, true),
       );
       event.stopPropagation();
@@ -279,14 +288,14 @@ class SgRefundElement extends HTMLElement {
     if (name === "token" && this.#slot) {
       const slot = this.#slot;
       if (after !== null || !settings.fetchToken) {
-        slot.setAttribute("data-token", after || "");
+        hold(slot, after || "");
         return;
       }
       // The host took its token away: fetchToken signs the widget in from now on.
       const answer = latest ? Promise.resolve(latest) : freshToken();
       answer.then(
         (token) => {
-          if (this.#slot === slot && !this.hasAttribute("token")) slot.setAttribute("data-token", token);
+          if (this.#slot === slot && !this.hasAttribute("token")) hold(slot, token);
         },
         (error) => {
           if (this.#slot === slot && !this.hasAttribute("token")) this.#tokenFailed(slot, error);
@@ -322,7 +331,8 @@ class SgRefundElement extends HTMLElement {
     const slot = document.createElement("div");
     this.#slot = slot;
     this.append(slot);
-    widget.mount(slot, { session: this.session, proxy: this.proxy, token: token || "", lang: this.lang });
+    heldTokens.set(slot, token || "");
+    widget.mount(slot, { session: this.session, proxy: this.proxy, heldToken: token || "", lang: this.lang });
     if (failure) this.#tokenFailed(slot, failure);
   }
 
@@ -339,7 +349,7 @@ class SgRefundElement extends HTMLElement {
   // out until a reload. Otherwise (the first token, or the host took its own away) the widget
   // is told it has none, and says the agent is not signed in.
   #tokenFailed(slot, error, renewing) {
-    slot.setAttribute("data-token", (renewing && slot.getAttribute("data-token")) || "");
+    hold(slot, (renewing && heldTokens.get(slot)) || "");
     this.dispatchEvent(
       new CustomEvent("sg-refund:error", {
         bubbles: true,

@@ -52,7 +52,7 @@ pub fn mount_all() {
     for i in 0..nodes.length() {
         if let Some(element) = nodes.get(i).and_then(|n| n.dyn_into::<HtmlElement>().ok()) {
             if !is_mounted(&element) {
-                mount_element(&element, None);
+                mount_element(&element, None, None);
             }
         }
     }
@@ -60,7 +60,10 @@ pub fn mount_all() {
 
 /// `mount(element, {session, proxy, token, lang, onTokenExpired})`: options, where given,
 /// are written to the element's `data-*` attributes, which stay the source of truth (the
-/// host renews the token by setting `data-token`).
+/// host renews the token by setting `data-token`). The embed script's own `<sg-refund>`
+/// gives its token as `heldToken` instead, kept in memory and renewed by [`set_token`]: a
+/// token from `fetchToken` never enters the page's DOM, where every script on the page,
+/// extension and session recorder reads attributes.
 pub fn mount(element: &HtmlElement, options: &JsValue) {
     for (key, attribute) in [
         ("session", "data-session"),
@@ -79,8 +82,25 @@ pub fn mount(element: &HtmlElement, options: &JsValue) {
     let on_expired = js_sys::Reflect::get(options, &"onTokenExpired".into())
         .ok()
         .and_then(|v| v.dyn_into::<js_sys::Function>().ok());
+    let held = js_sys::Reflect::get(options, &"heldToken".into())
+        .ok()
+        .and_then(|v| v.as_string());
     unmount(element);
-    mount_element(element, on_expired);
+    mount_element(element, on_expired, held);
+}
+
+/// `setToken(element, token)`: the token of the widget mounted in `element`, from now on
+/// (the embed script's renewal; see [`mount`]).
+pub fn set_token(element: &Element, token: String) {
+    let source = MOUNTED.with(|m| {
+        m.borrow()
+            .iter()
+            .find(|w| &w.element == element)
+            .map(|w| w.token.clone())
+    });
+    if let Some(source) = source {
+        source.set(token);
+    }
 }
 
 /// Removes the widget from `element`, closing its event stream.
@@ -101,14 +121,18 @@ fn is_mounted(element: &Element) -> bool {
     MOUNTED.with(|m| m.borrow().iter().any(|w| &w.element == element))
 }
 
-fn mount_element(element: &HtmlElement, on_expired: Option<js_sys::Function>) {
+fn mount_element(
+    element: &HtmlElement,
+    on_expired: Option<js_sys::Function>,
+    held: Option<String>,
+) {
     style::install();
     let attribute = |name: &str| element.get_attribute(name).filter(|v| !v.trim().is_empty());
     let locale = dom::locale_for(attribute("data-lang"));
     let proxy = attribute("data-proxy").unwrap_or_else(page_origin);
     // Not `innerHTML`: a host enforcing Trusted Types allows no HTML from a string.
     element.set_text_content(None);
-    let token = TokenSource::attach(element, on_expired);
+    let token = TokenSource::attach(element, on_expired, held);
     let handle: Box<dyn std::any::Any> =
         match attribute("data-session").map(|s| SessionId::parse(&s)) {
             Some(Ok(session)) => {
@@ -179,12 +203,20 @@ fn expose_api() {
         }
     });
     let mount_all_fn = Closure::<dyn Fn()>::new(mount_all);
+    let set_token_fn =
+        Closure::<dyn Fn(JsValue, JsValue)>::new(|element: JsValue, token: JsValue| {
+            if let (Ok(element), Some(token)) = (element.dyn_into::<Element>(), token.as_string()) {
+                set_token(&element, token);
+            }
+        });
     let _ = js_sys::Reflect::set(&api, &"mount".into(), mount_fn.as_ref());
     let _ = js_sys::Reflect::set(&api, &"unmount".into(), unmount_fn.as_ref());
     let _ = js_sys::Reflect::set(&api, &"mountAll".into(), mount_all_fn.as_ref());
+    let _ = js_sys::Reflect::set(&api, &"setToken".into(), set_token_fn.as_ref());
     let _ = js_sys::Reflect::set(&window, &"sgRefund".into(), &api);
     // Page-lifetime functions: leaking them is the point.
     mount_fn.forget();
     unmount_fn.forget();
     mount_all_fn.forget();
+    set_token_fn.forget();
 }

@@ -30,11 +30,17 @@ pub struct TokenSource {
 }
 
 impl TokenSource {
-    /// Reads `data-token` and watches it for changes made by the host.
-    pub fn attach(element: &Element, on_expired: Option<js_sys::Function>) -> Rc<Self> {
+    /// Starts from `held` (a token kept in memory, never in the DOM: see `embed::mount`) or
+    /// else `data-token`, and watches `data-token` for changes made by the host.
+    pub fn attach(
+        element: &Element,
+        on_expired: Option<js_sys::Function>,
+        held: Option<String>,
+    ) -> Rc<Self> {
+        let held = held.or_else(|| element.get_attribute(TOKEN_ATTRIBUTE));
         let source = Rc::new(Self {
             element: element.clone(),
-            current: RefCell::new(element.get_attribute(TOKEN_ATTRIBUTE).unwrap_or_default()),
+            current: RefCell::new(held.unwrap_or_default()),
             waiters: RefCell::new(Vec::new()),
             on_expired,
             observer: RefCell::new(None),
@@ -103,10 +109,17 @@ impl TokenSource {
     }
 
     fn attribute_changed(&self) {
-        *self.current.borrow_mut() = self
-            .element
-            .get_attribute(TOKEN_ATTRIBUTE)
-            .unwrap_or_default();
+        self.set(
+            self.element
+                .get_attribute(TOKEN_ATTRIBUTE)
+                .unwrap_or_default(),
+        );
+    }
+
+    /// The token from now on (`data-token` changed, or the embed script renewed a token it
+    /// keeps out of the DOM); a renewal waiting for it goes on.
+    pub fn set(&self, token: String) {
+        *self.current.borrow_mut() = token;
         for resolve in self.waiters.take() {
             let _ = resolve.call0(&JsValue::NULL);
         }

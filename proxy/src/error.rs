@@ -251,6 +251,22 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// When [`seldom`] last let a `LedgerUnavailable` warning through, seconds since the epoch.
+static LEDGER_WARNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether at least `secs` have passed since `last` (which it then sets to now).
+fn seldom(last: &std::sync::atomic::AtomicU64, secs: u64) -> bool {
+    use std::sync::atomic::Ordering;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let before = last.load(Ordering::Relaxed);
+    now >= before.saturating_add(secs)
+        && last
+            .compare_exchange(before, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = self.code();
@@ -262,10 +278,13 @@ impl IntoResponse for ApiError {
             ApiError::Internal(detail) => {
                 tracing::error!(code = %code.name(), ?detail, "request failed")
             }
-            // The fault itself is one `error` line when it begins (`ledger::Health`), with
+            // A write's fault is one `error` line when it begins (`ledger::Health`), with
             // this detail; each request it turns away (a load balancer's `/readyz` every
-            // second among them) is its access line, or they would bury it.
-            ApiError::LedgerUnavailable(_) => {}
+            // second among them) is its access line, or they would bury it. A read's fault
+            // reaches no such line: a warning, at most one every 10 s.
+            ApiError::LedgerUnavailable(detail) if seldom(&LEDGER_WARNED, 10) => {
+                tracing::warn!(code = %code.name(), ?detail, "requests refused: the ledger cannot be used")
+            }
             ApiError::InvalidJson(detail) => {
                 tracing::info!(code = %code.name(), ?detail, "request rejected")
             }

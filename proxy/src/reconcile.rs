@@ -298,10 +298,19 @@ async fn reconcile_session(
             .map(|p| p.refunds.as_slice())
             .unwrap_or_default(),
     ) {
-        let (outcome, _) = state
+        let (outcome, applied) = state
             .ledger
             .apply_upstream_refund(session, refund, Source::Reconciled)
             .await?;
+        if outcome == ApplyOutcome::Applied {
+            tracing::info!(
+                attempt_id = applied.attempt_id.as_ref().map(tracing::field::display),
+                session_id = %session,
+                refund_id = %refund.id,
+                state = applied.state.as_str(),
+                "reconciliation recorded what Smart Glocal shows of a refund"
+            );
+        }
         if outcome == ApplyOutcome::Conflict {
             state.metrics.count_anomaly("conflict");
         }
@@ -316,16 +325,6 @@ async fn reconcile_session(
             continue;
         }
         if current.updated_at > row.updated_at {
-            if current.state != row.state {
-                tracing::info!(
-                    attempt_id = current.attempt_id.as_ref().map(tracing::field::display),
-                    session_id = %session,
-                    from = row.state.as_str(),
-                    to = current.state.as_str(),
-                    refund_id = current.refund_id.as_deref().map(tracing::field::display),
-                    "reconciliation moved a refund on from what Smart Glocal shows"
-                );
-            }
             continue; // just resolved or moved by this pass
         }
         state

@@ -526,7 +526,6 @@ pub async fn decide(
                 Ok((StatusCode::OK, closed.view()))
             }
             Decision::Approve => {
-                tracing::info!(attempt_id = %attempt_id, session_id = %session, by = %agent.name, "refund request approved");
                 approve_and_send(
                     &state,
                     &session,
@@ -577,6 +576,7 @@ async fn approve_and_send(
         .await?
     {
         Approved::Pending(row) => {
+            tracing::info!(attempt_id = row.attempt_id.as_ref().map(tracing::field::display), session_id = %session, by = %approver.name, "refund request approved");
             send(
                 state,
                 session,

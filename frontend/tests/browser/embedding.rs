@@ -31,7 +31,7 @@ async fn an_expired_token_asks_the_host_and_waits_for_the_new_one() {
         .add_event_listener_with_callback(TOKEN_EXPIRED_EVENT, listener.as_ref().unchecked_ref())
         .unwrap();
 
-    let token = TokenSource::attach(&host, None);
+    let token = TokenSource::attach(&host, None, None);
     assert_eq!(token.current(), "old");
     token.renewed().await;
 
@@ -47,7 +47,7 @@ async fn an_expired_token_asks_the_host_and_waits_for_the_new_one() {
 #[wasm_bindgen_test]
 async fn a_host_that_never_answers_does_not_hold_the_widget_for_ever() {
     let (_, host) = host_holding("old");
-    let token = TokenSource::attach(&host, None);
+    let token = TokenSource::attach(&host, None, None);
     // No listener sets a new token: the renewal gives up after its limit, keeping the old one.
     let started = js_sys::Date::now();
     token.renewed_within(200).await;
@@ -62,6 +62,37 @@ async fn a_host_that_never_answers_does_not_hold_the_widget_for_ever() {
     host.set_attribute("data-token", "late").unwrap();
     frontend::api::sleep(0).await;
     assert_eq!(token.current(), "late");
+    token.detach();
+    host.remove();
+}
+
+/// A token held in memory (the embed script's, from `fetchToken`) is used first and renewed
+/// through `set`, and never written to the element, where the page's scripts and recorders
+/// read attributes; a `data-token` the host sets later still wins, being the latest word.
+#[wasm_bindgen_test]
+async fn a_held_token_stays_out_of_the_dom_and_is_renewed_in_memory() {
+    let document = web_sys::window().unwrap().document().unwrap();
+    let host = document.create_element("div").unwrap();
+    document.body().unwrap().append_child(&host).unwrap();
+    let token = TokenSource::attach(&host, None, Some("held".into()));
+    assert_eq!(token.current(), "held");
+    // The embed script answering the renewal (`sgRefund.setToken`), once it is asked.
+    let answering = token.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        frontend::api::sleep(10).await;
+        answering.set("renewed".into());
+    });
+    let started = js_sys::Date::now();
+    token.renewed_within(5_000).await;
+    assert!(
+        js_sys::Date::now() - started < 2_000.0,
+        "the renewal waited for its limit"
+    );
+    assert_eq!(token.current(), "renewed");
+    assert!(!host.has_attribute("data-token"), "{}", host.outer_html());
+    host.set_attribute("data-token", "from-host").unwrap();
+    frontend::api::sleep(0).await;
+    assert_eq!(token.current(), "from-host");
     token.detach();
     host.remove();
 }

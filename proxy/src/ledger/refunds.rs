@@ -1099,6 +1099,25 @@ async fn apply_to_rows(
                     refund.status,
                     row.state.as_str()
                 );
+                // Recorded once: the same late webhook again (Smart Glocal's retry, or one
+                // replayed, signature and all) says nothing new, and must not add a line to
+                // the payment's history at every replay.
+                let recorded: Option<i64> = tx
+                    .exec()
+                    .fetch_optional(
+                        &Sql::new(
+                            "SELECT id FROM history WHERE session_id = ? AND refund_id = ?
+                             AND kind = ? AND detail = ? LIMIT 1",
+                        )
+                        .bind(row.session_id.as_str())
+                        .bind(refund.id.as_str())
+                        .bind(HistoryKind::WebhookIgnored.as_str())
+                        .bind(&detail),
+                    )
+                    .await?;
+                if recorded.is_some() {
+                    return Ok((ApplyOutcome::Duplicate, row));
+                }
                 journal.history(&row, HistoryKind::WebhookIgnored, Some(&detail));
             }
             Ok((ApplyOutcome::Stale, row))

@@ -155,14 +155,11 @@ async fn apply_all(
     // The refunds new to the ledger, in one statement (or a few) for the whole batch.
     rows.write_new(tx).await?;
     let received_at = now_ms();
-    // A duplicate says nothing the ledger does not hold already, and is not kept again: a
+    // A duplicate says nothing the ledger does not hold already: its receipt is kept (when,
+    // which payment, its `dedup_key`: what each refund's status was), its body is not. A
     // captured webhook replayed, signature and all, would otherwise add its body (up to
-    // 4 MiB) to the ledger at every replay. It is counted (`proxy_webhooks_total`).
-    let written: Vec<_> = jobs
-        .iter()
-        .zip(&outcomes)
-        .filter(|(_, outcome)| **outcome != WebhookOutcome::Duplicate)
-        .collect();
+    // 4 MiB) to the ledger at every replay.
+    let written: Vec<_> = jobs.iter().zip(&outcomes).collect();
     for chunk in insert_chunks(tx.engine(), &written, ROWS_PER_INSERT) {
         let insert = Sql::insert_rows(
             "INSERT INTO webhooks (received_at, verified, session_id, dedup_key, outcome, raw_body)",
@@ -174,7 +171,11 @@ async fn apply_all(
                     webhook.session_id.as_ref().map(SessionId::as_str).to_arg(),
                     (&webhook.dedup_key).to_arg(),
                     (**outcome).to_arg(),
-                    (&webhook.raw_body).to_arg(),
+                    if **outcome == WebhookOutcome::Duplicate {
+                        (&[][..]).to_arg()
+                    } else {
+                        (&webhook.raw_body).to_arg()
+                    },
                 ]
             }),
         );

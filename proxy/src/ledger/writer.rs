@@ -194,8 +194,8 @@ const WRITER_LOCK: i64 = 0x5347_5246_0000_0001;
 /// with nothing sent), not a queue of writes that never ends.
 const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// [`WRITE_WAIT`] as PostgreSQL's `lock_timeout`, set for the writers' lock's transaction.
-const WRITE_WAIT_SETTING: &str = "10s";
+/// A write transaction's start on PostgreSQL, with [`WRITE_WAIT`] as its `lock_timeout`.
+const WRITE_BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = '10s'";
 
 /// One write transaction: `BEGIN IMMEDIATE` on SQLite's writer connection, `BEGIN` and the
 /// writers' advisory lock on PostgreSQL, when made; ended by [`finish`](WriteTx::finish).
@@ -235,7 +235,13 @@ impl<'a> WriteTx<'a> {
                 match tokio::time::timeout(WRITE_WAIT, pg.writing.lock()).await {
                     Ok(turn) => Some(turn),
                     Err(_) => {
-                        let error = sqlx::Error::PoolTimedOut;
+                        let error = sqlx::Error::Io(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!(
+                                "a write waited {} s for the one before it to finish",
+                                WRITE_WAIT.as_secs()
+                            ),
+                        ));
                         health.fault(&error);
                         return Err(error);
                     }
@@ -271,19 +277,15 @@ impl<'a> WriteTx<'a> {
             // statement would not).
             Some(Held::Postgres(conn)) => {
                 async {
-                    sqlx::query("BEGIN ISOLATION LEVEL READ COMMITTED")
+                    // The lock's wait bounded for this transaction only, in the same round
+                    // trip; a lock not had in time is SQLSTATE 55P03, a storage fault.
+                    // Without arguments: sent as one simple query, both statements in it.
+                    sqlx::Executor::execute(&mut **conn, WRITE_BEGIN).await?;
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                        .bind(WRITER_LOCK)
                         .execute(&mut **conn)
-                        .await?;
-                    // The wait bounded first, in the same statement (for this transaction
-                    // only); a lock not had in time is SQLSTATE 55P03, a storage fault.
-                    sqlx::query(
-                        "SELECT set_config('lock_timeout', $2, true), pg_advisory_xact_lock($1)",
-                    )
-                    .bind(WRITER_LOCK)
-                    .bind(WRITE_WAIT_SETTING)
-                    .execute(&mut **conn)
-                    .await
-                    .map(|_| ())
+                        .await
+                        .map(|_| ())
                 }
                 .await
             }

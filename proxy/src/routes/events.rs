@@ -81,7 +81,11 @@ async fn stream(
     // A stream is only ever read: a `HEAD` (which axum hands to a `GET` route) would use
     // its ticket up for nothing.
     if method == axum::http::Method::HEAD {
-        return Err(ApiError::MethodNotAllowed);
+        let mut refused = ApiError::MethodNotAllowed.into_response();
+        refused
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return Ok(refused);
     }
     let request_id = crate::app::request_id(&headers);
     // Our own error body, never the extractor's text (`ticket` given twice, say).

@@ -82,7 +82,7 @@ async fn receive(
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
         {
-            tracing::error!(error = %e, "could not keep the rejected webhook for audit");
+            tracing::warn!(error = %e, "could not keep the rejected webhook for audit");
         }
         return Err(ApiError::SignatureInvalid);
     }
