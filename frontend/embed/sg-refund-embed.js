@@ -225,7 +225,7 @@ const instance = {
 
 // The token each <sg-refund>'s widget holds. Kept here and handed to the widget in memory
 // (mount's `heldToken`, then `setToken`), never as an attribute: a token from fetchToken stays
-// out of the page's DOM, which every script, extension and session recorder on it can read.
+// out of the page's DOM, which session recorders, error reporters and extensions read.
 const heldTokens = new WeakMap();
 function hold(slot, token) {
   heldTokens.set(slot, token);
@@ -246,9 +246,11 @@ class SgRefundElement extends HTMLElement {
       const slot = this.#slot;
       const held = heldTokens.get(slot);
       const answer = held !== latest && latest ? Promise.resolve(latest) : freshToken();
+      // Unless the host took over meanwhile (its own `token`), or the slot is gone.
+      const current = () => this.#slot === slot && !this.hasAttribute("token");
       answer.then(
-        (token) => hold(slot, token),
-        (error) => this.#tokenFailed(slot, error, true),
+        (token) => current() && hold(slot, token),
+        (error) => current() && this.#tokenFailed(slot, error, true),
       );
       event.stopPropagation();
     });

@@ -251,17 +251,22 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// When [`seldom`] last let a `LedgerUnavailable` warning through, seconds since the epoch.
+/// When [`seldom`] last let a `LedgerUnavailable` warning through: seconds since the process
+/// first asked, plus one (0: never).
 static LEDGER_WARNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Whether at least `secs` have passed since `last` (which it then sets to now).
+/// Whether at least `secs` have passed since `last` (which it then sets to now), by the
+/// monotonic clock: a wall clock stepped back would silence it.
 fn seldom(last: &std::sync::atomic::AtomicU64, secs: u64) -> bool {
     use std::sync::atomic::Ordering;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    static SINCE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let now = SINCE
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs()
+        + 1;
     let before = last.load(Ordering::Relaxed);
-    now >= before.saturating_add(secs)
+    (before == 0 || now >= before.saturating_add(secs))
         && last
             .compare_exchange(before, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
@@ -281,7 +286,7 @@ impl IntoResponse for ApiError {
             // A write's fault is one `error` line when it begins (`ledger::Health`), with
             // this detail; each request it turns away (a load balancer's `/readyz` every
             // second among them) is its access line, or they would bury it. A read's fault
-            // reaches no such line: a warning, at most one every 10 s.
+            // reaches no such line: so one warning every 10 s at most, whichever it is.
             ApiError::LedgerUnavailable(detail) if seldom(&LEDGER_WARNED, 10) => {
                 tracing::warn!(code = %code.name(), ?detail, "requests refused: the ledger cannot be used")
             }

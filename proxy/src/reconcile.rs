@@ -302,7 +302,7 @@ async fn reconcile_session(
             .ledger
             .apply_upstream_refund(session, refund, Source::Reconciled)
             .await?;
-        if outcome == ApplyOutcome::Applied {
+        if matches!(outcome, ApplyOutcome::Applied | ApplyOutcome::New) {
             tracing::info!(
                 attempt_id = applied.attempt_id.as_ref().map(tracing::field::display),
                 session_id = %session,

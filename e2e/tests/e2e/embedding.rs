@@ -927,9 +927,16 @@ fn removing_the_token_property_hands_the_element_back_to_fetch_token() {
         .await?;
         let script = r#"
             const [session, done] = arguments;
+            // The host's own token is another agent's than fetchToken's: which one a refund
+            // names tells which token the widget used.
             import("/examples/shared/demo-backend.js")
-              .then((backend) => backend.fetchToken())
-              .then((token) => {
+              .then((backend) => fetch(`${backend.proxy}/demo/token`, {
+                method: "POST",
+                headers: { "Content-Type": "application/json" },
+                body: JSON.stringify({ agent: "host@acme.example" }),
+              }))
+              .then((response) => response.json())
+              .then(({ token }) => {
                 const element = window.sgRefund.create(session);
                 element.token = token;
                 document.getElementById("slot").append(element);
@@ -962,6 +969,10 @@ fn removing_the_token_property_hands_the_element_back_to_fetch_token() {
         .await?;
         widget.refund(None).await?;
         widget.wait_refund_state("accepted").await?;
+        let refunds = stack.sandbox_refunds(id).await?;
+        assert_eq!(refunds.len(), 1, "{refunds:?}");
+        let agent = &refunds[0].metadata.as_ref().expect("the refund's metadata")["agent"];
+        assert_eq!(agent, "ada@acme.example", "signed by fetchToken's token");
         no_token_in_the_dom(&ctx).await
     });
 }

@@ -68,6 +68,16 @@ impl Entries {
         });
     }
 
+    /// Whether this transaction already holds a line of `kind` with `detail` for the refund
+    /// `refund_id` (a line not yet written, so no query of `history` finds it).
+    pub(super) fn has_history(&self, refund_id: &str, kind: HistoryKind, detail: &str) -> bool {
+        self.history.iter().any(|line| {
+            line.kind == kind
+                && line.row.refund_id.as_deref() == Some(refund_id)
+                && line.detail.as_deref() == Some(detail)
+        })
+    }
+
     /// An event announcing `row` as it now is; `was` its state before (none: a new row).
     pub(super) fn event(&mut self, row: &RefundRow, was: Option<RefundState>) {
         self.events.push((now_ms(), row.clone()));

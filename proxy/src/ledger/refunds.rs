@@ -1115,7 +1115,10 @@ async fn apply_to_rows(
                         .bind(&detail),
                     )
                     .await?;
-                if recorded.is_some() {
+                // In the same batch, the line is not in `history` yet.
+                let pending =
+                    journal.has_history(refund.id.as_str(), HistoryKind::WebhookIgnored, &detail);
+                if recorded.is_some() || pending {
                     return Ok((ApplyOutcome::Duplicate, row));
                 }
                 journal.history(&row, HistoryKind::WebhookIgnored, Some(&detail));

@@ -155,11 +155,15 @@ async fn apply_all(
     // The refunds new to the ledger, in one statement (or a few) for the whole batch.
     rows.write_new(tx).await?;
     let received_at = now_ms();
-    // A duplicate says nothing the ledger does not hold already: its receipt is kept (when,
-    // which payment, its `dedup_key`: what each refund's status was), its body is not. A
-    // captured webhook replayed, signature and all, would otherwise add its body (up to
-    // 4 MiB) to the ledger at every replay.
-    let written: Vec<_> = jobs.iter().zip(&outcomes).collect();
+    // A duplicate says nothing the ledger does not hold already (its refunds' states, and
+    // for a late status the history line the first copy added) and is not kept: a captured
+    // webhook replayed, signature and all, would otherwise add a row, and its body of up to
+    // 4 MiB, at every replay. Each is counted (`proxy_webhooks_total{outcome="duplicate"}`).
+    let written: Vec<_> = jobs
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| **outcome != WebhookOutcome::Duplicate)
+        .collect();
     for chunk in insert_chunks(tx.engine(), &written, ROWS_PER_INSERT) {
         let insert = Sql::insert_rows(
             "INSERT INTO webhooks (received_at, verified, session_id, dedup_key, outcome, raw_body)",
@@ -171,11 +175,7 @@ async fn apply_all(
                     webhook.session_id.as_ref().map(SessionId::as_str).to_arg(),
                     (&webhook.dedup_key).to_arg(),
                     (**outcome).to_arg(),
-                    if **outcome == WebhookOutcome::Duplicate {
-                        (&[][..]).to_arg()
-                    } else {
-                        (&webhook.raw_body).to_arg()
-                    },
+                    (&webhook.raw_body).to_arg(),
                 ]
             }),
         );
@@ -285,6 +285,30 @@ mod tests {
         // What is counted: the states entered, not the flag, which changed none.
         use crate::ledger::RefundState::{Accepted, InProgress};
         assert_eq!(*entered.lock().unwrap(), [InProgress, Accepted]);
+    }
+
+    /// A late status received again in the same batch (a burst of retries, a replay) adds no
+    /// second history line: the first's is not in `history` yet when the second is applied.
+    #[tokio::test]
+    async fn a_late_status_twice_in_one_batch_is_one_history_line() {
+        let (_dir, ledger) = ledger().await;
+        let session = SessionId::parse("ps_late").unwrap();
+        let accepted = [job(&session, vec![refund("rf_1", 1_500, "accepted")])];
+        commit(&ledger, &accepted).await.unwrap();
+        let late = [
+            job(&session, vec![refund("rf_1", 1_500, "in_progress")]),
+            job(&session, vec![refund("rf_1", 1_500, "in_progress")]),
+        ];
+        let outcomes = commit(&ledger, &late).await.unwrap();
+        assert_eq!(outcomes, [WebhookOutcome::Stale, WebhookOutcome::Duplicate]);
+        let ignored = ledger
+            .history(&session)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|line| line.kind == shared::api::HistoryKind::WebhookIgnored)
+            .count();
+        assert_eq!(ignored, 1);
     }
 
     /// Refunds new to the ledger wait for the end of their batch and are inserted together
