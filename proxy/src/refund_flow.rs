@@ -319,14 +319,44 @@ async fn send(
         amount = row.amount,
         currency = %row.currency,
     );
-    let answer = send_and_settle(
-        state,
-        session,
-        row,
-        payment_amount,
-        refunds_before,
-        approved_by,
-    )
+    let answer = async {
+        let amount = row.money();
+        let request = RefundRequest {
+            session_id: session.clone(),
+            // Absent means "in full"; only said so when nothing was refunded before.
+            amount_details: (amount != payment_amount || !refunds_before.is_empty())
+                .then(|| AmountDetails::from(amount)),
+            metadata: Some(json!({
+                "agent": row.agent,
+                "reason": row.reason.map(|r| r.as_str()),
+                "note": row.note,
+                "idempotency_key": row.idempotency_key,
+                "attempt_id": row.attempt_id,
+                "approved_by": approved_by,
+            })),
+        };
+        tracing::info!(approved_by, "sending refund");
+        let outcome = state.upstream.refund(&request).await;
+        // Unless Smart Glocal refused it or was never reached, the refund may now be made: a
+        // ledger that cannot record the answer must not tell the agent "nothing was sent".
+        let maybe_made = !matches!(
+            outcome,
+            Err(UpstreamError::Rejected(_) | UpstreamError::Unreachable(_))
+        );
+        match settle(state, session, row, refunds_before, outcome).await {
+            Err(ApiError::LedgerUnavailable(detail) | ApiError::Internal(detail)) if maybe_made => {
+                // The attempt stays `pending` in the ledger; reconciliation settles it from Smart
+                // Glocal's record once the ledger can write (`reconcile`), and the webhook too.
+                tracing::error!(?detail, "the refund was sent but its outcome could not be recorded; reconciliation will record it");
+                let view = RefundView {
+                    state: RefundState::Unknown,
+                    ..row.view()
+                };
+                Ok((StatusCode::ACCEPTED, view))
+            }
+            answer => answer,
+        }
+    }
     .instrument(span.clone())
     .await;
     span.in_scope(|| match &answer {
@@ -339,52 +369,6 @@ async fn send(
         Err(e) => tracing::info!(code = e.code().name(), "refund not made"),
     });
     answer
-}
-
-async fn send_and_settle(
-    state: &AppState,
-    session: &SessionId,
-    row: &RefundRow,
-    payment_amount: Money,
-    refunds_before: &[String],
-    approved_by: Option<&str>,
-) -> Result<Answer, ApiError> {
-    let amount = row.money();
-    let request = RefundRequest {
-        session_id: session.clone(),
-        // Absent means "in full"; only said so when nothing was refunded before.
-        amount_details: (amount != payment_amount || !refunds_before.is_empty())
-            .then(|| AmountDetails::from(amount)),
-        metadata: Some(json!({
-            "agent": row.agent,
-            "reason": row.reason.map(|r| r.as_str()),
-            "note": row.note,
-            "idempotency_key": row.idempotency_key,
-            "attempt_id": row.attempt_id,
-            "approved_by": approved_by,
-        })),
-    };
-    tracing::info!(approved_by, "sending refund");
-    let outcome = state.upstream.refund(&request).await;
-    // Unless Smart Glocal refused it or was never reached, the refund may now be made: a
-    // ledger that cannot record the answer must not tell the agent "nothing was sent".
-    let maybe_made = !matches!(
-        outcome,
-        Err(UpstreamError::Rejected(_) | UpstreamError::Unreachable(_))
-    );
-    match settle(state, session, row, refunds_before, outcome).await {
-        Err(ApiError::LedgerUnavailable(detail) | ApiError::Internal(detail)) if maybe_made => {
-            // The attempt stays `pending` in the ledger; reconciliation settles it from Smart
-            // Glocal's record once the ledger can write (`reconcile`), and the webhook too.
-            tracing::error!(?detail, "the refund was sent but its outcome could not be recorded; reconciliation will record it");
-            let view = RefundView {
-                state: RefundState::Unknown,
-                ..row.view()
-            };
-            Ok((StatusCode::ACCEPTED, view))
-        }
-        answer => answer,
-    }
 }
 
 /// Records what Smart Glocal's answer means for the attempt, and what the agent sees.

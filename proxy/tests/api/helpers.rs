@@ -606,6 +606,16 @@ impl LedgerSql {
     }
 }
 
+/// What the proxy's `GET /readyz` answers.
+pub async fn readyz(app: &TestApp) -> StatusCode {
+    app.client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 /// The proxy's `/metrics` text.
 pub async fn metrics(app: &TestApp) -> String {
     metrics_at(&app.client, &app.url("/metrics")).await

@@ -538,8 +538,7 @@ async fn a_postgres_ledger_that_refuses_writes_is_unavailable_and_nothing_is_sen
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["code"], "ledger_unavailable", "{body}");
     assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 0);
-    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(readyz(&app).await, StatusCode::SERVICE_UNAVAILABLE);
 
     for table in ["refunds", "heartbeat"] {
         ledger
@@ -547,13 +546,7 @@ async fn a_postgres_ledger_that_refuses_writes_is_unavailable_and_nothing_is_sen
             .await;
     }
     eventually(10, "the ledger writes again", || async {
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == StatusCode::OK
+        readyz(&app).await == StatusCode::OK
     })
     .await;
     let (status, body) = app
@@ -621,13 +614,7 @@ async fn a_ledger_whose_writes_wait_on_a_held_lock_is_not_ready_and_refuses_in_b
     // Asked again, while that write still waits (10 s on PostgreSQL, 5 on SQLite), it is told
     // not ready: before, the last write's outcome said ready until the wait ran out.
     eventually(4, "not ready while the probe's write waits", || async {
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == StatusCode::SERVICE_UNAVAILABLE
+        readyz(&app).await == StatusCode::SERVICE_UNAVAILABLE
     })
     .await;
 
@@ -664,13 +651,7 @@ async fn a_ledger_whose_writes_wait_on_a_held_lock_is_not_ready_and_refuses_in_b
 
     held.release().await;
     eventually(15, "ready once the lock is let go", || async {
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == StatusCode::OK
+        readyz(&app).await == StatusCode::OK
     })
     .await;
     let (status, body) = app
