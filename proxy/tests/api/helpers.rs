@@ -461,22 +461,9 @@ impl ProxyProcess {
         extra: &[(&str, &str)],
     ) -> Self {
         let addr = testkit::free_addr().unwrap();
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_proxy"));
+        let mut command = serve_command(upstream_url, database);
         command
-            .arg("serve")
             .env("PROXY_LISTEN", addr.to_string())
-            .env("PROXY_UPSTREAM_URL", upstream_url)
-            .env("PROXY_PROJECT", "demo-project")
-            .env(
-                "PROXY_SIGNING_KEY",
-                demo_key("DEMO-ONLY-merchant-private.pem"),
-            )
-            .env(
-                "PROXY_WEBHOOK_KEY",
-                demo_key("DEMO-ONLY-sandbox-public.pem"),
-            )
-            .env("PROXY_AGENT_TOKEN_SECRET", TOKEN_SECRET)
-            .env("PROXY_DATABASE", database)
             .env("PROXY_PARTIAL_REFUNDS", "true")
             .env("PROXY_RECONCILE_INTERVAL_MS", "100")
             .env("RUST_LOG", "warn")
@@ -604,6 +591,27 @@ impl LedgerSql {
             LedgerSql::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// `proxy serve` in front of `upstream_url` with its ledger at `database` and the demo's keys:
+/// every setting a start needs but where it listens.
+pub fn serve_command(upstream_url: &str, database: &std::path::Path) -> std::process::Command {
+    let mut command = proxy_bin();
+    command
+        .arg("serve")
+        .env("PROXY_UPSTREAM_URL", upstream_url)
+        .env("PROXY_PROJECT", "demo-project")
+        .env(
+            "PROXY_SIGNING_KEY",
+            demo_key("DEMO-ONLY-merchant-private.pem"),
+        )
+        .env(
+            "PROXY_WEBHOOK_KEY",
+            demo_key("DEMO-ONLY-sandbox-public.pem"),
+        )
+        .env("PROXY_AGENT_TOKEN_SECRET", TOKEN_SECRET)
+        .env("PROXY_DATABASE", database);
+    command
 }
 
 /// What the proxy's `GET /readyz` answers.

@@ -620,25 +620,9 @@ async fn a_refused_request_is_one_access_line_with_its_code() {
 /// `proxy serve` with the settings every start needs, `database` in `dir`, logging at the
 /// default level; `extra` on top.
 fn serve_in(dir: &std::path::Path, extra: &[(&str, &str)]) -> Command {
-    let mut proxy = proxy_bin();
+    let mut proxy = serve_command("http://127.0.0.1:9", &dir.join("ledger.sqlite"));
     proxy
-        .arg("serve")
         .env("PROXY_LISTEN", "127.0.0.1:0")
-        .env("PROXY_UPSTREAM_URL", "http://127.0.0.1:9")
-        .env("PROXY_PROJECT", "demo-project")
-        .env(
-            "PROXY_SIGNING_KEY",
-            demo_key("DEMO-ONLY-merchant-private.pem"),
-        )
-        .env(
-            "PROXY_WEBHOOK_KEY",
-            demo_key("DEMO-ONLY-sandbox-public.pem"),
-        )
-        .env(
-            "PROXY_AGENT_TOKEN_SECRET",
-            "a-test-secret-long-enough-for-hs256-000000",
-        )
-        .env("PROXY_DATABASE", dir.join("ledger.sqlite"))
         .env_remove("RUST_LOG")
         .envs(extra.iter().copied());
     proxy
