@@ -112,9 +112,16 @@ impl<S: Send + Sync> FromRequestParts<S> for AttemptPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // Not decodable (`%FF`): the session's segment decides which of the two it was.
         let Path((session, attempt)) = Path::<(String, String)>::from_request_parts(parts, state)
             .await
-            .map_err(|_| ApiError::InvalidSessionId(String::new()))?;
+            .map_err(|_| {
+                let raw_session = parts.uri.path().split('/').nth(3).unwrap_or_default();
+                match SessionId::parse(raw_session) {
+                    Ok(_) => ApiError::NoSuchRequest,
+                    Err(_) => ApiError::InvalidSessionId(String::new()),
+                }
+            })?;
         let session =
             SessionId::parse(&session).map_err(|e| ApiError::InvalidSessionId(e.value))?;
         let attempt = AttemptId::parse(&attempt).ok_or(ApiError::NoSuchRequest)?;

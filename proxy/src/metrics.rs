@@ -221,7 +221,7 @@ impl Collector for Snapshot {
         gauge(
             &mut encoder,
             "ledger_writable",
-            "1 while the ledger can write, 0 during a storage fault",
+            "1 while the ledger can write, 0 during a storage fault or while its writes are stuck",
             i64::from(ledger.writable),
         )?;
         counter(

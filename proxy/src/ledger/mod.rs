@@ -622,6 +622,13 @@ impl Ledger {
         &self.health
     }
 
+    /// Whether the readiness probe's write has been under way for [`PROBE_STALLED`] or more:
+    /// the ledger's writes are stuck behind something, though none has failed yet.
+    pub fn writes_stalled(&self) -> bool {
+        let probe = self.last_probe.lock().unwrap_or_else(|p| p.into_inner());
+        probe.running && probe.last.is_some_and(|at| at.elapsed() >= PROBE_STALLED)
+    }
+
     /// Whether the ledger can write now (`/readyz`): the last write's outcome, checked by a
     /// tiny write of its own at most every [`PROBE_EVERY`].
     pub async fn probe(&self) -> Result<(), sqlx::Error> {
@@ -639,6 +646,7 @@ impl Ledger {
             if probe.running && probe.last.is_some_and(|at| at.elapsed() >= PROBE_STALLED) {
                 return Err(stalled());
             }
+            // (`writes_stalled` asks the same, for `/metrics`.)
             // One at a time: behind a stalled writer, probes would otherwise queue a write
             // each, every `PROBE_EVERY`, ahead of the refunds' own.
             let due = !probe.running && probe.last.is_none_or(|at| at.elapsed() >= PROBE_EVERY);

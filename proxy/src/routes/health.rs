@@ -53,8 +53,11 @@ async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut ledger = state.ledger.health().counts();
+    // As `/readyz` says: not writable behind a write that has not ended for seconds.
+    ledger.writable &= !state.ledger.writes_stalled();
     let now = Snapshot {
-        ledger: state.ledger.health().counts(),
+        ledger,
         event_streams_open: state.live.streams_open(),
     };
     (

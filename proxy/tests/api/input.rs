@@ -125,6 +125,27 @@ async fn a_path_id_that_is_not_a_session_is_rejected() {
     }
 }
 
+/// An approval's path whose segments do not decode (`%FF`) names which was wrong: the attempt
+/// (`not_found`: no request has it) or the payment (`invalid_session_id`).
+#[tokio::test]
+async fn an_undecodable_attempt_in_a_path_is_no_request_and_a_payment_no_session() {
+    let app = spawn_app(NO_UPSTREAM).await;
+    let token = app.token("alice");
+    for (path, expected) in [
+        (
+            "/api/payments/ps_usd_1001/refunds/%FF/approve",
+            (StatusCode::NOT_FOUND, "not_found"),
+        ),
+        (
+            "/api/payments/%FF/refunds/att_00000000000000000000000000000000/approve",
+            (StatusCode::BAD_REQUEST, "invalid_session_id"),
+        ),
+    ] {
+        let (status, body) = app.post(path, &token, &json!({})).await;
+        assert_eq!((status, code(&body)), expected, "{path}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn field_rules_are_checked_before_anything_is_sent() {
     let app = spawn_app(NO_UPSTREAM).await;

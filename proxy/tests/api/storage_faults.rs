@@ -617,6 +617,9 @@ async fn a_ledger_whose_writes_wait_on_a_held_lock_is_not_ready_and_refuses_in_b
         readyz(&app).await == StatusCode::SERVICE_UNAVAILABLE
     })
     .await;
+    // And `/metrics` says the same, for alerts built on it.
+    let scraped = metrics(&app).await;
+    assert!(scraped.contains("\nproxy_ledger_writable 0"), "{scraped}");
 
     // Its write waits at most 10 s for the lock (on PostgreSQL, also 10 s for its turn behind
     // the probe's write): answered well within 30.
