@@ -385,7 +385,7 @@ async fn the_ledger_survives_a_restart_and_still_replays_the_first_result() {
 /// other way round by amount.
 #[tokio::test]
 async fn a_refund_of_the_same_amount_made_elsewhere_meanwhile_is_not_taken_for_ours() {
-    let (sandbox, app) = sandbox_and_app().await;
+    let (sandbox, app) = sandbox_and_app_with(patient).await;
     sandbox.clear_webhook_url();
     same_amount_made_elsewhere_meanwhile(&sandbox, &app, |_| async {}).await;
 }
@@ -396,7 +396,7 @@ async fn a_refund_of_the_same_amount_made_elsewhere_meanwhile_is_not_taken_for_o
 /// elsewhere, as it stood: one agent's refund, one of the dashboard's, both in the ledger.
 #[tokio::test]
 async fn ours_is_rebound_when_the_same_amount_made_elsewhere_came_first_by_webhook() {
-    let (sandbox, app) = sandbox_and_app().await;
+    let (sandbox, app) = sandbox_and_app_with(patient).await;
     let app = &app;
     let elsewhere = same_amount_made_elsewhere_meanwhile(&sandbox, app, |other| async move {
         let ledger = LedgerSql::open(app).await;
@@ -429,8 +429,15 @@ async fn ours_is_rebound_when_the_same_amount_made_elsewhere_came_first_by_webho
     ledger.close().await;
 }
 
+/// A proxy that waits for Smart Glocal longer than [`same_amount_made_elsewhere_meanwhile`]
+/// holds its refund.
+fn patient(mut options: Options) -> Options {
+    options.upstream_timeout_ms = 10_000;
+    options
+}
+
 /// Our refund of 25.00 on a payment, and while Smart Glocal holds it (its `session/refund`
-/// delayed a second), a refund of the same amount made there directly, without metadata;
+/// delayed three seconds), a refund of the same amount made there directly, without metadata;
 /// `meanwhile` runs once that one is made, given its id, before our answer comes. Checks that
 /// the ledger ends with ours bound to our attempt and the agent, the other made elsewhere
 /// with none; returns the other's id.
@@ -443,8 +450,11 @@ where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    // Long enough for the other's webhook to come (and be applied) before our answer, on a
+    // machine busy with the rest of the suite: with a second, a PostgreSQL run in CI once
+    // lost that race.
     sandbox
-        .inject(FaultRequest::new(Fault::Delay { ms: 1000 }).on(FaultRoute::Refund))
+        .inject(FaultRequest::new(Fault::Delay { ms: 3000 }).on(FaultRoute::Refund))
         .await;
     let elsewhere = proxy::upstream::Upstream::new(
         &sandbox.base_url(),
