@@ -63,14 +63,7 @@ async fn a_flood_of_forged_webhooks_is_refused_and_kept_for_audit_only_up_to_a_r
     let flood = 400;
     let started = std::time::Instant::now();
     for _ in 0..flood {
-        let response = app
-            .client
-            .post(app.webhook_url())
-            .header("x-partner-sign", "forged")
-            .body(vec![b'x'; 4096])
-            .send()
-            .await
-            .unwrap();
+        let response = forged_webhook(&app, vec![b'x'; 4096]).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -1635,14 +1628,7 @@ async fn a_401_names_the_bearer_scheme_and_the_scheme_is_read_in_any_case() {
         assert_eq!(answer.status(), StatusCode::OK, "{scheme}");
     }
     // A webhook's 401 is about its signature, which no bearer challenge describes.
-    let forged = app
-        .client
-        .post(app.webhook_url())
-        .header("x-partner-sign", "forged")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let forged = forged_webhook(&app, "{}").await;
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(header(&forged, "www-authenticate"), "<absent>");
 }

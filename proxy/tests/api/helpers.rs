@@ -614,6 +614,17 @@ pub fn serve_command(upstream_url: &str, database: &std::path::Path) -> std::pro
     command
 }
 
+/// `body` posted as a webhook with a signature that is no signature.
+pub async fn forged_webhook(app: &TestApp, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    app.client
+        .post(app.webhook_url())
+        .header("x-partner-sign", "forged")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// What the proxy's `GET /readyz` answers.
 pub async fn readyz(app: &TestApp) -> StatusCode {
     app.client

@@ -340,14 +340,7 @@ async fn forged_webhooks_beyond_the_audit_rate_are_not_logged() {
     // A size no other test sends, to find this test's lines among every test's.
     let size = 4093;
     for _ in 0..300 {
-        let response = app
-            .client
-            .post(app.webhook_url())
-            .header("x-partner-sign", "forged")
-            .body(vec![b'x'; size])
-            .send()
-            .await
-            .unwrap();
+        let response = forged_webhook(&app, vec![b'x'; size]).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
     let ledger = LedgerSql::open(&app).await;
@@ -403,14 +396,7 @@ async fn no_secret_appears_in_any_log_line_or_response() {
         .await
         .unwrap();
     drop(sse);
-    let response = app
-        .client
-        .post(app.webhook_url())
-        .header("x-partner-sign", "forged")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let response = forged_webhook(&app, "{}").await;
     answers.push_str(&response.text().await.unwrap());
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 

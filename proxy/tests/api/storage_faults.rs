@@ -545,14 +545,7 @@ async fn a_postgres_ledger_that_refuses_writes_is_unavailable_and_nothing_is_sen
             .execute(&format!("DROP TRIGGER refuse_writes ON {table}"))
             .await;
     }
-    eventually(10, "the ledger writes again", || async {
-        readyz(&app).await == StatusCode::OK
-    })
-    .await;
-    let (status, body) = app
-        .refund("ps_usd_1001", &submission(Some(1000), "usd", &fresh_key()))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    refunds_once_ready(&app, 10, "the ledger writes again").await;
 }
 
 /// The writers' lock, held from outside as a process frozen mid-transaction would hold it:
@@ -653,10 +646,12 @@ async fn a_ledger_whose_writes_wait_on_a_held_lock_is_not_ready_and_refuses_in_b
     assert!(errors.is_empty(), "{errors:#?}");
 
     held.release().await;
-    eventually(15, "ready once the lock is let go", || async {
-        readyz(&app).await == StatusCode::OK
-    })
-    .await;
+    refunds_once_ready(&app, 15, "ready once the lock is let go").await;
+}
+
+/// Waits up to `secs` for `/readyz` to say ready (`what`), then a refund goes through.
+async fn refunds_once_ready(app: &TestApp, secs: u64, what: &str) {
+    eventually(secs, what, || async { readyz(app).await == StatusCode::OK }).await;
     let (status, body) = app
         .refund("ps_usd_1001", &submission(Some(1000), "usd", &fresh_key()))
         .await;
