@@ -132,15 +132,19 @@ let latest = "";
 function freshToken() {
   if (!inflight) {
     let timer;
-    inflight = Promise.race([
+    // A call made before the last `init` (another agent's backend, say) hands its token only
+    // to those who asked before it.
+    const asked = settings;
+    const call = Promise.race([
       // A token that comes after the limit is still kept for the next widget that needs one.
       Promise.resolve()
-        .then(() => settings.fetchToken())
+        .then(() => asked.fetchToken())
         .then((token) => {
           if (typeof token !== "string" || token === "") {
             throw new TypeError("fetchToken must resolve to a non-empty string");
           }
-          return (latest = token);
+          if (settings === asked) latest = token;
+          return token;
         }),
       new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error("fetchToken timed out")), 15000);
@@ -148,8 +152,9 @@ function freshToken() {
     ])
       .finally(() => {
         clearTimeout(timer);
-        inflight = null;
+        if (inflight === call) inflight = null;
       });
+    inflight = call;
   }
   return inflight;
 }
@@ -196,6 +201,7 @@ export function init(options = {}) {
   settings = { ...options };
   initialized = true;
   latest = "";
+  inflight = null;
   for (const element of elements) {
     applyAppearance(element);
     element.refresh(true);

@@ -1119,3 +1119,136 @@ fn a_host_may_wrap_mount_with_its_own_function() {
         Ok(())
     });
 }
+
+/// A host that removes a widget from its own listeners of the widget's events (a drawer
+/// closed once a refund is `submitted`, a widget hidden at `ready` when nothing is left to
+/// refund) removes that widget only. Every widget on a page runs in one wasm instance: one
+/// that stopped on a widget gone mid-answer stopped them all.
+#[test]
+fn a_host_removing_widgets_from_their_event_listeners_leaves_the_others_working() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let first = stack.create_payment("demo-project", "21.00", "usd").await?;
+        let second = stack.create_payment("demo-project", "22.00", "usd").await?;
+        let third = stack.create_payment("demo-project", "23.00", "usd").await?;
+        let fourth = stack.create_payment("demo-project", "24.00", "usd").await?;
+        let widget = open_host(&ctx, stack, "/examples/element/", first.as_str()).await?;
+        let script = r#"
+            const [first, third, ...more] = arguments;
+            window.__errors = [];
+            window.addEventListener("error", (event) => window.__errors.push(String(event.message)));
+            window.addEventListener("unhandledrejection", (event) => window.__errors.push(String(event.reason)));
+            const gone = (session) => document.querySelector(`sg-refund[session="${session}"]`)?.remove();
+            document.addEventListener("sg-refund:submitted", (event) => {
+              if (event.detail.session === first) gone(first);
+            });
+            document.addEventListener("sg-refund:ready", (event) => {
+              if (event.detail?.session === third) gone(third);
+            });
+            const slot = document.getElementById("slot");
+            for (const session of more) slot.append(window.sgRefund.create(session));
+        "#;
+        ctx.client
+            .execute(
+                script,
+                vec![
+                    first.as_str().into(),
+                    third.as_str().into(),
+                    second.as_str().into(),
+                    third.as_str().into(),
+                ],
+            )
+            .await?;
+        let other = Widget::new(&ctx.client, second.as_str());
+        other.wait_loaded().await?;
+        wait_until(
+            &ctx,
+            "the host removed the third widget at its ready",
+            "return !document.querySelector(`sg-refund[session=\"${arguments[0]}\"]`);",
+            vec![third.as_str().into()],
+        )
+        .await?;
+        widget.refund(None).await?;
+        wait_until(
+            &ctx,
+            "the host removed the first widget at its submitted",
+            "return !document.querySelector(`sg-refund[session=\"${arguments[0]}\"]`);",
+            vec![first.as_str().into()],
+        )
+        .await?;
+        assert_eq!(stack.sandbox_refunds(first.as_str()).await?.len(), 1);
+        // The first widget's answer came to a widget no longer there; the others still work.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let errors = ctx
+            .client
+            .execute("return window.__errors;", vec![])
+            .await?;
+        assert_eq!(errors, serde_json::json!([]), "the page's uncaught errors");
+        other.refund(Some("5.00")).await?;
+        other.wait_refund_state("accepted").await?;
+        let refunds = stack.sandbox_refunds(second.as_str()).await?;
+        assert_eq!(refunds.len(), 1, "{refunds:?}");
+        assert_eq!(refunds[0].amount_details.amount, 500);
+        // And a widget mounted now works too.
+        ctx.client
+            .execute(
+                "document.getElementById('slot').append(window.sgRefund.create(arguments[0]));",
+                vec![fourth.as_str().into()],
+            )
+            .await?;
+        Widget::new(&ctx.client, fourth.as_str())
+            .wait_loaded()
+            .await?;
+        Ok(())
+    });
+}
+
+/// `init` called again while the first `fetchToken` has not answered (a single-page admin
+/// switching agents, say): the widgets sign in with the new backend's token, not with the
+/// one the earlier call brings late.
+#[test]
+fn init_again_while_fetch_token_is_on_its_way_signs_in_with_the_new_token() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "17.00", "usd").await?;
+        let id = session.as_str();
+        ctx.client
+            .goto(&stack.page_url("/examples/element/", ""))
+            .await?;
+        let script = r#"
+            const [session, done] = arguments;
+            import("/examples/shared/demo-backend.js").then(({ fetchToken, proxy }) => {
+              const mint = (agent) => fetch(`${proxy}/demo/token`, {
+                method: "POST",
+                headers: { "Content-Type": "application/json" },
+                body: JSON.stringify({ agent }),
+              }).then((response) => response.json()).then(({ token }) => token);
+              // The first backend answers late, with another agent's token.
+              const late = () => mint("earlier@acme.example")
+                .then((token) => new Promise((resolve) => setTimeout(() => resolve(token), 1500)));
+              window.sgRefund.init({ proxy, fetchToken: late });
+              document.getElementById("slot").append(window.sgRefund.create(session));
+              setTimeout(() => {
+                window.sgRefund.init({ proxy, fetchToken });
+                done(true);
+              }, 200);
+            }, (error) => done(String(error)));
+        "#;
+        let started = ctx.client.execute_async(script, vec![id.into()]).await?;
+        assert_eq!(started, Value::Bool(true));
+        let widget = Widget::new(&ctx.client, id);
+        widget.wait_loaded().await?;
+        // Past the late answer: nothing it brings may replace the new token.
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        widget.refund(None).await?;
+        widget.wait_refund_state("accepted").await?;
+        let refunds = stack.sandbox_refunds(id).await?;
+        assert_eq!(refunds.len(), 1, "{refunds:?}");
+        let agent = &refunds[0].metadata.as_ref().expect("the refund's metadata")["agent"];
+        assert_eq!(
+            agent, "ada@acme.example",
+            "signed in by the second init's fetchToken"
+        );
+        Ok(())
+    });
+}

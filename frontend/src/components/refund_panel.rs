@@ -152,7 +152,11 @@ pub fn RefundPanel(
         leptos::task::spawn_local(async move {
             let result = future.await;
             drop(in_flight);
-            busy.set(false);
+            // The widget may have gone meanwhile: removed by its host, even by a listener of
+            // the `submitted` event the answer just fired. Nothing of it is left to update.
+            if busy.try_set(false).is_some() {
+                return;
+            }
             let settled = !matches!(&result, Err(error) if !spends_the_key(error));
             // Another refund's answer says nothing of the one without an answer: only its own
             // final answer (a retry of it) forgets it.

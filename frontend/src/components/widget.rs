@@ -94,13 +94,16 @@ pub fn RefundWidget(
                     Load::Ready(payment) => {
                         view.refunds.iter().for_each(|r| settle(r, true));
                         // Told as an event would tell it: a widget without a stream learns
-                        // only this way that a refund settled or a chargeback came.
-                        let moved = payment.with_untracked(|shown| {
+                        // only this way that a refund settled or a chargeback came. (A host
+                        // listening to `settled` may have removed the widget just now.)
+                        let Some(moved) = payment.try_with_untracked(|shown| {
                             view.refunds
                                 .iter()
                                 .rfind(|r| moves(shown, r) == Some(true))
                                 .cloned()
-                        });
+                        }) else {
+                            return;
+                        };
                         if let Some(refund) = moved {
                             status.set(state_message(&refund, locale));
                         }
@@ -149,22 +152,14 @@ pub fn RefundWidget(
             return true;
         }
         dom::mark_interactive();
-        let (amount, remaining) = payment.with_untracked(|p| (p.amount, p.refundable_now()));
+        let (amount, remaining, last_event_id) =
+            payment.with_untracked(|p| (p.amount, p.refundable_now(), p.last_event_id));
         let host = client.get_value();
-        dom::emit(
-            host.host(),
-            dom::events::READY,
-            &[
-                ("session", JsValue::from_str(&host.session())),
-                ("amount", JsValue::from_f64(amount.amount as f64)),
-                ("currency", JsValue::from_str(&amount.currency.code())),
-                ("remaining", JsValue::from_f64(remaining.amount as f64)),
-            ],
-        );
         let on_event: Rc<dyn Fn(RefundEvent)> = Rc::new(move |event: RefundEvent| {
             let refund = event.refund;
-            // Older than what is shown (replayed after a look-up that saw it): nothing to do.
-            let Some(moved) = payment.with_untracked(|p| moves(p, &refund)) else {
+            // Older than what is shown (replayed after a look-up that saw it), or the widget
+            // gone: nothing to do.
+            let Some(Some(moved)) = payment.try_with_untracked(|p| moves(p, &refund)) else {
                 return;
             };
             if moved {
@@ -200,11 +195,22 @@ pub fn RefundWidget(
             fetch();
         });
         stream.set_value(Some(EventStream::start(
-            client.get_value(),
-            payment.with_untracked(|p| p.last_event_id),
+            host.clone(),
+            last_event_id,
             on_event,
             on_reconnect,
         )));
+        // Last: a host listener may remove the widget (and so dispose of all of the above).
+        dom::emit(
+            host.host(),
+            dom::events::READY,
+            &[
+                ("session", JsValue::from_str(&host.session())),
+                ("amount", JsValue::from_f64(amount.amount as f64)),
+                ("currency", JsValue::from_str(&amount.currency.code())),
+                ("remaining", JsValue::from_f64(remaining.amount as f64)),
+            ],
+        );
         true
     });
     on_cleanup(move || {
@@ -212,7 +218,14 @@ pub fn RefundWidget(
             if let Some(s) = s {
                 s.close();
             }
-        })
+        });
+        // Made by an answer, in a task no owner disposes of: let go of here, or every mount
+        // would keep its payment for the page's life (an admin page mounts widgets all day).
+        match load.get_untracked() {
+            Load::Ready(payment) => payment.dispose(),
+            Load::Failed(message) => message.dispose(),
+            Load::Loading => {}
+        }
     });
 
     let submit: Submit = Rc::new(move |submission| {
