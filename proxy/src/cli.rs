@@ -83,6 +83,16 @@ pub enum Command {
         #[command(flatten)]
         settings: Box<Settings>,
     },
+    /// Copy the SQLite ledger into a new file, consistent while the proxy runs (a `cp` of a
+    /// live ledger can miss commits still in its WAL); then check the copy's chain and print
+    /// its head. Restore by putting the copy where `database` points, with the proxy stopped.
+    Backup {
+        /// The new file (it must not exist).
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        settings: Box<Settings>,
+    },
     /// Print the ledger's refunds created in [since, until) as CSV (with --chain: the history
     /// lines written then, with their hashes, one JSON object per line).
     Export {
@@ -214,6 +224,7 @@ impl Command {
             | Command::Token { settings, .. }
             | Command::Revoke { settings, .. }
             | Command::VerifyLedger { settings, .. }
+            | Command::Backup { settings, .. }
             | Command::Export { settings, .. } => Some(settings),
         }
     }
@@ -412,6 +423,43 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 }
             }
         }
+        Some(Command::Backup { to, settings }) => {
+            let database = database(*settings)?;
+            let ledger = Ledger::open_read_only(&database)
+                .await
+                .map_err(|e| cannot_open(&database, e))?;
+            let copied = ledger.backup_into(&to).await;
+            ledger.close().await;
+            copied?;
+            // The copy is a ledger of its own: its chain walked, its head printed, so that a
+            // restore can be checked against it (`verify-ledger --expect-head`).
+            let copy = Database::Sqlite(to.clone());
+            let ledger = Ledger::open_read_only(&copy)
+                .await
+                .map_err(|e| cannot_open(&copy, e))?;
+            let report = ledger.verify_chain().await;
+            ledger.close().await;
+            let report = report.map_err(|e| e.to_string())?;
+            if let Some(line) = report.broken {
+                return Err(format!(
+                    "the copy at {} does not verify at history line {}: the ledger itself is broken there (`proxy verify-ledger`)",
+                    copy.describe_whole(),
+                    line.id
+                )
+                .into());
+            }
+            say(&format!(
+                "ledger copied to {}: history chain intact, {} lines, head {}",
+                copy.describe_whole(),
+                report.verified,
+                if report.head.is_empty() {
+                    "(empty)"
+                } else {
+                    &report.head
+                }
+            ));
+            Ok(())
+        }
         Some(Command::Export {
             chain,
             since,
@@ -511,6 +559,11 @@ async fn export(ledger: &Ledger, chain: bool, since: i64, until: i64) -> Result<
 async fn serve(settings: Settings) -> Result<(), String> {
     let config = Config::from_settings(settings).map_err(|e| e.to_string())?;
     init_logging(config.log_json);
+    // Held until the process ends: one proxy per SQLite ledger (`hold_sqlite_ledger`).
+    let _held = match &config.database {
+        Database::Sqlite(path) => Some(crate::ledger::hold_sqlite_ledger(path)?),
+        Database::Postgres(_) => None,
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on `listen` = {}: {e}", config.listen))?;

@@ -37,7 +37,8 @@ use tracing::Instrument;
 use crate::error::ApiError;
 use crate::extract::Agent;
 use crate::ledger::{
-    millis, now_ms, Approved, Change, Inserted, LockError, NewAttempt, RefundRow, Source,
+    carries_key, millis, now_ms, Approved, Change, Inserted, LockError, NewAttempt, RefundRow,
+    Source,
 };
 use crate::payment_view::current;
 use crate::state::AppState;
@@ -210,6 +211,28 @@ async fn decide_and_send(
         Some(view) => view,
         None => fresh.await,
     }?;
+    // Smart Glocal already has a refund sent for this key that the ledger does not know of:
+    // the ledger was restored from a backup older than it, or the proxy serves from another
+    // (its `database` setting, or the working directory a relative path depends on, changed).
+    // The key reaches Smart Glocal in the refund's metadata, so a retry of the intent is
+    // answered with that refund, recorded now, and not refunded a second time.
+    if let Some(made) = upstream.payment().and_then(|p| {
+        p.refunds
+            .iter()
+            .find(|r| carries_key(r, &submission.idempotency_key))
+    }) {
+        if let RefundAmount::Partial(asked) = submission.amount {
+            if asked != made.amount_details.into() {
+                return Err(ApiError::IdempotencyConflict);
+            }
+        }
+        let (_, row) = state
+            .ledger
+            .apply_upstream_refund(session, made, Source::Reconciled)
+            .await?;
+        tracing::warn!(refund_id = %made.id, idempotency_key = %submission.idempotency_key, "a refund Smart Glocal has for this key was missing from the ledger: recorded, not made again");
+        return Ok((StatusCode::OK, row.view()));
+    }
     let amount = view.check_refund(submission).map_err(ApiError::Rule)?;
     // The agent's own limits: per refund here, per day inside the attempt's insert (so that
     // concurrent submissions on different payments cannot add up past it).

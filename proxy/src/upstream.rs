@@ -70,6 +70,11 @@ impl Upstream {
         metrics: Arc<Metrics>,
     ) -> Self {
         let client = reqwest::Client::builder()
+            // Smart Glocal's API answers where it is asked. A redirect followed would carry a
+            // signed refund, its signature and project headers, to whatever the `Location`
+            // names (reqwest re-sends a POST's body on 307 and 308), and read another host's
+            // answer as Smart Glocal's: a 3xx is an answer like any other HTTP error.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .build()

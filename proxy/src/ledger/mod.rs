@@ -39,7 +39,7 @@ mod sqlite;
 mod webhooks;
 mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -54,7 +54,9 @@ pub use chain::{BrokenLine, ChainEntry, ChainReport};
 pub use journal::{EventsPage, ExportRow, REJECTED_BODY_KEPT};
 pub use kinds::{Origin, Source, WebhookOutcome};
 pub use locks::{advisory_key, is_lock_wait_over, LockError, PaymentGuard, PaymentLocks};
-pub use refunds::{matching_order, ApplyOutcome, Approved, Change, Inserted, NewAttempt};
+pub use refunds::{
+    carries_key, matching_order, ApplyOutcome, Approved, Change, Inserted, NewAttempt,
+};
 pub use sql::{insert_text, recurring_chunks, Engine};
 pub use sqlite::{settings as sqlite_settings, STATEMENT_CACHE as SQLITE_STATEMENT_CACHE};
 pub use webhooks::{VerifiedWebhook, WebhookAction, WebhookWriter};
@@ -322,6 +324,77 @@ fn create_private(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// The file a serving proxy holds locked beside its SQLite ledger (`proxy.sqlite.lock`).
+pub fn lock_path(ledger: &Path) -> PathBuf {
+    let mut name = ledger.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Holds the SQLite ledger at `path` for one serving proxy, for as long as the file returned
+/// is open (the process's life: the kernel lets go of it however the process ends, `kill -9`
+/// included). On SQLite a payment's refunds are one at a time only within a process (its
+/// locks are in memory), and a proxy starting marks every attempt still `pending` in the file
+/// as interrupted: a second proxy on the same file, a mistaken second instance or a deploy's
+/// overlap, would refund beside the first and take the first's refunds under way for dead.
+/// It is refused, naming the process that holds the file. Several proxies share a PostgreSQL
+/// ledger instead (`docs/LEDGER.md`). `proxy revoke`, `export` and `verify-ledger` take no
+/// such lock: they may run beside the proxy.
+pub fn hold_sqlite_ledger(path: &Path) -> Result<std::fs::File, String> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let lock = lock_path(path);
+    let shown = std::path::absolute(&lock).unwrap_or_else(|_| lock.clone());
+    let say = |e: std::io::Error| format!("the ledger's lock file {}: {e}", shown.display());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(say)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock)
+        .map_err(say)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let by = if holder.chars().all(|c| c.is_ascii_digit()) && !holder.is_empty() {
+                format!("another proxy (pid {holder})")
+            } else {
+                "another proxy".to_owned()
+            };
+            return Err(format!(
+                "the ledger {} is in use by {by}: one proxy serves from a SQLite ledger at a time; stop the other first, or share a PostgreSQL ledger between several",
+                Database::Sqlite(path.to_owned()).describe_whole()
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(say(e)),
+    }
+    // Who holds it, for the next one's refusal.
+    file.set_len(0).map_err(say)?;
+    file.rewind().map_err(say)?;
+    write!(file, "{}", std::process::id()).map_err(say)?;
+    Ok(file)
+}
+
+/// Warns when the SQLite ledger at `path` is readable or writable by others than its owner (a
+/// file restored or copied without its permissions): it names agents and holds their notes.
+fn warn_if_shared(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            let whole = Database::Sqlite(path.to_owned()).describe_whole();
+            tracing::warn!(path = %whole, mode = %format!("{mode:o}"), "the ledger file is open to other users of this machine: it names agents and holds their notes; `chmod 600` it");
+        }
+    }
+}
+
 /// The readiness probe's write: when it last began, and whether it is still under way.
 #[derive(Debug, Default)]
 struct Probe {
@@ -402,6 +475,16 @@ impl Ledger {
             Database::Postgres(target) => {
                 let ledger = Self::connect_postgres(target).await?;
                 if let Store::Postgres(pg) = &ledger.store {
+                    let empty: bool = ledger
+                        .read()
+                        .fetch_one(&sql::Sql::new("SELECT to_regclass('refunds') IS NULL"))
+                        .await?;
+                    if empty {
+                        // As for a SQLite file that is not there: right on a first start;
+                        // on any other, the `database` setting names another database than
+                        // the one with every attempt, key and allowance so far.
+                        tracing::warn!(database = %database.describe_whole(), "no ledger in this database: a new, empty one is created");
+                    }
                     PG_MIGRATOR.run(&pg.pool).await?;
                     let last: i64 = ledger
                         .read()
@@ -487,6 +570,8 @@ impl Ledger {
             // Readable by its owner alone: it names agents and holds their notes. SQLite gives
             // the WAL and its index the same permissions when it makes them.
             create_private(path)?;
+        } else {
+            warn_if_shared(path);
         }
         let options = migration_options(path)?;
         // The writer first: a file SQLite could only open read-only is refused here.
@@ -582,6 +667,39 @@ impl Ledger {
             last_probe: Arc::default(),
             publisher: Publisher::none(),
         })
+    }
+
+    /// A consistent copy of the SQLite ledger at `target`, taken while the proxy serves from
+    /// it (`proxy backup`): SQLite's `VACUUM INTO` on a read-only connection, one read
+    /// transaction, so the copy is the ledger as of one commit, WAL included; writers go on
+    /// meanwhile. A file copied with `cp` beside a running proxy may miss commits still in the
+    /// WAL, or catch a checkpoint half-written. `target` must not exist: it is made readable
+    /// by its owner alone, as the ledger is. A PostgreSQL ledger is backed up by PostgreSQL's
+    /// own tools (`pg_dump`).
+    pub async fn backup_into(&self, target: &Path) -> Result<(), String> {
+        let Store::Sqlite { readers, .. } = &self.store else {
+            return Err("a PostgreSQL ledger is backed up with PostgreSQL's own tools (pg_dump, or the cluster's base backups), not by the proxy".into());
+        };
+        let shown = std::path::absolute(target).unwrap_or_else(|_| target.to_owned());
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(target)
+            .map_err(|e| format!("{}: {e}", shown.display()))?;
+        let name = target
+            .to_str()
+            .ok_or_else(|| format!("{}: not a UTF-8 path", shown.display()))?;
+        let copied = Exec::SqliteReaders(readers)
+            .execute(&sql::Sql::new("VACUUM INTO ?").bind(name.to_owned()))
+            .await;
+        if let Err(e) = copied {
+            // Nothing half-written is left where a restore would find it.
+            let _ = std::fs::remove_file(target);
+            return Err(format!("copying the ledger into {}: {e}", shown.display()));
+        }
+        Ok(())
     }
 
     /// The same ledger, announcing each event it commits to `publish`, in commit order (on

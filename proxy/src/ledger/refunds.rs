@@ -1418,6 +1418,17 @@ fn named_attempt(refund: &sg::Refund) -> Option<AttemptId> {
         .and_then(AttemptId::parse)
 }
 
+/// Whether `refund`'s metadata carries idempotency key `key`: one of ours, sent for that
+/// intent (`refund_flow::send` writes the key there).
+pub fn carries_key(refund: &sg::Refund, key: &shared::IdempotencyKey) -> bool {
+    refund
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get("idempotency_key"))
+        .and_then(|v| v.as_str())
+        == Some(key.as_str())
+}
+
 /// `refunds` in the order to apply them: those whose metadata names an attempt first (each
 /// group in Smart Glocal's order). Where one answer holds both our refund and another of the
 /// same amount made meanwhile (the dashboard, another tool), ours is bound to its attempt by

@@ -717,3 +717,49 @@ async fn a_refund_waiting_for_its_payments_lock_gives_up_when_the_proxy_stops() 
     assert_eq!(ledger.int("SELECT COUNT(*) FROM refunds").await, 1);
     ledger.close().await;
 }
+
+/// A ledger lost or swapped under a proxy (restored from a backup older than a refund, or a
+/// `database` setting, or the working directory a relative path depends on, that changed)
+/// forgets every key; Smart Glocal does not, since each refund carries its key in its
+/// metadata. A retry of an intent already refunded is answered with that refund, recorded
+/// now, and nothing is refunded again.
+#[tokio::test]
+async fn a_retry_on_a_ledger_that_lost_its_refund_is_answered_from_smart_glocal_not_refunded_again()
+{
+    let (sandbox, app) = sandbox_and_app().await;
+    let key = fresh_key();
+    let body = submission(Some(1000), "usd", &key);
+    let (status, first) = app.refund("ps_usd_1001", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    // Another, empty ledger in front of the same Smart Glocal.
+    let other = spawn_app(&sandbox.base_url()).await;
+    sandbox.set_webhook_url(other.webhook_url());
+    let (status, again) = other.refund("ps_usd_1001", &body).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["refund_id"], first["refund_id"], "{again}");
+    assert_eq!(again["amount"], first["amount"], "{again}");
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
+    // Recorded in the new ledger: the payment shows it, once.
+    let payment = other.payment("ps_usd_1001").await;
+    let shown: Vec<&Value> = payment["refunds"]
+        .as_array()
+        .expect("refunds")
+        .iter()
+        .filter(|r| r["refund_id"] == first["refund_id"])
+        .collect();
+    assert_eq!(shown.len(), 1, "{payment}");
+    // The same key for another amount is a conflict, as on the ledger that made it; and the
+    // same request again is answered the same way.
+    let (status, conflict) = other
+        .refund("ps_usd_1001", &submission(Some(2000), "usd", &key))
+        .await;
+    assert_eq!(
+        (status, conflict["code"].as_str()),
+        (StatusCode::CONFLICT, Some("idempotency_conflict")),
+        "{conflict}"
+    );
+    let (status, replay) = other.refund("ps_usd_1001", &body).await;
+    assert_eq!(status, StatusCode::OK, "{replay}");
+    assert_eq!(replay["refund_id"], first["refund_id"]);
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
+}

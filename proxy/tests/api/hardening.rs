@@ -1649,3 +1649,57 @@ async fn a_cross_origin_page_may_read_retry_after() {
     assert!(exposed.contains("retry-after"), "{exposed}");
     assert!(exposed.contains("x-request-id"), "{exposed}");
 }
+
+/// Smart Glocal's address answering with a redirect (a misconfigured gateway, a hijacked DNS
+/// name's host): nothing follows it. A signed refund, its signature and project headers never
+/// go to the `Location`, and what another host says is never read as Smart Glocal's answer.
+#[tokio::test]
+async fn a_redirect_from_smart_glocal_is_not_followed_with_a_signed_request() {
+    let elsewhere = capture_server(ok_session()).await;
+    let target = elsewhere.url.clone();
+    // Look-ups are answered; the refund is sent elsewhere, or the payment's second look-up.
+    let looked_up = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let front = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let location = format!("{target}{}", uri.path());
+        let first_look_up = uri.path().ends_with("/session/status")
+            && looked_up.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2;
+        async move {
+            use axum::response::IntoResponse;
+            if first_look_up {
+                return axum::Json(ok_session()).into_response();
+            }
+            (
+                axum::http::StatusCode::TEMPORARY_REDIRECT,
+                [(axum::http::header::LOCATION, location)],
+            )
+                .into_response()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, front).await.unwrap() });
+    let app = spawn_app(&url).await;
+
+    let (status, body) = app
+        .get("/api/payments/ps_usd_1001", &app.token("alice"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Recorded, then sent: a 307 says nothing of whether it was made.
+    let (status, body) = app
+        .refund("ps_usd_1001", &submission(Some(1000), "usd", &fresh_key()))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["state"], "unknown", "{body}");
+    let (status, body) = app
+        .get("/api/payments/ps_usd_1001", &app.token("alice"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let reached: Vec<String> = elsewhere
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(reached.is_empty(), "followed to {reached:?}");
+}

@@ -10,6 +10,7 @@ mod exactly_once;
 mod hardening;
 mod input;
 mod ledger_chain;
+mod ledger_file;
 mod limits;
 mod live_updates;
 mod operations;

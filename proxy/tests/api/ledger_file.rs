@@ -1,0 +1,149 @@
+//! The SQLite ledger as an operator handles it: one proxy serving from a file at a time, and a
+//! backup taken while it serves.
+
+use std::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::*;
+use crate::sqlite_only;
+
+/// A second `proxy serve` on a SQLite ledger another proxy serves from (a mistaken second
+/// instance, a deploy's overlap) would refund beside the first, and would take the first's
+/// refunds under way for interrupted ones. It is refused at start, naming the first, and
+/// nothing of the first's is touched; once the first has gone (even by `kill -9`), the
+/// ledger is free.
+#[tokio::test]
+async fn a_second_proxy_on_the_same_sqlite_ledger_is_refused_until_the_first_has_gone() {
+    sqlite_only!();
+    let sandbox = sandbox::Sandbox::start(sandbox::SandboxConfig::demo().fast()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("ledger.sqlite");
+    let mut first = ProxyProcess::start(&sandbox.base_url(), &database, &[]).await;
+
+    let mut second = serve_command(&sandbox.base_url(), &database)
+        .env("PROXY_LISTEN", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while second.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("the second proxy served from the first's ledger");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let second = second.wait_with_output().unwrap();
+    assert!(!second.status.success(), "{second:?}");
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(said.contains("in use by another proxy (pid "), "{said}");
+    assert!(said.contains(&*database.to_string_lossy()), "{said}");
+    assert!(first.is_ready().await, "the first proxy serves on");
+
+    first.kill_hard();
+    let mut again = ProxyProcess::start(&sandbox.base_url(), &database, &[]).await;
+    again.wait_ready().await;
+    again.stop();
+}
+
+/// `proxy backup --to FILE` while the proxy serves and refunds: the copy is a ledger of its
+/// own, as of one commit, with every refund recorded before it, its chain intact (its head
+/// printed) and readable by its owner alone; a file already there is never overwritten.
+#[tokio::test]
+async fn a_backup_taken_while_the_proxy_serves_is_a_whole_ledger_of_its_own() {
+    sqlite_only!();
+    let (_sandbox, app) = sandbox_and_app().await;
+    for (session, currency) in [("ps_usd_1001", "usd"), ("ps_eur_1002", "eur")] {
+        let (status, view) = app
+            .refund(session, &submission(Some(700), currency, &fresh_key()))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{view}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.sqlite");
+    // Refunds go on while the copy is taken.
+    let more = async {
+        for _ in 0..3 {
+            app.refund("ps_rub_1003", &submission(Some(100), "rub", &fresh_key()))
+                .await;
+        }
+    };
+    let backup = tokio::task::spawn_blocking({
+        let (database, copy) = (app.database.clone(), copy.clone());
+        move || {
+            proxy_bin()
+                .args(["backup", "--to"])
+                .arg(&copy)
+                .arg("--database")
+                .arg(&database)
+                .output()
+                .unwrap()
+        }
+    });
+    let (output, ()) = tokio::join!(backup, more);
+    let output = output.unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(said.contains("history chain intact"), "{said}");
+    let head = said
+        .split("head ")
+        .nth(1)
+        .expect("the copy's head is printed")
+        .trim()
+        .to_owned();
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the copy is its owner's alone");
+    // The copy is a ledger: it verifies on its own against the head printed, and holds the
+    // refunds recorded before it.
+    let verified = succeeded(
+        proxy_bin()
+            .args(["verify-ledger", "--expect-head", &head, "--database"])
+            .arg(&copy),
+    );
+    assert!(verified.starts_with("history chain intact"), "{verified}");
+    let exported = succeeded(
+        proxy_bin()
+            .args(["export", "--since", "2020-01-01", "--database"])
+            .arg(&copy),
+    );
+    for session in ["ps_usd_1001", "ps_eur_1002"] {
+        assert!(exported.contains(session), "{exported}");
+    }
+    // Restored, a proxy serves from it and knows those refunds.
+    let restored = spawn_app_with(Options {
+        database: Some(copy.clone()),
+        ..Options::new(app.options.upstream_url.clone())
+    })
+    .await;
+    let payment: Value = restored.payment("ps_usd_1001").await;
+    assert_eq!(
+        payment["refunds"].as_array().map(Vec::len),
+        Some(1),
+        "{payment}"
+    );
+
+    // A file already there is refused, and left as it was.
+    std::fs::write(dir.path().join("taken"), "keep me").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .args(["backup", "--to"])
+        .arg(dir.path().join("taken"))
+        .arg("--database")
+        .arg(&app.database)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("taken")).unwrap(),
+        "keep me"
+    );
+}
