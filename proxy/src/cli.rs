@@ -433,7 +433,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             copied?;
             // The copy is a ledger of its own: its chain walked, its head printed, so that a
             // restore can be checked against it (`verify-ledger --expect-head`).
-            let copy = Database::Sqlite(to.clone());
+            let copy = Database::Sqlite(std::path::absolute(&to).unwrap_or(to));
             let ledger = Ledger::open_read_only(&copy)
                 .await
                 .map_err(|e| cannot_open(&copy, e))?;

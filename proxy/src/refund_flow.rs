@@ -215,23 +215,16 @@ async fn decide_and_send(
     // the ledger was restored from a backup older than it, or the proxy serves from another
     // (its `database` setting, or the working directory a relative path depends on, changed).
     // The key reaches Smart Glocal in the refund's metadata, so a retry of the intent is
-    // answered with that refund, recorded now, and not refunded a second time.
-    if let Some(made) = upstream.payment().and_then(|p| {
-        p.refunds
-            .iter()
-            .find(|r| carries_key(r, &submission.idempotency_key))
-    }) {
-        if let RefundAmount::Partial(asked) = submission.amount {
-            if asked != made.amount_details.into() {
-                return Err(ApiError::IdempotencyConflict);
-            }
-        }
-        let (_, row) = state
-            .ledger
-            .apply_upstream_refund(session, made, Source::Reconciled)
-            .await?;
-        tracing::warn!(refund_id = %made.id, idempotency_key = %submission.idempotency_key, "a refund Smart Glocal has for this key was missing from the ledger: recorded, not made again");
-        return Ok((StatusCode::OK, row.view()));
+    // answered with that refund, recorded now as the attempt it was, and not made again.
+    let listed = upstream
+        .payment()
+        .map(|p| p.refunds.as_slice())
+        .unwrap_or_default();
+    if let Some(made) = listed
+        .iter()
+        .find(|r| carries_key(r, &submission.idempotency_key))
+    {
+        return adopt_lost(state, agent, session, submission, hash, made, listed).await;
     }
     let amount = view.check_refund(submission).map_err(ApiError::Rule)?;
     // The agent's own limits: per refund here, per day inside the attempt's insert (so that
@@ -306,6 +299,87 @@ async fn decide_and_send(
         None,
     )
     .await
+}
+
+/// Records `made`, a refund Smart Glocal has under `submission`'s key that the ledger had lost
+/// (see `decide_and_send`), as the attempt that sent it: its attempt id from its metadata,
+/// the key and this request's hash, then Smart Glocal's refund bound to it by that id. The
+/// answer is then the key's replay, as the ledger that made it would give: a refund failed
+/// at Smart Glocal is its failure, and another request under the key is a conflict. `listed`
+/// are the payment's refunds as Smart Glocal listed them.
+async fn adopt_lost(
+    state: &AppState,
+    agent: &Agent,
+    session: &SessionId,
+    submission: &RefundSubmission,
+    hash: &str,
+    made: &sg::Refund,
+    listed: &[sg::Refund],
+) -> Result<Answer, ApiError> {
+    let said = |field: &str| made.metadata.as_ref().and_then(|m| m.get(field));
+    let amount: Money = made.amount_details.into();
+    // What the request says that the refund's metadata kept: another amount, reason or note
+    // under the same key is another request.
+    let same_reason = said("reason").and_then(|r| r.as_str()) == Some(submission.reason.as_str());
+    let same_note =
+        said("note").and_then(|n| n.as_str()) == submission.note.as_ref().map(|n| n.as_str());
+    let same_amount = match submission.amount {
+        RefundAmount::Partial(asked) => asked == amount,
+        RefundAmount::Full => true,
+    };
+    if !(same_reason && same_note && same_amount) {
+        return Err(ApiError::IdempotencyConflict);
+    }
+    let attempt_id = said("attempt_id")
+        .and_then(|a| a.as_str())
+        .and_then(AttemptId::parse)
+        .unwrap_or_else(|| AttemptId::from_random(uuid::Uuid::new_v4().as_u128()));
+    // Only `made` is new to the attempt, should it be bound by amount (no attempt id said).
+    let others = listed
+        .iter()
+        .filter(|r| r.id != made.id)
+        .map(|r| r.id.to_string())
+        .collect();
+    let attempt = NewAttempt {
+        attempt_id,
+        session_id: session.clone(),
+        agent: agent.name.clone(),
+        amount,
+        full_refund: matches!(submission.amount, RefundAmount::Full),
+        reason: submission.reason,
+        note: submission.note.clone(),
+        idempotency_key: submission.idempotency_key.clone(),
+        request_hash: hash.to_owned(),
+        refunds_before: others,
+        // Made already: no limit of today's can undo it.
+        daily_limit: None,
+        role: agent.role.clone(),
+        token_issued_at: agent.issued_at,
+        state: RefundState::Pending,
+    };
+    let row = match state.ledger.insert_attempt(&attempt).await? {
+        Inserted::New(row) => row,
+        Inserted::Existing(row) => return replay(&row, hash),
+        Inserted::InFlight => return Err(ApiError::RefundInFlight),
+        Inserted::Revoked => return Err(ApiError::TokenRevoked),
+        Inserted::AlreadyRequested => return Err(ApiError::Rule(ErrorCode::AlreadyRequested)),
+        Inserted::OverDailyLimit { left } => {
+            return Err(ApiError::OverDailyLimit(Money::new(left, amount.currency)))
+        }
+    };
+    let (_, bound) = state
+        .ledger
+        .apply_upstream_refund(session, made, Source::Reconciled)
+        .await?;
+    tracing::warn!(refund_id = %made.id, attempt_id = %attempt.attempt_id, "a refund Smart Glocal has for this idempotency key was missing from the ledger: recorded, not made again");
+    if bound.key == row.key {
+        return replay(&bound, hash);
+    }
+    // Bound elsewhere (it cannot be, as it names this attempt): read the attempt as it is.
+    match state.ledger.find_by_key(row.key).await? {
+        Some(row) => replay(&row, hash),
+        None => Err(ApiError::Internal("the adopted attempt is gone".into())),
+    }
 }
 
 /// What a decision to send rests on: a fresh `session/status` merged with the ledger

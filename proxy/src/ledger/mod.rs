@@ -324,11 +324,17 @@ fn create_private(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// The file a serving proxy holds locked beside its SQLite ledger (`proxy.sqlite.lock`).
+/// The file a serving proxy holds locked beside its SQLite ledger (`proxy.sqlite.lock`), in
+/// the ledger's directory as the file system resolves it: a ledger reached through a symbolic
+/// link to its directory is the same ledger, with the same lock.
 pub fn lock_path(ledger: &Path) -> PathBuf {
-    let mut name = ledger.as_os_str().to_owned();
+    let mut name = ledger.file_name().unwrap_or_default().to_owned();
     name.push(".lock");
-    PathBuf::from(name)
+    let dir = ledger.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new("."));
+    std::fs::canonicalize(dir)
+        .unwrap_or_else(|_| dir.to_owned())
+        .join(name)
 }
 
 /// Holds the SQLite ledger at `path` for one serving proxy, for as long as the file returned
@@ -343,12 +349,13 @@ pub fn lock_path(ledger: &Path) -> PathBuf {
 pub fn hold_sqlite_ledger(path: &Path) -> Result<std::fs::File, String> {
     use std::io::{Read, Seek, Write};
     use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("the ledger's directory {}: {e}", dir.display()))?;
+    }
     let lock = lock_path(path);
     let shown = std::path::absolute(&lock).unwrap_or_else(|_| lock.clone());
     let say = |e: std::io::Error| format!("the ledger's lock file {}: {e}", shown.display());
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(say)?;
-    }
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -375,10 +382,12 @@ pub fn hold_sqlite_ledger(path: &Path) -> Result<std::fs::File, String> {
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(say(e)),
     }
-    // Who holds it, for the next one's refusal.
-    file.set_len(0).map_err(say)?;
-    file.rewind().map_err(say)?;
-    write!(file, "{}", std::process::id()).map_err(say)?;
+    // Who holds it, for the next one's refusal; the lock is what counts, so a pid that cannot
+    // be written (a full disk) does not stop the start.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| write!(file, "{}", std::process::id()));
     Ok(file)
 }
 
@@ -680,26 +689,48 @@ impl Ledger {
         let Store::Sqlite { readers, .. } = &self.store else {
             return Err("a PostgreSQL ledger is backed up with PostgreSQL's own tools (pg_dump, or the cluster's base backups), not by the proxy".into());
         };
-        let shown = std::path::absolute(target).unwrap_or_else(|_| target.to_owned());
+        // Absolute: SQLite would read a name starting `file:` as a URI.
+        let target =
+            std::path::absolute(target).map_err(|e| format!("{}: {e}", target.display()))?;
+        if target.symlink_metadata().is_ok() {
+            return Err(format!(
+                "{} is there already: a backup never overwrites",
+                target.display()
+            ));
+        }
+        // Made beside it under another name, and given its name only once whole: a copy cut
+        // short (Ctrl-C, a full disk) is never where a restore would look.
+        let mut partial = target.clone().into_os_string();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        let say = |e: std::io::Error| format!("{}: {e}", partial.display());
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(target)
-            .map_err(|e| format!("{}: {e}", shown.display()))?;
-        let name = target
+            .open(&partial)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => format!(
+                    "{} is there already (a backup cut short?): remove it first",
+                    partial.display()
+                ),
+                _ => say(e),
+            })?;
+        let name = partial
             .to_str()
-            .ok_or_else(|| format!("{}: not a UTF-8 path", shown.display()))?;
+            .ok_or_else(|| format!("{}: not a UTF-8 path", partial.display()))?;
         let copied = Exec::SqliteReaders(readers)
             .execute(&sql::Sql::new("VACUUM INTO ?").bind(name.to_owned()))
             .await;
-        if let Err(e) = copied {
-            // Nothing half-written is left where a restore would find it.
-            let _ = std::fs::remove_file(target);
-            return Err(format!("copying the ledger into {}: {e}", shown.display()));
-        }
-        Ok(())
+        let named = copied
+            .map_err(|e| format!("copying the ledger into {}: {e}", partial.display()))
+            .and_then(|_| {
+                std::fs::hard_link(&partial, &target)
+                    .map_err(|e| format!("{}: {e}", target.display()))
+            });
+        let _ = std::fs::remove_file(&partial);
+        named
     }
 
     /// The same ledger, announcing each event it commits to `publish`, in commit order (on

@@ -738,6 +738,9 @@ async fn a_retry_on_a_ledger_that_lost_its_refund_is_answered_from_smart_glocal_
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["refund_id"], first["refund_id"], "{again}");
     assert_eq!(again["amount"], first["amount"], "{again}");
+    // Recorded as the attempt it was: its id (from the refund's metadata), agent and key.
+    assert_eq!(again["attempt_id"], first["attempt_id"], "{again}");
+    assert_eq!(again["agent"], "alice", "{again}");
     assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
     // Recorded in the new ledger: the payment shows it, once.
     let payment = other.payment("ps_usd_1001").await;
@@ -758,8 +761,13 @@ async fn a_retry_on_a_ledger_that_lost_its_refund_is_answered_from_smart_glocal_
         (StatusCode::CONFLICT, Some("idempotency_conflict")),
         "{conflict}"
     );
+    let mut other_reason = body.clone();
+    other_reason["reason"] = json!("duplicate");
+    let (status, conflict) = other.refund("ps_usd_1001", &other_reason).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{conflict}");
     let (status, replay) = other.refund("ps_usd_1001", &body).await;
     assert_eq!(status, StatusCode::OK, "{replay}");
     assert_eq!(replay["refund_id"], first["refund_id"]);
+    assert_eq!(replay["attempt_id"], first["attempt_id"]);
     assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
 }

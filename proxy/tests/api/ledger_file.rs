@@ -119,17 +119,45 @@ async fn a_backup_taken_while_the_proxy_serves_is_a_whole_ledger_of_its_own() {
     for session in ["ps_usd_1001", "ps_eur_1002"] {
         assert!(exported.contains(session), "{exported}");
     }
-    // Restored, a proxy serves from it and knows those refunds.
+    // Restored, a proxy serves from it and knows those refunds as its own attempts (Smart
+    // Glocal's answer alone would show the refund, but not who asked for it).
+    let (_, view) = app
+        .get("/api/payments/ps_usd_1001", &app.token("alice"))
+        .await;
+    let attempt = view["refunds"][0]["attempt_id"].clone();
+    assert!(attempt.is_string(), "{view}");
     let restored = spawn_app_with(Options {
         database: Some(copy.clone()),
         ..Options::new(app.options.upstream_url.clone())
     })
     .await;
     let payment: Value = restored.payment("ps_usd_1001").await;
-    assert_eq!(
-        payment["refunds"].as_array().map(Vec::len),
-        Some(1),
-        "{payment}"
+    let refunds = payment["refunds"].as_array().expect("refunds");
+    assert_eq!(refunds.len(), 1, "{payment}");
+    assert_eq!(refunds[0]["attempt_id"], attempt, "{payment}");
+    assert_eq!(refunds[0]["agent"], "alice", "{payment}");
+
+    // A name SQLite would read as a URI is a file name like any other, and nothing is left
+    // beside the copy.
+    let odd = succeeded(
+        proxy_bin()
+            .current_dir(dir.path())
+            .args(["backup", "--to", "file:odd.sqlite", "--database"])
+            .arg(std::path::absolute(&app.database).unwrap()),
+    );
+    assert!(odd.contains("history chain intact"), "{odd}");
+    let odd = dir.path().join("file:odd.sqlite");
+    let mode = std::fs::metadata(&odd).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("file:odd.sqlite") && n != "file:odd.sqlite"),
+        "{names:?}"
     );
 
     // A file already there is refused, and left as it was.
