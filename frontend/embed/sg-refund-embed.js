@@ -110,6 +110,28 @@ for (const element of document.querySelectorAll("[data-sg-refund]")) {
 }
 
 export const ready = load();
+// The widget's code could not run here: WebAssembly blocked (a page's CSP without
+// 'wasm-unsafe-eval', a policy turning it off), a browser too old for it, or its files not
+// fetched. Each widget says so in place of a blank box, and the host hears `sg-refund:error`.
+ready.catch((error) => {
+  for (const element of document.querySelectorAll("[data-sg-refund]")) cannotRun(element, error, element.dataset.lang);
+});
+function cannotRun(element, error, lang) {
+  const russian = /^ru/i.test(lang || settings.locale || document.documentElement.lang || "");
+  const line = document.createElement("p");
+  line.setAttribute("role", "alert");
+  line.textContent = russian
+    ? "Возвраты не работают в этом браузере или на этой странице. Перезагрузите её или откройте в актуальном браузере."
+    : "Refunds cannot run in this browser or on this page. Reload it, or open it in a current browser.";
+  element.replaceChildren(line);
+  element.dispatchEvent(
+    new CustomEvent("sg-refund:error", {
+      bubbles: true,
+      composed: true,
+      detail: { session: element.session || element.dataset.session || "", code: "load_failed", status: 0, message: String((error && error.message) || error) },
+    }),
+  );
+}
 
 export async function mount(element, options = {}) {
   (await ready).mount(element, options);
@@ -333,7 +355,13 @@ class SgRefundElement extends HTMLElement {
     }
     if (generation !== this.#generation || !this.isConnected) return;
     prefetch(this.proxy, this.session, token || "");
-    const widget = await ready;
+    let widget;
+    try {
+      widget = await ready;
+    } catch (error) {
+      if (generation === this.#generation && this.isConnected) cannotRun(this, error, this.lang);
+      return;
+    }
     if (generation !== this.#generation || !this.isConnected) return;
     this.#unmount();
     const slot = document.createElement("div");

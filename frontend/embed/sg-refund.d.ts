@@ -128,12 +128,14 @@ export interface ErrorDetail {
   session: string;
   /**
    * The proxy's error code (`exceeds_remaining`, `unauthenticated`, …, listed in `docs/CONTRACTS.md`),
-   * or `network` (no answer), `bad_response`, `token_unavailable` (`fetchToken` rejected).
+   * or `network` (no answer), `bad_response`, `token_unavailable` (`fetchToken` rejected),
+   * `load_failed` (the widget's code could not run: WebAssembly blocked, the browser too old,
+   * its files not fetched).
    */
   code: string;
   /** The HTTP status, 0 when there was none. */
   status: number;
-  /** With `token_unavailable`: the rejection's message. */
+  /** With `token_unavailable` and `load_failed`: what failed, in the browser's words. */
   message?: string;
 }
 

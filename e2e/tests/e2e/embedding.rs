@@ -1252,3 +1252,78 @@ fn init_again_while_fetch_token_is_on_its_way_signs_in_with_the_new_token() {
         Ok(())
     });
 }
+
+/// A page where the widget's code cannot run (WebAssembly blocked by a policy or the page's
+/// CSP, a browser too old for it): each widget says so in its own place, in its language, and
+/// the host hears `sg-refund:error` with code `load_failed`, instead of an empty box.
+#[test]
+fn a_widget_whose_code_cannot_run_says_so_and_tells_the_host() {
+    e2e::run(|ctx| async move {
+        let stack = ctx.stack().await;
+        let session = stack.create_payment("demo-project", "18.00", "usd").await?;
+        // A page of the proxy's without the widget's code yet: its 404 answer.
+        ctx.client
+            .goto(&stack.page_url("/no-such-page", ""))
+            .await?;
+        let script = r#"
+            const [session, proxy, done] = arguments;
+            const blocked = () => Promise.reject(new WebAssembly.CompileError("WebAssembly is blocked here"));
+            WebAssembly.compile = blocked;
+            WebAssembly.compileStreaming = blocked;
+            window.errors = [];
+            document.addEventListener("sg-refund:error", (event) => window.errors.push(event.detail));
+            const older = document.createElement("div");
+            older.setAttribute("data-sg-refund", "");
+            older.setAttribute("data-session", session);
+            older.setAttribute("data-lang", "ru");
+            document.body.append(older);
+            import(proxy + "/sg-refund-embed.js").then(() => {
+              window.sgRefund.init({ proxy, fetchToken: async () => "unused" });
+              const element = window.sgRefund.create(session, { lang: "en" });
+              document.body.append(element);
+              done(true);
+            }, (error) => done(String(error)));
+        "#;
+        let loaded = ctx
+            .client
+            .execute_async(
+                script,
+                vec![
+                    session.as_str().into(),
+                    Value::from(stack.proxy_for("demo-project")),
+                ],
+            )
+            .await?;
+        assert_eq!(loaded, Value::Bool(true));
+        wait_until(
+            &ctx,
+            "both widgets say they cannot run",
+            "return window.errors.length >= 2;",
+            vec![],
+        )
+        .await?;
+        let seen = ctx
+            .client
+            .execute(
+                "return { errors: window.errors, element: document.querySelector('sg-refund [role=alert]')?.textContent, older: document.querySelector('[data-sg-refund] [role=alert]')?.textContent };",
+                vec![],
+            )
+            .await?;
+        for error in seen["errors"].as_array().ok_or("errors")? {
+            assert_eq!(error["code"], "load_failed", "{seen}");
+            assert_eq!(error["session"], session.as_str(), "{seen}");
+            assert!(
+                error["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("blocked"),
+                "{seen}"
+            );
+        }
+        let element = seen["element"].as_str().unwrap_or_default();
+        assert!(element.starts_with("Refunds cannot run"), "{seen}");
+        let older = seen["older"].as_str().unwrap_or_default();
+        assert!(older.starts_with("Возвраты не работают"), "{seen}");
+        Ok(())
+    });
+}

@@ -217,3 +217,50 @@ fn a_host_that_resets_the_adopted_stylesheets_gets_the_widgets_back_on_the_next_
     frontend::unmount(&host);
     host.remove();
 }
+
+/// The stylesheet works where `light-dark()` does not (Firefox before 120, Safari before 17.5,
+/// Chrome before 123): a custom property holding it is not dropped there but invalid where
+/// used, and every colour, border and focus ring of the widget would vanish. So it appears
+/// only inside the `@supports` block that tests for it, over a light palette of plain colours.
+/// And the focus ring is taken away only where `:focus-visible` is known to give it back.
+#[wasm_bindgen_test]
+fn the_stylesheet_keeps_its_colours_and_focus_ring_in_browsers_without_light_dark() {
+    // Its rules, without the comments (which name light-dark() too).
+    let mut css = String::new();
+    let mut rest = include_str!("../../src/widget.css");
+    while let Some(start) = rest.find("/*") {
+        css.push_str(&rest[..start]);
+        rest = rest[start..]
+            .split_once("*/")
+            .map_or("", |(_, after)| after);
+    }
+    css.push_str(rest);
+    let guard = "@supports (color: light-dark(red, red)) {";
+    let start = css.find(guard).expect("the light-dark() block");
+    let mut depth = 0;
+    let mut end = start + guard.len();
+    for (i, c) in css[start..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    end = start + i;
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let outside = format!("{}{}", &css[..start], &css[end..]);
+    assert!(
+        !outside.contains("light-dark("),
+        "light-dark() outside its @supports block"
+    );
+    assert!(css[start..end].contains("light-dark("));
+    for variable in ["--_accent:", "--_bg:", "--_fg:", "--_border:", "--_focus:"] {
+        assert!(outside.contains(variable), "{variable} has no plain colour");
+    }
+    assert!(!outside.contains(":focus { outline: none"));
+    assert!(outside.contains(":focus:not(:focus-visible) { outline: none; }"));
+}
