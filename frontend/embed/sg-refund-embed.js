@@ -116,7 +116,11 @@ export const ready = load();
 ready.catch((error) => {
   for (const element of document.querySelectorAll("[data-sg-refund]")) cannotRun(element, error, element.dataset.lang);
 });
+// Told once per element, and never in one its host unmounted.
+const failed = new WeakSet();
 function cannotRun(element, error, lang) {
+  if (failed.has(element) || unmounted.has(element)) return;
+  failed.add(element);
   const russian = /^ru/i.test(lang || settings.locale || document.documentElement.lang || "");
   const line = document.createElement("p");
   line.setAttribute("role", "alert");
@@ -134,7 +138,14 @@ function cannotRun(element, error, lang) {
 }
 
 export async function mount(element, options = {}) {
-  (await ready).mount(element, options);
+  let widget;
+  try {
+    widget = await ready;
+  } catch (error) {
+    cannotRun(element, error, options && options.lang);
+    throw error;
+  }
+  widget.mount(element, options);
 }
 export async function unmount(element) {
   (await ready).unmount(element);

@@ -67,6 +67,11 @@ fn replay(row: &RefundRow, hash: &str) -> Result<Answer, ApiError> {
     if row.request_hash.as_deref() != Some(hash) {
         return Err(ApiError::IdempotencyConflict);
     }
+    answer_of(row)
+}
+
+/// What a replay answers for `row`: its refund, or its failure in the first answer's words.
+fn answer_of(row: &RefundRow) -> Result<Answer, ApiError> {
     if let (RefundState::Failed, Some(code)) = (row.state, row.error_code) {
         // Smart Glocal's refusal: the same body as the first answer, its code and words.
         let refusal = row.error_detail.as_deref().and_then(refusal_in);
@@ -216,15 +221,14 @@ async fn decide_and_send(
     // (its `database` setting, or the working directory a relative path depends on, changed).
     // The key reaches Smart Glocal in the refund's metadata, so a retry of the intent is
     // answered with that refund, recorded now as the attempt it was, and not made again.
-    let listed = upstream
-        .payment()
-        .map(|p| p.refunds.as_slice())
-        .unwrap_or_default();
-    if let Some(made) = listed
-        .iter()
-        .find(|r| carries_key(r, &submission.idempotency_key))
-    {
-        return adopt_lost(state, agent, session, submission, hash, made, listed).await;
+    if let Some(paid) = upstream.payment() {
+        if let Some(made) = paid
+            .refunds
+            .iter()
+            .find(|r| !r.is_chargeback && carries_key(r, &submission.idempotency_key))
+        {
+            return adopt_lost(state, agent, session, submission, hash, made, paid).await;
+        }
     }
     let amount = view.check_refund(submission).map_err(ApiError::Rule)?;
     // The agent's own limits: per refund here, per day inside the attempt's insert (so that
@@ -305,8 +309,8 @@ async fn decide_and_send(
 /// (see `decide_and_send`), as the attempt that sent it: its attempt id from its metadata,
 /// the key and this request's hash, then Smart Glocal's refund bound to it by that id. The
 /// answer is then the key's replay, as the ledger that made it would give: a refund failed
-/// at Smart Glocal is its failure, and another request under the key is a conflict. `listed`
-/// are the payment's refunds as Smart Glocal listed them.
+/// at Smart Glocal is its failure, and another request under the key is a conflict. `paid` is
+/// the payment as Smart Glocal listed it.
 async fn adopt_lost(
     state: &AppState,
     agent: &Agent,
@@ -314,8 +318,9 @@ async fn adopt_lost(
     submission: &RefundSubmission,
     hash: &str,
     made: &sg::Refund,
-    listed: &[sg::Refund],
+    paid: &sg::AcquiringPayment,
 ) -> Result<Answer, ApiError> {
+    let listed = paid.refunds.as_slice();
     let said = |field: &str| made.metadata.as_ref().and_then(|m| m.get(field));
     let amount: Money = made.amount_details.into();
     // What the request says that the refund's metadata kept: another amount, reason or note
@@ -323,12 +328,32 @@ async fn adopt_lost(
     let same_reason = said("reason").and_then(|r| r.as_str()) == Some(submission.reason.as_str());
     let same_note =
         said("note").and_then(|n| n.as_str()) == submission.note.as_ref().map(|n| n.as_str());
+    // In full: all that was left before it, by Smart Glocal's list (the payment less its
+    // other refunds and chargebacks that hold money).
     let same_amount = match submission.amount {
         RefundAmount::Partial(asked) => asked == amount,
-        RefundAmount::Full => true,
+        RefundAmount::Full => {
+            let others: u64 = listed
+                .iter()
+                .filter(|r| r.id != made.id && r.status.holds_money())
+                .map(|r| r.amount_details.amount)
+                .sum();
+            paid.amount_details.amount.saturating_sub(others) == made.amount_details.amount
+        }
     };
     if !(same_reason && same_note && same_amount) {
         return Err(ApiError::IdempotencyConflict);
+    }
+    // Learnt of meanwhile, from a webhook or reconciliation, as a refund made elsewhere (it
+    // had no attempt in this ledger then): answered as it stands.
+    if let Some(known) = state
+        .ledger
+        .rows_for_session(session)
+        .await?
+        .into_iter()
+        .find(|r| r.refund_id.as_deref() == Some(made.id.as_str()))
+    {
+        return answer_of(&known);
     }
     let attempt_id = said("attempt_id")
         .and_then(|a| a.as_str())

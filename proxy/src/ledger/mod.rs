@@ -725,8 +725,17 @@ impl Ledger {
             .await;
         let named = copied
             .map_err(|e| format!("copying the ledger into {}: {e}", partial.display()))
+            // On disk before it takes its name: `VACUUM INTO` does not sync what it writes.
             .and_then(|_| {
+                std::fs::File::open(&partial)
+                    .and_then(|f| f.sync_all())
+                    .map_err(say)
+            })
+            .and_then(|()| {
+                // A link never replaces a file that appeared meanwhile; a file system without
+                // links (vfat, some network mounts) gets a rename after the check above.
                 std::fs::hard_link(&partial, &target)
+                    .or_else(|_| std::fs::rename(&partial, &target))
                     .map_err(|e| format!("{}: {e}", target.display()))
             });
         let _ = std::fs::remove_file(&partial);

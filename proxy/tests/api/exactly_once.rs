@@ -771,3 +771,54 @@ async fn a_retry_on_a_ledger_that_lost_its_refund_is_answered_from_smart_glocal_
     assert_eq!(replay["attempt_id"], first["attempt_id"]);
     assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
 }
+
+/// The same, where the restored ledger learnt of the refund before the retry came, from a
+/// webhook that lists the payment's refunds (here a chargeback's), as a refund made elsewhere
+/// since no attempt of its held it: the retry is answered with that refund, and no attempt
+/// is left in flight on the payment. A retry in full of a refund that was partial is another
+/// request.
+#[tokio::test]
+async fn a_retry_after_the_restored_ledger_learnt_of_its_refund_from_a_webhook_is_answered_with_it()
+{
+    let (sandbox, app) = sandbox_and_app().await;
+    let key = fresh_key();
+    let body = submission(Some(1000), "usd", &key);
+    let (status, first) = app.refund("ps_usd_1001", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let other = spawn_app(&sandbox.base_url()).await;
+    sandbox.set_webhook_url(other.webhook_url());
+    sandbox.chargeback("ps_usd_1001", 500).await;
+    eventually(10, "the new ledger learnt of the refund", || async {
+        let (_, lines) = other
+            .get("/api/payments/ps_usd_1001/history", &other.token("alice"))
+            .await;
+        lines
+            .as_array()
+            .is_some_and(|l| l.iter().any(|h| h["refund_id"] == first["refund_id"]))
+    })
+    .await;
+    let (status, again) = other.refund("ps_usd_1001", &body).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["refund_id"], first["refund_id"], "{again}");
+    let (status, full) = other
+        .refund("ps_usd_1001", &submission(None, "usd", &key))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{full}");
+    // No attempt of it left pending (which would hold the payment's refunds behind it), and
+    // the refund shown once.
+    let payment = other.payment("ps_usd_1001").await;
+    let refunds = payment["refunds"].as_array().expect("refunds");
+    assert!(
+        refunds.iter().all(|r| r["state"] != "pending"),
+        "{payment}"
+    );
+    assert_eq!(
+        refunds
+            .iter()
+            .filter(|r| r["refund_id"] == first["refund_id"])
+            .count(),
+        1,
+        "{payment}"
+    );
+    assert_eq!(sandbox.session("ps_usd_1001").await.refunds_received, 1);
+}
