@@ -399,11 +399,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                     say(&format!(
                         "history chain intact: {} lines, head {} (keep it: `--expect-head` with it later shows lines removed or rewritten since)",
                         report.verified,
-                        if report.head.is_empty() {
-                            "(empty)"
-                        } else {
-                            &report.head
-                        }
+                        shown_head(&report.head)
                     ));
                     Ok(())
                 }
@@ -452,11 +448,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 "ledger copied to {}: history chain intact, {} lines, head {}",
                 copy.describe_whole(),
                 report.verified,
-                if report.head.is_empty() {
-                    "(empty)"
-                } else {
-                    &report.head
-                }
+                shown_head(&report.head)
             ));
             Ok(())
         }
@@ -480,6 +472,16 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             ))
             .map_err(|e| format!("writing the export: {e}").into())
         }
+    }
+}
+
+/// A chain head as `verify-ledger` prints it and `--expect-head` takes it back: `(empty)` for
+/// a chain with no line yet.
+fn shown_head(head: &str) -> &str {
+    if head.is_empty() {
+        "(empty)"
+    } else {
+        head
     }
 }
 

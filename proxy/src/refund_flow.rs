@@ -260,34 +260,18 @@ async fn decide_and_send(
     let refunds_before: Vec<String> = payment.refunds.iter().map(|r| r.id.to_string()).collect();
 
     let attempt = NewAttempt {
-        attempt_id: AttemptId::from_random(uuid::Uuid::new_v4().as_u128()),
-        session_id: session.clone(),
-        agent: agent.name.clone(),
-        amount,
-        full_refund: matches!(submission.amount, RefundAmount::Full),
-        reason: submission.reason,
-        note: submission.note.clone(),
-        idempotency_key: submission.idempotency_key.clone(),
-        request_hash: hash.to_owned(),
         refunds_before: refunds_before.clone(),
         daily_limit,
-        role: agent.role.clone(),
-        token_issued_at: agent.issued_at,
         state: if awaits_approval {
             RefundState::AwaitingApproval
         } else {
             RefundState::Pending
         },
+        ..attempt_of(agent, session, submission, hash, amount)
     };
-    let row = match state.ledger.insert_attempt(&attempt).await? {
-        Inserted::New(row) => row,
-        Inserted::Existing(row) => return replay(&row, hash),
-        Inserted::InFlight => return Err(ApiError::RefundInFlight),
-        Inserted::Revoked => return Err(ApiError::TokenRevoked),
-        Inserted::AlreadyRequested => return Err(ApiError::Rule(ErrorCode::AlreadyRequested)),
-        Inserted::OverDailyLimit { left } => {
-            return Err(ApiError::OverDailyLimit(Money::new(left, amount.currency)))
-        }
+    let row = match recorded(state.ledger.insert_attempt(&attempt).await?, hash, amount)? {
+        Ok(row) => row,
+        Err(answer) => return Ok(answer),
     };
 
     if awaits_approval {
@@ -365,32 +349,15 @@ async fn adopt_lost(
         .filter(|r| r.id != made.id)
         .map(|r| r.id.to_string())
         .collect();
+    // Made already: no limit of today's can undo it (`attempt_of` sets none).
     let attempt = NewAttempt {
         attempt_id,
-        session_id: session.clone(),
-        agent: agent.name.clone(),
-        amount,
-        full_refund: matches!(submission.amount, RefundAmount::Full),
-        reason: submission.reason,
-        note: submission.note.clone(),
-        idempotency_key: submission.idempotency_key.clone(),
-        request_hash: hash.to_owned(),
         refunds_before: others,
-        // Made already: no limit of today's can undo it.
-        daily_limit: None,
-        role: agent.role.clone(),
-        token_issued_at: agent.issued_at,
-        state: RefundState::Pending,
+        ..attempt_of(agent, session, submission, hash, amount)
     };
-    let row = match state.ledger.insert_attempt(&attempt).await? {
-        Inserted::New(row) => row,
-        Inserted::Existing(row) => return replay(&row, hash),
-        Inserted::InFlight => return Err(ApiError::RefundInFlight),
-        Inserted::Revoked => return Err(ApiError::TokenRevoked),
-        Inserted::AlreadyRequested => return Err(ApiError::Rule(ErrorCode::AlreadyRequested)),
-        Inserted::OverDailyLimit { left } => {
-            return Err(ApiError::OverDailyLimit(Money::new(left, amount.currency)))
-        }
+    let row = match recorded(state.ledger.insert_attempt(&attempt).await?, hash, amount)? {
+        Ok(row) => row,
+        Err(answer) => return Ok(answer),
     };
     let (_, bound) = state
         .ledger
@@ -404,6 +371,52 @@ async fn adopt_lost(
     match state.ledger.find_by_key(row.key).await? {
         Some(row) => replay(&row, hash),
         None => Err(ApiError::Internal("the adopted attempt is gone".into())),
+    }
+}
+
+/// The attempt `submission` makes, as `agent` asks it: `pending`, with a fresh id, nothing
+/// before it and no daily limit (each caller says otherwise where it differs).
+fn attempt_of(
+    agent: &Agent,
+    session: &SessionId,
+    submission: &RefundSubmission,
+    hash: &str,
+    amount: Money,
+) -> NewAttempt {
+    NewAttempt {
+        attempt_id: AttemptId::from_random(uuid::Uuid::new_v4().as_u128()),
+        session_id: session.clone(),
+        agent: agent.name.clone(),
+        amount,
+        full_refund: matches!(submission.amount, RefundAmount::Full),
+        reason: submission.reason,
+        note: submission.note.clone(),
+        idempotency_key: submission.idempotency_key.clone(),
+        request_hash: hash.to_owned(),
+        refunds_before: Vec::new(),
+        daily_limit: None,
+        role: agent.role.clone(),
+        token_issued_at: agent.issued_at,
+        state: RefundState::Pending,
+    }
+}
+
+/// The attempt `insert_attempt` recorded (`Ok`), or the answer for a request it did not
+/// record (`Err`: the key's replay), or its refusal.
+fn recorded(
+    inserted: Inserted,
+    hash: &str,
+    amount: Money,
+) -> Result<Result<RefundRow, Answer>, ApiError> {
+    match inserted {
+        Inserted::New(row) => Ok(Ok(row)),
+        Inserted::Existing(row) => replay(&row, hash).map(Err),
+        Inserted::InFlight => Err(ApiError::RefundInFlight),
+        Inserted::Revoked => Err(ApiError::TokenRevoked),
+        Inserted::AlreadyRequested => Err(ApiError::Rule(ErrorCode::AlreadyRequested)),
+        Inserted::OverDailyLimit { left } => {
+            Err(ApiError::OverDailyLimit(Money::new(left, amount.currency)))
+        }
     }
 }
 

@@ -808,10 +808,7 @@ async fn a_retry_after_the_restored_ledger_learnt_of_its_refund_from_a_webhook_i
     // the refund shown once.
     let payment = other.payment("ps_usd_1001").await;
     let refunds = payment["refunds"].as_array().expect("refunds");
-    assert!(
-        refunds.iter().all(|r| r["state"] != "pending"),
-        "{payment}"
-    );
+    assert!(refunds.iter().all(|r| r["state"] != "pending"), "{payment}");
     assert_eq!(
         refunds
             .iter()
