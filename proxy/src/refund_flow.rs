@@ -355,22 +355,18 @@ async fn adopt_lost(
         refunds_before: others,
         ..attempt_of(agent, session, submission, hash, amount)
     };
-    let row = match recorded(state.ledger.insert_attempt(&attempt).await?, hash, amount)? {
+    let (inserted, bound) = state.ledger.adopt_refund(&attempt, made).await?;
+    let row = match recorded(inserted, hash, amount)? {
         Ok(row) => row,
         Err(answer) => return Ok(answer),
     };
-    let (_, bound) = state
-        .ledger
-        .apply_upstream_refund(session, made, Source::Reconciled)
-        .await?;
     tracing::warn!(refund_id = %made.id, attempt_id = %attempt.attempt_id, "a refund Smart Glocal has for this idempotency key was missing from the ledger: recorded, not made again");
-    if bound.key == row.key {
-        return replay(&bound, hash);
-    }
-    // Bound elsewhere (it cannot be, as it names this attempt): read the attempt as it is.
-    match state.ledger.find_by_key(row.key).await? {
-        Some(row) => replay(&row, hash),
-        None => Err(ApiError::Internal("the adopted attempt is gone".into())),
+    match bound {
+        Some(bound) if bound.key == row.key => replay(&bound, hash),
+        // `adopt_refund` keeps nothing it could not bind to the attempt.
+        _ => Err(ApiError::Internal(
+            "the adopted refund was not bound to its attempt".into(),
+        )),
     }
 }
 

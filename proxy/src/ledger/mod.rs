@@ -362,6 +362,9 @@ pub fn hold_sqlite_ledger(path: &Path) -> Result<std::fs::File, String> {
         .create(true)
         .truncate(false)
         .mode(0o600)
+        // Not through a symbolic link someone put in its place: the pid written into it
+        // would overwrite whatever file the link names.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&lock)
         .map_err(say)?;
     match file.try_lock() {

@@ -347,6 +347,22 @@ impl Ledger {
         tx.finish(journal, result).await
     }
 
+    /// Records `attempt`, for an intent Smart Glocal has already refunded as `refund` (the
+    /// ledger that recorded it was lost: `refund_flow::adopt_lost`), and binds `refund` to it
+    /// by the attempt id its metadata names, in one commit: no one sees the attempt `pending`
+    /// without its refund, and a stop between the two leaves neither. The row bound, when the
+    /// attempt was recorded.
+    pub async fn adopt_refund(
+        &self,
+        attempt: &NewAttempt,
+        refund: &sg::Refund,
+    ) -> Result<(Inserted, Option<RefundRow>), sqlx::Error> {
+        let mut tx = self.write().await?;
+        let mut journal = Entries::default();
+        let result = adopt_in(&mut tx, &mut journal, attempt, refund).await;
+        tx.finish(journal, result).await
+    }
+
     /// Applies `change` to the row `key` if it moves forward; the row as it now is.
     pub async fn change(&self, key: i64, change: Change) -> Result<RefundRow, sqlx::Error> {
         let mut tx = self.write().await?;
@@ -684,6 +700,36 @@ async fn revoked_in(
 /// Without a daily limit to check, the common case is one statement: the idempotency key and
 /// "one `pending` attempt per payment" are unique indexes, so an insert that would break
 /// either inserts nothing (`ON CONFLICT DO NOTHING`), and only then is the reason looked up.
+async fn adopt_in(
+    tx: &mut WriteTx<'_>,
+    journal: &mut Entries,
+    attempt: &NewAttempt,
+    refund: &sg::Refund,
+) -> Result<(Inserted, Option<RefundRow>), sqlx::Error> {
+    let inserted = insert_attempt_in(tx, journal, attempt).await?;
+    let Inserted::New(row) = &inserted else {
+        return Ok((inserted, None));
+    };
+    let key = row.key;
+    let (_, bound) = apply_in(
+        tx,
+        journal,
+        &attempt.session_id,
+        refund,
+        Source::Reconciled,
+        None,
+    )
+    .await?;
+    // Bound to another attempt (by amount, had its metadata named none): nothing is kept, or
+    // the new attempt would stay `pending` and hold the payment.
+    if bound.key != key {
+        return Err(sqlx::Error::Protocol(
+            "the refund Smart Glocal has for this key went to another attempt".into(),
+        ));
+    }
+    Ok((inserted, Some(bound)))
+}
+
 async fn insert_attempt_in(
     tx: &mut WriteTx<'_>,
     journal: &mut Entries,

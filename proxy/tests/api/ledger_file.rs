@@ -22,22 +22,11 @@ async fn a_second_proxy_on_the_same_sqlite_ledger_is_refused_until_the_first_has
     let database = dir.path().join("ledger.sqlite");
     let mut first = ProxyProcess::start(&sandbox.base_url(), &database, &[]).await;
 
-    let mut second = serve_command(&sandbox.base_url(), &database)
-        .env("PROXY_LISTEN", "127.0.0.1:0")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while second.try_wait().unwrap().is_none() {
-        if started.elapsed() > std::time::Duration::from_secs(20) {
-            let _ = second.kill();
-            let _ = second.wait();
-            panic!("the second proxy served from the first's ledger");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let second = second.wait_with_output().unwrap();
+    let second = refused(
+        serve_command(&sandbox.base_url(), &database).env("PROXY_LISTEN", "127.0.0.1:0"),
+        "the second proxy served from the first's ledger",
+    )
+    .await;
     assert!(!second.status.success(), "{second:?}");
     let said = String::from_utf8_lossy(&second.stderr);
     assert!(said.contains("in use by another proxy (pid "), "{said}");
@@ -174,4 +163,46 @@ async fn a_backup_taken_while_the_proxy_serves_is_a_whole_ledger_of_its_own() {
         std::fs::read_to_string(dir.path().join("taken")).unwrap(),
         "keep me"
     );
+}
+
+/// The lock file is never opened through a symbolic link put in its place (a ledger directory
+/// others can write to): the pid a proxy writes there would overwrite the file it names. The
+/// start is refused, naming the lock file, and that file is left as it was.
+#[tokio::test]
+async fn a_symbolic_link_in_the_lock_files_place_is_refused_not_written_through() {
+    sqlite_only!();
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("ledger.sqlite");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "keep me").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join("ledger.sqlite.lock")).unwrap();
+    let output = refused(
+        serve_command("http://127.0.0.1:9", &database).env("PROXY_LISTEN", "127.0.0.1:0"),
+        "the proxy started through the link",
+    )
+    .await;
+    assert!(!output.status.success(), "{output:?}");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("ledger.sqlite.lock"), "{said}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+}
+
+/// What `command` (a `proxy serve`) printed when it exited; one still running after 20 s is
+/// killed, and the test fails with `otherwise`.
+async fn refused(command: &mut Command, otherwise: &str) -> std::process::Output {
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{otherwise}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.wait_with_output().unwrap()
 }
