@@ -722,6 +722,35 @@ async fn a_refund_waiting_for_its_payments_lock_gives_up_when_the_proxy_stops() 
     ledger.close().await;
 }
 
+/// A refund of 10.00 on `ps_usd_1001` (`body`, under `key`, answered `first`), then another,
+/// empty ledger in front of the same Smart Glocal (`other`, its webhooks wired to it).
+struct Lost {
+    sandbox: sandbox::Sandbox,
+    key: String,
+    body: Value,
+    first: Value,
+    other: TestApp,
+    _made_by: TestApp,
+}
+
+async fn refunded_then_ledger_lost() -> Lost {
+    let (sandbox, app) = sandbox_and_app().await;
+    let key = fresh_key();
+    let body = submission(Some(1000), "usd", &key);
+    let (status, first) = app.refund("ps_usd_1001", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let other = spawn_app(&sandbox.base_url()).await;
+    sandbox.set_webhook_url(other.webhook_url());
+    Lost {
+        sandbox,
+        key,
+        body,
+        first,
+        other,
+        _made_by: app,
+    }
+}
+
 /// A ledger lost or swapped under a proxy (restored from a backup older than a refund, or a
 /// `database` setting, or the working directory a relative path depends on, that changed)
 /// forgets every key; Smart Glocal does not, since each refund carries its key in its
@@ -730,14 +759,14 @@ async fn a_refund_waiting_for_its_payments_lock_gives_up_when_the_proxy_stops() 
 #[tokio::test]
 async fn a_retry_on_a_ledger_that_lost_its_refund_is_answered_from_smart_glocal_not_refunded_again()
 {
-    let (sandbox, app) = sandbox_and_app().await;
-    let key = fresh_key();
-    let body = submission(Some(1000), "usd", &key);
-    let (status, first) = app.refund("ps_usd_1001", &body).await;
-    assert_eq!(status, StatusCode::CREATED, "{first}");
-    // Another, empty ledger in front of the same Smart Glocal.
-    let other = spawn_app(&sandbox.base_url()).await;
-    sandbox.set_webhook_url(other.webhook_url());
+    let Lost {
+        sandbox,
+        key,
+        body,
+        first,
+        other,
+        ..
+    } = refunded_then_ledger_lost().await;
     let (status, again) = other.refund("ps_usd_1001", &body).await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["refund_id"], first["refund_id"], "{again}");
@@ -784,13 +813,14 @@ async fn a_retry_on_a_ledger_that_lost_its_refund_is_answered_from_smart_glocal_
 #[tokio::test]
 async fn a_retry_after_the_restored_ledger_learnt_of_its_refund_from_a_webhook_is_answered_with_it()
 {
-    let (sandbox, app) = sandbox_and_app().await;
-    let key = fresh_key();
-    let body = submission(Some(1000), "usd", &key);
-    let (status, first) = app.refund("ps_usd_1001", &body).await;
-    assert_eq!(status, StatusCode::CREATED, "{first}");
-    let other = spawn_app(&sandbox.base_url()).await;
-    sandbox.set_webhook_url(other.webhook_url());
+    let Lost {
+        sandbox,
+        key,
+        body,
+        first,
+        other,
+        ..
+    } = refunded_then_ledger_lost().await;
     sandbox.chargeback("ps_usd_1001", 500).await;
     eventually(10, "the new ledger learnt of the refund", || async {
         let (_, lines) = other
